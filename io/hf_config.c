@@ -1,0 +1,472 @@
+/* Model configuration from Hugging Face config.json or a synthetic spec
+ * (see hf_config.h). JSON is read with jansson. */
+#include "hf_config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+/* ------------------------------------------------------------ validation */
+
+static const char *arch_name(dt_arch a) {
+  return a == DT_ARCH_GPT2 ? "gpt2" : a == DT_ARCH_LLAMA ? "llama" : "?";
+}
+
+/* where: what the messages name (the config.json path, or the source). */
+static int validate(const dt_config *c, int code, const char *where) {
+  const char *src = where ? where : c->source[0] ? c->source : "(config)";
+  DT_CHECK(c->arch == DT_ARCH_GPT2 || c->arch == DT_ARCH_LLAMA, code,
+           "%s: arch %d is not gpt2 or llama", src, (int)c->arch);
+  const struct {
+    const char *name;
+    int v;
+  } pos[] = {{"n_layer", c->n_layer}, {"d_model", c->d_model},
+             {"n_head", c->n_head},   {"n_kv_head", c->n_kv_head},
+             {"head_dim", c->head_dim}, {"d_ffn", c->d_ffn},
+             {"vocab", c->vocab},     {"n_ctx", c->n_ctx}};
+  for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
+    DT_CHECK(pos[i].v > 0, code, "%s: %s = %d must be positive", src,
+             pos[i].name, pos[i].v);
+  DT_CHECK(c->n_head % c->n_kv_head == 0, code,
+           "%s: n_head = %d is not a multiple of n_kv_head = %d", src,
+           c->n_head, c->n_kv_head);
+  DT_CHECK(isfinite(c->norm_eps) && c->norm_eps > 0, code,
+           "%s: norm_eps = %g must be a positive number", src,
+           (double)c->norm_eps);
+  DT_CHECK((int64_t)(c->n_head + 2 * (int64_t)c->n_kv_head) * c->head_dim <=
+                   INT_MAX &&
+               2 * (int64_t)c->d_ffn <= INT_MAX,
+           code,
+           "%s: sizes too large (n_head = %d, n_kv_head = %d, head_dim = %d, "
+           "d_ffn = %d)",
+           src, c->n_head, c->n_kv_head, c->head_dim, c->d_ffn);
+  if (c->arch == DT_ARCH_GPT2) {
+    DT_CHECK(c->n_kv_head == c->n_head, code,
+             "%s: gpt2 needs n_kv_head = n_head (got %d and %d)", src,
+             c->n_kv_head, c->n_head);
+    DT_CHECK((int64_t)c->n_head * c->head_dim == c->d_model, code,
+             "%s: gpt2 needs n_head * head_dim = d_model (got %d * %d != %d; "
+             "d_model must be a multiple of n_head)",
+             src, c->n_head, c->head_dim, c->d_model);
+  } else {
+    DT_CHECK(c->head_dim % 2 == 0, code,
+             "%s: head_dim = %d must be even for rotary embeddings", src,
+             c->head_dim);
+    DT_CHECK(isfinite(c->rope_theta) && c->rope_theta > 0, code,
+             "%s: rope_theta = %g must be a positive number", src,
+             (double)c->rope_theta);
+  }
+  return DT_OK;
+}
+
+int dt_config_validate(const dt_config *c) {
+  DT_CALL(validate(c, DT_EINPUT, NULL));
+  return DT_OK;
+}
+
+/* ------------------------------------------------------------ config.json */
+
+/* A short JSON rendering of v for messages. */
+static const char *show(json_t *v, char *buf, size_t cap) {
+  char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+  snprintf(buf, cap, "%s", s ? s : "?");
+  if (s && strlen(s) >= cap && cap > 4) strcpy(buf + cap - 4, "...");
+  free(s);
+  return buf;
+}
+
+/* Integer field. Absent or null: *out = def when !required. */
+static int get_int(json_t *root, const char *path, const char *key,
+                   int required, int def, int *out) {
+  json_t *v = json_object_get(root, key);
+  if (!v || json_is_null(v)) {
+    DT_CHECK(!required, DT_EINPUT, "%s: required field %s is %s", path, key,
+             v ? "null" : "missing");
+    *out = def;
+    return DT_OK;
+  }
+  char b[96];
+  DT_CHECK(json_is_integer(v), DT_EINPUT,
+           "%s: field %s must be an integer, got %s", path, key,
+           show(v, b, sizeof b));
+  json_int_t x = json_integer_value(v);
+  DT_CHECK(x > 0 && x <= INT_MAX, DT_EINPUT,
+           "%s: field %s = %lld is out of range (1..%d)", path, key,
+           (long long)x, INT_MAX);
+  *out = (int)x;
+  return DT_OK;
+}
+
+static int get_num(json_t *root, const char *path, const char *key, double def,
+                   double *out) {
+  json_t *v = json_object_get(root, key);
+  if (!v || json_is_null(v)) {
+    *out = def;
+    return DT_OK;
+  }
+  char b[96];
+  DT_CHECK(json_is_number(v), DT_EINPUT, "%s: field %s must be a number, got %s",
+           path, key, show(v, b, sizeof b));
+  *out = json_number_value(v);
+  return DT_OK;
+}
+
+static int get_bool(json_t *root, const char *path, const char *key, int def,
+                    int *out) {
+  json_t *v = json_object_get(root, key);
+  if (!v || json_is_null(v)) {
+    *out = def;
+    return DT_OK;
+  }
+  char b[96];
+  DT_CHECK(json_is_boolean(v), DT_EINPUT,
+           "%s: field %s must be true or false, got %s", path, key,
+           show(v, b, sizeof b));
+  *out = json_is_true(v);
+  return DT_OK;
+}
+
+/* String field; absent or null gives def (which may be NULL). */
+static int get_str(json_t *root, const char *path, const char *key,
+                   const char *def, const char **out) {
+  json_t *v = json_object_get(root, key);
+  if (!v || json_is_null(v)) {
+    *out = def;
+    return DT_OK;
+  }
+  char b[96];
+  DT_CHECK(json_is_string(v), DT_EINPUT, "%s: field %s must be a string, got %s",
+           path, key, show(v, b, sizeof b));
+  *out = json_string_value(v);
+  return DT_OK;
+}
+
+static int load_gpt2(dt_config *c, json_t *r, const char *p) {
+  c->arch = DT_ARCH_GPT2;
+  DT_CALL(get_int(r, p, "n_layer", 1, 0, &c->n_layer));
+  DT_CALL(get_int(r, p, "n_embd", 1, 0, &c->d_model));
+  DT_CALL(get_int(r, p, "n_head", 1, 0, &c->n_head));
+  DT_CHECK(c->d_model <= INT_MAX / 4, DT_EINPUT, "%s: n_embd = %d is too large",
+           p, c->d_model);
+  DT_CALL(get_int(r, p, "n_inner", 0, 4 * c->d_model, &c->d_ffn));
+  DT_CALL(get_int(r, p, "vocab_size", 1, 0, &c->vocab));
+  DT_CALL(get_int(r, p, "n_positions", 1, 0, &c->n_ctx));
+  double eps;
+  DT_CALL(get_num(r, p, "layer_norm_epsilon", 1e-5, &eps));
+  c->norm_eps = (float)eps;
+  const char *act;
+  DT_CALL(get_str(r, p, "activation_function", "gelu_new", &act));
+  DT_CHECK(strcmp(act, "gelu_new") == 0 || strcmp(act, "gelu_pytorch_tanh") == 0,
+           DT_EINPUT,
+           "%s: field activation_function = \"%s\" is not supported (supported: "
+           "gelu_new, gelu_pytorch_tanh)",
+           p, act);
+  /* Options that change the attention arithmetic. */
+  int flag;
+  DT_CALL(get_bool(r, p, "scale_attn_by_inverse_layer_idx", 0, &flag));
+  DT_CHECK(!flag, DT_EINPUT,
+           "%s: field scale_attn_by_inverse_layer_idx = true is not supported",
+           p);
+  DT_CALL(get_bool(r, p, "scale_attn_weights", 1, &flag));
+  DT_CHECK(flag, DT_EINPUT,
+           "%s: field scale_attn_weights = false is not supported", p);
+  DT_CALL(get_bool(r, p, "tie_word_embeddings", 1, &c->tied_head));
+  c->n_kv_head = c->n_head;
+  c->head_dim = c->n_head > 0 ? c->d_model / c->n_head : 0;
+  c->rope_theta = 0;
+  c->has_bias = 1;
+  return DT_OK;
+}
+
+static int load_llama(dt_config *c, json_t *r, const char *p,
+                      const char *type) {
+  c->arch = DT_ARCH_LLAMA;
+  DT_CALL(get_int(r, p, "num_hidden_layers", 1, 0, &c->n_layer));
+  DT_CALL(get_int(r, p, "hidden_size", 1, 0, &c->d_model));
+  DT_CALL(get_int(r, p, "num_attention_heads", 1, 0, &c->n_head));
+  DT_CALL(get_int(r, p, "num_key_value_heads", 0, c->n_head, &c->n_kv_head));
+  DT_CALL(get_int(r, p, "head_dim", 0, c->d_model / c->n_head, &c->head_dim));
+  DT_CALL(get_int(r, p, "intermediate_size", 1, 0, &c->d_ffn));
+  DT_CALL(get_int(r, p, "vocab_size", 1, 0, &c->vocab));
+  DT_CALL(get_int(r, p, "max_position_embeddings", 1, 0, &c->n_ctx));
+  double x;
+  DT_CALL(get_num(r, p, "rms_norm_eps", 1e-6, &x));
+  c->norm_eps = (float)x;
+
+  /* rope_theta at top level (older files) or under rope_parameters. */
+  json_t *rp = json_object_get(r, "rope_parameters");
+  char b[96];
+  if (rp && !json_is_null(rp)) {
+    DT_CHECK(json_is_object(rp), DT_EINPUT,
+             "%s: field rope_parameters must be an object, got %s", p,
+             show(rp, b, sizeof b));
+    const char *rt;
+    DT_CALL(get_str(rp, p, "rope_type", "default", &rt));
+    DT_CHECK(strcmp(rt, "default") == 0, DT_EINPUT,
+             "%s: field rope_parameters.rope_type = \"%s\" is not supported "
+             "(only default)",
+             p, rt);
+  }
+  json_t *top = json_object_get(r, "rope_theta");
+  if (top && !json_is_null(top)) {
+    DT_CALL(get_num(r, p, "rope_theta", 10000.0, &x));
+  } else if (rp && json_object_get(rp, "rope_theta")) {
+    json_t *v = json_object_get(rp, "rope_theta");
+    DT_CHECK(json_is_number(v), DT_EINPUT,
+             "%s: field rope_parameters.rope_theta must be a number, got %s", p,
+             show(v, b, sizeof b));
+    x = json_number_value(v);
+  } else {
+    x = 10000.0;
+  }
+  c->rope_theta = (float)x;
+  json_t *rs = json_object_get(r, "rope_scaling");
+  DT_CHECK(!rs || json_is_null(rs), DT_EINPUT,
+           "%s: field rope_scaling = %s is not supported", p,
+           show(rs, b, sizeof b));
+
+  const char *act;
+  DT_CALL(get_str(r, p, "hidden_act", "silu", &act));
+  DT_CHECK(strcmp(act, "silu") == 0, DT_EINPUT,
+           "%s: field hidden_act = \"%s\" is not supported (supported: silu)",
+           p, act);
+  int flag;
+  DT_CALL(get_bool(r, p, "attention_bias", 0, &flag));
+  DT_CHECK(!flag, DT_EINPUT, "%s: field attention_bias = true is not supported",
+           p);
+  DT_CALL(get_bool(r, p, "mlp_bias", 0, &flag));
+  DT_CHECK(!flag, DT_EINPUT, "%s: field mlp_bias = true is not supported", p);
+  if (strcmp(type, "mistral") == 0) {
+    /* Sliding-window attention differs from full causal attention only when
+     * the window is shorter than the context. */
+    json_t *sw = json_object_get(r, "sliding_window");
+    if (sw && !json_is_null(sw)) {
+      DT_CHECK(json_is_integer(sw), DT_EINPUT,
+               "%s: field sliding_window must be an integer, got %s", p,
+               show(sw, b, sizeof b));
+      DT_CHECK(json_integer_value(sw) >= c->n_ctx, DT_EINPUT,
+               "%s: field sliding_window = %lld (< max_position_embeddings = "
+               "%d) is not supported",
+               p, (long long)json_integer_value(sw), c->n_ctx);
+    }
+  }
+  DT_CALL(get_bool(r, p, "tie_word_embeddings", 0, &c->tied_head));
+  c->has_bias = 0;
+  return DT_OK;
+}
+
+int dt_hf_config_load(dt_config *c, const char *dir) {
+  memset(c, 0, sizeof *c);
+  DT_CHECK(strlen(dir) < sizeof c->source, DT_EINPUT,
+           "model folder path is too long (%zu characters, at most %zu): %s",
+           strlen(dir), sizeof c->source - 1, dir);
+  char path[4096];
+  DT_CHECK((size_t)snprintf(path, sizeof path, "%s/config.json", dir) <
+               sizeof path,
+           DT_EINPUT, "model folder path is too long: %s", dir);
+  json_error_t jerr;
+  json_t *r = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+  if (!r) {
+    FILE *probe = fopen(path, "r");
+    if (!probe)
+      DT_ERR(DT_EINPUT, "%s: cannot open model config: %s", path,
+             strerror(errno));
+    fclose(probe);
+    DT_ERR(DT_EINPUT, "%s: not valid JSON (%s at line %d, column %d)", path,
+           jerr.text, jerr.line, jerr.column);
+  }
+  int rc = DT_OK;
+  if (!json_is_object(r)) {
+    rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
+                      "%s: not a JSON object", path);
+    goto done;
+  }
+  const char *type = NULL;
+  if ((rc = get_str(r, path, "model_type", NULL, &type)) != DT_OK) goto done;
+  if (!type) {
+    rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
+                      "%s: required field model_type is missing (supported: "
+                      "gpt2, llama, mistral)",
+                      path);
+    goto done;
+  }
+  snprintf(c->source, sizeof c->source, "%s", dir);
+  if (strcmp(type, "gpt2") == 0)
+    rc = load_gpt2(c, r, path);
+  else if (strcmp(type, "llama") == 0 || strcmp(type, "mistral") == 0)
+    rc = load_llama(c, r, path, type);
+  else
+    rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
+                      "%s: field model_type = \"%s\" is not supported "
+                      "(supported: gpt2, llama, mistral)",
+                      path, type);
+  if (rc == DT_OK) rc = validate(c, DT_EINPUT, path);
+done:
+  json_decref(r);
+  if (rc != DT_OK) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}
+
+/* ------------------------------------------------------------ synthetic */
+
+enum { K_LAYERS, K_D, K_HEADS, K_KV, K_FFN, K_VOCAB, K_CTX, K_HEAD_DIM, K_THETA, K_N };
+static const char *const k_keys[K_N] = {"layers", "d",        "heads",
+                                        "kv_heads", "ffn",    "vocab",
+                                        "ctx",    "head_dim", "theta"};
+
+typedef struct {
+  const char *name;
+  dt_arch arch;
+  /* 0 = derived after overrides (ffn, kv_heads, head_dim). */
+  long v[K_N];
+} preset;
+
+/* Family bases (the first two) derive ffn/kv_heads/head_dim from the final
+ * values; presets fix the shapes they name exactly. */
+static const preset k_presets[] = {
+    {"gpt2", DT_ARCH_GPT2, {12, 768, 12, 0, 0, 50257, 1024, 0, 0}},
+    {"llama", DT_ARCH_LLAMA, {32, 4096, 32, 0, 0, 32000, 4096, 0, 10000}},
+    {"gpt2-small", DT_ARCH_GPT2, {12, 768, 12, 0, 3072, 50257, 1024, 0, 0}},
+    {"gpt2-medium", DT_ARCH_GPT2, {24, 1024, 16, 0, 4096, 50257, 1024, 0, 0}},
+    {"gpt2-xl", DT_ARCH_GPT2, {48, 1600, 25, 0, 6400, 50257, 1024, 0, 0}},
+    {"gpt3-175b", DT_ARCH_GPT2, {96, 12288, 96, 0, 49152, 50257, 2048, 0, 0}},
+    {"opt-175b", DT_ARCH_GPT2, {96, 12288, 96, 0, 49152, 50272, 2048, 0, 0}},
+    {"bloom-176b", DT_ARCH_GPT2, {70, 14336, 112, 0, 57344, 250880, 2048, 0, 0}},
+    {"llama2-7b", DT_ARCH_LLAMA, {32, 4096, 32, 0, 11008, 32000, 4096, 0, 10000}},
+    {"llama2-13b", DT_ARCH_LLAMA, {40, 5120, 40, 0, 13824, 32000, 4096, 0, 10000}},
+    {"llama2-70b", DT_ARCH_LLAMA, {80, 8192, 64, 8, 28672, 32000, 4096, 0, 10000}},
+    {"falcon-180b", DT_ARCH_LLAMA,
+     {80, 14848, 232, 8, 59392, 65024, 2048, 64, 10000}},
+};
+#define N_PRESETS ((int)(sizeof k_presets / sizeof k_presets[0]))
+
+static const char *preset_list(void) {
+  static char buf[512];
+  if (!buf[0]) {
+    size_t n = 0;
+    for (int i = 0; i < N_PRESETS; i++)
+      n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", i ? ", " : "",
+                            k_presets[i].name);
+  }
+  return buf;
+}
+
+static int key_allowed(dt_arch a, int k) {
+  if (a == DT_ARCH_GPT2)
+    return k != K_KV && k != K_HEAD_DIM && k != K_THETA;
+  return 1;
+}
+
+static const char *key_list(dt_arch a) {
+  return a == DT_ARCH_GPT2
+             ? "layers, d, heads, ffn, vocab, ctx"
+             : "layers, d, heads, kv_heads, ffn, vocab, ctx, head_dim, theta";
+}
+
+int dt_synthetic_config_parse(dt_config *c, const char *spec) {
+  memset(c, 0, sizeof *c);
+  static const char prefix[] = "synthetic:";
+  DT_CHECK(spec && strncmp(spec, prefix, sizeof prefix - 1) == 0, DT_EUSAGE,
+           "model spec '%s' does not start with 'synthetic:'",
+           spec ? spec : "(null)");
+  DT_CHECK(strlen(spec) < sizeof c->source, DT_EUSAGE,
+           "synthetic model spec is too long (%zu characters, at most %zu)",
+           strlen(spec), sizeof c->source - 1);
+  char buf[sizeof c->source];
+  snprintf(buf, sizeof buf, "%s", spec + sizeof prefix - 1);
+  char *name = buf;
+  char *args = strchr(buf, ':');
+  if (args) *args++ = 0;
+
+  const preset *p = NULL;
+  for (int i = 0; i < N_PRESETS && !p; i++)
+    if (strcmp(k_presets[i].name, name) == 0) p = &k_presets[i];
+  DT_CHECK(p != NULL, DT_EUSAGE,
+           "%s: unknown synthetic model '%s' (families: gpt2, llama; presets: "
+           "%s)",
+           spec, name, preset_list());
+
+  long v[K_N];
+  memcpy(v, p->v, sizeof v);
+  int given[K_N] = {0};
+  double theta = (double)v[K_THETA];
+
+  if (args && *args) {
+    char *save = NULL;
+    for (char *item = strtok_r(args, ",", &save); item;
+         item = strtok_r(NULL, ",", &save)) {
+      char *eq = strchr(item, '=');
+      DT_CHECK(eq != NULL, DT_EUSAGE,
+               "%s: '%s' is not key=value (keys for %s: %s)", spec, item,
+               arch_name(p->arch), key_list(p->arch));
+      *eq = 0;
+      const char *key = item, *val = eq + 1;
+      int k = -1;
+      for (int i = 0; i < K_N && k < 0; i++)
+        if (strcmp(k_keys[i], key) == 0) k = i;
+      DT_CHECK(k >= 0 && key_allowed(p->arch, k), DT_EUSAGE,
+               "%s: unknown key '%s' (value '%s'); allowed for %s: %s", spec,
+               key, val, arch_name(p->arch), key_list(p->arch));
+      DT_CHECK(!given[k], DT_EUSAGE, "%s: key '%s' given twice", spec, key);
+      given[k] = 1;
+      char *end = NULL;
+      errno = 0;
+      if (k == K_THETA) {
+        double t = strtod(val, &end);
+        DT_CHECK(*val && end && *end == 0 && errno == 0 && isfinite(t) && t > 0,
+                 DT_EUSAGE,
+                 "%s: key '%s' has value '%s', expected a positive number",
+                 spec, key, val);
+        theta = t;
+      } else {
+        long long x = strtoll(val, &end, 10);
+        DT_CHECK(*val && end && *end == 0 && errno == 0 && x > 0 && x <= INT_MAX,
+                 DT_EUSAGE,
+                 "%s: key '%s' has value '%s', expected a positive integer",
+                 spec, key, val);
+        v[k] = (long)x;
+      }
+    }
+  }
+
+  c->arch = p->arch;
+  c->n_layer = (int)v[K_LAYERS];
+  c->d_model = (int)v[K_D];
+  c->n_head = (int)v[K_HEADS];
+  c->vocab = (int)v[K_VOCAB];
+  c->n_ctx = (int)v[K_CTX];
+  if (p->arch == DT_ARCH_GPT2) {
+    DT_CHECK(c->d_model <= INT_MAX / 4, DT_EUSAGE, "%s: d = %d is too large",
+             spec, c->d_model);
+    c->d_ffn = v[K_FFN] ? (int)v[K_FFN] : 4 * c->d_model;
+    c->n_kv_head = c->n_head;
+    c->head_dim = c->d_model / c->n_head;
+    c->norm_eps = 1e-5f;
+    c->rope_theta = 0;
+    c->tied_head = 1;
+    c->has_bias = 1;
+  } else {
+    /* LLaMA's FFN rule: 2/3 of 4d, rounded up to a multiple of 256. */
+    int64_t ffn = ((int64_t)8 * c->d_model / 3 + 255) / 256 * 256;
+    DT_CHECK(v[K_FFN] || ffn <= INT_MAX, DT_EUSAGE, "%s: d = %d is too large",
+             spec, c->d_model);
+    c->d_ffn = v[K_FFN] ? (int)v[K_FFN] : (int)ffn;
+    c->n_kv_head = v[K_KV] ? (int)v[K_KV] : c->n_head;
+    c->head_dim = v[K_HEAD_DIM] ? (int)v[K_HEAD_DIM] : c->d_model / c->n_head;
+    c->norm_eps = 1e-6f;
+    c->rope_theta = (float)theta;
+    c->tied_head = 0;
+    c->has_bias = 0;
+  }
+  snprintf(c->source, sizeof c->source, "%s", spec);
+  int rc = validate(c, DT_EUSAGE, NULL);
+  if (rc != DT_OK) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}

@@ -1,0 +1,49 @@
+/* Model configuration: Hugging Face config.json (GPT-2 and LLaMA families)
+ * and synthetic specs. */
+#ifndef DT_HF_CONFIG_H
+#define DT_HF_CONFIG_H
+
+typedef enum { DT_ARCH_GPT2 = 1, DT_ARCH_LLAMA = 2 } dt_arch;
+
+typedef struct {
+  dt_arch arch;
+  int n_layer;
+  int d_model;
+  int n_head;
+  int n_kv_head; /* == n_head for GPT-2 */
+  int head_dim;  /* d_model / n_head unless config says otherwise */
+  int d_ffn;     /* GPT-2: n_inner or 4*d; LLaMA: intermediate_size */
+  int vocab;
+  int n_ctx;     /* n_positions / max_position_embeddings */
+  float norm_eps;   /* layer_norm_epsilon / rms_norm_eps */
+  float rope_theta; /* LLaMA: rope_theta or rope_parameters.rope_theta */
+  int tied_head;    /* lm_head shares the token embedding */
+  int has_bias;     /* GPT-2: biases on every linear and LayerNorm */
+  char source[512]; /* folder, or the synthetic spec */
+} dt_config;
+
+/* Parse DIR/config.json. Supports model_type gpt2 (activation gelu_new /
+ * gelu_pytorch_tanh) and llama (hidden_act silu, no attention/mlp bias).
+ * Errors name the file, field and value. */
+int dt_hf_config_load(dt_config *c, const char *dir);
+
+/* Parse "synthetic:gpt2:layers=12,d=768,heads=12,ffn=3072,vocab=50257,ctx=1024",
+ * "synthetic:llama:...,kv_heads=N" or a preset "synthetic:gpt3-175b",
+ * "synthetic:llama2-70b", "synthetic:llama2-13b", "synthetic:gpt2-small", ...
+ * Errors name the key and value. */
+int dt_synthetic_config_parse(dt_config *c, const char *spec);
+
+/* Derived sizes. */
+static inline int dt_cfg_q_dim(const dt_config *c) { return c->n_head * c->head_dim; }
+static inline int dt_cfg_kv_dim(const dt_config *c) { return c->n_kv_head * c->head_dim; }
+static inline int dt_cfg_qkv_dim(const dt_config *c) {
+  return dt_cfg_q_dim(c) + 2 * dt_cfg_kv_dim(c);
+}
+/* Width of the first FFN matrix: GPT-2 c_fc = ffn, LLaMA fused gate|up = 2*ffn. */
+static inline int dt_cfg_fc_dim(const dt_config *c) {
+  return c->arch == DT_ARCH_LLAMA ? 2 * c->d_ffn : c->d_ffn;
+}
+/* Check the config for consistency (positive sizes, heads divide, ...). */
+int dt_config_validate(const dt_config *c);
+
+#endif

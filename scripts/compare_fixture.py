@@ -1,0 +1,41 @@
+#!/usr/bin/python3
+"""Compare a deltatune run with an HF/PEFT parity fixture (developer aid).
+usage: compare_fixture.py FIXTURE_METHOD_DIR metrics.jsonl grads.safetensors"""
+import json, struct, sys
+import numpy as np
+
+def load(p):
+    b = open(p, 'rb').read()
+    n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    out = {}
+    for k, v in h.items():
+        if k == '__metadata__':
+            continue
+        s, e = v['data_offsets']
+        dt = {'F32': np.float32, 'I64': np.int64}[v['dtype']]
+        out[k] = np.frombuffer(b[8 + n + s:8 + n + e], dtype=dt).reshape(v['shape'])
+    return out
+
+def canon(k):
+    return k.replace('.default', '')
+
+fix, metrics, grads = sys.argv[1:4]
+exp = json.load(open(fix + '/expected.json'))
+got = [json.loads(l)['loss'] for l in open(metrics)]
+for k in range(min(5, len(got))):
+    ref = exp['losses'][k]
+    dref = ref - exp['losses'][0]
+    dgot = got[k] - got[0]
+    print(f"step {k}: loss {got[k]:.7f} ref {ref:.7f} diff {got[k]-ref:+.2e}  dchange {dgot-dref:+.2e} (rel {abs(dgot-dref)/(abs(dref)+1e-12):.1e})")
+g = {canon(k): v for k, v in load(grads).items()}
+r = {canon(k): v for k, v in load(fix + '/grads.safetensors').items()}
+worst = 0
+for k, v in r.items():
+    if k not in g:
+        print('MISSING', k); continue
+    e = np.linalg.norm(g[k].astype(np.float64) - v) / (np.linalg.norm(v) + 1e-30)
+    worst = max(worst, e)
+    if e > 1e-4: print(f'  grad {k}: rel err {e:.2e}')
+print('extra:', sorted(set(g) - set(r)))
+print(f'worst grad rel L2 err {worst:.2e} over {len(r)} tensors')

@@ -1,0 +1,33 @@
+/* Causal multi-head attention with grouped key/value heads and optional
+ * prefix key/values, one (batch row, head) at a time so at most one
+ * [T, P+T] score block is materialised. Works on strided views of the fused
+ * qkv activations, so nothing is gathered or copied.
+ *
+ * qkv [B*T, qkv_dim] = q (H*hd) | k (KV*hd) | v (KV*hd) per row.
+ * Prefix pk, pv [P, KV*hd] (shared by all batch rows) are attended by every
+ * query; real key j is visible to query i when j <= i.
+ */
+#ifndef DT_ATTENTION_H
+#define DT_ATTENTION_H
+
+typedef struct {
+  int B, T, P, H, KV, hd;
+} dt_attn_dims;
+
+/* Floats of scratch needed (two [T, P+T] blocks). */
+long dt_attention_scratch(const dt_attn_dims *d);
+
+/* att [B*T, H*hd] = softmax(q k^T / sqrt(hd)) v; lse [B,H,T]. */
+void dt_attention_forward(float *att, float *lse, const float *qkv,
+                          const float *pk, const float *pv,
+                          const dt_attn_dims *d, float *scratch);
+
+/* dqkv [B*T, qkv_dim] += grads of q,k,v; dpk, dpv [P, KV*hd] += prefix grads
+ * (may be NULL when P == 0 or not trained). */
+void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
+                           const float *datt, const float *att,
+                           const float *lse, const float *qkv,
+                           const float *pk, const float *pv,
+                           const dt_attn_dims *d, float *scratch);
+
+#endif

@@ -1,0 +1,10 @@
+/* Subcommands. Each parses its own options, is collective over
+ * MPI_COMM_WORLD, and returns an error code (the top level reports it). */
+#ifndef DT_COMMANDS_H
+#define DT_COMMANDS_H
+
+int dt_cmd_train(int argc, char **argv);
+int dt_cmd_eval(int argc, char **argv);
+int dt_cmd_methods(int argc, char **argv);
+
+#endif

@@ -1,0 +1,59 @@
+/* Errors as values with context.
+ *
+ * Every fallible function returns int: DT_OK (0) or an error code. The first
+ * failure records a formatted message (naming the file, field and value); each
+ * caller that propagates it with DT_CALL appends its location, giving a short
+ * traceback. Only the top level (main) turns an error into a message and a
+ * non-zero exit of every rank.
+ */
+#ifndef DT_ERROR_H
+#define DT_ERROR_H
+
+enum {
+  DT_OK = 0,
+  DT_EUSAGE = 2,    /* bad command line: exit code 2 */
+  DT_EINPUT = 3,    /* bad input file / data / config */
+  DT_EIO = 4,       /* read/write failure */
+  DT_ENOMEM = 5,    /* allocation failure */
+  DT_ENUMERIC = 6,  /* NaN/inf loss or similar */
+  DT_EMPI = 7,      /* communication failure */
+  DT_EINTERNAL = 8, /* a bug: an invariant did not hold */
+  DT_EINTERRUPT = 9 /* stopped by a signal after checkpointing */
+};
+
+/* Record a new error (clears any previous one) and return code. */
+int dt_error_set(int code, const char *file, int line, const char *func,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Append a traceback frame and return code unchanged. */
+int dt_error_trace(int code, const char *file, int line, const char *func);
+/* The message of the last error ("" when none). */
+const char *dt_error_message(void);
+/* The traceback (one frame per line). */
+const char *dt_error_traceback(void);
+void dt_error_clear(void);
+const char *dt_error_name(int code);
+
+#define DT_ERR(code, ...) \
+  return dt_error_set((code), __FILE__, __LINE__, __func__, __VA_ARGS__)
+
+#define DT_CALL(expr)                                                   \
+  do {                                                                  \
+    int dt_call_rc_ = (expr);                                           \
+    if (dt_call_rc_ != DT_OK)                                           \
+      return dt_error_trace(dt_call_rc_, __FILE__, __LINE__, __func__); \
+  } while (0)
+
+/* Check a condition; on failure record the message and return. */
+#define DT_CHECK(cond, code, ...) \
+  do {                            \
+    if (!(cond)) DT_ERR((code), __VA_ARGS__); \
+  } while (0)
+
+/* Allocation helpers that record an error naming what was being allocated. */
+#include <stddef.h>
+int dt_malloc(void *pptr, size_t bytes, const char *what);
+int dt_calloc(void *pptr, size_t bytes, const char *what);
+/* 64-byte aligned, zero-filled. Free with free(). */
+int dt_alloc_aligned(void *pptr, size_t bytes, const char *what);
+
+#endif

@@ -1,0 +1,586 @@
+/* Planning, forward and backward of the whole backbone with method hooks.
+ *
+ * Memory is sized once in dt_model_plan from (B, T) and the methods; a step
+ * allocates nothing. Backward propagates into activations; a frozen matrix
+ * gets only its input gradient, a trainable one (full, lastlayer, bitfit,
+ * said) also accumulates dW. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention.h"
+#include "error.h"
+#include "method.h"
+#include "model.h"
+#include "ops.h"
+#include "safetensors.h"
+
+#define LOGIT_CHUNK 256
+
+static int site_in(const dt_config *c, int s) {
+  const int in[DT_N_SITES] = {c->d_model, dt_cfg_q_dim(c), c->d_model, c->d_ffn};
+  return in[s];
+}
+static int site_out(const dt_config *c, int s) {
+  const int out[DT_N_SITES] = {dt_cfg_qkv_dim(c), c->d_model, dt_cfg_fc_dim(c),
+                               c->d_model};
+  return out[s];
+}
+
+int dt_model_set_methods(dt_model *m, struct dt_method **methods, int n) {
+  free(m->methods);
+  m->methods = NULL;
+  m->n_methods = n;
+  if (n > 0) {
+    DT_CALL(dt_malloc(&m->methods, sizeof(dt_method *) * n, "method list"));
+    memcpy(m->methods, methods, sizeof(dt_method *) * n);
+  }
+  return DT_OK;
+}
+
+static int wants_pre(const dt_model *m, int k, int l, int s) {
+  const dt_method *me = m->methods[k];
+  return me->ops->pre_fwd && me->ops->wants_pre && me->ops->wants_pre(me, l, s);
+}
+static int wants_post(const dt_model *m, int k, int l, int s) {
+  const dt_method *me = m->methods[k];
+  return me->ops->post_fwd && me->ops->wants_post && me->ops->wants_post(me, l, s);
+}
+static int any_pre(const dt_model *m, int l, int s) {
+  for (int k = 0; k < m->n_methods; k++)
+    if (wants_pre(m, k, l, s)) return 1;
+  return 0;
+}
+
+/* Count (or carve) the activation arena. With base == NULL only counts. */
+typedef struct {
+  float *base;
+  size_t used;
+} carver;
+
+static float *carve(carver *c, size_t n) {
+  size_t n16 = (n + 15) & ~(size_t)15; /* keep 64-byte alignment */
+  float *p = c->base ? c->base + c->used : NULL;
+  c->used += n16;
+  return p;
+}
+
+static void layout(dt_model *m, carver *cv, int B, int T, int recompute) {
+  const dt_config *c = &m->cfg;
+  const size_t N = (size_t)B * T, d = c->d_model;
+  const int n_sets = recompute ? 1 : c->n_layer;
+  for (int l = 0; l < n_sets; l++) {
+    dt_layer_acts *a = m->acts ? &m->acts[l] : NULL, dummy;
+    if (!a) a = &dummy;
+    a->x = carve(cv, N * d);
+    a->ln1 = carve(cv, N * d);
+    a->ln1_stat = carve(cv, N * 2);
+    a->qkv = carve(cv, N * dt_cfg_qkv_dim(c));
+    a->att = carve(cv, N * dt_cfg_q_dim(c));
+    a->lse = carve(cv, (size_t)B * c->n_head * T);
+    a->x1 = carve(cv, N * d);
+    a->ln2 = carve(cv, N * d);
+    a->ln2_stat = carve(cv, N * 2);
+    a->fc = carve(cv, N * dt_cfg_fc_dim(c));
+    a->act = carve(cv, N * c->d_ffn);
+    for (int s = 0; s < DT_N_SITES; s++) {
+      int need = 0;
+      for (int ll = 0; ll < c->n_layer && !need; ll++)
+        need = (recompute || ll == l) && any_pre(m, ll, s);
+      a->lin_in[s] = need ? carve(cv, N * site_in(c, s)) : NULL;
+    }
+  }
+  if (recompute)
+    for (int l = 0; l < c->n_layer; l++) {
+      float *p = carve(cv, N * d);
+      if (m->x_saved) m->x_saved[l] = p;
+    }
+  for (int l = 0; l < c->n_layer; l++)
+    for (int s = 0; s < DT_N_SITES; s++)
+      for (int k = 0; k < m->n_methods; k++) {
+        const dt_method *me = m->methods[k];
+        size_t w = me->ops->site_ws ? me->ops->site_ws(me, l, s, (int)N) : 0;
+        float *p = w ? carve(cv, w) : NULL;
+        if (m->hook_ws) m->hook_ws[((size_t)l * DT_N_SITES + s) * m->n_methods + k] = p;
+      }
+  m->x_last = carve(cv, N * d);
+  m->xf = carve(cv, N * d);
+  m->xf_stat = carve(cv, N * 2);
+  const size_t wide = N * (size_t)(dt_cfg_qkv_dim(c) > dt_cfg_fc_dim(c)
+                                       ? dt_cfg_qkv_dim(c) : dt_cfg_fc_dim(c));
+  m->d_res = carve(cv, N * d);
+  m->d_tmp = carve(cv, N * d);
+  m->d_ln = carve(cv, N * d);
+  m->d_qkv = carve(cv, N * dt_cfg_qkv_dim(c));
+  m->d_att = carve(cv, N * dt_cfg_q_dim(c));
+  m->d_fc = carve(cv, wide);
+  m->d_act = carve(cv, N * c->d_ffn);
+  m->d_xf = carve(cv, N * d);
+  dt_attn_dims ad = {B, T, m->n_prefix, c->n_head, c->n_kv_head, c->head_dim};
+  m->att_scratch = carve(cv, (size_t)dt_attention_scratch(&ad));
+  m->logit_chunk_rows = LOGIT_CHUNK;
+  m->logit_chunk = carve(cv, (size_t)LOGIT_CHUNK * c->vocab);
+}
+
+static int count_tokens(dt_model *m, int *n_virtual, int *n_prefix) {
+  *n_virtual = 0;
+  *n_prefix = 0;
+  m->prefix_method = -1;
+  for (int k = 0; k < m->n_methods; k++) {
+    const dt_method *me = m->methods[k];
+    if (me->ops->virtual_tokens) *n_virtual += me->ops->virtual_tokens(me);
+    int p = me->ops->prefix_tokens ? me->ops->prefix_tokens(me) : 0;
+    if (p > 0) {
+      DT_CHECK(m->prefix_method < 0, DT_EUSAGE,
+               "methods '%s' and '%s' both add prefix key/values; use one",
+               m->methods[m->prefix_method]->ops->name, me->ops->name);
+      m->prefix_method = k;
+      *n_prefix = p;
+    }
+  }
+  return DT_OK;
+}
+
+size_t dt_model_act_bytes(const dt_model *mc, int B, int T_data, int recompute) {
+  dt_model m = *mc;
+  int nv, np;
+  if (count_tokens(&m, &nv, &np)) return 0;
+  m.n_prefix = np;
+  m.acts = NULL;
+  m.x_saved = NULL;
+  m.hook_ws = NULL;
+  carver cv = {NULL, 0};
+  layout(&m, &cv, B, T_data + nv, recompute);
+  return cv.used * sizeof(float);
+}
+
+int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
+  const dt_config *c = &m->cfg;
+  DT_CHECK(B >= 1 && T_data >= 2, DT_EUSAGE,
+           "batch of %d rows x %d tokens: need at least 1 row of 2 tokens", B,
+           T_data);
+  int nv, np;
+  DT_CALL(count_tokens(m, &nv, &np));
+  m->B = B;
+  m->T_data = T_data;
+  m->n_virtual = nv;
+  m->n_prefix = np;
+  m->T = T_data + nv;
+  m->recompute = recompute;
+  if (c->arch == DT_ARCH_GPT2)
+    DT_CHECK(m->T <= c->n_ctx, DT_EUSAGE,
+             "sequence of %d tokens (%d data + %d virtual) exceeds the model's "
+             "n_positions = %d (%s)",
+             m->T, T_data, nv, c->n_ctx, c->source);
+  free(m->arena);
+  free(m->acts);
+  free(m->x_saved);
+  free(m->hook_ws);
+  DT_CALL(dt_calloc(&m->acts, sizeof(dt_layer_acts) * c->n_layer, "activation table"));
+  if (recompute)
+    DT_CALL(dt_calloc(&m->x_saved, sizeof(float *) * c->n_layer, "block inputs"));
+  size_t nh = (size_t)c->n_layer * DT_N_SITES * (m->n_methods ? m->n_methods : 1);
+  DT_CALL(dt_calloc(&m->hook_ws, sizeof(float *) * nh, "hook workspace table"));
+  carver cv = {NULL, 0};
+  float **keep_ws = m->hook_ws;
+  float **keep_xs = m->x_saved;
+  dt_layer_acts *keep_acts = m->acts;
+  m->hook_ws = NULL;
+  m->x_saved = NULL;
+  m->acts = NULL;
+  layout(m, &cv, B, m->T, recompute);
+  m->hook_ws = keep_ws;
+  m->x_saved = keep_xs;
+  m->acts = keep_acts;
+  m->arena_floats = cv.used;
+  DT_CALL(dt_alloc_aligned(&m->arena, cv.used * sizeof(float),
+                           "activations (lower --batch-size or use --recompute)"));
+  cv.base = m->arena;
+  cv.used = 0;
+  layout(m, &cv, B, m->T, recompute);
+  if (recompute)
+    for (int l = 1; l < c->n_layer; l++) m->acts[l] = m->acts[0];
+  /* bf16 conversion scratch: the largest matrix */
+  if (m->weights_bf16) {
+    size_t mx = (size_t)c->vocab * c->d_model;
+    for (int s = 0; s < DT_N_SITES; s++) {
+      size_t v = (size_t)site_in(c, s) * site_out(c, s);
+      if (v > mx) mx = v;
+    }
+    free(m->wscratch);
+    DT_CALL(dt_alloc_aligned(&m->wscratch, mx * sizeof(float), "bf16 conversion scratch"));
+    m->wscratch_floats = mx;
+  }
+  if (c->arch == DT_ARCH_LLAMA) {
+    free(m->rope_cos);
+    free(m->rope_sin);
+    size_t n = (size_t)m->T * (c->head_dim / 2);
+    DT_CALL(dt_malloc(&m->rope_cos, n * sizeof(float), "rope table"));
+    DT_CALL(dt_malloc(&m->rope_sin, n * sizeof(float), "rope table"));
+    dt_rope_tables(m->rope_cos, m->rope_sin, m->T, c->head_dim, c->rope_theta);
+  }
+  free(m->ids);
+  free(m->labels);
+  free(m->scored_rows);
+  DT_CALL(dt_malloc(&m->ids, sizeof(int32_t) * B * T_data, "batch ids"));
+  DT_CALL(dt_malloc(&m->labels, sizeof(int32_t) * B * m->T, "batch labels"));
+  DT_CALL(dt_malloc(&m->scored_rows, sizeof(int) * B * m->T, "scored rows"));
+  return DT_OK;
+}
+
+/* --- one frozen linear with hooks ---------------------------------------- */
+
+static float *ws_of(dt_model *m, int l, int s, int k) {
+  return m->hook_ws[((size_t)l * DT_N_SITES + s) * m->n_methods + k];
+}
+
+static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
+                        const float *x, float *y, int train) {
+  const dt_config *c = &m->cfg;
+  const int N = m->B * m->T, in = site_in(c, s), out = site_out(c, s);
+  dt_site_io io = {l, (dt_site)s, N, in, out, x, y, NULL, train};
+  const float *xin = x;
+  for (int k = 0; k < m->n_methods; k++)
+    if (wants_pre(m, k, l, s)) {
+      io.x = xin;
+      io.ws = ws_of(m, l, s, k);
+      DT_CALL(m->methods[k]->ops->pre_fwd(m->methods[k], &io, a->lin_in[s]));
+      xin = a->lin_in[s];
+    }
+  const dt_layer *L = &m->layers[l];
+  dt_linear_forward(y, xin, dt_mat_f32(m, &L->lin[s]), L->bias[s].v, N, in, out);
+  io.x = xin;
+  for (int k = 0; k < m->n_methods; k++)
+    if (wants_post(m, k, l, s)) {
+      io.ws = ws_of(m, l, s, k);
+      DT_CALL(m->methods[k]->ops->post_fwd(m->methods[k], &io));
+    }
+  return DT_OK;
+}
+
+/* dy [N,out] (clobbered) -> dx [N,in] (overwritten). */
+static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
+                         const float *x, float *dy, float *dx) {
+  const dt_config *c = &m->cfg;
+  const int N = m->B * m->T, in = site_in(c, s), out = site_out(c, s);
+  const float *xin = a->lin_in[s] && any_pre(m, l, s) ? a->lin_in[s] : x;
+  dt_site_io io = {l, (dt_site)s, N, in, out, xin, NULL, NULL, 1};
+  memset(dx, 0, sizeof(float) * (size_t)N * in);
+  for (int k = m->n_methods - 1; k >= 0; k--)
+    if (wants_post(m, k, l, s) && m->methods[k]->ops->post_bwd) {
+      io.ws = ws_of(m, l, s, k);
+      DT_CALL(m->methods[k]->ops->post_bwd(m->methods[k], &io, dy, dx));
+    }
+  dt_layer *L = &m->layers[l];
+  if (L->lin[s].grad) {
+    dt_linear_backward_weight(L->lin[s].grad, L->bias[s].grad, dy, xin, N, in, out);
+  } else if (L->bias[s].grad) {
+    for (int i = 0; i < N; i++)
+      for (int j = 0; j < out; j++) L->bias[s].grad[j] += dy[(size_t)i * out + j];
+  }
+  dt_linear_backward_input(dx, dy, dt_mat_f32(m, &L->lin[s]), N, in, out);
+  io.x = x;
+  for (int k = m->n_methods - 1; k >= 0; k--)
+    if (wants_pre(m, k, l, s) && m->methods[k]->ops->pre_bwd) {
+      io.ws = ws_of(m, l, s, k);
+      DT_CALL(m->methods[k]->ops->pre_bwd(m->methods[k], &io, dx));
+    }
+  return DT_OK;
+}
+
+/* --- blocks -------------------------------------------------------------- */
+
+static void norm_fwd(const dt_model *m, float *out, float *stat, const float *x,
+                     const dt_vec *w, const dt_vec *b, int N) {
+  const dt_config *c = &m->cfg;
+  if (c->arch == DT_ARCH_GPT2)
+    dt_layernorm_forward(out, stat, x, w->v, b->v, N, c->d_model, c->norm_eps);
+  else
+    dt_rmsnorm_forward(out, stat, x, w->v, N, c->d_model, c->norm_eps);
+}
+
+static void norm_bwd(const dt_model *m, float *dx, const float *dout,
+                     const float *x, dt_vec *w, dt_vec *b, const float *stat,
+                     int N) {
+  const dt_config *c = &m->cfg;
+  if (c->arch == DT_ARCH_GPT2)
+    dt_layernorm_backward(dx, w->grad, b->grad, dout, x, w->v, stat, N, c->d_model);
+  else
+    dt_rmsnorm_backward(dx, w->grad, dout, x, w->v, stat, N, c->d_model);
+}
+
+static int prefix_of(dt_model *m, int l, const float **pk, const float **pv,
+                     float **dpk, float **dpv) {
+  *pk = *pv = NULL;
+  *dpk = *dpv = NULL;
+  if (m->prefix_method < 0) return DT_OK;
+  dt_method *me = m->methods[m->prefix_method];
+  DT_CALL(me->ops->prefix_kv(me, l, pk, pv, dpk, dpv));
+  return DT_OK;
+}
+
+static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
+                         float *xout, int train) {
+  const dt_config *c = &m->cfg;
+  const int N = m->B * m->T, d = c->d_model;
+  dt_layer *L = &m->layers[l];
+  if (a->x != xin) memcpy(a->x, xin, sizeof(float) * (size_t)N * d);
+  norm_fwd(m, a->ln1, a->ln1_stat, a->x, &L->ln1_w, &L->ln1_b, N);
+  DT_CALL(site_forward(m, a, l, DT_SITE_QKV, a->ln1, a->qkv, train));
+  const int qd = dt_cfg_q_dim(c), ld = dt_cfg_qkv_dim(c);
+  if (c->arch == DT_ARCH_LLAMA) {
+    dt_rope_apply(a->qkv, N, ld, 0, c->n_head, c->head_dim, m->T, m->rope_cos,
+                  m->rope_sin, 0);
+    dt_rope_apply(a->qkv, N, ld, qd, c->n_kv_head, c->head_dim, m->T,
+                  m->rope_cos, m->rope_sin, 0);
+  }
+  const float *pk, *pv;
+  float *dpk, *dpv;
+  DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
+  dt_attn_dims ad = {m->B, m->T, m->n_prefix, c->n_head, c->n_kv_head, c->head_dim};
+  dt_attention_forward(a->att, a->lse, a->qkv, pk, pv, &ad, m->att_scratch);
+  float *o = m->d_tmp; /* [N,d] scratch during forward */
+  DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, o, train));
+  for (size_t i = 0; i < (size_t)N * d; i++) a->x1[i] = a->x[i] + o[i];
+  norm_fwd(m, a->ln2, a->ln2_stat, a->x1, &L->ln2_w, &L->ln2_b, N);
+  DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train));
+  if (c->arch == DT_ARCH_GPT2) dt_gelu_forward(a->act, a->fc, (int64_t)N * c->d_ffn);
+  else dt_swiglu_forward(a->act, a->fc, N, c->d_ffn);
+  DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, o, train));
+  for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = a->x1[i] + o[i];
+  return DT_OK;
+}
+
+/* m->d_res: grad w.r.t. the block output on entry, w.r.t. its input on exit. */
+static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
+  const dt_config *c = &m->cfg;
+  const int N = m->B * m->T, d = c->d_model;
+  const size_t Nd = (size_t)N * d;
+  dt_layer *L = &m->layers[l];
+  /* FFN */
+  memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
+  DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act));
+  if (c->arch == DT_ARCH_GPT2)
+    dt_gelu_backward(m->d_fc, m->d_act, a->fc, (int64_t)N * c->d_ffn);
+  else
+    dt_swiglu_backward(m->d_fc, m->d_act, a->fc, N, c->d_ffn);
+  DT_CALL(site_backward(m, a, l, DT_SITE_FC, a->ln2, m->d_fc, m->d_ln));
+  norm_bwd(m, m->d_res, m->d_ln, a->x1, &L->ln2_w, &L->ln2_b, a->ln2_stat, N);
+  /* attention */
+  memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
+  DT_CALL(site_backward(m, a, l, DT_SITE_ATTN_OUT, a->att, m->d_tmp, m->d_att));
+  memset(m->d_qkv, 0, sizeof(float) * (size_t)N * dt_cfg_qkv_dim(c));
+  const float *pk, *pv;
+  float *dpk, *dpv;
+  DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
+  dt_attn_dims ad = {m->B, m->T, m->n_prefix, c->n_head, c->n_kv_head, c->head_dim};
+  dt_attention_backward(m->d_qkv, dpk, dpv, m->d_att, a->att, a->lse, a->qkv,
+                        pk, pv, &ad, m->att_scratch);
+  if (c->arch == DT_ARCH_LLAMA) {
+    const int qd = dt_cfg_q_dim(c), ld = dt_cfg_qkv_dim(c);
+    dt_rope_apply(m->d_qkv, N, ld, 0, c->n_head, c->head_dim, m->T, m->rope_cos,
+                  m->rope_sin, 1);
+    dt_rope_apply(m->d_qkv, N, ld, qd, c->n_kv_head, c->head_dim, m->T,
+                  m->rope_cos, m->rope_sin, 1);
+  }
+  DT_CALL(site_backward(m, a, l, DT_SITE_QKV, a->ln1, m->d_qkv, m->d_ln));
+  norm_bwd(m, m->d_res, m->d_ln, a->x, &L->ln1_w, &L->ln1_b, a->ln1_stat, N);
+  return DT_OK;
+}
+
+/* --- embedding ----------------------------------------------------------- */
+
+static int prompt_of(dt_model *m, const float **e, float **de) {
+  *e = NULL;
+  *de = NULL;
+  for (int k = 0; k < m->n_methods; k++) {
+    dt_method *me = m->methods[k];
+    if (me->ops->prompt_embed && me->ops->virtual_tokens &&
+        me->ops->virtual_tokens(me) > 0) {
+      DT_CALL(me->ops->prompt_embed(me, e, de));
+      return DT_OK;
+    }
+  }
+  return DT_OK;
+}
+
+static int embed_forward(dt_model *m, float *x) {
+  const dt_config *c = &m->cfg;
+  const int d = c->d_model, T = m->T, P = m->n_virtual;
+  const float *pe;
+  float *dpe;
+  DT_CALL(prompt_of(m, &pe, &dpe));
+  for (int b = 0; b < m->B; b++)
+    for (int t = 0; t < T; t++) {
+      float *row = x + ((size_t)b * T + t) * d;
+      if (t < P) {
+        memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
+      } else {
+        int id = m->ids[b * m->T_data + (t - P)];
+        if (m->wte.w) memcpy(row, m->wte.w + (size_t)id * d, sizeof(float) * d);
+        else
+          for (int j = 0; j < d; j++)
+            row[j] = dt_bf16_to_f32(m->wte.w16[(size_t)id * d + j]);
+      }
+      if (c->arch == DT_ARCH_GPT2) {
+        const float *p = m->wpe.w + (size_t)t * d;
+        for (int j = 0; j < d; j++) row[j] += p[j];
+      }
+    }
+  return DT_OK;
+}
+
+static int embed_backward(dt_model *m, const float *dx) {
+  const dt_config *c = &m->cfg;
+  const int d = c->d_model, T = m->T, P = m->n_virtual;
+  const float *pe;
+  float *dpe;
+  DT_CALL(prompt_of(m, &pe, &dpe));
+  for (int b = 0; b < m->B; b++)
+    for (int t = 0; t < T; t++) {
+      const float *g = dx + ((size_t)b * T + t) * d;
+      float *dst = NULL;
+      if (t < P) dst = dpe ? dpe + (size_t)t * d : NULL;
+      else if (m->wte.grad)
+        dst = m->wte.grad + (size_t)m->ids[b * m->T_data + (t - P)] * d;
+      if (dst)
+        for (int j = 0; j < d; j++) dst[j] += g[j];
+      if (c->arch == DT_ARCH_GPT2 && m->wpe.grad) {
+        float *p = m->wpe.grad + (size_t)t * d;
+        for (int j = 0; j < d; j++) p[j] += g[j];
+      }
+    }
+  return DT_OK;
+}
+
+/* --- head and loss ------------------------------------------------------- */
+
+/* Logits for a chunk of rows (gathered by index) and the loss terms. */
+static void head_chunk(dt_model *m, const int *rows, int n, const float *W,
+                       int want_grad, double norm, dt_loss_stats *st,
+                       float *logits_out) {
+  const dt_config *c = &m->cfg;
+  const int d = c->d_model, V = c->vocab;
+  float *xg = m->d_tmp; /* [n, d] gathered rows */
+  for (int i = 0; i < n; i++)
+    memcpy(xg + (size_t)i * d, m->xf + (size_t)rows[i] * d, sizeof(float) * d);
+  float *lg = m->logit_chunk;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, d, 1.0f, xg, d, W,
+              d, 0.0f, lg, V);
+  for (int i = 0; i < n; i++) {
+    const int r = rows[i], b = r / m->T, t = r % m->T;
+    float *z = lg + (size_t)i * V;
+    if (logits_out) memcpy(logits_out + (size_t)r * V, z, sizeof(float) * V);
+    const int label = t + 1 < m->T ? m->labels[b * m->T + t + 1] : -100;
+    if (label < 0) {
+      if (want_grad) memset(z, 0, sizeof(float) * V);
+      continue;
+    }
+    float mx = z[0];
+    int am = 0;
+    for (int j = 1; j < V; j++)
+      if (z[j] > mx) mx = z[j], am = j;
+    double sum = 0.0;
+    for (int j = 0; j < V; j++) sum += exp((double)(z[j] - mx));
+    double lse = mx + log(sum);
+    st->loss_sum += lse - z[label];
+    st->n_scored++;
+    int ok = z[am] <= z[label]; /* label attains the max */
+    st->n_correct_tokens += ok;
+    if (!ok) m->labels[b * m->T] = -101; /* flag: row is not exact (t=0 is never scored) */
+    if (want_grad) {
+      float inv = (float)(1.0 / norm);
+      for (int j = 0; j < V; j++) z[j] = (float)exp((double)z[j] - lse) * inv;
+      z[label] -= inv;
+    }
+  }
+  if (!want_grad) return;
+  /* d xf rows = dlogits W ; dW += dlogits^T x */
+  float *dxg = m->d_ln; /* [n, d] */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, V, 1.0f, lg, V,
+              W, d, 0.0f, dxg, d);
+  for (int i = 0; i < n; i++)
+    memcpy(m->d_xf + (size_t)rows[i] * d, dxg + (size_t)i * d, sizeof(float) * d);
+  float *dW = m->cfg.tied_head ? m->wte.grad : m->lm_head.grad;
+  if (dW)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, d, n, 1.0f, lg, V,
+                xg, d, 1.0f, dW, d);
+}
+
+int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
+                     int want_grad, double grad_norm_count,
+                     dt_loss_stats *stats, float *logits) {
+  const dt_config *c = &m->cfg;
+  const int B = m->B, T = m->T, Td = m->T_data, P = m->n_virtual;
+  const int N = B * T, d = c->d_model;
+  DT_CHECK(m->arena, DT_EINTERNAL, "dt_model_forward before dt_model_plan");
+  memcpy(m->ids, ids, sizeof(int32_t) * B * Td);
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++)
+      m->labels[b * T + t] =
+          t < P ? -100 : (labels ? labels : ids)[b * Td + (t - P)];
+  for (int k = 0; k < m->n_methods; k++)
+    if (m->methods[k]->ops->begin_forward)
+      DT_CALL(m->methods[k]->ops->begin_forward(m->methods[k], want_grad));
+  /* embeddings -> blocks */
+  float *x0 = m->recompute ? m->x_saved[0] : m->acts[0].x;
+  DT_CALL(embed_forward(m, x0));
+  for (int l = 0; l < c->n_layer; l++) {
+    dt_layer_acts *a = &m->acts[m->recompute ? 0 : l];
+    const float *xin = m->recompute ? m->x_saved[l] : a->x;
+    float *xout = l + 1 < c->n_layer
+                      ? (m->recompute ? m->x_saved[l + 1] : m->acts[l + 1].x)
+                      : m->x_last;
+    if (m->recompute) a->x = m->x_saved[l];
+    DT_CALL(layer_forward(m, a, l, xin, xout, want_grad));
+  }
+  norm_fwd(m, m->xf, m->xf_stat, m->x_last, &m->lnf_w, &m->lnf_b, N);
+  /* head over scored rows only (all rows when logits are wanted) */
+  int n_rows = 0;
+  for (int r = 0; r < N; r++) {
+    const int b = r / T, t = r % T;
+    if (logits || (t + 1 < T && m->labels[b * T + t + 1] >= 0))
+      m->scored_rows[n_rows++] = r;
+  }
+  if (want_grad) memset(m->d_xf, 0, sizeof(float) * (size_t)N * d);
+  const float *W = dt_mat_f32(m, &m->lm_head);
+  dt_loss_stats st = {0};
+  /* row-exact bookkeeping uses labels[b*T] (never scored) as a flag */
+  for (int b = 0; b < B; b++) m->labels[b * T] = -100;
+  for (int i = 0; i < n_rows; i += m->logit_chunk_rows) {
+    int n = n_rows - i < m->logit_chunk_rows ? n_rows - i : m->logit_chunk_rows;
+    head_chunk(m, m->scored_rows + i, n, W, want_grad, grad_norm_count, &st, logits);
+  }
+  for (int b = 0; b < B; b++) {
+    int scored = 0;
+    for (int t = 1; t < T; t++) scored += m->labels[b * T + t] >= 0;
+    if (scored) {
+      st.n_rows_scored++;
+      st.n_rows_exact += m->labels[b * T] != -101;
+    }
+    m->labels[b * T] = -100;
+  }
+  if (stats) *stats = st;
+  return DT_OK;
+}
+
+int dt_model_backward(dt_model *m) {
+  const dt_config *c = &m->cfg;
+  const int N = m->B * m->T;
+  memset(m->d_res, 0, sizeof(float) * (size_t)N * c->d_model);
+  norm_bwd(m, m->d_res, m->d_xf, m->x_last, &m->lnf_w, &m->lnf_b, m->xf_stat, N);
+  for (int l = c->n_layer - 1; l >= 0; l--) {
+    dt_layer_acts *a = &m->acts[m->recompute ? 0 : l];
+    if (m->recompute) {
+      a->x = m->x_saved[l];
+      DT_CALL(layer_forward(m, a, l, a->x, m->d_ln, 1));
+    }
+    DT_CALL(layer_backward(m, a, l));
+  }
+  DT_CALL(embed_backward(m, m->d_res));
+  for (int k = 0; k < m->n_methods; k++)
+    if (m->methods[k]->ops->end_backward)
+      DT_CALL(m->methods[k]->ops->end_backward(m->methods[k]));
+  return DT_OK;
+}

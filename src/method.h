@@ -1,0 +1,93 @@
+/* One small interface for every delta method.
+ *
+ * A method is created from the options, registers its trainable tensors in
+ * the parameter table, and hooks into the blocks at named places. Every hook
+ * is optional (NULL). Adding a method = one file + one line in methods.c.
+ *
+ * Hook order inside a frozen linear at (layer, site):
+ *   x -> [pre hooks] -> x' -> y = x' W^T + b -> [post hooks, method order] -> y
+ * Backward runs the post hooks in reverse, then the frozen GEMM, then the pre
+ * hooks. Hooks add their parameter gradients into their own buffers.
+ */
+#ifndef DT_METHOD_H
+#define DT_METHOD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "options.h"
+#include "params.h"
+
+typedef struct {
+  int layer;
+  dt_site site;
+  int N;          /* rows */
+  int in, out;    /* widths */
+  const float *x; /* [N,in] the site input (before pre hooks) */
+  float *y;       /* [N,out] output, modified in place by post hooks */
+  float *ws;      /* this method's saved space for (layer, site) */
+  int train;      /* forward of a training step (save what backward needs) */
+} dt_site_io;
+
+typedef struct dt_method dt_method;
+
+typedef struct {
+  const char *name;
+  const char *summary;
+  const dt_optgroup *options; /* may be NULL */
+
+  /* Allocate state and parameters; register them in params. */
+  int (*create)(dt_method *me, const dt_options *opt, dt_model *m,
+                dt_params *params, uint64_t seed);
+  void (*destroy)(dt_method *me);
+
+  /* Sizes the model needs before planning. */
+  int (*virtual_tokens)(const dt_method *me); /* prompt tokens per row */
+  int (*prefix_tokens)(const dt_method *me);  /* prefix key/values */
+  /* floats of workspace per (layer, site) for N rows */
+  size_t (*site_ws)(const dt_method *me, int layer, dt_site site, int N);
+
+  /* Once per forward / after each backward. */
+  int (*begin_forward)(dt_method *me, int train);
+  int (*end_backward)(dt_method *me);
+
+  /* Linear-site hooks. */
+  int (*pre_fwd)(dt_method *me, const dt_site_io *io, float *x_out /*[N,in]*/);
+  int (*pre_bwd)(dt_method *me, const dt_site_io *io, float *dx /*[N,in] in/out*/);
+  int (*post_fwd)(dt_method *me, const dt_site_io *io);
+  /* dy [N,out]: grad w.r.t. the hook's output on entry, w.r.t. its input on
+   * return. dx [N,in] accumulates the gradient w.r.t. the linear's input. */
+  int (*post_bwd)(dt_method *me, const dt_site_io *io, float *dy, float *dx);
+  int (*wants_pre)(const dt_method *me, int layer, dt_site site);
+  int (*wants_post)(const dt_method *me, int layer, dt_site site);
+
+  /* Prefix tuning: key/value rows [P, kv_dim] of a layer (shared by all
+   * rows of the batch, no rotary position) and where their grads go. */
+  int (*prefix_kv)(dt_method *me, int layer, const float **k, const float **v,
+                   float **dk, float **dv);
+  /* Prompt tuning: virtual token embeddings [P, d] and their grad. */
+  int (*prompt_embed)(dt_method *me, const float **e, float **de);
+
+  /* One line about what is trained. */
+  void (*describe)(const dt_method *me, char *buf, size_t cap);
+} dt_method_ops;
+
+struct dt_method {
+  const dt_method_ops *ops;
+  dt_model *model;
+  void *state;
+};
+
+/* The registry (methods.c). */
+const dt_method_ops *dt_method_lookup(const char *name);
+int dt_method_count(void);
+const dt_method_ops *dt_method_at(int i);
+
+/* Create the methods named in the comma-separated list ("lora,bitfit"). */
+int dt_methods_create(const char *list, const dt_options *opt, dt_model *m,
+                      dt_params *params, uint64_t seed, dt_method ***out,
+                      int *n_out);
+void dt_methods_destroy(dt_method **ms, int n);
+
+#endif

@@ -1,0 +1,96 @@
+/* The table of delta methods: adding a method = its file + one line here. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "method.h"
+
+extern const dt_method_ops dt_method_lora;
+extern const dt_method_ops dt_method_adapter;
+extern const dt_method_ops dt_method_prefix;
+extern const dt_method_ops dt_method_prompt;
+extern const dt_method_ops dt_method_bitfit;
+extern const dt_method_ops dt_method_lastlayer;
+extern const dt_method_ops dt_method_said;
+extern const dt_method_ops dt_method_ia3;
+extern const dt_method_ops dt_method_full;
+
+static const dt_method_ops *const g_methods[] = {
+#ifdef DT_HAVE_ALL_METHODS
+    &dt_method_lora,   &dt_method_adapter,   &dt_method_prefix,
+    &dt_method_prompt, &dt_method_bitfit,    &dt_method_lastlayer,
+    &dt_method_said,   &dt_method_ia3,       &dt_method_full,
+#else
+    &dt_method_lora,
+#endif
+};
+
+int dt_method_count(void) { return (int)(sizeof g_methods / sizeof g_methods[0]); }
+const dt_method_ops *dt_method_at(int i) { return g_methods[i]; }
+
+const dt_method_ops *dt_method_lookup(const char *name) {
+  for (int i = 0; i < dt_method_count(); i++)
+    if (strcmp(g_methods[i]->name, name) == 0) return g_methods[i];
+  return NULL;
+}
+
+int dt_methods_create(const char *list, const dt_options *opt, dt_model *m,
+                      dt_params *params, uint64_t seed, dt_method ***out,
+                      int *n_out) {
+  *out = NULL;
+  *n_out = 0;
+  if (!list || !*list || strcmp(list, "none") == 0) return DT_OK;
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", list);
+  dt_method **ms = NULL;
+  int n = 0;
+  char *save = NULL;
+  for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    const dt_method_ops *ops = dt_method_lookup(tok);
+    if (!ops) {
+      char names[512] = "";
+      for (int i = 0; i < dt_method_count(); i++) {
+        strcat(names, i ? "|" : "");
+        strcat(names, g_methods[i]->name);
+      }
+      dt_methods_destroy(ms, n);
+      DT_ERR(DT_EUSAGE, "--method: unknown method '%s'; choose from %s", tok, names);
+    }
+    for (int i = 0; i < n; i++)
+      if (ms[i]->ops == ops) {
+        dt_methods_destroy(ms, n);
+        DT_ERR(DT_EUSAGE, "--method: '%s' is listed twice", tok);
+      }
+    dt_method **grown = realloc(ms, sizeof *ms * (n + 1));
+    if (!grown) {
+      dt_methods_destroy(ms, n);
+      DT_ERR(DT_ENOMEM, "method list");
+    }
+    ms = grown;
+    dt_method *me = calloc(1, sizeof *me);
+    if (!me) {
+      dt_methods_destroy(ms, n);
+      DT_ERR(DT_ENOMEM, "method");
+    }
+    me->ops = ops;
+    me->model = m;
+    ms[n++] = me;
+    int rc = ops->create(me, opt, m, params, seed);
+    if (rc) {
+      dt_methods_destroy(ms, n);
+      return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+    }
+  }
+  *out = ms;
+  *n_out = n;
+  return DT_OK;
+}
+
+void dt_methods_destroy(dt_method **ms, int n) {
+  for (int i = 0; i < n; i++) {
+    if (ms[i] && ms[i]->ops->destroy) ms[i]->ops->destroy(ms[i]);
+    free(ms[i]);
+  }
+  free(ms);
+}

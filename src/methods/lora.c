@@ -1,0 +1,283 @@
+/* LoRA: y += (alpha/r) * dropout(x) A^T B^T on the targeted linears.
+ * A [r, in] (kaiming-uniform, as PEFT), B [out, r] (zero), so the model is
+ * unchanged at init. Fused q|k|v and gate|up rows are targeted by name
+ * (q_proj, v_proj, ...); GPT-2's c_attn is the whole fused matrix, as PEFT
+ * treats it. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "method.h"
+#include "rng.h"
+
+static const dt_optdef lora_opts[] = {
+    {"lora-rank", DT_OPT_INT, "8", 1, 65536, NULL, "rank r of the update B A"},
+    {"lora-alpha", DT_OPT_FLOAT, "16", 0, 1e6, NULL, "scale numerator: delta W = (alpha/r) B A"},
+    {"lora-targets", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "comma-separated module names (HF suffixes: c_attn, attn.c_proj, mlp.c_fc, "
+     "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj); default "
+     "c_attn (GPT-2) or q_proj,v_proj (LLaMA)"},
+    {"lora-dropout", DT_OPT_FLOAT, "0", 0, 0.95, NULL, "dropout on the LoRA input"},
+    {"lora-rslora", DT_OPT_BOOL, "no", 0, 0, NULL, "rank-stabilised scale alpha/sqrt(r)"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+static const dt_optgroup lora_group = {"lora", "LoRA (--method lora)", lora_opts};
+
+typedef struct {
+  int layer, site, row0, out, in; /* rows [row0, row0+out) of the site output */
+  float *A, *B, *dA, *dB;         /* [r,in], [out,r] */
+} lora_unit;
+
+typedef struct {
+  int r;
+  float scale, dropout;
+  uint64_t key;
+  int64_t fwd_count; /* training forwards so far (dropout stream) */
+  int n;
+  lora_unit *u;
+  float *arena, *garena;
+  float *dh;   /* [N, r] scratch */
+  float *tmp;  /* [N, in] scratch (dropout) */
+  size_t dh_n, tmp_n;
+} lora_state;
+
+/* The HF modules of a block: name suffix, site, row offset, rows, in. */
+typedef struct {
+  const char *name;
+  int site, row0, out, in;
+} module_desc;
+
+static int block_modules(const dt_config *c, module_desc *md) {
+  const int d = c->d_model, qd = dt_cfg_q_dim(c), kvd = dt_cfg_kv_dim(c), F = c->d_ffn;
+  int n = 0;
+  if (c->arch == DT_ARCH_GPT2) {
+    md[n++] = (module_desc){"attn.c_attn", DT_SITE_QKV, 0, dt_cfg_qkv_dim(c), d};
+    md[n++] = (module_desc){"attn.c_proj", DT_SITE_ATTN_OUT, 0, d, qd};
+    md[n++] = (module_desc){"mlp.c_fc", DT_SITE_FC, 0, F, d};
+    md[n++] = (module_desc){"mlp.c_proj", DT_SITE_PROJ, 0, d, F};
+  } else {
+    md[n++] = (module_desc){"self_attn.q_proj", DT_SITE_QKV, 0, qd, d};
+    md[n++] = (module_desc){"self_attn.k_proj", DT_SITE_QKV, qd, kvd, d};
+    md[n++] = (module_desc){"self_attn.v_proj", DT_SITE_QKV, qd + kvd, kvd, d};
+    md[n++] = (module_desc){"self_attn.o_proj", DT_SITE_ATTN_OUT, 0, d, qd};
+    md[n++] = (module_desc){"mlp.gate_proj", DT_SITE_FC, 0, F, d};
+    md[n++] = (module_desc){"mlp.up_proj", DT_SITE_FC, F, F, d};
+    md[n++] = (module_desc){"mlp.down_proj", DT_SITE_PROJ, 0, d, F};
+  }
+  return n;
+}
+
+/* PEFT matching: the module name equals the target or ends with "."+target. */
+static int name_matches(const char *module, const char *target) {
+  size_t lm = strlen(module), lt = strlen(target);
+  if (lm == lt) return strcmp(module, target) == 0;
+  return lm > lt && module[lm - lt - 1] == '.' && strcmp(module + lm - lt, target) == 0;
+}
+
+static const char *module_prefix(const dt_config *c) {
+  return c->arch == DT_ARCH_GPT2 ? "transformer.h" : "model.layers";
+}
+
+static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
+                       dt_params *params, uint64_t seed) {
+  const dt_config *c = &m->cfg;
+  lora_state *s;
+  DT_CALL(dt_calloc(&s, sizeof *s, "lora state"));
+  me->state = s;
+  s->r = dt_opt_int(opt, "lora-rank");
+  double alpha = dt_opt_float(opt, "lora-alpha");
+  s->scale = (float)(dt_opt_bool(opt, "lora-rslora") ? alpha / sqrt(s->r) : alpha / s->r);
+  s->dropout = (float)dt_opt_float(opt, "lora-dropout");
+  s->key = dt_rng_key(seed, 0x10a4);
+  const char *targets = dt_opt_str(opt, "lora-targets");
+  if (!*targets) targets = c->arch == DT_ARCH_GPT2 ? "c_attn" : "q_proj,v_proj";
+  module_desc md[8];
+  const int nmod = block_modules(c, md);
+  /* which modules are targeted; every target must match something */
+  int hit[8] = {0};
+  char buf[1024];
+  snprintf(buf, sizeof buf, "%s", targets);
+  char *save = NULL;
+  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    int any = 0;
+    for (int i = 0; i < nmod; i++)
+      if (name_matches(md[i].name, t)) hit[i] = any = 1;
+    if (!any) {
+      char names[256] = "";
+      for (int i = 0; i < nmod; i++) {
+        strcat(names, i ? ", " : "");
+        strcat(names, md[i].name);
+      }
+      DT_ERR(DT_EUSAGE,
+             "--lora-targets: '%s' matches no module of this %s model (modules: %s)",
+             t, c->arch == DT_ARCH_GPT2 ? "GPT-2" : "LLaMA", names);
+    }
+  }
+  int per = 0;
+  for (int i = 0; i < nmod; i++) per += hit[i];
+  s->n = per * c->n_layer;
+  DT_CALL(dt_calloc(&s->u, sizeof(lora_unit) * s->n, "lora units"));
+  size_t total = 0;
+  for (int i = 0; i < nmod; i++)
+    if (hit[i]) total += (size_t)s->r * (md[i].in + md[i].out);
+  total *= c->n_layer;
+  DT_CALL(dt_alloc_aligned(&s->arena, sizeof(float) * total, "lora parameters"));
+  DT_CALL(dt_alloc_aligned(&s->garena, sizeof(float) * total, "lora gradients"));
+  size_t off = 0;
+  int k = 0;
+  for (int l = 0; l < c->n_layer; l++)
+    for (int i = 0; i < nmod; i++) {
+      if (!hit[i]) continue;
+      lora_unit *u = &s->u[k++];
+      *u = (lora_unit){l, md[i].site, md[i].row0, md[i].out, md[i].in,
+                       s->arena + off, s->arena + off + (size_t)s->r * md[i].in,
+                       s->garena + off, s->garena + off + (size_t)s->r * md[i].in};
+      off += (size_t)s->r * (md[i].in + md[i].out);
+      /* PEFT init: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0 */
+      const double bound = 1.0 / sqrt((double)u->in);
+      uint64_t key = dt_rng_key(seed, 0x10a0000 + (uint64_t)k);
+      for (int64_t j = 0; j < (int64_t)s->r * u->in; j++)
+        u->A[j] = (float)((2.0 * dt_rng_uniform(key, (uint64_t)j) - 1.0) * bound);
+      char nm[DT_PARAM_NAME_MAX];
+      int64_t shA[2] = {s->r, u->in}, shB[2] = {u->out, s->r};
+      snprintf(nm, sizeof nm, "base_model.model.%s.%d.%s.lora_A.weight",
+               module_prefix(c), l, md[i].name);
+      DT_CALL(dt_params_add(params, "lora", nm, 2, shA, u->A, u->dA, 0));
+      snprintf(nm, sizeof nm, "base_model.model.%s.%d.%s.lora_B.weight",
+               module_prefix(c), l, md[i].name);
+      DT_CALL(dt_params_add(params, "lora", nm, 2, shB, u->B, u->dB, 0));
+    }
+  return DT_OK;
+}
+
+static void lora_destroy(dt_method *me) {
+  lora_state *s = me->state;
+  if (!s) return;
+  free(s->u);
+  free(s->arena);
+  free(s->garena);
+  free(s->dh);
+  free(s->tmp);
+  free(s);
+}
+
+static int lora_wants_post(const dt_method *me, int layer, dt_site site) {
+  const lora_state *s = me->state;
+  for (int i = 0; i < s->n; i++)
+    if (s->u[i].layer == layer && s->u[i].site == (int)site) return 1;
+  return 0;
+}
+
+/* ws per (layer, site): for each unit there, h [N, r] (+ dropped x [N,in]). */
+static size_t lora_site_ws(const dt_method *me, int layer, dt_site site, int N) {
+  const lora_state *s = me->state;
+  size_t w = 0;
+  for (int i = 0; i < s->n; i++)
+    if (s->u[i].layer == layer && s->u[i].site == (int)site)
+      w += (size_t)N * s->r + (s->dropout > 0 ? (size_t)N * s->u[i].in : 0);
+  return w;
+}
+
+static int ensure(float **p, size_t *cap, size_t n) {
+  if (*cap >= n) return DT_OK;
+  free(*p);
+  *p = NULL;
+  DT_CALL(dt_alloc_aligned(p, n * sizeof(float), "lora scratch"));
+  *cap = n;
+  return DT_OK;
+}
+
+/* Dropout mask value for element j of unit i in this forward. */
+static inline float keep(const lora_state *s, int unit, int64_t j) {
+  uint64_t k = dt_rng_key(s->key ^ (uint64_t)s->fwd_count, (uint64_t)unit);
+  return dt_rng_uniform(k, (uint64_t)j) >= s->dropout ? 1.0f / (1.0f - s->dropout) : 0.0f;
+}
+
+static int lora_begin_forward(dt_method *me, int train) {
+  lora_state *s = me->state;
+  if (train) s->fwd_count++;
+  return DT_OK;
+}
+
+static int lora_post_fwd(dt_method *me, const dt_site_io *io) {
+  lora_state *s = me->state;
+  float *ws = io->ws;
+  const int N = io->N, r = s->r;
+  for (int i = 0; i < s->n; i++) {
+    const lora_unit *u = &s->u[i];
+    if (u->layer != io->layer || u->site != (int)io->site) continue;
+    const float *x = io->x;
+    float *h = ws;
+    ws += (size_t)N * r;
+    if (s->dropout > 0 && io->train) {
+      float *xd = ws;
+      for (int64_t j = 0; j < (int64_t)N * u->in; j++) xd[j] = x[j] * keep(s, i, j);
+      x = xd;
+    }
+    if (s->dropout > 0) ws += (size_t)N * u->in;
+    /* h [N,r] = x A^T ; y[:, row0:row0+out] += scale h B^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, u->in, 1.0f, x,
+                u->in, u->A, u->in, 0.0f, h, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, u->out, r, s->scale,
+                h, r, u->B, r, 1.0f, io->y + u->row0, io->out);
+  }
+  return DT_OK;
+}
+
+static int lora_post_bwd(dt_method *me, const dt_site_io *io, float *dy, float *dx) {
+  lora_state *s = me->state;
+  float *ws = io->ws;
+  const int N = io->N, r = s->r;
+  DT_CALL(ensure(&s->dh, &s->dh_n, (size_t)N * r));
+  for (int i = 0; i < s->n; i++) {
+    const lora_unit *u = &s->u[i];
+    if (u->layer != io->layer || u->site != (int)io->site) continue;
+    const float *h = ws;
+    ws += (size_t)N * r;
+    const float *x = io->x;
+    if (s->dropout > 0) {
+      x = ws;
+      ws += (size_t)N * u->in;
+    }
+    const float *dys = dy + u->row0;
+    /* dB [out,r] += scale dy^T h ; dh [N,r] = scale dy B ; dA += dh^T x */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, u->out, r, N, s->scale,
+                dys, io->out, h, r, 1.0f, u->dB, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, u->out, s->scale,
+                dys, io->out, u->B, r, 0.0f, s->dh, r);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, u->in, N, 1.0f, s->dh,
+                r, x, u->in, 1.0f, u->dA, u->in);
+    if (s->dropout > 0) {
+      DT_CALL(ensure(&s->tmp, &s->tmp_n, (size_t)N * u->in));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, u->in, r, 1.0f,
+                  s->dh, r, u->A, u->in, 0.0f, s->tmp, u->in);
+      for (int64_t j = 0; j < (int64_t)N * u->in; j++) dx[j] += s->tmp[j] * keep(s, i, j);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, u->in, r, 1.0f,
+                  s->dh, r, u->A, u->in, 1.0f, dx, u->in);
+    }
+  }
+  return DT_OK;
+}
+
+static void lora_describe(const dt_method *me, char *buf, size_t cap) {
+  const lora_state *s = me->state;
+  snprintf(buf, cap, "LoRA r=%d scale=%g dropout=%g on %d matrices", s->r,
+           (double)s->scale, (double)s->dropout, s->n);
+}
+
+const dt_method_ops dt_method_lora = {
+    .name = "lora",
+    .summary = "low-rank update B A on targeted linears (Hu et al. 2021)",
+    .options = &lora_group,
+    .create = lora_create,
+    .destroy = lora_destroy,
+    .site_ws = lora_site_ws,
+    .begin_forward = lora_begin_forward,
+    .post_fwd = lora_post_fwd,
+    .post_bwd = lora_post_bwd,
+    .wants_post = lora_wants_post,
+    .describe = lora_describe,
+};

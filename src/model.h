@@ -1,0 +1,187 @@
+/* The frozen transformer backbone: weights, activations, forward and backward.
+ *
+ * Layout conventions (row-major everywhere):
+ *   N = B * T rows, T = tokens per row including virtual (prompt) tokens.
+ *   Every linear weight is stored [out, in] (Linear layout); GPT-2 Conv1D
+ *   tensors are transposed on load. q|k|v are fused into one [qkv_dim, d]
+ *   matrix; LLaMA's gate|up are fused into one [2*ffn, d] matrix (gate rows
+ *   first). HF names map onto row blocks of these (see model_tensors.c).
+ *
+ * Weights are frozen unless a method asks for a gradient on a tensor
+ * (dt_model_require_grad); backward then also accumulates dW for it.
+ */
+#ifndef DT_MODEL_H
+#define DT_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../io/hf_config.h"
+
+struct dt_method;
+
+/* A matrix [rows, cols]; fp32 (w) or bf16 (w16) storage. */
+typedef struct {
+  int rows, cols;
+  float *w;
+  uint16_t *w16;
+  float *grad; /* NULL when frozen */
+} dt_mat;
+
+typedef struct {
+  int n;
+  float *v;
+  float *grad;
+} dt_vec;
+
+typedef enum {
+  DT_SITE_QKV = 0,  /* x[N,d] -> qkv[N,qkv_dim] (c_attn / q,k,v_proj) */
+  DT_SITE_ATTN_OUT, /* att[N,q_dim] -> [N,d] (attn.c_proj / o_proj) */
+  DT_SITE_FC,       /* ln2[N,d] -> [N,fc_dim] (mlp.c_fc / gate|up_proj) */
+  DT_SITE_PROJ,     /* act[N,ffn] -> [N,d] (mlp.c_proj / down_proj) */
+  DT_N_SITES
+} dt_site;
+
+typedef struct {
+  dt_vec ln1_w, ln1_b; /* ln_1 / input_layernorm (b: GPT-2 only) */
+  dt_mat lin[DT_N_SITES];
+  dt_vec bias[DT_N_SITES]; /* GPT-2 only */
+  dt_vec ln2_w, ln2_b;     /* ln_2 / post_attention_layernorm */
+} dt_layer;
+
+/* Saved activations of one block for backward. */
+typedef struct {
+  float *x;        /* [N,d] block input (residual stream) */
+  float *ln1;      /* [N,d] */
+  float *ln1_stat; /* [N,2] mean, rstd (rmsnorm: rstd only) */
+  float *lin_in[DT_N_SITES]; /* input actually multiplied (after pre hooks); NULL = same as the site input */
+  float *qkv;      /* [N,qkv_dim] after hooks and RoPE */
+  float *att;      /* [N,q_dim] attention output */
+  float *lse;      /* [B,H,T] log-sum-exp of each attention row */
+  float *x1;       /* [N,d] residual after attention */
+  float *ln2;      /* [N,d] */
+  float *ln2_stat; /* [N,2] */
+  float *fc;       /* [N,fc_dim] FFN pre-activation (after hooks) */
+  float *act;      /* [N,ffn] gelu(fc) / silu(gate)*up */
+} dt_layer_acts;
+
+typedef struct dt_model {
+  dt_config cfg;
+  int weights_bf16; /* frozen matrices kept in bf16 */
+
+  /* weights */
+  dt_mat wte;     /* [vocab, d] */
+  dt_mat wpe;     /* [n_ctx, d] GPT-2 */
+  dt_vec lnf_w, lnf_b;
+  dt_mat lm_head; /* [vocab, d]; tied: aliases wte's storage */
+  dt_layer *layers;
+
+  /* methods hooked into the blocks */
+  struct dt_method **methods;
+  int n_methods;
+
+  /* sizes fixed at dt_model_plan */
+  int B, T_data;  /* batch rows and data tokens per row */
+  int n_virtual;  /* prompt tokens prepended to each row */
+  int T;          /* T_data + n_virtual */
+  int n_prefix;   /* prefix key/values per layer (attention only) */
+  int recompute;  /* keep only block inputs; recompute in backward */
+
+  /* activations (one arena) */
+  float *arena;
+  size_t arena_floats;
+  dt_layer_acts *acts; /* n_layer entries (recompute: all share one set) */
+  float **hook_ws;     /* [n_layer][DT_N_SITES][n_methods] method workspaces */
+  int prefix_method;   /* index of the method giving prefix key/values, -1 */
+  float **x_saved;     /* recompute: [N,d] input of every block */
+  float *emb;          /* [N,d] embedding output (== acts[0].x) */
+  float *xf;           /* [N,d] final-norm output */
+  float *xf_stat;      /* [N,2] */
+  float *x_last;       /* [N,d] output of the last block */
+  /* gradient scratch */
+  float *d_res, *d_tmp, *d_ln, *d_qkv, *d_att, *d_fc, *d_act, *d_xf;
+  float *att_scratch; /* dt_attention_scratch floats */
+  int *scored_rows;   /* [N] rows whose next label is scored */
+  /* loss head scratch: a chunk of logits rows */
+  float *logit_chunk; /* [chunk, vocab] */
+  int logit_chunk_rows;
+  float *wscratch; /* bf16 -> fp32 conversion of one matrix */
+  size_t wscratch_floats;
+  /* rope tables [T, head_dim/2] */
+  float *rope_cos, *rope_sin;
+  /* per-step inputs */
+  int32_t *ids;    /* [B, T_data] */
+  int32_t *labels; /* [B, T] (virtual positions = -100) */
+} dt_model;
+
+/* Load a model: "synthetic:..." spec or a HF folder. weights_bf16 keeps
+ * frozen matrices in bf16. seed is used by synthetic weights. */
+int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
+                  uint64_t seed);
+void dt_model_free(dt_model *m);
+
+/* Attach methods (before dt_model_plan). */
+int dt_model_set_methods(dt_model *m, struct dt_method **methods, int n);
+
+/* Size and allocate activations for B rows of T_data tokens. Must be called
+ * after methods are attached (they add virtual tokens, prefixes and hook
+ * workspace). */
+int dt_model_plan(dt_model *m, int B, int T_data, int recompute);
+
+/* Bytes the activations of dt_model_plan would take (for planning). */
+size_t dt_model_act_bytes(const dt_model *m, int B, int T_data, int recompute);
+
+typedef struct {
+  double loss_sum;  /* sum of -log p over scored tokens */
+  int64_t n_scored; /* scored tokens */
+  int64_t n_correct_tokens;   /* argmax == label */
+  int64_t n_rows_exact;       /* rows whose every scored token is argmax */
+  int64_t n_rows_scored;      /* rows with at least one scored token */
+} dt_loss_stats;
+
+/* Forward over one batch ids/labels [B, T_data] (labels may be NULL =
+ * ids). With want_grad, also the gradient of (loss_sum / grad_norm_count)
+ * w.r.t. the final hidden state, ready for dt_model_backward; grad_norm_count
+ * is the number of scored tokens the loss is averaged over (the whole global
+ * batch). logits (optional) receives [B, T, vocab]. */
+int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
+                     int want_grad, double grad_norm_count,
+                     dt_loss_stats *stats, float *logits);
+
+/* Backward from the loss through every block into the embedding; method
+ * hooks accumulate their parameter gradients; trainable backbone tensors
+ * accumulate dW. */
+int dt_model_backward(dt_model *m);
+
+/* Zero gradients of trainable backbone tensors. */
+void dt_model_zero_backbone_grads(dt_model *m);
+
+/* --- HF names <-> storage ------------------------------------------------ */
+typedef struct {
+  char name[128];   /* HF name */
+  int ndim;
+  int64_t shape[2]; /* HF shape */
+  int layer;        /* block index, -1 outside blocks */
+  int is_bias;      /* name ends in .bias */
+  int is_matrix;    /* 2-D weight inside a block */
+  int transposed;   /* HF shape is the transpose of storage */
+  dt_mat *mat;      /* owning matrix (2-D) */
+  dt_vec *vec;      /* owning vector (1-D) */
+  int64_t offset;   /* element offset inside the owner (fused row blocks) */
+  int64_t numel;
+} dt_tensor_ref;
+
+/* All backbone tensors in HF named_parameters order (tied lm_head omitted). */
+int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n);
+/* Make the tensor trainable (allocates its owner's gradient, zeroed, and
+ * requires fp32 storage). Returns pointers to its data and grad. */
+int dt_model_require_grad(dt_model *m, const dt_tensor_ref *r, float **data,
+                          float **grad);
+
+/* Counts. */
+int64_t dt_model_param_count(const dt_model *m);
+
+/* Fill a float array with fp32 values of a matrix (converts bf16). */
+const float *dt_mat_f32(dt_model *m, const dt_mat *a);
+
+#endif

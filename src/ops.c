@@ -1,0 +1,202 @@
+#include "ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+void dt_layernorm_forward(float *out, float *stat, const float *x,
+                          const float *w, const float *b, int N, int C,
+                          float eps) {
+  for (int i = 0; i < N; i++) {
+    const float *xi = x + (int64_t)i * C;
+    float *oi = out + (int64_t)i * C;
+    double m = 0.0;
+    for (int j = 0; j < C; j++) m += xi[j];
+    m /= C;
+    double v = 0.0;
+    for (int j = 0; j < C; j++) {
+      double d = xi[j] - m;
+      v += d * d;
+    }
+    v /= C;
+    float rstd = (float)(1.0 / sqrt(v + eps));
+    float mf = (float)m;
+    for (int j = 0; j < C; j++)
+      oi[j] = (xi[j] - mf) * rstd * w[j] + (b ? b[j] : 0.0f);
+    stat[2 * i] = mf;
+    stat[2 * i + 1] = rstd;
+  }
+}
+
+void dt_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
+                           const float *x, const float *w, const float *stat,
+                           int N, int C) {
+  for (int i = 0; i < N; i++) {
+    const float *xi = x + (int64_t)i * C;
+    const float *di = dout + (int64_t)i * C;
+    float *dxi = dx + (int64_t)i * C;
+    float mean = stat[2 * i], rstd = stat[2 * i + 1];
+    double s1 = 0.0, s2 = 0.0; /* mean(dnorm), mean(dnorm * xhat) */
+    for (int j = 0; j < C; j++) {
+      float xhat = (xi[j] - mean) * rstd;
+      float dn = di[j] * w[j];
+      s1 += dn;
+      s2 += dn * xhat;
+      if (dw) dw[j] += di[j] * xhat;
+      if (db) db[j] += di[j];
+    }
+    float m1 = (float)(s1 / C), m2 = (float)(s2 / C);
+    for (int j = 0; j < C; j++) {
+      float xhat = (xi[j] - mean) * rstd;
+      float dn = di[j] * w[j];
+      dxi[j] += (dn - m1 - xhat * m2) * rstd;
+    }
+  }
+}
+
+void dt_rmsnorm_forward(float *out, float *stat, const float *x, const float *w,
+                        int N, int C, float eps) {
+  for (int i = 0; i < N; i++) {
+    const float *xi = x + (int64_t)i * C;
+    float *oi = out + (int64_t)i * C;
+    double ss = 0.0;
+    for (int j = 0; j < C; j++) ss += (double)xi[j] * xi[j];
+    float rstd = (float)(1.0 / sqrt(ss / C + eps));
+    for (int j = 0; j < C; j++) oi[j] = w[j] * (xi[j] * rstd);
+    stat[2 * i] = 0.0f;
+    stat[2 * i + 1] = rstd;
+  }
+}
+
+void dt_rmsnorm_backward(float *dx, float *dw, const float *dout,
+                         const float *x, const float *w, const float *stat,
+                         int N, int C) {
+  for (int i = 0; i < N; i++) {
+    const float *xi = x + (int64_t)i * C;
+    const float *di = dout + (int64_t)i * C;
+    float *dxi = dx + (int64_t)i * C;
+    float rstd = stat[2 * i + 1];
+    double s = 0.0; /* mean(dn * xhat) */
+    for (int j = 0; j < C; j++) {
+      float xhat = xi[j] * rstd;
+      float dn = di[j] * w[j];
+      s += dn * xhat;
+      if (dw) dw[j] += di[j] * xhat;
+    }
+    float m = (float)(s / C);
+    for (int j = 0; j < C; j++) {
+      float xhat = xi[j] * rstd;
+      dxi[j] += (di[j] * w[j] - xhat * m) * rstd;
+    }
+  }
+}
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+void dt_gelu_forward(float *out, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i];
+    float u = GELU_K * (v + 0.044715f * v * v * v);
+    out[i] = 0.5f * v * (1.0f + tanhf(u));
+  }
+}
+
+void dt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i];
+    float u = GELU_K * (v + 0.044715f * v * v * v);
+    float t = tanhf(u);
+    float du = GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+    float g = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du;
+    dx[i] = dout[i] * g;
+  }
+}
+
+void dt_swiglu_forward(float *out, const float *gu, int N, int F) {
+  for (int i = 0; i < N; i++) {
+    const float *g = gu + (int64_t)i * 2 * F;
+    const float *u = g + F;
+    float *o = out + (int64_t)i * F;
+    for (int j = 0; j < F; j++) {
+      float s = g[j] / (1.0f + expf(-g[j]));
+      o[j] = s * u[j];
+    }
+  }
+}
+
+void dt_swiglu_backward(float *dgu, const float *dout, const float *gu, int N,
+                        int F) {
+  for (int i = 0; i < N; i++) {
+    const float *g = gu + (int64_t)i * 2 * F;
+    const float *u = g + F;
+    const float *d = dout + (int64_t)i * F;
+    float *dg = dgu + (int64_t)i * 2 * F;
+    float *du = dg + F;
+    for (int j = 0; j < F; j++) {
+      float sig = 1.0f / (1.0f + expf(-g[j]));
+      float s = g[j] * sig;
+      du[j] = d[j] * s;
+      dg[j] = d[j] * u[j] * sig * (1.0f + g[j] * (1.0f - sig));
+    }
+  }
+}
+
+void dt_rope_tables(float *cos_t, float *sin_t, int T, int hd, float theta) {
+  int h2 = hd / 2;
+  for (int j = 0; j < h2; j++) {
+    /* inv_freq as transformers computes it: 1 / theta^(2j/hd) in float */
+    float inv = 1.0f / powf(theta, (float)(2 * j) / (float)hd);
+    for (int t = 0; t < T; t++) {
+      float a = (float)t * inv;
+      cos_t[t * h2 + j] = cosf(a);
+      sin_t[t * h2 + j] = sinf(a);
+    }
+  }
+}
+
+void dt_rope_apply(float *x, int N, int ld, int col0, int n_heads, int hd,
+                   int T, const float *cos_t, const float *sin_t, int inverse) {
+  int h2 = hd / 2;
+  float sgn = inverse ? -1.0f : 1.0f;
+  for (int r = 0; r < N; r++) {
+    int t = r % T;
+    const float *c = cos_t + (int64_t)t * h2;
+    const float *s = sin_t + (int64_t)t * h2;
+    for (int h = 0; h < n_heads; h++) {
+      float *v = x + (int64_t)r * ld + col0 + h * hd;
+      for (int j = 0; j < h2; j++) {
+        float a = v[j], b = v[j + h2];
+        /* out = x*cos + rotate_half(x)*sin, rotate_half = (-b, a) */
+        v[j] = a * c[j] - sgn * b * s[j];
+        v[j + h2] = b * c[j] + sgn * a * s[j];
+      }
+    }
+  }
+}
+
+void dt_linear_forward(float *y, const float *x, const float *W,
+                       const float *b, int N, int in, int out) {
+  if (b) {
+    for (int i = 0; i < N; i++) memcpy(y + (int64_t)i * out, b, sizeof(float) * out);
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, in, 1.0f, x, in,
+              W, in, b ? 1.0f : 0.0f, y, out);
+}
+
+void dt_linear_backward_input(float *dx, const float *dy, const float *W,
+                              int N, int in, int out) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, out, 1.0f, dy,
+              out, W, in, 1.0f, dx, in);
+}
+
+void dt_linear_backward_weight(float *dW, float *db, const float *dy,
+                               const float *x, int N, int in, int out) {
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, N, 1.0f, dy,
+              out, x, in, 1.0f, dW, in);
+  if (db) {
+    for (int i = 0; i < N; i++) {
+      const float *d = dy + (int64_t)i * out;
+      for (int j = 0; j < out; j++) db[j] += d[j];
+    }
+  }
+}

@@ -1,0 +1,55 @@
+/* Elementwise and row-wise kernels as forward/backward pairs.
+ * Shapes are in the comments; N rows of width C, row-major. Backward
+ * functions ADD into their input gradients unless stated otherwise. */
+#ifndef DT_OPS_H
+#define DT_OPS_H
+
+#include <stdint.h>
+
+/* out = LayerNorm(x) * w + b; stat [N,2] = mean, rstd. */
+void dt_layernorm_forward(float *out, float *stat, const float *x,
+                          const float *w, const float *b, int N, int C,
+                          float eps);
+/* dx += d/dx; dw, db (optional, may be NULL) += param grads. */
+void dt_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
+                           const float *x, const float *w, const float *stat,
+                           int N, int C);
+
+/* out = x * rsqrt(mean(x^2) + eps) * w; stat [N,2] = (unused, rstd). */
+void dt_rmsnorm_forward(float *out, float *stat, const float *x, const float *w,
+                        int N, int C, float eps);
+void dt_rmsnorm_backward(float *dx, float *dw, const float *dout,
+                         const float *x, const float *w, const float *stat,
+                         int N, int C);
+
+/* gelu, tanh form (gelu_new). out [n] = gelu(x [n]). */
+void dt_gelu_forward(float *out, const float *x, int64_t n);
+/* dx [n] = dout * gelu'(x) (overwrites). */
+void dt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n);
+
+/* SwiGLU: gu [N, 2F] holds gate | up per row; out [N,F] = silu(gate) * up. */
+void dt_swiglu_forward(float *out, const float *gu, int N, int F);
+/* dgu [N,2F] = grads of gate | up (overwrites). */
+void dt_swiglu_backward(float *dgu, const float *dout, const float *gu, int N,
+                        int F);
+
+/* Rotary embeddings, rotate_half convention, in place on x [N, ld] at
+ * columns [col0, col0 + n_heads*hd); row r has position pos[r % T]
+ * (pos = 0..T-1 within each batch row). cos/sin tables [T, hd/2].
+ * inverse = 1 applies the transpose (for backward). */
+void dt_rope_apply(float *x, int N, int ld, int col0, int n_heads, int hd,
+                   int T, const float *cos_t, const float *sin_t, int inverse);
+void dt_rope_tables(float *cos_t, float *sin_t, int T, int hd, float theta);
+
+/* Dense layers through BLAS. W is [out, in]. */
+/* y [N,out] = x [N,in] W^T (+ b) */
+void dt_linear_forward(float *y, const float *x, const float *W,
+                       const float *b, int N, int in, int out);
+/* dx [N,in] += dy [N,out] W */
+void dt_linear_backward_input(float *dx, const float *dy, const float *W,
+                              int N, int in, int out);
+/* dW [out,in] += dy^T x; db [out] += colsum(dy) (db may be NULL). */
+void dt_linear_backward_weight(float *dW, float *db, const float *dy,
+                               const float *x, int N, int in, int out);
+
+#endif

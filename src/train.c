@@ -1,0 +1,519 @@
+/* The train and eval drivers: options -> model -> methods -> data ->
+ * steps. Collective over MPI_COMM_WORLD; ranks are data-parallel replicas
+ * (each takes a contiguous slice of the global batch; gradients and loss
+ * statistics are summed across ranks). */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "blas_info.h"
+#include "commands.h"
+#include "dataset.h"
+#include "error.h"
+#include "method.h"
+#include "model.h"
+#include "optim.h"
+#include "options.h"
+#include "params.h"
+#include "rng.h"
+#include "safetensors.h"
+
+/* --- option tables ------------------------------------------------------- */
+
+static const dt_optdef model_opts[] = {
+    {"model", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "backbone: a Hugging Face folder (config.json + safetensors) or "
+     "synthetic:<family>:k=v,... / synthetic:<preset> (required)"},
+    {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",
+     "storage of the frozen matrices (math is fp32)"},
+    {"seed", DT_OPT_INT, "1", 0, 2147483647, NULL,
+     "seed of synthetic weights, method init and dropout"},
+    {"method", DT_OPT_STRING, "lora", 0, 0, NULL,
+     "delta method(s), comma-separated (see deltatune methods); 'none' for the bare backbone"},
+    {"init-from", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "initial delta values from safetensors file(s), comma-separated (PEFT / HF names)"},
+    {"recompute", DT_OPT_BOOL, "no", 0, 0, NULL,
+     "keep only block inputs and recompute activations in backward"},
+    {"verbose", DT_OPT_BOOL, "no", 0, 0, NULL,
+     "print the effective configuration, BLAS kernel and its measured GFLOP/s"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+
+static const dt_optdef data_opts[] = {
+    {"data", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "tokenized data: safetensors with input_ids [N,T] and optional labels [N,T] (required)"},
+    {"batch-size", DT_OPT_INT, "8", 1, 1048576, NULL,
+     "rows per step (global, split across ranks)"},
+    {"shuffle", DT_OPT_INT, NULL, 0, 2147483647, NULL,
+     "visit rows in a random order (reshuffled every epoch) from this seed"},
+    {"sample-rows", DT_OPT_INT, NULL, 0, 2147483647, NULL,
+     "draw every batch's rows at random with replacement from this seed"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+
+static const dt_optdef train_opts[] = {
+    {"steps", DT_OPT_INT, "100", 0, 1000000000, NULL, "optimizer steps"},
+    {"lr", DT_OPT_FLOAT, "1e-3", 0, 10, NULL, "peak learning rate"},
+    {"betas", DT_OPT_STRING, "0.9,0.999", 0, 0, NULL, "AdamW beta1,beta2"},
+    {"eps", DT_OPT_FLOAT, "1e-8", 0, 1, NULL, "AdamW epsilon"},
+    {"weight-decay", DT_OPT_FLOAT, "0", 0, 10, NULL, "decoupled weight decay"},
+    {"clip-norm", DT_OPT_FLOAT, "0", 0, 1e9, NULL, "clip the global gradient norm (0 = off)"},
+    {"schedule", DT_OPT_CHOICE, "constant", 0, 0, "constant|linear|cosine",
+     "learning-rate schedule after warmup"},
+    {"warmup-steps", DT_OPT_INT, "0", 0, 1000000000, NULL, "linear warmup steps"},
+    {"metrics", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "JSON-lines file: one object per step {step, loss, lr, tokens_per_s, ...}"},
+    {"dump-grads", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "write the gradients of step 0 to this safetensors file"},
+    {"dump-logits", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "write the logits [B,T,V] of the first forward pass to this safetensors file"},
+    {"out", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "output folder: the trained deltas are written to OUT/deltas.safetensors"},
+    {"log-every", DT_OPT_INT, "10", 1, 1000000000, NULL, "progress line every N steps"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+
+static const dt_optdef eval_opts[] = {
+    {"rows", DT_OPT_INT, "0", 0, 2147483647, NULL, "evaluate the first N rows (0 = all)"},
+    {"dump-logits", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "write the logits [B,T,V] of the first batch to this safetensors file"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+
+#define MAX_GROUPS 32
+
+static int build_groups(dt_optgroup *g, int train) {
+  int n = 0;
+  g[n++] = (dt_optgroup){"model", "Model and method", model_opts};
+  g[n++] = (dt_optgroup){"data", "Data", data_opts};
+  g[n++] = train ? (dt_optgroup){"train", "Training", train_opts}
+                 : (dt_optgroup){"eval", "Evaluation", eval_opts};
+  for (int i = 0; i < dt_method_count() && n < MAX_GROUPS; i++)
+    if (dt_method_at(i)->options) g[n++] = *dt_method_at(i)->options;
+  return n;
+}
+
+/* --- shared setup -------------------------------------------------------- */
+
+typedef struct {
+  int rank, nranks;
+  dt_options opt;
+  dt_model model;
+  dt_params params;
+  dt_method **methods;
+  int n_methods;
+  dt_dataset data;
+  int B_global, B_local;
+  int32_t *bids, *blabels; /* [B_local, T] */
+  int64_t *row_order;      /* shuffle permutation */
+} run_ctx;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static void ctx_free(run_ctx *c) {
+  dt_methods_destroy(c->methods, c->n_methods);
+  dt_params_free(&c->params);
+  dt_model_free(&c->model);
+  dt_dataset_free(&c->data);
+  free(c->bids);
+  free(c->blabels);
+  free(c->row_order);
+}
+
+static int parse(run_ctx *c, const char *cmd, int train, int argc, char **argv,
+                 int *help_only) {
+  dt_optgroup g[MAX_GROUPS];
+  int ng = build_groups(g, train);
+  DT_CALL(dt_options_parse(&c->opt, cmd, g, ng, argc, argv));
+  *help_only = c->opt.help;
+  if (c->opt.help) {
+    if (c->rank == 0)
+      dt_options_print_help(stdout, cmd,
+                            train ? "Train delta parameters on a frozen backbone."
+                                  : "Evaluate loss and accuracy of a backbone (+ deltas).",
+                            g, ng);
+    return DT_OK;
+  }
+  DT_CHECK(dt_opt_is_set(&c->opt, "model"), DT_EUSAGE,
+           "--model is required (a HF folder or synthetic:...; see deltatune %s --help)", cmd);
+  DT_CHECK(dt_opt_is_set(&c->opt, "data"), DT_EUSAGE,
+           "--data is required (see deltatune %s --help)", cmd);
+  DT_CHECK(!(dt_opt_is_set(&c->opt, "shuffle") && dt_opt_is_set(&c->opt, "sample-rows")),
+           DT_EUSAGE, "--shuffle and --sample-rows exclude each other");
+  /* method options given for a method that is not selected */
+  const char *ml = dt_opt_str(&c->opt, "method");
+  for (int i = 0; i < dt_method_count(); i++) {
+    const dt_method_ops *ops = dt_method_at(i);
+    if (!ops->options) continue;
+    char pat[64];
+    snprintf(pat, sizeof pat, ",%s,", ops->name);
+    char lst[600];
+    snprintf(lst, sizeof lst, ",%s,", ml);
+    if (strstr(lst, pat)) continue;
+    for (const dt_optdef *d = ops->options->defs; d->name; d++)
+      DT_CHECK(!dt_opt_given(&c->opt, d->name), DT_EUSAGE,
+               "--%s belongs to method '%s', which is not selected (--method %s)",
+               d->name, ops->name, ml);
+  }
+  return DT_OK;
+}
+
+static int setup(run_ctx *c, int train) {
+  const dt_options *o = &c->opt;
+  const uint64_t seed = (uint64_t)dt_opt_int(o, "seed");
+  const int bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
+  DT_CALL(dt_model_load(&c->model, dt_opt_str(o, "model"), bf16, seed));
+  DT_CALL(dt_dataset_load(&c->data, dt_opt_str(o, "data"), c->model.cfg.vocab));
+  const char *ml = dt_opt_str(o, "method");
+  DT_CALL(dt_methods_create(ml, o, &c->model, &c->params, seed, &c->methods, &c->n_methods));
+  if (train)
+    DT_CHECK(c->params.numel > 0, DT_EUSAGE,
+             "--method %s trains no parameter on this model (%s)", ml, c->model.cfg.source);
+  if (dt_opt_is_set(o, "init-from"))
+    DT_CALL(dt_params_load(&c->params, dt_opt_str(o, "init-from")));
+  DT_CALL(dt_model_set_methods(&c->model, c->methods, c->n_methods));
+  c->B_global = dt_opt_int(o, "batch-size");
+  if (!train) {
+    int64_t rows = dt_opt_int(o, "rows");
+    if (rows <= 0 || rows > c->data.n_rows) rows = c->data.n_rows;
+    if (c->B_global > rows) c->B_global = (int)rows;
+  }
+  DT_CHECK(c->B_global % c->nranks == 0, DT_EUSAGE,
+           "--batch-size %d is not divisible by the %d ranks (each rank takes an "
+           "equal slice)", c->B_global, c->nranks);
+  c->B_local = c->B_global / c->nranks;
+  DT_CALL(dt_model_plan(&c->model, c->B_local, c->data.seq_len, dt_opt_bool(o, "recompute")));
+  const size_t n = (size_t)c->B_local * c->data.seq_len;
+  DT_CALL(dt_malloc(&c->bids, n * sizeof(int32_t), "batch"));
+  DT_CALL(dt_malloc(&c->blabels, n * sizeof(int32_t), "batch"));
+  return DT_OK;
+}
+
+/* Global row index i of step s: in order, shuffled per epoch, or sampled. */
+static int64_t row_at(run_ctx *c, int64_t step, int64_t i) {
+  const dt_options *o = &c->opt;
+  const int64_t N = c->data.n_rows, g = step * c->B_global + i;
+  if (dt_opt_is_set(o, "sample-rows")) {
+    uint64_t key = dt_rng_key((uint64_t)dt_opt_int(o, "sample-rows"), 0x5a3);
+    return (int64_t)(dt_rng_u64(key, (uint64_t)g) % (uint64_t)N);
+  }
+  if (!dt_opt_is_set(o, "shuffle")) return g % N;
+  const int64_t epoch = g / N, pos = g % N;
+  static int64_t cached_epoch = -1;
+  if (!c->row_order) {
+    c->row_order = malloc(sizeof(int64_t) * N);
+    if (!c->row_order) return pos; /* degrade to in-order */
+    cached_epoch = -1;
+  }
+  if (epoch != cached_epoch) {
+    uint64_t key = dt_rng_key((uint64_t)dt_opt_int(o, "shuffle"), 0x5f0 + (uint64_t)epoch);
+    for (int64_t j = 0; j < N; j++) c->row_order[j] = j;
+    for (int64_t j = N - 1; j > 0; j--) {
+      int64_t k = (int64_t)(dt_rng_u64(key, (uint64_t)j) % (uint64_t)(j + 1));
+      int64_t t = c->row_order[j];
+      c->row_order[j] = c->row_order[k];
+      c->row_order[k] = t;
+    }
+    cached_epoch = epoch;
+  }
+  return c->row_order[pos];
+}
+
+static void fill_batch(run_ctx *c, int64_t step) {
+  const int T = c->data.seq_len;
+  for (int i = 0; i < c->B_local; i++) {
+    int64_t r = row_at(c, step, (int64_t)c->rank * c->B_local + i);
+    memcpy(c->bids + (size_t)i * T, c->data.input_ids + r * T, sizeof(int32_t) * T);
+    memcpy(c->blabels + (size_t)i * T, c->data.labels + r * T, sizeof(int32_t) * T);
+  }
+}
+
+/* Scored tokens of the local batch (labels[t] != -100 for t >= 1). */
+static int64_t count_scored(const run_ctx *c) {
+  int64_t n = 0;
+  const int T = c->data.seq_len;
+  for (int i = 0; i < c->B_local; i++)
+    for (int t = 1; t < T; t++) n += c->blabels[(size_t)i * T + t] != -100;
+  return n;
+}
+
+static void sum_stats(dt_loss_stats *s) {
+  double v[5] = {s->loss_sum, (double)s->n_scored, (double)s->n_correct_tokens,
+                 (double)s->n_rows_exact, (double)s->n_rows_scored};
+  MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  s->loss_sum = v[0];
+  s->n_scored = (int64_t)v[1];
+  s->n_correct_tokens = (int64_t)v[2];
+  s->n_rows_exact = (int64_t)v[3];
+  s->n_rows_scored = (int64_t)v[4];
+}
+
+static int write_logits(run_ctx *c, const char *path, const float *logits) {
+  /* rank 0 writes its own slice only when running on one rank */
+  DT_CHECK(c->nranks == 1, DT_EUSAGE, "--dump-logits needs a single rank");
+  dt_st_out t = {"logits", DT_DTYPE_F32, 3,
+                 {c->B_local, c->model.T, c->model.cfg.vocab}, logits};
+  DT_CALL(dt_st_write(path, &t, 1, NULL, NULL, 0));
+  return DT_OK;
+}
+
+static void print_header(run_ctx *c) {
+  if (c->rank != 0) return;
+  const dt_config *cf = &c->model.cfg;
+  int64_t frozen = dt_model_param_count(&c->model);
+  printf("deltatune %s: %s, %d ranks\n", DT_VERSION, c->opt.command, c->nranks);
+  printf("backbone: %s (%s, %d layers, d=%d, %d heads / %d kv, ffn %d, vocab %d), "
+         "%lld parameters, weights %s\n",
+         cf->source, cf->arch == DT_ARCH_GPT2 ? "gpt2" : "llama", cf->n_layer,
+         cf->d_model, cf->n_head, cf->n_kv_head, cf->d_ffn, cf->vocab,
+         (long long)frozen, c->model.weights_bf16 ? "bf16" : "fp32");
+  printf("data: %s, %lld rows x %d tokens; batch %d (%d per rank)\n", c->data.path,
+         (long long)c->data.n_rows, c->data.seq_len, c->B_global, c->B_local);
+  for (int i = 0; i < c->n_methods; i++) {
+    char d[256] = "";
+    if (c->methods[i]->ops->describe) c->methods[i]->ops->describe(c->methods[i], d, sizeof d);
+    int64_t n = 0;
+    for (int k = 0; k < c->params.n; k++)
+      if (strcmp(c->params.p[k].method, c->methods[i]->ops->name) == 0) n += c->params.p[k].numel;
+    printf("method %s: %lld trainable parameters (%.2f MB fp32, %.4f%% of the backbone); %s\n",
+           c->methods[i]->ops->name, (long long)n, n * 4.0 / 1e6,
+           100.0 * (double)n / (double)frozen, d);
+  }
+  if (dt_opt_bool(&c->opt, "verbose")) {
+    dt_options_print(stdout, &c->opt);
+    printf("BLAS: OpenBLAS core %s, sgemm 1024^3 %.1f GFLOP/s\n", dt_blas_core(),
+           dt_blas_sgemm_gflops(1024));
+  }
+  if (dt_blas_misdetected())
+    printf("warning: OpenBLAS runs the %s kernel on an AVX-512 CPU; export "
+           "OPENBLAS_CORETYPE=SkylakeX for 4-6x faster GEMMs\n", dt_blas_core());
+  fflush(stdout);
+}
+
+/* Forward without gradient on the batch of step `step`; returns mean loss. */
+static int probe_loss(run_ctx *c, int64_t step, double *loss) {
+  fill_batch(c, step);
+  dt_loss_stats st;
+  DT_CALL(dt_model_forward(&c->model, c->bids, c->blabels, 0, 1.0, &st, NULL));
+  sum_stats(&st);
+  *loss = st.n_scored ? st.loss_sum / st.n_scored : 0.0;
+  return DT_OK;
+}
+
+static int allreduce_grads(run_ctx *c) {
+  if (c->nranks == 1) return DT_OK;
+  for (int i = 0; i < c->params.n; i++) {
+    int rc = MPI_Allreduce(MPI_IN_PLACE, c->params.p[i].grad, (int)c->params.p[i].numel,
+                           MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    DT_CHECK(rc == MPI_SUCCESS, DT_EMPI, "all-reduce of the gradient of %s failed",
+             c->params.p[i].name);
+  }
+  return DT_OK;
+}
+
+static int do_train(run_ctx *c) {
+  const dt_options *o = &c->opt;
+  dt_adamw opt = {0};
+  double betas[2];
+  int nb;
+  DT_CALL(dt_opt_floats(o, "betas", betas, 2, &nb));
+  DT_CHECK(nb == 2 && betas[0] >= 0 && betas[0] < 1 && betas[1] >= 0 && betas[1] < 1,
+           DT_EUSAGE, "--betas expects two numbers in [0,1), got '%s'", dt_opt_str(o, "betas"));
+  opt.lr = dt_opt_float(o, "lr");
+  opt.beta1 = betas[0];
+  opt.beta2 = betas[1];
+  opt.eps = dt_opt_float(o, "eps");
+  opt.weight_decay = dt_opt_float(o, "weight-decay");
+  opt.clip_norm = dt_opt_float(o, "clip-norm");
+  const char *sch = dt_opt_str(o, "schedule");
+  opt.schedule = !strcmp(sch, "linear") ? DT_SCHED_LINEAR
+                 : !strcmp(sch, "cosine") ? DT_SCHED_COSINE : DT_SCHED_CONSTANT;
+  opt.warmup_steps = dt_opt_int(o, "warmup-steps");
+  const int steps = dt_opt_int(o, "steps");
+  opt.total_steps = steps;
+  DT_CALL(dt_adamw_init(&opt, &c->params));
+
+  FILE *mf = NULL;
+  if (c->rank == 0 && dt_opt_is_set(o, "metrics")) {
+    mf = fopen(dt_opt_str(o, "metrics"), "w");
+    if (!mf) {
+      dt_adamw_free(&opt);
+      DT_ERR(DT_EIO, "--metrics: cannot write '%s'", dt_opt_str(o, "metrics"));
+    }
+  }
+  const char *out_dir = dt_opt_is_set(o, "out") ? dt_opt_str(o, "out") : NULL;
+  if (out_dir && c->rank == 0) mkdir(out_dir, 0755);
+
+  float *logits = NULL;
+  int rc = DT_OK;
+  if (dt_opt_is_set(o, "dump-logits"))
+    rc = dt_malloc(&logits, sizeof(float) * (size_t)c->B_local * c->model.T * c->model.cfg.vocab,
+                   "logits");
+  const int T = c->data.seq_len;
+  const double tok_per_step = (double)c->B_global * T;
+  double loss0 = NAN, last_loss = NAN;
+  const double t_start = now_s();
+  for (int step = 0; rc == DT_OK && step < steps; step++) {
+    const double t0 = now_s();
+    fill_batch(c, step);
+    int64_t nloc = count_scored(c), nglob = 0;
+    MPI_Allreduce(&nloc, &nglob, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+    dt_params_zero_grad(&c->params);
+    dt_model_zero_backbone_grads(&c->model);
+    dt_loss_stats st;
+    rc = dt_model_forward(&c->model, c->bids, c->blabels, 1, nglob > 0 ? (double)nglob : 1.0,
+                          &st, step == 0 ? logits : NULL);
+    if (rc == DT_OK && step == 0 && logits)
+      rc = write_logits(c, dt_opt_str(o, "dump-logits"), logits);
+    if (rc == DT_OK) rc = dt_model_backward(&c->model);
+    if (rc == DT_OK) rc = allreduce_grads(c);
+    if (rc) break;
+    sum_stats(&st);
+    const double loss = st.n_scored ? st.loss_sum / st.n_scored : 0.0;
+    if (!isfinite(loss)) {
+      rc = dt_error_set(DT_ENUMERIC, __FILE__, __LINE__, __func__,
+                        "loss became %g at step %d; stopping", loss, step);
+      break;
+    }
+    if (step == 0) loss0 = loss;
+    last_loss = loss;
+    if (step == 0 && dt_opt_is_set(o, "dump-grads") && c->rank == 0)
+      rc = dt_params_save(&c->params, dt_opt_str(o, "dump-grads"), 1);
+    if (rc) break;
+    const double gnorm = dt_grad_norm(&c->params);
+    const double lr = dt_adamw_step(&opt, &c->params, gnorm);
+    const double dt = now_s() - t0, el = now_s() - t_start;
+    const double tps = tok_per_step / dt;
+    if (mf) {
+      fprintf(mf,
+              "{\"step\": %d, \"loss\": %.9g, \"lr\": %.9g, \"tokens_per_s\": %.6g, "
+              "\"grad_norm\": %.9g, \"scored_tokens\": %lld, \"elapsed_s\": %.6g}\n",
+              step, loss, lr, tps, gnorm, (long long)st.n_scored, el);
+      fflush(mf);
+    }
+    if (c->rank == 0 && ((step + 1) % dt_opt_int(o, "log-every") == 0 || step == 0 ||
+                         step + 1 == steps)) {
+      double eta = el / (step + 1) * (steps - step - 1);
+      printf("step %6d/%d  loss %.4f  lr %.3g  %.0f tok/s  elapsed %.1fs  eta %.1fs\n",
+             step + 1, steps, loss, lr, tps, el, eta);
+      fflush(stdout);
+    }
+  }
+  free(logits);
+  if (mf) fclose(mf);
+  dt_adamw_free(&opt);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+
+  /* summary: loss on the first batch before (step-0 loss) and after */
+  double after = NAN;
+  if (steps > 0) DT_CALL(probe_loss(c, 0, &after));
+  long long ckpt_bytes = -1;
+  char ckpt[4096] = "";
+  if (out_dir) {
+    snprintf(ckpt, sizeof ckpt, "%s/deltas.safetensors", out_dir);
+    if (c->rank == 0) rc = dt_params_save(&c->params, ckpt, 0);
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+    struct stat sb;
+    if (c->rank == 0 && stat(ckpt, &sb) == 0) ckpt_bytes = (long long)sb.st_size;
+  }
+  if (c->rank == 0) {
+    printf("summary: %d steps in %.1fs; loss %.4f -> %.4f (last step %.4f)\n", steps,
+           now_s() - t_start, loss0, after, last_loss);
+    printf("summary: trainable %lld of %lld parameters (%.4f%%)\n",
+           (long long)c->params.numel, (long long)dt_model_param_count(&c->model),
+           100.0 * (double)c->params.numel / (double)dt_model_param_count(&c->model));
+    if (out_dir) printf("summary: deltas %s (%lld bytes)\n", ckpt, ckpt_bytes);
+    fflush(stdout);
+  }
+  return DT_OK;
+}
+
+static int do_eval(run_ctx *c) {
+  const dt_options *o = &c->opt;
+  int64_t rows = dt_opt_int(o, "rows");
+  if (rows <= 0 || rows > c->data.n_rows) rows = c->data.n_rows;
+  const int T = c->data.seq_len;
+  dt_loss_stats tot = {0};
+  float *logits = NULL;
+  if (dt_opt_is_set(o, "dump-logits"))
+    DT_CALL(dt_malloc(&logits, sizeof(float) * (size_t)c->B_local * c->model.T *
+                                   c->model.cfg.vocab, "logits"));
+  const double t0 = now_s();
+  int rc = DT_OK;
+  for (int64_t start = 0; rc == DT_OK && start < rows; start += c->B_global) {
+    int valid = 0; /* rows of this rank's slice inside [0, rows) */
+    for (int i = 0; i < c->B_local; i++) {
+      int64_t r = start + (int64_t)c->rank * c->B_local + i;
+      int ok = r < rows;
+      if (!ok) r = 0;
+      memcpy(c->bids + (size_t)i * T, c->data.input_ids + r * T, sizeof(int32_t) * T);
+      memcpy(c->blabels + (size_t)i * T, c->data.labels + r * T, sizeof(int32_t) * T);
+      if (!ok) /* padding row: nothing scored */
+        for (int t = 0; t < T; t++) c->blabels[(size_t)i * T + t] = -100;
+      valid += ok;
+    }
+    dt_loss_stats st;
+    rc = dt_model_forward(&c->model, c->bids, c->blabels, 0, 1.0, &st,
+                          start == 0 ? logits : NULL);
+    if (rc == DT_OK && start == 0 && logits)
+      rc = write_logits(c, dt_opt_str(o, "dump-logits"), logits);
+    tot.loss_sum += st.loss_sum;
+    tot.n_scored += st.n_scored;
+    tot.n_correct_tokens += st.n_correct_tokens;
+    tot.n_rows_exact += st.n_rows_exact;
+    tot.n_rows_scored += st.n_rows_scored;
+    (void)valid;
+  }
+  free(logits);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  sum_stats(&tot);
+  if (c->rank == 0) {
+    printf("eval: %lld rows, %lld scored tokens in %.2fs\n", (long long)rows,
+           (long long)tot.n_scored, now_s() - t0);
+    printf("loss %.9f\n", tot.n_scored ? tot.loss_sum / tot.n_scored : 0.0);
+    printf("token_accuracy %.6f\n",
+           tot.n_scored ? (double)tot.n_correct_tokens / tot.n_scored : 0.0);
+    printf("exact_match %.6f (%lld of %lld rows)\n",
+           tot.n_rows_scored ? (double)tot.n_rows_exact / tot.n_rows_scored : 0.0,
+           (long long)tot.n_rows_exact, (long long)tot.n_rows_scored);
+    fflush(stdout);
+  }
+  return DT_OK;
+}
+
+static int run(const char *cmd, int train, int argc, char **argv) {
+  run_ctx *c = calloc(1, sizeof *c);
+  DT_CHECK(c, DT_ENOMEM, "run context");
+  MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &c->nranks);
+  int help = 0;
+  int rc = parse(c, cmd, train, argc, argv, &help);
+  if (rc == DT_OK && !help) rc = setup(c, train);
+  if (rc == DT_OK && !help) {
+    print_header(c);
+    rc = train ? do_train(c) : do_eval(c);
+  }
+  ctx_free(c);
+  free(c);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}
+
+int dt_cmd_train(int argc, char **argv) { return run("train", 1, argc, argv); }
+int dt_cmd_eval(int argc, char **argv) { return run("eval", 0, argc, argv); }
+
+int dt_cmd_methods(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  int rank;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank == 0)
+    for (int i = 0; i < dt_method_count(); i++)
+      printf("  %-10s %s\n", dt_method_at(i)->name, dt_method_at(i)->summary);
+  return DT_OK;
+}

@@ -1,0 +1,365 @@
+/* Model configs: HF config.json (fixtures and hand-written files), validation,
+ * synthetic specs and presets. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "error.h"
+#include "hf_config.h"
+#include "testutil.h"
+
+static void assert_msg_has(const char *needle) {
+  const char *m = dt_error_message();
+  if (!strstr(m, needle))
+    fail_msg("error message \"%s\" lacks \"%s\"", m, needle);
+}
+
+/* A folder DIR/name holding config.json with the given text. */
+static const char *config_dir(const char *name, const char *json) {
+  static char dir[8][1024];
+  static int slot;
+  char *d = dir[slot++ % 8];
+  snprintf(d, 1024, "%s/%s", dt_test_tmpdir(), name);
+  mkdir(d, 0755);
+  char p[1100];
+  snprintf(p, sizeof p, "%s/config.json", d);
+  FILE *f = fopen(p, "w");
+  assert_non_null(f);
+  fputs(json, f);
+  fclose(f);
+  return d;
+}
+
+#define GPT2_BASE                                                           \
+  "\"model_type\":\"gpt2\",\"n_layer\":3,\"n_embd\":64,\"n_head\":4,"      \
+  "\"vocab_size\":100,\"n_positions\":32"
+#define LLAMA_BASE                                                          \
+  "\"model_type\":\"llama\",\"num_hidden_layers\":2,\"hidden_size\":64,"   \
+  "\"num_attention_heads\":8,\"intermediate_size\":160,\"vocab_size\":100," \
+  "\"max_position_embeddings\":128"
+
+static void test_gpt2_fixture(void **state) {
+  (void)state;
+  dt_config c;
+  const char *dir = dt_test_fixture("gpt2/model");
+  assert_int_equal(dt_hf_config_load(&c, dir), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_GPT2);
+  assert_int_equal(c.n_layer, 2);
+  assert_int_equal(c.d_model, 48);
+  assert_int_equal(c.n_head, 4);
+  assert_int_equal(c.n_kv_head, 4);
+  assert_int_equal(c.head_dim, 12);
+  assert_int_equal(c.d_ffn, 192); /* n_inner null -> 4*48 */
+  assert_int_equal(c.vocab, 96);
+  assert_int_equal(c.n_ctx, 64);
+  assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
+  assert_int_equal(c.tied_head, 1);
+  assert_int_equal(c.has_bias, 1);
+  assert_string_equal(c.source, dir);
+  assert_int_equal(dt_cfg_qkv_dim(&c), 144);
+  assert_int_equal(dt_cfg_fc_dim(&c), 192);
+  assert_int_equal(dt_config_validate(&c), DT_OK);
+}
+
+static void test_llama_fixture(void **state) {
+  (void)state;
+  dt_config c;
+  assert_int_equal(dt_hf_config_load(&c, dt_test_fixture("llama/model")), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_LLAMA);
+  assert_int_equal(c.n_layer, 2);
+  assert_int_equal(c.d_model, 48);
+  assert_int_equal(c.n_head, 4);
+  assert_int_equal(c.n_kv_head, 2);
+  assert_int_equal(c.head_dim, 12);
+  assert_int_equal(c.d_ffn, 128);
+  assert_int_equal(c.vocab, 96);
+  assert_int_equal(c.n_ctx, 64);
+  assert_true(fabsf(c.norm_eps - 1e-6f) < 1e-13f);
+  assert_true(c.rope_theta == 10000.0f);
+  assert_int_equal(c.tied_head, 0);
+  assert_int_equal(c.has_bias, 0);
+  assert_int_equal(dt_cfg_q_dim(&c), 48);
+  assert_int_equal(dt_cfg_kv_dim(&c), 24);
+  assert_int_equal(dt_cfg_qkv_dim(&c), 96);
+  assert_int_equal(dt_cfg_fc_dim(&c), 256);
+}
+
+static void test_gpt2_variants(void **state) {
+  (void)state;
+  dt_config c;
+  const char *d = config_dir("g1", "{" GPT2_BASE ",\"n_inner\":100,"
+                             "\"activation_function\":\"gelu_pytorch_tanh\","
+                             "\"layer_norm_epsilon\":1e-3,"
+                             "\"tie_word_embeddings\":false}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.d_ffn, 100);
+  assert_int_equal(c.n_layer, 3);
+  assert_int_equal(c.head_dim, 16);
+  assert_true(fabsf(c.norm_eps - 1e-3f) < 1e-9f);
+  assert_int_equal(c.tied_head, 0);
+  /* defaults: activation gelu_new, eps 1e-5, tied */
+  d = config_dir("g2", "{" GPT2_BASE "}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.d_ffn, 256);
+  assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
+  assert_int_equal(c.tied_head, 1);
+}
+
+static void test_llama_variants(void **state) {
+  (void)state;
+  dt_config c;
+  /* top-level rope_theta, defaults for kv heads, head_dim, eps, tie */
+  const char *d = config_dir("l1", "{" LLAMA_BASE ",\"rope_theta\":500000}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.n_kv_head, 8);
+  assert_int_equal(c.head_dim, 8);
+  assert_true(c.rope_theta == 500000.0f);
+  assert_true(fabsf(c.norm_eps - 1e-6f) < 1e-13f);
+  assert_int_equal(c.tied_head, 0);
+  assert_int_equal(c.d_ffn, 160);
+  /* no rope_theta anywhere: 10000; explicit head_dim and tie */
+  d = config_dir("l2", "{" LLAMA_BASE ",\"num_key_value_heads\":2,"
+                 "\"head_dim\":16,\"tie_word_embeddings\":true,"
+                 "\"attention_bias\":false,\"mlp_bias\":false,"
+                 "\"rms_norm_eps\":1e-5}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_true(c.rope_theta == 10000.0f);
+  assert_int_equal(c.n_kv_head, 2);
+  assert_int_equal(c.head_dim, 16);
+  assert_int_equal(c.tied_head, 1);
+  assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
+  /* rope_parameters.rope_theta */
+  d = config_dir("l3", "{" LLAMA_BASE ",\"rope_parameters\":{\"rope_theta\":"
+                 "250000.0,\"rope_type\":\"default\"}}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_true(c.rope_theta == 250000.0f);
+  /* mistral with a window as long as the context */
+  d = config_dir("m1", "{\"model_type\":\"mistral\",\"num_hidden_layers\":2,"
+                 "\"hidden_size\":64,\"num_attention_heads\":8,"
+                 "\"num_key_value_heads\":4,\"intermediate_size\":160,"
+                 "\"vocab_size\":100,\"max_position_embeddings\":128,"
+                 "\"sliding_window\":null,\"hidden_act\":\"silu\"}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_LLAMA);
+  assert_int_equal(c.n_kv_head, 4);
+}
+
+typedef struct {
+  const char *label, *json, *must1, *must2;
+} bad_cfg;
+
+static void test_bad_configs(void **state) {
+  (void)state;
+  const bad_cfg cases[] = {
+      {"unknown", "{\"model_type\":\"bert\",\"hidden_size\":8}", "model_type", "bert"},
+      {"notype", "{\"n_layer\":2}", "model_type", NULL},
+      {"missing", "{\"model_type\":\"gpt2\",\"n_layer\":3,\"n_embd\":64,"
+       "\"vocab_size\":100,\"n_positions\":32}", "n_head", "missing"},
+      {"act", "{" GPT2_BASE ",\"activation_function\":\"relu\"}",
+       "activation_function", "relu"},
+      {"type", "{" GPT2_BASE ",\"n_inner\":\"big\"}", "n_inner", "\"big\""},
+      {"neg", "{\"model_type\":\"gpt2\",\"n_layer\":-3,\"n_embd\":64,\"n_head\":4,"
+       "\"vocab_size\":100,\"n_positions\":32}", "n_layer", "-3"},
+      {"float", "{\"model_type\":\"gpt2\",\"n_layer\":2.5,\"n_embd\":64,"
+       "\"n_head\":4,\"vocab_size\":100,\"n_positions\":32}", "n_layer", "2.5"},
+      {"eps", "{" GPT2_BASE ",\"layer_norm_epsilon\":\"x\"}", "layer_norm_epsilon", NULL},
+      {"tie", "{" GPT2_BASE ",\"tie_word_embeddings\":1}", "tie_word_embeddings", NULL},
+      {"gpt2div", "{\"model_type\":\"gpt2\",\"n_layer\":2,\"n_embd\":50,"
+       "\"n_head\":4,\"vocab_size\":100,\"n_positions\":32}", "d_model", "50"},
+      {"silu", "{" LLAMA_BASE ",\"hidden_act\":\"gelu\"}", "hidden_act", "gelu"},
+      {"attnbias", "{" LLAMA_BASE ",\"attention_bias\":true}", "attention_bias",
+       "not supported"},
+      {"mlpbias", "{" LLAMA_BASE ",\"mlp_bias\":true}", "mlp_bias", "not supported"},
+      {"kvdiv", "{" LLAMA_BASE ",\"num_key_value_heads\":3}", "n_kv_head", "3"},
+      {"oddhd", "{" LLAMA_BASE ",\"head_dim\":7}", "head_dim", "7"},
+      {"ropetype", "{" LLAMA_BASE ",\"rope_parameters\":{\"rope_theta\":1e4,"
+       "\"rope_type\":\"yarn\"}}", "rope_type", "yarn"},
+      {"ropescaling", "{" LLAMA_BASE ",\"rope_scaling\":{\"type\":\"linear\","
+       "\"factor\":2.0}}", "rope_scaling", NULL},
+      {"llamamissing", "{\"model_type\":\"llama\",\"num_hidden_layers\":2,"
+       "\"hidden_size\":64,\"num_attention_heads\":8,\"vocab_size\":100,"
+       "\"max_position_embeddings\":128}", "intermediate_size", NULL},
+      {"window", "{\"model_type\":\"mistral\",\"num_hidden_layers\":2,"
+       "\"hidden_size\":64,\"num_attention_heads\":8,\"intermediate_size\":160,"
+       "\"vocab_size\":100,\"max_position_embeddings\":128,"
+       "\"sliding_window\":16}", "sliding_window", "16"},
+      {"badjson", "{\"model_type\":", "config.json", "JSON"},
+      {"array", "[1]", "config.json", NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "bad-%s", cases[i].label);
+    const char *d = config_dir(name, cases[i].json);
+    dt_config c;
+    dt_error_clear();
+    int rc = dt_hf_config_load(&c, d);
+    if (rc != DT_EINPUT)
+      fail_msg("case %s: rc %d (%s)", cases[i].label, rc, dt_error_message());
+    assert_msg_has("config.json");
+    assert_msg_has(d);
+    if (cases[i].must1) assert_msg_has(cases[i].must1);
+    if (cases[i].must2) assert_msg_has(cases[i].must2);
+  }
+  /* The unknown model type lists the supported ones. */
+  dt_config c;
+  assert_int_equal(dt_hf_config_load(&c, config_dir("bad-unknown2",
+                   "{\"model_type\":\"t5\"}")), DT_EINPUT);
+  assert_msg_has("gpt2");
+  assert_msg_has("llama");
+  /* No config.json at all. */
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/noconfig", dt_test_tmpdir());
+  mkdir(dir, 0755);
+  assert_int_equal(dt_hf_config_load(&c, dir), DT_EINPUT);
+  assert_msg_has(dir);
+  assert_msg_has("config.json");
+}
+
+static void test_validate(void **state) {
+  (void)state;
+  dt_config c;
+  assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:llama:layers=2,d=64,heads=8,kv_heads=4"), DT_OK);
+  assert_int_equal(dt_config_validate(&c), DT_OK);
+  dt_config b = c;
+  b.n_kv_head = 3;
+  assert_int_equal(dt_config_validate(&b), DT_EINPUT);
+  assert_msg_has("n_kv_head");
+  b = c;
+  b.vocab = 0;
+  assert_int_equal(dt_config_validate(&b), DT_EINPUT);
+  assert_msg_has("vocab");
+  b = c;
+  b.head_dim = 9;
+  assert_int_equal(dt_config_validate(&b), DT_EINPUT);
+  assert_msg_has("head_dim");
+  b = c;
+  b.norm_eps = 0;
+  assert_int_equal(dt_config_validate(&b), DT_EINPUT);
+  assert_msg_has("norm_eps");
+  assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:gpt2:layers=2,d=64,heads=4"), DT_OK);
+  b = c;
+  b.head_dim = 8;
+  assert_int_equal(dt_config_validate(&b), DT_EINPUT);
+  assert_msg_has("d_model");
+  b = c;
+  b.n_layer = -1;
+  assert_int_equal(dt_config_validate(&b), DT_EINPUT);
+  assert_msg_has("n_layer");
+}
+
+/* ------------------------------------------------------------ synthetic */
+
+typedef struct {
+  const char *spec;
+  dt_arch arch;
+  int layers, d, heads, kv, head_dim, ffn, vocab, ctx, tied;
+} want_cfg;
+
+static void check_cfg(const dt_config *c, const want_cfg *w) {
+  if (c->arch != w->arch || c->n_layer != w->layers || c->d_model != w->d ||
+      c->n_head != w->heads || c->n_kv_head != w->kv ||
+      c->head_dim != w->head_dim || c->d_ffn != w->ffn || c->vocab != w->vocab ||
+      c->n_ctx != w->ctx || c->tied_head != w->tied)
+    fail_msg("%s: got arch %d L%d d%d h%d kv%d hd%d ffn%d V%d ctx%d tied%d",
+             w->spec, c->arch, c->n_layer, c->d_model, c->n_head, c->n_kv_head,
+             c->head_dim, c->d_ffn, c->vocab, c->n_ctx, c->tied_head);
+  assert_string_equal(c->source, w->spec);
+}
+
+static void test_synthetic_presets(void **state) {
+  (void)state;
+  const dt_arch G = DT_ARCH_GPT2, L = DT_ARCH_LLAMA;
+  const want_cfg cases[] = {
+      {"synthetic:gpt2-small", G, 12, 768, 12, 12, 64, 3072, 50257, 1024, 1},
+      {"synthetic:gpt2-medium", G, 24, 1024, 16, 16, 64, 4096, 50257, 1024, 1},
+      {"synthetic:gpt2-xl", G, 48, 1600, 25, 25, 64, 6400, 50257, 1024, 1},
+      {"synthetic:gpt3-175b", G, 96, 12288, 96, 96, 128, 49152, 50257, 2048, 1},
+      {"synthetic:opt-175b", G, 96, 12288, 96, 96, 128, 49152, 50272, 2048, 1},
+      {"synthetic:bloom-176b", G, 70, 14336, 112, 112, 128, 57344, 250880, 2048, 1},
+      {"synthetic:llama2-7b", L, 32, 4096, 32, 32, 128, 11008, 32000, 4096, 0},
+      {"synthetic:llama2-13b", L, 40, 5120, 40, 40, 128, 13824, 32000, 4096, 0},
+      {"synthetic:llama2-70b", L, 80, 8192, 64, 8, 128, 28672, 32000, 4096, 0},
+      {"synthetic:falcon-180b", L, 80, 14848, 232, 8, 64, 59392, 65024, 2048, 0},
+      /* overrides on presets keep the rest of the preset */
+      {"synthetic:llama2-70b:layers=2", L, 2, 8192, 64, 8, 128, 28672, 32000, 4096, 0},
+      {"synthetic:gpt3-175b:layers=1,ctx=128", G, 1, 12288, 96, 96, 128, 49152, 50257, 128, 1},
+      /* families with explicit keys */
+      {"synthetic:gpt2:layers=12,d=768,heads=12,ffn=3072,vocab=50257,ctx=1024",
+       G, 12, 768, 12, 12, 64, 3072, 50257, 1024, 1},
+      {"synthetic:gpt2:layers=2,d=64,heads=4", G, 2, 64, 4, 4, 16, 256, 50257, 1024, 1},
+      {"synthetic:llama:layers=2,d=64,heads=8,kv_heads=2,ffn=96,vocab=100,ctx=32",
+       L, 2, 64, 8, 2, 8, 96, 100, 32, 0},
+      {"synthetic:llama:layers=2,d=64,heads=4", L, 2, 64, 4, 4, 16, 256, 32000, 4096, 0},
+      {"synthetic:llama:layers=1,d=64,heads=4,head_dim=32", L, 1, 64, 4, 4, 32, 256, 32000, 4096, 0},
+      {"synthetic:llama:d=4096", L, 32, 4096, 32, 32, 128, 11008, 32000, 4096, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    dt_config c;
+    dt_error_clear();
+    int rc = dt_synthetic_config_parse(&c, cases[i].spec);
+    if (rc != DT_OK) fail_msg("%s: %s", cases[i].spec, dt_error_message());
+    check_cfg(&c, &cases[i]);
+    assert_int_equal(dt_config_validate(&c), DT_OK);
+    if (c.arch == DT_ARCH_GPT2) {
+      assert_int_equal(c.has_bias, 1);
+      assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
+    } else {
+      assert_int_equal(c.has_bias, 0);
+      assert_true(fabsf(c.norm_eps - 1e-6f) < 1e-13f);
+    }
+  }
+  dt_config c;
+  assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:llama2-7b"), DT_OK);
+  assert_true(c.rope_theta == 10000.0f);
+  assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:llama:layers=2,theta=500000"), DT_OK);
+  assert_true(c.rope_theta == 500000.0f);
+}
+
+typedef struct {
+  const char *spec, *must1, *must2;
+} bad_spec;
+
+static void test_synthetic_errors(void **state) {
+  (void)state;
+  const bad_spec cases[] = {
+      {"synthetic:gpt5", "gpt5", "llama2-70b"},
+      {"synthetic:gpt2:layers=abc", "layers", "abc"},
+      {"synthetic:gpt2:layers=12x", "layers", "12x"},
+      {"synthetic:gpt2:layers=0", "layers", "0"},
+      {"synthetic:gpt2:layers=", "layers", NULL},
+      {"synthetic:gpt2:depth=3", "depth", "3"},
+      {"synthetic:gpt2:kv_heads=2", "kv_heads", "layers, d, heads"},
+      {"synthetic:llama:theta=fast", "theta", "fast"},
+      {"synthetic:llama:layers", "layers", "key=value"},
+      {"synthetic:gpt2:layers=2,layers=3", "layers", "twice"},
+      {"synthetic:gpt2:d=100,heads=3", "d_model", "100"},
+      {"synthetic:llama:heads=32,kv_heads=5", "n_kv_head", "5"},
+      {"synthetic:llama2-70b:bogus=1", "bogus", "kv_heads"},
+      {"gpt2-small", "synthetic:", NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    dt_config c;
+    dt_error_clear();
+    int rc = dt_synthetic_config_parse(&c, cases[i].spec);
+    if (rc != DT_EUSAGE)
+      fail_msg("%s: rc %d (%s)", cases[i].spec, rc, dt_error_message());
+    if (cases[i].must1) assert_msg_has(cases[i].must1);
+    if (cases[i].must2) assert_msg_has(cases[i].must2);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_gpt2_fixture),
+      cmocka_unit_test(test_llama_fixture),
+      cmocka_unit_test(test_gpt2_variants),
+      cmocka_unit_test(test_llama_variants),
+      cmocka_unit_test(test_bad_configs),
+      cmocka_unit_test(test_validate),
+      cmocka_unit_test(test_synthetic_presets),
+      cmocka_unit_test(test_synthetic_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
