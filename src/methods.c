@@ -6,30 +6,47 @@
 #include "error.h"
 #include "method.h"
 
-extern const dt_method_ops dt_method_lora;
-extern const dt_method_ops dt_method_adapter;
-extern const dt_method_ops dt_method_prefix;
-extern const dt_method_ops dt_method_prompt;
-extern const dt_method_ops dt_method_bitfit;
-extern const dt_method_ops dt_method_lastlayer;
-extern const dt_method_ops dt_method_said;
-extern const dt_method_ops dt_method_ia3;
-extern const dt_method_ops dt_method_full;
+/* Weak references: a method whose file is not linked is simply absent. */
+#define DT_METHOD(sym) extern const dt_method_ops sym __attribute__((weak));
+DT_METHOD(dt_method_lora)
+DT_METHOD(dt_method_adapter)
+DT_METHOD(dt_method_prefix)
+DT_METHOD(dt_method_prompt)
+DT_METHOD(dt_method_bitfit)
+DT_METHOD(dt_method_lastlayer)
+DT_METHOD(dt_method_said)
+DT_METHOD(dt_method_ia3)
+DT_METHOD(dt_method_full)
+#undef DT_METHOD
 
-static const dt_method_ops *const g_methods[] = {
-#ifdef DT_HAVE_ALL_METHODS
+static const dt_method_ops *const g_all[] = {
     &dt_method_lora,   &dt_method_adapter,   &dt_method_prefix,
     &dt_method_prompt, &dt_method_bitfit,    &dt_method_lastlayer,
     &dt_method_said,   &dt_method_ia3,       &dt_method_full,
-#else
-    &dt_method_lora,
-#endif
 };
+#define N_ALL (int)(sizeof g_all / sizeof g_all[0])
 
-int dt_method_count(void) { return (int)(sizeof g_methods / sizeof g_methods[0]); }
-const dt_method_ops *dt_method_at(int i) { return g_methods[i]; }
+static const dt_method_ops *g_methods[N_ALL];
+static int g_n = -1;
+
+static void init_table(void) {
+  if (g_n >= 0) return;
+  g_n = 0;
+  for (int i = 0; i < N_ALL; i++)
+    if (g_all[i]) g_methods[g_n++] = g_all[i];
+}
+
+int dt_method_count(void) {
+  init_table();
+  return g_n;
+}
+const dt_method_ops *dt_method_at(int i) {
+  init_table();
+  return g_methods[i];
+}
 
 const dt_method_ops *dt_method_lookup(const char *name) {
+  init_table();
   for (int i = 0; i < dt_method_count(); i++)
     if (strcmp(g_methods[i]->name, name) == 0) return g_methods[i];
   return NULL;

@@ -80,7 +80,7 @@ static void test_f16_exhaustive(void **state) {
     double want = f16_ref((uint16_t)h);
     if (isnan(want)) {
       assert_true(isnan(got));
-    } else if ((double)got != want || signbit(got) != signbit(want)) {
+    } else if ((double)got != want || !signbit(got) != !signbit(want)) {
       fail_msg("f16 0x%04x: got %.9g want %.9g", h, (double)got, want);
     }
   }
