@@ -6,5 +6,6 @@
 int dt_cmd_train(int argc, char **argv);
 int dt_cmd_eval(int argc, char **argv);
 int dt_cmd_methods(int argc, char **argv);
+int dt_cmd_gradcheck(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ typedef struct {
 static const command g_commands[] = {
     {"train", dt_cmd_train, "train delta parameters on a frozen backbone"},
     {"eval", dt_cmd_eval, "loss, token accuracy and exact match on a data file"},
+    {"gradcheck", dt_cmd_gradcheck, "check gradients against finite differences"},
     {"methods", dt_cmd_methods, "list the delta methods"},
 };
 #define N_COMMANDS (int)(sizeof g_commands / sizeof g_commands[0])
@@ -50,7 +51,7 @@ int main(int argc, char **argv) {
       if (!strcmp(argv[1], g_commands[i].name)) cmd = &g_commands[i];
     if (!cmd) {
       rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
-                        "unknown command '%s' (commands: train, eval, methods; "
+                        "unknown command '%s' (commands: train, eval, gradcheck, methods; "
                         "see deltatune --help)", argv[1]);
     } else {
       rc = cmd->fn(argc - 2, argv + 2);

@@ -74,6 +74,15 @@ static const dt_optdef train_opts[] = {
     {"log-every", DT_OPT_INT, "10", 1, 1000000000, NULL, "progress line every N steps"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
 
+static const dt_optdef check_opts[] = {
+    {"eps", DT_OPT_FLOAT, "1e-2", 1e-8, 1, NULL,
+     "step along each tensor's unit gradient direction"},
+    {"tol", DT_OPT_FLOAT, "5e-3", 1e-8, 1, NULL,
+     "largest accepted relative difference |fd - |g|| / |g|"},
+    {"min-norm", DT_OPT_FLOAT, "1e-4", 0, 1, NULL,
+     "tensors whose gradient norm is below this are reported, not checked"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+
 static const dt_optdef eval_opts[] = {
     {"rows", DT_OPT_INT, "0", 0, 2147483647, NULL, "evaluate the first N rows (0 = all)"},
     {"dump-logits", DT_OPT_STRING, NULL, 0, 0, NULL,
@@ -82,12 +91,14 @@ static const dt_optdef eval_opts[] = {
 
 #define MAX_GROUPS 32
 
+/* mode: 1 train, 0 eval, 2 gradcheck */
 static int build_groups(dt_optgroup *g, int train) {
   int n = 0;
   g[n++] = (dt_optgroup){"model", "Model and method", model_opts};
   g[n++] = (dt_optgroup){"data", "Data", data_opts};
-  g[n++] = train ? (dt_optgroup){"train", "Training", train_opts}
-                 : (dt_optgroup){"eval", "Evaluation", eval_opts};
+  g[n++] = train == 1   ? (dt_optgroup){"train", "Training", train_opts}
+           : train == 2 ? (dt_optgroup){"check", "Gradient check", check_opts}
+                        : (dt_optgroup){"eval", "Evaluation", eval_opts};
   for (int i = 0; i < dt_method_count() && n < MAX_GROUPS; i++)
     if (dt_method_at(i)->options) g[n++] = *dt_method_at(i)->options;
   return n;
@@ -133,8 +144,11 @@ static int parse(run_ctx *c, const char *cmd, int train, int argc, char **argv,
   if (c->opt.help) {
     if (c->rank == 0)
       dt_options_print_help(stdout, cmd,
-                            train ? "Train delta parameters on a frozen backbone."
-                                  : "Evaluate loss and accuracy of a backbone (+ deltas).",
+                            train == 1 ? "Train delta parameters on a frozen backbone."
+                            : train == 2
+                                ? "Check every trainable tensor's gradient against a central "
+                                  "finite difference of the loss along that gradient."
+                                : "Evaluate loss and accuracy of a backbone (+ deltas).",
                             g, ng);
     return DT_OK;
   }
@@ -486,6 +500,72 @@ static int do_eval(run_ctx *c) {
   return DT_OK;
 }
 
+/* For each trainable tensor i with gradient g_i: the central difference of
+ * the loss along u = g_i/|g_i| must equal |g_i| (the directional
+ * derivative). Collective; every rank computes the same numbers. */
+static int do_gradcheck(run_ctx *c) {
+  const dt_options *o = &c->opt;
+  const double eps = dt_opt_float(o, "eps"), tol = dt_opt_float(o, "tol");
+  const double min_norm = dt_opt_float(o, "min-norm");
+  fill_batch(c, 0);
+  int64_t nloc = count_scored(c), nglob = 0;
+  MPI_Allreduce(&nloc, &nglob, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  DT_CHECK(nglob > 0, DT_EINPUT, "%s: the first batch has no scored token", c->data.path);
+  dt_params_zero_grad(&c->params);
+  dt_model_zero_backbone_grads(&c->model);
+  dt_loss_stats st;
+  DT_CALL(dt_model_forward(&c->model, c->bids, c->blabels, 1, (double)nglob, &st, NULL));
+  DT_CALL(dt_model_backward(&c->model));
+  DT_CALL(allreduce_grads(c));
+  float *g;
+  DT_CALL(dt_malloc(&g, sizeof(float) * (size_t)(c->params.numel + 1), "gradient copy"));
+  int64_t off = 0;
+  for (int i = 0; i < c->params.n; i++) {
+    memcpy(g + off, c->params.p[i].grad, sizeof(float) * c->params.p[i].numel);
+    off += c->params.p[i].numel;
+  }
+  int bad = 0, checked = 0, rc = DT_OK;
+  off = 0;
+  for (int i = 0; i < c->params.n && rc == DT_OK; i++) {
+    dt_param *p = &c->params.p[i];
+    const float *gi = g + off;
+    off += p->numel;
+    double nrm = 0.0;
+    for (int64_t j = 0; j < p->numel; j++) nrm += (double)gi[j] * gi[j];
+    nrm = sqrt(nrm);
+    if (nrm < min_norm) {
+      if (c->rank == 0) printf("  %-70s |g| %.3e  (too small to check)\n", p->name, nrm);
+      continue;
+    }
+    /* central differences at h and h/2, Richardson-extrapolated (O(h^4)) */
+    double L[4];
+    const double hs[4] = {eps, -eps, eps / 2, -eps / 2};
+    for (int k = 0; k < 4 && rc == DT_OK; k++) {
+      for (int64_t j = 0; j < p->numel; j++) p->data[j] += (float)(hs[k] * gi[j] / nrm);
+      dt_loss_stats s2;
+      rc = dt_model_forward(&c->model, c->bids, c->blabels, 0, 1.0, &s2, NULL);
+      sum_stats(&s2);
+      L[k] = s2.loss_sum / (double)nglob;
+      for (int64_t j = 0; j < p->numel; j++) p->data[j] -= (float)(hs[k] * gi[j] / nrm);
+    }
+    const double fd1 = (L[0] - L[1]) / (2.0 * eps), fd2 = (L[2] - L[3]) / eps;
+    const double fd = (4.0 * fd2 - fd1) / 3.0;
+    const double rel = fabs(fd - nrm) / nrm;
+    checked++;
+    bad += !(rel <= tol);
+    if (c->rank == 0)
+      printf("  %-70s |g| %.6e  fd %.6e  rel %.2e%s\n", p->name, nrm, fd, rel,
+             rel <= tol ? "" : "  MISMATCH");
+  }
+  free(g);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  if (c->rank == 0) printf("gradcheck: %d tensors checked, %d mismatches\n", checked, bad);
+  DT_CHECK(bad == 0, DT_ENUMERIC, "gradcheck: %d of %d tensors differ from finite differences by more than %g",
+           bad, checked, tol);
+  DT_CHECK(checked > 0, DT_ENUMERIC, "gradcheck: no tensor had a gradient large enough to check");
+  return DT_OK;
+}
+
 static int run(const char *cmd, int train, int argc, char **argv) {
   run_ctx *c = calloc(1, sizeof *c);
   DT_CHECK(c, DT_ENOMEM, "run context");
@@ -493,10 +573,10 @@ static int run(const char *cmd, int train, int argc, char **argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &c->nranks);
   int help = 0;
   int rc = parse(c, cmd, train, argc, argv, &help);
-  if (rc == DT_OK && !help) rc = setup(c, train);
+  if (rc == DT_OK && !help) rc = setup(c, train != 0);
   if (rc == DT_OK && !help) {
     print_header(c);
-    rc = train ? do_train(c) : do_eval(c);
+    rc = train == 1 ? do_train(c) : train == 2 ? do_gradcheck(c) : do_eval(c);
   }
   ctx_free(c);
   free(c);
@@ -506,6 +586,7 @@ static int run(const char *cmd, int train, int argc, char **argv) {
 
 int dt_cmd_train(int argc, char **argv) { return run("train", 1, argc, argv); }
 int dt_cmd_eval(int argc, char **argv) { return run("eval", 0, argc, argv); }
+int dt_cmd_gradcheck(int argc, char **argv) { return run("gradcheck", 2, argc, argv); }
 
 int dt_cmd_methods(int argc, char **argv) {
   (void)argc;

@@ -1,0 +1,21 @@
+# The frozen backbone: eval parity with transformers, finite-difference
+# gradients on every layer type, both families, other shapes and seeds.
+dt_add_test(test_eval_base SOURCES test_eval_base.c)
+target_link_libraries(test_eval_base PRIVATE PkgConfig::JANSSON)
+set(F ${DT_TESTDATA_DIR}/hf-parity)
+function(dt_add_gradcheck name)
+  add_test(NAME ${name} COMMAND deltatune gradcheck ${ARGN})
+  set_tests_properties(${name} PROPERTIES TIMEOUT 300 LABELS gradcheck
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
+endfunction()
+dt_add_gradcheck(gradcheck_gpt2_full --model ${F}/gpt2/model --data ${F}/gpt2/batch.safetensors --batch-size 2 --method full)
+dt_add_gradcheck(gradcheck_llama_full --model ${F}/llama/model --data ${F}/llama/batch.safetensors --batch-size 2 --method full)
+dt_add_gradcheck(gradcheck_gpt2_lora --model ${F}/gpt2/model --data ${F}/gpt2/batch.safetensors --batch-size 2
+  --method lora --lora-rank 4 --lora-targets c_attn,mlp.c_fc --init-from ${F}/gpt2/lora/init.safetensors)
+dt_add_gradcheck(gradcheck_llama_lora_fresh --model ${F}/llama/model --data ${F}/llama/batch.safetensors --batch-size 2
+  --method lora --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)
+# other shapes: GQA with one kv head, odd widths, more layers; synthetic weights from another seed
+dt_add_gradcheck(gradcheck_synth_llama_full --model synthetic:llama:layers=3,d=40,heads=5,kv_heads=1,ffn=72,vocab=96,ctx=64
+  --seed 5 --data ${F}/llama/batch.safetensors --batch-size 2 --method full --min-norm 1e-5)
+dt_add_gradcheck(gradcheck_synth_gpt2_full --model synthetic:gpt2:layers=3,d=36,heads=3,ffn=100,vocab=96,ctx=40
+  --seed 9 --data ${F}/gpt2/batch.safetensors --batch-size 2 --method full --min-norm 1e-5)
