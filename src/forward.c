@@ -169,10 +169,10 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
   m->T = T_data + nv;
   m->recompute = recompute;
   if (c->arch == DT_ARCH_GPT2)
-    DT_CHECK(m->T <= c->n_ctx, DT_EUSAGE,
-             "sequence of %d tokens (%d data + %d virtual) exceeds the model's "
-             "n_positions = %d (%s)",
-             m->T, T_data, nv, c->n_ctx, c->source);
+    DT_CHECK(np + m->T <= c->n_ctx, DT_EUSAGE,
+             "sequence of %d positions (%d data + %d virtual + %d prefix) exceeds "
+             "the model's n_positions = %d (%s)",
+             np + m->T, T_data, nv, np, c->n_ctx, c->source);
   free(m->arena);
   free(m->acts);
   free(m->x_saved);
@@ -215,10 +215,13 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
   if (c->arch == DT_ARCH_LLAMA) {
     free(m->rope_cos);
     free(m->rope_sin);
-    size_t n = (size_t)m->T * (c->head_dim / 2);
+    /* tokens sit at positions n_prefix.. (HF: after the past key/values) */
+    const size_t h2 = (size_t)(c->head_dim / 2), n = (size_t)(np + m->T) * h2;
     DT_CALL(dt_malloc(&m->rope_cos, n * sizeof(float), "rope table"));
     DT_CALL(dt_malloc(&m->rope_sin, n * sizeof(float), "rope table"));
-    dt_rope_tables(m->rope_cos, m->rope_sin, m->T, c->head_dim, c->rope_theta);
+    dt_rope_tables(m->rope_cos, m->rope_sin, np + m->T, c->head_dim, c->rope_theta);
+    memmove(m->rope_cos, m->rope_cos + np * h2, sizeof(float) * m->T * h2);
+    memmove(m->rope_sin, m->rope_sin + np * h2, sizeof(float) * m->T * h2);
   }
   free(m->ids);
   free(m->labels);
@@ -424,7 +427,7 @@ static int embed_forward(dt_model *m, float *x) {
             row[j] = dt_bf16_to_f32(m->wte.w16[(size_t)id * d + j]);
       }
       if (c->arch == DT_ARCH_GPT2) {
-        const float *p = m->wpe.w + (size_t)t * d;
+        const float *p = m->wpe.w + (size_t)(m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) row[j] += p[j];
       }
     }
@@ -447,7 +450,7 @@ static int embed_backward(dt_model *m, const float *dx) {
       if (dst)
         for (int j = 0; j < d; j++) dst[j] += g[j];
       if (c->arch == DT_ARCH_GPT2 && m->wpe.grad) {
-        float *p = m->wpe.grad + (size_t)t * d;
+        float *p = m->wpe.grad + (size_t)(m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) p[j] += g[j];
       }
     }

@@ -1,0 +1,369 @@
+/* IA3 (Liu et al. 2022, "(IA)^3"): learned vectors that rescale activations.
+ *
+ * A targeted module either has its OUTPUT scaled, y = (x W^T + b) * l with
+ * l [out] (PEFT's ia3_l [out,1]; the bias is scaled too), or, for a
+ * feed-forward module, its INPUT scaled, y = (x * l) W^T + b with l [in]
+ * (PEFT's ia3_l [1,in]). l = 1 at init, so the model is unchanged.
+ *
+ * Output scaling is a post hook on the module's row block of the site output
+ * (k_proj / v_proj are row blocks of the fused q|k|v output; the engine
+ * applies rotary after the post hooks, as PEFT scales k_proj's output before
+ * rotary). Input scaling of a module that is the whole site (GPT-2 modules,
+ * o_proj, down_proj) is a pre hook. A feed-forward module that is only a row
+ * block of a fused site (LLaMA q/k/v_proj, gate/up_proj) shares its input
+ * with the other blocks, so it is done as a post hook on its block instead:
+ * y_block += (x * (l - 1)) W_block^T. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "method.h"
+
+static const dt_optdef ia3_opts[] = {
+    {"ia3-targets", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "comma-separated modules to rescale (HF suffixes: c_attn, attn.c_proj, "
+     "mlp.c_fc, mlp.c_proj, q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+     "down_proj); default as PEFT: c_attn,mlp.c_proj (GPT-2) or "
+     "k_proj,v_proj,down_proj (LLaMA)"},
+    {"ia3-ff", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "the feed-forward targets (their INPUT is scaled; the others' output); each "
+     "must be listed in --ia3-targets; 'none' for no input scaling; default: "
+     "PEFT's (mlp.c_proj / down_proj) when they are targets"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+static const dt_optgroup ia3_group = {"ia3", "IA3 (--method ia3)", ia3_opts};
+
+typedef struct {
+  int layer, site, row0, out, in; /* rows [row0, row0+out) of the site output */
+  int ff;                         /* input scaling */
+  int whole;                      /* the module is the whole site */
+  float *l, *dl;                  /* [in] (ff) or [out] */
+} ia3_unit;
+
+typedef struct {
+  int n;
+  ia3_unit *u;
+  float *arena, *garena;
+  float *tmp; /* [N, in] scratch (block-wise input scaling) */
+  size_t tmp_n;
+  int n_out, n_ff;
+} ia3_state;
+
+typedef struct {
+  const char *name;
+  int site, row0, out, in, whole;
+} module_desc;
+
+static int block_modules(const dt_config *c, module_desc *md) {
+  const int d = c->d_model, qd = dt_cfg_q_dim(c), kvd = dt_cfg_kv_dim(c), F = c->d_ffn;
+  int n = 0;
+  if (c->arch == DT_ARCH_GPT2) {
+    md[n++] = (module_desc){"attn.c_attn", DT_SITE_QKV, 0, dt_cfg_qkv_dim(c), d, 1};
+    md[n++] = (module_desc){"attn.c_proj", DT_SITE_ATTN_OUT, 0, d, qd, 1};
+    md[n++] = (module_desc){"mlp.c_fc", DT_SITE_FC, 0, F, d, 1};
+    md[n++] = (module_desc){"mlp.c_proj", DT_SITE_PROJ, 0, d, F, 1};
+  } else {
+    md[n++] = (module_desc){"self_attn.q_proj", DT_SITE_QKV, 0, qd, d, 0};
+    md[n++] = (module_desc){"self_attn.k_proj", DT_SITE_QKV, qd, kvd, d, 0};
+    md[n++] = (module_desc){"self_attn.v_proj", DT_SITE_QKV, qd + kvd, kvd, d, 0};
+    md[n++] = (module_desc){"self_attn.o_proj", DT_SITE_ATTN_OUT, 0, d, qd, 1};
+    md[n++] = (module_desc){"mlp.gate_proj", DT_SITE_FC, 0, F, d, 0};
+    md[n++] = (module_desc){"mlp.up_proj", DT_SITE_FC, F, F, d, 0};
+    md[n++] = (module_desc){"mlp.down_proj", DT_SITE_PROJ, 0, d, F, 1};
+  }
+  return n;
+}
+
+/* PEFT matching: the module name equals the target or ends with "."+target. */
+static int name_matches(const char *module, const char *target) {
+  size_t lm = strlen(module), lt = strlen(target);
+  if (lm == lt) return strcmp(module, target) == 0;
+  return lm > lt && module[lm - lt - 1] == '.' && strcmp(module + lm - lt, target) == 0;
+}
+
+/* Is tok one of the comma-separated items of list? */
+static int in_list(const char *list, const char *tok) {
+  size_t lt = strlen(tok);
+  for (const char *p = list; *p;) {
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len == lt && strncmp(p, tok, lt) == 0) return 1;
+    if (!e) break;
+    p = e + 1;
+  }
+  return 0;
+}
+
+/* Mark the modules matched by the items of list in hit[]; every item must
+ * match a module. */
+static int match_list(const dt_config *c, const module_desc *md, int nmod,
+                      const char *list, const char *opt, int *hit) {
+  char buf[1024];
+  snprintf(buf, sizeof buf, "%s", list);
+  char *save = NULL;
+  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    int any = 0;
+    for (int i = 0; i < nmod; i++)
+      if (name_matches(md[i].name, t)) hit[i] = any = 1;
+    if (!any) {
+      char names[256] = "";
+      for (int i = 0; i < nmod; i++) {
+        strcat(names, i ? ", " : "");
+        strcat(names, md[i].name);
+      }
+      DT_ERR(DT_EUSAGE, "--%s: '%s' matches no module of this %s model (modules: %s)",
+             opt, t, c->arch == DT_ARCH_GPT2 ? "GPT-2" : "LLaMA", names);
+    }
+  }
+  return DT_OK;
+}
+
+static const char *module_prefix(const dt_config *c) {
+  return c->arch == DT_ARCH_GPT2 ? "transformer.h" : "model.layers";
+}
+
+static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
+                      dt_params *params, uint64_t seed) {
+  (void)seed; /* deterministic init: ones */
+  const dt_config *c = &m->cfg;
+  ia3_state *s;
+  DT_CALL(dt_calloc(&s, sizeof *s, "ia3 state"));
+  me->state = s;
+  const int gpt2 = c->arch == DT_ARCH_GPT2;
+  const char *targets = dt_opt_str(opt, "ia3-targets");
+  if (!*targets) targets = gpt2 ? "c_attn,mlp.c_proj" : "k_proj,v_proj,down_proj";
+  const char *ff = dt_opt_str(opt, "ia3-ff");
+  char ffbuf[1024] = "";
+  if (!*ff) {
+    /* PEFT's feed-forward defaults, restricted to the chosen targets */
+    const char *def = gpt2 ? "mlp.c_proj" : "down_proj";
+    if (in_list(targets, def)) snprintf(ffbuf, sizeof ffbuf, "%s", def);
+    ff = ffbuf;
+  } else if (strcmp(ff, "none") == 0) {
+    ff = "";
+  }
+  if (strlen(targets) >= 1000 || strlen(ff) >= 1000)
+    DT_ERR(DT_EUSAGE, "--ia3-targets / --ia3-ff: list too long");
+  module_desc md[8];
+  const int nmod = block_modules(c, md);
+  int hit[8] = {0}, ffhit[8] = {0};
+  DT_CALL(match_list(c, md, nmod, targets, "ia3-targets", hit));
+  {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", ff);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+      DT_CHECK(in_list(targets, t), DT_EUSAGE,
+               "--ia3-ff: '%s' is not one of --ia3-targets (%s); feed-forward "
+               "modules must be a subset of the targets", t, targets);
+  }
+  DT_CALL(match_list(c, md, nmod, ff, "ia3-ff", ffhit));
+  int per = 0;
+  size_t per_floats = 0;
+  for (int i = 0; i < nmod; i++)
+    if (hit[i]) {
+      per++;
+      per_floats += (size_t)(ffhit[i] ? md[i].in : md[i].out);
+    }
+  s->n = per * c->n_layer;
+  DT_CALL(dt_calloc(&s->u, sizeof(ia3_unit) * s->n, "ia3 units"));
+  const size_t total = per_floats * c->n_layer;
+  DT_CALL(dt_alloc_aligned(&s->arena, sizeof(float) * total, "ia3 parameters"));
+  DT_CALL(dt_alloc_aligned(&s->garena, sizeof(float) * total, "ia3 gradients"));
+  size_t off = 0;
+  int k = 0;
+  for (int l = 0; l < c->n_layer; l++)
+    for (int i = 0; i < nmod; i++) {
+      if (!hit[i]) continue;
+      ia3_unit *u = &s->u[k++];
+      const int len = ffhit[i] ? md[i].in : md[i].out;
+      *u = (ia3_unit){l, md[i].site, md[i].row0, md[i].out, md[i].in, ffhit[i],
+                      md[i].whole, s->arena + off, s->garena + off};
+      off += (size_t)len;
+      for (int j = 0; j < len; j++) u->l[j] = 1.0f;
+      if (u->ff) s->n_ff++;
+      else s->n_out++;
+      char nm[DT_PARAM_NAME_MAX];
+      int64_t sh[2] = {u->ff ? 1 : u->out, u->ff ? u->in : 1};
+      snprintf(nm, sizeof nm, "base_model.model.%s.%d.%s.ia3_l", module_prefix(c), l,
+               md[i].name);
+      DT_CALL(dt_params_add(params, "ia3", nm, 2, sh, u->l, u->dl, 0));
+    }
+  return DT_OK;
+}
+
+static void ia3_destroy(dt_method *me) {
+  ia3_state *s = me->state;
+  if (!s) return;
+  free(s->u);
+  free(s->arena);
+  free(s->garena);
+  free(s->tmp);
+  free(s);
+}
+
+static int is_pre(const ia3_unit *u) { return u->ff && u->whole; }
+
+static int ia3_wants_pre(const dt_method *me, int layer, dt_site site) {
+  const ia3_state *s = me->state;
+  for (int i = 0; i < s->n; i++)
+    if (s->u[i].layer == layer && s->u[i].site == (int)site && is_pre(&s->u[i])) return 1;
+  return 0;
+}
+
+static int ia3_wants_post(const dt_method *me, int layer, dt_site site) {
+  const ia3_state *s = me->state;
+  for (int i = 0; i < s->n; i++)
+    if (s->u[i].layer == layer && s->u[i].site == (int)site && !is_pre(&s->u[i])) return 1;
+  return 0;
+}
+
+/* ws per (layer, site): the pre-scale output block [N, out] of each
+ * output-scaled unit there. */
+static size_t ia3_site_ws(const dt_method *me, int layer, dt_site site, int N) {
+  const ia3_state *s = me->state;
+  size_t w = 0;
+  for (int i = 0; i < s->n; i++)
+    if (s->u[i].layer == layer && s->u[i].site == (int)site && !s->u[i].ff)
+      w += (size_t)N * s->u[i].out;
+  return w;
+}
+
+static int ensure(float **p, size_t *cap, size_t n) {
+  if (*cap >= n) return DT_OK;
+  free(*p);
+  *p = NULL;
+  DT_CALL(dt_alloc_aligned(p, n * sizeof(float), "ia3 scratch"));
+  *cap = n;
+  return DT_OK;
+}
+
+/* x_out = x * l per column (x_out may alias x). */
+static int ia3_pre_fwd(dt_method *me, const dt_site_io *io, float *x_out) {
+  ia3_state *s = me->state;
+  for (int i = 0; i < s->n; i++) {
+    const ia3_unit *u = &s->u[i];
+    if (u->layer != io->layer || u->site != (int)io->site || !is_pre(u)) continue;
+    for (int64_t r = 0; r < io->N; r++) {
+      const float *x = io->x + r * io->in;
+      float *xo = x_out + r * io->in;
+      for (int j = 0; j < io->in; j++) xo[j] = x[j] * u->l[j];
+    }
+  }
+  return DT_OK;
+}
+
+/* dx' -> dx = dx' * l; dl += sum over rows of dx' * x. */
+static int ia3_pre_bwd(dt_method *me, const dt_site_io *io, float *dx) {
+  ia3_state *s = me->state;
+  for (int i = 0; i < s->n; i++) {
+    const ia3_unit *u = &s->u[i];
+    if (u->layer != io->layer || u->site != (int)io->site || !is_pre(u)) continue;
+    for (int64_t r = 0; r < io->N; r++) {
+      const float *x = io->x + r * io->in;
+      float *g = dx + r * io->in;
+      for (int j = 0; j < io->in; j++) {
+        u->dl[j] += g[j] * x[j];
+        g[j] *= u->l[j];
+      }
+    }
+  }
+  return DT_OK;
+}
+
+static const float *block_weight(dt_method *me, const ia3_unit *u) {
+  dt_model *m = me->model;
+  const float *W = dt_mat_f32(m, &m->layers[u->layer].lin[u->site]);
+  return W + (size_t)u->row0 * u->in;
+}
+
+static int ia3_post_fwd(dt_method *me, const dt_site_io *io) {
+  ia3_state *s = me->state;
+  float *ws = io->ws;
+  const int N = io->N;
+  for (int i = 0; i < s->n; i++) {
+    const ia3_unit *u = &s->u[i];
+    if (u->layer != io->layer || u->site != (int)io->site || is_pre(u)) continue;
+    if (!u->ff) {
+      /* save the block, then scale it */
+      for (int64_t r = 0; r < N; r++) {
+        float *y = io->y + r * io->out + u->row0;
+        float *sv = ws + r * u->out;
+        for (int j = 0; j < u->out; j++) {
+          sv[j] = y[j];
+          y[j] *= u->l[j];
+        }
+      }
+      ws += (size_t)N * u->out;
+    } else {
+      /* y_block += (x * (l - 1)) W_block^T */
+      DT_CALL(ensure(&s->tmp, &s->tmp_n, (size_t)N * u->in));
+      for (int64_t r = 0; r < N; r++)
+        for (int j = 0; j < u->in; j++)
+          s->tmp[r * u->in + j] = io->x[r * u->in + j] * (u->l[j] - 1.0f);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, u->out, u->in, 1.0f,
+                  s->tmp, u->in, block_weight(me, u), u->in, 1.0f, io->y + u->row0,
+                  io->out);
+    }
+  }
+  return DT_OK;
+}
+
+static int ia3_post_bwd(dt_method *me, const dt_site_io *io, float *dy, float *dx) {
+  ia3_state *s = me->state;
+  float *ws = io->ws;
+  const int N = io->N;
+  for (int i = 0; i < s->n; i++) {
+    const ia3_unit *u = &s->u[i];
+    if (u->layer != io->layer || u->site != (int)io->site || is_pre(u)) continue;
+    if (!u->ff) {
+      for (int64_t r = 0; r < N; r++) {
+        float *g = dy + r * io->out + u->row0;
+        const float *sv = ws + r * u->out;
+        for (int j = 0; j < u->out; j++) {
+          u->dl[j] += g[j] * sv[j];
+          g[j] *= u->l[j];
+        }
+      }
+      ws += (size_t)N * u->out;
+    } else {
+      /* t = dy_block W_block; dl += colsum(t * x); dx += t * (l - 1) */
+      DT_CALL(ensure(&s->tmp, &s->tmp_n, (size_t)N * u->in));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, u->in, u->out, 1.0f,
+                  dy + u->row0, io->out, block_weight(me, u), u->in, 0.0f, s->tmp,
+                  u->in);
+      for (int64_t r = 0; r < N; r++) {
+        const float *t = s->tmp + r * u->in, *x = io->x + r * u->in;
+        float *g = dx + r * u->in;
+        for (int j = 0; j < u->in; j++) {
+          u->dl[j] += t[j] * x[j];
+          g[j] += t[j] * (u->l[j] - 1.0f);
+        }
+      }
+    }
+  }
+  return DT_OK;
+}
+
+static void ia3_describe(const dt_method *me, char *buf, size_t cap) {
+  const ia3_state *s = me->state;
+  snprintf(buf, cap, "IA3 scaling vectors: %d output-scaled and %d input-scaled modules",
+           s->n_out, s->n_ff);
+}
+
+const dt_method_ops dt_method_ia3 = {
+    .name = "ia3",
+    .summary = "learned activation scaling vectors (Liu et al. 2022, (IA)^3)",
+    .options = &ia3_group,
+    .create = ia3_create,
+    .destroy = ia3_destroy,
+    .site_ws = ia3_site_ws,
+    .pre_fwd = ia3_pre_fwd,
+    .pre_bwd = ia3_pre_bwd,
+    .post_fwd = ia3_post_fwd,
+    .post_bwd = ia3_post_bwd,
+    .wants_pre = ia3_wants_pre,
+    .wants_post = ia3_wants_post,
+    .describe = ia3_describe,
+};
