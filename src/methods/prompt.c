@@ -1,0 +1,160 @@
+/* Prompt tuning (Lester et al. 2021, as PEFT): P trained embedding rows
+ * prepended to every sequence (prompt_encoder.embedding.weight [P, d]).
+ * The engine places them at positions 0..P-1 (GPT-2 adds the position
+ * embeddings to them too) and scores no label there.
+ * Init: random = N(0,1) (nn.Embedding, PEFT's RANDOM); vocab = rows of the
+ * token embedding drawn uniformly from the vocabulary (PEFT's SAMPLE_VOCAB);
+ * ids:a,b,c = rows of those tokens, repeated to fill P. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "method.h"
+#include "rng.h"
+#include "safetensors.h"
+
+static const dt_optdef prompt_opts[] = {
+    {"prompt-tokens", DT_OPT_INT, "10", 1, 65536, NULL,
+     "virtual tokens P prepended to every sequence"},
+    {"prompt-init", DT_OPT_STRING, "random", 0, 0, NULL,
+     "random (N(0,1)) | vocab (embeddings of random vocabulary tokens) | "
+     "ids:I,J,... (embeddings of these token ids, repeated to fill P)"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+static const dt_optgroup prompt_group = {"prompt", "Prompt tuning (--method prompt)",
+                                         prompt_opts};
+
+typedef struct {
+  int P, d;
+  float *e, *de; /* parameter [P, d] and its grad */
+  float *dacc;   /* [P, d] gradient the engine accumulates in one backward */
+} prompt_state;
+
+static void copy_token_row(const dt_model *m, int id, float *dst) {
+  const int d = m->cfg.d_model;
+  if (m->wte.w)
+    memcpy(dst, m->wte.w + (size_t)id * d, sizeof(float) * d);
+  else
+    for (int j = 0; j < d; j++) dst[j] = dt_bf16_to_f32(m->wte.w16[(size_t)id * d + j]);
+}
+
+/* Parse "ids:a,b,c" into ids (malloc'd). Errors name the value. */
+static int parse_ids(const char *spec, int vocab, int **ids, int *n) {
+  const char *p = spec + 4;
+  *ids = NULL;
+  *n = 0;
+  DT_CHECK(*p, DT_EUSAGE,
+           "--prompt-init '%s': no token ids after 'ids:' (e.g. ids:10,11,12)", spec);
+  int cap = 1;
+  for (const char *q = p; *q; q++) cap += *q == ',';
+  DT_CALL(dt_malloc(ids, sizeof(int) * cap, "prompt init ids"));
+  while (1) {
+    char *end;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (end == p || errno || (*end && *end != ',')) {
+      int len = (int)strcspn(p, ",");
+      free(*ids);
+      *ids = NULL;
+      DT_ERR(DT_EUSAGE, "--prompt-init '%s': '%.*s' is not a token id", spec, len, p);
+    }
+    if (v < 0 || v >= vocab) {
+      free(*ids);
+      *ids = NULL;
+      DT_ERR(DT_EUSAGE,
+             "--prompt-init '%s': token id %ld is outside the vocabulary [0, %d)", spec, v,
+             vocab);
+    }
+    (*ids)[(*n)++] = (int)v;
+    if (!*end) break;
+    p = end + 1;
+  }
+  return DT_OK;
+}
+
+static int prompt_create(dt_method *me, const dt_options *opt, dt_model *m,
+                         dt_params *params, uint64_t seed) {
+  const dt_config *c = &m->cfg;
+  prompt_state *s;
+  DT_CALL(dt_calloc(&s, sizeof *s, "prompt state"));
+  me->state = s;
+  s->P = dt_opt_int(opt, "prompt-tokens");
+  s->d = c->d_model;
+  const size_t n = (size_t)s->P * s->d;
+  DT_CALL(dt_alloc_aligned(&s->e, sizeof(float) * n, "prompt embeddings"));
+  DT_CALL(dt_alloc_aligned(&s->de, sizeof(float) * n, "prompt gradients"));
+  DT_CALL(dt_alloc_aligned(&s->dacc, sizeof(float) * n, "prompt gradient scratch"));
+  const char *init = dt_opt_str(opt, "prompt-init");
+  const uint64_t key = dt_rng_key(seed, 0x9a0e7);
+  if (strcmp(init, "random") == 0) {
+    for (size_t j = 0; j < n; j++) s->e[j] = (float)dt_rng_normal(key, j);
+  } else if (strcmp(init, "vocab") == 0) {
+    for (int i = 0; i < s->P; i++) {
+      int id = (int)(dt_rng_u64(key, (uint64_t)i) % (uint64_t)c->vocab);
+      copy_token_row(m, id, s->e + (size_t)i * s->d);
+    }
+  } else if (strncmp(init, "ids:", 4) == 0) {
+    int *ids, k;
+    DT_CALL(parse_ids(init, c->vocab, &ids, &k));
+    for (int i = 0; i < s->P; i++) copy_token_row(m, ids[i % k], s->e + (size_t)i * s->d);
+    free(ids);
+  } else {
+    DT_ERR(DT_EUSAGE, "--prompt-init: unknown value '%s'; choose random, vocab or ids:I,J,...",
+           init);
+  }
+  int64_t sh[2] = {s->P, s->d};
+  DT_CALL(dt_params_add(params, "prompt", "prompt_encoder.embedding.weight", 2, sh, s->e,
+                        s->de, 0));
+  return DT_OK;
+}
+
+static void prompt_destroy(dt_method *me) {
+  prompt_state *s = me->state;
+  if (!s) return;
+  free(s->e);
+  free(s->de);
+  free(s->dacc);
+  free(s);
+}
+
+static int prompt_virtual_tokens(const dt_method *me) {
+  return ((const prompt_state *)me->state)->P;
+}
+
+static int prompt_begin_forward(dt_method *me, int train) {
+  prompt_state *s = me->state;
+  if (train) memset(s->dacc, 0, sizeof(float) * (size_t)s->P * s->d);
+  return DT_OK;
+}
+
+static int prompt_embed(dt_method *me, const float **e, float **de) {
+  prompt_state *s = me->state;
+  *e = s->e;
+  *de = s->dacc;
+  return DT_OK;
+}
+
+static int prompt_end_backward(dt_method *me) {
+  prompt_state *s = me->state;
+  for (size_t j = 0; j < (size_t)s->P * s->d; j++) s->de[j] += s->dacc[j];
+  return DT_OK;
+}
+
+static void prompt_describe(const dt_method *me, char *buf, size_t cap) {
+  const prompt_state *s = me->state;
+  snprintf(buf, cap, "prompt tuning: %d virtual tokens of width %d", s->P, s->d);
+}
+
+const dt_method_ops dt_method_prompt = {
+    .name = "prompt",
+    .summary = "trained virtual token embeddings prepended to the input (Lester et al. 2021)",
+    .options = &prompt_group,
+    .create = prompt_create,
+    .destroy = prompt_destroy,
+    .virtual_tokens = prompt_virtual_tokens,
+    .begin_forward = prompt_begin_forward,
+    .end_backward = prompt_end_backward,
+    .prompt_embed = prompt_embed,
+    .describe = prompt_describe,
+};
