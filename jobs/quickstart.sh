@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The main job on the built-in default: installs what is missing, builds, and
+# fine-tunes the shipped pretrained tiny-gpt2 backbone with LoRA on the
+# supersense task (WordNet noun classes) on 2 MPI ranks, then reports the
+# task accuracy before and after.
+#
+# usage: bash jobs/quickstart.sh        (env: STEPS=200 RANKS=2 OUT=out/quickstart)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+source scripts/env.sh
+
+BUILD=${DT_BUILD_DIR:-build}
+echo "== building deltatune ($BUILD)"
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target deltatune >/dev/null
+
+STEPS=${STEPS:-200}
+RANKS=${RANKS:-2}
+OUT=${OUT:-out/quickstart}
+MODEL=data/models/tiny-gpt2
+TRAIN=data/tasks/supersense/train.safetensors
+TEST=data/tasks/supersense/test.safetensors
+EVAL_ROWS=${EVAL_ROWS:-500}
+mkdir -p "$OUT"
+run() { mpirun -np "$RANKS" --oversubscribe -x OPENBLAS_NUM_THREADS=1 "$BUILD/deltatune" "$@"; }
+
+echo "== zero-shot accuracy of the backbone ($EVAL_ROWS test rows)"
+run eval --model "$MODEL" --data "$TEST" --rows "$EVAL_ROWS" --batch-size 50 --method none | tee "$OUT/eval-before.txt"
+
+echo "== LoRA fine-tuning, $STEPS steps of 32 rows on $RANKS ranks"
+run train --model "$MODEL" --data "$TRAIN" --method lora --lora-rank 8 --lora-alpha 16 \
+  --lr 2e-3 --batch-size 32 --steps "$STEPS" --sample-rows 1 --log-every 20 \
+  --metrics "$OUT/metrics.jsonl" --out "$OUT" | tee "$OUT/train.txt"
+
+echo "== accuracy after fine-tuning ($EVAL_ROWS test rows)"
+run eval --model "$MODEL" --data "$TEST" --rows "$EVAL_ROWS" --batch-size 50 --method lora \
+  --init-from "$OUT/deltas.safetensors" | tee "$OUT/eval-after.txt"
+
+acc() { awk '/^exact_match/ {print $2}' "$1"; }
+echo
+echo "quickstart summary"
+grep '^summary:' "$OUT/train.txt" | sed 's/^summary: /  /'
+echo "  exact-match accuracy on $EVAL_ROWS test rows: $(acc "$OUT/eval-before.txt") -> $(acc "$OUT/eval-after.txt")"
+echo "  metrics: $OUT/metrics.jsonl"
