@@ -25,6 +25,8 @@ typedef struct {
  * stored as int32. A file with no scored label (n_scored == 0) is an error.
  * Errors name the file, tensor, row/column and value. */
 int dt_dataset_load(dt_dataset *d, const char *path, int vocab);
+/* path "synthetic:rows=N,len=T[,seed=S]" generates uniform random tokens
+ * with every position scored (benchmarks, scaling studies). */
 void dt_dataset_free(dt_dataset *d);
 
 #endif

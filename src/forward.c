@@ -485,8 +485,8 @@ static void head_chunk(dt_model *m, const int *rows, int n, const float *W,
     for (int j = 1; j < V; j++)
       if (z[j] > mx) mx = z[j], am = j;
     double sum = 0.0;
-    for (int j = 0; j < V; j++) sum += exp((double)(z[j] - mx));
-    double lse = mx + log(sum);
+    for (int j = 0; j < V; j++) sum += (double)expf(z[j] - mx);
+    const double lse = (double)mx + log(sum);
     st->loss_sum += lse - z[label];
     st->n_scored++;
     int ok = z[am] <= z[label]; /* label attains the max */
@@ -494,7 +494,8 @@ static void head_chunk(dt_model *m, const int *rows, int n, const float *W,
     if (!ok) m->labels[b * m->T] = -101; /* flag: row is not exact (t=0 is never scored) */
     if (want_grad) {
       float inv = (float)(1.0 / norm);
-      for (int j = 0; j < V; j++) z[j] = (float)exp((double)z[j] - lse) * inv;
+      const float lsef = (float)lse;
+      for (int j = 0; j < V; j++) z[j] = expf(z[j] - lsef) * inv;
       z[label] -= inv;
     }
   }

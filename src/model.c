@@ -214,8 +214,14 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
       for (int j = 0; j < r->vec->n; j++) r->vec->v[j] = v;
       continue;
     }
+    /* Box-Muller in float, both outputs used: element j takes output j%2
+     * of pair j/2, so any slice can still be generated alone. */
     for (int64_t j = 0; j < r->numel; j++) {
-      float v = (float)(0.02 * dt_rng_normal(key, (uint64_t)j));
+      const uint64_t pair = (uint64_t)j >> 1;
+      float u1 = (float)dt_rng_uniform(key, 2 * pair), u2 = (float)dt_rng_uniform(key, 2 * pair + 1);
+      if (u1 < 1e-30f) u1 = 1e-30f;
+      const float rad = sqrtf(-2.0f * logf(u1)), ang = 6.2831853f * u2;
+      float v = 0.02f * rad * ((j & 1) ? sinf(ang) : cosf(ang));
       if (r->mat->w) r->mat->w[r->offset + j] = v;
       else r->mat->w16[r->offset + j] = dt_f32_to_bf16(v);
     }
@@ -354,4 +360,23 @@ const float *dt_mat_f32(dt_model *m, const dt_mat *a) {
   size_t n = (size_t)a->rows * a->cols;
   for (size_t i = 0; i < n; i++) m->wscratch[i] = dt_bf16_to_f32(a->w16[i]);
   return m->wscratch;
+}
+
+int64_t dt_model_matmul_params(const dt_model *m) {
+  const dt_config *c = &m->cfg;
+  int64_t per = (int64_t)c->d_model * dt_cfg_qkv_dim(c) +
+                (int64_t)dt_cfg_q_dim(c) * c->d_model +
+                (int64_t)c->d_model * dt_cfg_fc_dim(c) + (int64_t)c->d_ffn * c->d_model;
+  return per * c->n_layer + (int64_t)c->vocab * c->d_model;
+}
+
+double dt_model_step_flops_per_token(const dt_model *m, int T) {
+  const dt_config *c = &m->cfg;
+  double f = 4.0 * (double)dt_model_matmul_params(m);
+  f += 3.0 * c->n_layer * 4.0 * (T + 1) / 2.0 * dt_cfg_q_dim(c);
+  for (int l = 0; l < c->n_layer; l++)
+    for (int s = 0; s < DT_N_SITES; s++)
+      if (m->layers[l].lin[s].grad)
+        f += 2.0 * (double)m->layers[l].lin[s].rows * m->layers[l].lin[s].cols;
+  return f;
 }

@@ -275,6 +275,33 @@ static int write_logits(run_ctx *c, const char *path, const float *logits) {
   return DT_OK;
 }
 
+/* The effective configuration: every option of the command and of the
+ * selected methods, with its value (defaults included). */
+static void print_config(const run_ctx *c) {
+  const dt_options *o = &c->opt;
+  char lst[600];
+  snprintf(lst, sizeof lst, ",%s,", dt_opt_str(o, "method"));
+  printf("configuration:");
+  int col = 14;
+  for (int i = 0; i < o->n; i++) {
+    const dt_optval *v = &o->v[i];
+    if (dt_method_lookup(v->group)) {
+      char pat[64];
+      snprintf(pat, sizeof pat, ",%s,", v->group);
+      if (!strstr(lst, pat)) continue;
+    }
+    char item[DT_OPTVAL_MAX + 80];
+    int n = snprintf(item, sizeof item, " --%s=%s", v->def->name, v->is_set ? v->value : "(unset)");
+    if (col + n > 100) {
+      printf("\n  ");
+      col = 2;
+    }
+    fputs(item, stdout);
+    col += n;
+  }
+  printf("\n");
+}
+
 static void print_header(run_ctx *c) {
   if (c->rank != 0) return;
   const dt_config *cf = &c->model.cfg;
@@ -297,8 +324,8 @@ static void print_header(run_ctx *c) {
            c->methods[i]->ops->name, (long long)n, n * 4.0 / 1e6,
            100.0 * (double)n / (double)frozen, d);
   }
+  print_config(c);
   if (dt_opt_bool(&c->opt, "verbose")) {
-    dt_options_print(stdout, &c->opt);
     printf("BLAS: OpenBLAS core %s, sgemm 1024^3 %.1f GFLOP/s\n", dt_blas_core(),
            dt_blas_sgemm_gflops(1024));
   }
@@ -327,6 +354,11 @@ static int allreduce_grads(run_ctx *c) {
              c->params.p[i].name);
   }
   return DT_OK;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
 }
 
 static int do_train(run_ctx *c) {
@@ -371,6 +403,7 @@ static int do_train(run_ctx *c) {
   const double tok_per_step = (double)c->B_global * T;
   double loss0 = NAN, last_loss = NAN;
   const double t_start = now_s();
+  static double step_times[4096];
   for (int step = 0; rc == DT_OK && step < steps; step++) {
     const double t0 = now_s();
     fill_batch(c, step);
@@ -401,6 +434,7 @@ static int do_train(run_ctx *c) {
     const double gnorm = dt_grad_norm(&c->params);
     const double lr = dt_adamw_step(&opt, &c->params, gnorm);
     const double dt = now_s() - t0, el = now_s() - t_start;
+    if (step < 4096) step_times[step] = dt;
     const double tps = tok_per_step / dt;
     if (mf) {
       fprintf(mf,
@@ -422,6 +456,13 @@ static int do_train(run_ctx *c) {
   dt_adamw_free(&opt);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
 
+  /* median step time (step 0 excluded when there are others: warm-up) */
+  int nt = steps < 4096 ? steps : 4096, first = nt > 1 ? 1 : 0;
+  double median_dt = NAN;
+  if (nt > first) {
+    qsort(step_times + first, (size_t)(nt - first), sizeof(double), cmp_double);
+    median_dt = step_times[first + (nt - first) / 2];
+  }
   /* summary: loss on the first batch before (step-0 loss) and after */
   double after = NAN;
   if (steps > 0) DT_CALL(probe_loss(c, 0, &after));
@@ -438,6 +479,10 @@ static int do_train(run_ctx *c) {
   if (c->rank == 0) {
     printf("summary: %d steps in %.1fs; loss %.4f -> %.4f (last step %.4f)\n", steps,
            now_s() - t_start, loss0, after, last_loss);
+    const double fpt = dt_model_step_flops_per_token(&c->model, c->model.T);
+    printf("summary: median step %.3fs: %.0f tokens/s, %.2f GFLOP/s model FLOPs "
+           "(%.1f MFLOP per token)\n", median_dt, tok_per_step / median_dt,
+           tok_per_step * fpt / median_dt * 1e-9, fpt * 1e-6);
     printf("summary: trainable %lld of %lld parameters (%.4f%%)\n",
            (long long)c->params.numel, (long long)dt_model_param_count(&c->model),
            100.0 * (double)c->params.numel / (double)dt_model_param_count(&c->model));
