@@ -19,3 +19,20 @@ dt_add_gradcheck(gradcheck_synth_llama_full --model synthetic:llama:layers=3,d=4
   --seed 5 --data ${F}/llama/batch.safetensors --batch-size 2 --method full --min-norm 1e-5)
 dt_add_gradcheck(gradcheck_synth_gpt2_full --model synthetic:gpt2:layers=3,d=36,heads=3,ffn=100,vocab=96,ctx=40
   --seed 9 --data ${F}/gpt2/batch.safetensors --batch-size 2 --method full --min-norm 1e-5)
+# every method on shapes and seeds other than the fixtures': GQA with one kv
+# head and odd widths (llama), 3 heads of 12 (gpt2); methods composed
+set(SL synthetic:llama:layers=3,d=40,heads=5,kv_heads=1,ffn=72,vocab=96,ctx=64)
+set(SG synthetic:gpt2:layers=3,d=36,heads=3,ffn=100,vocab=96,ctx=40)
+set(DL --data ${F}/llama/batch.safetensors --batch-size 2 --seed 11 --min-norm 1e-3)
+set(DG --data ${F}/gpt2/batch.safetensors --batch-size 2 --seed 13 --min-norm 1e-3)
+dt_add_gradcheck(gradcheck_synth_llama_lora --model ${SL} ${DL} --method lora --lora-init random --lora-rank 3 --lora-alpha 2
+  --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj --lora-rslora)
+dt_add_gradcheck(gradcheck_synth_gpt2_lora_bitfit --model ${SG} ${DG} --method lora,bitfit --lora-init random
+  --lora-targets c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj)
+dt_add_gradcheck(gradcheck_synth_llama_adapter_ia3 --model ${SL} ${DL} --method adapter,ia3 --adapter-size 5 --adapter-init-std 0.1)
+dt_add_gradcheck(gradcheck_synth_gpt2_adapter_ia3 --model ${SG} ${DG} --method ia3,adapter --adapter-size 4 --adapter-init-std 0.1)
+dt_add_gradcheck(gradcheck_synth_llama_prefix_mlp --model ${SL} ${DL} --method prefix --prefix-tokens 4 --prefix-hidden 16)
+dt_add_gradcheck(gradcheck_synth_gpt2_prefix --model ${SG} ${DG} --method prefix --prefix-tokens 2)
+dt_add_gradcheck(gradcheck_synth_llama_prompt --model ${SL} ${DL} --method prompt --prompt-tokens 4 --prompt-init vocab)
+dt_add_gradcheck(gradcheck_synth_gpt2_prompt_lastlayer --model ${SG} ${DG} --method prompt,lastlayer --prompt-tokens 3 --last-layers 2 --last-layers-head yes)
+dt_add_gradcheck(gradcheck_synth_llama_recompute --model ${SL} ${DL} --method lora,prefix --lora-init random --prefix-tokens 2 --recompute)

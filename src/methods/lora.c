@@ -22,6 +22,8 @@ static const dt_optdef lora_opts[] = {
      "c_attn (GPT-2) or q_proj,v_proj (LLaMA)"},
     {"lora-dropout", DT_OPT_FLOAT, "0", 0, 0.95, NULL, "dropout on the LoRA input"},
     {"lora-rslora", DT_OPT_BOOL, "no", 0, 0, NULL, "rank-stabilised scale alpha/sqrt(r)"},
+    {"lora-init", DT_OPT_CHOICE, "peft", 0, 0, "peft|random",
+     "peft: B = 0 (identity at init); random: B drawn like A (PEFT init_lora_weights=False)"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
 static const dt_optgroup lora_group = {"lora", "LoRA (--method lora)", lora_opts};
 
@@ -91,6 +93,7 @@ static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
   s->scale = (float)(dt_opt_bool(opt, "lora-rslora") ? alpha / sqrt(s->r) : alpha / s->r);
   s->dropout = (float)dt_opt_float(opt, "lora-dropout");
   s->key = dt_rng_key(seed, 0x10a4);
+  const int random_b = strcmp(dt_opt_str(opt, "lora-init"), "random") == 0;
   const char *targets = dt_opt_str(opt, "lora-targets");
   if (!*targets) targets = c->arch == DT_ARCH_GPT2 ? "c_attn" : "q_proj,v_proj";
   module_desc md[8];
@@ -140,6 +143,12 @@ static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
       uint64_t key = dt_rng_key(seed, 0x10a0000 + (uint64_t)k);
       for (int64_t j = 0; j < (int64_t)s->r * u->in; j++)
         u->A[j] = (float)((2.0 * dt_rng_uniform(key, (uint64_t)j) - 1.0) * bound);
+      if (random_b) {
+        const double bb = 1.0 / sqrt((double)s->r);
+        uint64_t kb = dt_rng_key(seed, 0x10b0000 + (uint64_t)k);
+        for (int64_t j = 0; j < (int64_t)u->out * s->r; j++)
+          u->B[j] = (float)((2.0 * dt_rng_uniform(kb, (uint64_t)j) - 1.0) * bb);
+      }
       char nm[DT_PARAM_NAME_MAX];
       int64_t shA[2] = {s->r, u->in}, shB[2] = {u->out, s->r};
       snprintf(nm, sizeof nm, "base_model.model.%s.%d.%s.lora_A.weight",
