@@ -370,13 +370,14 @@ int64_t dt_model_matmul_params(const dt_model *m) {
   return per * c->n_layer + (int64_t)c->vocab * c->d_model;
 }
 
-double dt_model_step_flops_per_token(const dt_model *m, int T) {
+double dt_model_step_flops(const dt_model *m, int T, double tokens, double scored) {
   const dt_config *c = &m->cfg;
-  double f = 4.0 * (double)dt_model_matmul_params(m);
-  f += 3.0 * c->n_layer * 4.0 * (T + 1) / 2.0 * dt_cfg_q_dim(c);
+  const double head = (double)c->vocab * c->d_model;
+  double per = 4.0 * ((double)dt_model_matmul_params(m) - head);
+  per += 3.0 * c->n_layer * 4.0 * (T + 1) / 2.0 * dt_cfg_q_dim(c);
   for (int l = 0; l < c->n_layer; l++)
     for (int s = 0; s < DT_N_SITES; s++)
       if (m->layers[l].lin[s].grad)
-        f += 2.0 * (double)m->layers[l].lin[s].rows * m->layers[l].lin[s].cols;
-  return f;
+        per += 2.0 * (double)m->layers[l].lin[s].rows * m->layers[l].lin[s].cols;
+  return per * tokens + 4.0 * head * scored;
 }

@@ -182,11 +182,13 @@ int dt_model_require_grad(dt_model *m, const dt_tensor_ref *r, float **data,
 int64_t dt_model_param_count(const dt_model *m);
 /* Parameters of the frozen matrix products (block linears + lm_head). */
 int64_t dt_model_matmul_params(const dt_model *m);
-/* Model FLOPs of one training step per scored-row token for a delta method:
- * 4 x frozen-matmul (forward + input gradient; multiply-add = 2) plus causal
- * attention (forward 4*(T+1)/2*q_dim per layer, backward twice that).
- * Trainable backbone matrices add 2 x their parameters (weight gradient). */
-double dt_model_step_flops_per_token(const dt_model *m, int T);
+/* Model FLOPs of one training step over `tokens` tokens of sequences of T
+ * positions, `scored` of which reach the loss head: 4 x frozen-matmul
+ * parameters per token (forward + input gradient; multiply-add = 2), the
+ * head's 4 x vocab x d only for scored tokens, causal attention (forward
+ * 4*(T+1)/2*q_dim per layer, backward twice that), and 2 x parameters of
+ * every trainable backbone block matrix (weight gradient). */
+double dt_model_step_flops(const dt_model *m, int T, double tokens, double scored);
 
 /* Fill a float array with fp32 values of a matrix (converts bf16). */
 const float *dt_mat_f32(dt_model *m, const dt_mat *a);

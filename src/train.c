@@ -402,6 +402,7 @@ static int do_train(run_ctx *c) {
   const int T = c->data.seq_len;
   const double tok_per_step = (double)c->B_global * T;
   double loss0 = NAN, last_loss = NAN;
+  int64_t total_scored = 0;
   const double t_start = now_s();
   static double step_times[4096];
   for (int step = 0; rc == DT_OK && step < steps; step++) {
@@ -427,6 +428,7 @@ static int do_train(run_ctx *c) {
       break;
     }
     if (step == 0) loss0 = loss;
+    total_scored += st.n_scored;
     last_loss = loss;
     if (step == 0 && dt_opt_is_set(o, "dump-grads") && c->rank == 0)
       rc = dt_params_save(&c->params, dt_opt_str(o, "dump-grads"), 1);
@@ -479,10 +481,12 @@ static int do_train(run_ctx *c) {
   if (c->rank == 0) {
     printf("summary: %d steps in %.1fs; loss %.4f -> %.4f (last step %.4f)\n", steps,
            now_s() - t_start, loss0, after, last_loss);
-    const double fpt = dt_model_step_flops_per_token(&c->model, c->model.T);
+    const double scored = steps > 0 ? (double)total_scored / steps : 0.0;
+    const double fl = dt_model_step_flops(&c->model, c->model.T, tok_per_step, scored);
     printf("summary: median step %.3fs: %.0f tokens/s, %.2f GFLOP/s model FLOPs "
-           "(%.1f MFLOP per token)\n", median_dt, tok_per_step / median_dt,
-           tok_per_step * fpt / median_dt * 1e-9, fpt * 1e-6);
+           "(%.1f MFLOP per token, %.0f of %.0f tokens scored per step)\n", median_dt,
+           tok_per_step / median_dt, fl / median_dt * 1e-9, fl / tok_per_step * 1e-6, scored,
+           tok_per_step);
     printf("summary: trainable %lld of %lld parameters (%.4f%%)\n",
            (long long)c->params.numel, (long long)dt_model_param_count(&c->model),
            100.0 * (double)c->params.numel / (double)dt_model_param_count(&c->model));

@@ -20,22 +20,31 @@ def load(p):
 def canon(k):
     return k.replace('.default', '')
 
-fix, metrics, grads = sys.argv[1:4]
+row = '--row' in sys.argv
+args = [a for a in sys.argv[1:] if a != '--row']
+fix, metrics, grads = args[:3]
+out = print
+if row:
+    out = lambda *a, **k: None
 exp = json.load(open(fix + '/expected.json'))
 got = [json.loads(l)['loss'] for l in open(metrics)]
 for k in range(min(5, len(got))):
     ref = exp['losses'][k]
     dref = ref - exp['losses'][0]
     dgot = got[k] - got[0]
-    print(f"step {k}: loss {got[k]:.7f} ref {ref:.7f} diff {got[k]-ref:+.2e}  dchange {dgot-dref:+.2e} (rel {abs(dgot-dref)/(abs(dref)+1e-12):.1e})")
+    worst_loss = max(globals().get('worst_loss', 0), abs(got[k] - ref))
+    worst_d = max(globals().get('worst_d', 0), abs(dgot - dref))
+    out(f"step {k}: loss {got[k]:.7f} ref {ref:.7f} diff {got[k]-ref:+.2e}  dchange {dgot-dref:+.2e} (rel {abs(dgot-dref)/(abs(dref)+1e-12):.1e})")
 g = {canon(k): v for k, v in load(grads).items()}
 r = {canon(k): v for k, v in load(fix + '/grads.safetensors').items()}
 worst = 0
 for k, v in r.items():
     if k not in g:
-        print('MISSING', k); continue
+        out('MISSING', k); continue
     e = np.linalg.norm(g[k].astype(np.float64) - v) / (np.linalg.norm(v) + 1e-30)
     worst = max(worst, e)
-    if e > 1e-4: print(f'  grad {k}: rel err {e:.2e}')
-print('extra:', sorted(set(g) - set(r)))
-print(f'worst grad rel L2 err {worst:.2e} over {len(r)} tensors')
+    if e > 1e-4: out(f'  grad {k}: rel err {e:.2e}')
+out('extra:', sorted(set(g) - set(r)))
+out(f'worst grad rel L2 err {worst:.2e} over {len(r)} tensors')
+if row:
+    print(f"| {worst_loss:.1e} | {worst_d:.1e} | {worst:.1e} | {len(r)} |")
