@@ -484,75 +484,69 @@ static int read_direct(const dt_st_file *f, const dt_st_tensor *t,
   return DT_OK;
 }
 
-int dt_st_read_f32(const dt_st_file *f, const dt_st_tensor *t, int64_t elem_off,
-                   int64_t count, float *dst) {
+/* How a source dtype becomes the target type: conv NULL = the same type,
+ * read straight into the destination. */
+typedef struct {
+  dt_dtype from;
+  conv_fn conv;
+} st_source;
+
+/* Read count elements at elem_off into dst from any of the n sources; kind
+ * names the target type in the error for any other dtype, which lists the
+ * accepted ones. */
+static int read_as(const dt_st_file *f, const dt_st_tensor *t, int64_t elem_off,
+                   int64_t count, void *dst, const st_source *src, int n,
+                   const char *kind) {
   DT_CALL(check_range(f, t, elem_off, count));
   if (count == 0) return DT_OK;
-  switch (t->dtype) {
-    case DT_DTYPE_F32: DT_CALL(read_direct(f, t, elem_off, count, dst)); break;
-    case DT_DTYPE_F16:
-      DT_CALL(read_chunks(f, t, elem_off, count, f16_to_f32, dst));
-      break;
-    case DT_DTYPE_BF16:
-      DT_CALL(read_chunks(f, t, elem_off, count, bf16_to_f32, dst));
-      break;
-    case DT_DTYPE_F64:
-      DT_CALL(read_chunks(f, t, elem_off, count, f64_to_f32, dst));
-      break;
-    default:
-      DT_ERR(DT_EINPUT,
-             "%s: tensor '%s': dtype %s cannot be read as floating point "
-             "(expected F32, F16, BF16 or F64)",
-             f->path, t->name, dt_dtype_name(t->dtype));
+  for (int i = 0; i < n; i++) {
+    if (t->dtype != src[i].from) continue;
+    if (src[i].conv)
+      DT_CALL(read_chunks(f, t, elem_off, count, src[i].conv, dst));
+    else
+      DT_CALL(read_direct(f, t, elem_off, count, dst));
+    return DT_OK;
   }
+  char expected[64] = ""; /* "F32, F16, BF16 or F64" */
+  for (int i = 0, used = 0; i < n && used < (int)sizeof expected; i++)
+    used += snprintf(expected + used, sizeof expected - (size_t)used, "%s%s",
+                     i == 0 ? "" : i == n - 1 ? " or " : ", ",
+                     dt_dtype_name(src[i].from));
+  DT_ERR(DT_EINPUT,
+         "%s: tensor '%s': dtype %s cannot be read as %s (expected %s)",
+         f->path, t->name, dt_dtype_name(t->dtype), kind, expected);
+}
+
+int dt_st_read_f32(const dt_st_file *f, const dt_st_tensor *t, int64_t elem_off,
+                   int64_t count, float *dst) {
+  static const st_source src[] = {{DT_DTYPE_F32, NULL},
+                                  {DT_DTYPE_F16, f16_to_f32},
+                                  {DT_DTYPE_BF16, bf16_to_f32},
+                                  {DT_DTYPE_F64, f64_to_f32}};
+  DT_CALL(read_as(f, t, elem_off, count, dst, src,
+                  (int)(sizeof src / sizeof *src), "floating point"));
   return DT_OK;
 }
 
 int dt_st_read_bf16(const dt_st_file *f, const dt_st_tensor *t,
                     int64_t elem_off, int64_t count, uint16_t *dst) {
-  DT_CALL(check_range(f, t, elem_off, count));
-  if (count == 0) return DT_OK;
-  switch (t->dtype) {
-    case DT_DTYPE_BF16: DT_CALL(read_direct(f, t, elem_off, count, dst)); break;
-    case DT_DTYPE_F32:
-      DT_CALL(read_chunks(f, t, elem_off, count, f32_to_bf16, dst));
-      break;
-    case DT_DTYPE_F16:
-      DT_CALL(read_chunks(f, t, elem_off, count, f16_to_bf16, dst));
-      break;
-    case DT_DTYPE_F64:
-      DT_CALL(read_chunks(f, t, elem_off, count, f64_to_bf16, dst));
-      break;
-    default:
-      DT_ERR(DT_EINPUT,
-             "%s: tensor '%s': dtype %s cannot be read as floating point "
-             "(expected F32, F16, BF16 or F64)",
-             f->path, t->name, dt_dtype_name(t->dtype));
-  }
+  static const st_source src[] = {{DT_DTYPE_F32, f32_to_bf16},
+                                  {DT_DTYPE_F16, f16_to_bf16},
+                                  {DT_DTYPE_BF16, NULL},
+                                  {DT_DTYPE_F64, f64_to_bf16}};
+  DT_CALL(read_as(f, t, elem_off, count, dst, src,
+                  (int)(sizeof src / sizeof *src), "floating point"));
   return DT_OK;
 }
 
 int dt_st_read_i64(const dt_st_file *f, const dt_st_tensor *t, int64_t elem_off,
                    int64_t count, int64_t *dst) {
-  DT_CALL(check_range(f, t, elem_off, count));
-  if (count == 0) return DT_OK;
-  switch (t->dtype) {
-    case DT_DTYPE_I64: DT_CALL(read_direct(f, t, elem_off, count, dst)); break;
-    case DT_DTYPE_I32:
-      DT_CALL(read_chunks(f, t, elem_off, count, i32_to_i64, dst));
-      break;
-    case DT_DTYPE_U8:
-      DT_CALL(read_chunks(f, t, elem_off, count, u8_to_i64, dst));
-      break;
-    case DT_DTYPE_I8:
-      DT_CALL(read_chunks(f, t, elem_off, count, i8_to_i64, dst));
-      break;
-    default:
-      DT_ERR(DT_EINPUT,
-             "%s: tensor '%s': dtype %s cannot be read as integers (expected "
-             "I32, I64, U8 or I8)",
-             f->path, t->name, dt_dtype_name(t->dtype));
-  }
+  static const st_source src[] = {{DT_DTYPE_I32, i32_to_i64},
+                                  {DT_DTYPE_I64, NULL},
+                                  {DT_DTYPE_U8, u8_to_i64},
+                                  {DT_DTYPE_I8, i8_to_i64}};
+  DT_CALL(read_as(f, t, elem_off, count, dst, src,
+                  (int)(sizeof src / sizeof *src), "integers"));
   return DT_OK;
 }
 

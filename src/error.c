@@ -75,3 +75,13 @@ int dt_alloc_aligned(void *pptr, size_t bytes, const char *what) {
   *(void **)pptr = p;
   return DT_OK;
 }
+
+int dt_ensure_floats(float **p, size_t *cap, size_t n, const char *what) {
+  if (*cap >= n) return DT_OK;
+  free(*p);
+  *p = NULL;
+  *cap = 0;
+  DT_CALL(dt_alloc_aligned(p, n * sizeof(float), what));
+  *cap = n;
+  return DT_OK;
+}

@@ -55,5 +55,9 @@ int dt_malloc(void *pptr, size_t bytes, const char *what);
 int dt_calloc(void *pptr, size_t bytes, const char *what);
 /* 64-byte aligned, zero-filled. Free with free(). */
 int dt_alloc_aligned(void *pptr, size_t bytes, const char *what);
+/* Scratch that grows on demand: make *p (from dt_alloc_aligned, or NULL with
+ * *cap 0) hold at least n floats; *cap is its size in floats. A buffer that
+ * grows is reallocated without its contents. */
+int dt_ensure_floats(float **p, size_t *cap, size_t n, const char *what);
 
 #endif

@@ -5,178 +5,25 @@
  * is moved away from its init (up = 0 would zero the down gradients). Each
  * trainable tensor is checked by a central difference of the loss along its
  * own gradient direction (the derivative there is |g_t|), and the whole table
- * along a random direction. Covers relu and gelu_tanh bottlenecks, --recompute,
- * and two post-hook methods stacked on one site in both orders. */
+ * along a random direction (the harness, dt_test_gradcheck, is in testutil).
+ * Covers relu and gelu_tanh bottlenecks, --recompute, and two post-hook
+ * methods stacked on one site in both orders. */
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "error.h"
 #include "method.h"
-#include "rng.h"
 #include "testutil.h"
-
-enum { B = 2, T = 12 };
-
-typedef struct {
-  dt_options opt;
-  dt_model m;
-  dt_params p;
-  dt_method **ms;
-  int nm;
-  int32_t ids[B * T];
-  double count;
-} fx;
-
-static int fx_open(fx *f, const char *family, const char *methods, int recompute,
-                   const char *const *args, int nargs) {
-  memset(f, 0, sizeof *f);
-  dt_optgroup g[2];
-  int ng = 0;
-  const char *names[2] = {"ia3", "adapter"};
-  for (int i = 0; i < 2; i++) {
-    const dt_method_ops *ops = dt_method_lookup(names[i]);
-    if (ops && ops->options) g[ng++] = *ops->options;
-  }
-  char *argv[32];
-  for (int i = 0; i < nargs; i++) argv[i] = (char *)args[i];
-  DT_CALL(dt_options_parse(&f->opt, "test", g, ng, nargs, argv));
-  char path[64];
-  snprintf(path, sizeof path, "%s/model", family);
-  DT_CALL(dt_model_load(&f->m, dt_test_fixture(path), 0, 1));
-  DT_CALL(dt_methods_create(methods, &f->opt, &f->m, &f->p, 3, &f->ms, &f->nm));
-  DT_CALL(dt_model_set_methods(&f->m, f->ms, f->nm));
-  DT_CALL(dt_model_plan(&f->m, B, T, recompute));
-  const uint64_t key = dt_rng_key(11, 1);
-  for (int i = 0; i < B * T; i++)
-    f->ids[i] = (int32_t)(dt_rng_u64(key, (uint64_t)i) % (uint64_t)f->m.cfg.vocab);
-  f->count = B * (T - 1);
-  return DT_OK;
-}
-
-static void fx_close(fx *f) {
-  dt_methods_destroy(f->ms, f->nm);
-  dt_params_free(&f->p);
-  dt_model_free(&f->m);
-}
-
-static double loss(fx *f) {
-  dt_loss_stats st;
-  assert_int_equal(dt_model_forward(&f->m, f->ids, NULL, 0, 1.0, &st, NULL), DT_OK);
-  assert_int_equal((int)st.n_scored, (int)f->count);
-  return st.loss_sum / f->count;
-}
-
-/* Move every parameter away from its init: IA3 vectors around 1, adapter
- * tensors around 0. */
-static void perturb(fx *f, double amp) {
-  for (int i = 0; i < f->p.n; i++) {
-    const double base = strcmp(f->p.p[i].method, "ia3") == 0 ? 1.0 : 0.0;
-    const uint64_t key = dt_rng_key(99, (uint64_t)i);
-    for (int64_t j = 0; j < f->p.p[i].numel; j++)
-      f->p.p[i].data[j] = (float)(base + amp * dt_rng_normal(key, (uint64_t)j));
-  }
-}
-
-/* Central difference along v (per tensor, NULL = 0) vs g . v. */
-static void check_dir(fx *f, float **v, const char *what) {
-  const double eps = 1e-2;
-  double gv = 0, vv = 0;
-  for (int i = 0; i < f->p.n; i++)
-    if (v[i])
-      for (int64_t j = 0; j < f->p.p[i].numel; j++) {
-        gv += (double)f->p.p[i].grad[j] * v[i][j];
-        vv += (double)v[i][j] * v[i][j];
-      }
-  assert_true(fabs(vv - 1.0) < 1e-6);
-  double lp = 0, lm = 0;
-  for (int sgn = 1; sgn >= -1; sgn -= 2) {
-    for (int i = 0; i < f->p.n; i++)
-      if (v[i])
-        for (int64_t j = 0; j < f->p.p[i].numel; j++)
-          f->p.p[i].data[j] += (float)(sgn * eps) * v[i][j];
-    double l = loss(f);
-    if (sgn > 0) lp = l;
-    else lm = l;
-    for (int i = 0; i < f->p.n; i++)
-      if (v[i])
-        for (int64_t j = 0; j < f->p.p[i].numel; j++)
-          f->p.p[i].data[j] -= (float)(sgn * eps) * v[i][j];
-  }
-  const double fd = (lp - lm) / (2 * eps);
-  /* fp32 loss noise (~1e-7 relative on a loss ~4.6, over 2 eps) plus
-   * O(eps^2) truncation */
-  const double tol = 1e-3 * fabs(gv) + 3e-6;
-  printf("  %-70s g.v % .6e fd % .6e\n", what, gv, fd);
-  if (!(fabs(fd - gv) <= tol))
-    fail_msg("%s: analytic %.6e vs finite difference %.6e", what, gv, fd);
-}
-
-/* Gradient at the current point, then each tensor along its own gradient
- * and everything along a random direction. */
-static void check_grads(fx *f) {
-  dt_params_zero_grad(&f->p);
-  dt_loss_stats st;
-  assert_int_equal(dt_model_forward(&f->m, f->ids, NULL, 1, f->count, &st, NULL), DT_OK);
-  assert_int_equal(dt_model_backward(&f->m), DT_OK);
-  float **v = calloc((size_t)f->p.n, sizeof(float *));
-  float **one = calloc((size_t)f->p.n, sizeof(float *));
-  for (int i = 0; i < f->p.n; i++) {
-    const dt_param *p = &f->p.p[i];
-    double n2 = 0;
-    for (int64_t j = 0; j < p->numel; j++) n2 += (double)p->grad[j] * p->grad[j];
-    if (!(n2 > 1e-16)) fail_msg("%s: zero gradient", p->name);
-    v[i] = malloc(sizeof(float) * p->numel);
-    for (int64_t j = 0; j < p->numel; j++) v[i][j] = (float)(p->grad[j] / sqrt(n2));
-    one[i] = v[i];
-    check_dir(f, one, p->name);
-    one[i] = NULL;
-  }
-  free(one);
-  double n2 = 0;
-  for (int i = 0; i < f->p.n; i++) {
-    const uint64_t key = dt_rng_key(5, (uint64_t)i);
-    for (int64_t j = 0; j < f->p.p[i].numel; j++) {
-      v[i][j] = (float)dt_rng_normal(key, (uint64_t)j);
-      n2 += (double)v[i][j] * v[i][j];
-    }
-  }
-  for (int i = 0; i < f->p.n; i++)
-    for (int64_t j = 0; j < f->p.p[i].numel; j++) v[i][j] = (float)(v[i][j] / sqrt(n2));
-  check_dir(f, v, "random direction over all tensors");
-  for (int i = 0; i < f->p.n; i++) free(v[i]);
-  free(v);
-}
-
-static void run_case(const char *family, const char *methods, int recompute,
-                     const char *const *args, int nargs, int n_tensors) {
-  fx f;
-  if (fx_open(&f, family, methods, recompute, args, nargs))
-    fail_msg("setup: %s", dt_error_message());
-  assert_int_equal(f.p.n, n_tensors);
-  /* the fresh init leaves the model unchanged */
-  const double l_init = loss(&f);
-  fx base;
-  if (fx_open(&base, family, "none", 0, NULL, 0)) fail_msg("setup: %s", dt_error_message());
-  const double l_base = loss(&base);
-  fx_close(&base);
-  assert_true(fabs(l_init - l_base) < 1e-6);
-  perturb(&f, 0.3);
-  check_grads(&f);
-  fx_close(&f);
-}
 
 static void test_gpt2_relu(void **state) {
   (void)state;
   const char *a[] = {"--adapter-size", "5", "--adapter-act", "relu", "--adapter-init-std", "0.1"};
-  run_case("gpt2", "adapter", 0, a, 6, 16);
+  dt_test_gradcheck("gpt2", "adapter", 0, a, 6, 16);
 }
 
 static void test_llama_gelu_recompute(void **state) {
   (void)state;
   const char *a[] = {"--adapter-size", "3"};
-  run_case("llama", "adapter", 1, a, 2, 16);
+  dt_test_gradcheck("llama", "adapter", 1, a, 2, 16);
 }
 
 /* IA3 output scaling and an adapter on the same sites, in both orders. */
@@ -184,17 +31,17 @@ static void test_with_ia3(void **state) {
   (void)state;
   const char *a[] = {"--adapter-size", "4", "--ia3-targets", "o_proj,down_proj,v_proj",
                      "--ia3-ff", "none"};
-  run_case("llama", "ia3,adapter", 0, a, 6, 16 + 6);
-  run_case("llama", "adapter,ia3", 0, a, 6, 16 + 6);
+  dt_test_gradcheck("llama", "ia3,adapter", 0, a, 6, 16 + 6);
+  dt_test_gradcheck("llama", "adapter,ia3", 0, a, 6, 16 + 6);
   const char *b[] = {"--adapter-size", "4", "--ia3-targets", "attn.c_proj,mlp.c_proj",
                      "--ia3-ff", "attn.c_proj"};
-  run_case("gpt2", "adapter,ia3", 0, b, 6, 16 + 4);
+  dt_test_gradcheck("gpt2", "adapter,ia3", 0, b, 6, 16 + 4);
 }
 
 static void test_options(void **state) {
   (void)state;
-  fx f;
-  assert_int_equal(fx_open(&f, "gpt2", "adapter", 0, NULL, 0), DT_OK);
+  dt_test_fx f;
+  assert_int_equal(dt_test_fx_open(&f, "gpt2", "adapter", 0, NULL, 0), DT_OK);
   assert_int_equal(f.p.n, 16);
   assert_string_equal(f.p.p[0].name, "adapter_0_attn.down.weight");
   assert_int_equal((int)f.p.p[0].shape[0], 64); /* default bottleneck */
@@ -209,13 +56,13 @@ static void test_options(void **state) {
   assert_true(sd > 0.8e-3 && sd < 1.2e-3);
   for (int i = 1; i < 4; i++)
     for (int64_t j = 0; j < f.p.p[i].numel; j++) assert_true(f.p.p[i].data[j] == 0.0f);
-  fx_close(&f);
+  dt_test_fx_close(&f);
   const char *a[] = {"--adapter-act", "tanh"};
-  assert_int_equal(fx_open(&f, "gpt2", "adapter", 0, a, 2), DT_EUSAGE);
-  fx_close(&f);
+  assert_int_equal(dt_test_fx_open(&f, "gpt2", "adapter", 0, a, 2), DT_EUSAGE);
+  dt_test_fx_close(&f);
   const char *b[] = {"--adapter-size", "0"};
-  assert_int_equal(fx_open(&f, "gpt2", "adapter", 0, b, 2), DT_EUSAGE);
-  fx_close(&f);
+  assert_int_equal(dt_test_fx_open(&f, "gpt2", "adapter", 0, b, 2), DT_EUSAGE);
+  dt_test_fx_close(&f);
 }
 
 int main(void) {

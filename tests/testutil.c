@@ -1,10 +1,14 @@
 #include "testutil.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "error.h"
+#include "rng.h"
 
 static char g_path[8][4096];
 static int g_slot;
@@ -73,4 +77,139 @@ int dt_test_run(char **out, const char *fmt, ...) {
   if (out) *out = buf; else free(buf);
   if (st == -1 || !WIFEXITED(st)) return -1;
   return WEXITSTATUS(st);
+}
+
+/* ------------------------------------------------ gradient-check fixture */
+
+int dt_test_fx_open(dt_test_fx *f, const char *family, const char *methods,
+                    int recompute, const char *const *args, int nargs) {
+  memset(f, 0, sizeof *f);
+  dt_optgroup g[32];
+  int ng = 0;
+  for (int i = 0; i < dt_method_count() && ng < 32; i++)
+    if (dt_method_at(i)->options) g[ng++] = *dt_method_at(i)->options;
+  char *argv[32];
+  DT_CHECK(nargs <= 32, DT_EINTERNAL, "test fixture: %d arguments (at most 32)", nargs);
+  for (int i = 0; i < nargs; i++) argv[i] = (char *)args[i];
+  DT_CALL(dt_options_parse(&f->opt, "test", g, ng, nargs, argv));
+  char path[64];
+  snprintf(path, sizeof path, "%s/model", family);
+  DT_CALL(dt_model_load(&f->m, dt_test_fixture(path), 0, 1, NULL));
+  DT_CALL(dt_methods_create(methods, &f->opt, &f->m, &f->p, 3, &f->ms, &f->nm));
+  DT_CALL(dt_model_set_methods(&f->m, f->ms, f->nm));
+  DT_CALL(dt_model_plan(&f->m, DT_TEST_FX_B, DT_TEST_FX_T, recompute));
+  const uint64_t key = dt_rng_key(11, 1);
+  for (int i = 0; i < DT_TEST_FX_B * DT_TEST_FX_T; i++)
+    f->ids[i] = (int32_t)(dt_rng_u64(key, (uint64_t)i) % (uint64_t)f->m.cfg.vocab);
+  f->count = DT_TEST_FX_B * (DT_TEST_FX_T - 1);
+  return DT_OK;
+}
+
+void dt_test_fx_close(dt_test_fx *f) {
+  dt_methods_destroy(f->ms, f->nm);
+  dt_params_free(&f->p);
+  dt_model_free(&f->m);
+}
+
+double dt_test_fx_loss(dt_test_fx *f) {
+  dt_loss_stats st;
+  assert_int_equal(dt_model_forward(&f->m, f->ids, NULL, 0, 1.0, &st, NULL), DT_OK);
+  assert_int_equal((int)st.n_scored, (int)f->count);
+  return st.loss_sum / f->count;
+}
+
+void dt_test_fx_perturb(dt_test_fx *f, double amp) {
+  for (int i = 0; i < f->p.n; i++) {
+    const double base = strcmp(f->p.p[i].method, "ia3") == 0 ? 1.0 : 0.0;
+    const uint64_t key = dt_rng_key(99, (uint64_t)i);
+    for (int64_t j = 0; j < f->p.p[i].numel; j++)
+      f->p.p[i].data[j] = (float)(base + amp * dt_rng_normal(key, (uint64_t)j));
+  }
+}
+
+/* Central difference along v (per tensor, NULL = 0) vs g . v. */
+static void check_dir(dt_test_fx *f, float **v, const char *what) {
+  const double eps = 1e-2;
+  double gv = 0, vv = 0;
+  for (int i = 0; i < f->p.n; i++)
+    if (v[i])
+      for (int64_t j = 0; j < f->p.p[i].numel; j++) {
+        gv += (double)f->p.p[i].grad[j] * v[i][j];
+        vv += (double)v[i][j] * v[i][j];
+      }
+  assert_true(fabs(vv - 1.0) < 1e-6);
+  double lp = 0, lm = 0;
+  for (int sgn = 1; sgn >= -1; sgn -= 2) {
+    for (int i = 0; i < f->p.n; i++)
+      if (v[i])
+        for (int64_t j = 0; j < f->p.p[i].numel; j++)
+          f->p.p[i].data[j] += (float)(sgn * eps) * v[i][j];
+    double l = dt_test_fx_loss(f);
+    if (sgn > 0) lp = l;
+    else lm = l;
+    for (int i = 0; i < f->p.n; i++)
+      if (v[i])
+        for (int64_t j = 0; j < f->p.p[i].numel; j++)
+          f->p.p[i].data[j] -= (float)(sgn * eps) * v[i][j];
+  }
+  const double fd = (lp - lm) / (2 * eps);
+  /* fp32 loss noise (~1e-7 relative on a loss ~4.6, over 2 eps) plus
+   * O(eps^2) truncation */
+  const double tol = 1e-3 * fabs(gv) + 3e-6;
+  printf("  %-70s g.v % .6e fd % .6e\n", what, gv, fd);
+  if (!(fabs(fd - gv) <= tol))
+    fail_msg("%s: analytic %.6e vs finite difference %.6e", what, gv, fd);
+}
+
+void dt_test_fx_check_grads(dt_test_fx *f) {
+  dt_params_zero_grad(&f->p);
+  dt_loss_stats st;
+  assert_int_equal(dt_model_forward(&f->m, f->ids, NULL, 1, f->count, &st, NULL), DT_OK);
+  assert_int_equal(dt_model_backward(&f->m), DT_OK);
+  float **v = calloc((size_t)f->p.n, sizeof(float *));
+  float **one = calloc((size_t)f->p.n, sizeof(float *));
+  for (int i = 0; i < f->p.n; i++) {
+    const dt_param *p = &f->p.p[i];
+    double n2 = 0;
+    for (int64_t j = 0; j < p->numel; j++) n2 += (double)p->grad[j] * p->grad[j];
+    if (!(n2 > 1e-16)) fail_msg("%s: zero gradient", p->name);
+    v[i] = malloc(sizeof(float) * p->numel);
+    for (int64_t j = 0; j < p->numel; j++) v[i][j] = (float)(p->grad[j] / sqrt(n2));
+    one[i] = v[i];
+    check_dir(f, one, p->name);
+    one[i] = NULL;
+  }
+  free(one);
+  double n2 = 0;
+  for (int i = 0; i < f->p.n; i++) {
+    const uint64_t key = dt_rng_key(5, (uint64_t)i);
+    for (int64_t j = 0; j < f->p.p[i].numel; j++) {
+      v[i][j] = (float)dt_rng_normal(key, (uint64_t)j);
+      n2 += (double)v[i][j] * v[i][j];
+    }
+  }
+  for (int i = 0; i < f->p.n; i++)
+    for (int64_t j = 0; j < f->p.p[i].numel; j++) v[i][j] = (float)(v[i][j] / sqrt(n2));
+  check_dir(f, v, "random direction over all tensors");
+  for (int i = 0; i < f->p.n; i++) free(v[i]);
+  free(v);
+}
+
+void dt_test_gradcheck(const char *family, const char *methods, int recompute,
+                       const char *const *args, int nargs, int n_tensors) {
+  dt_test_fx f;
+  if (dt_test_fx_open(&f, family, methods, recompute, args, nargs))
+    fail_msg("setup: %s", dt_error_message());
+  assert_int_equal(f.p.n, n_tensors);
+  /* the fresh init leaves the model unchanged: loss of method none */
+  const double l_init = dt_test_fx_loss(&f);
+  dt_test_fx base;
+  if (dt_test_fx_open(&base, family, "none", 0, NULL, 0))
+    fail_msg("setup: %s", dt_error_message());
+  const double l_base = dt_test_fx_loss(&base);
+  dt_test_fx_close(&base);
+  assert_true(fabs(l_init - l_base) < 1e-6);
+  dt_test_fx_perturb(&f, 0.3);
+  dt_test_fx_check_grads(&f);
+  dt_test_fx_close(&f);
 }

@@ -8,6 +8,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "method.h"
+#include "model.h"
+#include "options.h"
+#include "params.h"
+
 /* Path of a file in the HF parity fixtures (tests/data/hf-parity/REL). */
 const char *dt_test_fixture(const char *rel);
 /* Path under tests/data. */
@@ -20,5 +25,47 @@ int dt_test_run(char **out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Read a whole text file (malloc'd, NUL-terminated). NULL on failure. */
 char *dt_test_slurp(const char *path);
+
+/* Finite-difference gradient checks of delta methods on the HF parity
+ * fixture models (tests/data/hf-parity/<family>/model), batch
+ * DT_TEST_FX_B x DT_TEST_FX_T of random token ids, every position scored.
+ *
+ * dt_test_fx_open parses args (every method's options) into fx->opt, loads
+ * the model, creates the comma-separated methods (seed 3) and plans the
+ * batch (recompute: --recompute). On failure it returns the error code with
+ * fx still safe to close (the rest of fx zeroed where not yet set).
+ * dt_test_fx_loss runs an eval forward and returns the mean loss.
+ *
+ * dt_test_fx_check_grads computes the gradient at the current point, then
+ * checks every trainable tensor by a central difference of the loss along its
+ * own unit gradient direction (the derivative there is |g_t|), and the whole
+ * table along one random unit direction; it fails the test (fail_msg) on a
+ * zero gradient or a mismatch beyond 1e-3 relative + 3e-6.
+ *
+ * dt_test_gradcheck runs one case: opens the methods, asserts n_tensors
+ * trainable tensors, asserts the fresh init leaves the loss of method "none"
+ * unchanged, moves every tensor away from its init (dt_test_fx_perturb, amp
+ * 0.3) and checks the gradients. */
+enum { DT_TEST_FX_B = 2, DT_TEST_FX_T = 12 };
+typedef struct {
+  dt_options opt;
+  dt_model m;
+  dt_params p;
+  dt_method **ms;
+  int nm;
+  int32_t ids[DT_TEST_FX_B * DT_TEST_FX_T];
+  double count; /* scored tokens */
+} dt_test_fx;
+
+int dt_test_fx_open(dt_test_fx *fx, const char *family, const char *methods,
+                    int recompute, const char *const *args, int nargs);
+void dt_test_fx_close(dt_test_fx *fx);
+double dt_test_fx_loss(dt_test_fx *fx);
+/* Every value = base + amp * N(0,1), base 1 for IA3 vectors (multiplicative,
+ * init 1) and 0 for every other tensor. */
+void dt_test_fx_perturb(dt_test_fx *fx, double amp);
+void dt_test_fx_check_grads(dt_test_fx *fx);
+void dt_test_gradcheck(const char *family, const char *methods, int recompute,
+                       const char *const *args, int nargs, int n_tensors);
 
 #endif

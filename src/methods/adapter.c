@@ -149,12 +149,7 @@ static int adapter_post_bwd(dt_method *me, const dt_site_io *io, float *dy, floa
   const adapter_unit *u = &s->u[2 * io->layer + unit_of(io->site)];
   const int N = io->N, d = s->d, m = s->m;
   const float *yin = io->ws, *h = yin + (size_t)N * d, *a = h + (size_t)N * m;
-  if (s->dg_n < (size_t)N * m) {
-    free(s->dg);
-    s->dg = NULL;
-    DT_CALL(dt_alloc_aligned(&s->dg, sizeof(float) * (size_t)N * m, "adapter scratch"));
-    s->dg_n = (size_t)N * m;
-  }
+  DT_CALL(dt_ensure_floats(&s->dg, &s->dg_n, (size_t)N * m, "adapter scratch"));
   /* up: gWu += dy^T a, gbu += colsum dy; da = dy Wu */
   dt_linear_backward_weight(u->gWu, u->gbu, dy, a, N, m, d);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, m, d, 1.0f, dy, d, u->Wu, m,

@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "method.h"
+#include "modules.h"
 
 static const dt_optdef ia3_opts[] = {
     {"ia3-targets", DT_OPT_STRING, NULL, 0, 0, NULL,
@@ -50,38 +51,6 @@ typedef struct {
   int n_out, n_ff;
 } ia3_state;
 
-typedef struct {
-  const char *name;
-  int site, row0, out, in, whole;
-} module_desc;
-
-static int block_modules(const dt_config *c, module_desc *md) {
-  const int d = c->d_model, qd = dt_cfg_q_dim(c), kvd = dt_cfg_kv_dim(c), F = c->d_ffn;
-  int n = 0;
-  if (c->arch == DT_ARCH_GPT2) {
-    md[n++] = (module_desc){"attn.c_attn", DT_SITE_QKV, 0, dt_cfg_qkv_dim(c), d, 1};
-    md[n++] = (module_desc){"attn.c_proj", DT_SITE_ATTN_OUT, 0, d, qd, 1};
-    md[n++] = (module_desc){"mlp.c_fc", DT_SITE_FC, 0, F, d, 1};
-    md[n++] = (module_desc){"mlp.c_proj", DT_SITE_PROJ, 0, d, F, 1};
-  } else {
-    md[n++] = (module_desc){"self_attn.q_proj", DT_SITE_QKV, 0, qd, d, 0};
-    md[n++] = (module_desc){"self_attn.k_proj", DT_SITE_QKV, qd, kvd, d, 0};
-    md[n++] = (module_desc){"self_attn.v_proj", DT_SITE_QKV, qd + kvd, kvd, d, 0};
-    md[n++] = (module_desc){"self_attn.o_proj", DT_SITE_ATTN_OUT, 0, d, qd, 1};
-    md[n++] = (module_desc){"mlp.gate_proj", DT_SITE_FC, 0, F, d, 0};
-    md[n++] = (module_desc){"mlp.up_proj", DT_SITE_FC, F, F, d, 0};
-    md[n++] = (module_desc){"mlp.down_proj", DT_SITE_PROJ, 0, d, F, 1};
-  }
-  return n;
-}
-
-/* PEFT matching: the module name equals the target or ends with "."+target. */
-static int name_matches(const char *module, const char *target) {
-  size_t lm = strlen(module), lt = strlen(target);
-  if (lm == lt) return strcmp(module, target) == 0;
-  return lm > lt && module[lm - lt - 1] == '.' && strcmp(module + lm - lt, target) == 0;
-}
-
 /* Is tok one of the comma-separated items of list? */
 static int in_list(const char *list, const char *tok) {
   size_t lt = strlen(tok);
@@ -93,34 +62,6 @@ static int in_list(const char *list, const char *tok) {
     p = e + 1;
   }
   return 0;
-}
-
-/* Mark the modules matched by the items of list in hit[]; every item must
- * match a module. */
-static int match_list(const dt_config *c, const module_desc *md, int nmod,
-                      const char *list, const char *opt, int *hit) {
-  char buf[1024];
-  snprintf(buf, sizeof buf, "%s", list);
-  char *save = NULL;
-  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-    int any = 0;
-    for (int i = 0; i < nmod; i++)
-      if (name_matches(md[i].name, t)) hit[i] = any = 1;
-    if (!any) {
-      char names[256] = "";
-      for (int i = 0; i < nmod; i++) {
-        strcat(names, i ? ", " : "");
-        strcat(names, md[i].name);
-      }
-      DT_ERR(DT_EUSAGE, "--%s: '%s' matches no module of this %s model (modules: %s)",
-             opt, t, c->arch == DT_ARCH_GPT2 ? "GPT-2" : "LLaMA", names);
-    }
-  }
-  return DT_OK;
-}
-
-static const char *module_prefix(const dt_config *c) {
-  return c->arch == DT_ARCH_GPT2 ? "transformer.h" : "model.layers";
 }
 
 static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
@@ -145,10 +86,10 @@ static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
   }
   if (strlen(targets) >= 1000 || strlen(ff) >= 1000)
     DT_ERR(DT_EUSAGE, "--ia3-targets / --ia3-ff: list too long");
-  module_desc md[8];
-  const int nmod = block_modules(c, md);
-  int hit[8] = {0}, ffhit[8] = {0};
-  DT_CALL(match_list(c, md, nmod, targets, "ia3-targets", hit));
+  dt_module md[DT_MAX_BLOCK_MODULES];
+  const int nmod = dt_block_modules(c, md);
+  int hit[DT_MAX_BLOCK_MODULES] = {0}, ffhit[DT_MAX_BLOCK_MODULES] = {0};
+  DT_CALL(dt_module_targets(c, md, nmod, "ia3-targets", targets, hit));
   {
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", ff);
@@ -158,7 +99,7 @@ static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
                "--ia3-ff: '%s' is not one of --ia3-targets (%s); feed-forward "
                "modules must be a subset of the targets", t, targets);
   }
-  DT_CALL(match_list(c, md, nmod, ff, "ia3-ff", ffhit));
+  DT_CALL(dt_module_targets(c, md, nmod, "ia3-ff", ff, ffhit));
   int per = 0;
   size_t per_floats = 0;
   for (int i = 0; i < nmod; i++)
@@ -186,7 +127,7 @@ static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
       else s->n_out++;
       char nm[DT_PARAM_NAME_MAX];
       int64_t sh[2] = {u->ff ? 1 : u->out, u->ff ? u->in : 1};
-      snprintf(nm, sizeof nm, "base_model.model.%s.%d.%s.ia3_l", module_prefix(c), l,
+      snprintf(nm, sizeof nm, "base_model.model.%s.%d.%s.ia3_l", dt_module_prefix(c), l,
                md[i].name);
       DT_CALL(dt_params_add(params, "ia3", nm, 2, sh, u->l, u->dl, 0));
     }
@@ -205,18 +146,21 @@ static void ia3_destroy(dt_method *me) {
 
 static int is_pre(const ia3_unit *u) { return u->ff && u->whole; }
 
-static int ia3_wants_pre(const dt_method *me, int layer, dt_site site) {
+/* Has (layer, site) a unit done as a pre hook (pre = 1) / post hook (0)? */
+static int has_unit(const dt_method *me, int layer, dt_site site, int pre) {
   const ia3_state *s = me->state;
   for (int i = 0; i < s->n; i++)
-    if (s->u[i].layer == layer && s->u[i].site == (int)site && is_pre(&s->u[i])) return 1;
+    if (s->u[i].layer == layer && s->u[i].site == (int)site && is_pre(&s->u[i]) == pre)
+      return 1;
   return 0;
 }
 
+static int ia3_wants_pre(const dt_method *me, int layer, dt_site site) {
+  return has_unit(me, layer, site, 1);
+}
+
 static int ia3_wants_post(const dt_method *me, int layer, dt_site site) {
-  const ia3_state *s = me->state;
-  for (int i = 0; i < s->n; i++)
-    if (s->u[i].layer == layer && s->u[i].site == (int)site && !is_pre(&s->u[i])) return 1;
-  return 0;
+  return has_unit(me, layer, site, 0);
 }
 
 /* ws per (layer, site): the pre-scale output block [N, out] of each
@@ -228,15 +172,6 @@ static size_t ia3_site_ws(const dt_method *me, int layer, dt_site site, int N) {
     if (s->u[i].layer == layer && s->u[i].site == (int)site && !s->u[i].ff)
       w += (size_t)N * s->u[i].out;
   return w;
-}
-
-static int ensure(float **p, size_t *cap, size_t n) {
-  if (*cap >= n) return DT_OK;
-  free(*p);
-  *p = NULL;
-  DT_CALL(dt_alloc_aligned(p, n * sizeof(float), "ia3 scratch"));
-  *cap = n;
-  return DT_OK;
 }
 
 /* x_out = x * l per column (x_out may alias x). */
@@ -298,7 +233,7 @@ static int ia3_post_fwd(dt_method *me, const dt_site_io *io) {
       ws += (size_t)N * u->out;
     } else {
       /* y_block += (x * (l - 1)) W_block^T */
-      DT_CALL(ensure(&s->tmp, &s->tmp_n, (size_t)N * u->in));
+      DT_CALL(dt_ensure_floats(&s->tmp, &s->tmp_n, (size_t)N * u->in, "ia3 scratch"));
       for (int64_t r = 0; r < N; r++)
         for (int j = 0; j < u->in; j++)
           s->tmp[r * u->in + j] = io->x[r * u->in + j] * (u->l[j] - 1.0f);
@@ -329,7 +264,7 @@ static int ia3_post_bwd(dt_method *me, const dt_site_io *io, float *dy, float *d
       ws += (size_t)N * u->out;
     } else {
       /* t = dy_block W_block; dl += colsum(t * x); dx += t * (l - 1) */
-      DT_CALL(ensure(&s->tmp, &s->tmp_n, (size_t)N * u->in));
+      DT_CALL(dt_ensure_floats(&s->tmp, &s->tmp_n, (size_t)N * u->in, "ia3 scratch"));
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, u->in, u->out, 1.0f,
                   dy + u->row0, io->out, block_weight(me, u), u->in, 0.0f, s->tmp,
                   u->in);

@@ -11,6 +11,7 @@
 
 #include "error.h"
 #include "method.h"
+#include "modules.h"
 #include "rng.h"
 
 static const dt_optdef lora_opts[] = {
@@ -45,43 +46,6 @@ typedef struct {
   size_t dh_n, tmp_n;
 } lora_state;
 
-/* The HF modules of a block: name suffix, site, row offset, rows, in. */
-typedef struct {
-  const char *name;
-  int site, row0, out, in;
-} module_desc;
-
-static int block_modules(const dt_config *c, module_desc *md) {
-  const int d = c->d_model, qd = dt_cfg_q_dim(c), kvd = dt_cfg_kv_dim(c), F = c->d_ffn;
-  int n = 0;
-  if (c->arch == DT_ARCH_GPT2) {
-    md[n++] = (module_desc){"attn.c_attn", DT_SITE_QKV, 0, dt_cfg_qkv_dim(c), d};
-    md[n++] = (module_desc){"attn.c_proj", DT_SITE_ATTN_OUT, 0, d, qd};
-    md[n++] = (module_desc){"mlp.c_fc", DT_SITE_FC, 0, F, d};
-    md[n++] = (module_desc){"mlp.c_proj", DT_SITE_PROJ, 0, d, F};
-  } else {
-    md[n++] = (module_desc){"self_attn.q_proj", DT_SITE_QKV, 0, qd, d};
-    md[n++] = (module_desc){"self_attn.k_proj", DT_SITE_QKV, qd, kvd, d};
-    md[n++] = (module_desc){"self_attn.v_proj", DT_SITE_QKV, qd + kvd, kvd, d};
-    md[n++] = (module_desc){"self_attn.o_proj", DT_SITE_ATTN_OUT, 0, d, qd};
-    md[n++] = (module_desc){"mlp.gate_proj", DT_SITE_FC, 0, F, d};
-    md[n++] = (module_desc){"mlp.up_proj", DT_SITE_FC, F, F, d};
-    md[n++] = (module_desc){"mlp.down_proj", DT_SITE_PROJ, 0, d, F};
-  }
-  return n;
-}
-
-/* PEFT matching: the module name equals the target or ends with "."+target. */
-static int name_matches(const char *module, const char *target) {
-  size_t lm = strlen(module), lt = strlen(target);
-  if (lm == lt) return strcmp(module, target) == 0;
-  return lm > lt && module[lm - lt - 1] == '.' && strcmp(module + lm - lt, target) == 0;
-}
-
-static const char *module_prefix(const dt_config *c) {
-  return c->arch == DT_ARCH_GPT2 ? "transformer.h" : "model.layers";
-}
-
 static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
                        dt_params *params, uint64_t seed) {
   const dt_config *c = &m->cfg;
@@ -96,28 +60,11 @@ static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
   const int random_b = strcmp(dt_opt_str(opt, "lora-init"), "random") == 0;
   const char *targets = dt_opt_str(opt, "lora-targets");
   if (!*targets) targets = c->arch == DT_ARCH_GPT2 ? "c_attn" : "q_proj,v_proj";
-  module_desc md[8];
-  const int nmod = block_modules(c, md);
+  dt_module md[DT_MAX_BLOCK_MODULES];
+  const int nmod = dt_block_modules(c, md);
   /* which modules are targeted; every target must match something */
-  int hit[8] = {0};
-  char buf[1024];
-  snprintf(buf, sizeof buf, "%s", targets);
-  char *save = NULL;
-  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-    int any = 0;
-    for (int i = 0; i < nmod; i++)
-      if (name_matches(md[i].name, t)) hit[i] = any = 1;
-    if (!any) {
-      char names[256] = "";
-      for (int i = 0; i < nmod; i++) {
-        strcat(names, i ? ", " : "");
-        strcat(names, md[i].name);
-      }
-      DT_ERR(DT_EUSAGE,
-             "--lora-targets: '%s' matches no module of this %s model (modules: %s)",
-             t, c->arch == DT_ARCH_GPT2 ? "GPT-2" : "LLaMA", names);
-    }
-  }
+  int hit[DT_MAX_BLOCK_MODULES] = {0};
+  DT_CALL(dt_module_targets(c, md, nmod, "lora-targets", targets, hit));
   int per = 0;
   for (int i = 0; i < nmod; i++) per += hit[i];
   s->n = per * c->n_layer;
@@ -152,10 +99,10 @@ static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
       char nm[DT_PARAM_NAME_MAX];
       int64_t shA[2] = {s->r, u->in}, shB[2] = {u->out, s->r};
       snprintf(nm, sizeof nm, "base_model.model.%s.%d.%s.lora_A.weight",
-               module_prefix(c), l, md[i].name);
+               dt_module_prefix(c), l, md[i].name);
       DT_CALL(dt_params_add(params, "lora", nm, 2, shA, u->A, u->dA, 0));
       snprintf(nm, sizeof nm, "base_model.model.%s.%d.%s.lora_B.weight",
-               module_prefix(c), l, md[i].name);
+               dt_module_prefix(c), l, md[i].name);
       DT_CALL(dt_params_add(params, "lora", nm, 2, shB, u->B, u->dB, 0));
     }
   return DT_OK;
@@ -187,15 +134,6 @@ static size_t lora_site_ws(const dt_method *me, int layer, dt_site site, int N) 
     if (s->u[i].layer == layer && s->u[i].site == (int)site)
       w += (size_t)N * s->r + (s->dropout > 0 ? (size_t)N * s->u[i].in : 0);
   return w;
-}
-
-static int ensure(float **p, size_t *cap, size_t n) {
-  if (*cap >= n) return DT_OK;
-  free(*p);
-  *p = NULL;
-  DT_CALL(dt_alloc_aligned(p, n * sizeof(float), "lora scratch"));
-  *cap = n;
-  return DT_OK;
 }
 
 /* Dropout mask value for element j of unit i in this forward. */
@@ -239,7 +177,7 @@ static int lora_post_bwd(dt_method *me, const dt_site_io *io, float *dy, float *
   lora_state *s = me->state;
   float *ws = io->ws;
   const int N = io->N, r = s->r;
-  DT_CALL(ensure(&s->dh, &s->dh_n, (size_t)N * r));
+  DT_CALL(dt_ensure_floats(&s->dh, &s->dh_n, (size_t)N * r, "lora scratch"));
   for (int i = 0; i < s->n; i++) {
     const lora_unit *u = &s->u[i];
     if (u->layer != io->layer || u->site != (int)io->site) continue;
@@ -259,7 +197,7 @@ static int lora_post_bwd(dt_method *me, const dt_site_io *io, float *dy, float *
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, u->in, N, 1.0f, s->dh,
                 r, x, u->in, 1.0f, u->dA, u->in);
     if (s->dropout > 0) {
-      DT_CALL(ensure(&s->tmp, &s->tmp_n, (size_t)N * u->in));
+      DT_CALL(dt_ensure_floats(&s->tmp, &s->tmp_n, (size_t)N * u->in, "lora scratch"));
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, u->in, r, 1.0f,
                   s->dh, r, u->A, u->in, 0.0f, s->tmp, u->in);
       for (int64_t j = 0; j < (int64_t)N * u->in; j++) dx[j] += s->tmp[j] * keep(s, i, j);

@@ -27,6 +27,7 @@
 #include "error.h"
 #include "fastfood.h"
 #include "method.h"
+#include "modules.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -71,12 +72,17 @@ typedef struct {
   char source[300];      /* where the projection came from */
 } said_state;
 
-/* The module suffix rule of PEFT: the module name equals the target or ends
- * with "." + target. */
-static int name_matches(const char *module, const char *target) {
-  size_t lm = strlen(module), lt = strlen(target);
-  if (lm == lt) return strcmp(module, target) == 0;
-  return lm > lt && module[lm - lt - 1] == '.' && strcmp(module + lm - lt, target) == 0;
+/* The next item of a comma-separated list being cut by strtok_r (str: the
+ * list on the first call, then NULL), without surrounding spaces; empty
+ * items are skipped. NULL at the end. */
+static char *next_item(char *str, char **save) {
+  for (char *t; (t = strtok_r(str, ",", save)) != NULL; str = NULL) {
+    while (*t == ' ') t++;
+    size_t l = strlen(t);
+    while (l && t[l - 1] == ' ') t[--l] = 0;
+    if (l) return t;
+  }
+  return NULL;
 }
 
 /* "transformer.h.0.attn.c_attn.weight" -> "transformer.h.0.attn.c_attn" */
@@ -100,38 +106,21 @@ static int select_targets(said_state *s, const dt_model *m,
   char buf[DT_OPTVAL_MAX];
   snprintf(buf, sizeof buf, "%s", targets);
   char *save = NULL;
-  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-    while (*t == ' ') t++;
-    size_t lt = strlen(t);
-    while (lt && t[lt - 1] == ' ') t[--lt] = 0;
-    if (!lt) continue;
+  for (char *t = next_item(buf, &save); t; t = next_item(NULL, &save)) {
     int any = 0;
     for (int i = 0; i < nref; i++) {
       if (!refs[i].is_matrix) continue;
       char mod[160];
       module_of(mod, sizeof mod, refs[i].name);
-      if (name_matches(mod, t) || name_matches(refs[i].name, t)) pick[i] = any = 1;
+      if (dt_module_matches(mod, t) || dt_module_matches(refs[i].name, t)) pick[i] = any = 1;
     }
     if (!any) {
-      char names[512] = "";
-      size_t used = 0;
-      for (int i = 0; i < nref; i++) {
-        if (!refs[i].is_matrix || refs[i].layer != 0) continue;
-        char mod[160];
-        module_of(mod, sizeof mod, refs[i].name);
-        const char *suffix = mod;
-        for (int dots = 0, k = 0; mod[k]; k++) /* drop "<prefix>.<layer>." */
-          if (mod[k] == '.' && ++dots == 3) {
-            suffix = mod + k + 1;
-            break;
-          }
-        used += (size_t)snprintf(names + used, used < sizeof names ? sizeof names - used : 0,
-                                 "%s%s", used ? ", " : "", suffix);
-      }
+      char names[512];
+      dt_module_names(&m->cfg, names, sizeof names);
       DT_ERR(DT_EUSAGE,
              "--said-targets: '%s' matches no 2-D weight of this %s model (modules of "
              "each block: %s)",
-             t, m->cfg.arch == DT_ARCH_GPT2 ? "GPT-2" : "LLaMA", names);
+             t, dt_family_name(&m->cfg), names);
     }
   }
   for (int i = 0; i < nref; i++) n += pick[i];
@@ -245,11 +234,7 @@ static int import_projection(said_state *s, const char *csv, int *found) {
   char list[DT_OPTVAL_MAX];
   snprintf(list, sizeof list, "%s", csv);
   char *save = NULL;
-  for (char *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-    while (*p == ' ') p++;
-    size_t l = strlen(p);
-    while (l && p[l - 1] == ' ') p[--l] = 0;
-    if (!l) continue;
+  for (char *p = next_item(list, &save); p; p = next_item(NULL, &save)) {
     dt_st_file f;
     DT_CALL(dt_st_open(&f, p));
     int has = 0;
