@@ -16,6 +16,7 @@ long dt_attention_scratch(const dt_attn_dims *d) {
 void dt_attention_forward(float *att, float *lse, const float *qkv,
                           const float *pk, const float *pv,
                           const dt_attn_dims *d, float *scratch) {
+  if (d->H == 0 || d->KV == 0) return; /* a rank without heads */
   const int T = d->T, P = d->P, H = d->H, KV = d->KV, hd = d->hd;
   const int Tk = P + T, qd = H * hd, kvd = KV * hd, ld = qd + 2 * kvd;
   const int group = H / KV;
@@ -69,6 +70,7 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
                            const float *lse, const float *qkv,
                            const float *pk, const float *pv,
                            const dt_attn_dims *d, float *scratch) {
+  if (d->H == 0 || d->KV == 0) return;
   const int T = d->T, P = d->P, H = d->H, KV = d->KV, hd = d->hd;
   const int Tk = P + T, qd = H * hd, kvd = KV * hd, ld = qd + 2 * kvd;
   const int group = H / KV, qb = T < QB ? T : QB;

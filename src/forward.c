@@ -18,15 +18,12 @@
 
 #define LOGIT_CHUNK 256
 
-static int site_in(const dt_config *c, int s) {
-  const int in[DT_N_SITES] = {c->d_model, dt_cfg_q_dim(c), c->d_model, c->d_ffn};
-  return in[s];
-}
-static int site_out(const dt_config *c, int s) {
-  const int out[DT_N_SITES] = {dt_cfg_qkv_dim(c), c->d_model, dt_cfg_fc_dim(c),
-                               c->d_model};
-  return out[s];
-}
+/* Local widths on this rank (everything when tp = 1). */
+#define QKV_L(m) dt_site_out_l((m), DT_SITE_QKV)
+#define Q_L(m) dt_site_in_l((m), DT_SITE_ATTN_OUT)
+#define FC_L(m) dt_site_out_l((m), DT_SITE_FC)
+#define FFN_L(m) dt_site_in_l((m), DT_SITE_PROJ)
+#define KV_L(m) ((m)->sh.n_kv_l * (m)->cfg.head_dim)
 
 int dt_model_set_methods(dt_model *m, struct dt_method **methods, int n) {
   free(m->methods);
@@ -76,19 +73,19 @@ static void layout(dt_model *m, carver *cv, int B, int T, int recompute) {
     a->x = carve(cv, N * d);
     a->ln1 = carve(cv, N * d);
     a->ln1_stat = carve(cv, N * 2);
-    a->qkv = carve(cv, N * dt_cfg_qkv_dim(c));
-    a->att = carve(cv, N * dt_cfg_q_dim(c));
-    a->lse = carve(cv, (size_t)B * c->n_head * T);
+    a->qkv = carve(cv, N * QKV_L(m));
+    a->att = carve(cv, N * Q_L(m));
+    a->lse = carve(cv, (size_t)B * m->sh.n_head_l * T);
     a->x1 = carve(cv, N * d);
     a->ln2 = carve(cv, N * d);
     a->ln2_stat = carve(cv, N * 2);
-    a->fc = carve(cv, N * dt_cfg_fc_dim(c));
-    a->act = carve(cv, N * c->d_ffn);
+    a->fc = carve(cv, N * FC_L(m));
+    a->act = carve(cv, N * FFN_L(m));
     for (int s = 0; s < DT_N_SITES; s++) {
       int need = 0;
       for (int ll = 0; ll < c->n_layer && !need; ll++)
         need = (recompute || ll == l) && any_pre(m, ll, s);
-      a->lin_in[s] = need ? carve(cv, N * site_in(c, s)) : NULL;
+      a->lin_in[s] = need ? carve(cv, N * dt_site_in_l(m, s)) : NULL;
     }
   }
   if (recompute)
@@ -107,20 +104,25 @@ static void layout(dt_model *m, carver *cv, int B, int T, int recompute) {
   m->x_last = carve(cv, N * d);
   m->xf = carve(cv, N * d);
   m->xf_stat = carve(cv, N * 2);
-  const size_t wide = N * (size_t)(dt_cfg_qkv_dim(c) > dt_cfg_fc_dim(c)
-                                       ? dt_cfg_qkv_dim(c) : dt_cfg_fc_dim(c));
+  const size_t wide = N * (size_t)(QKV_L(m) > FC_L(m) ? QKV_L(m) : FC_L(m));
   m->d_res = carve(cv, N * d);
   m->d_tmp = carve(cv, N * d);
   m->d_ln = carve(cv, N * d);
-  m->d_qkv = carve(cv, N * dt_cfg_qkv_dim(c));
-  m->d_att = carve(cv, N * dt_cfg_q_dim(c));
+  m->d_qkv = carve(cv, N * QKV_L(m));
+  m->d_att = carve(cv, N * Q_L(m));
   m->d_fc = carve(cv, wide);
-  m->d_act = carve(cv, N * c->d_ffn);
+  m->d_act = carve(cv, N * FFN_L(m));
   m->d_xf = carve(cv, N * d);
-  dt_attn_dims ad = {B, T, m->n_prefix, c->n_head, c->n_kv_head, c->head_dim};
+  dt_attn_dims ad = {B, T, m->n_prefix, m->sh.n_head_l, m->sh.n_kv_l, c->head_dim};
   m->att_scratch = carve(cv, (size_t)dt_attention_scratch(&ad));
   m->logit_chunk_rows = LOGIT_CHUNK;
-  m->logit_chunk = carve(cv, (size_t)LOGIT_CHUNK * c->vocab);
+  m->logit_chunk = carve(cv, (size_t)LOGIT_CHUNK * (m->sh.vocab_l > 0 ? m->sh.vocab_l : 1));
+  m->head_red = carve(cv, 4 * (size_t)LOGIT_CHUNK);
+  const size_t pkv = (size_t)m->n_prefix * dt_cfg_kv_dim(c);
+  m->pk_l = carve(cv, pkv);
+  m->pv_l = carve(cv, pkv);
+  m->dpk_l = carve(cv, pkv);
+  m->dpv_l = carve(cv, pkv);
 }
 
 static int count_tokens(dt_model *m, int *n_virtual, int *n_prefix) {
@@ -203,9 +205,9 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
     for (int l = 1; l < c->n_layer; l++) m->acts[l] = m->acts[0];
   /* bf16 conversion scratch: the largest matrix */
   if (m->weights_bf16) {
-    size_t mx = (size_t)c->vocab * c->d_model;
+    size_t mx = (size_t)m->sh.vocab_l * c->d_model;
     for (int s = 0; s < DT_N_SITES; s++) {
-      size_t v = (size_t)site_in(c, s) * site_out(c, s);
+      size_t v = (size_t)dt_site_in_l(m, s) * dt_site_out_l(m, s);
       if (v > mx) mx = v;
     }
     free(m->wscratch);
@@ -240,8 +242,7 @@ static float *ws_of(dt_model *m, int l, int s, int k) {
 
 static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
                         const float *x, float *y, int train) {
-  const dt_config *c = &m->cfg;
-  const int N = m->B * m->T, in = site_in(c, s), out = site_out(c, s);
+  const int N = m->B * m->T, in = dt_site_in_l(m, s), out = dt_site_out_l(m, s);
   dt_site_io io = {l, (dt_site)s, N, in, out, x, y, NULL, train};
   const float *xin = x;
   for (int k = 0; k < m->n_methods; k++)
@@ -252,7 +253,16 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
       xin = a->lin_in[s];
     }
   const dt_layer *L = &m->layers[l];
-  dt_linear_forward(y, xin, dt_mat_f32(m, &L->lin[s]), L->bias[s].v, N, in, out);
+  if (dt_site_row_parallel(s)) {
+    /* row-parallel: partial products, g = sum over the tensor group, bias */
+    dt_linear_forward(y, xin, dt_mat_f32(m, &L->lin[s]), NULL, N, in, out);
+    if (m->dist) DT_CALL(dt_tp_sum(m->dist, y, (size_t)N * out));
+    if (L->bias[s].v)
+      for (int i = 0; i < N; i++)
+        for (int j = 0; j < out; j++) y[(size_t)i * out + j] += L->bias[s].v[j];
+  } else {
+    dt_linear_forward(y, xin, dt_mat_f32(m, &L->lin[s]), L->bias[s].v, N, in, out);
+  }
   io.x = xin;
   for (int k = 0; k < m->n_methods; k++)
     if (wants_post(m, k, l, s)) {
@@ -265,8 +275,7 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
 /* dy [N,out] (clobbered) -> dx [N,in] (overwritten). */
 static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
                          const float *x, float *dy, float *dx) {
-  const dt_config *c = &m->cfg;
-  const int N = m->B * m->T, in = site_in(c, s), out = site_out(c, s);
+  const int N = m->B * m->T, in = dt_site_in_l(m, s), out = dt_site_out_l(m, s);
   const float *xin = a->lin_in[s] && any_pre(m, l, s) ? a->lin_in[s] : x;
   dt_site_io io = {l, (dt_site)s, N, in, out, xin, NULL, NULL, 1};
   memset(dx, 0, sizeof(float) * (size_t)N * in);
@@ -283,6 +292,9 @@ static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
       for (int j = 0; j < out; j++) L->bias[s].grad[j] += dy[(size_t)i * out + j];
   }
   dt_linear_backward_input(dx, dy, dt_mat_f32(m, &L->lin[s]), N, in, out);
+  /* column-parallel: f backward = sum of the partial input gradients */
+  if (!dt_site_row_parallel(s) && m->dist)
+    DT_CALL(dt_tp_sum(m->dist, dx, (size_t)N * in));
   io.x = x;
   for (int k = m->n_methods - 1; k >= 0; k--)
     if (wants_pre(m, k, l, s) && m->methods[k]->ops->pre_bwd) {
@@ -313,14 +325,55 @@ static void norm_bwd(const dt_model *m, float *dx, const float *dout,
     dt_rmsnorm_backward(dx, w->grad, dout, x, w->v, stat, N, c->d_model);
 }
 
+/* The prefix key/values of layer l for this rank's kv heads, gathered into
+ * [P, KV_L] buffers (and where their gradients go). */
 static int prefix_of(dt_model *m, int l, const float **pk, const float **pv,
                      float **dpk, float **dpv) {
   *pk = *pv = NULL;
   *dpk = *dpv = NULL;
   if (m->prefix_method < 0) return DT_OK;
   dt_method *me = m->methods[m->prefix_method];
-  DT_CALL(me->ops->prefix_kv(me, l, pk, pv, dpk, dpv));
+  const float *K, *V;
+  float *dK, *dV;
+  DT_CALL(me->ops->prefix_kv(me, l, &K, &V, &dK, &dV));
+  const int kvd = dt_cfg_kv_dim(&m->cfg), kvl = KV_L(m), hd = m->cfg.head_dim;
+  const int P = m->n_prefix;
+  if (kvl == kvd) { /* every head is local */
+    *pk = K, *pv = V, *dpk = dK, *dpv = dV;
+    return DT_OK;
+  }
+  const int T = dt_model_tp(m), r = m->sh.tp_rank;
+  for (int p = 0; p < P; p++) {
+    int j = 0;
+    for (int g = r; g < m->cfg.n_kv_head; g += T, j++) {
+      memcpy(m->pk_l + (size_t)p * kvl + j * hd, K + (size_t)p * kvd + g * hd, sizeof(float) * hd);
+      memcpy(m->pv_l + (size_t)p * kvl + j * hd, V + (size_t)p * kvd + g * hd, sizeof(float) * hd);
+    }
+  }
+  *pk = m->pk_l, *pv = m->pv_l;
+  if (dK) {
+    memset(m->dpk_l, 0, sizeof(float) * (size_t)P * kvl);
+    memset(m->dpv_l, 0, sizeof(float) * (size_t)P * kvl);
+    *dpk = m->dpk_l, *dpv = m->dpv_l;
+  }
+  m->prefix_dk = dK, m->prefix_dv = dV;
   return DT_OK;
+}
+
+/* After the attention backward: add the local heads' prefix gradients into
+ * the method's full [P, kv_dim] buffers (zero elsewhere: a partial sum). */
+static void prefix_scatter_grad(dt_model *m) {
+  const int kvd = dt_cfg_kv_dim(&m->cfg), kvl = KV_L(m), hd = m->cfg.head_dim;
+  if (m->prefix_method < 0 || kvl == kvd || !m->prefix_dk) return;
+  const int T = dt_model_tp(m), r = m->sh.tp_rank;
+  for (int p = 0; p < m->n_prefix; p++) {
+    int j = 0;
+    for (int g = r; g < m->cfg.n_kv_head; g += T, j++)
+      for (int c = 0; c < hd; c++) {
+        m->prefix_dk[(size_t)p * kvd + g * hd + c] += m->dpk_l[(size_t)p * kvl + j * hd + c];
+        m->prefix_dv[(size_t)p * kvd + g * hd + c] += m->dpv_l[(size_t)p * kvl + j * hd + c];
+      }
+  }
 }
 
 static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
@@ -331,25 +384,25 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   if (a->x != xin) memcpy(a->x, xin, sizeof(float) * (size_t)N * d);
   norm_fwd(m, a->ln1, a->ln1_stat, a->x, &L->ln1_w, &L->ln1_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_QKV, a->ln1, a->qkv, train));
-  const int qd = dt_cfg_q_dim(c), ld = dt_cfg_qkv_dim(c);
+  const int qd = Q_L(m), ld = QKV_L(m);
   if (c->arch == DT_ARCH_LLAMA) {
-    dt_rope_apply(a->qkv, N, ld, 0, c->n_head, c->head_dim, m->T, m->rope_cos,
+    dt_rope_apply(a->qkv, N, ld, 0, m->sh.n_head_l, c->head_dim, m->T, m->rope_cos,
                   m->rope_sin, 0);
-    dt_rope_apply(a->qkv, N, ld, qd, c->n_kv_head, c->head_dim, m->T,
+    dt_rope_apply(a->qkv, N, ld, qd, m->sh.n_kv_l, c->head_dim, m->T,
                   m->rope_cos, m->rope_sin, 0);
   }
   const float *pk, *pv;
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
-  dt_attn_dims ad = {m->B, m->T, m->n_prefix, c->n_head, c->n_kv_head, c->head_dim};
+  dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->sh.n_head_l, m->sh.n_kv_l, c->head_dim};
   dt_attention_forward(a->att, a->lse, a->qkv, pk, pv, &ad, m->att_scratch);
   float *o = m->d_tmp; /* [N,d] scratch during forward */
   DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, o, train));
   for (size_t i = 0; i < (size_t)N * d; i++) a->x1[i] = a->x[i] + o[i];
   norm_fwd(m, a->ln2, a->ln2_stat, a->x1, &L->ln2_w, &L->ln2_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train));
-  if (c->arch == DT_ARCH_GPT2) dt_gelu_forward(a->act, a->fc, (int64_t)N * c->d_ffn);
-  else dt_swiglu_forward(a->act, a->fc, N, c->d_ffn);
+  if (c->arch == DT_ARCH_GPT2) dt_gelu_forward(a->act, a->fc, (int64_t)N * FFN_L(m));
+  else dt_swiglu_forward(a->act, a->fc, N, FFN_L(m));
   DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, o, train));
   for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = a->x1[i] + o[i];
   return DT_OK;
@@ -365,26 +418,27 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act));
   if (c->arch == DT_ARCH_GPT2)
-    dt_gelu_backward(m->d_fc, m->d_act, a->fc, (int64_t)N * c->d_ffn);
+    dt_gelu_backward(m->d_fc, m->d_act, a->fc, (int64_t)N * FFN_L(m));
   else
-    dt_swiglu_backward(m->d_fc, m->d_act, a->fc, N, c->d_ffn);
+    dt_swiglu_backward(m->d_fc, m->d_act, a->fc, N, FFN_L(m));
   DT_CALL(site_backward(m, a, l, DT_SITE_FC, a->ln2, m->d_fc, m->d_ln));
   norm_bwd(m, m->d_res, m->d_ln, a->x1, &L->ln2_w, &L->ln2_b, a->ln2_stat, N);
   /* attention */
   memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   DT_CALL(site_backward(m, a, l, DT_SITE_ATTN_OUT, a->att, m->d_tmp, m->d_att));
-  memset(m->d_qkv, 0, sizeof(float) * (size_t)N * dt_cfg_qkv_dim(c));
+  memset(m->d_qkv, 0, sizeof(float) * (size_t)N * QKV_L(m));
   const float *pk, *pv;
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
-  dt_attn_dims ad = {m->B, m->T, m->n_prefix, c->n_head, c->n_kv_head, c->head_dim};
+  dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->sh.n_head_l, m->sh.n_kv_l, c->head_dim};
   dt_attention_backward(m->d_qkv, dpk, dpv, m->d_att, a->att, a->lse, a->qkv,
                         pk, pv, &ad, m->att_scratch);
+  prefix_scatter_grad(m);
   if (c->arch == DT_ARCH_LLAMA) {
-    const int qd = dt_cfg_q_dim(c), ld = dt_cfg_qkv_dim(c);
-    dt_rope_apply(m->d_qkv, N, ld, 0, c->n_head, c->head_dim, m->T, m->rope_cos,
+    const int qd = Q_L(m), ld = QKV_L(m);
+    dt_rope_apply(m->d_qkv, N, ld, 0, m->sh.n_head_l, c->head_dim, m->T, m->rope_cos,
                   m->rope_sin, 1);
-    dt_rope_apply(m->d_qkv, N, ld, qd, c->n_kv_head, c->head_dim, m->T,
+    dt_rope_apply(m->d_qkv, N, ld, qd, m->sh.n_kv_l, c->head_dim, m->T,
                   m->rope_cos, m->rope_sin, 1);
   }
   DT_CALL(site_backward(m, a, l, DT_SITE_QKV, a->ln1, m->d_qkv, m->d_ln));
@@ -408,24 +462,33 @@ static int prompt_of(dt_model *m, const float **e, float **de) {
   return DT_OK;
 }
 
+/* Token embeddings are split by vocabulary rows: each rank fills the rows
+ * of the tokens it owns (zeros elsewhere), one sum over the tensor group
+ * completes them; then prompt rows and positions are added (replicated). */
 static int embed_forward(dt_model *m, float *x) {
   const dt_config *c = &m->cfg;
   const int d = c->d_model, T = m->T, P = m->n_virtual;
+  const int v0 = m->sh.vocab0, vl = m->sh.vocab_l;
   const float *pe;
   float *dpe;
   DT_CALL(prompt_of(m, &pe, &dpe));
   for (int b = 0; b < m->B; b++)
+    for (int t = P; t < T; t++) {
+      float *row = x + ((size_t)b * T + t) * d;
+      const int id = m->ids[b * m->T_data + (t - P)] - v0;
+      if (id < 0 || id >= vl) {
+        memset(row, 0, sizeof(float) * d);
+      } else if (m->wte.w) {
+        memcpy(row, m->wte.w + (size_t)id * d, sizeof(float) * d);
+      } else {
+        for (int j = 0; j < d; j++) row[j] = dt_bf16_to_f32(m->wte.w16[(size_t)id * d + j]);
+      }
+    }
+  if (dt_model_tp(m) > 1) DT_CALL(dt_tp_sum(m->dist, x, (size_t)m->B * T * d));
+  for (int b = 0; b < m->B; b++)
     for (int t = 0; t < T; t++) {
       float *row = x + ((size_t)b * T + t) * d;
-      if (t < P) {
-        memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
-      } else {
-        int id = m->ids[b * m->T_data + (t - P)];
-        if (m->wte.w) memcpy(row, m->wte.w + (size_t)id * d, sizeof(float) * d);
-        else
-          for (int j = 0; j < d; j++)
-            row[j] = dt_bf16_to_f32(m->wte.w16[(size_t)id * d + j]);
-      }
+      if (t < P) memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
       if (c->arch == DT_ARCH_GPT2) {
         const float *p = m->wpe.w + (size_t)(m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) row[j] += p[j];
@@ -437,6 +500,7 @@ static int embed_forward(dt_model *m, float *x) {
 static int embed_backward(dt_model *m, const float *dx) {
   const dt_config *c = &m->cfg;
   const int d = c->d_model, T = m->T, P = m->n_virtual;
+  const int v0 = m->sh.vocab0, vl = m->sh.vocab_l;
   const float *pe;
   float *dpe;
   DT_CALL(prompt_of(m, &pe, &dpe));
@@ -444,9 +508,12 @@ static int embed_backward(dt_model *m, const float *dx) {
     for (int t = 0; t < T; t++) {
       const float *g = dx + ((size_t)b * T + t) * d;
       float *dst = NULL;
-      if (t < P) dst = dpe ? dpe + (size_t)t * d : NULL;
-      else if (m->wte.grad)
-        dst = m->wte.grad + (size_t)m->ids[b * m->T_data + (t - P)] * d;
+      if (t < P) {
+        dst = dpe ? dpe + (size_t)t * d : NULL;
+      } else if (m->wte.grad) {
+        const int id = m->ids[b * m->T_data + (t - P)] - v0;
+        if (id >= 0 && id < vl) dst = m->wte.grad + (size_t)id * d;
+      }
       if (dst)
         for (int j = 0; j < d; j++) dst[j] += g[j];
       if (c->arch == DT_ARCH_GPT2 && m->wpe.grad) {
@@ -459,48 +526,70 @@ static int embed_backward(dt_model *m, const float *dx) {
 
 /* --- head and loss ------------------------------------------------------- */
 
-/* Logits for a chunk of rows (gathered by index) and the loss terms. */
-static void head_chunk(dt_model *m, const int *rows, int n, const float *W,
-                       int want_grad, double norm, dt_loss_stats *st,
-                       float *logits_out) {
+/* Logits for a chunk of rows (gathered by index) and the loss terms. With
+ * tensor parallelism each rank holds a block of vocabulary columns: the row
+ * maximum, the sum of exponentials and the label's logit are reduced over
+ * the tensor group (Megatron's parallel cross-entropy); every rank then
+ * holds the same loss. */
+static int head_chunk(dt_model *m, const int *rows, int n, const float *W,
+                      int want_grad, double norm, dt_loss_stats *st,
+                      float *logits_out) {
   const dt_config *c = &m->cfg;
-  const int d = c->d_model, V = c->vocab;
+  const int d = c->d_model, V = m->sh.vocab_l, Vg = c->vocab, v0 = m->sh.vocab0;
+  const int tp = dt_model_tp(m);
   float *xg = m->d_tmp; /* [n, d] gathered rows */
   for (int i = 0; i < n; i++)
     memcpy(xg + (size_t)i * d, m->xf + (size_t)rows[i] * d, sizeof(float) * d);
   float *lg = m->logit_chunk;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, d, 1.0f, xg, d, W,
-              d, 0.0f, lg, V);
+  if (V > 0)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, d, 1.0f, xg, d, W,
+                d, 0.0f, lg, V);
+  float *mx = m->head_red, *se = mx + n, *zl = se + n; /* [n] each */
+  for (int i = 0; i < n; i++) {
+    const int r = rows[i], b = r / m->T, t = r % m->T;
+    const float *z = lg + (size_t)i * V;
+    if (logits_out) memcpy(logits_out + (size_t)r * Vg + v0, z, sizeof(float) * V);
+    const int label = t + 1 < m->T ? m->labels[b * m->T + t + 1] : -100;
+    float v = -INFINITY;
+    for (int j = 0; j < V; j++) v = z[j] > v ? z[j] : v;
+    mx[i] = v;
+    zl[i] = label >= v0 && label < v0 + V ? z[label - v0] : 0.0f;
+  }
+  if (tp > 1) DT_CALL(dt_tp_max(m->dist, mx, (size_t)n));
+  for (int i = 0; i < n; i++) {
+    const float *z = lg + (size_t)i * V;
+    double sum = 0.0;
+    for (int j = 0; j < V; j++) sum += (double)expf(z[j] - mx[i]);
+    se[i] = (float)sum;
+  }
+  if (tp > 1) DT_CALL(dt_tp_sum(m->dist, se, 2 * (size_t)n)); /* se and zl */
   for (int i = 0; i < n; i++) {
     const int r = rows[i], b = r / m->T, t = r % m->T;
     float *z = lg + (size_t)i * V;
-    if (logits_out) memcpy(logits_out + (size_t)r * V, z, sizeof(float) * V);
     const int label = t + 1 < m->T ? m->labels[b * m->T + t + 1] : -100;
     if (label < 0) {
       if (want_grad) memset(z, 0, sizeof(float) * V);
       continue;
     }
-    float mx = z[0];
-    int am = 0;
-    for (int j = 1; j < V; j++)
-      if (z[j] > mx) mx = z[j], am = j;
-    double sum = 0.0;
-    for (int j = 0; j < V; j++) sum += (double)expf(z[j] - mx);
-    const double lse = (double)mx + log(sum);
-    st->loss_sum += lse - z[label];
+    const double lse = (double)mx[i] + log((double)se[i]);
+    st->loss_sum += lse - zl[i];
     st->n_scored++;
-    int ok = z[am] <= z[label]; /* label attains the max */
+    const int ok = zl[i] >= mx[i]; /* the label attains the maximum */
     st->n_correct_tokens += ok;
     if (!ok) m->labels[b * m->T] = -101; /* flag: row is not exact (t=0 is never scored) */
     if (want_grad) {
-      float inv = (float)(1.0 / norm);
-      const float lsef = (float)lse;
+      const float inv = (float)(1.0 / norm), lsef = (float)lse;
       for (int j = 0; j < V; j++) z[j] = expf(z[j] - lsef) * inv;
-      z[label] -= inv;
+      if (label >= v0 && label < v0 + V) z[label - v0] -= inv;
     }
   }
-  if (!want_grad) return;
-  /* d xf rows = dlogits W ; dW += dlogits^T x */
+  if (!want_grad || V == 0) {
+    if (want_grad)
+      for (int i = 0; i < n; i++) memset(m->d_xf + (size_t)rows[i] * d, 0, sizeof(float) * d);
+    return DT_OK;
+  }
+  /* d xf rows = dlogits W (a partial sum over vocabulary blocks) ;
+   * dW += dlogits^T x */
   float *dxg = m->d_ln; /* [n, d] */
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, V, 1.0f, lg, V,
               W, d, 0.0f, dxg, d);
@@ -510,6 +599,7 @@ static void head_chunk(dt_model *m, const int *rows, int n, const float *W,
   if (dW)
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, d, n, 1.0f, lg, V,
                 xg, d, 1.0f, dW, d);
+  return DT_OK;
 }
 
 int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
@@ -552,9 +642,14 @@ int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
   dt_loss_stats st = {0};
   /* row-exact bookkeeping uses labels[b*T] (never scored) as a flag */
   for (int b = 0; b < B; b++) m->labels[b * T] = -100;
+  if (logits) memset(logits, 0, sizeof(float) * (size_t)N * c->vocab);
   for (int i = 0; i < n_rows; i += m->logit_chunk_rows) {
     int n = n_rows - i < m->logit_chunk_rows ? n_rows - i : m->logit_chunk_rows;
-    head_chunk(m, m->scored_rows + i, n, W, want_grad, grad_norm_count, &st, logits);
+    DT_CALL(head_chunk(m, m->scored_rows + i, n, W, want_grad, grad_norm_count, &st, logits));
+  }
+  if (dt_model_tp(m) > 1) {
+    if (logits) DT_CALL(dt_tp_sum(m->dist, logits, (size_t)N * c->vocab));
+    if (want_grad) DT_CALL(dt_tp_sum(m->dist, m->d_xf, (size_t)N * d));
   }
   for (int b = 0; b < B; b++) {
     int scored = 0;

@@ -28,17 +28,15 @@ static int alloc_vec(dt_vec *v, int n, const char *what) {
 
 static int alloc_weights(dt_model *m) {
   const dt_config *c = &m->cfg;
-  const int d = c->d_model, bf = m->weights_bf16;
-  DT_CALL(alloc_mat(&m->wte, c->vocab, d, bf, "token embedding"));
+  const int d = c->d_model, bf = m->weights_bf16, V = m->sh.vocab_l;
+  DT_CALL(alloc_mat(&m->wte, V, d, bf, "token embedding"));
   if (c->arch == DT_ARCH_GPT2)
     DT_CALL(alloc_mat(&m->wpe, c->n_ctx, d, 0, "position embedding"));
   DT_CALL(alloc_vec(&m->lnf_w, d, "final norm"));
   if (c->has_bias) DT_CALL(alloc_vec(&m->lnf_b, d, "final norm bias"));
   if (c->tied_head) m->lm_head = m->wte;
-  else DT_CALL(alloc_mat(&m->lm_head, c->vocab, d, bf, "lm_head"));
+  else DT_CALL(alloc_mat(&m->lm_head, V, d, bf, "lm_head"));
   DT_CALL(dt_calloc(&m->layers, sizeof(dt_layer) * c->n_layer, "layers"));
-  const int out[DT_N_SITES] = {dt_cfg_qkv_dim(c), d, dt_cfg_fc_dim(c), d};
-  const int in[DT_N_SITES] = {d, dt_cfg_q_dim(c), d, c->d_ffn};
   for (int l = 0; l < c->n_layer; l++) {
     dt_layer *L = &m->layers[l];
     DT_CALL(alloc_vec(&L->ln1_w, d, "norm"));
@@ -48,39 +46,82 @@ static int alloc_weights(dt_model *m) {
       DT_CALL(alloc_vec(&L->ln2_b, d, "norm bias"));
     }
     for (int s = 0; s < DT_N_SITES; s++) {
-      DT_CALL(alloc_mat(&L->lin[s], out[s], in[s], bf, "block matrix"));
-      if (c->has_bias) DT_CALL(alloc_vec(&L->bias[s], out[s], "bias"));
+      DT_CALL(alloc_mat(&L->lin[s], dt_site_out_l(m, s), dt_site_in_l(m, s), bf, "block matrix"));
+      if (c->has_bias) DT_CALL(alloc_vec(&L->bias[s], dt_site_out_l(m, s), "bias"));
     }
   }
   return DT_OK;
 }
 
+int64_t dt_model_local_weight_bytes(const dt_model *m) {
+  dt_tensor_ref *refs;
+  int n;
+  if (dt_model_tensors((dt_model *)m, &refs, &n)) return -1;
+  int64_t b = 0;
+  for (int i = 0; i < n; i++)
+    b += refs[i].numel_l * (refs[i].mat && m->weights_bf16 && refs[i].mat != &m->wpe ? 2 : 4);
+  free(refs);
+  return b;
+}
+
 /* --- the name table ------------------------------------------------------ */
 
-static void add_ref(dt_tensor_ref *r, int *n, const char *name, int layer,
-                    dt_mat *mat, dt_vec *vec, int64_t offset, int64_t rows,
-                    int64_t cols, int transposed) {
+enum { SH_REPL, SH_QKV, SH_FC, SH_ATT_COLS, SH_FFN_COLS, SH_VOCAB };
+
+/* rows x cols: the tensor's global storage shape ([out, in] for matrices,
+ * n x 1 for vectors); kind/lo/hi: which shard dimension and which global
+ * index range of it the tensor covers (fused q|k|v, gate|up). */
+static int add_ref(dt_model *m, dt_tensor_ref *r, int *n, const char *name, int layer,
+                   dt_mat *mat, dt_vec *vec, int64_t rows, int64_t cols, int transposed,
+                   int kind, int lo, int hi) {
   dt_tensor_ref *e = &r[(*n)++];
   memset(e, 0, sizeof *e);
   snprintf(e->name, sizeof e->name, "%s", name);
   e->layer = layer;
   e->mat = mat;
   e->vec = vec;
-  e->offset = offset;
   e->transposed = transposed;
+  e->rows = rows;
+  e->cols = cols;
+  e->numel = rows * cols;
   if (mat) {
     e->ndim = 2;
     e->shape[0] = transposed ? cols : rows;
     e->shape[1] = transposed ? rows : cols;
-    e->numel = rows * cols;
     e->is_matrix = layer >= 0;
   } else {
     e->ndim = 1;
-    e->shape[0] = vec->n;
-    e->numel = vec->n;
+    e->shape[0] = rows;
   }
+  const dt_shard *sh = &m->sh;
+  e->shard_dim = 0;
+  switch (kind) {
+    case SH_QKV: DT_CALL(dt_segs_restrict(&e->segs, &sh->qkv_rows, lo, hi)); break;
+    case SH_FC: DT_CALL(dt_segs_restrict(&e->segs, &sh->fc_rows, lo, hi)); break;
+    case SH_VOCAB: DT_CALL(dt_segs_restrict(&e->segs, &sh->vocab_rows, lo, hi)); break;
+    case SH_ATT_COLS:
+      e->shard_dim = 1;
+      DT_CALL(dt_segs_restrict(&e->segs, &sh->att_cols, lo, hi));
+      break;
+    case SH_FFN_COLS:
+      e->shard_dim = 1;
+      DT_CALL(dt_segs_restrict(&e->segs, &sh->ffn_cols, lo, hi));
+      break;
+    default: dt_segs_full(&e->segs, (int)rows, 0); break;
+  }
+  const int tot = dt_segs_total(&e->segs);
+  const int first = e->segs.n ? dt_segs_at(&e->segs, 0)->l0 : 0;
+  if (e->shard_dim == 0) {
+    e->offset = (int64_t)first * cols;
+    e->numel_l = (int64_t)tot * cols;
+  } else {
+    e->offset = 0;
+    e->numel_l = rows * (int64_t)tot;
+  }
+  e->sharded = e->numel_l != e->numel;
   size_t len = strlen(name);
   e->is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
+  return DT_OK;
 }
 
 int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n) {
@@ -89,50 +130,55 @@ int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n) {
   dt_tensor_ref *r;
   DT_CALL(dt_calloc(&r, sizeof *r * cap, "tensor table"));
   char nm[128];
-  const int d = c->d_model;
+  const int d = c->d_model, qd = dt_cfg_q_dim(c), kvd = dt_cfg_kv_dim(c);
+  const int F = c->d_ffn, qkvd = dt_cfg_qkv_dim(c), V = c->vocab;
+  int rc = DT_OK;
+#define NAME(...) (snprintf(nm, sizeof nm, __VA_ARGS__), nm)
+#define ADD(...) \
+  do { if (rc == DT_OK) rc = add_ref(m, r, &k, __VA_ARGS__); } while (0)
   if (c->arch == DT_ARCH_GPT2) {
-    add_ref(r, &k, "transformer.wte.weight", -1, &m->wte, NULL, 0, c->vocab, d, 0);
-    add_ref(r, &k, "transformer.wpe.weight", -1, &m->wpe, NULL, 0, c->n_ctx, d, 0);
-    static const char *lin_names[DT_N_SITES] = {"attn.c_attn", "attn.c_proj",
-                                                "mlp.c_fc", "mlp.c_proj"};
+    ADD("transformer.wte.weight", -1, &m->wte, NULL, V, d, 0, SH_VOCAB, 0, V);
+    ADD("transformer.wpe.weight", -1, &m->wpe, NULL, c->n_ctx, d, 0, SH_REPL, 0, 0);
     for (int l = 0; l < c->n_layer; l++) {
       dt_layer *L = &m->layers[l];
-#define NAME(...) (snprintf(nm, sizeof nm, __VA_ARGS__), nm)
-      add_ref(r, &k, NAME("transformer.h.%d.ln_1.weight", l), l, NULL, &L->ln1_w, 0, 0, 0, 0);
-      add_ref(r, &k, NAME("transformer.h.%d.ln_1.bias", l), l, NULL, &L->ln1_b, 0, 0, 0, 0);
-      for (int s = 0; s < DT_N_SITES; s++) {
-        if (s == DT_SITE_FC) {
-          add_ref(r, &k, NAME("transformer.h.%d.ln_2.weight", l), l, NULL, &L->ln2_w, 0, 0, 0, 0);
-          add_ref(r, &k, NAME("transformer.h.%d.ln_2.bias", l), l, NULL, &L->ln2_b, 0, 0, 0, 0);
-        }
-        add_ref(r, &k, NAME("transformer.h.%d.%s.weight", l, lin_names[s]), l,
-                &L->lin[s], NULL, 0, L->lin[s].rows, L->lin[s].cols, 1);
-        add_ref(r, &k, NAME("transformer.h.%d.%s.bias", l, lin_names[s]), l,
-                NULL, &L->bias[s], 0, 0, 0, 0);
-      }
+      ADD(NAME("transformer.h.%d.ln_1.weight", l), l, NULL, &L->ln1_w, d, 1, 0, SH_REPL, 0, 0);
+      ADD(NAME("transformer.h.%d.ln_1.bias", l), l, NULL, &L->ln1_b, d, 1, 0, SH_REPL, 0, 0);
+      ADD(NAME("transformer.h.%d.attn.c_attn.weight", l), l, &L->lin[DT_SITE_QKV], NULL, qkvd, d, 1, SH_QKV, 0, qkvd);
+      ADD(NAME("transformer.h.%d.attn.c_attn.bias", l), l, NULL, &L->bias[DT_SITE_QKV], qkvd, 1, 0, SH_QKV, 0, qkvd);
+      ADD(NAME("transformer.h.%d.attn.c_proj.weight", l), l, &L->lin[DT_SITE_ATTN_OUT], NULL, d, qd, 1, SH_ATT_COLS, 0, qd);
+      ADD(NAME("transformer.h.%d.attn.c_proj.bias", l), l, NULL, &L->bias[DT_SITE_ATTN_OUT], d, 1, 0, SH_REPL, 0, 0);
+      ADD(NAME("transformer.h.%d.ln_2.weight", l), l, NULL, &L->ln2_w, d, 1, 0, SH_REPL, 0, 0);
+      ADD(NAME("transformer.h.%d.ln_2.bias", l), l, NULL, &L->ln2_b, d, 1, 0, SH_REPL, 0, 0);
+      ADD(NAME("transformer.h.%d.mlp.c_fc.weight", l), l, &L->lin[DT_SITE_FC], NULL, F, d, 1, SH_FC, 0, F);
+      ADD(NAME("transformer.h.%d.mlp.c_fc.bias", l), l, NULL, &L->bias[DT_SITE_FC], F, 1, 0, SH_FC, 0, F);
+      ADD(NAME("transformer.h.%d.mlp.c_proj.weight", l), l, &L->lin[DT_SITE_PROJ], NULL, d, F, 1, SH_FFN_COLS, 0, F);
+      ADD(NAME("transformer.h.%d.mlp.c_proj.bias", l), l, NULL, &L->bias[DT_SITE_PROJ], d, 1, 0, SH_REPL, 0, 0);
     }
-    add_ref(r, &k, "transformer.ln_f.weight", -1, NULL, &m->lnf_w, 0, 0, 0, 0);
-    add_ref(r, &k, "transformer.ln_f.bias", -1, NULL, &m->lnf_b, 0, 0, 0, 0);
+    ADD("transformer.ln_f.weight", -1, NULL, &m->lnf_w, d, 1, 0, SH_REPL, 0, 0);
+    ADD("transformer.ln_f.bias", -1, NULL, &m->lnf_b, d, 1, 0, SH_REPL, 0, 0);
   } else {
-    const int qd = dt_cfg_q_dim(c), kvd = dt_cfg_kv_dim(c), F = c->d_ffn;
-    add_ref(r, &k, "model.embed_tokens.weight", -1, &m->wte, NULL, 0, c->vocab, d, 0);
+    ADD("model.embed_tokens.weight", -1, &m->wte, NULL, V, d, 0, SH_VOCAB, 0, V);
     for (int l = 0; l < c->n_layer; l++) {
       dt_layer *L = &m->layers[l];
       dt_mat *qkv = &L->lin[DT_SITE_QKV], *fc = &L->lin[DT_SITE_FC];
-      add_ref(r, &k, NAME("model.layers.%d.self_attn.q_proj.weight", l), l, qkv, NULL, 0, qd, d, 0);
-      add_ref(r, &k, NAME("model.layers.%d.self_attn.k_proj.weight", l), l, qkv, NULL, (int64_t)qd * d, kvd, d, 0);
-      add_ref(r, &k, NAME("model.layers.%d.self_attn.v_proj.weight", l), l, qkv, NULL, (int64_t)(qd + kvd) * d, kvd, d, 0);
-      add_ref(r, &k, NAME("model.layers.%d.self_attn.o_proj.weight", l), l, &L->lin[DT_SITE_ATTN_OUT], NULL, 0, d, qd, 0);
-      add_ref(r, &k, NAME("model.layers.%d.mlp.gate_proj.weight", l), l, fc, NULL, 0, F, d, 0);
-      add_ref(r, &k, NAME("model.layers.%d.mlp.up_proj.weight", l), l, fc, NULL, (int64_t)F * d, F, d, 0);
-      add_ref(r, &k, NAME("model.layers.%d.mlp.down_proj.weight", l), l, &L->lin[DT_SITE_PROJ], NULL, 0, d, F, 0);
-      add_ref(r, &k, NAME("model.layers.%d.input_layernorm.weight", l), l, NULL, &L->ln1_w, 0, 0, 0, 0);
-      add_ref(r, &k, NAME("model.layers.%d.post_attention_layernorm.weight", l), l, NULL, &L->ln2_w, 0, 0, 0, 0);
-#undef NAME
+      ADD(NAME("model.layers.%d.self_attn.q_proj.weight", l), l, qkv, NULL, qd, d, 0, SH_QKV, 0, qd);
+      ADD(NAME("model.layers.%d.self_attn.k_proj.weight", l), l, qkv, NULL, kvd, d, 0, SH_QKV, qd, qd + kvd);
+      ADD(NAME("model.layers.%d.self_attn.v_proj.weight", l), l, qkv, NULL, kvd, d, 0, SH_QKV, qd + kvd, qkvd);
+      ADD(NAME("model.layers.%d.self_attn.o_proj.weight", l), l, &L->lin[DT_SITE_ATTN_OUT], NULL, d, qd, 0, SH_ATT_COLS, 0, qd);
+      ADD(NAME("model.layers.%d.mlp.gate_proj.weight", l), l, fc, NULL, F, d, 0, SH_FC, 0, F);
+      ADD(NAME("model.layers.%d.mlp.up_proj.weight", l), l, fc, NULL, F, d, 0, SH_FC, F, 2 * F);
+      ADD(NAME("model.layers.%d.mlp.down_proj.weight", l), l, &L->lin[DT_SITE_PROJ], NULL, d, F, 0, SH_FFN_COLS, 0, F);
+      ADD(NAME("model.layers.%d.input_layernorm.weight", l), l, NULL, &L->ln1_w, d, 1, 0, SH_REPL, 0, 0);
+      ADD(NAME("model.layers.%d.post_attention_layernorm.weight", l), l, NULL, &L->ln2_w, d, 1, 0, SH_REPL, 0, 0);
     }
-    add_ref(r, &k, "model.norm.weight", -1, NULL, &m->lnf_w, 0, 0, 0, 0);
-    if (!c->tied_head)
-      add_ref(r, &k, "lm_head.weight", -1, &m->lm_head, NULL, 0, c->vocab, d, 0);
+    ADD("model.norm.weight", -1, NULL, &m->lnf_w, d, 1, 0, SH_REPL, 0, 0);
+    if (!c->tied_head) ADD("lm_head.weight", -1, &m->lm_head, NULL, V, d, 0, SH_VOCAB, 0, V);
+  }
+#undef ADD
+#undef NAME
+  if (rc) {
+    free(r);
+    return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   }
   *refs = r;
   *n = k;
@@ -141,8 +187,21 @@ int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n) {
 
 /* --- loading ------------------------------------------------------------- */
 
-/* Read one HF tensor into its storage (transposing Conv1D weights). */
-static int load_ref(const dt_tensor_ref *r, const dt_st_set *set) {
+/* Store n floats at element e of an owner (fp32 or bf16). */
+static void put(const dt_tensor_ref *r, int64_t e, const float *v, int64_t n,
+                int64_t stride) {
+  if (r->vec) {
+    for (int64_t j = 0; j < n; j++) r->vec->v[e + j * stride] = v[j];
+  } else if (r->mat->w) {
+    for (int64_t j = 0; j < n; j++) r->mat->w[e + j * stride] = v[j];
+  } else {
+    for (int64_t j = 0; j < n; j++) r->mat->w16[e + j * stride] = dt_f32_to_bf16(v[j]);
+  }
+}
+
+/* Read this rank's part of one HF tensor: only the bytes of its shard, at
+ * their offsets (transposing Conv1D weights). */
+static int load_ref(const dt_tensor_ref *r, const dt_st_set *set, float *tmp) {
   const dt_st_file *f;
   const dt_st_tensor *t = dt_st_set_find(set, r->name, &f);
   DT_CHECK(t, DT_EINPUT, "%s: tensor '%s' is missing from the checkpoint",
@@ -158,32 +217,36 @@ static int load_ref(const dt_tensor_ref *r, const dt_st_set *set) {
                t->dtype == DT_DTYPE_F16,
            DT_EINPUT, "%s: tensor '%s' has dtype %s; expected F32, BF16 or F16",
            f->path, r->name, dt_dtype_name(t->dtype));
-  if (r->vec) {
-    DT_CALL(dt_st_read_f32(f, t, 0, r->numel, r->vec->v));
-    return DT_OK;
-  }
-  dt_mat *a = r->mat;
-  if (!r->transposed) {
-    if (a->w) DT_CALL(dt_st_read_f32(f, t, 0, r->numel, a->w + r->offset));
-    else DT_CALL(dt_st_read_bf16(f, t, 0, r->numel, a->w16 + r->offset));
-    return DT_OK;
-  }
-  /* HF [in, out] -> storage [out, in] */
-  float *tmp;
-  DT_CALL(dt_malloc(&tmp, sizeof(float) * r->numel, r->name));
-  int rc = dt_st_read_f32(f, t, 0, r->numel, tmp);
-  if (rc) {
-    free(tmp);
-    return dt_error_trace(rc, __FILE__, __LINE__, __func__);
-  }
-  const int64_t in = r->shape[0], out = r->shape[1];
-  for (int64_t i = 0; i < in; i++)
-    for (int64_t o = 0; o < out; o++) {
-      float v = tmp[i * out + o];
-      if (a->w) a->w[r->offset + o * in + i] = v;
-      else a->w16[r->offset + o * in + i] = dt_f32_to_bf16(v);
+  const int64_t R = r->rows, C = r->cols;
+  const int64_t lc = r->mat ? r->mat->cols : 1; /* owner's local row length */
+  for (int i = 0; i < r->segs.n; i++) {
+    const dt_seg *g = dt_segs_at(&r->segs, i);
+    if (r->shard_dim == 0 && !r->transposed) {
+      /* HF rows [g0, g0+len) are contiguous */
+      for (int64_t row = 0; row < g->len; row++) {
+        DT_CALL(dt_st_read_f32(f, t, (g->g0 + row) * C, C, tmp));
+        put(r, (g->l0 + row) * lc, tmp, C, 1);
+      }
+    } else if (r->shard_dim == 0) {
+      /* storage rows = HF columns: for each HF row, the segment's columns */
+      for (int64_t i2 = 0; i2 < C; i2++) {
+        DT_CALL(dt_st_read_f32(f, t, i2 * R + g->g0, g->len, tmp));
+        put(r, (int64_t)g->l0 * lc + i2, tmp, g->len, lc);
+      }
+    } else if (!r->transposed) {
+      /* column shard of a [rows, cols] tensor: per row, the segment */
+      for (int64_t row = 0; row < R; row++) {
+        DT_CALL(dt_st_read_f32(f, t, row * C + g->g0, g->len, tmp));
+        put(r, row * lc + g->l0, tmp, g->len, 1);
+      }
+    } else {
+      /* storage columns = HF rows (contiguous in the file) */
+      for (int64_t c2 = 0; c2 < g->len; c2++) {
+        DT_CALL(dt_st_read_f32(f, t, (g->g0 + c2) * R, R, tmp));
+        put(r, g->l0 + c2, tmp, R, lc);
+      }
     }
-  free(tmp);
+  }
   return DT_OK;
 }
 
@@ -192,7 +255,15 @@ static int load_hf(dt_model *m, const char *dir) {
   DT_CALL(dt_st_set_open(&set, dir));
   dt_tensor_ref *refs;
   int n, rc = dt_model_tensors(m, &refs, &n);
-  for (int i = 0; rc == DT_OK && i < n; i++) rc = load_ref(&refs[i], &set);
+  int64_t mx = 1;
+  for (int i = 0; rc == DT_OK && i < n; i++) {
+    if (refs[i].rows > mx) mx = refs[i].rows;
+    if (refs[i].cols > mx) mx = refs[i].cols;
+  }
+  float *tmp = NULL;
+  if (rc == DT_OK) rc = dt_malloc(&tmp, sizeof(float) * mx, "read buffer");
+  for (int i = 0; rc == DT_OK && i < n; i++) rc = load_ref(&refs[i], &set, tmp);
+  free(tmp);
   free(refs);
   dt_st_set_close(&set);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
@@ -200,8 +271,19 @@ static int load_hf(dt_model *m, const char *dir) {
 }
 
 /* Seeded weights: N(0, 0.02) matrices, ones for norm weights, zeros for
- * biases. Each tensor has its own stream, each element its own counter, so a
- * shard can be generated alone. */
+ * biases. Each tensor has its own stream and each element the counter of
+ * its global storage index, so a rank generates only its shard and every
+ * rank count derives the same model. */
+static float synth_value(uint64_t key, int64_t j) {
+  /* Box-Muller in float, both outputs used: element j takes output j%2 of
+   * pair j/2 */
+  const uint64_t pair = (uint64_t)j >> 1;
+  float u1 = (float)dt_rng_uniform(key, 2 * pair), u2 = (float)dt_rng_uniform(key, 2 * pair + 1);
+  if (u1 < 1e-30f) u1 = 1e-30f;
+  const float rad = sqrtf(-2.0f * logf(u1)), ang = 6.2831853f * u2;
+  return 0.02f * rad * ((j & 1) ? sinf(ang) : cosf(ang));
+}
+
 static int init_synthetic(dt_model *m, uint64_t seed) {
   dt_tensor_ref *refs;
   int n;
@@ -214,16 +296,22 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
       for (int j = 0; j < r->vec->n; j++) r->vec->v[j] = v;
       continue;
     }
-    /* Box-Muller in float, both outputs used: element j takes output j%2
-     * of pair j/2, so any slice can still be generated alone. */
-    for (int64_t j = 0; j < r->numel; j++) {
-      const uint64_t pair = (uint64_t)j >> 1;
-      float u1 = (float)dt_rng_uniform(key, 2 * pair), u2 = (float)dt_rng_uniform(key, 2 * pair + 1);
-      if (u1 < 1e-30f) u1 = 1e-30f;
-      const float rad = sqrtf(-2.0f * logf(u1)), ang = 6.2831853f * u2;
-      float v = 0.02f * rad * ((j & 1) ? sinf(ang) : cosf(ang));
-      if (r->mat->w) r->mat->w[r->offset + j] = v;
-      else r->mat->w16[r->offset + j] = dt_f32_to_bf16(v);
+    const int64_t C = r->cols, lc = r->mat->cols;
+    for (int s = 0; s < r->segs.n; s++) {
+      const dt_seg *g = dt_segs_at(&r->segs, s);
+      if (r->shard_dim == 0) {
+        for (int64_t row = 0; row < g->len; row++)
+          for (int64_t c = 0; c < C; c++) {
+            float v = synth_value(key, (g->g0 + row) * C + c);
+            put(r, (g->l0 + row) * lc + c, &v, 1, 1);
+          }
+      } else {
+        for (int64_t row = 0; row < r->rows; row++)
+          for (int64_t c = 0; c < g->len; c++) {
+            float v = synth_value(key, row * C + g->g0 + c);
+            put(r, row * lc + g->l0 + c, &v, 1, 1);
+          }
+      }
     }
   }
   free(refs);
@@ -231,19 +319,21 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
 }
 
 int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
-                  uint64_t seed) {
+                  uint64_t seed, dt_dist *dist) {
   memset(m, 0, sizeof *m);
   m->weights_bf16 = weights_bf16;
-  if (strncmp(spec, "synthetic:", 10) == 0) {
+  m->dist = dist;
+  const int synth = strncmp(spec, "synthetic:", 10) == 0;
+  if (synth) {
     DT_CALL(dt_synthetic_config_parse(&m->cfg, spec));
     DT_CALL(dt_config_validate(&m->cfg));
-    DT_CALL(alloc_weights(m));
-    DT_CALL(init_synthetic(m, seed));
   } else {
     DT_CALL(dt_hf_config_load(&m->cfg, spec));
-    DT_CALL(alloc_weights(m));
-    DT_CALL(load_hf(m, spec));
   }
+  DT_CALL(dt_shard_init(&m->sh, &m->cfg, dist ? dist->tp_rank : 0, dist ? dist->tp_size : 1));
+  DT_CALL(alloc_weights(m));
+  if (synth) DT_CALL(init_synthetic(m, seed));
+  else DT_CALL(load_hf(m, spec));
   return DT_OK;
 }
 
@@ -288,6 +378,7 @@ void dt_model_free(dt_model *m) {
   free(m->ids);
   free(m->labels);
   free(m->methods);
+  dt_shard_free(&m->sh);
   memset(m, 0, sizeof *m);
 }
 
@@ -307,8 +398,8 @@ int dt_model_require_grad(dt_model *m, const dt_tensor_ref *r, float **data,
   } else {
     if (!r->vec->grad)
       DT_CALL(dt_alloc_aligned(&r->vec->grad, sizeof(float) * r->vec->n, r->name));
-    *data = r->vec->v;
-    *grad = r->vec->grad;
+    *data = r->vec->v + r->offset;
+    *grad = r->vec->grad + r->offset;
   }
   (void)m;
   return DT_OK;

@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #include "../io/hf_config.h"
+#include "../mpi/dist.h"
+#include "../mpi/shard.h"
 
 struct dt_method;
 
@@ -67,6 +69,8 @@ typedef struct {
 
 typedef struct dt_model {
   dt_config cfg;
+  dt_dist *dist;   /* rank layout; NULL = one rank */
+  dt_shard sh;     /* this rank's part of the backbone (everything when tp = 1) */
   int weights_bf16; /* frozen matrices kept in bf16 */
 
   /* weights */
@@ -103,7 +107,10 @@ typedef struct dt_model {
   float *att_scratch; /* dt_attention_scratch floats */
   int *scored_rows;   /* [N] rows whose next label is scored */
   /* loss head scratch: a chunk of logits rows */
-  float *logit_chunk; /* [chunk, vocab] */
+  float *logit_chunk; /* [chunk, local vocab] */
+  float *head_red;    /* [4, chunk] per-row values reduced over the tensor group */
+  float *pk_l, *pv_l, *dpk_l, *dpv_l; /* [P, local kv] prefix of this rank's heads */
+  float *prefix_dk, *prefix_dv;       /* the method's full prefix gradients */
   int logit_chunk_rows;
   float *wscratch; /* bf16 -> fp32 conversion of one matrix */
   size_t wscratch_floats;
@@ -115,9 +122,46 @@ typedef struct dt_model {
 } dt_model;
 
 /* Load a model: "synthetic:..." spec or a HF folder. weights_bf16 keeps
- * frozen matrices in bf16. seed is used by synthetic weights. */
+ * frozen matrices in bf16. seed is used by synthetic weights. With a rank
+ * layout (dist, may be NULL for one rank) each rank reads or generates only
+ * its own shard. */
 int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
-                  uint64_t seed);
+                  uint64_t seed, dt_dist *dist);
+
+/* Local widths of a linear site on this rank: column-parallel sites (QKV,
+ * FC) own part of their outputs, row-parallel ones (ATTN_OUT, PROJ) part of
+ * their inputs. */
+static inline int dt_site_in_l(const dt_model *m, int s) {
+  const dt_config *c = &m->cfg;
+  switch (s) {
+    case DT_SITE_ATTN_OUT: return m->sh.n_head_l * c->head_dim;
+    case DT_SITE_PROJ: return m->sh.ffn_l;
+    default: return c->d_model;
+  }
+}
+static inline int dt_site_out_l(const dt_model *m, int s) {
+  const dt_config *c = &m->cfg;
+  switch (s) {
+    case DT_SITE_QKV: return (m->sh.n_head_l + 2 * m->sh.n_kv_l) * c->head_dim;
+    case DT_SITE_FC: return (c->arch == DT_ARCH_LLAMA ? 2 : 1) * m->sh.ffn_l;
+    default: return c->d_model;
+  }
+}
+/* Is the site row-parallel (its output is a partial sum before dt_tp_sum)? */
+static inline int dt_site_row_parallel(int s) {
+  return s == DT_SITE_ATTN_OUT || s == DT_SITE_PROJ;
+}
+/* Global index segments of the site's sharded dimension: output rows of a
+ * column-parallel site, input columns of a row-parallel one. */
+static inline const dt_segs *dt_site_segs(const dt_model *m, int s) {
+  switch (s) {
+    case DT_SITE_QKV: return &m->sh.qkv_rows;
+    case DT_SITE_FC: return &m->sh.fc_rows;
+    case DT_SITE_ATTN_OUT: return &m->sh.att_cols;
+    default: return &m->sh.ffn_cols;
+  }
+}
+static inline int dt_model_tp(const dt_model *m) { return m->dist ? m->dist->tp_size : 1; }
 void dt_model_free(dt_model *m);
 
 /* Attach methods (before dt_model_plan). */
@@ -157,26 +201,41 @@ int dt_model_backward(dt_model *m);
 void dt_model_zero_backbone_grads(dt_model *m);
 
 /* --- HF names <-> storage ------------------------------------------------ */
+/* One HF tensor: where its (local part of the) values live. `rows x cols`
+ * is its global storage shape ([out, in] for matrices, n x 1 for vectors);
+ * `segs` maps global indices of the sharded dimension (rows when shard_dim
+ * is 0, columns when 1; relative to this tensor) to local indices of the
+ * owner's storage. The local values are contiguous: numel_l elements from
+ * `offset` in the owner. */
 typedef struct {
   char name[128];   /* HF name */
   int ndim;
-  int64_t shape[2]; /* HF shape */
+  int64_t shape[2]; /* HF shape (global) */
   int layer;        /* block index, -1 outside blocks */
   int is_bias;      /* name ends in .bias */
   int is_matrix;    /* 2-D weight inside a block */
   int transposed;   /* HF shape is the transpose of storage */
   dt_mat *mat;      /* owning matrix (2-D) */
   dt_vec *vec;      /* owning vector (1-D) */
-  int64_t offset;   /* element offset inside the owner (fused row blocks) */
-  int64_t numel;
+  int64_t rows, cols;
+  int shard_dim;
+  dt_segs segs;
+  int sharded;      /* this rank holds only part of it */
+  int64_t offset;   /* local element offset inside the owner */
+  int64_t numel;    /* global elements */
+  int64_t numel_l;  /* local elements */
 } dt_tensor_ref;
 
 /* All backbone tensors in HF named_parameters order (tied lm_head omitted). */
 int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n);
 /* Make the tensor trainable (allocates its owner's gradient, zeroed, and
- * requires fp32 storage). Returns pointers to its data and grad. */
+ * requires fp32 storage). Returns pointers to its local data and grad
+ * (r->numel_l elements). */
 int dt_model_require_grad(dt_model *m, const dt_tensor_ref *r, float **data,
                           float **grad);
+
+/* Bytes of frozen weights held by this rank. */
+int64_t dt_model_local_weight_bytes(const dt_model *m);
 
 /* Counts. */
 int64_t dt_model_param_count(const dt_model *m);

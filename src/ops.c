@@ -185,6 +185,12 @@ void dt_rope_apply(float *x, int N, int ld, int col0, int n_heads, int hd,
 
 void dt_linear_forward(float *y, const float *x, const float *W,
                        const float *b, int N, int in, int out) {
+  if (N == 0 || out == 0) return;
+  if (in == 0) { /* a rank that owns no input columns: a zero partial sum */
+    for (int i = 0; i < N; i++)
+      for (int j = 0; j < out; j++) y[(int64_t)i * out + j] = b ? b[j] : 0.0f;
+    return;
+  }
   if (b) {
     for (int i = 0; i < N; i++) memcpy(y + (int64_t)i * out, b, sizeof(float) * out);
   }
@@ -194,12 +200,15 @@ void dt_linear_forward(float *y, const float *x, const float *W,
 
 void dt_linear_backward_input(float *dx, const float *dy, const float *W,
                               int N, int in, int out) {
+  if (N == 0 || in == 0 || out == 0) return;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, out, 1.0f, dy,
               out, W, in, 1.0f, dx, in);
 }
 
 void dt_linear_backward_weight(float *dW, float *db, const float *dy,
                                const float *x, int N, int in, int out) {
+  if (N == 0 || out == 0) return;
+  if (in > 0 && dW)
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, N, 1.0f, dy,
               out, x, in, 1.0f, dW, in);
   if (db) {

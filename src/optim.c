@@ -7,10 +7,10 @@
 #include "error.h"
 
 int dt_adamw_init(dt_adamw *o, const dt_params *t) {
-  o->numel = t->numel;
+  o->numel = t->numel_l;
   o->step = 0;
-  DT_CALL(dt_alloc_aligned(&o->m, sizeof(float) * (size_t)(t->numel + 1), "AdamW first moment"));
-  DT_CALL(dt_alloc_aligned(&o->v, sizeof(float) * (size_t)(t->numel + 1), "AdamW second moment"));
+  DT_CALL(dt_alloc_aligned(&o->m, sizeof(float) * (size_t)(t->numel_l + 1), "AdamW first moment"));
+  DT_CALL(dt_alloc_aligned(&o->v, sizeof(float) * (size_t)(t->numel_l + 1), "AdamW second moment"));
   return DT_OK;
 }
 
@@ -31,13 +31,18 @@ double dt_adamw_lr(const dt_adamw *o, int64_t step) {
   return lr * 0.5 * (1.0 + cos(M_PI * p));
 }
 
-double dt_grad_norm(const dt_params *t) {
-  double s = 0.0;
+double dt_grad_norm(const dt_params *t, dt_dist *dist) {
+  double s = 0.0, sh = 0.0;
   for (int i = 0; i < t->n; i++) {
     const float *g = t->p[i].grad;
-    for (int64_t j = 0; j < t->p[i].numel; j++) s += (double)g[j] * g[j];
+    double a = 0.0;
+    for (int64_t j = 0; j < t->p[i].numel_l; j++) a += (double)g[j] * g[j];
+    if (t->p[i].shard) sh += a;
+    else s += a;
   }
-  return sqrt(s);
+  if (dist && dist->tp_size > 1)
+    MPI_Allreduce(MPI_IN_PLACE, &sh, 1, MPI_DOUBLE, MPI_SUM, dist->tp);
+  return sqrt(s + sh);
 }
 
 double dt_adamw_step(dt_adamw *o, dt_params *t, double grad_norm) {
@@ -56,7 +61,7 @@ double dt_adamw_step(dt_adamw *o, dt_params *t, double grad_norm) {
   for (int i = 0; i < t->n; i++) {
     float *p = t->p[i].data, *g = t->p[i].grad;
     float *m = o->m + off, *v = o->v + off;
-    for (int64_t j = 0; j < t->p[i].numel; j++) {
+    for (int64_t j = 0; j < t->p[i].numel_l; j++) {
       float gj = g[j] * clip;
       if (o->weight_decay != 0.0) p[j] *= decay;
       m[j] = m[j] + (gj - m[j]) * (1.0f - b1); /* torch lerp_ */
@@ -64,7 +69,7 @@ double dt_adamw_step(dt_adamw *o, dt_params *t, double grad_norm) {
       float denom = sqrtf(v[j]) / bc2_sqrt + eps;
       p[j] -= step_size * (m[j] / denom);
     }
-    off += t->p[i].numel;
+    off += t->p[i].numel_l;
   }
   return lr;
 }

@@ -82,11 +82,72 @@ int dt_params_add(dt_params *t, const char *method, const char *name, int ndim,
   p->grad = grad;
   p->transposed = transposed;
   p->method = method;
+  p->numel_l = numel;
+  p->sync = DT_SYNC_PARTIAL;
   t->numel += numel;
+  t->numel_l += numel;
   return DT_OK;
 }
 
+int dt_params_add_shard(dt_params *t, const char *method, const char *name, int ndim,
+                        const int64_t *shape, float *data, float *grad, int transposed,
+                        int64_t numel_l, const dt_param_shard *sh) {
+  DT_CALL(dt_params_add(t, method, name, ndim, shape, data, grad, transposed));
+  dt_param *p = &t->p[t->n - 1];
+  DT_CALL(dt_malloc(&p->shard, sizeof *p->shard, "shard description"));
+  *p->shard = *sh;
+  t->numel_l += numel_l - p->numel_l;
+  p->numel_l = numel_l;
+  p->sync = DT_SYNC_SHARD;
+  return DT_OK;
+}
+
+void dt_params_last_sync(dt_params *t, int sync) {
+  if (t->n > 0) t->p[t->n - 1].sync = sync;
+}
+
+/* Visit the owned elements: local index li <-> full storage index fi. */
+#define FOR_OWNED(p, BODY)                                                       \
+  do {                                                                           \
+    const dt_param_shard *sh_ = (p)->shard;                                      \
+    for (int s_ = 0; s_ < sh_->segs.n; s_++) {                                   \
+      const dt_seg *g_ = dt_segs_at(&sh_->segs, s_);                             \
+      if (sh_->shard_dim == 0) {                                                 \
+        for (int64_t r_ = 0; r_ < g_->len; r_++)                                 \
+          for (int64_t c_ = 0; c_ < sh_->cols; c_++) {                           \
+            const int64_t li = (g_->l0 - sh_->first_l0 + r_) * sh_->cols + c_;   \
+            const int64_t fi = (g_->g0 + r_) * sh_->cols + c_;                   \
+            BODY;                                                                \
+          }                                                                      \
+      } else {                                                                   \
+        for (int64_t r_ = 0; r_ < sh_->rows; r_++)                               \
+          for (int64_t c_ = 0; c_ < g_->len; c_++) {                             \
+            const int64_t li = r_ * sh_->local_cols + g_->l0 + c_;               \
+            const int64_t fi = r_ * sh_->cols + g_->g0 + c_;                     \
+            BODY;                                                                \
+          }                                                                      \
+      }                                                                          \
+    }                                                                            \
+  } while (0)
+
+void dt_param_full_to_local(const dt_param *p, const float *full, float *local) {
+  if (!p->shard) {
+    memcpy(local, full, sizeof(float) * (size_t)p->numel);
+    return;
+  }
+  FOR_OWNED(p, local[li] = full[fi]);
+}
+
+void dt_param_local_to_full(const dt_param *p, const float *local, float *full) {
+  if (!p->shard) {
+    memcpy(full, local, sizeof(float) * (size_t)p->numel);
+    return;
+  }
+  FOR_OWNED(p, full[fi] = local[li]);
+}
+
 void dt_params_free(dt_params *t) {
+  for (int i = 0; i < t->n; i++) free(t->p[i].shard);
   free(t->p);
   t->p = NULL;
   t->n = t->cap = 0;
@@ -106,7 +167,7 @@ const dt_param *dt_params_find(const dt_params *t, const char *name) {
 void dt_params_zero_grad(dt_params *t) {
   for (int i = 0; i < t->n; i++)
     if (t->p[i].grad)
-      memset(t->p[i].grad, 0, (size_t)t->p[i].numel * sizeof(float));
+      memset(t->p[i].grad, 0, (size_t)t->p[i].numel_l * sizeof(float));
 }
 
 void dt_param_to_external(const dt_param *p, const float *src, float *dst) {
@@ -285,7 +346,19 @@ int dt_params_load(dt_params *t, const char *files_csv) {
       rc = dt_error_trace(rc, __FILE__, __LINE__, __func__);
       goto out;
     }
-    dt_param_from_external(p, tmp, p->data);
+    if (p->shard) {
+      float *full = malloc(sizeof(float) * (size_t)p->numel);
+      if (!full) {
+        rc = dt_error_set(DT_ENOMEM, __FILE__, __LINE__, __func__,
+                          "cannot allocate %lld floats to load '%s'", (long long)p->numel, p->name);
+        goto out;
+      }
+      dt_param_from_external(p, tmp, full);
+      dt_param_full_to_local(p, full, p->data);
+      free(full);
+    } else {
+      dt_param_from_external(p, tmp, p->data);
+    }
   }
 
 out:
@@ -300,6 +373,10 @@ out:
 }
 
 int dt_params_save(const dt_params *t, const char *path, int which) {
+  return dt_params_save_dist(t, path, which, NULL);
+}
+
+int dt_params_save_dist(const dt_params *t, const char *path, int which, dt_dist *dist) {
   int rc = DT_OK;
   DT_CHECK(which == 0 || which == 1, DT_EINTERNAL,
            "dt_params_save: which must be 0 (data) or 1 (grad), got %d", which);
@@ -321,9 +398,24 @@ int dt_params_save(const dt_params *t, const char *path, int which) {
     return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   }
   int64_t off = 0;
-  for (int i = 0; i < t->n; i++) {
+  float *full = NULL;
+  for (int i = 0; rc == DT_OK && i < t->n; i++)
+    if (t->p[i].shard && !full) {
+      int64_t mx = 1;
+      for (int k = 0; k < t->n; k++) mx = t->p[k].numel > mx ? t->p[k].numel : mx;
+      rc = dt_malloc(&full, sizeof(float) * (size_t)mx, "a gathered parameter");
+    }
+  for (int i = 0; rc == DT_OK && i < t->n; i++) {
     const dt_param *p = &t->p[i];
-    dt_param_to_external(p, which ? p->grad : p->data, buf + off);
+    const float *src = which ? p->grad : p->data;
+    if (p->shard) {
+      /* assemble the tensor from the shards of the tensor group */
+      memset(full, 0, sizeof(float) * (size_t)p->numel);
+      dt_param_local_to_full(p, src, full);
+      if (dist) rc = dt_tp_sum(dist, full, (size_t)p->numel);
+      src = full;
+    }
+    dt_param_to_external(p, src, buf + off);
     outs[i].name = p->name;
     outs[i].dtype = DT_DTYPE_F32;
     outs[i].ndim = p->ndim;
@@ -333,7 +425,14 @@ int dt_params_save(const dt_params *t, const char *path, int which) {
   }
   static const char *const keys[] = {"format"};
   static const char *const vals[] = {"pt"};
-  rc = dt_st_write(path, outs, t->n, keys, vals, 1);
+  if (rc == DT_OK && (!dist || dist->rank == 0)) rc = dt_st_write(path, outs, t->n, keys, vals, 1);
+  if (dist) {
+    int ok = rc == DT_OK, all = 0;
+    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, dist->world);
+    if (rc == DT_OK && !all) rc = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__,
+                                               "writing %s failed on rank 0", path);
+  }
+  free(full);
   free(buf);
   free(outs);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);

@@ -13,6 +13,29 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "../mpi/dist.h"
+#include "../mpi/shard.h"
+
+/* How a gradient is completed across ranks (see docs/parallel.md):
+ *   PARTIAL  each rank of a tensor group holds a partial sum (e.g. LoRA's A
+ *            on a column-parallel matrix): summed over every rank;
+ *   COMPLETE each rank of a tensor group holds the whole gradient (computed
+ *            from replicated activations): summed over data-parallel replicas;
+ *   SHARD    the rank holds one shard of a sharded backbone tensor: summed
+ *            over data-parallel replicas. */
+enum { DT_SYNC_PARTIAL = 0, DT_SYNC_COMPLETE = 1, DT_SYNC_SHARD = 2 };
+
+/* The part of a sharded tensor held by this rank: the tensor's storage is
+ * [rows, cols] globally; `segs` maps global indices of dimension shard_dim
+ * to local indices (local rows when shard_dim is 0, counted from first_l0;
+ * local columns of a local_cols-wide row when 1). */
+typedef struct {
+  int shard_dim;
+  int64_t rows, cols;
+  int first_l0, local_cols;
+  dt_segs segs;
+} dt_param_shard;
+
 #define DT_PARAM_NAME_MAX 160
 
 typedef struct {
@@ -24,13 +47,31 @@ typedef struct {
   float *grad;
   int transposed;
   const char *method; /* owner, for reporting */
+  int64_t numel_l;    /* elements held by this rank (numel unless sharded) */
+  int sync;           /* DT_SYNC_* */
+  dt_param_shard *shard; /* NULL: every rank holds all of it */
 } dt_param;
 
 typedef struct {
   int n, cap;
   dt_param *p;
-  int64_t numel; /* total elements */
+  int64_t numel;   /* total elements (global) */
+  int64_t numel_l; /* total elements held by this rank */
 } dt_params;
+
+/* Register a shard of a sharded backbone tensor (data/grad: this rank's
+ * numel_l contiguous local elements). The shard description is copied. */
+int dt_params_add_shard(dt_params *t, const char *method, const char *name, int ndim,
+                        const int64_t *shape, float *data, float *grad, int transposed,
+                        int64_t numel_l, const dt_param_shard *sh);
+/* Set the gradient class of the most recently added parameter. */
+void dt_params_last_sync(dt_params *t, int sync);
+/* Storage-order full array <-> this rank's local elements. */
+void dt_param_full_to_local(const dt_param *p, const float *full, float *local);
+void dt_param_local_to_full(const dt_param *p, const float *local, float *full);
+/* Save with a rank layout: shards are assembled over the tensor group; rank
+ * 0 writes. Collective over the world communicator of dist. */
+int dt_params_save_dist(const dt_params *t, const char *path, int which, dt_dist *dist);
 
 int dt_params_add(dt_params *t, const char *method, const char *name, int ndim,
                   const int64_t *shape, float *data, float *grad,

@@ -1,7 +1,8 @@
 /* The train and eval drivers: options -> model -> methods -> data ->
- * steps. Collective over MPI_COMM_WORLD; ranks are data-parallel replicas
- * (each takes a contiguous slice of the global batch; gradients and loss
- * statistics are summed across ranks). */
+ * steps. Collective over MPI_COMM_WORLD. Ranks form dp x tp: the backbone
+ * is sharded inside each tensor-parallel group, data-parallel replicas take
+ * contiguous slices of the global batch; gradients and loss statistics are
+ * summed as described in docs/parallel.md. */
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -36,6 +37,8 @@ static const dt_optdef model_opts[] = {
      "delta method(s), comma-separated (see deltatune methods); 'none' for the bare backbone"},
     {"init-from", DT_OPT_STRING, NULL, 0, 0, NULL,
      "initial delta values from safetensors file(s), comma-separated (PEFT / HF names)"},
+    {"tp", DT_OPT_INT, "1", 1, 4096, NULL,
+     "tensor-parallel ranks per backbone copy (must divide the ranks; dp = ranks / tp)"},
     {"recompute", DT_OPT_BOOL, "no", 0, 0, NULL,
      "keep only block inputs and recompute activations in backward"},
     {"verbose", DT_OPT_BOOL, "no", 0, 0, NULL,
@@ -108,6 +111,7 @@ static int build_groups(dt_optgroup *g, int train) {
 
 typedef struct {
   int rank, nranks;
+  dt_dist dist;
   dt_options opt;
   dt_model model;
   dt_params params;
@@ -117,6 +121,8 @@ typedef struct {
   int B_global, B_local;
   int32_t *bids, *blabels; /* [B_local, T] */
   int64_t *row_order;      /* shuffle permutation */
+  float *gbuf;             /* gradient buckets */
+  size_t gbuf_n;
 } run_ctx;
 
 static double now_s(void) {
@@ -126,6 +132,7 @@ static double now_s(void) {
 }
 
 static void ctx_free(run_ctx *c) {
+  if (c->dist.world) dt_dist_free(&c->dist);
   dt_methods_destroy(c->methods, c->n_methods);
   dt_params_free(&c->params);
   dt_model_free(&c->model);
@@ -133,6 +140,7 @@ static void ctx_free(run_ctx *c) {
   free(c->bids);
   free(c->blabels);
   free(c->row_order);
+  free(c->gbuf);
 }
 
 static int parse(run_ctx *c, const char *cmd, int train, int argc, char **argv,
@@ -180,7 +188,8 @@ static int setup(run_ctx *c, int train) {
   const dt_options *o = &c->opt;
   const uint64_t seed = (uint64_t)dt_opt_int(o, "seed");
   const int bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
-  DT_CALL(dt_model_load(&c->model, dt_opt_str(o, "model"), bf16, seed));
+  DT_CALL(dt_dist_init(&c->dist, dt_opt_int(o, "tp")));
+  DT_CALL(dt_model_load(&c->model, dt_opt_str(o, "model"), bf16, seed, &c->dist));
   DT_CALL(dt_dataset_load(&c->data, dt_opt_str(o, "data"), c->model.cfg.vocab));
   const char *ml = dt_opt_str(o, "method");
   DT_CALL(dt_methods_create(ml, o, &c->model, &c->params, seed, &c->methods, &c->n_methods));
@@ -196,10 +205,11 @@ static int setup(run_ctx *c, int train) {
     if (rows <= 0 || rows > c->data.n_rows) rows = c->data.n_rows;
     if (c->B_global > rows) c->B_global = (int)rows;
   }
-  DT_CHECK(c->B_global % c->nranks == 0, DT_EUSAGE,
-           "--batch-size %d is not divisible by the %d ranks (each rank takes an "
-           "equal slice)", c->B_global, c->nranks);
-  c->B_local = c->B_global / c->nranks;
+  DT_CHECK(c->B_global % c->dist.dp_size == 0, DT_EUSAGE,
+           "--batch-size %d is not divisible by the %d data-parallel replicas (%d ranks / "
+           "--tp %d; each replica takes an equal slice)",
+           c->B_global, c->dist.dp_size, c->nranks, c->dist.tp_size);
+  c->B_local = c->B_global / c->dist.dp_size;
   DT_CALL(dt_model_plan(&c->model, c->B_local, c->data.seq_len, dt_opt_bool(o, "recompute")));
   const size_t n = (size_t)c->B_local * c->data.seq_len;
   DT_CALL(dt_malloc(&c->bids, n * sizeof(int32_t), "batch"));
@@ -240,7 +250,7 @@ static int64_t row_at(run_ctx *c, int64_t step, int64_t i) {
 static void fill_batch(run_ctx *c, int64_t step) {
   const int T = c->data.seq_len;
   for (int i = 0; i < c->B_local; i++) {
-    int64_t r = row_at(c, step, (int64_t)c->rank * c->B_local + i);
+    int64_t r = row_at(c, step, (int64_t)c->dist.dp_rank * c->B_local + i);
     memcpy(c->bids + (size_t)i * T, c->data.input_ids + r * T, sizeof(int32_t) * T);
     memcpy(c->blabels + (size_t)i * T, c->data.labels + r * T, sizeof(int32_t) * T);
   }
@@ -255,10 +265,12 @@ static int64_t count_scored(const run_ctx *c) {
   return n;
 }
 
-static void sum_stats(dt_loss_stats *s) {
+/* Every rank of a tensor group holds the same statistics: sum over the
+ * data-parallel replicas. */
+static void sum_stats(run_ctx *c, dt_loss_stats *s) {
   double v[5] = {s->loss_sum, (double)s->n_scored, (double)s->n_correct_tokens,
                  (double)s->n_rows_exact, (double)s->n_rows_scored};
-  MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_DOUBLE, MPI_SUM, c->dist.dp);
   s->loss_sum = v[0];
   s->n_scored = (int64_t)v[1];
   s->n_correct_tokens = (int64_t)v[2];
@@ -266,12 +278,23 @@ static void sum_stats(dt_loss_stats *s) {
   s->n_rows_scored = (int64_t)v[4];
 }
 
+/* Logits [B_local, T, V] are complete on every rank of a tensor group:
+ * gather the replicas' rows to rank 0, which writes [B, T, V]. */
 static int write_logits(run_ctx *c, const char *path, const float *logits) {
-  /* rank 0 writes its own slice only when running on one rank */
-  DT_CHECK(c->nranks == 1, DT_EUSAGE, "--dump-logits needs a single rank");
-  dt_st_out t = {"logits", DT_DTYPE_F32, 3,
-                 {c->B_local, c->model.T, c->model.cfg.vocab}, logits};
-  DT_CALL(dt_st_write(path, &t, 1, NULL, NULL, 0));
+  const size_t n = (size_t)c->B_local * c->model.T * c->model.cfg.vocab;
+  float *all = NULL;
+  int rc = DT_OK;
+  if (c->dist.dp_rank == 0) rc = dt_malloc(&all, n * c->dist.dp_size * sizeof(float), "logits");
+  DT_CHECK(n * c->dist.dp_size < (1u << 31), DT_EUSAGE, "--dump-logits: too many logits to gather");
+  MPI_Gather(logits, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, 0, c->dist.dp);
+  if (rc == DT_OK && c->rank == 0) {
+    dt_st_out t = {"logits", DT_DTYPE_F32, 3,
+                   {c->B_global, c->model.T, c->model.cfg.vocab}, all};
+    rc = dt_st_write(path, &t, 1, NULL, NULL, 0);
+  }
+  free(all);
+  MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   return DT_OK;
 }
 
@@ -306,7 +329,8 @@ static void print_header(run_ctx *c) {
   if (c->rank != 0) return;
   const dt_config *cf = &c->model.cfg;
   int64_t frozen = dt_model_param_count(&c->model);
-  printf("deltatune %s: %s, %d ranks\n", DT_VERSION, c->opt.command, c->nranks);
+  printf("deltatune %s: %s, %d ranks (%d data-parallel x %d tensor-parallel)\n", DT_VERSION,
+         c->opt.command, c->nranks, c->dist.dp_size, c->dist.tp_size);
   printf("backbone: %s (%s, %d layers, d=%d, %d heads / %d kv, ffn %d, vocab %d), "
          "%lld parameters, weights %s\n",
          cf->source, cf->arch == DT_ARCH_GPT2 ? "gpt2" : "llama", cf->n_layer,
@@ -340,18 +364,47 @@ static int probe_loss(run_ctx *c, int64_t step, double *loss) {
   fill_batch(c, step);
   dt_loss_stats st;
   DT_CALL(dt_model_forward(&c->model, c->bids, c->blabels, 0, 1.0, &st, NULL));
-  sum_stats(&st);
+  sum_stats(c, &st);
   *loss = st.n_scored ? st.loss_sum / st.n_scored : 0.0;
   return DT_OK;
 }
 
+/* Complete the gradients in two flat buckets: partial sums over every rank,
+ * complete and sharded gradients over the data-parallel replicas. Every
+ * rank ends with identical replicated gradients. */
 static int allreduce_grads(run_ctx *c) {
   if (c->nranks == 1) return DT_OK;
+  size_t na = 0, nb = 0;
   for (int i = 0; i < c->params.n; i++) {
-    int rc = MPI_Allreduce(MPI_IN_PLACE, c->params.p[i].grad, (int)c->params.p[i].numel,
-                           MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-    DT_CHECK(rc == MPI_SUCCESS, DT_EMPI, "all-reduce of the gradient of %s failed",
-             c->params.p[i].name);
+    const dt_param *p = &c->params.p[i];
+    if (p->sync == DT_SYNC_PARTIAL && c->dist.tp_size > 1) na += (size_t)p->numel_l;
+    else nb += (size_t)p->numel_l;
+  }
+  if (!c->gbuf || c->gbuf_n < na + nb) {
+    free(c->gbuf);
+    c->gbuf = NULL;
+    DT_CALL(dt_malloc(&c->gbuf, sizeof(float) * (na + nb + 1), "gradient buckets"));
+    c->gbuf_n = na + nb;
+  }
+  float *A = c->gbuf, *Bk = c->gbuf + na;
+  size_t ia = 0, ib = 0;
+  for (int i = 0; i < c->params.n; i++) {
+    const dt_param *p = &c->params.p[i];
+    const int world = p->sync == DT_SYNC_PARTIAL && c->dist.tp_size > 1;
+    float *dst = world ? A + ia : Bk + ib;
+    memcpy(dst, p->grad, sizeof(float) * (size_t)p->numel_l);
+    if (world) ia += (size_t)p->numel_l;
+    else ib += (size_t)p->numel_l;
+  }
+  DT_CALL(dt_world_sum(&c->dist, A, na));
+  DT_CALL(dt_dp_sum(&c->dist, Bk, nb));
+  ia = ib = 0;
+  for (int i = 0; i < c->params.n; i++) {
+    dt_param *p = &c->params.p[i];
+    const int world = p->sync == DT_SYNC_PARTIAL && c->dist.tp_size > 1;
+    memcpy(p->grad, world ? A + ia : Bk + ib, sizeof(float) * (size_t)p->numel_l);
+    if (world) ia += (size_t)p->numel_l;
+    else ib += (size_t)p->numel_l;
   }
   return DT_OK;
 }
@@ -409,7 +462,7 @@ static int do_train(run_ctx *c) {
     const double t0 = now_s();
     fill_batch(c, step);
     int64_t nloc = count_scored(c), nglob = 0;
-    MPI_Allreduce(&nloc, &nglob, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(&nloc, &nglob, 1, MPI_INT64_T, MPI_SUM, c->dist.dp);
     dt_params_zero_grad(&c->params);
     dt_model_zero_backbone_grads(&c->model);
     dt_loss_stats st;
@@ -420,7 +473,7 @@ static int do_train(run_ctx *c) {
     if (rc == DT_OK) rc = dt_model_backward(&c->model);
     if (rc == DT_OK) rc = allreduce_grads(c);
     if (rc) break;
-    sum_stats(&st);
+    sum_stats(c, &st);
     const double loss = st.n_scored ? st.loss_sum / st.n_scored : 0.0;
     if (!isfinite(loss)) {
       rc = dt_error_set(DT_ENUMERIC, __FILE__, __LINE__, __func__,
@@ -430,10 +483,10 @@ static int do_train(run_ctx *c) {
     if (step == 0) loss0 = loss;
     total_scored += st.n_scored;
     last_loss = loss;
-    if (step == 0 && dt_opt_is_set(o, "dump-grads") && c->rank == 0)
-      rc = dt_params_save(&c->params, dt_opt_str(o, "dump-grads"), 1);
+    if (step == 0 && dt_opt_is_set(o, "dump-grads"))
+      rc = dt_params_save_dist(&c->params, dt_opt_str(o, "dump-grads"), 1, &c->dist);
     if (rc) break;
-    const double gnorm = dt_grad_norm(&c->params);
+    const double gnorm = dt_grad_norm(&c->params, &c->dist);
     const double lr = dt_adamw_step(&opt, &c->params, gnorm);
     const double dt = now_s() - t0, el = now_s() - t_start;
     if (step < 4096) step_times[step] = dt;
@@ -472,8 +525,7 @@ static int do_train(run_ctx *c) {
   char ckpt[4096] = "";
   if (out_dir) {
     snprintf(ckpt, sizeof ckpt, "%s/deltas.safetensors", out_dir);
-    if (c->rank == 0) rc = dt_params_save(&c->params, ckpt, 0);
-    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    rc = dt_params_save_dist(&c->params, ckpt, 0, &c->dist);
     if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
     struct stat sb;
     if (c->rank == 0 && stat(ckpt, &sb) == 0) ckpt_bytes = (long long)sb.st_size;
@@ -511,7 +563,7 @@ static int do_eval(run_ctx *c) {
   for (int64_t start = 0; rc == DT_OK && start < rows; start += c->B_global) {
     int valid = 0; /* rows of this rank's slice inside [0, rows) */
     for (int i = 0; i < c->B_local; i++) {
-      int64_t r = start + (int64_t)c->rank * c->B_local + i;
+      int64_t r = start + (int64_t)c->dist.dp_rank * c->B_local + i;
       int ok = r < rows;
       if (!ok) r = 0;
       memcpy(c->bids + (size_t)i * T, c->data.input_ids + r * T, sizeof(int32_t) * T);
@@ -534,7 +586,7 @@ static int do_eval(run_ctx *c) {
   }
   free(logits);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
-  sum_stats(&tot);
+  sum_stats(c, &tot);
   if (c->rank == 0) {
     printf("eval: %lld rows, %lld scored tokens in %.2fs\n", (long long)rows,
            (long long)tot.n_scored, now_s() - t0);
@@ -558,7 +610,7 @@ static int do_gradcheck(run_ctx *c) {
   const double min_norm = dt_opt_float(o, "min-norm");
   fill_batch(c, 0);
   int64_t nloc = count_scored(c), nglob = 0;
-  MPI_Allreduce(&nloc, &nglob, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  MPI_Allreduce(&nloc, &nglob, 1, MPI_INT64_T, MPI_SUM, c->dist.dp);
   DT_CHECK(nglob > 0, DT_EINPUT, "%s: the first batch has no scored token", c->data.path);
   dt_params_zero_grad(&c->params);
   dt_model_zero_backbone_grads(&c->model);
@@ -567,20 +619,22 @@ static int do_gradcheck(run_ctx *c) {
   DT_CALL(dt_model_backward(&c->model));
   DT_CALL(allreduce_grads(c));
   float *g;
-  DT_CALL(dt_malloc(&g, sizeof(float) * (size_t)(c->params.numel + 1), "gradient copy"));
+  DT_CALL(dt_malloc(&g, sizeof(float) * (size_t)(c->params.numel_l + 1), "gradient copy"));
   int64_t off = 0;
   for (int i = 0; i < c->params.n; i++) {
-    memcpy(g + off, c->params.p[i].grad, sizeof(float) * c->params.p[i].numel);
-    off += c->params.p[i].numel;
+    memcpy(g + off, c->params.p[i].grad, sizeof(float) * c->params.p[i].numel_l);
+    off += c->params.p[i].numel_l;
   }
   int bad = 0, checked = 0, rc = DT_OK;
   off = 0;
   for (int i = 0; i < c->params.n && rc == DT_OK; i++) {
     dt_param *p = &c->params.p[i];
     const float *gi = g + off;
-    off += p->numel;
+    off += p->numel_l;
     double nrm = 0.0;
-    for (int64_t j = 0; j < p->numel; j++) nrm += (double)gi[j] * gi[j];
+    for (int64_t j = 0; j < p->numel_l; j++) nrm += (double)gi[j] * gi[j];
+    if (p->shard && c->dist.tp_size > 1) /* a shard: the norm is over the tensor group */
+      MPI_Allreduce(MPI_IN_PLACE, &nrm, 1, MPI_DOUBLE, MPI_SUM, c->dist.tp);
     nrm = sqrt(nrm);
     if (nrm < min_norm) {
       if (c->rank == 0) printf("  %-70s |g| %.3e  (too small to check)\n", p->name, nrm);
@@ -590,12 +644,12 @@ static int do_gradcheck(run_ctx *c) {
     double L[4];
     const double hs[4] = {eps, -eps, eps / 2, -eps / 2};
     for (int k = 0; k < 4 && rc == DT_OK; k++) {
-      for (int64_t j = 0; j < p->numel; j++) p->data[j] += (float)(hs[k] * gi[j] / nrm);
+      for (int64_t j = 0; j < p->numel_l; j++) p->data[j] += (float)(hs[k] * gi[j] / nrm);
       dt_loss_stats s2;
       rc = dt_model_forward(&c->model, c->bids, c->blabels, 0, 1.0, &s2, NULL);
-      sum_stats(&s2);
+      sum_stats(c, &s2);
       L[k] = s2.loss_sum / (double)nglob;
-      for (int64_t j = 0; j < p->numel; j++) p->data[j] -= (float)(hs[k] * gi[j] / nrm);
+      for (int64_t j = 0; j < p->numel_l; j++) p->data[j] -= (float)(hs[k] * gi[j] / nrm);
     }
     const double fd1 = (L[0] - L[1]) / (2.0 * eps), fd2 = (L[2] - L[3]) / eps;
     const double fd = (4.0 * fd2 - fd1) / 3.0;

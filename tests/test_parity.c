@@ -1,6 +1,8 @@
 /* Parity with Hugging Face transformers + PEFT (tests/data/hf-parity).
  *
  * usage: test_parity FAMILY METHOD LOSS_TOL [deltatune train options...]
+ * With DT_TEST_LAUNCH set (e.g. "mpirun -np 4 --oversubscribe") the run is
+ * launched through it, so the same checks hold on other rank layouts.
  * Runs `deltatune train` for 5 steps from the fixture's init and checks:
  *   - the losses of steps 0..4 against expected.json (within LOSS_TOL),
  *   - each loss change l[k]-l[0] within 1e-3 relative (+2e-6) of the
@@ -124,11 +126,12 @@ static void test_parity(void **state) {
   snprintf(exp_path, sizeof exp_path, "%s/%s/expected.json", dir, method);
   const char *tmp = dt_test_tmpdir();
   char *out = NULL;
+  const char *launch = getenv("DT_TEST_LAUNCH");
   int rc = dt_test_run(&out,
-                       "%s train --model %s/model --data %s/batch.safetensors --batch-size 2 "
+                       "%s %s train --model %s/model --data %s/batch.safetensors --batch-size 2 "
                        "--steps 5 --lr 1e-2 --metrics %s/m.jsonl --dump-grads %s/g.safetensors "
                        "--dump-logits %s/l.safetensors %s",
-                       DT_BINARY, dir, dir, tmp, tmp, tmp, extra);
+                       launch ? launch : "", DT_BINARY, dir, dir, tmp, tmp, tmp, extra);
   if (rc != 0) fail_msg("deltatune exited %d:\n%s", rc, out ? out : "");
   free(out);
 

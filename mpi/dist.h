@@ -1,0 +1,42 @@
+/* Rank layout: world = dp x tp. Ranks of one tensor-parallel group are
+ * consecutive (world rank r: tp_rank = r % tp, dp_rank = r / tp), so a group
+ * sits on one node when ranks are placed by node. Inside each group a BLACS
+ * 1 x tp process grid carries the ScaLAPACK descriptors of the sharded
+ * frozen matrices (see mpi/shard.h).
+ *
+ * Named communication operators (Megatron's vocabulary); each is the
+ * identity, at no cost, when tp == 1:
+ *   g  = dt_tp_sum: forward all-reduce over the tensor group (after a
+ *        row-parallel linear), backward identity;
+ *   f  = identity forward, dt_tp_sum backward (the input gradient of a
+ *        column-parallel linear).
+ */
+#ifndef DT_DIST_H
+#define DT_DIST_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+typedef struct {
+  MPI_Comm world, tp, dp;
+  int rank, size;
+  int tp_rank, tp_size;
+  int dp_rank, dp_size;
+  int blacs_ctx; /* 1 x tp grid of this rank's tensor group, -1 when tp == 1 */
+  double comm_s; /* seconds spent in the operators below */
+} dt_dist;
+
+/* Split MPI_COMM_WORLD into tp groups of `tp` ranks. Collective. */
+int dt_dist_init(dt_dist *d, int tp);
+void dt_dist_free(dt_dist *d);
+
+/* Sum over the tensor group, in place (g forward / f backward). */
+int dt_tp_sum(dt_dist *d, float *buf, size_t n);
+/* Max over the tensor group, in place. */
+int dt_tp_max(dt_dist *d, float *buf, size_t n);
+/* Sum over the data-parallel replicas, in place. */
+int dt_dp_sum(dt_dist *d, float *buf, size_t n);
+/* Sum over every rank, in place. */
+int dt_world_sum(dt_dist *d, float *buf, size_t n);
+
+#endif
