@@ -71,6 +71,14 @@ typedef struct {
 
   /* One line about what is trained. */
   void (*describe)(const dt_method *me, char *buf, size_t cap);
+
+  /* Checkpoints: state that is not a parameter but must survive a resume
+   * for the run to continue exactly, as a few int64 counters (LoRA: the
+   * training forwards that key its dropout stream). save_counters writes at
+   * most cap values and returns how many; load_counters restores them (an
+   * error when n is not what save_counters writes). Both NULL: no state. */
+  int (*save_counters)(const dt_method *me, int64_t *v, int cap);
+  int (*load_counters)(dt_method *me, const int64_t *v, int n);
 } dt_method_ops;
 
 struct dt_method {

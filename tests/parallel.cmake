@@ -15,3 +15,24 @@ dt_parity_layouts(gpt2 lora 2e-5 --method lora --lora-rank 4 --lora-alpha 8
   --lora-targets c_attn,mlp.c_fc --init-from ${F}/gpt2/lora/init.safetensors)
 dt_parity_layouts(llama lora 2e-5 --method lora --lora-rank 4 --lora-alpha 8
   --lora-targets q_proj,v_proj,down_proj --init-from ${F}/llama/lora/init.safetensors)
+dt_parity_layouts(gpt2 ia3 2e-5 --method ia3 --init-from ${F}/gpt2/ia3/init.safetensors)
+dt_parity_layouts(llama ia3 2e-5 --method ia3 --init-from ${F}/llama/ia3/init.safetensors)
+dt_parity_layouts(gpt2 adapter 2e-5 --method adapter --adapter-size 8 --init-from ${F}/gpt2/adapter/init.safetensors)
+dt_parity_layouts(llama adapter 2e-5 --method adapter --adapter-size 8 --init-from ${F}/llama/adapter/init.safetensors)
+dt_parity_layouts(gpt2 prefix 2e-5 --method prefix --prefix-tokens 3 --init-from ${F}/gpt2/prefix/init.safetensors)
+dt_parity_layouts(llama prefix 2e-5 --method prefix --prefix-tokens 3 --init-from ${F}/llama/prefix/init.safetensors)
+dt_parity_layouts(gpt2 prefix_proj 2e-5 --method prefix --prefix-tokens 3 --prefix-hidden 32
+  --init-from ${F}/gpt2/prefix_proj/init.safetensors)
+dt_parity_layouts(llama prefix_proj 2e-5 --method prefix --prefix-tokens 3 --prefix-hidden 32
+  --init-from ${F}/llama/prefix_proj/init.safetensors)
+dt_parity_layouts(gpt2 prompt 2e-5 --method prompt --prompt-tokens 3 --init-from ${F}/gpt2/prompt/init.safetensors)
+dt_parity_layouts(llama prompt 2e-5 --method prompt --prompt-tokens 3 --init-from ${F}/llama/prompt/init.safetensors)
+dt_parity_layouts(gpt2 bitfit 2e-5 --method bitfit --init-from ${F}/gpt2/bitfit/init.safetensors)
+dt_parity_layouts(gpt2 lastlayer 1e-4 --method lastlayer --init-from ${F}/gpt2/lastlayer/init.safetensors)
+dt_parity_layouts(llama lastlayer 1e-4 --method lastlayer --init-from ${F}/llama/lastlayer/init.safetensors)
+dt_parity_layouts(gpt2 full 1e-4 --method full --init-from ${F}/gpt2/full/init.safetensors)
+dt_parity_layouts(llama full 1e-4 --method full --init-from ${F}/llama/full/init.safetensors)
+dt_parity_layouts(gpt2 said 2e-5 --method said --said-dim 24
+  --init-from ${F}/gpt2/said/init.safetensors,${F}/gpt2/said/projection.safetensors)
+dt_parity_layouts(llama said 2e-5 --method said --said-dim 24
+  --init-from ${F}/llama/said/init.safetensors,${F}/llama/said/projection.safetensors)

@@ -85,14 +85,20 @@ static int adapter_create(dt_method *me, const dt_options *opt, dt_model *m,
       char nm[DT_PARAM_NAME_MAX];
       int64_t shd[2] = {s->m, s->d}, shu[2] = {s->d, s->m}, sbd[1] = {s->m},
               sbu[1] = {s->d};
+      /* adapters act on the summed (replicated) projection outputs: their
+       * gradients are complete on every rank of a tensor group */
       snprintf(nm, sizeof nm, "adapter_%d_%s.down.weight", l, where[k]);
       DT_CALL(dt_params_add(params, "adapter", nm, 2, shd, u->Wd, u->gWd, 0));
+      dt_params_last_sync(params, DT_SYNC_COMPLETE);
       snprintf(nm, sizeof nm, "adapter_%d_%s.down.bias", l, where[k]);
       DT_CALL(dt_params_add(params, "adapter", nm, 1, sbd, u->bd, u->gbd, 0));
+      dt_params_last_sync(params, DT_SYNC_COMPLETE);
       snprintf(nm, sizeof nm, "adapter_%d_%s.up.weight", l, where[k]);
       DT_CALL(dt_params_add(params, "adapter", nm, 2, shu, u->Wu, u->gWu, 0));
+      dt_params_last_sync(params, DT_SYNC_COMPLETE);
       snprintf(nm, sizeof nm, "adapter_%d_%s.up.bias", l, where[k]);
       DT_CALL(dt_params_add(params, "adapter", nm, 1, sbu, u->bu, u->gbu, 0));
+      dt_params_last_sync(params, DT_SYNC_COMPLETE);
     }
   return DT_OK;
 }

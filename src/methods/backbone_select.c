@@ -15,8 +15,23 @@ static int train_one(dt_model *m, dt_params *p, const char *method,
            prev && prev->method ? prev->method : "?", method, r->name);
   float *data, *grad;
   DT_CALL(dt_model_require_grad(m, r, &data, &grad));
-  DT_CALL(dt_params_add(p, method, r->name, r->ndim, r->shape, data, grad,
-                        r->transposed));
+  if (!r->sharded) {
+    /* replicated: computed from replicated activations, complete everywhere */
+    DT_CALL(dt_params_add(p, method, r->name, r->ndim, r->shape, data, grad,
+                          r->transposed));
+    dt_params_last_sync(p, DT_SYNC_COMPLETE);
+    return DT_OK;
+  }
+  /* this rank's shard: complete for its part */
+  dt_param_shard sh;
+  sh.shard_dim = r->shard_dim;
+  sh.rows = r->rows;
+  sh.cols = r->cols;
+  sh.segs = r->segs;
+  sh.first_l0 = r->segs.n ? dt_segs_at(&r->segs, 0)->l0 : 0;
+  sh.local_cols = r->mat ? r->mat->cols : 1;
+  DT_CALL(dt_params_add_shard(p, method, r->name, r->ndim, r->shape, data, grad,
+                              r->transposed, r->numel_l, &sh));
   return DT_OK;
 }
 

@@ -48,6 +48,7 @@ typedef struct {
   float *arena, *garena;
   float *tmp; /* [N, in] scratch (block-wise input scaling) */
   size_t tmp_n;
+  dt_segs all; /* scratch: a whole dimension as one segment */
   int n_out, n_ff;
 } ia3_state;
 
@@ -62,6 +63,21 @@ static int in_list(const char *list, const char *tok) {
     p = e + 1;
   }
   return 0;
+}
+
+static int is_pre_unit(const ia3_unit *u) { return u->ff && u->whole; }
+
+/* This rank's part of a site's input (output) dimension: the sharded
+ * dimension's segments, or all of it. */
+static const dt_segs *in_segs(const dt_model *m, int site, dt_segs *all, int in) {
+  if (dt_site_row_parallel(site)) return dt_site_segs(m, site);
+  dt_segs_full(all, in, 0);
+  return all;
+}
+static const dt_segs *out_segs(const dt_model *m, int site, dt_segs *all, int out) {
+  if (!dt_site_row_parallel(site)) return dt_site_segs(m, site);
+  dt_segs_full(all, out, 0);
+  return all;
 }
 
 static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
@@ -130,6 +146,14 @@ static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
       snprintf(nm, sizeof nm, "base_model.model.%s.%d.%s.ia3_l", dt_module_prefix(c), l,
                md[i].name);
       DT_CALL(dt_params_add(params, "ia3", nm, 2, sh, u->l, u->dl, 0));
+      /* Under tensor parallelism the gradient of a vector is complete on
+       * every rank when it scales a replicated quantity (the input of a
+       * column-parallel module seen after the input-gradient sum, or the
+       * summed output of a row-parallel one), and a partial sum when it
+       * scales this rank's columns or rows. */
+      const int rowp = dt_site_row_parallel(u->site);
+      const int complete = is_pre_unit(u) ? !rowp : (!u->ff && rowp);
+      dt_params_last_sync(params, complete ? DT_SYNC_COMPLETE : DT_SYNC_PARTIAL);
     }
   return DT_OK;
 }
@@ -144,7 +168,7 @@ static void ia3_destroy(dt_method *me) {
   free(s);
 }
 
-static int is_pre(const ia3_unit *u) { return u->ff && u->whole; }
+static int is_pre(const ia3_unit *u) { return is_pre_unit(u); }
 
 /* Has (layer, site) a unit done as a pre hook (pre = 1) / post hook (0)? */
 static int has_unit(const dt_method *me, int layer, dt_site site, int pre) {
@@ -174,16 +198,21 @@ static size_t ia3_site_ws(const dt_method *me, int layer, dt_site site, int N) {
   return w;
 }
 
-/* x_out = x * l per column (x_out may alias x). */
+/* x_out = x * l per column (x_out may alias x); a row-parallel input holds
+ * this rank's columns only. */
 static int ia3_pre_fwd(dt_method *me, const dt_site_io *io, float *x_out) {
   ia3_state *s = me->state;
   for (int i = 0; i < s->n; i++) {
     const ia3_unit *u = &s->u[i];
     if (u->layer != io->layer || u->site != (int)io->site || !is_pre(u)) continue;
+    const dt_segs *sg = in_segs(me->model, u->site, &s->all, u->in);
     for (int64_t r = 0; r < io->N; r++) {
       const float *x = io->x + r * io->in;
       float *xo = x_out + r * io->in;
-      for (int j = 0; j < io->in; j++) xo[j] = x[j] * u->l[j];
+      for (int k = 0; k < sg->n; k++) {
+        const dt_seg *g = dt_segs_at(sg, k);
+        for (int j = 0; j < g->len; j++) xo[g->l0 + j] = x[g->l0 + j] * u->l[g->g0 + j];
+      }
     }
   }
   return DT_OK;
@@ -195,26 +224,43 @@ static int ia3_pre_bwd(dt_method *me, const dt_site_io *io, float *dx) {
   for (int i = 0; i < s->n; i++) {
     const ia3_unit *u = &s->u[i];
     if (u->layer != io->layer || u->site != (int)io->site || !is_pre(u)) continue;
+    const dt_segs *sg = in_segs(me->model, u->site, &s->all, u->in);
     for (int64_t r = 0; r < io->N; r++) {
       const float *x = io->x + r * io->in;
       float *g = dx + r * io->in;
-      for (int j = 0; j < io->in; j++) {
-        u->dl[j] += g[j] * x[j];
-        g[j] *= u->l[j];
+      for (int k = 0; k < sg->n; k++) {
+        const dt_seg *sgk = dt_segs_at(sg, k);
+        for (int j = 0; j < sgk->len; j++) {
+          const int lj = sgk->l0 + j, gj = sgk->g0 + j;
+          u->dl[gj] += g[lj] * x[lj];
+          g[lj] *= u->l[gj];
+        }
       }
     }
   }
   return DT_OK;
 }
 
-static const float *block_weight(dt_method *me, const ia3_unit *u) {
-  dt_model *m = me->model;
-  const float *W = dt_mat_f32(m, &m->layers[u->layer].lin[u->site]);
-  return W + (size_t)u->row0 * u->in;
-}
+/* The unit's rows [row0, row0+out) of the site output that this rank holds:
+ * calls fn(global row - row0, local row, count) per run. */
+#define FOR_UNIT_ROWS(me, u, s, BODY)                                              \
+  do {                                                                             \
+    const dt_segs *sg_ = out_segs((me)->model, (u)->site, &(s)->all, (u)->row0 + (u)->out); \
+    for (int k_ = 0; k_ < sg_->n; k_++) {                                          \
+      const dt_seg *g_ = dt_segs_at(sg_, k_);                                      \
+      const int a_ = g_->g0 > (u)->row0 ? g_->g0 : (u)->row0;                      \
+      const int b_ = g_->g0 + g_->len < (u)->row0 + (u)->out ? g_->g0 + g_->len     \
+                                                            : (u)->row0 + (u)->out; \
+      if (a_ >= b_) continue;                                                      \
+      const int ur __attribute__((unused)) = a_ - (u)->row0;                       \
+      const int lr = g_->l0 + (a_ - g_->g0), cnt = b_ - a_;                        \
+      BODY;                                                                        \
+    }                                                                              \
+  } while (0)
 
 static int ia3_post_fwd(dt_method *me, const dt_site_io *io) {
   ia3_state *s = me->state;
+  dt_model *m = me->model;
   float *ws = io->ws;
   const int N = io->N;
   for (int i = 0; i < s->n; i++) {
@@ -222,24 +268,28 @@ static int ia3_post_fwd(dt_method *me, const dt_site_io *io) {
     if (u->layer != io->layer || u->site != (int)io->site || is_pre(u)) continue;
     if (!u->ff) {
       /* save the block, then scale it */
-      for (int64_t r = 0; r < N; r++) {
-        float *y = io->y + r * io->out + u->row0;
-        float *sv = ws + r * u->out;
-        for (int j = 0; j < u->out; j++) {
-          sv[j] = y[j];
-          y[j] *= u->l[j];
+      FOR_UNIT_ROWS(me, u, s, {
+        for (int64_t r = 0; r < N; r++) {
+          float *y = io->y + r * io->out + lr;
+          float *sv = ws + r * u->out + ur;
+          for (int j = 0; j < cnt; j++) {
+            sv[j] = y[j];
+            y[j] *= u->l[ur + j];
+          }
         }
-      }
+      });
       ws += (size_t)N * u->out;
     } else {
-      /* y_block += (x * (l - 1)) W_block^T */
+      /* y_block += (x * (l - 1)) W_block^T over this rank's rows */
       DT_CALL(dt_ensure_floats(&s->tmp, &s->tmp_n, (size_t)N * u->in, "ia3 scratch"));
       for (int64_t r = 0; r < N; r++)
         for (int j = 0; j < u->in; j++)
           s->tmp[r * u->in + j] = io->x[r * u->in + j] * (u->l[j] - 1.0f);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, u->out, u->in, 1.0f,
-                  s->tmp, u->in, block_weight(me, u), u->in, 1.0f, io->y + u->row0,
-                  io->out);
+      const float *W = dt_mat_f32(m, &m->layers[u->layer].lin[u->site]);
+      FOR_UNIT_ROWS(me, u, s, {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, cnt, u->in, 1.0f, s->tmp,
+                    u->in, W + (size_t)lr * u->in, u->in, 1.0f, io->y + lr, io->out);
+      });
     }
   }
   return DT_OK;
@@ -247,27 +297,34 @@ static int ia3_post_fwd(dt_method *me, const dt_site_io *io) {
 
 static int ia3_post_bwd(dt_method *me, const dt_site_io *io, float *dy, float *dx) {
   ia3_state *s = me->state;
+  dt_model *m = me->model;
   float *ws = io->ws;
   const int N = io->N;
   for (int i = 0; i < s->n; i++) {
     const ia3_unit *u = &s->u[i];
     if (u->layer != io->layer || u->site != (int)io->site || is_pre(u)) continue;
     if (!u->ff) {
-      for (int64_t r = 0; r < N; r++) {
-        float *g = dy + r * io->out + u->row0;
-        const float *sv = ws + r * u->out;
-        for (int j = 0; j < u->out; j++) {
-          u->dl[j] += g[j] * sv[j];
-          g[j] *= u->l[j];
+      FOR_UNIT_ROWS(me, u, s, {
+        for (int64_t r = 0; r < N; r++) {
+          float *g = dy + r * io->out + lr;
+          const float *sv = ws + r * u->out + ur;
+          for (int j = 0; j < cnt; j++) {
+            u->dl[ur + j] += g[j] * sv[j];
+            g[j] *= u->l[ur + j];
+          }
         }
-      }
+      });
       ws += (size_t)N * u->out;
     } else {
-      /* t = dy_block W_block; dl += colsum(t * x); dx += t * (l - 1) */
+      /* t = dy_block W_block (this rank's rows); dl += colsum(t * x);
+       * dx += t * (l - 1) (partial sums, completed with the input gradient) */
       DT_CALL(dt_ensure_floats(&s->tmp, &s->tmp_n, (size_t)N * u->in, "ia3 scratch"));
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, u->in, u->out, 1.0f,
-                  dy + u->row0, io->out, block_weight(me, u), u->in, 0.0f, s->tmp,
-                  u->in);
+      memset(s->tmp, 0, sizeof(float) * (size_t)N * u->in);
+      const float *W = dt_mat_f32(m, &m->layers[u->layer].lin[u->site]);
+      FOR_UNIT_ROWS(me, u, s, {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, u->in, cnt, 1.0f,
+                    dy + lr, io->out, W + (size_t)lr * u->in, u->in, 1.0f, s->tmp, u->in);
+      });
       for (int64_t r = 0; r < N; r++) {
         const float *t = s->tmp + r * u->in, *x = io->x + r * u->in;
         float *g = dx + r * u->in;

@@ -2,7 +2,14 @@
  * A [r, in] (kaiming-uniform, as PEFT), B [out, r] (zero), so the model is
  * unchanged at init. Fused q|k|v and gate|up rows are targeted by name
  * (q_proj, v_proj, ...); GPT-2's c_attn is the whole fused matrix, as PEFT
- * treats it. */
+ * treats it.
+ *
+ * Under tensor parallelism A and B are replicated. On a column-parallel
+ * matrix a rank applies the rows of B that match its output rows (A's and
+ * B's gradients are partial sums). On a row-parallel matrix the hook sees
+ * the summed output: h = x A^T is summed over the tensor group from each
+ * rank's input columns, after which B's gradient is complete on every rank
+ * and A's is a partial sum. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -104,6 +111,9 @@ static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
       snprintf(nm, sizeof nm, "base_model.model.%s.%d.%s.lora_B.weight",
                dt_module_prefix(c), l, md[i].name);
       DT_CALL(dt_params_add(params, "lora", nm, 2, shB, u->B, u->dB, 0));
+      /* after the tensor-group sum of h, B's gradient is complete on a
+       * row-parallel matrix; every other LoRA gradient is a partial sum */
+      if (dt_site_row_parallel(u->site)) dt_params_last_sync(params, DT_SYNC_COMPLETE);
     }
   return DT_OK;
 }
@@ -150,8 +160,10 @@ static int lora_begin_forward(dt_method *me, int train) {
 
 static int lora_post_fwd(dt_method *me, const dt_site_io *io) {
   lora_state *s = me->state;
+  dt_model *m = me->model;
   float *ws = io->ws;
-  const int N = io->N, r = s->r;
+  const int N = io->N, r = s->r, rowp = dt_site_row_parallel(io->site);
+  const dt_segs *sg = dt_site_segs(m, io->site);
   for (int i = 0; i < s->n; i++) {
     const lora_unit *u = &s->u[i];
     if (u->layer != io->layer || u->site != (int)io->site) continue;
@@ -159,24 +171,55 @@ static int lora_post_fwd(dt_method *me, const dt_site_io *io) {
     float *h = ws;
     ws += (size_t)N * r;
     if (s->dropout > 0 && io->train) {
+      /* the mask is keyed by the global element, so every layout agrees */
       float *xd = ws;
-      for (int64_t j = 0; j < (int64_t)N * u->in; j++) xd[j] = x[j] * keep(s, i, j);
+      for (int64_t row = 0; row < N; row++)
+        for (int k = 0; k < sg->n && rowp; k++) {
+          const dt_seg *g = dt_segs_at(sg, k);
+          for (int c = 0; c < g->len; c++)
+            xd[row * io->in + g->l0 + c] =
+                x[row * io->in + g->l0 + c] * keep(s, i, row * u->in + g->g0 + c);
+        }
+      if (!rowp)
+        for (int64_t j = 0; j < (int64_t)N * u->in; j++) xd[j] = x[j] * keep(s, i, j);
       x = xd;
     }
     if (s->dropout > 0) ws += (size_t)N * u->in;
-    /* h [N,r] = x A^T ; y[:, row0:row0+out] += scale h B^T */
+    if (rowp) {
+      /* h [N,r] = sum over ranks of x[:, own cols] A[:, own cols]^T */
+      memset(h, 0, sizeof(float) * (size_t)N * r);
+      for (int k = 0; k < sg->n; k++) {
+        const dt_seg *g = dt_segs_at(sg, k);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, g->len, 1.0f, x + g->l0,
+                    io->in, u->A + g->g0, u->in, 1.0f, h, r);
+      }
+      if (m->dist) DT_CALL(dt_tp_sum(m->dist, h, (size_t)N * r));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, u->out, r, s->scale, h, r,
+                  u->B, r, 1.0f, io->y + u->row0, io->out);
+      continue;
+    }
+    /* h [N,r] = x A^T ; y[:, own rows of the unit] += scale h B[rows]^T */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, u->in, 1.0f, x,
                 u->in, u->A, u->in, 0.0f, h, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, u->out, r, s->scale,
-                h, r, u->B, r, 1.0f, io->y + u->row0, io->out);
+    for (int k = 0; k < sg->n; k++) {
+      const dt_seg *g = dt_segs_at(sg, k);
+      const int a = g->g0 > u->row0 ? g->g0 : u->row0;
+      const int b = g->g0 + g->len < u->row0 + u->out ? g->g0 + g->len : u->row0 + u->out;
+      if (a >= b) continue;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, b - a, r, s->scale, h, r,
+                  u->B + (size_t)(a - u->row0) * r, r, 1.0f, io->y + g->l0 + (a - g->g0),
+                  io->out);
+    }
   }
   return DT_OK;
 }
 
 static int lora_post_bwd(dt_method *me, const dt_site_io *io, float *dy, float *dx) {
   lora_state *s = me->state;
+  dt_model *m = me->model;
   float *ws = io->ws;
-  const int N = io->N, r = s->r;
+  const int N = io->N, r = s->r, rowp = dt_site_row_parallel(io->site);
+  const dt_segs *sg = dt_site_segs(m, io->site);
   DT_CALL(dt_ensure_floats(&s->dh, &s->dh_n, (size_t)N * r, "lora scratch"));
   for (int i = 0; i < s->n; i++) {
     const lora_unit *u = &s->u[i];
@@ -188,12 +231,48 @@ static int lora_post_bwd(dt_method *me, const dt_site_io *io, float *dy, float *
       x = ws;
       ws += (size_t)N * u->in;
     }
-    const float *dys = dy + u->row0;
-    /* dB [out,r] += scale dy^T h ; dh [N,r] = scale dy B ; dA += dh^T x */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, u->out, r, N, s->scale,
-                dys, io->out, h, r, 1.0f, u->dB, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, u->out, s->scale,
-                dys, io->out, u->B, r, 0.0f, s->dh, r);
+    if (rowp) {
+      /* dy is the full output gradient: dB complete, dh complete, dA and dx
+       * for this rank's input columns */
+      const float *dys = dy + u->row0;
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, u->out, r, N, s->scale, dys,
+                  io->out, h, r, 1.0f, u->dB, r);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, u->out, s->scale, dys,
+                  io->out, u->B, r, 0.0f, s->dh, r);
+      for (int k = 0; k < sg->n; k++) {
+        const dt_seg *g = dt_segs_at(sg, k);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, g->len, N, 1.0f, s->dh, r,
+                    x + g->l0, io->in, 1.0f, u->dA + g->g0, u->in);
+        if (s->dropout > 0) {
+          DT_CALL(dt_ensure_floats(&s->tmp, &s->tmp_n, (size_t)N * g->len, "lora scratch"));
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, g->len, r, 1.0f, s->dh,
+                      r, u->A + g->g0, u->in, 0.0f, s->tmp, g->len);
+          for (int64_t row = 0; row < N; row++)
+            for (int c = 0; c < g->len; c++)
+              dx[row * io->in + g->l0 + c] +=
+                  s->tmp[row * g->len + c] * keep(s, i, row * u->in + g->g0 + c);
+        } else {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, g->len, r, 1.0f, s->dh,
+                      r, u->A + g->g0, u->in, 1.0f, dx + g->l0, io->in);
+        }
+      }
+      continue;
+    }
+    /* column-parallel: this rank's output rows of the unit.
+     * dB[rows] += scale dy^T h ; dh = scale sum dy[:, rows] B[rows] ;
+     * dA += dh^T x ; dx += dh A (all partial sums) */
+    memset(s->dh, 0, sizeof(float) * (size_t)N * r);
+    for (int k = 0; k < sg->n; k++) {
+      const dt_seg *g = dt_segs_at(sg, k);
+      const int a = g->g0 > u->row0 ? g->g0 : u->row0;
+      const int b = g->g0 + g->len < u->row0 + u->out ? g->g0 + g->len : u->row0 + u->out;
+      if (a >= b) continue;
+      const float *dys = dy + g->l0 + (a - g->g0);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, b - a, r, N, s->scale, dys,
+                  io->out, h, r, 1.0f, u->dB + (size_t)(a - u->row0) * r, r);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, b - a, s->scale, dys,
+                  io->out, u->B + (size_t)(a - u->row0) * r, r, 1.0f, s->dh, r);
+    }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, u->in, N, 1.0f, s->dh,
                 r, x, u->in, 1.0f, u->dA, u->in);
     if (s->dropout > 0) {
@@ -215,6 +294,24 @@ static void lora_describe(const dt_method *me, char *buf, size_t cap) {
            (double)s->scale, (double)s->dropout, s->n);
 }
 
+/* Checkpointed state: the count of training forwards keys the dropout
+ * stream, so a resumed run draws the masks an uninterrupted one would. */
+static int lora_save_counters(const dt_method *me, int64_t *v, int cap) {
+  const lora_state *s = me->state;
+  if (cap < 1) return 0;
+  v[0] = s->fwd_count;
+  return 1;
+}
+
+static int lora_load_counters(dt_method *me, const int64_t *v, int n) {
+  lora_state *s = me->state;
+  DT_CHECK(n == 1 && v[0] >= 0, DT_EINPUT,
+           "lora: the checkpoint's counters.lora holds %d value(s) (%lld first); expected one "
+           "non-negative count of training forwards", n, n > 0 ? (long long)v[0] : -1LL);
+  s->fwd_count = v[0];
+  return DT_OK;
+}
+
 const dt_method_ops dt_method_lora = {
     .name = "lora",
     .summary = "low-rank update B A on targeted linears (Hu et al. 2021)",
@@ -227,4 +324,6 @@ const dt_method_ops dt_method_lora = {
     .post_bwd = lora_post_bwd,
     .wants_post = lora_wants_post,
     .describe = lora_describe,
+    .save_counters = lora_save_counters,
+    .load_counters = lora_load_counters,
 };

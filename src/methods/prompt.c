@@ -31,12 +31,17 @@ typedef struct {
   float *dacc;   /* [P, d] gradient the engine accumulates in one backward */
 } prompt_state;
 
+/* The embedding row of token id. The vocabulary is split across a tensor
+ * group: the owner copies its row, the others write zeros, and the caller
+ * sums the rows over the group (dt_tp_sum). */
 static void copy_token_row(const dt_model *m, int id, float *dst) {
-  const int d = m->cfg.d_model;
-  if (m->wte.w)
-    memcpy(dst, m->wte.w + (size_t)id * d, sizeof(float) * d);
+  const int d = m->cfg.d_model, local = id - m->sh.vocab0;
+  if (local < 0 || local >= m->sh.vocab_l)
+    memset(dst, 0, sizeof(float) * d);
+  else if (m->wte.w)
+    memcpy(dst, m->wte.w + (size_t)local * d, sizeof(float) * d);
   else
-    for (int j = 0; j < d; j++) dst[j] = dt_bf16_to_f32(m->wte.w16[(size_t)id * d + j]);
+    for (int j = 0; j < d; j++) dst[j] = dt_bf16_to_f32(m->wte.w16[(size_t)local * d + j]);
 }
 
 /* Parse "ids:a,b,c" into ids (malloc'd). Errors name the value. */
@@ -103,9 +108,13 @@ static int prompt_create(dt_method *me, const dt_options *opt, dt_model *m,
     DT_ERR(DT_EUSAGE, "--prompt-init: unknown value '%s'; choose random, vocab or ids:I,J,...",
            init);
   }
+  if (strcmp(init, "random") != 0 && m->dist)
+    DT_CALL(dt_tp_sum(m->dist, s->e, (size_t)s->P * s->d));
   int64_t sh[2] = {s->P, s->d};
   DT_CALL(dt_params_add(params, "prompt", "prompt_encoder.embedding.weight", 2, sh, s->e,
                         s->de, 0));
+  /* the embedding-layer gradient is replicated: complete on every rank */
+  dt_params_last_sync(params, DT_SYNC_COMPLETE);
   return DT_OK;
 }
 

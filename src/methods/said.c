@@ -302,12 +302,12 @@ static int said_create(dt_method *me, const dt_options *opt, dt_model *m,
       rc = dt_model_require_grad(m, &refs[i], &u->w, &u->dw);
     else
       u->w = refs[i].mat->w + refs[i].offset;
-    if (!rc) rc = dt_alloc_aligned(&u->w0, sizeof(float) * (size_t)u->D, refs[i].name);
+    if (!rc) rc = dt_alloc_aligned(&u->w0, sizeof(float) * (size_t)refs[i].numel_l, refs[i].name);
     if (!rc) rc = dt_alloc_aligned(&u->B, sizeof(float) * (size_t)u->m, "said B");
     if (!rc) rc = dt_alloc_aligned(&u->G, sizeof(float) * (size_t)u->LL, "said G");
     if (!rc) rc = dt_alloc_aligned(&u->Pi, sizeof(int32_t) * (size_t)u->LL, "said Pi");
     if (rc) break;
-    memcpy(u->w0, u->w, sizeof(float) * (size_t)u->D);
+    memcpy(u->w0, u->w, sizeof(float) * (size_t)u->ref.numel_l);
     s->n_weights += u->D;
     if (u->LL > max_ll) max_ll = u->LL;
     if (u->m > max_m) max_m = u->m;
@@ -375,8 +375,36 @@ static void said_destroy(dt_method *me) {
   free(s);
 }
 
+/* Under tensor parallelism a rank holds part of a projected tensor: visit
+ * its local elements li with the HF flat index hf of each (the tensor's
+ * storage is [rows, cols]; GPT-2 Conv1D tensors are the transpose of HF). */
+#define FOR_LOCAL(u, BODY)                                                          \
+  do {                                                                              \
+    const dt_tensor_ref *r_ = &(u)->ref;                                            \
+    const int64_t R_ = r_->rows, C_ = r_->cols;                                     \
+    const int64_t lc_ = r_->mat->cols, f0_ = r_->segs.n ? dt_segs_at(&r_->segs, 0)->l0 : 0; \
+    for (int s_ = 0; s_ < r_->segs.n; s_++) {                                       \
+      const dt_seg *g_ = dt_segs_at(&r_->segs, s_);                                 \
+      const int64_t nr_ = r_->shard_dim == 0 ? g_->len : R_;                        \
+      const int64_t nc_ = r_->shard_dim == 0 ? C_ : g_->len;                        \
+      for (int64_t a_ = 0; a_ < nr_; a_++)                                          \
+        for (int64_t b_ = 0; b_ < nc_; b_++) {                                      \
+          const int64_t row_ = r_->shard_dim == 0 ? g_->g0 + a_ : a_;               \
+          const int64_t col_ = r_->shard_dim == 0 ? b_ : g_->g0 + b_;               \
+          const int64_t li = r_->shard_dim == 0 ? (g_->l0 - f0_ + a_) * C_ + b_     \
+                                                : a_ * lc_ + g_->l0 + b_;           \
+          const int64_t hf = r_->transposed ? col_ * R_ + row_ : row_ * C_ + col_;  \
+          BODY;                                                                     \
+        }                                                                           \
+    }                                                                               \
+  } while (0)
+
 /* W = W0 + c * reshape(y[:D]) onto the HF shape, written in storage layout. */
 static void write_weight(const said_unit *u, const float *y, float c) {
+  if (u->ref.sharded) {
+    FOR_LOCAL(u, u->w[li] = u->w0[li] + c * y[hf]);
+    return;
+  }
   if (!u->ref.transposed) {
     for (int64_t j = 0; j < u->D; j++) u->w[j] = u->w0[j] + c * y[j];
     return;
@@ -393,8 +421,14 @@ static void write_weight(const said_unit *u, const float *y, float c) {
     }
 }
 
-/* g [LL] = pad(dW in HF order). */
+/* g [LL] = pad(dW in HF order); a shard fills its own elements (zeros
+ * elsewhere), so theta's and lam's gradients are partial sums. */
 static void gather_grad(const said_unit *u, float *g) {
+  if (u->ref.sharded) {
+    memset(g, 0, sizeof(float) * (size_t)u->LL);
+    FOR_LOCAL(u, g[hf] = u->dw[li]);
+    return;
+  }
   if (!u->ref.transposed) {
     memcpy(g, u->dw, sizeof(float) * (size_t)u->D);
   } else {
@@ -417,7 +451,7 @@ static int check_shared(const said_state *s) {
     const float *lo = a->w, *hi = a->w + (size_t)a->rows * a->cols;
     for (int k = 0; k < s->params->n; k++) {
       const dt_param *p = &s->params->p[k];
-      DT_CHECK(!(p->data < hi && p->data + p->numel > lo), DT_EUSAGE,
+      DT_CHECK(!(p->data < hi && p->data + p->numel_l > lo), DT_EUSAGE,
                "--method: '%s' (method %s) trains %s, which said rewrites as W0 + delta "
                "before every forward; combine said with methods that leave the 2-D "
                "block weights alone, or narrow --said-targets",
@@ -457,7 +491,7 @@ static int said_end_backward(dt_method *me) {
     const double dot = dt_fastfood_backward(&u->ff, theta, s->d, s->y,
                                             (float)(lam[i] / u->norm), dtheta, s->h);
     dlam[i] += (float)(dot / u->norm);
-    memset(u->dw, 0, sizeof(float) * (size_t)u->D);
+    memset(u->dw, 0, sizeof(float) * (size_t)u->ref.numel_l);
   }
   return DT_OK;
 }
