@@ -33,17 +33,21 @@ int dt_dist_init(dt_dist *d, int tp) {
            DT_EMPI, "cannot create the tensor-parallel communicator");
   DT_CHECK(MPI_Comm_split(d->world, d->tp_rank, d->dp_rank, &d->dp) == MPI_SUCCESS,
            DT_EMPI, "cannot create the data-parallel communicator");
-  d->blacs_ctx = -1;
+  d->blacs_ctx = d->blacs_ctx_col = -1;
   if (tp > 1) {
     int ctx = Csys2blacs_handle(d->tp);
     Cblacs_gridinit(&ctx, "Row", 1, tp);
     d->blacs_ctx = ctx;
+    ctx = Csys2blacs_handle(d->tp);
+    Cblacs_gridinit(&ctx, "Col", tp, 1);
+    d->blacs_ctx_col = ctx;
   }
   return DT_OK;
 }
 
 void dt_dist_free(dt_dist *d) {
   if (d->blacs_ctx >= 0) Cblacs_gridexit(d->blacs_ctx);
+  if (d->blacs_ctx_col >= 0) Cblacs_gridexit(d->blacs_ctx_col);
   if (d->tp != MPI_COMM_NULL && d->tp) MPI_Comm_free(&d->tp);
   if (d->dp != MPI_COMM_NULL && d->dp) MPI_Comm_free(&d->dp);
   memset(d, 0, sizeof *d);

@@ -22,7 +22,8 @@ typedef struct {
   int rank, size;
   int tp_rank, tp_size;
   int dp_rank, dp_size;
-  int blacs_ctx; /* 1 x tp grid of this rank's tensor group, -1 when tp == 1 */
+  int blacs_ctx;     /* 1 x tp grid of this rank's tensor group, -1 when tp == 1 */
+  int blacs_ctx_col; /* tp x 1 grid of the same group (row-parallel matrices) */
   double comm_s; /* seconds spent in the operators below */
 } dt_dist;
 

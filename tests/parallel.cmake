@@ -36,3 +36,7 @@ dt_parity_layouts(gpt2 said 2e-5 --method said --said-dim 24
   --init-from ${F}/gpt2/said/init.safetensors,${F}/gpt2/said/projection.safetensors)
 dt_parity_layouts(llama said 2e-5 --method said --said-dim 24
   --init-from ${F}/llama/said/init.safetensors,${F}/llama/said/projection.safetensors)
+dt_add_test(test_scalapack_layout SOURCES test_scalapack_layout.c NP 3)
+add_test(NAME test_scalapack_layout_np4 COMMAND ${DT_MPIRUN} -np 4 $<TARGET_FILE:test_scalapack_layout>)
+set_tests_properties(test_scalapack_layout_np4 PROPERTIES PROCESSORS 4 TIMEOUT 300 LABELS parallel
+  ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
