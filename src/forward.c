@@ -14,6 +14,7 @@
 #include "method.h"
 #include "model.h"
 #include "ops.h"
+#include "pxgemm.h"
 #include "safetensors.h"
 
 #define LOGIT_CHUNK 256
@@ -115,6 +116,13 @@ static void layout(dt_model *m, carver *cv, int B, int T, int recompute) {
   m->d_xf = carve(cv, N * d);
   dt_attn_dims ad = {B, T, m->n_prefix, m->sh.n_head_l, m->sh.n_kv_l, c->head_dim};
   m->att_scratch = carve(cv, (size_t)dt_attention_scratch(&ad));
+  if (m->tp_gemm && dt_model_tp(m) > 1) {
+    size_t mx_in = 0;
+    for (int s = 0; s < DT_N_SITES; s++)
+      if ((size_t)dt_site_in_l(m, s) > mx_in) mx_in = (size_t)dt_site_in_l(m, s);
+    m->px_scratch = carve(cv, dt_pxgemm_scratch(m, (int)N));
+    m->px_tmp = carve(cv, N * mx_in);
+  }
   m->logit_chunk_rows = LOGIT_CHUNK;
   m->logit_chunk = carve(cv, (size_t)LOGIT_CHUNK * (m->sh.vocab_l > 0 ? m->sh.vocab_l : 1));
   m->head_red = carve(cv, 4 * (size_t)LOGIT_CHUNK);
@@ -253,7 +261,13 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
       xin = a->lin_in[s];
     }
   const dt_layer *L = &m->layers[l];
-  if (dt_site_row_parallel(s)) {
+  if (m->tp_gemm && dt_model_tp(m) > 1) {
+    /* the PxGEMM formulation: psgemm moves the operands itself */
+    DT_CALL(dt_pxgemm_forward(m, s, y, xin, dt_mat_f32(m, &L->lin[s]), N, m->px_scratch));
+    if (L->bias[s].v)
+      for (int i = 0; i < N; i++)
+        for (int j = 0; j < out; j++) y[(size_t)i * out + j] += L->bias[s].v[j];
+  } else if (dt_site_row_parallel(s)) {
     /* row-parallel: partial products, g = sum over the tensor group, bias */
     dt_linear_forward(y, xin, dt_mat_f32(m, &L->lin[s]), NULL, N, in, out);
     if (m->dist) DT_CALL(dt_tp_sum(m->dist, y, (size_t)N * out));
@@ -291,10 +305,18 @@ static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
     for (int i = 0; i < N; i++)
       for (int j = 0; j < out; j++) L->bias[s].grad[j] += dy[(size_t)i * out + j];
   }
-  dt_linear_backward_input(dx, dy, dt_mat_f32(m, &L->lin[s]), N, in, out);
-  /* column-parallel: f backward = sum of the partial input gradients */
-  if (!dt_site_row_parallel(s) && m->dist)
-    DT_CALL(dt_tp_sum(m->dist, dx, (size_t)N * in));
+  if (m->tp_gemm && dt_model_tp(m) > 1) {
+    /* hooks' partial contributions are summed; psgemm gives the rest whole */
+    if (!dt_site_row_parallel(s)) DT_CALL(dt_tp_sum(m->dist, dx, (size_t)N * in));
+    DT_CALL(dt_pxgemm_backward_input(m, s, m->px_tmp, dy, dt_mat_f32(m, &L->lin[s]), N,
+                                     m->px_scratch));
+    for (size_t i = 0; i < (size_t)N * in; i++) dx[i] += m->px_tmp[i];
+  } else {
+    dt_linear_backward_input(dx, dy, dt_mat_f32(m, &L->lin[s]), N, in, out);
+    /* column-parallel: f backward = sum of the partial input gradients */
+    if (!dt_site_row_parallel(s) && m->dist)
+      DT_CALL(dt_tp_sum(m->dist, dx, (size_t)N * in));
+  }
   io.x = x;
   for (int k = m->n_methods - 1; k >= 0; k--)
     if (wants_pre(m, k, l, s) && m->methods[k]->ops->pre_bwd) {

@@ -90,6 +90,8 @@ typedef struct dt_model {
   int T;          /* T_data + n_virtual */
   int n_prefix;   /* prefix key/values per layer (attention only) */
   int recompute;  /* keep only block inputs; recompute in backward */
+  int tp_gemm;    /* 0: local GEMM + tensor-group sum (default), 1: ScaLAPACK psgemm */
+  float *px_scratch, *px_tmp; /* PxGEMM scratch and a [N, max in] buffer */
 
   /* activations (one arena) */
   float *arena;

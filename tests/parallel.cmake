@@ -1,7 +1,7 @@
 # Every fixture check of the methods on other rank layouts: 2 ranks as 2
 # tensor-parallel shards, 2 data-parallel replicas splitting the batch of 2,
 # 3 shards (uneven: 4 heads in 2 kv groups and FFN 128 / 192 on 3 ranks),
-# and 2 replicas x 2 shards.
+# and 2 replicas x 2 shards; and 3 shards through ScaLAPACK's psgemm.
 set(F ${DT_TESTDATA_DIR}/hf-parity)
 function(dt_parity_layouts fam method tol)
   foreach(layout "2 2" "2 1" "3 3" "4 2")
@@ -10,6 +10,9 @@ function(dt_parity_layouts fam method tol)
     list(GET l 1 tp)
     dt_add_parity_test_mpi(parity_np${np}_tp${tp}_${fam}_${method} ${np} ${tp} ${fam} ${method} ${tol} ${ARGN})
   endforeach()
+  # the PxGEMM formulation gives the same results
+  dt_add_parity_test_mpi(parity_np3_tp3_pxgemm_${fam}_${method} 3 3 ${fam} ${method} ${tol}
+    --tp-gemm pxgemm ${ARGN})
 endfunction()
 dt_parity_layouts(gpt2 lora 2e-5 --method lora --lora-rank 4 --lora-alpha 8
   --lora-targets c_attn,mlp.c_fc --init-from ${F}/gpt2/lora/init.safetensors)
