@@ -19,6 +19,8 @@ static const command g_commands[] = {
     {"eval", dt_cmd_eval, "loss, token accuracy and exact match on a data file"},
     {"gradcheck", dt_cmd_gradcheck, "check gradients against finite differences"},
     {"methods", dt_cmd_methods, "list the delta methods"},
+    {"inspect", dt_cmd_inspect, "what a checkpoint holds; is it complete and intact"},
+    {"export", dt_cmd_export, "write a checkpoint as a PEFT adapter or a safetensors file"},
 };
 #define N_COMMANDS (int)(sizeof g_commands / sizeof g_commands[0])
 
@@ -51,7 +53,7 @@ int main(int argc, char **argv) {
       if (!strcmp(argv[1], g_commands[i].name)) cmd = &g_commands[i];
     if (!cmd) {
       rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
-                        "unknown command '%s' (commands: train, eval, gradcheck, methods; "
+                        "unknown command '%s' (commands: train, eval, gradcheck, methods, inspect, export; "
                         "see deltatune --help)", argv[1]);
     } else {
       rc = cmd->fn(argc - 2, argv + 2);

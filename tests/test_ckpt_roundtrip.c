@@ -1,0 +1,408 @@
+/* Checkpoint files at the level of io/checkpoint.h, run under mpirun with
+ * 1 to 4 ranks: a table of tensors (transposed storage, odd shapes, special
+ * float values) and AdamW moments are written collectively and read back
+ * bit for bit, by the same ranks and by rank 0 alone; a failure on one rank
+ * fails the write on every rank and leaves the previous file; --keep and
+ * the newest-checkpoint listing; fewer variables than ranks; replicas that
+ * differ between ranks are refused.
+ *
+ * Every rank checks; the verdicts are reduced before any assertion so that
+ * no rank is left waiting in a collective. */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "error.h"
+#include "testutil.h"
+
+static int g_rank, g_size;
+static char g_dir[512];
+
+/* Failures of this rank; reduced by verdict(). */
+static int g_bad;
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (!(cond)) {                                         \
+      g_bad++;                                             \
+      fprintf(stderr, "rank %d: %s:%d: ", g_rank, __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);                        \
+      fputc('\n', stderr);                                 \
+    }                                                      \
+  } while (0)
+
+static void verdict(void) {
+  int all = 0;
+  MPI_Allreduce(&g_bad, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  g_bad = 0;
+  assert_int_equal(all, 0);
+}
+
+typedef struct {
+  dt_params t;
+  float *store[8];
+  float *m, *v;
+} table;
+
+/* Values are the same on every rank (a replicated table). */
+static float value(int tensor, int64_t j, int salt) {
+  uint32_t x = (uint32_t)(tensor * 2654435761u) ^ (uint32_t)(j * 40503u) ^ (uint32_t)salt;
+  x ^= x >> 13;
+  x *= 0x5bd1e995u;
+  x ^= x >> 15;
+  float f;
+  memcpy(&f, &x, sizeof f);
+  if (!isfinite(f) || fabsf(f) > 1e30f) f = (float)((int32_t)x) * 1e-9f;
+  return f;
+}
+
+static void make_table(table *tb, int n, int with_opt, int salt) {
+  static const int64_t shapes[8][4] = {{3, 5}, {7}, {2, 3, 4}, {1, 1}, {130, 17},
+                                       {5, 3}, {64}, {2, 2, 2, 2}};
+  static const int ndims[8] = {2, 1, 3, 2, 2, 2, 1, 4};
+  static const char *const names[8] = {"base_model.model.transformer.h.0.attn.c_attn.lora_A.weight",
+                                       "transformer.h.1.ln_1.bias",
+                                       "a.b-c/d:e",
+                                       "theta",
+                                       "transformer.h.0.mlp.c_fc.weight",
+                                       "a_b_c_d_e", /* sanitises like "a.b-c/d:e" */
+                                       "lam",
+                                       "0starts.with.digit"};
+  memset(tb, 0, sizeof *tb);
+  int64_t total = 0;
+  for (int i = 0; i < n; i++) {
+    int64_t numel = 1;
+    for (int d = 0; d < ndims[i]; d++) numel *= shapes[i][d];
+    tb->store[i] = calloc((size_t)numel, sizeof(float));
+    for (int64_t j = 0; j < numel; j++) tb->store[i][j] = value(i, j, salt);
+    total += numel;
+    /* tensors 0 and 4 are stored transposed ([in,out] externally) */
+    assert_int_equal(dt_params_add(&tb->t, i % 2 ? "bitfit" : "lora", names[i], ndims[i],
+                                   shapes[i], tb->store[i], NULL, i == 0 || i == 4),
+                     DT_OK);
+  }
+  /* special values: -0, inf, a NaN with payload, a denormal */
+  if (n >= 2) {
+    const uint32_t nan = 0x7fc01234u, den = 0x00000123u;
+    tb->store[1][0] = -0.0f;
+    tb->store[1][1] = INFINITY;
+    memcpy(&tb->store[1][2], &nan, 4);
+    memcpy(&tb->store[1][3], &den, 4);
+  }
+  if (with_opt) {
+    tb->m = calloc((size_t)total + 1, sizeof(float));
+    tb->v = calloc((size_t)total + 1, sizeof(float));
+    for (int64_t j = 0; j < total; j++) {
+      tb->m[j] = value(100, j, salt);
+      tb->v[j] = fabsf(value(200, j, salt));
+    }
+  }
+}
+
+static void free_table(table *tb) {
+  for (int i = 0; i < 8; i++) free(tb->store[i]);
+  free(tb->m);
+  free(tb->v);
+  dt_params_free(&tb->t);
+}
+
+/* A zeroed table of the same shapes. */
+static void empty_like(table *dst, const table *src, int with_opt) {
+  memset(dst, 0, sizeof *dst);
+  for (int i = 0; i < src->t.n; i++) {
+    const dt_param *p = &src->t.p[i];
+    dst->store[i] = calloc((size_t)p->numel, sizeof(float));
+    assert_int_equal(dt_params_add(&dst->t, p->method, p->name, p->ndim, p->shape,
+                                   dst->store[i], NULL, p->transposed),
+                     DT_OK);
+  }
+  if (with_opt) {
+    dst->m = calloc((size_t)src->t.numel + 1, sizeof(float));
+    dst->v = calloc((size_t)src->t.numel + 1, sizeof(float));
+  }
+}
+
+static void make_meta(dt_ckpt_info *m, int64_t step) {
+  memset(m, 0, sizeof *m);
+  snprintf(m->command, sizeof m->command, "train");
+  snprintf(m->methods, sizeof m->methods, "lora,bitfit");
+  m->n_opts = 2;
+  m->opts = calloc(2, sizeof *m->opts);
+  snprintf(m->opts[0].name, sizeof m->opts[0].name, "lora-rank");
+  snprintf(m->opts[0].value, sizeof m->opts[0].value, "4");
+  snprintf(m->opts[1].name, sizeof m->opts[1].name, "init-from");
+  snprintf(m->options_given, sizeof m->options_given, "lora-rank");
+  snprintf(m->backbone.kind, sizeof m->backbone.kind, "synthetic");
+  snprintf(m->backbone.source, sizeof m->backbone.source, "synthetic:gpt2-small");
+  snprintf(m->backbone.id, sizeof m->backbone.id, "0123456789abcdef");
+  snprintf(m->backbone.desc, sizeof m->backbone.desc, "synthetic gpt2 layers=12 seed=1\n");
+  snprintf(m->arch, sizeof m->arch, "gpt2");
+  m->layers = 12;
+  m->d_model = 768;
+  snprintf(m->rank_layout, sizeof m->rank_layout, "%d ranks", g_size);
+  m->step = step;
+  m->steps_total = 100;
+  m->lr_last = 1e-3;
+  m->lr_next = 0.5e-3;
+  m->loss_first = 4.5;
+  m->loss_last = NAN;
+  m->batch_size = 8;
+  m->data_next_row = step * 8;
+  m->n_counters = 1;
+  snprintf(m->counters[0].method, sizeof m->counters[0].method, "lora");
+  m->counters[0].n = 1;
+  m->counters[0].v[0] = step;
+}
+
+static int same_bits(const float *a, const float *b, int64_t n) {
+  return memcmp(a, b, sizeof(float) * (size_t)n) == 0;
+}
+
+/* Read path back into a fresh table over comm and compare with src. */
+static void read_back(const char *path, const table *src, int with_opt, MPI_Comm comm,
+                      int64_t step) {
+  dt_ckpt_file f;
+  int rc = dt_ckpt_open(&f, path, comm);
+  CHECK(rc == DT_OK, "open %s: %s", path, dt_error_message());
+  if (rc) return;
+  const dt_ckpt_info *i = &f.info;
+  CHECK(i->complete == 1, "complete %d", i->complete);
+  CHECK(i->step == step, "step %lld", (long long)i->step);
+  CHECK(i->has_optimizer == with_opt, "has_optimizer %d", i->has_optimizer);
+  CHECK(i->nranks == g_size, "nranks %d", i->nranks);
+  CHECK(strcmp(i->methods, "lora,bitfit") == 0, "methods %s", i->methods);
+  CHECK(i->lr_last == 1e-3 && i->lr_next == 0.5e-3 && i->loss_first == 4.5 && isnan(i->loss_last),
+        "lr/loss %g %g %g %g", i->lr_last, i->lr_next, i->loss_first, i->loss_last);
+  CHECK(i->data_next_row == step * 8, "data_next_row %lld", (long long)i->data_next_row);
+  const char *r = dt_ckpt_info_opt(i, "lora-rank"), *ifr = dt_ckpt_info_opt(i, "init-from");
+  CHECK(r && strcmp(r, "4") == 0 && ifr && ifr[0] == 0, "options %s %s", r ? r : "-",
+        ifr ? ifr : "-");
+  CHECK(strcmp(i->options_given, "lora-rank") == 0, "options_given %s", i->options_given);
+  CHECK(strcmp(i->backbone.id, "0123456789abcdef") == 0, "backbone id %s", i->backbone.id);
+  CHECK(strcmp(i->backbone.desc, "synthetic gpt2 layers=12 seed=1\n") == 0, "desc %s",
+        i->backbone.desc);
+  const dt_ckpt_counters *c = dt_ckpt_info_counters(i, "lora");
+  CHECK(c && c->n == 1 && c->v[0] == step, "counters");
+  CHECK(i->n_vars == src->t.n * (with_opt ? 3 : 1), "n_vars %d", i->n_vars);
+  CHECK(i->file_bytes > i->data_bytes && i->file_bytes - i->data_bytes < 65536,
+        "file %lld bytes, variables %lld", (long long)i->file_bytes, (long long)i->data_bytes);
+  /* every variable stored whole in the external shape */
+  for (int k = 0; k < src->t.n; k++) {
+    const dt_ckpt_var *v = dt_ckpt_find(&f, src->t.p[k].name, DT_CKPT_PARAM);
+    CHECK(v && v->ndim == src->t.p[k].ndim, "variable of %s", src->t.p[k].name);
+    for (int d = 0; v && d < v->ndim; d++)
+      CHECK(v->shape[d] == src->t.p[k].shape[d], "%s dim %d", v->name, d);
+  }
+  table back;
+  empty_like(&back, src, with_opt);
+  rc = dt_ckpt_read_params(&f, &back.t, with_opt ? back.m : NULL, with_opt ? back.v : NULL);
+  CHECK(rc == DT_OK, "read %s: %s", path, dt_error_message());
+  for (int k = 0; rc == DT_OK && k < src->t.n; k++)
+    CHECK(same_bits(src->store[k], back.store[k], src->t.p[k].numel), "tensor %s differs",
+          src->t.p[k].name);
+  if (with_opt && rc == DT_OK) {
+    CHECK(same_bits(src->m, back.m, src->t.numel), "exp_avg differs");
+    CHECK(same_bits(src->v, back.v, src->t.numel), "exp_avg_sq differs");
+  }
+  rc = dt_ckpt_verify(&f);
+  CHECK(rc == DT_OK, "verify: %s", dt_error_message());
+  free_table(&back);
+  dt_ckpt_close(&f);
+}
+
+static void test_roundtrip(void **state) {
+  (void)state;
+  for (int with_opt = 0; with_opt < 2; with_opt++) {
+    table tb;
+    make_table(&tb, 8, with_opt, 7 + with_opt);
+    dt_ckpt_info meta;
+    make_meta(&meta, 10 + with_opt);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/rt-%d.nc", g_dir, with_opt);
+    int64_t bytes = 0;
+    int rc = dt_ckpt_write(path, &meta, &tb.t, tb.m, tb.v, MPI_COMM_WORLD, &bytes);
+    CHECK(rc == DT_OK, "write: %s", dt_error_message());
+    CHECK(bytes >= tb.t.numel * 4 * (with_opt ? 3 : 1), "size %lld", (long long)bytes);
+    verdict();
+    read_back(path, &tb, with_opt, MPI_COMM_WORLD, 10 + with_opt);
+    verdict();
+    /* another rank count: rank 0 alone */
+    if (g_rank == 0) read_back(path, &tb, with_opt, MPI_COMM_SELF, 10 + with_opt);
+    verdict();
+    dt_ckpt_info_free(&meta);
+    free_table(&tb);
+  }
+}
+
+/* Fewer variables than ranks: some ranks write nothing. */
+static void test_few_variables(void **state) {
+  (void)state;
+  table tb;
+  make_table(&tb, 1, 0, 3);
+  dt_ckpt_info meta;
+  make_meta(&meta, 1);
+  char path[1024];
+  snprintf(path, sizeof path, "%s/few.nc", g_dir);
+  int rc = dt_ckpt_write(path, &meta, &tb.t, NULL, NULL, MPI_COMM_WORLD, NULL);
+  CHECK(rc == DT_OK, "write: %s", dt_error_message());
+  verdict();
+  dt_ckpt_file f;
+  rc = dt_ckpt_open(&f, path, MPI_COMM_WORLD);
+  CHECK(rc == DT_OK, "open: %s", dt_error_message());
+  if (rc == DT_OK) {
+    table back;
+    empty_like(&back, &tb, 0);
+    rc = dt_ckpt_read_params(&f, &back.t, NULL, NULL);
+    CHECK(rc == DT_OK && same_bits(tb.store[0], back.store[0], tb.t.p[0].numel), "read back");
+    free_table(&back);
+    dt_ckpt_close(&f);
+  }
+  verdict();
+  dt_ckpt_info_free(&meta);
+  free_table(&tb);
+}
+
+/* A write that fails on the last rank fails on every rank with the same
+ * message, leaves no temporary and keeps the previous file. */
+static void test_failure_agreed(void **state) {
+  (void)state;
+  table tb;
+  make_table(&tb, 8, 1, 11);
+  dt_ckpt_info meta;
+  make_meta(&meta, 5);
+  char path[1024];
+  snprintf(path, sizeof path, "%s/fail.nc", g_dir);
+  int rc = dt_ckpt_write(path, &meta, &tb.t, tb.m, tb.v, MPI_COMM_WORLD, NULL);
+  CHECK(rc == DT_OK, "first write: %s", dt_error_message());
+  verdict();
+  char fault[64];
+  snprintf(fault, sizeof fault, "error:6:%d", g_size - 1);
+  setenv("DT_TEST_CHECKPOINT_FAULT", fault, 1);
+  meta.step = 6;
+  table other;
+  make_table(&other, 8, 1, 12);
+  rc = dt_ckpt_write(path, &meta, &other.t, other.m, other.v, MPI_COMM_WORLD, NULL);
+  unsetenv("DT_TEST_CHECKPOINT_FAULT");
+  CHECK(rc == DT_EIO, "failed write returned %d", rc);
+  CHECK(strstr(dt_error_message(), "simulated write failure") != NULL, "message: %s",
+        dt_error_message());
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (g_rank == 0) { /* no temporary left */
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp", g_dir);
+    char *out = NULL;
+    dt_test_run(&out, "%s", cmd);
+    CHECK(out && atoi(out) == 0, "temporaries left: %s", out ? out : "?");
+    free(out);
+  }
+  verdict();
+  read_back(path, &tb, 1, MPI_COMM_WORLD, 5); /* the previous one, intact */
+  verdict();
+  free_table(&other);
+  dt_ckpt_info_free(&meta);
+  free_table(&tb);
+}
+
+/* Replicated tensors that differ between ranks are refused, naming one. */
+static void test_replicas_differ(void **state) {
+  (void)state;
+  if (g_size == 1) skip();
+  table tb;
+  make_table(&tb, 8, 1, 13);
+  if (g_rank == g_size - 1) tb.store[4][7] += 1.0f;
+  dt_ckpt_info meta;
+  make_meta(&meta, 3);
+  char path[1024];
+  snprintf(path, sizeof path, "%s/diverged.nc", g_dir);
+  int rc = dt_ckpt_write(path, &meta, &tb.t, tb.m, tb.v, MPI_COMM_WORLD, NULL);
+  CHECK(rc == DT_EINTERNAL && strstr(dt_error_message(), "transformer.h.0.mlp.c_fc.weight") &&
+            strstr(dt_error_message(), "differs between ranks"),
+        "diverged replicas: rc %d: %s", rc, dt_error_message());
+  struct stat sb;
+  CHECK(stat(path, &sb) != 0, "%s was written", path);
+  verdict();
+  dt_ckpt_info_free(&meta);
+  free_table(&tb);
+}
+
+/* Checkpoints of a folder: newest by step, --keep, temporaries removed. */
+static void test_folder(void **state) {
+  (void)state;
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/run", g_dir);
+  if (g_rank == 0) mkdir(dir, 0755);
+  MPI_Barrier(MPI_COMM_WORLD);
+  char path[1200];
+  int64_t step = 0;
+  int rc = dt_ckpt_find_newest(dir, path, sizeof path, &step, MPI_COMM_WORLD);
+  CHECK(rc == DT_OK && step == -1 && path[0] == 0, "empty folder: step %lld", (long long)step);
+  table tb;
+  make_table(&tb, 3, 0, 1);
+  const int64_t steps[4] = {2, 10, 4, 9};
+  for (int k = 0; k < 4; k++) {
+    dt_ckpt_info meta;
+    make_meta(&meta, steps[k]);
+    dt_ckpt_path(path, sizeof path, dir, steps[k]);
+    rc = dt_ckpt_write(path, &meta, &tb.t, NULL, NULL, MPI_COMM_WORLD, NULL);
+    CHECK(rc == DT_OK, "write %s: %s", path, dt_error_message());
+    dt_ckpt_info_free(&meta);
+  }
+  if (g_rank == 0) { /* a left-over temporary and an unrelated file */
+    char p[1300];
+    snprintf(p, sizeof p, "%s/ckpt-0000000011.nc.tmp.123", dir);
+    FILE *f = fopen(p, "w");
+    if (f) fclose(f);
+    snprintf(p, sizeof p, "%s/notes.txt", dir);
+    f = fopen(p, "w");
+    if (f) fclose(f);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  rc = dt_ckpt_find_newest(dir, path, sizeof path, &step, MPI_COMM_WORLD);
+  CHECK(rc == DT_OK && step == 10 && strstr(path, "ckpt-0000000010.nc"), "newest %s", path);
+  rc = dt_ckpt_prune(dir, 2, 10, MPI_COMM_WORLD);
+  CHECK(rc == DT_OK, "prune: %s", dt_error_message());
+  if (g_rank == 0) {
+    char *out = NULL;
+    dt_test_run(&out, "ls %s | tr '\\n' ' '", dir);
+    CHECK(out && strcmp(out, "ckpt-0000000009.nc ckpt-0000000010.nc notes.txt ") == 0,
+          "after --keep 2: '%s'", out ? out : "?");
+    free(out);
+  }
+  verdict();
+  /* a new run at step 3 in the same folder: the later steps are an earlier
+   * run's and go, whatever --keep says, and step 3 itself stays */
+  dt_ckpt_info meta;
+  make_meta(&meta, 3);
+  dt_ckpt_path(path, sizeof path, dir, 3);
+  rc = dt_ckpt_write(path, &meta, &tb.t, NULL, NULL, MPI_COMM_WORLD, NULL);
+  CHECK(rc == DT_OK, "write %s: %s", path, dt_error_message());
+  dt_ckpt_info_free(&meta);
+  rc = dt_ckpt_prune(dir, 0, 3, MPI_COMM_WORLD);
+  CHECK(rc == DT_OK, "prune: %s", dt_error_message());
+  rc = dt_ckpt_find_newest(dir, path, sizeof path, &step, MPI_COMM_WORLD);
+  CHECK(rc == DT_OK && step == 3, "newest after a new run: %s", path);
+  verdict();
+  free_table(&tb);
+}
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+  if (g_rank == 0) snprintf(g_dir, sizeof g_dir, "%s", dt_test_tmpdir());
+  MPI_Bcast(g_dir, sizeof g_dir, MPI_CHAR, 0, MPI_COMM_WORLD);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_roundtrip),
+      cmocka_unit_test(test_few_variables),
+      cmocka_unit_test(test_failure_agreed),
+      cmocka_unit_test(test_replicas_differ),
+      cmocka_unit_test(test_folder),
+  };
+  int fails = cmocka_run_group_tests(tests, NULL, NULL);
+  MPI_Finalize();
+  return fails;
+}
