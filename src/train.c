@@ -10,8 +10,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <xxhash.h>
 
 #include "blas_info.h"
+#include "ckpt_run.h"
 #include "commands.h"
 #include "dataset.h"
 #include "error.h"
@@ -39,6 +41,9 @@ static const dt_optdef model_opts[] = {
      "initial delta values from safetensors file(s), comma-separated (PEFT / HF names)"},
     {"tp", DT_OPT_INT, "1", 1, 4096, NULL,
      "tensor-parallel ranks per backbone copy (must divide the ranks; dp = ranks / tp)"},
+    {"tp-gemm", DT_OPT_CHOICE, "local", 0, 0, "local|pxgemm",
+     "tensor-parallel products: local GEMM on the shard + one sum per attention and FFN "
+     "(Megatron), or ScaLAPACK psgemm on the block-cyclic descriptors"},
     {"recompute", DT_OPT_BOOL, "no", 0, 0, NULL,
      "keep only block inputs and recompute activations in backward"},
     {"verbose", DT_OPT_BOOL, "no", 0, 0, NULL,
@@ -73,7 +78,8 @@ static const dt_optdef train_opts[] = {
     {"dump-logits", DT_OPT_STRING, NULL, 0, 0, NULL,
      "write the logits [B,T,V] of the first forward pass to this safetensors file"},
     {"out", DT_OPT_STRING, NULL, 0, 0, NULL,
-     "output folder: the trained deltas are written to OUT/deltas.safetensors"},
+     "output folder: checkpoints OUT/ckpt-<step>.nc (final, and see --save-every) and the "
+     "final deltas OUT/deltas.safetensors"},
     {"log-every", DT_OPT_INT, "10", 1, 1000000000, NULL, "progress line every N steps"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
 
@@ -102,6 +108,8 @@ static int build_groups(dt_optgroup *g, int train) {
   g[n++] = train == 1   ? (dt_optgroup){"train", "Training", train_opts}
            : train == 2 ? (dt_optgroup){"check", "Gradient check", check_opts}
                         : (dt_optgroup){"eval", "Evaluation", eval_opts};
+  if (train == 1) g[n++] = dt_ckpt_train_group;
+  if (train == 0) g[n++] = dt_ckpt_eval_group;
   for (int i = 0; i < dt_method_count() && n < MAX_GROUPS; i++)
     if (dt_method_at(i)->options) g[n++] = *dt_method_at(i)->options;
   return n;
@@ -210,6 +218,7 @@ static int setup(run_ctx *c, int train) {
            "--tp %d; each replica takes an equal slice)",
            c->B_global, c->dist.dp_size, c->nranks, c->dist.tp_size);
   c->B_local = c->B_global / c->dist.dp_size;
+  c->model.tp_gemm = strcmp(dt_opt_str(o, "tp-gemm"), "pxgemm") == 0;
   DT_CALL(dt_model_plan(&c->model, c->B_local, c->data.seq_len, dt_opt_bool(o, "recompute")));
   const size_t n = (size_t)c->B_local * c->data.seq_len;
   DT_CALL(dt_malloc(&c->bids, n * sizeof(int32_t), "batch"));
@@ -409,6 +418,49 @@ static int allreduce_grads(run_ctx *c) {
   return DT_OK;
 }
 
+/* Replicated deltas must stay bitwise identical on every rank (and shards
+ * on every replica of their tensor group): compare a hash of the values
+ * across the job. A difference is a bug, reported instead of saved. */
+static int check_replicas(run_ctx *c) {
+  if (c->nranks == 1) return DT_OK;
+  XXH64_state_t *h = XXH64_createState(), *hs = XXH64_createState();
+  DT_CHECK(h && hs, DT_ENOMEM, "hash state");
+  XXH64_reset(h, 0);
+  XXH64_reset(hs, 0);
+  for (int i = 0; i < c->params.n; i++) {
+    const dt_param *p = &c->params.p[i];
+    XXH64_update(p->shard ? hs : h, p->data, sizeof(float) * (size_t)p->numel_l);
+  }
+  unsigned long long v[2] = {XXH64_digest(h), XXH64_digest(hs)}, lo[2], hi[2];
+  XXH64_freeState(h);
+  XXH64_freeState(hs);
+  MPI_Allreduce(v, lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
+  MPI_Allreduce(v, hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(v + 1, lo + 1, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, c->dist.dp);
+  MPI_Allreduce(v + 1, hi + 1, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, c->dist.dp);
+  DT_CHECK(lo[0] == hi[0], DT_EINTERNAL,
+           "the replicated deltas differ between ranks after training (hash %016llx vs %016llx)",
+           lo[0], hi[0]);
+  DT_CHECK(lo[1] == hi[1], DT_EINTERNAL,
+           "the sharded trainable tensors differ between data-parallel replicas after training");
+  if (c->rank == 0 && dt_opt_bool(&c->opt, "verbose"))
+    printf("replicas: deltas bitwise identical on all %d ranks (xxh64 %016llx)\n", c->nranks,
+           lo[0]);
+  return DT_OK;
+}
+
+/* Peak resident set of this process (VmHWM), in MB; 0 when unknown. */
+static double peak_rss_mb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return 0.0;
+  char line[256];
+  double kb = 0.0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %lf kB", &kb) == 1) break;
+  fclose(f);
+  return kb / 1024.0;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -435,10 +487,22 @@ static int do_train(run_ctx *c) {
   const int steps = dt_opt_int(o, "steps");
   opt.total_steps = steps;
   DT_CALL(dt_adamw_init(&opt, &c->params));
+  /* checkpoints in --out; --resume continues from the newest one */
+  const dt_train_state ts = {o, &c->model.cfg, &c->params, &opt, c->methods, c->n_methods,
+                             steps, c->B_global, &c->data, c->dist.tp_size};
+  dt_train_ckpt ck;
+  int64_t start = 0;
+  double loss_resumed = NAN;
+  const int rc0 = dt_train_ckpt_begin(&ck, &ts, &c->params, &opt, &start, &loss_resumed,
+                                      c->dist.world);
+  if (rc0) {
+    dt_adamw_free(&opt);
+    return dt_error_trace(rc0, __FILE__, __LINE__, __func__);
+  }
 
   FILE *mf = NULL;
   if (c->rank == 0 && dt_opt_is_set(o, "metrics")) {
-    mf = fopen(dt_opt_str(o, "metrics"), "w");
+    mf = fopen(dt_opt_str(o, "metrics"), start > 0 ? "a" : "w");
     if (!mf) {
       dt_adamw_free(&opt);
       DT_ERR(DT_EIO, "--metrics: cannot write '%s'", dt_opt_str(o, "metrics"));
@@ -454,11 +518,11 @@ static int do_train(run_ctx *c) {
                    "logits");
   const int T = c->data.seq_len;
   const double tok_per_step = (double)c->B_global * T;
-  double loss0 = NAN, last_loss = NAN;
+  double loss0 = loss_resumed, last_loss = NAN;
   int64_t total_scored = 0;
   const double t_start = now_s();
   static double step_times[4096];
-  for (int step = 0; rc == DT_OK && step < steps; step++) {
+  for (int step = (int)start; rc == DT_OK && step < steps; step++) {
     const double t0 = now_s();
     fill_batch(c, step);
     int64_t nloc = count_scored(c), nglob = 0;
@@ -489,7 +553,7 @@ static int do_train(run_ctx *c) {
     const double gnorm = dt_grad_norm(&c->params, &c->dist);
     const double lr = dt_adamw_step(&opt, &c->params, gnorm);
     const double dt = now_s() - t0, el = now_s() - t_start;
-    if (step < 4096) step_times[step] = dt;
+    if (step - start < 4096) step_times[step - start] = dt;
     const double tps = tok_per_step / dt;
     if (mf) {
       fprintf(mf,
@@ -505,19 +569,27 @@ static int do_train(run_ctx *c) {
              step + 1, steps, loss, lr, tps, el, eta);
       fflush(stdout);
     }
+    rc = dt_train_ckpt_save(&ck, &ts, step + 1, 0, loss0, loss);
   }
+  if (rc == DT_OK)
+    rc = dt_train_ckpt_save(&ck, &ts, steps > start ? steps : start, 1, loss0, last_loss);
   free(logits);
   if (mf) fclose(mf);
   dt_adamw_free(&opt);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
 
+  DT_CALL(check_replicas(c));
   /* median step time (step 0 excluded when there are others: warm-up) */
-  int nt = steps < 4096 ? steps : 4096, first = nt > 1 ? 1 : 0;
+  const int ran = steps > start ? steps - (int)start : 0;
+  int nt = ran < 4096 ? ran : 4096, first = nt > 1 ? 1 : 0;
   double median_dt = NAN;
   if (nt > first) {
     qsort(step_times + first, (size_t)(nt - first), sizeof(double), cmp_double);
     median_dt = step_times[first + (nt - first) / 2];
   }
+  const double comm_s = c->dist.comm_s, train_s = now_s() - t_start;
+  double peak_mb = peak_rss_mb();
+  MPI_Allreduce(MPI_IN_PLACE, &peak_mb, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   /* summary: loss on the first batch before (step-0 loss) and after */
   double after = NAN;
   if (steps > 0) DT_CALL(probe_loss(c, 0, &after));
@@ -531,18 +603,22 @@ static int do_train(run_ctx *c) {
     if (c->rank == 0 && stat(ckpt, &sb) == 0) ckpt_bytes = (long long)sb.st_size;
   }
   if (c->rank == 0) {
-    printf("summary: %d steps in %.1fs; loss %.4f -> %.4f (last step %.4f)\n", steps,
-           now_s() - t_start, loss0, after, last_loss);
-    const double scored = steps > 0 ? (double)total_scored / steps : 0.0;
+    printf("summary: %d steps in %.1fs%s; loss %.4f -> %.4f (last step %.4f)\n", ran,
+           now_s() - t_start, start > 0 ? " (resumed)" : "", loss0, after, last_loss);
+    const double scored = ran > 0 ? (double)total_scored / ran : 0.0;
     const double fl = dt_model_step_flops(&c->model, c->model.T, tok_per_step, scored);
     printf("summary: median step %.3fs: %.0f tokens/s, %.2f GFLOP/s model FLOPs "
            "(%.1f MFLOP per token, %.0f of %.0f tokens scored per step)\n", median_dt,
            tok_per_step / median_dt, fl / median_dt * 1e-9, fl / tok_per_step * 1e-6, scored,
            tok_per_step);
+    printf("summary: communication %.2fs of %.2fs in the steps (%.1f%%; tensor-group sums "
+             "and gradient buckets, rank 0); peak RSS per rank %.0f MB (largest)\n",
+             comm_s, train_s, 100.0 * comm_s / (train_s > 0 ? train_s : 1), peak_mb);
     printf("summary: trainable %lld of %lld parameters (%.4f%%)\n",
            (long long)c->params.numel, (long long)dt_model_param_count(&c->model),
            100.0 * (double)c->params.numel / (double)dt_model_param_count(&c->model));
     if (out_dir) printf("summary: deltas %s (%lld bytes)\n", ckpt, ckpt_bytes);
+    dt_train_ckpt_summary(&ck);
     fflush(stdout);
   }
   return DT_OK;
@@ -674,9 +750,15 @@ static int run(const char *cmd, int train, int argc, char **argv) {
   DT_CHECK(c, DT_ENOMEM, "run context");
   MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
   MPI_Comm_size(MPI_COMM_WORLD, &c->nranks);
-  int help = 0;
-  int rc = parse(c, cmd, train, argc, argv, &help);
+  int help = 0, ac = argc;
+  char **av = argv;
+  /* eval --checkpoint: the file's method and options where none are given */
+  int rc = train == 0 ? dt_ckpt_eval_argv(argc, argv, &ac, &av, MPI_COMM_WORLD) : DT_OK;
+  if (rc == DT_OK) rc = parse(c, cmd, train, ac, av, &help);
+  dt_ckpt_eval_argv_free(argc, argv, ac, av);
   if (rc == DT_OK && !help) rc = setup(c, train != 0);
+  if (rc == DT_OK && !help && train == 0)
+    rc = dt_ckpt_eval_load(&c->opt, &c->model.cfg, &c->params, c->dist.world);
   if (rc == DT_OK && !help) {
     print_header(c);
     rc = train == 1 ? do_train(c) : train == 2 ? do_gradcheck(c) : do_eval(c);

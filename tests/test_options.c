@@ -206,7 +206,7 @@ static void test_declaration_errors(void **state) {
   expect_usage("--rank", "[1, 8]");
 }
 
-static char *capture_help(void) {
+__attribute__((noinline)) static char *capture_help(void) {
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
@@ -225,6 +225,7 @@ static void test_help(void **state) {
   assert_non_null(strstr(h, "LoRA options"));
   const dt_optdef *tabs[2] = {k_train, k_lora};
   size_t help_col = 0;
+  char buf[512];
   for (int t = 0; t < 2; t++)
     for (const dt_optdef *d = tabs[t]; d->name; d++) {
       char want[256];
@@ -233,7 +234,6 @@ static void test_help(void **state) {
       if (!line) fail_msg("help lacks %s:\n%s", d->name, h);
       const char *eol = strchr(line, '\n');
       size_t ll = (size_t)(eol - line);
-      char buf[512];
       snprintf(buf, sizeof buf, "%.*s", (int)ll, line);
       assert_non_null(strstr(buf, d->help));
       /* Help text starts in the same column on every line. */
