@@ -1,5 +1,6 @@
 #include "dist.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -41,11 +42,19 @@ int dt_dist_init(dt_dist *d, int tp) {
     ctx = Csys2blacs_handle(d->tp);
     Cblacs_gridinit(&ctx, "Col", tp, 1);
     d->blacs_ctx_col = ctx;
+    /* does the tensor group share a node? */
+    MPI_Comm node;
+    MPI_Comm_split_type(d->tp, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    int nsize = 0;
+    MPI_Comm_size(node, &nsize);
+    MPI_Comm_free(&node);
+    d->shm_ok = nsize == tp && !getenv("DT_NO_SHM_SUM");
   }
   return DT_OK;
 }
 
 void dt_dist_free(dt_dist *d) {
+  if (d->shm_base) MPI_Win_free(&d->shm_win);
   if (d->blacs_ctx >= 0) Cblacs_gridexit(d->blacs_ctx);
   if (d->blacs_ctx_col >= 0) Cblacs_gridexit(d->blacs_ctx_col);
   if (d->tp != MPI_COMM_NULL && d->tp) MPI_Comm_free(&d->tp);
@@ -68,7 +77,61 @@ static int allreduce(dt_dist *d, MPI_Comm comm, int size, float *buf, size_t n,
   return DT_OK;
 }
 
+/* (Re)allocate the shared window for slots of n floats. Collective over the
+ * tensor group (every rank calls dt_tp_sum with the same n). */
+static int shm_reserve(dt_dist *d, size_t n) {
+  if (d->shm_base && n <= d->shm_cap) return DT_OK;
+  if (d->shm_base) MPI_Win_free(&d->shm_win);
+  d->shm_base = NULL;
+  size_t cap = n < (1u << 16) ? (1u << 16) : n;
+  /* rank 0 allocates T slots + the result; the others map it */
+  MPI_Aint bytes = d->tp_rank == 0 ? (MPI_Aint)(sizeof(float) * cap * (d->tp_size + 1)) : 0;
+  float *mine = NULL;
+  DT_CHECK(MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, d->tp, &mine,
+                                   &d->shm_win) == MPI_SUCCESS,
+           DT_EMPI, "cannot allocate %zu MB of shared memory for tensor-group sums",
+           (size_t)(sizeof(float) * cap * (d->tp_size + 1)) >> 20);
+  MPI_Aint sz;
+  int du;
+  MPI_Win_shared_query(d->shm_win, 0, &sz, &du, &d->shm_base);
+  d->shm_cap = cap;
+  return DT_OK;
+}
+
+/* Sum over the tensor group through shared memory: every rank copies its
+ * buffer into its slot, sums one slice of all slots in rank order into the
+ * result, and copies the whole result back. The summation order is fixed,
+ * so every rank gets bitwise the same values. */
+static int shm_sum(dt_dist *d, float *buf, size_t n) {
+  DT_CALL(shm_reserve(d, n));
+  const int T = d->tp_size, me = d->tp_rank;
+  float *slot = d->shm_base + (size_t)me * d->shm_cap;
+  float *res = d->shm_base + (size_t)T * d->shm_cap;
+  memcpy(slot, buf, sizeof(float) * n);
+  __sync_synchronize();
+  MPI_Barrier(d->tp);
+  const size_t per = (n + (size_t)T - 1) / T, lo = per * (size_t)me;
+  const size_t hi = lo + per < n ? lo + per : n;
+  if (lo < hi) {
+    memcpy(res + lo, d->shm_base + lo, sizeof(float) * (hi - lo));
+    for (int k = 1; k < T; k++) {
+      const float *src = d->shm_base + (size_t)k * d->shm_cap;
+      for (size_t i = lo; i < hi; i++) res[i] += src[i];
+    }
+  }
+  __sync_synchronize();
+  MPI_Barrier(d->tp);
+  memcpy(buf, res, sizeof(float) * n);
+  return DT_OK;
+}
+
 int dt_tp_sum(dt_dist *d, float *buf, size_t n) {
+  if (d->tp_size > 1 && d->shm_ok && n >= 1024) {
+    double t0 = now();
+    int rc = shm_sum(d, buf, n);
+    d->comm_s += now() - t0;
+    return rc;
+  }
   return allreduce(d, d->tp, d->tp_size, buf, n, MPI_SUM, "tensor-parallel");
 }
 int dt_tp_max(dt_dist *d, float *buf, size_t n) {

@@ -25,6 +25,12 @@ typedef struct {
   int blacs_ctx;     /* 1 x tp grid of this rank's tensor group, -1 when tp == 1 */
   int blacs_ctx_col; /* tp x 1 grid of the same group (row-parallel matrices) */
   double comm_s; /* seconds spent in the operators below */
+  /* intra-node fast path of dt_tp_sum: a shared-memory window holding one
+   * slot per tensor rank plus the result, when the group shares a node */
+  MPI_Win shm_win;
+  float *shm_base;   /* this rank's view of the whole window */
+  size_t shm_cap;    /* floats per slot */
+  int shm_ok;        /* the tensor group lives on one node */
 } dt_dist;
 
 /* Split MPI_COMM_WORLD into tp groups of `tp` ranks. Collective. */
