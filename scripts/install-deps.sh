@@ -2,13 +2,16 @@
 # Install the Debian packages deltatune needs to build, test and run: only
 # those that are missing, non-interactively, and silently when all are there.
 # (Debian 12: Open MPI, ScaLAPACK, OpenBLAS, PnetCDF, jansson, xxHash, cmocka;
-# numpy for the tests' independent reads of safetensors files.)
+# numpy for the tests' independent reads of safetensors files; Slurm, munge and
+# Lmod for the batch jobs, the modulefiles and their tests; GNU time for the
+# memory per rank and matplotlib for the plots of the scaling studies;
+# python3-netcdf4 for the tests' independent read of checkpoint files.)
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin
       libscalapack-openmpi-dev libopenblas-dev liblapacke-dev libpnetcdf-dev
       pnetcdf-bin netcdf-bin libcmocka-dev libjansson-dev libxxhash-dev
-      python3-numpy)
+      python3-numpy slurm-wlm munge lmod time python3-matplotlib python3-netcdf4)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# The batch jobs on a real Slurm cluster: brings up a single-node cluster in
+# a scratch folder (tests/slurm/cluster.sh), installs deltatune into a
+# scratch prefix with cmake --install, loads its module with Lmod and submits
+# with sbatch:
+#   - finetune.sbatch signalled with SIGUSR1 (Slurm's time-limit warning) while
+#     it runs -> logged, and the job still completes;
+#   - finetune.sbatch (installed copy): 2 ranks, tiny GPT-2, LoRA, 4 steps
+#     -> deltas, 4 metrics lines, summary in the job's output;
+#   - array.sbatch (repository copy): 2 array elements from a task list
+#     (LoRA, BitFit) -> one deltas file per task;
+#   - finetune.sbatch with a bad option -> FAILED with exit code 2;
+#   - a scaling study (scaling.sh, 1 and 2 ranks, strong and weak) -> 4
+#     result.json, report.md with 4 rows, 3 PNG plots;
+# checks that the scripts refuse to run outside Slurm, waits with timeouts,
+# and always stops the cluster (trap). Exit 0 pass, 1 fail, 77 skipped (no
+# root, no Slurm/munge/Lmod, or a cluster that does not come up: the reason
+# is printed).
+#
+# usage: test_slurm_jobs.sh BUILD_DIR SOURCE_DIR
+set -uo pipefail
+BUILD=$(cd "${1:?usage: test_slurm_jobs.sh BUILD_DIR SOURCE_DIR}" && pwd)
+SRC=$(cd "${2:?usage: test_slurm_jobs.sh BUILD_DIR SOURCE_DIR}" && pwd)
+source "$SRC/tests/slurm/cluster.sh"
+T0=$SECONDS
+LMOD_INIT=${LMOD_INIT:-/usr/share/lmod/lmod/init/bash}
+MODEL=$SRC/tests/data/hf-parity/gpt2/model
+DATA=$SRC/tests/data/hf-parity/gpt2/batch.safetensors
+
+fails=0
+# skip REASON: exit 77 (ctest: skipped) unless a check has failed already
+skip() {
+  (( fails == 0 )) || { echo "FAIL: $fails check(s) failed; then: $*"; exit 1; }
+  echo "SKIPPED: $*"
+  exit 77
+}
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+ok() { echo "ok: $*"; }
+log() { echo "[$((SECONDS - T0))s] $*"; }
+
+[[ -r "$LMOD_INIT" ]] || skip "Lmod is not installed ($LMOD_INIT; scripts/install-deps.sh installs lmod)"
+[[ -x "$BUILD/deltatune" ]] || { echo "FAIL: no $BUILD/deltatune (build first)"; exit 1; }
+
+S=$(mktemp -d "${TMPDIR:-/tmp}/deltatune-slurm.XXXXXX")
+chmod 0755 "$S"   # the munge user reaches its folder below
+cleanup() {
+  local rc=$?
+  dt_cluster_stop
+  if (( rc == 0 || rc == 77 )); then rm -rf "$S"; else echo "scratch folder kept: $S"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# -- outside Slurm the batch scripts refuse, with exit 2 and a message
+for f in finetune array scaling; do
+  out=$(env -u SLURM_JOB_ID bash "$SRC/jobs/$f.sbatch" 2>&1)
+  rc=$?
+  if [[ $rc -eq 2 && "$out" == *"not inside a Slurm job"* ]]; then ok "$f.sbatch refuses outside Slurm"
+  else fail "$f.sbatch outside Slurm: exit $rc, '$out'"; fi
+done
+
+# -- install into a scratch prefix and load the module
+log "cmake --install"
+cmake --install "$BUILD" --prefix "$S/prefix" > "$S/install.log" 2>&1 ||
+  { cat "$S/install.log"; echo "FAIL: cmake --install"; exit 1; }
+# shellcheck source=/dev/null
+source "$LMOD_INIT"
+module use "$S/prefix/share/deltatune/modulefiles"
+module load deltatune 2> "$S/module.err" || { cat "$S/module.err"; echo "FAIL: module load deltatune"; exit 1; }
+[[ "$(command -v deltatune)" == "$S/prefix/bin/deltatune" ]] && ok "module load: deltatune is $S/prefix/bin/deltatune" ||
+  fail "module load: deltatune on PATH is '$(command -v deltatune)'"
+[[ "${DELTATUNE_JOBS:-}" == "$S/prefix/share/deltatune/jobs" && -f "$DELTATUNE_JOBS/finetune.sbatch" &&
+   -f "$DELTATUNE_JOBS/env.sh" ]] && ok "module load: DELTATUNE_JOBS=$DELTATUNE_JOBS" ||
+  fail "module load: DELTATUNE_JOBS='${DELTATUNE_JOBS:-}'"
+[[ "$(man -w deltatune 2>/dev/null)" == "$S/prefix/share/man/man1/deltatune.1" ]] && ok "module load: man deltatune" ||
+  fail "module load: man -w deltatune gives '$(man -w deltatune 2>&1)' (MANPATH=${MANPATH:-})"
+
+# -- the cluster
+log "starting munged, slurmctld, slurmd"
+dt_cluster_start "$S/cluster" || skip "Slurm cannot start here: $DT_CLUSTER_WHY"
+log "cluster up: $(sinfo -h -o '%P %D %c %T')"
+
+mkdir -p "$S/work"
+cd "$S/work" || exit 1
+submit() { sbatch --parsable --time=3 "$@" | cut -d';' -f1; }
+# wait_jobs SECONDS ID...: true when every job left the queue in time
+wait_jobs() {
+  local deadline=$((SECONDS + $1)) ids
+  shift
+  ids=$(IFS=,; echo "$*")
+  while [[ -n "$(squeue -h -j "$ids" -o %i 2>/dev/null)" ]]; do
+    (( SECONDS < deadline )) || { fail "jobs $ids still in the queue after ${deadline}s: $(squeue -h -j "$ids" 2>&1)"; return 1; }
+    sleep 0.2
+  done
+}
+# job_done ID NAME: the job (every element of an array) COMPLETED, exit 0
+job_done() {
+  local states
+  states=$(scontrol -o show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]* .*ExitCode=[0-9:]*' |
+           sed 's/JobState=\([A-Z_]*\).*ExitCode=\([0-9:]*\)/\1 \2/')
+  if [[ -n "$states" && -z "$(grep -v '^COMPLETED 0:0$' <<< "$states")" ]]; then ok "$2: job $1 completed"
+  else fail "$2: job $1 ended '$states'"; return 1; fi
+}
+
+# 1. the time-limit warning: once the job's srun step runs, SIGUSR1 to its
+#    batch shell only (as --signal=B:USR1@120 sends it); the job goes on
+sig=$(MODEL=$MODEL DATA=$DATA STEPS=10000 BATCH=2 LOG_EVERY=2000 OUT=$S/work/sig \
+      submit -n 1 -J dt-sigtest "$DELTATUNE_JOBS/finetune.sbatch")
+deadline=$((SECONDS + 30))
+until [[ -n "$(squeue -h -s -j "$sig" -o %i 2>/dev/null | grep -E '^[0-9]+\.[0-9]+$')" ]]; do
+  (( SECONDS < deadline )) && [[ -n "$(squeue -h -j "$sig" -o %i 2>/dev/null)" ]] || break
+  sleep 0.1
+done
+if scancel --batch --signal=USR1 "$sig" 2>"$S/scancel.err"; then log "SIGUSR1 sent to job $sig"
+else fail "scancel --batch --signal=USR1 $sig (job state: $(squeue -h -j "$sig" -o %T 2>&1)): $(cat "$S/scancel.err")"; fi
+
+# 2. finetune.sbatch, the installed copy, from the module's DELTATUNE_JOBS
+ft=$(MODEL=$MODEL DATA=$DATA STEPS=4 BATCH=2 LOG_EVERY=1 OUT=$S/work/ft \
+     submit -n 2 "$DELTATUNE_JOBS/finetune.sbatch" --lora-rank 4)
+# 3. array.sbatch, the repository's copy, 2 tasks
+cat > tasks.txt <<EOF
+# one task per line: deltatune train options
+--method lora --lora-rank 4 --lr 1e-3
+
+--method bitfit --lr 3e-3
+EOF
+arr=$(MODEL=$MODEL DATA=$DATA STEPS=3 BATCH=2 OUT_ROOT=$S/work/arr DELTATUNE=$BUILD/deltatune \
+      submit --array=1-2 "$SRC/jobs/array.sbatch" tasks.txt)
+# 4. a usage error: the job fails with deltatune's exit status
+bad=$(MODEL=$MODEL DATA=$DATA submit -n 1 -J dt-bad "$DELTATUNE_JOBS/finetune.sbatch" --steps -1)
+log "submitted signal test $sig, finetune $ft, array $arr, failing job $bad"
+
+# 5. the scaling study (submits 4 exclusive jobs, waits, writes the report)
+log "scaling study"
+# in the background: bash runs the INT/TERM trap (and cleanup) only between
+# foreground commands
+MODEL=$MODEL DATA=$DATA STEPS=3 BATCH_PER_RANK=1 timeout 100 \
+  bash "$DELTATUNE_JOBS/scaling.sh" --ranks "1 2" --wait --timeout 90 --out "$S/work/scaling" \
+  --sbatch-args "--time=3" > "$S/scaling.log" 2>&1 &
+wait $!
+rc=$?
+[[ $rc -eq 0 ]] && ok "scaling.sh --wait" || { fail "scaling.sh exit $rc"; cat "$S/scaling.log"; }
+
+wait_jobs 90 "$ft" "$arr" "$sig" "$bad"
+log "jobs done"
+
+# -- checks
+job_done "$ft" finetune
+f=$S/work/ft
+[[ -s $f/deltas.safetensors ]] && ok "finetune: $f/deltas.safetensors" || fail "finetune: no deltas file"
+n=$(grep -c '"loss"' "$f/metrics.jsonl" 2>/dev/null)
+[[ "$n" == 4 ]] && ok "finetune: 4 metrics lines" || fail "finetune: $n metrics lines, expected 4"
+o=$S/work/deltatune-finetune-$ft.out
+grep -q '^summary: deltas' "$o" 2>/dev/null && grep -q 'LoRA r=4' "$o" && ok "finetune: summary in $o" ||
+  { fail "finetune: job output lacks the summary or --lora-rank 4"; cat "$o"; }
+
+job_done "$arr" array
+for i in 1 2; do
+  [[ -s $S/work/arr/task-$i/deltas.safetensors ]] && ok "array task $i: deltas" || fail "array task $i: no deltas"
+done
+grep -q '^method bitfit' "$S/work/deltatune-array-${arr}_2.out" 2>/dev/null && ok "array task 2 ran bitfit" ||
+  { fail "array task 2 did not run bitfit"; cat "$S/work/deltatune-array-${arr}_2.out"; }
+
+job_done "$sig" "signal test"
+o=$S/work/dt-sigtest-$sig.out
+grep -q 'SIGUSR1, the time-limit warning' "$o" 2>/dev/null && grep -q '^summary: deltas' "$o" &&
+  ok "signal test: warning logged, run completed" || { fail "signal test: output"; cat "$o"; }
+
+st=$(scontrol -o show job "$bad" 2>/dev/null | grep -o 'JobState=[A-Z_]*\|ExitCode=[0-9:]*' | tr '\n' ' ')
+[[ "$st" == "JobState=FAILED ExitCode=2:0 " ]] && ok "failing job: FAILED with deltatune's exit code 2" ||
+  fail "failing job: '$st'"
+
+r=$S/work/scaling
+nres=$(ls "$r"/*/result.json 2>/dev/null | wc -l)
+[[ $nres -eq 4 ]] && ok "scaling: 4 result.json" || fail "scaling: $nres result.json, expected 4"
+rows=$(grep -cE '^\| (strong|weak) \| 1 \| [12] \| [0-9]+ \| [0-9]+ \| [0-9.]+ \| [0-9]+ \|' "$r/report.md" 2>/dev/null)
+[[ "$rows" == 4 ]] && ok "scaling: report.md table has 4 rows" || { fail "scaling: report.md has $rows rows"; cat "$r/report.md"; }
+for p in throughput efficiency memory; do
+  [[ "$(head -c 4 "$r/scaling-$p.png" 2>/dev/null | tail -c 3)" == PNG ]] && ok "scaling: scaling-$p.png" ||
+    fail "scaling: no scaling-$p.png"
+done
+/usr/bin/python3 - "$r" <<'EOF' && ok "scaling: results.json has memory for every rank" || fail "scaling: results.json"
+import json, sys
+pts = json.load(open(sys.argv[1] + "/results.json"))
+assert len(pts) == 4 and all(p["ok"] and p["launcher"] == "srun" for p in pts), pts
+assert all(len(p["memory"]) == p["ranks"] and p["max_rss_mib_max"] > 0 for p in pts)
+EOF
+
+# -- the Tcl modulefile gives the same environment
+module unload deltatune
+module unuse "$S/prefix/share/deltatune/modulefiles"
+module use "$S/prefix/share/deltatune/modulefiles-tcl"
+if module load deltatune 2>"$S/module.err" && [[ "$(command -v deltatune)" == "$S/prefix/bin/deltatune" &&
+   "${DELTATUNE_JOBS:-}" == "$S/prefix/share/deltatune/jobs" ]]; then ok "Tcl modulefile loads"
+else fail "Tcl modulefile: $(cat "$S/module.err")"; fi
+
+log "stopping the cluster"
+dt_cluster_stop
+log "done: $fails failure(s)"
+(( fails == 0 )) || exit 1
+echo "PASSED"
+exit 0
