@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "agree.h"
 #include "error.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -28,29 +29,9 @@ static const char *const k_role_suffix[] = {"", "__exp_avg", "__exp_avg_sq"};
 /* --- agreement ----------------------------------------------------------- */
 
 int dt_ckpt_agree(int rc, MPI_Comm comm) {
-  int rank, size;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &size);
-  if (size == 1) return rc;
-  int mine = rc ? rank : size, first = size;
-  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
-  if (first == size) return DT_OK;
-  struct {
-    int code;
-    char msg[2048];
-  } e;
-  if (rank == first) {
-    e.code = rc;
-    snprintf(e.msg, sizeof e.msg, "%s", dt_error_message());
-  }
-  MPI_Bcast(&e, (int)sizeof e, MPI_BYTE, first, comm);
-  if (rank != first) {
-    if (rc) /* keep our own traceback, take the common message */
-      return dt_error_set(e.code, __FILE__, __LINE__, __func__, "%s", e.msg);
-    dt_error_set(e.code, __FILE__, __LINE__, __func__, "%s", e.msg);
-    return e.code;
-  }
-  return rc;
+  /* src/agree.c: the same agreement, which also marks an error held by the
+   * whole world as agreed (reported once, no MPI_Abort) */
+  return dt_agree(rc, comm);
 }
 
 /* --- small helpers ------------------------------------------------------- */
@@ -192,8 +173,10 @@ static void put_globals(nc_status *s, int ncid, const dt_ckpt_info *m, int nrank
   put_int(s, ncid, G, "nranks", nranks);
   put_text(s, ncid, G, "rank_layout", m->rank_layout);
   put_text(s, ncid, G, "write_split",
-           "variable i (in definition order) written by rank i % nranks; every tensor is "
-           "stored whole in its external shape, whatever the rank layout");
+           "every tensor is stored whole in its external shape, whatever the rank layout; "
+           "variable i (in definition order) of a replicated tensor written by rank i % "
+           "nranks; the j-th variable of a tensor sharded by tensor parallelism assembled "
+           "on the first rank of tensor group j % groups and written by it");
   put_i64(s, ncid, G, "step", m->step);
   put_i64(s, ncid, G, "steps_total", m->steps_total);
   put_f64(s, ncid, G, "lr_last", m->lr_last);
@@ -274,22 +257,55 @@ static int fault_hook(int64_t step, int rank, const char *file) {
   return DT_OK;
 }
 
+/* Bring a sharded tensor whole onto the first rank of its tensor group:
+ * every rank places its elements into a zeroed full array (storage order)
+ * and a bitwise OR over the group puts them together (the parts are
+ * disjoint, so every bit pattern, -0 and NaN payloads included, survives).
+ * full: numel floats; on the root it receives the tensor. Collective over
+ * tp. */
+static void gather_shard(const dt_param *p, const float *local, float *full, MPI_Comm tp,
+                         int tp_rank) {
+  memset(full, 0, sizeof(float) * (size_t)p->numel);
+  dt_param_local_to_full(p, local, full);
+  const int64_t chunk = (int64_t)1 << 28;
+  for (int64_t o = 0; o < p->numel; o += chunk) {
+    const int n = (int)(p->numel - o < chunk ? p->numel - o : chunk);
+    MPI_Reduce(tp_rank == 0 ? MPI_IN_PLACE : (void *)(full + o), full + o, n, MPI_UINT32_T,
+               MPI_BOR, 0, tp);
+  }
+}
+
 int dt_ckpt_write(const char *path, const dt_ckpt_info *meta, const dt_params *params,
                   const float *exp_avg, const float *exp_avg_sq, MPI_Comm comm,
                   int64_t *file_bytes) {
+  return dt_ckpt_write_tp(path, meta, params, exp_avg, exp_avg_sq, comm, MPI_COMM_NULL,
+                          file_bytes);
+}
+
+int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params *params,
+                     const float *exp_avg, const float *exp_avg_sq, MPI_Comm comm,
+                     MPI_Comm tp, int64_t *file_bytes) {
   int rank, nranks;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &nranks);
   const int with_opt = exp_avg != NULL && exp_avg_sq != NULL;
+  int n_sharded = 0;
   for (int i = 0; i < params->n; i++) {
     const dt_param *p = &params->p[i];
-    DT_CHECK(!p->shard, DT_EUSAGE,
-             "%s: parameter '%s' is sharded across ranks; checkpoints of sharded "
-             "parameters (tensor parallelism) are not supported yet", path, p->name);
+    n_sharded += p->shard != NULL;
     for (int d = 0; d < p->ndim; d++)
       DT_CHECK(p->shape[d] > 0, DT_EINTERNAL,
                "%s: parameter '%s' has an empty dimension %d; it cannot be stored", path,
                p->name, d);
+  }
+  /* the same on every rank: sharded tensors exist on every rank or none */
+  DT_CHECK(n_sharded == 0 || tp != MPI_COMM_NULL, DT_EINTERNAL,
+           "%s: %d parameters are sharded but no tensor-parallel group was given", path,
+           n_sharded);
+  int tp_rank = 0, tp_size = 1;
+  if (tp != MPI_COMM_NULL) {
+    MPI_Comm_rank(tp, &tp_rank);
+    MPI_Comm_size(tp, &tp_size);
   }
 
   /* names: the temporary file lives next to the target */
@@ -307,68 +323,127 @@ int dt_ckpt_write(const char *path, const dt_ckpt_info *meta, const dt_params *p
   dt_ckpt_var *vars = NULL;
   int nv = 0;
   DT_CALL(plan_vars(params, with_opt, &vars, &nv));
-  /* every rank hashes every variable in the external layout (the writer of
-   * a variable keeps that buffer for the write): the checksums go into the
-   * header, and replicated tensors that differ between ranks, a bug, are
-   * found here instead of being written half from one rank, half from
-   * another */
-  const float **src = NULL;
-  float **owned = NULL, *scratch = NULL;
-  uint64_t *sums = NULL, *lo = NULL, *hi = NULL;
-  int *reqs = NULL, *stats = NULL;
-  int64_t max_numel = 1;
+  /* Writers: an unsharded variable k is written by rank k % nranks; the
+   * j-th variable of a sharded tensor by the first rank of tensor group
+   * j % groups, where it is assembled whole. Every rank hashes every
+   * unsharded variable in the external layout, and the first rank of each
+   * tensor group every sharded one (the writer keeps its buffers for the
+   * write): the checksums go into the header, and replicated tensors that
+   * differ between ranks (or shards between replicas), a bug, are found
+   * here instead of being written half from one rank, half from another. */
+  const float **src = NULL, **storage = NULL;
+  float **owned = NULL, *scratch = NULL, *scratch2 = NULL;
+  uint64_t *sums = NULL, *lo = NULL, *hi = NULL, *shsum = NULL;
+  int *reqs = NULL, *stats = NULL, *writer = NULL, *roots = NULL, *posted = NULL;
+  int64_t max_numel = 1, *cover = NULL;
   for (int i = 0; i < params->n; i++)
-    if (params->p[i].transposed && params->p[i].numel > max_numel) max_numel = params->p[i].numel;
+    if ((params->p[i].transposed || params->p[i].shard) && params->p[i].numel > max_numel)
+      max_numel = params->p[i].numel;
   int rc = dt_calloc(&src, sizeof *src * (size_t)(nv + 1), "checkpoint buffers");
+  if (!rc) rc = dt_calloc(&storage, sizeof *storage * (size_t)(nv + 1), "checkpoint buffers");
   if (!rc) rc = dt_calloc(&owned, sizeof *owned * (size_t)(nv + 1), "checkpoint buffers");
   if (!rc) rc = dt_calloc(&sums, sizeof *sums * (size_t)(nv + 1), "checkpoint checksums");
   if (!rc) rc = dt_calloc(&lo, sizeof *lo * (size_t)(nv + 1), "checkpoint checksums");
   if (!rc) rc = dt_calloc(&hi, sizeof *hi * (size_t)(nv + 1), "checkpoint checksums");
+  if (!rc) rc = dt_calloc(&shsum, sizeof *shsum * (size_t)(nv + 1), "checkpoint checksums");
   if (!rc) rc = dt_calloc(&reqs, sizeof *reqs * (size_t)(nv + 1), "checkpoint requests");
   if (!rc) rc = dt_calloc(&stats, sizeof *stats * (size_t)(nv + 1), "checkpoint requests");
-  if (!rc) rc = dt_malloc(&scratch, sizeof(float) * (size_t)max_numel, "a transposed tensor");
+  if (!rc) rc = dt_calloc(&posted, sizeof *posted * (size_t)(nv + 1), "checkpoint requests");
+  if (!rc) rc = dt_calloc(&writer, sizeof *writer * (size_t)(nv + 1), "checkpoint writers");
+  if (!rc) rc = dt_calloc(&roots, sizeof *roots * (size_t)(nranks + 1), "checkpoint writers");
+  if (!rc) rc = dt_calloc(&cover, sizeof *cover * (size_t)(params->n + 1), "shard sizes");
+  if (!rc) rc = dt_malloc(&scratch, sizeof(float) * (size_t)max_numel, "a whole tensor");
+  if (!rc) rc = dt_malloc(&scratch2, sizeof(float) * (size_t)max_numel, "a whole tensor");
+  rc = dt_ckpt_agree(rc, comm);
+  /* the first ranks of the tensor groups, in rank order */
+  int nroots = 0;
+  if (rc == DT_OK) {
+    int is_root = tp_rank == 0;
+    MPI_Allgather(&is_root, 1, MPI_INT, roots, 1, MPI_INT, comm);
+    for (int r = 0; r < nranks; r++)
+      if (roots[r]) roots[nroots++] = r;
+  }
+  /* the shards of each tensor group must cover their tensors exactly */
+  if (rc == DT_OK && n_sharded) {
+    for (int i = 0; i < params->n; i++) cover[i] = params->p[i].shard ? params->p[i].numel_l : 0;
+    MPI_Allreduce(MPI_IN_PLACE, cover, params->n, MPI_INT64_T, MPI_SUM, tp);
+    for (int i = 0; rc == DT_OK && i < params->n; i++)
+      if (params->p[i].shard && cover[i] != params->p[i].numel)
+        rc = dt_error_set(DT_EINTERNAL, __FILE__, __LINE__, __func__,
+                          "%s: the shards of '%s' hold %lld of its %lld elements over the "
+                          "tensor group", path, params->p[i].name, (long long)cover[i],
+                          (long long)params->p[i].numel);
+  }
+  /* storage of each variable, its writer, and the writer's buffers */
   int64_t off[3] = {0, 0, 0};
-  for (int k = 0; rc == DT_OK && k < nv; k++) {
-    const int i = k % (params->n ? params->n : 1);
-    const dt_param *p = &params->p[i];
+  for (int k = 0, j = 0; rc == DT_OK && k < nv; k++) {
+    const dt_param *p = &params->p[k % params->n];
     const int role = vars[k].role;
-    const float *storage = role == DT_CKPT_PARAM ? p->data
-                           : role == DT_CKPT_EXP_AVG ? exp_avg + off[1]
-                                                     : exp_avg_sq + off[2];
+    storage[k] = role == DT_CKPT_PARAM ? p->data
+                 : role == DT_CKPT_EXP_AVG ? exp_avg + off[1]
+                                           : exp_avg_sq + off[2];
     off[role] += p->numel_l;
-    if (!storage) {
+    if (!storage[k]) {
       rc = dt_error_set(DT_EINTERNAL, __FILE__, __LINE__, __func__,
                         "%s: parameter '%s' has no storage to save", path, p->name);
       break;
     }
-    const int mine = k % nranks == rank;
-    if (p->transposed) {
-      float *buf = scratch;
-      if (mine) {
-        rc = dt_malloc(&owned[k], sizeof(float) * (size_t)p->numel, "a transposed tensor");
-        if (rc) break;
-        buf = owned[k];
+    writer[k] = p->shard ? roots[j++ % nroots] : k % nranks;
+    if (writer[k] == rank && (p->transposed || p->shard))
+      rc = dt_malloc(&owned[k], sizeof(float) * (size_t)p->numel, "a whole tensor");
+  }
+  rc = dt_ckpt_agree(rc, comm);
+  /* external layout and checksums (collective over the tensor groups) */
+  int nsh = 0;
+  for (int k = 0; rc == DT_OK && k < nv; k++) {
+    const dt_param *p = &params->p[k % params->n];
+    const int mine = writer[k] == rank;
+    if (p->shard) {
+      /* whole on the group's first rank, then external */
+      float *full = mine && !p->transposed ? owned[k] : scratch;
+      gather_shard(p, storage[k], full, tp, tp_rank);
+      if (tp_rank == 0) {
+        float *ext = full;
+        if (p->transposed) {
+          ext = mine ? owned[k] : scratch2;
+          dt_param_to_external(p, full, ext);
+        }
+        sums[k] = checksum(ext, p->numel);
+        if (mine) src[k] = ext;
       }
-      dt_param_to_external(p, storage, buf);
+      shsum[nsh++] = sums[k];
+    } else if (p->transposed) {
+      float *buf = mine ? owned[k] : scratch;
+      dt_param_to_external(p, storage[k], buf);
       sums[k] = checksum(buf, p->numel);
       if (mine) src[k] = buf;
     } else {
-      sums[k] = checksum(storage, p->numel);
-      if (mine) src[k] = storage;
+      sums[k] = checksum(storage[k], p->numel);
+      if (mine) src[k] = storage[k];
     }
   }
-  rc = dt_ckpt_agree(rc, comm);
+  if (rc == DT_OK && nsh > 0) {
+    /* every rank of a group takes its first rank's checksums of the
+     * sharded variables, so that replicas are compared below */
+    MPI_Bcast(shsum, nsh, MPI_UINT64_T, 0, tp);
+    for (int k = 0, j = 0; k < nv; k++)
+      if (params->p[k % params->n].shard) sums[k] = shsum[j++];
+  }
   if (rc == DT_OK && nv > 0) {
     MPI_Allreduce(sums, lo, nv, MPI_UINT64_T, MPI_MIN, comm);
     MPI_Allreduce(sums, hi, nv, MPI_UINT64_T, MPI_MAX, comm);
     for (int k = 0; k < nv && rc == DT_OK; k++)
       if (lo[k] != hi[k])
         rc = dt_error_set(DT_EINTERNAL, __FILE__, __LINE__, __func__,
-                          "%s: the %s of '%s' differs between ranks (xxh3 %016llx and %016llx); "
+                          "%s: the %s of '%s' differs between %s (xxh3 %016llx and %016llx); "
                           "a replicated tensor must be identical on every rank: not written",
                           path, k_role_name[vars[k].role], vars[k].name,
+                          params->p[k % params->n].shard ? "data-parallel replicas" : "ranks",
                           (unsigned long long)lo[k], (unsigned long long)hi[k]);
   }
+  free(scratch);
+  free(scratch2);
+  scratch = scratch2 = NULL;
 
   nc_status st = {DT_OK, tmp};
   int ncid = -1, created_ok = 0;
@@ -436,16 +511,17 @@ int dt_ckpt_write(const char *path, const dt_ckpt_info *meta, const dt_params *p
   if (rc == DT_OK) {
     /* data: each rank its own variables, one collective wait */
     int nreq = 0;
-    for (int k = rank; k < nv; k += nranks) {
+    for (int k = 0; k < nv; k++) {
+      if (writer[k] != rank) continue;
       MPI_Offset start[4] = {0, 0, 0, 0}, count[4];
       for (int d = 0; d < vars[k].ndim; d++) count[d] = (MPI_Offset)vars[k].shape[d];
       NCW(&st, ncmpi_iput_vara_float(ncid, vars[k].varid, start, count, src[k], &reqs[nreq]),
           "posting the write of variable", vars[k].ncname);
-      nreq++;
+      posted[nreq++] = k;
     }
     NCW(&st, ncmpi_wait_all(ncid, nreq, reqs, stats), "writing", "the variables");
     for (int r = 0; r < nreq; r++)
-      NCW(&st, stats[r], "writing variable", vars[rank + r * nranks].ncname);
+      NCW(&st, stats[r], "writing variable", vars[posted[r]].ncname);
     NCW(&st, ncmpi_sync(ncid), "syncing", "the data");
     if (st.rc == DT_OK) st.rc = fault_hook(meta->step, rank, tmp);
     rc = dt_ckpt_agree(st.rc, comm);
@@ -474,6 +550,15 @@ int dt_ckpt_write(const char *path, const dt_ckpt_info *meta, const dt_params *p
     int r0 = DT_OK;
     if (rank == 0) {
       r0 = fsync_path(tmp, 0);
+      /* MPI-IO (OMPIO) can drop a failed write (ENOSPC) without an error:
+       * a file shorter than its header and variables is never renamed in */
+      struct stat tb;
+      const int64_t need = (int64_t)hdr + data_bytes;
+      if (r0 == DT_OK && (stat(tmp, &tb) != 0 || (int64_t)tb.st_size < need))
+        r0 = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__,
+                          "%s: the written file has %lld bytes, less than the %lld of its header "
+                          "and variables (disk full?); %s was not replaced", tmp,
+                          (long long)tb.st_size, (long long)need, path);
       if (r0 == DT_OK && rename(tmp, path) != 0)
         r0 = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__, "cannot rename %s to %s: %s",
                           tmp, path, strerror(errno));
@@ -493,13 +578,18 @@ int dt_ckpt_write(const char *path, const dt_ckpt_info *meta, const dt_params *p
   (void)hdr;
   for (int k = 0; owned && k < nv; k++) free(owned[k]);
   free(owned);
-  free(scratch);
   free(src);
+  free(storage);
   free(sums);
   free(lo);
   free(hi);
+  free(shsum);
   free(reqs);
   free(stats);
+  free(posted);
+  free(writer);
+  free(roots);
+  free(cover);
   free(vars);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   return DT_OK;
@@ -790,11 +880,10 @@ int dt_ckpt_read_params(dt_ckpt_file *f, dt_params *params, float *exp_avg,
   const int nroles = with_opt ? 3 : 1;
   /* match and check everything before reading anything (same on every rank) */
   int64_t mx = 1;
+  int any_shard = 0;
   for (int i = 0; i < params->n; i++) {
     const dt_param *p = &params->p[i];
-    DT_CHECK(!p->shard, DT_EUSAGE,
-             "%s: parameter '%s' is sharded across ranks; restoring sharded parameters "
-             "(tensor parallelism) from a checkpoint is not supported yet", f->path, p->name);
+    any_shard |= p->shard != NULL;
     for (int role = 0; role < nroles; role++) {
       const dt_ckpt_var *v = dt_ckpt_find(f, p->name, role);
       DT_CHECK(v, DT_EINPUT, "%s: %s of parameter '%s' (method %s) is not in the checkpoint%s",
@@ -820,10 +909,15 @@ int dt_ckpt_read_params(dt_ckpt_file *f, dt_params *params, float *exp_avg,
              "does not train (other methods or method options?)", f->path, v->name, v->ncname,
              v->method);
   }
-  float *buf = NULL;
+  float *buf = NULL, *full = NULL;
   int rc = dt_malloc(&buf, sizeof(float) * (size_t)mx, "a checkpoint variable");
+  if (rc == DT_OK && any_shard)
+    rc = dt_malloc(&full, sizeof(float) * (size_t)mx, "a checkpoint variable");
   rc = dt_ckpt_agree(rc, f->comm);
-  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  if (rc) {
+    free(buf);
+    return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  }
   int bad = DT_OK;
   for (int role = 0; role < nroles; role++) {
     int64_t off = 0;
@@ -839,10 +933,17 @@ int dt_ckpt_read_params(dt_ckpt_file *f, dt_params *params, float *exp_avg,
         if (!bad) bad = r;
         continue;
       }
-      if (!bad) dt_param_from_external(p, buf, dst);
+      if (bad) continue;
+      if (p->shard) { /* the whole tensor in storage order, then this rank's part */
+        dt_param_from_external(p, buf, full);
+        dt_param_full_to_local(p, full, dst);
+      } else {
+        dt_param_from_external(p, buf, dst);
+      }
     }
   }
   free(buf);
+  free(full);
   DT_CALL(dt_ckpt_agree(bad, f->comm));
   return DT_OK;
 }

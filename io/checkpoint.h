@@ -108,13 +108,24 @@ const dt_ckpt_counters *dt_ckpt_info_counters(const dt_ckpt_info *i, const char 
 
 /* Write `path` safely from the parameter table and, when exp_avg is not
  * NULL, AdamW's moments (storage layout, table order, numel_l per tensor:
- * dt_adamw's m and v). Rank r writes the variables i with i % nranks == r.
- * On success *file_bytes (may be NULL) is the file size. Collective over
- * comm; on failure every rank returns the same error and the previous file
- * at `path`, if any, is untouched. */
+ * dt_adamw's m and v). Rank r writes the variables i of replicated tensors
+ * with i % nranks == r. On success *file_bytes (may be NULL) is the file
+ * size. Collective over comm; on failure every rank returns the same error
+ * and the previous file at `path`, if any, is untouched.
+ *
+ * dt_ckpt_write_tp also takes tensors sharded by tensor parallelism
+ * (dt_param.shard): tp is this rank's tensor group (a sub-communicator of
+ * comm whose shards together hold each sharded tensor exactly once;
+ * MPI_COMM_NULL when nothing is sharded). Each sharded variable is
+ * assembled whole, in its external shape, on the first rank of a tensor
+ * group, and the groups' first ranks take turns writing them. The file is
+ * the same as one written from unsharded tensors. */
 int dt_ckpt_write(const char *path, const dt_ckpt_info *meta, const dt_params *params,
                   const float *exp_avg, const float *exp_avg_sq, MPI_Comm comm,
                   int64_t *file_bytes);
+int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params *params,
+                     const float *exp_avg, const float *exp_avg_sq, MPI_Comm comm,
+                     MPI_Comm tp, int64_t *file_bytes);
 
 /* A checkpoint opened for reading. */
 typedef struct {
@@ -135,7 +146,9 @@ const dt_ckpt_var *dt_ckpt_find(const dt_ckpt_file *f, const char *name, int rol
  * a mismatch is an error naming the variable and the file. Collective. */
 int dt_ckpt_read_var(dt_ckpt_file *f, const dt_ckpt_var *v, float *dst);
 /* Restore every parameter of the table (and the moments when exp_avg is not
- * NULL): each must be in the file with its shape. Collective. */
+ * NULL): each must be in the file with its shape. Every rank reads each
+ * variable whole (and checks its checksum); a sharded parameter keeps its
+ * own elements (dt_param_full_to_local). Collective. */
 int dt_ckpt_read_params(dt_ckpt_file *f, dt_params *params, float *exp_avg,
                         float *exp_avg_sq);
 /* Read every variable and verify its checksum. Collective. */

@@ -123,33 +123,92 @@ dt_train_args() {
   return 0
 }
 
+# dt_resume_args: add --resume to DT_ARGS unless they give it: a job that
+# Slurm starts again (requeued after a checkpoint on a signal, preempted,
+# after a node failure) continues from the newest checkpoint in OUT; a first
+# run starts at step 0.
+dt_resume_args() {
+  dt_has_opt resume "${DT_ARGS[@]}" || DT_ARGS+=(--resume)
+  return 0
+}
+
+# The exit status of deltatune when SIGTERM or SIGUSR1 stopped it at a step
+# boundary after writing a checkpoint (DT_EINTERRUPT, docs/usage.md).
+DT_EXIT_INTERRUPTED=9
+
+# dt_log MESSAGE: a time-stamped line on stderr.
+dt_log() { echo "$(date "+%F %T") ${DT_SCRIPT:-job}: $*" >&2; }
+
 # dt_launch COMMAND...: run the job step in the background and wait for it,
 # so that a signal to the batch shell is seen at once (bash runs a trap only
 # after the foreground command ends). Returns the step's exit status.
 #
-# Slurm's time-limit warning (#SBATCH --signal=B:USR1@SECONDS) is logged and
-# otherwise ignored: without a trap SIGUSR1 would kill the batch shell, and
-# with it the job, SECONDS early.
-# TODO(issue 8, preemption; needs the checkpoint/resume work): forward the
-# warning (and SIGTERM) to the ranks (`scancel --signal=USR1 --full` or
-# `kill -USR1` of the srun pid) so that deltatune writes a checkpoint at the
-# next step boundary and exits with its distinct code; then
-# `scontrol requeue "$SLURM_JOB_ID"` and, on restart (SLURM_RESTART_COUNT > 0),
-# resume from that checkpoint. Until then nothing is saved on the warning.
+# Signals to the batch shell:
+#   SIGUSR1  Slurm's time-limit warning (#SBATCH --signal=B:USR1@SECONDS), or
+#            `scancel --batch --signal=USR1 JOBID` by hand. With
+#            DT_FORWARD_SIGNALS=1 (finetune.sbatch, array.sbatch) it is
+#            forwarded to the step (kill -USR1 of srun, which passes it to
+#            every rank): deltatune writes a checkpoint at the next step
+#            boundary and exits with 9, and dt_finish requeues the job.
+#            Otherwise (a scaling point: a timing is not resumed) it is
+#            logged and the run goes on. Without a trap SIGUSR1 would kill
+#            the batch shell, and the job with it.
+#   SIGTERM  Slurm ends the job (scancel, time limit, preemption) and signals
+#            the ranks itself: they checkpoint at the next step boundary and
+#            stop. The shell logs it, waits for the step and remembers it
+#            (DT_TERMINATED=1): dt_finish does not bring such a job back.
 dt_launch() {
   local pid rc
-  DT_SIGNALLED=0
-  trap 'DT_SIGNALLED=1; echo "$(date "+%F %T") ${DT_SCRIPT:-job}: SIGUSR1, the time-limit warning: checkpointing on it is not implemented yet; the run goes on" >&2' USR1
+  DT_SIGNALLED=0 DT_TERMINATED=0 DT_STEP_PID=""
+  trap '_dt_on_usr1' USR1
+  trap '_dt_on_term' TERM
   "$@" &
   pid=$!
+  DT_STEP_PID=$pid
   while :; do
     DT_SIGNALLED=0 rc=0
     wait "$pid" || rc=$?
     # a trapped signal interrupts wait (status > 128) while the step goes on
     (( DT_SIGNALLED )) || break
   done
-  trap - USR1
+  trap - USR1 TERM
+  DT_STEP_PID=""
   return "$rc"
+}
+_dt_on_usr1() {
+  DT_SIGNALLED=1
+  if [[ "${DT_FORWARD_SIGNALS:-0}" == 1 && -n "${DT_STEP_PID:-}" ]]; then
+    dt_log "SIGUSR1 (the time-limit warning): forwarded to the ranks, which write a checkpoint at the next step boundary and stop; the job then requeues itself"
+    kill -USR1 "$DT_STEP_PID" 2>/dev/null || dt_log "could not forward SIGUSR1 to the job step (pid $DT_STEP_PID)"
+  else
+    dt_log "SIGUSR1, the time-limit warning: this job does not checkpoint on it; the run goes on"
+  fi
+}
+_dt_on_term() {
+  DT_SIGNALLED=1 DT_TERMINATED=1
+  dt_log "SIGTERM: Slurm is ending the job; the ranks (signalled by Slurm too) write a checkpoint at the next step boundary and stop"
+}
+
+# dt_finish RC: end the batch script with deltatune's exit status RC. On 9
+# (stopped by a signal after writing a checkpoint) the job requeues itself
+# (`scontrol requeue`; #SBATCH --requeue) and, started again, continues with
+# --resume from that checkpoint; the output file is appended to
+# (#SBATCH --open-mode=append). Not when the batch shell got SIGTERM: Slurm
+# is cancelling or ending the job, which must not come back by itself.
+dt_finish() {
+  local rc=$1
+  if [[ "$rc" == "$DT_EXIT_INTERRUPTED" ]]; then
+    if (( ${DT_TERMINATED:-0} )); then
+      dt_log "deltatune wrote a checkpoint and stopped (exit $rc) while Slurm ends the job: not requeued; submit the same job again (or scontrol requeue $SLURM_JOB_ID) to continue from ${OUT:-its --out}"
+      exit "$rc"
+    fi
+    dt_log "deltatune wrote a checkpoint and stopped (exit $rc): requeueing job $SLURM_JOB_ID (restart $(( ${SLURM_RESTART_COUNT:-0} + 1 ))); it continues from ${OUT:-its --out}"
+    if scontrol requeue "$SLURM_JOB_ID"; then
+      exit 0
+    fi
+    dt_log "scontrol requeue $SLURM_JOB_ID failed (submitted with --no-requeue, or requeueing disabled?): submit the same job again to continue from ${OUT:-its --out}"
+  fi
+  exit "$rc"
 }
 
 # dt_python: the python3 for the scaling records and report: $PYTHON, else

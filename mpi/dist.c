@@ -21,6 +21,7 @@ static double now(void) {
 int dt_dist_init(dt_dist *d, int tp) {
   memset(d, 0, sizeof *d);
   d->world = MPI_COMM_WORLD;
+  d->blacs_ctx = d->blacs_ctx_col = -1; /* freeable from here on (dt_dist_free) */
   MPI_Comm_rank(d->world, &d->rank);
   MPI_Comm_size(d->world, &d->size);
   DT_CHECK(tp >= 1 && d->size % tp == 0, DT_EUSAGE,
@@ -83,7 +84,7 @@ static int shm_reserve(dt_dist *d, size_t n) {
   if (d->shm_base && n <= d->shm_cap) return DT_OK;
   if (d->shm_base) MPI_Win_free(&d->shm_win);
   d->shm_base = NULL;
-  size_t cap = n < (1u << 16) ? (1u << 16) : n;
+  size_t cap = n < DT_SHM_SLOT_MIN ? DT_SHM_SLOT_MIN : n;
   /* rank 0 allocates T slots + the result; the others map it */
   MPI_Aint bytes = d->tp_rank == 0 ? (MPI_Aint)(sizeof(float) * cap * (d->tp_size + 1)) : 0;
   float *mine = NULL;
@@ -126,7 +127,12 @@ static int shm_sum(dt_dist *d, float *buf, size_t n) {
 }
 
 int dt_tp_sum(dt_dist *d, float *buf, size_t n) {
-  if (d->tp_size > 1 && d->shm_ok && n >= 1024) {
+  if (d->tp_size > 1 && n > 0) {
+    d->n_tp_sum++;
+    d->tp_sum_floats += (long long)n;
+    d->n_tp_sum_shm += d->shm_ok && n >= DT_SHM_SUM_MIN;
+  }
+  if (d->tp_size > 1 && d->shm_ok && n >= DT_SHM_SUM_MIN) {
     double t0 = now();
     int rc = shm_sum(d, buf, n);
     d->comm_s += now() - t0;

@@ -25,6 +25,10 @@ typedef struct {
   int blacs_ctx;     /* 1 x tp grid of this rank's tensor group, -1 when tp == 1 */
   int blacs_ctx_col; /* tp x 1 grid of the same group (row-parallel matrices) */
   double comm_s; /* seconds spent in the operators below */
+  /* dt_tp_sum calls that communicated (tp > 1, n > 0), their floats, and
+   * how many went through the shared-memory window (deltatune plan counts
+   * the same; tests compare) */
+  long long n_tp_sum, tp_sum_floats, n_tp_sum_shm;
   /* intra-node fast path of dt_tp_sum: a shared-memory window holding one
    * slot per tensor rank plus the result, when the group shares a node */
   MPI_Win shm_win;
@@ -32,6 +36,12 @@ typedef struct {
   size_t shm_cap;    /* floats per slot */
   int shm_ok;        /* the tensor group lives on one node */
 } dt_dist;
+
+/* dt_tp_sum goes through the shared-memory window from this many floats
+ * (smaller sums use MPI_Allreduce); a window slot holds at least
+ * DT_SHM_SLOT_MIN floats. */
+#define DT_SHM_SUM_MIN 1024
+#define DT_SHM_SLOT_MIN 65536
 
 /* Split MPI_COMM_WORLD into tp groups of `tp` ranks. Collective. */
 int dt_dist_init(dt_dist *d, int tp);

@@ -5,13 +5,15 @@
 # numpy for the tests' independent reads of safetensors files; Slurm, munge and
 # Lmod for the batch jobs, the modulefiles and their tests; GNU time for the
 # memory per rank and matplotlib for the plots of the scaling studies;
-# python3-netcdf4 for the tests' independent read of checkpoint files.)
+# python3-netcdf4 for the tests' independent read of checkpoint files; clang
+# and its libFuzzer runtime for the fuzz targets CI runs, docs/reliability.md.)
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin
       libscalapack-openmpi-dev libopenblas-dev liblapacke-dev libpnetcdf-dev
-      pnetcdf-bin netcdf-bin libcmocka-dev libjansson-dev libxxhash-dev
-      python3-numpy slurm-wlm munge lmod time python3-matplotlib python3-netcdf4)
+      pnetcdf-bin netcdf-bin libcmocka-dev libjansson-dev libxxhash-dev libinih-dev
+      python3-numpy slurm-wlm munge lmod time python3-matplotlib python3-netcdf4
+      clang libclang-rt-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do

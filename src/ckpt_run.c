@@ -182,26 +182,6 @@ int dt_train_ckpt_begin(dt_train_ckpt *t, const dt_train_state *s, dt_params *pa
                "--%s needs --out (the folder of the checkpoints)", need_out[k]);
     return DT_OK;
   }
-  /* sharded tensors (backbone tensors trained under --tp > 1) cannot be
-   * checkpointed yet: said before training, not at the first save */
-  const dt_param *sharded = NULL;
-  for (int k = 0; k < s->params->n && !sharded; k++)
-    if (s->params->p[k].shard) sharded = &s->params->p[k];
-  if (sharded) {
-    DT_CHECK(!resume && !dt_opt_given(o, "save-every"), DT_EUSAGE,
-             "--%s: parameter '%s' (method %s) is sharded across the tensor-parallel ranks "
-             "(--tp %d); checkpoints of sharded parameters are not supported yet (--tp 1 "
-             "trains it unsharded)", resume ? "resume" : "save-every", sharded->name,
-             sharded->method ? sharded->method : "?", s->tp_size);
-    if (t->rank == 0) {
-      printf("checkpoint: none written: parameter '%s' is sharded (--tp %d), which checkpoints "
-             "do not support yet; --out gets deltas.safetensors only\n", sharded->name,
-             s->tp_size);
-      fflush(stdout);
-    }
-    t->dir = NULL;
-    return DT_OK;
-  }
   DT_CALL(make_dir(t->dir, comm));
   DT_CALL(dt_backbone_identify(&t->backbone, s->cfg, (uint64_t)dt_opt_int(o, "seed"), comm));
   char path[4200];
@@ -290,9 +270,17 @@ int dt_train_ckpt_save(dt_train_ckpt *t, const dt_train_state *s, int64_t done, 
   m.ctx = c->n_ctx;
   m.nranks = t->nranks;
   const int tp = s->tp_size > 0 ? s->tp_size : 1;
-  snprintf(m.rank_layout, sizeof m.rank_layout,
-           "%d rank(s): %d data-parallel x %d tensor-parallel; the delta tensors are "
-           "replicated on every rank", t->nranks, t->nranks / tp, tp);
+  int n_sharded = 0;
+  for (int k = 0; k < s->params->n; k++) n_sharded += s->params->p[k].shard != NULL;
+  if (n_sharded)
+    snprintf(m.rank_layout, sizeof m.rank_layout,
+             "%d rank(s): %d data-parallel x %d tensor-parallel; %d trained tensors sharded "
+             "over each tensor group, the others replicated on every rank", t->nranks,
+             t->nranks / tp, tp, n_sharded);
+  else
+    snprintf(m.rank_layout, sizeof m.rank_layout,
+             "%d rank(s): %d data-parallel x %d tensor-parallel; the delta tensors are "
+             "replicated on every rank", t->nranks, t->nranks / tp, tp);
   m.step = done;
   m.steps_total = s->steps_total;
   m.lr_last = done > 0 ? dt_adamw_lr(s->adamw, done - 1) : NAN;
@@ -315,8 +303,9 @@ int dt_train_ckpt_save(dt_train_ckpt *t, const dt_train_state *s, int64_t done, 
   dt_ckpt_path(path, sizeof path, t->dir, done);
   int64_t bytes = 0;
   const int with_opt = t->save_optimizer;
-  int rc = dt_ckpt_write(path, &m, s->params, with_opt ? s->adamw->m : NULL,
-                         with_opt ? s->adamw->v : NULL, t->comm, &bytes);
+  int rc = dt_ckpt_write_tp(path, &m, s->params, with_opt ? s->adamw->m : NULL,
+                            with_opt ? s->adamw->v : NULL, t->comm,
+                            tp > 1 ? s->tp_comm : MPI_COMM_NULL, &bytes);
   dt_ckpt_info_free(&m);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   const int64_t data = s->params->numel * (int64_t)sizeof(float);

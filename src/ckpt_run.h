@@ -32,6 +32,7 @@ typedef struct {
   int64_t batch_size;  /* global rows per step */
   const dt_dataset *data;
   int tp_size; /* ranks of a tensor-parallel group */
+  MPI_Comm tp_comm; /* this rank's tensor-parallel group (sharded tensors) */
 } dt_train_state;
 
 typedef struct {

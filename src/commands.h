@@ -7,7 +7,10 @@ int dt_cmd_train(int argc, char **argv);
 int dt_cmd_eval(int argc, char **argv);
 int dt_cmd_methods(int argc, char **argv);
 int dt_cmd_gradcheck(int argc, char **argv);
+int dt_cmd_sweep(int argc, char **argv);
 int dt_cmd_inspect(int argc, char **argv); /* inspect.c */
 int dt_cmd_export(int argc, char **argv);  /* export.c */
+int dt_cmd_merge(int argc, char **argv);   /* merge.c */
+int dt_cmd_plan(int argc, char **argv);    /* plan.c */
 
 #endif

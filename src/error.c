@@ -8,6 +8,7 @@
 
 static char g_msg[2048];
 static char g_trace[4096];
+static int g_agreed;
 
 int dt_error_set(int code, const char *file, int line, const char *func,
                  const char *fmt, ...) {
@@ -16,8 +17,12 @@ int dt_error_set(int code, const char *file, int line, const char *func,
   vsnprintf(g_msg, sizeof g_msg, fmt, ap);
   va_end(ap);
   snprintf(g_trace, sizeof g_trace, "  at %s (%s:%d)\n", func, file, line);
+  g_agreed = 0;
   return code;
 }
+
+void dt_error_mark_agreed(void) { g_agreed = 1; }
+int dt_error_agreed(void) { return g_agreed; }
 
 int dt_error_trace(int code, const char *file, int line, const char *func) {
   size_t n = strlen(g_trace);
@@ -33,6 +38,7 @@ const char *dt_error_traceback(void) { return g_trace; }
 void dt_error_clear(void) {
   g_msg[0] = 0;
   g_trace[0] = 0;
+  g_agreed = 0;
 }
 
 const char *dt_error_name(int code) {

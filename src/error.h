@@ -33,6 +33,14 @@ const char *dt_error_traceback(void);
 void dt_error_clear(void);
 const char *dt_error_name(int code);
 
+/* Agreed errors. An error that every rank of MPI_COMM_WORLD holds at the
+ * same point (a global value such as the all-reduced loss, or the result of
+ * dt_agree over the world) is marked agreed: main then reports it once, from
+ * rank 0, and every rank exits with its code without MPI_Abort (dt_agree in
+ * agree.h makes any error agreed). Recording a new error clears the mark. */
+void dt_error_mark_agreed(void);
+int dt_error_agreed(void);
+
 #define DT_ERR(code, ...) \
   return dt_error_set((code), __FILE__, __LINE__, __func__, __VA_ARGS__)
 

@@ -98,7 +98,8 @@ static void layout(dt_model *m, carver *cv, int B, int T, int recompute) {
     for (int s = 0; s < DT_N_SITES; s++)
       for (int k = 0; k < m->n_methods; k++) {
         const dt_method *me = m->methods[k];
-        size_t w = me->ops->site_ws ? me->ops->site_ws(me, l, s, (int)N) : 0;
+        const size_t Nk = me->nrows ? (size_t)me->nrows * T : N;
+        size_t w = me->ops->site_ws ? me->ops->site_ws(me, l, s, (int)Nk) : 0;
         float *p = w ? carve(cv, w) : NULL;
         if (m->hook_ws) m->hook_ws[((size_t)l * DT_N_SITES + s) * m->n_methods + k] = p;
       }
@@ -165,6 +166,28 @@ size_t dt_model_act_bytes(const dt_model *mc, int B, int T_data, int recompute) 
   return cv.used * sizeof(float);
 }
 
+/* Floats of the bf16 -> fp32 conversion scratch: the largest matrix. */
+static size_t bf16_scratch_floats(const dt_model *m) {
+  size_t mx = (size_t)m->sh.vocab_l * m->cfg.d_model;
+  for (int s = 0; s < DT_N_SITES; s++) {
+    size_t v = (size_t)dt_site_in_l(m, s) * dt_site_out_l(m, s);
+    if (v > mx) mx = v;
+  }
+  return mx;
+}
+
+size_t dt_model_plan_extra_bytes(const dt_model *mc, int B, int T_data) {
+  dt_model m = *mc;
+  int nv, np;
+  if (count_tokens(&m, &nv, &np)) return 0;
+  const size_t T = (size_t)T_data + nv;
+  /* as dt_model_plan allocates them below */
+  size_t b = m.weights_bf16 ? (bf16_scratch_floats(&m) * sizeof(float) + 63) / 64 * 64 : 0;
+  if (m.cfg.arch == DT_ARCH_LLAMA) b += 2 * ((size_t)np + T) * (size_t)(m.cfg.head_dim / 2) * sizeof(float);
+  b += sizeof(int32_t) * (size_t)B * T_data + sizeof(int32_t) * B * T + sizeof(int) * B * T;
+  return b;
+}
+
 int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
   const dt_config *c = &m->cfg;
   DT_CHECK(B >= 1 && T_data >= 2, DT_EUSAGE,
@@ -213,11 +236,7 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
     for (int l = 1; l < c->n_layer; l++) m->acts[l] = m->acts[0];
   /* bf16 conversion scratch: the largest matrix */
   if (m->weights_bf16) {
-    size_t mx = (size_t)m->sh.vocab_l * c->d_model;
-    for (int s = 0; s < DT_N_SITES; s++) {
-      size_t v = (size_t)dt_site_in_l(m, s) * dt_site_out_l(m, s);
-      if (v > mx) mx = v;
-    }
+    const size_t mx = bf16_scratch_floats(m);
     free(m->wscratch);
     DT_CALL(dt_alloc_aligned(&m->wscratch, mx * sizeof(float), "bf16 conversion scratch"));
     m->wscratch_floats = mx;
@@ -248,18 +267,35 @@ static float *ws_of(dt_model *m, int l, int s, int k) {
   return m->hook_ws[((size_t)l * DT_N_SITES + s) * m->n_methods + k];
 }
 
+/* The rows of a site's activations a method applies to (all, or its task's
+ * rows of a combined batch). */
+static dt_site_io rows_of(const dt_model *m, const dt_method *me, dt_site_io io) {
+  if (me->nrows) {
+    const size_t r0 = (size_t)me->row0 * m->T;
+    io.N = me->nrows * m->T;
+    if (io.x) io.x += r0 * io.in;
+    if (io.y) io.y += r0 * io.out;
+  }
+  return io;
+}
+
 static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
                         const float *x, float *y, int train) {
   const int N = m->B * m->T, in = dt_site_in_l(m, s), out = dt_site_out_l(m, s);
   dt_site_io io = {l, (dt_site)s, N, in, out, x, y, NULL, train};
   const float *xin = x;
-  for (int k = 0; k < m->n_methods; k++)
-    if (wants_pre(m, k, l, s)) {
-      io.x = xin;
-      io.ws = ws_of(m, l, s, k);
-      DT_CALL(m->methods[k]->ops->pre_fwd(m->methods[k], &io, a->lin_in[s]));
-      xin = a->lin_in[s];
-    }
+  if (any_pre(m, l, s)) {
+    /* pre hooks rescale their rows of a copy of the input, in place */
+    memcpy(a->lin_in[s], x, sizeof(float) * (size_t)N * in);
+    xin = a->lin_in[s];
+    for (int k = 0; k < m->n_methods; k++)
+      if (wants_pre(m, k, l, s)) {
+        io.x = xin;
+        io.ws = ws_of(m, l, s, k);
+        dt_site_io sub = rows_of(m, m->methods[k], io);
+        DT_CALL(m->methods[k]->ops->pre_fwd(m->methods[k], &sub, (float *)sub.x));
+      }
+  }
   const dt_layer *L = &m->layers[l];
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     /* the PxGEMM formulation: psgemm moves the operands itself */
@@ -281,7 +317,8 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
   for (int k = 0; k < m->n_methods; k++)
     if (wants_post(m, k, l, s)) {
       io.ws = ws_of(m, l, s, k);
-      DT_CALL(m->methods[k]->ops->post_fwd(m->methods[k], &io));
+      dt_site_io sub = rows_of(m, m->methods[k], io);
+      DT_CALL(m->methods[k]->ops->post_fwd(m->methods[k], &sub));
     }
   return DT_OK;
 }
@@ -296,7 +333,9 @@ static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
   for (int k = m->n_methods - 1; k >= 0; k--)
     if (wants_post(m, k, l, s) && m->methods[k]->ops->post_bwd) {
       io.ws = ws_of(m, l, s, k);
-      DT_CALL(m->methods[k]->ops->post_bwd(m->methods[k], &io, dy, dx));
+      dt_site_io sub = rows_of(m, m->methods[k], io);
+      const size_t r0 = m->methods[k]->nrows ? (size_t)m->methods[k]->row0 * m->T : 0;
+      DT_CALL(m->methods[k]->ops->post_bwd(m->methods[k], &sub, dy + r0 * out, dx + r0 * in));
     }
   dt_layer *L = &m->layers[l];
   if (L->lin[s].grad) {
@@ -321,7 +360,9 @@ static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
   for (int k = m->n_methods - 1; k >= 0; k--)
     if (wants_pre(m, k, l, s) && m->methods[k]->ops->pre_bwd) {
       io.ws = ws_of(m, l, s, k);
-      DT_CALL(m->methods[k]->ops->pre_bwd(m->methods[k], &io, dx));
+      dt_site_io sub = rows_of(m, m->methods[k], io);
+      const size_t r0 = m->methods[k]->nrows ? (size_t)m->methods[k]->row0 * m->T : 0;
+      DT_CALL(m->methods[k]->ops->pre_bwd(m->methods[k], &sub, dx + r0 * in));
     }
   return DT_OK;
 }
@@ -596,11 +637,15 @@ static int head_chunk(dt_model *m, const int *rows, int n, const float *W,
     const double lse = (double)mx[i] + log((double)se[i]);
     st->loss_sum += lse - zl[i];
     st->n_scored++;
+    if (m->row_loss) {
+      m->row_loss[b] += lse - zl[i];
+      m->row_scored[b]++;
+    }
     const int ok = zl[i] >= mx[i]; /* the label attains the maximum */
     st->n_correct_tokens += ok;
     if (!ok) m->labels[b * m->T] = -101; /* flag: row is not exact (t=0 is never scored) */
     if (want_grad) {
-      const float inv = (float)(1.0 / norm), lsef = (float)lse;
+      const float inv = m->row_norm ? m->row_norm[b] : (float)(1.0 / norm), lsef = (float)lse;
       for (int j = 0; j < V; j++) z[j] = expf(z[j] - lsef) * inv;
       if (label >= v0 && label < v0 + V) z[label - v0] -= inv;
     }

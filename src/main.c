@@ -16,11 +16,14 @@ typedef struct {
 
 static const command g_commands[] = {
     {"train", dt_cmd_train, "train delta parameters on a frozen backbone"},
+    {"sweep", dt_cmd_sweep, "train many tasks concurrently on one loaded backbone"},
     {"eval", dt_cmd_eval, "loss, token accuracy and exact match on a data file"},
     {"gradcheck", dt_cmd_gradcheck, "check gradients against finite differences"},
     {"methods", dt_cmd_methods, "list the delta methods"},
     {"inspect", dt_cmd_inspect, "what a checkpoint holds; is it complete and intact"},
     {"export", dt_cmd_export, "write a checkpoint as a PEFT adapter or a safetensors file"},
+    {"merge", dt_cmd_merge, "fold a checkpoint's deltas into a copy of the backbone (HF folder)"},
+    {"plan", dt_cmd_plan, "memory, time, storage and communication of a job before it runs"},
 };
 #define N_COMMANDS (int)(sizeof g_commands / sizeof g_commands[0])
 
@@ -53,7 +56,7 @@ int main(int argc, char **argv) {
       if (!strcmp(argv[1], g_commands[i].name)) cmd = &g_commands[i];
     if (!cmd) {
       rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
-                        "unknown command '%s' (commands: train, eval, gradcheck, methods, inspect, export; "
+                        "unknown command '%s' (commands: train, sweep, eval, gradcheck, methods, inspect, export, merge, plan; "
                         "see deltatune --help)", argv[1]);
     } else {
       rc = cmd->fn(argc - 2, argv + 2);
@@ -64,14 +67,17 @@ int main(int argc, char **argv) {
     return 0;
   }
   /* Usage and input errors are found identically by every rank before any
-   * collective: each rank exits with the code and rank 0 says why. Other
-   * errors may hit one rank only: abort the whole job so nobody hangs. */
-  const int deterministic = rc == DT_EUSAGE || rc == DT_EINPUT;
+   * collective, and agreed errors (dt_agree, a non-finite global loss) are
+   * held by every rank: each rank exits with the code and rank 0 says why.
+   * Other errors may hit one rank only: abort the whole job so nobody
+   * hangs. */
+  const int deterministic = rc == DT_EUSAGE || rc == DT_EINPUT || dt_error_agreed();
   if (rank == 0 || !deterministic) {
     if (size > 1 && !deterministic)
       fprintf(stderr, "deltatune: error on rank %d: %s\n", rank, dt_error_message());
     else
-      fprintf(stderr, "deltatune: error: %s\n", dt_error_message());
+      fprintf(stderr, "deltatune: %s: %s\n", rc == DT_EINTERRUPT ? "stopped" : "error",
+              dt_error_message());
     if (getenv("DT_TRACEBACK")) fputs(dt_error_traceback(), stderr);
   }
   fflush(stderr);

@@ -85,6 +85,10 @@ struct dt_method {
   const dt_method_ops *ops;
   dt_model *model;
   void *state;
+  /* Batch rows the method applies to (a task's rows of a combined batch in
+   * a sweep): rows [row0, row0 + nrows) of the B rows; nrows = 0: all. Hooks
+   * then see only those rows (io->N = nrows * T). */
+  int row0, nrows;
 };
 
 /* The registry (methods.c). */

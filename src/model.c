@@ -11,17 +11,27 @@
 #include "rng.h"
 #include "safetensors.h"
 
-static int alloc_mat(dt_mat *a, int rows, int cols, int bf16, const char *what) {
+/* The weight storage is sized and allocated by one walk (alloc_weights):
+ * each piece adds its bytes (as dt_alloc_aligned rounds them) to
+ * m->weight_bytes and is allocated unless the model is describe_only, so
+ * `deltatune plan` and a real load cannot disagree. */
+static size_t aligned_bytes(size_t bytes) { return bytes ? (bytes + 63) / 64 * 64 : 64; }
+
+static int alloc_mat(dt_model *m, dt_mat *a, int rows, int cols, int bf16, const char *what) {
   a->rows = rows;
   a->cols = cols;
   size_t n = (size_t)rows * cols;
+  m->weight_bytes += (int64_t)aligned_bytes(n * (bf16 ? sizeof(uint16_t) : sizeof(float)));
+  if (m->describe_only) return DT_OK;
   if (bf16) DT_CALL(dt_alloc_aligned(&a->w16, n * sizeof(uint16_t), what));
   else DT_CALL(dt_alloc_aligned(&a->w, n * sizeof(float), what));
   return DT_OK;
 }
 
-static int alloc_vec(dt_vec *v, int n, const char *what) {
+static int alloc_vec(dt_model *m, dt_vec *v, int n, const char *what) {
   v->n = n;
+  m->weight_bytes += (int64_t)aligned_bytes((size_t)n * sizeof(float));
+  if (m->describe_only) return DT_OK;
   DT_CALL(dt_alloc_aligned(&v->v, (size_t)n * sizeof(float), what));
   return DT_OK;
 }
@@ -29,25 +39,26 @@ static int alloc_vec(dt_vec *v, int n, const char *what) {
 static int alloc_weights(dt_model *m) {
   const dt_config *c = &m->cfg;
   const int d = c->d_model, bf = m->weights_bf16, V = m->sh.vocab_l;
-  DT_CALL(alloc_mat(&m->wte, V, d, bf, "token embedding"));
+  m->weight_bytes = 0;
+  DT_CALL(alloc_mat(m, &m->wte, V, d, bf, "token embedding"));
   if (c->arch == DT_ARCH_GPT2)
-    DT_CALL(alloc_mat(&m->wpe, c->n_ctx, d, 0, "position embedding"));
-  DT_CALL(alloc_vec(&m->lnf_w, d, "final norm"));
-  if (c->has_bias) DT_CALL(alloc_vec(&m->lnf_b, d, "final norm bias"));
+    DT_CALL(alloc_mat(m, &m->wpe, c->n_ctx, d, 0, "position embedding"));
+  DT_CALL(alloc_vec(m, &m->lnf_w, d, "final norm"));
+  if (c->has_bias) DT_CALL(alloc_vec(m, &m->lnf_b, d, "final norm bias"));
   if (c->tied_head) m->lm_head = m->wte;
-  else DT_CALL(alloc_mat(&m->lm_head, V, d, bf, "lm_head"));
+  else DT_CALL(alloc_mat(m, &m->lm_head, V, d, bf, "lm_head"));
   DT_CALL(dt_calloc(&m->layers, sizeof(dt_layer) * c->n_layer, "layers"));
   for (int l = 0; l < c->n_layer; l++) {
     dt_layer *L = &m->layers[l];
-    DT_CALL(alloc_vec(&L->ln1_w, d, "norm"));
-    DT_CALL(alloc_vec(&L->ln2_w, d, "norm"));
+    DT_CALL(alloc_vec(m, &L->ln1_w, d, "norm"));
+    DT_CALL(alloc_vec(m, &L->ln2_w, d, "norm"));
     if (c->has_bias) {
-      DT_CALL(alloc_vec(&L->ln1_b, d, "norm bias"));
-      DT_CALL(alloc_vec(&L->ln2_b, d, "norm bias"));
+      DT_CALL(alloc_vec(m, &L->ln1_b, d, "norm bias"));
+      DT_CALL(alloc_vec(m, &L->ln2_b, d, "norm bias"));
     }
     for (int s = 0; s < DT_N_SITES; s++) {
-      DT_CALL(alloc_mat(&L->lin[s], dt_site_out_l(m, s), dt_site_in_l(m, s), bf, "block matrix"));
-      if (c->has_bias) DT_CALL(alloc_vec(&L->bias[s], dt_site_out_l(m, s), "bias"));
+      DT_CALL(alloc_mat(m, &L->lin[s], dt_site_out_l(m, s), dt_site_in_l(m, s), bf, "block matrix"));
+      if (c->has_bias) DT_CALL(alloc_vec(m, &L->bias[s], dt_site_out_l(m, s), "bias"));
     }
   }
   return DT_OK;
@@ -199,13 +210,14 @@ static void put(const dt_tensor_ref *r, int64_t e, const float *v, int64_t n,
   }
 }
 
-/* Read this rank's part of one HF tensor: only the bytes of its shard, at
- * their offsets (transposing Conv1D weights). */
-static int load_ref(const dt_tensor_ref *r, const dt_st_set *set, float *tmp) {
+/* Is one HF tensor in the files, with the shape config.json implies and a
+ * floating-point dtype? Every tensor is checked before any is read. */
+static int check_ref(const dt_tensor_ref *r, const dt_st_set *set) {
   const dt_st_file *f;
   const dt_st_tensor *t = dt_st_set_find(set, r->name, &f);
-  DT_CHECK(t, DT_EINPUT, "%s: tensor '%s' is missing from the checkpoint",
-           set->dir, r->name);
+  DT_CHECK(t, DT_EINPUT,
+           "%s: tensor '%s' is missing from the model's safetensors file(s) (config.json "
+           "implies it)", set->dir, r->name);
   int ok = t->ndim == r->ndim;
   for (int i = 0; ok && i < r->ndim; i++) ok = t->shape[i] == r->shape[i];
   DT_CHECK(ok, DT_EINPUT,
@@ -217,6 +229,15 @@ static int load_ref(const dt_tensor_ref *r, const dt_st_set *set, float *tmp) {
                t->dtype == DT_DTYPE_F16,
            DT_EINPUT, "%s: tensor '%s' has dtype %s; expected F32, BF16 or F16",
            f->path, r->name, dt_dtype_name(t->dtype));
+  return DT_OK;
+}
+
+/* Read this rank's part of one HF tensor (checked by check_ref): only the
+ * bytes of its shard, at their offsets (transposing Conv1D weights). */
+static int load_ref(const dt_tensor_ref *r, const dt_st_set *set, float *tmp) {
+  const dt_st_file *f;
+  const dt_st_tensor *t = dt_st_set_find(set, r->name, &f);
+  DT_CHECK(t, DT_EINTERNAL, "%s: tensor '%s' vanished", set->dir, r->name);
   const int64_t R = r->rows, C = r->cols;
   const int64_t lc = r->mat ? r->mat->cols : 1; /* owner's local row length */
   for (int i = 0; i < r->segs.n; i++) {
@@ -262,6 +283,7 @@ static int load_hf(dt_model *m, const char *dir) {
   }
   float *tmp = NULL;
   if (rc == DT_OK) rc = dt_malloc(&tmp, sizeof(float) * mx, "read buffer");
+  for (int i = 0; rc == DT_OK && i < n; i++) rc = check_ref(&refs[i], &set);
   for (int i = 0; rc == DT_OK && i < n; i++) rc = load_ref(&refs[i], &set, tmp);
   free(tmp);
   free(refs);
@@ -318,23 +340,53 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
   return DT_OK;
 }
 
-int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
-                  uint64_t seed, dt_dist *dist) {
-  memset(m, 0, sizeof *m);
-  m->weights_bf16 = weights_bf16;
-  m->dist = dist;
-  const int synth = strncmp(spec, "synthetic:", 10) == 0;
-  if (synth) {
+static int load_config(dt_model *m, const char *spec) {
+  if (strncmp(spec, "synthetic:", 10) == 0) {
     DT_CALL(dt_synthetic_config_parse(&m->cfg, spec));
     DT_CALL(dt_config_validate(&m->cfg));
   } else {
     DT_CALL(dt_hf_config_load(&m->cfg, spec));
   }
+  return DT_OK;
+}
+
+int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
+                  uint64_t seed, dt_dist *dist) {
+  memset(m, 0, sizeof *m);
+  m->weights_bf16 = weights_bf16;
+  m->dist = dist;
+  DT_CALL(load_config(m, spec));
   DT_CALL(dt_shard_init(&m->sh, &m->cfg, dist ? dist->tp_rank : 0, dist ? dist->tp_size : 1));
   DT_CALL(alloc_weights(m));
-  if (synth) DT_CALL(init_synthetic(m, seed));
+  if (strncmp(spec, "synthetic:", 10) == 0) DT_CALL(init_synthetic(m, seed));
   else DT_CALL(load_hf(m, spec));
   return DT_OK;
+}
+
+int dt_model_describe(dt_model *m, const char *spec, int weights_bf16, int tp_rank,
+                      int tp_size) {
+  memset(m, 0, sizeof *m);
+  m->weights_bf16 = weights_bf16;
+  m->describe_only = 1;
+  DT_CHECK(tp_size >= 1 && tp_rank >= 0 && tp_rank < tp_size, DT_EUSAGE,
+           "tensor-parallel rank %d of %d", tp_rank, tp_size);
+  DT_CALL(load_config(m, spec));
+  DT_CALL(dt_shard_init(&m->sh, &m->cfg, tp_rank, tp_size));
+  DT_CALL(alloc_weights(m));
+  return DT_OK;
+}
+
+void dt_model_describe_bytes(dt_model *m, size_t bytes) {
+  m->described_bytes += (int64_t)aligned_bytes(bytes);
+}
+
+int dt_model_alloc(dt_model *m, void *pptr, size_t bytes, const char *what) {
+  if (m->describe_only) {
+    dt_model_describe_bytes(m, bytes);
+    *(void **)pptr = NULL;
+    return DT_OK;
+  }
+  return dt_alloc_aligned(pptr, bytes, what);
 }
 
 static void free_mat(dt_mat *a) {
@@ -384,7 +436,23 @@ void dt_model_free(dt_model *m) {
 
 int dt_model_require_grad(dt_model *m, const dt_tensor_ref *r, float **data,
                           float **grad) {
+  if (m->describe_only) {
+    /* sizes only: the gradient the real call allocates (its whole owner) */
+    const int bf16 = r->mat && m->weights_bf16 && r->mat != &m->wpe;
+    DT_CHECK(!bf16, DT_EUSAGE,
+             "tensor '%s' is trained by the chosen method, which needs "
+             "--weights-dtype fp32 (frozen bf16 weights cannot be updated)",
+             r->name);
+    if (r->mat && !r->mat->trained)
+      dt_model_describe_bytes(m, sizeof(float) * (size_t)r->mat->rows * r->mat->cols);
+    else if (!r->mat)
+      dt_model_describe_bytes(m, sizeof(float) * (size_t)r->vec->n);
+    if (r->mat) r->mat->trained = 1;
+    *data = *grad = NULL;
+    return DT_OK;
+  }
   if (r->mat) {
+    r->mat->trained = 1;
     DT_CHECK(r->mat->w, DT_EUSAGE,
              "tensor '%s' is trained by the chosen method, which needs "
              "--weights-dtype fp32 (frozen bf16 weights cannot be updated)",
@@ -468,7 +536,7 @@ double dt_model_step_flops(const dt_model *m, int T, double tokens, double score
   per += 3.0 * c->n_layer * 4.0 * (T + 1) / 2.0 * dt_cfg_q_dim(c);
   for (int l = 0; l < c->n_layer; l++)
     for (int s = 0; s < DT_N_SITES; s++)
-      if (m->layers[l].lin[s].grad)
+      if (m->layers[l].lin[s].trained)
         per += 2.0 * (double)m->layers[l].lin[s].rows * m->layers[l].lin[s].cols;
   return per * tokens + 4.0 * head * scored;
 }

@@ -28,6 +28,7 @@ typedef struct {
   float *w;
   uint16_t *w16;
   float *grad; /* NULL when frozen */
+  int trained;  /* a method trains it (dt_model_require_grad; also when describe_only) */
 } dt_mat;
 
 typedef struct {
@@ -72,6 +73,14 @@ typedef struct dt_model {
   dt_dist *dist;   /* rank layout; NULL = one rank */
   dt_shard sh;     /* this rank's part of the backbone (everything when tp = 1) */
   int weights_bf16; /* frozen matrices kept in bf16 */
+  /* describe_only (dt_model_describe): shapes and sizes, no weight storage;
+   * methods created on it register their tensors but allocate nothing large
+   * (see dt_model_describe). weight_bytes: the frozen storage allocated, or
+   * that would be; described_bytes: what methods would have allocated on a
+   * describe_only model but did not (trained backbone gradients, SAID). */
+  int describe_only;
+  int64_t weight_bytes;
+  int64_t described_bytes;
 
   /* weights */
   dt_mat wte;     /* [vocab, d] */
@@ -118,6 +127,12 @@ typedef struct dt_model {
   size_t wscratch_floats;
   /* rope tables [T, head_dim/2] */
   float *rope_cos, *rope_sin;
+  /* sweeps: per batch row, the loss-gradient scale (1 / the scored tokens
+   * of that row's task; NULL = 1 / grad_norm_count) and loss accumulators
+   * (NULL = not kept) */
+  const float *row_norm;
+  double *row_loss;
+  int64_t *row_scored;
   /* per-step inputs */
   int32_t *ids;    /* [B, T_data] */
   int32_t *labels; /* [B, T] (virtual positions = -100) */
@@ -129,6 +144,25 @@ typedef struct dt_model {
  * its own shard. */
 int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
                   uint64_t seed, dt_dist *dist);
+
+/* The sizes of a model without its weights (for `deltatune plan`): the
+ * config (a synthetic spec or a HF folder's config.json alone), the shard of
+ * tensor-parallel rank tp_rank of tp_size, and every matrix's shape; no
+ * weight storage (w, w16 stay NULL) and m->dist stays NULL. weight_bytes is
+ * what dt_model_load's allocation would take on that rank (the same code
+ * sizes both). Methods can be created on it: dt_model_require_grad then
+ * allocates nothing and adds the gradient's bytes to described_bytes.
+ * Release with dt_model_free. */
+int dt_model_describe(dt_model *m, const char *spec, int weights_bf16, int tp_rank,
+                      int tp_size);
+/* describe_only: count bytes a method would allocate instead of allocating. */
+void dt_model_describe_bytes(dt_model *m, size_t bytes);
+/* A method's state: dt_alloc_aligned (zeroed, 64-byte aligned) on a real
+ * model; on a describe_only one the bytes are only counted (described_bytes)
+ * and *pptr is NULL, so one line sizes both. */
+int dt_model_alloc(dt_model *m, void *pptr, size_t bytes, const char *what);
+/* base + off, or NULL when base is (a describe_only model's state). */
+static inline float *dt_at(float *base, size_t off) { return base ? base + off : NULL; }
 
 /* Local widths of a linear site on this rank: column-parallel sites (QKV,
  * FC) own part of their outputs, row-parallel ones (ATTN_OUT, PROJ) part of
@@ -176,6 +210,9 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute);
 
 /* Bytes the activations of dt_model_plan would take (for planning). */
 size_t dt_model_act_bytes(const dt_model *m, int B, int T_data, int recompute);
+/* Bytes dt_model_plan allocates besides the activation arena: the bf16
+ * conversion scratch, rotary tables, batch ids, labels and scored rows. */
+size_t dt_model_plan_extra_bytes(const dt_model *m, int B, int T_data);
 
 typedef struct {
   double loss_sum;  /* sum of -log p over scored tokens */

@@ -27,6 +27,16 @@ void dt_param_canonical(char *out, size_t cap, const char *name) {
   out[o] = 0;
 }
 
+/* Is name's canonical form canon? A name without "default" in it is its own
+ * canonical form: no copy (registering the ~1000 tensors of a large model
+ * stays fast). */
+static int canonical_is(const char *canon, const char *name) {
+  if (!strstr(name, "default")) return strcmp(canon, name) == 0;
+  char other[DT_PARAM_NAME_MAX];
+  dt_param_canonical(other, sizeof other, name);
+  return strcmp(canon, other) == 0;
+}
+
 static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
   size_t o = 0;
   o += (size_t)snprintf(buf + o, cap - o, "[");
@@ -54,11 +64,10 @@ int dt_params_add(dt_params *t, const char *method, const char *name, int ndim,
              (long long)shape[i], i);
     numel *= shape[i];
   }
-  char canon[DT_PARAM_NAME_MAX], other[DT_PARAM_NAME_MAX];
+  char canon[DT_PARAM_NAME_MAX];
   dt_param_canonical(canon, sizeof canon, name);
   for (int i = 0; i < t->n; i++) {
-    dt_param_canonical(other, sizeof other, t->p[i].name);
-    DT_CHECK(strcmp(canon, other) != 0, DT_EINTERNAL,
+    DT_CHECK(!canonical_is(canon, t->p[i].name), DT_EINTERNAL,
              "parameter '%s' (%s) is registered twice (already as '%s' by %s)",
              name, method ? method : "?", t->p[i].name,
              t->p[i].method ? t->p[i].method : "?");
@@ -155,12 +164,10 @@ void dt_params_free(dt_params *t) {
 }
 
 const dt_param *dt_params_find(const dt_params *t, const char *name) {
-  char canon[DT_PARAM_NAME_MAX], other[DT_PARAM_NAME_MAX];
+  char canon[DT_PARAM_NAME_MAX];
   dt_param_canonical(canon, sizeof canon, name);
-  for (int i = 0; i < t->n; i++) {
-    dt_param_canonical(other, sizeof other, t->p[i].name);
-    if (strcmp(canon, other) == 0) return &t->p[i];
-  }
+  for (int i = 0; i < t->n; i++)
+    if (canonical_is(canon, t->p[i].name)) return &t->p[i];
   return NULL;
 }
 

@@ -12,12 +12,17 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "batch.h"
+#include "agree.h"
 #include "blas_info.h"
 #include "ckpt_run.h"
 #include "commands.h"
 #include "dataset.h"
 #include "error.h"
+#include "gradsync.h"
+#include "interrupt.h"
 #include "method.h"
+#include "methods/modules.h"
 #include "model.h"
 #include "optim.h"
 #include "options.h"
@@ -98,7 +103,28 @@ static const dt_optdef eval_opts[] = {
      "write the logits [B,T,V] of the first batch to this safetensors file"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
 
+/* What a step with a non-finite loss does (train only; docs/reliability.md). */
+static const dt_optdef fault_opts[] = {
+    {"nan-policy", DT_OPT_CHOICE, "stop", 0, 0, "stop|skip",
+     "a step whose loss or gradient norm is NaN/inf: stop (exit 6, naming the step; the "
+     "checkpoints already written stay) or skip (drop that step's update, count it)"},
+    {"nan-max-skips", DT_OPT_INT, "10", 1, 1000000000, NULL,
+     "--nan-policy skip: stop after this many consecutive skipped steps"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+
 #define MAX_GROUPS 32
+
+/* The option groups a sweep task accepts: model, data, training and every
+ * method's (src/sweep.c). */
+int dt_train_task_groups(dt_optgroup *g, int max) {
+  int n = 0;
+  g[n++] = (dt_optgroup){"model", "Model and method", model_opts};
+  g[n++] = (dt_optgroup){"data", "Data", data_opts};
+  g[n++] = (dt_optgroup){"train", "Training", train_opts};
+  for (int i = 0; i < dt_method_count() && n < max; i++)
+    if (dt_method_at(i)->options) g[n++] = *dt_method_at(i)->options;
+  return n;
+}
 
 /* mode: 1 train, 0 eval, 2 gradcheck */
 static int build_groups(dt_optgroup *g, int train) {
@@ -109,6 +135,7 @@ static int build_groups(dt_optgroup *g, int train) {
            : train == 2 ? (dt_optgroup){"check", "Gradient check", check_opts}
                         : (dt_optgroup){"eval", "Evaluation", eval_opts};
   if (train == 1) g[n++] = dt_ckpt_train_group;
+  if (train == 1) g[n++] = (dt_optgroup){"faults", "Numerical faults", fault_opts};
   if (train == 0) g[n++] = dt_ckpt_eval_group;
   for (int i = 0; i < dt_method_count() && n < MAX_GROUPS; i++)
     if (dt_method_at(i)->options) g[n++] = *dt_method_at(i)->options;
@@ -128,7 +155,7 @@ typedef struct {
   dt_dataset data;
   int B_global, B_local;
   int32_t *bids, *blabels; /* [B_local, T] */
-  int64_t *row_order;      /* shuffle permutation */
+  dt_row_order rows;       /* shuffle permutation */
   float *gbuf;             /* gradient buckets */
   size_t gbuf_n;
 } run_ctx;
@@ -147,7 +174,7 @@ static void ctx_free(run_ctx *c) {
   dt_dataset_free(&c->data);
   free(c->bids);
   free(c->blabels);
-  free(c->row_order);
+  dt_row_order_free(&c->rows);
   free(c->gbuf);
 }
 
@@ -174,6 +201,18 @@ static int parse(run_ctx *c, const char *cmd, int train, int argc, char **argv,
            "--data is required (see deltatune %s --help)", cmd);
   DT_CHECK(!(dt_opt_is_set(&c->opt, "shuffle") && dt_opt_is_set(&c->opt, "sample-rows")),
            DT_EUSAGE, "--shuffle and --sample-rows exclude each other");
+  if (train == 1) {
+    /* combinations, before anything is loaded */
+    static const char *const need_out[] = {"save-every", "save-optimizer", "keep", "resume"};
+    for (size_t k = 0; k < sizeof need_out / sizeof *need_out; k++)
+      DT_CHECK(dt_opt_is_set(&c->opt, "out") || !dt_opt_given(&c->opt, need_out[k]), DT_EUSAGE,
+               "--%s needs --out (the folder of the checkpoints)", need_out[k]);
+    DT_CHECK(!dt_opt_given(&c->opt, "nan-max-skips") ||
+                 strcmp(dt_opt_str(&c->opt, "nan-policy"), "skip") == 0,
+             DT_EUSAGE, "--nan-max-skips %lld applies to --nan-policy skip (this run has "
+             "--nan-policy %s)", (long long)dt_opt_int(&c->opt, "nan-max-skips"),
+             dt_opt_str(&c->opt, "nan-policy"));
+  }
   /* method options given for a method that is not selected */
   const char *ml = dt_opt_str(&c->opt, "method");
   for (int i = 0; i < dt_method_count(); i++) {
@@ -192,21 +231,62 @@ static int parse(run_ctx *c, const char *cmd, int train, int argc, char **argv,
   return DT_OK;
 }
 
-static int setup(run_ctx *c, int train) {
+/* Is name one of the comma-separated items of list? */
+static int list_has(const char *list, const char *name) {
+  const size_t n = strlen(name);
+  for (const char *p = list; p && *p;) {
+    const char *e = strchr(p, ',');
+    const size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len == n && strncmp(p, name, n) == 0) return 1;
+    if (!e) break;
+    p = e + 1;
+  }
+  return 0;
+}
+
+/* Every input is checked before the backbone is built (reading or
+ * generating its weights is the expensive part): the model's configuration
+ * and safetensors headers, the data against its vocabulary (kept in
+ * c->data), the headers of the --init-from files, the module targets of the
+ * methods and the split of the batch. Nothing collective: the caller agrees
+ * on the result (dt_agree), so that an input only some ranks cannot read
+ * stops every rank with one message. */
+static int check_inputs(run_ctx *c, int train) {
   const dt_options *o = &c->opt;
-  const uint64_t seed = (uint64_t)dt_opt_int(o, "seed");
-  const int bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
-  DT_CALL(dt_dist_init(&c->dist, dt_opt_int(o, "tp")));
-  DT_CALL(dt_model_load(&c->model, dt_opt_str(o, "model"), bf16, seed, &c->dist));
-  DT_CALL(dt_dataset_load(&c->data, dt_opt_str(o, "data"), c->model.cfg.vocab));
+  const char *spec = dt_opt_str(o, "model");
+  dt_config cfg;
+  if (strncmp(spec, "synthetic:", 10) == 0) {
+    DT_CALL(dt_synthetic_config_parse(&cfg, spec));
+  } else {
+    DT_CALL(dt_hf_config_load(&cfg, spec));
+    dt_st_set set; /* every header of the weights (the tensors: dt_model_load) */
+    DT_CALL(dt_st_set_open(&set, spec));
+    dt_st_set_close(&set);
+  }
+  DT_CALL(dt_dataset_load(&c->data, dt_opt_str(o, "data"), cfg.vocab));
+  if (dt_opt_is_set(o, "init-from")) {
+    char list[DT_OPTVAL_MAX];
+    snprintf(list, sizeof list, "%s", dt_opt_str(o, "init-from"));
+    char *save = NULL;
+    for (char *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+      while (*p == ' ') p++;
+      if (!*p) continue;
+      dt_st_file f;
+      DT_CALL(dt_st_open(&f, p));
+      dt_st_close(&f);
+    }
+  }
   const char *ml = dt_opt_str(o, "method");
-  DT_CALL(dt_methods_create(ml, o, &c->model, &c->params, seed, &c->methods, &c->n_methods));
-  if (train)
-    DT_CHECK(c->params.numel > 0, DT_EUSAGE,
-             "--method %s trains no parameter on this model (%s)", ml, c->model.cfg.source);
-  if (dt_opt_is_set(o, "init-from"))
-    DT_CALL(dt_params_load(&c->params, dt_opt_str(o, "init-from")));
-  DT_CALL(dt_model_set_methods(&c->model, c->methods, c->n_methods));
+  static const char *const targets[][2] = {{"lora", "lora-targets"}, {"ia3", "ia3-targets"}};
+  for (size_t k = 0; k < sizeof targets / sizeof *targets; k++) {
+    if (!list_has(ml, targets[k][0]) || !dt_opt_exists(o, targets[k][1]) ||
+        !dt_opt_is_set(o, targets[k][1]) || !*dt_opt_str(o, targets[k][1]))
+      continue;
+    dt_module md[DT_MAX_BLOCK_MODULES];
+    int hit[DT_MAX_BLOCK_MODULES] = {0};
+    const int nmod = dt_block_modules(&cfg, md);
+    DT_CALL(dt_module_targets(&cfg, md, nmod, targets[k][1], dt_opt_str(o, targets[k][1]), hit));
+  }
   c->B_global = dt_opt_int(o, "batch-size");
   if (!train) {
     int64_t rows = dt_opt_int(o, "rows");
@@ -217,6 +297,29 @@ static int setup(run_ctx *c, int train) {
            "--batch-size %d is not divisible by the %d data-parallel replicas (%d ranks / "
            "--tp %d; each replica takes an equal slice)",
            c->B_global, c->dist.dp_size, c->nranks, c->dist.tp_size);
+  return DT_OK;
+}
+
+static int setup(run_ctx *c, int train) {
+  const dt_options *o = &c->opt;
+  const uint64_t seed = (uint64_t)dt_opt_int(o, "seed");
+  const int bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
+  DT_CALL(dt_dist_init(&c->dist, dt_opt_int(o, "tp")));
+  DT_CALL(dt_agree(check_inputs(c, train), MPI_COMM_WORLD));
+  /* then build; a failure of some ranks only is agreed on before the
+   * collectives of the plan */
+  int rc = dt_model_load(&c->model, dt_opt_str(o, "model"), bf16, seed, &c->dist);
+  const char *ml = dt_opt_str(o, "method");
+  if (rc == DT_OK)
+    rc = dt_methods_create(ml, o, &c->model, &c->params, seed, &c->methods, &c->n_methods);
+  if (rc == DT_OK && train && c->params.numel <= 0)
+    rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
+                      "--method %s trains no parameter on this model (%s)", ml,
+                      c->model.cfg.source);
+  if (rc == DT_OK && dt_opt_is_set(o, "init-from"))
+    rc = dt_params_load(&c->params, dt_opt_str(o, "init-from"));
+  if (rc == DT_OK) rc = dt_model_set_methods(&c->model, c->methods, c->n_methods);
+  DT_CALL(dt_agree(rc, MPI_COMM_WORLD));
   c->B_local = c->B_global / c->dist.dp_size;
   c->model.tp_gemm = strcmp(dt_opt_str(o, "tp-gemm"), "pxgemm") == 0;
   DT_CALL(dt_model_plan(&c->model, c->B_local, c->data.seq_len, dt_opt_bool(o, "recompute")));
@@ -227,33 +330,9 @@ static int setup(run_ctx *c, int train) {
 }
 
 /* Global row index i of step s: in order, shuffled per epoch, or sampled. */
+/* Global row index i of step s (src/batch.c). */
 static int64_t row_at(run_ctx *c, int64_t step, int64_t i) {
-  const dt_options *o = &c->opt;
-  const int64_t N = c->data.n_rows, g = step * c->B_global + i;
-  if (dt_opt_is_set(o, "sample-rows")) {
-    uint64_t key = dt_rng_key((uint64_t)dt_opt_int(o, "sample-rows"), 0x5a3);
-    return (int64_t)(dt_rng_u64(key, (uint64_t)g) % (uint64_t)N);
-  }
-  if (!dt_opt_is_set(o, "shuffle")) return g % N;
-  const int64_t epoch = g / N, pos = g % N;
-  static int64_t cached_epoch = -1;
-  if (!c->row_order) {
-    c->row_order = malloc(sizeof(int64_t) * N);
-    if (!c->row_order) return pos; /* degrade to in-order */
-    cached_epoch = -1;
-  }
-  if (epoch != cached_epoch) {
-    uint64_t key = dt_rng_key((uint64_t)dt_opt_int(o, "shuffle"), 0x5f0 + (uint64_t)epoch);
-    for (int64_t j = 0; j < N; j++) c->row_order[j] = j;
-    for (int64_t j = N - 1; j > 0; j--) {
-      int64_t k = (int64_t)(dt_rng_u64(key, (uint64_t)j) % (uint64_t)(j + 1));
-      int64_t t = c->row_order[j];
-      c->row_order[j] = c->row_order[k];
-      c->row_order[k] = t;
-    }
-    cached_epoch = epoch;
-  }
-  return c->row_order[pos];
+  return dt_batch_row(&c->opt, &c->rows, c->data.n_rows, c->B_global, step, i);
 }
 
 static void fill_batch(run_ctx *c, int64_t step) {
@@ -382,40 +461,7 @@ static int probe_loss(run_ctx *c, int64_t step, double *loss) {
  * complete and sharded gradients over the data-parallel replicas. Every
  * rank ends with identical replicated gradients. */
 static int allreduce_grads(run_ctx *c) {
-  if (c->nranks == 1) return DT_OK;
-  size_t na = 0, nb = 0;
-  for (int i = 0; i < c->params.n; i++) {
-    const dt_param *p = &c->params.p[i];
-    if (p->sync == DT_SYNC_PARTIAL && c->dist.tp_size > 1) na += (size_t)p->numel_l;
-    else nb += (size_t)p->numel_l;
-  }
-  if (!c->gbuf || c->gbuf_n < na + nb) {
-    free(c->gbuf);
-    c->gbuf = NULL;
-    DT_CALL(dt_malloc(&c->gbuf, sizeof(float) * (na + nb + 1), "gradient buckets"));
-    c->gbuf_n = na + nb;
-  }
-  float *A = c->gbuf, *Bk = c->gbuf + na;
-  size_t ia = 0, ib = 0;
-  for (int i = 0; i < c->params.n; i++) {
-    const dt_param *p = &c->params.p[i];
-    const int world = p->sync == DT_SYNC_PARTIAL && c->dist.tp_size > 1;
-    float *dst = world ? A + ia : Bk + ib;
-    memcpy(dst, p->grad, sizeof(float) * (size_t)p->numel_l);
-    if (world) ia += (size_t)p->numel_l;
-    else ib += (size_t)p->numel_l;
-  }
-  DT_CALL(dt_world_sum(&c->dist, A, na));
-  DT_CALL(dt_dp_sum(&c->dist, Bk, nb));
-  ia = ib = 0;
-  for (int i = 0; i < c->params.n; i++) {
-    dt_param *p = &c->params.p[i];
-    const int world = p->sync == DT_SYNC_PARTIAL && c->dist.tp_size > 1;
-    memcpy(p->grad, world ? A + ia : Bk + ib, sizeof(float) * (size_t)p->numel_l);
-    if (world) ia += (size_t)p->numel_l;
-    else ib += (size_t)p->numel_l;
-  }
-  return DT_OK;
+  return dt_grad_sync(&c->dist, &c->params, &c->gbuf, &c->gbuf_n);
 }
 
 /* Replicated deltas must stay bitwise identical on every rank (and shards
@@ -461,9 +507,59 @@ static double peak_rss_mb(void) {
   return kb / 1024.0;
 }
 
+/* A number for messages: NaN, inf and -inf spelled alike everywhere. */
+static const char *num(double v, char *buf) {
+  if (isnan(v)) return "NaN";
+  if (isinf(v)) return v > 0 ? "inf" : "-inf";
+  snprintf(buf, 32, "%.6g", v);
+  return buf;
+}
+
+/* Before a checkpoint: are the trainable values finite on every rank?
+ * Collective over the world; *bad names a non-finite tensor of this rank. */
+static int params_finite(run_ctx *c, char *bad, size_t cap) {
+  int ok = 1;
+  bad[0] = 0;
+  for (int i = 0; i < c->params.n && ok; i++)
+    for (int64_t j = 0; j < c->params.p[i].numel_l; j++)
+      if (!isfinite(c->params.p[i].data[j])) {
+        snprintf(bad, cap, "%s", c->params.p[i].name);
+        ok = 0;
+        break;
+      }
+  int all = ok;
+  MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (!all && !bad[0]) snprintf(bad, cap, "a tensor of another rank");
+  return all;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
+}
+
+/* Stopped by a signal before step `step`: checkpoint the steps done (with
+ * --out), say so, and end with DT_EINTERRUPT on every rank (agreed). */
+static int stop_interrupted(run_ctx *c, dt_train_ckpt *ck, const dt_train_state *ts, int step,
+                            int steps, int sig, double loss0, double last_loss) {
+  const int have_out = ck->dir != NULL;
+  if (have_out) DT_CALL(dt_train_ckpt_save(ck, ts, step, 1, loss0, last_loss));
+  char what[4400];
+  if (have_out)
+    snprintf(what, sizeof what, "checkpoint %s holds step %lld; rerun with --resume to "
+             "continue", ck->saved_path, (long long)ck->saved_step);
+  else
+    snprintf(what, sizeof what, "no checkpoint (no --out): the steps done are lost");
+  if (c->rank == 0) {
+    printf("interrupted: %s at step %d of %d: stopping at this step boundary; %s (exit code "
+           "%d)\n", dt_signal_name(sig), step, steps, what, DT_EINTERRUPT);
+    fflush(stdout);
+  }
+  dt_error_set(DT_EINTERRUPT, __FILE__, __LINE__, __func__,
+               "interrupted by %s after %d of %d steps; %s", dt_signal_name(sig), step, steps,
+               what);
+  dt_error_mark_agreed();
+  return DT_EINTERRUPT;
 }
 
 static int do_train(run_ctx *c) {
@@ -489,7 +585,7 @@ static int do_train(run_ctx *c) {
   DT_CALL(dt_adamw_init(&opt, &c->params));
   /* checkpoints in --out; --resume continues from the newest one */
   const dt_train_state ts = {o, &c->model.cfg, &c->params, &opt, c->methods, c->n_methods,
-                             steps, c->B_global, &c->data, c->dist.tp_size};
+                             steps, c->B_global, &c->data, c->dist.tp_size, c->dist.tp};
   dt_train_ckpt ck;
   int64_t start = 0;
   double loss_resumed = NAN;
@@ -520,9 +616,20 @@ static int do_train(run_ctx *c) {
   const double tok_per_step = (double)c->B_global * T;
   double loss0 = loss_resumed, last_loss = NAN;
   int64_t total_scored = 0;
+  /* steps with a non-finite loss or gradient norm (--nan-policy) */
+  const int nan_skip = strcmp(dt_opt_str(o, "nan-policy"), "skip") == 0;
+  const int nan_max = dt_opt_int(o, "nan-max-skips");
+  int64_t skipped = 0;
+  int skipped_run = 0; /* consecutive */
   const double t_start = now_s();
   static double step_times[4096];
   for (int step = (int)start; rc == DT_OK && step < steps; step++) {
+    /* a step boundary: SIGTERM / SIGUSR1 on any rank stops every rank here */
+    const int sig = dt_interrupt_agree(c->dist.world);
+    if (sig) {
+      rc = stop_interrupted(c, &ck, &ts, step, steps, sig, loss0, last_loss);
+      break;
+    }
     const double t0 = now_s();
     fill_batch(c, step);
     int64_t nloc = count_scored(c), nglob = 0;
@@ -539,18 +646,61 @@ static int do_train(run_ctx *c) {
     if (rc) break;
     sum_stats(c, &st);
     const double loss = st.n_scored ? st.loss_sum / st.n_scored : 0.0;
-    if (!isfinite(loss)) {
-      rc = dt_error_set(DT_ENUMERIC, __FILE__, __LINE__, __func__,
-                        "loss became %g at step %d; stopping", loss, step);
-      break;
+    /* the loss and the gradient norm are the same on every rank (summed),
+     * so every rank takes the same decision */
+    const double gnorm = dt_grad_norm(&c->params, &c->dist);
+    if (!isfinite(loss) || !isfinite(gnorm)) {
+      char last[4400] = "no checkpoint was written";
+      if (ck.saved_step >= 0)
+        snprintf(last, sizeof last, "the last good checkpoint is %s (step %lld)",
+                 ck.saved_path, (long long)ck.saved_step);
+      char lb[32], gb[32];
+      if (!nan_skip || skipped_run + 1 >= nan_max) {
+        if (!nan_skip)
+          rc = dt_error_set(DT_ENUMERIC, __FILE__, __LINE__, __func__,
+                            "step %d/%d: the loss is %s and the gradient norm %s; stopping "
+                            "(--nan-policy stop); %s", step + 1, steps, num(loss, lb),
+                            num(gnorm, gb), last);
+        else
+          rc = dt_error_set(DT_ENUMERIC, __FILE__, __LINE__, __func__,
+                            "step %d/%d: the loss is %s and the gradient norm %s: %d "
+                            "consecutive steps not finite (--nan-max-skips %d); stopping "
+                            "after %lld skipped steps; %s", step + 1, steps, num(loss, lb),
+                            num(gnorm, gb), skipped_run + 1, nan_max, (long long)skipped + 1,
+                            last);
+        dt_error_mark_agreed();
+        break;
+      }
+      /* drop the update; the step still counts (schedule, data, numbering) */
+      skipped++;
+      skipped_run++;
+      opt.step++;
+      if (c->rank == 0) {
+        printf("step %6d/%d  loss %s  gradient norm %s: update skipped (%d consecutive, "
+               "%lld in all; --nan-policy skip)\n", step + 1, steps, num(loss, lb),
+               num(gnorm, gb), skipped_run, (long long)skipped);
+        fflush(stdout);
+      }
+      if (mf) {
+        fprintf(mf,
+                "{\"step\": %d, \"loss\": null, \"lr\": %.9g, \"grad_norm\": null, "
+                "\"scored_tokens\": %lld, \"elapsed_s\": %.6g, \"skipped\": true, "
+                "\"skipped_steps\": %lld}\n",
+                step, dt_adamw_lr(&opt, step), (long long)st.n_scored, now_s() - t_start,
+                (long long)skipped);
+        fflush(mf);
+      }
+      if (step - start < 4096) step_times[step - start] = now_s() - t0;
+      rc = dt_train_ckpt_save(&ck, &ts, step + 1, 0, loss0, last_loss);
+      continue;
     }
+    skipped_run = 0;
     if (step == 0) loss0 = loss;
     total_scored += st.n_scored;
     last_loss = loss;
     if (step == 0 && dt_opt_is_set(o, "dump-grads"))
       rc = dt_params_save_dist(&c->params, dt_opt_str(o, "dump-grads"), 1, &c->dist);
     if (rc) break;
-    const double gnorm = dt_grad_norm(&c->params, &c->dist);
     const double lr = dt_adamw_step(&opt, &c->params, gnorm);
     const double dt = now_s() - t0, el = now_s() - t_start;
     if (step - start < 4096) step_times[step - start] = dt;
@@ -558,8 +708,9 @@ static int do_train(run_ctx *c) {
     if (mf) {
       fprintf(mf,
               "{\"step\": %d, \"loss\": %.9g, \"lr\": %.9g, \"tokens_per_s\": %.6g, "
-              "\"grad_norm\": %.9g, \"scored_tokens\": %lld, \"elapsed_s\": %.6g}\n",
-              step, loss, lr, tps, gnorm, (long long)st.n_scored, el);
+              "\"grad_norm\": %.9g, \"scored_tokens\": %lld, \"elapsed_s\": %.6g, "
+              "\"skipped_steps\": %lld}\n",
+              step, loss, lr, tps, gnorm, (long long)st.n_scored, el, (long long)skipped);
       fflush(mf);
     }
     if (c->rank == 0 && ((step + 1) % dt_opt_int(o, "log-every") == 0 || step == 0 ||
@@ -568,6 +719,19 @@ static int do_train(run_ctx *c) {
       printf("step %6d/%d  loss %.4f  lr %.3g  %.0f tok/s  elapsed %.1fs  eta %.1fs\n",
              step + 1, steps, loss, lr, tps, el, eta);
       fflush(stdout);
+    }
+    /* a checkpoint holds finite values only: an update that overflowed
+     * stops the run before it is saved */
+    char bad[DT_PARAM_NAME_MAX + 32];
+    if (ck.dir && (step + 1 == steps || (ck.save_every > 0 && (step + 1) % ck.save_every == 0)) &&
+        !params_finite(c, bad, sizeof bad)) {
+      rc = dt_error_set(DT_ENUMERIC, __FILE__, __LINE__, __func__,
+                        "step %d/%d: the update made %s non-finite (loss %g, gradient norm "
+                        "%g); stopping without saving it; the last good checkpoint is %s",
+                        step + 1, steps, bad, loss, gnorm,
+                        ck.saved_step >= 0 ? ck.saved_path : "none (none was written)");
+      dt_error_mark_agreed();
+      break;
     }
     rc = dt_train_ckpt_save(&ck, &ts, step + 1, 0, loss0, loss);
   }
@@ -605,6 +769,9 @@ static int do_train(run_ctx *c) {
   if (c->rank == 0) {
     printf("summary: %d steps in %.1fs%s; loss %.4f -> %.4f (last step %.4f)\n", ran,
            now_s() - t_start, start > 0 ? " (resumed)" : "", loss0, after, last_loss);
+    if (nan_skip)
+      printf("summary: %lld of %d steps skipped with a non-finite loss or gradient "
+             "(--nan-policy skip)\n", (long long)skipped, ran);
     const double scored = ran > 0 ? (double)total_scored / ran : 0.0;
     const double fl = dt_model_step_flops(&c->model, c->model.T, tok_per_step, scored);
     printf("summary: median step %.3fs: %.0f tokens/s, %.2f GFLOP/s model FLOPs "
@@ -667,6 +834,7 @@ static int do_eval(run_ctx *c) {
     printf("eval: %lld rows, %lld scored tokens in %.2fs\n", (long long)rows,
            (long long)tot.n_scored, now_s() - t0);
     printf("loss %.9f\n", tot.n_scored ? tot.loss_sum / tot.n_scored : 0.0);
+    printf("perplexity %.6g\n", tot.n_scored ? exp(tot.loss_sum / tot.n_scored) : 1.0);
     printf("token_accuracy %.6f\n",
            tot.n_scored ? (double)tot.n_correct_tokens / tot.n_scored : 0.0);
     printf("exact_match %.6f (%lld of %lld rows)\n",
@@ -769,7 +937,12 @@ static int run(const char *cmd, int train, int argc, char **argv) {
   return DT_OK;
 }
 
-int dt_cmd_train(int argc, char **argv) { return run("train", 1, argc, argv); }
+int dt_cmd_train(int argc, char **argv) {
+  dt_interrupt_install(); /* from the start: a signal during setup stops at step 0's boundary */
+  const int rc = run("train", 1, argc, argv);
+  dt_interrupt_uninstall();
+  return rc;
+}
 int dt_cmd_eval(int argc, char **argv) { return run("eval", 0, argc, argv); }
 int dt_cmd_gradcheck(int argc, char **argv) { return run("gradcheck", 2, argc, argv); }
 

@@ -4,7 +4,8 @@
  * bit for bit, by the same ranks and by rank 0 alone; a failure on one rank
  * fails the write on every rank and leaves the previous file; --keep and
  * the newest-checkpoint listing; fewer variables than ranks; replicas that
- * differ between ranks are refused.
+ * differ between ranks are refused; tensors sharded over tensor groups are
+ * stored whole and read back into their shards.
  *
  * Every rank checks; the verdicts are reduced before any assertion so that
  * no rank is left waiting in a collective. */
@@ -389,6 +390,219 @@ static void test_folder(void **state) {
   free_table(&tb);
 }
 
+/* Tensors sharded by tensor parallelism (as full / lastlayer / bitfit train
+ * them under --tp > 1): tensor groups of T ranks (T = 2 at 4 ranks, else
+ * every rank), row shards in cyclic blocks of 2 (one of them a transposed
+ * Conv1D weight), column shards in uneven contiguous blocks, and a
+ * replicated tensor beside them. The file must hold every tensor whole in
+ * its external layout, bit for bit (-0, NaN payloads and denormals in a
+ * shard included), with the same checksums as the same table written
+ * unsharded; it reads back into the shards, and whole on one rank. */
+typedef struct {
+  dt_params t;
+  float *full[4]; /* storage order, whole */
+  float *local[4];
+  float *m, *v;   /* moments: local elements, table order */
+} sharded_table;
+
+static void add_seg(dt_segs *s, int g0, int len, int l0) {
+  if (s->n && s->s[s->n - 1].g0 + s->s[s->n - 1].len == g0 &&
+      s->s[s->n - 1].l0 + s->s[s->n - 1].len == l0)
+    s->s[s->n - 1].len += len;
+  else
+    s->s[s->n++] = (dt_seg){g0, len, l0};
+}
+
+/* tp rank r of T: rows in cyclic blocks of 2 (shard_dim 0), or columns in
+ * contiguous blocks of ceil(cols / T) (shard_dim 1). T == 1: unsharded. */
+static void make_sharded(sharded_table *st, int r, int T) {
+  static const char *const names[4] = {"transformer.h.0.mlp.c_fc.weight",
+                                       "transformer.wte.weight", "transformer.h.0.ln_1.bias",
+                                       "model.layers.0.self_attn.o_proj.weight"};
+  static const int64_t shapes[4][2] = {{6, 11}, {9, 5}, {7, 1}, {4, 10}}; /* external */
+  static const int ndims[4] = {2, 2, 1, 2};
+  static const int dims[4] = {0, 0, -1, 1}; /* sharded storage dimension; -1 replicated */
+  memset(st, 0, sizeof *st);
+  int64_t total_l = 0;
+  for (int i = 0; i < 4; i++) {
+    const int transposed = i == 0;
+    const int64_t numel = shapes[i][0] * (ndims[i] == 2 ? shapes[i][1] : 1);
+    /* storage [rows, cols] */
+    const int64_t rows = transposed ? shapes[i][1] : shapes[i][0];
+    const int64_t cols = ndims[i] == 2 ? (transposed ? shapes[i][0] : shapes[i][1]) : 1;
+    st->full[i] = calloc((size_t)numel, sizeof(float));
+    for (int64_t j = 0; j < numel; j++) st->full[i][j] = value(50 + i, j, 5);
+    if (i == 1) { /* special values inside shards */
+      const uint32_t nan = 0x7fc04321u, den = 0x00000077u;
+      st->full[1][0] = -0.0f;
+      memcpy(&st->full[1][7], &nan, 4);
+      memcpy(&st->full[1][12], &den, 4);
+      st->full[1][13] = -INFINITY;
+    }
+    st->local[i] = calloc((size_t)numel, sizeof(float));
+    if (dims[i] < 0 || T == 1) {
+      memcpy(st->local[i], st->full[i], sizeof(float) * (size_t)numel);
+      assert_int_equal(dt_params_add(&st->t, "full", names[i], ndims[i], shapes[i],
+                                     st->local[i], NULL, transposed), DT_OK);
+      total_l += numel;
+      continue;
+    }
+    dt_param_shard sh;
+    memset(&sh, 0, sizeof sh);
+    sh.shard_dim = dims[i];
+    sh.rows = rows;
+    sh.cols = cols;
+    int64_t numel_l = 0;
+    if (dims[i] == 0) {
+      int l = 0;
+      for (int g = 0; g < rows; g += 2)
+        if ((g / 2) % T == r) {
+          const int len = (int)(g + 2 <= rows ? 2 : rows - g);
+          add_seg(&sh.segs, g, len, l);
+          l += len;
+        }
+      sh.first_l0 = 0;
+      sh.local_cols = (int)cols;
+      numel_l = (int64_t)l * cols;
+    } else {
+      const int nb = (int)((cols + T - 1) / T);
+      const int c0 = r * nb < cols ? r * nb : (int)cols;
+      const int c1 = c0 + nb < cols ? c0 + nb : (int)cols;
+      if (c1 > c0) add_seg(&sh.segs, c0, c1 - c0, 0);
+      sh.local_cols = c1 - c0;
+      numel_l = rows * (c1 - c0);
+    }
+    assert_int_equal(dt_params_add_shard(&st->t, "full", names[i], ndims[i], shapes[i],
+                                         st->local[i], NULL, transposed, numel_l, &sh),
+                     DT_OK);
+    /* the local elements of the whole (storage-order) tensor */
+    dt_param_full_to_local(&st->t.p[st->t.n - 1], st->full[i], st->local[i]);
+    total_l += numel_l;
+  }
+  /* moments: the same split of other values */
+  st->m = calloc((size_t)total_l + 1, sizeof(float));
+  st->v = calloc((size_t)total_l + 1, sizeof(float));
+  int64_t off = 0;
+  for (int i = 0; i < 4; i++) {
+    const dt_param *p = &st->t.p[i];
+    float *a = calloc((size_t)p->numel, sizeof(float)), *b = calloc((size_t)p->numel, sizeof(float));
+    for (int64_t j = 0; j < p->numel; j++) {
+      a[j] = value(150 + i, j, 5);
+      b[j] = fabsf(value(250 + i, j, 5));
+    }
+    dt_param_full_to_local(p, a, st->m + off);
+    dt_param_full_to_local(p, b, st->v + off);
+    off += p->numel_l;
+    free(a);
+    free(b);
+  }
+}
+
+static void free_sharded(sharded_table *st) {
+  for (int i = 0; i < 4; i++) {
+    free(st->full[i]);
+    free(st->local[i]);
+  }
+  free(st->m);
+  free(st->v);
+  dt_params_free(&st->t);
+}
+
+/* Read path into a table of layout (r, T) over comm; compare with the
+ * written one. */
+static void sharded_read_back(const char *path, const sharded_table *ref, int r, int T,
+                              MPI_Comm comm) {
+  sharded_table back;
+  make_sharded(&back, r, T);
+  for (int i = 0; i < 4; i++) memset(back.local[i], 0, sizeof(float) * (size_t)back.t.p[i].numel_l);
+  memset(back.m, 0, sizeof(float) * (size_t)back.t.numel_l);
+  memset(back.v, 0, sizeof(float) * (size_t)back.t.numel_l);
+  dt_ckpt_file f;
+  int rc = dt_ckpt_open(&f, path, comm);
+  CHECK(rc == DT_OK, "open %s: %s", path, dt_error_message());
+  if (rc == DT_OK) {
+    rc = dt_ckpt_read_params(&f, &back.t, back.m, back.v);
+    CHECK(rc == DT_OK, "read %s: %s", path, dt_error_message());
+    dt_ckpt_close(&f);
+  }
+  /* ref and back have the same layout: compare the local elements */
+  for (int i = 0; rc == DT_OK && i < 4; i++)
+    CHECK(same_bits(ref->local[i], back.local[i], back.t.p[i].numel_l),
+          "tensor %s differs after reading back (tp %d of %d)", back.t.p[i].name, r, T);
+  if (rc == DT_OK) {
+    CHECK(same_bits(ref->m, back.m, back.t.numel_l), "exp_avg differs (tp %d of %d)", r, T);
+    CHECK(same_bits(ref->v, back.v, back.t.numel_l), "exp_avg_sq differs (tp %d of %d)", r, T);
+  }
+  free_sharded(&back);
+}
+
+static void test_sharded(void **state) {
+  (void)state;
+  const int T = g_size == 4 ? 2 : g_size;
+  MPI_Comm tp;
+  MPI_Comm_split(MPI_COMM_WORLD, g_rank / T, g_rank, &tp);
+  int r;
+  MPI_Comm_rank(tp, &r);
+  sharded_table st;
+  make_sharded(&st, r, T);
+  dt_ckpt_info meta;
+  make_meta(&meta, 4);
+  char path[1024], whole[1024];
+  snprintf(path, sizeof path, "%s/sharded.nc", g_dir);
+  snprintf(whole, sizeof whole, "%s/unsharded.nc", g_dir);
+  int rc = dt_ckpt_write_tp(path, &meta, &st.t, st.m, st.v, MPI_COMM_WORLD,
+                            T > 1 ? tp : MPI_COMM_NULL, NULL);
+  CHECK(rc == DT_OK, "sharded write: %s", dt_error_message());
+  verdict();
+  /* the same table unsharded, written by rank 0 alone */
+  if (g_rank == 0) {
+    sharded_table one;
+    make_sharded(&one, 0, 1);
+    rc = dt_ckpt_write(whole, &meta, &one.t, one.m, one.v, MPI_COMM_SELF, NULL);
+    CHECK(rc == DT_OK, "unsharded write: %s", dt_error_message());
+    /* same variables, shapes and checksums */
+    dt_ckpt_file a, b;
+    if (rc == DT_OK && dt_ckpt_open(&a, path, MPI_COMM_SELF) == DT_OK) {
+      if (dt_ckpt_open(&b, whole, MPI_COMM_SELF) == DT_OK) {
+        CHECK(a.info.n_vars == b.info.n_vars && a.info.n_vars == 12, "%d and %d variables",
+              a.info.n_vars, b.info.n_vars);
+        for (int k = 0; k < a.info.n_vars && k < b.info.n_vars; k++) {
+          const dt_ckpt_var *x = &a.info.vars[k], *y = &b.info.vars[k];
+          CHECK(strcmp(x->name, y->name) == 0 && x->role == y->role && x->ndim == y->ndim &&
+                    x->shape[0] == y->shape[0] && x->xxh3 == y->xxh3,
+                "variable %d: %s %016llx vs %s %016llx", k, x->name,
+                (unsigned long long)x->xxh3, y->name, (unsigned long long)y->xxh3);
+        }
+        dt_ckpt_close(&b);
+      } else {
+        CHECK(0, "open %s: %s", whole, dt_error_message());
+      }
+      dt_ckpt_close(&a);
+    } else {
+      CHECK(0, "open %s: %s", path, dt_error_message());
+    }
+    /* read whole by one rank */
+    sharded_read_back(path, &one, 0, 1, MPI_COMM_SELF);
+    free_sharded(&one);
+  }
+  verdict();
+  /* read back into the same shards by every rank */
+  sharded_read_back(path, &st, r, T, MPI_COMM_WORLD);
+  verdict();
+  /* shards that do not cover their tensor are refused on every rank */
+  if (T > 1) {
+    st.t.p[1].numel_l -= r == 0; /* rank 0 of each group claims one element less */
+    rc = dt_ckpt_write_tp(path, &meta, &st.t, NULL, NULL, MPI_COMM_WORLD, tp, NULL);
+    st.t.p[1].numel_l += r == 0;
+    CHECK(rc == DT_EINTERNAL && strstr(dt_error_message(), "transformer.wte.weight"),
+          "uncovered shard: rc %d: %s", rc, dt_error_message());
+    verdict();
+  }
+  dt_ckpt_info_free(&meta);
+  free_sharded(&st);
+  MPI_Comm_free(&tp);
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
@@ -401,6 +615,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_failure_agreed),
       cmocka_unit_test(test_replicas_differ),
       cmocka_unit_test(test_folder),
+      cmocka_unit_test(test_sharded),
   };
   int fails = cmocka_run_group_tests(tests, NULL, NULL);
   MPI_Finalize();

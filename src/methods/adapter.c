@@ -62,26 +62,26 @@ static int adapter_create(dt_method *me, const dt_options *opt, dt_model *m,
   const size_t per = (size_t)2 * s->m * s->d + s->m + s->d;
   const size_t total = per * 2 * c->n_layer;
   DT_CALL(dt_calloc(&s->u, sizeof(adapter_unit) * 2 * c->n_layer, "adapter units"));
-  DT_CALL(dt_alloc_aligned(&s->arena, sizeof(float) * total, "adapter parameters"));
-  DT_CALL(dt_alloc_aligned(&s->garena, sizeof(float) * total, "adapter gradients"));
+  DT_CALL(dt_model_alloc(m, &s->arena, sizeof(float) * total, "adapter parameters"));
+  DT_CALL(dt_model_alloc(m, &s->garena, sizeof(float) * total, "adapter gradients"));
   static const char *const where[2] = {"attn", "mlp"};
   for (int l = 0; l < c->n_layer; l++)
     for (int k = 0; k < 2; k++) {
       const int idx = 2 * l + k;
       adapter_unit *u = &s->u[idx];
-      float *p = s->arena + per * idx, *g = s->garena + per * idx;
+      float *p = dt_at(s->arena, per * idx), *g = dt_at(s->garena, per * idx);
       const size_t md = (size_t)s->m * s->d;
       u->Wd = p;
-      u->bd = p + md;
-      u->Wu = p + md + s->m;
-      u->bu = p + 2 * md + s->m;
+      u->bd = dt_at(p, md);
+      u->Wu = dt_at(p, md + s->m);
+      u->bu = dt_at(p, 2 * md + s->m);
       u->gWd = g;
-      u->gbd = g + md;
-      u->gWu = g + md + s->m;
-      u->gbu = g + 2 * md + s->m;
+      u->gbd = dt_at(g, md);
+      u->gWu = dt_at(g, md + s->m);
+      u->gbu = dt_at(g, 2 * md + s->m);
       /* arena is zero-filled: up and biases start at 0 */
       const uint64_t key = dt_rng_key(seed, 0xada0000 + (uint64_t)idx);
-      for (size_t j = 0; j < md; j++) u->Wd[j] = (float)(std * dt_rng_normal(key, j));
+      for (size_t j = 0; p && j < md; j++) u->Wd[j] = (float)(std * dt_rng_normal(key, j));
       char nm[DT_PARAM_NAME_MAX];
       int64_t shd[2] = {s->m, s->d}, shu[2] = {s->d, s->m}, sbd[1] = {s->m},
               sbu[1] = {s->d};

@@ -80,8 +80,8 @@ static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
   for (int i = 0; i < nmod; i++)
     if (hit[i]) total += (size_t)s->r * (md[i].in + md[i].out);
   total *= c->n_layer;
-  DT_CALL(dt_alloc_aligned(&s->arena, sizeof(float) * total, "lora parameters"));
-  DT_CALL(dt_alloc_aligned(&s->garena, sizeof(float) * total, "lora gradients"));
+  DT_CALL(dt_model_alloc(m, &s->arena, sizeof(float) * total, "lora parameters"));
+  DT_CALL(dt_model_alloc(m, &s->garena, sizeof(float) * total, "lora gradients"));
   size_t off = 0;
   int k = 0;
   for (int l = 0; l < c->n_layer; l++)
@@ -89,15 +89,15 @@ static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
       if (!hit[i]) continue;
       lora_unit *u = &s->u[k++];
       *u = (lora_unit){l, md[i].site, md[i].row0, md[i].out, md[i].in,
-                       s->arena + off, s->arena + off + (size_t)s->r * md[i].in,
-                       s->garena + off, s->garena + off + (size_t)s->r * md[i].in};
+                       dt_at(s->arena, off), dt_at(s->arena, off + (size_t)s->r * md[i].in),
+                       dt_at(s->garena, off), dt_at(s->garena, off + (size_t)s->r * md[i].in)};
       off += (size_t)s->r * (md[i].in + md[i].out);
       /* PEFT init: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0 */
       const double bound = 1.0 / sqrt((double)u->in);
       uint64_t key = dt_rng_key(seed, 0x10a0000 + (uint64_t)k);
-      for (int64_t j = 0; j < (int64_t)s->r * u->in; j++)
+      for (int64_t j = 0; u->A && j < (int64_t)s->r * u->in; j++)
         u->A[j] = (float)((2.0 * dt_rng_uniform(key, (uint64_t)j) - 1.0) * bound);
-      if (random_b) {
+      if (random_b && u->B) {
         const double bb = 1.0 / sqrt((double)s->r);
         uint64_t kb = dt_rng_key(seed, 0x10b0000 + (uint64_t)k);
         for (int64_t j = 0; j < (int64_t)u->out * s->r; j++)

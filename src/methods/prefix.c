@@ -59,37 +59,37 @@ static int prefix_create(dt_method *me, const dt_options *opt, dt_model *m,
   const size_t P = (size_t)s->P, W = (size_t)s->W, kvd = (size_t)s->kvd, h = (size_t)s->h;
   const size_t n_emb = s->h ? P * kvd : P * W;
   const size_t total = n_emb + (s->h ? h * kvd + h + W * h + W : 0);
-  DT_CALL(dt_alloc_aligned(&s->arena, sizeof(float) * total, "prefix parameters"));
-  DT_CALL(dt_alloc_aligned(&s->garena, sizeof(float) * total, "prefix gradients"));
-  DT_CALL(dt_alloc_aligned(&s->kv, sizeof(float) * P * W, "prefix key/values"));
-  DT_CALL(dt_alloc_aligned(&s->dkv, sizeof(float) * P * W, "prefix key/value grads"));
+  DT_CALL(dt_model_alloc(m, &s->arena, sizeof(float) * total, "prefix parameters"));
+  DT_CALL(dt_model_alloc(m, &s->garena, sizeof(float) * total, "prefix gradients"));
+  DT_CALL(dt_model_alloc(m, &s->kv, sizeof(float) * P * W, "prefix key/values"));
+  DT_CALL(dt_model_alloc(m, &s->dkv, sizeof(float) * P * W, "prefix key/value grads"));
   size_t off = 0;
-  s->emb = s->arena + off;
-  s->demb = s->garena + off;
+  s->emb = dt_at(s->arena, off);
+  s->demb = dt_at(s->garena, off);
   off += n_emb;
   /* nn.Embedding init: N(0, 1) */
   const uint64_t ke = dt_rng_key(seed, 0x9f1e0);
-  for (size_t j = 0; j < n_emb; j++) s->emb[j] = (float)dt_rng_normal(ke, j);
+  for (size_t j = 0; s->emb && j < n_emb; j++) s->emb[j] = (float)dt_rng_normal(ke, j);
   const char *pre = "prompt_encoder";
   char nm[DT_PARAM_NAME_MAX];
   int64_t sh[2] = {(int64_t)P, (int64_t)(s->h ? kvd : W)};
   snprintf(nm, sizeof nm, "%s.embedding.weight", pre);
   DT_CALL(dt_params_add(params, "prefix", nm, 2, sh, s->emb, s->demb, 0));
   if (s->h) {
-    s->w0 = s->arena + off, s->dw0 = s->garena + off, off += h * kvd;
-    s->b0 = s->arena + off, s->db0 = s->garena + off, off += h;
-    s->w2 = s->arena + off, s->dw2 = s->garena + off, off += W * h;
-    s->b2 = s->arena + off, s->db2 = s->garena + off, off += W;
+    s->w0 = dt_at(s->arena, off), s->dw0 = dt_at(s->garena, off), off += h * kvd;
+    s->b0 = dt_at(s->arena, off), s->db0 = dt_at(s->garena, off), off += h;
+    s->w2 = dt_at(s->arena, off), s->dw2 = dt_at(s->garena, off), off += W * h;
+    s->b2 = dt_at(s->arena, off), s->db2 = dt_at(s->garena, off), off += W;
     /* torch Linear init: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
     const double bd0 = 1.0 / sqrt((double)kvd), bd2 = 1.0 / sqrt((double)h);
     const uint64_t k0 = dt_rng_key(seed, 0x9f1e1), k1 = dt_rng_key(seed, 0x9f1e2);
     const uint64_t k2 = dt_rng_key(seed, 0x9f1e3), k3 = dt_rng_key(seed, 0x9f1e4);
-    for (size_t j = 0; j < h * kvd; j++)
+    for (size_t j = 0; s->arena && j < h * kvd; j++)
       s->w0[j] = (float)((2.0 * dt_rng_uniform(k0, j) - 1.0) * bd0);
-    for (size_t j = 0; j < h; j++) s->b0[j] = (float)((2.0 * dt_rng_uniform(k1, j) - 1.0) * bd0);
-    for (size_t j = 0; j < W * h; j++)
+    for (size_t j = 0; s->arena && j < h; j++) s->b0[j] = (float)((2.0 * dt_rng_uniform(k1, j) - 1.0) * bd0);
+    for (size_t j = 0; s->arena && j < W * h; j++)
       s->w2[j] = (float)((2.0 * dt_rng_uniform(k2, j) - 1.0) * bd2);
-    for (size_t j = 0; j < W; j++) s->b2[j] = (float)((2.0 * dt_rng_uniform(k3, j) - 1.0) * bd2);
+    for (size_t j = 0; s->arena && j < W; j++) s->b2[j] = (float)((2.0 * dt_rng_uniform(k3, j) - 1.0) * bd2);
     int64_t s0[2] = {(int64_t)h, (int64_t)kvd}, s0b[1] = {(int64_t)h};
     int64_t s2[2] = {(int64_t)W, (int64_t)h}, s2b[1] = {(int64_t)W};
     snprintf(nm, sizeof nm, "%s.transform.0.weight", pre);
@@ -100,10 +100,10 @@ static int prefix_create(dt_method *me, const dt_options *opt, dt_model *m,
     DT_CALL(dt_params_add(params, "prefix", nm, 2, s2, s->w2, s->dw2, 0));
     snprintf(nm, sizeof nm, "%s.transform.2.bias", pre);
     DT_CALL(dt_params_add(params, "prefix", nm, 1, s2b, s->b2, s->db2, 0));
-    DT_CALL(dt_alloc_aligned(&s->table, sizeof(float) * P * W, "prefix MLP output"));
-    DT_CALL(dt_alloc_aligned(&s->dtable, sizeof(float) * P * W, "prefix MLP scratch"));
-    DT_CALL(dt_alloc_aligned(&s->a, sizeof(float) * P * h, "prefix MLP scratch"));
-    DT_CALL(dt_alloc_aligned(&s->da, sizeof(float) * P * h, "prefix MLP scratch"));
+    DT_CALL(dt_model_alloc(m, &s->table, sizeof(float) * P * W, "prefix MLP output"));
+    DT_CALL(dt_model_alloc(m, &s->dtable, sizeof(float) * P * W, "prefix MLP scratch"));
+    DT_CALL(dt_model_alloc(m, &s->a, sizeof(float) * P * h, "prefix MLP scratch"));
+    DT_CALL(dt_model_alloc(m, &s->da, sizeof(float) * P * h, "prefix MLP scratch"));
   }
   return DT_OK;
 }

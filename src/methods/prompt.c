@@ -36,7 +36,7 @@ typedef struct {
  * sums the rows over the group (dt_tp_sum). */
 static void copy_token_row(const dt_model *m, int id, float *dst) {
   const int d = m->cfg.d_model, local = id - m->sh.vocab0;
-  if (local < 0 || local >= m->sh.vocab_l)
+  if (local < 0 || local >= m->sh.vocab_l || m->describe_only) /* describe: no weights */
     memset(dst, 0, sizeof(float) * d);
   else if (m->wte.w)
     memcpy(dst, m->wte.w + (size_t)local * d, sizeof(float) * d);

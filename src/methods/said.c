@@ -256,68 +256,10 @@ static int import_projection(said_state *s, const char *csv, int *found) {
   return DT_OK;
 }
 
-static int said_create(dt_method *me, const dt_options *opt, dt_model *m,
-                       dt_params *params, uint64_t seed) {
-  said_state *s;
-  DT_CALL(dt_calloc(&s, sizeof *s, "said state"));
-  me->state = s;
-  s->d = dt_opt_int(opt, "said-dim");
-  s->params = params;
-  const int train = opt->command && strcmp(opt->command, "train") == 0;
-
-  dt_tensor_ref *refs = NULL;
-  int nref = 0, *pick = NULL;
-  DT_CALL(dt_model_tensors(m, &refs, &nref));
-  int rc = dt_calloc(&pick, sizeof(int) * (size_t)(nref ? nref : 1), "said targets");
-  if (!rc) rc = select_targets(s, m, refs, nref, dt_opt_str(opt, "said-targets"), pick);
-  if (!rc && s->n == 0)
-    rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
-                      "--method said: this model has no 2-D weight inside its blocks");
-  if (!rc) rc = dt_calloc(&s->u, sizeof(said_unit) * (size_t)s->n, "said tensors");
-  int64_t max_ll = 1, max_m = 1;
-  for (int i = 0, k = 0; !rc && i < nref; i++) {
-    if (!pick[i]) continue;
-    said_unit *u = &s->u[k++];
-    u->ref = refs[i];
-    if (!refs[i].mat->w) {
-      rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
-                        "--method said rewrites %s (W0 + delta) before every forward "
-                        "and needs fp32 weights: use --weights-dtype fp32, not bf16",
-                        refs[i].name);
-      break;
-    }
-    u->D = refs[i].numel;
-    u->LL = dt_pow2_ceil(u->D);
-    u->m = dt_fastfood_inner(u->LL, s->d);
-    u->hr = refs[i].shape[0];
-    u->hc = refs[i].shape[1];
-    if (u->LL > ((int64_t)1 << 31)) {
-      rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
-                        "--method said: %s has %lld elements; the Fastfood size 2^%d "
-                        "exceeds the supported 2^31 (narrow --said-targets)",
-                        refs[i].name, (long long)u->D, (int)log2((double)u->LL));
-      break;
-    }
-    if (train)
-      rc = dt_model_require_grad(m, &refs[i], &u->w, &u->dw);
-    else
-      u->w = refs[i].mat->w + refs[i].offset;
-    if (!rc) rc = dt_alloc_aligned(&u->w0, sizeof(float) * (size_t)refs[i].numel_l, refs[i].name);
-    if (!rc) rc = dt_alloc_aligned(&u->B, sizeof(float) * (size_t)u->m, "said B");
-    if (!rc) rc = dt_alloc_aligned(&u->G, sizeof(float) * (size_t)u->LL, "said G");
-    if (!rc) rc = dt_alloc_aligned(&u->Pi, sizeof(int32_t) * (size_t)u->LL, "said Pi");
-    if (rc) break;
-    memcpy(u->w0, u->w, sizeof(float) * (size_t)u->ref.numel_l);
-    s->n_weights += u->D;
-    if (u->LL > max_ll) max_ll = u->LL;
-    if (u->m > max_m) max_m = u->m;
-  }
-  free(refs);
-  free(pick);
-  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
-
-  /* projection: imported from --said-projection or from an --init-from file
-   * holding said.* tensors; generated otherwise */
+/* The projection of every unit: imported from --said-projection or from an
+ * --init-from file holding said.* tensors, generated otherwise; then each
+ * unit's normalisation. */
+static int said_projection(said_state *s, const dt_options *opt, uint64_t seed) {
   int found = 0;
   if (dt_opt_is_set(opt, "said-projection")) {
     DT_CALL(import_projection(s, dt_opt_str(opt, "said-projection"), &found));
@@ -341,19 +283,85 @@ static int said_create(dt_method *me, const dt_options *opt, dt_model *m,
              u->ref.name, s->source, u->norm);
     u->ff = (dt_fastfood){u->LL, u->B, u->G, u->Pi};
   }
+  return DT_OK;
+}
+
+static int said_create(dt_method *me, const dt_options *opt, dt_model *m,
+                       dt_params *params, uint64_t seed) {
+  said_state *s;
+  DT_CALL(dt_calloc(&s, sizeof *s, "said state"));
+  me->state = s;
+  s->d = dt_opt_int(opt, "said-dim");
+  s->params = params;
+  /* a describe_only model (deltatune plan) sizes a training run */
+  const int train = m->describe_only || !(opt->command && strcmp(opt->command, "eval") == 0);
+
+  dt_tensor_ref *refs = NULL;
+  int nref = 0, *pick = NULL;
+  DT_CALL(dt_model_tensors(m, &refs, &nref));
+  int rc = dt_calloc(&pick, sizeof(int) * (size_t)(nref ? nref : 1), "said targets");
+  if (!rc) rc = select_targets(s, m, refs, nref, dt_opt_str(opt, "said-targets"), pick);
+  if (!rc && s->n == 0)
+    rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
+                      "--method said: this model has no 2-D weight inside its blocks");
+  if (!rc) rc = dt_calloc(&s->u, sizeof(said_unit) * (size_t)s->n, "said tensors");
+  int64_t max_ll = 1, max_m = 1;
+  for (int i = 0, k = 0; !rc && i < nref; i++) {
+    if (!pick[i]) continue;
+    said_unit *u = &s->u[k++];
+    u->ref = refs[i];
+    if (m->describe_only ? m->weights_bf16 : !refs[i].mat->w) {
+      rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
+                        "--method said rewrites %s (W0 + delta) before every forward "
+                        "and needs fp32 weights: use --weights-dtype fp32, not bf16",
+                        refs[i].name);
+      break;
+    }
+    u->D = refs[i].numel;
+    u->LL = dt_pow2_ceil(u->D);
+    u->m = dt_fastfood_inner(u->LL, s->d);
+    u->hr = refs[i].shape[0];
+    u->hc = refs[i].shape[1];
+    if (u->LL > ((int64_t)1 << 31)) {
+      rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
+                        "--method said: %s has %lld elements; the Fastfood size 2^%d "
+                        "exceeds the supported 2^31 (narrow --said-targets)",
+                        refs[i].name, (long long)u->D, (int)log2((double)u->LL));
+      break;
+    }
+    if (train)
+      rc = dt_model_require_grad(m, &refs[i], &u->w, &u->dw);
+    else
+      u->w = refs[i].mat->w + refs[i].offset;
+    /* (a describe_only model only counts these: deltatune plan) */
+    if (!rc) rc = dt_model_alloc(m, &u->w0, sizeof(float) * (size_t)refs[i].numel_l, refs[i].name);
+    if (!rc) rc = dt_model_alloc(m, &u->B, sizeof(float) * (size_t)u->m, "said B");
+    if (!rc) rc = dt_model_alloc(m, &u->G, sizeof(float) * (size_t)u->LL, "said G");
+    if (!rc) rc = dt_model_alloc(m, &u->Pi, sizeof(int32_t) * (size_t)u->LL, "said Pi");
+    if (rc) break;
+    if (u->w0) memcpy(u->w0, u->w, sizeof(float) * (size_t)u->ref.numel_l);
+    s->n_weights += u->D;
+    if (u->LL > max_ll) max_ll = u->LL;
+    if (u->m > max_m) max_m = u->m;
+  }
+  free(refs);
+  free(pick);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+
+  if (!m->describe_only) DT_CALL(said_projection(s, opt, seed));
 
   /* parameters: theta (0: the model is unchanged at init) and lam (1) */
   const size_t np = (size_t)s->d + (size_t)s->n;
-  DT_CALL(dt_alloc_aligned(&s->arena, sizeof(float) * np, "said parameters"));
-  DT_CALL(dt_alloc_aligned(&s->garena, sizeof(float) * np, "said gradients"));
-  DT_CALL(dt_alloc_aligned(&s->last, sizeof(float) * np, "said parameters"));
-  for (int i = 0; i < s->n; i++) s->arena[s->d + i] = 1.0f;
+  DT_CALL(dt_model_alloc(m, &s->arena, sizeof(float) * np, "said parameters"));
+  DT_CALL(dt_model_alloc(m, &s->garena, sizeof(float) * np, "said gradients"));
+  DT_CALL(dt_model_alloc(m, &s->last, sizeof(float) * np, "said parameters"));
+  for (int i = 0; s->arena && i < s->n; i++) s->arena[s->d + i] = 1.0f;
   int64_t shT[1] = {s->d}, shL[1] = {s->n};
   DT_CALL(dt_params_add(params, "said", "theta", 1, shT, s->arena, s->garena, 0));
-  DT_CALL(dt_params_add(params, "said", "lam", 1, shL, s->arena + s->d,
-                        s->garena + s->d, 0));
-  DT_CALL(dt_alloc_aligned(&s->y, sizeof(float) * (size_t)max_ll, "said scratch"));
-  DT_CALL(dt_alloc_aligned(&s->h, sizeof(double) * 2 * (size_t)max_m, "said scratch"));
+  DT_CALL(dt_params_add(params, "said", "lam", 1, shL, dt_at(s->arena, s->d),
+                        dt_at(s->garena, s->d), 0));
+  DT_CALL(dt_model_alloc(m, &s->y, sizeof(float) * (size_t)max_ll, "said scratch"));
+  DT_CALL(dt_model_alloc(m, &s->h, sizeof(double) * 2 * (size_t)max_m, "said scratch"));
   return DT_OK;
 }
 

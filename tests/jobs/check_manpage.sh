@@ -6,7 +6,8 @@
 set -uo pipefail
 bin=$1 page=$2
 fails=0
-help=$(for c in train eval gradcheck; do "$bin" "$c" --help; done)
+cmds=$("$bin" --help | awk '/^commands:/ {on = 1; next} on && /^  [a-z]/ {print $1} on && /^$/ {on = 0}')
+help=$(for c in $cmds; do [[ $c == methods ]] || "$bin" "$c" --help 2>/dev/null; done)
 # options on the page outside comments (roff writes \- for -); --mpi is srun's
 for o in $(grep -v '^\.\\"' "$page" | sed 's/\\-/-/g' | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u); do
   [[ "$o" == --mpi ]] && continue

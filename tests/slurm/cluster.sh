@@ -130,7 +130,9 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$d/munge/munge.sock
+# cred_expire: also how long a requeued job waits before it may start
+# again (default 120 s); the preemption test requeues jobs
+AuthInfo=socket=$d/munge/munge.sock,cred_expire=5
 MpiDefault=pmix
 MailProg=/bin/true
 ProctrackType=proctrack/linuxproc

@@ -3,8 +3,12 @@
 # a scratch folder (tests/slurm/cluster.sh), installs deltatune into a
 # scratch prefix with cmake --install, loads its module with Lmod and submits
 # with sbatch:
-#   - finetune.sbatch signalled with SIGUSR1 (Slurm's time-limit warning) while
-#     it runs -> logged, and the job still completes;
+#   - preemption: finetune.sbatch signalled with SIGUSR1 (Slurm's time-limit
+#     warning) while it runs, once with scancel --batch (the batch shell
+#     forwards it to the ranks) and once with scancel --full (shell and ranks)
+#     -> the ranks checkpoint at a step boundary and exit 9, the job requeues
+#     itself, resumes and completes (Restarts=1) with deltas byte-identical to
+#     an uninterrupted job's and every step in metrics.jsonl exactly once;
 #   - finetune.sbatch (installed copy): 2 ranks, tiny GPT-2, LoRA, 4 steps
 #     -> deltas, 4 metrics lines, summary in the job's output;
 #   - array.sbatch (repository copy): 2 array elements from a task list
@@ -103,17 +107,32 @@ job_done() {
   else fail "$2: job $1 ended '$states'"; return 1; fi
 }
 
-# 1. the time-limit warning: once the job's srun step runs, SIGUSR1 to its
-#    batch shell only (as --signal=B:USR1@120 sends it); the job goes on
-sig=$(MODEL=$MODEL DATA=$DATA STEPS=10000 BATCH=2 LOG_EVERY=2000 OUT=$S/work/sig \
-      submit -n 1 -J dt-sigtest "$DELTATUNE_JOBS/finetune.sbatch")
-deadline=$((SECONDS + 30))
-until [[ -n "$(squeue -h -s -j "$sig" -o %i 2>/dev/null | grep -E '^[0-9]+\.[0-9]+$')" ]]; do
-  (( SECONDS < deadline )) && [[ -n "$(squeue -h -j "$sig" -o %i 2>/dev/null)" ]] || break
-  sleep 0.1
-done
-if scancel --batch --signal=USR1 "$sig" 2>"$S/scancel.err"; then log "SIGUSR1 sent to job $sig"
-else fail "scancel --batch --signal=USR1 $sig (job state: $(squeue -h -j "$sig" -o %T 2>&1)): $(cat "$S/scancel.err")"; fi
+# 1. preemption: once a job's ranks are training (their metrics appear), the
+#    time-limit warning SIGUSR1 to the batch shell only (as --signal=B:USR1@120
+#    sends it), and to the shell and every step (--full); each job
+#    checkpoints, requeues itself and resumes. An uninterrupted job of the
+#    same steps is the reference.
+PRE_STEPS=1000
+# preempt NAME SCANCEL_MODE: submit (the job id in PRE_ID), wait until the
+# ranks train, signal
+preempt() {
+  local deadline
+  PRE_ID=$(MODEL=$MODEL DATA=$DATA STEPS=$PRE_STEPS BATCH=2 LOG_EVERY=1000 OUT=$S/work/$1 \
+           submit -n 2 -J "dt-$1" "$DELTATUNE_JOBS/finetune.sbatch")
+  deadline=$((SECONDS + 60))
+  until [[ $(grep -c '"step"' "$S/work/$1/metrics.jsonl" 2>/dev/null) -ge 10 ]]; do
+    (( SECONDS < deadline )) || { fail "$1: job $PRE_ID did not start training in 60 s ($(squeue -h -j "$PRE_ID" -o %T 2>&1))"; break; }
+    sleep 0.1
+  done
+  if scancel "$2" --signal=USR1 "$PRE_ID" 2>"$S/scancel.err"; then log "$1: SIGUSR1 (scancel $2) to job $PRE_ID"
+  else fail "$1: scancel $2 --signal=USR1 $PRE_ID (job state: $(squeue -h -j "$PRE_ID" -o %T 2>&1)): $(cat "$S/scancel.err")"; fi
+}
+preempt pre-batch --batch
+pre1=$PRE_ID
+preempt pre-full --full
+pre2=$PRE_ID
+pref=$(MODEL=$MODEL DATA=$DATA STEPS=$PRE_STEPS BATCH=2 LOG_EVERY=1000 OUT=$S/work/pre-ref \
+       submit -n 2 -J dt-pre-ref "$DELTATUNE_JOBS/finetune.sbatch")
 
 # 2. finetune.sbatch, the installed copy, from the module's DELTATUNE_JOBS
 ft=$(MODEL=$MODEL DATA=$DATA STEPS=4 BATCH=2 LOG_EVERY=1 OUT=$S/work/ft \
@@ -129,20 +148,20 @@ arr=$(MODEL=$MODEL DATA=$DATA STEPS=3 BATCH=2 OUT_ROOT=$S/work/arr DELTATUNE=$BU
       submit --array=1-2 "$SRC/jobs/array.sbatch" tasks.txt)
 # 4. a usage error: the job fails with deltatune's exit status
 bad=$(MODEL=$MODEL DATA=$DATA submit -n 1 -J dt-bad "$DELTATUNE_JOBS/finetune.sbatch" --steps -1)
-log "submitted signal test $sig, finetune $ft, array $arr, failing job $bad"
+log "submitted preempted jobs $pre1 $pre2 (reference $pref), finetune $ft, array $arr, failing job $bad"
 
 # 5. the scaling study (submits 4 exclusive jobs, waits, writes the report)
 log "scaling study"
 # in the background: bash runs the INT/TERM trap (and cleanup) only between
 # foreground commands
-MODEL=$MODEL DATA=$DATA STEPS=3 BATCH_PER_RANK=1 timeout 100 \
-  bash "$DELTATUNE_JOBS/scaling.sh" --ranks "1 2" --wait --timeout 90 --out "$S/work/scaling" \
+MODEL=$MODEL DATA=$DATA STEPS=3 BATCH_PER_RANK=1 timeout 220 \
+  bash "$DELTATUNE_JOBS/scaling.sh" --ranks "1 2" --wait --timeout 200 --out "$S/work/scaling" \
   --sbatch-args "--time=3" > "$S/scaling.log" 2>&1 &
 wait $!
 rc=$?
 [[ $rc -eq 0 ]] && ok "scaling.sh --wait" || { fail "scaling.sh exit $rc"; cat "$S/scaling.log"; }
 
-wait_jobs 90 "$ft" "$arr" "$sig" "$bad"
+wait_jobs 240 "$ft" "$arr" "$pre1" "$pre2" "$pref" "$bad"
 log "jobs done"
 
 # -- checks
@@ -162,10 +181,35 @@ done
 grep -q '^method bitfit' "$S/work/deltatune-array-${arr}_2.out" 2>/dev/null && ok "array task 2 ran bitfit" ||
   { fail "array task 2 did not run bitfit"; cat "$S/work/deltatune-array-${arr}_2.out"; }
 
-job_done "$sig" "signal test"
-o=$S/work/dt-sigtest-$sig.out
-grep -q 'SIGUSR1, the time-limit warning' "$o" 2>/dev/null && grep -q '^summary: deltas' "$o" &&
-  ok "signal test: warning logged, run completed" || { fail "signal test: output"; cat "$o"; }
+job_done "$pref" "preemption reference"
+for p in "pre-batch $pre1" "pre-full $pre2"; do
+  read -r name id <<< "$p"
+  job_done "$id" "$name" || continue
+  o=$S/work/dt-$name-$id.out
+  restarts=$(scontrol -o show job "$id" 2>/dev/null | grep -o 'Restarts=[0-9]*')
+  [[ "$restarts" == Restarts=1 ]] && ok "$name: requeued once ($restarts)" || fail "$name: $restarts"
+  if grep -q "^interrupted: SIGUSR1 at step [0-9]* of $PRE_STEPS: .*ckpt-[0-9]*\.nc" "$o" &&
+     grep -q "requeueing job $id" "$o" && grep -q "^resume: .*ckpt-[0-9]*\.nc: step [0-9]* of $PRE_STEPS" "$o" &&
+     grep -q '^summary: deltas' "$o"; then
+    ok "$name: checkpoint at a step boundary, exit 9, requeue, resume ($(grep -o '^interrupted: SIGUSR1 at step [0-9]*' "$o"))"
+  else
+    fail "$name: the job output lacks the interruption, the requeue or the resume"; cat "$o"
+  fi
+  cmp -s "$S/work/pre-ref/deltas.safetensors" "$S/work/$name/deltas.safetensors" &&
+    ok "$name: deltas byte-identical to the uninterrupted job's" || fail "$name: deltas differ from the uninterrupted job's"
+  /usr/bin/python3 - "$S/work/pre-ref/metrics.jsonl" "$S/work/$name/metrics.jsonl" "$PRE_STEPS" <<'EOF' &&
+import json, sys
+ref = [json.loads(l) for l in open(sys.argv[1])]
+got = [json.loads(l) for l in open(sys.argv[2])]
+n = int(sys.argv[3])
+steps = [r["step"] for r in got]
+assert steps == list(range(n)), "steps %s" % steps  # none lost, none done twice
+for a, b in zip(ref, got):
+    assert (a["step"], a["loss"], a["lr"], a["grad_norm"]) == (b["step"], b["loss"], b["lr"], b["grad_norm"]), (a, b)
+EOF
+    ok "$name: metrics.jsonl has steps 0..$((PRE_STEPS - 1)) once each, as the uninterrupted job's" ||
+    fail "$name: metrics.jsonl step sequence or values"
+done
 
 st=$(scontrol -o show job "$bad" 2>/dev/null | grep -o 'JobState=[A-Z_]*\|ExitCode=[0-9:]*' | tr '\n' ' ')
 [[ "$st" == "JobState=FAILED ExitCode=2:0 " ]] && ok "failing job: FAILED with deltatune's exit code 2" ||

@@ -1,0 +1,32 @@
+/* Agreement on errors before collectives (see agree.h). */
+#include "agree.h"
+
+#include <stdio.h>
+
+#include "error.h"
+
+int dt_agree(int rc, MPI_Comm comm) {
+  int rank, size, world;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  int mine = rc ? rank : size, first = size;
+  if (size > 1) MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+  else first = mine;
+  if (first == size) return DT_OK;
+  if (size > 1) {
+    struct {
+      int code;
+      char msg[2048];
+    } e;
+    if (rank == first) {
+      e.code = rc;
+      snprintf(e.msg, sizeof e.msg, "%s", dt_error_message());
+    }
+    MPI_Bcast(&e, (int)sizeof e, MPI_BYTE, first, comm);
+    if (rank != first) /* the first failing rank's error, here too */
+      rc = dt_error_set(e.code, __FILE__, __LINE__, __func__, "%s", e.msg);
+  }
+  if (size == world) dt_error_mark_agreed();
+  return rc;
+}

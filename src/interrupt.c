@@ -1,0 +1,49 @@
+/* Signals that ask for a checkpoint and a clean stop (see interrupt.h). */
+#include "interrupt.h"
+
+#include <signal.h>
+#include <string.h>
+
+static volatile sig_atomic_t g_caught;
+
+static void on_signal(int sig) {
+  if (!g_caught) g_caught = sig;
+}
+
+static void set(int sig, void (*fn)(int)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = fn;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART; /* MPI and file calls go on where they were */
+  sigaction(sig, &sa, NULL);
+}
+
+void dt_interrupt_install(void) {
+  g_caught = 0;
+  set(SIGTERM, on_signal);
+  set(SIGUSR1, on_signal);
+}
+
+void dt_interrupt_uninstall(void) {
+  set(SIGTERM, SIG_DFL);
+  set(SIGUSR1, SIG_DFL);
+}
+
+int dt_interrupt_caught(void) { return (int)g_caught; }
+
+int dt_interrupt_agree(MPI_Comm comm) {
+  int mine = (int)g_caught, any = 0;
+  MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, comm);
+  return any;
+}
+
+const char *dt_signal_name(int sig) {
+  switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+    case SIGUSR2: return "SIGUSR2";
+    case SIGINT: return "SIGINT";
+    default: return "a signal";
+  }
+}

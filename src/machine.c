@@ -1,0 +1,329 @@
+/* Machine constants for `deltatune plan`: defaults, the JSON file, and the
+ * calibration run (see machine.h, docs/plan.md). */
+#include "machine.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cblas.h>
+
+#include "blas_info.h"
+#include "dist.h"
+#include "error.h"
+#include "model.h"
+
+void dt_machine_defaults(dt_machine *mc) {
+  memset(mc, 0, sizeof *mc);
+  /* the 2-core development machine (AMD EPYC, OpenBLAS Zen kernel, one
+   * thread) and, for communication, the 16-core machine of
+   * docs/performance.md; docs/plan.md lists them */
+  mc->sgemm_gflops = 48.0;
+  mc->engine_fraction = 0.72;
+  mc->shm_sum_latency_s = 20e-6;
+  mc->shm_sum_bytes_per_s = 4e9;
+  mc->allreduce_latency_s = 20e-6;
+  mc->allreduce_bytes_per_s = 0.6e9;
+  mc->allreduce_scratch = 0.5; /* Open MPI 4.1, 2 and 4 ranks on one node */
+  mc->stream_bytes_per_s = 5e9;
+  mc->baseline_rss_bytes = 20e6;
+  mc->blas_bytes_per_row = 1024; /* OpenBLAS 0.3.21 Zen: 256 floats (GEMM_Q) per row */
+  mc->blas_buffer_bytes = 128.0 * (1 << 20);
+  snprintf(mc->source, sizeof mc->source, "built-in defaults (run deltatune plan --calibrate)");
+}
+
+int dt_machine_default_path(char *buf, size_t cap) {
+  const char *home = getenv("HOME");
+  DT_CHECK(home && *home, DT_EUSAGE,
+           "HOME is not set: give the machine constants file with --machine FILE");
+  snprintf(buf, cap, "%s/.cache/deltatune/machine.json", home);
+  return DT_OK;
+}
+
+static const struct {
+  const char *key;
+  size_t off;
+  int positive; /* 0: may be 0 */
+} k_fields[] = {
+    {"sgemm_gflops", offsetof(dt_machine, sgemm_gflops), 1},
+    {"engine_fraction", offsetof(dt_machine, engine_fraction), 1},
+    {"shm_sum_latency_s", offsetof(dt_machine, shm_sum_latency_s), 0},
+    {"shm_sum_bytes_per_s", offsetof(dt_machine, shm_sum_bytes_per_s), 1},
+    {"allreduce_latency_s", offsetof(dt_machine, allreduce_latency_s), 0},
+    {"allreduce_bytes_per_s", offsetof(dt_machine, allreduce_bytes_per_s), 1},
+    {"allreduce_scratch", offsetof(dt_machine, allreduce_scratch), 0},
+    {"stream_bytes_per_s", offsetof(dt_machine, stream_bytes_per_s), 1},
+    {"baseline_rss_bytes", offsetof(dt_machine, baseline_rss_bytes), 0},
+    {"blas_bytes_per_row", offsetof(dt_machine, blas_bytes_per_row), 0},
+    {"blas_buffer_bytes", offsetof(dt_machine, blas_buffer_bytes), 0},
+};
+#define N_FIELDS (int)(sizeof k_fields / sizeof k_fields[0])
+
+int dt_machine_load(dt_machine *mc, const char *path, int *found) {
+  dt_machine_defaults(mc);
+  *found = 0;
+  struct stat sb;
+  if (stat(path, &sb) != 0) return DT_OK;
+  json_error_t je;
+  json_t *r = json_load_file(path, 0, &je);
+  DT_CHECK(r, DT_EINPUT, "%s: not valid JSON (line %d: %s); rerun deltatune plan --calibrate",
+           path, je.line, je.text);
+  int rc = DT_OK;
+  if (!json_is_object(r))
+    rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
+                      "%s: expected a JSON object of machine constants", path);
+  for (int i = 0; rc == DT_OK && i < N_FIELDS; i++) {
+    json_t *v = json_object_get(r, k_fields[i].key);
+    if (!v) continue; /* keeps the default */
+    const double x = json_number_value(v);
+    if (!json_is_number(v) || !(x >= 0) || x > 1e30 || (x == 0 && k_fields[i].positive))
+      rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
+                        "%s: field %s must be a %s number", path, k_fields[i].key,
+                        k_fields[i].positive ? "positive" : "non-negative");
+    else
+      *(double *)((char *)mc + k_fields[i].off) = x;
+  }
+  json_t *v = json_object_get(r, "ranks");
+  if (rc == DT_OK && json_is_integer(v)) mc->ranks = (int)json_integer_value(v);
+  v = json_object_get(r, "blas_core");
+  if (rc == DT_OK && json_is_string(v))
+    snprintf(mc->blas_core, sizeof mc->blas_core, "%s", json_string_value(v));
+  v = json_object_get(r, "calibrated");
+  if (rc == DT_OK && json_is_string(v))
+    snprintf(mc->when, sizeof mc->when, "%s", json_string_value(v));
+  json_decref(r);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  snprintf(mc->source, sizeof mc->source, "%s", path);
+  *found = 1;
+  return DT_OK;
+}
+
+/* mkdir -p of the folder holding path. */
+static int make_parent(const char *path) {
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (!slash || slash == dir) return DT_OK;
+  *slash = 0;
+  for (char *p = dir + 1; *p; p++)
+    if (*p == '/') {
+      *p = 0;
+      mkdir(dir, 0755);
+      *p = '/';
+    }
+  DT_CHECK(mkdir(dir, 0755) == 0 || errno == EEXIST, DT_EIO, "cannot create the folder %s: %s",
+           dir, strerror(errno));
+  return DT_OK;
+}
+
+int dt_machine_save(const dt_machine *mc, const char *path) {
+  DT_CALL(make_parent(path));
+  json_t *r = json_object();
+  for (int i = 0; i < N_FIELDS; i++)
+    json_object_set_new(r, k_fields[i].key,
+                        json_real(*(const double *)((const char *)mc + k_fields[i].off)));
+  json_object_set_new(r, "ranks", json_integer(mc->ranks));
+  json_object_set_new(r, "blas_core", json_string(mc->blas_core));
+  json_object_set_new(r, "calibrated", json_string(mc->when));
+  json_object_set_new(r, "written_by", json_string("deltatune plan --calibrate " DT_VERSION));
+  const int bad = json_dump_file(r, path, JSON_INDENT(2) | JSON_SORT_KEYS);
+  json_decref(r);
+  DT_CHECK(bad == 0, DT_EIO, "cannot write the machine constants to %s", path);
+  return DT_OK;
+}
+
+/* --- calibration --------------------------------------------------------- */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* A field of /proc/self/status in bytes ("VmRSS: %lf kB": now; "VmHWM: ...":
+ * the peak). */
+static double status_bytes(const char *fmt) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return 0.0;
+  char line[256];
+  double kb = 0.0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, fmt, &kb) == 1) break;
+  fclose(f);
+  return kb * 1024.0;
+}
+static double rss_bytes(void) { return status_bytes("VmRSS: %lf kB"); }
+
+/* MPI_Allreduce's transient memory per byte of message: the rise of the
+ * peak resident set over one all-reduce of 64 MiB (large enough that the
+ * peak before it is the current size). */
+static double allreduce_scratch(void) {
+  const size_t n = (size_t)16 << 20;
+  float *b = malloc(n * sizeof(float));
+  if (!b) return 0.0;
+  for (size_t i = 0; i < n; i++) b[i] = 1.0f;
+  const double h0 = status_bytes("VmHWM: %lf kB");
+  MPI_Allreduce(MPI_IN_PLACE, b, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  const double h1 = status_bytes("VmHWM: %lf kB");
+  free(b);
+  return (h1 - h0) / (4.0 * (double)n);
+}
+
+/* Seconds per call of op(d, buf, n), the slowest rank's mean over reps. */
+static double time_op(int (*op)(dt_dist *, float *, size_t), dt_dist *d, float *buf, size_t n,
+                      int reps) {
+  if (op(d, buf, n)) return -1.0; /* warm-up (allocates the shared window) */
+  MPI_Barrier(MPI_COMM_WORLD);
+  const double t0 = now_s();
+  for (int i = 0; i < reps; i++)
+    if (op(d, buf, n)) return -1.0;
+  double t = (now_s() - t0) / reps;
+  MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return t;
+}
+
+/* latency + 4 n / bandwidth through two sizes. */
+static void fit(double n1, double t1, double n2, double t2, double *lat, double *bw) {
+  const double slope = (t2 - t1) / (4.0 * (n2 - n1));
+  if (slope > 0) *bw = 1.0 / slope;
+  const double l = t1 - 4.0 * n1 / *bw;
+  *lat = l > 1e-7 ? l : 1e-7;
+}
+
+/* Bytes per second of y = a x + y over 2 x 32 MiB (12 bytes moved per
+ * element), best of 3. */
+static double stream_rate(void) {
+  const size_t n = (size_t)8 << 20;
+  float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+  double best = 1e30;
+  if (x && y) {
+    for (size_t i = 0; i < n; i++) x[i] = y[i] = (float)(1 + (i & 7));
+    for (int k = 0; k < 4; k++) {
+      const double t0 = now_s();
+      for (size_t i = 0; i < n; i++) y[i] += 1.0001f * x[i];
+      const double t = now_s() - t0;
+      if (k > 0 && t < best) best = t;
+    }
+  }
+  const double v = x && y ? (double)y[n / 2] : 0.0;
+  free(x);
+  free(y);
+  return v != 0.0 && best < 1e30 ? 12.0 * (double)n / best : 0.0;
+}
+
+/* OpenBLAS packs a panel of every row of a GEMM's (row-major) output
+ * matrix into its buffer: the resident bytes per row, from a GEMM of 16384
+ * rows against the baseline's 1024 (already counted there). */
+static double blas_row_bytes(void) {
+  const int M = 16384, N = 512, K = 1024;
+  float *a = malloc(sizeof(float) * (size_t)M * K), *b = malloc(sizeof(float) * (size_t)K * N);
+  float *c = malloc(sizeof(float) * (size_t)M * N);
+  double per = 0;
+  if (a && b && c) {
+    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i & 3);
+    for (size_t i = 0; i < (size_t)K * N; i++) b[i] = (float)(i & 1);
+    for (size_t i = 0; i < (size_t)M * N; i++) c[i] = (float)(i & 1); /* resident before */
+    const double r0 = rss_bytes();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 1.0f, c, N);
+    per = (rss_bytes() - r0) / (M - 1024) + 0.0 * c[7];
+  }
+  free(a);
+  free(b);
+  free(c);
+  return per;
+}
+
+/* One training step's model FLOP/s on a small synthetic backbone, every
+ * rank alone (no communication), against sgemm_gflops. */
+static int engine_rate(double *gflops) {
+  dt_model m;
+  const int B = 1, T = 256;
+  int rc = dt_model_load(&m, "synthetic:gpt2:layers=2,d=1024,heads=16,ffn=4096,vocab=8192,ctx=256",
+                         0, 7, NULL);
+  if (!rc) rc = dt_model_plan(&m, B, T, 0);
+  int32_t ids[B * T];
+  for (int i = 0; i < B * T; i++) ids[i] = (int32_t)((i * 2654435761u) % 8192u);
+  double best = 1e30;
+  for (int k = 0; rc == DT_OK && k < 3; k++) {
+    dt_loss_stats st;
+    MPI_Barrier(MPI_COMM_WORLD);
+    const double t0 = now_s();
+    rc = dt_model_forward(&m, ids, NULL, 1, (double)(B * (T - 1)), &st, NULL);
+    if (!rc) rc = dt_model_backward(&m);
+    const double t = now_s() - t0;
+    if (k > 0 && t < best) best = t; /* step 0 warms up */
+  }
+  if (!rc) *gflops = dt_model_step_flops(&m, T, (double)B * T, (double)B * (T - 1)) / best * 1e-9;
+  dt_model_free(&m);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}
+
+int dt_machine_calibrate(dt_machine *mc) {
+  dt_machine_defaults(mc);
+  int size, rank;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  mc->ranks = size;
+  snprintf(mc->blas_core, sizeof mc->blas_core, "%s", dt_blas_core());
+  time_t tnow = time(NULL);
+  struct tm tmv;
+  gmtime_r(&tnow, &tmv);
+  strftime(mc->when, sizeof mc->when, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+  dt_dist d;
+  DT_CALL(dt_dist_init(&d, size));
+  /* sgemm with every rank busy: the slowest rank sets the pace */
+  MPI_Barrier(MPI_COMM_WORLD);
+  double g = dt_blas_sgemm_gflops(1024);
+  MPI_Allreduce(MPI_IN_PLACE, &g, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+  DT_CHECK(g > 0, DT_ENOMEM, "calibration: the sgemm test could not allocate its matrices");
+  mc->sgemm_gflops = g;
+  /* the baseline: the process with MPI and the rank layout started and
+   * OpenBLAS's buffers touched by a large sgemm (its matrices freed again),
+   * before any model memory */
+  double base = rss_bytes();
+  MPI_Allreduce(MPI_IN_PLACE, &base, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  mc->baseline_rss_bytes = base;
+  if (size > 1) {
+    double sc = allreduce_scratch();
+    MPI_Allreduce(MPI_IN_PLACE, &sc, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    mc->allreduce_scratch = sc > 0 ? sc : 0.0;
+  }
+  double bpr = blas_row_bytes();
+  MPI_Allreduce(MPI_IN_PLACE, &bpr, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  if (bpr > 0) mc->blas_bytes_per_row = bpr;
+  MPI_Barrier(MPI_COMM_WORLD);
+  double sb = stream_rate();
+  MPI_Allreduce(MPI_IN_PLACE, &sb, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+  if (sb > 0) mc->stream_bytes_per_s = sb;
+  double eg = 0;
+  int rc = engine_rate(&eg);
+  MPI_Allreduce(MPI_IN_PLACE, &eg, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+  if (rc == DT_OK && eg > 0) mc->engine_fraction = eg / g;
+  /* communication over all ranks as one tensor group */
+  const size_t n1 = DT_SHM_SUM_MIN, n2 = (size_t)1 << 20;
+  float *buf = NULL;
+  if (rc == DT_OK && size > 1) rc = dt_calloc(&buf, sizeof(float) * n2, "calibration buffer");
+  if (rc == DT_OK && size > 1) {
+    const double t1 = time_op(dt_tp_sum, &d, buf, n1, 50), t2 = time_op(dt_tp_sum, &d, buf, n2, 10);
+    if (t1 > 0 && t2 > 0) {
+      double *lat = d.shm_ok ? &mc->shm_sum_latency_s : &mc->allreduce_latency_s;
+      double *bw = d.shm_ok ? &mc->shm_sum_bytes_per_s : &mc->allreduce_bytes_per_s;
+      fit((double)n1, t1, (double)n2, t2, lat, bw);
+    }
+    const double a1 = time_op(dt_world_sum, &d, buf, 1, 50), a2 = time_op(dt_world_sum, &d, buf, n2, 10);
+    if (a1 > 0 && a2 > 0) fit(1.0, a1, (double)n2, a2, &mc->allreduce_latency_s,
+                              &mc->allreduce_bytes_per_s);
+    if (t1 < 0 || t2 < 0 || a1 < 0 || a2 < 0) rc = dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
+  }
+  free(buf);
+  dt_dist_free(&d);
+  (void)rank;
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}

@@ -1,0 +1,910 @@
+/* deltatune plan: memory, time, storage and communication of a training job
+ * before it is submitted (see plan.h, docs/plan.md). The model of a rank is
+ * built from the engine's own sizing code; this file adds what the drivers
+ * allocate around it, counts the communication as forward.c calls it, and
+ * turns FLOPs and bytes into time with the machine constants. */
+#include "plan.h"
+
+#include <jansson.h>
+#include <malloc.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "dist.h"
+#include "error.h"
+#include "method.h"
+#include "model.h"
+#include "methods/modules.h"
+#include "params.h"
+
+#define LOGIT_CHUNK 256 /* rows per loss-head chunk (forward.c) */
+
+static int64_t aligned(int64_t b) { return b > 0 ? (b + 63) / 64 * 64 : 64; }
+
+/* Bytes in use on the heap (mallinfo2: arena + mmap'ed chunks). */
+static int64_t heap_in_use(void) {
+  struct mallinfo2 mi = mallinfo2();
+  return (int64_t)mi.uordblks + (int64_t)mi.hblkhd;
+}
+
+static int is_method(const dt_method *me, const char *name) { return strcmp(me->ops->name, name) == 0; }
+
+/* Backward scratch the hooks allocate on first use (dt_ensure_floats):
+ * LoRA dh [N, r] (and, with dropout, an [N, in] block), adapter [N, m],
+ * IA3 [N, in] for input scaling of a fused row block. */
+static int hook_scratch(const dt_model *m, dt_method **ms, int n, const dt_options *o,
+                        int64_t N, int64_t *bytes) {
+  int64_t b = 0;
+  dt_module md[DT_MAX_BLOCK_MODULES];
+  const int nmod = dt_block_modules(&m->cfg, md);
+  for (int k = 0; k < n; k++) {
+    if (is_method(ms[k], "lora")) {
+      b += aligned(4 * N * dt_opt_int(o, "lora-rank"));
+      if (dt_opt_float(o, "lora-dropout") > 0) {
+        const char *t = dt_opt_str(o, "lora-targets");
+        if (!*t) t = m->cfg.arch == DT_ARCH_GPT2 ? "c_attn" : "q_proj,v_proj";
+        int hit[DT_MAX_BLOCK_MODULES] = {0};
+        DT_CALL(dt_module_targets(&m->cfg, md, nmod, "lora-targets", t, hit));
+        int64_t mx = 0;
+        for (int i = 0; i < nmod; i++)
+          if (hit[i]) {
+            const int64_t w = dt_site_row_parallel(md[i].site) ? dt_site_in_l(m, md[i].site) : md[i].in;
+            mx = w > mx ? w : mx;
+          }
+        b += aligned(4 * N * mx);
+      }
+    } else if (is_method(ms[k], "adapter")) {
+      b += aligned(4 * N * dt_opt_int(o, "adapter-size"));
+    } else if (is_method(ms[k], "ia3")) {
+      const char *ff = dt_opt_str(o, "ia3-ff");
+      if (*ff && strcmp(ff, "none") != 0) {
+        int hit[DT_MAX_BLOCK_MODULES] = {0};
+        DT_CALL(dt_module_targets(&m->cfg, md, nmod, "ia3-ff", ff, hit));
+        for (int i = 0; i < nmod; i++)
+          if (hit[i] && !md[i].whole) {
+            b += aligned(4 * N * md[i].in);
+            break;
+          }
+      }
+    }
+  }
+  *bytes = b;
+  return DT_OK;
+}
+
+/* One described tensor-parallel rank with its methods. Ranks with the same
+ * local widths (key/value groups, FFN columns, vocabulary rows) hold the
+ * same sizes, so a plan, and every layout a search tries, describes each
+ * distinct shard once and keeps it. */
+typedef struct {
+  int sig[3];
+  int r, T;             /* the rank it was described as */
+  dt_model m;           /* describe_only */
+  dt_method **ms;       /* created on m (their own create()) */
+  int n;
+  int64_t method_bytes; /* what creating them allocated, or would have */
+  int64_t numel, numel_l, partial_l, n_tensors;
+  int n_virtual, n_prefix;
+  int lora_rowp_units, lora_rank; /* LoRA units on row-parallel sites (each sums h [N, r]) */
+  double matmul_local;            /* frozen-matmul parameters on this rank */
+  char describe[1024];
+} shard_entry;
+
+typedef struct {
+  const dt_plan_in *in; /* model, methods, options, dtype (fixed for a context) */
+  shard_entry **e;
+  int n, cap;
+} plan_ctx;
+
+static void ctx_free(plan_ctx *x) {
+  for (int i = 0; i < x->n; i++) {
+    dt_methods_destroy(x->e[i]->ms, x->e[i]->n);
+    dt_model_free(&x->e[i]->m);
+    free(x->e[i]);
+  }
+  free(x->e);
+  memset(x, 0, sizeof *x);
+}
+
+/* Describe tp rank r of T and create the methods on it. */
+static int describe_rank(const dt_plan_in *in, int r, int T, shard_entry *z) {
+  dt_params p;
+  memset(&p, 0, sizeof p);
+  DT_CALL(dt_model_describe(&z->m, in->model, in->bf16, r, T));
+  const int64_t h0 = heap_in_use();
+  int rc = dt_methods_create(in->methods, in->opt, &z->m, &p, in->seed, &z->ms, &z->n);
+  const int64_t h1 = heap_in_use();
+  if (rc == DT_OK) rc = dt_model_set_methods(&z->m, z->ms, z->n);
+  if (rc == DT_OK) {
+    const dt_config *c = &z->m.cfg;
+    z->method_bytes = (h1 - h0) + z->m.described_bytes;
+    z->numel = p.numel;
+    z->numel_l = p.numel_l;
+    z->n_tensors = p.n;
+    for (int i = 0; i < p.n; i++)
+      if (p.p[i].sync == DT_SYNC_PARTIAL) z->partial_l += p.p[i].numel_l;
+    for (int k = 0; k < z->n; k++) {
+      const dt_method *me = z->ms[k];
+      if (me->ops->virtual_tokens) z->n_virtual += me->ops->virtual_tokens(me);
+      if (me->ops->prefix_tokens) z->n_prefix += me->ops->prefix_tokens(me);
+      char d[256] = "";
+      if (me->ops->describe) me->ops->describe(me, d, sizeof d);
+      const size_t used = strlen(z->describe);
+      snprintf(z->describe + used, sizeof z->describe - used, "%s%s", k ? "; " : "", d);
+      /* the communication a hook adds: LoRA on a row-parallel site sums
+       * h [N, r] over the tensor group (lora.c) */
+      for (int l = 0; l < c->n_layer; l++)
+        for (int s = 0; s < DT_N_SITES; s++)
+          if (dt_site_row_parallel(s) && is_method(me, "lora") && me->ops->wants_post &&
+              me->ops->wants_post(me, l, (dt_site)s))
+            z->lora_rowp_units++;
+    }
+    if (z->lora_rowp_units) z->lora_rank = dt_opt_int(in->opt, "lora-rank");
+    for (int s = 0; s < DT_N_SITES; s++)
+      z->matmul_local += (double)dt_site_in_l(&z->m, s) * dt_site_out_l(&z->m, s) * c->n_layer;
+    z->matmul_local += (double)z->m.sh.vocab_l * c->d_model;
+  }
+  dt_params_free(&p); /* the methods keep no pointer into the table */
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}
+
+static int ctx_get(plan_ctx *x, const dt_config *cfg, int r, int T, shard_entry **out) {
+  dt_shard sh;
+  DT_CALL(dt_shard_init(&sh, cfg, r, T));
+  const int sig[3] = {sh.n_kv_l, sh.ffn_l, sh.vocab_l};
+  for (int i = 0; i < x->n; i++)
+    if (!memcmp(x->e[i]->sig, sig, sizeof sig)) {
+      *out = x->e[i];
+      return DT_OK;
+    }
+  if (x->n == x->cap) {
+    const int cap = x->cap ? 2 * x->cap : 16;
+    shard_entry **g = realloc(x->e, sizeof *g * (size_t)cap);
+    DT_CHECK(g, DT_ENOMEM, "plan: shard table");
+    x->e = g;
+    x->cap = cap;
+  }
+  shard_entry *z = calloc(1, sizeof *z);
+  DT_CHECK(z, DT_ENOMEM, "plan: shard entry");
+  memcpy(z->sig, sig, sizeof sig);
+  z->r = r;
+  z->T = T;
+  const int rc = describe_rank(x->in, r, T, z);
+  if (rc) {
+    dt_methods_destroy(z->ms, z->n);
+    dt_model_free(&z->m);
+    free(z);
+    return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  }
+  x->e[x->n++] = z;
+  *out = z;
+  return DT_OK;
+}
+
+/* OpenBLAS packs a panel of every output row of a GEMM (row-major C) into
+ * its buffer; the baseline holds 1024 rows' worth. The GEMM with the most
+ * rows: the linears over N tokens, the weight gradient of a trained matrix
+ * (its local output rows), the head's weight gradient (local vocabulary). */
+static int64_t blas_packing(const dt_model *m, int64_t N, const dt_machine *mc) {
+  int64_t rows = N;
+  for (int l = 0; l < m->cfg.n_layer; l++)
+    for (int s = 0; s < DT_N_SITES; s++)
+      if (m->layers[l].lin[s].trained && m->layers[l].lin[s].rows > rows)
+        rows = m->layers[l].lin[s].rows;
+  const dt_mat *head = m->cfg.tied_head ? &m->wte : &m->lm_head;
+  if (head->trained && head->rows > rows) rows = head->rows;
+  const double b = mc->blas_bytes_per_row * (double)(rows > 1024 ? rows - 1024 : 0);
+  return (int64_t)(b < mc->blas_buffer_bytes ? b : mc->blas_buffer_bytes);
+}
+
+/* Pages of the shared sum window a rank touches for sums of up to n floats
+ * (mpi/dist.c shm_sum): its own slot, its slice of every other slot and the
+ * whole result slot. */
+static int64_t shm_touched(int64_t n, int T) {
+  const int64_t slice = (n + T - 1) / T;
+  return 4 * (n + (int64_t)(T - 1) * slice + n);
+}
+
+/* Time of one dt_tp_sum of n floats. */
+static double sum_time(const dt_machine *mc, int64_t n, int shm) {
+  if (shm && n >= DT_SHM_SUM_MIN) return mc->shm_sum_latency_s + 4.0 * n / mc->shm_sum_bytes_per_s;
+  return mc->allreduce_latency_s + 4.0 * n / mc->allreduce_bytes_per_s;
+}
+
+static int ctx_init(plan_ctx *x, const dt_plan_in *in, dt_config *cfg) {
+  memset(x, 0, sizeof *x);
+  x->in = in;
+  dt_model m;
+  DT_CALL(dt_model_describe(&m, in->model, in->bf16, 0, 1));
+  *cfg = m.cfg;
+  dt_model_free(&m);
+  return DT_OK;
+}
+
+static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
+                   const dt_machine *mc, dt_plan_out *o) {
+  memset(o, 0, sizeof *o);
+  const int R = in->nodes * in->ranks_per_node, T = in->tp, K = in->tasks;
+  DT_CHECK(in->nodes >= 1 && in->ranks_per_node >= 1 && T >= 1 && K >= 1, DT_EUSAGE,
+           "--nodes, --ranks-per-node, --tp and --tasks must be at least 1");
+  DT_CHECK(R % T == 0, DT_EUSAGE,
+           "--tp %d does not divide the %d ranks (%d nodes x %d ranks per node)", T, R,
+           in->nodes, in->ranks_per_node);
+  const int dp = R / T;
+  DT_CHECK(in->batch % dp == 0, DT_EUSAGE,
+           "--batch-size %d is not divisible by the %d data-parallel replicas (%d ranks / "
+           "--tp %d)", in->batch, dp, R, T);
+  DT_CHECK(in->seq >= 2, DT_EUSAGE, "--seq-len %d: need at least 2 tokens", in->seq);
+  o->ranks = R;
+  o->dp = dp;
+  o->tp = T;
+  o->B_local = in->batch / dp;
+  /* a tensor group shares a node when it fits in one: groups are
+   * consecutive ranks and nodes are filled in rank order */
+  o->shm = T > 1 && in->ranks_per_node % T == 0;
+  const int Bc = o->B_local * K; /* rows of a replica's (combined) batch */
+
+  /* the whole model: counts and FLOPs */
+  shard_entry *w;
+  DT_CALL(ctx_get(x, cfg, 0, 1, &w));
+  o->n_virtual = w->n_virtual;
+  o->n_prefix = w->n_prefix;
+  o->T = in->seq + w->n_virtual;
+  DT_CHECK(cfg->arch != DT_ARCH_GPT2 || w->n_prefix + o->T <= cfg->n_ctx, DT_EUSAGE,
+           "sequence of %d positions (%d data + %d virtual + %d prefix) exceeds the model's "
+           "n_positions = %d (%s)", w->n_prefix + o->T, in->seq, w->n_virtual, w->n_prefix,
+           cfg->n_ctx, cfg->source);
+  o->frozen_params = dt_model_param_count(&w->m);
+  o->trainable = w->numel;
+  o->n_tensors = w->n_tensors;
+  o->weight_bytes_total = w->m.weight_bytes;
+  o->matmul_global = (double)dt_model_matmul_params(&w->m);
+  /* every data position but the first is scored; with prompt tokens the
+   * last virtual position predicts the first data token too */
+  const int spr = in->scored_per_row >= 0 ? in->scored_per_row : in->seq - 1 + (w->n_virtual > 0);
+  const double tokens = (double)in->batch * in->seq * K, scored = (double)in->batch * spr * K;
+  o->flops_step = dt_model_step_flops(&w->m, o->T, tokens, scored);
+  o->flops_token = o->flops_step / tokens;
+
+  /* every distinct shard; keep the rank that holds the most */
+  const int64_t N = (int64_t)Bc * o->T;
+  double matmul_max = 0;
+  shard_entry *best = NULL;
+  for (int r = 0; r < T; r++) {
+    shard_entry *z;
+    DT_CALL(ctx_get(x, cfg, r, T, &z));
+    if (z->matmul_local > matmul_max) matmul_max = z->matmul_local;
+    dt_plan_mem pm;
+    memset(&pm, 0, sizeof pm);
+    pm.tp_rank = r;
+    pm.weights = z->m.weight_bytes;
+    pm.method = z->method_bytes * K;
+    pm.adamw = 2 * aligned(4 * (z->numel_l + 1)) * K;
+    pm.buckets = R > 1 ? 4 * (z->numel_l + 1) * K : 0;
+    pm.acts_plain = (int64_t)dt_model_act_bytes(&z->m, Bc, in->seq, 0);
+    pm.acts_recompute = (int64_t)dt_model_act_bytes(&z->m, Bc, in->seq, 1);
+    DT_CHECK(pm.acts_plain > 0 && pm.acts_recompute > 0, DT_EUSAGE,
+             "--method %s: these methods cannot be planned together (both add prefix "
+             "key/values?)", in->methods);
+    pm.acts = in->recompute ? pm.acts_recompute : pm.acts_plain;
+    pm.engine = (int64_t)dt_model_plan_extra_bytes(&z->m, Bc, in->seq);
+    DT_CALL(hook_scratch(&z->m, z->ms, z->n, in->opt, N, &pm.hook_scratch));
+    pm.blas = blas_packing(&z->m, N, mc);
+    pm.batch_bufs = 2 * 4 * (int64_t)o->B_local * in->seq * K;
+    pm.dataset = 2 * 4 * in->data_rows * in->seq * K;
+    if (o->shm) {
+      /* the largest sum of a step is [N, d] (embedding, row-parallel
+       * outputs, column-parallel input gradients, the head's input gradient) */
+      const int64_t mx = N * cfg->d_model, cap = mx > DT_SHM_SLOT_MIN ? mx : DT_SHM_SLOT_MIN;
+      pm.shm_touched = shm_touched(mx, T);
+      pm.shm_share = 4 * cap * (T + 1) / T;
+    }
+    /* MPI_Allreduce's transient memory on the largest message it carries:
+     * a gradient bucket, or the [N, d] sums of a group spanning nodes */
+    int64_t msg = 0;
+    if (R > 1) {
+      const int64_t na = T > 1 ? z->partial_l : 0, nb = z->numel_l - na;
+      if (na > msg) msg = na;
+      if (dp > 1 && nb > msg) msg = nb;
+    }
+    if (T > 1 && !o->shm && N * cfg->d_model > msg) msg = N * cfg->d_model;
+    pm.mpi_scratch = (int64_t)(mc->allreduce_scratch * 4.0 * (double)msg);
+    pm.baseline = (int64_t)mc->baseline_rss_bytes;
+    pm.rss = pm.weights + pm.method + pm.adamw + pm.buckets + pm.acts + pm.engine +
+             pm.hook_scratch + pm.blas + pm.batch_bufs + pm.dataset + pm.mpi_scratch +
+             pm.shm_touched + pm.baseline;
+    pm.node_share = pm.rss - pm.shm_touched + pm.shm_share;
+    pm.numel_l = z->numel_l;
+    if (!best || pm.rss > o->mem.rss) {
+      o->mem = pm;
+      best = z;
+    }
+  }
+  snprintf(o->describe, sizeof o->describe, "%s", w->describe);
+  o->node_bytes = (int64_t)in->ranks_per_node * o->mem.node_share;
+  /* a rank does its replica's share of the FLOPs, split as the frozen
+   * matmuls are (the busiest rank) */
+  o->flops_rank = o->flops_step / dp * (o->matmul_global > 0 ? matmul_max / o->matmul_global : 1.0);
+
+  /* communication of one training step on a rank, as forward.c and the
+   * hooks call dt_tp_sum (the local formulation; nothing when tp = 1) */
+  const int64_t Nd = N * cfg->d_model, Ntask = (int64_t)o->B_local * o->T;
+  const int L = cfg->n_layer;
+  double t_tp = 0;
+#define SUMS(count, n)                                        \
+  do {                                                        \
+    const long long c_ = (count);                             \
+    const int64_t n_ = (n);                                   \
+    if (c_ > 0 && n_ > 0) {                                   \
+      o->tp_sums += c_;                                       \
+      o->tp_sum_floats += c_ * n_;                            \
+      if (o->shm && n_ >= DT_SHM_SUM_MIN) o->tp_sums_shm += c_; \
+      t_tp += c_ * sum_time(mc, n_, o->shm);                  \
+    }                                                         \
+  } while (0)
+  if (T > 1) {
+    const int passes = in->recompute ? 2 : 1; /* --recompute runs each block forward again */
+    SUMS(1, Nd);                              /* embedding: vocabulary-split lookup */
+    SUMS((long long)passes * 2 * L, Nd);      /* attention and FFN output projections */
+    SUMS((long long)passes * K * best->lora_rowp_units, Ntask * best->lora_rank); /* LoRA h */
+    const int64_t rows = (int64_t)Bc * spr, chunks = (rows + LOGIT_CHUNK - 1) / LOGIT_CHUNK;
+    for (int64_t i = 0; i < chunks; i++) { /* head: sum of exponentials and label logit */
+      const int64_t nr = rows - i * LOGIT_CHUNK < LOGIT_CHUNK ? rows - i * LOGIT_CHUNK : LOGIT_CHUNK;
+      SUMS(1, 2 * nr);
+    }
+    o->small_allreduces += chunks; /* the head's row maxima (dt_tp_max) */
+    SUMS(1, Nd);                   /* the head's input gradient */
+    SUMS(2LL * L, Nd);             /* column-parallel input gradients (backward) */
+    o->small_allreduces += 1;      /* the gradient norm of shards (optim.c) */
+  }
+#undef SUMS
+  if (dp > 1) o->small_allreduces += 2; /* scored-token count, loss statistics */
+  double t_red = o->small_allreduces * mc->allreduce_latency_s;
+  const int64_t na = T > 1 ? best->partial_l : 0, nb = best->numel_l - na;
+  if (R > 1)
+    for (int k = 0; k < K; k++) { /* each task completes its own two buckets */
+      if (na > 0) {
+        o->bucket_world_floats += na;
+        o->bucket_reductions++;
+        t_red += mc->allreduce_latency_s + 4.0 * na / mc->allreduce_bytes_per_s;
+      }
+      if (nb > 0 && dp > 1) {
+        o->bucket_dp_floats += nb;
+        o->bucket_reductions++;
+        t_red += mc->allreduce_latency_s + 4.0 * nb / mc->allreduce_bytes_per_s;
+      }
+    }
+  o->t_compute = o->flops_rank / (mc->sgemm_gflops * 1e9 * mc->engine_fraction);
+  o->t_tp = t_tp;
+  o->t_reduce = t_red;
+  /* memory-bound per trainable element: AdamW 28 bytes, zeroing and the
+   * norm 8, the bucket copies 16 (more than one rank) */
+  o->t_update = (double)best->numel_l * K * (36.0 + (R > 1 ? 16.0 : 0.0)) / mc->stream_bytes_per_s;
+  o->t_step = o->t_compute + o->t_tp + o->t_reduce + o->t_update;
+  o->tokens_per_s = tokens / o->t_step;
+  /* checkpoint variables of one task (io/checkpoint.c): every tensor whole,
+   * float32; with the optimizer also exp_avg and exp_avg_sq */
+  o->ckpt_deltas = 4 * o->trainable;
+  o->ckpt_with_opt = 3 * o->ckpt_deltas;
+  return DT_OK;
+}
+
+int dt_plan_compute(const dt_plan_in *in, const dt_machine *mc, dt_plan_out *out) {
+  plan_ctx x;
+  dt_config cfg;
+  DT_CALL(ctx_init(&x, in, &cfg));
+  const int rc = compute(&x, &cfg, in, mc, out);
+  ctx_free(&x);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}
+
+/* The layout of n nodes with the least memory per node among the tensor
+ * group sizes that divide the ranks and leave whole rows per replica
+ * (smallest tp among equals): *fits, its tp. Usage errors of a layout (a
+ * split the shards refuse) only rule it out. */
+static int best_layout(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
+                       const dt_machine *mc, double mem, int n, int *fits, int *tp) {
+  dt_plan_in q = *in;
+  q.nodes = n;
+  const int ranks = n * in->ranks_per_node;
+  *fits = 0;
+  *tp = 0;
+  for (int t = 1; t <= ranks; t++) {
+    if (ranks % t || in->batch % (ranks / t)) continue;
+    q.tp = t;
+    dt_plan_out o;
+    const int rc = compute(x, cfg, &q, mc, &o);
+    if (rc == DT_EUSAGE) {
+      dt_error_clear();
+      continue;
+    }
+    if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+    if ((double)o.node_bytes <= mem) {
+      *fits = 1;
+      *tp = t;
+      return DT_OK;
+    }
+  }
+  return DT_OK;
+}
+
+int dt_plan_min_nodes(const dt_plan_in *in, const dt_machine *mc, double mem_per_node,
+                      int max_nodes, int *nodes, int *tp) {
+  *nodes = 0;
+  *tp = 0;
+  plan_ctx x;
+  dt_config cfg;
+  DT_CALL(ctx_init(&x, in, &cfg));
+  /* double the nodes until a layout fits, then bisect */
+  int lo = 0, hi = 0, hi_tp = 0, rc = DT_OK;
+  for (int n = 1; rc == DT_OK;) {
+    int fits, t;
+    rc = best_layout(&x, &cfg, in, mc, mem_per_node, n, &fits, &t);
+    if (rc == DT_OK && fits) {
+      hi = n;
+      hi_tp = t;
+      break;
+    }
+    lo = n;
+    if (n >= max_nodes) break;
+    n = n > max_nodes / 2 ? max_nodes : 2 * n;
+  }
+  while (rc == DT_OK && hi && hi - lo > 1) {
+    const int mid = lo + (hi - lo) / 2;
+    int fits, t;
+    rc = best_layout(&x, &cfg, in, mc, mem_per_node, mid, &fits, &t);
+    if (fits) hi = mid, hi_tp = t;
+    else lo = mid;
+  }
+  ctx_free(&x);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  *nodes = hi;
+  *tp = hi_tp;
+  return DT_OK;
+}
+
+/* --- the command --------------------------------------------------------- */
+
+static const dt_optdef plan_opts[] = {
+    {"model", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "backbone: synthetic:<preset> (gpt3-175b, llama2-70b, ...), synthetic:<family>:k=v,... "
+     "or a Hugging Face folder (only config.json is read)"},
+    {"method", DT_OPT_STRING, "lora", 0, 0, NULL,
+     "delta method(s), comma-separated, with their options as for train"},
+    {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16", "storage of the frozen matrices"},
+    {"nodes", DT_OPT_INT, "1", 1, 1048576, NULL, "nodes of the job"},
+    {"ranks-per-node", DT_OPT_INT, "1", 1, 4096, NULL, "MPI ranks per node"},
+    {"tp", DT_OPT_INT, "1", 1, 1048576, NULL,
+     "tensor-parallel ranks per backbone copy (divides nodes x ranks-per-node)"},
+    {"batch-size", DT_OPT_INT, "8", 1, 1048576, NULL, "rows per step (global, per task)"},
+    {"seq-len", DT_OPT_INT, "1024", 2, 1048576, NULL, "data tokens per row"},
+    {"scored-per-row", DT_OPT_INT, NULL, 0, 1048576, NULL,
+     "tokens per row that reach the loss (default: seq-len - 1, every position)"},
+    {"tasks", DT_OPT_INT, "1", 1, 65536, NULL,
+     "K tasks trained concurrently on one backbone (a combined batch of K x batch-size rows; "
+     "deltas, optimizer and checkpoints per task)"},
+    {"recompute", DT_OPT_BOOL, "no", 0, 0, NULL, "the run uses --recompute (both are shown)"},
+    {"data-rows", DT_OPT_INT, "0", 0, 2147483647, NULL,
+     "rows of the data file (every rank loads it: 8 bytes per token); 0 = not counted"},
+    {"mem-per-node", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "memory of a node: bytes or a number with K, M, G or T (KiB .. TiB), e.g. 512G; "
+     "also finds the smallest node count that fits"},
+    {"max-nodes", DT_OPT_INT, "65536", 1, 1048576, NULL,
+     "largest node count the search for the smallest one tries"},
+    {"compare-full", DT_OPT_BOOL, "yes", 0, 0, NULL,
+     "also plan full fine-tuning (fp32 weights) on the same layout"},
+    {"json", DT_OPT_BOOL, "no", 0, 0, NULL, "print one JSON object instead of text"},
+    {"machine", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "machine constants (JSON; default ~/.cache/deltatune/machine.json, built-in defaults "
+     "when it does not exist)"},
+    {"calibrate", DT_OPT_BOOL, "no", 0, 0, NULL,
+     "measure the machine constants on the ranks of this run (GEMM rate, memory streaming, "
+     "a training step, tensor-group sum and all-reduce latency and bandwidth, resident "
+     "baseline) and write them to --machine; then plan if --model is given"},
+    {"init-from", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "accepted and ignored (initial values change no size)"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+
+#define MAX_GROUPS 32
+
+/* "512G", "96000M", "1.5T", "123456789" -> bytes (binary units). */
+static int parse_mem(const char *s, double *bytes) {
+  char *end = NULL;
+  double v = strtod(s, &end);
+  double mul = 1.0;
+  if (end && *end) {
+    switch (*end) {
+      case 'k': case 'K': mul = 1024.0; break;
+      case 'm': case 'M': mul = 1024.0 * 1024; break;
+      case 'g': case 'G': mul = 1024.0 * 1024 * 1024; break;
+      case 't': case 'T': mul = 1024.0 * 1024 * 1024 * 1024; break;
+      default: mul = 0;
+    }
+    if (mul > 0) {
+      end++;
+      if (*end == 'i' || *end == 'I') end++;
+      if (*end == 'b' || *end == 'B') end++;
+    }
+  }
+  DT_CHECK(end != s && mul > 0 && *end == 0 && v > 0 && isfinite(v), DT_EUSAGE,
+           "--mem-per-node '%s': expected a size such as 512G, 96000M or 2T", s);
+  *bytes = v * mul;
+  return DT_OK;
+}
+
+static const char *fmt_bytes(char *b, size_t cap, double x) {
+  const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  int i = 0;
+  while (fabs(x) >= 1024.0 && i < 5) x /= 1024.0, i++;
+  snprintf(b, cap, i ? "%.2f %s" : "%.0f %s", x, u[i]);
+  return b;
+}
+
+static const char *fmt_mb(char *b, size_t cap, double x) {
+  if (x >= 1e12) snprintf(b, cap, "%.2f TB", x / 1e12);
+  else if (x >= 1e9) snprintf(b, cap, "%.2f GB", x / 1e9);
+  else snprintf(b, cap, "%.2f MB", x / 1e6);
+  return b;
+}
+
+static const char *fmt_flops(char *b, size_t cap, double x) {
+  const char *u[] = {"", "K", "M", "G", "T", "P", "E"};
+  int i = 0;
+  while (x >= 1000.0 && i < 6) x /= 1000.0, i++;
+  snprintf(b, cap, "%.2f %sFLOP", x, u[i]);
+  return b;
+}
+
+static json_t *mem_json(const dt_plan_mem *m) {
+  json_t *j = json_object();
+  json_object_set_new(j, "tp_rank", json_integer(m->tp_rank));
+  json_object_set_new(j, "frozen_weights", json_integer(m->weights));
+  json_object_set_new(j, "methods", json_integer(m->method));
+  json_object_set_new(j, "adamw", json_integer(m->adamw));
+  json_object_set_new(j, "gradient_buckets", json_integer(m->buckets));
+  json_object_set_new(j, "activations", json_integer(m->acts));
+  json_object_set_new(j, "activations_no_recompute", json_integer(m->acts_plain));
+  json_object_set_new(j, "activations_recompute", json_integer(m->acts_recompute));
+  json_object_set_new(j, "engine_buffers", json_integer(m->engine));
+  json_object_set_new(j, "hook_scratch", json_integer(m->hook_scratch));
+  json_object_set_new(j, "blas_packing", json_integer(m->blas));
+  json_object_set_new(j, "batch_buffers", json_integer(m->batch_bufs));
+  json_object_set_new(j, "dataset", json_integer(m->dataset));
+  json_object_set_new(j, "mpi_allreduce_scratch", json_integer(m->mpi_scratch));
+  json_object_set_new(j, "shm_window_touched", json_integer(m->shm_touched));
+  json_object_set_new(j, "shm_window_share", json_integer(m->shm_share));
+  json_object_set_new(j, "baseline", json_integer(m->baseline));
+  json_object_set_new(j, "peak_rss", json_integer(m->rss));
+  json_object_set_new(j, "node_share", json_integer(m->node_share));
+  return j;
+}
+
+static json_t *plan_json(const dt_plan_in *in, const dt_plan_out *o, double mem_per_node) {
+  json_t *j = json_object();
+  json_object_set_new(j, "method", json_string(in->methods));
+  json_object_set_new(j, "describe", json_string(o->describe));
+  json_object_set_new(j, "weights_dtype", json_string(in->bf16 ? "bf16" : "fp32"));
+  json_t *l = json_object();
+  json_object_set_new(l, "nodes", json_integer(in->nodes));
+  json_object_set_new(l, "ranks_per_node", json_integer(in->ranks_per_node));
+  json_object_set_new(l, "ranks", json_integer(o->ranks));
+  json_object_set_new(l, "dp", json_integer(o->dp));
+  json_object_set_new(l, "tp", json_integer(o->tp));
+  json_object_set_new(l, "shm_sums", json_boolean(o->shm));
+  json_object_set_new(j, "layout", l);
+  json_t *b = json_object();
+  json_object_set_new(b, "rows", json_integer(in->batch));
+  json_object_set_new(b, "rows_per_replica", json_integer(o->B_local));
+  json_object_set_new(b, "seq_len", json_integer(in->seq));
+  json_object_set_new(b, "positions", json_integer(o->T));
+  json_object_set_new(b, "virtual_tokens", json_integer(o->n_virtual));
+  json_object_set_new(b, "prefix_tokens", json_integer(o->n_prefix));
+  json_object_set_new(b, "tasks", json_integer(in->tasks));
+  json_object_set_new(j, "batch", b);
+  json_object_set_new(j, "frozen_parameters", json_integer(o->frozen_params));
+  json_object_set_new(j, "frozen_weight_bytes", json_integer(o->weight_bytes_total));
+  json_object_set_new(j, "trainable_parameters", json_integer(o->trainable));
+  json_object_set_new(j, "trainable_tensors", json_integer(o->n_tensors));
+  json_object_set_new(j, "trainable_per_rank", json_integer(o->mem.numel_l));
+  json_object_set_new(j, "memory_per_rank", mem_json(&o->mem));
+  json_t *n = json_object();
+  json_object_set_new(n, "bytes", json_integer(o->node_bytes));
+  json_object_set_new(n, "mem_per_node", mem_per_node > 0 ? json_real(mem_per_node) : json_null());
+  json_object_set_new(n, "fits", mem_per_node > 0 ? json_boolean(o->node_bytes <= mem_per_node)
+                                                   : json_null());
+  json_object_set_new(j, "node", n);
+  json_t *f = json_object();
+  json_object_set_new(f, "per_step", json_real(o->flops_step));
+  json_object_set_new(f, "per_token", json_real(o->flops_token));
+  json_object_set_new(f, "per_rank", json_real(o->flops_rank));
+  json_object_set_new(j, "flops", f);
+  json_t *c = json_object();
+  json_object_set_new(c, "tp_sums", json_integer(o->tp_sums));
+  json_object_set_new(c, "tp_sums_shm", json_integer(o->tp_sums_shm));
+  json_object_set_new(c, "tp_sum_bytes", json_integer(4 * o->tp_sum_floats));
+  json_object_set_new(c, "small_allreduces", json_integer(o->small_allreduces));
+  json_object_set_new(c, "bucket_world_bytes", json_integer(4 * o->bucket_world_floats));
+  json_object_set_new(c, "bucket_dp_bytes", json_integer(4 * o->bucket_dp_floats));
+  json_object_set_new(c, "bucket_reductions", json_integer(o->bucket_reductions));
+  json_object_set_new(j, "communication_per_step", c);
+  json_t *t = json_object();
+  json_object_set_new(t, "compute_s", json_real(o->t_compute));
+  json_object_set_new(t, "tp_sums_s", json_real(o->t_tp));
+  json_object_set_new(t, "reductions_s", json_real(o->t_reduce));
+  json_object_set_new(t, "update_s", json_real(o->t_update));
+  json_object_set_new(t, "step_s", json_real(o->t_step));
+  json_object_set_new(t, "tokens_per_s", json_real(o->tokens_per_s));
+  json_object_set_new(j, "time", t);
+  json_t *k = json_object();
+  json_object_set_new(k, "deltas_bytes", json_integer(o->ckpt_deltas));
+  json_object_set_new(k, "with_optimizer_bytes", json_integer(o->ckpt_with_opt));
+  json_object_set_new(k, "header", json_string("not included: attributes and checksums, "
+                                               "read it from the file (docs/plan.md)"));
+  json_object_set_new(j, "checkpoint_per_task", k);
+  return j;
+}
+
+static void print_plan(const dt_plan_in *in, const dt_plan_out *o, double mem_per_node,
+                       const char *title) {
+  char a[64], b2[64], c2[64];
+  const dt_plan_mem *m = &o->mem;
+  printf("%s: --method %s (%s), weights %s\n", title, in->methods, o->describe,
+         in->bf16 ? "bf16" : "fp32");
+  printf("  trainable: %lld parameters (%.4f%% of the backbone) in %lld tensors; %lld on a rank\n",
+         (long long)o->trainable, 100.0 * (double)o->trainable / (double)o->frozen_params,
+         (long long)o->n_tensors, (long long)m->numel_l);
+  printf("  memory per rank (tp rank %d, the largest):\n", m->tp_rank);
+#define ROW(label, v) printf("    %-44s %14s\n", label, fmt_bytes(a, sizeof a, (double)(v)))
+  ROW("frozen weights (this rank's shard)", m->weights);
+  ROW("methods: deltas, gradients, state", m->method);
+  ROW("AdamW moments", m->adamw);
+  ROW("gradient buckets", m->buckets);
+  printf("    %-44s %14s   (without --recompute %s, with %s)\n",
+         in->recompute ? "activations (--recompute)" : "activations",
+         fmt_bytes(a, sizeof a, (double)m->acts), fmt_bytes(b2, sizeof b2, (double)m->acts_plain),
+         fmt_bytes(c2, sizeof c2, (double)m->acts_recompute));
+  ROW("engine buffers (bf16 scratch, rope, batch ids)", m->engine);
+  ROW("hook scratch (first backward)", m->hook_scratch);
+  ROW("OpenBLAS packing (largest GEMM)", m->blas);
+  ROW("batch buffers", m->batch_bufs);
+  ROW("data file (--data-rows)", m->dataset);
+  ROW("MPI_Allreduce scratch (largest message)", m->mpi_scratch);
+  ROW("shared-memory sum window (pages touched)", m->shm_touched);
+  ROW("process, MPI and BLAS (machine baseline)", m->baseline);
+  ROW("total: predicted peak RSS", m->rss);
+#undef ROW
+  printf("  node: %d ranks x %s = %s (the sum window counted once per node)", in->ranks_per_node,
+         fmt_bytes(a, sizeof a, (double)m->node_share), fmt_bytes(b2, sizeof b2, (double)o->node_bytes));
+  if (mem_per_node > 0)
+    printf(": %s --mem-per-node %s\n", o->node_bytes <= mem_per_node ? "fits in" : "does NOT fit in",
+           fmt_bytes(c2, sizeof c2, mem_per_node));
+  else
+    printf("\n");
+  printf("  compute: %s per step, %s per token; %s per rank\n",
+         fmt_flops(a, sizeof a, o->flops_step), fmt_flops(b2, sizeof b2, o->flops_token),
+         fmt_flops(c2, sizeof c2, o->flops_rank));
+  printf("  communication per step and rank: %lld tensor-group sums (%lld through shared memory) "
+         "of %s, %lld small all-reduces; gradient buckets %s over all ranks + %s over the "
+         "replicas (%d all-reduces)\n",
+         o->tp_sums, o->tp_sums_shm, fmt_bytes(a, sizeof a, 4.0 * o->tp_sum_floats),
+         o->small_allreduces, fmt_bytes(b2, sizeof b2, 4.0 * o->bucket_world_floats),
+         fmt_bytes(c2, sizeof c2, 4.0 * o->bucket_dp_floats), o->bucket_reductions);
+  printf("  time per step: %.4g s compute + %.4g s tensor-group sums + %.4g s reductions + "
+         "%.4g s update = %.4g s; %.4g tokens/s\n",
+         o->t_compute, o->t_tp, o->t_reduce, o->t_update, o->t_step, o->tokens_per_s);
+  printf("  checkpoint per task: deltas %s (%lld bytes); with optimizer state %s (%lld bytes); "
+         "plus the header\n",
+         fmt_mb(a, sizeof a, (double)o->ckpt_deltas), (long long)o->ckpt_deltas,
+         fmt_mb(b2, sizeof b2, (double)o->ckpt_with_opt), (long long)o->ckpt_with_opt);
+}
+
+/* Method options given for a method that is not selected (as train). */
+static int check_method_options(const dt_options *o, const char *ml) {
+  for (int i = 0; i < dt_method_count(); i++) {
+    const dt_method_ops *ops = dt_method_at(i);
+    if (!ops->options) continue;
+    char pat[64], lst[600];
+    snprintf(pat, sizeof pat, ",%s,", ops->name);
+    snprintf(lst, sizeof lst, ",%s,", ml);
+    if (strstr(lst, pat)) continue;
+    for (const dt_optdef *d = ops->options->defs; d->name; d++)
+      DT_CHECK(!dt_opt_given(o, d->name), DT_EUSAGE,
+               "--%s belongs to method '%s', which is not selected (--method %s)", d->name,
+               ops->name, ml);
+  }
+  return DT_OK;
+}
+
+static void print_machine(const dt_machine *mc) {
+  printf("machine constants (%s%s%s): sgemm %.1f GFLOP/s per rank x engine fraction %.2f; "
+         "memory %.2f GB/s per rank; shared-memory sums %.1f us + %.2f GB/s; all-reduce "
+         "%.1f us + %.2f GB/s; baseline RSS %.0f MB",
+         mc->source, mc->ranks ? ", calibrated at " : "", mc->ranks ? mc->when : "",
+         mc->sgemm_gflops, mc->engine_fraction, mc->stream_bytes_per_s / 1e9,
+         mc->shm_sum_latency_s * 1e6, mc->shm_sum_bytes_per_s / 1e9,
+         mc->allreduce_latency_s * 1e6, mc->allreduce_bytes_per_s / 1e9,
+         mc->baseline_rss_bytes / 1e6);
+  if (mc->ranks) printf(" (%d ranks, OpenBLAS %s)", mc->ranks, mc->blas_core);
+  printf("\n");
+}
+
+static json_t *machine_json(const dt_machine *mc) {
+  json_t *j = json_object();
+  json_object_set_new(j, "source", json_string(mc->source));
+  json_object_set_new(j, "sgemm_gflops", json_real(mc->sgemm_gflops));
+  json_object_set_new(j, "engine_fraction", json_real(mc->engine_fraction));
+  json_object_set_new(j, "stream_bytes_per_s", json_real(mc->stream_bytes_per_s));
+  json_object_set_new(j, "shm_sum_latency_s", json_real(mc->shm_sum_latency_s));
+  json_object_set_new(j, "shm_sum_bytes_per_s", json_real(mc->shm_sum_bytes_per_s));
+  json_object_set_new(j, "allreduce_latency_s", json_real(mc->allreduce_latency_s));
+  json_object_set_new(j, "allreduce_bytes_per_s", json_real(mc->allreduce_bytes_per_s));
+  json_object_set_new(j, "allreduce_scratch", json_real(mc->allreduce_scratch));
+  json_object_set_new(j, "baseline_rss_bytes", json_real(mc->baseline_rss_bytes));
+  json_object_set_new(j, "blas_bytes_per_row", json_real(mc->blas_bytes_per_row));
+  json_object_set_new(j, "blas_buffer_bytes", json_real(mc->blas_buffer_bytes));
+  json_object_set_new(j, "ranks", json_integer(mc->ranks));
+  return j;
+}
+
+/* Everything after the options, on rank 0. */
+static int plan_main(const dt_options *o, const dt_machine *mc) {
+  dt_plan_in in;
+  memset(&in, 0, sizeof in);
+  in.model = dt_opt_str(o, "model");
+  in.methods = dt_opt_str(o, "method");
+  in.opt = o;
+  in.nodes = dt_opt_int(o, "nodes");
+  in.ranks_per_node = dt_opt_int(o, "ranks-per-node");
+  in.tp = dt_opt_int(o, "tp");
+  in.batch = dt_opt_int(o, "batch-size");
+  in.seq = dt_opt_int(o, "seq-len");
+  in.bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
+  in.tasks = dt_opt_int(o, "tasks");
+  in.recompute = dt_opt_bool(o, "recompute");
+  in.scored_per_row = dt_opt_is_set(o, "scored-per-row") ? dt_opt_int(o, "scored-per-row") : -1;
+  in.data_rows = dt_opt_int(o, "data-rows");
+  in.seed = 1;
+  double mem = 0;
+  if (dt_opt_is_set(o, "mem-per-node")) DT_CALL(parse_mem(dt_opt_str(o, "mem-per-node"), &mem));
+  DT_CHECK(strcmp(in.methods, "none") != 0 && *in.methods, DT_EUSAGE,
+           "--method none trains nothing; name the method(s) to plan");
+  dt_plan_out out, full;
+  DT_CALL(dt_plan_compute(&in, mc, &out));
+  DT_CHECK(out.trainable > 0, DT_EUSAGE, "--method %s trains no parameter on this model (%s)",
+           in.methods, in.model);
+  const int max_nodes = dt_opt_int(o, "max-nodes");
+  int mn = 0, mtp = 0, fmn = 0, fmtp = 0;
+  if (mem > 0) DT_CALL(dt_plan_min_nodes(&in, mc, mem, max_nodes, &mn, &mtp));
+  dt_plan_in fin = in;
+  fin.methods = "full";
+  fin.bf16 = 0;
+  const int cmp = dt_opt_bool(o, "compare-full") && strcmp(in.methods, "full") != 0;
+  if (cmp) {
+    DT_CALL(dt_plan_compute(&fin, mc, &full));
+    if (mem > 0) DT_CALL(dt_plan_min_nodes(&fin, mc, mem, max_nodes, &fmn, &fmtp));
+  }
+  if (dt_opt_bool(o, "json")) {
+    json_t *j = json_object();
+    json_object_set_new(j, "model", json_string(in.model));
+    json_object_set_new(j, "plan", plan_json(&in, &out, mem));
+    json_object_set_new(j, "full_finetuning", cmp ? plan_json(&fin, &full, mem) : json_null());
+    json_t *s = json_object();
+    const int R = dt_opt_int(o, "ranks-per-node");
+    json_object_set_new(s, "mem_per_node", mem > 0 ? json_real(mem) : json_null());
+    json_object_set_new(s, "nodes", mn ? json_integer(mn) : json_null());
+    json_object_set_new(s, "tp", mn ? json_integer(mtp) : json_null());
+    json_object_set_new(s, "dp", mn ? json_integer(mn * R / mtp) : json_null());
+    json_object_set_new(s, "full_nodes", fmn ? json_integer(fmn) : json_null());
+    json_object_set_new(s, "full_tp", fmn ? json_integer(fmtp) : json_null());
+    json_object_set_new(j, "smallest_fit", s);
+    json_object_set_new(j, "machine", machine_json(mc));
+    char *txt = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    DT_CHECK(txt, DT_ENOMEM, "the JSON plan");
+    printf("%s\n", txt);
+    free(txt);
+    fflush(stdout);
+    return DT_OK;
+  }
+  char a[64], b2[64];
+  dt_model m;
+  DT_CALL(dt_model_describe(&m, in.model, in.bf16, 0, 1));
+  const dt_config *c = &m.cfg;
+  printf("deltatune plan: %s\n", in.model);
+  printf("backbone: %s, %d layers, d=%d, %d heads / %d kv (head dim %d), ffn %d, vocab %d: "
+         "%lld parameters (%s at %s)\n",
+         c->arch == DT_ARCH_GPT2 ? "gpt2" : "llama", c->n_layer, c->d_model, c->n_head,
+         c->n_kv_head, c->head_dim, c->d_ffn, c->vocab, (long long)out.frozen_params,
+         fmt_bytes(a, sizeof a, (double)out.weight_bytes_total), in.bf16 ? "bf16" : "fp32");
+  dt_model_free(&m);
+  printf("layout: %d nodes x %d ranks = %d ranks: %d data-parallel x %d tensor-parallel; %s\n",
+         in.nodes, in.ranks_per_node, out.ranks, out.dp, out.tp,
+         out.tp == 1 ? "no tensor-group sums"
+         : out.shm ? "tensor-group sums through shared memory (a group shares a node)"
+                   : "tensor-group sums by MPI_Allreduce (a group spans nodes)");
+  printf("batch: %d rows (%d per replica) x %d tokens", in.batch, out.B_local, in.seq);
+  if (out.n_virtual) printf(" + %d virtual", out.n_virtual);
+  if (out.n_prefix) printf(", %d prefix key/values", out.n_prefix);
+  printf(", %d task(s)%s\n", in.tasks, in.tasks > 1 ? " (combined batch)" : "");
+  print_plan(&in, &out, mem, "plan");
+  if (cmp) print_plan(&fin, &full, mem, "full fine-tuning, same layout");
+  if (mem > 0) {
+    const int R = in.ranks_per_node;
+    if (mn)
+      printf("smallest node count for --mem-per-node %s: %d nodes of %d ranks (tp %d, dp %d)",
+             fmt_bytes(b2, sizeof b2, mem), mn, R, mtp, mn * R / mtp);
+    else
+      printf("no node count up to %d fits --mem-per-node %s", max_nodes,
+             fmt_bytes(b2, sizeof b2, mem));
+    if (cmp && fmn) printf("; full fine-tuning: %d nodes (tp %d)", fmn, fmtp);
+    else if (cmp) printf("; full fine-tuning: none up to %d nodes", max_nodes);
+    printf("\n");
+  }
+  print_machine(mc);
+  fflush(stdout);
+  return DT_OK;
+}
+
+int dt_cmd_plan(int argc, char **argv) {
+  int rank;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  dt_optgroup g[MAX_GROUPS];
+  int ng = 0;
+  g[ng++] = (dt_optgroup){"plan", "Plan", plan_opts};
+  for (int i = 0; i < dt_method_count() && ng < MAX_GROUPS; i++)
+    if (dt_method_at(i)->options) g[ng++] = *dt_method_at(i)->options;
+  dt_options *o = calloc(1, sizeof *o);
+  DT_CHECK(o, DT_ENOMEM, "options");
+  int rc = dt_options_parse(o, "plan", g, ng, argc, argv);
+  if (rc == DT_OK && o->help) {
+    if (rank == 0)
+      dt_options_print_help(stdout, "plan",
+                            "Memory, time, storage and communication of a training job before "
+                            "it is submitted (docs/plan.md).",
+                            g, ng);
+    free(o);
+    return DT_OK;
+  }
+  const int calibrate = rc == DT_OK && dt_opt_bool(o, "calibrate");
+  if (rc == DT_OK && !calibrate && !dt_opt_is_set(o, "model"))
+    rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
+                      "--model is required (synthetic:<preset> or a HF folder; see deltatune "
+                      "plan --help)");
+  if (rc == DT_OK) rc = check_method_options(o, dt_opt_str(o, "method"));
+  char path[1024] = "";
+  if (rc == DT_OK) {
+    if (dt_opt_is_set(o, "machine")) snprintf(path, sizeof path, "%s", dt_opt_str(o, "machine"));
+    else rc = dt_machine_default_path(path, sizeof path);
+  }
+  dt_machine mc;
+  dt_machine_defaults(&mc);
+  if (rc == DT_OK && calibrate) {
+    rc = dt_machine_calibrate(&mc); /* collective */
+    if (rc == DT_OK && rank == 0) {
+      rc = dt_machine_save(&mc, path);
+      snprintf(mc.source, sizeof mc.source, "%s", path);
+      if (rc == DT_OK && !dt_opt_bool(o, "json")) {
+        printf("calibrated: written to %s\n", path);
+        print_machine(&mc);
+      }
+    }
+  } else if (rc == DT_OK && rank == 0) {
+    int found;
+    rc = dt_machine_load(&mc, path, &found);
+  }
+  /* the plan itself: one process computes, every rank returns its verdict */
+  if (rc == DT_OK && rank == 0 && dt_opt_is_set(o, "model")) rc = plan_main(o, &mc);
+  free(o);
+  int all = rc;
+  MPI_Bcast(&all, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (rc == DT_OK && all != DT_OK)
+    rc = dt_error_set(all, __FILE__, __LINE__, __func__, "deltatune plan failed on rank 0");
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}

@@ -1,0 +1,541 @@
+/* deltatune sweep: many tasks (methods, data, hyper-parameters, seeds)
+ * trained concurrently on one loaded backbone.
+ *
+ * Task file (INI, parsed by inih): one section per task, [task NAME]; keys
+ * are `deltatune train` options without the dashes (method, data,
+ * batch-size, steps, lr, schedule, warmup-steps, seed, out, metrics,
+ * init-from, method options...). Tasks that add no positions (LoRA,
+ * adapters, IA3) and share a sequence length train as ONE combined batch:
+ * each frozen GEMM runs once over all their rows and each task's delta acts
+ * on its own rows. Prefix and prompt tasks (their own extra positions)
+ * form their own groups. Each task keeps its optimizer, schedule, metrics
+ * and output; a task that ends leaves its group (re-planned), a task that
+ * fails (bad data, diverging loss) is reported and dropped. A task whose
+ * method trains backbone tensors (full, lastlayer, bitfit, said) gets a
+ * private copy of the backbone and a group of its own. */
+#include <ini.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "batch.h"
+#include "commands.h"
+#include "dataset.h"
+#include "error.h"
+#include "gradsync.h"
+#include "method.h"
+#include "model.h"
+#include "optim.h"
+#include "options.h"
+#include "params.h"
+
+int dt_train_task_groups(dt_optgroup *g, int max);
+
+static const dt_optdef sweep_opts[] = {
+    {"model", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "backbone shared by every task: HF folder or synthetic:... (required)"},
+    {"tasks", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "task file (INI): one [task NAME] section per task with train options as keys (required)"},
+    {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16", "storage of the frozen matrices"},
+    {"tp", DT_OPT_INT, "1", 1, 4096, NULL, "tensor-parallel ranks per backbone copy"},
+    {"recompute", DT_OPT_BOOL, "no", 0, 0, NULL, "recompute block activations in backward"},
+    {"log-every", DT_OPT_INT, "10", 1, 1000000000, NULL, "progress lines every N steps"},
+    {"backbone-seed", DT_OPT_INT, "1", 0, 2147483647, NULL, "seed of a synthetic backbone"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+
+#define MAX_TASKS 64
+#define MAX_KV 128
+
+typedef struct {
+  char name[64];
+  int nkv;
+  char key[MAX_KV][64];
+  char val[MAX_KV][DT_OPTVAL_MAX];
+  int line;
+} task_src;
+
+typedef struct {
+  task_src src;
+  dt_options opt;
+  dt_dataset data;
+  dt_params params;
+  dt_method **methods;
+  int n_methods;
+  dt_adamw optim;
+  dt_row_order rows;
+  FILE *metrics;
+  int B_global, B_local, steps, nv, np;
+  int64_t step;
+  int group;   /* index of its group, -1 once done or failed */
+  int state;   /* 0 running, 1 done, 2 failed */
+  char why[512];
+  double loss0, last;
+  float *gbuf;
+  size_t gbuf_n;
+  dt_model *own; /* private backbone (methods that train backbone tensors) */
+} task;
+
+typedef struct {
+  const char *path;
+  int n;
+  task_src t[MAX_TASKS];
+  char err[512];
+} parse_ctx;
+
+static int on_ini(void *user, const char *section, const char *name, const char *value) {
+  parse_ctx *p = user;
+  if (strncmp(section, "task ", 5) != 0 || !section[5]) {
+    snprintf(p->err, sizeof p->err, "section [%s]: expected [task NAME]", section);
+    return 0;
+  }
+  const char *tn = section + 5;
+  task_src *t = NULL;
+  for (int i = 0; i < p->n; i++)
+    if (!strcmp(p->t[i].name, tn)) t = &p->t[i];
+  if (!t) {
+    if (p->n == MAX_TASKS) {
+      snprintf(p->err, sizeof p->err, "more than %d tasks", MAX_TASKS);
+      return 0;
+    }
+    t = &p->t[p->n++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", tn);
+  }
+  if (t->nkv == MAX_KV) {
+    snprintf(p->err, sizeof p->err, "task '%s': more than %d keys", tn, MAX_KV);
+    return 0;
+  }
+  if (!strcmp(name, "model") || !strcmp(name, "tp") || !strcmp(name, "weights-dtype") ||
+      !strcmp(name, "recompute")) {
+    snprintf(p->err, sizeof p->err,
+             "task '%s': '%s' is a property of the shared backbone; give it to deltatune sweep",
+             tn, name);
+    return 0;
+  }
+  snprintf(t->key[t->nkv], 64, "%s", name);
+  snprintf(t->val[t->nkv], DT_OPTVAL_MAX, "%s", value);
+  t->nkv++;
+  return 1;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* Parse a task's options through the same tables as `deltatune train`. */
+static int task_options(task *t, const char *file, const char *model) {
+  char *argv[2 * MAX_KV + 4];
+  int argc = 0;
+  char bufs[2 * MAX_KV + 4][DT_OPTVAL_MAX + 8];
+  snprintf(bufs[argc], sizeof bufs[0], "--model=%s", model);
+  argv[argc] = bufs[argc];
+  argc++;
+  for (int i = 0; i < t->src.nkv; i++) {
+    snprintf(bufs[argc], sizeof bufs[0], "--%s=%s", t->src.key[i], t->src.val[i]);
+    argv[argc] = bufs[argc];
+    argc++;
+  }
+  dt_optgroup g[40];
+  int ng = dt_train_task_groups(g, 40);
+  int rc = dt_options_parse(&t->opt, "sweep task", g, ng, argc, argv);
+  if (rc)
+    DT_ERR(rc, "%s [task %s]: %s", file, t->src.name, dt_error_message());
+  DT_CHECK(dt_opt_is_set(&t->opt, "data"), DT_EUSAGE, "%s [task %s]: 'data' is required", file,
+           t->src.name);
+  return DT_OK;
+}
+
+/* Does the comma-separated method list train backbone tensors? */
+static int trains_backbone(const char *list) {
+  static const char *const names[] = {"full", "lastlayer", "bitfit", "said"};
+  char buf[512];
+  snprintf(buf, sizeof buf, ",%s,", list);
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    char pat[32];
+    snprintf(pat, sizeof pat, ",%s,", names[i]);
+    if (strstr(buf, pat)) return 1;
+  }
+  return 0;
+}
+
+typedef struct {
+  const dt_model *base; /* the backbone the group's tasks use */
+  dt_model view; /* shares the backbone's weights; own activations */
+  int T, nv, np, planned;
+  int32_t *ids, *labels;
+  float *row_norm;
+  double *row_loss;
+  int64_t *row_scored;
+  dt_method **ms;
+} group;
+
+static void view_free(group *g) {
+  dt_model *v = &g->view;
+  free(v->arena);
+  free(v->acts);
+  free(v->hook_ws);
+  free(v->x_saved);
+  free(v->wscratch);
+  free(v->rope_cos);
+  free(v->rope_sin);
+  free(v->ids);
+  free(v->labels);
+  free(v->scored_rows);
+  free(v->methods);
+  free(g->ids);
+  free(g->labels);
+  free(g->row_norm);
+  free(g->row_loss);
+  free(g->row_scored);
+  free(g->ms);
+  g->ids = g->labels = NULL;
+  g->row_norm = NULL;
+  g->row_loss = NULL;
+  g->row_scored = NULL;
+  g->ms = NULL;
+  memset(v, 0, sizeof *v);
+  g->planned = 0;
+}
+
+/* (Re)plan a group: its running tasks' rows, in task order. */
+static int plan_group(group *g, const dt_model *base, task *ts, int nt, int gi, int recompute) {
+  view_free(g);
+  g->view = *base;
+  dt_model *v = &g->view;
+  v->arena = NULL, v->acts = NULL, v->hook_ws = NULL, v->x_saved = NULL, v->wscratch = NULL;
+  v->rope_cos = v->rope_sin = NULL, v->ids = v->labels = NULL, v->scored_rows = NULL;
+  v->methods = NULL, v->n_methods = 0;
+  int B = 0, nm = 0;
+  for (int k = 0; k < nt; k++)
+    if (ts[k].group == gi) {
+      B += ts[k].B_local;
+      nm += ts[k].n_methods;
+    }
+  if (B == 0) return DT_OK;
+  DT_CALL(dt_malloc(&g->ms, sizeof(dt_method *) * (size_t)nm, "sweep methods"));
+  int row = 0, j = 0;
+  for (int k = 0; k < nt; k++)
+    if (ts[k].group == gi) {
+      for (int i = 0; i < ts[k].n_methods; i++) {
+        dt_method *me = ts[k].methods[i];
+        me->row0 = row;
+        me->nrows = ts[k].B_local;
+        me->model = v;
+        g->ms[j++] = me;
+      }
+      row += ts[k].B_local;
+    }
+  DT_CALL(dt_model_set_methods(v, g->ms, nm));
+  /* the prefix/prompt of a group's only task applies to all its rows */
+  if (g->nv || g->np)
+    for (int i = 0; i < nm; i++) g->ms[i]->nrows = 0;
+  DT_CALL(dt_model_plan(v, B, g->T, recompute));
+  DT_CALL(dt_malloc(&g->ids, sizeof(int32_t) * (size_t)B * g->T, "sweep batch"));
+  DT_CALL(dt_malloc(&g->labels, sizeof(int32_t) * (size_t)B * g->T, "sweep batch"));
+  DT_CALL(dt_malloc(&g->row_norm, sizeof(float) * (size_t)B, "sweep batch"));
+  DT_CALL(dt_calloc(&g->row_loss, sizeof(double) * (size_t)B, "sweep batch"));
+  DT_CALL(dt_calloc(&g->row_scored, sizeof(int64_t) * (size_t)B, "sweep batch"));
+  v->row_norm = g->row_norm;
+  v->row_loss = g->row_loss;
+  v->row_scored = g->row_scored;
+  g->planned = 1;
+  return DT_OK;
+}
+
+static void task_fail(task *t, int rank, const char *fmt, const char *msg) {
+  t->state = 2;
+  t->group = -1;
+  snprintf(t->why, sizeof t->why, fmt, msg);
+  if (rank == 0) {
+    printf("task %s: FAILED: %s (dropped; the other tasks go on)\n", t->src.name, t->why);
+    fflush(stdout);
+  }
+}
+
+int dt_cmd_sweep(int argc, char **argv) {
+  int rank, nranks;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+  dt_options o;
+  dt_optgroup sg[1] = {{"sweep", "Sweep", sweep_opts}};
+  DT_CALL(dt_options_parse(&o, "sweep", sg, 1, argc, argv));
+  if (o.help) {
+    if (rank == 0)
+      dt_options_print_help(stdout, "sweep",
+                            "Train many tasks concurrently on one loaded backbone. Each [task NAME] "
+                            "section of the task file takes `deltatune train` options as keys.",
+                            sg, 1);
+    return DT_OK;
+  }
+  DT_CHECK(dt_opt_is_set(&o, "model") && dt_opt_is_set(&o, "tasks"), DT_EUSAGE,
+           "--model and --tasks are required (see deltatune sweep --help)");
+  const char *file = dt_opt_str(&o, "tasks");
+  parse_ctx *pc;
+  DT_CALL(dt_calloc(&pc, sizeof *pc, "task file"));
+  int line = ini_parse(file, on_ini, pc);
+  if (line != 0) {
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s", pc->err);
+    free(pc);
+    if (line < 0) DT_ERR(DT_EINPUT, "--tasks %s: cannot read the file", file);
+    DT_ERR(DT_EINPUT, "--tasks %s: line %d: %s", file, line, msg[0] ? msg : "not INI syntax");
+  }
+  DT_CHECK(pc->n > 0, DT_EINPUT, "--tasks %s: no [task NAME] section", file);
+
+  dt_dist dist;
+  DT_CALL(dt_dist_init(&dist, dt_opt_int(&o, "tp")));
+  dt_model base;
+  DT_CALL(dt_model_load(&base, dt_opt_str(&o, "model"), !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
+                        (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist));
+  const int nt = pc->n;
+  task *ts;
+  DT_CALL(dt_calloc(&ts, sizeof(task) * (size_t)nt, "tasks"));
+  for (int k = 0; k < nt; k++) ts[k].src = pc->t[k];
+  free(pc);
+
+  /* options errors are the user's to fix before anything runs */
+  for (int k = 0; k < nt; k++) DT_CALL(task_options(&ts[k], file, dt_opt_str(&o, "model")));
+
+  /* per task: data, methods, optimizer; a task that cannot start is dropped */
+  for (int k = 0; k < nt; k++) {
+    task *t = &ts[k];
+    const dt_options *to = &t->opt;
+    t->group = -1;
+    int rc = dt_dataset_load(&t->data, dt_opt_str(to, "data"), base.cfg.vocab);
+    if (rc) {
+      task_fail(t, rank, "%s", dt_error_message());
+      continue;
+    }
+    dt_model *mb = &base;
+    if (trains_backbone(dt_opt_str(to, "method"))) {
+      /* the task changes backbone tensors: it gets its own copy */
+      rc = dt_calloc(&t->own, sizeof *t->own, "private backbone");
+      if (rc == DT_OK)
+        rc = dt_model_load(t->own, dt_opt_str(&o, "model"),
+                           !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
+                           (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist);
+      mb = t->own;
+    }
+    if (rc == DT_OK)
+      rc = dt_methods_create(dt_opt_str(to, "method"), to, mb, &t->params,
+                             (uint64_t)dt_opt_int(to, "seed"), &t->methods, &t->n_methods);
+    if (rc == DT_OK && t->params.numel == 0)
+      rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__, "the method trains nothing");
+    if (rc == DT_OK && dt_opt_is_set(to, "init-from"))
+      rc = dt_params_load(&t->params, dt_opt_str(to, "init-from"));
+    t->B_global = dt_opt_int(to, "batch-size");
+    if (rc == DT_OK && t->B_global % dist.dp_size)
+      rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
+                        "batch-size %d is not divisible by the %d data-parallel replicas",
+                        t->B_global, dist.dp_size);
+    if (rc == DT_OK) {
+      double betas[2];
+      int nb = 0;
+      rc = dt_opt_floats(to, "betas", betas, 2, &nb);
+      t->optim.lr = dt_opt_float(to, "lr");
+      t->optim.beta1 = betas[0];
+      t->optim.beta2 = nb > 1 ? betas[1] : 0.999;
+      t->optim.eps = dt_opt_float(to, "eps");
+      t->optim.weight_decay = dt_opt_float(to, "weight-decay");
+      t->optim.clip_norm = dt_opt_float(to, "clip-norm");
+      const char *sch = dt_opt_str(to, "schedule");
+      t->optim.schedule = !strcmp(sch, "linear") ? DT_SCHED_LINEAR
+                          : !strcmp(sch, "cosine") ? DT_SCHED_COSINE : DT_SCHED_CONSTANT;
+      t->optim.warmup_steps = dt_opt_int(to, "warmup-steps");
+      t->steps = dt_opt_int(to, "steps");
+      t->optim.total_steps = t->steps;
+      if (rc == DT_OK) rc = dt_adamw_init(&t->optim, &t->params);
+    }
+    if (rc) {
+      task_fail(t, rank, "%s", dt_error_message());
+      continue;
+    }
+    t->B_local = t->B_global / dist.dp_size;
+    for (int i = 0; i < t->n_methods; i++) {
+      const dt_method *me = t->methods[i];
+      if (me->ops->virtual_tokens) t->nv += me->ops->virtual_tokens(me);
+      if (me->ops->prefix_tokens) t->np += me->ops->prefix_tokens(me);
+    }
+    if (rank == 0 && dt_opt_is_set(to, "metrics")) {
+      t->metrics = fopen(dt_opt_str(to, "metrics"), "w");
+      if (!t->metrics) {
+        task_fail(t, rank, "cannot write its metrics file %s", dt_opt_str(to, "metrics"));
+        continue;
+      }
+    }
+    t->loss0 = t->last = NAN;
+  }
+
+  /* groups: tasks without extra positions sharing a sequence length train
+   * as one combined batch; each prefix/prompt task is a group of its own */
+  group groups[MAX_TASKS];
+  memset(groups, 0, sizeof groups);
+  int ngroups = 0;
+  for (int k = 0; k < nt; k++) {
+    task *t = &ts[k];
+    if (t->state) continue;
+    int gi = -1;
+    if (!t->nv && !t->np && !t->own)
+      for (int g = 0; g < ngroups; g++)
+        if (!groups[g].nv && !groups[g].np && groups[g].base == &base &&
+            groups[g].T == t->data.seq_len)
+          gi = g;
+    if (gi < 0) {
+      gi = ngroups++;
+      groups[gi].T = t->data.seq_len;
+      groups[gi].nv = t->nv;
+      groups[gi].np = t->np;
+      groups[gi].base = t->own ? t->own : &base;
+    }
+    t->group = gi;
+  }
+  const int recompute = dt_opt_bool(&o, "recompute");
+  for (int g = 0; g < ngroups; g++)
+    DT_CALL(plan_group(&groups[g], groups[g].base, ts, nt, g, recompute));
+  if (rank == 0) {
+    printf("deltatune %s: sweep of %d tasks on %s, %d ranks (%d x %d), %d group(s)\n", DT_VERSION,
+           nt, base.cfg.source, nranks, dist.dp_size, dist.tp_size, ngroups);
+    for (int k = 0; k < nt; k++)
+      if (!ts[k].state)
+        printf("task %-20s group %d: %s, %lld trainable, %d rows x %d tokens per step, %d steps\n",
+               ts[k].src.name, ts[k].group, dt_opt_str(&ts[k].opt, "method"),
+               (long long)ts[k].params.numel, ts[k].B_global, ts[k].data.seq_len, ts[k].steps);
+    fflush(stdout);
+  }
+
+  const double t0 = now_s();
+  const int log_every = dt_opt_int(&o, "log-every");
+  int rc = DT_OK;
+  for (int64_t step = 0; rc == DT_OK; step++) {
+    int any = 0;
+    for (int g = 0; rc == DT_OK && g < ngroups; g++) {
+      group *G = &groups[g];
+      if (!G->planned) continue;
+      any = 1;
+      dt_model *v = &G->view;
+      const int T = G->T;
+      /* the combined batch, each task's rows and loss scale */
+      int row = 0;
+      for (int k = 0; k < nt; k++) {
+        task *t = &ts[k];
+        if (t->group != g) continue;
+        int64_t nloc = 0, nglob = 0;
+        for (int i = 0; i < t->B_local; i++, row++) {
+          int64_t r = dt_batch_row(&t->opt, &t->rows, t->data.n_rows, t->B_global, t->step,
+                                   (int64_t)dist.dp_rank * t->B_local + i);
+          memcpy(G->ids + (size_t)row * T, t->data.input_ids + r * T, sizeof(int32_t) * T);
+          memcpy(G->labels + (size_t)row * T, t->data.labels + r * T, sizeof(int32_t) * T);
+          for (int c = 1; c < T; c++) nloc += G->labels[(size_t)row * T + c] != -100;
+        }
+        MPI_Allreduce(&nloc, &nglob, 1, MPI_INT64_T, MPI_SUM, dist.dp);
+        for (int i = row - t->B_local; i < row; i++)
+          G->row_norm[i] = nglob > 0 ? (float)(1.0 / (double)nglob) : 0.0f;
+        dt_params_zero_grad(&t->params);
+      }
+      memset(G->row_loss, 0, sizeof(double) * (size_t)v->B);
+      memset(G->row_scored, 0, sizeof(int64_t) * (size_t)v->B);
+      dt_loss_stats st;
+      if (G->base != &base) dt_model_zero_backbone_grads((dt_model *)G->base);
+      rc = dt_model_forward(v, G->ids, G->labels, 1, 1.0, &st, NULL);
+      if (rc == DT_OK) rc = dt_model_backward(v);
+      if (rc) break;
+      /* per task: its loss, gradient sync, update, log */
+      int replan = 0;
+      row = 0;
+      for (int k = 0; k < nt; k++) {
+        task *t = &ts[k];
+        if (t->group != g) continue;
+        double ls[2] = {0, 0};
+        for (int i = row; i < row + t->B_local; i++) {
+          ls[0] += G->row_loss[i];
+          ls[1] += (double)G->row_scored[i];
+        }
+        row += t->B_local;
+        MPI_Allreduce(MPI_IN_PLACE, ls, 2, MPI_DOUBLE, MPI_SUM, dist.dp);
+        const double loss = ls[1] > 0 ? ls[0] / ls[1] : 0.0;
+        rc = dt_grad_sync(&dist, &t->params, &t->gbuf, &t->gbuf_n);
+        if (rc) break;
+        if (!isfinite(loss)) {
+          char m2[64];
+          snprintf(m2, sizeof m2, "%lld", (long long)t->step);
+          task_fail(t, rank, "loss became non-finite at step %s", m2);
+          replan = 1;
+          continue;
+        }
+        if (t->step == 0) t->loss0 = loss;
+        t->last = loss;
+        const double gn = dt_grad_norm(&t->params, &dist);
+        const double lr = dt_adamw_step(&t->optim, &t->params, gn);
+        if (t->metrics) {
+          fprintf(t->metrics,
+                  "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
+                  "\"scored_tokens\": %.0f, \"elapsed_s\": %.6g}\n",
+                  (long long)t->step, loss, lr, gn, ls[1], now_s() - t0);
+          fflush(t->metrics);
+        }
+        t->step++;
+        if (t->step >= t->steps) {
+          t->state = 1;
+          t->group = -1;
+          replan = 1;
+          if (dt_opt_is_set(&t->opt, "out")) {
+            char path[4200];
+            if (rank == 0) mkdir(dt_opt_str(&t->opt, "out"), 0755);
+            snprintf(path, sizeof path, "%s/deltas.safetensors", dt_opt_str(&t->opt, "out"));
+            rc = dt_params_save_dist(&t->params, path, 0, &dist);
+            if (rc) break;
+          }
+          if (rank == 0)
+            printf("task %s: done after %d steps, loss %.4f -> %.4f\n", t->src.name, t->steps,
+                   t->loss0, t->last);
+        }
+      }
+      if (rc == DT_OK && replan) rc = plan_group(G, G->base, ts, nt, g, recompute);
+    }
+    if (!any || rc) break;
+    if (rank == 0 && ((step + 1) % log_every == 0 || step == 0)) {
+      printf("step %6lld  %.1fs ", (long long)step + 1, now_s() - t0);
+      for (int k = 0; k < nt; k++)
+        if (ts[k].state == 0)
+          printf("  %s %lld/%d %.4f", ts[k].src.name, (long long)ts[k].step, ts[k].steps, ts[k].last);
+      printf("\n");
+      fflush(stdout);
+    }
+  }
+  int failed = 0;
+  if (rank == 0 && rc == DT_OK) {
+    printf("sweep summary (%.1fs):\n", now_s() - t0);
+    for (int k = 0; k < nt; k++) {
+      const task *t = &ts[k];
+      if (t->state == 2) failed++;
+      printf("  %-20s %-8s %s\n", t->src.name, t->state == 1 ? "done" : "FAILED",
+             t->state == 1 ? "" : t->why);
+    }
+  }
+  for (int g = 0; g < ngroups; g++) view_free(&groups[g]);
+  for (int k = 0; k < nt; k++) {
+    task *t = &ts[k];
+    if (t->metrics) fclose(t->metrics);
+    dt_methods_destroy(t->methods, t->n_methods);
+    dt_params_free(&t->params);
+    dt_adamw_free(&t->optim);
+    dt_dataset_free(&t->data);
+    dt_row_order_free(&t->rows);
+    free(t->gbuf);
+    if (t->own) dt_model_free(t->own);
+    free(t->own);
+  }
+  free(ts);
+  dt_model_free(&base);
+  dt_dist_free(&dist);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  MPI_Bcast(&failed, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  DT_CHECK(failed == 0, DT_EINPUT, "%d task(s) of the sweep failed (see above)", failed);
+  return DT_OK;
+}

@@ -1,0 +1,361 @@
+/* Faults (docs/reliability.md, "Faults"): a rank killed mid-run ends the job
+ * within 30 s with a non-zero code and the newest checkpoint resumes; a
+ * non-finite loss stops with the step number (or is skipped and counted);
+ * a read-only or full output folder at checkpoint time is a clear error
+ * that leaves the previous checkpoint intact. Every job runs on 2 ranks. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define MPIRUN "mpirun -np 2 --oversubscribe"
+
+static char g_tmp[512];  /* this test's folder */
+static char g_bad[600];  /* tests/bad_inputs.py's inputs */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int count(const char *hay, const char *needle) {
+  int n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
+  return n;
+}
+
+static void expect(const char *out, const char *needle, const char *what) {
+  if (!strstr(out ? out : "", needle)) fail_msg("%s: output lacks '%s':\n%s", what, needle, out);
+}
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(g_tmp, sizeof g_tmp, "%s/faults", dt_test_tmpdir());
+  snprintf(g_bad, sizeof g_bad, "%s/inputs", g_tmp);
+  char *out = NULL;
+  int rc = dt_test_run(&out, "mkdir -p %s && python3 %s/tests/bad_inputs.py %s/hf-parity %s",
+                       g_tmp, DT_SOURCE_DIR, DT_TESTDATA_DIR, g_bad);
+  if (rc) fprintf(stderr, "%s\n", out ? out : "");
+  free(out);
+  return rc ? -1 : 0;
+}
+
+/* Newest ckpt-*.nc of dir into path ("" when none); returns its step. */
+static long newest_ckpt(const char *dir, char *path, size_t cap) {
+  DIR *d = opendir(dir);
+  long best = -1;
+  path[0] = 0;
+  if (!d) return -1;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    long step;
+    char tail[8];
+    if (sscanf(e->d_name, "ckpt-%ld.%3s", &step, tail) == 2 && strcmp(tail, "nc") == 0 &&
+        strlen(e->d_name) == strlen("ckpt-0000000000.nc") && step > best) {
+      best = step;
+      snprintf(path, cap, "%s/%s", dir, e->d_name);
+    }
+  }
+  closedir(d);
+  return best;
+}
+
+/* pid of the deltatune child of mpirun `parent` whose world rank is `rank` */
+static pid_t rank_pid(pid_t parent, int rank) {
+  DIR *d = opendir("/proc");
+  pid_t found = 0;
+  struct dirent *e;
+  while (d && !found && (e = readdir(d))) {
+    const pid_t pid = (pid_t)atol(e->d_name);
+    if (pid <= 0) continue;
+    char p[64], buf[512];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(p, "r");
+    if (!f) continue;
+    int ppid = 0;
+    char comm[64] = "";
+    if (fscanf(f, "%*d (%63[^)]) %*c %d", comm, &ppid) != 2) ppid = 0;
+    fclose(f);
+    if (ppid != parent || strcmp(comm, "deltatune") != 0) continue;
+    snprintf(p, sizeof p, "/proc/%d/environ", (int)pid);
+    f = fopen(p, "r");
+    if (!f) continue;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    char *env = malloc(1 << 16);
+    size_t m = 0;
+    if (env) {
+      memcpy(env, buf, n);
+      m = n;
+      while (m < (1u << 16) - 1 && (n = fread(env + m, 1, (1u << 16) - 1 - m, f)) > 0) m += n;
+      env[m] = 0;
+      char want[64];
+      snprintf(want, sizeof want, "OMPI_COMM_WORLD_RANK=%d", rank);
+      for (size_t i = 0; i < m; i += strlen(env + i) + 1)
+        if (strcmp(env + i, want) == 0) found = pid;
+      free(env);
+    }
+    fclose(f);
+  }
+  if (d) closedir(d);
+  return found;
+}
+
+static int alive(pid_t pid) {
+  char p[64], st = 0;
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(p, "r");
+  if (!f) return 0;
+  if (fscanf(f, "%*d (%*[^)]) %c", &st) != 1) st = 0;
+  fclose(f);
+  return st != 0 && st != 'Z';
+}
+
+/* kill -9 of rank 1 after its first checkpoint: mpirun ends the job. */
+static void test_kill_rank(void **state) {
+  (void)state;
+  char dir[700], log[700], cmd[4096];
+  snprintf(dir, sizeof dir, "%s/kill", g_tmp);
+  snprintf(log, sizeof log, "%s/kill.log", g_tmp);
+  const char *model = "synthetic:gpt2:layers=2,d=64,heads=2,vocab=256,ctx=32";
+  const char *data = "synthetic:rows=32,len=32";
+  snprintf(cmd, sizeof cmd,
+           "exec " MPIRUN " %s train --model %s --data %s --batch-size 4 --steps 400 "
+           "--save-every 10 --log-every 1 --out %s > %s 2>&1",
+           DT_BINARY, model, data, dir, log);
+  const pid_t mpirun = fork();
+  assert_true(mpirun >= 0);
+  if (mpirun == 0) {
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  /* wait for a checkpoint and a few more steps */
+  char ck[1024];
+  const double t0 = now_s();
+  int status = 0, done = 0;
+  while (now_s() - t0 < 120) {
+    if (waitpid(mpirun, &status, WNOHANG) == mpirun) {
+      done = 1;
+      break;
+    }
+    char *out = dt_test_slurp(log);
+    const int steps = out ? count(out, "\nstep ") : 0;
+    free(out);
+    if (newest_ckpt(dir, ck, sizeof ck) >= 10 && steps >= 13) break;
+    usleep(20000);
+  }
+  if (done) {
+    char *out = dt_test_slurp(log);
+    fail_msg("the job ended (status %d) before the kill:\n%s", status, out);
+  }
+  const pid_t victim = rank_pid(mpirun, 1), other = rank_pid(mpirun, 0);
+  if (!victim || !other) {
+    kill(mpirun, SIGKILL);
+    waitpid(mpirun, &status, 0);
+    fail_msg("no deltatune rank 1 / rank 0 under mpirun %d", (int)mpirun);
+  }
+  const double t_kill = now_s();
+  assert_int_equal(kill(victim, SIGKILL), 0);
+  while (waitpid(mpirun, &status, WNOHANG) != mpirun && now_s() - t_kill < 60) usleep(10000);
+  const double ended = now_s() - t_kill;
+  if (ended >= 60) {
+    kill(mpirun, SIGKILL);
+    waitpid(mpirun, &status, 0);
+  }
+  char *out = dt_test_slurp(log);
+  printf("kill -9 of rank 1 (pid %d) at %.1f s into the run: mpirun ended %.2f s later, "
+         "exit status %d\n", (int)victim, t_kill - t0, ended,
+         WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  if (ended >= 30) fail_msg("the job took %.1f s to end after the kill:\n%s", ended, out);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) == 0)
+    fail_msg("mpirun ended with status %d, expected a non-zero exit:\n%s", status, out);
+  free(out);
+  for (int i = 0; i < 100 && alive(other); i++) usleep(50000);
+  if (alive(other)) fail_msg("rank 0 (pid %d) still runs after the job ended", (int)other);
+  /* the newest checkpoint is complete, intact and resumes */
+  const long step = newest_ckpt(dir, ck, sizeof ck);
+  assert_true(step >= 10);
+  char *o2 = NULL;
+  int rc = dt_test_run(&o2, "%s inspect %s", DT_BINARY, ck);
+  if (rc != 0) fail_msg("inspect %s: exit %d\n%s", ck, rc, o2);
+  free(o2);
+  rc = dt_test_run(&o2, MPIRUN " %s train --model %s --data %s --batch-size 4 --steps %ld "
+                   "--save-every 10 --out %s --resume", DT_BINARY, model, data, step + 5, dir);
+  if (rc != 0) fail_msg("--resume after the kill: exit %d\n%s", rc, o2);
+  expect(o2, "resume: ", "--resume after the kill");
+  free(o2);
+}
+
+/* A backbone whose embedding row of token 95 is inf (bad_inputs.py): the
+ * batch of step 3 holds that token. */
+#define NAN_RUN MPIRUN " %s train --model %s/nan_model --data %s/nan_step2.safetensors " \
+                "--batch-size 2 --log-every 1 "
+
+static void test_nan_stop(void **state) {
+  (void)state;
+  char dir[700];
+  snprintf(dir, sizeof dir, "%s/nan", g_tmp);
+  char *out = NULL;
+  int rc = dt_test_run(&out, NAN_RUN "--steps 6 --save-every 1 --out %s", DT_BINARY, g_bad,
+                       g_bad, dir);
+  if (rc != 6) fail_msg("exit %d, expected 6 (numerical):\n%s", rc, out);
+  if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
+  expect(out, "step 3/6: the loss is NaN", "--nan-policy stop");
+  expect(out, "the last good checkpoint is", "--nan-policy stop");
+  expect(out, "ckpt-0000000002.nc (step 2)", "--nan-policy stop");
+  free(out);
+  char ck[1024];
+  assert_int_equal(newest_ckpt(dir, ck, sizeof ck), 2);
+  rc = dt_test_run(&out, "%s inspect %s", DT_BINARY, ck);
+  if (rc != 0) fail_msg("inspect %s: exit %d\n%s", ck, rc, out);
+  free(out);
+  /* it resumes; skipping the bad batch, the run completes */
+  rc = dt_test_run(&out, NAN_RUN "--steps 6 --save-every 1 --out %s --resume --nan-policy skip",
+                   DT_BINARY, g_bad, g_bad, dir);
+  if (rc != 0) fail_msg("--resume --nan-policy skip: exit %d\n%s", rc, out);
+  expect(out, "resume: ", "--resume");
+  expect(out, "summary: 1 of 4 steps skipped", "--resume --nan-policy skip");
+  free(out);
+}
+
+static void test_nan_skip(void **state) {
+  (void)state;
+  char metrics[700];
+  snprintf(metrics, sizeof metrics, "%s/nan.jsonl", g_tmp);
+  char *out = NULL;
+  int rc = dt_test_run(&out, NAN_RUN "--steps 8 --nan-policy skip --metrics %s", DT_BINARY,
+                       g_bad, g_bad, metrics);
+  if (rc != 0) fail_msg("exit %d:\n%s", rc, out);
+  expect(out, "step      3/8  loss NaN", "--nan-policy skip");
+  expect(out, "update skipped (1 consecutive, 2 in all", "--nan-policy skip");
+  expect(out, "summary: 2 of 8 steps skipped", "--nan-policy skip");
+  free(out);
+  char *m = dt_test_slurp(metrics);
+  assert_non_null(m);
+  assert_int_equal(count(m, "\"skipped\": true"), 2);
+  assert_int_equal(count(m, "\"loss\": null"), 2);
+  expect(m, "{\"step\": 2, \"loss\": null", "metrics");
+  expect(m, "\"step\": 7,", "metrics");
+  expect(m, "\"skipped_steps\": 2}", "metrics");
+  free(m);
+  /* consecutive non-finite steps: --nan-max-skips */
+  rc = dt_test_run(&out,
+                   MPIRUN " %s train --model %s/nan_model --data %s/nan_steps23.safetensors "
+                   "--batch-size 2 --steps 8 --nan-policy skip --nan-max-skips 2", DT_BINARY,
+                   g_bad, g_bad);
+  if (rc != 6) fail_msg("--nan-max-skips 2: exit %d, expected 6:\n%s", rc, out);
+  if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
+  expect(out, "step 4/8: the loss is NaN", "--nan-max-skips");
+  expect(out, "2 consecutive steps not finite (--nan-max-skips 2)", "--nan-max-skips");
+  free(out);
+}
+
+/* A real divergence: AdamW's decoupled decay with lr * weight_decay = 100
+ * multiplies the deltas by -99 every step until the loss overflows. */
+static void test_nan_divergence(void **state) {
+  (void)state;
+  char *out = NULL;
+  const char *G = dt_test_fixture("gpt2");
+  int rc = dt_test_run(&out, MPIRUN " %s train --model %s/model --data %s/batch.safetensors "
+                       "--batch-size 2 --steps 200 --lr 10 --weight-decay 10", DT_BINARY, G, G);
+  if (rc != 6) fail_msg("exit %d, expected 6:\n%s", rc, out);
+  if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
+  expect(out, "/200: the loss is ", "divergence");
+  expect(out, "(--nan-policy stop)", "divergence");
+  free(out);
+}
+
+/* Can this machine make a private mount namespace with a tmpfs? */
+static int can_mount(char *why, size_t cap) {
+  char *out = NULL;
+  int rc = dt_test_run(&out, "unshare -m sh -c 'mount -t tmpfs -o size=64k tmpfs %s && "
+                       "mount -o remount,ro %s'", g_tmp, g_tmp);
+  if (rc != 0) snprintf(why, cap, "no private mount namespace here (unshare -m / mount: %.200s)",
+                        out ? out : "");
+  free(out);
+  return rc == 0;
+}
+
+#define GPT2_RUN MPIRUN " %s train --model %s/model --data %s/batch.safetensors --batch-size 2 "
+
+static void test_readonly_out(void **state) {
+  (void)state;
+  char why[512];
+  if (!can_mount(why, sizeof why)) {
+    printf("skipped: %s\n", why);
+    skip();
+  }
+  char dir[700];
+  snprintf(dir, sizeof dir, "%s/ro", g_tmp);
+  const char *G = dt_test_fixture("gpt2");
+  char *out = NULL;
+  int rc = dt_test_run(&out, GPT2_RUN "--steps 4 --save-every 2 --out %s", DT_BINARY, G, G, dir);
+  if (rc != 0) fail_msg("first run: exit %d\n%s", rc, out);
+  free(out);
+  /* the folder becomes read-only (a read-only bind mount: root ignores
+   * mode bits) and the run resumes; its checkpoint at step 6 cannot be
+   * written */
+  rc = dt_test_run(&out, "unshare -m sh -c 'mount --bind %s %s && mount -o remount,bind,ro %s "
+                   "&& exec " GPT2_RUN "--steps 8 --save-every 2 --out %s --resume'",
+                   dir, dir, dir, DT_BINARY, G, G, dir);
+  if (rc != 4) fail_msg("read-only --out: exit %d, expected 4 (I/O):\n%s", rc, out);
+  if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
+  expect(out, "ckpt-0000000006.nc", "read-only --out");
+  expect(out, "read only", "read-only --out");
+  free(out);
+  char ck[1024];
+  assert_int_equal(newest_ckpt(dir, ck, sizeof ck), 4);
+  rc = dt_test_run(&out, "%s inspect %s && ls %s", DT_BINARY, ck, dir);
+  if (rc != 0) fail_msg("inspect %s: exit %d\n%s", ck, rc, out);
+  if (strstr(out, ".tmp.")) fail_msg("a temporary file was left in %s:\n%s", dir, out);
+  free(out);
+}
+
+static void test_disk_full(void **state) {
+  (void)state;
+  char why[512];
+  if (!can_mount(why, sizeof why)) {
+    printf("skipped: %s\n", why);
+    skip();
+  }
+  char mnt[700];
+  snprintf(mnt, sizeof mnt, "%s/full", g_tmp);
+  const char *G = dt_test_fixture("gpt2");
+  char *out = NULL;
+  /* a 256 KiB tmpfs: the first run's checkpoint fits, then the disk is
+   * filled and the resumed run cannot write its own; all inside one
+   * private mount namespace (the tmpfs goes with it) */
+  int rc = dt_test_run(&out,
+                       "mkdir -p %s && unshare -m sh -c 'mount -t tmpfs -o size=256k tmpfs %s "
+                       "&& " GPT2_RUN "--steps 2 --out %s/D > /dev/null 2>&1 && "
+                       "(dd if=/dev/zero of=%s/fill bs=1k 2>/dev/null; true) && "
+                       GPT2_RUN "--steps 4 --out %s/D --resume; echo \"train exit $?\"; "
+                       "echo files: $(ls %s/D); %s inspect %s/D/ckpt-0000000002.nc; "
+                       "echo \"inspect exit $?\"'",
+                       mnt, mnt, DT_BINARY, G, G, mnt, mnt, DT_BINARY, G, G, mnt, mnt,
+                       DT_BINARY, mnt);
+  if (rc != 0) fail_msg("the disk-full script failed (%d):\n%s", rc, out);
+  expect(out, "train exit 4", "disk full");
+  if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
+  expect(out, "ckpt-0000000004.nc", "disk full");
+  expect(out, "disk full?", "disk full");
+  expect(out, "inspect exit 0", "disk full: the previous checkpoint");
+  expect(out, "files: ckpt-0000000002.nc deltas.safetensors\n",
+         "disk full: no partial checkpoint left");
+  free(out);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_kill_rank),     cmocka_unit_test(test_nan_stop),
+      cmocka_unit_test(test_nan_skip),      cmocka_unit_test(test_nan_divergence),
+      cmocka_unit_test(test_readonly_out),  cmocka_unit_test(test_disk_full)};
+  return cmocka_run_group_tests(tests, setup, NULL);
+}

@@ -1,0 +1,214 @@
+/* deltatune plan against measurements, through the command line
+ * (docs/plan.md):
+ *   - predicted peak RSS per rank within 10% of what train's summary
+ *     measures ("peak RSS per rank N MB (largest)"), and the same trainable
+ *     count, on several shapes, methods and layouts of 1 to 4 ranks; the
+ *     machine constants (the resident baseline of the process, MPI and
+ *     BLAS among them) come from `plan --calibrate` at each rank count;
+ *   - the checkpoint's variables: the written file minus its header (the
+ *     header extent read from the file with PnetCDF, ncmpi_inq_header_extent,
+ *     and checked against the first variable's offset) equals the plan's
+ *     bytes with and without the optimizer state.
+ *
+ * usage: test_plan_cli MPIRUN... (the launcher; "-np N" is appended) */
+#include <jansson.h>
+#include <math.h>
+#include <mpi.h>
+#include <pnetcdf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "testutil.h"
+
+static char g_mpirun[1024];
+static char g_tmp[512];
+
+/* plan --json of a configuration; the "plan" object (caller frees root). */
+static json_t *plan_json(const char *args, json_t **root) {
+  char *out = NULL;
+  const int rc = dt_test_run(&out, "%s plan %s --json --compare-full no", DT_BINARY, args);
+  json_error_t je;
+  *root = rc == 0 && out && strchr(out, '{') ? json_loads(strchr(out, '{'), 0, &je) : NULL;
+  if (!*root) fail_msg("plan %s: exit %d\n%s", args, rc, out ? out : "");
+  free(out);
+  return json_object_get(*root, "plan");
+}
+
+static int64_t jint(json_t *o, const char *a, const char *b) {
+  json_t *v = json_object_get(o, a);
+  if (b) v = json_object_get(v, b);
+  return (int64_t)json_integer_value(v);
+}
+
+static void calibrate(int np) {
+  char *out = NULL;
+  const int rc = dt_test_run(&out, "%s -np %d %s plan --calibrate --machine %s/machine%d.json",
+                             g_mpirun, np, DT_BINARY, g_tmp, np);
+  if (rc != 0) fail_msg("plan --calibrate at %d ranks: exit %d\n%s", np, rc, out);
+  free(out);
+}
+
+typedef struct {
+  int np, tp;
+  const char *model, *method, *extra;
+  int batch, seq;
+} rss_case;
+
+#define G "synthetic:gpt2:layers=4,d=384,heads=6,vocab=8000,ctx=256"
+#define L "synthetic:llama:layers=3,d=512,heads=8,kv_heads=2,vocab=6000,ctx=256"
+
+static const rss_case k_rss[] = {
+    {1, 1, G, "lora", "", 4, 128},
+    {1, 1, L, "lora", "--recompute", 4, 128},
+    {1, 1, G, "adapter", "--adapter-size 32", 4, 128},
+    {1, 1, G, "full", "", 4, 128},
+    {1, 1, G, "said", "--said-dim 1000", 4, 128},
+    {1, 1, G, "lora,bitfit", "--lora-dropout 0.1", 4, 128},
+    {2, 2, G, "lora", "", 4, 128},
+    {2, 2, G, "prefix", "--prefix-tokens 16", 4, 128},
+    {2, 2, L, "prompt", "--prompt-tokens 8", 4, 128},
+    {2, 2, L, "full", "", 4, 128},
+    {2, 2, L, "lora", "--weights-dtype bf16", 4, 128},
+    {2, 1, G, "lastlayer", "--last-layers 2", 4, 128},
+    {3, 3, L, "adapter", "--adapter-size 32", 6, 64},
+    {4, 4, G, "lora", "", 4, 128},
+    {4, 2, L, "lora", "--lora-targets q_proj,v_proj,o_proj,down_proj", 4, 128},
+    {4, 2, L, "ia3", "", 4, 128},
+    {4, 1, G, "bitfit", "", 4, 128},
+};
+
+/* "peak RSS per rank N MB" and "trainable X of" from train's summary. */
+static void measure(const rss_case *k, double *mb, long long *trainable) {
+  char *out = NULL;
+  const int rc = dt_test_run(&out,
+                             "%s -np %d %s train --model %s --method %s %s --tp %d --batch-size %d "
+                             "--data synthetic:rows=%d,len=%d --steps 2",
+                             g_mpirun, k->np, DT_BINARY, k->model, k->method, k->extra, k->tp,
+                             k->batch, k->batch, k->seq);
+  const char *p = out ? strstr(out, "peak RSS per rank ") : NULL;
+  const char *q = out ? strstr(out, "summary: trainable ") : NULL;
+  if (rc != 0 || !p || !q) fail_msg("train: exit %d\n%s", rc, out ? out : "");
+  *mb = atof(p + strlen("peak RSS per rank "));
+  *trainable = atoll(q + strlen("summary: trainable "));
+  free(out);
+}
+
+static void test_peak_rss(void **state) {
+  (void)state;
+  int done[5] = {0};
+  printf("  %-3s %-3s %-60s %-24s %9s %9s %7s\n", "np", "tp", "model", "method", "measured",
+         "predicted", "error");
+  for (size_t i = 0; i < sizeof k_rss / sizeof *k_rss; i++) {
+    const rss_case *k = &k_rss[i];
+    if (!done[k->np]) calibrate(k->np), done[k->np] = 1;
+    double mb;
+    long long trainable;
+    measure(k, &mb, &trainable);
+    char args[1024];
+    snprintf(args, sizeof args,
+             "--model %s --method %s %s --nodes 1 --ranks-per-node %d --tp %d --batch-size %d "
+             "--seq-len %d --data-rows %d --machine %s/machine%d.json",
+             k->model, k->method, k->extra, k->np, k->tp, k->batch, k->seq, k->batch, g_tmp,
+             k->np);
+    json_t *root;
+    json_t *p = plan_json(args, &root);
+    /* train prints MiB (VmHWM kB / 1024) */
+    const double pred = (double)jint(p, "memory_per_rank", "peak_rss") / (1024.0 * 1024.0);
+    const double err = (pred - mb) / mb;
+    printf("  %-3d %-3d %-60s %-24s %6.0f MiB %6.1f MiB %+6.1f%%\n", k->np, k->tp, k->model,
+           k->method, mb, pred, 100 * err);
+    if (fabs(err) > 0.10) fail_msg("%s %s: predicted %.1f MiB, measured %.0f", k->method, k->extra, pred, mb);
+    assert_int_equal(jint(p, "trainable_parameters", NULL), trainable);
+    json_decref(root);
+  }
+}
+
+typedef struct {
+  int np, tp;
+  const char *model, *method, *extra;
+  int with_opt;
+} ckpt_case;
+
+static const ckpt_case k_ckpt[] = {
+    {1, 1, "synthetic:gpt2:layers=2,d=64,heads=4,vocab=500,ctx=64", "lora,bitfit", "", 1},
+    {2, 1, "synthetic:gpt2:layers=2,d=64,heads=4,vocab=500,ctx=64", "prefix", "--prefix-hidden 16", 1},
+    {2, 2, "synthetic:llama:layers=2,d=64,heads=4,kv_heads=2,vocab=300,ctx=64", "lora",
+     "--lora-targets q_proj,v_proj,down_proj", 0},
+    {1, 1, "synthetic:llama:layers=2,d=64,heads=4,kv_heads=2,vocab=300,ctx=64", "said",
+     "--said-dim 77", 1},
+    {4, 2, "synthetic:gpt2:layers=2,d=64,heads=4,vocab=500,ctx=64", "ia3,prompt",
+     "--prompt-tokens 3", 1},
+    {1, 1, "synthetic:gpt2:layers=1,d=32,heads=2,vocab=200,ctx=64", "full", "", 1},
+    {3, 1, "synthetic:gpt2:layers=2,d=64,heads=4,vocab=500,ctx=64", "adapter", "--adapter-size 5", 0},
+};
+
+static void test_checkpoint_bytes(void **state) {
+  (void)state;
+  char files[8][1100];
+  int64_t predicted[8];
+  const int n = (int)(sizeof k_ckpt / sizeof *k_ckpt);
+  for (int i = 0; i < n; i++) {
+    const ckpt_case *k = &k_ckpt[i];
+    char dir[700], *out = NULL;
+    snprintf(dir, sizeof dir, "%s/ckpt%d", g_tmp, i);
+    int rc = dt_test_run(&out,
+                         "%s -np %d %s train --model %s --method %s %s --tp %d --batch-size 12 "
+                         "--data synthetic:rows=12,len=16 --steps 1 --out %s --save-optimizer %s",
+                         g_mpirun, k->np, DT_BINARY, k->model, k->method, k->extra, k->tp, dir,
+                         k->with_opt ? "yes" : "no");
+    if (rc != 0) fail_msg("train --out: exit %d\n%s", rc, out);
+    free(out);
+    snprintf(files[i], sizeof files[i], "%s/ckpt-0000000001.nc", dir);
+    char args[1024];
+    snprintf(args, sizeof args,
+             "--model %s --method %s %s --ranks-per-node %d --tp %d --batch-size 12 --seq-len 16 "
+             "--machine %s/none.json",
+             k->model, k->method, k->extra, k->np, k->tp, g_tmp);
+    json_t *root;
+    json_t *p = plan_json(args, &root);
+    predicted[i] = jint(p, "checkpoint_per_task", k->with_opt ? "with_optimizer_bytes" : "deltas_bytes");
+    json_decref(root);
+  }
+  /* the header, from the files themselves (PnetCDF; MPI only now, after the
+   * launches above) */
+  MPI_Init(NULL, NULL);
+  for (int i = 0; i < n; i++) {
+    int ncid, nvars;
+    MPI_Offset extent, first = -1;
+    assert_int_equal(ncmpi_open(MPI_COMM_SELF, files[i], NC_NOWRITE, MPI_INFO_NULL, &ncid), NC_NOERR);
+    assert_int_equal(ncmpi_inq_header_extent(ncid, &extent), NC_NOERR);
+    assert_int_equal(ncmpi_inq_nvars(ncid, &nvars), NC_NOERR);
+    for (int v = 0; v < nvars; v++) {
+      MPI_Offset off;
+      assert_int_equal(ncmpi_inq_varoffset(ncid, v, &off), NC_NOERR);
+      if (first < 0 || off < first) first = off;
+    }
+    ncmpi_close(ncid);
+    assert_int_equal((long long)first, (long long)extent); /* data starts at the extent */
+    struct stat sb;
+    assert_int_equal(stat(files[i], &sb), 0);
+    const long long data = (long long)sb.st_size - (long long)extent;
+    printf("  %-12s %d ranks: file %lld bytes - header %lld = %lld; plan %lld\n", k_ckpt[i].method,
+           k_ckpt[i].np, (long long)sb.st_size, (long long)extent, data, (long long)predicted[i]);
+    assert_int_equal(data, (long long)predicted[i]);
+  }
+}
+
+int main(int argc, char **argv) {
+  size_t o = 0;
+  for (int i = 1; i < argc && o < sizeof g_mpirun - 1; i++)
+    o += (size_t)snprintf(g_mpirun + o, sizeof g_mpirun - o, "%s%s", i > 1 ? " " : "", argv[i]);
+  if (!g_mpirun[0]) snprintf(g_mpirun, sizeof g_mpirun, "mpirun --oversubscribe");
+  snprintf(g_tmp, sizeof g_tmp, "%s", dt_test_tmpdir());
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_peak_rss),
+      cmocka_unit_test(test_checkpoint_bytes), /* last: it starts MPI in this process */
+  };
+  const int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  int up = 0;
+  MPI_Initialized(&up);
+  if (up) MPI_Finalize();
+  return rc;
+}
