@@ -141,7 +141,7 @@ done
 # ---- 3. the table (fraction of the cores' sgemm peak: cores x the best
 #         1-thread deltatune sgemm 1024^3 measured above)
 echo
-echo "$(date -u +%Y-%m-%d), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') ($(nproc) cores), OpenBLAS core $core${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE)}, torch $ptorch (BLAS: OpenBLAS $pcore), seq $SEQ, batch 1, $STEPS steps (median of steps 1-$((STEPS - 1))), 1-thread sgemm 1024^3 $sg1 GFLOP/s; load average $load0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end; $(( $(date +%s) - t_begin )) s in all"
+echo "$(date -u +%Y-%m-%d), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') ($(nproc) cores), OpenBLAS core $core${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE)}, torch $ptorch (BLAS: OpenBLAS $pcore), seq $SEQ, batch 1, $STEPS steps (median of steps 1-$((STEPS - 1))), 1-thread sgemm 1024^3 $sg1 GFLOP/s; nice $(nice), load average $load0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end; $(( $(date +%s) - t_begin )) s in all"
 echo
 echo "| shape | cores | deltatune layout | median step deltatune (s) | median step peer (s) | tokens/s deltatune | tokens/s peer | tokens/s ratio | peak RSS deltatune (MB) | peak RSS peer (MB) | RSS ratio | model GFLOP/s deltatune / peer | fraction of sgemm peak deltatune / peer |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
