@@ -8,6 +8,7 @@
 #include <math.h>
 #include <pnetcdf.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -781,14 +782,177 @@ static int read_vars(dt_ckpt_file *f) {
       MPI_Offset len = 0;
       DT_CHECK(ncmpi_inq_dimlen(f->ncid, dimids[d], &len) == NC_NOERR, DT_EINPUT,
                "%s: variable %s: cannot read dimension %d", f->path, x->ncname, d);
+      /* the size in bytes must fit an int64 (a damaged header can say anything) */
+      DT_CHECK(len >= 0 && (len == 0 || x->numel <= INT64_MAX / 4 / (int64_t)len), DT_EINPUT,
+               "%s: variable %s: dimension %d of length %lld makes an impossible size (the "
+               "file is corrupted)", f->path, x->ncname, d, (long long)len);
       x->shape[d] = (int64_t)len;
       x->numel *= (int64_t)len;
     }
+    DT_CHECK(i->data_bytes <= INT64_MAX - x->numel * (int64_t)sizeof(float), DT_EINPUT,
+             "%s: the variables' sizes add up to more than 2^63 bytes (the file is corrupted)",
+             f->path);
     x->varid = id;
     i->data_bytes += x->numel * (int64_t)sizeof(float);
     i->n_vars++;
   }
   return DT_OK;
+}
+
+/* Every variable's bytes lie inside the file: a file cut short (a copy
+ * that did not finish, a full disk) is named as such before any value is
+ * read, instead of reading as zeros and failing its checksum. */
+static int check_extent(dt_ckpt_file *f) {
+  const dt_ckpt_info *i = &f->info;
+  int64_t end = i->header_bytes;
+  const dt_ckpt_var *last = NULL;
+  for (int k = 0; k < i->n_vars; k++) {
+    const dt_ckpt_var *x = &i->vars[k];
+    MPI_Offset off = 0;
+    DT_CHECK(ncmpi_inq_varoffset(f->ncid, x->varid, &off) == NC_NOERR && off >= 0, DT_EINPUT,
+             "%s: variable %s: cannot read its offset in the file (the file is corrupted)",
+             f->path, x->ncname);
+    const int64_t bytes = x->numel * (int64_t)sizeof(float);
+    DT_CHECK((int64_t)off <= INT64_MAX - bytes, DT_EINPUT,
+             "%s: variable %s: offset %lld and %lld bytes pass 2^63 (the file is corrupted)",
+             f->path, x->ncname, (long long)off, (long long)bytes);
+    if ((int64_t)off + bytes > end) {
+      end = (int64_t)off + bytes;
+      last = x;
+    }
+  }
+  if (end > i->file_bytes) {
+    if (last)
+      DT_ERR(DT_EINPUT,
+             "%s: the file is truncated or corrupted: it has %lld bytes, but variable %s (%s) "
+             "ends at byte %lld (an incomplete copy?)", f->path, (long long)i->file_bytes,
+             last->ncname, last->name, (long long)end);
+    DT_ERR(DT_EINPUT,
+           "%s: the file is truncated or corrupted: it has %lld bytes, its header %lld",
+           f->path, (long long)i->file_bytes, (long long)end);
+  }
+  return DT_OK;
+}
+
+/* --- the NetCDF header, walked before PnetCDF reads it ------------------ */
+
+/* PnetCDF allocates what a header's counts say before it checks them
+ * against the file (an attribute claiming 2^50 values is a 2^50-byte
+ * malloc: found by tests/fuzz/fuzz_checkpoint). The header of a CDF-1, 2
+ * or 5 file is walked here first and every count checked against the bytes
+ * that remain, so that nothing PnetCDF then allocates exceeds the file. */
+typedef struct {
+  const unsigned char *b;
+  int64_t n, at;
+  int v; /* 1, 2 or 5 */
+} cdf_rd;
+
+static int cdf_u32(cdf_rd *r, uint64_t *x) {
+  if (r->n - r->at < 4) return 0;
+  const unsigned char *p = r->b + r->at;
+  *x = (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3];
+  r->at += 4;
+  return 1;
+}
+static int cdf_u64(cdf_rd *r, uint64_t *x) {
+  uint64_t hi, lo;
+  if (!cdf_u32(r, &hi) || !cdf_u32(r, &lo)) return 0;
+  *x = hi << 32 | lo;
+  return 1;
+}
+/* NON_NEG: 8 bytes in CDF-5, 4 otherwise */
+static int cdf_count(cdf_rd *r, uint64_t *x) {
+  if (r->v == 5) return cdf_u64(r, x) && *x <= (uint64_t)INT64_MAX;
+  return cdf_u32(r, x) && *x <= (uint64_t)INT32_MAX;
+}
+/* bytes padded to 4, if that many remain */
+static int cdf_skip(cdf_rd *r, uint64_t bytes) {
+  const uint64_t padded = bytes + (-bytes & 3);
+  if (padded < bytes || padded > (uint64_t)(r->n - r->at)) return 0;
+  r->at += (int64_t)padded;
+  return 1;
+}
+static int cdf_name(cdf_rd *r) {
+  uint64_t len;
+  return cdf_count(r, &len) && len <= NC_MAX_NAME && cdf_skip(r, len);
+}
+static int cdf_type_size(uint64_t t) {
+  static const int size[] = {0, 1, 1, 2, 4, 4, 8, 1, 2, 4, 8, 8}; /* NC_BYTE..NC_UINT64 */
+  return t >= 1 && t <= 11 ? size[t] : 0;
+}
+/* a list: ABSENT (0, 0) or tag and count; *n bounded by the bytes left,
+ * each element taking at least min_bytes */
+static int cdf_list(cdf_rd *r, uint64_t want_tag, uint64_t *n, int64_t min_bytes) {
+  uint64_t tag;
+  if (!cdf_u32(r, &tag) || !cdf_count(r, n)) return 0;
+  if (tag == 0) return *n == 0;
+  return tag == want_tag && *n <= (uint64_t)((r->n - r->at) / min_bytes);
+}
+static int cdf_atts(cdf_rd *r) {
+  uint64_t n, type, len;
+  if (!cdf_list(r, 0x0C, &n, 12)) return 0;
+  for (uint64_t a = 0; a < n; a++) {
+    if (!cdf_name(r) || !cdf_u32(r, &type) || !cdf_type_size(type) || !cdf_count(r, &len))
+      return 0;
+    const uint64_t sz = (uint64_t)cdf_type_size(type);
+    if (len > (uint64_t)(r->n - r->at) / sz || !cdf_skip(r, len * sz)) return 0;
+  }
+  return 1;
+}
+
+/* "" when the header is sound (or not CDF at all: PnetCDF rejects that
+ * without allocating); otherwise what is wrong, at which byte. */
+static void cdf_header_check(const char *path, int64_t file_bytes, char *why, size_t cap) {
+  why[0] = 0;
+  const int64_t limit = (int64_t)64 << 20;
+  const int64_t n = file_bytes < limit ? file_bytes : limit;
+  unsigned char *b = malloc((size_t)(n > 0 ? n : 1));
+  FILE *fp = b ? fopen(path, "rb") : NULL;
+  if (!fp) {
+    free(b);
+    return; /* PnetCDF names the error */
+  }
+  const size_t got = fread(b, 1, (size_t)n, fp);
+  fclose(fp);
+  cdf_rd r = {b, (int64_t)got, 4, 0};
+  if (got < 4 || b[0] != 'C' || b[1] != 'D' || b[2] != 'F' ||
+      (b[3] != 1 && b[3] != 2 && b[3] != 5)) {
+    free(b);
+    return;
+  }
+  r.v = b[3];
+  const char *what = NULL;
+  uint64_t numrecs = 0, ndims = 0, nvars = 0, len, type, x;
+  if (!cdf_count(&r, &numrecs) && !(r.v != 5 && numrecs == 0xFFFFFFFFu))
+    what = "record count";
+  else if (!cdf_list(&r, 0x0A, &ndims, r.v == 5 ? 16 : 8))
+    what = "dimension list";
+  for (uint64_t d = 0; !what && d < ndims; d++)
+    if (!cdf_name(&r) || !cdf_count(&r, &len)) what = "dimension";
+  if (!what && !cdf_atts(&r)) what = "global attribute list";
+  if (!what && !cdf_list(&r, 0x0B, &nvars, r.v == 5 ? 48 : 24)) what = "variable list";
+  for (uint64_t v = 0; !what && v < nvars; v++) {
+    uint64_t nd;
+    if (!cdf_name(&r) || !cdf_count(&r, &nd) ||
+        nd > (uint64_t)((r.n - r.at) / (r.v == 5 ? 8 : 4))) {
+      what = "variable dimension count";
+      break;
+    }
+    for (uint64_t k = 0; !what && k < nd; k++)
+      if (!(r.v == 5 ? cdf_u64(&r, &x) : cdf_u32(&r, &x)) || x >= ndims)
+        what = "variable dimension id";
+    if (!what && !cdf_atts(&r)) what = "variable attribute list";
+    if (!what && (!cdf_u32(&r, &type) || !cdf_type_size(type) ||
+                  !(r.v == 5 ? cdf_u64(&r, &x) : cdf_u32(&r, &x)) ||
+                  !(r.v == 1 ? cdf_u32(&r, &x) : cdf_u64(&r, &x))))
+      what = "variable type, size or offset";
+  }
+  if (what)
+    snprintf(why, cap, "%s: the NetCDF header is corrupted or truncated: bad %s (invalid, or "
+             "past the end of the file; near byte %lld of %lld%s)", path, what,
+             (long long)r.at, (long long)file_bytes,
+             file_bytes > limit ? "; headers over 64 MiB are not read" : "");
+  free(b);
 }
 
 int dt_ckpt_open(dt_ckpt_file *f, const char *path, MPI_Comm comm) {
@@ -800,6 +964,15 @@ int dt_ckpt_open(dt_ckpt_file *f, const char *path, MPI_Comm comm) {
   DT_CHECK(stat(path, &sb) == 0, DT_EINPUT, "%s: cannot open checkpoint: %s", path,
            strerror(errno));
   f->info.file_bytes = (int64_t)sb.st_size;
+  /* rank 0 walks the header before PnetCDF allocates what it says */
+  int rank, hrc = DT_OK;
+  MPI_Comm_rank(comm, &rank);
+  if (rank == 0) {
+    char why[1200];
+    cdf_header_check(path, f->info.file_bytes, why, sizeof why);
+    if (why[0]) hrc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__, "%s", why);
+  }
+  DT_CALL(dt_ckpt_agree(hrc, comm));
   int e = ncmpi_open(comm, path, NC_NOWRITE, MPI_INFO_NULL, &f->ncid);
   if (e != NC_NOERR) {
     f->ncid = -1;
@@ -810,6 +983,7 @@ int dt_ckpt_open(dt_ckpt_file *f, const char *path, MPI_Comm comm) {
   f->info.header_bytes = (int64_t)hdr;
   int rc = read_globals(f);
   if (rc == DT_OK) rc = read_vars(f);
+  if (rc == DT_OK) rc = check_extent(f);
   if (rc) {
     dt_ckpt_close(f);
     return dt_error_trace(rc, __FILE__, __LINE__, __func__);

@@ -136,8 +136,12 @@ typedef struct {
 } dt_ckpt_file;
 
 /* Open and read the header: format and version, attributes, variables.
- * Errors (not NetCDF, another format, a newer version) name the file.
- * Collective over comm. */
+ * Before PnetCDF reads it, rank 0 walks the NetCDF header and checks every
+ * count in it against the file's size (PnetCDF would allocate what a
+ * damaged header claims); after, every variable must lie inside the file (a
+ * truncated file is named as such). Errors (corrupted or truncated, not
+ * NetCDF, another format, a newer version) name the file. Collective over
+ * comm. */
 int dt_ckpt_open(dt_ckpt_file *f, const char *path, MPI_Comm comm);
 void dt_ckpt_close(dt_ckpt_file *f);
 /* The variable of external name `name` (canonical comparison) and role. */

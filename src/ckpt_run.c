@@ -183,7 +183,10 @@ int dt_train_ckpt_begin(dt_train_ckpt *t, const dt_train_state *s, dt_params *pa
     return DT_OK;
   }
   DT_CALL(make_dir(t->dir, comm));
-  DT_CALL(dt_backbone_identify(&t->backbone, s->cfg, (uint64_t)dt_opt_int(o, "seed"), comm));
+  if (s->backbone)
+    t->backbone = *s->backbone;
+  else
+    DT_CALL(dt_backbone_identify(&t->backbone, s->cfg, (uint64_t)dt_opt_int(o, "seed"), comm));
   char path[4200];
   int64_t step = -1;
   DT_CALL(dt_ckpt_find_newest(t->dir, path, sizeof path, &step, comm));
@@ -423,7 +426,7 @@ void dt_ckpt_eval_argv_free(int argc, char **argv, int ac, char **av) {
 }
 
 int dt_ckpt_eval_load(const dt_options *o, const dt_config *cfg, dt_params *params,
-                      MPI_Comm comm) {
+                      const dt_backbone_id *bb, MPI_Comm comm) {
   if (!dt_opt_is_set(o, "checkpoint")) return DT_OK;
   const char *path = dt_opt_str(o, "checkpoint");
   dt_ckpt_file f;
@@ -435,7 +438,8 @@ int dt_ckpt_eval_load(const dt_options *o, const dt_config *cfg, dt_params *para
                       "--checkpoint %s is not complete (its complete attribute is 0)", path);
   if (rc == DT_OK) rc = check_identity(o, i, path, "--checkpoint", 0);
   dt_backbone_id now;
-  if (rc == DT_OK) rc = dt_backbone_identify(&now, cfg, (uint64_t)dt_opt_int(o, "seed"), comm);
+  if (rc == DT_OK && bb) now = *bb;
+  else if (rc == DT_OK) rc = dt_backbone_identify(&now, cfg, (uint64_t)dt_opt_int(o, "seed"), comm);
   if (rc == DT_OK) {
     char diff[1024];
     dt_backbone_diff(&i->backbone, &now, diff, sizeof diff);
@@ -450,6 +454,58 @@ int dt_ckpt_eval_load(const dt_options *o, const dt_config *cfg, dt_params *para
     printf("eval: deltas of %s (methods %s, step %lld)\n", path, i->methods, (long long)i->step);
     fflush(stdout);
   }
+  dt_ckpt_close(&f);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}
+
+/* --- before the backbone is built ----------------------------------------- */
+
+int dt_ckpt_precheck(const dt_options *o, const dt_config *cfg, int train, dt_backbone_id *bb,
+                     int *have_bb, MPI_Comm comm) {
+  *have_bb = 0;
+  char path[4200];
+  const char *what;
+  if (train) {
+    if (!dt_opt_exists(o, "resume") || !dt_opt_bool(o, "resume") || !dt_opt_is_set(o, "out"))
+      return DT_OK;
+    int64_t step = -1;
+    DT_CALL(dt_ckpt_find_newest(dt_opt_str(o, "out"), path, sizeof path, &step, comm));
+    if (step < 0) return DT_OK; /* nothing to resume from: step 0 */
+    what = "--resume";
+  } else {
+    if (!dt_opt_exists(o, "checkpoint") || !dt_opt_is_set(o, "checkpoint")) return DT_OK;
+    snprintf(path, sizeof path, "%s", dt_opt_str(o, "checkpoint"));
+    what = "--checkpoint";
+  }
+  const char *pre = train ? "--resume: " : "--checkpoint "; /* as the later reads say */
+  /* the file itself first: truncated (dt_ckpt_open), complete, checksums */
+  dt_ckpt_file f;
+  DT_CALL(dt_ckpt_open(&f, path, comm));
+  const dt_ckpt_info *i = &f.info;
+  int rc = DT_OK;
+  if (!i->complete)
+    rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
+                      "%s%s is not complete (its complete attribute is 0)", pre, path);
+  rc = dt_ckpt_agree(rc, comm);
+  if (rc == DT_OK) rc = dt_ckpt_verify(&f); /* collective, agreed */
+  /* then what it must match */
+  if (rc == DT_OK) rc = check_identity(o, i, path, what, train);
+  if (rc == DT_OK) {
+    rc = dt_backbone_identify(bb, cfg, (uint64_t)dt_opt_int(o, "seed"), comm);
+    *have_bb = rc == DT_OK;
+  }
+  if (rc == DT_OK) {
+    char diff[1024];
+    dt_backbone_diff(&i->backbone, bb, diff, sizeof diff);
+    if (diff[0])
+      rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
+                        "%s%s was trained on another backbone: %s", pre, path, diff);
+  }
+  if (rc == DT_OK && train && i->step > dt_opt_int(o, "steps"))
+    rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
+                      "--resume: %s is at step %lld, past --steps %d (--steps counts from the "
+                      "start of training)", path, (long long)i->step, dt_opt_int(o, "steps"));
   dt_ckpt_close(&f);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   return DT_OK;

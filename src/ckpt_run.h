@@ -33,6 +33,9 @@ typedef struct {
   const dt_dataset *data;
   int tp_size; /* ranks of a tensor-parallel group */
   MPI_Comm tp_comm; /* this rank's tensor-parallel group (sharded tensors) */
+  /* the backbone's identity when the caller has it (a sweep identifies its
+   * shared backbone once, with its own seed); NULL: identify cfg with --seed */
+  const dt_backbone_id *backbone;
 } dt_train_state;
 
 typedef struct {
@@ -75,9 +78,23 @@ void dt_ckpt_eval_argv_free(int argc, char **argv, int ac, char **av);
 
 /* eval --checkpoint FILE, after setup: check that the methods, their
  * options and --seed match the file's and the backbone is the file's, then
- * load the deltas. Nothing when --checkpoint is not given. */
+ * load the deltas. Nothing when --checkpoint is not given. bb: the
+ * backbone's identity when known (dt_ckpt_precheck), NULL: identify cfg. */
 int dt_ckpt_eval_load(const dt_options *o, const dt_config *cfg, dt_params *params,
-                      MPI_Comm comm);
+                      const dt_backbone_id *bb, MPI_Comm comm);
+
+/* Before the backbone is built (docs/reliability.md): the checkpoint that
+ * train --resume (train 1: the newest in --out) or eval --checkpoint
+ * (train 0) will read is checked whole: the file's size against its
+ * variables (truncated), complete, every variable's checksum (corrupted),
+ * the methods and their options, the backbone's identity against cfg
+ * (config.json and the weight files' hashes, or the synthetic spec: no
+ * weights are loaded) and, for --resume, its step against --steps. The
+ * same messages as the later reads. *bb receives the backbone's identity
+ * and *have_bb is 1 when it was computed (reuse it: hashing the weight
+ * files of a large model takes a while). Collective over comm. */
+int dt_ckpt_precheck(const dt_options *o, const dt_config *cfg, int train, dt_backbone_id *bb,
+                     int *have_bb, MPI_Comm comm);
 
 /* Store every option of o (the command's groups and those of the methods
  * in the comma-separated list) into i->opts and i->options_given. */

@@ -20,6 +20,11 @@ int dt_interrupt_caught(void);
 /* Collective over comm: the highest signal number any rank caught (0:
  * none), the same on every rank. */
 int dt_interrupt_agree(MPI_Comm comm);
+/* Test hook (never set it otherwise): with DT_TEST_INTERRUPT=STEP[:RANK]
+ * in the environment, rank RANK (default 0) raises SIGTERM at itself when
+ * called with step == STEP, i.e. a signal that arrives while step STEP runs
+ * (deltatune sweep calls it at the start of every step; tests/test_sweep.c). */
+void dt_interrupt_test_hook(long long step, int rank);
 /* "SIGTERM", "SIGUSR1", ... */
 const char *dt_signal_name(int sig);
 

@@ -23,15 +23,18 @@
 #include <time.h>
 
 #include "batch.h"
+#include "ckpt_run.h"
 #include "commands.h"
 #include "dataset.h"
 #include "error.h"
 #include "gradsync.h"
+#include "interrupt.h"
 #include "method.h"
 #include "model.h"
 #include "optim.h"
 #include "options.h"
 #include "params.h"
+#include "taskfile.h"
 
 int dt_train_task_groups(dt_optgroup *g, int max);
 
@@ -45,18 +48,15 @@ static const dt_optdef sweep_opts[] = {
     {"recompute", DT_OPT_BOOL, "no", 0, 0, NULL, "recompute block activations in backward"},
     {"log-every", DT_OPT_INT, "10", 1, 1000000000, NULL, "progress lines every N steps"},
     {"backbone-seed", DT_OPT_INT, "1", 0, 2147483647, NULL, "seed of a synthetic backbone"},
+    {"resume", DT_OPT_BOOL, "no", 0, 0, NULL,
+     "every task continues from the newest complete checkpoint in its 'out' folder (every "
+     "task needs one); tasks that finished stay finished"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
 
-#define MAX_TASKS 64
-#define MAX_KV 128
-
-typedef struct {
-  char name[64];
-  int nkv;
-  char key[MAX_KV][64];
-  char val[MAX_KV][DT_OPTVAL_MAX];
-  int line;
-} task_src;
+/* the task file: src/taskfile.h (parsed and checked before anything loads) */
+#define MAX_TASKS DT_TASK_MAX
+#define MAX_KV DT_TASK_MAX_KV
+typedef dt_task_src task_src;
 
 typedef struct {
   task_src src;
@@ -77,50 +77,11 @@ typedef struct {
   float *gbuf;
   size_t gbuf_n;
   dt_model *own; /* private backbone (methods that train backbone tensors) */
+  int data_shared; /* data is an earlier task's (same file): not freed here */
+  int64_t start;   /* the step it started at (a checkpoint's with --resume) */
+  dt_train_state ck_state; /* what its checkpoints hold (with 'out') */
+  dt_train_ckpt ck;        /* its checkpoints in 'out' (ck.dir NULL: none) */
 } task;
-
-typedef struct {
-  const char *path;
-  int n;
-  task_src t[MAX_TASKS];
-  char err[512];
-} parse_ctx;
-
-static int on_ini(void *user, const char *section, const char *name, const char *value) {
-  parse_ctx *p = user;
-  if (strncmp(section, "task ", 5) != 0 || !section[5]) {
-    snprintf(p->err, sizeof p->err, "section [%s]: expected [task NAME]", section);
-    return 0;
-  }
-  const char *tn = section + 5;
-  task_src *t = NULL;
-  for (int i = 0; i < p->n; i++)
-    if (!strcmp(p->t[i].name, tn)) t = &p->t[i];
-  if (!t) {
-    if (p->n == MAX_TASKS) {
-      snprintf(p->err, sizeof p->err, "more than %d tasks", MAX_TASKS);
-      return 0;
-    }
-    t = &p->t[p->n++];
-    memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "%s", tn);
-  }
-  if (t->nkv == MAX_KV) {
-    snprintf(p->err, sizeof p->err, "task '%s': more than %d keys", tn, MAX_KV);
-    return 0;
-  }
-  if (!strcmp(name, "model") || !strcmp(name, "tp") || !strcmp(name, "weights-dtype") ||
-      !strcmp(name, "recompute")) {
-    snprintf(p->err, sizeof p->err,
-             "task '%s': '%s' is a property of the shared backbone; give it to deltatune sweep",
-             tn, name);
-    return 0;
-  }
-  snprintf(t->key[t->nkv], 64, "%s", name);
-  snprintf(t->val[t->nkv], DT_OPTVAL_MAX, "%s", value);
-  t->nkv++;
-  return 1;
-}
 
 static double now_s(void) {
   struct timespec ts;
@@ -128,26 +89,61 @@ static double now_s(void) {
   return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
-/* Parse a task's options through the same tables as `deltatune train`. */
-static int task_options(task *t, const char *file, const char *model) {
-  char *argv[2 * MAX_KV + 4];
+static int task_has_key(const task *t, const char *key) {
+  for (int i = 0; i < t->src.nkv; i++)
+    if (!strcmp(t->src.key[i], key)) return 1;
+  return 0;
+}
+
+/* Parse a task's options through the same tables as `deltatune train`
+ * (model, data, training, checkpoints, every method's); the properties of
+ * the shared backbone (sw: --model, --weights-dtype, --tp, --recompute) are
+ * the sweep's, so that the task's checkpoints record them; sweep --resume
+ * is every task's resume. */
+static int task_options(task *t, const char *file, const dt_options *sw) {
+  static const char *const shared[] = {"model", "weights-dtype", "tp", "recompute"};
+  enum { NSHARED = sizeof shared / sizeof *shared };
+  char *argv[MAX_KV + NSHARED + 1];
+  static char bufs[MAX_KV + NSHARED + 1][DT_OPTVAL_MAX + 72];
   int argc = 0;
-  char bufs[2 * MAX_KV + 4][DT_OPTVAL_MAX + 8];
-  snprintf(bufs[argc], sizeof bufs[0], "--model=%s", model);
-  argv[argc] = bufs[argc];
-  argc++;
+  for (int i = 0; i < NSHARED; i++) {
+    snprintf(bufs[argc], sizeof bufs[0], "--%s=%s", shared[i], dt_opt_str(sw, shared[i]));
+    argv[argc] = bufs[argc];
+    argc++;
+  }
+  const int has_out = task_has_key(t, "out");
+  if (dt_opt_bool(sw, "resume")) {
+    DT_CHECK(has_out, DT_EUSAGE,
+             "--resume: %s [task %s] has no 'out' folder (where its checkpoints are): it cannot "
+             "continue", file, t->src.name);
+    if (!task_has_key(t, "resume")) {
+      snprintf(bufs[argc], sizeof bufs[0], "--resume=yes");
+      argv[argc] = bufs[argc];
+      argc++;
+    }
+  }
   for (int i = 0; i < t->src.nkv; i++) {
     snprintf(bufs[argc], sizeof bufs[0], "--%s=%s", t->src.key[i], t->src.val[i]);
     argv[argc] = bufs[argc];
     argc++;
   }
   dt_optgroup g[40];
-  int ng = dt_train_task_groups(g, 40);
+  int ng = dt_train_task_groups(g, 39);
+  g[ng++] = dt_ckpt_train_group;
   int rc = dt_options_parse(&t->opt, "sweep task", g, ng, argc, argv);
-  if (rc)
-    DT_ERR(rc, "%s [task %s]: %s", file, t->src.name, dt_error_message());
+  if (rc) { /* the message is copied first: dt_error_set writes where it lies */
+    char msg[1500];
+    snprintf(msg, sizeof msg, "%s", dt_error_message());
+    DT_ERR(rc, "%s [task %s]: %s", file, t->src.name, msg);
+  }
   DT_CHECK(dt_opt_is_set(&t->opt, "data"), DT_EUSAGE, "%s [task %s]: 'data' is required", file,
            t->src.name);
+  static const char *const need_out[] = {"save-every", "save-optimizer", "keep", "resume"};
+  for (size_t k = 0; !has_out && k < sizeof need_out / sizeof *need_out; k++)
+    DT_CHECK(!dt_opt_given(&t->opt, need_out[k]), DT_EUSAGE,
+             "%s [task %s]: '%s' needs 'out' (the folder of the task's checkpoints)", file,
+             t->src.name, need_out[k]);
+  DT_CALL(dt_task_check(&t->opt, &t->src, file)); /* methods and their options */
   return DT_OK;
 }
 
@@ -258,7 +254,65 @@ static void task_fail(task *t, int rank, const char *fmt, const char *msg) {
   }
 }
 
-int dt_cmd_sweep(int argc, char **argv) {
+/* Stopped by a signal at a step boundary: every running task writes the
+ * checkpoint of the steps it has done (tasks with 'out'), rank 0 says so,
+ * and the sweep ends with DT_EINTERRUPT on every rank (agreed). */
+static int stop_interrupted(task *ts, int nt, int sig, int64_t step, int rank) {
+  int saved = 0, lost = 0;
+  for (int k = 0; k < nt; k++) {
+    task *t = &ts[k];
+    if (t->state != 0 || t->group < 0) continue;
+    if (!t->ck.dir) {
+      lost++;
+      if (rank == 0)
+        printf("interrupted: task %s: no 'out' folder: its %lld steps done are lost\n",
+               t->src.name, (long long)t->step);
+      continue;
+    }
+    DT_CALL(dt_train_ckpt_save(&t->ck, &t->ck_state, t->step, 1, t->loss0, t->last));
+    saved++;
+    if (rank == 0)
+      printf("interrupted: task %s: checkpoint %s holds step %lld of %d\n", t->src.name,
+             t->ck.saved_path, (long long)t->ck.saved_step, t->steps);
+  }
+  if (rank == 0) {
+    printf("interrupted: %s at sweep step %lld: every task stopped at this step boundary; %d "
+           "checkpoint(s) written%s; rerun with --resume to continue (exit code %d)\n",
+           dt_signal_name(sig), (long long)step, saved,
+           lost ? ", the steps of the tasks without 'out' are lost" : "", DT_EINTERRUPT);
+    fflush(stdout);
+  }
+  dt_error_set(DT_EINTERRUPT, __FILE__, __LINE__, __func__,
+               "sweep interrupted by %s at step %lld; %d task checkpoint(s) written; rerun "
+               "with --resume to continue", dt_signal_name(sig), (long long)step, saved);
+  dt_error_mark_agreed();
+  return DT_EINTERRUPT;
+}
+
+/* A task reached its last step: the final checkpoint and deltas into 'out'. */
+static int finish_task(task *t, dt_dist *dist, int rank) {
+  t->state = 1;
+  t->group = -1;
+  if (dt_opt_is_set(&t->opt, "out")) {
+    DT_CALL(dt_train_ckpt_save(&t->ck, &t->ck_state, t->step, 1, t->loss0, t->last));
+    char path[4200];
+    snprintf(path, sizeof path, "%s/deltas.safetensors", dt_opt_str(&t->opt, "out"));
+    DT_CALL(dt_params_save_dist(&t->params, path, 0, dist));
+  }
+  if (rank == 0) {
+    if (t->start >= t->steps)
+      printf("task %s: finished already (checkpoint %s, step %lld)\n", t->src.name,
+             t->ck.saved_path, (long long)t->ck.saved_step);
+    else
+      printf("task %s: done after %d steps, loss %.4f -> %.4f%s%s\n", t->src.name, t->steps,
+             t->loss0, t->last, t->ck.dir ? "; checkpoint " : "",
+             t->ck.dir ? t->ck.saved_path : "");
+    fflush(stdout);
+  }
+  return DT_OK;
+}
+
+static int sweep_run(int argc, char **argv) {
   int rank, nranks;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &nranks);
@@ -276,38 +330,49 @@ int dt_cmd_sweep(int argc, char **argv) {
   DT_CHECK(dt_opt_is_set(&o, "model") && dt_opt_is_set(&o, "tasks"), DT_EUSAGE,
            "--model and --tasks are required (see deltatune sweep --help)");
   const char *file = dt_opt_str(&o, "tasks");
-  parse_ctx *pc;
-  DT_CALL(dt_calloc(&pc, sizeof *pc, "task file"));
-  int line = ini_parse(file, on_ini, pc);
-  if (line != 0) {
-    char msg[600];
-    snprintf(msg, sizeof msg, "%s", pc->err);
-    free(pc);
-    if (line < 0) DT_ERR(DT_EINPUT, "--tasks %s: cannot read the file", file);
-    DT_ERR(DT_EINPUT, "--tasks %s: line %d: %s", file, line, msg[0] ? msg : "not INI syntax");
-  }
-  DT_CHECK(pc->n > 0, DT_EINPUT, "--tasks %s: no [task NAME] section", file);
+  /* the task file and every task's options, before the backbone is loaded */
+  dt_taskfile *tf;
+  DT_CALL(dt_calloc(&tf, sizeof *tf, "task file"));
+  int prc = dt_taskfile_parse(tf, file);
+  const int nt = tf->n;
+  task *ts = NULL;
+  if (prc == DT_OK) prc = dt_calloc(&ts, sizeof(task) * (size_t)nt, "tasks");
+  for (int k = 0; prc == DT_OK && k < nt; k++) ts[k].src = tf->t[k];
+  free(tf);
+  if (prc) return dt_error_trace(prc, __FILE__, __LINE__, __func__);
+
+  /* options errors are the user's to fix before anything runs */
+  for (int k = 0; k < nt; k++) DT_CALL(task_options(&ts[k], file, &o));
 
   dt_dist dist;
   DT_CALL(dt_dist_init(&dist, dt_opt_int(&o, "tp")));
   dt_model base;
   DT_CALL(dt_model_load(&base, dt_opt_str(&o, "model"), !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
                         (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist));
-  const int nt = pc->n;
-  task *ts;
-  DT_CALL(dt_calloc(&ts, sizeof(task) * (size_t)nt, "tasks"));
-  for (int k = 0; k < nt; k++) ts[k].src = pc->t[k];
-  free(pc);
-
-  /* options errors are the user's to fix before anything runs */
-  for (int k = 0; k < nt; k++) DT_CALL(task_options(&ts[k], file, dt_opt_str(&o, "model")));
+  /* the shared backbone's identity, once, for the tasks' checkpoints */
+  int any_out = 0;
+  for (int k = 0; k < nt; k++) any_out |= dt_opt_is_set(&ts[k].opt, "out");
+  dt_backbone_id bb_id;
+  memset(&bb_id, 0, sizeof bb_id);
+  if (any_out)
+    DT_CALL(dt_backbone_identify(&bb_id, &base.cfg, (uint64_t)dt_opt_int(&o, "backbone-seed"),
+                                 dist.world));
 
   /* per task: data, methods, optimizer; a task that cannot start is dropped */
   for (int k = 0; k < nt; k++) {
     task *t = &ts[k];
     const dt_options *to = &t->opt;
     t->group = -1;
-    int rc = dt_dataset_load(&t->data, dt_opt_str(to, "data"), base.cfg.vocab);
+    t->loss0 = t->last = NAN;
+    /* tasks on the same data file share one copy of it */
+    int rc = DT_OK;
+    for (int j = 0; j < k && !t->data_shared; j++)
+      if (ts[j].data.input_ids && !ts[j].data_shared &&
+          !strcmp(dt_opt_str(&ts[j].opt, "data"), dt_opt_str(to, "data"))) {
+        t->data = ts[j].data;
+        t->data_shared = 1;
+      }
+    if (!t->data_shared) rc = dt_dataset_load(&t->data, dt_opt_str(to, "data"), base.cfg.vocab);
     if (rc) {
       task_fail(t, rank, "%s", dt_error_message());
       continue;
@@ -362,14 +427,34 @@ int dt_cmd_sweep(int argc, char **argv) {
       if (me->ops->virtual_tokens) t->nv += me->ops->virtual_tokens(me);
       if (me->ops->prefix_tokens) t->np += me->ops->prefix_tokens(me);
     }
+    /* checkpoints in 'out', as train's: resume restores the deltas, AdamW
+     * and the methods' counters, and gives the step to continue at */
+    t->ck_state = (dt_train_state){to,         &mb->cfg,     &t->params,   &t->optim,
+                                   t->methods, t->n_methods, t->steps,     t->B_global,
+                                   &t->data,   dist.tp_size, dist.tp,      &bb_id};
+    if (dt_opt_is_set(to, "out")) {
+      double loss_first = NAN;
+      rc = dt_train_ckpt_begin(&t->ck, &t->ck_state, &t->params, &t->optim, &t->start,
+                               &loss_first, dist.world);
+      if (rc) {
+        task_fail(t, rank, "%s", dt_error_message());
+        continue;
+      }
+      t->step = t->start;
+      t->loss0 = loss_first;
+      if (t->start >= t->steps) { /* it finished in an earlier run */
+        rc = finish_task(t, &dist, rank);
+        if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+        continue;
+      }
+    }
     if (rank == 0 && dt_opt_is_set(to, "metrics")) {
-      t->metrics = fopen(dt_opt_str(to, "metrics"), "w");
+      t->metrics = fopen(dt_opt_str(to, "metrics"), t->start > 0 ? "a" : "w");
       if (!t->metrics) {
         task_fail(t, rank, "cannot write its metrics file %s", dt_opt_str(to, "metrics"));
         continue;
       }
     }
-    t->loss0 = t->last = NAN;
   }
 
   /* groups: tasks without extra positions sharing a sequence length train
@@ -403,16 +488,32 @@ int dt_cmd_sweep(int argc, char **argv) {
            nt, base.cfg.source, nranks, dist.dp_size, dist.tp_size, ngroups);
     for (int k = 0; k < nt; k++)
       if (!ts[k].state)
-        printf("task %-20s group %d: %s, %lld trainable, %d rows x %d tokens per step, %d steps\n",
-               ts[k].src.name, ts[k].group, dt_opt_str(&ts[k].opt, "method"),
-               (long long)ts[k].params.numel, ts[k].B_global, ts[k].data.seq_len, ts[k].steps);
+        printf("task %-20s group %d: %s, %lld trainable, %d rows x %d tokens per step, %d steps"
+               "%s\n", ts[k].src.name, ts[k].group, dt_opt_str(&ts[k].opt, "method"),
+               (long long)ts[k].params.numel, ts[k].B_global, ts[k].data.seq_len, ts[k].steps,
+               ts[k].start > 0 ? " (resumed)" : "");
     fflush(stdout);
   }
 
   const double t0 = now_s();
   const int log_every = dt_opt_int(&o, "log-every");
   int rc = DT_OK;
-  for (int64_t step = 0; rc == DT_OK; step++) {
+  /* the sweep's step: that of its least advanced task (after --resume) */
+  int64_t step0 = -1;
+  for (int k = 0; k < nt; k++)
+    if (ts[k].state == 0 && (step0 < 0 || ts[k].step < step0)) step0 = ts[k].step;
+  for (int64_t step = step0 > 0 ? step0 : 0; rc == DT_OK; step++) {
+    /* a step boundary: SIGTERM / SIGUSR1 on any rank stops every task here
+     * (a signal after the last step is ignored: the sweep finishes) */
+    int running = 0;
+    for (int k = 0; k < nt; k++) running += ts[k].state == 0 && ts[k].group >= 0;
+    if (!running) break;
+    const int sig = dt_interrupt_agree(dist.world);
+    if (sig) {
+      rc = stop_interrupted(ts, nt, sig, step, rank);
+      break;
+    }
+    dt_interrupt_test_hook(step, rank);
     int any = 0;
     for (int g = 0; rc == DT_OK && g < ngroups; g++) {
       group *G = &groups[g];
@@ -481,20 +582,12 @@ int dt_cmd_sweep(int argc, char **argv) {
         }
         t->step++;
         if (t->step >= t->steps) {
-          t->state = 1;
-          t->group = -1;
           replan = 1;
-          if (dt_opt_is_set(&t->opt, "out")) {
-            char path[4200];
-            if (rank == 0) mkdir(dt_opt_str(&t->opt, "out"), 0755);
-            snprintf(path, sizeof path, "%s/deltas.safetensors", dt_opt_str(&t->opt, "out"));
-            rc = dt_params_save_dist(&t->params, path, 0, &dist);
-            if (rc) break;
-          }
-          if (rank == 0)
-            printf("task %s: done after %d steps, loss %.4f -> %.4f\n", t->src.name, t->steps,
-                   t->loss0, t->last);
+          rc = finish_task(t, &dist, rank);
+        } else {
+          rc = dt_train_ckpt_save(&t->ck, &t->ck_state, t->step, 0, t->loss0, t->last);
         }
+        if (rc) break;
       }
       if (rc == DT_OK && replan) rc = plan_group(G, G->base, ts, nt, g, recompute);
     }
@@ -525,7 +618,7 @@ int dt_cmd_sweep(int argc, char **argv) {
     dt_methods_destroy(t->methods, t->n_methods);
     dt_params_free(&t->params);
     dt_adamw_free(&t->optim);
-    dt_dataset_free(&t->data);
+    if (!t->data_shared) dt_dataset_free(&t->data);
     dt_row_order_free(&t->rows);
     free(t->gbuf);
     if (t->own) dt_model_free(t->own);
@@ -538,4 +631,11 @@ int dt_cmd_sweep(int argc, char **argv) {
   MPI_Bcast(&failed, 1, MPI_INT, 0, MPI_COMM_WORLD);
   DT_CHECK(failed == 0, DT_EINPUT, "%d task(s) of the sweep failed (see above)", failed);
   return DT_OK;
+}
+
+int dt_cmd_sweep(int argc, char **argv) {
+  dt_interrupt_install(); /* from the start: a signal during setup stops at the first step */
+  const int rc = sweep_run(argc, argv);
+  dt_interrupt_uninstall();
+  return rc;
 }

@@ -158,6 +158,9 @@ typedef struct {
   dt_row_order rows;       /* shuffle permutation */
   float *gbuf;             /* gradient buckets */
   size_t gbuf_n;
+  dt_config cfg;           /* the model's configuration, as checked before the build */
+  dt_backbone_id bb;       /* its identity, when the checkpoint pre-check computed it */
+  int have_bb;
 } run_ctx;
 
 static double now_s(void) {
@@ -244,6 +247,22 @@ static int list_has(const char *list, const char *name) {
   return 0;
 }
 
+/* --init-from takes safetensors files; a checkpoint (NetCDF: "CDF" and
+ * the version byte) given there is named as such. */
+static int not_a_checkpoint(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return DT_OK; /* dt_st_open names the error */
+  unsigned char b[4] = {0, 0, 0, 0};
+  const size_t n = fread(b, 1, 4, f);
+  fclose(f);
+  DT_CHECK(!(n == 4 && b[0] == 'C' && b[1] == 'D' && b[2] == 'F' && b[3] >= 1 && b[3] <= 5),
+           DT_EINPUT,
+           "--init-from %s is a NetCDF file (a deltatune checkpoint?), not safetensors: "
+           "--init-from reads safetensors deltas (a run's OUT/deltas.safetensors); to continue "
+           "a run from its checkpoint use --resume with its --out", path);
+  return DT_OK;
+}
+
 /* Every input is checked before the backbone is built (reading or
  * generating its weights is the expensive part): the model's configuration
  * and safetensors headers, the data against its vocabulary (kept in
@@ -255,6 +274,7 @@ static int check_inputs(run_ctx *c, int train) {
   const dt_options *o = &c->opt;
   const char *spec = dt_opt_str(o, "model");
   dt_config cfg;
+  memset(&cfg, 0, sizeof cfg);
   if (strncmp(spec, "synthetic:", 10) == 0) {
     DT_CALL(dt_synthetic_config_parse(&cfg, spec));
   } else {
@@ -271,6 +291,7 @@ static int check_inputs(run_ctx *c, int train) {
     for (char *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
       while (*p == ' ') p++;
       if (!*p) continue;
+      DT_CALL(not_a_checkpoint(p));
       dt_st_file f;
       DT_CALL(dt_st_open(&f, p));
       dt_st_close(&f);
@@ -297,6 +318,7 @@ static int check_inputs(run_ctx *c, int train) {
            "--batch-size %d is not divisible by the %d data-parallel replicas (%d ranks / "
            "--tp %d; each replica takes an equal slice)",
            c->B_global, c->dist.dp_size, c->nranks, c->dist.tp_size);
+  c->cfg = cfg;
   return DT_OK;
 }
 
@@ -306,6 +328,9 @@ static int setup(run_ctx *c, int train) {
   const int bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
   DT_CALL(dt_dist_init(&c->dist, dt_opt_int(o, "tp")));
   DT_CALL(dt_agree(check_inputs(c, train), MPI_COMM_WORLD));
+  /* the checkpoint of --resume / eval --checkpoint, whole (collective,
+   * agreed): a truncated, corrupted or mismatched file stops here */
+  DT_CALL(dt_ckpt_precheck(o, &c->cfg, train == 1, &c->bb, &c->have_bb, MPI_COMM_WORLD));
   /* then build; a failure of some ranks only is agreed on before the
    * collectives of the plan */
   int rc = dt_model_load(&c->model, dt_opt_str(o, "model"), bf16, seed, &c->dist);
@@ -585,7 +610,8 @@ static int do_train(run_ctx *c) {
   DT_CALL(dt_adamw_init(&opt, &c->params));
   /* checkpoints in --out; --resume continues from the newest one */
   const dt_train_state ts = {o, &c->model.cfg, &c->params, &opt, c->methods, c->n_methods,
-                             steps, c->B_global, &c->data, c->dist.tp_size, c->dist.tp};
+                             steps, c->B_global, &c->data, c->dist.tp_size, c->dist.tp,
+                             c->have_bb ? &c->bb : NULL};
   dt_train_ckpt ck;
   int64_t start = 0;
   double loss_resumed = NAN;
@@ -926,7 +952,8 @@ static int run(const char *cmd, int train, int argc, char **argv) {
   dt_ckpt_eval_argv_free(argc, argv, ac, av);
   if (rc == DT_OK && !help) rc = setup(c, train != 0);
   if (rc == DT_OK && !help && train == 0)
-    rc = dt_ckpt_eval_load(&c->opt, &c->model.cfg, &c->params, c->dist.world);
+    rc = dt_ckpt_eval_load(&c->opt, &c->model.cfg, &c->params, c->have_bb ? &c->bb : NULL,
+                           c->dist.world);
   if (rc == DT_OK && !help) {
     print_header(c);
     rc = train == 1 ? do_train(c) : train == 2 ? do_gradcheck(c) : do_eval(c);

@@ -5,7 +5,8 @@ usage: bad_inputs.py FIXTURES OUT
 
 FIXTURES is tests/data/hf-parity. Every case is a damaged copy of a fixture
 file: a model folder OUT/<case>/ (config.json + model.safetensors) or a data
-file OUT/<case>.safetensors. Python standard library only.
+file OUT/<case>.safetensors; or a sweep task file OUT/task_<case>.ini.
+Python standard library only.
 """
 import json
 import os
@@ -188,6 +189,26 @@ def main():
         lora[pre + "lora_B.weight"] = ("F32", [144, 8], b"\0" * 4 * 144 * 8)
     h, raw = tensors(lora)
     write_st(os.path.join(out, "init_shape.safetensors"), h, raw)
+
+    # --- sweep task files (INI) -----------------------------------------
+    gdata = os.path.join(fx, "gpt2", "batch.safetensors")
+
+    def task_file(case, text):
+        with open(os.path.join(out, case + ".ini"), "w") as f:
+            f.write(text)
+    task_file("task_empty", "")
+    task_file("task_unknown_key", "[task a]\ndata = %s\nlora-rnak = 3\n" % gdata)
+    task_file("task_bad_value", "[task a]\ndata = %s\nlr = 20\n" % gdata)
+    task_file("task_duplicate", "[task a]\ndata = %s\n\n[task b]\ndata = %s\n\n"
+              "[task a]\nsteps = 3\n" % (gdata, gdata))
+    # a section line behind a vertical tab: inih reads it as the
+    # continuation of the previous value (tests/fuzz/fuzz_taskfile found the
+    # parser disagreeing with inih there)
+    task_file("task_indented", "[task a]\ndata = %s\nsteps = 2\n\v[task b]\ndata = %s\n"
+              % (gdata, gdata))
+    task_file("task_no_data", "[task a]\nmethod = lora\nsteps = 3\n")
+    task_file("task_absent_method", "[task a]\nmethod = bitfit\ndata = %s\nlora-rank = 4\n"
+              % gdata)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ typedef struct {
 #define GPT2 "--model @G/model --data @G/batch.safetensors "
 #define XL "--model synthetic:gpt2-xl --data synthetic:rows=8,len=8 "
 #define CKPT "ckpt-0000000002.nc"
+/* on gpt2-xl: the task file is checked before the backbone is built */
+#define SWEEP "sweep --model synthetic:gpt2-xl --tasks "
 
 static const bad_case k_cases[] = {
     /* model folder */
@@ -134,11 +136,48 @@ static const bad_case k_cases[] = {
     {"ckpt_missing", "eval --data @G/batch.safetensors --checkpoint @T/nope.nc", 3,
      {"@T/nope.nc", "cannot open"}},
     {"ckpt_truncated", "inspect @T/ck_truncated.nc", 3,
-     {"@T/ck_truncated.nc", "corrupted"}},
+     {"@T/ck_truncated.nc", "truncated or corrupted", "ends at byte"}},
     {"ckpt_tampered", "inspect @T/ck_tampered.nc", 3,
      {"@T/ck_tampered.nc", "corrupted", "hash"}},
     {"ckpt_resume_truncated", TRAIN GPT2 "--batch-size 2 --steps 4 --resume --out @T/ckr", 3,
-     {"@T/ckr/" CKPT, "corrupted"}},
+     {"@T/ckr/" CKPT, "truncated or corrupted"}},
+    {"ckpt_header", "inspect @T/ck_header.nc", 3,
+     {"@T/ck_header.nc", "the NetCDF header is corrupted or truncated", "bad global attribute list"}},
+    {"ckpt_resume_tampered", TRAIN GPT2 "--batch-size 2 --steps 4 --resume --out @T/ckt", 3,
+     {"@T/ckt/" CKPT, "is corrupted", "hash"}},
+    {"ckpt_eval_truncated", "eval --data @G/batch.safetensors --checkpoint @T/ck_truncated.nc", 3,
+     {"@T/ck_truncated.nc", "truncated or corrupted"}},
+    {"ckpt_eval_tampered", "eval --data @G/batch.safetensors --checkpoint @T/ck_tampered.nc", 3,
+     {"@T/ck_tampered.nc", "is corrupted", "hash"}},
+    {"ckpt_init_from", TRAIN GPT2 "--init-from @T/ck_tampered.nc", 3,
+     {"--init-from @T/ck_tampered.nc", "not safetensors", "--resume"}},
+    /* the checkpoint of --resume / --checkpoint is checked before the
+     * backbone is built: gpt2-xl would take minutes */
+    {"early_resume_truncated", TRAIN XL "--resume --out @T/ckr", 3,
+     {"@T/ckr/" CKPT, "truncated or corrupted"}},
+    {"early_resume_tampered", TRAIN XL "--resume --out @T/ckt", 3,
+     {"@T/ckt/" CKPT, "is corrupted"}},
+    {"early_resume_backbone", TRAIN XL "--resume --out @C", 2,
+     {"@C/" CKPT, "another backbone"}},
+    {"early_eval_tampered", "eval " XL "--checkpoint @T/ck_tampered.nc", 3,
+     {"@T/ck_tampered.nc", "is corrupted"}},
+    /* sweep task files (on gpt2-xl: checked before the backbone is built) */
+    {"task_empty", SWEEP "@T/task_empty.ini", 3,
+     {"@T/task_empty.ini", "no [task NAME] section"}},
+    {"task_unknown_key", SWEEP "@T/task_unknown_key.ini", 2,
+     {"@T/task_unknown_key.ini [task a]", "unknown option '--lora-rnak'", "'--lora-rank'"}},
+    {"task_bad_value", SWEEP "@T/task_bad_value.ini", 2,
+     {"@T/task_bad_value.ini [task a]", "--lr", "'20'"}},
+    {"task_duplicate", SWEEP "@T/task_duplicate.ini", 3,
+     {"@T/task_duplicate.ini: line 7", "task 'a' is defined twice (first at line 1)"}},
+    {"task_indented", SWEEP "@T/task_indented.ini", 3,
+     {"@T/task_indented.ini: line 4", "the line is indented"}},
+    {"task_no_data", SWEEP "@T/task_no_data.ini", 2,
+     {"@T/task_no_data.ini [task a]", "'data' is required"}},
+    {"task_absent_method", SWEEP "@T/task_absent_method.ini", 2,
+     {"@T/task_absent_method.ini: line 4", "key 'lora-rank'",
+      "method 'lora', which this task does not select (method = bitfit)"}},
+    {"task_missing", SWEEP "@T/nope.ini", 3, {"@T/nope.ini", "cannot open the task file"}},
     {"ckpt_resume_method", TRAIN GPT2 "--batch-size 2 --steps 4 --resume --out @C --method bitfit",
      2,
      {"@C/" CKPT, "--method lora", "--method bitfit"}},
@@ -196,7 +235,7 @@ static int setup(void **state) {
   }
   free(out);
   /* a checkpoint, a truncated and a tampered copy, and a folder whose newest
-   * checkpoint is truncated */
+   * checkpoint is truncated (then one whose newest is tampered) */
   const char *G = dt_test_fixture("gpt2");
   rc = dt_test_run(&out,
                    MPIRUN " %s train --model %s/model --data %s/batch.safetensors --batch-size 2 "
@@ -208,6 +247,23 @@ static int setup(void **state) {
                    "open(p, 'wb').write(b)\" %s/ck_truncated.nc %s/ckr/" CKPT " %s/ck_tampered.nc",
                    DT_BINARY, G, G, g_ck, g_ck, g_tmp, g_ck, g_tmp, g_tmp, g_ck, g_tmp, g_tmp,
                    g_tmp, g_tmp);
+  if (rc == 0) { /* and a folder whose newest checkpoint is tampered */
+    free(out);
+    out = NULL;
+    rc = dt_test_run(&out, "mkdir -p %s/ckt && cp %s/ck_tampered.nc %s/ckt/" CKPT, g_tmp, g_tmp,
+                     g_tmp);
+  }
+  if (rc == 0) { /* and one whose first global attribute claims 2^50 characters */
+    free(out);
+    out = NULL;
+    rc = dt_test_run(&out,
+                     "python3 -c \"import sys\n"
+                     "b = bytearray(open(sys.argv[1], 'rb').read()); i = b.find(b'title')\n"
+                     "assert i > 0 and b[i + 8:i + 12] == (2).to_bytes(4, 'big')\n"
+                     "b[i + 12:i + 20] = (1 << 50).to_bytes(8, 'big')\n"
+                     "open(sys.argv[2], 'wb').write(b)\" %s/" CKPT " %s/ck_header.nc",
+                     g_ck, g_tmp);
+  }
   if (rc != 0) {
     fprintf(stderr, "making the checkpoints failed:\n%s\n", out ? out : "");
     free(out);

@@ -5,6 +5,13 @@
  * task trained alone with
  * deltatune train, at 1 rank and at 2 ranks (2 replicas; 2 shards); a task
  * with a missing data file is reported and dropped while the others finish.
+ * Resume: a sweep (LoRA with dropout and random rows, IA3 that finishes
+ * early, prefix in its own group, last layer on a private backbone copy,
+ * each with checkpoints in its 'out') interrupted by SIGTERM (the
+ * DT_TEST_INTERRUPT hook raises it on one rank) exits 9 after every running
+ * task checkpointed; `sweep --resume` then gives every task the per-step
+ * metrics (each step once) and the byte-identical deltas of the same sweep
+ * run without interruption, at 1 rank and at 2 data-parallel ranks.
  * usage: test_sweep FAMILY */
 #include <math.h>
 #include <stdio.h>
@@ -104,6 +111,141 @@ static void run_layout(const char *launch, const char *tp) {
   }
 }
 
+/* The resume sweep's tasks under root: (name, keys, steps). */
+static const struct {
+  const char *name, *gpt2, *llama;
+  int steps;
+} rcases[] = {
+    {"lora", "method = lora\nlora-rank = 4\nlora-targets = c_attn,mlp.c_fc\nlora-dropout = 0.1\n"
+             "sample-rows = 3\nsave-every = 2\nkeep = 2",
+     "method = lora\nlora-rank = 4\nlora-targets = q_proj,v_proj,down_proj\nlora-dropout = 0.1\n"
+     "sample-rows = 3\nsave-every = 2\nkeep = 2", 8},
+    {"ia3", "method = ia3", "method = ia3", 3},
+    {"prefix", "method = prefix\nprefix-tokens = 3\nshuffle = 5", "method = prefix\nprefix-tokens = 3\nshuffle = 5", 7},
+    {"lastlayer", "method = lastlayer\nsave-every = 3", "method = lastlayer\nsave-every = 3", 6},
+};
+enum { NR = sizeof rcases / sizeof *rcases };
+
+static void write_resume_tasks(const char *root, const char *F) {
+  char ini[1200];
+  snprintf(ini, sizeof ini, "%s/tasks.ini", root);
+  FILE *f = fopen(ini, "w");
+  assert_non_null(f);
+  for (int i = 0; i < NR; i++)
+    fprintf(f,
+            "[task %s]\n%s\ndata = %s/batch.safetensors\nbatch-size = 2\nsteps = %d\n"
+            "lr = 1e-2\nmetrics = %s/%s.jsonl\nout = %s/%s\n\n",
+            rcases[i].name, strcmp(g_fam, "llama") ? rcases[i].gpt2 : rcases[i].llama, F,
+            rcases[i].steps, root, rcases[i].name, root, rcases[i].name);
+  fclose(f);
+}
+
+/* The metrics lines of a file, with elapsed_s cut off (it is a time). */
+static int metrics_lines(const char *path, char lines[][256], int max) {
+  char *s = dt_test_slurp(path);
+  if (!s) return -1;
+  int n = 0;
+  for (char *save = NULL, *ln = strtok_r(s, "\n", &save); ln && n < max;
+       ln = strtok_r(NULL, "\n", &save)) {
+    char *e = strstr(ln, ", \"elapsed_s\"");
+    if (e) *e = 0;
+    snprintf(lines[n++], 256, "%s", ln);
+  }
+  free(s);
+  return n;
+}
+
+static int same_file(const char *a, const char *b) {
+  FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+  int same = fa && fb;
+  while (same) {
+    int ca = fgetc(fa), cb = fgetc(fb);
+    if (ca != cb) same = 0;
+    if (ca == EOF || cb == EOF) break;
+  }
+  if (fa) fclose(fa);
+  if (fb) fclose(fb);
+  return same;
+}
+
+/* launch: "" or "mpirun -np 2 ..."; launch_int: the same with the
+ * interruption's hook (DT_TEST_INTERRUPT=4[:RANK], a signal while sweep
+ * step 4 runs, so the sweep stops at the boundary of step 5: IA3 has
+ * finished by then). */
+static void run_resume(const char *tag, const char *launch, const char *launch_int) {
+  char F[1024];
+  snprintf(F, sizeof F, "%s", dt_test_fixture(g_fam));
+  char ref[600], itr[600];
+  snprintf(ref, sizeof ref, "%s/resume-%s-ref", dt_test_tmpdir(), tag);
+  snprintf(itr, sizeof itr, "%s/resume-%s-int", dt_test_tmpdir(), tag);
+  char *out;
+  int rc = dt_test_run(&out, "rm -rf %s %s && mkdir -p %s %s", ref, itr, ref, itr);
+  free(out);
+  assert_int_equal(rc, 0);
+  write_resume_tasks(ref, F);
+  write_resume_tasks(itr, F);
+  /* the reference: the same sweep without interruption */
+  rc = dt_test_run(&out, "%s %s sweep --model %s/model --tasks %s/tasks.ini --log-every 1", launch,
+                   DT_BINARY, F, ref);
+  if (rc) fail_msg("uninterrupted sweep exited %d:\n%s", rc, out);
+  free(out);
+  /* interrupted: exit 9, every running task checkpointed at step 5 */
+  rc = dt_test_run(&out, "%s %s sweep --model %s/model --tasks %s/tasks.ini --log-every 1",
+                   launch_int, DT_BINARY, F, itr);
+  if (rc != 9 || !strstr(out, "interrupted: SIGTERM at sweep step 5:") ||
+      !strstr(out, "rerun with --resume"))
+    fail_msg("interrupted sweep: exit %d (expected 9):\n%s", rc, out);
+  free(out);
+  for (int i = 0; i < NR; i++) {
+    const int done = rcases[i].steps < 5 ? rcases[i].steps : 5;
+    char p[1400], lines[16][256];
+    snprintf(p, sizeof p, "%s/%s/ckpt-%010d.nc", itr, rcases[i].name, done);
+    FILE *f = fopen(p, "rb");
+    if (!f) fail_msg("%s: no checkpoint %s after the interruption", rcases[i].name, p);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/%s.jsonl", itr, rcases[i].name);
+    const int n = metrics_lines(p, lines, 16);
+    if (n != done) fail_msg("%s: %d metrics lines after %d steps", rcases[i].name, n, done);
+  }
+  /* resumed: continues every task, IA3 stays finished */
+  rc = dt_test_run(&out, "%s %s sweep --model %s/model --tasks %s/tasks.ini --log-every 1 --resume",
+                   launch, DT_BINARY, F, itr);
+  if (rc || !strstr(out, "task ia3: finished already") ||
+      !strstr(out, "lora/ckpt-0000000005.nc: step 5 of 8") ||
+      !strstr(out, "lastlayer/ckpt-0000000005.nc: step 5 of 6"))
+    fail_msg("resumed sweep: exit %d:\n%s", rc, out);
+  free(out);
+  for (int i = 0; i < NR; i++) {
+    char pa[1400], pb[1400], la[16][256], lb[16][256];
+    snprintf(pa, sizeof pa, "%s/%s.jsonl", ref, rcases[i].name);
+    snprintf(pb, sizeof pb, "%s/%s.jsonl", itr, rcases[i].name);
+    const int na = metrics_lines(pa, la, 16), nb = metrics_lines(pb, lb, 16);
+    if (na != rcases[i].steps || nb != na)
+      fail_msg("%s: %d metrics lines uninterrupted, %d interrupted + resumed (%d steps)",
+               rcases[i].name, na, nb, rcases[i].steps);
+    for (int k = 0; k < na; k++) {
+      char want[32];
+      snprintf(want, sizeof want, "{\"step\": %d,", k);
+      if (strncmp(lb[k], want, strlen(want)) || strcmp(la[k], lb[k]))
+        fail_msg("%s step %d: uninterrupted %s\n resumed %s", rcases[i].name, k, la[k], lb[k]);
+    }
+    snprintf(pa, sizeof pa, "%s/%s/deltas.safetensors", ref, rcases[i].name);
+    snprintf(pb, sizeof pb, "%s/%s/deltas.safetensors", itr, rcases[i].name);
+    if (!same_file(pa, pb)) fail_msg("%s: %s and %s differ", rcases[i].name, pa, pb);
+  }
+}
+
+static void test_resume_one_rank(void **s) {
+  (void)s;
+  run_resume("np1", "", "DT_TEST_INTERRUPT=4");
+}
+static void test_resume_two_replicas(void **s) {
+  (void)s;
+  /* the signal on rank 1 only: rank 0 follows at the same boundary */
+  run_resume("np2", "mpirun -np 2 --oversubscribe",
+             "mpirun -np 2 --oversubscribe -x DT_TEST_INTERRUPT=4:1");
+}
+
 static void test_one_rank(void **s) {
   (void)s;
   run_layout("", "");
@@ -121,6 +263,8 @@ int main(int argc, char **argv) {
   g_fam = argc > 1 ? argv[1] : "gpt2";
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_one_rank),
                                      cmocka_unit_test(test_two_replicas),
-                                     cmocka_unit_test(test_two_shards)};
+                                     cmocka_unit_test(test_two_shards),
+                                     cmocka_unit_test(test_resume_one_rank),
+                                     cmocka_unit_test(test_resume_two_replicas)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
