@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by the batch scripts (finetune.sbatch, array.sbatch, scaling.sbatch)
+# Shared by the batch scripts (finetune, array, sweep and scaling .sbatch)
 # and the scaling driver (scaling.sh): sourced, never run. Finds the
 # environment (env.sh) and the deltatune binary, builds a `deltatune train`
 # command line from environment variables and arguments, and launches it.

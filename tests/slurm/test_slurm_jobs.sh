@@ -14,6 +14,16 @@
 #   - array.sbatch (repository copy): 2 array elements from a task list
 #     (LoRA, BitFit) -> one deltas file per task;
 #   - finetune.sbatch with a bad option -> FAILED with exit code 2;
+#   - sweep.sbatch (installed copy): 3 tasks of an INI task file (LoRA, IA3,
+#     BitFit with its own out) on 2 ranks -> per task deltas (read back by
+#     deltatune eval; checkpoints checked by deltatune inspect where the
+#     sweep writes them), metrics of every step; array.sbatch runs the same
+#     INI file, one element per task, and gives the same losses and deltas;
+#   - sweep.sbatch signalled with SIGUSR1 once one of its two tasks is done
+#     -> it requeues itself and finishes (a deltatune with sweep --resume:
+#     checkpoint, exit 9, requeue, resume, as finetune.sbatch; without it:
+#     requeued, the finished task left out, the other one redone), every
+#     step once in the metrics;
 #   - a scaling study (scaling.sh, 1 and 2 ranks, strong and weak) -> 4
 #     result.json, report.md with 4 rows, 3 PNG plots;
 # checks that the scripts refuse to run outside Slurm, waits with timeouts,
@@ -57,7 +67,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # -- outside Slurm the batch scripts refuse, with exit 2 and a message
-for f in finetune array scaling; do
+for f in finetune array scaling sweep; do
   out=$(env -u SLURM_JOB_ID bash "$SRC/jobs/$f.sbatch" 2>&1)
   rc=$?
   if [[ $rc -eq 2 && "$out" == *"not inside a Slurm job"* ]]; then ok "$f.sbatch refuses outside Slurm"
@@ -127,6 +137,30 @@ preempt() {
   if scancel "$2" --signal=USR1 "$PRE_ID" 2>"$S/scancel.err"; then log "$1: SIGUSR1 (scancel $2) to job $PRE_ID"
   else fail "$1: scancel $2 --signal=USR1 $PRE_ID (job state: $(squeue -h -j "$PRE_ID" -o %T 2>&1)): $(cat "$S/scancel.err")"; fi
 }
+# the sweep: a short and a long task on 1 rank; SIGUSR1 to the batch shell
+# (the time-limit warning) once the short one has written its deltas
+SWP_LONG=3000
+cat > sweep-pre.ini <<EOF
+[task short]
+method = lora
+lora-rank = 4
+steps = 3
+
+[task long]
+method = lora
+lora-rank = 4
+steps = $SWP_LONG
+EOF
+swp=$(MODEL=$MODEL DATA=$DATA BATCH=2 LOG_EVERY=1000 OUT=$S/work/sweep-pre \
+      submit -n 1 -J dt-sweep-pre "$DELTATUNE_JOBS/sweep.sbatch" sweep-pre.ini)
+deadline=$((SECONDS + 60))
+until [[ -s $S/work/sweep-pre/short/deltas.safetensors ]]; do
+  (( SECONDS < deadline )) || { fail "sweep-pre: job $swp did not finish its short task in 60 s ($(squeue -h -j "$swp" -o %T 2>&1))"; break; }
+  sleep 0.05
+done
+if scancel --batch --signal=USR1 "$swp" 2>"$S/scancel.err"; then log "sweep-pre: SIGUSR1 (scancel --batch) to job $swp"
+else fail "sweep-pre: scancel --batch --signal=USR1 $swp: $(cat "$S/scancel.err")"; fi
+
 preempt pre-batch --batch
 pre1=$PRE_ID
 preempt pre-full --full
@@ -146,9 +180,37 @@ cat > tasks.txt <<EOF
 EOF
 arr=$(MODEL=$MODEL DATA=$DATA STEPS=3 BATCH=2 OUT_ROOT=$S/work/arr DELTATUNE=$BUILD/deltatune \
       submit --array=1-2 "$SRC/jobs/array.sbatch" tasks.txt)
+# 3b. the same tasks as a sweep (one job, 2 ranks, the installed copy) and as
+#     a job array (the repository's copy, one rank per element), from one
+#     INI task file
+cat > sweep.ini <<EOF
+# deltatune sweep task file; keys are train options
+[task lora]
+method = lora
+lora-rank = 4
+lr = 1e-3
+
+[task ia3]
+method = ia3   ; an inline comment
+lr = 1e-2
+
+[task bitfit]
+method = bitfit
+lr = 3e-3
+out = $S/work/sweep-bitfit
+EOF
+nsw=$(/usr/bin/python3 "$DELTATUNE_JOBS/sweep_tasks.py" count sweep.ini)
+[[ "$nsw" == 3 ]] && ok "sweep_tasks.py count: 3 tasks" || fail "sweep_tasks.py count sweep.ini: '$nsw'"
+sw=$(MODEL=$MODEL DATA=$DATA STEPS=6 BATCH=2 LOG_EVERY=1 OUT=$S/work/sweep \
+     submit -n 2 "$DELTATUNE_JOBS/sweep.sbatch" sweep.ini)
+# the array writes the bitfit task (which gives its own out) elsewhere
+sed "s|^out = .*|out = $S/work/sweep-arr/bitfit-own|" sweep.ini > sweep-arr.ini
+swa=$(MODEL=$MODEL DATA=$DATA STEPS=6 BATCH=2 OUT_ROOT=$S/work/sweep-arr DELTATUNE=$BUILD/deltatune \
+      submit --array=1-"${nsw:-3}" "$SRC/jobs/array.sbatch" sweep-arr.ini)
+
 # 4. a usage error: the job fails with deltatune's exit status
 bad=$(MODEL=$MODEL DATA=$DATA submit -n 1 -J dt-bad "$DELTATUNE_JOBS/finetune.sbatch" --steps -1)
-log "submitted preempted jobs $pre1 $pre2 (reference $pref), finetune $ft, array $arr, failing job $bad"
+log "submitted preempted jobs $pre1 $pre2 (reference $pref), finetune $ft, array $arr, failing job $bad, sweep $sw (array $swa), signalled sweep $swp"
 
 # 5. the scaling study (submits 4 exclusive jobs, waits, writes the report)
 log "scaling study"
@@ -161,7 +223,7 @@ wait $!
 rc=$?
 [[ $rc -eq 0 ]] && ok "scaling.sh --wait" || { fail "scaling.sh exit $rc"; cat "$S/scaling.log"; }
 
-wait_jobs 240 "$ft" "$arr" "$pre1" "$pre2" "$pref" "$bad"
+wait_jobs 240 "$ft" "$arr" "$pre1" "$pre2" "$pref" "$bad" "$sw" "$swa" "$swp"
 log "jobs done"
 
 # -- checks
@@ -210,6 +272,95 @@ EOF
     ok "$name: metrics.jsonl has steps 0..$((PRE_STEPS - 1)) once each, as the uninterrupted job's" ||
     fail "$name: metrics.jsonl step sequence or values"
 done
+
+# the sweep and the array of the same task file
+job_done "$sw" sweep
+job_done "$swa" "sweep tasks as an array"
+o=$S/work/deltatune-sweep-$sw.out
+if grep -q '^sweep summary' "$o" 2>/dev/null && [[ $(grep -cE '^  (lora|ia3|bitfit) +done' "$o") == 3 ]] &&
+   grep -q '^deltatune .*: sweep of 3 tasks on .*, 2 ranks' "$o"; then ok "sweep: 3 tasks done on 2 ranks"
+else fail "sweep: the job output lacks the summary of 3 done tasks on 2 ranks"; cat "$o"; fi
+# each task: deltas (F32 tensors that fill the file, finite), metrics of
+# steps 0..5 with finite, changing losses, and both the same as the array
+# element's (the sweep normalises each task's loss by its own tokens)
+/usr/bin/python3 - "$S/work" <<'EOF' && ok "sweep: deltas and metrics of every task, the same as the array's" ||
+import json, math, struct, sys
+w = sys.argv[1]
+def tensors(path):
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    head = json.loads(raw[8:8 + n])
+    head.pop("__metadata__", None)
+    assert head, path + ": no tensors"
+    out, end = {}, 0
+    for name, t in head.items():
+        a, b = t["data_offsets"]
+        assert t["dtype"] == "F32" and b - a == 4 * math.prod(t["shape"]), (path, name, t)
+        v = struct.unpack("<%df" % ((b - a) // 4), raw[8 + n + a:8 + n + b])
+        assert all(math.isfinite(x) for x in v), (path, name)
+        out[name] = (t["shape"], v)
+        end = max(end, b)
+    assert len(raw) == 8 + n + end, path + ": size"
+    return out
+def losses(path):
+    rows = [json.loads(l) for l in open(path)]
+    assert [r["step"] for r in rows] == list(range(6)), (path, [r["step"] for r in rows])
+    assert all(math.isfinite(r["loss"]) for r in rows), path
+    return [r["loss"] for r in rows]
+for task, sw, arr in [("lora", "sweep/lora", "sweep-arr/lora"), ("ia3", "sweep/ia3", "sweep-arr/ia3"),
+                      ("bitfit", "sweep-bitfit", "sweep-arr/bitfit-own")]:
+    a, b = tensors("%s/%s/deltas.safetensors" % (w, sw)), tensors("%s/%s/deltas.safetensors" % (w, arr))
+    assert a.keys() == b.keys() and all(a[k][0] == b[k][0] for k in a), task + ": names or shapes differ"
+    d = max(abs(x - y) for k in a for x, y in zip(a[k][1], b[k][1]))
+    assert d < 1e-4, "%s: deltas differ by %g" % (task, d)
+    la, lb = losses("%s/%s/metrics.jsonl" % (w, sw)), losses("%s/%s/metrics.jsonl" % (w, arr))
+    assert max(abs(x - y) for x, y in zip(la, lb)) < 1e-4, (task, la, lb)
+    assert la[-1] != la[0], task + ": the loss did not change"
+EOF
+  fail "sweep: deltas or metrics"
+# deltatune reads the sweep's deltas back, and checks its checkpoints (a
+# deltatune with sweep --resume writes each task's final one)
+if deltatune eval --model "$MODEL" --data "$DATA" --method lora --lora-rank 4 \
+     --init-from "$S/work/sweep/lora/deltas.safetensors" --batch-size 2 > "$S/eval.log" 2>&1; then
+  ok "sweep: deltatune eval --init-from reads the LoRA task's deltas"
+else fail "sweep: deltatune eval --init-from of the LoRA task's deltas"; cat "$S/eval.log"; fi
+SW_RESUME=0
+deltatune sweep --help 2>/dev/null | grep -q -- '^ *--resume' && SW_RESUME=1
+if (( SW_RESUME )); then
+  for d in sweep/lora sweep/ia3 sweep-bitfit; do
+    c=$(ls "$S/work/$d"/ckpt-*.nc 2>/dev/null | tail -n 1)
+    if [[ -n "$c" ]] && deltatune inspect "$c" > "$S/inspect.log" 2>&1; then ok "sweep: deltatune inspect $d/$(basename "$c")"
+    else fail "sweep: no checkpoint in $d, or deltatune inspect fails on '$c'"; cat "$S/inspect.log" 2>/dev/null; fi
+  done
+fi
+
+# the sweep signalled once its short task was done: requeued once, completed
+if job_done "$swp" sweep-pre; then
+  o=$S/work/dt-sweep-pre-$swp.out
+  restarts=$(scontrol -o show job "$swp" 2>/dev/null | grep -o 'Restarts=[0-9]*')
+  [[ "$restarts" == Restarts=1 ]] && ok "sweep-pre: requeued once ($restarts)" || { fail "sweep-pre: $restarts"; cat "$o"; }
+  if (( SW_RESUME )); then
+    # deltatune checkpoints a sweep: the path of finetune.sbatch
+    grep -q '^interrupted: SIGUSR1 at sweep step' "$o" && grep -q "requeueing job $swp" "$o" &&
+      grep -q '^task long .*(resumed)' "$o" && grep -q '^task short: finished already' "$o" &&
+      ok "sweep-pre (sweep --resume): checkpoint, exit 9, requeue, resume" ||
+      { fail "sweep-pre: the job output lacks the checkpoint, the requeue or the resume"; cat "$o"; }
+  else
+    grep -q "1 task(s) finished in this run: requeueing job $swp" "$o" && grep -q 'task: done short ' "$o" &&
+      grep -q 'task: run long ' "$o" && grep -q '^deltatune .*: sweep of 1 tasks' "$o" &&
+      ok "sweep-pre: requeued on the warning, the restart left the finished task out" ||
+      { fail "sweep-pre: the job output lacks the requeue or the restart without the finished task"; cat "$o"; }
+  fi
+  /usr/bin/python3 - "$S/work/sweep-pre" "$SWP_LONG" <<'EOF' && ok "sweep-pre: both tasks' deltas, every step once in their metrics" ||
+import json, os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for task, steps in (("short", 3), ("long", n)):
+    assert os.path.getsize("%s/%s/deltas.safetensors" % (d, task)) > 8, task
+    got = [json.loads(l)["step"] for l in open("%s/%s/metrics.jsonl" % (d, task))]
+    assert got == list(range(steps)), (task, got[:5], len(got))
+EOF
+    fail "sweep-pre: deltas or metrics"
+fi
 
 st=$(scontrol -o show job "$bad" 2>/dev/null | grep -o 'JobState=[A-Z_]*\|ExitCode=[0-9:]*' | tr '\n' ' ')
 [[ "$st" == "JobState=FAILED ExitCode=2:0 " ]] && ok "failing job: FAILED with deltatune's exit code 2" ||
