@@ -39,7 +39,7 @@ int cli_exists(const char *path) {
   return stat(path, &sb) == 0;
 }
 
-static char *read_bytes(const char *path, size_t *len) {
+char *cli_read_bytes(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
   fseek(f, 0, SEEK_END);
@@ -55,9 +55,16 @@ static char *read_bytes(const char *path, size_t *len) {
   return b;
 }
 
+int cli_write_bytes(const char *path, const char *b, size_t len) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  size_t w = fwrite(b, 1, len, f);
+  return (fclose(f) == 0 && w == len) ? 0 : -1;
+}
+
 int cli_same_file(const char *a, const char *b) {
   size_t la = 0, lb = 0;
-  char *x = read_bytes(a, &la), *y = read_bytes(b, &lb);
+  char *x = cli_read_bytes(a, &la), *y = cli_read_bytes(b, &lb);
   int same = x && y && la == lb && memcmp(x, y, la) == 0;
   free(x);
   free(y);

@@ -1,5 +1,5 @@
 /* Helpers of the command-line tests (test_ckpt_tp, test_merge,
- * test_preempt): run deltatune under the launcher given on the test's
+ * test_preempt, test_ckpt_cli): run deltatune under the launcher given on the test's
  * command line, compare files, tensors, metrics and checkpoints. */
 #ifndef DT_CLITEST_H
 #define DT_CLITEST_H
@@ -20,6 +20,10 @@ int cli_dt(char **out, int np, const char *env, const char *args);
 /* fail_msg with the output unless rc == 0 */
 void cli_must(int rc, char *out, const char *what);
 int cli_exists(const char *path);
+/* The bytes of a file (malloc'd, one spare byte), or NULL; *len its size. */
+char *cli_read_bytes(const char *path, size_t *len);
+/* Write LEN bytes to PATH: 0, or -1 on any failure. */
+int cli_write_bytes(const char *path, const char *b, size_t len);
 /* Byte-for-byte equal files. */
 int cli_same_file(const char *a, const char *b);
 /* A tensor of a safetensors file by canonical name (malloc'd floats), or

@@ -22,162 +22,10 @@
 #include <sys/stat.h>
 
 #include "safetensors.h"
+#include "clitest.h"
 #include "testutil.h"
 
-static char g_mpirun[1024];
-static char g_fix[512];
-
-/* --- helpers ------------------------------------------------------------- */
-
-static char *read_bytes(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)n + 1);
-  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-    free(b);
-    b = NULL;
-  }
-  fclose(f);
-  if (len) *len = (size_t)n;
-  return b;
-}
-
-static int write_bytes(const char *path, const char *b, size_t len) {
-  FILE *f = fopen(path, "wb");
-  if (!f) return -1;
-  size_t w = fwrite(b, 1, len, f);
-  fclose(f);
-  return w == len ? 0 : -1;
-}
-
-static int same_file(const char *a, const char *b) {
-  size_t la = 0, lb = 0;
-  char *x = read_bytes(a, &la), *y = read_bytes(b, &lb);
-  int same = x && y && la == lb && memcmp(x, y, la) == 0;
-  free(x);
-  free(y);
-  return same;
-}
-
-static int exists(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0;
-}
-
-/* Run "MPIRUN -np NP deltatune ARGS" with ENV in front; output in *out. */
-static int dt(char **out, int np, const char *env, const char *args) {
-  return dt_test_run(out, "%s %s -np %d %s %s", env ? env : "", g_mpirun, np, DT_BINARY, args);
-}
-
-static void must(int rc, char *out, const char *what) {
-  if (rc != 0) fail_msg("%s: exit %d:\n%s", what, rc, out ? out : "");
-}
-
-/* Per step (last record wins, as a resumed run appends): the "loss", "lr"
- * and "grad_norm" fields exactly as written. */
-typedef struct {
-  int n;
-  char v[64][3][32];
-} metrics;
-
-static void field(const char *line, const char *key, char *out) {
-  const char *p = strstr(line, key);
-  out[0] = 0;
-  if (!p) return;
-  p += strlen(key);
-  size_t n = strcspn(p, ",}");
-  snprintf(out, 32, "%.*s", (int)(n < 31 ? n : 31), p);
-}
-
-static void read_metrics(const char *path, metrics *m) {
-  memset(m, 0, sizeof *m);
-  char *s = dt_test_slurp(path);
-  assert_non_null(s);
-  for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n")) {
-    int step = -1;
-    if (sscanf(line, "{\"step\": %d", &step) != 1 || step < 0 || step >= 64) continue;
-    field(line, "\"loss\": ", m->v[step][0]);
-    field(line, "\"lr\": ", m->v[step][1]);
-    field(line, "\"grad_norm\": ", m->v[step][2]);
-    if (step + 1 > m->n) m->n = step + 1;
-  }
-  free(s);
-}
-
-static void same_metrics(const char *a, const char *b, int steps, const char *what) {
-  metrics x, y;
-  read_metrics(a, &x);
-  read_metrics(b, &y);
-  if (x.n != steps || y.n != steps) fail_msg("%s: %d and %d steps, %d expected", what, x.n, y.n, steps);
-  static const char *const names[3] = {"loss", "lr", "grad_norm"};
-  for (int s = 0; s < steps; s++)
-    for (int k = 0; k < 3; k++)
-      if (!x.v[s][k][0] || strcmp(x.v[s][k], y.v[s][k]) != 0)
-        fail_msg("%s: step %d %s: %s uninterrupted, %s resumed", what, s, names[k], x.v[s][k],
-                 y.v[s][k]);
-}
-
-/* The "variables:" section of inspect (role, shape, xxh3, name per line). */
-static char *variables(const char *ckpt) {
-  char *out = NULL;
-  int rc = dt_test_run(&out, "%s inspect %s --variables", DT_BINARY, ckpt);
-  must(rc, out, ckpt);
-  char *v = strstr(out, "variables:\n");
-  char *r = strdup(v ? v : "");
-  char *end = strstr(r, "checksums:");
-  if (end) *end = 0;
-  free(out);
-  return r;
-}
-
-static float *tensor(const char *path, const char *name, int64_t *n, int *ndim, int64_t *shape) {
-  dt_st_file f;
-  if (dt_st_open(&f, path)) return NULL;
-  float *v = NULL;
-  for (int k = 0; k < f.n; k++) {
-    char a[256], b[256];
-    dt_param_canonical(a, sizeof a, f.t[k].name);
-    dt_param_canonical(b, sizeof b, name);
-    if (strcmp(a, b) != 0) continue;
-    const dt_st_tensor *t = &f.t[k];
-    v = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
-    *n = t->numel;
-    if (ndim) *ndim = t->ndim;
-    for (int d = 0; shape && d < t->ndim; d++) shape[d] = t->shape[d];
-    if (dt_st_read_f32(&f, t, 0, t->numel, v)) {
-      free(v);
-      v = NULL;
-    }
-    break;
-  }
-  dt_st_close(&f);
-  return v;
-}
-
-/* Largest |a - b| over the tensors of file a, matched by canonical name in
- * b; fails when a name or a shape is missing or differs. */
-static double max_diff(const char *a, const char *b) {
-  dt_st_file fa;
-  if (dt_st_open(&fa, a)) fail_msg("cannot open %s", a);
-  double mx = 0;
-  for (int k = 0; k < fa.n; k++) {
-    int64_t na = 0, nb = 0, sa[8], sb[8];
-    int da = 0, db = 0;
-    float *x = tensor(a, fa.t[k].name, &na, &da, sa), *y = tensor(b, fa.t[k].name, &nb, &db, sb);
-    if (!x || !y) fail_msg("%s: tensor %s is not in %s", a, fa.t[k].name, b);
-    if (da != db || na != nb) fail_msg("%s: tensor %s has another shape in %s", a, fa.t[k].name, b);
-    for (int d = 0; d < da; d++)
-      if (sa[d] != sb[d]) fail_msg("%s: tensor %s has another shape in %s", a, fa.t[k].name, b);
-    for (int64_t j = 0; j < na; j++) mx = fmax(mx, fabs((double)x[j] - y[j]));
-    free(x);
-    free(y);
-  }
-  dt_st_close(&fa);
-  return mx;
-}
+/* --- helpers (the rest are in clitest.c) -------------------------------- */
 
 static int count_tensors(const char *path) {
   dt_st_file f;
@@ -212,8 +60,8 @@ static void run_case(const resume_case *c) {
   snprintf(args, sizeof args,
            "train --model %s/%s/model --data %s/%s/batch.safetensors %s --steps %d --out %s "
            "--metrics %s/metrics.jsonl --log-every 1000",
-           g_fix, fam, g_fix, fam, c->args, c->steps, ref, ref);
-  must(dt(&out, c->np, NULL, args), out, c->name);
+           cli_fix(), fam, cli_fix(), fam, c->args, c->steps, ref, ref);
+  cli_must(cli_dt(&out, c->np, NULL, args), out, c->name);
   free(out);
   /* interrupted */
   if (c->kill_at) {
@@ -221,29 +69,29 @@ static void run_case(const resume_case *c) {
     snprintf(args, sizeof args,
              "train --model %s/%s/model --data %s/%s/batch.safetensors %s --steps %d --out %s "
              "--metrics %s/metrics.jsonl --log-every 1000 --save-every 2",
-             g_fix, fam, g_fix, fam, c->args, c->steps, res, res);
-    int rc = dt(&out, c->np, env, args);
+             cli_fix(), fam, cli_fix(), fam, c->args, c->steps, res, res);
+    int rc = cli_dt(&out, c->np, env, args);
     if (rc == 0) fail_msg("%s: the killed run exited 0:\n%s", c->name, out);
     free(out);
     char p[1200];
     snprintf(p, sizeof p, "%s/ckpt-%010d.nc", res, c->kill_at - 2);
-    if (!exists(p)) fail_msg("%s: %s is missing after the kill", c->name, p);
+    if (!cli_exists(p)) fail_msg("%s: %s is missing after the kill", c->name, p);
     snprintf(p, sizeof p, "%s/ckpt-%010d.nc", res, c->kill_at);
-    if (exists(p)) fail_msg("%s: %s exists although its write was killed", c->name, p);
+    if (cli_exists(p)) fail_msg("%s: %s exists although its write was killed", c->name, p);
   } else {
     snprintf(args, sizeof args,
              "train --model %s/%s/model --data %s/%s/batch.safetensors %s --steps %d --out %s "
              "--metrics %s/metrics.jsonl --log-every 1000",
-             g_fix, fam, g_fix, fam, c->args, c->steps / 2, res, res);
-    must(dt(&out, c->np, NULL, args), out, c->name);
+             cli_fix(), fam, cli_fix(), fam, c->args, c->steps / 2, res, res);
+    cli_must(cli_dt(&out, c->np, NULL, args), out, c->name);
     free(out);
   }
   snprintf(args, sizeof args,
            "train --model %s/%s/model --data %s/%s/batch.safetensors %s --steps %d --out %s "
            "--metrics %s/metrics.jsonl --log-every 1000 --resume%s",
-           g_fix, fam, g_fix, fam, c->args, c->steps, res, res, c->kill_at ? " --save-every 2" : "");
-  int rc = dt(&out, c->np, NULL, args);
-  must(rc, out, c->name);
+           cli_fix(), fam, cli_fix(), fam, c->args, c->steps, res, res, c->kill_at ? " --save-every 2" : "");
+  int rc = cli_dt(&out, c->np, NULL, args);
+  cli_must(rc, out, c->name);
   char want[128];
   snprintf(want, sizeof want, "ckpt-%010d.nc: step %d of %d", c->kill_at ? c->kill_at - 2 : c->steps / 2,
            c->kill_at ? c->kill_at - 2 : c->steps / 2, c->steps);
@@ -252,14 +100,14 @@ static void run_case(const resume_case *c) {
   char a[1200], b[1200];
   snprintf(a, sizeof a, "%s/deltas.safetensors", ref);
   snprintf(b, sizeof b, "%s/deltas.safetensors", res);
-  if (!same_file(a, b)) fail_msg("%s: deltas differ (%s, %s)", c->name, a, b);
+  if (!cli_same_file(a, b)) fail_msg("%s: deltas differ (%s, %s)", c->name, a, b);
   snprintf(a, sizeof a, "%s/metrics.jsonl", ref);
   snprintf(b, sizeof b, "%s/metrics.jsonl", res);
-  same_metrics(a, b, c->steps, c->name);
+  cli_same_metrics(a, b, c->steps, c->name);
   /* parameters and moments of the final checkpoints, by their checksums */
   snprintf(a, sizeof a, "%s/ckpt-%010d.nc", ref, c->steps);
   snprintf(b, sizeof b, "%s/ckpt-%010d.nc", res, c->steps);
-  char *va = variables(a), *vb = variables(b);
+  char *va = cli_variables(a), *vb = cli_variables(b);
   if (!*va || strcmp(va, vb) != 0) fail_msg("%s: final variables differ:\n%s\nvs\n%s", c->name, va, vb);
   free(va);
   free(vb);
@@ -323,24 +171,24 @@ static void test_resume_other_ranks(void **state) {
   const char *common = "--batch-size 2 --method lora --lora-rank 4 --lora-targets c_attn,mlp.c_fc "
                        "--lr 1e-2 --log-every 1000";
   char *out = NULL, args[8192];
-  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 8 --out %s/xr-ref", g_fix, g_fix,
+  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 8 --out %s/xr-ref", cli_fix(), cli_fix(),
            common, tmp);
-  must(dt(&out, 2, NULL, args), out, "2 ranks, 8 steps");
+  cli_must(cli_dt(&out, 2, NULL, args), out, "2 ranks, 8 steps");
   free(out);
-  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 4 --out %s/xr", g_fix, g_fix,
+  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 4 --out %s/xr", cli_fix(), cli_fix(),
            common, tmp);
-  must(dt(&out, 2, NULL, args), out, "2 ranks, 4 steps");
+  cli_must(cli_dt(&out, 2, NULL, args), out, "2 ranks, 4 steps");
   free(out);
-  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 8 --out %s/xr --resume", g_fix,
-           g_fix, common, tmp);
-  must(dt(&out, 1, NULL, args), out, "resumed on 1 rank");
+  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 8 --out %s/xr --resume", cli_fix(),
+           cli_fix(), common, tmp);
+  cli_must(cli_dt(&out, 1, NULL, args), out, "resumed on 1 rank");
   if (!strstr(out, "written") || !strstr(out, "by 2 rank(s)"))
     fail_msg("the resume does not report the writer's 2 ranks:\n%s", out);
   free(out);
   char a[1200], b[1200];
   snprintf(a, sizeof a, "%s/xr-ref/deltas.safetensors", tmp);
   snprintf(b, sizeof b, "%s/xr/deltas.safetensors", tmp);
-  const double d = max_diff(a, b);
+  const double d = cli_max_diff(a, b);
   if (!(d <= 1e-5)) fail_msg("2 ranks vs 2 then 1 rank: max abs difference %.3e", d);
 }
 
@@ -352,14 +200,14 @@ static void test_interrupted_write(void **state) {
   char *out = NULL, args[8192];
   snprintf(args, sizeof args,
            "train " MODEL("gpt2") " --batch-size 2 --method lora --lora-targets c_attn --steps 8 "
-           "--save-every 2 --out %s/int --log-every 1000", g_fix, g_fix, tmp);
-  int rc = dt(&out, 2, "DT_TEST_CHECKPOINT_FAULT=kill:6:1", args);
+           "--save-every 2 --out %s/int --log-every 1000", cli_fix(), cli_fix(), tmp);
+  int rc = cli_dt(&out, 2, "DT_TEST_CHECKPOINT_FAULT=kill:6:1", args);
   if (rc == 0) fail_msg("killed run exited 0:\n%s", out);
   free(out);
   char p[1200];
   snprintf(p, sizeof p, "%s/int/ckpt-0000000004.nc", tmp);
   rc = dt_test_run(&out, "%s inspect %s", DT_BINARY, p);
-  must(rc, out, "inspect of the previous checkpoint");
+  cli_must(rc, out, "inspect of the previous checkpoint");
   if (!strstr(out, "complete: yes") || !strstr(out, "variables verified"))
     fail_msg("previous checkpoint not complete and intact:\n%s", out);
   free(out);
@@ -375,29 +223,29 @@ static void test_interrupted_write(void **state) {
   /* --resume takes the previous one, and the temporary is cleaned up */
   snprintf(args, sizeof args,
            "train " MODEL("gpt2") " --batch-size 2 --method lora --lora-targets c_attn --steps 8 "
-           "--save-every 2 --out %s/int --log-every 1000 --resume", g_fix, g_fix, tmp);
-  rc = dt(&out, 2, NULL, args);
-  must(rc, out, "resume after the kill");
+           "--save-every 2 --out %s/int --log-every 1000 --resume", cli_fix(), cli_fix(), tmp);
+  rc = cli_dt(&out, 2, NULL, args);
+  cli_must(rc, out, "resume after the kill");
   if (!strstr(out, "ckpt-0000000004.nc: step 4 of 8")) fail_msg("did not resume from step 4:\n%s", out);
   free(out);
-  if (exists(partial)) fail_msg("the temporary %s was not removed", partial);
+  if (cli_exists(partial)) fail_msg("the temporary %s was not removed", partial);
 
   /* a failed write (one rank): the job fails, the previous file stays */
   snprintf(args, sizeof args,
            "train " MODEL("gpt2") " --batch-size 2 --method lora --lora-targets c_attn --steps 8 "
-           "--save-every 2 --out %s/fail --log-every 1000", g_fix, g_fix, tmp);
-  rc = dt(&out, 2, "DT_TEST_CHECKPOINT_FAULT=error:6:1", args);
+           "--save-every 2 --out %s/fail --log-every 1000", cli_fix(), cli_fix(), tmp);
+  rc = cli_dt(&out, 2, "DT_TEST_CHECKPOINT_FAULT=error:6:1", args);
   if (rc == 0 || !strstr(out, "simulated write failure"))
     fail_msg("failed write: exit %d:\n%s", rc, out);
   free(out);
   snprintf(p, sizeof p, "%s/fail/ckpt-0000000006.nc", tmp);
-  if (exists(p)) fail_msg("%s exists after a failed write", p);
+  if (cli_exists(p)) fail_msg("%s exists after a failed write", p);
   rc = dt_test_run(&out, "ls %s/fail | grep -c tmp", tmp);
   if (atoi(out ? out : "1") != 0) fail_msg("temporaries left after a failed write: %s", out);
   free(out);
   snprintf(p, sizeof p, "%s/fail/ckpt-0000000004.nc", tmp);
   rc = dt_test_run(&out, "%s inspect %s", DT_BINARY, p);
-  must(rc, out, "previous checkpoint after a failed write");
+  cli_must(rc, out, "previous checkpoint after a failed write");
   free(out);
 }
 
@@ -410,8 +258,8 @@ static void test_corrupted(void **state) {
   const char *common = "--batch-size 2 --method lora --lora-rank 4 --lora-targets c_attn,mlp.c_fc "
                        "--log-every 1000";
   snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 3 --out %s/cor --init-from %s/gpt2/lora/init.safetensors",
-           g_fix, g_fix, common, tmp, g_fix);
-  must(dt(&out, 1, NULL, args), out, "train");
+           cli_fix(), cli_fix(), common, tmp, cli_fix());
+  cli_must(cli_dt(&out, 1, NULL, args), out, "train");
   free(out);
   /* find the stored (big-endian) values of one tensor and flip a byte */
   char ckpt[1200], deltas[1200];
@@ -419,7 +267,7 @@ static void test_corrupted(void **state) {
   snprintf(deltas, sizeof deltas, "%s/cor/deltas.safetensors", tmp);
   const char *victim = "base_model.model.transformer.h.1.mlp.c_fc.lora_B.weight";
   int64_t n = 0;
-  float *v = tensor(deltas, victim, &n, NULL, NULL);
+  float *v = cli_tensor(deltas, victim, &n, NULL, NULL);
   assert_non_null(v);
   unsigned char pat[16];
   for (int k = 0; k < 4; k++) {
@@ -429,27 +277,27 @@ static void test_corrupted(void **state) {
   }
   free(v);
   size_t len = 0;
-  char *file = read_bytes(ckpt, &len);
+  char *file = cli_read_bytes(ckpt, &len);
   assert_non_null(file);
   char *at = memmem(file, len, pat, sizeof pat);
   if (!at) fail_msg("the values of %s are not in %s", victim, ckpt);
   at[9] ^= 0x5a;
-  assert_int_equal(write_bytes(ckpt, file, len), 0);
+  assert_int_equal(cli_write_bytes(ckpt, file, len), 0);
   free(file);
   const char *ncname = "base_model_model_transformer_h_1_mlp_c_fc_lora_B_weight";
   int rc = dt_test_run(&out, "%s inspect %s", DT_BINARY, ckpt);
   if (rc != 3 || !strstr(out, ncname) || !strstr(out, "corrupted"))
     fail_msg("inspect of a corrupted file: exit %d:\n%s", rc, out);
   free(out);
-  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 5 --out %s/cor --resume", g_fix,
-           g_fix, common, tmp);
-  rc = dt(&out, 2, NULL, args);
+  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 5 --out %s/cor --resume", cli_fix(),
+           cli_fix(), common, tmp);
+  rc = cli_dt(&out, 2, NULL, args);
   if (rc != 3 || !strstr(out, ncname) || !strstr(out, "corrupted"))
     fail_msg("resume from a corrupted file: exit %d:\n%s", rc, out);
   free(out);
   snprintf(args, sizeof args, "eval --data %s/gpt2/batch.safetensors --batch-size 2 --checkpoint %s",
-           g_fix, ckpt);
-  rc = dt(&out, 2, NULL, args);
+           cli_fix(), ckpt);
+  rc = cli_dt(&out, 2, NULL, args);
   if (rc != 3 || !strstr(out, ncname)) fail_msg("eval of a corrupted file: exit %d:\n%s", rc, out);
   free(out);
   /* not a checkpoint at all */
@@ -466,13 +314,13 @@ static void test_readers(void **state) {
   char *out = NULL, args[8192];
   snprintf(args, sizeof args,
            "train " MODEL("gpt2") " --batch-size 2 --method lora,bitfit --lora-targets c_attn "
-           "--steps 2 --out %s/rd --log-every 1000", g_fix, g_fix, tmp);
-  must(dt(&out, 2, NULL, args), out, "train");
+           "--steps 2 --out %s/rd --log-every 1000", cli_fix(), cli_fix(), tmp);
+  cli_must(cli_dt(&out, 2, NULL, args), out, "train");
   free(out);
   char ckpt[1200];
   snprintf(ckpt, sizeof ckpt, "%s/rd/ckpt-0000000002.nc", tmp);
   int rc = dt_test_run(&out, "ncdump -h %s", ckpt);
-  must(rc, out, "ncdump -h");
+  cli_must(rc, out, "ncdump -h");
   const char *need[] = {":format = \"deltatune-checkpoint\"", ":complete = 1", ":step = 2LL",
                         ":methods = \"lora,bitfit\"", ":long_name = ", ":units = \"1\"",
                         ":xxh3 = ", ":backbone_id = ", "__exp_avg_sq("};
@@ -481,7 +329,7 @@ static void test_readers(void **state) {
   free(out);
   rc = dt_test_run(&out, "/usr/bin/python3 %s/tests/ckpt_netcdf4.py %s %s/rd/deltas.safetensors",
                    DT_SOURCE_DIR, ckpt, tmp);
-  must(rc, out, "python3 netCDF4");
+  cli_must(rc, out, "python3 netCDF4");
   free(out);
 }
 
@@ -509,13 +357,13 @@ static void fixture_export(const char *fixture, const char *args, const char *fo
   snprintf(a, sizeof a,
            "train " MODEL("gpt2") " --batch-size 2 --steps 5 --lr 1e-2 %s --init-from "
            "%s/gpt2/%s/init.safetensors --out %s/ex-%s --log-every 1000",
-           g_fix, g_fix, args, g_fix, fixture, tmp, fixture);
-  must(dt(&out, 1, NULL, a), out, fixture);
+           cli_fix(), cli_fix(), args, cli_fix(), fixture, tmp, fixture);
+  cli_must(cli_dt(&out, 1, NULL, a), out, fixture);
   free(out);
   snprintf(dir, cap, "%s/ex-%s/%s", tmp, fixture, format);
   int rc = dt_test_run(&out, "%s export --checkpoint %s/ex-%s/ckpt-0000000005.nc --format %s --out %s",
                        DT_BINARY, tmp, fixture, format, dir);
-  must(rc, out, "export");
+  cli_must(rc, out, "export");
   free(out);
 }
 
@@ -525,7 +373,7 @@ static void test_export_lora(void **state) {
   fixture_export("lora", "--method lora --lora-rank 4 --lora-alpha 8 --lora-targets c_attn,mlp.c_fc",
                  "peft", dir, sizeof dir);
   snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
-  snprintf(ref, sizeof ref, "%s/gpt2/lora/final.safetensors", g_fix);
+  snprintf(ref, sizeof ref, "%s/gpt2/lora/final.safetensors", cli_fix());
   /* the fixture's names (without ".default"), shapes and values */
   assert_int_equal(count_tensors(p), count_tensors(ref));
   dt_st_file f;
@@ -536,7 +384,7 @@ static void test_export_lora(void **state) {
       fail_msg("exported name %s is not PEFT's", f.t[k].name);
   }
   dt_st_close(&f);
-  const double d = max_diff(ref, p);
+  const double d = cli_max_diff(ref, p);
   if (!(d <= 1e-5)) fail_msg("exported LoRA vs PEFT's final: max abs difference %.3e", d);
   snprintf(p, sizeof p, "%s/adapter_config.json", dir);
   json_t *c = load_json(p);
@@ -563,9 +411,9 @@ static void test_export_ia3_prompt_prefix(void **state) {
   fixture_export("ia3", "--method ia3 --ia3-targets c_attn,mlp.c_proj --ia3-ff mlp.c_proj", "peft",
                  dir, sizeof dir);
   snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
-  snprintf(ref, sizeof ref, "%s/gpt2/ia3/final.safetensors", g_fix);
+  snprintf(ref, sizeof ref, "%s/gpt2/ia3/final.safetensors", cli_fix());
   assert_int_equal(count_tensors(p), count_tensors(ref));
-  double d = max_diff(ref, p);
+  double d = cli_max_diff(ref, p);
   if (!(d <= 1e-5)) fail_msg("IA3: max abs difference %.3e", d);
   snprintf(p, sizeof p, "%s/adapter_config.json", dir);
   json_t *c = load_json(p);
@@ -578,11 +426,11 @@ static void test_export_ia3_prompt_prefix(void **state) {
   /* prompt tuning: prompt_embeddings [3, 48] */
   fixture_export("prompt", "--method prompt --prompt-tokens 3", "peft", dir, sizeof dir);
   snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
-  snprintf(ref, sizeof ref, "%s/gpt2/prompt/final.safetensors", g_fix);
+  snprintf(ref, sizeof ref, "%s/gpt2/prompt/final.safetensors", cli_fix());
   int64_t n1 = 0, n2 = 0, s1[8];
   int nd = 0;
-  float *x = tensor(p, "prompt_embeddings", &n1, &nd, s1);
-  float *y = tensor(ref, "prompt_encoder.embedding.weight", &n2, NULL, NULL);
+  float *x = cli_tensor(p, "prompt_embeddings", &n1, &nd, s1);
+  float *y = cli_tensor(ref, "prompt_encoder.embedding.weight", &n2, NULL, NULL);
   assert_non_null(x);
   assert_non_null(y);
   assert_true(nd == 2 && s1[0] == 3 && s1[1] == 48 && n1 == n2);
@@ -602,16 +450,16 @@ static void test_export_ia3_prompt_prefix(void **state) {
   fixture_export("prefix_proj", "--method prefix --prefix-tokens 3 --prefix-hidden 32", "peft", dir,
                  sizeof dir);
   snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
-  snprintf(ref, sizeof ref, "%s/gpt2/prefix_proj/final.safetensors", g_fix);
-  x = tensor(p, "prompt_embeddings", &n1, &nd, s1);
+  snprintf(ref, sizeof ref, "%s/gpt2/prefix_proj/final.safetensors", cli_fix());
+  x = cli_tensor(p, "prompt_embeddings", &n1, &nd, s1);
   assert_non_null(x);
   assert_true(nd == 2 && s1[0] == 3 && s1[1] == 192);
   int64_t ne, nw0, nb0, nw2, nb2;
-  float *e = tensor(ref, "prompt_encoder.embedding.weight", &ne, NULL, NULL);
-  float *w0 = tensor(ref, "prompt_encoder.transform.0.weight", &nw0, NULL, NULL);
-  float *b0 = tensor(ref, "prompt_encoder.transform.0.bias", &nb0, NULL, NULL);
-  float *w2 = tensor(ref, "prompt_encoder.transform.2.weight", &nw2, NULL, NULL);
-  float *b2 = tensor(ref, "prompt_encoder.transform.2.bias", &nb2, NULL, NULL);
+  float *e = cli_tensor(ref, "prompt_encoder.embedding.weight", &ne, NULL, NULL);
+  float *w0 = cli_tensor(ref, "prompt_encoder.transform.0.weight", &nw0, NULL, NULL);
+  float *b0 = cli_tensor(ref, "prompt_encoder.transform.0.bias", &nb0, NULL, NULL);
+  float *w2 = cli_tensor(ref, "prompt_encoder.transform.2.weight", &nw2, NULL, NULL);
+  float *b2 = cli_tensor(ref, "prompt_encoder.transform.2.bias", &nb2, NULL, NULL);
   assert_true(e && w0 && b0 && w2 && b2);
   d = 0;
   for (int r = 0; r < 3; r++) {
@@ -655,9 +503,9 @@ static void test_export_safetensors(void **state) {
   if (rc != 2 || !strstr(out, "--format safetensors")) fail_msg("peft export of adapters: exit %d:\n%s", rc, out);
   free(out);
   snprintf(p, sizeof p, "%s/deltas.safetensors", dir);
-  snprintf(ref, sizeof ref, "%s/gpt2/adapter/final.safetensors", g_fix);
+  snprintf(ref, sizeof ref, "%s/gpt2/adapter/final.safetensors", cli_fix());
   assert_int_equal(count_tensors(p), count_tensors(ref));
-  const double d = max_diff(ref, p);
+  const double d = cli_max_diff(ref, p);
   if (!(d <= 1e-5)) fail_msg("adapter export: max abs difference %.3e", d);
   snprintf(p, sizeof p, "%s/deltatune_config.json", dir);
   json_t *c = load_json(p);
@@ -677,13 +525,13 @@ static void test_eval_checkpoint(void **state) {
   snprintf(args, sizeof args,
            "train " MODEL("gpt2") " --batch-size 2 --method lora --lora-rank 4 --lora-alpha 8 "
            "--lora-targets c_attn,mlp.c_fc --lr 1e-2 --steps 3 --out %s/ev --log-every 1000",
-           g_fix, g_fix, tmp);
-  must(dt(&out, 2, NULL, args), out, "train");
+           cli_fix(), cli_fix(), tmp);
+  cli_must(cli_dt(&out, 2, NULL, args), out, "train");
   free(out);
   /* the method and its options come from the file */
   snprintf(args, sizeof args, "eval --data %s/gpt2/batch.safetensors --batch-size 2 --checkpoint %s/ev/ckpt-0000000003.nc",
-           g_fix, tmp);
-  must(dt(&out, 2, NULL, args), out, "eval --checkpoint");
+           cli_fix(), tmp);
+  cli_must(cli_dt(&out, 2, NULL, args), out, "eval --checkpoint");
   char *a = strstr(out, "loss ");
   char la[64] = "";
   if (a) snprintf(la, sizeof la, "%.*s", (int)strcspn(a, "\n"), a);
@@ -691,8 +539,8 @@ static void test_eval_checkpoint(void **state) {
   free(out);
   snprintf(args, sizeof args,
            "eval " MODEL("gpt2") " --batch-size 2 --method lora --lora-rank 4 --lora-alpha 8 "
-           "--lora-targets c_attn,mlp.c_fc --init-from %s/ev/deltas.safetensors", g_fix, g_fix, tmp);
-  must(dt(&out, 2, NULL, args), out, "eval --init-from");
+           "--lora-targets c_attn,mlp.c_fc --init-from %s/ev/deltas.safetensors", cli_fix(), cli_fix(), tmp);
+  cli_must(cli_dt(&out, 2, NULL, args), out, "eval --init-from");
   char *b = strstr(out, "loss ");
   char lb[64] = "";
   if (b) snprintf(lb, sizeof lb, "%.*s", (int)strcspn(b, "\n"), b);
@@ -700,19 +548,19 @@ static void test_eval_checkpoint(void **state) {
   if (!la[0] || strcmp(la, lb) != 0) fail_msg("eval --checkpoint '%s', --init-from '%s'", la, lb);
   /* a method option that differs from the file's */
   snprintf(args, sizeof args, "eval --data %s/gpt2/batch.safetensors --batch-size 2 --lora-rank 8 --checkpoint %s/ev/ckpt-0000000003.nc",
-           g_fix, tmp);
-  int rc = dt(&out, 2, NULL, args);
+           cli_fix(), tmp);
+  int rc = cli_dt(&out, 2, NULL, args);
   if (rc != 2 || !strstr(out, "--lora-rank 4") || !strstr(out, "--lora-rank 8"))
     fail_msg("eval with another --lora-rank: exit %d:\n%s", rc, out);
   free(out);
   /* another backbone: the same folder with a changed config.json */
   rc = dt_test_run(&out, "rm -rf %s/other && cp -r %s/gpt2/model %s/other && sed -i 's/\"initializer_range\": 0.02/\"initializer_range\": 0.03/' %s/other/config.json",
-                   tmp, g_fix, tmp, tmp);
-  must(rc, out, "copy the model");
+                   tmp, cli_fix(), tmp, tmp);
+  cli_must(rc, out, "copy the model");
   free(out);
   snprintf(args, sizeof args, "eval --model %s/other --data %s/gpt2/batch.safetensors --batch-size 2 --checkpoint %s/ev/ckpt-0000000003.nc",
-           tmp, g_fix, tmp);
-  rc = dt(&out, 2, NULL, args);
+           tmp, cli_fix(), tmp);
+  rc = cli_dt(&out, 2, NULL, args);
   if (rc != 2 || !strstr(out, "config.json differs")) fail_msg("eval on another backbone: exit %d:\n%s", rc, out);
   free(out);
 }
@@ -723,8 +571,8 @@ static void test_resume_checks(void **state) {
   char *out = NULL, args[8192];
   const char *common = "--batch-size 2 --method lora --lora-targets c_attn --log-every 1000";
   snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 5 --save-every 1 --keep 2 --out %s/rc",
-           g_fix, g_fix, common, tmp);
-  must(dt(&out, 2, NULL, args), out, "train");
+           cli_fix(), cli_fix(), common, tmp);
+  cli_must(cli_dt(&out, 2, NULL, args), out, "train");
   free(out);
   /* --keep 2 */
   int rc = dt_test_run(&out, "ls %s/rc | tr '\\n' ' '", tmp);
@@ -733,7 +581,7 @@ static void test_resume_checks(void **state) {
   free(out);
   /* inspect: what and how big; the header is small */
   rc = dt_test_run(&out, "%s inspect %s/rc/ckpt-0000000005.nc", DT_BINARY, tmp);
-  must(rc, out, "inspect");
+  cli_must(rc, out, "inspect");
   const char *need[] = {"complete: yes", "methods: lora", "step: 5 of 5", "parameters: 4 tensors",
                         "optimizer: AdamW", "backbone: hf ", "config.json ", "model.safetensors ",
                         "rank layout: 2 rank(s)", "counters lora: 5", "*--lora-targets=c_attn",
@@ -749,59 +597,59 @@ static void test_resume_checks(void **state) {
   free(out);
   /* the method's options must match */
   snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --lora-alpha 4 --steps 8 --out %s/rc --resume",
-           g_fix, g_fix, common, tmp);
-  rc = dt(&out, 2, NULL, args);
+           cli_fix(), cli_fix(), common, tmp);
+  rc = cli_dt(&out, 2, NULL, args);
   if (rc != 2 || !strstr(out, "--lora-alpha 16") || !strstr(out, "--lora-alpha 4"))
     fail_msg("resume with another --lora-alpha: exit %d:\n%s", rc, out);
   free(out);
   /* another backbone */
   rc = dt_test_run(&out, "rm -rf %s/other2 && cp -r %s/gpt2/model %s/other2 && sed -i 's/\"initializer_range\": 0.02/\"initializer_range\": 0.03/' %s/other2/config.json",
-                   tmp, g_fix, tmp, tmp);
+                   tmp, cli_fix(), tmp, tmp);
   free(out);
   snprintf(args, sizeof args, "train --model %s/other2 --data %s/gpt2/batch.safetensors %s --steps 8 --out %s/rc --resume",
-           tmp, g_fix, common, tmp);
-  rc = dt(&out, 2, NULL, args);
+           tmp, cli_fix(), common, tmp);
+  rc = cli_dt(&out, 2, NULL, args);
   if (rc != 2 || !strstr(out, "config.json differs")) fail_msg("resume on another backbone: exit %d:\n%s", rc, out);
   free(out);
   /* --steps counts from the start: below the checkpoint's step is an error */
-  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 3 --out %s/rc --resume", g_fix,
-           g_fix, common, tmp);
-  rc = dt(&out, 2, NULL, args);
+  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 3 --out %s/rc --resume", cli_fix(),
+           cli_fix(), common, tmp);
+  rc = cli_dt(&out, 2, NULL, args);
   if (rc != 2 || !strstr(out, "past --steps 3")) fail_msg("resume past --steps: exit %d:\n%s", rc, out);
   free(out);
   /* at --steps already: nothing to do, nothing rewritten */
-  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 5 --out %s/rc --resume", g_fix,
-           g_fix, common, tmp);
-  must(dt(&out, 2, NULL, args), out, "resume at the end");
+  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 5 --out %s/rc --resume", cli_fix(),
+           cli_fix(), common, tmp);
+  cli_must(cli_dt(&out, 2, NULL, args), out, "resume at the end");
   free(out);
   /* --resume and friends need --out */
-  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 5 --resume", g_fix, g_fix, common);
-  rc = dt(&out, 2, NULL, args);
+  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 5 --resume", cli_fix(), cli_fix(), common);
+  rc = cli_dt(&out, 2, NULL, args);
   if (rc != 2 || !strstr(out, "--resume needs --out")) fail_msg("--resume without --out: exit %d:\n%s", rc, out);
   free(out);
   /* --save-optimizer no: a third of the variables; resuming says so */
   snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 2 --save-optimizer no --out %s/noopt",
-           g_fix, g_fix, common, tmp);
-  must(dt(&out, 1, NULL, args), out, "--save-optimizer no");
+           cli_fix(), cli_fix(), common, tmp);
+  cli_must(cli_dt(&out, 1, NULL, args), out, "--save-optimizer no");
   free(out);
   rc = dt_test_run(&out, "%s inspect %s/noopt/ckpt-0000000002.nc", DT_BINARY, tmp);
-  must(rc, out, "inspect");
+  cli_must(rc, out, "inspect");
   if (!strstr(out, "optimizer: not stored") || !strstr(out, "variables 12288,"))
     fail_msg("--save-optimizer no:\n%s", out);
   free(out);
   snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 3 --save-optimizer no --out %s/noopt --resume",
-           g_fix, g_fix, common, tmp);
-  rc = dt(&out, 1, NULL, args);
-  must(rc, out, "resume without moments");
+           cli_fix(), cli_fix(), common, tmp);
+  rc = cli_dt(&out, 1, NULL, args);
+  cli_must(rc, out, "resume without moments");
   if (!strstr(out, "restarts from zero moments")) fail_msg("no note about the moments:\n%s", out);
   free(out);
   /* a fresh run into a folder of an earlier run's checkpoints: it says so,
    * and as it saves, the earlier run's later steps go (--resume would pick
    * them otherwise) */
-  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 2 --out %s/rc", g_fix, g_fix,
+  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 2 --out %s/rc", cli_fix(), cli_fix(),
            common, tmp);
-  rc = dt(&out, 1, NULL, args);
-  must(rc, out, "a fresh run over an earlier one");
+  rc = cli_dt(&out, 1, NULL, args);
+  cli_must(rc, out, "a fresh run over an earlier one");
   if (!strstr(out, "holds checkpoints of an earlier run") || !strstr(out, "removed "))
     fail_msg("no notes about the earlier run's checkpoints:\n%s", out);
   free(out);
@@ -810,22 +658,16 @@ static void test_resume_checks(void **state) {
     fail_msg("after a fresh run over an earlier one: %s", out);
   free(out);
   /* --resume with an empty folder starts at step 0 */
-  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 1 --out %s/fresh --resume", g_fix,
-           g_fix, common, tmp);
-  rc = dt(&out, 1, NULL, args);
-  must(rc, out, "resume into an empty folder");
+  snprintf(args, sizeof args, "train " MODEL("gpt2") " %s --steps 1 --out %s/fresh --resume", cli_fix(),
+           cli_fix(), common, tmp);
+  rc = cli_dt(&out, 1, NULL, args);
+  cli_must(rc, out, "resume into an empty folder");
   if (!strstr(out, "starting at step 0")) fail_msg("no note about starting fresh:\n%s", out);
   free(out);
 }
 
 int main(int argc, char **argv) {
-  size_t o = 0;
-  for (int i = 1; i < argc && o < sizeof g_mpirun - 1; i++)
-    o += (size_t)snprintf(g_mpirun + o, sizeof g_mpirun - o, "%s%s", i > 1 ? " " : "", argv[i]);
-  if (!g_mpirun[0]) snprintf(g_mpirun, sizeof g_mpirun, "mpirun --oversubscribe");
-  snprintf(g_fix, sizeof g_fix, "%s", dt_test_fixture(""));
-  size_t l = strlen(g_fix);
-  if (l && g_fix[l - 1] == '/') g_fix[l - 1] = 0;
+  cli_init(argc, argv);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_resume_lora),
       cmocka_unit_test(test_resume_said),
