@@ -3,7 +3,8 @@
 # usage: bash tests/run.sh [extra ctest arguments, e.g. -R parity]
 #
 # With DT_SANITIZE_SUITE=1 the normal suite is followed by the sanitizer build (ASan + UBSan, build-asan) running the
-# tests labelled asan, and, where clang is installed, by a 20-second smoke
+# tests labelled asan (every test but the Slurm/job-script ones and the two
+# that measure memory), and, where clang is installed, by a 20-second smoke
 # run of each libFuzzer target (build-fuzz). See docs/reliability.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +17,7 @@ cmake --build "$BUILD" -j"$(nproc)"
 (cd "$BUILD" && ctest --output-on-failure -j"$(nproc)" "$@")
 echo "run.sh: normal build and suite in $((SECONDS - t0)) s"
 
-# (not yet on by default in CI: the sanitizer and fuzz stages were not run
-# to completion on the submitted tree; see docs/reliability.md)
+# .ci/run sets DT_SANITIZE_SUITE=1 (docs/reliability.md, "CI time").
 if [[ "${DT_SANITIZE_SUITE:-0}" == "1" ]]; then
   t1=$SECONDS
   ASAN_BUILD=${DT_ASAN_BUILD_DIR:-build-asan}
