@@ -564,8 +564,9 @@ static int sweep_run(int argc, char **argv) {
         if (rc) break;
         if (!isfinite(loss)) {
           char m2[64];
-          snprintf(m2, sizeof m2, "%lld", (long long)t->step);
-          task_fail(t, rank, "loss became non-finite at step %s", m2);
+          /* 1-based, as the progress line and train's message count */
+          snprintf(m2, sizeof m2, "%lld/%lld", (long long)t->step + 1, (long long)t->steps);
+          task_fail(t, rank, "the loss is not finite at step %s", m2);
           replan = 1;
           continue;
         }

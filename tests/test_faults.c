@@ -257,6 +257,41 @@ static void test_nan_skip(void **state) {
   free(out);
 }
 
+/* A sweep where one task's loss turns NaN (its step-3 rows hold the inf
+ * token): that task is reported and dropped at that step, the other task
+ * (clean rows) runs all its steps on the same backbone, and the sweep exits
+ * non-zero because a task failed. */
+static void test_sweep_nan(void **state) {
+  (void)state;
+  char ini[700], good[700], bad[700];
+  snprintf(ini, sizeof ini, "%s/nan_sweep.ini", g_tmp);
+  snprintf(good, sizeof good, "%s/nan_sweep_good.jsonl", g_tmp);
+  snprintf(bad, sizeof bad, "%s/nan_sweep_bad.jsonl", g_tmp);
+  FILE *f = fopen(ini, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "[task poisoned]\nmethod = ia3\ndata = %s/nan_step2.safetensors\nbatch-size = 2\n"
+          "steps = 4\nmetrics = %s\n\n"
+          "[task clean]\nmethod = lora\ndata = %s/llama/batch.safetensors\nbatch-size = 2\n"
+          "steps = 5\nmetrics = %s\n",
+          g_bad, bad, DT_TESTDATA_DIR "/hf-parity", good);
+  fclose(f);
+  char *out = NULL;
+  int rc = dt_test_run(&out, MPIRUN " %s sweep --model %s/nan_model --tasks %s --log-every 1",
+                       DT_BINARY, g_bad, ini);
+  if (rc != 3) fail_msg("exit %d; a failed task must make the sweep exit 3 at the end:\n%s", rc, out);
+  expect(out, "1 task(s) of the sweep failed", "sweep with a NaN task");
+  expect(out, "task poisoned: FAILED", "sweep with a NaN task");
+  expect(out, "the loss is not finite at step 3/4", "sweep with a NaN task");
+  expect(out, "task clean: done after 5 steps", "sweep with a NaN task");
+  free(out);
+  char *m = dt_test_slurp(good);
+  assert_non_null(m);
+  expect(m, "{\"step\": 4,", "the clean task's metrics");
+  if (strstr(m, "null") || strstr(m, "nan")) fail_msg("the clean task saw a non-finite value:\n%s", m);
+  free(m);
+}
+
 /* A real divergence: AdamW's decoupled decay with lr * weight_decay = 100
  * multiplies the deltas by -99 every step until the loss overflows. */
 static void test_nan_divergence(void **state) {
@@ -356,6 +391,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kill_rank),     cmocka_unit_test(test_nan_stop),
       cmocka_unit_test(test_nan_skip),      cmocka_unit_test(test_nan_divergence),
+      cmocka_unit_test(test_sweep_nan),
       cmocka_unit_test(test_readonly_out),  cmocka_unit_test(test_disk_full)};
   return cmocka_run_group_tests(tests, setup, NULL);
 }
