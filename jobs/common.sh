@@ -186,7 +186,11 @@ _dt_on_usr1() {
 }
 _dt_on_term() {
   DT_SIGNALLED=1 DT_TERMINATED=1
-  dt_log "SIGTERM: Slurm is ending the job; the ranks (signalled by Slurm too) write a checkpoint at the next step boundary and stop"
+  if [[ -n "${SLURM_JOB_ID:-}" ]]; then
+    dt_log "SIGTERM: Slurm is ending the job; the ranks (signalled by Slurm too) write a checkpoint at the next step boundary and stop"
+  else
+    dt_log "SIGTERM: stopping; ranks that got it too write a checkpoint at the next step boundary and stop"
+  fi
 }
 
 # dt_finish RC: end the batch script with deltatune's exit status RC. On 9

@@ -119,7 +119,13 @@ for s in "${studies[@]}"; do
       done
       rc=0
       dt_scaling_point "$run" "$s" mpirun "$r" 1 "${opts[@]}" -- mpirun -np "$r" "${margs[@]}" || rc=$?
-      if (( rc )); then
+      if (( ${DT_TERMINATED:-0} )); then
+        # SIGTERM (timeout, kill, the end of an allocation): the ranks stopped
+        # at a step boundary; the points not yet run are not started
+        status=1
+        echo "$DT_SCRIPT: $s r=$r stopped by SIGTERM; the remaining points are not run" >&2
+        break 2
+      elif (( rc )); then
         status=1
         echo "$DT_SCRIPT: $s r=$r failed (exit $rc); see $run/train.log" >&2
       else
