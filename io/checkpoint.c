@@ -960,9 +960,14 @@ int dt_ckpt_open(dt_ckpt_file *f, const char *path, MPI_Comm comm) {
   f->ncid = -1;
   f->comm = comm;
   snprintf(f->path, sizeof f->path, "%s", path);
+  /* every rank must see the file; agreed, so a rank that cannot (another
+   * node's file system) makes all of them report it once and stop */
   struct stat sb;
-  DT_CHECK(stat(path, &sb) == 0, DT_EINPUT, "%s: cannot open checkpoint: %s", path,
-           strerror(errno));
+  int src = DT_OK;
+  if (stat(path, &sb) != 0)
+    src = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__, "%s: cannot open checkpoint: %s",
+                       path, strerror(errno));
+  DT_CALL(dt_ckpt_agree(src, comm));
   f->info.file_bytes = (int64_t)sb.st_size;
   /* rank 0 walks the header before PnetCDF allocates what it says */
   int rank, hrc = DT_OK;
