@@ -341,22 +341,41 @@ static int sweep_run(int argc, char **argv) {
   free(tf);
   if (prc) return dt_error_trace(prc, __FILE__, __LINE__, __func__);
 
-  /* options errors are the user's to fix before anything runs */
-  for (int k = 0; k < nt; k++) DT_CALL(task_options(&ts[k], file, &o));
+  /* options errors are the user's to fix before anything runs; until the
+   * task loop below, a failure frees what was set up so far */
+  for (int k = 0; prc == DT_OK && k < nt; k++) prc = task_options(&ts[k], file, &o);
+  if (prc) {
+    free(ts);
+    return dt_error_trace(prc, __FILE__, __LINE__, __func__);
+  }
 
   dt_dist dist;
-  DT_CALL(dt_dist_init(&dist, dt_opt_int(&o, "tp")));
+  prc = dt_dist_init(&dist, dt_opt_int(&o, "tp"));
+  if (prc) {
+    free(ts);
+    return dt_error_trace(prc, __FILE__, __LINE__, __func__);
+  }
   dt_model base;
-  DT_CALL(dt_model_load(&base, dt_opt_str(&o, "model"), !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
-                        (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist));
+  prc = dt_model_load(&base, dt_opt_str(&o, "model"), !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
+                      (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist);
+  if (prc) {
+    dt_dist_free(&dist);
+    free(ts);
+    return dt_error_trace(prc, __FILE__, __LINE__, __func__);
+  }
   /* the shared backbone's identity, once, for the tasks' checkpoints */
   int any_out = 0;
   for (int k = 0; k < nt; k++) any_out |= dt_opt_is_set(&ts[k].opt, "out");
   dt_backbone_id bb_id;
   memset(&bb_id, 0, sizeof bb_id);
   if (any_out)
-    DT_CALL(dt_backbone_identify(&bb_id, &base.cfg, (uint64_t)dt_opt_int(&o, "backbone-seed"),
-                                 dist.world));
+    prc = dt_backbone_identify(&bb_id, &base.cfg, (uint64_t)dt_opt_int(&o, "backbone-seed"), dist.world);
+  if (prc) {
+    dt_model_free(&base);
+    dt_dist_free(&dist);
+    free(ts);
+    return dt_error_trace(prc, __FILE__, __LINE__, __func__);
+  }
 
   /* per task: data, methods, optimizer; a task that cannot start is dropped */
   for (int k = 0; k < nt; k++) {

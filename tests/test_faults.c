@@ -33,7 +33,7 @@ static int count(const char *hay, const char *needle) {
 }
 
 static void expect(const char *out, const char *needle, const char *what) {
-  if (!strstr(out ? out : "", needle)) fail_msg("%s: output lacks '%s':\n%s", what, needle, out);
+  if (!strstr(out ? out : "", needle)) fail_msg("%s: output lacks '%s':\n%s", what, needle, out ? out : "");
 }
 
 static int setup(void **state) {
