@@ -110,6 +110,26 @@ static int check_identity(const dt_options *o, const dt_ckpt_info *i, const char
   return DT_OK;
 }
 
+/* The two header checks every use of a checkpoint makes besides
+ * check_identity, with the wording of its option: TRAIN for --resume, else
+ * --checkpoint (eval). */
+static const char *use_prefix(int train) { return train ? "--resume: " : "--checkpoint "; }
+
+static int check_complete(const dt_ckpt_info *i, const char *path, int train) {
+  DT_CHECK(i->complete, DT_EINPUT, "%s%s is not complete (its complete attribute is 0)",
+           use_prefix(train), path);
+  return DT_OK;
+}
+
+static int check_backbone(const dt_ckpt_info *i, const dt_backbone_id *now, const char *path,
+                          int train) {
+  char diff[1024];
+  dt_backbone_diff(&i->backbone, now, diff, sizeof diff);
+  DT_CHECK(!diff[0], DT_EUSAGE, "%s%s was trained on another backbone: %s", use_prefix(train),
+           path, diff);
+  return DT_OK;
+}
+
 /* Rank 0: notes on options that make a resumed run depart from an
  * uninterrupted one. */
 static void note_trajectory(const dt_options *o, const dt_ckpt_info *i) {
@@ -209,18 +229,9 @@ int dt_train_ckpt_begin(dt_train_ckpt *t, const dt_train_state *s, dt_params *pa
   dt_ckpt_file f;
   DT_CALL(dt_ckpt_open(&f, path, comm));
   const dt_ckpt_info *i = &f.info;
-  int rc = DT_OK;
-  char diff[1024] = "";
-  if (!i->complete)
-    rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
-                      "--resume: %s is not complete (its complete attribute is 0)", path);
+  int rc = check_complete(i, path, 1);
   if (rc == DT_OK) rc = check_identity(o, i, path, "--resume", 1);
-  if (rc == DT_OK) {
-    dt_backbone_diff(&i->backbone, &t->backbone, diff, sizeof diff);
-    if (diff[0])
-      rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
-                        "--resume: %s was trained on another backbone: %s", path, diff);
-  }
+  if (rc == DT_OK) rc = check_backbone(i, &t->backbone, path, 1);
   if (rc == DT_OK && i->step > s->steps_total)
     rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
                       "--resume: %s is at step %lld, past --steps %lld (--steps counts from the "
@@ -432,21 +443,12 @@ int dt_ckpt_eval_load(const dt_options *o, const dt_config *cfg, dt_params *para
   dt_ckpt_file f;
   DT_CALL(dt_ckpt_open(&f, path, comm));
   const dt_ckpt_info *i = &f.info;
-  int rc = DT_OK;
-  if (!i->complete)
-    rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
-                      "--checkpoint %s is not complete (its complete attribute is 0)", path);
+  int rc = check_complete(i, path, 0);
   if (rc == DT_OK) rc = check_identity(o, i, path, "--checkpoint", 0);
   dt_backbone_id now;
   if (rc == DT_OK && bb) now = *bb;
   else if (rc == DT_OK) rc = dt_backbone_identify(&now, cfg, (uint64_t)dt_opt_int(o, "seed"), comm);
-  if (rc == DT_OK) {
-    char diff[1024];
-    dt_backbone_diff(&i->backbone, &now, diff, sizeof diff);
-    if (diff[0])
-      rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
-                        "--checkpoint %s was trained on another backbone: %s", path, diff);
-  }
+  if (rc == DT_OK) rc = check_backbone(i, &now, path, 0);
   if (rc == DT_OK) rc = dt_ckpt_read_params(&f, params, NULL, NULL);
   int rank;
   MPI_Comm_rank(comm, &rank);
@@ -478,16 +480,11 @@ int dt_ckpt_precheck(const dt_options *o, const dt_config *cfg, int train, dt_ba
     snprintf(path, sizeof path, "%s", dt_opt_str(o, "checkpoint"));
     what = "--checkpoint";
   }
-  const char *pre = train ? "--resume: " : "--checkpoint "; /* as the later reads say */
   /* the file itself first: truncated (dt_ckpt_open), complete, checksums */
   dt_ckpt_file f;
   DT_CALL(dt_ckpt_open(&f, path, comm));
   const dt_ckpt_info *i = &f.info;
-  int rc = DT_OK;
-  if (!i->complete)
-    rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
-                      "%s%s is not complete (its complete attribute is 0)", pre, path);
-  rc = dt_ckpt_agree(rc, comm);
+  int rc = dt_ckpt_agree(check_complete(i, path, train), comm);
   if (rc == DT_OK) rc = dt_ckpt_verify(&f); /* collective, agreed */
   /* then what it must match */
   if (rc == DT_OK) rc = check_identity(o, i, path, what, train);
@@ -495,13 +492,7 @@ int dt_ckpt_precheck(const dt_options *o, const dt_config *cfg, int train, dt_ba
     rc = dt_backbone_identify(bb, cfg, (uint64_t)dt_opt_int(o, "seed"), comm);
     *have_bb = rc == DT_OK;
   }
-  if (rc == DT_OK) {
-    char diff[1024];
-    dt_backbone_diff(&i->backbone, bb, diff, sizeof diff);
-    if (diff[0])
-      rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
-                        "%s%s was trained on another backbone: %s", pre, path, diff);
-  }
+  if (rc == DT_OK) rc = check_backbone(i, bb, path, train);
   if (rc == DT_OK && train && i->step > dt_opt_int(o, "steps"))
     rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
                       "--resume: %s is at step %lld, past --steps %d (--steps counts from the "
