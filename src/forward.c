@@ -195,8 +195,9 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
            T_data);
   int nv, np;
   DT_CALL(count_tokens(m, &nv, &np));
-  m->B = B;
-  m->T_data = T_data;
+  m->B = m->B_max = B;
+  m->T_data = m->T_data_max = T_data;
+  m->step_open = 0;
   m->n_virtual = nv;
   m->n_prefix = np;
   m->T = T_data + nv;
@@ -258,6 +259,46 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
   DT_CALL(dt_malloc(&m->ids, sizeof(int32_t) * B * T_data, "batch ids"));
   DT_CALL(dt_malloc(&m->labels, sizeof(int32_t) * B * m->T, "batch labels"));
   DT_CALL(dt_malloc(&m->scored_rows, sizeof(int) * B * m->T, "scored rows"));
+  return DT_OK;
+}
+
+int dt_model_set_shape(dt_model *m, int B, int T_data) {
+  DT_CHECK(m->arena, DT_EINTERNAL, "dt_model_set_shape before dt_model_plan");
+  DT_CHECK(B >= 1 && B <= m->B_max && T_data >= 2 && T_data <= m->T_data_max, DT_EINTERNAL,
+           "pass of %d rows x %d tokens outside the planned %d x %d", B, T_data, m->B_max,
+           m->T_data_max);
+  m->B = B;
+  m->T_data = T_data;
+  m->T = T_data + m->n_virtual;
+  return DT_OK;
+}
+
+static int begin_hooks(dt_model *m, int want_grad) {
+  for (int k = 0; k < m->n_methods; k++)
+    if (m->methods[k]->ops->begin_forward)
+      DT_CALL(m->methods[k]->ops->begin_forward(m->methods[k], want_grad));
+  return DT_OK;
+}
+
+static int end_hooks(dt_model *m) {
+  for (int k = 0; k < m->n_methods; k++)
+    if (m->methods[k]->ops->end_backward)
+      DT_CALL(m->methods[k]->ops->end_backward(m->methods[k]));
+  return DT_OK;
+}
+
+int dt_model_step_begin(dt_model *m, int want_grad) {
+  DT_CHECK(!m->step_open, DT_EINTERNAL, "dt_model_step_begin inside a step");
+  DT_CALL(begin_hooks(m, want_grad));
+  m->step_open = 1;
+  m->next_row0 = 0;
+  return DT_OK;
+}
+
+int dt_model_step_end(dt_model *m, int want_grad) {
+  DT_CHECK(m->step_open, DT_EINTERNAL, "dt_model_step_end without dt_model_step_begin");
+  m->step_open = 0;
+  if (want_grad) DT_CALL(end_hooks(m));
   return DT_OK;
 }
 
@@ -681,9 +722,9 @@ int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
     for (int t = 0; t < T; t++)
       m->labels[b * T + t] =
           t < P ? -100 : (labels ? labels : ids)[b * Td + (t - P)];
-  for (int k = 0; k < m->n_methods; k++)
-    if (m->methods[k]->ops->begin_forward)
-      DT_CALL(m->methods[k]->ops->begin_forward(m->methods[k], want_grad));
+  if (!m->step_open) DT_CALL(begin_hooks(m, want_grad));
+  m->pass_row0 = m->step_open ? m->next_row0 : 0;
+  m->next_row0 = m->pass_row0 + N;
   /* embeddings -> blocks */
   float *x0 = m->recompute ? m->x_saved[0] : m->acts[0].x;
   DT_CALL(embed_forward(m, x0));
@@ -745,8 +786,6 @@ int dt_model_backward(dt_model *m) {
     DT_CALL(layer_backward(m, a, l));
   }
   DT_CALL(embed_backward(m, m->d_res));
-  for (int k = 0; k < m->n_methods; k++)
-    if (m->methods[k]->ops->end_backward)
-      DT_CALL(m->methods[k]->ops->end_backward(m->methods[k]));
+  if (!m->step_open) DT_CALL(end_hooks(m));
   return DT_OK;
 }

@@ -94,9 +94,12 @@ typedef struct dt_model {
   int n_methods;
 
   /* sizes fixed at dt_model_plan */
-  int B, T_data;  /* batch rows and data tokens per row */
+  int B_max, T_data_max; /* planned rows and data tokens per row */
+  int B, T_data;  /* this pass (dt_model_set_shape; the planned sizes by default) */
   int n_virtual;  /* prompt tokens prepended to each row */
   int T;          /* T_data + n_virtual */
+  int step_open;  /* inside dt_model_step_begin .. dt_model_step_end */
+  int64_t pass_row0, next_row0; /* token rows of the step's earlier passes */
   int n_prefix;   /* prefix key/values per layer (attention only) */
   int recompute;  /* keep only block inputs; recompute in backward */
   int tp_gemm;    /* 0: local GEMM + tensor-group sum (default), 1: ScaLAPACK psgemm */
@@ -207,6 +210,21 @@ int dt_model_set_methods(dt_model *m, struct dt_method **methods, int n);
  * after methods are attached (they add virtual tokens, prefixes and hook
  * workspace). */
 int dt_model_plan(dt_model *m, int B, int T_data, int recompute);
+
+/* The shape of the next passes: B rows of T_data tokens, at most the planned
+ * sizes (the activations stay where dt_model_plan put them). A causal model
+ * gives the same loss and gradients for a row cut after its last scored
+ * token, so callers trim padding this way, and run a step as several
+ * micro-batches of fewer rows. */
+int dt_model_set_shape(dt_model *m, int B, int T_data);
+
+/* A step of several passes (micro-batches): the methods' once-per-step
+ * work (begin_forward: e.g. SAID's projected weights, the prefix MLP;
+ * end_backward: mapping accumulated gradients back to the deltas) runs once
+ * around all passes, whose gradients accumulate. Without these calls every
+ * dt_model_forward / dt_model_backward is a step of its own. */
+int dt_model_step_begin(dt_model *m, int want_grad);
+int dt_model_step_end(dt_model *m, int want_grad);
 
 /* Bytes the activations of dt_model_plan would take (for planning). */
 size_t dt_model_act_bytes(const dt_model *m, int B, int T_data, int recompute);

@@ -103,6 +103,16 @@ static const dt_optdef eval_opts[] = {
      "write the logits [B,T,V] of the first batch to this safetensors file"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
 
+/* How a batch runs through the model (train, eval, gradcheck). */
+static const dt_optdef pass_opts[] = {
+    {"micro-batch", DT_OPT_INT, "0", 0, 1048576, NULL,
+     "rows per forward/backward pass: a step's rows run in passes whose gradients add up, "
+     "for less activation memory (0 = all of a rank's rows in one pass)"},
+    {"trim-padding", DT_OPT_BOOL, "yes", 0, 0, NULL,
+     "run each pass only up to its rows' last scored token (the model is causal: the same "
+     "loss and gradients); with --micro-batch the rows are grouped by that length"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+
 /* What a step with a non-finite loss does (train only; docs/reliability.md). */
 static const dt_optdef fault_opts[] = {
     {"nan-policy", DT_OPT_CHOICE, "stop", 0, 0, "stop|skip",
@@ -131,6 +141,7 @@ static int build_groups(dt_optgroup *g, int train) {
   int n = 0;
   g[n++] = (dt_optgroup){"model", "Model and method", model_opts};
   g[n++] = (dt_optgroup){"data", "Data", data_opts};
+  g[n++] = (dt_optgroup){"passes", "Passes", pass_opts};
   g[n++] = train == 1   ? (dt_optgroup){"train", "Training", train_opts}
            : train == 2 ? (dt_optgroup){"check", "Gradient check", check_opts}
                         : (dt_optgroup){"eval", "Evaluation", eval_opts};
@@ -155,6 +166,13 @@ typedef struct {
   dt_dataset data;
   int B_global, B_local;
   int32_t *bids, *blabels; /* [B_local, T] */
+  int micro;               /* rows per pass (<= B_local) */
+  int trim;                /* cut each pass after its last scored token */
+  int32_t *pids, *plabels; /* [micro, T] one pass, packed */
+  int *need;               /* [B_local] tokens each row needs (0: nothing scored) */
+  int *order;              /* [B_local] rows in pass order */
+  int64_t pass_tokens;     /* tokens the passes computed, so far (rows x trimmed length) */
+  int64_t pass_len_sum, n_passes; /* for the mean pass length */
   dt_row_order rows;       /* shuffle permutation */
   float *gbuf;             /* gradient buckets */
   size_t gbuf_n;
@@ -177,6 +195,10 @@ static void ctx_free(run_ctx *c) {
   dt_dataset_free(&c->data);
   free(c->bids);
   free(c->blabels);
+  free(c->pids);
+  free(c->plabels);
+  free(c->need);
+  free(c->order);
   dt_row_order_free(&c->rows);
   free(c->gbuf);
 }
@@ -347,10 +369,18 @@ static int setup(run_ctx *c, int train) {
   DT_CALL(dt_agree(rc, MPI_COMM_WORLD));
   c->B_local = c->B_global / c->dist.dp_size;
   c->model.tp_gemm = strcmp(dt_opt_str(o, "tp-gemm"), "pxgemm") == 0;
-  DT_CALL(dt_model_plan(&c->model, c->B_local, c->data.seq_len, dt_opt_bool(o, "recompute")));
+  c->micro = dt_opt_int(o, "micro-batch");
+  if (c->micro <= 0 || c->micro > c->B_local) c->micro = c->B_local;
+  c->trim = dt_opt_bool(o, "trim-padding");
+  DT_CALL(dt_model_plan(&c->model, c->micro, c->data.seq_len, dt_opt_bool(o, "recompute")));
   const size_t n = (size_t)c->B_local * c->data.seq_len;
+  const size_t np = (size_t)c->micro * c->data.seq_len;
   DT_CALL(dt_malloc(&c->bids, n * sizeof(int32_t), "batch"));
   DT_CALL(dt_malloc(&c->blabels, n * sizeof(int32_t), "batch"));
+  DT_CALL(dt_malloc(&c->pids, np * sizeof(int32_t), "pass"));
+  DT_CALL(dt_malloc(&c->plabels, np * sizeof(int32_t), "pass"));
+  DT_CALL(dt_malloc(&c->need, (size_t)c->B_local * sizeof(int), "pass lengths"));
+  DT_CALL(dt_malloc(&c->order, (size_t)c->B_local * sizeof(int), "pass order"));
   return DT_OK;
 }
 
@@ -376,6 +406,74 @@ static int64_t count_scored(const run_ctx *c) {
   for (int i = 0; i < c->B_local; i++)
     for (int t = 1; t < T; t++) n += c->blabels[(size_t)i * T + t] != -100;
   return n;
+}
+
+static const int *cmp_need; /* qsort context (single-threaded) */
+static int by_need_desc(const void *a, const void *b) {
+  const int i = *(const int *)a, j = *(const int *)b;
+  if (cmp_need[i] != cmp_need[j]) return cmp_need[i] > cmp_need[j] ? -1 : 1;
+  return (i > j) - (i < j);
+}
+
+static void add_stats(dt_loss_stats *t, const dt_loss_stats *s) {
+  t->loss_sum += s->loss_sum;
+  t->n_scored += s->n_scored;
+  t->n_correct_tokens += s->n_correct_tokens;
+  t->n_rows_exact += s->n_rows_exact;
+  t->n_rows_scored += s->n_rows_scored;
+}
+
+/* The local batch (c->bids, c->blabels [B_local, T]) through the model in
+ * passes of at most c->micro rows, each cut after its rows' last scored
+ * token (--trim-padding; rows with nothing scored are left out); with
+ * want_grad, each pass also runs backward and the gradients of all passes
+ * add up (scaled by 1/norm, the scored tokens of the global batch). Rows are
+ * grouped longest first, so a pass's rows have similar lengths. logits, when
+ * given, receives the whole batch [B_local, T, V]: then the passes are
+ * untrimmed and in row order.
+ * Statistics (this rank's) are summed over the passes. */
+static int run_passes(run_ctx *c, int want_grad, double norm, dt_loss_stats *out,
+                      float *logits) {
+  const int T = c->data.seq_len, B = c->B_local;
+  const int trim = c->trim && !logits;
+  int n = 0;
+  for (int i = 0; i < B; i++) {
+    int need = trim ? 0 : T;
+    for (int t = T - 1; t >= 1 && trim && !need; t--)
+      if (c->blabels[(size_t)i * T + t] != -100) need = t + 1;
+    c->need[i] = need;
+    if (need > 0) c->order[n++] = i;
+  }
+  if (trim && c->micro < B) {
+    cmp_need = c->need;
+    qsort(c->order, (size_t)n, sizeof(int), by_need_desc);
+  }
+  dt_model *m = &c->model;
+  memset(out, 0, sizeof *out);
+  DT_CALL(dt_model_step_begin(m, want_grad));
+  int rc = DT_OK;
+  for (int p = 0; rc == DT_OK && p < n; p += c->micro) {
+    const int nb = n - p < c->micro ? n - p : c->micro;
+    int Te = 2;
+    for (int k = 0; k < nb; k++) Te = c->need[c->order[p + k]] > Te ? c->need[c->order[p + k]] : Te;
+    for (int k = 0; k < nb; k++) {
+      const size_t src = (size_t)c->order[p + k] * T, dst = (size_t)k * Te;
+      memcpy(c->pids + dst, c->bids + src, sizeof(int32_t) * Te);
+      memcpy(c->plabels + dst, c->blabels + src, sizeof(int32_t) * Te);
+    }
+    c->pass_tokens += (int64_t)nb * Te;
+    c->pass_len_sum += Te;
+    c->n_passes++;
+    dt_loss_stats st;
+    rc = dt_model_set_shape(m, nb, Te);
+    float *lg = logits ? logits + (size_t)p * m->T * m->cfg.vocab : NULL; /* rows in order */
+    if (rc == DT_OK) rc = dt_model_forward(m, c->pids, c->plabels, want_grad, norm, &st, lg);
+    if (rc == DT_OK && want_grad) rc = dt_model_backward(m);
+    if (rc == DT_OK) add_stats(out, &st);
+  }
+  const int rc2 = dt_model_step_end(m, want_grad && rc == DT_OK);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return rc2 ? dt_error_trace(rc2, __FILE__, __LINE__, __func__) : DT_OK;
 }
 
 /* Every rank of a tensor group holds the same statistics: sum over the
@@ -476,7 +574,7 @@ static void print_header(run_ctx *c) {
 static int probe_loss(run_ctx *c, int64_t step, double *loss) {
   fill_batch(c, step);
   dt_loss_stats st;
-  DT_CALL(dt_model_forward(&c->model, c->bids, c->blabels, 0, 1.0, &st, NULL));
+  DT_CALL(run_passes(c, 0, 1.0, &st, NULL));
   sum_stats(c, &st);
   *loss = st.n_scored ? st.loss_sum / st.n_scored : 0.0;
   return DT_OK;
@@ -648,6 +746,7 @@ static int do_train(run_ctx *c) {
   int64_t skipped = 0;
   int skipped_run = 0; /* consecutive */
   const double t_start = now_s();
+  const int64_t pass_tok0 = c->pass_tokens, pass_len0 = c->pass_len_sum, passes0 = c->n_passes;
   static double step_times[4096];
   for (int step = (int)start; rc == DT_OK && step < steps; step++) {
     /* a step boundary: SIGTERM / SIGUSR1 on any rank stops every rank here */
@@ -663,11 +762,9 @@ static int do_train(run_ctx *c) {
     dt_params_zero_grad(&c->params);
     dt_model_zero_backbone_grads(&c->model);
     dt_loss_stats st;
-    rc = dt_model_forward(&c->model, c->bids, c->blabels, 1, nglob > 0 ? (double)nglob : 1.0,
-                          &st, step == 0 ? logits : NULL);
+    rc = run_passes(c, 1, nglob > 0 ? (double)nglob : 1.0, &st, step == 0 ? logits : NULL);
     if (rc == DT_OK && step == 0 && logits)
       rc = write_logits(c, dt_opt_str(o, "dump-logits"), logits);
-    if (rc == DT_OK) rc = dt_model_backward(&c->model);
     if (rc == DT_OK) rc = allreduce_grads(c);
     if (rc) break;
     sum_stats(c, &st);
@@ -781,6 +878,10 @@ static int do_train(run_ctx *c) {
   double peak_mb = peak_rss_mb();
   MPI_Allreduce(MPI_IN_PLACE, &peak_mb, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   /* summary: loss on the first batch before (step-0 loss) and after */
+  /* tokens the passes computed (trimmed), over the data-parallel replicas */
+  double pass_stat[3] = {(double)(c->pass_tokens - pass_tok0), (double)(c->pass_len_sum - pass_len0),
+                         (double)(c->n_passes - passes0)};
+  MPI_Allreduce(MPI_IN_PLACE, pass_stat, 3, MPI_DOUBLE, MPI_SUM, c->dist.dp);
   double after = NAN;
   if (steps > 0) DT_CALL(probe_loss(c, 0, &after));
   long long ckpt_bytes = -1;
@@ -799,11 +900,20 @@ static int do_train(run_ctx *c) {
       printf("summary: %lld of %d steps skipped with a non-finite loss or gradient "
              "(--nan-policy skip)\n", (long long)skipped, ran);
     const double scored = ran > 0 ? (double)total_scored / ran : 0.0;
-    const double fl = dt_model_step_flops(&c->model, c->model.T, tok_per_step, scored);
+    /* FLOPs of the tokens computed (padding after the last scored token is
+     * not computed: --trim-padding); tokens/s counts every row's T tokens */
+    const double computed = ran > 0 ? pass_stat[0] / ran : tok_per_step;
+    const double mean_len = pass_stat[2] > 0 ? pass_stat[1] / pass_stat[2] : T;
+    const double fl = dt_model_step_flops(&c->model, (int)(mean_len + 0.5) + c->model.n_virtual,
+                                          computed, scored);
     printf("summary: median step %.3fs: %.0f tokens/s, %.2f GFLOP/s model FLOPs "
            "(%.1f MFLOP per token, %.0f of %.0f tokens scored per step)\n", median_dt,
-           tok_per_step / median_dt, fl / median_dt * 1e-9, fl / tok_per_step * 1e-6, scored,
+           tok_per_step / median_dt, fl / median_dt * 1e-9, fl / computed * 1e-6, scored,
            tok_per_step);
+    if (computed < tok_per_step)
+      printf("summary: %.0f of the %.0f tokens of a step computed (--trim-padding: %.1f passes "
+             "of mean length %.1f per step and replica)\n", computed, tok_per_step,
+             pass_stat[2] / ran / c->dist.dp_size, mean_len);
     printf("summary: communication %.2fs of %.2fs in the steps (%.1f%%; tensor-group sums "
              "and gradient buckets, rank 0); peak RSS per rank %.0f MB (largest)\n",
              comm_s, train_s, 100.0 * comm_s / (train_s > 0 ? train_s : 1), peak_mb);
@@ -842,15 +952,10 @@ static int do_eval(run_ctx *c) {
       valid += ok;
     }
     dt_loss_stats st;
-    rc = dt_model_forward(&c->model, c->bids, c->blabels, 0, 1.0, &st,
-                          start == 0 ? logits : NULL);
+    rc = run_passes(c, 0, 1.0, &st, start == 0 ? logits : NULL);
     if (rc == DT_OK && start == 0 && logits)
       rc = write_logits(c, dt_opt_str(o, "dump-logits"), logits);
-    tot.loss_sum += st.loss_sum;
-    tot.n_scored += st.n_scored;
-    tot.n_correct_tokens += st.n_correct_tokens;
-    tot.n_rows_exact += st.n_rows_exact;
-    tot.n_rows_scored += st.n_rows_scored;
+    if (rc == DT_OK) add_stats(&tot, &st);
     (void)valid;
   }
   free(logits);
@@ -885,8 +990,7 @@ static int do_gradcheck(run_ctx *c) {
   dt_params_zero_grad(&c->params);
   dt_model_zero_backbone_grads(&c->model);
   dt_loss_stats st;
-  DT_CALL(dt_model_forward(&c->model, c->bids, c->blabels, 1, (double)nglob, &st, NULL));
-  DT_CALL(dt_model_backward(&c->model));
+  DT_CALL(run_passes(c, 1, (double)nglob, &st, NULL));
   DT_CALL(allreduce_grads(c));
   float *g;
   DT_CALL(dt_malloc(&g, sizeof(float) * (size_t)(c->params.numel_l + 1), "gradient copy"));
@@ -916,7 +1020,7 @@ static int do_gradcheck(run_ctx *c) {
     for (int k = 0; k < 4 && rc == DT_OK; k++) {
       for (int64_t j = 0; j < p->numel_l; j++) p->data[j] += (float)(hs[k] * gi[j] / nrm);
       dt_loss_stats s2;
-      rc = dt_model_forward(&c->model, c->bids, c->blabels, 0, 1.0, &s2, NULL);
+      rc = run_passes(c, 0, 1.0, &s2, NULL);
       sum_stats(c, &s2);
       L[k] = s2.loss_sum / (double)nglob;
       for (int64_t j = 0; j < p->numel_l; j++) p->data[j] -= (float)(hs[k] * gi[j] / nrm);

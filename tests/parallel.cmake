@@ -10,6 +10,12 @@ function(dt_parity_layouts fam method tol)
     list(GET l 1 tp)
     dt_add_parity_test_mpi(parity_np${np}_tp${tp}_${fam}_${method} ${np} ${tp} ${fam} ${method} ${tol} ${ARGN})
   endforeach()
+  # micro-batches of one row, each cut after its last scored token (the
+  # fixture's second row ends in two unscored positions): the same losses
+  # and gradients, alone and on 2 shards with recomputation
+  dt_add_parity_test(parity_micro1_${fam}_${method} ${fam} ${method} ${tol} --micro-batch 1 ${ARGN})
+  dt_add_parity_test_mpi(parity_np2_tp2_micro1_${fam}_${method} 2 2 ${fam} ${method} ${tol}
+    --micro-batch 1 --recompute yes ${ARGN})
   # the PxGEMM formulation gives the same results
   dt_add_parity_test_mpi(parity_np3_tp3_pxgemm_${fam}_${method} 3 3 ${fam} ${method} ${tol}
     --tp-gemm pxgemm ${ARGN})

@@ -167,6 +167,8 @@ static int lora_post_fwd(dt_method *me, const dt_site_io *io) {
   for (int i = 0; i < s->n; i++) {
     const lora_unit *u = &s->u[i];
     if (u->layer != io->layer || u->site != (int)io->site) continue;
+    /* dropout masks keyed by the element's row in the whole step */
+    const int64_t j0 = (int64_t)me->model->pass_row0 * u->in;
     const float *x = io->x;
     float *h = ws;
     ws += (size_t)N * r;
@@ -178,10 +180,10 @@ static int lora_post_fwd(dt_method *me, const dt_site_io *io) {
           const dt_seg *g = dt_segs_at(sg, k);
           for (int c = 0; c < g->len; c++)
             xd[row * io->in + g->l0 + c] =
-                x[row * io->in + g->l0 + c] * keep(s, i, row * u->in + g->g0 + c);
+                x[row * io->in + g->l0 + c] * keep(s, i, j0 + row * u->in + g->g0 + c);
         }
       if (!rowp)
-        for (int64_t j = 0; j < (int64_t)N * u->in; j++) xd[j] = x[j] * keep(s, i, j);
+        for (int64_t j = 0; j < (int64_t)N * u->in; j++) xd[j] = x[j] * keep(s, i, j0 + j);
       x = xd;
     }
     if (s->dropout > 0) ws += (size_t)N * u->in;
@@ -224,6 +226,8 @@ static int lora_post_bwd(dt_method *me, const dt_site_io *io, float *dy, float *
   for (int i = 0; i < s->n; i++) {
     const lora_unit *u = &s->u[i];
     if (u->layer != io->layer || u->site != (int)io->site) continue;
+    /* dropout masks keyed by the element's row in the whole step */
+    const int64_t j0 = (int64_t)me->model->pass_row0 * u->in;
     const float *h = ws;
     ws += (size_t)N * r;
     const float *x = io->x;
@@ -250,7 +254,7 @@ static int lora_post_bwd(dt_method *me, const dt_site_io *io, float *dy, float *
           for (int64_t row = 0; row < N; row++)
             for (int c = 0; c < g->len; c++)
               dx[row * io->in + g->l0 + c] +=
-                  s->tmp[row * g->len + c] * keep(s, i, row * u->in + g->g0 + c);
+                  s->tmp[row * g->len + c] * keep(s, i, j0 + row * u->in + g->g0 + c);
         } else {
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, g->len, r, 1.0f, s->dh,
                       r, u->A + g->g0, u->in, 1.0f, dx + g->l0, io->in);
@@ -279,7 +283,7 @@ static int lora_post_bwd(dt_method *me, const dt_site_io *io, float *dy, float *
       DT_CALL(dt_ensure_floats(&s->tmp, &s->tmp_n, (size_t)N * u->in, "lora scratch"));
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, u->in, r, 1.0f,
                   s->dh, r, u->A, u->in, 0.0f, s->tmp, u->in);
-      for (int64_t j = 0; j < (int64_t)N * u->in; j++) dx[j] += s->tmp[j] * keep(s, i, j);
+      for (int64_t j = 0; j < (int64_t)N * u->in; j++) dx[j] += s->tmp[j] * keep(s, i, j0 + j);
     } else {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, u->in, r, 1.0f,
                   s->dh, r, u->A, u->in, 1.0f, dx, u->in);
