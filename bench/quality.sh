@@ -21,6 +21,8 @@
 #   COPY_TO=         also copy results.jsonl, the logs and the checkpoints of unfinished cells there at the end
 #   BUILD=build      build folder holding deltatune
 #   EVAL_ROWS=1000   first N test rows evaluated (all 478 of fortune-topic)
+#   SEED=1           --sample-rows and --seed of every cell; a seed other than 1 runs in OUT/<model>/<task>/<method>-seed<N>
+#                    (report averages the seeds of a cell and lists each)
 #   MICRO=4          --micro-batch of every train: the 32 rows of a step run in passes of 4 rows grouped by length,
 #                    each cut after its last scored token (the same loss and gradients; 2.4x faster on
 #                    fortune-topic, whose rows are mostly padding); 0 = one pass of 32 rows
@@ -39,9 +41,9 @@ fi
 
 for kv in "$@"; do
   case $kv in
-    MODELS=* | TASKS=* | METHODS=* | STEPS=* | JOBS=* | RANKS=* | OUT=* | BUDGET=* | COPY_TO=* | BUILD=* | EVAL_ROWS=* | MICRO=*)
+    MODELS=* | TASKS=* | METHODS=* | STEPS=* | JOBS=* | RANKS=* | OUT=* | BUDGET=* | COPY_TO=* | BUILD=* | EVAL_ROWS=* | MICRO=* | SEED=*)
       export "${kv?}" ;;
-    *) echo "bench/quality.sh: unknown argument '$kv' (KEY=VALUE with KEY one of MODELS TASKS METHODS STEPS JOBS RANKS OUT BUDGET COPY_TO BUILD EVAL_ROWS MICRO)" >&2
+    *) echo "bench/quality.sh: unknown argument '$kv' (KEY=VALUE with KEY one of MODELS TASKS METHODS STEPS JOBS RANKS OUT BUDGET COPY_TO BUILD EVAL_ROWS MICRO SEED)" >&2
        exit 2 ;;
   esac
 done
@@ -50,7 +52,7 @@ export TASKS=${TASKS:-"supersense fortune-topic"}
 export METHODS=${METHODS:-"full lastlayer lora ia3 bitfit prefix prompt adapter said"}
 export STEPS=${STEPS:-600} JOBS=${JOBS:-$(nproc)} RANKS=${RANKS:-1} OUT=${OUT:-out/quality}
 export BUDGET=${BUDGET:-0} COPY_TO=${COPY_TO:-} BUILD=${BUILD:-build} EVAL_ROWS=${EVAL_ROWS:-1000}
-export MICRO=${MICRO:-4}
+export MICRO=${MICRO:-4} SEED=${SEED:-1}
 export OPENBLAS_NUM_THREADS=1
 source scripts/env.sh
 BIN=$HERE/$BUILD/deltatune
@@ -96,17 +98,18 @@ cells() { # longest first (fortune-topic before supersense, full first), so JOBS
 
 train_cmd() { # MODEL TASK METHOD CELLDIR
   echo "train --model data/models/$1 --data data/tasks/$2/train.safetensors $(method_opts "$(family "$1")" "$3")" \
-       "--lr $(method_lr "$3") --batch-size 32 --micro-batch $MICRO --steps $STEPS --sample-rows 1 --seed 1 --weight-decay 0" \
+       "--lr $(method_lr "$3") --batch-size 32 --micro-batch $MICRO --steps $STEPS --sample-rows $SEED --seed $SEED --weight-decay 0" \
        "--schedule constant --log-every 50 --metrics $4/metrics.jsonl --out $4/run --keep 1 --resume yes"
 }
 eval_cmd() { # MODEL TASK CKPT
   echo "eval --checkpoint $3 --data data/tasks/$2/test.safetensors --rows $EVAL_ROWS --batch-size 50"
 }
+cell_dir() { if [[ $SEED == 1 ]]; then echo "$OUT/$1/$2/$3"; else echo "$OUT/$1/$2/$3-seed$SEED"; fi; }
 launcher() { if [[ $RANKS -gt 1 ]]; then echo "mpirun -np $RANKS --oversubscribe -x OPENBLAS_NUM_THREADS $BIN"; else echo "$BIN"; fi; }
 now() { date +%s.%N; }
 
 run_cell() { # MODEL TASK METHOD: train (resuming), evaluate, write result.json
-  local mo=$1 t=$2 me=$3 d=$OUT/$1/$2/$3
+  local mo=$1 t=$2 me=$3 d; d=$(cell_dir "$1" "$2" "$3")
   mkdir -p "$d"
   [[ -f $d/result.json ]] && { echo "[quality] $mo $t $me: done before, kept"; return 0; }
   local left=999999
@@ -140,14 +143,14 @@ run_cell() { # MODEL TASK METHOD: train (resuming), evaluate, write result.json
   local ew; ew=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
   local ec; ec=$(tail -1 <<<"$cpu" | awk '{ printf "%.2f", $1 + $2 }')
   /usr/bin/python3 "$HERE/bench/quality_report.py" --cell "$d" --model "$mo" --task "$t" --method "$me" \
-    --lr "$(method_lr "$me")" --steps "$STEPS" --ranks "$RANKS" --jobs "$JOBS" --eval-wall "$ew" --eval-cpu "$ec" >"$d/result.json.tmp"
+    --lr "$(method_lr "$me")" --steps "$STEPS" --ranks "$RANKS" --jobs "$JOBS" --seed "$SEED" --eval-wall "$ew" --eval-cpu "$ec" >"$d/result.json.tmp"
   mv "$d/result.json.tmp" "$d/result.json"
   echo "[quality] $mo $t $me: $(/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("exact match %.3f, %.1f s" % (r["exact_match"], r["wall_s"]))' "$d/result.json")"
 }
 
 case $cmd in
   list)
-    cells | while read -r mo t me; do echo "$mo $t $me: deltatune $(train_cmd "$mo" "$t" "$me" "$OUT/$mo/$t/$me")"; done ;;
+    cells | while read -r mo t me; do echo "$mo $t $me: deltatune $(train_cmd "$mo" "$t" "$me" "$(cell_dir "$mo" "$t" "$me")")"; done ;;
   cell) run_cell "$@" ;;
   run)
     [[ -x $BIN ]] || { echo "bench/quality.sh: no $BIN (build first, or BUILD=...)" >&2; exit 2; }
@@ -155,7 +158,7 @@ case $cmd in
     mkdir -p "$OUT"
     n=$(cells | wc -l)
     echo "[quality] $n cells, $JOBS at once x $RANKS rank(s), $STEPS steps, budget ${BUDGET}s, out $OUT"
-    export -f run_cell method_lr method_opts family train_cmd eval_cmd launcher now
+    export -f run_cell method_lr method_opts family train_cmd eval_cmd launcher now cell_dir
     export BIN HERE
     T0=$(now)
     cells | xargs -P "$JOBS" -L 1 bash -c 'run_cell "$@"' _
