@@ -16,6 +16,7 @@
 #include "ops.h"
 #include "pxgemm.h"
 #include "safetensors.h"
+#include "vmath.h"
 
 #define LOGIT_CHUNK 256
 
@@ -654,17 +655,17 @@ static int head_chunk(dt_model *m, const int *rows, int n, const float *W,
     const float *z = lg + (size_t)i * V;
     if (logits_out) memcpy(logits_out + (size_t)r * Vg + v0, z, sizeof(float) * V);
     const int label = t + 1 < m->T ? m->labels[b * m->T + t + 1] : -100;
-    float v = -INFINITY;
-    for (int j = 0; j < V; j++) v = z[j] > v ? z[j] : v;
-    mx[i] = v;
+    mx[i] = dt_row_max(z, V);
     zl[i] = label >= v0 && label < v0 + V ? z[label - v0] : 0.0f;
   }
   if (tp > 1) DT_CALL(dt_tp_max(m->dist, mx, (size_t)n));
+  /* the exponentials replace the logits (copied out above): the gradient
+   * below only rescales them */
   for (int i = 0; i < n; i++) {
-    const float *z = lg + (size_t)i * V;
-    double sum = 0.0;
-    for (int j = 0; j < V; j++) sum += (double)expf(z[j] - mx[i]);
-    se[i] = (float)sum;
+    float *z = lg + (size_t)i * V;
+    const float mi = mx[i];
+    for (int j = 0; j < V; j++) z[j] = dt_expf(z[j] - mi);
+    se[i] = (float)dt_row_sum_d(z, V);
   }
   if (tp > 1) DT_CALL(dt_tp_sum(m->dist, se, 2 * (size_t)n)); /* se and zl */
   for (int i = 0; i < n; i++) {
@@ -686,8 +687,10 @@ static int head_chunk(dt_model *m, const int *rows, int n, const float *W,
     st->n_correct_tokens += ok;
     if (!ok) m->labels[b * m->T] = -101; /* flag: row is not exact (t=0 is never scored) */
     if (want_grad) {
-      const float inv = m->row_norm ? m->row_norm[b] : (float)(1.0 / norm), lsef = (float)lse;
-      for (int j = 0; j < V; j++) z[j] = expf(z[j] - lsef) * inv;
+      /* softmax = exp(z - max) / sum, times the loss normalisation */
+      const float inv = m->row_norm ? m->row_norm[b] : (float)(1.0 / norm);
+      const float f = (float)((double)inv / (double)se[i]);
+      for (int j = 0; j < V; j++) z[j] *= f;
       if (label >= v0 && label < v0 + V) z[label - v0] -= inv;
     }
   }
