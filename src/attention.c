@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "vmath.h"
+
 /* Queries are processed in blocks of QB rows: block [i0, i1) sees the prefix
  * and real keys [0, i1), so the masked upper triangle is (mostly) never
  * computed. */
@@ -41,13 +43,9 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
         for (int r = 0; r < nq; r++) {
           float *s = S + (int64_t)r * Tk;
           const int nv = P + i0 + r + 1; /* visible keys */
-          float mx = -INFINITY;
-          for (int j = 0; j < nv; j++) mx = s[j] > mx ? s[j] : mx;
-          double sum = 0.0;
-          for (int j = 0; j < nv; j++) {
-            s[j] = expf(s[j] - mx);
-            sum += s[j];
-          }
+          const float mx = dt_row_max(s, nv);
+          for (int j = 0; j < nv; j++) s[j] = dt_expf(s[j] - mx);
+          const double sum = dt_row_sum_d(s, nv);
           const float inv = (float)(1.0 / sum);
           for (int j = 0; j < nv; j++) s[j] *= inv;
           for (int j = nv; j < P + nk; j++) s[j] = 0.0f;
@@ -111,7 +109,7 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
           for (int c = 0; c < hd; c++) Di += orow[c] * dorow[c];
           const float li = L[i0 + r];
           for (int j = 0; j < nv; j++) {
-            s[j] = expf(s[j] - li);
+            s[j] = dt_expf(s[j] - li);
             ds[j] = s[j] * (ds[j] - Di) * scale;
           }
           for (int j = nv; j < P + nk; j++) {
