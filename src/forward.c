@@ -365,9 +365,11 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
   return DT_OK;
 }
 
-/* dy [N,out] (clobbered) -> dx [N,in] (overwritten). */
+/* dy [N,out] (clobbered) -> dx [N,in] (overwritten). With want_dx = 0 the
+ * frozen matrix's share of dx is not computed (dx then holds only the
+ * hooks' partial terms: the caller does not read it). */
 static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
-                         const float *x, float *dy, float *dx) {
+                         const float *x, float *dy, float *dx, int want_dx) {
   const int N = m->B * m->T, in = dt_site_in_l(m, s), out = dt_site_out_l(m, s);
   const float *xin = a->lin_in[s] && any_pre(m, l, s) ? a->lin_in[s] : x;
   dt_site_io io = {l, (dt_site)s, N, in, out, xin, NULL, NULL, 1};
@@ -392,7 +394,7 @@ static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
     DT_CALL(dt_pxgemm_backward_input(m, s, m->px_tmp, dy, dt_mat_f32(m, &L->lin[s]), N,
                                      m->px_scratch));
     for (size_t i = 0; i < (size_t)N * in; i++) dx[i] += m->px_tmp[i];
-  } else {
+  } else if (want_dx) {
     dt_linear_backward_input(dx, dy, dt_mat_f32(m, &L->lin[s]), N, in, out);
     /* column-parallel: f backward = sum of the partial input gradients */
     if (!dt_site_row_parallel(s) && m->dist)
@@ -513,7 +515,18 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   return DT_OK;
 }
 
-/* m->d_res: grad w.r.t. the block output on entry, w.r.t. its input on exit. */
+/* Whether the gradient w.r.t. the first block's QKV input is used: by the
+ * embeddings (token, position, virtual-token rows), by ln_1's parameters or
+ * by a pre hook of that site. The PxGEMM path always computes it (its
+ * collectives). */
+static int below_first_qkv_trains(const dt_model *m) {
+  const dt_layer *L = &m->layers[0];
+  return m->wte.grad || m->wpe.grad || m->n_virtual > 0 || L->ln1_w.grad || L->ln1_b.grad ||
+         any_pre(m, 0, DT_SITE_QKV) || (m->tp_gemm && dt_model_tp(m) > 1);
+}
+
+/* m->d_res: grad w.r.t. the block output on entry, w.r.t. its input on exit
+ * (on exit from the first block only when below_first_qkv_trains). */
 static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   const dt_config *c = &m->cfg;
   const int N = m->B * m->T, d = c->d_model;
@@ -521,16 +534,16 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   dt_layer *L = &m->layers[l];
   /* FFN */
   memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
-  DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act));
+  DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act, 1));
   if (c->arch == DT_ARCH_GPT2)
     dt_gelu_backward(m->d_fc, m->d_act, a->fc, (int64_t)N * FFN_L(m));
   else
     dt_swiglu_backward(m->d_fc, m->d_act, a->fc, N, FFN_L(m));
-  DT_CALL(site_backward(m, a, l, DT_SITE_FC, a->ln2, m->d_fc, m->d_ln));
+  DT_CALL(site_backward(m, a, l, DT_SITE_FC, a->ln2, m->d_fc, m->d_ln, 1));
   norm_bwd(m, m->d_res, m->d_ln, a->x1, &L->ln2_w, &L->ln2_b, a->ln2_stat, N);
   /* attention */
   memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
-  DT_CALL(site_backward(m, a, l, DT_SITE_ATTN_OUT, a->att, m->d_tmp, m->d_att));
+  DT_CALL(site_backward(m, a, l, DT_SITE_ATTN_OUT, a->att, m->d_tmp, m->d_att, 1));
   memset(m->d_qkv, 0, sizeof(float) * (size_t)N * QKV_L(m));
   const float *pk, *pv;
   float *dpk, *dpv;
@@ -546,8 +559,12 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
     dt_rope_apply(m->d_qkv, N, ld, qd, m->sh.n_kv_l, c->head_dim, m->T,
                   m->rope_cos, m->rope_sin, 1);
   }
-  DT_CALL(site_backward(m, a, l, DT_SITE_QKV, a->ln1, m->d_qkv, m->d_ln));
-  norm_bwd(m, m->d_res, m->d_ln, a->x, &L->ln1_w, &L->ln1_b, a->ln1_stat, N);
+  /* the first block's input gradient feeds only the embedding backward:
+   * skip it (a frozen N x d x 3d GEMM and the norm) when nothing there, in
+   * ln_1 or in a pre hook of this site takes a gradient */
+  const int want_dx = l > 0 || below_first_qkv_trains(m);
+  DT_CALL(site_backward(m, a, l, DT_SITE_QKV, a->ln1, m->d_qkv, m->d_ln, want_dx));
+  if (want_dx) norm_bwd(m, m->d_res, m->d_ln, a->x, &L->ln1_w, &L->ln1_b, a->ln1_stat, N);
   return DT_OK;
 }
 
