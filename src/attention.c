@@ -4,12 +4,22 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "ops.h"
 #include "vmath.h"
 
 /* Queries are processed in blocks of QB rows: block [i0, i1) sees the prefix
  * and real keys [0, i1), so the masked upper triangle is (mostly) never
  * computed. */
 #define QB 64
+
+/* probabilities s = exp(scores - lse) and dS = s (dP - D) scale, one row */
+static DT_VEC_CLONES void softmax_bwd_row(float *restrict s, float *restrict ds, int nv,
+                                          float li, float Di, float scale) {
+  for (int j = 0; j < nv; j++) {
+    s[j] = dt_expf(s[j] - li);
+    ds[j] = s[j] * (ds[j] - Di) * scale;
+  }
+}
 
 long dt_attention_scratch(const dt_attn_dims *d) {
   return 2L * (d->T < QB ? d->T : QB) * (d->P + d->T);
@@ -44,7 +54,7 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
           float *s = S + (int64_t)r * Tk;
           const int nv = P + i0 + r + 1; /* visible keys */
           const float mx = dt_row_max(s, nv);
-          for (int j = 0; j < nv; j++) s[j] = dt_expf(s[j] - mx);
+          dt_exp_shift(s, nv, mx);
           const double sum = dt_row_sum_d(s, nv);
           const float inv = (float)(1.0 / sum);
           for (int j = 0; j < nv; j++) s[j] *= inv;
@@ -108,10 +118,7 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
           float Di = 0.0f;
           for (int c = 0; c < hd; c++) Di += orow[c] * dorow[c];
           const float li = L[i0 + r];
-          for (int j = 0; j < nv; j++) {
-            s[j] = dt_expf(s[j] - li);
-            ds[j] = s[j] * (ds[j] - Di) * scale;
-          }
+          softmax_bwd_row(s, ds, nv, li, Di, scale);
           for (int j = nv; j < P + nk; j++) {
             s[j] = 0.0f;
             ds[j] = 0.0f;

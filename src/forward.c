@@ -681,7 +681,7 @@ static int head_chunk(dt_model *m, const int *rows, int n, const float *W,
   for (int i = 0; i < n; i++) {
     float *z = lg + (size_t)i * V;
     const float mi = mx[i];
-    for (int j = 0; j < V; j++) z[j] = dt_expf(z[j] - mi);
+    dt_exp_shift(z, V, mi);
     se[i] = (float)dt_row_sum_d(z, V);
   }
   if (tp > 1) DT_CALL(dt_tp_sum(m->dist, se, 2 * (size_t)n)); /* se and zl */

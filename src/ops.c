@@ -104,7 +104,7 @@ static inline float fast_tanh(float u) {
   return (e - 1.0f) / (e + 1.0f);
 }
 
-void dt_gelu_forward(float *out, const float *x, int64_t n) {
+DT_VEC_CLONES void dt_gelu_forward(float *out, const float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     float v = x[i];
     float u = GELU_K * (v + 0.044715f * v * v * v);
@@ -112,7 +112,7 @@ void dt_gelu_forward(float *out, const float *x, int64_t n) {
   }
 }
 
-void dt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+DT_VEC_CLONES void dt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     float v = x[i];
     float u = GELU_K * (v + 0.044715f * v * v * v);
@@ -123,7 +123,12 @@ void dt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
   }
 }
 
-void dt_swiglu_forward(float *out, const float *gu, int N, int F) {
+/* z[j] = exp(z[j] - m), j < n (softmax numerators). */
+DT_VEC_CLONES void dt_exp_shift(float *z, int64_t n, float m) {
+  for (int64_t j = 0; j < n; j++) z[j] = dt_expf(z[j] - m);
+}
+
+DT_VEC_CLONES void dt_swiglu_forward(float *out, const float *gu, int N, int F) {
   for (int i = 0; i < N; i++) {
     const float *g = gu + (int64_t)i * 2 * F;
     const float *u = g + F;
@@ -135,7 +140,7 @@ void dt_swiglu_forward(float *out, const float *gu, int N, int F) {
   }
 }
 
-void dt_swiglu_backward(float *dgu, const float *dout, const float *gu, int N,
+DT_VEC_CLONES void dt_swiglu_backward(float *dgu, const float *dout, const float *gu, int N,
                         int F) {
   for (int i = 0; i < N; i++) {
     const float *g = gu + (int64_t)i * 2 * F;

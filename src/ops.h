@@ -22,6 +22,8 @@ void dt_rmsnorm_backward(float *dx, float *dw, const float *dout,
                          const float *x, const float *w, const float *stat,
                          int N, int C);
 
+/* z[j] = exp(z[j] - m) for j < n, vectorized (src/vmath.h). */
+void dt_exp_shift(float *z, int64_t n, float m);
 /* gelu, tanh form (gelu_new). out [n] = gelu(x [n]). */
 void dt_gelu_forward(float *out, const float *x, int64_t n);
 /* dx [n] = dout * gelu'(x) (overwrites). */

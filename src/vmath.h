@@ -17,6 +17,17 @@
 #include <xmmintrin.h>
 #endif
 
+/* The loops that use dt_expf are also compiled for AVX2 and picked at load
+ * time (ifunc). They are elementwise or reduce in a written order and the
+ * files are built with -ffp-contract=off, so both versions give the same
+ * bits: the same binary agrees with itself on every x86-64 machine. */
+#if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(DT_NO_CLONES)
+#define DT_VEC_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DT_VEC_CLONES
+#endif
+
 static inline float dt_expf(float x) {
   const float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
   /* n = round(x / ln 2) through the 1.5 * 2^23 shifter */
