@@ -515,18 +515,19 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   return DT_OK;
 }
 
-/* Whether the gradient w.r.t. the first block's QKV input is used: by the
- * embeddings (token, position, virtual-token rows), by ln_1's parameters or
- * by a pre hook of that site. The PxGEMM path always computes it (its
- * collectives). */
-static int below_first_qkv_trains(const dt_model *m) {
+int dt_model_first_dx_needed(const dt_model *m) {
   const dt_layer *L = &m->layers[0];
-  return m->wte.grad || m->wpe.grad || m->n_virtual > 0 || L->ln1_w.grad || L->ln1_b.grad ||
+  int virt = 0;
+  for (int k = 0; k < m->n_methods; k++) {
+    const dt_method *me = m->methods[k];
+    if (me->ops->virtual_tokens && me->ops->virtual_tokens(me) > 0) virt = 1;
+  }
+  return m->wte.trained || m->wpe.trained || virt || L->ln1_w.trained || L->ln1_b.trained ||
          any_pre(m, 0, DT_SITE_QKV) || (m->tp_gemm && dt_model_tp(m) > 1);
 }
 
 /* m->d_res: grad w.r.t. the block output on entry, w.r.t. its input on exit
- * (on exit from the first block only when below_first_qkv_trains). */
+ * (on exit from the first block only when dt_model_first_dx_needed). */
 static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   const dt_config *c = &m->cfg;
   const int N = m->B * m->T, d = c->d_model;
@@ -562,7 +563,7 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   /* the first block's input gradient feeds only the embedding backward:
    * skip it (a frozen N x d x 3d GEMM and the norm) when nothing there, in
    * ln_1 or in a pre hook of this site takes a gradient */
-  const int want_dx = l > 0 || below_first_qkv_trains(m);
+  const int want_dx = l > 0 || dt_model_first_dx_needed(m);
   DT_CALL(site_backward(m, a, l, DT_SITE_QKV, a->ln1, m->d_qkv, m->d_ln, want_dx));
   if (want_dx) norm_bwd(m, m->d_res, m->d_ln, a->x, &L->ln1_w, &L->ln1_b, a->ln1_stat, N);
   return DT_OK;

@@ -448,6 +448,7 @@ int dt_model_require_grad(dt_model *m, const dt_tensor_ref *r, float **data,
     else if (!r->mat)
       dt_model_describe_bytes(m, sizeof(float) * (size_t)r->vec->n);
     if (r->mat) r->mat->trained = 1;
+    else r->vec->trained = 1;
     *data = *grad = NULL;
     return DT_OK;
   }
@@ -464,6 +465,7 @@ int dt_model_require_grad(dt_model *m, const dt_tensor_ref *r, float **data,
     *data = r->mat->w + r->offset;
     *grad = r->mat->grad + r->offset;
   } else {
+    r->vec->trained = 1;
     if (!r->vec->grad)
       DT_CALL(dt_alloc_aligned(&r->vec->grad, sizeof(float) * r->vec->n, r->name));
     *data = r->vec->v + r->offset;

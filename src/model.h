@@ -35,6 +35,7 @@ typedef struct {
   int n;
   float *v;
   float *grad;
+  int trained; /* a method trains it (dt_model_require_grad; set in describe_only models too) */
 } dt_vec;
 
 typedef enum {
@@ -253,6 +254,13 @@ int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
  * hooks accumulate their parameter gradients; trainable backbone tensors
  * accumulate dW. */
 int dt_model_backward(dt_model *m);
+
+/* Whether backward needs the gradient w.r.t. the first block's QKV input:
+ * something below it trains (token or position embeddings, virtual tokens,
+ * ln_1 of block 0, a pre hook of that site), or the PxGEMM formulation runs
+ * (its collectives). Otherwise that GEMM and its tensor-group sum are
+ * skipped. Works on describe_only models too (src/plan.c counts the sums). */
+int dt_model_first_dx_needed(const dt_model *m);
 
 /* Zero gradients of trainable backbone tensors. */
 void dt_model_zero_backbone_grads(dt_model *m);

@@ -359,7 +359,9 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
     }
     o->small_allreduces += chunks; /* the head's row maxima (dt_tp_max) */
     SUMS(1, Nd);                   /* the head's input gradient */
-    SUMS(2LL * L, Nd);             /* column-parallel input gradients (backward) */
+    /* column-parallel input gradients (backward); block 0's QKV one only
+     * when something below it trains (dt_model_first_dx_needed) */
+    SUMS(2LL * L - (dt_model_first_dx_needed(&best->m) ? 0 : 1), Nd);
     o->small_allreduces += 1;      /* the gradient norm of shards (optim.c) */
   }
 #undef SUMS
