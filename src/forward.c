@@ -18,8 +18,6 @@
 #include "safetensors.h"
 #include "vmath.h"
 
-#define LOGIT_CHUNK 256
-
 /* Local widths on this rank (everything when tp = 1). */
 #define QKV_L(m) dt_site_out_l((m), DT_SITE_QKV)
 #define Q_L(m) dt_site_in_l((m), DT_SITE_ATTN_OUT)
@@ -125,9 +123,10 @@ static void layout(dt_model *m, carver *cv, int B, int T, int recompute) {
     m->px_scratch = carve(cv, dt_pxgemm_scratch(m, (int)N));
     m->px_tmp = carve(cv, N * mx_in);
   }
-  m->logit_chunk_rows = LOGIT_CHUNK;
-  m->logit_chunk = carve(cv, (size_t)LOGIT_CHUNK * (m->sh.vocab_l > 0 ? m->sh.vocab_l : 1));
-  m->head_red = carve(cv, 4 * (size_t)LOGIT_CHUNK);
+  const int chunk = N < DT_LOGIT_CHUNK ? (int)N : DT_LOGIT_CHUNK;
+  m->logit_chunk_rows = chunk;
+  m->logit_chunk = carve(cv, (size_t)chunk * (m->sh.vocab_l > 0 ? m->sh.vocab_l : 1));
+  m->head_red = carve(cv, 4 * (size_t)chunk);
   const size_t pkv = (size_t)m->n_prefix * dt_cfg_kv_dim(c);
   m->pk_l = carve(cv, pkv);
   m->pv_l = carve(cv, pkv);

@@ -201,6 +201,11 @@ static inline const dt_segs *dt_site_segs(const dt_model *m, int s) {
     default: return &m->sh.ffn_cols;
   }
 }
+/* Rows per loss-head chunk: the logits of this many rows exist at once
+ * ([chunk, local vocab] floats). Each chunk streams the whole head matrix
+ * through two GEMMs, so fewer, larger chunks repack it less often. */
+#define DT_LOGIT_CHUNK 512
+
 static inline int dt_model_tp(const dt_model *m) { return m->dist ? m->dist->tp_size : 1; }
 void dt_model_free(dt_model *m);
 

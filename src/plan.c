@@ -21,7 +21,6 @@
 #include "methods/modules.h"
 #include "params.h"
 
-#define LOGIT_CHUNK 256 /* rows per loss-head chunk (forward.c) */
 
 static int64_t aligned(int64_t b) { return b > 0 ? (b + 63) / 64 * 64 : 64; }
 
@@ -352,9 +351,9 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
     SUMS(1, Nd);                              /* embedding: vocabulary-split lookup */
     SUMS((long long)passes * 2 * L, Nd);      /* attention and FFN output projections */
     SUMS((long long)passes * K * best->lora_rowp_units, Ntask * best->lora_rank); /* LoRA h */
-    const int64_t rows = (int64_t)Bc * spr, chunks = (rows + LOGIT_CHUNK - 1) / LOGIT_CHUNK;
+    const int64_t rows = (int64_t)Bc * spr, chunks = (rows + DT_LOGIT_CHUNK - 1) / DT_LOGIT_CHUNK;
     for (int64_t i = 0; i < chunks; i++) { /* head: sum of exponentials and label logit */
-      const int64_t nr = rows - i * LOGIT_CHUNK < LOGIT_CHUNK ? rows - i * LOGIT_CHUNK : LOGIT_CHUNK;
+      const int64_t nr = rows - i * DT_LOGIT_CHUNK < DT_LOGIT_CHUNK ? rows - i * DT_LOGIT_CHUNK : DT_LOGIT_CHUNK;
       SUMS(1, 2 * nr);
     }
     o->small_allreduces += chunks; /* the head's row maxima (dt_tp_max) */
