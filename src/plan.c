@@ -247,6 +247,13 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
    * consecutive ranks and nodes are filled in rank order */
   o->shm = T > 1 && in->ranks_per_node % T == 0;
   const int Bc = o->B_local * K; /* rows of a replica's (combined) batch */
+  DT_CHECK(in->micro == 0 || K == 1, DT_EUSAGE,
+           "--micro-batch %d: a sweep (--tasks %d) runs its combined batch in one pass",
+           in->micro, K);
+  /* train's passes (src/train.c run_passes): activations are sized for one */
+  o->B_pass = in->micro > 0 && in->micro < Bc ? in->micro : Bc;
+  o->passes = (Bc + o->B_pass - 1) / o->B_pass;
+  const int Bp = o->B_pass;
 
   /* the whole model: counts and FLOPs */
   shard_entry *w;
@@ -271,7 +278,7 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
   o->flops_token = o->flops_step / tokens;
 
   /* every distinct shard; keep the rank that holds the most */
-  const int64_t N = (int64_t)Bc * o->T;
+  const int64_t N = (int64_t)Bp * o->T;
   double matmul_max = 0;
   shard_entry *best = NULL;
   for (int r = 0; r < T; r++) {
@@ -285,16 +292,19 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
     pm.method = z->method_bytes * K;
     pm.adamw = 2 * aligned(4 * (z->numel_l + 1)) * K;
     pm.buckets = R > 1 ? 4 * (z->numel_l + 1) * K : 0;
-    pm.acts_plain = (int64_t)dt_model_act_bytes(&z->m, Bc, in->seq, 0);
-    pm.acts_recompute = (int64_t)dt_model_act_bytes(&z->m, Bc, in->seq, 1);
+    pm.acts_plain = (int64_t)dt_model_act_bytes(&z->m, Bp, in->seq, 0);
+    pm.acts_recompute = (int64_t)dt_model_act_bytes(&z->m, Bp, in->seq, 1);
     DT_CHECK(pm.acts_plain > 0 && pm.acts_recompute > 0, DT_EUSAGE,
              "--method %s: these methods cannot be planned together (both add prefix "
              "key/values?)", in->methods);
     pm.acts = in->recompute ? pm.acts_recompute : pm.acts_plain;
-    pm.engine = (int64_t)dt_model_plan_extra_bytes(&z->m, Bc, in->seq);
+    pm.engine = (int64_t)dt_model_plan_extra_bytes(&z->m, Bp, in->seq);
     DT_CALL(hook_scratch(&z->m, z->ms, z->n, in->opt, N, &pm.hook_scratch));
     pm.blas = blas_packing(&z->m, N, mc);
-    pm.batch_bufs = 2 * 4 * (int64_t)o->B_local * in->seq * K;
+    /* the batch's ids and labels; train also packs one pass's (and keeps
+     * two ints per row for the pass order) */
+    pm.batch_bufs = 2 * 4 * (int64_t)o->B_local * in->seq * K +
+                    (K == 1 ? 2 * 4 * (int64_t)Bp * in->seq + 2 * 4 * (int64_t)o->B_local : 0);
     pm.dataset = 2 * 4 * in->data_rows * in->seq * K;
     if (o->shm) {
       /* the largest sum of a step is [N, d] (embedding, row-parallel
@@ -332,7 +342,6 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
 
   /* communication of one training step on a rank, as forward.c and the
    * hooks call dt_tp_sum (the local formulation; nothing when tp = 1) */
-  const int64_t Nd = N * cfg->d_model, Ntask = (int64_t)o->B_local * o->T;
   const int L = cfg->n_layer;
   double t_tp = 0;
 #define SUMS(count, n)                                        \
@@ -346,14 +355,17 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
       t_tp += c_ * sum_time(mc, n_, o->shm);                  \
     }                                                         \
   } while (0)
-  if (T > 1) {
-    const int passes = in->recompute ? 2 : 1; /* --recompute runs each block forward again */
-    SUMS(1, Nd);                              /* embedding: vocabulary-split lookup */
-    SUMS((long long)passes * 2 * L, Nd);      /* attention and FFN output projections */
-    SUMS((long long)passes * K * best->lora_rowp_units, Ntask * best->lora_rank); /* LoRA h */
-    const int64_t rows = (int64_t)Bc * spr, chunks = (rows + DT_LOGIT_CHUNK - 1) / DT_LOGIT_CHUNK;
+  for (int p = 0; T > 1 && p < o->passes; p++) { /* each forward/backward pass */
+    const int Bq = Bc - p * Bp < Bp ? Bc - p * Bp : Bp;
+    const int64_t Nd = (int64_t)Bq * o->T * cfg->d_model, Ntask = (int64_t)(Bq / K) * o->T;
+    const int64_t chunk = (int64_t)Bq * o->T < DT_LOGIT_CHUNK ? (int64_t)Bq * o->T : DT_LOGIT_CHUNK;
+    const int fwd = in->recompute ? 2 : 1; /* --recompute runs each block forward again */
+    SUMS(1, Nd);                           /* embedding: vocabulary-split lookup */
+    SUMS((long long)fwd * 2 * L, Nd);      /* attention and FFN output projections */
+    SUMS((long long)fwd * K * best->lora_rowp_units, Ntask * best->lora_rank); /* LoRA h */
+    const int64_t rows = (int64_t)Bq * spr, chunks = (rows + chunk - 1) / chunk;
     for (int64_t i = 0; i < chunks; i++) { /* head: sum of exponentials and label logit */
-      const int64_t nr = rows - i * DT_LOGIT_CHUNK < DT_LOGIT_CHUNK ? rows - i * DT_LOGIT_CHUNK : DT_LOGIT_CHUNK;
+      const int64_t nr = rows - i * chunk < chunk ? rows - i * chunk : chunk;
       SUMS(1, 2 * nr);
     }
     o->small_allreduces += chunks; /* the head's row maxima (dt_tp_max) */
@@ -361,8 +373,8 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
     /* column-parallel input gradients (backward); block 0's QKV one only
      * when something below it trains (dt_model_first_dx_needed) */
     SUMS(2LL * L - (dt_model_first_dx_needed(&best->m) ? 0 : 1), Nd);
-    o->small_allreduces += 1;      /* the gradient norm of shards (optim.c) */
   }
+  if (T > 1) o->small_allreduces += 1; /* the gradient norm of shards (optim.c) */
 #undef SUMS
   if (dp > 1) o->small_allreduces += 2; /* scored-token count, loss statistics */
   double t_red = o->small_allreduces * mc->allreduce_latency_s;
@@ -491,6 +503,9 @@ static const dt_optdef plan_opts[] = {
      "K tasks trained concurrently on one backbone (a combined batch of K x batch-size rows; "
      "deltas, optimizer and checkpoints per task)"},
     {"recompute", DT_OPT_BOOL, "no", 0, 0, NULL, "the run uses --recompute (both are shown)"},
+    {"micro-batch", DT_OPT_INT, "0", 0, 1048576, NULL,
+     "the run's --micro-batch: rows per forward/backward pass (activations are sized for one "
+     "pass); 0 = all of a replica's rows"},
     {"data-rows", DT_OPT_INT, "0", 0, 2147483647, NULL,
      "rows of the data file (every rank loads it: 8 bytes per token); 0 = not counted"},
     {"mem-per-node", DT_OPT_STRING, NULL, 0, 0, NULL,
@@ -602,6 +617,8 @@ static json_t *plan_json(const dt_plan_in *in, const dt_plan_out *o, double mem_
   json_t *b = json_object();
   json_object_set_new(b, "rows", json_integer(in->batch));
   json_object_set_new(b, "rows_per_replica", json_integer(o->B_local));
+  json_object_set_new(b, "rows_per_pass", json_integer(o->B_pass));
+  json_object_set_new(b, "passes", json_integer(o->passes));
   json_object_set_new(b, "seq_len", json_integer(in->seq));
   json_object_set_new(b, "positions", json_integer(o->T));
   json_object_set_new(b, "virtual_tokens", json_integer(o->n_virtual));
@@ -768,6 +785,7 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   in.bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
   in.tasks = dt_opt_int(o, "tasks");
   in.recompute = dt_opt_bool(o, "recompute");
+  in.micro = dt_opt_int(o, "micro-batch");
   in.scored_per_row = dt_opt_is_set(o, "scored-per-row") ? dt_opt_int(o, "scored-per-row") : -1;
   in.data_rows = dt_opt_int(o, "data-rows");
   in.seed = 1;
@@ -832,7 +850,9 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   printf("batch: %d rows (%d per replica) x %d tokens", in.batch, out.B_local, in.seq);
   if (out.n_virtual) printf(" + %d virtual", out.n_virtual);
   if (out.n_prefix) printf(", %d prefix key/values", out.n_prefix);
-  printf(", %d task(s)%s\n", in.tasks, in.tasks > 1 ? " (combined batch)" : "");
+  printf(", %d task(s)%s", in.tasks, in.tasks > 1 ? " (combined batch)" : "");
+  if (out.passes > 1) printf(", %d passes of %d rows (--micro-batch)", out.passes, out.B_pass);
+  printf("\n");
   print_plan(&in, &out, mem, "plan");
   if (cmp) print_plan(&fin, &full, mem, "full fine-tuning, same layout");
   if (mem > 0) {

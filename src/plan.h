@@ -29,6 +29,7 @@ typedef struct {
   int scored_per_row;    /* scored tokens per row; < 0: every one (seq - 1, + 1 with prompt tokens) */
   int64_t data_rows;     /* rows of the data file every rank loads (0: not counted) */
   uint64_t seed;
+  int micro;             /* rows per forward/backward pass (--micro-batch; 0 = all of a replica's) */
 } dt_plan_in;
 
 /* Bytes held by one rank (the largest). */
@@ -57,6 +58,7 @@ typedef struct {
 
 typedef struct {
   int ranks, dp, tp, B_local, T, n_virtual, n_prefix;
+  int B_pass, passes; /* rows per forward/backward pass and passes per step (--micro-batch) */
   int shm;                        /* tensor-group sums through the shared window */
   dt_plan_mem mem;
   int64_t frozen_params, trainable, n_tensors;

@@ -77,6 +77,8 @@ static const rss_case k_rss[] = {
     {4, 2, L, "lora", "--lora-targets q_proj,v_proj,o_proj,down_proj", 4, 128},
     {4, 2, L, "ia3", "", 4, 128},
     {4, 1, G, "bitfit", "", 4, 128},
+    {1, 1, G, "full", "--micro-batch 1", 4, 128},
+    {2, 2, L, "lora", "--micro-batch 3", 6, 128},
 };
 
 /* "peak RSS per rank N MB" and "trainable X of" from train's summary. */

@@ -23,18 +23,25 @@ typedef struct {
   const char *model, *methods;
   const char *args[6];
   int nargs, tp, batch, seq, recompute;
+  int micro; /* rows per pass (train's --micro-batch), 0 = the whole batch */
 } comm_case;
 
 static const comm_case k_cases[] = {
     {"synthetic:gpt2:layers=2,d=64,heads=4,vocab=700,ctx=64", "lora",
-     {"--lora-targets", "c_attn,attn.c_proj,mlp.c_proj", "--lora-rank", "4"}, 4, 0, 4, 20, 0},
+     {"--lora-targets", "c_attn,attn.c_proj,mlp.c_proj", "--lora-rank", "4"}, 4, 0, 4, 20, 0, 0},
     {"synthetic:gpt2:layers=2,d=64,heads=4,vocab=700,ctx=64", "lora",
-     {"--lora-targets", "c_attn,attn.c_proj,mlp.c_proj", "--lora-rank", "4"}, 4, 0, 4, 20, 1},
+     {"--lora-targets", "c_attn,attn.c_proj,mlp.c_proj", "--lora-rank", "4"}, 4, 0, 4, 20, 1, 0},
     {"synthetic:llama:layers=3,d=64,heads=4,kv_heads=2,vocab=900,ctx=128", "adapter,ia3",
-     {"--adapter-size", "8"}, 2, 0, 2, 300, 0},
+     {"--adapter-size", "8"}, 2, 0, 2, 300, 0, 0},
     {"synthetic:llama:layers=2,d=96,heads=6,kv_heads=3,vocab=500,ctx=64", "prompt",
-     {"--prompt-tokens", "3"}, 2, 2, 4, 16, 1},
-    {"synthetic:gpt2:layers=1,d=128,heads=4,vocab=300,ctx=64", "full", {0}, 0, 0, 2, 12, 0},
+     {"--prompt-tokens", "3"}, 2, 2, 4, 16, 1, 0},
+    {"synthetic:gpt2:layers=1,d=128,heads=4,vocab=300,ctx=64", "full", {0}, 0, 0, 2, 12, 0, 0},
+    /* micro-batches: passes of 2 rows (on 2 ranks 3 passes of 2; on 4
+     * ranks, 2 replicas of 3 rows: passes of 2 and 1) */
+    {"synthetic:gpt2:layers=2,d=64,heads=4,vocab=700,ctx=64", "lora",
+     {"--lora-targets", "c_attn,attn.c_proj", "--lora-rank", "4"}, 4, 2, 6, 20, 0, 2},
+    {"synthetic:llama:layers=2,d=96,heads=6,kv_heads=3,vocab=500,ctx=64", "prompt",
+     {"--prompt-tokens", "3"}, 2, 2, 4, 16, 1, 3},
 };
 
 static void run_case(const comm_case *k, int size, int *bad) {
@@ -60,18 +67,26 @@ static void run_case(const comm_case *k, int size, int *bad) {
   assert_int_equal(dt_methods_create(k->methods, o, &m, &p, 1, &ms, &n), DT_OK);
   assert_int_equal(dt_model_set_methods(&m, ms, n), DT_OK);
   const int B = k->batch / d.dp_size;
-  assert_int_equal(dt_model_plan(&m, B, k->seq, k->recompute), DT_OK);
+  const int Bp = k->micro > 0 && k->micro < B ? k->micro : B;
+  assert_int_equal(dt_model_plan(&m, Bp, k->seq, k->recompute), DT_OK);
   int32_t *ids = malloc(sizeof(int32_t) * (size_t)B * k->seq);
   for (int i = 0; i < B * k->seq; i++) ids[i] = (int32_t)((i * 7919 + 13) % m.cfg.vocab);
   const long long s0 = d.n_tp_sum, f0 = d.tp_sum_floats, h0 = d.n_tp_sum_shm;
   dt_loss_stats st;
-  assert_int_equal(dt_model_forward(&m, ids, NULL, 1, (double)k->batch * (k->seq - 1), &st, NULL),
-                   DT_OK);
-  assert_int_equal(dt_model_backward(&m), DT_OK);
+  /* one step as train runs it: passes of Bp rows between step begin/end */
+  assert_int_equal(dt_model_step_begin(&m, 1), DT_OK);
+  for (int r0 = 0; r0 < B; r0 += Bp) {
+    const int nb = B - r0 < Bp ? B - r0 : Bp;
+    assert_int_equal(dt_model_set_shape(&m, nb, k->seq), DT_OK);
+    assert_int_equal(dt_model_forward(&m, ids + (size_t)r0 * k->seq, NULL, 1,
+                                      (double)k->batch * (k->seq - 1), &st, NULL), DT_OK);
+    assert_int_equal(dt_model_backward(&m), DT_OK);
+  }
+  assert_int_equal(dt_model_step_end(&m, 1), DT_OK);
   const long long sums = d.n_tp_sum - s0, floats = d.tp_sum_floats - f0, shm = d.n_tp_sum_shm - h0;
   /* the plan of the same layout: one node of `size` ranks */
   dt_plan_in in = {k->model, k->methods, o, 1, size, tp, k->batch, k->seq, 0, 1,
-                   k->recompute, -1, 0, 1};
+                   k->recompute, -1, 0, 1, k->micro};
   dt_machine mc;
   dt_machine_defaults(&mc);
   dt_plan_out out;
