@@ -27,6 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+source bench/lib/summary.sh
 BUILD=${1:-build}
 BIN="$BUILD/deltatune"
 PY=${PY:-/usr/bin/python3}
@@ -91,18 +92,11 @@ run_dt() {
     out=$(OPENBLAS_NUM_THREADS=$th mpirun -np "$np" --bind-to core --oversubscribe \
           "$BIN" "${args[@]}" --tp "$np" 2>&1)
   fi
-  local step tps gf rss sg core l0
-  step=$(sed -nE 's/^summary: median step ([0-9.]+)s.*/\1/p' <<<"$out")
-  tps=$(sed -nE 's/^summary: median step [0-9.]+s: ([0-9.]+) tokens.*/\1/p' <<<"$out")
-  gf=$(sed -nE 's/^summary: median step .* tokens\/s, ([0-9.]+) GFLOP.*/\1/p' <<<"$out")
-  rss=$(sed -nE 's/.*peak RSS per rank ([0-9.]+) MB.*/\1/p' <<<"$out")
-  sg=$(sed -nE 's/^BLAS: .*sgemm 1024\^3 ([0-9.]+) GFLOP.*/\1/p' <<<"$out" | head -1)
-  core=$(sed -nE 's/^BLAS: OpenBLAS core ([^,]+),.*/\1/p' <<<"$out" | head -1)
-  l0=$(sed -nE 's/^summary: .* steps in .*; loss ([0-9.]+) ->.*/\1/p' <<<"$out")
-  if [[ -z "$step" ]]; then
+  local res
+  if ! res=$(dt_summary "$out"); then
     echo "peer.sh: deltatune $shape np=$np threads=$th failed:" >&2; tail -5 <<<"$out" >&2; exit 1
   fi
-  echo "$step $tps $gf $rss ${sg:-0} ${core:-?} ${l0:-nan}"
+  cut -d' ' -f1-7 <<<"$res"
 }
 run_peer() {
   local shape=$1 th=$2
