@@ -46,6 +46,9 @@ static const dt_optdef sweep_opts[] = {
     {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16", "storage of the frozen matrices"},
     {"tp", DT_OPT_INT, "1", 1, 4096, NULL, "tensor-parallel ranks per backbone copy"},
     {"recompute", DT_OPT_BOOL, "no", 0, 0, NULL, "recompute block activations in backward"},
+    {"trim-padding", DT_OPT_BOOL, "yes", 0, 0, NULL,
+     "run each group's combined batch only up to its rows' last scored token (the same loss "
+     "and gradients: the model is causal)"},
     {"log-every", DT_OPT_INT, "10", 1, 1000000000, NULL, "progress lines every N steps"},
     {"backbone-seed", DT_OPT_INT, "1", 0, 2147483647, NULL, "seed of a synthetic backbone"},
     {"resume", DT_OPT_BOOL, "no", 0, 0, NULL,
@@ -500,6 +503,8 @@ static int sweep_run(int argc, char **argv) {
     t->group = gi;
   }
   const int recompute = dt_opt_bool(&o, "recompute");
+  const int trim = dt_opt_bool(&o, "trim-padding");
+  int64_t tok_computed = 0, tok_rows = 0; /* this rank's, over the steps */
   for (int g = 0; g < ngroups; g++)
     DT_CALL(plan_group(&groups[g], groups[g].base, ts, nt, g, recompute));
   if (rank == 0) {
@@ -562,7 +567,23 @@ static int sweep_run(int argc, char **argv) {
       memset(G->row_scored, 0, sizeof(int64_t) * (size_t)v->B);
       dt_loss_stats st;
       if (G->base != &base) dt_model_zero_backbone_grads((dt_model *)G->base);
-      rc = dt_model_forward(v, G->ids, G->labels, 1, 1.0, &st, NULL);
+      /* cut the combined batch after its rows' last scored token (rows keep
+       * their places: the tasks' row ranges and scales stay valid) */
+      int Te = trim ? 2 : T;
+      for (int i = 0; trim && i < v->B_max; i++)
+        for (int c = T - 1; c >= Te; c--)
+          if (G->labels[(size_t)i * T + c] != -100) {
+            Te = c + 1;
+            break;
+          }
+      for (int i = 1; Te < T && i < v->B_max; i++) {
+        memmove(G->ids + (size_t)i * Te, G->ids + (size_t)i * T, sizeof(int32_t) * Te);
+        memmove(G->labels + (size_t)i * Te, G->labels + (size_t)i * T, sizeof(int32_t) * Te);
+      }
+      tok_computed += (int64_t)v->B_max * Te;
+      tok_rows += (int64_t)v->B_max * T;
+      rc = dt_model_set_shape(v, v->B_max, Te);
+      if (rc == DT_OK) rc = dt_model_forward(v, G->ids, G->labels, 1, 1.0, &st, NULL);
       if (rc == DT_OK) rc = dt_model_backward(v);
       if (rc) break;
       /* per task: its loss, gradient sync, update, log */
@@ -624,6 +645,9 @@ static int sweep_run(int argc, char **argv) {
   int failed = 0;
   if (rank == 0 && rc == DT_OK) {
     printf("sweep summary (%.1fs):\n", now_s() - t0);
+    if (tok_computed < tok_rows)
+      printf("  %lld of the %lld tokens of rank 0's combined batches computed (--trim-padding)\n",
+             (long long)tok_computed, (long long)tok_rows);
     for (int k = 0; k < nt; k++) {
       const task *t = &ts[k];
       if (t->state == 2) failed++;
