@@ -104,7 +104,7 @@ static inline float fast_tanh(float u) {
   return (e - 1.0f) / (e + 1.0f);
 }
 
-DT_VEC_CLONES void dt_gelu_forward(float *out, const float *x, int64_t n) {
+static DT_VEC_CLONES void gelu_forward_k(float *out, const float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     float v = x[i];
     float u = GELU_K * (v + 0.044715f * v * v * v);
@@ -112,7 +112,7 @@ DT_VEC_CLONES void dt_gelu_forward(float *out, const float *x, int64_t n) {
   }
 }
 
-DT_VEC_CLONES void dt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+static DT_VEC_CLONES void gelu_backward_k(float *dx, const float *dout, const float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     float v = x[i];
     float u = GELU_K * (v + 0.044715f * v * v * v);
@@ -124,11 +124,11 @@ DT_VEC_CLONES void dt_gelu_backward(float *dx, const float *dout, const float *x
 }
 
 /* z[j] = exp(z[j] - m), j < n (softmax numerators). */
-DT_VEC_CLONES void dt_exp_shift(float *z, int64_t n, float m) {
+static DT_VEC_CLONES void exp_shift_k(float *z, int64_t n, float m) {
   for (int64_t j = 0; j < n; j++) z[j] = dt_expf(z[j] - m);
 }
 
-DT_VEC_CLONES void dt_swiglu_forward(float *out, const float *gu, int N, int F) {
+static DT_VEC_CLONES void swiglu_forward_k(float *out, const float *gu, int N, int F) {
   for (int i = 0; i < N; i++) {
     const float *g = gu + (int64_t)i * 2 * F;
     const float *u = g + F;
@@ -140,8 +140,8 @@ DT_VEC_CLONES void dt_swiglu_forward(float *out, const float *gu, int N, int F) 
   }
 }
 
-DT_VEC_CLONES void dt_swiglu_backward(float *dgu, const float *dout, const float *gu, int N,
-                        int F) {
+static DT_VEC_CLONES void swiglu_backward_k(float *dgu, const float *dout, const float *gu,
+                                          int N, int F) {
   for (int i = 0; i < N; i++) {
     const float *g = gu + (int64_t)i * 2 * F;
     const float *u = g + F;
@@ -155,6 +155,21 @@ DT_VEC_CLONES void dt_swiglu_backward(float *dgu, const float *dout, const float
       dg[j] = d[j] * u[j] * sig * (1.0f + g[j] * (1.0f - sig));
     }
   }
+}
+
+/* The exported entry points: the cloned kernels above are static, because a
+ * target_clones function is only dispatched where every declaration carries
+ * the attribute (clang), and the header's do not. */
+void dt_gelu_forward(float *out, const float *x, int64_t n) { gelu_forward_k(out, x, n); }
+void dt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+  gelu_backward_k(dx, dout, x, n);
+}
+void dt_exp_shift(float *z, int64_t n, float m) { exp_shift_k(z, n, m); }
+void dt_swiglu_forward(float *out, const float *gu, int N, int F) {
+  swiglu_forward_k(out, gu, N, F);
+}
+void dt_swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int F) {
+  swiglu_backward_k(dgu, dout, gu, N, F);
 }
 
 void dt_rope_tables(float *cos_t, float *sin_t, int T, int hd, float theta) {
