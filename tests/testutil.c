@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "error.h"
 #include "rng.h"
 
@@ -212,4 +214,78 @@ void dt_test_gradcheck(const char *family, const char *methods, int recompute,
   dt_test_fx_perturb(&f, 0.3);
   dt_test_fx_check_grads(&f);
   dt_test_fx_close(&f);
+}
+
+/* --- metrics and tensor files --------------------------------------------- */
+
+double *dt_test_read_losses(const char *path, int *n) {
+  FILE *f = fopen(path, "r");
+  if (!f) return NULL;
+  double *v = calloc(64, sizeof(double));
+  char line[4096];
+  int k = 0;
+  while (k < 64 && fgets(line, sizeof line, f)) {
+    json_error_t e;
+    json_t *o = json_loads(line, 0, &e);
+    if (!o) continue;
+    json_t *step = json_object_get(o, "step"), *loss = json_object_get(o, "loss");
+    if (json_is_integer(step) && json_integer_value(step) == k && json_is_number(loss))
+      v[k++] = json_number_value(loss);
+    json_decref(o);
+  }
+  fclose(f);
+  *n = k;
+  return v;
+}
+
+float *dt_test_read_tensor(const dt_st_file *f, const dt_st_tensor *t) {
+  float *v = malloc(sizeof(float) * (t->numel ? t->numel : 1));
+  if (dt_st_read_f32(f, t, 0, t->numel, v)) {
+    free(v);
+    return NULL;
+  }
+  return v;
+}
+
+double dt_test_compare_tensors(const char *got_path, const char *ref_path, double tol,
+                          const char *what) {
+  dt_st_file got, ref;
+  assert_int_equal(dt_st_open(&got, got_path), 0);
+  assert_int_equal(dt_st_open(&ref, ref_path), 0);
+  int matched = 0;
+  double worst = 0;
+  for (int i = 0; i < ref.n; i++) {
+    char cr[256];
+    dt_param_canonical(cr, sizeof cr, ref.t[i].name);
+    const dt_st_tensor *g = NULL;
+    for (int j = 0; j < got.n && !g; j++) {
+      char cg[256];
+      dt_param_canonical(cg, sizeof cg, got.t[j].name);
+      if (!strcmp(cg, cr)) g = &got.t[j];
+    }
+    if (!g) fail_msg("%s: tensor %s missing from %s", what, ref.t[i].name, got_path);
+    assert_int_equal(g->numel, ref.t[i].numel);
+    assert_int_equal(g->ndim, ref.t[i].ndim);
+    for (int d = 0; d < g->ndim; d++) assert_int_equal(g->shape[d], ref.t[i].shape[d]);
+    float *a = dt_test_read_tensor(&got, g), *b = dt_test_read_tensor(&ref, &ref.t[i]);
+    assert_non_null(a);
+    assert_non_null(b);
+    double num = 0, den = 0;
+    for (int64_t k = 0; k < g->numel; k++) {
+      num += ((double)a[k] - b[k]) * ((double)a[k] - b[k]);
+      den += (double)b[k] * b[k];
+    }
+    double rel = sqrt(num) / (sqrt(den) + 1e-30);
+    if (rel > worst) worst = rel;
+    if (!(rel <= tol))
+      fail_msg("%s: %s relative L2 error %.3e > %.1e", what, ref.t[i].name, rel, tol);
+    free(a);
+    free(b);
+    matched++;
+  }
+  assert_int_equal(got.n, ref.n); /* no extra tensors */
+  assert_true(matched > 0 || ref.n == 0);
+  dt_st_close(&got);
+  dt_st_close(&ref);
+  return worst;
 }

@@ -12,6 +12,7 @@
 #include "model.h"
 #include "options.h"
 #include "params.h"
+#include "safetensors.h"
 
 /* Path of a file in the HF parity fixtures (tests/data/hf-parity/REL). */
 const char *dt_test_fixture(const char *rel);
@@ -25,6 +26,18 @@ int dt_test_run(char **out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Read a whole text file (malloc'd, NUL-terminated). NULL on failure. */
 char *dt_test_slurp(const char *path);
+
+/* The "loss" of each step 0, 1, ... of a --metrics file, in order (at most
+ * 64; *n gets the count). malloc'd; NULL when the file cannot be read. */
+double *dt_test_read_losses(const char *path, int *n);
+/* A tensor of an open safetensors file as fp32 (malloc'd; NULL on error). */
+float *dt_test_read_tensor(const dt_st_file *f, const dt_st_tensor *t);
+/* Every tensor of ref_path must appear in got_path (canonical parameter
+ * names) with the same shape and a relative L2 error <= tol, and got_path
+ * must have no other tensor; fails the test (naming `what`) otherwise.
+ * Returns the worst relative error. */
+double dt_test_compare_tensors(const char *got_path, const char *ref_path, double tol,
+                               const char *what);
 
 /* Finite-difference gradient checks of delta methods on the HF parity
  * fixture models (tests/data/hf-parity/<family>/model), batch
