@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages deltatune needs to build, test and run: only
 # those that are missing, non-interactively, and silently when all are there.
-# (Debian 12: Open MPI, ScaLAPACK, OpenBLAS, PnetCDF, jansson, xxHash, cmocka;
+# (Debian 12: Open MPI, ScaLAPACK, OpenBLAS, PnetCDF, jansson, xxHash, cmocka,
+# oneDNN for the bf16 matmul;
 # numpy for the tests' independent reads of safetensors files; Slurm, munge and
 # Lmod for the batch jobs, the modulefiles and their tests; GNU time for the
 # memory per rank and matplotlib for the plots of the scaling studies;
@@ -11,7 +12,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin
       libscalapack-openmpi-dev libopenblas-dev liblapacke-dev libpnetcdf-dev
-      pnetcdf-bin netcdf-bin libcmocka-dev libjansson-dev libxxhash-dev libinih-dev
+      pnetcdf-bin netcdf-bin libcmocka-dev libjansson-dev libxxhash-dev libinih-dev libdnnl-dev
       python3-numpy slurm-wlm munge lmod time python3-matplotlib python3-netcdf4
       clang libclang-rt-dev)
 

@@ -11,6 +11,7 @@
 
 #include "attention.h"
 #include "error.h"
+#include "gemm_bf16.h"
 #include "method.h"
 #include "model.h"
 #include "ops.h"
@@ -127,6 +128,17 @@ static void layout(dt_model *m, carver *cv, int B, int T, int recompute) {
   m->logit_chunk_rows = chunk;
   m->logit_chunk = carve(cv, (size_t)chunk * (m->sh.vocab_l > 0 ? m->sh.vocab_l : 1));
   m->head_red = carve(cv, 4 * (size_t)chunk);
+  if (m->matmul_bf16) {
+    /* the bf16 copy of a product's activation operand: x [N,in] forward,
+     * dy [N,out] backward, head rows [chunk,d] and their logits [chunk,V] */
+    size_t e = (size_t)chunk * (d > (size_t)m->sh.vocab_l ? d : (size_t)m->sh.vocab_l);
+    for (int s = 0; s < DT_N_SITES; s++) {
+      const size_t io = (size_t)(dt_site_in_l(m, s) > dt_site_out_l(m, s) ? dt_site_in_l(m, s)
+                                                                          : dt_site_out_l(m, s));
+      if (N * io > e) e = N * io;
+    }
+    m->a16 = (uint16_t *)carve(cv, (e + 1) / 2);
+  }
   const size_t pkv = (size_t)m->n_prefix * dt_cfg_kv_dim(c);
   m->pk_l = carve(cv, pkv);
   m->pv_l = carve(cv, pkv);
@@ -168,7 +180,9 @@ size_t dt_model_act_bytes(const dt_model *mc, int B, int T_data, int recompute) 
 
 /* Floats of the bf16 -> fp32 conversion scratch: the largest matrix. */
 static size_t bf16_scratch_floats(const dt_model *m) {
-  size_t mx = (size_t)m->sh.vocab_l * m->cfg.d_model;
+  /* with bf16 products the head is never widened (IA3's feed-forward unit
+   * and PxGEMM still widen a block matrix) */
+  size_t mx = m->matmul_bf16 ? 0 : (size_t)m->sh.vocab_l * m->cfg.d_model;
   for (int s = 0; s < DT_N_SITES; s++) {
     size_t v = (size_t)dt_site_in_l(m, s) * dt_site_out_l(m, s);
     if (v > mx) mx = v;
@@ -320,6 +334,31 @@ static dt_site_io rows_of(const dt_model *m, const dt_method *me, dt_site_io io)
   return io;
 }
 
+/* y[N,out] = b + x[N,in] W^T with a frozen (or trained) matrix: fp32, bf16
+ * widened to fp32, or bf16 products (--matmul-dtype bf16). */
+static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, const float *b,
+                      int N, int in, int out) {
+  if (!(m->matmul_bf16 && W->w16)) {
+    dt_linear_forward(y, x, dt_mat_f32(m, W), b, N, in, out);
+    return DT_OK;
+  }
+  if (N == 0 || out == 0) return DT_OK;
+  if (b)
+    for (int i = 0; i < N; i++) memcpy(y + (size_t)i * out, b, sizeof(float) * out);
+  return dt_gemm_bf16(y, x, W->w16, N, out, in, 1, b ? 1.0f : 0.0f, m->a16);
+}
+
+/* dx[N,in] += dy[N,out] W, the input gradient through the same matrix. */
+static int frozen_dyw(dt_model *m, float *dx, const float *dy, const dt_mat *W, int N, int in,
+                      int out) {
+  if (!(m->matmul_bf16 && W->w16)) {
+    dt_linear_backward_input(dx, dy, dt_mat_f32(m, W), N, in, out);
+    return DT_OK;
+  }
+  if (N == 0 || in == 0 || out == 0) return DT_OK;
+  return dt_gemm_bf16(dx, dy, W->w16, N, in, out, 0, 1.0f, m->a16);
+}
+
 static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
                         const float *x, float *y, int train) {
   const int N = m->B * m->T, in = dt_site_in_l(m, s), out = dt_site_out_l(m, s);
@@ -346,13 +385,13 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
         for (int j = 0; j < out; j++) y[(size_t)i * out + j] += L->bias[s].v[j];
   } else if (dt_site_row_parallel(s)) {
     /* row-parallel: partial products, g = sum over the tensor group, bias */
-    dt_linear_forward(y, xin, dt_mat_f32(m, &L->lin[s]), NULL, N, in, out);
+    DT_CALL(frozen_xwt(m, y, xin, &L->lin[s], NULL, N, in, out));
     if (m->dist) DT_CALL(dt_tp_sum(m->dist, y, (size_t)N * out));
     if (L->bias[s].v)
       for (int i = 0; i < N; i++)
         for (int j = 0; j < out; j++) y[(size_t)i * out + j] += L->bias[s].v[j];
   } else {
-    dt_linear_forward(y, xin, dt_mat_f32(m, &L->lin[s]), L->bias[s].v, N, in, out);
+    DT_CALL(frozen_xwt(m, y, xin, &L->lin[s], L->bias[s].v, N, in, out));
   }
   io.x = xin;
   for (int k = 0; k < m->n_methods; k++)
@@ -394,7 +433,7 @@ static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
                                      m->px_scratch));
     for (size_t i = 0; i < (size_t)N * in; i++) dx[i] += m->px_tmp[i];
   } else if (want_dx) {
-    dt_linear_backward_input(dx, dy, dt_mat_f32(m, &L->lin[s]), N, in, out);
+    DT_CALL(frozen_dyw(m, dx, dy, &L->lin[s], N, in, out));
     /* column-parallel: f backward = sum of the partial input gradients */
     if (!dt_site_row_parallel(s) && m->dist)
       DT_CALL(dt_tp_sum(m->dist, dx, (size_t)N * in));
@@ -653,7 +692,7 @@ static int embed_backward(dt_model *m, const float *dx) {
  * maximum, the sum of exponentials and the label's logit are reduced over
  * the tensor group (Megatron's parallel cross-entropy); every rank then
  * holds the same loss. */
-static int head_chunk(dt_model *m, const int *rows, int n, const float *W,
+static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm,
                       int want_grad, double norm, dt_loss_stats *st,
                       float *logits_out) {
   const dt_config *c = &m->cfg;
@@ -663,7 +702,11 @@ static int head_chunk(dt_model *m, const int *rows, int n, const float *W,
   for (int i = 0; i < n; i++)
     memcpy(xg + (size_t)i * d, m->xf + (size_t)rows[i] * d, sizeof(float) * d);
   float *lg = m->logit_chunk;
-  if (V > 0)
+  const int bf16_math = m->matmul_bf16 && Wm->w16;
+  const float *W = bf16_math ? NULL : dt_mat_f32(m, Wm);
+  if (V > 0 && bf16_math)
+    DT_CALL(dt_gemm_bf16(lg, xg, Wm->w16, n, V, d, 1, 0.0f, m->a16));
+  else if (V > 0)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, d, 1.0f, xg, d, W,
                 d, 0.0f, lg, V);
   float *mx = m->head_red, *se = mx + n, *zl = se + n; /* [n] each */
@@ -719,8 +762,11 @@ static int head_chunk(dt_model *m, const int *rows, int n, const float *W,
   /* d xf rows = dlogits W (a partial sum over vocabulary blocks) ;
    * dW += dlogits^T x */
   float *dxg = m->d_ln; /* [n, d] */
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, V, 1.0f, lg, V,
-              W, d, 0.0f, dxg, d);
+  if (bf16_math)
+    DT_CALL(dt_gemm_bf16(dxg, lg, Wm->w16, n, d, V, 0, 0.0f, m->a16));
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, V, 1.0f, lg, V,
+                W, d, 0.0f, dxg, d);
   for (int i = 0; i < n; i++)
     memcpy(m->d_xf + (size_t)rows[i] * d, dxg + (size_t)i * d, sizeof(float) * d);
   float *dW = m->cfg.tied_head ? m->wte.grad : m->lm_head.grad;
@@ -766,7 +812,7 @@ int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
       m->scored_rows[n_rows++] = r;
   }
   if (want_grad) memset(m->d_xf, 0, sizeof(float) * (size_t)N * d);
-  const float *W = dt_mat_f32(m, &m->lm_head);
+  const dt_mat *W = &m->lm_head;
   dt_loss_stats st = {0};
   /* row-exact bookkeeping uses labels[b*T] (never scored) as a flag */
   for (int b = 0; b < B; b++) m->labels[b * T] = -100;

@@ -128,6 +128,8 @@ typedef struct dt_model {
   float *prefix_dk, *prefix_dv;       /* the method's full prefix gradients */
   int logit_chunk_rows;
   float *wscratch; /* bf16 -> fp32 conversion of one matrix */
+  int matmul_bf16; /* bf16 products of the bf16 frozen matrices (gemm_bf16.h) */
+  uint16_t *a16;   /* in the arena: bf16 copy of a product's activation operand */
   size_t wscratch_floats;
   /* rope tables [T, head_dim/2] */
   float *rope_cos, *rope_sin;

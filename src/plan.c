@@ -114,6 +114,7 @@ static int describe_rank(const dt_plan_in *in, int r, int T, shard_entry *z) {
   dt_params p;
   memset(&p, 0, sizeof p);
   DT_CALL(dt_model_describe(&z->m, in->model, in->bf16, r, T));
+  z->m.matmul_bf16 = in->matmul_bf16;
   const int64_t h0 = heap_in_use();
   int rc = dt_methods_create(in->methods, in->opt, &z->m, &p, in->seed, &z->ms, &z->n);
   const int64_t h1 = heap_in_use();
@@ -491,6 +492,9 @@ static const dt_optdef plan_opts[] = {
     {"method", DT_OPT_STRING, "lora", 0, 0, NULL,
      "delta method(s), comma-separated, with their options as for train"},
     {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16", "storage of the frozen matrices"},
+    {"matmul-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",
+     "products with the frozen matrices, as for train (bf16: the activation operand's bf16 copy; "
+     "the time model still uses the calibrated sgemm rate)"},
     {"nodes", DT_OPT_INT, "1", 1, 1048576, NULL, "nodes of the job"},
     {"ranks-per-node", DT_OPT_INT, "1", 1, 4096, NULL, "MPI ranks per node"},
     {"tp", DT_OPT_INT, "1", 1, 1048576, NULL,
@@ -783,6 +787,10 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   in.batch = dt_opt_int(o, "batch-size");
   in.seq = dt_opt_int(o, "seq-len");
   in.bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
+  in.matmul_bf16 = strcmp(dt_opt_str(o, "matmul-dtype"), "bf16") == 0;
+  DT_CHECK(!in.matmul_bf16 || in.bf16, DT_EUSAGE,
+           "--matmul-dtype bf16 multiplies the stored bf16 weights: it needs --weights-dtype bf16 "
+           "(got --weights-dtype %s)", dt_opt_str(o, "weights-dtype"));
   in.tasks = dt_opt_int(o, "tasks");
   in.recompute = dt_opt_bool(o, "recompute");
   in.micro = dt_opt_int(o, "micro-batch");
@@ -803,6 +811,7 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   dt_plan_in fin = in;
   fin.methods = "full";
   fin.bf16 = 0;
+  fin.matmul_bf16 = 0;
   const int cmp = dt_opt_bool(o, "compare-full") && strcmp(in.methods, "full") != 0;
   if (cmp) {
     DT_CALL(dt_plan_compute(&fin, mc, &full));

@@ -30,6 +30,7 @@ typedef struct {
   int64_t data_rows;     /* rows of the data file every rank loads (0: not counted) */
   uint64_t seed;
   int micro;             /* rows per forward/backward pass (--micro-batch; 0 = all of a replica's) */
+  int matmul_bf16;       /* --matmul-dtype bf16 (needs bf16) */
 } dt_plan_in;
 
 /* Bytes held by one rank (the largest). */

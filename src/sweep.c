@@ -26,7 +26,9 @@
 #include "ckpt_run.h"
 #include "commands.h"
 #include "dataset.h"
+#include "agree.h"
 #include "error.h"
+#include "gemm_bf16.h"
 #include "gradsync.h"
 #include "interrupt.h"
 #include "method.h"
@@ -44,6 +46,9 @@ static const dt_optdef sweep_opts[] = {
     {"tasks", DT_OPT_STRING, NULL, 0, 0, NULL,
      "task file (INI): one [task NAME] section per task with train options as keys (required)"},
     {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16", "storage of the frozen matrices"},
+    {"matmul-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",
+     "products with the frozen matrices: fp32, or bf16 x bf16 with fp32 accumulation (oneDNN; "
+     "needs --weights-dtype bf16)"},
     {"tp", DT_OPT_INT, "1", 1, 4096, NULL, "tensor-parallel ranks per backbone copy"},
     {"recompute", DT_OPT_BOOL, "no", 0, 0, NULL, "recompute block activations in backward"},
     {"trim-padding", DT_OPT_BOOL, "yes", 0, 0, NULL,
@@ -100,11 +105,11 @@ static int task_has_key(const task *t, const char *key) {
 
 /* Parse a task's options through the same tables as `deltatune train`
  * (model, data, training, checkpoints, every method's); the properties of
- * the shared backbone (sw: --model, --weights-dtype, --tp, --recompute) are
+ * the shared backbone (sw: --model, --weights-dtype, --matmul-dtype, --tp, --recompute) are
  * the sweep's, so that the task's checkpoints record them; sweep --resume
  * is every task's resume. */
 static int task_options(task *t, const char *file, const dt_options *sw) {
-  static const char *const shared[] = {"model", "weights-dtype", "tp", "recompute"};
+  static const char *const shared[] = {"model", "weights-dtype", "matmul-dtype", "tp", "recompute"};
   enum { NSHARED = sizeof shared / sizeof *shared };
   char *argv[MAX_KV + NSHARED + 1];
   static char bufs[MAX_KV + NSHARED + 1][DT_OPTVAL_MAX + 72];
@@ -352,6 +357,12 @@ static int sweep_run(int argc, char **argv) {
     return dt_error_trace(prc, __FILE__, __LINE__, __func__);
   }
 
+  const int matmul_bf16 = !strcmp(dt_opt_str(&o, "matmul-dtype"), "bf16");
+  if (matmul_bf16 && strcmp(dt_opt_str(&o, "weights-dtype"), "bf16")) {
+    free(ts);
+    DT_ERR(DT_EUSAGE, "--matmul-dtype bf16 multiplies the stored bf16 weights: it needs "
+           "--weights-dtype bf16 (got --weights-dtype %s)", dt_opt_str(&o, "weights-dtype"));
+  }
   dt_dist dist;
   prc = dt_dist_init(&dist, dt_opt_int(&o, "tp"));
   if (prc) {
@@ -361,6 +372,11 @@ static int sweep_run(int argc, char **argv) {
   dt_model base;
   prc = dt_model_load(&base, dt_opt_str(&o, "model"), !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
                       (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist);
+  if (prc == DT_OK && matmul_bf16) {
+    const char *impl;
+    base.matmul_bf16 = 1;
+    prc = dt_agree(dt_gemm_bf16_probe(&impl), MPI_COMM_WORLD);
+  }
   if (prc) {
     dt_dist_free(&dist);
     free(ts);
@@ -407,6 +423,7 @@ static int sweep_run(int argc, char **argv) {
         rc = dt_model_load(t->own, dt_opt_str(&o, "model"),
                            !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
                            (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist);
+      if (rc == DT_OK) t->own->matmul_bf16 = matmul_bf16;
       mb = t->own;
     }
     if (rc == DT_OK)

@@ -19,6 +19,7 @@
 #include "commands.h"
 #include "dataset.h"
 #include "error.h"
+#include "gemm_bf16.h"
 #include "gradsync.h"
 #include "interrupt.h"
 #include "method.h"
@@ -37,7 +38,10 @@ static const dt_optdef model_opts[] = {
      "backbone: a Hugging Face folder (config.json + safetensors) or "
      "synthetic:<family>:k=v,... / synthetic:<preset> (required)"},
     {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",
-     "storage of the frozen matrices (math is fp32)"},
+     "storage of the frozen matrices"},
+    {"matmul-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",
+     "products with the frozen matrices: fp32 (bf16 weights widened), or bf16 x bf16 with fp32 "
+     "accumulation through oneDNN (activations rounded to bf16; needs --weights-dtype bf16)"},
     {"seed", DT_OPT_INT, "1", 0, 2147483647, NULL,
      "seed of synthetic weights, method init and dropout"},
     {"method", DT_OPT_STRING, "lora", 0, 0, NULL,
@@ -319,6 +323,12 @@ static int check_inputs(run_ctx *c, int train) {
       dt_st_close(&f);
     }
   }
+  DT_CHECK(strcmp(dt_opt_str(o, "matmul-dtype"), "bf16") ||
+               !strcmp(dt_opt_str(o, "weights-dtype"), "bf16"),
+           DT_EUSAGE,
+           "--matmul-dtype bf16 multiplies the stored bf16 weights: it needs --weights-dtype bf16 "
+           "(got --weights-dtype %s)",
+           dt_opt_str(o, "weights-dtype"));
   const char *ml = dt_opt_str(o, "method");
   static const char *const targets[][2] = {{"lora", "lora-targets"}, {"ia3", "ia3-targets"}};
   for (size_t k = 0; k < sizeof targets / sizeof *targets; k++) {
@@ -369,6 +379,11 @@ static int setup(run_ctx *c, int train) {
   DT_CALL(dt_agree(rc, MPI_COMM_WORLD));
   c->B_local = c->B_global / c->dist.dp_size;
   c->model.tp_gemm = strcmp(dt_opt_str(o, "tp-gemm"), "pxgemm") == 0;
+  c->model.matmul_bf16 = strcmp(dt_opt_str(o, "matmul-dtype"), "bf16") == 0;
+  if (c->model.matmul_bf16) { /* a CPU oneDNN has no bf16 matmul for stops every rank here */
+    const char *impl;
+    DT_CALL(dt_agree(dt_gemm_bf16_probe(&impl), MPI_COMM_WORLD));
+  }
   c->micro = dt_opt_int(o, "micro-batch");
   if (c->micro <= 0 || c->micro > c->B_local) c->micro = c->B_local;
   c->trim = dt_opt_bool(o, "trim-padding");
@@ -546,7 +561,7 @@ static void print_header(run_ctx *c) {
          "%lld parameters, weights %s\n",
          cf->source, cf->arch == DT_ARCH_GPT2 ? "gpt2" : "llama", cf->n_layer,
          cf->d_model, cf->n_head, cf->n_kv_head, cf->d_ffn, cf->vocab,
-         (long long)frozen, c->model.weights_bf16 ? "bf16" : "fp32");
+         (long long)frozen, c->model.weights_bf16 ? (c->model.matmul_bf16 ? "bf16 (bf16 products)" : "bf16") : "fp32");
   printf("data: %s, %lld rows x %d tokens; batch %d (%d per rank)\n", c->data.path,
          (long long)c->data.n_rows, c->data.seq_len, c->B_global, c->B_local);
   for (int i = 0; i < c->n_methods; i++) {
@@ -563,6 +578,9 @@ static void print_header(run_ctx *c) {
   if (dt_opt_bool(&c->opt, "verbose")) {
     printf("BLAS: OpenBLAS core %s, sgemm 1024^3 %.1f GFLOP/s\n", dt_blas_core(),
            dt_blas_sgemm_gflops(1024));
+    const char *impl = NULL;
+    if (c->model.matmul_bf16 && dt_gemm_bf16_probe(&impl) == DT_OK)
+      printf("bf16 products: %s, %s\n", dt_gemm_bf16_library(), impl);
   }
   if (dt_blas_misdetected())
     printf("warning: OpenBLAS runs the %s kernel on an AVX-512 CPU; export "

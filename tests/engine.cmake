@@ -36,3 +36,10 @@ dt_add_gradcheck(gradcheck_synth_gpt2_prefix --model ${SG} ${DG} --method prefix
 dt_add_gradcheck(gradcheck_synth_llama_prompt --model ${SL} ${DL} --method prompt --prompt-tokens 4 --prompt-init vocab)
 dt_add_gradcheck(gradcheck_synth_gpt2_prompt_lastlayer --model ${SG} ${DG} --method prompt,lastlayer --prompt-tokens 3 --last-layers 2 --last-layers-head yes)
 dt_add_gradcheck(gradcheck_synth_llama_recompute --model ${SL} ${DL} --method lora,prefix --lora-init random --prefix-tokens 2 --recompute)
+# bf16 products (--matmul-dtype bf16, oneDNN) against a double reference
+dt_add_test(test_gemm_bf16 SOURCES test_gemm_bf16.c)
+# --matmul-dtype bf16 end to end: PEFT fixtures, fp32 products, 2 ranks --tp 2
+dt_add_test(test_bf16_products SOURCES test_bf16_products.c)
+target_compile_definitions(test_bf16_products PRIVATE
+  DT_TEST_MPIRUN="${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe")
+set_tests_properties(test_bf16_products PROPERTIES PROCESSORS 2)

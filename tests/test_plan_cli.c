@@ -71,6 +71,8 @@ static const rss_case k_rss[] = {
     {2, 2, L, "prompt", "--prompt-tokens 8", 4, 128},
     {2, 2, L, "full", "", 4, 128},
     {2, 2, L, "lora", "--weights-dtype bf16", 4, 128},
+    {2, 2, L, "lora", "--weights-dtype bf16 --matmul-dtype bf16", 4, 128},
+    {1, 1, G, "lora", "--weights-dtype bf16 --matmul-dtype bf16 --micro-batch 2", 4, 128},
     {2, 1, G, "lastlayer", "--last-layers 2", 4, 128},
     {3, 3, L, "adapter", "--adapter-size 32", 6, 64},
     {4, 4, G, "lora", "", 4, 128},

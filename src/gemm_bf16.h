@@ -1,0 +1,40 @@
+/* bf16 products of the frozen matrices, fp32 accumulation (oneDNN matmul).
+ *
+ * With --weights-dtype bf16 --matmul-dtype bf16 the frozen linears and the
+ * head multiply in bf16: the fp32 activation operand is rounded to bf16
+ * (nearest even, as torch's autocast does), the bf16 weights are used as
+ * stored, and the products accumulate in fp32 into an fp32 result. On a CPU
+ * with AMX (Sapphire Rapids and later) oneDNN runs them on the tile unit; with
+ * AVX512-BF16 on its dot-product instructions.
+ *
+ * One process-wide oneDNN engine and a small cache of matmul primitives keyed
+ * by shape; the caller owns the bf16 copy of the activation operand (sized by
+ * the memory plan, dt_gemm_bf16_scratch_elems).
+ */
+#ifndef DT_GEMM_BF16_H
+#define DT_GEMM_BF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* C[M,N] = beta * C + bf16(A)[M,K] . op(B), all row-major and contiguous.
+ * trans_b = 1: B is stored [N,K] (a weight [out,in] in y = x W^T);
+ * trans_b = 0: B is stored [K,N] (the same weight in dx = dy W).
+ * beta is 0 or 1. a16 holds at least M*K elements (overwritten). */
+int dt_gemm_bf16(float *C, const float *A, const uint16_t *B, int M, int N, int K,
+                 int trans_b, float beta, uint16_t *a16);
+
+/* Round n fp32 values to bf16 (nearest even). */
+void dt_f32_to_bf16_n(uint16_t *dst, const float *src, size_t n);
+
+/* The implementation oneDNN picked for a representative product (e.g.
+ * "brg:avx512_core_amx"), or an error naming why it has none on this CPU. */
+int dt_gemm_bf16_probe(const char **impl);
+
+/* The library version, "oneDNN 2.6.3". */
+const char *dt_gemm_bf16_library(void);
+
+/* Release the engine and the cached primitives (at exit; optional). */
+void dt_gemm_bf16_shutdown(void);
+
+#endif

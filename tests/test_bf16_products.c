@@ -1,0 +1,127 @@
+/* --matmul-dtype bf16 end to end, against the HF/PEFT fixtures and across
+ * rank counts.
+ *
+ * LoRA on both fixture backbones from the fixture's init, 5 steps, with the
+ * frozen weights stored in bf16 and multiplied in bf16 (oneDNN):
+ *   - every step's loss within LOSS_TOL of transformers + PEFT's fp32 run
+ *     (expected.json) and the step-0 gradients within GRAD_TOL relative L2
+ *     (grads.safetensors): the rounding of weights and activations to bf16
+ *     moves them by about 1e-4 and 1e-2, a wrong operand layout by O(1);
+ *   - the losses differ from the same run with fp32 products of the same
+ *     bf16 weights (--matmul-dtype fp32), and by less than LOSS_TOL: the
+ *     option really changes the products, and only by rounding;
+ *   - on 2 ranks with --tp 2 (column and row shards of every product, the
+ *     vocabulary-parallel head) the step-0 gradients equal the 1-rank run's
+ *     within 1e-5 (measured 4e-7) and the losses within 5e-4 (measured
+ *     6e-5: after an update, a value that lands on the other side of a bf16
+ *     rounding boundary moves by a whole bf16 step);
+ *   - without --weights-dtype bf16 the option is refused (exit 2, named).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#define LOSS_TOL 2e-3 /* measured <= 1.8e-4 */
+#define GRAD_TOL 5e-2 /* measured <= 1.3e-2 */
+
+static const char *lora_args(const char *fam) {
+  static char a[1024];
+  snprintf(a, sizeof a, "--method lora --lora-rank 4 --lora-alpha 8 --lora-targets %s "
+           "--init-from %s/lora/init.safetensors",
+           strcmp(fam, "gpt2") ? "q_proj,v_proj,down_proj" : "c_attn,mlp.c_fc", dt_test_fixture(fam));
+  return a;
+}
+
+/* Train 5 steps (launch: "" or an mpirun prefix, extra: layout options);
+ * losses into v[5]; the gradients of step 0 into TMP/FAM-TAG-g.safetensors. */
+static void run(const char *fam, const char *launch, const char *extra, const char *mm,
+                const char *tag, double *v) {
+  const char *tmp = dt_test_tmpdir(), *dir = dt_test_fixture(fam);
+  char *out = NULL;
+  int rc = dt_test_run(&out,
+                       "%s %s train --model %s/model --data %s/batch.safetensors --batch-size 2 "
+                       "--steps 5 --lr 1e-2 --weights-dtype bf16 --matmul-dtype %s "
+                       "--metrics %s/%s-%s.jsonl --dump-grads %s/%s-%s-g.safetensors %s %s",
+                       launch, DT_BINARY, dir, dir, mm, tmp, fam, tag, tmp, fam, tag, lora_args(fam),
+                       extra);
+  if (rc != 0) fail_msg("%s %s: deltatune exited %d:\n%s", fam, tag, rc, out ? out : "");
+  free(out);
+  char p[1200];
+  snprintf(p, sizeof p, "%s/%s-%s.jsonl", tmp, fam, tag);
+  int n = 0;
+  double *l = dt_test_read_losses(p, &n);
+  assert_non_null(l);
+  assert_int_equal(n, 5);
+  memcpy(v, l, 5 * sizeof *v);
+  free(l);
+}
+
+static void check_family(const char *fam) {
+  const char *tmp = dt_test_tmpdir(), *dir = dt_test_fixture(fam);
+  double b1[5], f1[5], b2[5], ref[5];
+  run(fam, "", "", "bf16", "b1", b1);
+  run(fam, "", "", "fp32", "f1", f1);
+  run(fam, DT_TEST_MPIRUN " -np 2", "--tp 2", "bf16", "b2", b2);
+
+  char p[1200];
+  snprintf(p, sizeof p, "%s/lora/expected.json", dir);
+  char *js = dt_test_slurp(p);
+  assert_non_null(js);
+  const char *q = strstr(js, "\"losses\"");
+  assert_non_null(q);
+  q = strchr(q, '[');
+  assert_non_null(q);
+  for (int k = 0; k < 5; k++) {
+    char *end;
+    ref[k] = strtod(q + 1, &end);
+    assert_true(end != q + 1);
+    q = end;
+  }
+  free(js);
+  double worst_ref = 0, diff_f = 0, worst_tp = 0;
+  for (int k = 0; k < 5; k++) {
+    if (!(fabs(b1[k] - ref[k]) <= LOSS_TOL))
+      fail_msg("%s step %d: bf16 products loss %.6f, PEFT fp32 %.6f", fam, k, b1[k], ref[k]);
+    if (!(fabs(b1[k] - f1[k]) <= LOSS_TOL))
+      fail_msg("%s step %d: bf16 products %.6f vs fp32 products %.6f", fam, k, b1[k], f1[k]);
+    if (!(fabs(b2[k] - b1[k]) <= 5e-4))
+      fail_msg("%s step %d: 2 ranks --tp 2 %.7f vs 1 rank %.7f", fam, k, b2[k], b1[k]);
+    worst_ref = fmax(worst_ref, fabs(b1[k] - ref[k]));
+    diff_f = fmax(diff_f, fabs(b1[k] - f1[k]));
+    worst_tp = fmax(worst_tp, fabs(b2[k] - b1[k]));
+  }
+  if (!(diff_f > 0)) fail_msg("%s: --matmul-dtype bf16 gave the fp32 products' losses exactly", fam);
+  char g1[1200], g2[1200], gr[1200];
+  snprintf(g1, sizeof g1, "%s/%s-b1-g.safetensors", tmp, fam);
+  snprintf(g2, sizeof g2, "%s/%s-b2-g.safetensors", tmp, fam);
+  snprintf(gr, sizeof gr, "%s/lora/grads.safetensors", dir);
+  const double eg = dt_test_compare_tensors(g1, gr, GRAD_TOL, "bf16 products gradient vs PEFT");
+  const double et = dt_test_compare_tensors(g2, g1, 1e-5, "bf16 products gradient, 2 ranks vs 1");
+  printf("# %s: loss vs PEFT fp32 <= %.2e, vs fp32 products <= %.2e, tp2 vs 1 rank <= %.2e; "
+         "gradient rel. L2 vs PEFT %.2e, tp2 vs 1 rank %.2e\n",
+         fam, worst_ref, diff_f, worst_tp, eg, et);
+}
+
+static void test_gpt2(void **s) { (void)s; check_family("gpt2"); }
+static void test_llama(void **s) { (void)s; check_family("llama"); }
+
+static void test_needs_bf16_weights(void **s) {
+  (void)s;
+  const char *dir = dt_test_fixture("gpt2");
+  char *out = NULL;
+  int rc = dt_test_run(&out, "%s train --model %s/model --data %s/batch.safetensors --batch-size 2 "
+                       "--steps 1 --matmul-dtype bf16",
+                       DT_BINARY, dir, dir);
+  if (rc != 2 || !out || !strstr(out, "--matmul-dtype bf16") || !strstr(out, "--weights-dtype bf16"))
+    fail_msg("expected exit 2 naming both options, got %d:\n%s", rc, out ? out : "");
+  free(out);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_needs_bf16_weights),
+                                     cmocka_unit_test(test_gpt2), cmocka_unit_test(test_llama)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

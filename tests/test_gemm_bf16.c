@@ -1,0 +1,145 @@
+/* The bf16 products (src/gemm_bf16.c) against a double-precision reference.
+ *
+ * The reference rounds the fp32 operand to bf16 with io/safetensors.h's
+ * dt_f32_to_bf16 (a separate implementation from the one under test), forms
+ * every product of the exactly representable bf16 values in double and sums
+ * in double. bf16 x bf16 products are exact in fp32, so the fp32
+ * accumulation differs from the reference by summation rounding only, in any
+ * order: |C - ref| <= (K + 2) 2^-24 sum |a||b| per element (the sum post-op
+ * of beta = 1 adds one rounding). Shapes: both weight
+ * layouts (y = x W^T, dx = dy W), beta 0 and 1, odd sizes, one row, an empty
+ * sum, the cache's reuse (the same shape twice on new data) and eviction
+ * (more shapes than it keeps). The rounding itself is checked bit for bit on
+ * ties, subnormals, infinities and NaN. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "gemm_bf16.h"
+#include "safetensors.h"
+#include "testutil.h"
+
+/* A test-local generator (xorshift64*), independent of src/rng.h. */
+static uint64_t g_state = 0x51ab3c7e9d2f4a61ull;
+static uint64_t next_u64(void) {
+  g_state ^= g_state >> 12;
+  g_state ^= g_state << 25;
+  g_state ^= g_state >> 27;
+  return g_state * 0x2545f4914f6cdd1dull;
+}
+static float unif_pm1(void) { return (float)((double)(next_u64() >> 11) / 4503599627370496.0 - 1.0); }
+
+/* One product of shape (M, N, K) in layout trans_b with beta; returns the
+ * worst error relative to its bound (must be <= 1). */
+static double check_one(int M, int N, int K, int trans_b, int beta) {
+  float *A = malloc(sizeof(float) * ((size_t)M * K + 1));
+  uint16_t *B = malloc(sizeof(uint16_t) * ((size_t)N * K + 1));
+  float *C = malloc(sizeof(float) * (size_t)M * N);
+  float *C0 = malloc(sizeof(float) * (size_t)M * N);
+  uint16_t *a16 = malloc(sizeof(uint16_t) * ((size_t)M * K + 1));
+  assert_true(A && B && C && C0 && a16);
+  for (size_t i = 0; i < (size_t)M * K; i++) A[i] = 3.0f * unif_pm1();
+  for (size_t i = 0; i < (size_t)N * K; i++) B[i] = dt_f32_to_bf16(unif_pm1());
+  for (size_t i = 0; i < (size_t)M * N; i++) C0[i] = C[i] = beta ? 10.0f * unif_pm1() : NAN;
+  assert_int_equal(dt_gemm_bf16(C, A, B, M, N, K, trans_b, beta ? 1.0f : 0.0f, a16), DT_OK);
+  double worst = 0;
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double ref = beta ? C0[(size_t)i * N + j] : 0.0, mag = fabs(ref);
+      for (int k = 0; k < K; k++) {
+        const double a = dt_bf16_to_f32(dt_f32_to_bf16(A[(size_t)i * K + k]));
+        const double b = dt_bf16_to_f32(trans_b ? B[(size_t)j * K + k] : B[(size_t)k * N + j]);
+        ref += a * b;
+        mag += fabs(a * b);
+      }
+      const double err = fabs((double)C[(size_t)i * N + j] - ref);
+      const double bound = ldexp(mag, -24) * (K + 2) + 1e-30;
+      if (!(err <= bound)) /* NaN-safe: an unwritten NAN fails here */
+        fail_msg("M=%d N=%d K=%d trans_b=%d beta=%d: C[%d,%d] = %.9g, reference %.9g (bound %.3g)",
+                 M, N, K, trans_b, beta, i, j, C[(size_t)i * N + j], ref, bound);
+      if (err / bound > worst) worst = err / bound;
+    }
+  free(A), free(B), free(C), free(C0), free(a16);
+  return worst;
+}
+
+static void test_shapes(void **state) {
+  (void)state;
+  static const int shapes[][3] = {{1, 1, 1},    {37, 29, 53}, {64, 256, 128}, {1, 300, 77},
+                                  {130, 7, 300}, {256, 96, 40}, {5, 4096, 33}};
+  for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+    for (int t = 0; t < 2; t++)
+      for (int beta = 0; beta < 2; beta++) {
+        const double w = check_one(shapes[s][0], shapes[s][1], shapes[s][2], t, beta);
+        if (w > 1.0)
+          fail_msg("shape %dx%dx%d trans_b=%d beta=%d: error %.2f x the fp32 bound",
+                   shapes[s][0], shapes[s][1], shapes[s][2], t, beta, w);
+      }
+}
+
+/* The same shape again on other data (a cached primitive, rebound), then
+ * more distinct shapes than the cache holds, then the first again. */
+static void test_cache(void **state) {
+  (void)state;
+  assert_true(check_one(48, 40, 24, 1, 0) <= 1.0);
+  assert_true(check_one(48, 40, 24, 1, 0) <= 1.0);
+  for (int k = 1; k <= 80; k++) assert_true(check_one(3, 5, k, k & 1, (k >> 1) & 1) <= 1.0);
+  assert_true(check_one(48, 40, 24, 1, 0) <= 1.0);
+}
+
+/* K = 0: beta 0 clears C, beta 1 leaves it; M or N = 0 touches nothing. */
+static void test_empty(void **state) {
+  (void)state;
+  float C[6] = {1, 2, 3, 4, 5, 6};
+  const float A[1] = {0};
+  const uint16_t B[1] = {0};
+  uint16_t a16[1];
+  assert_int_equal(dt_gemm_bf16(C, A, B, 2, 3, 0, 1, 1.0f, a16), DT_OK);
+  for (int i = 0; i < 6; i++) assert_true(C[i] == (float)(i + 1));
+  assert_int_equal(dt_gemm_bf16(C, A, B, 0, 3, 4, 1, 0.0f, a16), DT_OK);
+  for (int i = 0; i < 6; i++) assert_true(C[i] == (float)(i + 1));
+  assert_int_equal(dt_gemm_bf16(C, A, B, 2, 3, 0, 0, 0.0f, a16), DT_OK);
+  for (int i = 0; i < 6; i++) assert_true(C[i] == 0.0f);
+}
+
+/* Round to nearest even, bit for bit with io/safetensors.h's conversion. */
+static void test_rounding(void **state) {
+  (void)state;
+  const uint32_t bits[] = {0x3f808000u, /* a tie, even below: rounds down */
+                           0x3f818000u, /* a tie, odd below: rounds up */
+                           0x3f808001u, 0x3f807fffu, 0x00000001u, 0x807fffffu, 0x7f7fffffu,
+                           0x7f800000u, 0xff800000u, 0x7fc00001u, 0x7f800001u, 0x80000000u};
+  float f[sizeof bits / sizeof *bits];
+  uint16_t out[sizeof bits / sizeof *bits];
+  for (size_t i = 0; i < sizeof bits / sizeof *bits; i++) memcpy(&f[i], &bits[i], sizeof f[i]);
+  dt_f32_to_bf16_n(out, f, sizeof bits / sizeof *bits);
+  assert_int_equal(out[0], 0x3f80);
+  assert_int_equal(out[1], 0x3f82);
+  for (size_t i = 0; i < sizeof bits / sizeof *bits; i++) {
+    const uint16_t ref = dt_f32_to_bf16(f[i]);
+    if (out[i] != ref) fail_msg("0x%08x -> 0x%04x, reference 0x%04x", bits[i], out[i], ref);
+    if (isnan(f[i])) assert_true(isnan(dt_bf16_to_f32(out[i])));
+  }
+}
+
+static void test_probe(void **state) {
+  (void)state;
+  const char *impl = NULL;
+  assert_int_equal(dt_gemm_bf16_probe(&impl), DT_OK);
+  assert_non_null(impl);
+  assert_non_null(strstr(dt_gemm_bf16_library(), "oneDNN"));
+  printf("# bf16 products: %s, %s\n", dt_gemm_bf16_library(), impl);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_rounding), cmocka_unit_test(test_empty),
+      cmocka_unit_test(test_shapes),   cmocka_unit_test(test_cache),
+      cmocka_unit_test(test_probe),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  dt_gemm_bf16_shutdown();
+  return rc;
+}
