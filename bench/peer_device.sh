@@ -7,6 +7,9 @@
 #       fp32        frozen weights fp32, one pass of the batch
 #       fp32-lean   + --micro-batch 1 --recompute (activations of one row, recomputed in backward)
 #       bf16-lean   + --weights-dtype bf16 (bf16 storage of the frozen matrices, fp32 math)
+#       bf16-mm     --weights-dtype bf16 --matmul-dtype bf16 (bf16 products, fp32 accumulation: oneDNN)
+#       bf16-mm-mb1 + --micro-batch 1 (activations of one row, no recompute)
+#       bf16-mm-lean + --micro-batch 1 --recompute yes
 # and prints a Markdown table: median step, tokens/s, peak RSS (deltatune: largest rank x NP), the
 # communication share, and the ratios to PEFT fp32 / bf16, with the issue's floors for the 1.31B shape
 # (tokens/s >= 1.2x PEFT fp32 in fp32 and >= PEFT bf16 with bf16 weights; memory <= 0.6x PEFT's).
@@ -14,7 +17,8 @@
 # usage (on the device machine, with the packed stack loaded: see shared/device/README.md):
 #   bash bench/peer_device.sh BUILD_DIR          (BUILD_DIR/deltatune; about 8 minutes for both shapes)
 #   env: SHAPES ("124m 1.31b"; "tiny" checks the script), STEPS (4), NP (16),
-#        DT_RUNS ("fp32 fp32-lean bf16-lean"), PEFT_RUNS ("fp32 bf16"; empty: deltatune only), PY (python3)
+#        DT_RUNS ("fp32 fp32-lean bf16-mm bf16-mm-mb1 bf16-mm-lean"), PEFT_RUNS ("fp32 bf16"; empty:
+#        deltatune only), PY (python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/summary.sh
@@ -24,7 +28,7 @@ PY=${PY:-python3}
 STEPS=${STEPS:-4}
 NP=${NP:-16}
 SHAPES=${SHAPES:-"124m 1.31b"}
-DT_RUNS=${DT_RUNS:-"fp32 fp32-lean bf16-lean"}
+DT_RUNS=${DT_RUNS:-"fp32 fp32-lean bf16-mm bf16-mm-mb1 bf16-mm-lean"}
 PEFT_RUNS=${PEFT_RUNS-"fp32 bf16"}
 [[ -x $BIN ]] || { echo "peer_device.sh: $BIN not found" >&2; exit 2; }
 [[ -z $PEFT_RUNS ]] || "$PY" -c 'import torch, transformers, peft' 2>/dev/null ||
@@ -45,6 +49,9 @@ dt_extra() {
     fp32) echo "" ;;
     fp32-lean) echo "--micro-batch 1 --recompute yes" ;;
     bf16-lean) echo "--micro-batch 1 --recompute yes --weights-dtype bf16" ;;
+    bf16-mm) echo "--weights-dtype bf16 --matmul-dtype bf16" ;;
+    bf16-mm-mb1) echo "--weights-dtype bf16 --matmul-dtype bf16 --micro-batch 1" ;;
+    bf16-mm-lean) echo "--weights-dtype bf16 --matmul-dtype bf16 --micro-batch 1 --recompute yes" ;;
     *) echo "peer_device.sh: unknown run '$1'" >&2; return 2 ;;
   esac
 }
