@@ -5,7 +5,8 @@
 #
 # usage: bash bench/quality.sh run    [KEY=VALUE ...]   train + evaluate the selected cells
 #        bash bench/quality.sh list   [KEY=VALUE ...]   print the selected cells and their commands
-#        bash bench/quality.sh report [--doc FILE] RESULTS...   merge results (files or folders) into FILE
+#        bash bench/quality.sh report [--doc FILE] [--peft FILE] RESULTS...   merge results (files or folders) into FILE;
+#                                                           --peft: bench/quality_peft.py lines, the reference's own seed spread
 #        bash bench/quality.sh sweep-vs-train [KEY=VALUE ...]   time `deltatune sweep` against JOBS parallel
 #                                                               single-rank `train`s (one model and task)
 # KEY=VALUE (or the same names in the environment):

@@ -20,7 +20,9 @@ import json
 import os
 import time
 
+import peft
 import torch
+import transformers
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, get_peft_model
@@ -117,7 +119,8 @@ def main():
         "trainable": trainable, "exact_match": em, "exact_rows": n_exact, "eval_rows": n_rows,
         "token_accuracy": tacc, "first_loss": losses[0] if losses else None,
         "final_loss": sum(tail) / len(tail) if tail else None, "train_s": round(train_s, 1),
-        "threads": a.threads, "torch": torch.__version__}))
+        "threads": a.threads, "torch": torch.__version__, "transformers": transformers.__version__,
+        "peft": peft.__version__, "date": time.strftime("%Y-%m-%d", time.gmtime())}))
 
 
 if __name__ == "__main__":
