@@ -68,17 +68,23 @@ static void layout(dt_model *m, carver *cv, int B, int T, int recompute) {
   const dt_config *c = &m->cfg;
   const size_t N = (size_t)B * T, d = c->d_model;
   const int n_sets = recompute ? 1 : c->n_layer;
+  /* The norm outputs are not kept: both norms of every block write one
+   * buffer, read at once by their linear, and the backward recomputes them
+   * from the block's saved input and statistics (O(N d), bitwise the same)
+   * just before the linear's backward needs them. This saves 2 N d floats a
+   * block, the largest replicated activations under tensor parallelism. */
+  float *norm_out = carve(cv, N * d);
   for (int l = 0; l < n_sets; l++) {
     dt_layer_acts *a = m->acts ? &m->acts[l] : NULL, dummy;
     if (!a) a = &dummy;
     a->x = carve(cv, N * d);
-    a->ln1 = carve(cv, N * d);
+    a->ln1 = norm_out;
     a->ln1_stat = carve(cv, N * 2);
     a->qkv = carve(cv, N * QKV_L(m));
     a->att = carve(cv, N * Q_L(m));
     a->lse = carve(cv, (size_t)B * m->sh.n_head_l * T);
     a->x1 = carve(cv, N * d);
-    a->ln2 = carve(cv, N * d);
+    a->ln2 = norm_out;
     a->ln2_stat = carve(cv, N * 2);
     a->fc = carve(cv, N * FC_L(m));
     a->act = carve(cv, N * FFN_L(m));
@@ -578,6 +584,7 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
     dt_gelu_backward(m->d_fc, m->d_act, a->fc, (int64_t)N * FFN_L(m));
   else
     dt_swiglu_backward(m->d_fc, m->d_act, a->fc, N, FFN_L(m));
+  norm_fwd(m, a->ln2, a->ln2_stat, a->x1, &L->ln2_w, &L->ln2_b, N); /* not kept: layout() */
   DT_CALL(site_backward(m, a, l, DT_SITE_FC, a->ln2, m->d_fc, m->d_ln, 1));
   norm_bwd(m, m->d_res, m->d_ln, a->x1, &L->ln2_w, &L->ln2_b, a->ln2_stat, N);
   /* attention */
@@ -602,6 +609,7 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
    * skip it (a frozen N x d x 3d GEMM and the norm) when nothing there, in
    * ln_1 or in a pre hook of this site takes a gradient */
   const int want_dx = l > 0 || dt_model_first_dx_needed(m);
+  norm_fwd(m, a->ln1, a->ln1_stat, a->x, &L->ln1_w, &L->ln1_b, N);
   DT_CALL(site_backward(m, a, l, DT_SITE_QKV, a->ln1, m->d_qkv, m->d_ln, want_dx));
   if (want_dx) norm_bwd(m, m->d_res, m->d_ln, a->x, &L->ln1_w, &L->ln1_b, a->ln1_stat, N);
   return DT_OK;

@@ -56,14 +56,14 @@ typedef struct {
 /* Saved activations of one block for backward. */
 typedef struct {
   float *x;        /* [N,d] block input (residual stream) */
-  float *ln1;      /* [N,d] */
+  float *ln1;      /* [N,d] ln_1 output: one buffer shared by both norms of every block, recomputed in backward */
   float *ln1_stat; /* [N,2] mean, rstd (rmsnorm: rstd only) */
   float *lin_in[DT_N_SITES]; /* input actually multiplied (after pre hooks); NULL = same as the site input */
   float *qkv;      /* [N,qkv_dim] after hooks and RoPE */
   float *att;      /* [N,q_dim] attention output */
   float *lse;      /* [B,H,T] log-sum-exp of each attention row */
   float *x1;       /* [N,d] residual after attention */
-  float *ln2;      /* [N,d] */
+  float *ln2;      /* [N,d] ln_2 output: the same shared buffer as ln1 */
   float *ln2_stat; /* [N,2] */
   float *fc;       /* [N,fc_dim] FFN pre-activation (after hooks) */
   float *act;      /* [N,ffn] gelu(fc) / silu(gate)*up */
