@@ -700,7 +700,7 @@ static int embed_backward(dt_model *m, const float *dx) {
  * maximum, the sum of exponentials and the label's logit are reduced over
  * the tensor group (Megatron's parallel cross-entropy); every rank then
  * holds the same loss. */
-static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm,
+static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, const float *W,
                       int want_grad, double norm, dt_loss_stats *st,
                       float *logits_out) {
   const dt_config *c = &m->cfg;
@@ -710,8 +710,7 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm,
   for (int i = 0; i < n; i++)
     memcpy(xg + (size_t)i * d, m->xf + (size_t)rows[i] * d, sizeof(float) * d);
   float *lg = m->logit_chunk;
-  const int bf16_math = m->matmul_bf16 && Wm->w16;
-  const float *W = bf16_math ? NULL : dt_mat_f32(m, Wm);
+  const int bf16_math = W == NULL; /* bf16 products of Wm's stored bf16 */
   if (V > 0 && bf16_math)
     DT_CALL(dt_gemm_bf16(lg, xg, Wm->w16, n, V, d, 1, 0.0f, m->a16));
   else if (V > 0)
@@ -820,14 +819,17 @@ int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
       m->scored_rows[n_rows++] = r;
   }
   if (want_grad) memset(m->d_xf, 0, sizeof(float) * (size_t)N * d);
-  const dt_mat *W = &m->lm_head;
+  /* fp32 products: the head as fp32 (widened once for every chunk when
+   * stored in bf16); bf16 products: NULL, the chunks use its bf16 */
+  const float *W = m->matmul_bf16 && m->lm_head.w16 ? NULL : dt_mat_f32(m, &m->lm_head);
   dt_loss_stats st = {0};
   /* row-exact bookkeeping uses labels[b*T] (never scored) as a flag */
   for (int b = 0; b < B; b++) m->labels[b * T] = -100;
   if (logits) memset(logits, 0, sizeof(float) * (size_t)N * c->vocab);
   for (int i = 0; i < n_rows; i += m->logit_chunk_rows) {
     int n = n_rows - i < m->logit_chunk_rows ? n_rows - i : m->logit_chunk_rows;
-    DT_CALL(head_chunk(m, m->scored_rows + i, n, W, want_grad, grad_norm_count, &st, logits));
+    DT_CALL(head_chunk(m, m->scored_rows + i, n, &m->lm_head, W, want_grad, grad_norm_count, &st,
+                       logits));
   }
   if (dt_model_tp(m) > 1) {
     if (logits) DT_CALL(dt_tp_sum(m->dist, logits, (size_t)N * c->vocab));
