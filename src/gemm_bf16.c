@@ -168,6 +168,14 @@ static int lookup(slot **out, int M, int N, int K, int trans_b, int beta) {
   return DT_OK;
 }
 
+int dt_matmul_dtype_check(const char *matmul_dtype, const char *weights_dtype) {
+  DT_CHECK(strcmp(matmul_dtype, "bf16") || !strcmp(weights_dtype, "bf16"), DT_EUSAGE,
+           "--matmul-dtype bf16 multiplies the stored bf16 weights: it needs --weights-dtype bf16 "
+           "(got --weights-dtype %s)",
+           weights_dtype);
+  return DT_OK;
+}
+
 void dt_f32_to_bf16_n(uint16_t *dst, const float *src, size_t n) {
   for (size_t i = 0; i < n; i++) {
     uint32_t u;

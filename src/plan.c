@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "dist.h"
 #include "error.h"
+#include "gemm_bf16.h"
 #include "method.h"
 #include "model.h"
 #include "methods/modules.h"
@@ -788,9 +789,7 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   in.seq = dt_opt_int(o, "seq-len");
   in.bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
   in.matmul_bf16 = strcmp(dt_opt_str(o, "matmul-dtype"), "bf16") == 0;
-  DT_CHECK(!in.matmul_bf16 || in.bf16, DT_EUSAGE,
-           "--matmul-dtype bf16 multiplies the stored bf16 weights: it needs --weights-dtype bf16 "
-           "(got --weights-dtype %s)", dt_opt_str(o, "weights-dtype"));
+  DT_CALL(dt_matmul_dtype_check(dt_opt_str(o, "matmul-dtype"), dt_opt_str(o, "weights-dtype")));
   in.tasks = dt_opt_int(o, "tasks");
   in.recompute = dt_opt_bool(o, "recompute");
   in.micro = dt_opt_int(o, "micro-batch");

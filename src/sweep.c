@@ -358,10 +358,10 @@ static int sweep_run(int argc, char **argv) {
   }
 
   const int matmul_bf16 = !strcmp(dt_opt_str(&o, "matmul-dtype"), "bf16");
-  if (matmul_bf16 && strcmp(dt_opt_str(&o, "weights-dtype"), "bf16")) {
+  prc = dt_matmul_dtype_check(dt_opt_str(&o, "matmul-dtype"), dt_opt_str(&o, "weights-dtype"));
+  if (prc) {
     free(ts);
-    DT_ERR(DT_EUSAGE, "--matmul-dtype bf16 multiplies the stored bf16 weights: it needs "
-           "--weights-dtype bf16 (got --weights-dtype %s)", dt_opt_str(&o, "weights-dtype"));
+    return dt_error_trace(prc, __FILE__, __LINE__, __func__);
   }
   dt_dist dist;
   prc = dt_dist_init(&dist, dt_opt_int(&o, "tp"));

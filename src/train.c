@@ -323,12 +323,7 @@ static int check_inputs(run_ctx *c, int train) {
       dt_st_close(&f);
     }
   }
-  DT_CHECK(strcmp(dt_opt_str(o, "matmul-dtype"), "bf16") ||
-               !strcmp(dt_opt_str(o, "weights-dtype"), "bf16"),
-           DT_EUSAGE,
-           "--matmul-dtype bf16 multiplies the stored bf16 weights: it needs --weights-dtype bf16 "
-           "(got --weights-dtype %s)",
-           dt_opt_str(o, "weights-dtype"));
+  DT_CALL(dt_matmul_dtype_check(dt_opt_str(o, "matmul-dtype"), dt_opt_str(o, "weights-dtype")));
   const char *ml = dt_opt_str(o, "method");
   static const char *const targets[][2] = {{"lora", "lora-targets"}, {"ia3", "ia3-targets"}};
   for (size_t k = 0; k < sizeof targets / sizeof *targets; k++) {
