@@ -122,7 +122,20 @@ job_done() {
 #    sends it), and to the shell and every step (--full); each job
 #    checkpoints, requeues itself and resumes. An uninterrupted job of the
 #    same steps is the reference.
-PRE_STEPS=1000
+# The preempted jobs must still be training when the signal lands (it is sent
+# once 10 steps are in the metrics, and scancel takes a few tenths of a
+# second): a tiny-fixture step takes about 0.1 ms on a fast core and several
+# times that on a slow one, so the step count is sized from this machine: 4000
+# steps of one rank are timed, and the jobs get what lasts about 6 s at that
+# rate (1000-200000; two data-parallel ranks are slower per step still).
+t_cal=$(date +%s%N)
+"$BUILD/deltatune" train --model "$MODEL" --data "$DATA" --method lora --steps 4000 --batch-size 2 \
+  --log-every 100000 >/dev/null 2>&1 || fail "calibration: deltatune train of 4000 steps failed"
+t_cal=$(( $(date +%s%N) - t_cal ))
+PRE_STEPS=$(( 4000 * 6000000000 / (t_cal > 0 ? t_cal : 1) ))
+(( PRE_STEPS >= 1000 )) || PRE_STEPS=1000
+(( PRE_STEPS <= 200000 )) || PRE_STEPS=200000
+log "preemption jobs: $PRE_STEPS steps (4000 steps took $((t_cal / 1000000)) ms here)"
 # preempt NAME SCANCEL_MODE: submit (the job id in PRE_ID), wait until the
 # ranks train, signal
 preempt() {
@@ -139,7 +152,7 @@ preempt() {
 }
 # the sweep: a short and a long task on 1 rank; SIGUSR1 to the batch shell
 # (the time-limit warning) once the short one has written its deltas
-SWP_LONG=3000
+SWP_LONG=$(( PRE_STEPS > 3000 ? PRE_STEPS : 3000 ))
 cat > sweep-pre.ini <<EOF
 [task short]
 method = lora
