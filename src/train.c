@@ -177,6 +177,7 @@ typedef struct {
   int *order;              /* [B_local] rows in pass order */
   int64_t pass_tokens;     /* tokens the passes computed, so far (rows x trimmed length) */
   int64_t pass_len_sum, n_passes; /* for the mean pass length */
+  double t_fwd, t_bwd;     /* seconds in the training passes' forward and backward, so far */
   dt_row_order rows;       /* shuffle permutation */
   float *gbuf;             /* gradient buckets */
   size_t gbuf_n;
@@ -477,8 +478,11 @@ static int run_passes(run_ctx *c, int want_grad, double norm, dt_loss_stats *out
     dt_loss_stats st;
     rc = dt_model_set_shape(m, nb, Te);
     float *lg = logits ? logits + (size_t)p * m->T * m->cfg.vocab : NULL; /* rows in order */
+    const double t0 = now_s();
     if (rc == DT_OK) rc = dt_model_forward(m, c->pids, c->plabels, want_grad, norm, &st, lg);
+    const double t1 = now_s();
     if (rc == DT_OK && want_grad) rc = dt_model_backward(m);
+    if (want_grad) c->t_fwd += t1 - t0, c->t_bwd += now_s() - t1;
     if (rc == DT_OK) add_stats(out, &st);
   }
   const int rc2 = dt_model_step_end(m, want_grad && rc == DT_OK);
@@ -761,6 +765,8 @@ static int do_train(run_ctx *c) {
   const double t_start = now_s();
   const int64_t pass_tok0 = c->pass_tokens, pass_len0 = c->pass_len_sum, passes0 = c->n_passes;
   static double step_times[4096];
+  double sync_s = 0, opt_s = 0; /* gradient all-reduce + norm; AdamW */
+  const double fwd0 = c->t_fwd, bwd0 = c->t_bwd;
   for (int step = (int)start; rc == DT_OK && step < steps; step++) {
     /* a step boundary: SIGTERM / SIGUSR1 on any rank stops every rank here */
     const int sig = dt_interrupt_agree(c->dist.world);
@@ -778,6 +784,7 @@ static int do_train(run_ctx *c) {
     rc = run_passes(c, 1, nglob > 0 ? (double)nglob : 1.0, &st, step == 0 ? logits : NULL);
     if (rc == DT_OK && step == 0 && logits)
       rc = write_logits(c, dt_opt_str(o, "dump-logits"), logits);
+    const double t_sync = now_s();
     if (rc == DT_OK) rc = allreduce_grads(c);
     if (rc) break;
     sum_stats(c, &st);
@@ -785,6 +792,7 @@ static int do_train(run_ctx *c) {
     /* the loss and the gradient norm are the same on every rank (summed),
      * so every rank takes the same decision */
     const double gnorm = dt_grad_norm(&c->params, &c->dist);
+    sync_s += now_s() - t_sync;
     if (!isfinite(loss) || !isfinite(gnorm)) {
       char last[4400] = "no checkpoint was written";
       if (ck.saved_step >= 0)
@@ -837,7 +845,9 @@ static int do_train(run_ctx *c) {
     if (step == 0 && dt_opt_is_set(o, "dump-grads"))
       rc = dt_params_save_dist(&c->params, dt_opt_str(o, "dump-grads"), 1, &c->dist);
     if (rc) break;
+    const double t_opt = now_s();
     const double lr = dt_adamw_step(&opt, &c->params, gnorm);
+    opt_s += now_s() - t_opt;
     const double dt = now_s() - t0, el = now_s() - t_start;
     if (step - start < 4096) step_times[step - start] = dt;
     const double tps = tok_per_step / dt;
@@ -930,6 +940,14 @@ static int do_train(run_ctx *c) {
     printf("summary: communication %.2fs of %.2fs in the steps (%.1f%%; tensor-group sums "
              "and gradient buckets, rank 0); peak RSS per rank %.0f MB (largest)\n",
              comm_s, train_s, 100.0 * comm_s / (train_s > 0 ? train_s : 1), peak_mb);
+    {
+      const double f = c->t_fwd - fwd0, b = c->t_bwd - bwd0, steps_s = f + b + sync_s + opt_s;
+      printf("summary: step time split (rank 0, all steps): forward (with the loss head's gradient) %.2fs, "
+             "backward %.2fs, gradient "
+             "all-reduce and norm %.2fs, optimizer %.2fs, rest %.2fs (batches, metrics, checkpoints); "
+             "the communication above is inside the first three\n",
+             f, b, sync_s, opt_s, train_s > steps_s ? train_s - steps_s : 0.0);
+    }
     printf("summary: trainable %lld of %lld parameters (%.4f%%)\n",
            (long long)c->params.numel, (long long)dt_model_param_count(&c->model),
            100.0 * (double)c->params.numel / (double)dt_model_param_count(&c->model));

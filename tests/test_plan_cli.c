@@ -96,6 +96,19 @@ static void measure(const rss_case *k, double *mb, long long *trainable) {
   if (rc != 0 || !p || !q) fail_msg("train: exit %d\n%s", rc, out ? out : "");
   *mb = atof(p + strlen("peak RSS per rank "));
   *trainable = atoll(q + strlen("summary: trainable "));
+  /* the step time split: forward and backward took time, the four parts fit
+   * in the steps' time, and the communication is inside them */
+  double comm, steps_s, f, b, g, o;
+  const char *c = strstr(out, "summary: communication ");
+  const char *t = strstr(out, "summary: step time split");
+  if (!c || sscanf(c, "summary: communication %lfs of %lfs", &comm, &steps_s) != 2 || !t ||
+      sscanf(t, "summary: step time split (rank 0, all steps): forward (with the loss head's "
+                "gradient) %lfs, backward %lfs, gradient all-reduce and norm %lfs, optimizer %lfs",
+             &f, &b, &g, &o) != 4)
+    fail_msg("train's summary lacks the communication or the step time split:\n%s", out);
+  if (!(f > 0 && b > 0 && f + b + g + o <= steps_s + 0.02 && comm <= f + b + g + 0.02))
+    fail_msg("step time split forward %.2f backward %.2f sync %.2f optimizer %.2f, communication "
+             "%.2f of %.2f s in the steps", f, b, g, o, comm, steps_s);
   free(out);
 }
 
