@@ -18,6 +18,7 @@
 #include <dnnl.h>
 
 #include "error.h"
+#include "safetensors.h"
 
 #define CACHE_SLOTS 64
 
@@ -177,13 +178,7 @@ int dt_matmul_dtype_check(const char *matmul_dtype, const char *weights_dtype) {
 }
 
 void dt_f32_to_bf16_n(uint16_t *dst, const float *src, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    uint32_t u;
-    memcpy(&u, &src[i], sizeof u);
-    const uint32_t nan = (u & 0x7fffffffu) > 0x7f800000u;
-    const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    dst[i] = (uint16_t)(nan ? (u >> 16) | 0x40u : r);
-  }
+  for (size_t i = 0; i < n; i++) dst[i] = dt_f32_to_bf16(src[i]);
 }
 
 int dt_gemm_bf16(float *C, const float *A, const uint16_t *B, int M, int N, int K,

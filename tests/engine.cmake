@@ -40,6 +40,7 @@ dt_add_gradcheck(gradcheck_synth_llama_recompute --model ${SL} ${DL} --method lo
 dt_add_test(test_gemm_bf16 SOURCES test_gemm_bf16.c)
 # --matmul-dtype bf16 end to end: PEFT fixtures, fp32 products, 2 ranks --tp 2
 dt_add_test(test_bf16_products SOURCES test_bf16_products.c)
+target_link_libraries(test_bf16_products PRIVATE PkgConfig::JANSSON)
 target_compile_definitions(test_bf16_products PRIVATE
   DT_TEST_MPIRUN="${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe")
 set_tests_properties(test_bf16_products PROPERTIES PROCESSORS 2)

@@ -1,7 +1,8 @@
 /* The bf16 products (src/gemm_bf16.c) against a double-precision reference.
  *
  * The reference rounds the fp32 operand to bf16 with io/safetensors.h's
- * dt_f32_to_bf16 (a separate implementation from the one under test), forms
+ * dt_f32_to_bf16 (the rounding the product code uses too, checked on its own
+ * in test_rounding against values worked out from the definition), forms
  * every product of the exactly representable bf16 values in double and sums
  * in double. bf16 x bf16 products are exact in fp32, so the fp32
  * accumulation differs from the reference by summation rounding only, in any
@@ -10,7 +11,7 @@
  * layouts (y = x W^T, dx = dy W), beta 0 and 1, odd sizes, one row, an empty
  * sum, the cache's reuse (the same shape twice on new data) and eviction
  * (more shapes than it keeps). The rounding itself is checked bit for bit on
- * ties, subnormals, infinities and NaN. */
+ * ties, subnormals, overflow, infinities and NaN. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,24 +105,34 @@ static void test_empty(void **state) {
   for (int i = 0; i < 6; i++) assert_true(C[i] == 0.0f);
 }
 
-/* Round to nearest even, bit for bit with io/safetensors.h's conversion. */
+/* Round to nearest even, bit for bit: each expected value worked out from
+ * the definition (keep the upper 16 bits, add one when the lower 16 exceed
+ * 0x8000 or equal it with the kept part odd; NaN stays a quiet NaN). */
 static void test_rounding(void **state) {
   (void)state;
-  const uint32_t bits[] = {0x3f808000u, /* a tie, even below: rounds down */
-                           0x3f818000u, /* a tie, odd below: rounds up */
-                           0x3f808001u, 0x3f807fffu, 0x00000001u, 0x807fffffu, 0x7f7fffffu,
-                           0x7f800000u, 0xff800000u, 0x7fc00001u, 0x7f800001u, 0x80000000u};
-  float f[sizeof bits / sizeof *bits];
-  uint16_t out[sizeof bits / sizeof *bits];
-  for (size_t i = 0; i < sizeof bits / sizeof *bits; i++) memcpy(&f[i], &bits[i], sizeof f[i]);
-  dt_f32_to_bf16_n(out, f, sizeof bits / sizeof *bits);
-  assert_int_equal(out[0], 0x3f80);
-  assert_int_equal(out[1], 0x3f82);
-  for (size_t i = 0; i < sizeof bits / sizeof *bits; i++) {
-    const uint16_t ref = dt_f32_to_bf16(f[i]);
-    if (out[i] != ref) fail_msg("0x%08x -> 0x%04x, reference 0x%04x", bits[i], out[i], ref);
-    if (isnan(f[i])) assert_true(isnan(dt_bf16_to_f32(out[i])));
-  }
+  static const struct {
+    uint32_t in;
+    uint16_t out;
+  } cases[] = {
+      {0x3f808000u, 0x3f80}, /* a tie, even below: down */
+      {0x3f818000u, 0x3f82}, /* a tie, odd below: up */
+      {0x3f808001u, 0x3f81}, /* above half: up */
+      {0x3f807fffu, 0x3f80}, /* below half: down */
+      {0x00000001u, 0x0000}, /* smallest subnormal: to zero */
+      {0x807fffffu, 0x8080}, /* largest negative subnormal: up to the smallest normal */
+      {0x7f7fffffu, 0x7f80}, /* FLT_MAX: overflows to infinity */
+      {0x7f800000u, 0x7f80}, {0xff800000u, 0xff80}, /* infinities kept */
+      {0x7fc00001u, 0x7fc0}, {0x7f800001u, 0x7fc0}, /* NaNs, quiet */
+      {0x80000000u, 0x8000}, /* -0 */
+  };
+  enum { N = sizeof cases / sizeof *cases };
+  float f[N];
+  uint16_t out[N];
+  for (int i = 0; i < N; i++) memcpy(&f[i], &cases[i].in, sizeof f[i]);
+  dt_f32_to_bf16_n(out, f, N);
+  for (int i = 0; i < N; i++)
+    if (out[i] != cases[i].out)
+      fail_msg("0x%08x -> 0x%04x, expected 0x%04x", cases[i].in, out[i], cases[i].out);
 }
 
 static void test_probe(void **state) {
