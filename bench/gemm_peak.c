@@ -8,7 +8,9 @@
  * Every rank times the same products at the same time (so the figure is
  * what R busy cores give, not one idle core); rank 0 prints, per shape, the
  * median over ranks of each rank's best of several repetitions, in GFLOP/s
- * per rank and for all ranks together. The shapes default to the 1.31B
+ * per rank and for all ranks together, and the lockstep rate: the slowest
+ * rank's median repetition, the pace of ranks that synchronise after every
+ * product (a tensor group). The shapes default to the 1.31B
  * GPT-2 shape (d 2048, ffn 8192, vocab 50257) at --tp R, 4 x 512 tokens. */
 #include <mpi.h>
 #include <stdio.h>
@@ -30,10 +32,10 @@ static int cmp_d(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Best seconds of `reps` runs after one warm-up. */
-static double time_one(const shape *s, int bf16, float *A, float *B, uint16_t *B16, float *C,
-                       uint16_t *a16, int reps) {
-  double best = 1e30;
+/* Best and median seconds of `reps` runs after one warm-up; `reps` <= 15. */
+static void time_one(const shape *s, int bf16, float *A, float *B, uint16_t *B16, float *C,
+                     uint16_t *a16, int reps, double *best, double *median) {
+  double ts[16];
   for (int r = 0; r <= reps; r++) {
     MPI_Barrier(MPI_COMM_WORLD);
     const double t0 = MPI_Wtime();
@@ -46,10 +48,11 @@ static double time_one(const shape *s, int bf16, float *A, float *B, uint16_t *B
       cblas_sgemm(CblasRowMajor, CblasNoTrans, s->trans_b ? CblasTrans : CblasNoTrans, s->M, s->N,
                   s->K, 1.0f, A, s->K, B, s->trans_b ? s->K : s->N, 0.0f, C, s->N);
     }
-    const double t = MPI_Wtime() - t0;
-    if (r > 0 && t < best) best = t;
+    if (r > 0) ts[r - 1] = MPI_Wtime() - t0;
   }
-  return best;
+  qsort(ts, (size_t)reps, sizeof *ts, cmp_d);
+  *best = ts[0];
+  *median = ts[reps / 2];
 }
 
 int main(int argc, char **argv) {
@@ -99,25 +102,30 @@ int main(int argc, char **argv) {
     printf("sgemm: OpenBLAS %s; bf16: %s, %s\n", openblas_get_corename(), dt_gemm_bf16_library(),
            impl);
     printf("| shape | M x N x K | fp32 GFLOP/s per rank | bf16 GFLOP/s per rank | fp32 all ranks | "
-           "bf16 all ranks | bf16 / fp32 |\n|---|---|---|---|---|---|---|\n");
+           "bf16 all ranks | bf16 / fp32 | fp32 / bf16 lockstep per rank (slowest rank, median) "
+           "|\n|---|---|---|---|---|---|---|---|\n");
   }
   double *all = rank == 0 ? malloc(sizeof(double) * size) : NULL;
   for (int i = 0; i < ns; i++) {
     const shape *s = &shapes[i];
     const double flops = 2.0 * s->M * s->N * s->K;
-    double med[2];
+    double med[2], lock[2];
     for (int b = 0; b < 2; b++) {
-      const double t = time_one(s, b, A, B, B16, C, a16, flops > 4e9 ? 3 : 6);
-      double g = flops / t / 1e9;
-      MPI_Gather(&g, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+      double best, median;
+      time_one(s, b, A, B, B16, C, a16, flops > 4e9 ? 5 : 9, &best, &median);
+      double g[2] = {flops / best / 1e9, flops / median / 1e9}, slow = g[1];
+      MPI_Gather(g, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+      MPI_Reduce(&g[1], &slow, 1, MPI_DOUBLE, MPI_MIN, 0, MPI_COMM_WORLD);
       if (rank == 0) {
         qsort(all, size, sizeof *all, cmp_d);
         med[b] = all[size / 2];
+        lock[b] = slow;
       }
     }
     if (rank == 0)
-      printf("| %s | %d x %d x %d | %.1f | %.1f | %.0f | %.0f | %.2f |\n", s->name, s->M, s->N, s->K,
-             med[0], med[1], med[0] * size, med[1] * size, med[1] / med[0]);
+      printf("| %s | %d x %d x %d | %.1f | %.1f | %.0f | %.0f | %.2f | %.1f / %.1f |\n", s->name, s->M,
+             s->N, s->K, med[0], med[1], med[0] * size, med[1] * size, med[1] / med[0], lock[0],
+             lock[1]);
   }
   free(all);
   free(A), free(B), free(C), free(B16), free(a16);

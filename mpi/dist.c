@@ -35,6 +35,11 @@ int dt_dist_init(dt_dist *d, int tp) {
            DT_EMPI, "cannot create the tensor-parallel communicator");
   DT_CHECK(MPI_Comm_split(d->world, d->tp_rank, d->dp_rank, &d->dp) == MPI_SUCCESS,
            DT_EMPI, "cannot create the data-parallel communicator");
+  DT_CHECK(MPI_Comm_split_type(d->dp, MPI_COMM_TYPE_SHARED, d->dp_rank, MPI_INFO_NULL,
+                               &d->peers) == MPI_SUCCESS,
+           DT_EMPI, "cannot create the communicator of the node's replicas");
+  MPI_Comm_rank(d->peers, &d->peers_rank);
+  MPI_Comm_size(d->peers, &d->peers_size);
   d->blacs_ctx = d->blacs_ctx_col = -1;
   if (tp > 1) {
     int ctx = Csys2blacs_handle(d->tp);
@@ -60,6 +65,7 @@ void dt_dist_free(dt_dist *d) {
   if (d->blacs_ctx_col >= 0) Cblacs_gridexit(d->blacs_ctx_col);
   if (d->tp != MPI_COMM_NULL && d->tp) MPI_Comm_free(&d->tp);
   if (d->dp != MPI_COMM_NULL && d->dp) MPI_Comm_free(&d->dp);
+  if (d->peers != MPI_COMM_NULL && d->peers) MPI_Comm_free(&d->peers);
   memset(d, 0, sizeof *d);
 }
 
@@ -110,7 +116,9 @@ static int shm_sum(dt_dist *d, float *buf, size_t n) {
   float *res = d->shm_base + (size_t)T * d->shm_cap;
   memcpy(slot, buf, sizeof(float) * n);
   __sync_synchronize();
+  const double tw = now();
   MPI_Barrier(d->tp);
+  d->wait_s += now() - tw;
   const size_t per = (n + (size_t)T - 1) / T, lo = per * (size_t)me;
   const size_t hi = lo + per < n ? lo + per : n;
   if (lo < hi) {

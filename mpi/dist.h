@@ -22,9 +22,18 @@ typedef struct {
   int rank, size;
   int tp_rank, tp_size;
   int dp_rank, dp_size;
+  /* the ranks of this node that hold the same tensor shard (same tp_rank,
+   * other data-parallel replicas): they can map one copy of the frozen
+   * weights (dt_model_load with share_frozen) */
+  MPI_Comm peers;
+  int peers_rank, peers_size;
+  int share_frozen; /* set by the caller before dt_model_load: map the frozen
+                       matrices from one node-local copy per shard */
   int blacs_ctx;     /* 1 x tp grid of this rank's tensor group, -1 when tp == 1 */
   int blacs_ctx_col; /* tp x 1 grid of the same group (row-parallel matrices) */
   double comm_s; /* seconds spent in the operators below */
+  double wait_s; /* of which in the shared-memory sums' first barrier: waiting
+                    for the last rank of the group to arrive with its part */
   /* dt_tp_sum calls that communicated (tp > 1, n > 0), their floats, and
    * how many went through the shared-memory window (deltatune plan counts
    * the same; tests compare) */

@@ -51,6 +51,21 @@ static int any_pre(const dt_model *m, int l, int s) {
   return 0;
 }
 
+/* Does a backward read the FFN output projection's input (act)? Only a
+ * trained matrix there (its weight gradient) or a hook on the site (LoRA's
+ * A gradient, IA3's scale gradient); the frozen matrix's own input gradient
+ * needs dy and W alone. */
+static int proj_input_read(const dt_model *m) {
+  for (int l = 0; l < m->cfg.n_layer; l++) {
+    if (m->layers[l].lin[DT_SITE_PROJ].trained || m->layers[l].lin[DT_SITE_PROJ].grad ||
+        any_pre(m, l, DT_SITE_PROJ))
+      return 1;
+    for (int k = 0; k < m->n_methods; k++)
+      if (wants_post(m, k, l, DT_SITE_PROJ)) return 1;
+  }
+  return 0;
+}
+
 /* Count (or carve) the activation arena. With base == NULL only counts. */
 typedef struct {
   float *base;
@@ -74,6 +89,10 @@ static void layout(dt_model *m, carver *cv, int B, int T, int recompute) {
    * just before the linear's backward needs them. This saves 2 N d floats a
    * block, the largest replicated activations under tensor parallelism. */
   float *norm_out = carve(cv, N * d);
+  /* the FFN activation output is kept per block only when a backward reads
+   * it (proj_input_read); otherwise one buffer serves every block */
+  const int one_act = n_sets > 1 && !proj_input_read(m);
+  float *act_once = one_act ? carve(cv, N * FFN_L(m)) : NULL;
   for (int l = 0; l < n_sets; l++) {
     dt_layer_acts *a = m->acts ? &m->acts[l] : NULL, dummy;
     if (!a) a = &dummy;
@@ -87,7 +106,7 @@ static void layout(dt_model *m, carver *cv, int B, int T, int recompute) {
     a->ln2 = norm_out;
     a->ln2_stat = carve(cv, N * 2);
     a->fc = carve(cv, N * FC_L(m));
-    a->act = carve(cv, N * FFN_L(m));
+    a->act = one_act ? act_once : carve(cv, N * FFN_L(m));
     for (int s = 0; s < DT_N_SITES; s++) {
       int need = 0;
       for (int ll = 0; ll < c->n_layer && !need; ll++)

@@ -102,4 +102,13 @@ int dt_methods_create(const char *list, const dt_options *opt, dt_model *m,
                       int *n_out);
 void dt_methods_destroy(dt_method **ms, int n);
 
+/* Does the comma-separated method list train or rewrite frozen backbone
+ * matrices (full, lastlayer, said)? Such a run gains nothing from one
+ * node-local copy of the frozen weights (every rewritten matrix becomes
+ * private). */
+int dt_methods_write_matrices(const char *list);
+/* Should a run of these methods map the frozen matrices from one copy per
+ * node (--share-weights auto|yes|no)? */
+int dt_share_weights(const char *choice, const char *methods);
+
 #endif

@@ -45,6 +45,23 @@ const dt_method_ops *dt_method_at(int i) {
   return g_methods[i];
 }
 
+static int in_list(const char *list, const char *name) {
+  char buf[512], pat[64];
+  snprintf(buf, sizeof buf, ",%s,", list);
+  snprintf(pat, sizeof pat, ",%s,", name);
+  return strstr(buf, pat) != NULL;
+}
+
+int dt_methods_write_matrices(const char *list) {
+  return in_list(list, "full") || in_list(list, "lastlayer") || in_list(list, "said");
+}
+
+int dt_share_weights(const char *choice, const char *methods) {
+  if (!strcmp(choice, "yes")) return 1;
+  if (!strcmp(choice, "no")) return 0;
+  return !dt_methods_write_matrices(methods);
+}
+
 const dt_method_ops *dt_method_lookup(const char *name) {
   init_table();
   for (int i = 0; i < dt_method_count(); i++)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agree.h"
 #include "error.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -21,8 +22,18 @@ static int alloc_mat(dt_model *m, dt_mat *a, int rows, int cols, int bf16, const
   a->rows = rows;
   a->cols = cols;
   size_t n = (size_t)rows * cols;
-  m->weight_bytes += (int64_t)aligned_bytes(n * (bf16 ? sizeof(uint16_t) : sizeof(float)));
+  const size_t bytes = aligned_bytes(n * (bf16 ? sizeof(uint16_t) : sizeof(float)));
+  m->weight_bytes += (int64_t)bytes;
+  m->mat_bytes += (int64_t)bytes;
   if (m->describe_only) return DT_OK;
+  if (m->slab) { /* carved from the node's shared copy (64-byte aligned) */
+    void *p = m->slab + m->slab_used;
+    m->slab_used += bytes;
+    if (bf16) a->w16 = p;
+    else a->w = p;
+    a->shared = 1;
+    return DT_OK;
+  }
   if (bf16) DT_CALL(dt_alloc_aligned(&a->w16, n * sizeof(uint16_t), what));
   else DT_CALL(dt_alloc_aligned(&a->w, n * sizeof(float), what));
   return DT_OK;
@@ -39,7 +50,7 @@ static int alloc_vec(dt_model *m, dt_vec *v, int n, const char *what) {
 static int alloc_weights(dt_model *m) {
   const dt_config *c = &m->cfg;
   const int d = c->d_model, bf = m->weights_bf16, V = m->sh.vocab_l;
-  m->weight_bytes = 0;
+  m->weight_bytes = m->mat_bytes = 0;
   DT_CALL(alloc_mat(m, &m->wte, V, d, bf, "token embedding"));
   if (c->arch == DT_ARCH_GPT2)
     DT_CALL(alloc_mat(m, &m->wpe, c->n_ctx, d, 0, "position embedding"));
@@ -284,7 +295,9 @@ static int load_hf(dt_model *m, const char *dir) {
   float *tmp = NULL;
   if (rc == DT_OK) rc = dt_malloc(&tmp, sizeof(float) * mx, "read buffer");
   for (int i = 0; rc == DT_OK && i < n; i++) rc = check_ref(&refs[i], &set);
-  for (int i = 0; rc == DT_OK && i < n; i++) rc = load_ref(&refs[i], &set, tmp);
+  for (int i = 0; rc == DT_OK && i < n; i++)
+    if (!(refs[i].mat && refs[i].mat->shared && !m->slab_writer)) /* else another replica reads it */
+      rc = load_ref(&refs[i], &set, tmp);
   free(tmp);
   free(refs);
   dt_st_set_close(&set);
@@ -313,6 +326,7 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
   for (int i = 0; i < n; i++) {
     dt_tensor_ref *r = &refs[i];
     uint64_t key = dt_rng_key(seed, (uint64_t)i);
+    if (r->mat && r->mat->shared && !m->slab_writer) continue; /* another replica fills it */
     if (r->vec) {
       float v = r->is_bias ? 0.0f : 1.0f;
       for (int j = 0; j < r->vec->n; j++) r->vec->v[j] = v;
@@ -350,6 +364,53 @@ static int load_config(dt_model *m, const char *spec) {
   return DT_OK;
 }
 
+/* One shared window for the frozen matrices of this shard: sized by a
+ * describe pass of the same allocation walk, allocated by the first replica
+ * of the node (dist->peers), mapped by the others. Collective over peers. */
+static int share_alloc(dt_model *m, dt_dist *dist) {
+  m->describe_only = 1;
+  int rc = alloc_weights(m);
+  free(m->layers);
+  m->layers = NULL;
+  m->describe_only = 0;
+  DT_CALL(rc);
+  /* 64 bytes more to align the carved matrices: a mapping is page aligned
+   * in every process, so the same offset aligns the base in all of them */
+  const MPI_Aint bytes = dist->peers_rank == 0 ? (MPI_Aint)m->mat_bytes + 64 : 0;
+  void *mine = NULL;
+  DT_CHECK(MPI_Win_allocate_shared(bytes, 64, MPI_INFO_NULL, dist->peers, &mine, &m->frozen_win) ==
+               MPI_SUCCESS,
+           DT_EMPI, "cannot allocate %lld MB of shared memory for the frozen weights",
+           (long long)(m->mat_bytes >> 20));
+  MPI_Aint sz;
+  int du;
+  void *base = NULL;
+  MPI_Win_shared_query(m->frozen_win, 0, &sz, &du, &base);
+  m->slab = (char *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
+  m->slab_used = 0;
+  m->slab_writer = dist->peers_rank == 0;
+  return DT_OK;
+}
+
+int dt_model_unshare(dt_model *m, dt_mat *a) {
+  if (!a->shared) return DT_OK;
+  const size_t n = (size_t)a->rows * a->cols, bytes = n * (a->w ? sizeof(float) : sizeof(uint16_t));
+  void *p = NULL;
+  DT_CALL(dt_alloc_aligned(&p, bytes, "private copy of a shared matrix"));
+  memcpy(p, a->w ? (void *)a->w : (void *)a->w16, bytes);
+  const void *old = a->w ? (void *)a->w : (void *)a->w16;
+  if (a->w) a->w = p;
+  else a->w16 = p;
+  a->shared = 0;
+  /* a tied head aliases the embedding's storage: keep it aliased */
+  dt_mat *twin = a == &m->wte ? &m->lm_head : a == &m->lm_head ? &m->wte : NULL;
+  if (m->cfg.tied_head && twin && (twin->w == old || twin->w16 == old)) {
+    twin->w = a->w, twin->w16 = a->w16;
+    twin->shared = 0;
+  }
+  return DT_OK;
+}
+
 int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
                   uint64_t seed, dt_dist *dist) {
   memset(m, 0, sizeof *m);
@@ -357,9 +418,16 @@ int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
   m->dist = dist;
   DT_CALL(load_config(m, spec));
   DT_CALL(dt_shard_init(&m->sh, &m->cfg, dist ? dist->tp_rank : 0, dist ? dist->tp_size : 1));
+  if (dist && dist->share_frozen && dist->peers_size > 1) DT_CALL(share_alloc(m, dist));
   DT_CALL(alloc_weights(m));
-  if (strncmp(spec, "synthetic:", 10) == 0) DT_CALL(init_synthetic(m, seed));
-  else DT_CALL(load_hf(m, spec));
+  int rc = strncmp(spec, "synthetic:", 10) == 0 ? init_synthetic(m, seed) : load_hf(m, spec);
+  if (m->slab) {
+    /* the writer's values are visible to the other replicas after this
+     * (a collective over the peers), and its failure is theirs too */
+    __sync_synchronize();
+    rc = dt_agree(rc, dist->peers);
+  }
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   return DT_OK;
 }
 
@@ -390,8 +458,10 @@ int dt_model_alloc(dt_model *m, void *pptr, size_t bytes, const char *what) {
 }
 
 static void free_mat(dt_mat *a) {
-  free(a->w);
-  free(a->w16);
+  if (!a->shared) {
+    free(a->w);
+    free(a->w16);
+  }
   free(a->grad);
 }
 
@@ -419,6 +489,7 @@ void dt_model_free(dt_model *m) {
     }
   }
   free(m->layers);
+  if (m->slab) MPI_Win_free(&m->frozen_win); /* collective over the peers */
   free(m->arena);
   free(m->acts);
   free(m->hook_ws);
@@ -454,6 +525,7 @@ int dt_model_require_grad(dt_model *m, const dt_tensor_ref *r, float **data,
   }
   if (r->mat) {
     r->mat->trained = 1;
+    DT_CALL(dt_model_unshare(m, r->mat));
     DT_CHECK(r->mat->w, DT_EUSAGE,
              "tensor '%s' is trained by the chosen method, which needs "
              "--weights-dtype fp32 (frozen bf16 weights cannot be updated)",

@@ -29,6 +29,7 @@ typedef struct {
   uint16_t *w16;
   float *grad; /* NULL when frozen */
   int trained;  /* a method trains it (dt_model_require_grad; also when describe_only) */
+  int shared;   /* w / w16 lie in the node's shared copy (read-only; see dt_model_unshare) */
 } dt_mat;
 
 typedef struct {
@@ -81,6 +82,13 @@ typedef struct dt_model {
    * describe_only model but did not (trained backbone gradients, SAID). */
   int describe_only;
   int64_t weight_bytes;
+  int64_t mat_bytes; /* of weight_bytes, the matrices (what a node's replicas can share) */
+  /* the frozen matrices of this shard in one MPI-3 shared window of the
+   * node's replicas (dist->peers), written by peer 0 at load; NULL = private */
+  MPI_Win frozen_win;
+  char *slab;
+  size_t slab_used;
+  int slab_writer; /* this rank fills the shared matrices at load */
   int64_t described_bytes;
 
   /* weights */
@@ -147,7 +155,10 @@ typedef struct dt_model {
 /* Load a model: "synthetic:..." spec or a HF folder. weights_bf16 keeps
  * frozen matrices in bf16. seed is used by synthetic weights. With a rank
  * layout (dist, may be NULL for one rank) each rank reads or generates only
- * its own shard. */
+ * its own shard. With dist->share_frozen and more than one replica of this
+ * shard on the node (dist->peers), the matrices are one shared copy: the
+ * first replica reads or generates them, the others map them (collective
+ * over dist->peers; norm and bias vectors stay private). */
 int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
                   uint64_t seed, dt_dist *dist);
 
@@ -161,6 +172,9 @@ int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
  * Release with dt_model_free. */
 int dt_model_describe(dt_model *m, const char *spec, int weights_bf16, int tp_rank,
                       int tp_size);
+/* Give a shared matrix a private copy before it is written (a method that
+ * trains or rewrites frozen weights); no-op for a private one. */
+int dt_model_unshare(dt_model *m, dt_mat *a);
 /* describe_only: count bytes a method would allocate instead of allocating. */
 void dt_model_describe_bytes(dt_model *m, size_t bytes);
 /* A method's state: dt_alloc_aligned (zeroed, 64-byte aligned) on a real

@@ -330,6 +330,15 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
              pm.hook_scratch + pm.blas + pm.batch_bufs + pm.dataset + pm.mpi_scratch +
              pm.shm_touched + pm.baseline;
     pm.node_share = pm.rss - pm.shm_touched + pm.shm_share;
+    /* --share-weights: the node's replicas of this shard (same tensor rank,
+     * groups within a node) map one copy of its matrices; each rank's RSS
+     * still counts the whole shard */
+    pm.share_replicas = 1;
+    if (dt_share_weights(in->share_weights ? in->share_weights : "auto", in->methods) &&
+        in->ranks_per_node % T == 0 && in->ranks_per_node / T > 1) {
+      pm.share_replicas = in->ranks_per_node / T;
+      pm.node_share -= z->m.mat_bytes - z->m.mat_bytes / pm.share_replicas;
+    }
     pm.numel_l = z->numel_l;
     if (!best || pm.rss > o->mem.rss) {
       o->mem = pm;
@@ -496,6 +505,9 @@ static const dt_optdef plan_opts[] = {
     {"matmul-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",
      "products with the frozen matrices, as for train (bf16: the activation operand's bf16 copy; "
      "the time model still uses the calibrated sgemm rate)"},
+    {"share-weights", DT_OPT_CHOICE, "auto", 0, 0, "auto|yes|no",
+     "as for train: a node's data-parallel replicas map one copy of the frozen matrices (the node "
+     "total counts it once)"},
     {"nodes", DT_OPT_INT, "1", 1, 1048576, NULL, "nodes of the job"},
     {"ranks-per-node", DT_OPT_INT, "1", 1, 4096, NULL, "MPI ranks per node"},
     {"tp", DT_OPT_INT, "1", 1, 1048576, NULL,
@@ -638,6 +650,7 @@ static json_t *plan_json(const dt_plan_in *in, const dt_plan_out *o, double mem_
   json_object_set_new(j, "memory_per_rank", mem_json(&o->mem));
   json_t *n = json_object();
   json_object_set_new(n, "bytes", json_integer(o->node_bytes));
+  json_object_set_new(n, "shared_weight_replicas", json_integer(o->mem.share_replicas));
   json_object_set_new(n, "mem_per_node", mem_per_node > 0 ? json_real(mem_per_node) : json_null());
   json_object_set_new(n, "fits", mem_per_node > 0 ? json_boolean(o->node_bytes <= mem_per_node)
                                                    : json_null());
@@ -702,8 +715,11 @@ static void print_plan(const dt_plan_in *in, const dt_plan_out *o, double mem_pe
   ROW("process, MPI and BLAS (machine baseline)", m->baseline);
   ROW("total: predicted peak RSS", m->rss);
 #undef ROW
-  printf("  node: %d ranks x %s = %s (the sum window counted once per node)", in->ranks_per_node,
+  printf("  node: %d ranks x %s = %s (the sum window counted once per node", in->ranks_per_node,
          fmt_bytes(a, sizeof a, (double)m->node_share), fmt_bytes(b2, sizeof b2, (double)o->node_bytes));
+  if (m->share_replicas > 1)
+    printf("; the frozen matrices once per %d replicas: --share-weights", m->share_replicas);
+  printf(")");
   if (mem_per_node > 0)
     printf(": %s --mem-per-node %s\n", o->node_bytes <= mem_per_node ? "fits in" : "does NOT fit in",
            fmt_bytes(c2, sizeof c2, mem_per_node));
@@ -789,6 +805,7 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   in.seq = dt_opt_int(o, "seq-len");
   in.bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
   in.matmul_bf16 = strcmp(dt_opt_str(o, "matmul-dtype"), "bf16") == 0;
+  in.share_weights = dt_opt_str(o, "share-weights");
   DT_CALL(dt_matmul_dtype_check(dt_opt_str(o, "matmul-dtype"), dt_opt_str(o, "weights-dtype")));
   in.tasks = dt_opt_int(o, "tasks");
   in.recompute = dt_opt_bool(o, "recompute");

@@ -31,6 +31,7 @@ typedef struct {
   uint64_t seed;
   int micro;             /* rows per forward/backward pass (--micro-batch; 0 = all of a replica's) */
   int matmul_bf16;       /* --matmul-dtype bf16 (needs bf16) */
+  const char *share_weights; /* --share-weights auto|yes|no (NULL: auto) */
 } dt_plan_in;
 
 /* Bytes held by one rank (the largest). */
@@ -53,7 +54,9 @@ typedef struct {
   int64_t shm_share;     /* this rank's share of the window: (T + 1) slots / T */
   int64_t baseline;      /* process + MPI + BLAS (machine constant) */
   int64_t rss;           /* predicted peak RSS (what train's summary measures) */
-  int64_t node_share;    /* memory this rank adds to its node (window share, not touched pages) */
+  int64_t node_share;    /* memory this rank adds to its node (window share, not touched pages;
+                          * the frozen matrices split among the replicas that share them) */
+  int share_replicas;    /* replicas of a shard on a node mapping one copy (--share-weights), 1 = none */
   int64_t numel_l;       /* trainable elements this rank holds (one task) */
 } dt_plan_mem;
 

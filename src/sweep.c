@@ -50,6 +50,9 @@ static const dt_optdef sweep_opts[] = {
      "products with the frozen matrices: fp32, or bf16 x bf16 with fp32 accumulation (oneDNN; "
      "needs --weights-dtype bf16)"},
     {"tp", DT_OPT_INT, "1", 1, 4096, NULL, "tensor-parallel ranks per backbone copy"},
+    {"share-weights", DT_OPT_CHOICE, "yes", 0, 0, "yes|no",
+     "data-parallel replicas on one node map one copy of the shared backbone's frozen matrices "
+     "(MPI-3 shared memory) instead of one each (a task's private backbone is never shared)"},
     {"recompute", DT_OPT_BOOL, "no", 0, 0, NULL, "recompute block activations in backward"},
     {"trim-padding", DT_OPT_BOOL, "yes", 0, 0, NULL,
      "run each group's combined batch only up to its rows' last scored token (the same loss "
@@ -157,15 +160,9 @@ static int task_options(task *t, const char *file, const dt_options *sw) {
 
 /* Does the comma-separated method list train backbone tensors? */
 static int trains_backbone(const char *list) {
-  static const char *const names[] = {"full", "lastlayer", "bitfit", "said"};
   char buf[512];
   snprintf(buf, sizeof buf, ",%s,", list);
-  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-    char pat[32];
-    snprintf(pat, sizeof pat, ",%s,", names[i]);
-    if (strstr(buf, pat)) return 1;
-  }
-  return 0;
+  return dt_methods_write_matrices(list) || strstr(buf, ",bitfit,") != NULL;
 }
 
 typedef struct {
@@ -370,6 +367,7 @@ static int sweep_run(int argc, char **argv) {
     return dt_error_trace(prc, __FILE__, __LINE__, __func__);
   }
   dt_model base;
+  dist.share_frozen = !strcmp(dt_opt_str(&o, "share-weights"), "yes");
   prc = dt_model_load(&base, dt_opt_str(&o, "model"), !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
                       (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist);
   if (prc == DT_OK && matmul_bf16) {
@@ -419,10 +417,13 @@ static int sweep_run(int argc, char **argv) {
     if (trains_backbone(dt_opt_str(to, "method"))) {
       /* the task changes backbone tensors: it gets its own copy */
       rc = dt_calloc(&t->own, sizeof *t->own, "private backbone");
+      const int share = dist.share_frozen;
+      dist.share_frozen = 0; /* rewritten by the task: one copy per rank */
       if (rc == DT_OK)
         rc = dt_model_load(t->own, dt_opt_str(&o, "model"),
                            !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
                            (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist);
+      dist.share_frozen = share;
       if (rc == DT_OK) t->own->matmul_bf16 = matmul_bf16;
       mb = t->own;
     }

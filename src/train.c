@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* sched_getcpu */
 /* The train and eval drivers: options -> model -> methods -> data ->
  * steps. Collective over MPI_COMM_WORLD. Ranks form dp x tp: the backbone
  * is sharded inside each tensor-parallel group, data-parallel replicas take
@@ -5,6 +6,7 @@
  * summed as described in docs/parallel.md. */
 #include <math.h>
 #include <mpi.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,10 @@ static const dt_optdef model_opts[] = {
     {"matmul-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",
      "products with the frozen matrices: fp32 (bf16 weights widened), or bf16 x bf16 with fp32 "
      "accumulation through oneDNN (activations rounded to bf16; needs --weights-dtype bf16)"},
+    {"share-weights", DT_OPT_CHOICE, "auto", 0, 0, "auto|yes|no",
+     "data-parallel replicas on one node map one copy of the frozen matrices (MPI-3 shared "
+     "memory) instead of one each; auto: unless the method trains or rewrites backbone matrices "
+     "(full, lastlayer, said; yes shares anyway and copies what they write)"},
     {"seed", DT_OPT_INT, "1", 0, 2147483647, NULL,
      "seed of synthetic weights, method init and dropout"},
     {"method", DT_OPT_STRING, "lora", 0, 0, NULL,
@@ -355,6 +361,7 @@ static int setup(run_ctx *c, int train) {
   const uint64_t seed = (uint64_t)dt_opt_int(o, "seed");
   const int bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
   DT_CALL(dt_dist_init(&c->dist, dt_opt_int(o, "tp")));
+  c->dist.share_frozen = dt_share_weights(dt_opt_str(o, "share-weights"), dt_opt_str(o, "method"));
   DT_CALL(dt_agree(check_inputs(c, train), MPI_COMM_WORLD));
   /* the checkpoint of --resume / eval --checkpoint, whole (collective,
    * agreed): a truncated, corrupted or mismatched file stops here */
@@ -636,16 +643,22 @@ static int check_replicas(run_ctx *c) {
 }
 
 /* Peak resident set of this process (VmHWM), in MB; 0 when unknown. */
-static double peak_rss_mb(void) {
-  FILE *f = fopen("/proc/self/status", "r");
+/* A "Name: N kB" line of a /proc file, in MB (0 when missing). */
+static double proc_kb_mb(const char *path, const char *fmt) {
+  FILE *f = fopen(path, "r");
   if (!f) return 0.0;
   char line[256];
   double kb = 0.0;
   while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmHWM: %lf kB", &kb) == 1) break;
+    if (sscanf(line, fmt, &kb) == 1) break;
   fclose(f);
   return kb / 1024.0;
 }
+static double peak_rss_mb(void) { return proc_kb_mb("/proc/self/status", "VmHWM: %lf kB"); }
+/* Proportional set size: a page shared by k processes counts 1/k in each,
+ * so the ranks' sum is what the job holds (RSS counts shared pages, the
+ * frozen weights of --share-weights and the sum window, in every rank). */
+static double pss_mb(void) { return proc_kb_mb("/proc/self/smaps_rollup", "Pss: %lf kB"); }
 
 /* A number for messages: NaN, inf and -inf spelled alike everywhere. */
 static const char *num(double v, char *buf) {
@@ -898,8 +911,29 @@ static int do_train(run_ctx *c) {
     median_dt = step_times[first + (nt - first) / 2];
   }
   const double comm_s = c->dist.comm_s, train_s = now_s() - t_start;
-  double peak_mb = peak_rss_mb();
+  double peak_mb = peak_rss_mb(), pss_sum = pss_mb();
   MPI_Allreduce(MPI_IN_PLACE, &peak_mb, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, &pss_sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  /* communication and barrier waiting over the ranks: a rank that waits
+   * long at the sums is not the slow one; the spread tells load imbalance
+   * (the step is as slow as the slowest rank between two sums) from the
+   * cost of moving the data */
+  double cw_lo[2] = {comm_s, c->dist.wait_s}, cw_hi[2] = {comm_s, c->dist.wait_s};
+  MPI_Allreduce(MPI_IN_PLACE, cw_lo, 2, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, cw_hi, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  if (dt_opt_bool(o, "verbose") && c->dist.size > 1) {
+    /* per rank, for finding the slow one: its waiting and its core */
+    double mine[2] = {c->dist.wait_s, (double)sched_getcpu()}, *all = NULL;
+    if (c->rank == 0 && dt_malloc(&all, sizeof(double) * 2 * (size_t)c->dist.size, "rank table"))
+      all = NULL;
+    MPI_Gather(mine, 2, MPI_DOUBLE, all, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    if (c->rank == 0 && all) {
+      printf("summary: waiting at the sums per rank (rank:core seconds):");
+      for (int r = 0; r < c->dist.size; r++) printf(" %d:%d %.2f", r, (int)all[2 * r + 1], all[2 * r]);
+      printf("\n");
+    }
+    free(all);
+  }
   /* summary: loss on the first batch before (step-0 loss) and after */
   /* tokens the passes computed (trimmed), over the data-parallel replicas */
   double pass_stat[3] = {(double)(c->pass_tokens - pass_tok0), (double)(c->pass_len_sum - pass_len0),
@@ -940,6 +974,16 @@ static int do_train(run_ctx *c) {
     printf("summary: communication %.2fs of %.2fs in the steps (%.1f%%; tensor-group sums "
              "and gradient buckets, rank 0); peak RSS per rank %.0f MB (largest)\n",
              comm_s, train_s, 100.0 * comm_s / (train_s > 0 ? train_s : 1), peak_mb);
+    printf("summary: memory of the %d rank(s) together at the end %.0f MB (proportional set size: "
+           "a shared page counts once)", c->dist.size, pss_sum);
+    if (c->model.slab)
+      printf("; frozen matrices %.0f MB per shard, one copy per node for %d replicas "
+             "(--share-weights)", (double)c->model.mat_bytes / 1048576.0, c->dist.peers_size);
+    printf("\n");
+    if (c->dist.size > 1)
+      printf("summary: communication over the ranks %.2f-%.2fs, of which waiting at the shared-memory "
+             "sums for the group's last rank %.2f-%.2fs (rank 0: %.2fs)\n",
+             cw_lo[0], cw_hi[0], cw_lo[1], cw_hi[1], c->dist.wait_s);
     {
       const double f = c->t_fwd - fwd0, b = c->t_bwd - bwd0, steps_s = f + b + sync_s + opt_s;
       printf("summary: step time split (rank 0, all steps): forward (with the loss head's gradient) %.2fs, "

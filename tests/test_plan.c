@@ -152,7 +152,7 @@ static void plan_of(const char *model, const char *methods, const char *const *a
                     int nodes, int rpn, int tp, int batch, int seq, dt_plan_out *out) {
   dt_options *o = calloc(1, sizeof *o);
   parse_opts(o, args, nargs);
-  dt_plan_in in = {model, methods, o, nodes, rpn, tp, batch, seq, 0, 1, 0, -1, 0, 1, 0, 0};
+  dt_plan_in in = {model, methods, o, nodes, rpn, tp, batch, seq, 0, 1, 0, -1, 0, 1, 0, 0, NULL};
   dt_machine mc;
   dt_machine_defaults(&mc);
   assert_int_equal(dt_plan_compute(&in, &mc, out), DT_OK);
@@ -200,7 +200,7 @@ static void test_min_nodes(void **state) {
   parse_opts(o, NULL, 0);
   dt_machine mc;
   dt_machine_defaults(&mc);
-  dt_plan_in in = {"synthetic:llama2-13b", "lora", o, 1, 4, 1, 8, 1024, 0, 1, 0, -1, 0, 1, 0, 0};
+  dt_plan_in in = {"synthetic:llama2-13b", "lora", o, 1, 4, 1, 8, 1024, 0, 1, 0, -1, 0, 1, 0, 0, NULL};
   const double mem = 64.0 * (1 << 30);
   int n = 0, tp = 0;
   assert_int_equal(dt_plan_min_nodes(&in, &mc, mem, 1024, &n, &tp), DT_OK);

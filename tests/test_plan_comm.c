@@ -86,7 +86,7 @@ static void run_case(const comm_case *k, int size, int *bad) {
   const long long sums = d.n_tp_sum - s0, floats = d.tp_sum_floats - f0, shm = d.n_tp_sum_shm - h0;
   /* the plan of the same layout: one node of `size` ranks */
   dt_plan_in in = {k->model, k->methods, o, 1, size, tp, k->batch, k->seq, 0, 1,
-                   k->recompute, -1, 0, 1, k->micro, 0};
+                   k->recompute, -1, 0, 1, k->micro, 0, NULL};
   dt_machine mc;
   dt_machine_defaults(&mc);
   dt_plan_out out;

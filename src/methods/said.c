@@ -331,7 +331,7 @@ static int said_create(dt_method *me, const dt_options *opt, dt_model *m,
     }
     if (train)
       rc = dt_model_require_grad(m, &refs[i], &u->w, &u->dw);
-    else
+    else if ((rc = dt_model_unshare(m, refs[i].mat)) == DT_OK) /* rewritten below */
       u->w = refs[i].mat->w + refs[i].offset;
     /* (a describe_only model only counts these: deltatune plan) */
     if (!rc) rc = dt_model_alloc(m, &u->w0, sizeof(float) * (size_t)refs[i].numel_l, refs[i].name);
