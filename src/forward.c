@@ -79,10 +79,18 @@ static float *carve(carver *c, size_t n) {
   return p;
 }
 
-static void layout(dt_model *m, carver *cv, int B, int T, int recompute) {
+/* Is the saved residual stream kept in the tensor group's shared window? */
+static int x_share_on(const dt_model *m, int recompute) {
+  return m->x_share_req && !recompute && m->sh.tp_size > 1 && (!m->dist || m->dist->shm_ok);
+}
+
+/* cs: where the saved residual stream (x, x1 of every block) goes when the
+ * tensor group shares it (x_share_on), else NULL: cv holds everything. */
+static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recompute) {
   const dt_config *c = &m->cfg;
   const size_t N = (size_t)B * T, d = c->d_model;
   const int n_sets = recompute ? 1 : c->n_layer;
+  carver *cx = cs ? cs : cv;
   /* The norm outputs are not kept: both norms of every block write one
    * buffer, read at once by their linear, and the backward recomputes them
    * from the block's saved input and statistics (O(N d), bitwise the same)
@@ -96,13 +104,13 @@ static void layout(dt_model *m, carver *cv, int B, int T, int recompute) {
   for (int l = 0; l < n_sets; l++) {
     dt_layer_acts *a = m->acts ? &m->acts[l] : NULL, dummy;
     if (!a) a = &dummy;
-    a->x = carve(cv, N * d);
+    a->x = carve(cx, N * d);
     a->ln1 = norm_out;
     a->ln1_stat = carve(cv, N * 2);
     a->qkv = carve(cv, N * QKV_L(m));
     a->att = carve(cv, N * Q_L(m));
     a->lse = carve(cv, (size_t)B * m->sh.n_head_l * T);
-    a->x1 = carve(cv, N * d);
+    a->x1 = carve(cx, N * d);
     a->ln2 = norm_out;
     a->ln2_stat = carve(cv, N * 2);
     a->fc = carve(cv, N * FC_L(m));
@@ -199,8 +207,45 @@ size_t dt_model_act_bytes(const dt_model *mc, int B, int T_data, int recompute) 
   m.x_saved = NULL;
   m.hook_ws = NULL;
   carver cv = {NULL, 0};
-  layout(&m, &cv, B, T_data + nv, recompute);
+  layout(&m, &cv, NULL, B, T_data + nv, recompute);
   return cv.used * sizeof(float);
+}
+
+size_t dt_model_act_shared_bytes(const dt_model *mc, int B, int T_data, int recompute) {
+  dt_model m = *mc;
+  int nv, np;
+  if (!x_share_on(&m, recompute) || count_tokens(&m, &nv, &np)) return 0;
+  m.n_prefix = np;
+  m.acts = NULL;
+  m.x_saved = NULL;
+  m.hook_ws = NULL;
+  carver cv = {NULL, 0}, cs = {NULL, 0};
+  layout(&m, &cv, &cs, B, T_data + nv, recompute);
+  return cs.used * sizeof(float);
+}
+
+/* The shared window of the saved residual stream (x_share_on): n floats,
+ * allocated by tensor rank 0 and mapped by the group. Collective over the
+ * tensor group. */
+static int x_window(dt_model *m, size_t n) {
+  const MPI_Aint bytes = m->dist->tp_rank == 0 ? (MPI_Aint)(n * sizeof(float) + 64) : 0;
+  void *mine = NULL, *base = NULL;
+  DT_CHECK(MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, m->dist->tp, &mine,
+                                   &m->x_win) == MPI_SUCCESS,
+           DT_EMPI, "cannot allocate %zu MB of shared memory for the saved residual stream",
+           (n * sizeof(float)) >> 20);
+  MPI_Aint sz;
+  int du;
+  MPI_Win_shared_query(m->x_win, 0, &sz, &du, &base);
+  /* mappings are page aligned in every process: one offset aligns all */
+  m->x_win_base = (float *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
+  return DT_OK;
+}
+
+void dt_model_free_x_window(dt_model *m) {
+  if (m->x_win_base) MPI_Win_free(&m->x_win); /* collective over the tensor group */
+  m->x_win_base = NULL;
+  m->x_shared = 0;
 }
 
 /* Floats of the bf16 -> fp32 conversion scratch: the largest matrix. */
@@ -255,23 +300,30 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
     DT_CALL(dt_calloc(&m->x_saved, sizeof(float *) * c->n_layer, "block inputs"));
   size_t nh = (size_t)c->n_layer * DT_N_SITES * (m->n_methods ? m->n_methods : 1);
   DT_CALL(dt_calloc(&m->hook_ws, sizeof(float *) * nh, "hook workspace table"));
-  carver cv = {NULL, 0};
+  carver cv = {NULL, 0}, cs = {NULL, 0};
   float **keep_ws = m->hook_ws;
   float **keep_xs = m->x_saved;
   dt_layer_acts *keep_acts = m->acts;
   m->hook_ws = NULL;
   m->x_saved = NULL;
   m->acts = NULL;
-  layout(m, &cv, B, m->T, recompute);
+  dt_model_free_x_window(m);
+  const int xs = x_share_on(m, recompute) && m->dist;
+  layout(m, &cv, xs ? &cs : NULL, B, m->T, recompute);
   m->hook_ws = keep_ws;
   m->x_saved = keep_xs;
   m->acts = keep_acts;
   m->arena_floats = cv.used;
   DT_CALL(dt_alloc_aligned(&m->arena, cv.used * sizeof(float),
                            "activations (lower --batch-size or use --recompute)"));
+  if (xs) DT_CALL(x_window(m, cs.used));
+  m->x_shared = xs;
+  m->x_shared_floats = cs.used;
   cv.base = m->arena;
   cv.used = 0;
-  layout(m, &cv, B, m->T, recompute);
+  cs.base = m->x_win_base;
+  cs.used = 0;
+  layout(m, &cv, xs ? &cs : NULL, B, m->T, recompute);
   if (recompute)
     for (int l = 1; l < c->n_layer; l++) m->acts[l] = m->acts[0];
   /* bf16 conversion scratch: the largest matrix */
@@ -546,13 +598,27 @@ static void prefix_scatter_grad(dt_model *m) {
   }
 }
 
+/* This tensor rank's slice of the N rows of src into the group's shared dst. */
+static void store_rows(const dt_model *m, float *dst, const float *src) {
+  const size_t N = (size_t)m->B * m->T, d = m->cfg.d_model, T = (size_t)dt_model_tp(m);
+  const size_t r = (size_t)m->dist->tp_rank, r0 = N * r / T, r1 = N * (r + 1) / T;
+  memcpy(dst + r0 * d, src + r0 * d, sizeof(float) * (r1 - r0) * d);
+}
+
 static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
                          float *xout, int train) {
   const dt_config *c = &m->cfg;
   const int N = m->B * m->T, d = c->d_model;
   dt_layer *L = &m->layers[l];
-  if (a->x != xin) memcpy(a->x, xin, sizeof(float) * (size_t)N * d);
-  norm_fwd(m, a->ln1, a->ln1_stat, a->x, &L->ln1_w, &L->ln1_b, N);
+  /* x, x1: the residual stream of this block; with the group's shared copy
+   * (m->x_shared) it runs through private buffers and each rank stores its
+   * slice of the rows for the backward */
+  const float *x = xin;
+  float *x1 = m->x_shared ? m->xf : a->x1;
+  if (m->x_shared) store_rows(m, a->x, xin);
+  else if (a->x != xin) memcpy(a->x, xin, sizeof(float) * (size_t)N * d);
+  if (!m->x_shared) x = a->x;
+  norm_fwd(m, a->ln1, a->ln1_stat, x, &L->ln1_w, &L->ln1_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_QKV, a->ln1, a->qkv, train));
   const int qd = Q_L(m), ld = QKV_L(m);
   if (c->arch == DT_ARCH_LLAMA) {
@@ -568,13 +634,14 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   dt_attention_forward(a->att, a->lse, a->qkv, pk, pv, &ad, m->att_scratch);
   float *o = m->d_tmp; /* [N,d] scratch during forward */
   DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, o, train));
-  for (size_t i = 0; i < (size_t)N * d; i++) a->x1[i] = a->x[i] + o[i];
-  norm_fwd(m, a->ln2, a->ln2_stat, a->x1, &L->ln2_w, &L->ln2_b, N);
+  for (size_t i = 0; i < (size_t)N * d; i++) x1[i] = x[i] + o[i];
+  if (m->x_shared) store_rows(m, a->x1, x1);
+  norm_fwd(m, a->ln2, a->ln2_stat, x1, &L->ln2_w, &L->ln2_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train));
   if (c->arch == DT_ARCH_GPT2) dt_gelu_forward(a->act, a->fc, (int64_t)N * FFN_L(m));
   else dt_swiglu_forward(a->act, a->fc, N, FFN_L(m));
   DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, o, train));
-  for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = a->x1[i] + o[i];
+  for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = x1[i] + o[i];
   return DT_OK;
 }
 
@@ -818,13 +885,17 @@ int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
   m->pass_row0 = m->step_open ? m->next_row0 : 0;
   m->next_row0 = m->pass_row0 + N;
   /* embeddings -> blocks */
-  float *x0 = m->recompute ? m->x_saved[0] : m->acts[0].x;
+  /* the block inputs: the saved ones, or (shared residual stream) d_res and
+   * d_ln in turn, idle until the head and the backward */
+  float *xpp[2] = {m->d_res, m->d_ln};
+  float *x0 = m->recompute ? m->x_saved[0] : m->x_shared ? xpp[0] : m->acts[0].x;
   DT_CALL(embed_forward(m, x0));
   for (int l = 0; l < c->n_layer; l++) {
     dt_layer_acts *a = &m->acts[m->recompute ? 0 : l];
-    const float *xin = m->recompute ? m->x_saved[l] : a->x;
+    const float *xin = m->recompute ? m->x_saved[l] : m->x_shared ? xpp[l % 2] : a->x;
     float *xout = l + 1 < c->n_layer
-                      ? (m->recompute ? m->x_saved[l + 1] : m->acts[l + 1].x)
+                      ? (m->recompute ? m->x_saved[l + 1]
+                                      : m->x_shared ? xpp[(l + 1) % 2] : m->acts[l + 1].x)
                       : m->x_last;
     if (m->recompute) a->x = m->x_saved[l];
     DT_CALL(layer_forward(m, a, l, xin, xout, want_grad));

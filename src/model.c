@@ -490,6 +490,7 @@ void dt_model_free(dt_model *m) {
   }
   free(m->layers);
   if (m->slab) MPI_Win_free(&m->frozen_win); /* collective over the peers */
+  dt_model_free_x_window(m);
   free(m->arena);
   free(m->acts);
   free(m->hook_ws);

@@ -121,6 +121,18 @@ typedef struct dt_model {
   float **hook_ws;     /* [n_layer][DT_N_SITES][n_methods] method workspaces */
   int prefix_method;   /* index of the method giving prefix key/values, -1 */
   float **x_saved;     /* recompute: [N,d] input of every block */
+  /* The residual stream a block saves (x, x1: the same on every rank of a
+   * tensor group) in one MPI-3 shared window of the group instead of once
+   * per rank: each rank stores its slice of the rows in forward, every
+   * rank reads all of them in backward (the sums in between order the
+   * two). Asked for by the caller (x_share_req) before dt_model_plan; on
+   * when the group shares a node, tp > 1 and without --recompute. The
+   * forward then runs the stream through private buffers (d_res, d_ln and
+   * xf, idle until the head). */
+  int x_share_req, x_shared;
+  MPI_Win x_win;
+  float *x_win_base;
+  size_t x_shared_floats; /* of the activations, the floats in the window */
   float *emb;          /* [N,d] embedding output (== acts[0].x) */
   float *xf;           /* [N,d] final-norm output */
   float *xf_stat;      /* [N,2] */
@@ -250,6 +262,12 @@ int dt_model_step_end(dt_model *m, int want_grad);
 
 /* Bytes the activations of dt_model_plan would take (for planning). */
 size_t dt_model_act_bytes(const dt_model *m, int B, int T_data, int recompute);
+/* Of those, the bytes in the tensor group's shared window (x_share_req:
+ * one copy per group on a node, each rank's RSS still counts them). */
+size_t dt_model_act_shared_bytes(const dt_model *m, int B, int T_data, int recompute);
+/* Release the shared residual-stream window (collective over the tensor
+ * group; dt_model_free and dt_model_plan call it). */
+void dt_model_free_x_window(dt_model *m);
 /* Bytes dt_model_plan allocates besides the activation arena: the bf16
  * conversion scratch, rotary tables, batch ids, labels and scored rows. */
 size_t dt_model_plan_extra_bytes(const dt_model *m, int B, int T_data);

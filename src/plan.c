@@ -300,6 +300,9 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
              "--method %s: these methods cannot be planned together (both add prefix "
              "key/values?)", in->methods);
     pm.acts = in->recompute ? pm.acts_recompute : pm.acts_plain;
+    z->m.x_share_req = o->shm; /* as train: the residual stream once per group on a node */
+    pm.acts_shared = (int64_t)dt_model_act_shared_bytes(&z->m, Bp, in->seq, in->recompute);
+    z->m.x_share_req = 0;
     pm.engine = (int64_t)dt_model_plan_extra_bytes(&z->m, Bp, in->seq);
     DT_CALL(hook_scratch(&z->m, z->ms, z->n, in->opt, N, &pm.hook_scratch));
     pm.blas = blas_packing(&z->m, N, mc);
@@ -329,7 +332,7 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
     pm.rss = pm.weights + pm.method + pm.adamw + pm.buckets + pm.acts + pm.engine +
              pm.hook_scratch + pm.blas + pm.batch_bufs + pm.dataset + pm.mpi_scratch +
              pm.shm_touched + pm.baseline;
-    pm.node_share = pm.rss - pm.shm_touched + pm.shm_share;
+    pm.node_share = pm.rss - pm.shm_touched + pm.shm_share - (pm.acts_shared - pm.acts_shared / T);
     /* --share-weights: the node's replicas of this shard (same tensor rank,
      * groups within a node) map one copy of its matrices; each rank's RSS
      * still counts the whole shard */
@@ -611,6 +614,7 @@ static json_t *mem_json(const dt_plan_mem *m) {
   json_object_set_new(j, "dataset", json_integer(m->dataset));
   json_object_set_new(j, "mpi_allreduce_scratch", json_integer(m->mpi_scratch));
   json_object_set_new(j, "shm_window_touched", json_integer(m->shm_touched));
+  json_object_set_new(j, "activations_shared", json_integer(m->acts_shared));
   json_object_set_new(j, "shm_window_share", json_integer(m->shm_share));
   json_object_set_new(j, "baseline", json_integer(m->baseline));
   json_object_set_new(j, "peak_rss", json_integer(m->rss));
@@ -717,6 +721,9 @@ static void print_plan(const dt_plan_in *in, const dt_plan_out *o, double mem_pe
 #undef ROW
   printf("  node: %d ranks x %s = %s (the sum window counted once per node", in->ranks_per_node,
          fmt_bytes(a, sizeof a, (double)m->node_share), fmt_bytes(b2, sizeof b2, (double)o->node_bytes));
+  if (m->acts_shared > 0)
+    printf("; the saved residual stream, %s a rank, once per tensor group",
+           fmt_bytes(c2, sizeof c2, (double)m->acts_shared));
   if (m->share_replicas > 1)
     printf("; the frozen matrices once per %d replicas: --share-weights", m->share_replicas);
   printf(")");

@@ -56,6 +56,8 @@ typedef struct {
   int64_t rss;           /* predicted peak RSS (what train's summary measures) */
   int64_t node_share;    /* memory this rank adds to its node (window share, not touched pages;
                           * the frozen matrices split among the replicas that share them) */
+  int64_t acts_shared;   /* of acts, the saved residual stream in the tensor group's shared
+                          * window (groups within a node, no --recompute): once per group */
   int share_replicas;    /* replicas of a shard on a node mapping one copy (--share-weights), 1 = none */
   int64_t numel_l;       /* trainable elements this rank holds (one task) */
 } dt_plan_mem;

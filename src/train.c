@@ -387,6 +387,9 @@ static int setup(run_ctx *c, int train) {
     const char *impl;
     DT_CALL(dt_agree(dt_gemm_bf16_probe(&impl), MPI_COMM_WORLD));
   }
+  /* the saved residual stream once per tensor group on a node
+   * (DT_NO_SHARED_STREAM=1: once per rank, for A/B comparisons) */
+  c->model.x_share_req = !getenv("DT_NO_SHARED_STREAM");
   c->micro = dt_opt_int(o, "micro-batch");
   if (c->micro <= 0 || c->micro > c->B_local) c->micro = c->B_local;
   c->trim = dt_opt_bool(o, "trim-padding");

@@ -1,6 +1,8 @@
-/* --share-weights: the data-parallel replicas of a node map one copy of the
+/* Node-local sharing, through the command line.
+ *
+ * --share-weights: the data-parallel replicas of a node map one copy of the
  * frozen matrices (MPI-3 shared window, written by one replica, read by the
- * others), through the command line:
+ * others):
  *   - the same training bit for bit with and without sharing: metrics and
  *     deltas of LoRA + BitFit (private biases) on 4 ranks --tp 2 (2
  *     replicas of 2 tensor ranks, the HF loader's path) and of LoRA on 2
@@ -11,6 +13,12 @@
  *     one copy of the frozen matrices, and the summary says so only when
  *     the matrices are shared.
  *
+ * The saved residual stream (x, x1 of every block: the same on every rank
+ * of a tensor group) in one shared window per group, each rank storing its
+ * slice of the rows: against DT_NO_SHARED_STREAM=1 (one copy per rank) the
+ * same training bit for bit, with micro-batches (the next pass overwrites
+ * the window), and the memory falls by the copies saved.
+ *
  * usage: test_share_weights MPIRUN... (the launcher; "-np N" is appended) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,13 +27,16 @@
 #include "clitest.h"
 
 /* Train and keep the output; the run's folder is TMP/name. */
-static char *train(const char *name, int np, const char *args) {
+static char *train_env(const char *name, int np, const char *env, const char *args) {
   char cmd[8192], dir[1024], *out = NULL;
   snprintf(dir, sizeof dir, "%s/%s", dt_test_tmpdir(), name);
   snprintf(cmd, sizeof cmd, "train %s --out %s --metrics %s/metrics.jsonl --log-every 1000", args,
            dir, dir);
-  cli_must(cli_dt(&out, np, NULL, cmd), out, cmd);
+  cli_must(cli_dt(&out, np, env, cmd), out, cmd);
   return out;
+}
+static char *train(const char *name, int np, const char *args) {
+  return train_env(name, np, NULL, args);
 }
 
 /* a and b (run names) trained the same: metrics and deltas equal */
@@ -114,12 +125,60 @@ static void test_memory(void **state) {
   free(o2);
 }
 
+/* shared residual stream vs one copy per rank */
+static void stream_ab(const char *name, int np, const char *args, int steps) {
+  char a[8192], na[256], nb[256];
+  snprintf(na, sizeof na, "%s-stream-shared", name);
+  snprintf(nb, sizeof nb, "%s-stream-private", name);
+  snprintf(a, sizeof a, "%s --steps %d", args, steps);
+  free(train_env(na, np, NULL, a));
+  free(train_env(nb, np, "DT_NO_SHARED_STREAM=1", a));
+  same_runs(na, nb, steps);
+}
+
+static void test_shared_stream_same_training(void **state) {
+  (void)state;
+  char args[2048];
+  snprintf(args, sizeof args,
+           "--model %s/gpt2/model --data %s/gpt2/batch.safetensors --batch-size 2 --tp 2 "
+           "--micro-batch 1 --method lora,bitfit --lr 1e-3", cli_fix(), cli_fix());
+  stream_ab("gpt2-tp2-mb1", 4, args, 3);
+  /* IA3 keeps the FFN activation per block (its scale's gradient) */
+  snprintf(args, sizeof args,
+           "--model %s/llama/model --data %s/llama/batch.safetensors --batch-size 2 --tp 2 "
+           "--method ia3,prefix --lr 1e-3", cli_fix(), cli_fix());
+  stream_ab("llama-tp2-ia3-prefix", 2, args, 3);
+}
+
+static void test_shared_stream_memory(void **state) {
+  (void)state;
+  /* 12 blocks of d 512, passes of 1 row x 512 tokens at --tp 2: x and x1
+   * of every block are 12 x 2 x 512 x 512 floats a rank (24 MiB), half of
+   * which each rank no longer holds */
+  const int L = 12, d = 512, n = 512, tp = 2;
+  const char *args = "--model synthetic:gpt2:layers=12,d=512,heads=8,vocab=1000,ctx=512 "
+                     "--data synthetic:rows=8,len=512 --batch-size 2 --micro-batch 1 --tp 2 "
+                     "--method lora --steps 2";
+  char *o1 = train_env("stream-mem-shared", tp, NULL, args);
+  char *o2 = train_env("stream-mem-private", tp, "DT_NO_SHARED_STREAM=1", args);
+  const char *key = "together at the end ";
+  const double p1 = num_after(o1, key), p2 = num_after(o2, key);
+  const double saved = tp * (double)L * 2 * n * d * 4 * (tp - 1) / tp / 1048576.0;
+  if (!(p2 - p1 >= 0.8 * saved))
+    fail_msg("the shared residual stream saved %.1f MB (%.0f -> %.0f), expected about %.1f", p2 - p1,
+             p2, p1, saved);
+  free(o1);
+  free(o2);
+}
+
 int main(int argc, char **argv) {
   cli_init(argc, argv);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_same_training),
       cmocka_unit_test(test_trained_matrices_private),
       cmocka_unit_test(test_memory),
+      cmocka_unit_test(test_shared_stream_same_training),
+      cmocka_unit_test(test_shared_stream_memory),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
