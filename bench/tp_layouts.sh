@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ranks x threads x tensor-parallel layouts of one training workload, side by side (issue 12: "threads vs ranks").
 # Every layout uses all the cores it names (ranks x threads); one table row each: median step, tokens/s, peak
-# RSS (largest rank x ranks), the communication share (rank 0's tensor-group sums and gradient buckets).
+# RSS (largest rank x ranks), the ranks' proportional set size at the end (shared pages once), the communication share (rank 0's tensor-group sums and gradient buckets).
 #
 # usage: bash bench/tp_layouts.sh BUILD_DIR [LAYOUT ...]
 #   LAYOUT = RANKS:TP:THREADS[:EXTRA], EXTRA = train options with ',' for spaces, e.g.
@@ -39,21 +39,21 @@ for lay in "${layouts[@]}"; do
   if ! res=$(dt_summary "$out"); then
     echo "tp_layouts.sh: $lay failed:" >&2
     tail -5 <<<"$out" >&2
-    rows+=("$np x $th|$tp|$extra|failed|-|-|-")
+    rows+=("$np x $th|$tp|$extra|failed|-|-|-|-")
     continue
   fi
-  read -r st tps _ rss _ _ _ comm <<<"$res"
+  read -r st tps _ rss _ _ _ comm pss <<<"$res"
   echo "layout $lay: $res" >&2
-  rows+=("$np x $th|$tp|${extra:--}|$st|$tps|$(awk -v a="$rss" -v n="$np" 'BEGIN { printf "%.0f", a * n }') ($np x $rss)|$comm%")
+  rows+=("$np x $th|$tp|${extra:--}|$st|$tps|$(awk -v a="$rss" -v n="$np" 'BEGIN { printf "%.0f", a * n }') ($np x $rss)|$pss|$comm%")
 done
 echo
 echo "$(date -u +%Y-%m-%d), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') ($(nproc) cores)," \
      "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $MODEL, batch $BATCH x $SEQ, $METHOD, $STEPS steps" \
      "(median of steps 1-$((STEPS - 1))); $(($(date +%s) - t0)) s in all"
 echo
-echo "| ranks x threads | --tp | options | median step (s) | tokens/s | peak RSS total (MB) | communication |"
-echo "|---|---|---|---|---|---|---|"
+echo "| ranks x threads | --tp | options | median step (s) | tokens/s | peak RSS total (MB) | memory of the node, PSS (MB) | communication |"
+echo "|---|---|---|---|---|---|---|---|"
 for r in "${rows[@]}"; do
-  IFS='|' read -r a b c d e f g <<<"$r"
-  echo "| $a | $b | $c | $d | $e | $f | $g |"
+  IFS='|' read -r a b c d e f g h <<<"$r"
+  echo "| $a | $b | $c | $d | $e | $f | $g | $h |"
 done
