@@ -101,6 +101,8 @@ static const bad_case k_cases[] = {
     {"opt_tp", TRAIN GPT2 "--tp 3", 2, {"--tp 3 does not divide the 2 ranks"}},
     {"opt_matmul_dtype", TRAIN GPT2 "--matmul-dtype bf16", 2,
      {"--matmul-dtype bf16 multiplies the stored bf16 weights", "--weights-dtype fp32"}},
+    {"opt_share_weights", TRAIN GPT2 "--share-weights maybe", 2,
+     {"--share-weights", "auto|yes|no", "'maybe'"}},
     {"opt_batch", TRAIN GPT2 "--batch-size 3", 2, {"--batch-size 3", "2 data-parallel"}},
     {"opt_absent_method", TRAIN GPT2 "--method bitfit --lora-rank 4", 2,
      {"--lora-rank", "'lora', which is not selected", "--method bitfit"}},

@@ -68,17 +68,18 @@ static void yes_no(const char *name, int np, const char *args, int steps) {
   free(o2);
 }
 
+/* The options of a run on fixture family fam's model and batch of 2 rows. */
+static const char *fixture(char *buf, size_t n, const char *fam, const char *extra) {
+  snprintf(buf, n, "--model %s/%s/model --data %s/%s/batch.safetensors --batch-size 2 --lr 1e-3 %s",
+           cli_fix(), fam, cli_fix(), fam, extra);
+  return buf;
+}
+
 static void test_same_training(void **state) {
   (void)state;
   char args[2048];
-  snprintf(args, sizeof args,
-           "--model %s/gpt2/model --data %s/gpt2/batch.safetensors --batch-size 2 --tp 2 "
-           "--method lora,bitfit --lr 1e-3", cli_fix(), cli_fix());
-  yes_no("lora-bitfit-gpt2-tp2", 4, args, 4);
-  snprintf(args, sizeof args,
-           "--model %s/llama/model --data %s/llama/batch.safetensors --batch-size 2 "
-           "--method lora --lr 1e-3", cli_fix(), cli_fix());
-  yes_no("lora-llama", 2, args, 4);
+  yes_no("lora-bitfit-gpt2-tp2", 4, fixture(args, sizeof args, "gpt2", "--tp 2 --method lora,bitfit"), 4);
+  yes_no("lora-llama", 2, fixture(args, sizeof args, "llama", "--method lora"), 4);
 }
 
 /* lastlayer rewrites the last block's matrices: with sharing forced each
@@ -86,10 +87,7 @@ static void test_same_training(void **state) {
 static void test_trained_matrices_private(void **state) {
   (void)state;
   char args[2048];
-  snprintf(args, sizeof args,
-           "--model %s/gpt2/model --data %s/gpt2/batch.safetensors --batch-size 2 "
-           "--method lastlayer --lr 1e-3", cli_fix(), cli_fix());
-  yes_no("lastlayer-gpt2", 2, args, 4);
+  yes_no("lastlayer-gpt2", 2, fixture(args, sizeof args, "gpt2", "--method lastlayer"), 4);
   /* auto does not share for a method that rewrites matrices */
   char a[4096];
   snprintf(a, sizeof a, "%s --steps 1", args);
@@ -139,15 +137,10 @@ static void stream_ab(const char *name, int np, const char *args, int steps) {
 static void test_shared_stream_same_training(void **state) {
   (void)state;
   char args[2048];
-  snprintf(args, sizeof args,
-           "--model %s/gpt2/model --data %s/gpt2/batch.safetensors --batch-size 2 --tp 2 "
-           "--micro-batch 1 --method lora,bitfit --lr 1e-3", cli_fix(), cli_fix());
-  stream_ab("gpt2-tp2-mb1", 4, args, 3);
+  stream_ab("gpt2-tp2-mb1", 4,
+            fixture(args, sizeof args, "gpt2", "--tp 2 --micro-batch 1 --method lora,bitfit"), 3);
   /* IA3 keeps the FFN activation per block (its scale's gradient) */
-  snprintf(args, sizeof args,
-           "--model %s/llama/model --data %s/llama/batch.safetensors --batch-size 2 --tp 2 "
-           "--method ia3,prefix --lr 1e-3", cli_fix(), cli_fix());
-  stream_ab("llama-tp2-ia3-prefix", 2, args, 3);
+  stream_ab("llama-tp2-ia3-prefix", 2, fixture(args, sizeof args, "llama", "--tp 2 --method ia3,prefix"), 3);
 }
 
 static void test_shared_stream_memory(void **state) {
