@@ -14,8 +14,10 @@
 #include <cblas.h>
 
 #include "blas_info.h"
+#include "agree.h"
 #include "dist.h"
 #include "error.h"
+#include "gemm_bf16.h"
 #include "model.h"
 
 void dt_machine_defaults(dt_machine *mc) {
@@ -52,6 +54,8 @@ static const struct {
 } k_fields[] = {
     {"sgemm_gflops", offsetof(dt_machine, sgemm_gflops), 1},
     {"engine_fraction", offsetof(dt_machine, engine_fraction), 1},
+    {"bf16_gflops", offsetof(dt_machine, bf16_gflops), 0},
+    {"engine_fraction_bf16", offsetof(dt_machine, engine_fraction_bf16), 0},
     {"shm_sum_latency_s", offsetof(dt_machine, shm_sum_latency_s), 0},
     {"shm_sum_bytes_per_s", offsetof(dt_machine, shm_sum_bytes_per_s), 1},
     {"allreduce_latency_s", offsetof(dt_machine, allreduce_latency_s), 0},
@@ -238,13 +242,42 @@ static double blas_row_bytes(void) {
   return per;
 }
 
+/* GFLOP/s of the bf16 products (src/gemm_bf16.c) on an n x n x n product
+ * with the weights as stored ([out, in], read transposed), best of 3 after a
+ * warm-up; 0 when it cannot run. */
+static double bf16_rate(int n) {
+  const size_t nn = (size_t)n * n;
+  float *a = malloc(nn * sizeof(float)), *c = malloc(nn * sizeof(float));
+  uint16_t *b16 = malloc(nn * sizeof(uint16_t)), *a16 = malloc(nn * sizeof(uint16_t));
+  double best = 1e30;
+  if (a && c && b16 && a16) {
+    for (size_t i = 0; i < nn; i++) {
+      a[i] = (float)(i % 7) * 0.1f;
+      c[i] = (float)(i % 5) * 0.1f;
+    }
+    dt_f32_to_bf16_n(b16, c, nn);
+    for (int r = 0; r <= 3 && best > 0; r++) {
+      const double t0 = now_s();
+      if (dt_gemm_bf16(c, a, b16, n, n, n, 1, 0.0f, a16) != DT_OK) best = 0;
+      const double t = now_s() - t0;
+      if (r > 0 && best > 0 && t < best) best = t;
+    }
+  } else {
+    best = 0;
+  }
+  free(a), free(c), free(b16), free(a16);
+  return best > 0 && best < 1e30 ? 2.0 * n * (double)n * n / best * 1e-9 : 0.0;
+}
+
 /* One training step's model FLOP/s on a small synthetic backbone, every
- * rank alone (no communication), against sgemm_gflops. */
-static int engine_rate(double *gflops) {
+ * rank alone (no communication), against sgemm_gflops; bf16: bf16 weights
+ * and products, against bf16_gflops. */
+static int engine_rate(double *gflops, int bf16) {
   dt_model m;
   const int B = 1, T = 256;
   int rc = dt_model_load(&m, "synthetic:gpt2:layers=2,d=1024,heads=16,ffn=4096,vocab=8192,ctx=256",
-                         0, 7, NULL);
+                         bf16, 7, NULL);
+  m.matmul_bf16 = bf16;
   if (!rc) rc = dt_model_plan(&m, B, T, 0);
   int32_t ids[B * T];
   for (int i = 0; i < B * T; i++) ids[i] = (int32_t)((i * 2654435761u) % 8192u);
@@ -302,9 +335,27 @@ int dt_machine_calibrate(dt_machine *mc) {
   MPI_Allreduce(MPI_IN_PLACE, &sb, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
   if (sb > 0) mc->stream_bytes_per_s = sb;
   double eg = 0;
-  int rc = engine_rate(&eg);
+  int rc = engine_rate(&eg, 0);
   MPI_Allreduce(MPI_IN_PLACE, &eg, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
   if (rc == DT_OK && eg > 0) mc->engine_fraction = eg / g;
+  /* the bf16 products, where the machine has them (the same on every rank
+   * of one machine type; agreed so that all skip or all measure) */
+  const char *impl = NULL;
+  mc->bf16_gflops = mc->engine_fraction_bf16 = 0;
+  if (rc == DT_OK && dt_agree(dt_gemm_bf16_probe(&impl), MPI_COMM_WORLD) == DT_OK) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    double gb = bf16_rate(1024);
+    MPI_Allreduce(MPI_IN_PLACE, &gb, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+    double eb = 0;
+    rc = gb > 0 ? engine_rate(&eb, 1) : DT_OK;
+    MPI_Allreduce(MPI_IN_PLACE, &eb, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+    if (rc == DT_OK && gb > 0 && eb > 0) {
+      mc->bf16_gflops = gb;
+      mc->engine_fraction_bf16 = eb / gb;
+    }
+  } else {
+    dt_error_clear();
+  }
   /* communication over all ranks as one tensor group */
   const size_t n1 = DT_SHM_SUM_MIN, n2 = (size_t)1 << 20;
   float *buf = NULL;

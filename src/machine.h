@@ -10,6 +10,10 @@
 typedef struct {
   double sgemm_gflops;          /* sgemm 1024^3 per rank, every rank busy at once */
   double engine_fraction;       /* model FLOP/s of a training step / sgemm_gflops */
+  double bf16_gflops;           /* bf16 products (gemm_bf16.h) 1024^3 per rank, every rank busy;
+                                 * 0: not measured (no bf16 matmul on the machine) */
+  double engine_fraction_bf16;  /* model FLOP/s of the same step with bf16 weights and
+                                 * products / bf16_gflops (0: not measured) */
   double shm_sum_latency_s;     /* dt_tp_sum through the shared-memory window: */
   double shm_sum_bytes_per_s;   /*   t(n floats) = latency + 4 n / bytes_per_s */
   double allreduce_latency_s;   /* MPI_Allreduce (small tensor-group sums, */

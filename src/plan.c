@@ -406,7 +406,11 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
         t_red += mc->allreduce_latency_s + 4.0 * nb / mc->allreduce_bytes_per_s;
       }
     }
-  o->t_compute = o->flops_rank / (mc->sgemm_gflops * 1e9 * mc->engine_fraction);
+  /* with bf16 products, the bf16 rate and the engine's fraction of it
+   * measured by --calibrate (the sgemm ones where the file has none) */
+  o->bf16_rate = in->matmul_bf16 && mc->bf16_gflops > 0 && mc->engine_fraction_bf16 > 0;
+  o->t_compute = o->flops_rank / (o->bf16_rate ? mc->bf16_gflops * 1e9 * mc->engine_fraction_bf16
+                                               : mc->sgemm_gflops * 1e9 * mc->engine_fraction);
   o->t_tp = t_tp;
   o->t_reduce = t_red;
   /* memory-bound per trainable element: AdamW 28 bytes, zeroing and the
@@ -507,7 +511,7 @@ static const dt_optdef plan_opts[] = {
     {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16", "storage of the frozen matrices"},
     {"matmul-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",
      "products with the frozen matrices, as for train (bf16: the activation operand's bf16 copy; "
-     "the time model still uses the calibrated sgemm rate)"},
+     "the time model uses the calibrated bf16 rate, or sgemm's where the machine file has none)"},
     {"share-weights", DT_OPT_CHOICE, "auto", 0, 0, "auto|yes|no",
      "as for train: a node's data-parallel replicas map one copy of the frozen matrices (the node "
      "total counts it once)"},
@@ -675,6 +679,7 @@ static json_t *plan_json(const dt_plan_in *in, const dt_plan_out *o, double mem_
   json_object_set_new(j, "communication_per_step", c);
   json_t *t = json_object();
   json_object_set_new(t, "compute_s", json_real(o->t_compute));
+  json_object_set_new(t, "compute_rate", json_string(o->bf16_rate ? "bf16" : "sgemm"));
   json_object_set_new(t, "tp_sums_s", json_real(o->t_tp));
   json_object_set_new(t, "reductions_s", json_real(o->t_reduce));
   json_object_set_new(t, "update_s", json_real(o->t_update));
@@ -741,9 +746,10 @@ static void print_plan(const dt_plan_in *in, const dt_plan_out *o, double mem_pe
          o->tp_sums, o->tp_sums_shm, fmt_bytes(a, sizeof a, 4.0 * o->tp_sum_floats),
          o->small_allreduces, fmt_bytes(b2, sizeof b2, 4.0 * o->bucket_world_floats),
          fmt_bytes(c2, sizeof c2, 4.0 * o->bucket_dp_floats), o->bucket_reductions);
-  printf("  time per step: %.4g s compute + %.4g s tensor-group sums + %.4g s reductions + "
+  printf("  time per step: %.4g s compute%s + %.4g s tensor-group sums + %.4g s reductions + "
          "%.4g s update = %.4g s; %.4g tokens/s\n",
-         o->t_compute, o->t_tp, o->t_reduce, o->t_update, o->t_step, o->tokens_per_s);
+         o->t_compute, o->bf16_rate ? " (at the bf16 products' rate)" : "", o->t_tp, o->t_reduce,
+         o->t_update, o->t_step, o->tokens_per_s);
   printf("  checkpoint per task: deltas %s (%lld bytes); with optimizer state %s (%lld bytes); "
          "plus the header\n",
          fmt_mb(a, sizeof a, (double)o->ckpt_deltas), (long long)o->ckpt_deltas,
@@ -776,6 +782,9 @@ static void print_machine(const dt_machine *mc) {
          mc->shm_sum_latency_s * 1e6, mc->shm_sum_bytes_per_s / 1e9,
          mc->allreduce_latency_s * 1e6, mc->allreduce_bytes_per_s / 1e9,
          mc->baseline_rss_bytes / 1e6);
+  if (mc->bf16_gflops > 0)
+    printf("; bf16 products %.1f GFLOP/s per rank x engine fraction %.2f", mc->bf16_gflops,
+           mc->engine_fraction_bf16);
   if (mc->ranks) printf(" (%d ranks, OpenBLAS %s)", mc->ranks, mc->blas_core);
   printf("\n");
 }
@@ -785,6 +794,8 @@ static json_t *machine_json(const dt_machine *mc) {
   json_object_set_new(j, "source", json_string(mc->source));
   json_object_set_new(j, "sgemm_gflops", json_real(mc->sgemm_gflops));
   json_object_set_new(j, "engine_fraction", json_real(mc->engine_fraction));
+  json_object_set_new(j, "bf16_gflops", json_real(mc->bf16_gflops));
+  json_object_set_new(j, "engine_fraction_bf16", json_real(mc->engine_fraction_bf16));
   json_object_set_new(j, "stream_bytes_per_s", json_real(mc->stream_bytes_per_s));
   json_object_set_new(j, "shm_sum_latency_s", json_real(mc->shm_sum_latency_s));
   json_object_set_new(j, "shm_sum_bytes_per_s", json_real(mc->shm_sum_bytes_per_s));

@@ -81,6 +81,7 @@ typedef struct {
   /* time per step: compute, tensor-group sums, gradient buckets and other
    * small reductions, the optimizer update (memory-bound) */
   double t_compute, t_tp, t_reduce, t_update, t_step, tokens_per_s;
+  int bf16_rate;         /* t_compute used the calibrated bf16 rate (--matmul-dtype bf16) */
   /* checkpoint variables, one task: deltas; deltas + AdamW moments */
   int64_t ckpt_deltas, ckpt_with_opt;
   /* fit */

@@ -8,7 +8,11 @@
  *   - the checkpoint's variables: the written file minus its header (the
  *     header extent read from the file with PnetCDF, ncmpi_inq_header_extent,
  *     and checked against the first variable's offset) equals the plan's
- *     bytes with and without the optimizer state.
+ *     bytes with and without the optimizer state;
+ *   - the time model with bf16 products: from a machine file with bf16
+ *     constants the compute time is the fp32 plan's scaled by the ratio of
+ *     the two (rate x engine fraction) products, and the fp32 one without
+ *     them; a calibration writes both bf16 constants or neither.
  *
  * usage: test_plan_cli MPIRUN... (the launcher; "-np N" is appended) */
 #include <jansson.h>
@@ -213,6 +217,66 @@ static void test_checkpoint_bytes(void **state) {
   }
 }
 
+static double jnum(json_t *o, const char *a, const char *b) {
+  json_t *v = json_object_get(o, a);
+  if (b) v = json_object_get(v, b);
+  if (!json_is_number(v)) fail_msg("plan JSON: no number at %s.%s", a, b ? b : "");
+  return json_number_value(v);
+}
+
+/* compute_s and compute_rate of a plan of the GPT-2 test shape */
+static double compute_s(const char *machine, const char *dtype, const char *rate) {
+  char args[1024];
+  snprintf(args, sizeof args,
+           "--model %s --method lora %s --ranks-per-node 2 --tp 2 --batch-size 4 --seq-len 64 "
+           "--machine %s", G, dtype, machine);
+  json_t *root;
+  json_t *p = plan_json(args, &root);
+  const double t = jnum(p, "time", "compute_s");
+  const char *r = json_string_value(json_object_get(json_object_get(p, "time"), "compute_rate"));
+  if (!r || strcmp(r, rate) != 0)
+    fail_msg("plan %s: compute_rate %s, expected %s", args, r ? r : "(none)", rate);
+  json_decref(root);
+  return t;
+}
+
+static void test_bf16_time_model(void **state) {
+  (void)state;
+  char with[600], without[600];
+  snprintf(with, sizeof with, "%s/machine-bf16.json", g_tmp);
+  snprintf(without, sizeof without, "%s/machine-fp32.json", g_tmp);
+  FILE *f = fopen(with, "w");
+  assert_non_null(f);
+  fputs("{\"sgemm_gflops\": 50, \"engine_fraction\": 0.5, \"bf16_gflops\": 150, "
+        "\"engine_fraction_bf16\": 0.4}\n", f);
+  fclose(f);
+  f = fopen(without, "w");
+  assert_non_null(f);
+  fputs("{\"sgemm_gflops\": 50, \"engine_fraction\": 0.5}\n", f);
+  fclose(f);
+  const char *bf = "--weights-dtype bf16 --matmul-dtype bf16";
+  const double fp = compute_s(with, "", "sgemm"), b = compute_s(with, bf, "bf16");
+  /* the same FLOPs at 150 x 0.4 = 60 instead of 50 x 0.5 = 25 GFLOP/s */
+  if (!(fabs(b / fp - 25.0 / 60.0) < 1e-9))
+    fail_msg("bf16 compute %.6g s vs fp32 %.6g s: ratio %.6g, expected %.6g", b, fp, b / fp,
+             25.0 / 60.0);
+  const double b0 = compute_s(without, bf, "sgemm");
+  if (!(fabs(b0 / fp - 1.0) < 1e-9))
+    fail_msg("without bf16 constants the bf16 plan's compute (%.6g s) should be fp32's (%.6g s)", b0,
+             fp);
+  /* a calibrated file (test_peak_rss wrote it): both bf16 constants or neither */
+  char cal[600];
+  snprintf(cal, sizeof cal, "%s/machine1.json", g_tmp);
+  json_error_t je;
+  json_t *r = json_load_file(cal, 0, &je);
+  if (!r) fail_msg("%s: %s", cal, je.text);
+  const double g = json_number_value(json_object_get(r, "bf16_gflops"));
+  const double e = json_number_value(json_object_get(r, "engine_fraction_bf16"));
+  if (!json_object_get(r, "bf16_gflops") || (g > 0) != (e > 0))
+    fail_msg("%s: bf16_gflops %g, engine_fraction_bf16 %g", cal, g, e);
+  json_decref(r);
+}
+
 int main(int argc, char **argv) {
   size_t o = 0;
   for (int i = 1; i < argc && o < sizeof g_mpirun - 1; i++)
@@ -221,6 +285,7 @@ int main(int argc, char **argv) {
   snprintf(g_tmp, sizeof g_tmp, "%s", dt_test_tmpdir());
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_peak_rss),
+      cmocka_unit_test(test_bf16_time_model),
       cmocka_unit_test(test_checkpoint_bytes), /* last: it starts MPI in this process */
   };
   const int rc = cmocka_run_group_tests(tests, NULL, NULL);
