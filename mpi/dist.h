@@ -24,11 +24,9 @@ typedef struct {
   int dp_rank, dp_size;
   /* the ranks of this node that hold the same tensor shard (same tp_rank,
    * other data-parallel replicas): they can map one copy of the frozen
-   * weights (dt_model_load with share_frozen) */
+   * weights (dt_model_load with share) */
   MPI_Comm peers;
   int peers_rank, peers_size;
-  int share_frozen; /* set by the caller before dt_model_load: map the frozen
-                       matrices from one node-local copy per shard */
   int blacs_ctx;     /* 1 x tp grid of this rank's tensor group, -1 when tp == 1 */
   int blacs_ctx_col; /* tp x 1 grid of the same group (row-parallel matrices) */
   double comm_s; /* seconds spent in the operators below */

@@ -35,19 +35,6 @@ const dt_optgroup dt_ckpt_eval_group = {"checkpoint", "Checkpoint", eval_ckpt_op
 
 /* --- options in and out of a file --------------------------------------- */
 
-/* Is `name` one of the comma-separated items of list? */
-static int in_list(const char *list, const char *name) {
-  size_t n = strlen(name);
-  for (const char *p = list; p && *p;) {
-    const char *e = strchr(p, ',');
-    size_t len = e ? (size_t)(e - p) : strlen(p);
-    if (len == n && strncmp(p, name, n) == 0) return 1;
-    if (!e) break;
-    p = e + 1;
-  }
-  return 0;
-}
-
 int dt_ckpt_info_set_options(dt_ckpt_info *i, const dt_options *o, const char *methods) {
   free(i->opts);
   i->opts = NULL;
@@ -57,7 +44,7 @@ int dt_ckpt_info_set_options(dt_ckpt_info *i, const dt_options *o, const char *m
   size_t used = 0;
   for (int k = 0; k < o->n; k++) {
     const dt_optval *v = &o->v[k];
-    if (v->group && dt_method_lookup(v->group) && !in_list(methods, v->group)) continue;
+    if (v->group && dt_method_lookup(v->group) && !dt_list_has(methods, v->group)) continue;
     dt_ckpt_opt *s = &i->opts[i->n_opts++];
     snprintf(s->name, sizeof s->name, "%s", v->def->name);
     snprintf(s->value, sizeof s->value, "%s", v->is_set ? v->value : "");
@@ -95,7 +82,7 @@ static int check_identity(const dt_options *o, const dt_ckpt_info *i, const char
            "their options must match)", what, path, i->methods, ml);
   for (int k = 0; k < o->n; k++) {
     const dt_optval *v = &o->v[k];
-    const int method_opt = v->group && dt_method_lookup(v->group) && in_list(ml, v->group);
+    const int method_opt = v->group && dt_method_lookup(v->group) && dt_list_has(ml, v->group);
     const int common = strcmp(v->def->name, "seed") == 0 ||
                        (with_dtype && strcmp(v->def->name, "weights-dtype") == 0);
     if (!method_opt && !common) continue;
@@ -414,7 +401,7 @@ int dt_ckpt_eval_argv(int argc, char **argv, int *ac, char ***av, MPI_Comm comm)
   }
   for (int m = 0; rc == DT_OK && m < dt_method_count(); m++) {
     const dt_method_ops *ops = dt_method_at(m);
-    if (!ops->options || !in_list(methods, ops->name)) continue;
+    if (!ops->options || !dt_list_has(methods, ops->name)) continue;
     for (const dt_optdef *d = ops->options->defs; rc == DT_OK && d->name; d++) {
       const char *v = dt_ckpt_info_opt(i, d->name);
       if (v && *v && !argv_has(argc, argv, d->name) && n < cap) rc = push(out, &n, d->name, v);

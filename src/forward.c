@@ -318,7 +318,6 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
                            "activations (lower --batch-size or use --recompute)"));
   if (xs) DT_CALL(x_window(m, cs.used));
   m->x_shared = xs;
-  m->x_shared_floats = cs.used;
   cv.base = m->arena;
   cv.used = 0;
   cs.base = m->x_win_base;
@@ -613,11 +612,10 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   /* x, x1: the residual stream of this block; with the group's shared copy
    * (m->x_shared) it runs through private buffers and each rank stores its
    * slice of the rows for the backward */
-  const float *x = xin;
+  const float *x = m->x_shared ? xin : a->x;
   float *x1 = m->x_shared ? m->xf : a->x1;
   if (m->x_shared) store_rows(m, a->x, xin);
   else if (a->x != xin) memcpy(a->x, xin, sizeof(float) * (size_t)N * d);
-  if (!m->x_shared) x = a->x;
   norm_fwd(m, a->ln1, a->ln1_stat, x, &L->ln1_w, &L->ln1_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_QKV, a->ln1, a->qkv, train));
   const int qd = Q_L(m), ld = QKV_L(m);

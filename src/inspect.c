@@ -66,12 +66,8 @@ static void print_info(const dt_ckpt_file *f, int list) {
     printf("\n");
   }
   printf("options (* given on the command line):\n");
-  char given[2100];
-  snprintf(given, sizeof given, ",%s,", i->options_given);
   for (int k = 0; k < i->n_opts; k++) {
-    char pat[80];
-    snprintf(pat, sizeof pat, ",%s,", i->opts[k].name);
-    printf("  %s--%s=%s\n", strstr(given, pat) ? "*" : " ", i->opts[k].name,
+    printf("  %s--%s=%s\n", dt_list_has(i->options_given, i->opts[k].name) ? "*" : " ", i->opts[k].name,
            i->opts[k].value[0] ? i->opts[k].value : "(unset)");
   }
   if (list) {

@@ -13,8 +13,8 @@
 
 #include <cblas.h>
 
-#include "blas_info.h"
 #include "agree.h"
+#include "blas_info.h"
 #include "dist.h"
 #include "error.h"
 #include "gemm_bf16.h"
@@ -276,7 +276,7 @@ static int engine_rate(double *gflops, int bf16) {
   dt_model m;
   const int B = 1, T = 256;
   int rc = dt_model_load(&m, "synthetic:gpt2:layers=2,d=1024,heads=16,ffn=4096,vocab=8192,ctx=256",
-                         bf16, 7, NULL);
+                         bf16, 7, NULL, 0);
   m.matmul_bf16 = bf16;
   if (!rc) rc = dt_model_plan(&m, B, T, 0);
   int32_t ids[B * T];

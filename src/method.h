@@ -102,6 +102,10 @@ int dt_methods_create(const char *list, const dt_options *opt, dt_model *m,
                       int *n_out);
 void dt_methods_destroy(dt_method **ms, int n);
 
+/* Method options given on the command line for a method that is not in
+ * the list ml: a usage error naming the option and the list. */
+int dt_methods_check_options(const dt_options *o, const char *ml);
+
 /* Does the comma-separated method list train or rewrite frozen backbone
  * matrices (full, lastlayer, said)? Such a run gains nothing from one
  * node-local copy of the frozen weights (every rewritten matrix becomes

@@ -45,15 +45,20 @@ const dt_method_ops *dt_method_at(int i) {
   return g_methods[i];
 }
 
-static int in_list(const char *list, const char *name) {
-  char buf[512], pat[64];
-  snprintf(buf, sizeof buf, ",%s,", list);
-  snprintf(pat, sizeof pat, ",%s,", name);
-  return strstr(buf, pat) != NULL;
+int dt_methods_check_options(const dt_options *o, const char *ml) {
+  for (int i = 0; i < dt_method_count(); i++) {
+    const dt_method_ops *ops = dt_method_at(i);
+    if (!ops->options || dt_list_has(ml, ops->name)) continue;
+    for (const dt_optdef *d = ops->options->defs; d->name; d++)
+      DT_CHECK(!dt_opt_given(o, d->name), DT_EUSAGE,
+               "--%s belongs to method '%s', which is not selected (--method %s)", d->name,
+               ops->name, ml);
+  }
+  return DT_OK;
 }
 
 int dt_methods_write_matrices(const char *list) {
-  return in_list(list, "full") || in_list(list, "lastlayer") || in_list(list, "said");
+  return dt_list_has(list, "full") || dt_list_has(list, "lastlayer") || dt_list_has(list, "said");
 }
 
 int dt_share_weights(const char *choice, const char *methods) {

@@ -412,13 +412,13 @@ int dt_model_unshare(dt_model *m, dt_mat *a) {
 }
 
 int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
-                  uint64_t seed, dt_dist *dist) {
+                  uint64_t seed, dt_dist *dist, int share) {
   memset(m, 0, sizeof *m);
   m->weights_bf16 = weights_bf16;
   m->dist = dist;
   DT_CALL(load_config(m, spec));
   DT_CALL(dt_shard_init(&m->sh, &m->cfg, dist ? dist->tp_rank : 0, dist ? dist->tp_size : 1));
-  if (dist && dist->share_frozen && dist->peers_size > 1) DT_CALL(share_alloc(m, dist));
+  if (share && dist && dist->peers_size > 1) DT_CALL(share_alloc(m, dist));
   DT_CALL(alloc_weights(m));
   int rc = strncmp(spec, "synthetic:", 10) == 0 ? init_synthetic(m, seed) : load_hf(m, spec);
   if (m->slab) {

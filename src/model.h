@@ -132,7 +132,6 @@ typedef struct dt_model {
   int x_share_req, x_shared;
   MPI_Win x_win;
   float *x_win_base;
-  size_t x_shared_floats; /* of the activations, the floats in the window */
   float *emb;          /* [N,d] embedding output (== acts[0].x) */
   float *xf;           /* [N,d] final-norm output */
   float *xf_stat;      /* [N,2] */
@@ -167,12 +166,12 @@ typedef struct dt_model {
 /* Load a model: "synthetic:..." spec or a HF folder. weights_bf16 keeps
  * frozen matrices in bf16. seed is used by synthetic weights. With a rank
  * layout (dist, may be NULL for one rank) each rank reads or generates only
- * its own shard. With dist->share_frozen and more than one replica of this
- * shard on the node (dist->peers), the matrices are one shared copy: the
- * first replica reads or generates them, the others map them (collective
- * over dist->peers; norm and bias vectors stay private). */
+ * its own shard. With share and more than one replica of this shard on the
+ * node (dist->peers), the matrices are one shared copy: the first replica
+ * reads or generates them, the others map them (collective over
+ * dist->peers; norm and bias vectors stay private). */
 int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
-                  uint64_t seed, dt_dist *dist);
+                  uint64_t seed, dt_dist *dist, int share);
 
 /* The sizes of a model without its weights (for `deltatune plan`): the
  * config (a synthetic spec or a HF folder's config.json alone), the shard of

@@ -412,3 +412,15 @@ int dt_opt_floats(const dt_options *o, const char *name, double *out, int max,
   *n = count;
   return DT_OK;
 }
+
+int dt_list_has(const char *list, const char *item) {
+  const size_t n = strlen(item);
+  for (const char *p = list; p && *p;) {
+    const char *e = strchr(p, ',');
+    const size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len == n && strncmp(p, item, n) == 0) return 1;
+    if (!e) break;
+    p = e + 1;
+  }
+  return 0;
+}

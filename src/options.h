@@ -81,4 +81,8 @@ int dt_opt_exists(const dt_options *o, const char *name);
 int dt_opt_floats(const dt_options *o, const char *name, double *out, int max,
                   int *n);
 
+/* Is item one of the comma-separated items of list ("lora,bitfit")? A NULL
+ * list has none. */
+int dt_list_has(const char *list, const char *item);
+
 #endif

@@ -756,23 +756,6 @@ static void print_plan(const dt_plan_in *in, const dt_plan_out *o, double mem_pe
          fmt_mb(b2, sizeof b2, (double)o->ckpt_with_opt), (long long)o->ckpt_with_opt);
 }
 
-/* Method options given for a method that is not selected (as train). */
-static int check_method_options(const dt_options *o, const char *ml) {
-  for (int i = 0; i < dt_method_count(); i++) {
-    const dt_method_ops *ops = dt_method_at(i);
-    if (!ops->options) continue;
-    char pat[64], lst[600];
-    snprintf(pat, sizeof pat, ",%s,", ops->name);
-    snprintf(lst, sizeof lst, ",%s,", ml);
-    if (strstr(lst, pat)) continue;
-    for (const dt_optdef *d = ops->options->defs; d->name; d++)
-      DT_CHECK(!dt_opt_given(o, d->name), DT_EUSAGE,
-               "--%s belongs to method '%s', which is not selected (--method %s)", d->name,
-               ops->name, ml);
-  }
-  return DT_OK;
-}
-
 static void print_machine(const dt_machine *mc) {
   printf("machine constants (%s%s%s): sgemm %.1f GFLOP/s per rank x engine fraction %.2f; "
          "memory %.2f GB/s per rank; shared-memory sums %.1f us + %.2f GB/s; all-reduce "
@@ -940,7 +923,7 @@ int dt_cmd_plan(int argc, char **argv) {
     rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
                       "--model is required (synthetic:<preset> or a HF folder; see deltatune "
                       "plan --help)");
-  if (rc == DT_OK) rc = check_method_options(o, dt_opt_str(o, "method"));
+  if (rc == DT_OK) rc = dt_methods_check_options(o, dt_opt_str(o, "method"));
   char path[1024] = "";
   if (rc == DT_OK) {
     if (dt_opt_is_set(o, "machine")) snprintf(path, sizeof path, "%s", dt_opt_str(o, "machine"));

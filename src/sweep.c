@@ -160,9 +160,7 @@ static int task_options(task *t, const char *file, const dt_options *sw) {
 
 /* Does the comma-separated method list train backbone tensors? */
 static int trains_backbone(const char *list) {
-  char buf[512];
-  snprintf(buf, sizeof buf, ",%s,", list);
-  return dt_methods_write_matrices(list) || strstr(buf, ",bitfit,") != NULL;
+  return dt_methods_write_matrices(list) || dt_list_has(list, "bitfit");
 }
 
 typedef struct {
@@ -367,9 +365,9 @@ static int sweep_run(int argc, char **argv) {
     return dt_error_trace(prc, __FILE__, __LINE__, __func__);
   }
   dt_model base;
-  dist.share_frozen = !strcmp(dt_opt_str(&o, "share-weights"), "yes");
   prc = dt_model_load(&base, dt_opt_str(&o, "model"), !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
-                      (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist);
+                      (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist,
+                      !strcmp(dt_opt_str(&o, "share-weights"), "yes"));
   if (prc == DT_OK && matmul_bf16) {
     const char *impl;
     base.matmul_bf16 = 1;
@@ -417,13 +415,10 @@ static int sweep_run(int argc, char **argv) {
     if (trains_backbone(dt_opt_str(to, "method"))) {
       /* the task changes backbone tensors: it gets its own copy */
       rc = dt_calloc(&t->own, sizeof *t->own, "private backbone");
-      const int share = dist.share_frozen;
-      dist.share_frozen = 0; /* rewritten by the task: one copy per rank */
-      if (rc == DT_OK)
+      if (rc == DT_OK) /* rewritten by the task: one copy per rank, not shared */
         rc = dt_model_load(t->own, dt_opt_str(&o, "model"),
                            !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
-                           (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist);
-      dist.share_frozen = share;
+                           (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist, 0);
       if (rc == DT_OK) t->own->matmul_bf16 = matmul_bf16;
       mb = t->own;
     }

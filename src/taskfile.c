@@ -205,19 +205,6 @@ int dt_taskfile_parse(dt_taskfile *tf, const char *path) {
   return DT_OK;
 }
 
-/* Is name one of the comma-separated items of list? */
-static int in_list(const char *list, const char *name) {
-  const size_t n = strlen(name);
-  for (const char *s = list; s && *s;) {
-    const char *e = strchr(s, ',');
-    const size_t len = e ? (size_t)(e - s) : strlen(s);
-    if (len == n && strncmp(s, name, n) == 0) return 1;
-    if (!e) break;
-    s = e + 1;
-  }
-  return 0;
-}
-
 /* The line of key name in t (its section's line when absent). */
 static int key_line(const dt_task_src *t, const char *name) {
   for (int i = 0; i < t->nkv; i++)
@@ -302,7 +289,7 @@ int dt_task_check(const dt_options *o, const dt_task_src *t, const char *path) {
   /* method options of a method that is not selected */
   for (int i = 0; i < dt_method_count(); i++) {
     const dt_method_ops *ops = dt_method_at(i);
-    if (!ops->options || in_list(ml, ops->name)) continue;
+    if (!ops->options || dt_list_has(ml, ops->name)) continue;
     for (const dt_optdef *d = ops->options->defs; d->name; d++)
       DT_CHECK(!dt_opt_given(o, d->name), DT_EUSAGE,
                "%s: line %d: task '%s', key '%s': it belongs to method '%s', which this task "

@@ -249,21 +249,7 @@ static int parse(run_ctx *c, const char *cmd, int train, int argc, char **argv,
              "--nan-policy %s)", (long long)dt_opt_int(&c->opt, "nan-max-skips"),
              dt_opt_str(&c->opt, "nan-policy"));
   }
-  /* method options given for a method that is not selected */
-  const char *ml = dt_opt_str(&c->opt, "method");
-  for (int i = 0; i < dt_method_count(); i++) {
-    const dt_method_ops *ops = dt_method_at(i);
-    if (!ops->options) continue;
-    char pat[64];
-    snprintf(pat, sizeof pat, ",%s,", ops->name);
-    char lst[600];
-    snprintf(lst, sizeof lst, ",%s,", ml);
-    if (strstr(lst, pat)) continue;
-    for (const dt_optdef *d = ops->options->defs; d->name; d++)
-      DT_CHECK(!dt_opt_given(&c->opt, d->name), DT_EUSAGE,
-               "--%s belongs to method '%s', which is not selected (--method %s)",
-               d->name, ops->name, ml);
-  }
+  DT_CALL(dt_methods_check_options(&c->opt, dt_opt_str(&c->opt, "method")));
   return DT_OK;
 }
 
@@ -361,14 +347,14 @@ static int setup(run_ctx *c, int train) {
   const uint64_t seed = (uint64_t)dt_opt_int(o, "seed");
   const int bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
   DT_CALL(dt_dist_init(&c->dist, dt_opt_int(o, "tp")));
-  c->dist.share_frozen = dt_share_weights(dt_opt_str(o, "share-weights"), dt_opt_str(o, "method"));
   DT_CALL(dt_agree(check_inputs(c, train), MPI_COMM_WORLD));
   /* the checkpoint of --resume / eval --checkpoint, whole (collective,
    * agreed): a truncated, corrupted or mismatched file stops here */
   DT_CALL(dt_ckpt_precheck(o, &c->cfg, train == 1, &c->bb, &c->have_bb, MPI_COMM_WORLD));
   /* then build; a failure of some ranks only is agreed on before the
    * collectives of the plan */
-  int rc = dt_model_load(&c->model, dt_opt_str(o, "model"), bf16, seed, &c->dist);
+  int rc = dt_model_load(&c->model, dt_opt_str(o, "model"), bf16, seed, &c->dist,
+                         dt_share_weights(dt_opt_str(o, "share-weights"), dt_opt_str(o, "method")));
   const char *ml = dt_opt_str(o, "method");
   if (rc == DT_OK)
     rc = dt_methods_create(ml, o, &c->model, &c->params, seed, &c->methods, &c->n_methods);
@@ -537,17 +523,12 @@ static int write_logits(run_ctx *c, const char *path, const float *logits) {
  * selected methods, with its value (defaults included). */
 static void print_config(const run_ctx *c) {
   const dt_options *o = &c->opt;
-  char lst[600];
-  snprintf(lst, sizeof lst, ",%s,", dt_opt_str(o, "method"));
+  const char *ml = dt_opt_str(o, "method");
   printf("configuration:");
   int col = 14;
   for (int i = 0; i < o->n; i++) {
     const dt_optval *v = &o->v[i];
-    if (dt_method_lookup(v->group)) {
-      char pat[64];
-      snprintf(pat, sizeof pat, ",%s,", v->group);
-      if (!strstr(lst, pat)) continue;
-    }
+    if (dt_method_lookup(v->group) && !dt_list_has(ml, v->group)) continue;
     char item[DT_OPTVAL_MAX + 80];
     int n = snprintf(item, sizeof item, " --%s=%s", v->def->name, v->is_set ? v->value : "(unset)");
     if (col + n > 100) {
@@ -927,9 +908,10 @@ static int do_train(run_ctx *c) {
   if (dt_opt_bool(o, "verbose") && c->dist.size > 1) {
     /* per rank, for finding the slow one: its waiting and its core */
     double mine[2] = {c->dist.wait_s, (double)sched_getcpu()}, *all = NULL;
-    if (c->rank == 0 && dt_malloc(&all, sizeof(double) * 2 * (size_t)c->dist.size, "rank table"))
-      all = NULL;
-    MPI_Gather(mine, 2, MPI_DOUBLE, all, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    int have = c->rank != 0 ||
+               dt_malloc(&all, sizeof(double) * 2 * (size_t)c->dist.size, "rank table") == DT_OK;
+    MPI_Bcast(&have, 1, MPI_INT, 0, MPI_COMM_WORLD); /* rank 0 gathers only into a table */
+    if (have) MPI_Gather(mine, 2, MPI_DOUBLE, all, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     if (c->rank == 0 && all) {
       printf("summary: waiting at the sums per rank (rank:core seconds):");
       for (int r = 0; r < c->dist.size; r++) printf(" %d:%d %.2f", r, (int)all[2 * r + 1], all[2 * r]);

@@ -29,7 +29,7 @@ static void make(setup *s, const char *family, int bf16, const char *methods,
   memset(s, 0, sizeof *s);
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/model", dt_test_fixture(family));
-  assert_int_equal(dt_model_load(&s->m, dir, bf16, 1, NULL), DT_OK);
+  assert_int_equal(dt_model_load(&s->m, dir, bf16, 1, NULL, 0), DT_OK);
   const dt_method_ops *ll = dt_method_lookup("lastlayer");
   assert_non_null(ll);
   static dt_options o;

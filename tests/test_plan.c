@@ -90,7 +90,7 @@ static void compare(const char *model, int r, int T, const method_case *mc) {
   fake.size = T;
   fake.dp_size = 1;
   dt_model real, desc;
-  assert_int_equal(dt_model_load(&real, model, 0, 1, T > 1 ? &fake : NULL), DT_OK);
+  assert_int_equal(dt_model_load(&real, model, 0, 1, T > 1 ? &fake : NULL, 0), DT_OK);
   real.dist = NULL; /* no communicator: creation needs none (prompt's vocab init sums) */
   assert_int_equal(dt_model_describe(&desc, model, 0, r, T), DT_OK);
   assert_true(real.weight_bytes > 0);

@@ -63,7 +63,7 @@ static void run_case(const comm_case *k, int size, int *bad) {
   memset(&p, 0, sizeof p);
   dt_method **ms = NULL;
   int n = 0;
-  assert_int_equal(dt_model_load(&m, k->model, 0, 1, &d), DT_OK);
+  assert_int_equal(dt_model_load(&m, k->model, 0, 1, &d, 0), DT_OK);
   assert_int_equal(dt_methods_create(k->methods, o, &m, &p, 1, &ms, &n), DT_OK);
   assert_int_equal(dt_model_set_methods(&m, ms, n), DT_OK);
   const int B = k->batch / d.dp_size;

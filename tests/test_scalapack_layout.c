@@ -67,7 +67,7 @@ static int check_family(const char *fam, dt_dist *dist, int *n_checked) {
   char dir[1024];
   snprintf(dir, sizeof dir, "%s/model", dt_test_fixture(fam));
   dt_model m;
-  if (dt_model_load(&m, dir, 0, 1, dist)) {
+  if (dt_model_load(&m, dir, 0, 1, dist, 0)) {
     fprintf(stderr, "load: %s\n", dt_error_message());
     return 1;
   }
@@ -192,7 +192,7 @@ static void test_memory(void **state) {
     assert_int_equal(dt_dist_init(&dist, T), DT_OK);
     dt_model m;
     assert_int_equal(dt_model_load(&m, "synthetic:gpt2:layers=4,d=192,heads=6,ffn=768,vocab=3000,ctx=64",
-                                   0, 1, &dist), DT_OK);
+                                   0, 1, &dist, 0), DT_OK);
     double local = (double)dt_model_local_weight_bytes(&m), mx = 0;
     MPI_Allreduce(&local, &mx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     const double whole = 4.0 * (double)dt_model_param_count(&m);

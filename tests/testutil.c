@@ -96,7 +96,7 @@ int dt_test_fx_open(dt_test_fx *f, const char *family, const char *methods,
   DT_CALL(dt_options_parse(&f->opt, "test", g, ng, nargs, argv));
   char path[64];
   snprintf(path, sizeof path, "%s/model", family);
-  DT_CALL(dt_model_load(&f->m, dt_test_fixture(path), 0, 1, NULL));
+  DT_CALL(dt_model_load(&f->m, dt_test_fixture(path), 0, 1, NULL, 0));
   DT_CALL(dt_methods_create(methods, &f->opt, &f->m, &f->p, 3, &f->ms, &f->nm));
   DT_CALL(dt_model_set_methods(&f->m, f->ms, f->nm));
   DT_CALL(dt_model_plan(&f->m, DT_TEST_FX_B, DT_TEST_FX_T, recompute));

@@ -52,19 +52,6 @@ typedef struct {
   int n_out, n_ff;
 } ia3_state;
 
-/* Is tok one of the comma-separated items of list? */
-static int in_list(const char *list, const char *tok) {
-  size_t lt = strlen(tok);
-  for (const char *p = list; *p;) {
-    const char *e = strchr(p, ',');
-    size_t len = e ? (size_t)(e - p) : strlen(p);
-    if (len == lt && strncmp(p, tok, lt) == 0) return 1;
-    if (!e) break;
-    p = e + 1;
-  }
-  return 0;
-}
-
 static int is_pre_unit(const ia3_unit *u) { return u->ff && u->whole; }
 
 /* This rank's part of a site's input (output) dimension: the sharded
@@ -95,7 +82,7 @@ static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
   if (!*ff) {
     /* PEFT's feed-forward defaults, restricted to the chosen targets */
     const char *def = gpt2 ? "mlp.c_proj" : "down_proj";
-    if (in_list(targets, def)) snprintf(ffbuf, sizeof ffbuf, "%s", def);
+    if (dt_list_has(targets, def)) snprintf(ffbuf, sizeof ffbuf, "%s", def);
     ff = ffbuf;
   } else if (strcmp(ff, "none") == 0) {
     ff = "";
@@ -111,7 +98,7 @@ static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
     snprintf(buf, sizeof buf, "%s", ff);
     char *save = NULL;
     for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
-      DT_CHECK(in_list(targets, t), DT_EUSAGE,
+      DT_CHECK(dt_list_has(targets, t), DT_EUSAGE,
                "--ia3-ff: '%s' is not one of --ia3-targets (%s); feed-forward "
                "modules must be a subset of the targets", t, targets);
   }
