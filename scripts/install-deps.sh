@@ -2,9 +2,12 @@
 # Install the Debian packages deltatune needs to build, test and run: only
 # those that are missing, non-interactively, and silently when all are there.
 # (Debian 12: Open MPI, ScaLAPACK, OpenBLAS, PnetCDF, jansson, xxHash, cmocka,
-# oneDNN for the bf16 matmul;
+# oneDNN for the bf16 matmul, with the OpenCL files its CMake config looks
+# for (libdnnl-dev only recommends them);
 # numpy for the tests' independent reads of safetensors files; Slurm, munge and
-# Lmod for the batch jobs, the modulefiles and their tests; GNU time for the
+# Lmod for the batch jobs, the modulefiles and their tests; man-db and groff
+# for the man page and its tests; procps (pgrep) for the preemption test;
+# GNU time for the
 # memory per rank and matplotlib for the plots of the scaling studies;
 # python3-netcdf4 for the tests' independent read of checkpoint files; clang
 # and its libFuzzer runtime for the fuzz targets CI runs, docs/reliability.md.)
@@ -13,6 +16,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin
       libscalapack-openmpi-dev libopenblas-dev liblapacke-dev libpnetcdf-dev
       pnetcdf-bin netcdf-bin libcmocka-dev libjansson-dev libxxhash-dev libinih-dev libdnnl-dev
+      ocl-icd-opencl-dev man-db groff-base procps
       python3-numpy slurm-wlm munge lmod time python3-matplotlib python3-netcdf4
       clang libclang-rt-dev)
 
