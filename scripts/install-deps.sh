@@ -10,7 +10,12 @@
 # GNU time for the
 # memory per rank and matplotlib for the plots of the scaling studies;
 # python3-netcdf4 for the tests' independent read of checkpoint files; clang
-# and its libFuzzer runtime for the fuzz targets CI runs, docs/reliability.md.)
+# and its libFuzzer runtime for the fuzz targets CI runs, docs/reliability.md;
+# strace and python3-apt for the test that maps every file the build reads
+# to a package of this list, tests/deps/check_build_deps.py.)
+#
+# usage: bash scripts/install-deps.sh           install what is missing
+#        bash scripts/install-deps.sh --list    print the list, one a line
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin
@@ -18,7 +23,12 @@ pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin
       pnetcdf-bin netcdf-bin libcmocka-dev libjansson-dev libxxhash-dev libinih-dev libdnnl-dev
       ocl-icd-opencl-dev man-db groff-base procps
       python3-numpy slurm-wlm munge lmod time python3-matplotlib python3-netcdf4
-      clang libclang-rt-dev)
+      clang libclang-rt-dev strace python3-apt)
+
+if [[ "${1:-}" == "--list" ]]; then
+  printf '%s\n' "${pkgs[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
