@@ -4,17 +4,34 @@
 #
 # With DT_SANITIZE_SUITE=1 the normal suite is followed by the sanitizer build (ASan + UBSan, build-asan) running the
 # tests labelled asan (every test but the Slurm/job-script ones and the two
-# that measure memory), and, where clang is installed, by a 20-second smoke
+# that measure memory), and by a 20-second smoke
 # run of each libFuzzer target (build-fuzz). See docs/reliability.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 source scripts/env.sh
 BUILD=${DT_BUILD_DIR:-build}
+
+# Under CI=true no test may pass by skipping (a real component that cannot
+# start is a failure): neither a ctest skip (exit 77) nor a cmocka skip()
+# inside a passing test. ctest's LastTest.log holds every test's output.
+no_skips() {
+  [[ "${CI:-}" == "true" ]] || return 0
+  local log="$1/Testing/Temporary/LastTest.log" found
+  found=$(grep -E '\[  SKIPPED \] [A-Za-z_]|^SKIPPED: |[*]{3}Skipped|[(]Skipped[)]' "$log" || true)
+  if [[ -n "$found" ]]; then
+    echo "run.sh: tests skipped under CI=true ($log):"
+    echo "$found"
+    return 1
+  fi
+  echo "run.sh: no test skipped ($1)"
+}
+
 t0=$SECONDS
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j"$(nproc)"
 (cd "$BUILD" && ctest --output-on-failure -j"$(nproc)" "$@")
+no_skips "$BUILD"
 echo "run.sh: normal build and suite in $((SECONDS - t0)) s"
 
 # .ci/run sets DT_SANITIZE_SUITE=1 (docs/reliability.md, "CI time").
@@ -24,9 +41,11 @@ if [[ "${DT_SANITIZE_SUITE:-0}" == "1" ]]; then
   cmake -S . -B "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Release -DDT_SANITIZE=ON >/dev/null
   cmake --build "$ASAN_BUILD" -j"$(nproc)"
   (cd "$ASAN_BUILD" && ctest --output-on-failure -j"$(nproc)" -L asan "$@")
+  no_skips "$ASAN_BUILD"
   echo "run.sh: sanitizer build and suite (label asan) in $((SECONDS - t1)) s"
 
-  if command -v clang >/dev/null && [[ "${DT_FUZZ_SMOKE:-1}" == "1" ]]; then
+  if [[ "${DT_FUZZ_SMOKE:-1}" == "1" ]]; then
+    command -v clang >/dev/null || { echo "run.sh: no clang for the fuzz runs (scripts/install-deps.sh installs it)"; exit 1; }
     t2=$SECONDS
     FUZZ_BUILD=${DT_FUZZ_BUILD_DIR:-build-fuzz}
     CC=clang cmake -S . -B "$FUZZ_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDT_FUZZ=ON \

@@ -323,10 +323,7 @@ static int can_mount(char *why, size_t cap) {
 static void test_readonly_out(void **state) {
   (void)state;
   char why[512];
-  if (!can_mount(why, sizeof why)) {
-    printf("skipped: %s\n", why);
-    skip();
-  }
+  if (!can_mount(why, sizeof why)) dt_test_unavailable(why);
   char dir[700];
   snprintf(dir, sizeof dir, "%s/ro", g_tmp);
   const char *G = dt_test_fixture("gpt2");
@@ -356,10 +353,7 @@ static void test_readonly_out(void **state) {
 static void test_disk_full(void **state) {
   (void)state;
   char why[512];
-  if (!can_mount(why, sizeof why)) {
-    printf("skipped: %s\n", why);
-    skip();
-  }
+  if (!can_mount(why, sizeof why)) dt_test_unavailable(why);
   char mnt[700];
   snprintf(mnt, sizeof mnt, "%s/full", g_tmp);
   const char *G = dt_test_fixture("gpt2");
