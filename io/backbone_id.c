@@ -104,7 +104,7 @@ static void identify_synthetic(dt_backbone_id *b, const dt_config *c, uint64_t s
   snprintf(b->desc, sizeof b->desc,
            "synthetic %s layers=%d d=%d heads=%d kv_heads=%d head_dim=%d ffn=%d vocab=%d "
            "ctx=%d norm_eps=%.9g rope_theta=%.9g tied=%d bias=%d seed=%llu\n",
-           c->arch == DT_ARCH_GPT2 ? "gpt2" : "llama", c->n_layer, c->d_model, c->n_head,
+           dt_cfg_arch(c)->name, c->n_layer, c->d_model, c->n_head,
            c->n_kv_head, c->head_dim, c->d_ffn, c->vocab, c->n_ctx, (double)c->norm_eps,
            (double)c->rope_theta, c->tied_head, c->has_bias, (unsigned long long)seed);
 }

@@ -16,14 +16,14 @@
 /* ------------------------------------------------------------ validation */
 
 static const char *arch_name(dt_arch a) {
-  return a == DT_ARCH_GPT2 ? "gpt2" : a == DT_ARCH_LLAMA ? "llama" : "?";
+  const dt_arch_desc *d = dt_arch_get(a);
+  return d ? d->name : "?";
 }
 
 /* where: what the messages name (the config.json path, or the source). */
 static int validate(const dt_config *c, int code, const char *where) {
   const char *src = where ? where : c->source[0] ? c->source : "(config)";
-  DT_CHECK(c->arch == DT_ARCH_GPT2 || c->arch == DT_ARCH_LLAMA, code,
-           "%s: arch %d is not gpt2 or llama", src, (int)c->arch);
+  DT_CHECK(dt_arch_get(c->arch), code, "%s: arch %d is not gpt2 or llama", src, (int)c->arch);
   const struct {
     const char *name;
     int v;

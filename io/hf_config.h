@@ -3,7 +3,7 @@
 #ifndef DT_HF_CONFIG_H
 #define DT_HF_CONFIG_H
 
-typedef enum { DT_ARCH_GPT2 = 1, DT_ARCH_LLAMA = 2 } dt_arch;
+#include "arch.h"
 
 typedef struct {
   dt_arch arch;
@@ -39,9 +39,27 @@ static inline int dt_cfg_kv_dim(const dt_config *c) { return c->n_kv_head * c->h
 static inline int dt_cfg_qkv_dim(const dt_config *c) {
   return dt_cfg_q_dim(c) + 2 * dt_cfg_kv_dim(c);
 }
-/* Width of the first FFN matrix: GPT-2 c_fc = ffn, LLaMA fused gate|up = 2*ffn. */
+/* The family's descriptor (io/arch.h); never NULL for a validated config. */
+static inline const dt_arch_desc *dt_cfg_arch(const dt_config *c) { return dt_arch_get(c->arch); }
+/* Width of the first FFN matrix: ffn, or 2*ffn for a fused gate|up. */
 static inline int dt_cfg_fc_dim(const dt_config *c) {
-  return c->arch == DT_ARCH_LLAMA ? 2 * c->d_ffn : c->d_ffn;
+  return dt_cfg_arch(c)->gated_ffn ? 2 * c->d_ffn : c->d_ffn;
+}
+/* The value of a named size (the descriptor's tables use them). */
+static inline int dt_cfg_dim(const dt_config *c, dt_dim d) {
+  switch (d) {
+    case DT_DIM_D: return c->d_model;
+    case DT_DIM_Q: return dt_cfg_q_dim(c);
+    case DT_DIM_KV: return dt_cfg_kv_dim(c);
+    case DT_DIM_Q_KV: return dt_cfg_q_dim(c) + dt_cfg_kv_dim(c);
+    case DT_DIM_QKV: return dt_cfg_qkv_dim(c);
+    case DT_DIM_F: return c->d_ffn;
+    case DT_DIM_2F: return 2 * c->d_ffn;
+    case DT_DIM_VOCAB: return c->vocab;
+    case DT_DIM_CTX: return c->n_ctx;
+    case DT_DIM_1: return 1;
+    default: return 0;
+  }
 }
 /* Check the config for consistency (positive sizes, heads divide, ...). */
 int dt_config_validate(const dt_config *c);

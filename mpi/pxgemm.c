@@ -31,7 +31,7 @@ static int site_parts(const dt_model *m, int site, part *p) {
       return 3;
     case DT_SITE_FC:
       p[0] = (part){3, 0};
-      if (c->arch == DT_ARCH_LLAMA) {
+      if (dt_cfg_arch(c)->gated_ffn) {
         p[1] = (part){4, m->sh.ffn_l};
         return 2;
       }

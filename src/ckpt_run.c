@@ -260,7 +260,7 @@ int dt_train_ckpt_save(dt_train_ckpt *t, const dt_train_state *s, int64_t done, 
   snprintf(m.methods, sizeof m.methods, "%s", dt_opt_str(s->opt, "method"));
   DT_CALL(dt_ckpt_info_set_options(&m, s->opt, m.methods));
   m.backbone = t->backbone;
-  snprintf(m.arch, sizeof m.arch, "%s", c->arch == DT_ARCH_GPT2 ? "gpt2" : "llama");
+  snprintf(m.arch, sizeof m.arch, "%s", dt_cfg_arch(c)->name);
   m.layers = c->n_layer;
   m.d_model = c->d_model;
   m.heads = c->n_head;

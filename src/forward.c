@@ -267,7 +267,7 @@ size_t dt_model_plan_extra_bytes(const dt_model *mc, int B, int T_data) {
   const size_t T = (size_t)T_data + nv;
   /* as dt_model_plan allocates them below */
   size_t b = m.weights_bf16 ? (bf16_scratch_floats(&m) * sizeof(float) + 63) / 64 * 64 : 0;
-  if (m.cfg.arch == DT_ARCH_LLAMA) b += 2 * ((size_t)np + T) * (size_t)(m.cfg.head_dim / 2) * sizeof(float);
+  if (dt_cfg_arch(&m.cfg)->pos == DT_POS_ROPE) b += 2 * ((size_t)np + T) * (size_t)(m.cfg.head_dim / 2) * sizeof(float);
   b += sizeof(int32_t) * (size_t)B * T_data + sizeof(int32_t) * B * T + sizeof(int) * B * T;
   return b;
 }
@@ -286,7 +286,7 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
   m->n_prefix = np;
   m->T = T_data + nv;
   m->recompute = recompute;
-  if (c->arch == DT_ARCH_GPT2)
+  if (dt_cfg_arch(c)->pos == DT_POS_LEARNED)
     DT_CHECK(np + m->T <= c->n_ctx, DT_EUSAGE,
              "sequence of %d positions (%d data + %d virtual + %d prefix) exceeds "
              "the model's n_positions = %d (%s)",
@@ -332,7 +332,7 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
     DT_CALL(dt_alloc_aligned(&m->wscratch, mx * sizeof(float), "bf16 conversion scratch"));
     m->wscratch_floats = mx;
   }
-  if (c->arch == DT_ARCH_LLAMA) {
+  if (dt_cfg_arch(c)->pos == DT_POS_ROPE) {
     free(m->rope_cos);
     free(m->rope_sin);
     /* tokens sit at positions n_prefix.. (HF: after the past key/values) */
@@ -530,7 +530,7 @@ static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
 static void norm_fwd(const dt_model *m, float *out, float *stat, const float *x,
                      const dt_vec *w, const dt_vec *b, int N) {
   const dt_config *c = &m->cfg;
-  if (c->arch == DT_ARCH_GPT2)
+  if (dt_cfg_arch(c)->norm == DT_NORM_LAYER)
     dt_layernorm_forward(out, stat, x, w->v, b->v, N, c->d_model, c->norm_eps);
   else
     dt_rmsnorm_forward(out, stat, x, w->v, N, c->d_model, c->norm_eps);
@@ -540,7 +540,7 @@ static void norm_bwd(const dt_model *m, float *dx, const float *dout,
                      const float *x, dt_vec *w, dt_vec *b, const float *stat,
                      int N) {
   const dt_config *c = &m->cfg;
-  if (c->arch == DT_ARCH_GPT2)
+  if (dt_cfg_arch(c)->norm == DT_NORM_LAYER)
     dt_layernorm_backward(dx, w->grad, b->grad, dout, x, w->v, stat, N, c->d_model);
   else
     dt_rmsnorm_backward(dx, w->grad, dout, x, w->v, stat, N, c->d_model);
@@ -619,7 +619,7 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   norm_fwd(m, a->ln1, a->ln1_stat, x, &L->ln1_w, &L->ln1_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_QKV, a->ln1, a->qkv, train));
   const int qd = Q_L(m), ld = QKV_L(m);
-  if (c->arch == DT_ARCH_LLAMA) {
+  if (dt_cfg_arch(c)->pos == DT_POS_ROPE) {
     dt_rope_apply(a->qkv, N, ld, 0, m->sh.n_head_l, c->head_dim, m->T, m->rope_cos,
                   m->rope_sin, 0);
     dt_rope_apply(a->qkv, N, ld, qd, m->sh.n_kv_l, c->head_dim, m->T,
@@ -636,7 +636,7 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   if (m->x_shared) store_rows(m, a->x1, x1);
   norm_fwd(m, a->ln2, a->ln2_stat, x1, &L->ln2_w, &L->ln2_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train));
-  if (c->arch == DT_ARCH_GPT2) dt_gelu_forward(a->act, a->fc, (int64_t)N * FFN_L(m));
+  if (dt_cfg_arch(c)->act == DT_ACT_GELU_TANH) dt_gelu_forward(a->act, a->fc, (int64_t)N * FFN_L(m));
   else dt_swiglu_forward(a->act, a->fc, N, FFN_L(m));
   DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, o, train));
   for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = x1[i] + o[i];
@@ -664,7 +664,7 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   /* FFN */
   memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act, 1));
-  if (c->arch == DT_ARCH_GPT2)
+  if (dt_cfg_arch(c)->act == DT_ACT_GELU_TANH)
     dt_gelu_backward(m->d_fc, m->d_act, a->fc, (int64_t)N * FFN_L(m));
   else
     dt_swiglu_backward(m->d_fc, m->d_act, a->fc, N, FFN_L(m));
@@ -682,7 +682,7 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   dt_attention_backward(m->d_qkv, dpk, dpv, m->d_att, a->att, a->lse, a->qkv,
                         pk, pv, &ad, m->att_scratch);
   prefix_scatter_grad(m);
-  if (c->arch == DT_ARCH_LLAMA) {
+  if (dt_cfg_arch(c)->pos == DT_POS_ROPE) {
     const int qd = Q_L(m), ld = QKV_L(m);
     dt_rope_apply(m->d_qkv, N, ld, 0, m->sh.n_head_l, c->head_dim, m->T, m->rope_cos,
                   m->rope_sin, 1);
@@ -742,7 +742,7 @@ static int embed_forward(dt_model *m, float *x) {
     for (int t = 0; t < T; t++) {
       float *row = x + ((size_t)b * T + t) * d;
       if (t < P) memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
-      if (c->arch == DT_ARCH_GPT2) {
+      if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) {
         const float *p = m->wpe.w + (size_t)(m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) row[j] += p[j];
       }
@@ -769,7 +769,7 @@ static int embed_backward(dt_model *m, const float *dx) {
       }
       if (dst)
         for (int j = 0; j < d; j++) dst[j] += g[j];
-      if (c->arch == DT_ARCH_GPT2 && m->wpe.grad) {
+      if (dt_cfg_arch(c)->pos == DT_POS_LEARNED && m->wpe.grad) {
         float *p = m->wpe.grad + (size_t)(m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) p[j] += g[j];
       }

@@ -189,7 +189,7 @@ static int module_entry(merge_ctx *m, const char *path, const dt_module *mod, mo
   e->out = mod->out;
   e->in = mod->in;
   e->whole = mod->whole;
-  e->conv1d = m->cfg.arch == DT_ARCH_GPT2;
+  e->conv1d = dt_cfg_arch(&m->cfg)->conv1d;
   const dt_st_file *f = NULL;
   const dt_st_tensor *t = dt_st_set_find(&m->set, e->weight, &f);
   DT_CHECK(t, DT_EINPUT, "merge: %s has no tensor '%s' (the checkpoint's deltas act on it)",

@@ -52,7 +52,7 @@ static int alloc_weights(dt_model *m) {
   const int d = c->d_model, bf = m->weights_bf16, V = m->sh.vocab_l;
   m->weight_bytes = m->mat_bytes = 0;
   DT_CALL(alloc_mat(m, &m->wte, V, d, bf, "token embedding"));
-  if (c->arch == DT_ARCH_GPT2)
+  if (dt_cfg_arch(c)->pos == DT_POS_LEARNED)
     DT_CALL(alloc_mat(m, &m->wpe, c->n_ctx, d, 0, "position embedding"));
   DT_CALL(alloc_vec(m, &m->lnf_w, d, "final norm"));
   if (c->has_bias) DT_CALL(alloc_vec(m, &m->lnf_b, d, "final norm bias"));
@@ -88,8 +88,6 @@ int64_t dt_model_local_weight_bytes(const dt_model *m) {
 
 /* --- the name table ------------------------------------------------------ */
 
-enum { SH_REPL, SH_QKV, SH_FC, SH_ATT_COLS, SH_FFN_COLS, SH_VOCAB };
-
 /* rows x cols: the tensor's global storage shape ([out, in] for matrices,
  * n x 1 for vectors); kind/lo/hi: which shard dimension and which global
  * index range of it the tensor covers (fused q|k|v, gate|up). */
@@ -118,14 +116,14 @@ static int add_ref(dt_model *m, dt_tensor_ref *r, int *n, const char *name, int 
   const dt_shard *sh = &m->sh;
   e->shard_dim = 0;
   switch (kind) {
-    case SH_QKV: DT_CALL(dt_segs_restrict(&e->segs, &sh->qkv_rows, lo, hi)); break;
-    case SH_FC: DT_CALL(dt_segs_restrict(&e->segs, &sh->fc_rows, lo, hi)); break;
-    case SH_VOCAB: DT_CALL(dt_segs_restrict(&e->segs, &sh->vocab_rows, lo, hi)); break;
-    case SH_ATT_COLS:
+    case DT_SHARD_QKV: DT_CALL(dt_segs_restrict(&e->segs, &sh->qkv_rows, lo, hi)); break;
+    case DT_SHARD_FC: DT_CALL(dt_segs_restrict(&e->segs, &sh->fc_rows, lo, hi)); break;
+    case DT_SHARD_VOCAB: DT_CALL(dt_segs_restrict(&e->segs, &sh->vocab_rows, lo, hi)); break;
+    case DT_SHARD_ATT_COLS:
       e->shard_dim = 1;
       DT_CALL(dt_segs_restrict(&e->segs, &sh->att_cols, lo, hi));
       break;
-    case SH_FFN_COLS:
+    case DT_SHARD_FFN_COLS:
       e->shard_dim = 1;
       DT_CALL(dt_segs_restrict(&e->segs, &sh->ffn_cols, lo, hi));
       break;
@@ -148,53 +146,47 @@ static int add_ref(dt_model *m, dt_tensor_ref *r, int *n, const char *name, int 
 
 int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n) {
   const dt_config *c = &m->cfg;
-  int cap = 8 + 16 * c->n_layer, k = 0;
+  int cap = dt_cfg_arch(c)->n_tensors * (c->n_layer + 1), k = 0;
   dt_tensor_ref *r;
   DT_CALL(dt_calloc(&r, sizeof *r * cap, "tensor table"));
   char nm[128];
-  const int d = c->d_model, qd = dt_cfg_q_dim(c), kvd = dt_cfg_kv_dim(c);
-  const int F = c->d_ffn, qkvd = dt_cfg_qkv_dim(c), V = c->vocab;
   int rc = DT_OK;
 #define NAME(...) (snprintf(nm, sizeof nm, __VA_ARGS__), nm)
 #define ADD(...) \
   do { if (rc == DT_OK) rc = add_ref(m, r, &k, __VA_ARGS__); } while (0)
-  if (c->arch == DT_ARCH_GPT2) {
-    ADD("transformer.wte.weight", -1, &m->wte, NULL, V, d, 0, SH_VOCAB, 0, V);
-    ADD("transformer.wpe.weight", -1, &m->wpe, NULL, c->n_ctx, d, 0, SH_REPL, 0, 0);
-    for (int l = 0; l < c->n_layer; l++) {
-      dt_layer *L = &m->layers[l];
-      ADD(NAME("transformer.h.%d.ln_1.weight", l), l, NULL, &L->ln1_w, d, 1, 0, SH_REPL, 0, 0);
-      ADD(NAME("transformer.h.%d.ln_1.bias", l), l, NULL, &L->ln1_b, d, 1, 0, SH_REPL, 0, 0);
-      ADD(NAME("transformer.h.%d.attn.c_attn.weight", l), l, &L->lin[DT_SITE_QKV], NULL, qkvd, d, 1, SH_QKV, 0, qkvd);
-      ADD(NAME("transformer.h.%d.attn.c_attn.bias", l), l, NULL, &L->bias[DT_SITE_QKV], qkvd, 1, 0, SH_QKV, 0, qkvd);
-      ADD(NAME("transformer.h.%d.attn.c_proj.weight", l), l, &L->lin[DT_SITE_ATTN_OUT], NULL, d, qd, 1, SH_ATT_COLS, 0, qd);
-      ADD(NAME("transformer.h.%d.attn.c_proj.bias", l), l, NULL, &L->bias[DT_SITE_ATTN_OUT], d, 1, 0, SH_REPL, 0, 0);
-      ADD(NAME("transformer.h.%d.ln_2.weight", l), l, NULL, &L->ln2_w, d, 1, 0, SH_REPL, 0, 0);
-      ADD(NAME("transformer.h.%d.ln_2.bias", l), l, NULL, &L->ln2_b, d, 1, 0, SH_REPL, 0, 0);
-      ADD(NAME("transformer.h.%d.mlp.c_fc.weight", l), l, &L->lin[DT_SITE_FC], NULL, F, d, 1, SH_FC, 0, F);
-      ADD(NAME("transformer.h.%d.mlp.c_fc.bias", l), l, NULL, &L->bias[DT_SITE_FC], F, 1, 0, SH_FC, 0, F);
-      ADD(NAME("transformer.h.%d.mlp.c_proj.weight", l), l, &L->lin[DT_SITE_PROJ], NULL, d, F, 1, SH_FFN_COLS, 0, F);
-      ADD(NAME("transformer.h.%d.mlp.c_proj.bias", l), l, NULL, &L->bias[DT_SITE_PROJ], d, 1, 0, SH_REPL, 0, 0);
+  /* the family's tensor table (io/arch.c) in the files' order: the global
+   * rows before the first block row, every block's rows, then the other
+   * global rows (the order is the parameter tables' and the checkpoints') */
+  const dt_arch_desc *A = dt_cfg_arch(c);
+  int first = 0;
+  while (first < A->n_tensors && !A->tensors[first].per_layer) first++;
+  for (int pass = 0; pass < 3; pass++) {
+    const int l0 = pass == 1 ? 0 : -1, l1 = pass == 1 ? c->n_layer : 0;
+    for (int l = l0; l < l1; l++) {
+      for (int i = pass == 2 ? first : 0; i < (pass == 0 ? first : A->n_tensors); i++) {
+        const dt_arch_tensor *t = &A->tensors[i];
+        if (t->per_layer != (pass == 1) || (t->untied_only && c->tied_head)) continue;
+        dt_layer *L = pass == 1 ? &m->layers[l] : NULL;
+        dt_mat *mat = NULL;
+        dt_vec *vec = NULL;
+        switch (t->slot) {
+          case DT_SLOT_WTE: mat = &m->wte; break;
+          case DT_SLOT_WPE: mat = &m->wpe; break;
+          case DT_SLOT_HEAD: mat = &m->lm_head; break;
+          case DT_SLOT_LNF_W: vec = &m->lnf_w; break;
+          case DT_SLOT_LNF_B: vec = &m->lnf_b; break;
+          case DT_SLOT_LN1_W: vec = &L->ln1_w; break;
+          case DT_SLOT_LN1_B: vec = &L->ln1_b; break;
+          case DT_SLOT_LN2_W: vec = &L->ln2_w; break;
+          case DT_SLOT_LN2_B: vec = &L->ln2_b; break;
+          case DT_SLOT_LIN: mat = &L->lin[t->site]; break;
+          case DT_SLOT_BIAS: vec = &L->bias[t->site]; break;
+        }
+        ADD(pass == 1 ? NAME(t->name, l) : t->name, l, mat, vec, dt_cfg_dim(c, t->rows),
+            dt_cfg_dim(c, t->cols), t->transposed, (int)t->shard, dt_cfg_dim(c, t->lo),
+            dt_cfg_dim(c, t->hi));
+      }
     }
-    ADD("transformer.ln_f.weight", -1, NULL, &m->lnf_w, d, 1, 0, SH_REPL, 0, 0);
-    ADD("transformer.ln_f.bias", -1, NULL, &m->lnf_b, d, 1, 0, SH_REPL, 0, 0);
-  } else {
-    ADD("model.embed_tokens.weight", -1, &m->wte, NULL, V, d, 0, SH_VOCAB, 0, V);
-    for (int l = 0; l < c->n_layer; l++) {
-      dt_layer *L = &m->layers[l];
-      dt_mat *qkv = &L->lin[DT_SITE_QKV], *fc = &L->lin[DT_SITE_FC];
-      ADD(NAME("model.layers.%d.self_attn.q_proj.weight", l), l, qkv, NULL, qd, d, 0, SH_QKV, 0, qd);
-      ADD(NAME("model.layers.%d.self_attn.k_proj.weight", l), l, qkv, NULL, kvd, d, 0, SH_QKV, qd, qd + kvd);
-      ADD(NAME("model.layers.%d.self_attn.v_proj.weight", l), l, qkv, NULL, kvd, d, 0, SH_QKV, qd + kvd, qkvd);
-      ADD(NAME("model.layers.%d.self_attn.o_proj.weight", l), l, &L->lin[DT_SITE_ATTN_OUT], NULL, d, qd, 0, SH_ATT_COLS, 0, qd);
-      ADD(NAME("model.layers.%d.mlp.gate_proj.weight", l), l, fc, NULL, F, d, 0, SH_FC, 0, F);
-      ADD(NAME("model.layers.%d.mlp.up_proj.weight", l), l, fc, NULL, F, d, 0, SH_FC, F, 2 * F);
-      ADD(NAME("model.layers.%d.mlp.down_proj.weight", l), l, &L->lin[DT_SITE_PROJ], NULL, d, F, 0, SH_FFN_COLS, 0, F);
-      ADD(NAME("model.layers.%d.input_layernorm.weight", l), l, NULL, &L->ln1_w, d, 1, 0, SH_REPL, 0, 0);
-      ADD(NAME("model.layers.%d.post_attention_layernorm.weight", l), l, NULL, &L->ln2_w, d, 1, 0, SH_REPL, 0, 0);
-    }
-    ADD("model.norm.weight", -1, NULL, &m->lnf_w, d, 1, 0, SH_REPL, 0, 0);
-    if (!c->tied_head) ADD("lm_head.weight", -1, &m->lm_head, NULL, V, d, 0, SH_VOCAB, 0, V);
   }
 #undef ADD
 #undef NAME
@@ -577,7 +569,7 @@ void dt_model_zero_backbone_grads(dt_model *m) {
 int64_t dt_model_param_count(const dt_model *m) {
   const dt_config *c = &m->cfg;
   int64_t d = c->d_model, n = (int64_t)c->vocab * d;
-  if (c->arch == DT_ARCH_GPT2) n += (int64_t)c->n_ctx * d;
+  if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) n += (int64_t)c->n_ctx * d;
   if (!c->tied_head) n += (int64_t)c->vocab * d;
   n += d * (c->has_bias ? 2 : 1);
   int64_t per = 0;

@@ -39,13 +39,7 @@ typedef struct {
   int trained; /* a method trains it (dt_model_require_grad; set in describe_only models too) */
 } dt_vec;
 
-typedef enum {
-  DT_SITE_QKV = 0,  /* x[N,d] -> qkv[N,qkv_dim] (c_attn / q,k,v_proj) */
-  DT_SITE_ATTN_OUT, /* att[N,q_dim] -> [N,d] (attn.c_proj / o_proj) */
-  DT_SITE_FC,       /* ln2[N,d] -> [N,fc_dim] (mlp.c_fc / gate|up_proj) */
-  DT_SITE_PROJ,     /* act[N,ffn] -> [N,d] (mlp.c_proj / down_proj) */
-  DT_N_SITES
-} dt_site;
+/* dt_site (where a frozen linear sits in a block) is in io/arch.h. */
 
 typedef struct {
   dt_vec ln1_w, ln1_b; /* ln_1 / input_layernorm (b: GPT-2 only) */
@@ -210,7 +204,7 @@ static inline int dt_site_out_l(const dt_model *m, int s) {
   const dt_config *c = &m->cfg;
   switch (s) {
     case DT_SITE_QKV: return (m->sh.n_head_l + 2 * m->sh.n_kv_l) * c->head_dim;
-    case DT_SITE_FC: return (c->arch == DT_ARCH_LLAMA ? 2 : 1) * m->sh.ffn_l;
+    case DT_SITE_FC: return (dt_cfg_arch(c)->gated_ffn ? 2 : 1) * m->sh.ffn_l;
     default: return c->d_model;
   }
 }

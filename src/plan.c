@@ -46,7 +46,7 @@ static int hook_scratch(const dt_model *m, dt_method **ms, int n, const dt_optio
       b += aligned(4 * N * dt_opt_int(o, "lora-rank"));
       if (dt_opt_float(o, "lora-dropout") > 0) {
         const char *t = dt_opt_str(o, "lora-targets");
-        if (!*t) t = m->cfg.arch == DT_ARCH_GPT2 ? "c_attn" : "q_proj,v_proj";
+        if (!*t) t = dt_cfg_arch(&m->cfg)->lora_targets;
         int hit[DT_MAX_BLOCK_MODULES] = {0};
         DT_CALL(dt_module_targets(&m->cfg, md, nmod, "lora-targets", t, hit));
         int64_t mx = 0;
@@ -263,7 +263,7 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
   o->n_virtual = w->n_virtual;
   o->n_prefix = w->n_prefix;
   o->T = in->seq + w->n_virtual;
-  DT_CHECK(cfg->arch != DT_ARCH_GPT2 || w->n_prefix + o->T <= cfg->n_ctx, DT_EUSAGE,
+  DT_CHECK(dt_cfg_arch(cfg)->pos != DT_POS_LEARNED || w->n_prefix + o->T <= cfg->n_ctx, DT_EUSAGE,
            "sequence of %d positions (%d data + %d virtual + %d prefix) exceeds the model's "
            "n_positions = %d (%s)", w->n_prefix + o->T, in->seq, w->n_virtual, w->n_prefix,
            cfg->n_ctx, cfg->source);
@@ -864,7 +864,7 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   printf("deltatune plan: %s\n", in.model);
   printf("backbone: %s, %d layers, d=%d, %d heads / %d kv (head dim %d), ffn %d, vocab %d: "
          "%lld parameters (%s at %s)\n",
-         c->arch == DT_ARCH_GPT2 ? "gpt2" : "llama", c->n_layer, c->d_model, c->n_head,
+         dt_cfg_arch(c)->name, c->n_layer, c->d_model, c->n_head,
          c->n_kv_head, c->head_dim, c->d_ffn, c->vocab, (long long)out.frozen_params,
          fmt_bytes(a, sizeof a, (double)out.weight_bytes_total), in.bf16 ? "bf16" : "fp32");
   dt_model_free(&m);

@@ -549,7 +549,7 @@ static void print_header(run_ctx *c) {
          c->opt.command, c->nranks, c->dist.dp_size, c->dist.tp_size);
   printf("backbone: %s (%s, %d layers, d=%d, %d heads / %d kv, ffn %d, vocab %d), "
          "%lld parameters, weights %s\n",
-         cf->source, cf->arch == DT_ARCH_GPT2 ? "gpt2" : "llama", cf->n_layer,
+         cf->source, dt_cfg_arch(cf)->name, cf->n_layer,
          cf->d_model, cf->n_head, cf->n_kv_head, cf->d_ffn, cf->vocab,
          (long long)frozen, c->model.weights_bf16 ? (c->model.matmul_bf16 ? "bf16 (bf16 products)" : "bf16") : "fp32");
   printf("data: %s, %lld rows x %d tokens; batch %d (%d per rank)\n", c->data.path,

@@ -27,8 +27,8 @@ static int bitfit_create(dt_method *me, const dt_options *opt, dt_model *m,
   me->state = s;
   DT_CALL(dt_train_backbone_tensors(m, params, "bitfit", pick_bias, NULL, &s->n));
   DT_CHECK(s->n > 0, DT_EUSAGE,
-           "--method bitfit: this %s model (%s) has no bias terms; nothing to train",
-           m->cfg.arch == DT_ARCH_LLAMA ? "LLaMA-family" : "GPT-2", m->cfg.source);
+           "--method bitfit: this %s-family model (%s) has no bias terms; nothing to train",
+           dt_cfg_arch(&m->cfg)->title, m->cfg.source);
   return DT_OK;
 }
 

@@ -74,14 +74,13 @@ static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
   ia3_state *s;
   DT_CALL(dt_calloc(&s, sizeof *s, "ia3 state"));
   me->state = s;
-  const int gpt2 = c->arch == DT_ARCH_GPT2;
   const char *targets = dt_opt_str(opt, "ia3-targets");
-  if (!*targets) targets = gpt2 ? "c_attn,mlp.c_proj" : "k_proj,v_proj,down_proj";
+  if (!*targets) targets = dt_cfg_arch(c)->ia3_targets;
   const char *ff = dt_opt_str(opt, "ia3-ff");
   char ffbuf[1024] = "";
   if (!*ff) {
     /* PEFT's feed-forward defaults, restricted to the chosen targets */
-    const char *def = gpt2 ? "mlp.c_proj" : "down_proj";
+    const char *def = dt_cfg_arch(c)->ia3_ff;
     if (dt_list_has(targets, def)) snprintf(ffbuf, sizeof ffbuf, "%s", def);
     ff = ffbuf;
   } else if (strcmp(ff, "none") == 0) {

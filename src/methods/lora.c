@@ -66,7 +66,7 @@ static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
   s->key = dt_rng_key(seed, 0x10a4);
   const int random_b = strcmp(dt_opt_str(opt, "lora-init"), "random") == 0;
   const char *targets = dt_opt_str(opt, "lora-targets");
-  if (!*targets) targets = c->arch == DT_ARCH_GPT2 ? "c_attn" : "q_proj,v_proj";
+  if (!*targets) targets = dt_cfg_arch(c)->lora_targets;
   dt_module md[DT_MAX_BLOCK_MODULES];
   const int nmod = dt_block_modules(c, md);
   /* which modules are targeted; every target must match something */

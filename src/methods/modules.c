@@ -8,32 +8,18 @@
 #include "options.h"
 
 int dt_block_modules(const dt_config *c, dt_module *md) {
-  const int d = c->d_model, qd = dt_cfg_q_dim(c), kvd = dt_cfg_kv_dim(c), F = c->d_ffn;
-  int n = 0;
-  if (c->arch == DT_ARCH_GPT2) {
-    md[n++] = (dt_module){"attn.c_attn", DT_SITE_QKV, 0, dt_cfg_qkv_dim(c), d, 1};
-    md[n++] = (dt_module){"attn.c_proj", DT_SITE_ATTN_OUT, 0, d, qd, 1};
-    md[n++] = (dt_module){"mlp.c_fc", DT_SITE_FC, 0, F, d, 1};
-    md[n++] = (dt_module){"mlp.c_proj", DT_SITE_PROJ, 0, d, F, 1};
-  } else {
-    md[n++] = (dt_module){"self_attn.q_proj", DT_SITE_QKV, 0, qd, d, 0};
-    md[n++] = (dt_module){"self_attn.k_proj", DT_SITE_QKV, qd, kvd, d, 0};
-    md[n++] = (dt_module){"self_attn.v_proj", DT_SITE_QKV, qd + kvd, kvd, d, 0};
-    md[n++] = (dt_module){"self_attn.o_proj", DT_SITE_ATTN_OUT, 0, d, qd, 1};
-    md[n++] = (dt_module){"mlp.gate_proj", DT_SITE_FC, 0, F, d, 0};
-    md[n++] = (dt_module){"mlp.up_proj", DT_SITE_FC, F, F, d, 0};
-    md[n++] = (dt_module){"mlp.down_proj", DT_SITE_PROJ, 0, d, F, 1};
+  const dt_arch_desc *A = dt_cfg_arch(c);
+  for (int i = 0; i < A->n_modules; i++) {
+    const dt_arch_module *a = &A->modules[i];
+    md[i] = (dt_module){a->name, a->site, dt_cfg_dim(c, a->row0), dt_cfg_dim(c, a->out),
+                        dt_cfg_dim(c, a->in), a->whole};
   }
-  return n;
+  return A->n_modules;
 }
 
-const char *dt_module_prefix(const dt_config *c) {
-  return c->arch == DT_ARCH_GPT2 ? "transformer.h" : "model.layers";
-}
+const char *dt_module_prefix(const dt_config *c) { return dt_cfg_arch(c)->module_prefix; }
 
-const char *dt_family_name(const dt_config *c) {
-  return c->arch == DT_ARCH_GPT2 ? "GPT-2" : "LLaMA";
-}
+const char *dt_family_name(const dt_config *c) { return dt_cfg_arch(c)->title; }
 
 int dt_module_matches(const char *module, const char *target) {
   size_t lm = strlen(module), lt = strlen(target);

@@ -10,7 +10,7 @@
 #include "model.h"
 
 /* Room dt_block_modules() needs (LLaMA has 7 modules, GPT-2 4). */
-enum { DT_MAX_BLOCK_MODULES = 8 };
+enum { DT_MAX_BLOCK_MODULES = DT_ARCH_MAX_MODULES };
 
 typedef struct {
   const char *name; /* HF name inside a block, e.g. "self_attn.k_proj" */

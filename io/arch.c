@@ -1,0 +1,104 @@
+/* The family descriptors (see arch.h). Tensor names and shapes are those
+ * of transformers' GPT2LMHeadModel and LlamaForCausalLM; module names and
+ * default targets are PEFT's for those model types. */
+#include "arch.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#define L1 1 /* per block */
+#define G0 0 /* global */
+
+static const dt_arch_desc arch_table[] = {
+    {
+        .id = DT_ARCH_GPT2,
+        .name = "gpt2",
+        .title = "GPT-2",
+        .module_prefix = "transformer.h",
+        .norm = DT_NORM_LAYER,
+        .pos = DT_POS_LEARNED,
+        .act = DT_ACT_GELU_TANH,
+        .gated_ffn = 0,
+        .conv1d = 1,
+        .lora_targets = "c_attn",
+        .ia3_targets = "c_attn,mlp.c_proj",
+        .ia3_ff = "mlp.c_proj",
+        .n_modules = 4,
+        .modules = {
+            {"attn.c_attn", DT_SITE_QKV, DT_DIM_0, DT_DIM_QKV, DT_DIM_D, 1},
+            {"attn.c_proj", DT_SITE_ATTN_OUT, DT_DIM_0, DT_DIM_D, DT_DIM_Q, 1},
+            {"mlp.c_fc", DT_SITE_FC, DT_DIM_0, DT_DIM_F, DT_DIM_D, 1},
+            {"mlp.c_proj", DT_SITE_PROJ, DT_DIM_0, DT_DIM_D, DT_DIM_F, 1},
+        },
+        .n_tensors = 16,
+        .tensors = {
+            {"transformer.wte.weight", G0, DT_SLOT_WTE, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 0},
+            {"transformer.wpe.weight", G0, DT_SLOT_WPE, 0, DT_DIM_CTX, DT_DIM_D, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.h.%d.ln_1.weight", L1, DT_SLOT_LN1_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.h.%d.ln_1.bias", L1, DT_SLOT_LN1_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.h.%d.attn.c_attn.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_QKV, DT_DIM_D, 1, DT_SHARD_QKV, DT_DIM_0, DT_DIM_QKV, 0},
+            {"transformer.h.%d.attn.c_attn.bias", L1, DT_SLOT_BIAS, DT_SITE_QKV, DT_DIM_QKV, DT_DIM_1, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_QKV, 0},
+            {"transformer.h.%d.attn.c_proj.weight", L1, DT_SLOT_LIN, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_Q, 1, DT_SHARD_ATT_COLS, DT_DIM_0, DT_DIM_Q, 0},
+            {"transformer.h.%d.attn.c_proj.bias", L1, DT_SLOT_BIAS, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.h.%d.ln_2.weight", L1, DT_SLOT_LN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.h.%d.ln_2.bias", L1, DT_SLOT_LN2_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.h.%d.mlp.c_fc.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 1, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0},
+            {"transformer.h.%d.mlp.c_fc.bias", L1, DT_SLOT_BIAS, DT_SITE_FC, DT_DIM_F, DT_DIM_1, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0},
+            {"transformer.h.%d.mlp.c_proj.weight", L1, DT_SLOT_LIN, DT_SITE_PROJ, DT_DIM_D, DT_DIM_F, 1, DT_SHARD_FFN_COLS, DT_DIM_0, DT_DIM_F, 0},
+            {"transformer.h.%d.mlp.c_proj.bias", L1, DT_SLOT_BIAS, DT_SITE_PROJ, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.ln_f.weight", G0, DT_SLOT_LNF_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.ln_f.bias", G0, DT_SLOT_LNF_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+        },
+    },
+    {
+        .id = DT_ARCH_LLAMA,
+        .name = "llama",
+        .title = "LLaMA",
+        .module_prefix = "model.layers",
+        .norm = DT_NORM_RMS,
+        .pos = DT_POS_ROPE,
+        .act = DT_ACT_SWIGLU,
+        .gated_ffn = 1,
+        .conv1d = 0,
+        .lora_targets = "q_proj,v_proj",
+        .ia3_targets = "k_proj,v_proj,down_proj",
+        .ia3_ff = "down_proj",
+        .n_modules = 7,
+        .modules = {
+            {"self_attn.q_proj", DT_SITE_QKV, DT_DIM_0, DT_DIM_Q, DT_DIM_D, 0},
+            {"self_attn.k_proj", DT_SITE_QKV, DT_DIM_Q, DT_DIM_KV, DT_DIM_D, 0},
+            {"self_attn.v_proj", DT_SITE_QKV, DT_DIM_Q_KV, DT_DIM_KV, DT_DIM_D, 0},
+            {"self_attn.o_proj", DT_SITE_ATTN_OUT, DT_DIM_0, DT_DIM_D, DT_DIM_Q, 1},
+            {"mlp.gate_proj", DT_SITE_FC, DT_DIM_0, DT_DIM_F, DT_DIM_D, 0},
+            {"mlp.up_proj", DT_SITE_FC, DT_DIM_F, DT_DIM_F, DT_DIM_D, 0},
+            {"mlp.down_proj", DT_SITE_PROJ, DT_DIM_0, DT_DIM_D, DT_DIM_F, 1},
+        },
+        .n_tensors = 12,
+        .tensors = {
+            {"model.embed_tokens.weight", G0, DT_SLOT_WTE, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 0},
+            {"model.layers.%d.self_attn.q_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_Q, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_Q, 0},
+            {"model.layers.%d.self_attn.k_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_KV, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_Q, DT_DIM_Q_KV, 0},
+            {"model.layers.%d.self_attn.v_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_KV, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_Q_KV, DT_DIM_QKV, 0},
+            {"model.layers.%d.self_attn.o_proj.weight", L1, DT_SLOT_LIN, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_Q, 0, DT_SHARD_ATT_COLS, DT_DIM_0, DT_DIM_Q, 0},
+            {"model.layers.%d.mlp.gate_proj.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0},
+            {"model.layers.%d.mlp.up_proj.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 0, DT_SHARD_FC, DT_DIM_F, DT_DIM_2F, 0},
+            {"model.layers.%d.mlp.down_proj.weight", L1, DT_SLOT_LIN, DT_SITE_PROJ, DT_DIM_D, DT_DIM_F, 0, DT_SHARD_FFN_COLS, DT_DIM_0, DT_DIM_F, 0},
+            {"model.layers.%d.input_layernorm.weight", L1, DT_SLOT_LN1_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.layers.%d.post_attention_layernorm.weight", L1, DT_SLOT_LN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.norm.weight", G0, DT_SLOT_LNF_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"lm_head.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1},
+        },
+    },
+};
+
+const dt_arch_desc *dt_arch_get(dt_arch a) {
+  for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+    if (arch_table[i].id == a) return &arch_table[i];
+  return NULL;
+}
+
+const dt_arch_desc *dt_arch_by_name(const char *name) {
+  for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+    if (!strcmp(arch_table[i].name, name)) return &arch_table[i];
+  return NULL;
+}

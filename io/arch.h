@@ -1,0 +1,110 @@
+/* Architecture as data: what differs between model families, one descriptor
+ * per family (io/arch.c). The loader, the engine, the shard layout, the
+ * methods, plan and merge ask the descriptor for features (norm kind,
+ * position encoding, activation, gated FFN, Conv1D layout, module and tensor
+ * names, PEFT's default targets); none of them tests a family by name. A new
+ * family is one table entry plus the kernels it really lacks. */
+#ifndef DT_ARCH_H
+#define DT_ARCH_H
+
+typedef enum { DT_ARCH_GPT2 = 1, DT_ARCH_LLAMA = 2 } dt_arch;
+
+/* Where in a block a frozen linear sits (the four products of a block). */
+typedef enum {
+  DT_SITE_QKV = 0,  /* x[N,d] -> qkv[N,qkv_dim] (c_attn / q,k,v_proj) */
+  DT_SITE_ATTN_OUT, /* att[N,q_dim] -> [N,d] (attn.c_proj / o_proj) */
+  DT_SITE_FC,       /* ln2[N,d] -> [N,fc_dim] (mlp.c_fc / gate|up_proj) */
+  DT_SITE_PROJ,     /* act[N,ffn] -> [N,d] (mlp.c_proj / down_proj) */
+  DT_N_SITES
+} dt_site;
+
+typedef enum { DT_NORM_LAYER = 1, DT_NORM_RMS } dt_norm_kind;       /* LayerNorm (w, b) / RMSNorm (w) */
+typedef enum { DT_POS_LEARNED = 1, DT_POS_ROPE } dt_pos_kind;       /* wpe table / rotary */
+typedef enum { DT_ACT_GELU_TANH = 1, DT_ACT_SWIGLU } dt_act_kind;   /* gelu_new / silu(gate)*up */
+
+/* A size of the config, named so that tables can use it. */
+typedef enum {
+  DT_DIM_0 = 0,
+  DT_DIM_D,      /* d_model */
+  DT_DIM_Q,      /* n_head * head_dim */
+  DT_DIM_KV,     /* n_kv_head * head_dim */
+  DT_DIM_Q_KV,   /* q + kv: where v starts in a fused q|k|v */
+  DT_DIM_QKV,    /* q + 2 kv */
+  DT_DIM_F,      /* d_ffn */
+  DT_DIM_2F,     /* 2 d_ffn: a fused gate|up */
+  DT_DIM_VOCAB,  /* vocab */
+  DT_DIM_CTX,    /* n_ctx */
+  DT_DIM_1
+} dt_dim;
+
+/* How a tensor is split over a tensor group (mpi/shard.c's segment lists). */
+typedef enum {
+  DT_SHARD_REPL = 0, /* replicated */
+  DT_SHARD_QKV,      /* rows: heads of q|k|v */
+  DT_SHARD_FC,       /* rows: blocks of the FFN (both halves of gate|up) */
+  DT_SHARD_ATT_COLS, /* columns: heads of the attention output's input */
+  DT_SHARD_FFN_COLS, /* columns: blocks of the FFN */
+  DT_SHARD_VOCAB     /* rows: blocks of the vocabulary */
+} dt_shard_kind;
+
+/* Which storage of the model a checkpoint tensor fills. */
+typedef enum {
+  DT_SLOT_WTE = 1, DT_SLOT_WPE, DT_SLOT_HEAD, DT_SLOT_LNF_W, DT_SLOT_LNF_B, /* global */
+  DT_SLOT_LN1_W, DT_SLOT_LN1_B, DT_SLOT_LN2_W, DT_SLOT_LN2_B,              /* per block */
+  DT_SLOT_LIN,  /* the site's frozen matrix, rows [lo, hi) of it */
+  DT_SLOT_BIAS  /* the site's bias */
+} dt_slot;
+
+/* A Hugging Face tensor: its name (with %d for the block where per_layer),
+ * where it goes, its shape [rows, cols] (cols DT_DIM_1: a vector), stored
+ * transposed (Conv1D), its sharding and the rows [lo, hi) of a fused
+ * owner it covers. Rows with untied_only exist only without a tied head. */
+typedef struct {
+  const char *name;
+  int per_layer;
+  dt_slot slot;
+  dt_site site;
+  dt_dim rows, cols;
+  int transposed;
+  dt_shard_kind shard;
+  dt_dim lo, hi;
+  int untied_only;
+} dt_arch_tensor;
+
+/* A module of a block as PEFT names it (what --lora-targets matches): its
+ * rows [row0, row0+out) of the site's output and its input width; whole:
+ * the module is all of its site. */
+typedef struct {
+  const char *name; /* inside a block, e.g. "self_attn.k_proj" */
+  dt_site site;
+  dt_dim row0, out, in;
+  int whole;
+} dt_arch_module;
+
+enum { DT_ARCH_MAX_MODULES = 8, DT_ARCH_MAX_TENSORS = 24 };
+
+typedef struct {
+  dt_arch id;
+  const char *name;          /* "gpt2": checkpoints, backbone ids, plan */
+  const char *title;         /* "GPT-2": messages */
+  const char *module_prefix; /* the blocks' HF prefix, "transformer.h" */
+  dt_norm_kind norm;
+  dt_pos_kind pos;
+  dt_act_kind act;
+  int gated_ffn;             /* the first FFN product is gate|up: 2 d_ffn wide */
+  int conv1d;                /* HF stores the block matrices as Conv1D [in, out] */
+  const char *lora_targets;  /* PEFT's default LoRA target modules */
+  const char *ia3_targets;   /* PEFT's default IA3 targets ... */
+  const char *ia3_ff;        /* ... and which of them are feed-forward */
+  int n_modules;
+  dt_arch_module modules[DT_ARCH_MAX_MODULES];
+  int n_tensors;
+  dt_arch_tensor tensors[DT_ARCH_MAX_TENSORS];
+} dt_arch_desc;
+
+/* The descriptor of a family; NULL for a value outside the table. */
+const dt_arch_desc *dt_arch_get(dt_arch a);
+/* The descriptor named "gpt2", "llama", ...; NULL when none is. */
+const dt_arch_desc *dt_arch_by_name(const char *name);
+
+#endif
