@@ -59,6 +59,7 @@ int dt_error_agreed(void);
 
 /* Allocation helpers that record an error naming what was being allocated. */
 #include <stddef.h>
+#include <stdint.h>
 int dt_malloc(void *pptr, size_t bytes, const char *what);
 int dt_calloc(void *pptr, size_t bytes, const char *what);
 /* 64-byte aligned, zero-filled. Free with free(). */
@@ -67,5 +68,8 @@ int dt_alloc_aligned(void *pptr, size_t bytes, const char *what);
  * *cap 0) hold at least n floats; *cap is its size in floats. A buffer that
  * grows is reallocated without its contents. */
 int dt_ensure_floats(float **p, size_t *cap, size_t n, const char *what);
+/* The bytes an allocation of b bytes takes as plan counts it (whole 64-byte
+ * lines, at least one). */
+static inline int64_t dt_alloc_bytes(int64_t b) { return b > 0 ? (b + 63) / 64 * 64 : 64; }
 
 #endif

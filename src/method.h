@@ -32,10 +32,20 @@ typedef struct {
 
 typedef struct dt_method dt_method;
 
+/* What a method does to the backbone (dt_method_ops.flags). */
+enum {
+  DT_METHOD_WRITES_MATRICES = 1 << 0, /* trains or rewrites frozen matrices (full, lastlayer, said) */
+  DT_METHOD_WRITES_BIASES = 1 << 1,   /* trains backbone vectors in place (bitfit) */
+};
+
 typedef struct {
   const char *name;
   const char *summary;
   const dt_optgroup *options; /* may be NULL */
+  unsigned flags;             /* DT_METHOD_WRITES_* */
+  /* Why `merge` cannot fold this method into the weights; NULL: it can
+   * (merge.c then knows how). */
+  const char *merge_refusal;
 
   /* Allocate state and parameters; register them in params. */
   int (*create)(dt_method *me, const dt_options *opt, dt_model *m,
@@ -47,6 +57,10 @@ typedef struct {
   int (*prefix_tokens)(const dt_method *me);  /* prefix key/values */
   /* floats of workspace per (layer, site) for N rows */
   size_t (*site_ws)(const dt_method *me, int layer, dt_site site, int N);
+  /* Bytes of backward scratch the hooks allocate on first use
+   * (dt_ensure_floats) for N rows, as plan counts them; NULL: none. */
+  int (*scratch_bytes)(const dt_method *me, const dt_options *opt, const dt_model *m, int64_t N,
+                       int64_t *bytes);
 
   /* Once per forward / after each backward. */
   int (*begin_forward)(dt_method *me, int train);
@@ -107,10 +121,12 @@ void dt_methods_destroy(dt_method **ms, int n);
 int dt_methods_check_options(const dt_options *o, const char *ml);
 
 /* Does the comma-separated method list train or rewrite frozen backbone
- * matrices (full, lastlayer, said)? Such a run gains nothing from one
- * node-local copy of the frozen weights (every rewritten matrix becomes
- * private). */
+ * matrices (a method flagged DT_METHOD_WRITES_MATRICES)? Such a run gains
+ * nothing from one node-local copy of the frozen weights (every rewritten
+ * matrix becomes private). */
 int dt_methods_write_matrices(const char *list);
+/* Does it write any backbone tensor (matrices or, as bitfit, vectors)? */
+int dt_methods_write_backbone(const char *list);
 /* Should a run of these methods map the frozen matrices from one copy per
  * node (--share-weights auto|yes|no)? */
 int dt_share_weights(const char *choice, const char *methods);

@@ -57,8 +57,18 @@ int dt_methods_check_options(const dt_options *o, const char *ml) {
   return DT_OK;
 }
 
-int dt_methods_write_matrices(const char *list) {
-  return dt_list_has(list, "full") || dt_list_has(list, "lastlayer") || dt_list_has(list, "said");
+/* Does a method of the list carry one of the flags? */
+static int list_flags(const char *list, unsigned flags) {
+  init_table();
+  for (int i = 0; i < g_n; i++)
+    if ((g_methods[i]->flags & flags) && dt_list_has(list, g_methods[i]->name)) return 1;
+  return 0;
+}
+
+int dt_methods_write_matrices(const char *list) { return list_flags(list, DT_METHOD_WRITES_MATRICES); }
+
+int dt_methods_write_backbone(const char *list) {
+  return list_flags(list, DT_METHOD_WRITES_MATRICES | DT_METHOD_WRITES_BIASES);
 }
 
 int dt_share_weights(const char *choice, const char *methods) {

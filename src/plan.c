@@ -23,7 +23,7 @@
 #include "params.h"
 
 
-static int64_t aligned(int64_t b) { return b > 0 ? (b + 63) / 64 * 64 : 64; }
+static int64_t aligned(int64_t b) { return dt_alloc_bytes(b); }
 
 /* Bytes in use on the heap (mallinfo2: arena + mmap'ed chunks). */
 static int64_t heap_in_use(void) {
@@ -33,44 +33,15 @@ static int64_t heap_in_use(void) {
 
 static int is_method(const dt_method *me, const char *name) { return strcmp(me->ops->name, name) == 0; }
 
-/* Backward scratch the hooks allocate on first use (dt_ensure_floats):
- * LoRA dh [N, r] (and, with dropout, an [N, in] block), adapter [N, m],
- * IA3 [N, in] for input scaling of a fused row block. */
+/* Backward scratch the hooks allocate on first use: each method's own
+ * count (dt_method_ops.scratch_bytes). */
 static int hook_scratch(const dt_model *m, dt_method **ms, int n, const dt_options *o,
                         int64_t N, int64_t *bytes) {
   int64_t b = 0;
-  dt_module md[DT_MAX_BLOCK_MODULES];
-  const int nmod = dt_block_modules(&m->cfg, md);
   for (int k = 0; k < n; k++) {
-    if (is_method(ms[k], "lora")) {
-      b += aligned(4 * N * dt_opt_int(o, "lora-rank"));
-      if (dt_opt_float(o, "lora-dropout") > 0) {
-        const char *t = dt_opt_str(o, "lora-targets");
-        if (!*t) t = dt_cfg_arch(&m->cfg)->lora_targets;
-        int hit[DT_MAX_BLOCK_MODULES] = {0};
-        DT_CALL(dt_module_targets(&m->cfg, md, nmod, "lora-targets", t, hit));
-        int64_t mx = 0;
-        for (int i = 0; i < nmod; i++)
-          if (hit[i]) {
-            const int64_t w = dt_site_row_parallel(md[i].site) ? dt_site_in_l(m, md[i].site) : md[i].in;
-            mx = w > mx ? w : mx;
-          }
-        b += aligned(4 * N * mx);
-      }
-    } else if (is_method(ms[k], "adapter")) {
-      b += aligned(4 * N * dt_opt_int(o, "adapter-size"));
-    } else if (is_method(ms[k], "ia3")) {
-      const char *ff = dt_opt_str(o, "ia3-ff");
-      if (*ff && strcmp(ff, "none") != 0) {
-        int hit[DT_MAX_BLOCK_MODULES] = {0};
-        DT_CALL(dt_module_targets(&m->cfg, md, nmod, "ia3-ff", ff, hit));
-        for (int i = 0; i < nmod; i++)
-          if (hit[i] && !md[i].whole) {
-            b += aligned(4 * N * md[i].in);
-            break;
-          }
-      }
-    }
+    int64_t mb = 0;
+    if (ms[k]->ops->scratch_bytes) DT_CALL(ms[k]->ops->scratch_bytes(ms[k], o, m, N, &mb));
+    b += mb;
   }
   *bytes = b;
   return DT_OK;

@@ -160,7 +160,7 @@ static int task_options(task *t, const char *file, const dt_options *sw) {
 
 /* Does the comma-separated method list train backbone tensors? */
 static int trains_backbone(const char *list) {
-  return dt_methods_write_matrices(list) || dt_list_has(list, "bitfit");
+  return dt_methods_write_backbone(list);
 }
 
 typedef struct {

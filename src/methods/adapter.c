@@ -179,13 +179,24 @@ static void adapter_describe(const dt_method *me, char *buf, size_t cap) {
            s->m, s->act == ACT_GELU_TANH ? "gelu_tanh" : "relu", s->n_layer);
 }
 
+/* Backward scratch (plan): the bottleneck's gradient [N, m]. */
+static int adapter_scratch_bytes(const dt_method *me, const dt_options *o, const dt_model *m,
+                                 int64_t N, int64_t *bytes) {
+  (void)me, (void)m;
+  *bytes = dt_alloc_bytes(4 * N * dt_opt_int(o, "adapter-size"));
+  return DT_OK;
+}
+
 const dt_method_ops dt_method_adapter = {
     .name = "adapter",
     .summary = "bottleneck adapters after attention and FFN (Houlsby et al. 2019)",
     .options = &adapter_group,
+    .merge_refusal = "its bottleneck layers are new modules with a nonlinearity between them, "
+                     "which no weight of the backbone can hold",
     .create = adapter_create,
     .destroy = adapter_destroy,
     .site_ws = adapter_site_ws,
+    .scratch_bytes = adapter_scratch_bytes,
     .post_fwd = adapter_post_fwd,
     .post_bwd = adapter_post_bwd,
     .wants_post = adapter_wants_post,

@@ -42,6 +42,7 @@ static void bitfit_describe(const dt_method *me, char *buf, size_t cap) {
 const dt_method_ops dt_method_bitfit = {
     .name = "bitfit",
     .summary = "train every bias of the backbone, LayerNorm biases included (Ben Zaken et al. 2021)",
+    .flags = DT_METHOD_WRITES_BIASES,
     .create = bitfit_create,
     .destroy = bitfit_destroy,
     .describe = bitfit_describe,

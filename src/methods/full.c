@@ -42,6 +42,7 @@ static void full_describe(const dt_method *me, char *buf, size_t cap) {
 const dt_method_ops dt_method_full = {
     .name = "full",
     .summary = "train every backbone parameter (needs --weights-dtype fp32)",
+    .flags = DT_METHOD_WRITES_MATRICES,
     .create = full_create,
     .destroy = full_destroy,
     .describe = full_describe,

@@ -330,6 +330,27 @@ static void ia3_describe(const dt_method *me, char *buf, size_t cap) {
            s->n_out, s->n_ff);
 }
 
+/* Backward scratch (plan): [N, in] for the input scaling of a fused row
+ * block (a feed-forward target that is part of its site). */
+static int ia3_scratch_bytes(const dt_method *me, const dt_options *o, const dt_model *m, int64_t N,
+                             int64_t *bytes) {
+  (void)me;
+  *bytes = 0;
+  const char *ff = dt_opt_str(o, "ia3-ff");
+  if (*ff && strcmp(ff, "none") != 0) {
+    dt_module md[DT_MAX_BLOCK_MODULES];
+    const int nmod = dt_block_modules(&m->cfg, md);
+    int hit[DT_MAX_BLOCK_MODULES] = {0};
+    DT_CALL(dt_module_targets(&m->cfg, md, nmod, "ia3-ff", ff, hit));
+    for (int i = 0; i < nmod; i++)
+      if (hit[i] && !md[i].whole) {
+        *bytes = dt_alloc_bytes(4 * N * md[i].in);
+        break;
+      }
+  }
+  return DT_OK;
+}
+
 const dt_method_ops dt_method_ia3 = {
     .name = "ia3",
     .summary = "learned activation scaling vectors (Liu et al. 2022, (IA)^3)",
@@ -337,6 +358,7 @@ const dt_method_ops dt_method_ia3 = {
     .create = ia3_create,
     .destroy = ia3_destroy,
     .site_ws = ia3_site_ws,
+    .scratch_bytes = ia3_scratch_bytes,
     .pre_fwd = ia3_pre_fwd,
     .pre_bwd = ia3_pre_bwd,
     .post_fwd = ia3_post_fwd,

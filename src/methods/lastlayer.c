@@ -65,6 +65,7 @@ const dt_method_ops dt_method_lastlayer = {
     .name = "lastlayer",
     .summary = "train every parameter of the last k blocks (optionally the head)",
     .options = &lastlayer_group,
+    .flags = DT_METHOD_WRITES_MATRICES,
     .create = lastlayer_create,
     .destroy = lastlayer_destroy,
     .describe = lastlayer_describe,

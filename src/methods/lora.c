@@ -316,6 +316,31 @@ static int lora_load_counters(dt_method *me, const int64_t *v, int n) {
   return DT_OK;
 }
 
+/* Backward scratch (plan): dh [N, r], and with dropout an [N, in] block of
+ * the widest targeted input (its local share on a row-parallel site). */
+static int lora_scratch_bytes(const dt_method *me, const dt_options *o, const dt_model *m, int64_t N,
+                              int64_t *bytes) {
+  (void)me;
+  int64_t b = dt_alloc_bytes(4 * N * dt_opt_int(o, "lora-rank"));
+  if (dt_opt_float(o, "lora-dropout") > 0) {
+    dt_module md[DT_MAX_BLOCK_MODULES];
+    const int nmod = dt_block_modules(&m->cfg, md);
+    const char *t = dt_opt_str(o, "lora-targets");
+    if (!*t) t = dt_cfg_arch(&m->cfg)->lora_targets;
+    int hit[DT_MAX_BLOCK_MODULES] = {0};
+    DT_CALL(dt_module_targets(&m->cfg, md, nmod, "lora-targets", t, hit));
+    int64_t mx = 0;
+    for (int i = 0; i < nmod; i++)
+      if (hit[i]) {
+        const int64_t w = dt_site_row_parallel(md[i].site) ? dt_site_in_l(m, md[i].site) : md[i].in;
+        mx = w > mx ? w : mx;
+      }
+    b += dt_alloc_bytes(4 * N * mx);
+  }
+  *bytes = b;
+  return DT_OK;
+}
+
 const dt_method_ops dt_method_lora = {
     .name = "lora",
     .summary = "low-rank update B A on targeted linears (Hu et al. 2021)",
@@ -323,6 +348,7 @@ const dt_method_ops dt_method_lora = {
     .create = lora_create,
     .destroy = lora_destroy,
     .site_ws = lora_site_ws,
+    .scratch_bytes = lora_scratch_bytes,
     .begin_forward = lora_begin_forward,
     .post_fwd = lora_post_fwd,
     .post_bwd = lora_post_bwd,

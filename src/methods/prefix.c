@@ -207,6 +207,8 @@ const dt_method_ops dt_method_prefix = {
     .name = "prefix",
     .summary = "trained key/value prefixes in every layer (Li & Liang 2021)",
     .options = &prefix_group,
+    .merge_refusal = "its key/value prefix is attended by every query, an input of attention "
+                     "and not a weight",
     .create = prefix_create,
     .destroy = prefix_destroy,
     .prefix_tokens = prefix_tokens,

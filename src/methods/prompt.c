@@ -159,6 +159,7 @@ const dt_method_ops dt_method_prompt = {
     .name = "prompt",
     .summary = "trained virtual token embeddings prepended to the input (Lester et al. 2021)",
     .options = &prompt_group,
+    .merge_refusal = "its virtual tokens are prepended to the input, not a weight",
     .create = prompt_create,
     .destroy = prompt_destroy,
     .virtual_tokens = prompt_virtual_tokens,
