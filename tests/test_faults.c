@@ -18,6 +18,7 @@
 #define MPIRUN "mpirun -np 2 --oversubscribe"
 
 static char g_tmp[512];  /* this test's folder */
+static char g_mnt[512];  /* its folder for mounts (dt_test_mount_dir) */
 static char g_bad[600];  /* tests/bad_inputs.py's inputs */
 
 static double now_s(void) {
@@ -39,6 +40,7 @@ static void expect(const char *out, const char *needle, const char *what) {
 static int setup(void **state) {
   (void)state;
   snprintf(g_tmp, sizeof g_tmp, "%s/faults", dt_test_tmpdir());
+  snprintf(g_mnt, sizeof g_mnt, "%s", dt_test_mount_dir());
   snprintf(g_bad, sizeof g_bad, "%s/inputs", g_tmp);
   char *out = NULL;
   int rc = dt_test_run(&out, "mkdir -p %s && python3 %s/tests/bad_inputs.py %s/hf-parity %s",
@@ -46,6 +48,14 @@ static int setup(void **state) {
   if (rc) fprintf(stderr, "%s\n", out ? out : "");
   free(out);
   return rc ? -1 : 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char *out = NULL;
+  dt_test_run(&out, "rm -rf %s", g_mnt); /* /dev/shm is memory */
+  free(out);
+  return 0;
 }
 
 /* Newest ckpt-*.nc of dir into path ("" when none); returns its step. */
@@ -310,8 +320,8 @@ static void test_nan_divergence(void **state) {
 /* Can this machine make a private mount namespace with a tmpfs? */
 static int can_mount(char *why, size_t cap) {
   char *out = NULL;
-  int rc = dt_test_run(&out, "unshare -m sh -c 'mount -t tmpfs -o size=64k tmpfs %s && "
-                       "mount -o remount,ro %s'", g_tmp, g_tmp);
+  int rc = dt_test_run(&out, DT_TEST_PRIVATE_NS " sh -c 'mount -t tmpfs -o size=64k tmpfs %s && "
+                       "mount -o remount,ro %s'", g_mnt, g_mnt);
   if (rc != 0) snprintf(why, cap, "no private mount namespace here (unshare -m / mount: %.200s)",
                         out ? out : "");
   free(out);
@@ -325,7 +335,7 @@ static void test_readonly_out(void **state) {
   char why[512];
   if (!can_mount(why, sizeof why)) dt_test_unavailable(why);
   char dir[700];
-  snprintf(dir, sizeof dir, "%s/ro", g_tmp);
+  snprintf(dir, sizeof dir, "%s/ro", g_mnt);
   const char *G = dt_test_fixture("gpt2");
   char *out = NULL;
   int rc = dt_test_run(&out, GPT2_RUN "--steps 4 --save-every 2 --out %s", DT_BINARY, G, G, dir);
@@ -334,7 +344,7 @@ static void test_readonly_out(void **state) {
   /* the folder becomes read-only (a read-only bind mount: root ignores
    * mode bits) and the run resumes; its checkpoint at step 6 cannot be
    * written */
-  rc = dt_test_run(&out, "unshare -m sh -c 'mount --bind %s %s && mount -o remount,bind,ro %s "
+  rc = dt_test_run(&out, DT_TEST_PRIVATE_NS " sh -c 'mount --bind %s %s && mount -o remount,bind,ro %s "
                    "&& exec " GPT2_RUN "--steps 8 --save-every 2 --out %s --resume'",
                    dir, dir, dir, DT_BINARY, G, G, dir);
   if (rc != 4) fail_msg("read-only --out: exit %d, expected 4 (I/O):\n%s", rc, out);
@@ -355,14 +365,14 @@ static void test_disk_full(void **state) {
   char why[512];
   if (!can_mount(why, sizeof why)) dt_test_unavailable(why);
   char mnt[700];
-  snprintf(mnt, sizeof mnt, "%s/full", g_tmp);
+  snprintf(mnt, sizeof mnt, "%s/full", g_mnt);
   const char *G = dt_test_fixture("gpt2");
   char *out = NULL;
   /* a 256 KiB tmpfs: the first run's checkpoint fits, then the disk is
    * filled and the resumed run cannot write its own; all inside one
    * private mount namespace (the tmpfs goes with it) */
   int rc = dt_test_run(&out,
-                       "mkdir -p %s && unshare -m sh -c 'mount -t tmpfs -o size=256k tmpfs %s "
+                       "mkdir -p %s && " DT_TEST_PRIVATE_NS " sh -c 'mount -t tmpfs -o size=256k tmpfs %s "
                        "&& " GPT2_RUN "--steps 2 --out %s/D > /dev/null 2>&1 && "
                        "(dd if=/dev/zero of=%s/fill bs=1k 2>/dev/null; true) && "
                        GPT2_RUN "--steps 4 --out %s/D --resume; echo \"train exit $?\"; "
@@ -387,5 +397,5 @@ int main(void) {
       cmocka_unit_test(test_nan_skip),      cmocka_unit_test(test_nan_divergence),
       cmocka_unit_test(test_sweep_nan),
       cmocka_unit_test(test_readonly_out),  cmocka_unit_test(test_disk_full)};
-  return cmocka_run_group_tests(tests, setup, NULL);
+  return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -29,6 +29,13 @@ const char *dt_test_data(const char *rel) {
   return rotate("%s/%s", DT_TESTDATA_DIR, rel);
 }
 
+const char *dt_test_mount_dir(void) {
+  static char dir[64];
+  snprintf(dir, sizeof dir, "/dev/shm/dt-mnt-XXXXXX");
+  if (!mkdtemp(dir)) fail_msg("mkdtemp %s: cannot make a folder for mounts", dir);
+  return dir;
+}
+
 void dt_test_unavailable(const char *why) {
   const char *ci = getenv("CI");
   if (ci && !strcmp(ci, "true"))

@@ -20,6 +20,12 @@ const char *dt_test_fixture(const char *rel);
 const char *dt_test_data(const char *rel);
 /* A fresh temporary directory (removed at exit is not guaranteed). */
 const char *dt_test_tmpdir(void);
+/* A fresh folder under /dev/shm for tests that mount: mounts are made only
+ * there, inside DT_TEST_PRIVATE_NS (tests/private_ns.sh), so that they work
+ * in a chroot as on a booted machine and never reach the machine's own
+ * mount table. */
+const char *dt_test_mount_dir(void);
+#define DT_TEST_PRIVATE_NS DT_SOURCE_DIR "/tests/private_ns.sh"
 /* A real component this test needs cannot start here (WHY says why): under
  * CI=true that fails the test, elsewhere it is skipped with the reason. A
  * test of a real component never passes by skipping in CI. */
