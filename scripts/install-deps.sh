@@ -10,7 +10,9 @@
 # GNU time for the
 # memory per rank and matplotlib for the plots of the scaling studies;
 # python3-netcdf4 for the tests' independent read of checkpoint files; clang
-# and its libFuzzer runtime for the fuzz targets CI runs, docs/reliability.md.)
+# and its libFuzzer runtime for the fuzz targets CI runs, docs/reliability.md;
+# PCRE2 and utf8proc for the tokenizer: tokenizer.json's regexes with Unicode
+# properties, and Unicode normalization (NFC, NFKC, ...) and categories.)
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin
@@ -18,7 +20,7 @@ pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin
       pnetcdf-bin netcdf-bin libcmocka-dev libjansson-dev libxxhash-dev libinih-dev libdnnl-dev
       ocl-icd-opencl-dev man-db groff-base procps
       python3-numpy slurm-wlm munge lmod time python3-matplotlib python3-netcdf4
-      clang libclang-rt-dev)
+      clang libclang-rt-dev libpcre2-dev libutf8proc-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do
