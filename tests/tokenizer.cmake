@@ -21,3 +21,6 @@ foreach(pair "tiny;${DT_TESTDATA_DIR}/tokenizer/tiny/tokenizer.json"
   add_test(NAME tokenizer_parity_${name} COMMAND test_tokenizer ${name} ${file})
   set_tests_properties(tokenizer_parity_${name} PROPERTIES TIMEOUT 120 LABELS tokenizer)
 endforeach()
+# deltatune tokenize: ids and decode equal to HF's on the corpus (1 and 2
+# ranks), bad rows and refused tokenizer files
+dt_add_test(test_tokenize_cli SOURCES test_tokenize_cli.c TIMEOUT 300 LABELS tokenizer)
