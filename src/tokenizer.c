@@ -71,7 +71,9 @@ int dt_tokenizer_decode(dt_tokenizer *t, const int32_t *ids, size_t n_ids, int s
     const tok_added_token *a = tok_added_by_id(&t->added, ids[i]);
     if (a) {
       if (skip_special && a->special) continue;
-      DT_CALL(tok_strs_push(l, a->content, a->content_n));
+      /* a normalized token decodes as its normalized form, as HF's
+       * simple_id_to_token (the decoder inverts that form) */
+      DT_CALL(tok_strs_push(l, a->pattern, a->pattern_n));
       continue;
     }
     size_t len;
