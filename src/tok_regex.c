@@ -1,4 +1,5 @@
 /* PCRE2 for the patterns of tokenizer.json files (tok_regex.h). */
+#define _GNU_SOURCE /* memmem */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "tok_regex.h"
 
@@ -12,6 +13,8 @@
 struct tok_regex {
   pcre2_code *code;
   pcre2_match_data *md;
+  char *literal; /* a literal pattern is searched with memmem, not PCRE2 */
+  size_t literal_n;
 };
 
 /* Oniguruma's Unicode \s (White_Space) and \w (Letter, Mark, Number,
@@ -122,6 +125,15 @@ int tok_regex_compile(tok_regex **r, const char *pattern, size_t n, int literal,
   }
   x->code = code;
   x->md = md;
+  if (literal) {
+    x->literal = malloc(n);
+    if (!x->literal) {
+      tok_regex_free(&x);
+      DT_ERR(DT_ENOMEM, "%s: out of memory for a regex", what);
+    }
+    memcpy(x->literal, pattern, n);
+    x->literal_n = n;
+  }
   *r = x;
   return DT_OK;
 }
@@ -130,6 +142,15 @@ int tok_regex_find(tok_regex *r, const char *s, size_t n, size_t start, size_t *
                    size_t *me, int *found) {
   *found = 0;
   if (start > n) return DT_OK;
+  if (r->literal) {
+    const char *p = memmem(s + start, n - start, r->literal, r->literal_n);
+    if (p) {
+      *ms = (size_t)(p - s);
+      *me = *ms + r->literal_n;
+      *found = 1;
+    }
+    return DT_OK;
+  }
   int rc = pcre2_match(r->code, (PCRE2_SPTR)s, n, start, PCRE2_NO_UTF_CHECK, r->md, NULL);
   if (rc == PCRE2_ERROR_NOMATCH) return DT_OK;
   if (rc < 0) {
@@ -148,6 +169,7 @@ void tok_regex_free(tok_regex **r) {
   if (!*r) return;
   pcre2_match_data_free((*r)->md);
   pcre2_code_free((*r)->code);
+  free((*r)->literal);
   free(*r);
   *r = NULL;
 }
