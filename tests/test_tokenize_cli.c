@@ -138,10 +138,10 @@ static void test_bad_tokenizers(void **state) {
     assert_has(out, cases[i].needle);
     free(out);
   }
-  int rc = dt_test_run(&out, "%s tokenize --tokenizer %s --input %s --output x.safetensors", DT_BINARY,
+  int rc = dt_test_run(&out, "%s tokenize --tokenizer %s --input %s --output x.txt", DT_BINARY,
                        tiny(), in);
   assert_int_equal(rc, 2);
-  assert_has(out, "only JSON lines");
+  assert_has(out, "must end in .jsonl");
   free(out);
   rc = dt_test_run(&out, "%s tokenize --tokenizer %s --output x.jsonl", DT_BINARY, tiny());
   assert_int_equal(rc, 2);
@@ -153,11 +153,61 @@ static void test_bad_tokenizers(void **state) {
   free(out);
 }
 
+/* The shipped fortune-topic task files were tokenized in Python from the raw
+ * rows (prompt, completion, EOS, right padding with EOS, labels -100 on the
+ * prompt and padding, rows longer than 160 dropped): tokenize must give the
+ * same tensors, on one rank and two. */
+static void test_training_layout(void **state) {
+  (void)state;
+  char *out = NULL;
+  const char *raw = tmp("ft-train.jsonl"), *raw_test = tmp("ft-test.jsonl");
+  assert_int_equal(dt_test_run(&out, "zcat %s/data/tasks/raw/fortune-topic.jsonl.gz | grep '\"split\": \"train\"' > %s"
+                               " && zcat %s/data/tasks/raw/fortune-topic.jsonl.gz | grep '\"split\": \"test\"' > %s",
+                               DT_SOURCE_DIR, raw, DT_SOURCE_DIR, raw_test), 0);
+  free(out);
+  const char *st1 = tmp("ft1.safetensors"), *st2 = tmp("ft2.safetensors"), *st3 = tmp("ft3.safetensors");
+  assert_int_equal(dt_test_run(&out, "%s tokenize --tokenizer %s/data/models/tiny-gpt2 --input %s --output %s "
+                               "--seq-len 160", DT_BINARY, DT_SOURCE_DIR, raw, st1), 0);
+  assert_has(out, "2875 of 3018 rows fit --seq-len 160 (143 dropped");
+  free(out);
+  assert_int_equal(dt_test_run(&out, MPIRUN " %s tokenize --tokenizer %s/data/models/tiny-llama/tokenizer.json "
+                               "--input %s --output %s --seq-len 160", DT_BINARY, DT_SOURCE_DIR, raw, st2), 0);
+  free(out);
+  assert_int_equal(dt_test_run(&out, MPIRUN " %s tokenize --tokenizer %s/data/models/tiny-gpt2 --eos '<|endoftext|>' "
+                               "--input %s --output %s --seq-len 160", DT_BINARY, DT_SOURCE_DIR, raw_test, st3), 0);
+  free(out);
+  const char *files[][2] = {{st1, "train"}, {st2, "train"}, {st3, "test"}};
+  for (int k = 0; k < 3; k++) {
+    int rc = dt_test_run(&out, "python3 %s/tests/compare_token_tensors.py %s %s/data/tasks/fortune-topic/%s.safetensors",
+                         DT_SOURCE_DIR, files[k][0], DT_SOURCE_DIR, files[k][1]);
+    if (rc != 0) fail_msg("%s differs from the shipped %s file: %s", files[k][0], files[k][1], out ? out : "");
+    free(out);
+  }
+  /* too long rows as errors; the layout needs --seq-len and an EOS */
+  int rc = dt_test_run(&out, "%s tokenize --tokenizer %s/data/models/tiny-gpt2 --input %s --output %s --seq-len 160 "
+                       "--too-long error", DT_BINARY, DT_SOURCE_DIR, raw, st1);
+  assert_int_equal(rc, 3);
+  assert_has(out, "ft-train.jsonl line ");
+  assert_has(out, "more than --seq-len 160");
+  free(out);
+  rc = dt_test_run(&out, "%s tokenize --tokenizer %s/data/models/tiny-gpt2 --input %s --output %s", DT_BINARY,
+                   DT_SOURCE_DIR, raw, st1);
+  assert_int_equal(rc, 2);
+  assert_has(out, "needs --seq-len");
+  free(out);
+  rc = dt_test_run(&out, "%s tokenize --tokenizer %s/data/models/tiny-gpt2 --input %s --output %s --seq-len 160 "
+                   "--eos '<nope>'", DT_BINARY, DT_SOURCE_DIR, raw, st1);
+  assert_int_equal(rc, 2);
+  assert_has(out, "'<nope>' is not a token");
+  free(out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_encode_decode_match_hf),
       cmocka_unit_test(test_bad_rows),
       cmocka_unit_test(test_bad_tokenizers),
+      cmocka_unit_test(test_training_layout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
