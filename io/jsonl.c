@@ -83,9 +83,13 @@ int dt_jsonl_ids(const dt_jsonl *r, json_t *row, const char *field, int32_t limi
   for (size_t i = 0; i < k; i++) {
     json_t *x = json_array_get(v, i);
     json_int_t id = json_is_integer(x) ? json_integer_value(x) : -1;
-    DT_CHECK(json_is_integer(x) && id >= 0 && id <= INT32_MAX && (limit <= 0 || id < limit),
-             DT_EINPUT, "%s line %ld: \"%s\"[%zu] is not a token id%s%.0d%s", r->path, r->lineno,
-             field, i, limit > 0 ? " in [0, " : "", limit > 0 ? (int)limit : 0, limit > 0 ? ")" : "");
+    if (!json_is_integer(x) || id < 0 || id > INT32_MAX || (limit > 0 && id >= limit)) {
+      if (limit > 0)
+        DT_ERR(DT_EINPUT, "%s line %ld: \"%s\"[%zu] is not a token id in [0, %d)", r->path,
+               r->lineno, field, i, (int)limit);
+      DT_ERR(DT_EINPUT, "%s line %ld: \"%s\"[%zu] is not a token id (an integer in [0, 2^31))",
+             r->path, r->lineno, field, i);
+    }
     (*ids)[i] = (int32_t)id;
   }
   *n = k;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "error.h"
 #include "tok_internal.h"
@@ -69,7 +70,6 @@ static int find(const tok_added *a, int k, const char *s, size_t n, size_t from,
 /* Rust regex's \w (Alphabetic, Mark, Nd, Pc, Join_Control) for one
  * character, through utf8proc's categories: Alphabetic is approximated by
  * L, Nl and the marks (Other_Alphabetic is mostly Mn/Mc). */
-#include <utf8proc.h>
 static int is_word(uint32_t cp) {
   if (cp < 0x80) return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') ||
                         (cp >= 'A' && cp <= 'Z') || cp == '_';

@@ -381,8 +381,10 @@ int dt_cmd_tokenize(int argc, char **argv) {
     if (rank == 0)
       dt_options_print_help(stdout, "tokenize",
                             "Token ids of JSON lines of text with a Hugging Face tokenizer.json "
-                            "(BPE: byte-level or SentencePiece-style), exactly as HF tokenizers; "
-                            "or text of token ids (--decode yes). Every rank takes a block of rows.",
+                            "(BPE: byte-level or SentencePiece-style), exactly as HF tokenizers: "
+                            "OUT.jsonl gets {\"ids\": [...]} per row, OUT.safetensors (with "
+                            "--seq-len) the training layout of --data; or text of token ids "
+                            "(--decode yes). Every rank takes a block of rows.",
                             &g, 1);
     return DT_OK;
   }
