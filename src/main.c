@@ -24,6 +24,7 @@ static const command g_commands[] = {
     {"export", dt_cmd_export, "write a checkpoint as a PEFT adapter or a safetensors file"},
     {"merge", dt_cmd_merge, "fold a checkpoint's deltas into a copy of the backbone (HF folder)"},
     {"plan", dt_cmd_plan, "memory, time, storage and communication of a job before it runs"},
+    {"tokenize", dt_cmd_tokenize, "token ids of JSON lines of text with a HF tokenizer.json (or back)"},
 };
 #define N_COMMANDS (int)(sizeof g_commands / sizeof g_commands[0])
 
@@ -56,7 +57,7 @@ int main(int argc, char **argv) {
       if (!strcmp(argv[1], g_commands[i].name)) cmd = &g_commands[i];
     if (!cmd) {
       rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
-                        "unknown command '%s' (commands: train, sweep, eval, gradcheck, methods, inspect, export, merge, plan; "
+                        "unknown command '%s' (commands: train, sweep, eval, gradcheck, methods, inspect, export, merge, plan, tokenize; "
                         "see deltatune --help)", argv[1]);
     } else {
       rc = cmd->fn(argc - 2, argv + 2);

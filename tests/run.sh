@@ -52,7 +52,7 @@ if [[ "${DT_SANITIZE_SUITE:-0}" == "1" ]]; then
       -DDT_BUILD_TESTS=OFF >/dev/null
     cmake --build "$FUZZ_BUILD" --target fuzz -j"$(nproc)"
     passed=0 failed=0
-    for t in safetensors config dataset options taskfile checkpoint; do
+    for t in safetensors config dataset options taskfile checkpoint tokenizer jsonl; do
       corpus=$(mktemp -d)
       cp "$FUZZ_BUILD/tests/fuzz/corpus/$t/"* "$corpus/"
       log="$FUZZ_BUILD/tests/fuzz/fuzz_$t.log"

@@ -178,8 +178,24 @@ def allowed_packages(listed):
     apt_pkg.init()
     cache = apt_pkg.Cache(None)
     installed = {p.name: p for p in cache.packages if p.current_ver is not None}
-    todo = [n for n in listed if n in installed]
-    absent = [n for n in listed if n not in installed]
+
+    def providers(name):
+        """Installed packages whose installed version provides NAME."""
+        try:
+            pkg = cache[name]
+        except KeyError:
+            return []
+        return [v.parent_pkg.name for _, _, v in pkg.provides_list
+                if v.parent_pkg.current_ver is not None and v.parent_pkg.current_ver.id == v.id]
+
+    # a listed name is installed, or provided by an installed package (as
+    # install-deps.sh counts it: npm from a nodejs build that ships it)
+    todo, absent = [], []
+    for n in listed:
+        got = [n] if n in installed else providers(n)
+        todo += got
+        if not got:
+            absent.append(n)
     todo += [n for n, p in installed.items() if p.essential]
     todo += ["apt"]
     seen = set()

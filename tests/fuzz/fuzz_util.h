@@ -16,7 +16,7 @@ static char fuzz_dir_[256];
 /* At exit: the private folder and the files in it go. */
 static inline void fuzz_cleanup_(void) {
   static const char *const names[] = {"t.safetensors", "config.json", "d.safetensors",
-                                      "tasks.ini", "c.nc"};
+                                      "tasks.ini", "c.nc", "tokenizer.json", "rows.jsonl"};
   char p[512];
   for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
     snprintf(p, sizeof p, "%s/%s", fuzz_dir_, names[i]);

@@ -1,0 +1,397 @@
+/* deltatune tokenize: JSON lines of text to JSON lines of token ids (or
+ * back, with --decode yes) with a Hugging Face tokenizer.json, as HF
+ * `tokenizers` encode/decode; or to the tokenized training layout
+ * (OUT.safetensors: input_ids and labels [N, seq_len], io/dataset.h).
+ * Collective over MPI_COMM_WORLD: the rows are cut into one contiguous block
+ * per rank; for JSON lines each rank writes its block to a part file and
+ * rank 0 joins the parts in order, for safetensors rank 0 gathers the rows
+ * and writes the file. */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agree.h"
+#include "commands.h"
+#include "error.h"
+#include "jsonl.h"
+#include "options.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+
+static const dt_optdef tokenize_opts[] = {
+    {"tokenizer", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "a tokenizer.json, or a Hugging Face model folder holding one (required)"},
+    {"input", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "JSON lines to read: rows {\"FIELD\": text}, or {\"ids\": [...]} with --decode yes (required)"},
+    {"output", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "JSON lines to write (.jsonl): {\"ids\": [...]} per row in input order, or {\"text\": ...} "
+     "with --decode yes (required)"},
+    {"field", DT_OPT_STRING, "text", 0, 0, NULL, "the field of each input row that holds the text"},
+    {"special", DT_OPT_BOOL, "yes", 0, 0, NULL,
+     "add the post-processor's special tokens (BOS/EOS), as add_special_tokens=True"},
+    {"decode", DT_OPT_BOOL, "no", 0, 0, NULL,
+     "decode ids to text instead, as decode(ids, skip_special_tokens=False)"},
+    {"seq-len", DT_OPT_INT, "0", 0, 1 << 20, NULL,
+     "OUT.safetensors: the length T of every row of input_ids/labels [N, T] (required there)"},
+    {"too-long", DT_OPT_CHOICE, "drop", 0, 0, "drop|error",
+     "OUT.safetensors: a row longer than --seq-len is dropped (and counted) or an error"},
+    {"eos", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "OUT.safetensors: the EOS token, appended to each completion and used as padding (default: "
+     "eos_token of tokenizer_config.json beside the tokenizer.json)"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+
+typedef struct {
+  dt_tokenizer *tok;
+  int32_t *ids;
+  size_t n_ids, ids_cap;
+  char *text;
+  size_t text_n, text_cap;
+  json_t *row;
+  /* OUT.safetensors: the kept rows of this rank, [n_rows, seq_len] each */
+  int seq_len;
+  int32_t eos;
+  int32_t *in, *lab;
+  long n_rows, cap_rows, n_dropped;
+} work;
+
+static int write_ids(FILE *f, const int32_t *ids, size_t n) {
+  fputs("{\"ids\": [", f);
+  for (size_t i = 0; i < n; i++) fprintf(f, i ? ", %d" : "%d", ids[i]);
+  fputs("]}\n", f);
+  return DT_OK;
+}
+
+static int write_text(FILE *f, const char *s, size_t n) {
+  json_t *o = json_object();
+  json_t *v = json_stringn(s, n);
+  DT_CHECK(o && v && json_object_set_new(o, "text", v) == 0, DT_ENOMEM, "out of memory");
+  int rc = json_dumpf(o, f, JSON_COMPACT | JSON_ENSURE_ASCII);
+  json_decref(o);
+  DT_CHECK(rc == 0, DT_EIO, "cannot write a row");
+  fputc('\n', f);
+  return DT_OK;
+}
+
+/* A training row: {"prompt", "completion"} (completion and EOS scored) or
+ * {FIELD} (every token scored), right-padded with EOS, labels -100 there. */
+static int train_row(work *w, const dt_options *o, const dt_jsonl *r) {
+  const int special = dt_opt_bool(o, "special");
+  const char *s;
+  size_t n;
+  size_t n_prompt = 0;
+  json_t *prompt = json_object_get(w->row, "prompt");
+  if (prompt) {
+    DT_CALL(dt_jsonl_string(r, w->row, "prompt", &s, &n));
+    DT_CALL(dt_tokenizer_encode(w->tok, s, n, special, &w->ids, &w->n_ids, &w->ids_cap));
+    n_prompt = w->n_ids;
+    int32_t *keep = malloc((n_prompt + 1) * sizeof *keep);
+    DT_CHECK(keep, DT_ENOMEM, "out of memory");
+    memcpy(keep, w->ids, n_prompt * sizeof *keep);
+    int rc = dt_jsonl_string(r, w->row, "completion", &s, &n);
+    if (rc == DT_OK) rc = dt_tokenizer_encode(w->tok, s, n, 0, &w->ids, &w->n_ids, &w->ids_cap);
+    size_t total = n_prompt + w->n_ids + 1;
+    if (rc == DT_OK && total > w->ids_cap) {
+      int32_t *p = realloc(w->ids, total * sizeof *p);
+      if (p) w->ids = p, w->ids_cap = total;
+      else rc = dt_error_set(DT_ENOMEM, __FILE__, __LINE__, __func__, "out of memory");
+    }
+    if (rc == DT_OK) {
+      memmove(w->ids + n_prompt, w->ids, w->n_ids * sizeof *w->ids);
+      memcpy(w->ids, keep, n_prompt * sizeof *keep);
+      w->n_ids = total;
+      w->ids[total - 1] = w->eos;
+    }
+    free(keep);
+    DT_CALL(rc);
+  } else {
+    DT_CALL(dt_jsonl_string(r, w->row, dt_opt_str(o, "field"), &s, &n));
+    DT_CALL(dt_tokenizer_encode(w->tok, s, n, special, &w->ids, &w->n_ids, &w->ids_cap));
+  }
+  const size_t T = (size_t)w->seq_len;
+  if (w->n_ids > T) {
+    DT_CHECK(strcmp(dt_opt_str(o, "too-long"), "error"), DT_EINPUT,
+             "%s line %ld: the row has %zu tokens, more than --seq-len %d (--too-long drop skips it)",
+             r->path, r->lineno, w->n_ids, w->seq_len);
+    w->n_dropped++;
+    return DT_OK;
+  }
+  DT_CHECK(w->n_ids > n_prompt || !prompt, DT_EINPUT, "%s line %ld: nothing to score", r->path, r->lineno);
+  if (w->n_rows == w->cap_rows) {
+    long cap = w->cap_rows ? 2 * w->cap_rows : 1024;
+    int32_t *a = realloc(w->in, (size_t)cap * T * sizeof *a);
+    if (a) w->in = a;
+    int32_t *b = a ? realloc(w->lab, (size_t)cap * T * sizeof *b) : NULL;
+    DT_CHECK(b, DT_ENOMEM, "out of memory for %ld rows of %d tokens", cap, w->seq_len);
+    w->lab = b;
+    w->cap_rows = cap;
+  }
+  int32_t *in = w->in + (size_t)w->n_rows * T, *lab = w->lab + (size_t)w->n_rows * T;
+  for (size_t t = 0; t < T; t++) {
+    in[t] = t < w->n_ids ? w->ids[t] : w->eos;
+    lab[t] = t < n_prompt || t >= w->n_ids ? -100 : w->ids[t];
+  }
+  w->n_rows++;
+  return DT_OK;
+}
+
+/* Rows [first, last) of the input to out. */
+static int run_block(work *w, const dt_options *o, long first, long last, FILE *out) {
+  const char *field = dt_opt_str(o, "field");
+  const int decode = dt_opt_bool(o, "decode"), special = dt_opt_bool(o, "special");
+  const int32_t vocab = dt_tokenizer_vocab_size(w->tok);
+  dt_jsonl r;
+  DT_CALL(dt_jsonl_open(&r, dt_opt_str(o, "input")));
+  int rc = DT_OK;
+  for (long i = 0; i < last && rc == DT_OK; i++) {
+    int more;
+    rc = dt_jsonl_next(&r, i >= first, &w->row, &more);
+    if (rc != DT_OK || !more) break;
+    if (i < first) continue;
+    if (w->seq_len) {
+      rc = train_row(w, o, &r);
+    } else if (decode) {
+      rc = dt_jsonl_ids(&r, w->row, "ids", vocab, &w->ids, &w->n_ids, &w->ids_cap);
+      if (rc == DT_OK)
+        rc = dt_tokenizer_decode(w->tok, w->ids, w->n_ids, 0, &w->text, &w->text_n, &w->text_cap);
+      if (rc == DT_OK) rc = write_text(out, w->text, w->text_n);
+    } else {
+      const char *s;
+      size_t n;
+      rc = dt_jsonl_string(&r, w->row, field, &s, &n);
+      if (rc == DT_OK) {
+        rc = dt_tokenizer_encode(w->tok, s, n, special, &w->ids, &w->n_ids, &w->ids_cap);
+        if (rc != DT_OK) {
+          char msg[512];
+          snprintf(msg, sizeof msg, "%s", dt_error_message());
+          rc = dt_error_set(rc, __FILE__, __LINE__, __func__, "%s line %ld: %s", r.path, r.lineno, msg);
+        }
+      }
+      if (rc == DT_OK) rc = write_ids(out, w->ids, w->n_ids);
+    }
+    json_decref(w->row);
+    w->row = NULL;
+  }
+  dt_jsonl_close(&r);
+  if (rc == DT_OK && out && ferror(out)) rc = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__, "write error");
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}
+
+static int count_rows(const char *path, long *n) {
+  dt_jsonl r;
+  DT_CALL(dt_jsonl_open(&r, path));
+  *n = 0;
+  int rc, more = 1;
+  json_t *row;
+  while ((rc = dt_jsonl_next(&r, 0, &row, &more)) == DT_OK && more) (*n)++;
+  dt_jsonl_close(&r);
+  return rc;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* Append the file at path to out. */
+static int append_file(FILE *out, const char *path) {
+  FILE *f = fopen(path, "rb");
+  DT_CHECK(f, DT_EIO, "cannot open the part file '%s'", path);
+  char buf[1 << 16];
+  size_t k;
+  while ((k = fread(buf, 1, sizeof buf, f)) > 0)
+    if (fwrite(buf, 1, k, out) != k) break;
+  int bad = ferror(f) || ferror(out);
+  fclose(f);
+  DT_CHECK(!bad, DT_EIO, "cannot copy the part file '%s'", path);
+  return DT_OK;
+}
+
+/* The EOS id: --eos, or eos_token of tokenizer_config.json beside the
+ * tokenizer.json. */
+static int find_eos(work *w, const dt_options *o) {
+  const char *tp = dt_opt_str(o, "tokenizer");
+  char *name = NULL;
+  if (dt_opt_is_set(o, "eos")) {
+    name = strdup(dt_opt_str(o, "eos"));
+  } else {
+    char cfg[4096];
+    struct stat st;
+    if (stat(tp, &st) == 0 && S_ISDIR(st.st_mode)) {
+      snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", tp);
+    } else {
+      const char *slash = strrchr(tp, '/');
+      snprintf(cfg, sizeof cfg, "%.*stokenizer_config.json", slash ? (int)(slash - tp + 1) : 0, tp);
+    }
+    json_error_t err;
+    json_t *c = json_load_file(cfg, JSON_DECODE_INT_AS_REAL, &err); /* model_max_length: 1e30 */
+    json_t *e = c ? json_object_get(c, "eos_token") : NULL;
+    if (e && json_is_object(e)) e = json_object_get(e, "content");
+    if (e && json_is_string(e)) name = strdup(json_string_value(e));
+    json_decref(c);
+    DT_CHECK(name, DT_EUSAGE, "no EOS token: give --eos TOKEN (no eos_token in %s)", cfg);
+  }
+  DT_CHECK(name, DT_ENOMEM, "out of memory");
+  w->eos = dt_tokenizer_token_id(w->tok, name);
+  if (w->eos < 0) {
+    int rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
+                          "the EOS token '%s' is not a token of %s", name, tp);
+    free(name);
+    return rc;
+  }
+  free(name);
+  return DT_OK;
+}
+
+/* Rank 0 gathers every rank's rows in rank order and writes the file. */
+static int write_safetensors(work *w, const dt_options *o, int rank, int nranks, long n_total) {
+  const int T = w->seq_len;
+  long *counts = calloc((size_t)nranks, sizeof *counts), dropped = 0;
+  DT_CHECK(counts, DT_ENOMEM, "out of memory");
+  MPI_Allgather(&w->n_rows, 1, MPI_LONG, counts, 1, MPI_LONG, MPI_COMM_WORLD);
+  MPI_Reduce(&w->n_dropped, &dropped, 1, MPI_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
+  long n = 0;
+  for (int k = 0; k < nranks; k++) n += counts[k];
+  int rc = DT_OK;
+  if (n == 0) rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
+                                "%s: no row fits --seq-len %d (%ld dropped)", dt_opt_str(o, "input"), T, dropped);
+  int32_t *all_in = NULL, *all_lab = NULL;
+  int *cnt = NULL, *displ = NULL;
+  if (rc == DT_OK && rank == 0) {
+    if ((double)n * T >= 2e9)
+      rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
+                        "%ld rows of %d tokens are too many for one file", n, T);
+    if (rc == DT_OK) all_in = malloc((size_t)n * (size_t)T * sizeof *all_in);
+    if (rc == DT_OK) all_lab = malloc((size_t)n * (size_t)T * sizeof *all_lab);
+    cnt = malloc((size_t)nranks * sizeof *cnt);
+    displ = malloc((size_t)nranks * sizeof *displ);
+    if (!all_in || !all_lab || !cnt || !displ)
+      rc = dt_error_set(DT_ENOMEM, __FILE__, __LINE__, __func__, "out of memory for %ld rows", n);
+    for (int k = 0, at = 0; rc == DT_OK && k < nranks; k++) {
+      cnt[k] = (int)(counts[k] * T);
+      displ[k] = at;
+      at += cnt[k];
+    }
+  }
+  rc = dt_agree(rc, MPI_COMM_WORLD);
+  if (rc == DT_OK) {
+    int mine = (int)(w->n_rows * T);
+    MPI_Gatherv(w->in, mine, MPI_INT32_T, all_in, cnt, displ, MPI_INT32_T, 0, MPI_COMM_WORLD);
+    MPI_Gatherv(w->lab, mine, MPI_INT32_T, all_lab, cnt, displ, MPI_INT32_T, 0, MPI_COMM_WORLD);
+    if (rank == 0) {
+      dt_st_out t[2] = {{"input_ids", DT_DTYPE_I32, 2, {n, T}, all_in},
+                        {"labels", DT_DTYPE_I32, 2, {n, T}, all_lab}};
+      const char *keys[] = {"source", "tokenizer"};
+      const char *vals[] = {dt_opt_str(o, "input"), dt_opt_str(o, "tokenizer")};
+      rc = dt_st_write(dt_opt_str(o, "output"), t, 2, keys, vals, 2);
+      if (rc == DT_OK)
+        fprintf(stderr, "tokenize: %ld of %ld rows fit --seq-len %d (%ld dropped as too long)\n", n,
+                n_total, T, dropped);
+    }
+    rc = dt_agree(rc, MPI_COMM_WORLD);
+  }
+  free(counts);
+  free(all_in);
+  free(all_lab);
+  free(cnt);
+  free(displ);
+  return rc;
+}
+
+static int tokenize_run(const dt_options *o, int rank, int nranks) {
+  const char *in = dt_opt_str(o, "input"), *outp = dt_opt_str(o, "output");
+  const int st = ends_with(outp, ".safetensors");
+  DT_CHECK(ends_with(outp, ".jsonl") || st, DT_EUSAGE,
+           "--output '%s' must end in .jsonl (ids per row) or .safetensors (training layout)", outp);
+  DT_CHECK(!st || dt_opt_int(o, "seq-len") >= 2, DT_EUSAGE,
+           "--output '%s': the training layout needs --seq-len (at least 2)", outp);
+  DT_CHECK(!st || !dt_opt_bool(o, "decode"), DT_EUSAGE, "--decode yes writes text: --output must be .jsonl");
+  DT_CHECK(st || !dt_opt_given(o, "seq-len"), DT_EUSAGE, "--seq-len is for an --output .safetensors");
+  work w = {0};
+  int rc = dt_tokenizer_load(&w.tok, dt_opt_str(o, "tokenizer"));
+  long n = 0;
+  if (rc == DT_OK && st) {
+    w.seq_len = dt_opt_int(o, "seq-len");
+    rc = find_eos(&w, o);
+  }
+  if (rc == DT_OK) rc = count_rows(in, &n);
+  /* every rank found the same (the same files): usage and input errors are agreed */
+  if (rc != DT_OK) dt_tokenizer_free(&w.tok);
+  DT_CALL(dt_agree(rc, MPI_COMM_WORLD));
+  long first = n * rank / nranks, last = n * (rank + 1) / nranks;
+  if (st) {
+    rc = run_block(&w, o, first, last, NULL);
+    rc = dt_agree(rc, MPI_COMM_WORLD);
+    if (rc == DT_OK) rc = write_safetensors(&w, o, rank, nranks, n);
+    free(w.ids);
+    free(w.in);
+    free(w.lab);
+    json_decref(w.row);
+    dt_tokenizer_free(&w.tok);
+    return rc;
+  }
+  char part[4096];
+  if (nranks == 1) snprintf(part, sizeof part, "%s", outp);
+  else snprintf(part, sizeof part, "%s.part%d", outp, rank);
+  FILE *f = fopen(part, "wb");
+  rc = f ? DT_OK
+         : dt_error_set(DT_EIO, __FILE__, __LINE__, __func__, "cannot open '%s' for writing", part);
+  if (rc == DT_OK) rc = run_block(&w, o, first, last, f);
+  if (f && fclose(f) != 0 && rc == DT_OK)
+    rc = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__, "cannot write '%s'", part);
+  free(w.ids);
+  free(w.text);
+  json_decref(w.row);
+  dt_tokenizer_free(&w.tok);
+  rc = dt_agree(rc, MPI_COMM_WORLD);
+  if (nranks > 1) {
+    if (rc == DT_OK && rank == 0) {
+      FILE *out = fopen(outp, "wb");
+      rc = out ? DT_OK
+               : dt_error_set(DT_EIO, __FILE__, __LINE__, __func__, "cannot open '%s' for writing", outp);
+      for (int k = 0; k < nranks && rc == DT_OK; k++) {
+        snprintf(part, sizeof part, "%s.part%d", outp, k);
+        rc = append_file(out, part);
+      }
+      if (out && fclose(out) != 0 && rc == DT_OK)
+        rc = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__, "cannot write '%s'", outp);
+    }
+    rc = dt_agree(rc, MPI_COMM_WORLD);
+    snprintf(part, sizeof part, "%s.part%d", outp, rank);
+    unlink(part);
+  }
+  DT_CALL(rc);
+  if (rank == 0)
+    fprintf(stderr, "tokenize: %ld rows of %s -> %s (%d rank%s)\n", n, in, outp, nranks,
+            nranks > 1 ? "s" : "");
+  return DT_OK;
+}
+
+int dt_cmd_tokenize(int argc, char **argv) {
+  int rank, nranks;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+  const dt_optgroup g = {"tokenize", "Tokenize", tokenize_opts};
+  dt_options o;
+  DT_CALL(dt_options_parse(&o, "tokenize", &g, 1, argc, argv));
+  if (o.help) {
+    if (rank == 0)
+      dt_options_print_help(stdout, "tokenize",
+                            "Token ids of JSON lines of text with a Hugging Face tokenizer.json "
+                            "(BPE: byte-level or SentencePiece-style), exactly as HF tokenizers: "
+                            "OUT.jsonl gets {\"ids\": [...]} per row, OUT.safetensors (with "
+                            "--seq-len) the training layout of --data; or text of token ids "
+                            "(--decode yes). Every rank takes a block of rows.",
+                            &g, 1);
+    return DT_OK;
+  }
+  DT_CHECK(dt_opt_is_set(&o, "tokenizer"), DT_EUSAGE,
+           "--tokenizer is required (see deltatune tokenize --help)");
+  DT_CHECK(dt_opt_is_set(&o, "input"), DT_EUSAGE, "--input is required (see deltatune tokenize --help)");
+  DT_CHECK(dt_opt_is_set(&o, "output"), DT_EUSAGE,
+           "--output is required (see deltatune tokenize --help)");
+  return tokenize_run(&o, rank, nranks);
+}
