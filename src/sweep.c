@@ -28,6 +28,7 @@
 #include "dataset.h"
 #include "agree.h"
 #include "error.h"
+#include "outpaths.h"
 #include "gemm_bf16.h"
 #include "gradsync.h"
 #include "interrupt.h"
@@ -347,6 +348,18 @@ static int sweep_run(int argc, char **argv) {
   /* options errors are the user's to fix before anything runs; until the
    * task loop below, a failure frees what was set up so far */
   for (int k = 0; prc == DT_OK && k < nt; k++) prc = task_options(&ts[k], file, &o);
+  /* no two tasks write to the same place, and no other run writes into
+   * their folders: resolved, compared and locked before anything loads */
+  dt_output_spec *outs = NULL;
+  if (prc == DT_OK) prc = dt_calloc(&outs, sizeof *outs * (size_t)(nt + 1), "task outputs");
+  for (int k = 0; prc == DT_OK && k < nt; k++) {
+    const dt_options *to = &ts[k].opt;
+    outs[k].task = ts[k].src.name;
+    outs[k].out = dt_opt_is_set(to, "out") ? dt_opt_str(to, "out") : NULL;
+    outs[k].metrics = dt_opt_is_set(to, "metrics") ? dt_opt_str(to, "metrics") : NULL;
+  }
+  if (prc == DT_OK) prc = dt_outputs_lock_sweep(file, outs, nt, MPI_COMM_WORLD);
+  free(outs);
   if (prc) {
     free(ts);
     return dt_error_trace(prc, __FILE__, __LINE__, __func__);

@@ -21,6 +21,7 @@
 #include "commands.h"
 #include "dataset.h"
 #include "error.h"
+#include "outpaths.h"
 #include "gemm_bf16.h"
 #include "gradsync.h"
 #include "interrupt.h"
@@ -348,6 +349,10 @@ static int setup(run_ctx *c, int train) {
   const int bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
   DT_CALL(dt_dist_init(&c->dist, dt_opt_int(o, "tp")));
   DT_CALL(dt_agree(check_inputs(c, train), MPI_COMM_WORLD));
+  /* --out: created and locked against another run before anything is read
+   * from it or written into it */
+  if (train && dt_opt_exists(o, "out") && dt_opt_is_set(o, "out"))
+    DT_CALL(dt_outputs_lock_train(dt_opt_str(o, "out"), MPI_COMM_WORLD));
   /* the checkpoint of --resume / eval --checkpoint, whole (collective,
    * agreed): a truncated, corrupted or mismatched file stops here */
   DT_CALL(dt_ckpt_precheck(o, &c->cfg, train == 1, &c->bb, &c->have_bb, MPI_COMM_WORLD));

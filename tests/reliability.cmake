@@ -4,3 +4,7 @@
 # checkpoint intact.
 dt_add_test(test_bad_input SOURCES test_bad_input.c TIMEOUT 900 LABELS reliability)
 dt_add_test(test_faults SOURCES test_faults.c TIMEOUT 600 LABELS reliability)
+# Output collisions and locks: two tasks of a sweep on one folder or metrics
+# file, a second run on a held folder, a stale lock (2 ranks).
+dt_add_test(test_outputs SOURCES test_outputs.c TIMEOUT 300 LABELS reliability)
+set_tests_properties(test_outputs PROPERTIES PROCESSORS 2)

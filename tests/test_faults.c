@@ -335,15 +335,15 @@ static void test_readonly_out(void **state) {
   if (rc != 0) fail_msg("first run: exit %d\n%s", rc, out);
   free(out);
   /* the folder becomes read-only (a read-only bind mount: root ignores
-   * mode bits) and the run resumes; its checkpoint at step 6 cannot be
-   * written */
+   * mode bits) and the run resumes: its lock file cannot be made, so it
+   * stops before training, naming the folder */
   rc = dt_test_run(&out, "unshare -m sh -c 'mount --bind %s %s && mount -o remount,bind,ro %s "
                    "&& exec " GPT2_RUN "--steps 8 --save-every 2 --out %s --resume'",
                    dir, dir, dir, DT_BINARY, G, G, dir);
   if (rc != 4) fail_msg("read-only --out: exit %d, expected 4 (I/O):\n%s", rc, out);
   if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
-  expect(out, "ckpt-0000000006.nc", "read-only --out");
-  expect(out, "read only", "read-only --out");
+  expect(out, ".deltatune.lock: Read-only file system", "read-only --out");
+  if (strstr(out, "step ")) fail_msg("read-only --out: it trained:\n%s", out);
   free(out);
   char ck[1024];
   assert_int_equal(newest_ckpt(dir, ck, sizeof ck), 4);
