@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -276,6 +277,48 @@ static void gather_shard(const dt_param *p, const float *local, float *full, MPI
   }
 }
 
+/* Rank 0: reserve the bytes [offset, offset + bytes) of file tmp. A file
+ * system without fallocate is left to the checks after the write. */
+static int reserve(const char *tmp, const char *path, int64_t offset, int64_t bytes) {
+  if (bytes <= 0) return DT_OK;
+  int fd = open(tmp, O_WRONLY | O_CLOEXEC);
+  DT_CHECK(fd >= 0, DT_EIO, "%s: cannot open to reserve its space: %s; %s was not replaced", tmp,
+           strerror(errno), path);
+  const int e = posix_fallocate(fd, (off_t)offset, (off_t)bytes);
+  close(fd);
+  if (e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) return DT_OK;
+  DT_CHECK(e == 0, DT_EIO, "%s: reserving the %lld bytes of its variables: %s; %s was not "
+           "replaced", tmp, (long long)bytes, strerror(e), path);
+  return DT_OK;
+}
+
+/* The written temporary, read back before it gets its final name: the
+ * header, complete = 1 and every variable's checksum (collective, agreed).
+ * A failure is an I/O error naming what did not read back; the target is
+ * not replaced. */
+static int verify_written(const char *tmp, const char *path, MPI_Comm comm) {
+  dt_ckpt_file f;
+  int rc = dt_ckpt_open(&f, tmp, comm);
+  if (rc == DT_OK) {
+    if (!f.info.complete)
+      rc = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__, "%s: complete is 0", tmp);
+    rc = dt_ckpt_agree(rc, comm);
+    if (rc == DT_OK) rc = dt_ckpt_verify(&f);
+    dt_ckpt_close(&f);
+  }
+  if (rc == DT_OK) return DT_OK;
+  char why[2048], dir[4096];
+  snprintf(why, sizeof why, "%s", dt_error_message());
+  dir_of(path, dir, sizeof dir);
+  struct statvfs vs;
+  const int full = statvfs(dir, &vs) == 0 && vs.f_bavail == 0;
+  rc = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__,
+                    "%s: the written checkpoint does not read back as written (%s)%s%s; %s was "
+                    "not replaced", tmp, why, full ? "; its file system is full: " : "",
+                    full ? strerror(ENOSPC) : "", path);
+  return dt_ckpt_agree(rc, comm);
+}
+
 int dt_ckpt_write(const char *path, const dt_ckpt_info *meta, const dt_params *params,
                   const float *exp_avg, const float *exp_avg_sq, MPI_Comm comm,
                   int64_t *file_bytes) {
@@ -510,6 +553,18 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
     }
   }
   if (rc == DT_OK) {
+    /* the space of the variables, reserved before they are written: a full
+     * disk is an error here, with its reason, instead of a write that
+     * MPI-IO drops (OMPIO reports ENOSPC on stderr only) */
+    int r0 = DT_OK;
+    if (rank == 0) {
+      MPI_Offset ext = 0;
+      NCW(&st, ncmpi_inq_header_extent(ncid, &ext), "asking the header size of", "the file");
+      r0 = st.rc ? st.rc : reserve(tmp, path, (int64_t)ext, data_bytes);
+    }
+    rc = dt_ckpt_agree(r0, comm);
+  }
+  if (rc == DT_OK) {
     /* data: each rank its own variables, one collective wait */
     int nreq = 0;
     for (int k = 0; k < nv; k++) {
@@ -545,12 +600,14 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
       rc = dt_ckpt_agree(st.rc, comm);
     }
   }
-  /* rank 0: durable, then renamed over the target, then the folder synced */
+  /* rank 0: durable; every rank: read back and verified; rank 0: renamed
+   * over the target, then the folder synced */
   int64_t size = 0;
+  if (rc == DT_OK) rc = dt_ckpt_agree(rank == 0 ? fsync_path(tmp, 0) : DT_OK, comm);
+  if (rc == DT_OK) rc = verify_written(tmp, path, comm);
   if (rc == DT_OK) {
     int r0 = DT_OK;
     if (rank == 0) {
-      r0 = fsync_path(tmp, 0);
       /* MPI-IO (OMPIO) can drop a failed write (ENOSPC) without an error:
        * a file shorter than its header and variables is never renamed in */
       struct stat tb;
@@ -1200,6 +1257,26 @@ int dt_ckpt_find_newest(const char *dir, char *path, size_t cap, int64_t *step,
     dt_ckpt_path(path, cap, dir, best);
   else if (cap)
     path[0] = 0;
+  return DT_OK;
+}
+
+int dt_ckpt_list(const char *dir, int64_t **steps, int *n, MPI_Comm comm) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  *steps = NULL;
+  *n = 0;
+  int rc = rank == 0 ? list_steps(dir, steps, n) : DT_OK;
+  DT_CALL(dt_ckpt_agree(rc, comm));
+  MPI_Bcast(n, 1, MPI_INT, 0, comm);
+  if (rank != 0 && *n > 0) rc = dt_malloc(steps, sizeof **steps * (size_t)*n, "checkpoint steps");
+  rc = dt_ckpt_agree(rc, comm);
+  if (rc) {
+    free(*steps);
+    *steps = NULL;
+    *n = 0;
+    return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  }
+  if (*n > 0) MPI_Bcast(*steps, *n, MPI_INT64_T, 0, comm);
   return DT_OK;
 }
 
