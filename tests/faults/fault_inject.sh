@@ -9,7 +9,7 @@
 # passes `deltatune inspect` (complete, every checksum), and at the end that
 # deltas.safetensors is byte-identical to an uninterrupted run's.
 # Randomness is seeded (printed; DT_FAULT_SEED=<seed> repeats a run), trials
-# run until DT_FAULT_BUDGET_S seconds (default 75) are spent (at least 3).
+# run until DT_FAULT_BUDGET_S seconds (default 90) are spent (at least 3).
 # usage: fault_inject.sh DELTATUNE_BINARY SOURCE_DIR MPIRUN...
 #        fault_inject.sh --disk-trial ...   (internal: one trial inside unshare -m)
 set -uo pipefail
@@ -61,7 +61,7 @@ MPIRUN=("$@")
 F=$SRC/tests/data/hf-parity/gpt2
 S=$(mktemp -d "${TMPDIR:-/tmp}/deltatune-faults.XXXXXX")
 SEED=${DT_FAULT_SEED:-$(( $(date +%s) % 100000 ))}
-BUDGET=${DT_FAULT_BUDGET_S:-75}
+BUDGET=${DT_FAULT_BUDGET_S:-90}
 RANDOM=$SEED
 echo "fault_inject: seed $SEED (DT_FAULT_SEED=$SEED repeats this sequence), budget ${BUDGET}s"
 fails=0
@@ -73,7 +73,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-STEPS=1000
+STEPS=800
 CMD=("${MPIRUN[@]}" -np 2 "$BIN" train --model "$F/model" --data "$F/batch.safetensors"
      --batch-size 2 --method lora --lora-dropout 0.1 --lr 5e-3 --sample-rows 4 --steps "$STEPS"
      --log-every 100000 --save-every 50 --keep 2)
