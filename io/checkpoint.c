@@ -20,6 +20,7 @@
 
 #include "agree.h"
 #include "error.h"
+#include "mpicheck.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "checkpoint checksums are defined over little-endian float32 bytes"
@@ -265,16 +266,18 @@ static int fault_hook(int64_t step, int rank, const char *file) {
  * disjoint, so every bit pattern, -0 and NaN payloads included, survives).
  * full: numel floats; on the root it receives the tensor. Collective over
  * tp. */
-static void gather_shard(const dt_param *p, const float *local, float *full, MPI_Comm tp,
-                         int tp_rank) {
+static int gather_shard(const dt_param *p, const float *local, float *full, MPI_Comm tp,
+                        int tp_rank) {
   memset(full, 0, sizeof(float) * (size_t)p->numel);
   dt_param_local_to_full(p, local, full);
   const int64_t chunk = (int64_t)1 << 28;
   for (int64_t o = 0; o < p->numel; o += chunk) {
     const int n = (int)(p->numel - o < chunk ? p->numel - o : chunk);
-    MPI_Reduce(tp_rank == 0 ? MPI_IN_PLACE : (void *)(full + o), full + o, n, MPI_UINT32_T,
-               MPI_BOR, 0, tp);
+    DT_MPI(MPI_Reduce(tp_rank == 0 ? MPI_IN_PLACE : (void *)(full + o), full + o, n,
+                      MPI_UINT32_T, MPI_BOR, 0, tp),
+           "MPI_Reduce of a sharded tensor over its tensor group (checkpoint)");
   }
+  return DT_OK;
 }
 
 /* Rank 0: reserve the bytes [offset, offset + bytes) of file tmp. A file
@@ -361,8 +364,9 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
     gmtime_r(&now, &tmv);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
   }
-  MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, comm);
-  MPI_Bcast(created, sizeof created, MPI_CHAR, 0, comm);
+  DT_MPI(MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, comm), "MPI_Bcast of the checkpoint's name");
+  DT_MPI(MPI_Bcast(created, sizeof created, MPI_CHAR, 0, comm),
+         "MPI_Bcast of the checkpoint's time");
 
   dt_ckpt_var *vars = NULL;
   int nv = 0;
@@ -403,14 +407,16 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
   int nroots = 0;
   if (rc == DT_OK) {
     int is_root = tp_rank == 0;
-    MPI_Allgather(&is_root, 1, MPI_INT, roots, 1, MPI_INT, comm);
+    rc = DT_MPI_RC(MPI_Allgather(&is_root, 1, MPI_INT, roots, 1, MPI_INT, comm),
+                   "MPI_Allgather of the tensor groups' first ranks (checkpoint)");
     for (int r = 0; r < nranks; r++)
       if (roots[r]) roots[nroots++] = r;
   }
   /* the shards of each tensor group must cover their tensors exactly */
   if (rc == DT_OK && n_sharded) {
     for (int i = 0; i < params->n; i++) cover[i] = params->p[i].shard ? params->p[i].numel_l : 0;
-    MPI_Allreduce(MPI_IN_PLACE, cover, params->n, MPI_INT64_T, MPI_SUM, tp);
+    rc = DT_MPI_RC(MPI_Allreduce(MPI_IN_PLACE, cover, params->n, MPI_INT64_T, MPI_SUM, tp),
+                   "MPI_Allreduce of the shards' sizes (checkpoint)");
     for (int i = 0; rc == DT_OK && i < params->n; i++)
       if (params->p[i].shard && cover[i] != params->p[i].numel)
         rc = dt_error_set(DT_EINTERNAL, __FILE__, __LINE__, __func__,
@@ -445,7 +451,8 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
     if (p->shard) {
       /* whole on the group's first rank, then external */
       float *full = mine && !p->transposed ? owned[k] : scratch;
-      gather_shard(p, storage[k], full, tp, tp_rank);
+      rc = gather_shard(p, storage[k], full, tp, tp_rank);
+      if (rc) break;
       if (tp_rank == 0) {
         float *ext = full;
         if (p->transposed) {
@@ -469,13 +476,17 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
   if (rc == DT_OK && nsh > 0) {
     /* every rank of a group takes its first rank's checksums of the
      * sharded variables, so that replicas are compared below */
-    MPI_Bcast(shsum, nsh, MPI_UINT64_T, 0, tp);
+    rc = DT_MPI_RC(MPI_Bcast(shsum, nsh, MPI_UINT64_T, 0, tp),
+                   "MPI_Bcast of the sharded tensors' checksums (checkpoint)");
     for (int k = 0, j = 0; k < nv; k++)
       if (params->p[k % params->n].shard) sums[k] = shsum[j++];
   }
   if (rc == DT_OK && nv > 0) {
-    MPI_Allreduce(sums, lo, nv, MPI_UINT64_T, MPI_MIN, comm);
-    MPI_Allreduce(sums, hi, nv, MPI_UINT64_T, MPI_MAX, comm);
+    rc = DT_MPI_RC(MPI_Allreduce(sums, lo, nv, MPI_UINT64_T, MPI_MIN, comm),
+                   "MPI_Allreduce of the checksums (checkpoint)");
+    if (rc == DT_OK)
+      rc = DT_MPI_RC(MPI_Allreduce(sums, hi, nv, MPI_UINT64_T, MPI_MAX, comm),
+                     "MPI_Allreduce of the checksums (checkpoint)");
     for (int k = 0; k < nv && rc == DT_OK; k++)
       if (lo[k] != hi[k])
         rc = dt_error_set(DT_EINTERNAL, __FILE__, __LINE__, __func__,
@@ -629,7 +640,9 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
       if (r0 == DT_OK && stat(path, &sb) == 0) size = (int64_t)sb.st_size;
     }
     rc = dt_ckpt_agree(r0, comm);
-    MPI_Bcast(&size, 1, MPI_INT64_T, 0, comm);
+    if (rc == DT_OK)
+      rc = DT_MPI_RC(MPI_Bcast(&size, 1, MPI_INT64_T, 0, comm),
+                     "MPI_Bcast of the checkpoint's size");
   }
   if (rc != DT_OK && rank == 0 && created_ok) unlink(tmp);
   if (rc == DT_OK && file_bytes) *file_bytes = size;
@@ -1251,7 +1264,7 @@ int dt_ckpt_find_newest(const char *dir, char *path, size_t cap, int64_t *step,
     free(steps);
   }
   DT_CALL(dt_ckpt_agree(rc, comm));
-  MPI_Bcast(&best, 1, MPI_INT64_T, 0, comm);
+  DT_MPI(MPI_Bcast(&best, 1, MPI_INT64_T, 0, comm), "MPI_Bcast of the newest checkpoint's step");
   *step = best;
   if (best >= 0)
     dt_ckpt_path(path, cap, dir, best);
@@ -1267,7 +1280,7 @@ int dt_ckpt_list(const char *dir, int64_t **steps, int *n, MPI_Comm comm) {
   *n = 0;
   int rc = rank == 0 ? list_steps(dir, steps, n) : DT_OK;
   DT_CALL(dt_ckpt_agree(rc, comm));
-  MPI_Bcast(n, 1, MPI_INT, 0, comm);
+  DT_MPI(MPI_Bcast(n, 1, MPI_INT, 0, comm), "MPI_Bcast of the number of checkpoints");
   if (rank != 0 && *n > 0) rc = dt_malloc(steps, sizeof **steps * (size_t)*n, "checkpoint steps");
   rc = dt_ckpt_agree(rc, comm);
   if (rc) {
@@ -1276,7 +1289,15 @@ int dt_ckpt_list(const char *dir, int64_t **steps, int *n, MPI_Comm comm) {
     *n = 0;
     return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   }
-  if (*n > 0) MPI_Bcast(*steps, *n, MPI_INT64_T, 0, comm);
+  if (*n > 0) {
+    rc = DT_MPI_RC(MPI_Bcast(*steps, *n, MPI_INT64_T, 0, comm), "MPI_Bcast of the checkpoints' steps");
+    if (rc) {
+      free(*steps);
+      *steps = NULL;
+      *n = 0;
+      return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+    }
+  }
   return DT_OK;
 }
 
