@@ -13,12 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "agree.h"
 #include "error.h"
+#include "mpicheck.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "checkpoint checksums are defined over little-endian float32 bytes"
@@ -264,16 +266,60 @@ static int fault_hook(int64_t step, int rank, const char *file) {
  * disjoint, so every bit pattern, -0 and NaN payloads included, survives).
  * full: numel floats; on the root it receives the tensor. Collective over
  * tp. */
-static void gather_shard(const dt_param *p, const float *local, float *full, MPI_Comm tp,
-                         int tp_rank) {
+static int gather_shard(const dt_param *p, const float *local, float *full, MPI_Comm tp,
+                        int tp_rank) {
   memset(full, 0, sizeof(float) * (size_t)p->numel);
   dt_param_local_to_full(p, local, full);
   const int64_t chunk = (int64_t)1 << 28;
   for (int64_t o = 0; o < p->numel; o += chunk) {
     const int n = (int)(p->numel - o < chunk ? p->numel - o : chunk);
-    MPI_Reduce(tp_rank == 0 ? MPI_IN_PLACE : (void *)(full + o), full + o, n, MPI_UINT32_T,
-               MPI_BOR, 0, tp);
+    DT_MPI(MPI_Reduce(tp_rank == 0 ? MPI_IN_PLACE : (void *)(full + o), full + o, n,
+                      MPI_UINT32_T, MPI_BOR, 0, tp),
+           "MPI_Reduce of a sharded tensor over its tensor group (checkpoint)");
   }
+  return DT_OK;
+}
+
+/* Rank 0: reserve the bytes [offset, offset + bytes) of file tmp. A file
+ * system without fallocate is left to the checks after the write. */
+static int reserve(const char *tmp, const char *path, int64_t offset, int64_t bytes) {
+  if (bytes <= 0) return DT_OK;
+  int fd = open(tmp, O_WRONLY | O_CLOEXEC);
+  DT_CHECK(fd >= 0, DT_EIO, "%s: cannot open to reserve its space: %s; %s was not replaced", tmp,
+           strerror(errno), path);
+  const int e = posix_fallocate(fd, (off_t)offset, (off_t)bytes);
+  close(fd);
+  if (e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) return DT_OK;
+  DT_CHECK(e == 0, DT_EIO, "%s: reserving the %lld bytes of its variables: %s; %s was not "
+           "replaced", tmp, (long long)bytes, strerror(e), path);
+  return DT_OK;
+}
+
+/* The written temporary, read back before it gets its final name: the
+ * header, complete = 1 and every variable's checksum (collective, agreed).
+ * A failure is an I/O error naming what did not read back; the target is
+ * not replaced. */
+static int verify_written(const char *tmp, const char *path, MPI_Comm comm) {
+  dt_ckpt_file f;
+  int rc = dt_ckpt_open(&f, tmp, comm);
+  if (rc == DT_OK) {
+    if (!f.info.complete)
+      rc = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__, "%s: complete is 0", tmp);
+    rc = dt_ckpt_agree(rc, comm);
+    if (rc == DT_OK) rc = dt_ckpt_verify(&f);
+    dt_ckpt_close(&f);
+  }
+  if (rc == DT_OK) return DT_OK;
+  char why[2048], dir[4096];
+  snprintf(why, sizeof why, "%s", dt_error_message());
+  dir_of(path, dir, sizeof dir);
+  struct statvfs vs;
+  const int full = statvfs(dir, &vs) == 0 && vs.f_bavail == 0;
+  rc = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__,
+                    "%s: the written checkpoint does not read back as written (%s)%s%s; %s was "
+                    "not replaced", tmp, why, full ? "; its file system is full: " : "",
+                    full ? strerror(ENOSPC) : "", path);
+  return dt_ckpt_agree(rc, comm);
 }
 
 int dt_ckpt_write(const char *path, const dt_ckpt_info *meta, const dt_params *params,
@@ -318,8 +364,9 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
     gmtime_r(&now, &tmv);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
   }
-  MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, comm);
-  MPI_Bcast(created, sizeof created, MPI_CHAR, 0, comm);
+  DT_MPI(MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, comm), "MPI_Bcast of the checkpoint's name");
+  DT_MPI(MPI_Bcast(created, sizeof created, MPI_CHAR, 0, comm),
+         "MPI_Bcast of the checkpoint's time");
 
   dt_ckpt_var *vars = NULL;
   int nv = 0;
@@ -360,14 +407,16 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
   int nroots = 0;
   if (rc == DT_OK) {
     int is_root = tp_rank == 0;
-    MPI_Allgather(&is_root, 1, MPI_INT, roots, 1, MPI_INT, comm);
+    rc = DT_MPI_RC(MPI_Allgather(&is_root, 1, MPI_INT, roots, 1, MPI_INT, comm),
+                   "MPI_Allgather of the tensor groups' first ranks (checkpoint)");
     for (int r = 0; r < nranks; r++)
       if (roots[r]) roots[nroots++] = r;
   }
   /* the shards of each tensor group must cover their tensors exactly */
   if (rc == DT_OK && n_sharded) {
     for (int i = 0; i < params->n; i++) cover[i] = params->p[i].shard ? params->p[i].numel_l : 0;
-    MPI_Allreduce(MPI_IN_PLACE, cover, params->n, MPI_INT64_T, MPI_SUM, tp);
+    rc = DT_MPI_RC(MPI_Allreduce(MPI_IN_PLACE, cover, params->n, MPI_INT64_T, MPI_SUM, tp),
+                   "MPI_Allreduce of the shards' sizes (checkpoint)");
     for (int i = 0; rc == DT_OK && i < params->n; i++)
       if (params->p[i].shard && cover[i] != params->p[i].numel)
         rc = dt_error_set(DT_EINTERNAL, __FILE__, __LINE__, __func__,
@@ -402,7 +451,8 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
     if (p->shard) {
       /* whole on the group's first rank, then external */
       float *full = mine && !p->transposed ? owned[k] : scratch;
-      gather_shard(p, storage[k], full, tp, tp_rank);
+      rc = gather_shard(p, storage[k], full, tp, tp_rank);
+      if (rc) break;
       if (tp_rank == 0) {
         float *ext = full;
         if (p->transposed) {
@@ -426,13 +476,17 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
   if (rc == DT_OK && nsh > 0) {
     /* every rank of a group takes its first rank's checksums of the
      * sharded variables, so that replicas are compared below */
-    MPI_Bcast(shsum, nsh, MPI_UINT64_T, 0, tp);
+    rc = DT_MPI_RC(MPI_Bcast(shsum, nsh, MPI_UINT64_T, 0, tp),
+                   "MPI_Bcast of the sharded tensors' checksums (checkpoint)");
     for (int k = 0, j = 0; k < nv; k++)
       if (params->p[k % params->n].shard) sums[k] = shsum[j++];
   }
   if (rc == DT_OK && nv > 0) {
-    MPI_Allreduce(sums, lo, nv, MPI_UINT64_T, MPI_MIN, comm);
-    MPI_Allreduce(sums, hi, nv, MPI_UINT64_T, MPI_MAX, comm);
+    rc = DT_MPI_RC(MPI_Allreduce(sums, lo, nv, MPI_UINT64_T, MPI_MIN, comm),
+                   "MPI_Allreduce of the checksums (checkpoint)");
+    if (rc == DT_OK)
+      rc = DT_MPI_RC(MPI_Allreduce(sums, hi, nv, MPI_UINT64_T, MPI_MAX, comm),
+                     "MPI_Allreduce of the checksums (checkpoint)");
     for (int k = 0; k < nv && rc == DT_OK; k++)
       if (lo[k] != hi[k])
         rc = dt_error_set(DT_EINTERNAL, __FILE__, __LINE__, __func__,
@@ -510,6 +564,18 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
     }
   }
   if (rc == DT_OK) {
+    /* the space of the variables, reserved before they are written: a full
+     * disk is an error here, with its reason, instead of a write that
+     * MPI-IO drops (OMPIO reports ENOSPC on stderr only) */
+    int r0 = DT_OK;
+    if (rank == 0) {
+      MPI_Offset ext = 0;
+      NCW(&st, ncmpi_inq_header_extent(ncid, &ext), "asking the header size of", "the file");
+      r0 = st.rc ? st.rc : reserve(tmp, path, (int64_t)ext, data_bytes);
+    }
+    rc = dt_ckpt_agree(r0, comm);
+  }
+  if (rc == DT_OK) {
     /* data: each rank its own variables, one collective wait */
     int nreq = 0;
     for (int k = 0; k < nv; k++) {
@@ -545,12 +611,14 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
       rc = dt_ckpt_agree(st.rc, comm);
     }
   }
-  /* rank 0: durable, then renamed over the target, then the folder synced */
+  /* rank 0: durable; every rank: read back and verified; rank 0: renamed
+   * over the target, then the folder synced */
   int64_t size = 0;
+  if (rc == DT_OK) rc = dt_ckpt_agree(rank == 0 ? fsync_path(tmp, 0) : DT_OK, comm);
+  if (rc == DT_OK) rc = verify_written(tmp, path, comm);
   if (rc == DT_OK) {
     int r0 = DT_OK;
     if (rank == 0) {
-      r0 = fsync_path(tmp, 0);
       /* MPI-IO (OMPIO) can drop a failed write (ENOSPC) without an error:
        * a file shorter than its header and variables is never renamed in */
       struct stat tb;
@@ -572,7 +640,9 @@ int dt_ckpt_write_tp(const char *path, const dt_ckpt_info *meta, const dt_params
       if (r0 == DT_OK && stat(path, &sb) == 0) size = (int64_t)sb.st_size;
     }
     rc = dt_ckpt_agree(r0, comm);
-    MPI_Bcast(&size, 1, MPI_INT64_T, 0, comm);
+    if (rc == DT_OK)
+      rc = DT_MPI_RC(MPI_Bcast(&size, 1, MPI_INT64_T, 0, comm),
+                     "MPI_Bcast of the checkpoint's size");
   }
   if (rc != DT_OK && rank == 0 && created_ok) unlink(tmp);
   if (rc == DT_OK && file_bytes) *file_bytes = size;
@@ -1194,12 +1264,40 @@ int dt_ckpt_find_newest(const char *dir, char *path, size_t cap, int64_t *step,
     free(steps);
   }
   DT_CALL(dt_ckpt_agree(rc, comm));
-  MPI_Bcast(&best, 1, MPI_INT64_T, 0, comm);
+  DT_MPI(MPI_Bcast(&best, 1, MPI_INT64_T, 0, comm), "MPI_Bcast of the newest checkpoint's step");
   *step = best;
   if (best >= 0)
     dt_ckpt_path(path, cap, dir, best);
   else if (cap)
     path[0] = 0;
+  return DT_OK;
+}
+
+int dt_ckpt_list(const char *dir, int64_t **steps, int *n, MPI_Comm comm) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  *steps = NULL;
+  *n = 0;
+  int rc = rank == 0 ? list_steps(dir, steps, n) : DT_OK;
+  DT_CALL(dt_ckpt_agree(rc, comm));
+  DT_MPI(MPI_Bcast(n, 1, MPI_INT, 0, comm), "MPI_Bcast of the number of checkpoints");
+  if (rank != 0 && *n > 0) rc = dt_malloc(steps, sizeof **steps * (size_t)*n, "checkpoint steps");
+  rc = dt_ckpt_agree(rc, comm);
+  if (rc) {
+    free(*steps);
+    *steps = NULL;
+    *n = 0;
+    return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  }
+  if (*n > 0) {
+    rc = DT_MPI_RC(MPI_Bcast(*steps, *n, MPI_INT64_T, 0, comm), "MPI_Bcast of the checkpoints' steps");
+    if (rc) {
+      free(*steps);
+      *steps = NULL;
+      *n = 0;
+      return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+    }
+  }
   return DT_OK;
 }
 

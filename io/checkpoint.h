@@ -167,6 +167,10 @@ void dt_ckpt_path(char *out, size_t cap, const char *dir, int64_t step);
  * Collective. */
 int dt_ckpt_find_newest(const char *dir, char *path, size_t cap, int64_t *step,
                         MPI_Comm comm);
+/* The steps of every checkpoint of DIR (files named ckpt-<digits>.nc),
+ * newest first; *steps malloc'd (NULL when none). Rank 0 lists, the list is
+ * broadcast. Collective. */
+int dt_ckpt_list(const char *dir, int64_t **steps, int *n, MPI_Comm comm);
 /* After the checkpoint of step `current` was written: keep the `keep`
  * newest checkpoints of DIR (0 = all) up to `current`, remove those of a
  * later step (an earlier run's, which --resume would otherwise pick) and

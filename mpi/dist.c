@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "error.h"
+#include "mpicheck.h"
 
 /* BLACS C interface (ScaLAPACK's). */
 void Cblacs_get(int ctx, int what, int *val);
@@ -22,8 +23,8 @@ int dt_dist_init(dt_dist *d, int tp) {
   memset(d, 0, sizeof *d);
   d->world = MPI_COMM_WORLD;
   d->blacs_ctx = d->blacs_ctx_col = -1; /* freeable from here on (dt_dist_free) */
-  MPI_Comm_rank(d->world, &d->rank);
-  MPI_Comm_size(d->world, &d->size);
+  DT_MPI(MPI_Comm_rank(d->world, &d->rank), "MPI_Comm_rank");
+  DT_MPI(MPI_Comm_size(d->world, &d->size), "MPI_Comm_size");
   DT_CHECK(tp >= 1 && d->size % tp == 0, DT_EUSAGE,
            "--tp %d does not divide the %d ranks (ranks = data-parallel x tensor-parallel)",
            tp, d->size);
@@ -38,8 +39,8 @@ int dt_dist_init(dt_dist *d, int tp) {
   DT_CHECK(MPI_Comm_split_type(d->dp, MPI_COMM_TYPE_SHARED, d->dp_rank, MPI_INFO_NULL,
                                &d->peers) == MPI_SUCCESS,
            DT_EMPI, "cannot create the communicator of the node's replicas");
-  MPI_Comm_rank(d->peers, &d->peers_rank);
-  MPI_Comm_size(d->peers, &d->peers_size);
+  DT_MPI(MPI_Comm_rank(d->peers, &d->peers_rank), "MPI_Comm_rank of the node's replicas");
+  DT_MPI(MPI_Comm_size(d->peers, &d->peers_size), "MPI_Comm_size of the node's replicas");
   d->blacs_ctx = d->blacs_ctx_col = -1;
   if (tp > 1) {
     int ctx = Csys2blacs_handle(d->tp);
@@ -50,10 +51,11 @@ int dt_dist_init(dt_dist *d, int tp) {
     d->blacs_ctx_col = ctx;
     /* does the tensor group share a node? */
     MPI_Comm node;
-    MPI_Comm_split_type(d->tp, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    DT_MPI(MPI_Comm_split_type(d->tp, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
+           "MPI_Comm_split_type of the tensor group by node");
     int nsize = 0;
-    MPI_Comm_size(node, &nsize);
-    MPI_Comm_free(&node);
+    DT_MPI(MPI_Comm_size(node, &nsize), "MPI_Comm_size of the tensor group's node");
+    DT_MPI(MPI_Comm_free(&node), "MPI_Comm_free");
     d->shm_ok = nsize == tp && !getenv("DT_NO_SHM_SUM");
   }
   return DT_OK;
@@ -98,9 +100,11 @@ static int shm_reserve(dt_dist *d, size_t n) {
                                    &d->shm_win) == MPI_SUCCESS,
            DT_EMPI, "cannot allocate %zu MB of shared memory for tensor-group sums",
            (size_t)(sizeof(float) * cap * (d->tp_size + 1)) >> 20);
+  DT_CALL(dt_mpi_win_errors_return(d->shm_win));
   MPI_Aint sz;
   int du;
-  MPI_Win_shared_query(d->shm_win, 0, &sz, &du, &d->shm_base);
+  DT_MPI(MPI_Win_shared_query(d->shm_win, 0, &sz, &du, &d->shm_base),
+         "MPI_Win_shared_query of the tensor-group sums' window");
   d->shm_cap = cap;
   return DT_OK;
 }
@@ -117,7 +121,7 @@ static int shm_sum(dt_dist *d, float *buf, size_t n) {
   memcpy(slot, buf, sizeof(float) * n);
   __sync_synchronize();
   const double tw = now();
-  MPI_Barrier(d->tp);
+  DT_MPI(MPI_Barrier(d->tp), "MPI_Barrier of the tensor group (shared-memory sum)");
   d->wait_s += now() - tw;
   const size_t per = (n + (size_t)T - 1) / T, lo = per * (size_t)me;
   const size_t hi = lo + per < n ? lo + per : n;
@@ -129,7 +133,7 @@ static int shm_sum(dt_dist *d, float *buf, size_t n) {
     }
   }
   __sync_synchronize();
-  MPI_Barrier(d->tp);
+  DT_MPI(MPI_Barrier(d->tp), "MPI_Barrier of the tensor group (shared-memory sum)");
   memcpy(buf, res, sizeof(float) * n);
   return DT_OK;
 }

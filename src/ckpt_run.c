@@ -137,6 +137,87 @@ static void note_trajectory(const dt_options *o, const dt_ckpt_info *i) {
   }
 }
 
+/* --- which checkpoint --resume takes --------------------------------------- */
+
+/* Rank 0: move a checkpoint that does not read back out of the way, to
+ * <file>.unreadable (or .unreadable.<n> when taken): it is kept for the
+ * user, no later save, --keep or --resume takes it for a checkpoint. */
+static int set_aside(const char *p, const char *why) {
+  char aside[4300];
+  snprintf(aside, sizeof aside, "%s.unreadable", p);
+  struct stat sb;
+  for (int k = 2; stat(aside, &sb) == 0 && k < 1000; k++)
+    snprintf(aside, sizeof aside, "%s.unreadable.%d", p, k);
+  DT_CHECK(rename(p, aside) == 0, DT_EIO, "--resume: cannot set aside %s (%s): %s", p, why,
+           strerror(errno));
+  printf("resume: skipped %s: %s; kept as %s\n", p, why, aside);
+  fflush(stdout);
+  return DT_OK;
+}
+
+/* --resume: the newest checkpoint of dir that reads back whole (its header,
+ * complete = 1, every variable's checksum). Newer ones that do not are
+ * named with the reason and set aside (set_aside: never deleted). When none
+ * does, the newest one's error, and nothing is moved. path "" and step -1
+ * when dir holds no checkpoint. Collective over comm, agreed. */
+static int pick_resume(const char *dir, char *path, size_t cap, int64_t *step, MPI_Comm comm) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  *step = -1;
+  if (cap) path[0] = 0;
+  int64_t *steps = NULL;
+  int n = 0;
+  DT_CALL(dt_ckpt_list(dir, &steps, &n, comm));
+  char(*why)[1024] = NULL;
+  int rc = dt_calloc(&why, sizeof *why * (size_t)(n + 1), "checkpoint verdicts");
+  rc = dt_ckpt_agree(rc, comm);
+  int chosen = -1, first_code = DT_OK;
+  for (int k = 0; rc == DT_OK && k < n; k++) {
+    char p[4200];
+    dt_ckpt_path(p, sizeof p, dir, steps[k]);
+    dt_ckpt_file f;
+    int r = dt_ckpt_open(&f, p, comm);
+    if (r == DT_OK) {
+      r = dt_ckpt_agree(check_complete(&f.info, p, 1), comm);
+      if (r == DT_OK) r = dt_ckpt_verify(&f);
+      dt_ckpt_close(&f);
+    }
+    if (r == DT_OK) {
+      chosen = k;
+      break;
+    }
+    if (r != DT_EINPUT) { /* I/O or memory: no verdict on the file */
+      rc = r;
+      break;
+    }
+    snprintf(why[k], sizeof why[k], "%s", dt_error_message());
+    if (!first_code) first_code = r;
+  }
+  if (rc == DT_OK && chosen < 0 && n > 0) {
+    rc = dt_error_set(first_code, __FILE__, __LINE__, __func__,
+                      "%s (no checkpoint of %s reads back whole: %d tried, all kept)", why[0],
+                      dir, n);
+    rc = dt_ckpt_agree(rc, comm);
+  }
+  if (rc == DT_OK && chosen >= 0) {
+    int r0 = DT_OK;
+    for (int k = 0; rank == 0 && r0 == DT_OK && k < chosen; k++) {
+      char p[4200];
+      dt_ckpt_path(p, sizeof p, dir, steps[k]);
+      r0 = set_aside(p, why[k]);
+    }
+    rc = dt_ckpt_agree(r0, comm);
+    if (rc == DT_OK) {
+      *step = steps[chosen];
+      dt_ckpt_path(path, cap, dir, *step);
+    }
+  }
+  free(why);
+  free(steps);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}
+
 /* --- train --------------------------------------------------------------- */
 
 static int make_dir(const char *dir, MPI_Comm comm) {
@@ -196,7 +277,10 @@ int dt_train_ckpt_begin(dt_train_ckpt *t, const dt_train_state *s, dt_params *pa
     DT_CALL(dt_backbone_identify(&t->backbone, s->cfg, (uint64_t)dt_opt_int(o, "seed"), comm));
   char path[4200];
   int64_t step = -1;
-  DT_CALL(dt_ckpt_find_newest(t->dir, path, sizeof path, &step, comm));
+  if (resume)
+    DT_CALL(pick_resume(t->dir, path, sizeof path, &step, comm));
+  else
+    DT_CALL(dt_ckpt_find_newest(t->dir, path, sizeof path, &step, comm));
   if (!resume) {
     if (step >= 0 && t->rank == 0) {
       printf("checkpoint: note: %s holds checkpoints of an earlier run (newest %s); this run "
@@ -459,7 +543,7 @@ int dt_ckpt_precheck(const dt_options *o, const dt_config *cfg, int train, dt_ba
     if (!dt_opt_exists(o, "resume") || !dt_opt_bool(o, "resume") || !dt_opt_is_set(o, "out"))
       return DT_OK;
     int64_t step = -1;
-    DT_CALL(dt_ckpt_find_newest(dt_opt_str(o, "out"), path, sizeof path, &step, comm));
+    DT_CALL(pick_resume(dt_opt_str(o, "out"), path, sizeof path, &step, comm));
     if (step < 0) return DT_OK; /* nothing to resume from: step 0 */
     what = "--resume";
   } else {

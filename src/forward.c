@@ -11,6 +11,7 @@
 
 #include "attention.h"
 #include "error.h"
+#include "mpicheck.h"
 #include "gemm_bf16.h"
 #include "method.h"
 #include "model.h"
@@ -234,9 +235,11 @@ static int x_window(dt_model *m, size_t n) {
                                    &m->x_win) == MPI_SUCCESS,
            DT_EMPI, "cannot allocate %zu MB of shared memory for the saved residual stream",
            (n * sizeof(float)) >> 20);
+  DT_CALL(dt_mpi_win_errors_return(m->x_win));
   MPI_Aint sz;
   int du;
-  MPI_Win_shared_query(m->x_win, 0, &sz, &du, &base);
+  DT_MPI(MPI_Win_shared_query(m->x_win, 0, &sz, &du, &base),
+         "MPI_Win_shared_query of the residual stream's window");
   /* mappings are page aligned in every process: one offset aligns all */
   m->x_win_base = (float *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
   return DT_OK;

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
+#include "mpicheck.h"
+
 static volatile sig_atomic_t g_caught;
 
 static void on_signal(int sig) {
@@ -34,10 +37,12 @@ void dt_interrupt_uninstall(void) {
 
 int dt_interrupt_caught(void) { return (int)g_caught; }
 
-int dt_interrupt_agree(MPI_Comm comm) {
+int dt_interrupt_agree(MPI_Comm comm, int *sig) {
   int mine = (int)g_caught, any = 0;
-  MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, comm);
-  return any;
+  DT_MPI(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, comm),
+         "MPI_Allreduce of the signals caught (a step boundary)");
+  *sig = any;
+  return DT_OK;
 }
 
 void dt_interrupt_test_hook(long long step, int rank) {

@@ -17,9 +17,9 @@ void dt_interrupt_install(void); /* (forgets a signal caught before) */
 void dt_interrupt_uninstall(void);
 /* The first signal this process caught (0: none). */
 int dt_interrupt_caught(void);
-/* Collective over comm: the highest signal number any rank caught (0:
- * none), the same on every rank. */
-int dt_interrupt_agree(MPI_Comm comm);
+/* Collective over comm: *sig the highest signal number any rank caught (0:
+ * none), the same on every rank; DT_EMPI when the reduction fails. */
+int dt_interrupt_agree(MPI_Comm comm, int *sig);
 /* Test hook (never set it otherwise): with DT_TEST_INTERRUPT=STEP[:RANK]
  * in the environment, rank RANK (default 0) raises SIGTERM at itself when
  * called with step == STEP, i.e. a signal that arrives while step STEP runs

@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "error.h"
+#include "mpicheck.h"
 
 typedef struct {
   const char *name;
@@ -40,11 +41,15 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
+  /* MPI errors come back as values (mpi/mpicheck.h): every communicator
+   * the tool splits from the world inherits this handler */
+  int rc = dt_mpi_errors_return(MPI_COMM_WORLD);
   int rank, size;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  int rc = DT_OK;
-  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+  if (rc) {
+    /* nothing to agree on yet: abort as for any unagreed error below */
+  } else if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
       !strcmp(argv[1], "help")) {
     if (rank == 0) usage(stdout);
     rc = argc < 2 ? DT_EUSAGE : DT_OK;

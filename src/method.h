@@ -116,8 +116,9 @@ int dt_methods_create(const char *list, const dt_options *opt, dt_model *m,
                       int *n_out);
 void dt_methods_destroy(dt_method **ms, int n);
 
-/* Method options given on the command line for a method that is not in
- * the list ml: a usage error naming the option and the list. */
+/* An unknown method in the list ml, or method options given on the command
+ * line for a method that is not in it: a usage error naming the method, or
+ * the option and the list. Checked before the backbone is built. */
 int dt_methods_check_options(const dt_options *o, const char *ml);
 
 /* Does the comma-separated method list train or rewrite frozen backbone

@@ -46,6 +46,21 @@ const dt_method_ops *dt_method_at(int i) {
 }
 
 int dt_methods_check_options(const dt_options *o, const char *ml) {
+  /* the names first: an unknown method is found before the backbone is
+   * built, with the message dt_methods_create would give */
+  if (ml && *ml && strcmp(ml, "none") != 0) {
+    char buf[512], names[512] = "";
+    snprintf(buf, sizeof buf, "%s", ml);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+      if (dt_method_lookup(tok)) continue;
+      for (int i = 0; i < dt_method_count(); i++) {
+        strcat(names, i ? "|" : "");
+        strcat(names, g_methods[i]->name);
+      }
+      DT_ERR(DT_EUSAGE, "--method: unknown method '%s'; choose from %s", tok, names);
+    }
+  }
   for (int i = 0; i < dt_method_count(); i++) {
     const dt_method_ops *ops = dt_method_at(i);
     if (!ops->options || dt_list_has(ml, ops->name)) continue;

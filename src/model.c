@@ -9,6 +9,7 @@
 
 #include "agree.h"
 #include "error.h"
+#include "mpicheck.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -377,7 +378,9 @@ static int share_alloc(dt_model *m, dt_dist *dist) {
   MPI_Aint sz;
   int du;
   void *base = NULL;
-  MPI_Win_shared_query(m->frozen_win, 0, &sz, &du, &base);
+  DT_CALL(dt_mpi_win_errors_return(m->frozen_win));
+  DT_MPI(MPI_Win_shared_query(m->frozen_win, 0, &sz, &du, &base),
+         "MPI_Win_shared_query of the frozen weights' window");
   m->slab = (char *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
   m->slab_used = 0;
   m->slab_writer = dist->peers_rank == 0;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "mpicheck.h"
 
 int dt_adamw_init(dt_adamw *o, const dt_params *t) {
   o->numel = t->numel_l;
@@ -31,7 +32,7 @@ double dt_adamw_lr(const dt_adamw *o, int64_t step) {
   return lr * 0.5 * (1.0 + cos(M_PI * p));
 }
 
-double dt_grad_norm(const dt_params *t, dt_dist *dist) {
+int dt_grad_norm(const dt_params *t, dt_dist *dist, double *norm) {
   double s = 0.0, sh = 0.0;
   for (int i = 0; i < t->n; i++) {
     const float *g = t->p[i].grad;
@@ -41,8 +42,10 @@ double dt_grad_norm(const dt_params *t, dt_dist *dist) {
     else s += a;
   }
   if (dist && dist->tp_size > 1)
-    MPI_Allreduce(MPI_IN_PLACE, &sh, 1, MPI_DOUBLE, MPI_SUM, dist->tp);
-  return sqrt(s + sh);
+    DT_MPI(MPI_Allreduce(MPI_IN_PLACE, &sh, 1, MPI_DOUBLE, MPI_SUM, dist->tp),
+           "MPI_Allreduce of the gradient norm over the tensor group");
+  *norm = sqrt(s + sh);
+  return DT_OK;
 }
 
 double dt_adamw_step(dt_adamw *o, dt_params *t, double grad_norm) {

@@ -24,9 +24,10 @@ int dt_adamw_init(dt_adamw *o, const dt_params *t);
 void dt_adamw_free(dt_adamw *o);
 /* Learning rate for update number `step` (0-based). */
 double dt_adamw_lr(const dt_adamw *o, int64_t step);
-/* Global L2 norm of the gradients (shards summed over the tensor group;
- * dist may be NULL for one rank). Collective over the tensor group. */
-double dt_grad_norm(const dt_params *t, dt_dist *dist);
+/* Global L2 norm of the gradients into *norm (shards summed over the
+ * tensor group; dist may be NULL for one rank). Collective over the tensor
+ * group; DT_EMPI when the sum fails. */
+int dt_grad_norm(const dt_params *t, dt_dist *dist, double *norm);
 /* One update with the gradients in the table; returns the lr used.
  * grad_norm (from dt_grad_norm) drives clipping. */
 double dt_adamw_step(dt_adamw *o, dt_params *t, double grad_norm);

@@ -28,7 +28,10 @@
 #include "dataset.h"
 #include "agree.h"
 #include "error.h"
+#include "mpicheck.h"
+#include "outpaths.h"
 #include "gemm_bf16.h"
+#include "hf_config.h"
 #include "gradsync.h"
 #include "interrupt.h"
 #include "method.h"
@@ -347,6 +350,18 @@ static int sweep_run(int argc, char **argv) {
   /* options errors are the user's to fix before anything runs; until the
    * task loop below, a failure frees what was set up so far */
   for (int k = 0; prc == DT_OK && k < nt; k++) prc = task_options(&ts[k], file, &o);
+  /* no two tasks write to the same place, and no other run writes into
+   * their folders: resolved, compared and locked before anything loads */
+  dt_output_spec *outs = NULL;
+  if (prc == DT_OK) prc = dt_calloc(&outs, sizeof *outs * (size_t)(nt + 1), "task outputs");
+  for (int k = 0; prc == DT_OK && k < nt; k++) {
+    const dt_options *to = &ts[k].opt;
+    outs[k].task = ts[k].src.name;
+    outs[k].out = dt_opt_is_set(to, "out") ? dt_opt_str(to, "out") : NULL;
+    outs[k].metrics = dt_opt_is_set(to, "metrics") ? dt_opt_str(to, "metrics") : NULL;
+  }
+  if (prc == DT_OK) prc = dt_outputs_lock_sweep(file, outs, nt, MPI_COMM_WORLD);
+  free(outs);
   if (prc) {
     free(ts);
     return dt_error_trace(prc, __FILE__, __LINE__, __func__);
@@ -357,6 +372,40 @@ static int sweep_run(int argc, char **argv) {
   if (prc) {
     free(ts);
     return dt_error_trace(prc, __FILE__, __LINE__, __func__);
+  }
+  /* every task's data file, checked against the vocabulary before the
+   * backbone is built (tasks on one file share one copy); a task whose data
+   * cannot be used is dropped here, the others go on; the ranks agree */
+  {
+    const char *spec = dt_opt_str(&o, "model");
+    dt_config pc;
+    memset(&pc, 0, sizeof pc);
+    prc = strncmp(spec, "synthetic:", 10) == 0 ? dt_synthetic_config_parse(&pc, spec)
+                                               : dt_hf_config_load(&pc, spec);
+    prc = dt_agree(prc, MPI_COMM_WORLD);
+    for (int k = 0; prc == DT_OK && k < nt; k++) {
+      task *t = &ts[k];
+      const char *path = dt_opt_str(&t->opt, "data");
+      for (int j = 0; j < k && !t->data_shared; j++)
+        if (ts[j].data.input_ids && !ts[j].data_shared &&
+            !strcmp(dt_opt_str(&ts[j].opt, "data"), path)) {
+          t->data = ts[j].data;
+          t->data_shared = 1;
+        }
+      int rc = t->data_shared ? DT_OK : dt_dataset_load(&t->data, path, pc.vocab);
+      rc = dt_agree(rc, MPI_COMM_WORLD);
+      if (rc) {
+        if (!t->data_shared) dt_dataset_free(&t->data);
+        memset(&t->data, 0, sizeof t->data);
+        task_fail(t, rank, "%s", dt_error_message());
+      }
+    }
+    if (prc) {
+      for (int k = 0; k < nt; k++)
+        if (!ts[k].data_shared) dt_dataset_free(&ts[k].data);
+      free(ts);
+      return dt_error_trace(prc, __FILE__, __LINE__, __func__);
+    }
   }
   dt_dist dist;
   prc = dt_dist_init(&dist, dt_opt_int(&o, "tp"));
@@ -398,19 +447,9 @@ static int sweep_run(int argc, char **argv) {
     const dt_options *to = &t->opt;
     t->group = -1;
     t->loss0 = t->last = NAN;
-    /* tasks on the same data file share one copy of it */
+    /* its data was loaded (or the task dropped) before the backbone */
     int rc = DT_OK;
-    for (int j = 0; j < k && !t->data_shared; j++)
-      if (ts[j].data.input_ids && !ts[j].data_shared &&
-          !strcmp(dt_opt_str(&ts[j].opt, "data"), dt_opt_str(to, "data"))) {
-        t->data = ts[j].data;
-        t->data_shared = 1;
-      }
-    if (!t->data_shared) rc = dt_dataset_load(&t->data, dt_opt_str(to, "data"), base.cfg.vocab);
-    if (rc) {
-      task_fail(t, rank, "%s", dt_error_message());
-      continue;
-    }
+    if (t->state == 2) continue;
     dt_model *mb = &base;
     if (trains_backbone(dt_opt_str(to, "method"))) {
       /* the task changes backbone tensors: it gets its own copy */
@@ -545,7 +584,9 @@ static int sweep_run(int argc, char **argv) {
     int running = 0;
     for (int k = 0; k < nt; k++) running += ts[k].state == 0 && ts[k].group >= 0;
     if (!running) break;
-    const int sig = dt_interrupt_agree(dist.world);
+    int sig = 0;
+    rc = dt_interrupt_agree(dist.world, &sig);
+    if (rc) break;
     if (sig) {
       rc = stop_interrupted(ts, nt, sig, step, rank);
       break;
@@ -611,7 +652,9 @@ static int sweep_run(int argc, char **argv) {
           ls[1] += (double)G->row_scored[i];
         }
         row += t->B_local;
-        MPI_Allreduce(MPI_IN_PLACE, ls, 2, MPI_DOUBLE, MPI_SUM, dist.dp);
+        rc = DT_MPI_RC(MPI_Allreduce(MPI_IN_PLACE, ls, 2, MPI_DOUBLE, MPI_SUM, dist.dp),
+                       "MPI_Allreduce of a task's loss over the data-parallel group");
+        if (rc) break;
         const double loss = ls[1] > 0 ? ls[0] / ls[1] : 0.0;
         rc = dt_grad_sync(&dist, &t->params, &t->gbuf, &t->gbuf_n);
         if (rc) break;
@@ -625,7 +668,9 @@ static int sweep_run(int argc, char **argv) {
         }
         if (t->step == 0) t->loss0 = loss;
         t->last = loss;
-        const double gn = dt_grad_norm(&t->params, &dist);
+        double gn = 0;
+        rc = dt_grad_norm(&t->params, &dist, &gn);
+        if (rc) break;
         const double lr = dt_adamw_step(&t->optim, &t->params, gn);
         if (t->metrics) {
           fprintf(t->metrics,

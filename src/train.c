@@ -21,6 +21,8 @@
 #include "commands.h"
 #include "dataset.h"
 #include "error.h"
+#include "mpicheck.h"
+#include "outpaths.h"
 #include "gemm_bf16.h"
 #include "gradsync.h"
 #include "interrupt.h"
@@ -348,6 +350,10 @@ static int setup(run_ctx *c, int train) {
   const int bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
   DT_CALL(dt_dist_init(&c->dist, dt_opt_int(o, "tp")));
   DT_CALL(dt_agree(check_inputs(c, train), MPI_COMM_WORLD));
+  /* --out: created and locked against another run before anything is read
+   * from it or written into it */
+  if (train && dt_opt_exists(o, "out") && dt_opt_is_set(o, "out"))
+    DT_CALL(dt_outputs_lock_train(dt_opt_str(o, "out"), MPI_COMM_WORLD));
   /* the checkpoint of --resume / eval --checkpoint, whole (collective,
    * agreed): a truncated, corrupted or mismatched file stops here */
   DT_CALL(dt_ckpt_precheck(o, &c->cfg, train == 1, &c->bb, &c->have_bb, MPI_COMM_WORLD));
@@ -488,15 +494,17 @@ static int run_passes(run_ctx *c, int want_grad, double norm, dt_loss_stats *out
 
 /* Every rank of a tensor group holds the same statistics: sum over the
  * data-parallel replicas. */
-static void sum_stats(run_ctx *c, dt_loss_stats *s) {
+static int sum_stats(run_ctx *c, dt_loss_stats *s) {
   double v[5] = {s->loss_sum, (double)s->n_scored, (double)s->n_correct_tokens,
                  (double)s->n_rows_exact, (double)s->n_rows_scored};
-  MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_DOUBLE, MPI_SUM, c->dist.dp);
+  DT_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_DOUBLE, MPI_SUM, c->dist.dp),
+         "MPI_Allreduce of the loss statistics over the data-parallel group");
   s->loss_sum = v[0];
   s->n_scored = (int64_t)v[1];
   s->n_correct_tokens = (int64_t)v[2];
   s->n_rows_exact = (int64_t)v[3];
   s->n_rows_scored = (int64_t)v[4];
+  return DT_OK;
 }
 
 /* Logits [B_local, T, V] are complete on every rank of a tensor group:
@@ -507,14 +515,19 @@ static int write_logits(run_ctx *c, const char *path, const float *logits) {
   int rc = DT_OK;
   if (c->dist.dp_rank == 0) rc = dt_malloc(&all, n * c->dist.dp_size * sizeof(float), "logits");
   DT_CHECK(n * c->dist.dp_size < (1u << 31), DT_EUSAGE, "--dump-logits: too many logits to gather");
-  MPI_Gather(logits, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, 0, c->dist.dp);
+  const int g = DT_MPI_RC(MPI_Gather(logits, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, 0,
+                                    c->dist.dp), "MPI_Gather of the logits (--dump-logits)");
+  if (g) {
+    free(all);
+    return dt_error_trace(g, __FILE__, __LINE__, __func__);
+  }
   if (rc == DT_OK && c->rank == 0) {
     dt_st_out t = {"logits", DT_DTYPE_F32, 3,
                    {c->B_global, c->model.T, c->model.cfg.vocab}, all};
     rc = dt_st_write(path, &t, 1, NULL, NULL, 0);
   }
   free(all);
-  MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  DT_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast of the --dump-logits result");
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   return DT_OK;
 }
@@ -583,7 +596,7 @@ static int probe_loss(run_ctx *c, int64_t step, double *loss) {
   fill_batch(c, step);
   dt_loss_stats st;
   DT_CALL(run_passes(c, 0, 1.0, &st, NULL));
-  sum_stats(c, &st);
+  DT_CALL(sum_stats(c, &st));
   *loss = st.n_scored ? st.loss_sum / st.n_scored : 0.0;
   return DT_OK;
 }
@@ -611,10 +624,14 @@ static int check_replicas(run_ctx *c) {
   unsigned long long v[2] = {XXH64_digest(h), XXH64_digest(hs)}, lo[2], hi[2];
   XXH64_freeState(h);
   XXH64_freeState(hs);
-  MPI_Allreduce(v, lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
-  MPI_Allreduce(v, hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Allreduce(v + 1, lo + 1, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, c->dist.dp);
-  MPI_Allreduce(v + 1, hi + 1, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, c->dist.dp);
+  DT_MPI(MPI_Allreduce(v, lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD),
+         "MPI_Allreduce of the deltas' hashes");
+  DT_MPI(MPI_Allreduce(v, hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD),
+         "MPI_Allreduce of the deltas' hashes");
+  DT_MPI(MPI_Allreduce(v + 1, lo + 1, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, c->dist.dp),
+         "MPI_Allreduce of the sharded deltas' hashes");
+  DT_MPI(MPI_Allreduce(v + 1, hi + 1, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, c->dist.dp),
+         "MPI_Allreduce of the sharded deltas' hashes");
   DT_CHECK(lo[0] == hi[0], DT_EINTERNAL,
            "the replicated deltas differ between ranks after training (hash %016llx vs %016llx)",
            lo[0], hi[0]);
@@ -654,7 +671,7 @@ static const char *num(double v, char *buf) {
 
 /* Before a checkpoint: are the trainable values finite on every rank?
  * Collective over the world; *bad names a non-finite tensor of this rank. */
-static int params_finite(run_ctx *c, char *bad, size_t cap) {
+static int params_finite(run_ctx *c, char *bad, size_t cap, int *finite) {
   int ok = 1;
   bad[0] = 0;
   for (int i = 0; i < c->params.n && ok; i++)
@@ -665,9 +682,11 @@ static int params_finite(run_ctx *c, char *bad, size_t cap) {
         break;
       }
   int all = ok;
-  MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  DT_MPI(MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD),
+         "MPI_Allreduce of the finiteness of the deltas");
   if (!all && !bad[0]) snprintf(bad, cap, "a tensor of another rank");
-  return all;
+  *finite = all;
+  return DT_OK;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -766,7 +785,9 @@ static int do_train(run_ctx *c) {
   const double fwd0 = c->t_fwd, bwd0 = c->t_bwd;
   for (int step = (int)start; rc == DT_OK && step < steps; step++) {
     /* a step boundary: SIGTERM / SIGUSR1 on any rank stops every rank here */
-    const int sig = dt_interrupt_agree(c->dist.world);
+    int sig = 0;
+    rc = dt_interrupt_agree(c->dist.world, &sig);
+    if (rc) break;
     if (sig) {
       rc = stop_interrupted(c, &ck, &ts, step, steps, sig, loss0, last_loss);
       break;
@@ -774,7 +795,9 @@ static int do_train(run_ctx *c) {
     const double t0 = now_s();
     fill_batch(c, step);
     int64_t nloc = count_scored(c), nglob = 0;
-    MPI_Allreduce(&nloc, &nglob, 1, MPI_INT64_T, MPI_SUM, c->dist.dp);
+    rc = DT_MPI_RC(MPI_Allreduce(&nloc, &nglob, 1, MPI_INT64_T, MPI_SUM, c->dist.dp),
+                   "MPI_Allreduce of the step's scored tokens");
+    if (rc) break;
     dt_params_zero_grad(&c->params);
     dt_model_zero_backbone_grads(&c->model);
     dt_loss_stats st;
@@ -783,12 +806,14 @@ static int do_train(run_ctx *c) {
       rc = write_logits(c, dt_opt_str(o, "dump-logits"), logits);
     const double t_sync = now_s();
     if (rc == DT_OK) rc = allreduce_grads(c);
+    if (rc == DT_OK) rc = sum_stats(c, &st);
     if (rc) break;
-    sum_stats(c, &st);
     const double loss = st.n_scored ? st.loss_sum / st.n_scored : 0.0;
     /* the loss and the gradient norm are the same on every rank (summed),
      * so every rank takes the same decision */
-    const double gnorm = dt_grad_norm(&c->params, &c->dist);
+    double gnorm = 0;
+    rc = dt_grad_norm(&c->params, &c->dist, &gnorm);
+    if (rc) break;
     sync_s += now_s() - t_sync;
     if (!isfinite(loss) || !isfinite(gnorm)) {
       char last[4400] = "no checkpoint was written";
@@ -866,8 +891,11 @@ static int do_train(run_ctx *c) {
     /* a checkpoint holds finite values only: an update that overflowed
      * stops the run before it is saved */
     char bad[DT_PARAM_NAME_MAX + 32];
-    if (ck.dir && (step + 1 == steps || (ck.save_every > 0 && (step + 1) % ck.save_every == 0)) &&
-        !params_finite(c, bad, sizeof bad)) {
+    int finite = 1;
+    if (ck.dir && (step + 1 == steps || (ck.save_every > 0 && (step + 1) % ck.save_every == 0)))
+      rc = params_finite(c, bad, sizeof bad, &finite);
+    if (rc) break;
+    if (!finite) {
       rc = dt_error_set(DT_ENUMERIC, __FILE__, __LINE__, __func__,
                         "step %d/%d: the update made %s non-finite (loss %g, gradient norm "
                         "%g); stopping without saving it; the last good checkpoint is %s",
@@ -896,22 +924,33 @@ static int do_train(run_ctx *c) {
   }
   const double comm_s = c->dist.comm_s, train_s = now_s() - t_start;
   double peak_mb = peak_rss_mb(), pss_sum = pss_mb();
-  MPI_Allreduce(MPI_IN_PLACE, &peak_mb, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Allreduce(MPI_IN_PLACE, &pss_sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  DT_MPI(MPI_Allreduce(MPI_IN_PLACE, &peak_mb, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD),
+         "MPI_Allreduce of the peak memory");
+  DT_MPI(MPI_Allreduce(MPI_IN_PLACE, &pss_sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
+         "MPI_Allreduce of the memory");
   /* communication and barrier waiting over the ranks: a rank that waits
    * long at the sums is not the slow one; the spread tells load imbalance
    * (the step is as slow as the slowest rank between two sums) from the
    * cost of moving the data */
   double cw_lo[2] = {comm_s, c->dist.wait_s}, cw_hi[2] = {comm_s, c->dist.wait_s};
-  MPI_Allreduce(MPI_IN_PLACE, cw_lo, 2, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
-  MPI_Allreduce(MPI_IN_PLACE, cw_hi, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  DT_MPI(MPI_Allreduce(MPI_IN_PLACE, cw_lo, 2, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD),
+         "MPI_Allreduce of the communication times");
+  DT_MPI(MPI_Allreduce(MPI_IN_PLACE, cw_hi, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD),
+         "MPI_Allreduce of the communication times");
   if (dt_opt_bool(o, "verbose") && c->dist.size > 1) {
     /* per rank, for finding the slow one: its waiting and its core */
     double mine[2] = {c->dist.wait_s, (double)sched_getcpu()}, *all = NULL;
     int have = c->rank != 0 ||
                dt_malloc(&all, sizeof(double) * 2 * (size_t)c->dist.size, "rank table") == DT_OK;
-    MPI_Bcast(&have, 1, MPI_INT, 0, MPI_COMM_WORLD); /* rank 0 gathers only into a table */
-    if (have) MPI_Gather(mine, 2, MPI_DOUBLE, all, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    /* rank 0 gathers only into a table */
+    int e = DT_MPI_RC(MPI_Bcast(&have, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast of a flag");
+    if (e == DT_OK && have)
+      e = DT_MPI_RC(MPI_Gather(mine, 2, MPI_DOUBLE, all, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD),
+                    "MPI_Gather of the ranks' waiting times");
+    if (e) {
+      free(all);
+      return dt_error_trace(e, __FILE__, __LINE__, __func__);
+    }
     if (c->rank == 0 && all) {
       printf("summary: waiting at the sums per rank (rank:core seconds):");
       for (int r = 0; r < c->dist.size; r++) printf(" %d:%d %.2f", r, (int)all[2 * r + 1], all[2 * r]);
@@ -923,7 +962,8 @@ static int do_train(run_ctx *c) {
   /* tokens the passes computed (trimmed), over the data-parallel replicas */
   double pass_stat[3] = {(double)(c->pass_tokens - pass_tok0), (double)(c->pass_len_sum - pass_len0),
                          (double)(c->n_passes - passes0)};
-  MPI_Allreduce(MPI_IN_PLACE, pass_stat, 3, MPI_DOUBLE, MPI_SUM, c->dist.dp);
+  DT_MPI(MPI_Allreduce(MPI_IN_PLACE, pass_stat, 3, MPI_DOUBLE, MPI_SUM, c->dist.dp),
+         "MPI_Allreduce of the pass statistics");
   double after = NAN;
   if (steps > 0) DT_CALL(probe_loss(c, 0, &after));
   long long ckpt_bytes = -1;
@@ -1020,7 +1060,7 @@ static int do_eval(run_ctx *c) {
   }
   free(logits);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
-  sum_stats(c, &tot);
+  DT_CALL(sum_stats(c, &tot));
   if (c->rank == 0) {
     printf("eval: %lld rows, %lld scored tokens in %.2fs\n", (long long)rows,
            (long long)tot.n_scored, now_s() - t0);
@@ -1045,7 +1085,8 @@ static int do_gradcheck(run_ctx *c) {
   const double min_norm = dt_opt_float(o, "min-norm");
   fill_batch(c, 0);
   int64_t nloc = count_scored(c), nglob = 0;
-  MPI_Allreduce(&nloc, &nglob, 1, MPI_INT64_T, MPI_SUM, c->dist.dp);
+  DT_MPI(MPI_Allreduce(&nloc, &nglob, 1, MPI_INT64_T, MPI_SUM, c->dist.dp),
+         "MPI_Allreduce of the batch's scored tokens");
   DT_CHECK(nglob > 0, DT_EINPUT, "%s: the first batch has no scored token", c->data.path);
   dt_params_zero_grad(&c->params);
   dt_model_zero_backbone_grads(&c->model);
@@ -1068,7 +1109,9 @@ static int do_gradcheck(run_ctx *c) {
     double nrm = 0.0;
     for (int64_t j = 0; j < p->numel_l; j++) nrm += (double)gi[j] * gi[j];
     if (p->shard && c->dist.tp_size > 1) /* a shard: the norm is over the tensor group */
-      MPI_Allreduce(MPI_IN_PLACE, &nrm, 1, MPI_DOUBLE, MPI_SUM, c->dist.tp);
+      rc = DT_MPI_RC(MPI_Allreduce(MPI_IN_PLACE, &nrm, 1, MPI_DOUBLE, MPI_SUM, c->dist.tp),
+                     "MPI_Allreduce of a gradient norm over the tensor group");
+    if (rc) break;
     nrm = sqrt(nrm);
     if (nrm < min_norm) {
       if (c->rank == 0) printf("  %-70s |g| %.3e  (too small to check)\n", p->name, nrm);
@@ -1081,7 +1124,7 @@ static int do_gradcheck(run_ctx *c) {
       for (int64_t j = 0; j < p->numel_l; j++) p->data[j] += (float)(hs[k] * gi[j] / nrm);
       dt_loss_stats s2;
       rc = run_passes(c, 0, 1.0, &s2, NULL);
-      sum_stats(c, &s2);
+      if (rc == DT_OK) rc = sum_stats(c, &s2);
       L[k] = s2.loss_sum / (double)nglob;
       for (int64_t j = 0; j < p->numel_l; j++) p->data[j] -= (float)(hs[k] * gi[j] / nrm);
     }

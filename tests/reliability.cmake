@@ -4,3 +4,18 @@
 # checkpoint intact.
 dt_add_test(test_bad_input SOURCES test_bad_input.c TIMEOUT 900 LABELS reliability)
 dt_add_test(test_faults SOURCES test_faults.c TIMEOUT 600 LABELS reliability)
+# Output collisions and locks: two tasks of a sweep on one folder or metrics
+# file, a second run on a held folder, a stale lock (2 ranks).
+dt_add_test(test_outputs SOURCES test_outputs.c TIMEOUT 300 LABELS reliability)
+set_tests_properties(test_outputs PROPERTIES PROCESSORS 2)
+# Fault injection: short trainings killed (one rank, SIGKILL), stopped (the
+# job, SIGTERM) or starved of disk at random moments, resumed until done:
+# every final checkpoint name inspects, the deltas equal an uninterrupted
+# run's. Seeded (the seed is printed); about 90 s of trials.
+add_test(NAME fault_inject COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/faults/fault_inject.sh
+         $<TARGET_FILE:deltatune> ${CMAKE_SOURCE_DIR} ${DT_MPIRUN})
+set_tests_properties(fault_inject PROPERTIES TIMEOUT 300 LABELS reliability PROCESSORS 2
+  ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
+# MPI errors come back as values (MPI_ERRORS_RETURN, DT_MPI): a failing
+# collective on a split communicator and on a shared window (2 ranks).
+dt_add_test(test_mpi_errors SOURCES test_mpi_errors.c NP 2 TIMEOUT 60 LABELS reliability)

@@ -127,6 +127,7 @@ static const bad_case k_cases[] = {
      {"@T/truncated/model.safetensors", "file truncated?"}},
     {"early_batch", TRAIN XL "--batch-size 3", 2, {"--batch-size 3"}},
     {"early_out", TRAIN XL "--keep 2", 2, {"--keep needs --out"}},
+    {"early_method", TRAIN XL "--method lorra", 2, {"--method: unknown method 'lorra'"}},
     /* an input only one rank cannot use (MPMD: rank 0 :: rank 1): the ranks
      * agree, rank 0 reports rank 1's error, nobody waits */
     {"one_rank_data", TRAIN GPT2 ":: " TRAIN "--model @G/model --data @T/data_vocab.safetensors", 3,

@@ -322,7 +322,7 @@ static int can_mount(char *why, size_t cap) {
   char *out = NULL;
   int rc = dt_test_run(&out, DT_TEST_PRIVATE_NS " sh -c 'mount -t tmpfs -o size=64k tmpfs %s && "
                        "mount -o remount,ro %s'", g_mnt, g_mnt);
-  if (rc != 0) snprintf(why, cap, "no private mount namespace here (unshare -m / mount: %.200s)",
+  if (rc != 0) snprintf(why, cap, "no private mount namespace here (tests/private_ns.sh / mount: %.200s)",
                         out ? out : "");
   free(out);
   return rc == 0;
@@ -342,15 +342,15 @@ static void test_readonly_out(void **state) {
   if (rc != 0) fail_msg("first run: exit %d\n%s", rc, out);
   free(out);
   /* the folder becomes read-only (a read-only bind mount: root ignores
-   * mode bits) and the run resumes; its checkpoint at step 6 cannot be
-   * written */
+   * mode bits) and the run resumes: its lock file cannot be made, so it
+   * stops before training, naming the folder */
   rc = dt_test_run(&out, DT_TEST_PRIVATE_NS " sh -c 'mount --bind %s %s && mount -o remount,bind,ro %s "
                    "&& exec " GPT2_RUN "--steps 8 --save-every 2 --out %s --resume'",
                    dir, dir, dir, DT_BINARY, G, G, dir);
   if (rc != 4) fail_msg("read-only --out: exit %d, expected 4 (I/O):\n%s", rc, out);
   if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
-  expect(out, "ckpt-0000000006.nc", "read-only --out");
-  expect(out, "read only", "read-only --out");
+  expect(out, ".deltatune.lock: Read-only file system", "read-only --out");
+  if (strstr(out, "step ")) fail_msg("read-only --out: it trained:\n%s", out);
   free(out);
   char ck[1024];
   assert_int_equal(newest_ckpt(dir, ck, sizeof ck), 4);
@@ -384,10 +384,104 @@ static void test_disk_full(void **state) {
   expect(out, "train exit 4", "disk full");
   if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
   expect(out, "ckpt-0000000004.nc", "disk full");
-  expect(out, "disk full?", "disk full");
+  expect(out, "reserving the 36864 bytes of its variables: No space left on device", "disk full");
   expect(out, "inspect exit 0", "disk full: the previous checkpoint");
   expect(out, "files: ckpt-0000000002.nc deltas.safetensors\n",
          "disk full: no partial checkpoint left");
+  free(out);
+}
+
+/* --resume with a damaged newest checkpoint (4 KiB of its variables read
+ * as zeros: what a write lost by the file system leaves) and an intact
+ * older one: the run says which it skipped and why, sets it aside (kept,
+ * never deleted, not even by --keep), continues from the older one and ends
+ * with the deltas of an uninterrupted run, byte for byte. Before this, the
+ * run stopped on the damaged file (exit 3). */
+static void test_resume_skips_damaged(void **state) {
+  (void)state;
+  const char *G = dt_test_fixture("gpt2");
+  char dir[700], ref[700], ck4[800];
+  snprintf(dir, sizeof dir, "%s/skip", g_tmp);
+  snprintf(ref, sizeof ref, "%s/skipref", g_tmp);
+  snprintf(ck4, sizeof ck4, "%s/ckpt-0000000004.nc", dir);
+  char *out = NULL;
+  int rc = dt_test_run(&out, "rm -rf %s %s && " GPT2_RUN "--steps 6 --out %s && " GPT2_RUN
+                       "--steps 4 --save-every 2 --keep 0 --out %s && "
+                       "dd if=/dev/zero of=%s bs=4096 seek=4 count=1 conv=notrunc 2>&1",
+                       dir, ref, DT_BINARY, G, G, ref, DT_BINARY, G, G, dir, ck4);
+  if (rc != 0) fail_msg("preparing: exit %d\n%s", rc, out);
+  free(out);
+  rc = dt_test_run(&out, GPT2_RUN "--steps 6 --save-every 2 --keep 1 --out %s --resume",
+                   DT_BINARY, G, G, dir);
+  if (rc != 0) fail_msg("--resume past a damaged checkpoint: exit %d, expected 0:\n%s", rc, out);
+  char want[2000];
+  snprintf(want, sizeof want, "resume: skipped %s: %s: variable ", ck4, ck4);
+  expect(out, want, "skipped");
+  expect(out, "is corrupted: its values hash to xxh3", "skipped");
+  snprintf(want, sizeof want, "kept as %s.unreadable", ck4);
+  expect(out, want, "skipped");
+  snprintf(want, sizeof want, "resume: %s/ckpt-0000000002.nc: step 2 of 6", dir);
+  expect(out, want, "resumed from the intact one");
+  free(out);
+  /* the damaged file is kept; every file with a final name is intact; the
+   * deltas are the uninterrupted run's */
+  rc = dt_test_run(&out, "cd %s && ls && for f in ckpt-*.nc; do %s inspect $f > /dev/null || "
+                   "echo \"BAD $f\"; done && cmp deltas.safetensors %s/deltas.safetensors && "
+                   "echo same", dir, DT_BINARY, ref);
+  if (rc != 0 || strstr(out, "BAD ")) fail_msg("after the resume (exit %d):\n%s", rc, out);
+  expect(out, "ckpt-0000000004.nc.unreadable\n", "the damaged checkpoint is kept");
+  expect(out, "ckpt-0000000006.nc\n", "the final checkpoint");
+  expect(out, "same", "deltas identical to the uninterrupted run");
+  free(out);
+  /* a folder whose only checkpoint is damaged: an error, nothing moved */
+  rc = dt_test_run(&out, "rm -rf %s/one && mkdir %s/one && cp %s.unreadable "
+                   "%s/one/ckpt-0000000004.nc && " GPT2_RUN "--steps 6 --out %s/one --resume; "
+                   "echo \"exit $?\"; ls %s/one", g_tmp, g_tmp, ck4, g_tmp, DT_BINARY, G, G,
+                   g_tmp, g_tmp);
+  expect(out, "exit 3", "only a damaged checkpoint");
+  expect(out, "no checkpoint of", "only a damaged checkpoint");
+  expect(out, "1 tried, all kept", "only a damaged checkpoint");
+  expect(out, "ckpt-0000000004.nc\n", "only a damaged checkpoint: kept in place");
+  free(out);
+}
+
+/* The disk fills up between two --save-every checkpoints (a 96 KiB tmpfs:
+ * the lock file and one checkpoint fit, not a second one beside it): exit 4
+ * naming "No space left on device", the previous checkpoint intact and no
+ * other file with a final name; with space again, --resume finishes with the
+ * uninterrupted run's deltas. */
+static void test_disk_starved(void **state) {
+  (void)state;
+  char why[512];
+  if (!can_mount(why, sizeof why)) dt_test_unavailable(why);
+  char mnt[700], ref[700];
+  snprintf(mnt, sizeof mnt, "%s/starved", g_mnt);
+  snprintf(ref, sizeof ref, "%s/starvedref", g_tmp);
+  const char *G = dt_test_fixture("gpt2");
+  char *out = NULL;
+  int rc = dt_test_run(&out, "rm -rf %s && " GPT2_RUN "--steps 5 --out %s > /dev/null 2>&1",
+                       ref, DT_BINARY, G, G, ref);
+  if (rc != 0) fail_msg("reference run: exit %d\n%s", rc, out);
+  free(out);
+  rc = dt_test_run(&out,
+                   "mkdir -p %s && " DT_TEST_PRIVATE_NS " sh -c 'mount -t tmpfs -o size=96k tmpfs %s && "
+                   GPT2_RUN "--steps 5 --save-every 1 --keep 1 --out %s/D; echo \"train exit $?\"; "
+                   "echo files: $(ls %s/D); for f in %s/D/ckpt-*.nc; do %s inspect $f > /dev/null "
+                   "|| echo \"BAD $f\"; done; mount -o remount,size=1m %s && "
+                   GPT2_RUN "--steps 5 --save-every 1 --keep 1 --out %s/D --resume > /dev/null; "
+                   "echo \"resume exit $?\"; cmp %s/D/deltas.safetensors %s/deltas.safetensors "
+                   "&& echo same'",
+                   mnt, mnt, DT_BINARY, G, G, mnt, mnt, mnt, DT_BINARY, mnt, DT_BINARY, G, G, mnt,
+                   mnt, ref);
+  if (rc != 0) fail_msg("the disk-starved script failed (%d):\n%s", rc, out);
+  expect(out, "train exit 4", "disk starved");
+  if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
+  expect(out, "ckpt-0000000002.nc was not replaced", "disk starved");
+  expect(out, "No space left on device", "disk starved");
+  expect(out, "files: ckpt-0000000001.nc\n", "disk starved: the previous checkpoint only");
+  if (strstr(out, "BAD ")) fail_msg("a checkpoint with a final name fails inspect:\n%s", out);
+  expect(out, "resume exit 0", "disk starved: resumed");
+  expect(out, "same", "disk starved: deltas of the uninterrupted run");
   free(out);
 }
 
@@ -396,6 +490,7 @@ int main(void) {
       cmocka_unit_test(test_kill_rank),     cmocka_unit_test(test_nan_stop),
       cmocka_unit_test(test_nan_skip),      cmocka_unit_test(test_nan_divergence),
       cmocka_unit_test(test_sweep_nan),
-      cmocka_unit_test(test_readonly_out),  cmocka_unit_test(test_disk_full)};
+      cmocka_unit_test(test_readonly_out),  cmocka_unit_test(test_disk_full),
+      cmocka_unit_test(test_resume_skips_damaged), cmocka_unit_test(test_disk_starved)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }
