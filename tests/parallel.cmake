@@ -49,10 +49,9 @@ dt_add_test(test_scalapack_layout SOURCES test_scalapack_layout.c NP 3)
 add_test(NAME test_scalapack_layout_np4 COMMAND ${DT_MPIRUN} -np 4 $<TARGET_FILE:test_scalapack_layout>)
 set_tests_properties(test_scalapack_layout_np4 PROPERTIES PROCESSORS 4 TIMEOUT 300 LABELS parallel
   ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
-dt_add_test(test_determinism SOURCES test_determinism.c TIMEOUT 300)
+dt_add_test(test_determinism SOURCES test_determinism.c RANKS 4 TIMEOUT 300)
 
 # --share-weights: one node-local copy of the frozen matrices for the
 # data-parallel replicas trains bit for bit as one copy each, and saves it
-dt_add_test(test_share_weights SOURCES test_share_weights.c clitest.c ARGS ${DT_MPIRUN} TIMEOUT 300
-            LABELS parallel)
-set_tests_properties(test_share_weights PROPERTIES PROCESSORS 2)
+dt_add_test(test_share_weights SOURCES test_share_weights.c clitest.c ARGS ${DT_MPIRUN} RANKS 2
+            TIMEOUT 300 LABELS parallel)

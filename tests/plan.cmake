@@ -9,5 +9,5 @@ dt_add_test(test_plan_comm_np2 SOURCES test_plan_comm.c NP 2 LABELS "plan;parall
 add_test(NAME test_plan_comm_np4 COMMAND ${DT_MPIRUN} -np 4 $<TARGET_FILE:test_plan_comm_np2>)
 set_tests_properties(test_plan_comm_np4 PROPERTIES PROCESSORS 4 TIMEOUT 300 LABELS "plan;parallel"
   ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
-dt_add_test(test_plan_cli SOURCES test_plan_cli.c ARGS ${DT_MPIRUN} TIMEOUT 1200 LABELS plan)
+dt_add_test(test_plan_cli SOURCES test_plan_cli.c ARGS ${DT_MPIRUN} RANKS 4 TIMEOUT 1200 LABELS plan)
 target_link_libraries(test_plan_cli PRIVATE PkgConfig::JANSSON)

@@ -2,8 +2,8 @@
 # message and the exit code on 2 ranks; faults (a rank killed, a non-finite
 # loss, a read-only or full output folder) end the job with the last good
 # checkpoint intact.
-dt_add_test(test_bad_input SOURCES test_bad_input.c TIMEOUT 900 LABELS reliability)
-dt_add_test(test_faults SOURCES test_faults.c TIMEOUT 600 LABELS reliability)
+dt_add_test(test_bad_input SOURCES test_bad_input.c RANKS 2 TIMEOUT 900 LABELS reliability)
+dt_add_test(test_faults SOURCES test_faults.c RANKS 2 TIMEOUT 600 LABELS reliability)
 # Output collisions and locks: two tasks of a sweep on one folder or metrics
 # file, a second run on a held folder, a stale lock (2 ranks).
 dt_add_test(test_outputs SOURCES test_outputs.c TIMEOUT 300 LABELS reliability)
