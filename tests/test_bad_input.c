@@ -214,18 +214,6 @@ static void expand(char *out, size_t cap, const char *s) {
   out[o] = 0;
 }
 
-static int count(const char *hay, const char *needle) {
-  int n = 0;
-  for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
-  return n;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 static int setup(void **state) {
   (void)state;
   snprintf(g_tmp, sizeof g_tmp, "%s/bad", dt_test_tmpdir());
@@ -296,18 +284,18 @@ static void test_cases(void **state) {
       snprintf(cmd, sizeof cmd, MPIRUN " %s %s", DT_BINARY, args);
     }
     char *out = NULL;
-    const double t0 = now_s();
+    const double t0 = dt_test_now();
     const int rc = dt_test_run(&out, "%s", cmd);
-    const double dt = now_s() - t0;
+    const double dt = dt_test_now() - t0;
     if (dt > worst) {
       worst = dt;
       worst_id = k->id;
     }
     char why[512] = "";
     if (rc != k->code) snprintf(why, sizeof why, "exit %d, expected %d", rc, k->code);
-    else if (count(out ? out : "", "deltatune: error") != 1)
+    else if (dt_test_count(out ? out : "", "deltatune: error") != 1)
       snprintf(why, sizeof why, "%d error lines, expected exactly one",
-               count(out ? out : "", "deltatune: error"));
+               dt_test_count(out ? out : "", "deltatune: error"));
     else if (dt > LIMIT_S)
       snprintf(why, sizeof why, "took %.1f s, more than %.0f s", dt, LIMIT_S);
     for (int n = 0; !why[0] && n < 3 && k->needle[n]; n++) {

@@ -9,12 +9,6 @@
 
 #define MPIRUN "mpirun -np 2 --oversubscribe"
 
-static int count(const char *hay, const char *needle) {
-  int n = 0;
-  for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
-  return n;
-}
-
 static void test_top_help(void **s) {
   (void)s;
   char *out;
@@ -50,7 +44,7 @@ static void test_train_help(void **s) {
     }
   }
   assert_true(n_method_opts >= 10);
-  assert_true(count(out, "[default: ") >= 20);
+  assert_true(dt_test_count(out, "[default: ") >= 20);
   free(out);
 }
 
@@ -64,7 +58,7 @@ static void expect_usage_error(const char *args, const char *needle) {
   if (rc != 2) fail_msg("'%s': exit %d, expected 2:\n%s", args, rc, out);
   if (!strstr(out, needle)) fail_msg("'%s': message lacks '%s':\n%s", args, needle, out);
   /* the message comes once, from rank 0 */
-  if (count(out, "deltatune: error") != 1)
+  if (dt_test_count(out, "deltatune: error") != 1)
     fail_msg("'%s': expected one error line:\n%s", args, out);
   free(out);
 }

@@ -21,22 +21,6 @@ static char g_tmp[512];  /* this test's folder */
 static char g_mnt[512];  /* its folder for mounts (dt_test_mount_dir) */
 static char g_bad[600];  /* tests/bad_inputs.py's inputs */
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int count(const char *hay, const char *needle) {
-  int n = 0;
-  for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
-  return n;
-}
-
-static void expect(const char *out, const char *needle, const char *what) {
-  if (!strstr(out ? out : "", needle)) fail_msg("%s: output lacks '%s':\n%s", what, needle, out ? out : "");
-}
-
 static int setup(void **state) {
   (void)state;
   snprintf(g_tmp, sizeof g_tmp, "%s/faults", dt_test_tmpdir());
@@ -148,15 +132,15 @@ static void test_kill_rank(void **state) {
   }
   /* wait for a checkpoint and a few more steps */
   char ck[1024];
-  const double t0 = now_s();
+  const double t0 = dt_test_now();
   int status = 0, done = 0;
-  while (now_s() - t0 < 120) {
+  while (dt_test_now() - t0 < 120) {
     if (waitpid(mpirun, &status, WNOHANG) == mpirun) {
       done = 1;
       break;
     }
     char *out = dt_test_slurp(log);
-    const int steps = out ? count(out, "\nstep ") : 0;
+    const int steps = out ? dt_test_count(out, "\nstep ") : 0;
     free(out);
     if (newest_ckpt(dir, ck, sizeof ck) >= 10 && steps >= 13) break;
     usleep(20000);
@@ -171,10 +155,10 @@ static void test_kill_rank(void **state) {
     waitpid(mpirun, &status, 0);
     fail_msg("no deltatune rank 1 / rank 0 under mpirun %d", (int)mpirun);
   }
-  const double t_kill = now_s();
+  const double t_kill = dt_test_now();
   assert_int_equal(kill(victim, SIGKILL), 0);
-  while (waitpid(mpirun, &status, WNOHANG) != mpirun && now_s() - t_kill < 60) usleep(10000);
-  const double ended = now_s() - t_kill;
+  while (waitpid(mpirun, &status, WNOHANG) != mpirun && dt_test_now() - t_kill < 60) usleep(10000);
+  const double ended = dt_test_now() - t_kill;
   if (ended >= 60) {
     kill(mpirun, SIGKILL);
     waitpid(mpirun, &status, 0);
@@ -199,7 +183,7 @@ static void test_kill_rank(void **state) {
   rc = dt_test_run(&o2, MPIRUN " %s train --model %s --data %s --batch-size 4 --steps %ld "
                    "--save-every 10 --out %s --resume", DT_BINARY, model, data, step + 5, dir);
   if (rc != 0) fail_msg("--resume after the kill: exit %d\n%s", rc, o2);
-  expect(o2, "resume: ", "--resume after the kill");
+  dt_test_expect(o2, "resume: ", "--resume after the kill");
   free(o2);
 }
 
@@ -216,10 +200,10 @@ static void test_nan_stop(void **state) {
   int rc = dt_test_run(&out, NAN_RUN "--steps 6 --save-every 1 --out %s", DT_BINARY, g_bad,
                        g_bad, dir);
   if (rc != 6) fail_msg("exit %d, expected 6 (numerical):\n%s", rc, out);
-  if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
-  expect(out, "step 3/6: the loss is NaN", "--nan-policy stop");
-  expect(out, "the last good checkpoint is", "--nan-policy stop");
-  expect(out, "ckpt-0000000002.nc (step 2)", "--nan-policy stop");
+  if (dt_test_count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
+  dt_test_expect(out, "step 3/6: the loss is NaN", "--nan-policy stop");
+  dt_test_expect(out, "the last good checkpoint is", "--nan-policy stop");
+  dt_test_expect(out, "ckpt-0000000002.nc (step 2)", "--nan-policy stop");
   free(out);
   char ck[1024];
   assert_int_equal(newest_ckpt(dir, ck, sizeof ck), 2);
@@ -230,8 +214,8 @@ static void test_nan_stop(void **state) {
   rc = dt_test_run(&out, NAN_RUN "--steps 6 --save-every 1 --out %s --resume --nan-policy skip",
                    DT_BINARY, g_bad, g_bad, dir);
   if (rc != 0) fail_msg("--resume --nan-policy skip: exit %d\n%s", rc, out);
-  expect(out, "resume: ", "--resume");
-  expect(out, "summary: 1 of 4 steps skipped", "--resume --nan-policy skip");
+  dt_test_expect(out, "resume: ", "--resume");
+  dt_test_expect(out, "summary: 1 of 4 steps skipped", "--resume --nan-policy skip");
   free(out);
 }
 
@@ -243,17 +227,17 @@ static void test_nan_skip(void **state) {
   int rc = dt_test_run(&out, NAN_RUN "--steps 8 --nan-policy skip --metrics %s", DT_BINARY,
                        g_bad, g_bad, metrics);
   if (rc != 0) fail_msg("exit %d:\n%s", rc, out);
-  expect(out, "step      3/8  loss NaN", "--nan-policy skip");
-  expect(out, "update skipped (1 consecutive, 2 in all", "--nan-policy skip");
-  expect(out, "summary: 2 of 8 steps skipped", "--nan-policy skip");
+  dt_test_expect(out, "step      3/8  loss NaN", "--nan-policy skip");
+  dt_test_expect(out, "update skipped (1 consecutive, 2 in all", "--nan-policy skip");
+  dt_test_expect(out, "summary: 2 of 8 steps skipped", "--nan-policy skip");
   free(out);
   char *m = dt_test_slurp(metrics);
   assert_non_null(m);
-  assert_int_equal(count(m, "\"skipped\": true"), 2);
-  assert_int_equal(count(m, "\"loss\": null"), 2);
-  expect(m, "{\"step\": 2, \"loss\": null", "metrics");
-  expect(m, "\"step\": 7,", "metrics");
-  expect(m, "\"skipped_steps\": 2}", "metrics");
+  assert_int_equal(dt_test_count(m, "\"skipped\": true"), 2);
+  assert_int_equal(dt_test_count(m, "\"loss\": null"), 2);
+  dt_test_expect(m, "{\"step\": 2, \"loss\": null", "metrics");
+  dt_test_expect(m, "\"step\": 7,", "metrics");
+  dt_test_expect(m, "\"skipped_steps\": 2}", "metrics");
   free(m);
   /* consecutive non-finite steps: --nan-max-skips */
   rc = dt_test_run(&out,
@@ -261,9 +245,9 @@ static void test_nan_skip(void **state) {
                    "--batch-size 2 --steps 8 --nan-policy skip --nan-max-skips 2", DT_BINARY,
                    g_bad, g_bad);
   if (rc != 6) fail_msg("--nan-max-skips 2: exit %d, expected 6:\n%s", rc, out);
-  if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
-  expect(out, "step 4/8: the loss is NaN", "--nan-max-skips");
-  expect(out, "2 consecutive steps not finite (--nan-max-skips 2)", "--nan-max-skips");
+  if (dt_test_count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
+  dt_test_expect(out, "step 4/8: the loss is NaN", "--nan-max-skips");
+  dt_test_expect(out, "2 consecutive steps not finite (--nan-max-skips 2)", "--nan-max-skips");
   free(out);
 }
 
@@ -290,14 +274,14 @@ static void test_sweep_nan(void **state) {
   int rc = dt_test_run(&out, MPIRUN " %s sweep --model %s/nan_model --tasks %s --log-every 1",
                        DT_BINARY, g_bad, ini);
   if (rc != 3) fail_msg("exit %d; a failed task must make the sweep exit 3 at the end:\n%s", rc, out);
-  expect(out, "1 task(s) of the sweep failed", "sweep with a NaN task");
-  expect(out, "task poisoned: FAILED", "sweep with a NaN task");
-  expect(out, "the loss is not finite at step 3/4", "sweep with a NaN task");
-  expect(out, "task clean: done after 5 steps", "sweep with a NaN task");
+  dt_test_expect(out, "1 task(s) of the sweep failed", "sweep with a NaN task");
+  dt_test_expect(out, "task poisoned: FAILED", "sweep with a NaN task");
+  dt_test_expect(out, "the loss is not finite at step 3/4", "sweep with a NaN task");
+  dt_test_expect(out, "task clean: done after 5 steps", "sweep with a NaN task");
   free(out);
   char *m = dt_test_slurp(good);
   assert_non_null(m);
-  expect(m, "{\"step\": 4,", "the clean task's metrics");
+  dt_test_expect(m, "{\"step\": 4,", "the clean task's metrics");
   if (strstr(m, "null") || strstr(m, "nan")) fail_msg("the clean task saw a non-finite value:\n%s", m);
   free(m);
 }
@@ -311,9 +295,9 @@ static void test_nan_divergence(void **state) {
   int rc = dt_test_run(&out, MPIRUN " %s train --model %s/model --data %s/batch.safetensors "
                        "--batch-size 2 --steps 200 --lr 10 --weight-decay 10", DT_BINARY, G, G);
   if (rc != 6) fail_msg("exit %d, expected 6:\n%s", rc, out);
-  if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
-  expect(out, "/200: the loss is ", "divergence");
-  expect(out, "(--nan-policy stop)", "divergence");
+  if (dt_test_count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
+  dt_test_expect(out, "/200: the loss is ", "divergence");
+  dt_test_expect(out, "(--nan-policy stop)", "divergence");
   free(out);
 }
 
@@ -348,8 +332,8 @@ static void test_readonly_out(void **state) {
                    "&& exec " GPT2_RUN "--steps 8 --save-every 2 --out %s --resume'",
                    dir, dir, dir, DT_BINARY, G, G, dir);
   if (rc != 4) fail_msg("read-only --out: exit %d, expected 4 (I/O):\n%s", rc, out);
-  if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
-  expect(out, ".deltatune.lock: Read-only file system", "read-only --out");
+  if (dt_test_count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
+  dt_test_expect(out, ".deltatune.lock: Read-only file system", "read-only --out");
   if (strstr(out, "step ")) fail_msg("read-only --out: it trained:\n%s", out);
   free(out);
   char ck[1024];
@@ -381,12 +365,12 @@ static void test_disk_full(void **state) {
                        mnt, mnt, DT_BINARY, G, G, mnt, mnt, DT_BINARY, G, G, mnt, mnt,
                        DT_BINARY, mnt);
   if (rc != 0) fail_msg("the disk-full script failed (%d):\n%s", rc, out);
-  expect(out, "train exit 4", "disk full");
-  if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
-  expect(out, "ckpt-0000000004.nc", "disk full");
-  expect(out, "reserving the 36864 bytes of its variables: No space left on device", "disk full");
-  expect(out, "inspect exit 0", "disk full: the previous checkpoint");
-  expect(out, "files: ckpt-0000000002.nc deltas.safetensors\n",
+  dt_test_expect(out, "train exit 4", "disk full");
+  if (dt_test_count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
+  dt_test_expect(out, "ckpt-0000000004.nc", "disk full");
+  dt_test_expect(out, "reserving the 36864 bytes of its variables: No space left on device", "disk full");
+  dt_test_expect(out, "inspect exit 0", "disk full: the previous checkpoint");
+  dt_test_expect(out, "files: ckpt-0000000002.nc deltas.safetensors\n",
          "disk full: no partial checkpoint left");
   free(out);
 }
@@ -416,12 +400,12 @@ static void test_resume_skips_damaged(void **state) {
   if (rc != 0) fail_msg("--resume past a damaged checkpoint: exit %d, expected 0:\n%s", rc, out);
   char want[2000];
   snprintf(want, sizeof want, "resume: skipped %s: %s: variable ", ck4, ck4);
-  expect(out, want, "skipped");
-  expect(out, "is corrupted: its values hash to xxh3", "skipped");
+  dt_test_expect(out, want, "skipped");
+  dt_test_expect(out, "is corrupted: its values hash to xxh3", "skipped");
   snprintf(want, sizeof want, "kept as %s.unreadable", ck4);
-  expect(out, want, "skipped");
+  dt_test_expect(out, want, "skipped");
   snprintf(want, sizeof want, "resume: %s/ckpt-0000000002.nc: step 2 of 6", dir);
-  expect(out, want, "resumed from the intact one");
+  dt_test_expect(out, want, "resumed from the intact one");
   free(out);
   /* the damaged file is kept; every file with a final name is intact; the
    * deltas are the uninterrupted run's */
@@ -429,19 +413,19 @@ static void test_resume_skips_damaged(void **state) {
                    "echo \"BAD $f\"; done && cmp deltas.safetensors %s/deltas.safetensors && "
                    "echo same", dir, DT_BINARY, ref);
   if (rc != 0 || strstr(out, "BAD ")) fail_msg("after the resume (exit %d):\n%s", rc, out);
-  expect(out, "ckpt-0000000004.nc.unreadable\n", "the damaged checkpoint is kept");
-  expect(out, "ckpt-0000000006.nc\n", "the final checkpoint");
-  expect(out, "same", "deltas identical to the uninterrupted run");
+  dt_test_expect(out, "ckpt-0000000004.nc.unreadable\n", "the damaged checkpoint is kept");
+  dt_test_expect(out, "ckpt-0000000006.nc\n", "the final checkpoint");
+  dt_test_expect(out, "same", "deltas identical to the uninterrupted run");
   free(out);
   /* a folder whose only checkpoint is damaged: an error, nothing moved */
   rc = dt_test_run(&out, "rm -rf %s/one && mkdir %s/one && cp %s.unreadable "
                    "%s/one/ckpt-0000000004.nc && " GPT2_RUN "--steps 6 --out %s/one --resume; "
                    "echo \"exit $?\"; ls %s/one", g_tmp, g_tmp, ck4, g_tmp, DT_BINARY, G, G,
                    g_tmp, g_tmp);
-  expect(out, "exit 3", "only a damaged checkpoint");
-  expect(out, "no checkpoint of", "only a damaged checkpoint");
-  expect(out, "1 tried, all kept", "only a damaged checkpoint");
-  expect(out, "ckpt-0000000004.nc\n", "only a damaged checkpoint: kept in place");
+  dt_test_expect(out, "exit 3", "only a damaged checkpoint");
+  dt_test_expect(out, "no checkpoint of", "only a damaged checkpoint");
+  dt_test_expect(out, "1 tried, all kept", "only a damaged checkpoint");
+  dt_test_expect(out, "ckpt-0000000004.nc\n", "only a damaged checkpoint: kept in place");
   free(out);
 }
 
@@ -474,14 +458,14 @@ static void test_disk_starved(void **state) {
                    mnt, mnt, DT_BINARY, G, G, mnt, mnt, mnt, DT_BINARY, mnt, DT_BINARY, G, G, mnt,
                    mnt, ref);
   if (rc != 0) fail_msg("the disk-starved script failed (%d):\n%s", rc, out);
-  expect(out, "train exit 4", "disk starved");
-  if (count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
-  expect(out, "ckpt-0000000002.nc was not replaced", "disk starved");
-  expect(out, "No space left on device", "disk starved");
-  expect(out, "files: ckpt-0000000001.nc\n", "disk starved: the previous checkpoint only");
+  dt_test_expect(out, "train exit 4", "disk starved");
+  if (dt_test_count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
+  dt_test_expect(out, "ckpt-0000000002.nc was not replaced", "disk starved");
+  dt_test_expect(out, "No space left on device", "disk starved");
+  dt_test_expect(out, "files: ckpt-0000000001.nc\n", "disk starved: the previous checkpoint only");
   if (strstr(out, "BAD ")) fail_msg("a checkpoint with a final name fails inspect:\n%s", out);
-  expect(out, "resume exit 0", "disk starved: resumed");
-  expect(out, "same", "disk starved: deltas of the uninterrupted run");
+  dt_test_expect(out, "resume exit 0", "disk starved: resumed");
+  dt_test_expect(out, "same", "disk starved: deltas of the uninterrupted run");
   free(out);
 }
 

@@ -23,23 +23,6 @@ static char g_tmp[512];
  * tests' time limits) */
 static double limit_s(void) { return getenv("ASAN_OPTIONS") ? 80.0 : 20.0; }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int count(const char *hay, const char *needle) {
-  int n = 0;
-  for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
-  return n;
-}
-
-static void expect(const char *out, const char *needle, const char *what) {
-  if (!strstr(out ? out : "", needle))
-    fail_msg("%s: output lacks '%s':\n%s", what, needle, out ? out : "");
-}
-
 static int setup(void **state) {
   (void)state;
   snprintf(g_tmp, sizeof g_tmp, "%s/outputs", dt_test_tmpdir());
@@ -67,19 +50,19 @@ static void task_file(const char *name, const char *ka, const char *kb) {
  * file, both tasks and the fields, in under 20 s; nothing trained. */
 static void refused(const char *name, const char *frag1, const char *frag2) {
   char *out = NULL;
-  const double t0 = now_s();
+  const double t0 = dt_test_now();
   int rc = dt_test_run(&out, "cd %s && " MPIRUN " %s sweep --model %s/model --tasks %s.ini",
                        g_tmp, DT_BINARY, dt_test_fixture("gpt2"), name);
-  const double dt = now_s() - t0;
+  const double dt = dt_test_now() - t0;
   if (rc != 2) fail_msg("%s: exit %d, expected 2 (the outputs collide):\n%s", name, rc, out);
-  if (count(out, "deltatune: error") != 1) fail_msg("%s: expected one error line:\n%s", name, out);
+  if (dt_test_count(out, "deltatune: error") != 1) fail_msg("%s: expected one error line:\n%s", name, out);
   char file[64];
   snprintf(file, sizeof file, "%s.ini: [task a]", name);
-  expect(out, file, name);
-  expect(out, "[task b]", name);
-  expect(out, frag1, name);
-  expect(out, frag2, name);
-  expect(out, "are the same path", name);
+  dt_test_expect(out, file, name);
+  dt_test_expect(out, "[task b]", name);
+  dt_test_expect(out, frag1, name);
+  dt_test_expect(out, frag2, name);
+  dt_test_expect(out, "are the same path", name);
   if (strstr(out, "step ") || strstr(out, "done")) fail_msg("%s: something trained:\n%s", name, out);
   if (dt > limit_s()) fail_msg("%s: took %.1f s", name, dt);
   printf("%s: refused in %.1f s\n", name, dt);
@@ -120,7 +103,7 @@ static void test_sweep_same_metrics(void **state) {
   if (rc != 0) fail_msg("distinct outputs: exit %d\n%s", rc, out);
   free(out);
   rc = dt_test_run(&out, "cd %s && ls -A fa fb", g_tmp);
-  expect(out, "ckpt-0000000002.nc", "distinct outputs");
+  dt_test_expect(out, "ckpt-0000000002.nc", "distinct outputs");
   if (strstr(out, ".deltatune.lock")) fail_msg("a lock file was left:\n%s", out);
   free(out);
 }
@@ -167,12 +150,12 @@ static void test_second_run_refused(void **state) {
   char want[400], *out = NULL;
   snprintf(want, sizeof want, "is in use by another deltatune run (host %s, pid %ld", host, holder);
   /* train on the same folder spelled otherwise, and a sweep task on it */
-  double t0 = now_s();
+  double t0 = dt_test_now();
   int rc = dt_test_run(&out, "cd %s && " MPIRUN " %s train --model %s/model --data "
                        "%s/batch.safetensors --batch-size 2 --steps 4 --out ./busy/", g_tmp,
                        DT_BINARY, G, G);
-  double dt = now_s() - t0;
-  int ok = rc == 2 && count(out, "deltatune: error") == 1 && strstr(out, want) &&
+  double dt = dt_test_now() - t0;
+  int ok = rc == 2 && dt_test_count(out, "deltatune: error") == 1 && strstr(out, want) &&
            strstr(out, "--out ./busy/") && dt < limit_s();
   char *out2 = NULL;
   task_file("busy", "out = busy", "out = other");
@@ -196,7 +179,7 @@ static void test_second_run_refused(void **state) {
   char stale[400];
   snprintf(stale, sizeof stale, "took over the stale lock of a run that is gone (host %s, pid %ld",
            host, holder);
-  expect(out, stale, "stale lock");
+  dt_test_expect(out, stale, "stale lock");
   free(out);
   assert_int_equal(lock_pid(dir), 0); /* released at exit */
   /* a lock file naming a dead pid of this host, written by hand */
@@ -209,7 +192,7 @@ static void test_second_run_refused(void **state) {
   rc = dt_test_run(&out, MPIRUN " %s train --model %s/model --data %s/batch.safetensors "
                    "--batch-size 2 --steps 6 --out %s --resume", DT_BINARY, G, G, dir);
   if (rc != 0) fail_msg("stale lock file: exit %d\n%s", rc, out);
-  expect(out, "pid 2147483", "stale lock file");
+  dt_test_expect(out, "pid 2147483", "stale lock file");
   free(out);
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -27,6 +28,23 @@ const char *dt_test_fixture(const char *rel) {
 
 const char *dt_test_data(const char *rel) {
   return rotate("%s/%s", DT_TESTDATA_DIR, rel);
+}
+
+int dt_test_count(const char *hay, const char *needle) {
+  int n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
+  return n;
+}
+
+void dt_test_expect(const char *out, const char *needle, const char *what) {
+  if (!strstr(out ? out : "", needle))
+    fail_msg("%s: output lacks '%s':\n%s", what, needle, out ? out : "");
+}
+
+double dt_test_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
 const char *dt_test_mount_dir(void) {

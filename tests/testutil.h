@@ -34,6 +34,12 @@ void dt_test_unavailable(const char *why);
  * Returns the exit status (or -1 if it could not run / was signalled). */
 int dt_test_run(char **out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* How often needle occurs in hay. */
+int dt_test_count(const char *hay, const char *needle);
+/* Fail the test (naming `what`) unless out holds needle. */
+void dt_test_expect(const char *out, const char *needle, const char *what);
+/* Seconds on the monotonic clock. */
+double dt_test_now(void);
 /* Read a whole text file (malloc'd, NUL-terminated). NULL on failure. */
 char *dt_test_slurp(const char *path);
 
