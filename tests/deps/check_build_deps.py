@@ -37,6 +37,7 @@ import glob
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,14 +63,20 @@ def install_list(src, without):
     return pkgs
 
 
-def traced_configure(src):
+def traced_configure(src, real_build):
     """Regular files a scratch configure of SRC opened, stat'ed or ran."""
     files = set()
     with tempfile.TemporaryDirectory(prefix="dt-deps-") as tmp:
         build = os.path.join(tmp, "build")
         trace = os.path.join(tmp, "trace")
+        # the tokenizer files the real build fetched, so that this configure
+        # finds them (sha256 checked) and asks no registry
+        toks = os.path.join(tmp, "tokenizers")
+        if os.path.isdir(os.path.join(real_build, "tokenizers")):
+            shutil.copytree(os.path.join(real_build, "tokenizers"), toks)
         r = subprocess.run(["strace", "-f", "-ff", "-qq", "-s", "4096", "-e", "trace=%file", "-o", trace,
-                            "cmake", "-S", src, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DDT_BUILD_TESTS=ON"],
+                            "cmake", "-S", src, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DDT_BUILD_TESTS=ON",
+                            "-DDT_TOKENIZER_DIR=" + toks],
                            capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"check_build_deps: the traced configure failed (exit {r.returncode}):\n{r.stderr[-4000:]}")
@@ -234,7 +241,7 @@ def main():
         print("check_build_deps: listed but not installed here (run scripts/install-deps.sh): " + " ".join(absent))
         return 1
 
-    files = system_files(traced_configure(src) | depfile_headers(build) | link_libraries(build), src, build)
+    files = system_files(traced_configure(src, build) | depfile_headers(build) | link_libraries(build), src, build)
     own = owners(files)
     local = sorted(f for f in files if f.startswith(LOCAL_DIRS))
     unowned = sorted(f for f in files if not own.get(f) and f not in local)
