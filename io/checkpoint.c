@@ -32,7 +32,7 @@ static const char *const k_role_suffix[] = {"", "__exp_avg", "__exp_avg_sq"};
 /* --- agreement ----------------------------------------------------------- */
 
 int dt_ckpt_agree(int rc, MPI_Comm comm) {
-  /* src/agree.c: the same agreement, which also marks an error held by the
+  /* base/agree.c: the same agreement, which also marks an error held by the
    * whole world as agreed (reported once, no MPI_Abort) */
   return dt_agree(rc, comm);
 }

@@ -22,7 +22,6 @@
 #include <stdint.h>
 
 #include "backbone_id.h"
-#include "options.h"
 #include "params.h"
 
 #define DT_CKPT_FORMAT "deltatune-checkpoint"
@@ -30,6 +29,7 @@
 #define DT_CKPT_NAME_MAX 256 /* NetCDF names (NC_MAX_NAME) */
 #define DT_CKPT_MAX_COUNTERS 8
 #define DT_CKPT_MAX_METHODS 16
+#define DT_CKPT_VALUE_MAX 1024 /* an option's value text (options.h DT_OPTVAL_MAX) */
 
 enum { DT_CKPT_PARAM = 0, DT_CKPT_EXP_AVG = 1, DT_CKPT_EXP_AVG_SQ = 2 };
 
@@ -49,7 +49,7 @@ typedef struct {
 /* An option as stored: --name and its value text ("" when unset). */
 typedef struct {
   char name[64];
-  char value[DT_OPTVAL_MAX];
+  char value[DT_CKPT_VALUE_MAX];
 } dt_ckpt_opt;
 
 /* Counters of one method (dt_method_ops save_counters). */

@@ -7,6 +7,8 @@
 #ifndef DT_SAFETENSORS_H
 #define DT_SAFETENSORS_H
 
+#include "bf16.h" /* the tensors' bf16 <-> f32 conversions */
+
 #include <stdint.h>
 
 typedef enum {
@@ -100,19 +102,6 @@ int dt_st_write(const char *path, const dt_st_out *tensors, int n,
                 const char *const *meta_keys, const char *const *meta_values,
                 int n_meta);
 
-/* bf16 <-> f32 helpers (round to nearest even). */
-static inline float dt_bf16_to_f32(uint16_t h) {
-  union { uint32_t u; float f; } v;
-  v.u = (uint32_t)h << 16;
-  return v.f;
-}
-static inline uint16_t dt_f32_to_bf16(float f) {
-  union { uint32_t u; float f; } v;
-  v.f = f;
-  if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40); /* NaN */
-  uint32_t rounding = 0x7fffu + ((v.u >> 16) & 1u);
-  return (uint16_t)((v.u + rounding) >> 16);
-}
 float dt_f16_to_f32(uint16_t h);
 
 #endif

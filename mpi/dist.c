@@ -6,18 +6,14 @@
 
 #include "error.h"
 #include "mpicheck.h"
+#include "shmwin.h"
+#include "timer.h"
 
 /* BLACS C interface (ScaLAPACK's). */
 void Cblacs_get(int ctx, int what, int *val);
 void Cblacs_gridinit(int *ctx, const char *order, int nprow, int npcol);
 void Cblacs_gridexit(int ctx);
 int Csys2blacs_handle(MPI_Comm comm);
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 int dt_dist_init(dt_dist *d, int tp) {
   memset(d, 0, sizeof *d);
@@ -62,7 +58,7 @@ int dt_dist_init(dt_dist *d, int tp) {
 }
 
 void dt_dist_free(dt_dist *d) {
-  if (d->shm_base) MPI_Win_free(&d->shm_win);
+  dt_shmwin_free(&d->shm_win);
   if (d->blacs_ctx >= 0) Cblacs_gridexit(d->blacs_ctx);
   if (d->blacs_ctx_col >= 0) Cblacs_gridexit(d->blacs_ctx_col);
   if (d->tp != MPI_COMM_NULL && d->tp) MPI_Comm_free(&d->tp);
@@ -74,7 +70,7 @@ void dt_dist_free(dt_dist *d) {
 static int allreduce(dt_dist *d, MPI_Comm comm, int size, float *buf, size_t n,
                      MPI_Op op, const char *what) {
   if (size <= 1 || n == 0) return DT_OK;
-  double t0 = now();
+  double t0 = dt_now();
   while (n > 0) { /* counts are int */
     int c = n > (1u << 30) ? (1 << 30) : (int)n;
     DT_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, c, MPI_FLOAT, op, comm) == MPI_SUCCESS,
@@ -82,7 +78,7 @@ static int allreduce(dt_dist *d, MPI_Comm comm, int size, float *buf, size_t n,
     buf += c;
     n -= (size_t)c;
   }
-  d->comm_s += now() - t0;
+  d->comm_s += dt_now() - t0;
   return DT_OK;
 }
 
@@ -90,21 +86,13 @@ static int allreduce(dt_dist *d, MPI_Comm comm, int size, float *buf, size_t n,
  * tensor group (every rank calls dt_tp_sum with the same n). */
 static int shm_reserve(dt_dist *d, size_t n) {
   if (d->shm_base && n <= d->shm_cap) return DT_OK;
-  if (d->shm_base) MPI_Win_free(&d->shm_win);
+  dt_shmwin_free(&d->shm_win);
   d->shm_base = NULL;
   size_t cap = n < DT_SHM_SLOT_MIN ? DT_SHM_SLOT_MIN : n;
   /* rank 0 allocates T slots + the result; the others map it */
-  MPI_Aint bytes = d->tp_rank == 0 ? (MPI_Aint)(sizeof(float) * cap * (d->tp_size + 1)) : 0;
-  float *mine = NULL;
-  DT_CHECK(MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, d->tp, &mine,
-                                   &d->shm_win) == MPI_SUCCESS,
-           DT_EMPI, "cannot allocate %zu MB of shared memory for tensor-group sums",
-           (size_t)(sizeof(float) * cap * (d->tp_size + 1)) >> 20);
-  DT_CALL(dt_mpi_win_errors_return(d->shm_win));
-  MPI_Aint sz;
-  int du;
-  DT_MPI(MPI_Win_shared_query(d->shm_win, 0, &sz, &du, &d->shm_base),
-         "MPI_Win_shared_query of the tensor-group sums' window");
+  DT_CALL(dt_shmwin_alloc(&d->shm_win, d->tp, sizeof(float) * cap * (d->tp_size + 1),
+                          "tensor-group sums"));
+  d->shm_base = d->shm_win.base;
   d->shm_cap = cap;
   return DT_OK;
 }
@@ -120,9 +108,9 @@ static int shm_sum(dt_dist *d, float *buf, size_t n) {
   float *res = d->shm_base + (size_t)T * d->shm_cap;
   memcpy(slot, buf, sizeof(float) * n);
   __sync_synchronize();
-  const double tw = now();
+  const double tw = dt_now();
   DT_MPI(MPI_Barrier(d->tp), "MPI_Barrier of the tensor group (shared-memory sum)");
-  d->wait_s += now() - tw;
+  d->wait_s += dt_now() - tw;
   const size_t per = (n + (size_t)T - 1) / T, lo = per * (size_t)me;
   const size_t hi = lo + per < n ? lo + per : n;
   if (lo < hi) {
@@ -145,9 +133,9 @@ int dt_tp_sum(dt_dist *d, float *buf, size_t n) {
     d->n_tp_sum_shm += d->shm_ok && n >= DT_SHM_SUM_MIN;
   }
   if (d->tp_size > 1 && d->shm_ok && n >= DT_SHM_SUM_MIN) {
-    double t0 = now();
+    double t0 = dt_now();
     int rc = shm_sum(d, buf, n);
-    d->comm_s += now() - t0;
+    d->comm_s += dt_now() - t0;
     return rc;
   }
   return allreduce(d, d->tp, d->tp_size, buf, n, MPI_SUM, "tensor-parallel");

@@ -17,6 +17,8 @@
 #include <mpi.h>
 #include <stddef.h>
 
+#include "shmwin.h"
+
 typedef struct {
   MPI_Comm world, tp, dp;
   int rank, size;
@@ -38,7 +40,7 @@ typedef struct {
   long long n_tp_sum, tp_sum_floats, n_tp_sum_shm;
   /* intra-node fast path of dt_tp_sum: a shared-memory window holding one
    * slot per tensor rank plus the result, when the group shares a node */
-  MPI_Win shm_win;
+  dt_shmwin shm_win;
   float *shm_base;   /* this rank's view of the whole window */
   size_t shm_cap;    /* floats per slot */
   int shm_ok;        /* the tensor group lives on one node */

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "model.h"
+#include "shard.h"
 
 void psgemm_(const char *ta, const char *tb, const int *m, const int *n, const int *k,
              const float *alpha, const float *a, const int *ia, const int *ja,
@@ -22,9 +22,8 @@ typedef struct {
   int which, off;
 } part;
 
-static int site_parts(const dt_model *m, int site, part *p) {
-  const dt_config *c = &m->cfg;
-  const int ql = m->sh.n_head_l * c->head_dim, kvl = m->sh.n_kv_l * c->head_dim;
+static int site_parts(const dt_shard *sh, const dt_config *c, int site, part *p) {
+  const int ql = sh->n_head_l * c->head_dim, kvl = sh->n_kv_l * c->head_dim;
   switch (site) {
     case DT_SITE_QKV:
       p[0] = (part){0, 0}, p[1] = (part){1, ql}, p[2] = (part){2, ql + kvl};
@@ -32,7 +31,7 @@ static int site_parts(const dt_model *m, int site, part *p) {
     case DT_SITE_FC:
       p[0] = (part){3, 0};
       if (dt_cfg_arch(c)->gated_ffn) {
-        p[1] = (part){4, m->sh.ffn_l};
+        p[1] = (part){4, sh->ffn_l};
         return 2;
       }
       return 1;
@@ -41,12 +40,12 @@ static int site_parts(const dt_model *m, int site, part *p) {
   }
 }
 
-size_t dt_pxgemm_scratch(const dt_model *m, int N) {
-  const size_t d = (size_t)m->cfg.d_model;
+size_t dt_pxgemm_scratch(const dt_config *c, const dt_shard *sh, int N) {
+  const size_t d = (size_t)c->d_model;
   size_t a = (size_t)N * d, b = 0;
   for (int s = 0; s < DT_N_SITES; s++) {
-    size_t w = (size_t)dt_site_in_l(m, s) * dt_site_out_l(m, s);
-    size_t y = (size_t)N * dt_site_out_l(m, s), x = (size_t)N * dt_site_in_l(m, s);
+    size_t w = (size_t)dt_shard_site_in_l(sh, c, s) * dt_shard_site_out_l(sh, c, s);
+    size_t y = (size_t)N * dt_shard_site_out_l(sh, c, s), x = (size_t)N * dt_shard_site_in_l(sh, c, s);
     if (w > b) b = w;
     if (y > a) a = y;
     if (x > a) a = x;
@@ -57,34 +56,32 @@ size_t dt_pxgemm_scratch(const dt_model *m, int N) {
 static int lld(int n) { return n > 1 ? n : 1; }
 
 /* C [N, d] column-major on tensor rank 0 -> row-major y on every rank. */
-static int finish_replicated(dt_model *m, float *y, const float *C, int N, int d) {
-  if (m->sh.tp_rank == 0)
+static int finish_replicated(const dt_shard *sh, const dt_dist *D, float *y, const float *C, int N, int d) {
+  if (sh->tp_rank == 0)
     for (int i = 0; i < N; i++)
       for (int j = 0; j < d; j++) y[(size_t)i * d + j] = C[(size_t)j * N + i];
-  DT_CHECK(MPI_Bcast(y, N * d, MPI_FLOAT, 0, m->dist->tp) == MPI_SUCCESS, DT_EMPI,
+  DT_CHECK(MPI_Bcast(y, N * d, MPI_FLOAT, 0, D->tp) == MPI_SUCCESS, DT_EMPI,
            "broadcast of a PxGEMM product failed");
   return DT_OK;
 }
 
-int dt_pxgemm_forward(dt_model *m, int site, float *y, const float *x, const float *W, int N,
+int dt_pxgemm_forward(const dt_config *c, const dt_shard *sh, const dt_dist *D, int site, float *y, const float *x, const float *W, int N,
                       float *scratch) {
-  const dt_config *c = &m->cfg;
-  const dt_dist *D = m->dist;
-  const int d = c->d_model, zero = 0, one = 1, r = m->sh.tp_rank;
+  const int d = c->d_model, zero = 0, one = 1, r = sh->tp_rank;
   const float f1 = 1.0f, f0 = 0.0f;
   part p[3];
-  const int np = site_parts(m, site, p);
+  const int np = site_parts(sh, c, site, p);
   int info = 0;
   if (!dt_site_row_parallel(site)) {
     /* Y_part [N, out_part] = X [N, d] W_part^T: X as X^T [d, N] on process
      * column 0 of the 1 x T grid, W^T [d, out_part] in column blocks */
-    const int out_l = dt_site_out_l(m, site);
+    const int out_l = dt_shard_site_out_l(sh, c, site);
     int dx[9];
     descinit_(dx, &d, &N, &d, &N, &zero, &zero, &D->blacs_ctx, &d, &info);
     DT_CHECK(info == 0, DT_EINTERNAL, "descinit of the PxGEMM input: info %d", info);
     for (int k = 0; k < np; k++) {
       int dw[9], dc[9];
-      DT_CHECK(dt_shard_descriptor(&m->sh, c, p[k].which, D->blacs_ctx, D->blacs_ctx_col, dw) == 0,
+      DT_CHECK(dt_shard_descriptor(sh, c, p[k].which, D->blacs_ctx, D->blacs_ctx_col, dw) == 0,
                DT_EINTERNAL, "shard descriptor %d", p[k].which);
       const int n = dw[3], nb = dw[5];
       const int Tn = D->tp_size, nl = numroc_(&n, &nb, &r, &zero, &Tn);
@@ -99,9 +96,9 @@ int dt_pxgemm_forward(dt_model *m, int site, float *y, const float *x, const flo
   }
   /* Y [N, d] = A [N, in] W^T: A^T [in, N] and W^T [in, d] in row blocks of
    * the T x 1 grid; the product lands on process row 0, then broadcast */
-  const int in_l = dt_site_in_l(m, site);
+  const int in_l = dt_shard_site_in_l(sh, c, site);
   int dw[9], da[9], dc[9];
-  DT_CHECK(dt_shard_descriptor(&m->sh, c, p[0].which, D->blacs_ctx, D->blacs_ctx_col, dw) == 0,
+  DT_CHECK(dt_shard_descriptor(sh, c, p[0].which, D->blacs_ctx, D->blacs_ctx_col, dw) == 0,
            DT_EINTERNAL, "shard descriptor %d", p[0].which);
   const int in = dw[2], mb = dw[4];
   descinit_(da, &in, &N, &mb, &N, &zero, &zero, &D->blacs_ctx_col, &(int){lld(in_l)}, &info);
@@ -110,29 +107,27 @@ int dt_pxgemm_forward(dt_model *m, int site, float *y, const float *x, const flo
   DT_CHECK(info == 0, DT_EINTERNAL, "descinit of the PxGEMM output: info %d", info);
   psgemm_("T", "N", &N, &d, &in, &f1, x, &one, &one, da, W, &one, &one, dw, &f0, scratch,
           &one, &one, dc);
-  return finish_replicated(m, y, scratch, N, d);
+  return finish_replicated(sh, D, y, scratch, N, d);
 }
 
-int dt_pxgemm_backward_input(dt_model *m, int site, float *dx, const float *dy,
+int dt_pxgemm_backward_input(const dt_config *c, const dt_shard *sh, const dt_dist *D, int site, float *dx, const float *dy,
                              const float *W, int N, float *scratch) {
-  const dt_config *c = &m->cfg;
-  const dt_dist *D = m->dist;
-  const int d = c->d_model, zero = 0, one = 1, r = m->sh.tp_rank;
+  const int d = c->d_model, zero = 0, one = 1, r = sh->tp_rank;
   const float f1 = 1.0f, f0 = 0.0f;
   part p[3];
-  const int np = site_parts(m, site, p);
+  const int np = site_parts(sh, c, site, p);
   int info = 0;
   if (!dt_site_row_parallel(site)) {
     /* dX [N, d] = sum_part dY_part W_part: dY_part^T [out_part, N] and
      * W_part [out_part, d] (a transposed copy of the local rows) in row
      * blocks of the T x 1 grid; the sum lands on process row 0 */
-    const int out_l = dt_site_out_l(m, site);
+    const int out_l = dt_shard_site_out_l(sh, c, site);
     float *C = scratch, *Wt = scratch + (size_t)N * d;
     int dc[9];
     descinit_(dc, &N, &d, &N, &d, &zero, &zero, &D->blacs_ctx_col, &(int){r == 0 ? N : 1}, &info);
     for (int k = 0; k < np; k++) {
       int dw[9], dg[9], dwt[9];
-      DT_CHECK(dt_shard_descriptor(&m->sh, c, p[k].which, D->blacs_ctx, D->blacs_ctx_col, dw) == 0,
+      DT_CHECK(dt_shard_descriptor(sh, c, p[k].which, D->blacs_ctx, D->blacs_ctx_col, dw) == 0,
                DT_EINTERNAL, "shard descriptor %d", p[k].which);
       const int n = dw[3], nb = dw[5], Tn = D->tp_size;
       const int nl = numroc_(&n, &nb, &r, &zero, &Tn);
@@ -145,13 +140,13 @@ int dt_pxgemm_backward_input(dt_model *m, int site, float *dx, const float *dy,
       psgemm_("T", "N", &N, &d, &n, &f1, dy + p[k].off, &one, &one, dg, Wt, &one, &one, dwt,
               &beta, C, &one, &one, dc);
     }
-    return finish_replicated(m, dx, C, N, d);
+    return finish_replicated(sh, D, dx, C, N, d);
   }
   /* dA^T [in, N] = W^T [in, d] dY^T [d, N]: lands in row blocks, i.e. each
    * rank's dA [N, in_l] row-major */
-  const int in_l = dt_site_in_l(m, site);
+  const int in_l = dt_shard_site_in_l(sh, c, site);
   int dw[9], dg[9], dc[9];
-  DT_CHECK(dt_shard_descriptor(&m->sh, c, p[0].which, D->blacs_ctx, D->blacs_ctx_col, dw) == 0,
+  DT_CHECK(dt_shard_descriptor(sh, c, p[0].which, D->blacs_ctx, D->blacs_ctx_col, dw) == 0,
            DT_EINTERNAL, "shard descriptor %d", p[0].which);
   const int in = dw[2], mb = dw[4];
   descinit_(dg, &d, &N, &d, &N, &zero, &zero, &D->blacs_ctx_col, &(int){r == 0 ? d : 1}, &info);

@@ -11,16 +11,18 @@
 
 #include <stddef.h>
 
-struct dt_model;
+#include "dist.h"
+#include "shard.h"
 
-size_t dt_pxgemm_scratch(const struct dt_model *m, int N);
+/* c: the backbone's config, sh: this rank's shard of it, D: the layout. */
+size_t dt_pxgemm_scratch(const dt_config *c, const dt_shard *sh, int N);
 /* site output y [N, out_l] from input x: column-parallel sites get their
  * local columns, row-parallel ones the complete sum (no bias added). */
-int dt_pxgemm_forward(struct dt_model *m, int site, float *y, const float *x,
-                      const float *W, int N, float *scratch);
+int dt_pxgemm_forward(const dt_config *c, const dt_shard *sh, const dt_dist *D, int site,
+                      float *y, const float *x, const float *W, int N, float *scratch);
 /* dx [N, in_l] = dy W (complete for column-parallel sites: no further sum). */
-int dt_pxgemm_backward_input(struct dt_model *m, int site, float *dx, const float *dy,
-                             const float *W, int N, float *scratch);
+int dt_pxgemm_backward_input(const dt_config *c, const dt_shard *sh, const dt_dist *D,
+                             int site, float *dx, const float *dy, const float *W, int N, float *scratch);
 /* W: the site's local weight [out_l, in_l] (fp32). */
 
 #endif

@@ -5,46 +5,6 @@
 
 #include "error.h"
 
-static int push(dt_segs *s, int g0, int len, int l0) {
-  if (len <= 0) return DT_OK;
-  dt_seg *last = s->n ? (dt_seg *)dt_segs_at(s, s->n - 1) : NULL;
-  if (last && last->g0 + last->len == g0 && last->l0 + last->len == l0) {
-    last->len += len; /* merge adjacent runs */
-    return DT_OK;
-  }
-  DT_CHECK(s->n < DT_SEGS_MAX, DT_EUSAGE,
-           "this tensor-parallel split needs more than %d runs of heads per rank; "
-           "use a --tp that divides the number of key/value heads", DT_SEGS_MAX);
-  dt_seg *d = &s->s[s->n];
-  *d = (dt_seg){g0, len, l0};
-  s->n++;
-  return DT_OK;
-}
-
-void dt_segs_full(dt_segs *s, int n, int l0) {
-  memset(s, 0, sizeof *s);
-  if (n > 0) {
-    s->s[0] = (dt_seg){0, n, l0};
-    s->n = 1;
-  }
-}
-
-int dt_segs_total(const dt_segs *s) {
-  int t = 0;
-  for (int i = 0; i < s->n; i++) t += dt_segs_at(s, i)->len;
-  return t;
-}
-
-int dt_segs_restrict(dt_segs *out, const dt_segs *all, int lo, int hi) {
-  memset(out, 0, sizeof *out);
-  for (int i = 0; i < all->n; i++) {
-    const dt_seg *g = dt_segs_at(all, i);
-    int a = g->g0 > lo ? g->g0 : lo, b = g->g0 + g->len < hi ? g->g0 + g->len : hi;
-    if (a < b) DT_CALL(push(out, a - lo, b - a, g->l0 + (a - g->g0)));
-  }
-  return DT_OK;
-}
-
 void dt_shard_free(dt_shard *sh) { memset(sh, 0, sizeof *sh); }
 
 int dt_shard_init(dt_shard *sh, const dt_config *c, int r, int T) {
@@ -59,30 +19,30 @@ int dt_shard_init(dt_shard *sh, const dt_config *c, int r, int T) {
   /* q | k | v rows of owned groups, local order: q of owned, k, v */
   int j = 0;
   for (int g = r; g < c->n_kv_head; g += T, j++) {
-    DT_CALL(push(&sh->qkv_rows, g * group * hd, group * hd, j * group * hd));
+    DT_CALL(dt_segs_push(&sh->qkv_rows, g * group * hd, group * hd, j * group * hd));
   }
   j = 0;
   for (int g = r; g < c->n_kv_head; g += T, j++)
-    DT_CALL(push(&sh->qkv_rows, qd + g * hd, hd, ql + j * hd));
+    DT_CALL(dt_segs_push(&sh->qkv_rows, qd + g * hd, hd, ql + j * hd));
   j = 0;
   for (int g = r; g < c->n_kv_head; g += T, j++)
-    DT_CALL(push(&sh->qkv_rows, qd + kvd + g * hd, hd, ql + kvl + j * hd));
+    DT_CALL(dt_segs_push(&sh->qkv_rows, qd + kvd + g * hd, hd, ql + kvl + j * hd));
   j = 0;
   for (int g = r; g < c->n_kv_head; g += T, j++)
-    DT_CALL(push(&sh->att_cols, g * group * hd, group * hd, j * group * hd));
+    DT_CALL(dt_segs_push(&sh->att_cols, g * group * hd, group * hd, j * group * hd));
   /* FFN block distribution */
   sh->ffn_nb = (F + T - 1) / T;
   sh->ffn0 = r * sh->ffn_nb < F ? r * sh->ffn_nb : F;
   sh->ffn_l = (sh->ffn0 + sh->ffn_nb < F ? sh->ffn0 + sh->ffn_nb : F) - sh->ffn0;
-  DT_CALL(push(&sh->fc_rows, sh->ffn0, sh->ffn_l, 0));
-  if (dt_cfg_arch(c)->gated_ffn) DT_CALL(push(&sh->fc_rows, F + sh->ffn0, sh->ffn_l, sh->ffn_l));
-  DT_CALL(push(&sh->ffn_cols, sh->ffn0, sh->ffn_l, 0));
+  DT_CALL(dt_segs_push(&sh->fc_rows, sh->ffn0, sh->ffn_l, 0));
+  if (dt_cfg_arch(c)->gated_ffn) DT_CALL(dt_segs_push(&sh->fc_rows, F + sh->ffn0, sh->ffn_l, sh->ffn_l));
+  DT_CALL(dt_segs_push(&sh->ffn_cols, sh->ffn0, sh->ffn_l, 0));
   /* vocabulary block distribution */
   sh->vocab_nb = (c->vocab + T - 1) / T;
   sh->vocab0 = r * sh->vocab_nb < c->vocab ? r * sh->vocab_nb : c->vocab;
   sh->vocab_l = (sh->vocab0 + sh->vocab_nb < c->vocab ? sh->vocab0 + sh->vocab_nb : c->vocab) -
                 sh->vocab0;
-  DT_CALL(push(&sh->vocab_rows, sh->vocab0, sh->vocab_l, 0));
+  DT_CALL(dt_segs_push(&sh->vocab_rows, sh->vocab0, sh->vocab_l, 0));
   (void)ql;
   return DT_OK;
 }

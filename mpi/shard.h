@@ -17,19 +17,7 @@
 #define DT_SHARD_H
 
 #include "hf_config.h"
-
-typedef struct {
-  int g0, len, l0;
-} dt_seg;
-
-#define DT_SEGS_MAX 256
-
-typedef struct {
-  int n;
-  dt_seg s[DT_SEGS_MAX]; /* merged runs */
-} dt_segs;
-
-static inline const dt_seg *dt_segs_at(const dt_segs *s, int i) { return &s->s[i]; }
+#include "segs.h"
 
 typedef struct {
   int tp_rank, tp_size;
@@ -47,11 +35,6 @@ typedef struct {
 /* The split of config c for tp rank r of T. */
 int dt_shard_init(dt_shard *sh, const dt_config *c, int r, int T);
 void dt_shard_free(dt_shard *sh);
-/* Segments of `all` restricted to global [lo, hi), shifted by -lo. */
-int dt_segs_restrict(dt_segs *out, const dt_segs *all, int lo, int hi);
-int dt_segs_total(const dt_segs *s);
-/* One segment covering [0, n) -> [l0, l0 + n). */
-void dt_segs_full(dt_segs *s, int n, int l0);
 
 /* ScaLAPACK descriptors (9 ints, 0-based field order DTYPE, CTXT, M, N, MB,
  * NB, RSRC, CSRC, LLD) of this rank's pieces, so that the layout can be
@@ -64,5 +47,37 @@ void dt_segs_full(dt_segs *s, int n, int l0);
  * the T x 1 one. Returns the ScaLAPACK info (0 = ok). */
 int dt_shard_descriptor(const dt_shard *sh, const dt_config *c, int which,
                         int ctx_row, int ctx_col, int desc[9]);
+
+/* Local widths of a linear site (io/arch.h dt_site) on this rank:
+ * column-parallel sites (QKV, FC) own part of their outputs, row-parallel
+ * ones (ATTN_OUT, PROJ) part of their inputs. */
+static inline int dt_shard_site_in_l(const dt_shard *sh, const dt_config *c, int s) {
+  switch (s) {
+    case DT_SITE_ATTN_OUT: return sh->n_head_l * c->head_dim;
+    case DT_SITE_PROJ: return sh->ffn_l;
+    default: return c->d_model;
+  }
+}
+static inline int dt_shard_site_out_l(const dt_shard *sh, const dt_config *c, int s) {
+  switch (s) {
+    case DT_SITE_QKV: return (sh->n_head_l + 2 * sh->n_kv_l) * c->head_dim;
+    case DT_SITE_FC: return (dt_cfg_arch(c)->gated_ffn ? 2 : 1) * sh->ffn_l;
+    default: return c->d_model;
+  }
+}
+/* Is the site row-parallel (its output is a partial sum before dt_tp_sum)? */
+static inline int dt_site_row_parallel(int s) {
+  return s == DT_SITE_ATTN_OUT || s == DT_SITE_PROJ;
+}
+/* Global index segments of the site's sharded dimension: output rows of a
+ * column-parallel site, input columns of a row-parallel one. */
+static inline const dt_segs *dt_shard_site_segs(const dt_shard *sh, int s) {
+  switch (s) {
+    case DT_SITE_QKV: return &sh->qkv_rows;
+    case DT_SITE_FC: return &sh->fc_rows;
+    case DT_SITE_ATTN_OUT: return &sh->att_cols;
+    default: return &sh->ffn_cols;
+  }
+}
 
 #endif

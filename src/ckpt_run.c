@@ -11,6 +11,9 @@
 
 #include "error.h"
 
+/* a stored option holds any value the options accept */
+_Static_assert(DT_CKPT_VALUE_MAX == DT_OPTVAL_MAX, "checkpoint option values: DT_CKPT_VALUE_MAX");
+
 static const dt_optdef train_ckpt_opts[] = {
     {"save-every", DT_OPT_INT, "0", 0, 1000000000, NULL,
      "also write OUT/ckpt-<step>.nc every N steps (0: only the final one)"},

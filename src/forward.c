@@ -17,7 +17,7 @@
 #include "model.h"
 #include "ops.h"
 #include "pxgemm.h"
-#include "safetensors.h"
+#include "bf16.h"
 #include "vmath.h"
 
 /* Local widths on this rank (everything when tp = 1). */
@@ -155,7 +155,7 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
     size_t mx_in = 0;
     for (int s = 0; s < DT_N_SITES; s++)
       if ((size_t)dt_site_in_l(m, s) > mx_in) mx_in = (size_t)dt_site_in_l(m, s);
-    m->px_scratch = carve(cv, dt_pxgemm_scratch(m, (int)N));
+    m->px_scratch = carve(cv, dt_pxgemm_scratch(&m->cfg, &m->sh, (int)N));
     m->px_tmp = carve(cv, N * mx_in);
   }
   const int chunk = N < DT_LOGIT_CHUNK ? (int)N : DT_LOGIT_CHUNK;
@@ -229,25 +229,12 @@ size_t dt_model_act_shared_bytes(const dt_model *mc, int B, int T_data, int reco
  * allocated by tensor rank 0 and mapped by the group. Collective over the
  * tensor group. */
 static int x_window(dt_model *m, size_t n) {
-  const MPI_Aint bytes = m->dist->tp_rank == 0 ? (MPI_Aint)(n * sizeof(float) + 64) : 0;
-  void *mine = NULL, *base = NULL;
-  DT_CHECK(MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, m->dist->tp, &mine,
-                                   &m->x_win) == MPI_SUCCESS,
-           DT_EMPI, "cannot allocate %zu MB of shared memory for the saved residual stream",
-           (n * sizeof(float)) >> 20);
-  DT_CALL(dt_mpi_win_errors_return(m->x_win));
-  MPI_Aint sz;
-  int du;
-  DT_MPI(MPI_Win_shared_query(m->x_win, 0, &sz, &du, &base),
-         "MPI_Win_shared_query of the residual stream's window");
-  /* mappings are page aligned in every process: one offset aligns all */
-  m->x_win_base = (float *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
+  DT_CALL(dt_shmwin_alloc(&m->x_win, m->dist->tp, n * sizeof(float), "the saved residual stream"));
   return DT_OK;
 }
 
-void dt_model_free_x_window(dt_model *m) {
-  if (m->x_win_base) MPI_Win_free(&m->x_win); /* collective over the tensor group */
-  m->x_win_base = NULL;
+static void free_x_window(dt_model *m) {
+  dt_shmwin_free(&m->x_win); /* collective over the tensor group */
   m->x_shared = 0;
 }
 
@@ -310,7 +297,7 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
   m->hook_ws = NULL;
   m->x_saved = NULL;
   m->acts = NULL;
-  dt_model_free_x_window(m);
+  free_x_window(m);
   const int xs = x_share_on(m, recompute) && m->dist;
   layout(m, &cv, xs ? &cs : NULL, B, m->T, recompute);
   m->hook_ws = keep_ws;
@@ -323,7 +310,7 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
   m->x_shared = xs;
   cv.base = m->arena;
   cv.used = 0;
-  cs.base = m->x_win_base;
+  cs.base = m->x_win.base;
   cs.used = 0;
   layout(m, &cv, xs ? &cs : NULL, B, m->T, recompute);
   if (recompute)
@@ -458,7 +445,7 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
   const dt_layer *L = &m->layers[l];
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     /* the PxGEMM formulation: psgemm moves the operands itself */
-    DT_CALL(dt_pxgemm_forward(m, s, y, xin, dt_mat_f32(m, &L->lin[s]), N, m->px_scratch));
+    DT_CALL(dt_pxgemm_forward(&m->cfg, &m->sh, m->dist, s, y, xin, dt_mat_f32(m, &L->lin[s]), N, m->px_scratch));
     if (L->bias[s].v)
       for (int i = 0; i < N; i++)
         for (int j = 0; j < out; j++) y[(size_t)i * out + j] += L->bias[s].v[j];
@@ -508,7 +495,7 @@ static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     /* hooks' partial contributions are summed; psgemm gives the rest whole */
     if (!dt_site_row_parallel(s)) DT_CALL(dt_tp_sum(m->dist, dx, (size_t)N * in));
-    DT_CALL(dt_pxgemm_backward_input(m, s, m->px_tmp, dy, dt_mat_f32(m, &L->lin[s]), N,
+    DT_CALL(dt_pxgemm_backward_input(&m->cfg, &m->sh, m->dist, s, m->px_tmp, dy, dt_mat_f32(m, &L->lin[s]), N,
                                      m->px_scratch));
     for (size_t i = 0; i < (size_t)N * in; i++) dx[i] += m->px_tmp[i];
   } else if (want_dx) {

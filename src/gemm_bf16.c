@@ -18,7 +18,7 @@
 #include <dnnl.h>
 
 #include "error.h"
-#include "safetensors.h"
+#include "bf16.h"
 
 #define CACHE_SLOTS 64
 

@@ -28,7 +28,7 @@ int dt_gemm_bf16(float *C, const float *A, const uint16_t *B, int M, int N, int 
  * products multiply the stored bf16 weights, so they need bf16 weights. */
 int dt_matmul_dtype_check(const char *matmul_dtype, const char *weights_dtype);
 
-/* Round n fp32 values to bf16 (nearest even: io/safetensors.h's dt_f32_to_bf16). */
+/* Round n fp32 values to bf16 (nearest even: base/bf16.h's dt_f32_to_bf16). */
 void dt_f32_to_bf16_n(uint16_t *dst, const float *src, size_t n);
 
 /* The implementation oneDNN picked for a representative product (e.g.

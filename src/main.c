@@ -41,7 +41,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
-  /* MPI errors come back as values (mpi/mpicheck.h): every communicator
+  /* MPI errors come back as values (base/mpicheck.h): every communicator
    * the tool splits from the world inherits this handler */
   int rc = dt_mpi_errors_return(MPI_COMM_WORLD);
   int rank, size;

@@ -367,21 +367,8 @@ static int share_alloc(dt_model *m, dt_dist *dist) {
   m->layers = NULL;
   m->describe_only = 0;
   DT_CALL(rc);
-  /* 64 bytes more to align the carved matrices: a mapping is page aligned
-   * in every process, so the same offset aligns the base in all of them */
-  const MPI_Aint bytes = dist->peers_rank == 0 ? (MPI_Aint)m->mat_bytes + 64 : 0;
-  void *mine = NULL;
-  DT_CHECK(MPI_Win_allocate_shared(bytes, 64, MPI_INFO_NULL, dist->peers, &mine, &m->frozen_win) ==
-               MPI_SUCCESS,
-           DT_EMPI, "cannot allocate %lld MB of shared memory for the frozen weights",
-           (long long)(m->mat_bytes >> 20));
-  MPI_Aint sz;
-  int du;
-  void *base = NULL;
-  DT_CALL(dt_mpi_win_errors_return(m->frozen_win));
-  DT_MPI(MPI_Win_shared_query(m->frozen_win, 0, &sz, &du, &base),
-         "MPI_Win_shared_query of the frozen weights' window");
-  m->slab = (char *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
+  DT_CALL(dt_shmwin_alloc(&m->frozen_win, dist->peers, m->mat_bytes, "the frozen weights"));
+  m->slab = m->frozen_win.base;
   m->slab_used = 0;
   m->slab_writer = dist->peers_rank == 0;
   return DT_OK;
@@ -484,8 +471,9 @@ void dt_model_free(dt_model *m) {
     }
   }
   free(m->layers);
-  if (m->slab) MPI_Win_free(&m->frozen_win); /* collective over the peers */
-  dt_model_free_x_window(m);
+  dt_shmwin_free(&m->frozen_win); /* collective over the peers */
+  dt_shmwin_free(&m->x_win); /* collective over the tensor group */
+  m->x_shared = 0;
   free(m->arena);
   free(m->acts);
   free(m->hook_ws);

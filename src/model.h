@@ -16,9 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../io/hf_config.h"
-#include "../mpi/dist.h"
-#include "../mpi/shard.h"
+#include "dist.h"
+#include "hf_config.h"
+#include "shard.h"
+#include "shmwin.h"
 
 struct dt_method;
 
@@ -79,7 +80,7 @@ typedef struct dt_model {
   int64_t mat_bytes; /* of weight_bytes, the matrices (what a node's replicas can share) */
   /* the frozen matrices of this shard in one MPI-3 shared window of the
    * node's replicas (dist->peers), written by peer 0 at load; NULL = private */
-  MPI_Win frozen_win;
+  dt_shmwin frozen_win; /* --share-weights: the node's copy */
   char *slab;
   size_t slab_used;
   int slab_writer; /* this rank fills the shared matrices at load */
@@ -124,8 +125,7 @@ typedef struct dt_model {
    * forward then runs the stream through private buffers (d_res, d_ln and
    * xf, idle until the head). */
   int x_share_req, x_shared;
-  MPI_Win x_win;
-  float *x_win_base;
+  dt_shmwin x_win;
   float *emb;          /* [N,d] embedding output (== acts[0].x) */
   float *xf;           /* [N,d] final-norm output */
   float *xf_stat;      /* [N,2] */
@@ -189,39 +189,10 @@ int dt_model_alloc(dt_model *m, void *pptr, size_t bytes, const char *what);
 /* base + off, or NULL when base is (a describe_only model's state). */
 static inline float *dt_at(float *base, size_t off) { return base ? base + off : NULL; }
 
-/* Local widths of a linear site on this rank: column-parallel sites (QKV,
- * FC) own part of their outputs, row-parallel ones (ATTN_OUT, PROJ) part of
- * their inputs. */
-static inline int dt_site_in_l(const dt_model *m, int s) {
-  const dt_config *c = &m->cfg;
-  switch (s) {
-    case DT_SITE_ATTN_OUT: return m->sh.n_head_l * c->head_dim;
-    case DT_SITE_PROJ: return m->sh.ffn_l;
-    default: return c->d_model;
-  }
-}
-static inline int dt_site_out_l(const dt_model *m, int s) {
-  const dt_config *c = &m->cfg;
-  switch (s) {
-    case DT_SITE_QKV: return (m->sh.n_head_l + 2 * m->sh.n_kv_l) * c->head_dim;
-    case DT_SITE_FC: return (dt_cfg_arch(c)->gated_ffn ? 2 : 1) * m->sh.ffn_l;
-    default: return c->d_model;
-  }
-}
-/* Is the site row-parallel (its output is a partial sum before dt_tp_sum)? */
-static inline int dt_site_row_parallel(int s) {
-  return s == DT_SITE_ATTN_OUT || s == DT_SITE_PROJ;
-}
-/* Global index segments of the site's sharded dimension: output rows of a
- * column-parallel site, input columns of a row-parallel one. */
-static inline const dt_segs *dt_site_segs(const dt_model *m, int s) {
-  switch (s) {
-    case DT_SITE_QKV: return &m->sh.qkv_rows;
-    case DT_SITE_FC: return &m->sh.fc_rows;
-    case DT_SITE_ATTN_OUT: return &m->sh.att_cols;
-    default: return &m->sh.ffn_cols;
-  }
-}
+/* Local widths and sharded segments of a linear site (mpi/shard.h). */
+static inline int dt_site_in_l(const dt_model *m, int s) { return dt_shard_site_in_l(&m->sh, &m->cfg, s); }
+static inline int dt_site_out_l(const dt_model *m, int s) { return dt_shard_site_out_l(&m->sh, &m->cfg, s); }
+static inline const dt_segs *dt_site_segs(const dt_model *m, int s) { return dt_shard_site_segs(&m->sh, s); }
 /* Rows per loss-head chunk: the logits of this many rows exist at once
  * ([chunk, local vocab] floats). Each chunk streams the whole head matrix
  * through two GEMMs, so fewer, larger chunks repack it less often. */
@@ -258,9 +229,6 @@ size_t dt_model_act_bytes(const dt_model *m, int B, int T_data, int recompute);
 /* Of those, the bytes in the tensor group's shared window (x_share_req:
  * one copy per group on a node, each rank's RSS still counts them). */
 size_t dt_model_act_shared_bytes(const dt_model *m, int B, int T_data, int recompute);
-/* Release the shared residual-stream window (collective over the tensor
- * group; dt_model_free and dt_model_plan call it). */
-void dt_model_free_x_window(dt_model *m);
 /* Bytes dt_model_plan allocates besides the activation arena: the bf16
  * conversion scratch, rotary tables, batch ids, labels and scored rows. */
 size_t dt_model_plan_extra_bytes(const dt_model *m, int B, int T_data);

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "dist.h"
 #include "params.h"
 
 typedef enum { DT_SCHED_CONSTANT, DT_SCHED_LINEAR, DT_SCHED_COSINE } dt_schedule;

@@ -39,6 +39,7 @@
 #include "optim.h"
 #include "options.h"
 #include "params.h"
+#include "params_dist.h"
 #include "taskfile.h"
 
 int dt_train_task_groups(dt_optgroup *g, int max);

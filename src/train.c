@@ -32,6 +32,7 @@
 #include "optim.h"
 #include "options.h"
 #include "params.h"
+#include "params_dist.h"
 #include "rng.h"
 #include "safetensors.h"
 

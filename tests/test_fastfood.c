@@ -16,7 +16,7 @@
 #include "fastfood.h"
 #include "testutil.h"
 
-/* A test-local generator (xorshift64*), independent of src/rng.h. */
+/* A test-local generator (xorshift64*), independent of base/rng.h. */
 static uint64_t g_state = 0x9d2c5680a1b2c3d4ull;
 static uint64_t next_u64(void) {
   g_state ^= g_state >> 12;

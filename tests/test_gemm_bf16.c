@@ -22,7 +22,7 @@
 #include "safetensors.h"
 #include "testutil.h"
 
-/* A test-local generator (xorshift64*), independent of src/rng.h. */
+/* A test-local generator (xorshift64*), independent of base/rng.h. */
 static uint64_t g_state = 0x51ab3c7e9d2f4a61ull;
 static uint64_t next_u64(void) {
   g_state ^= g_state >> 12;

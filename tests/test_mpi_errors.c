@@ -1,4 +1,4 @@
-/* MPI errors as values (mpi/mpicheck.h, docs/reliability.md "MPI errors"):
+/* MPI errors as values (base/mpicheck.h, docs/reliability.md "MPI errors"):
  * with MPI_ERRORS_RETURN on the world (as main sets it), a communicator
  * split from it and a shared window given dt_mpi_win_errors_return, real
  * failing Open MPI calls come back as DT_EMPI naming the call and MPI's

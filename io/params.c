@@ -380,10 +380,11 @@ out:
 }
 
 int dt_params_save(const dt_params *t, const char *path, int which) {
-  return dt_params_save_dist(t, path, which, NULL);
+  return dt_params_save_reduced(t, path, which, NULL);
 }
 
-int dt_params_save_dist(const dt_params *t, const char *path, int which, dt_dist *dist) {
+int dt_params_save_reduced(const dt_params *t, const char *path, int which,
+                           const dt_params_reduce *red) {
   int rc = DT_OK;
   DT_CHECK(which == 0 || which == 1, DT_EINTERNAL,
            "dt_params_save: which must be 0 (data) or 1 (grad), got %d", which);
@@ -419,7 +420,7 @@ int dt_params_save_dist(const dt_params *t, const char *path, int which, dt_dist
       /* assemble the tensor from the shards of the tensor group */
       memset(full, 0, sizeof(float) * (size_t)p->numel);
       dt_param_local_to_full(p, src, full);
-      if (dist) rc = dt_tp_sum(dist, full, (size_t)p->numel);
+      if (red) rc = red->tp_sum(red->ctx, full, (size_t)p->numel);
       src = full;
     }
     dt_param_to_external(p, src, buf + off);
@@ -432,10 +433,10 @@ int dt_params_save_dist(const dt_params *t, const char *path, int which, dt_dist
   }
   static const char *const keys[] = {"format"};
   static const char *const vals[] = {"pt"};
-  if (rc == DT_OK && (!dist || dist->rank == 0)) rc = dt_st_write(path, outs, t->n, keys, vals, 1);
-  if (dist) {
+  if (rc == DT_OK && (!red || red->rank == 0)) rc = dt_st_write(path, outs, t->n, keys, vals, 1);
+  if (red) {
     int ok = rc == DT_OK, all = 0;
-    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, dist->world);
+    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, red->world);
     if (rc == DT_OK && !all) rc = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__,
                                                "writing %s failed on rank 0", path);
   }

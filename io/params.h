@@ -13,8 +13,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../mpi/dist.h"
-#include "../mpi/shard.h"
+#include <mpi.h>
+
+#include "segs.h"
 
 /* How a gradient is completed across ranks (see docs/parallel.md):
  *   PARTIAL  each rank of a tensor group holds a partial sum (e.g. LoRA's A
@@ -69,9 +70,18 @@ void dt_params_last_sync(dt_params *t, int sync);
 /* Storage-order full array <-> this rank's local elements. */
 void dt_param_full_to_local(const dt_param *p, const float *full, float *local);
 void dt_param_local_to_full(const dt_param *p, const float *local, float *full);
-/* Save with a rank layout: shards are assembled over the tensor group; rank
- * 0 writes. Collective over the world communicator of dist. */
-int dt_params_save_dist(const dt_params *t, const char *path, int which, dt_dist *dist);
+/* Save with a rank layout: each sharded tensor is assembled by tp_sum(ctx,
+ * full, numel) (a sum over the ranks holding its shards, given by the
+ * caller: mpi/params_dist.h); the rank of rank 0 writes and the ranks of
+ * world agree on the outcome. Collective over world. */
+typedef struct {
+  int (*tp_sum)(void *ctx, float *buf, size_t n);
+  void *ctx;
+  MPI_Comm world;
+  int rank;
+} dt_params_reduce;
+int dt_params_save_reduced(const dt_params *t, const char *path, int which,
+                           const dt_params_reduce *dist);
 
 int dt_params_add(dt_params *t, const char *method, const char *name, int ndim,
                   const int64_t *shape, float *data, float *grad,
