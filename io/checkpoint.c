@@ -21,6 +21,7 @@
 #include "agree.h"
 #include "error.h"
 #include "mpicheck.h"
+#include "testhook.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "checkpoint checksums are defined over little-endian float32 bytes"
@@ -237,12 +238,13 @@ static int plan_vars(const dt_params *t, int with_opt, dt_ckpt_var **out, int *n
   return DT_OK;
 }
 
-/* Test hook (docs/checkpoint.md): DT_TEST_CHECKPOINT_FAULT=kill:STEP[:RANK]
+/* Test hook (docs/checkpoint.md, base/testhook.h: test builds only):
+ * DT_TEST_CHECKPOINT_FAULT=kill:STEP[:RANK]
  * kills the rank with SIGKILL, error:STEP[:RANK] fails its write, after its
  * data went into the temporary file of the checkpoint of step STEP. */
 static int fault_hook(int64_t step, int rank, const char *file) {
-  const char *f = getenv("DT_TEST_CHECKPOINT_FAULT");
-  if (!f || !*f) return DT_OK;
+  const char *f = dt_test_hook("DT_TEST_CHECKPOINT_FAULT");
+  if (!f) return DT_OK;
   char kind[16] = "";
   long long at = -1;
   int who = 0;

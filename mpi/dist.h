@@ -58,6 +58,10 @@ void dt_dist_free(dt_dist *d);
 
 /* Sum over the tensor group, in place (g forward / f backward). */
 int dt_tp_sum(dt_dist *d, float *buf, size_t n);
+/* on = 0: the tensor-group sums always use MPI_Allreduce, never the
+ * shared-memory window (--tp-sum allreduce, for comparisons). Call before
+ * the first sum. */
+void dt_dist_use_shm_sum(dt_dist *d, int on);
 /* Max over the tensor group, in place. */
 int dt_tp_max(dt_dist *d, float *buf, size_t n);
 /* Sum over the data-parallel replicas, in place. */

@@ -20,7 +20,7 @@ int dt_interrupt_caught(void);
 /* Collective over comm: *sig the highest signal number any rank caught (0:
  * none), the same on every rank; DT_EMPI when the reduction fails. */
 int dt_interrupt_agree(MPI_Comm comm, int *sig);
-/* Test hook (never set it otherwise): with DT_TEST_INTERRUPT=STEP[:RANK]
+/* Test hook (base/testhook.h: test builds only): with DT_TEST_INTERRUPT=STEP[:RANK]
  * in the environment, rank RANK (default 0) raises SIGTERM at itself when
  * called with step == STEP, i.e. a signal that arrives while step STEP runs
  * (deltatune sweep calls it at the start of every step; tests/test_sweep.c). */

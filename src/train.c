@@ -18,6 +18,7 @@
 #include "agree.h"
 #include "blas_info.h"
 #include "ckpt_run.h"
+#include "comm_options.h"
 #include "commands.h"
 #include "dataset.h"
 #include "error.h"
@@ -161,6 +162,7 @@ static int build_groups(dt_optgroup *g, int train) {
   if (train == 1) g[n++] = dt_ckpt_train_group;
   if (train == 1) g[n++] = (dt_optgroup){"faults", "Numerical faults", fault_opts};
   if (train == 0) g[n++] = dt_ckpt_eval_group;
+  g[n++] = dt_comm_group;
   for (int i = 0; i < dt_method_count() && n < MAX_GROUPS; i++)
     if (dt_method_at(i)->options) g[n++] = *dt_method_at(i)->options;
   return n;
@@ -350,6 +352,7 @@ static int setup(run_ctx *c, int train) {
   const uint64_t seed = (uint64_t)dt_opt_int(o, "seed");
   const int bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
   DT_CALL(dt_dist_init(&c->dist, dt_opt_int(o, "tp")));
+  dt_comm_options_apply(o, &c->dist, NULL);
   DT_CALL(dt_agree(check_inputs(c, train), MPI_COMM_WORLD));
   /* --out: created and locked against another run before anything is read
    * from it or written into it */
@@ -381,8 +384,8 @@ static int setup(run_ctx *c, int train) {
     DT_CALL(dt_agree(dt_gemm_bf16_probe(&impl), MPI_COMM_WORLD));
   }
   /* the saved residual stream once per tensor group on a node
-   * (DT_NO_SHARED_STREAM=1: once per rank, for A/B comparisons) */
-  c->model.x_share_req = !getenv("DT_NO_SHARED_STREAM");
+   * (--shared-stream no: once per rank, for A/B comparisons) */
+  dt_comm_options_apply(o, NULL, &c->model);
   c->micro = dt_opt_int(o, "micro-batch");
   if (c->micro <= 0 || c->micro > c->B_local) c->micro = c->B_local;
   c->trim = dt_opt_bool(o, "trim-padding");

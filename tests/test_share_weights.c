@@ -15,7 +15,7 @@
  *
  * The saved residual stream (x, x1 of every block: the same on every rank
  * of a tensor group) in one shared window per group, each rank storing its
- * slice of the rows: against DT_NO_SHARED_STREAM=1 (one copy per rank) the
+ * slice of the rows: against --shared-stream no (one copy per rank) the
  * same training bit for bit, with micro-batches (the next pass overwrites
  * the window), and the memory falls by the copies saved.
  *
@@ -130,7 +130,8 @@ static void stream_ab(const char *name, int np, const char *args, int steps) {
   snprintf(nb, sizeof nb, "%s-stream-private", name);
   snprintf(a, sizeof a, "%s --steps %d", args, steps);
   free(train_env(na, np, NULL, a));
-  free(train_env(nb, np, "DT_NO_SHARED_STREAM=1", a));
+  snprintf(a, sizeof a, "%s --steps %d --shared-stream no", args, steps);
+  free(train_env(nb, np, NULL, a));
   same_runs(na, nb, steps);
 }
 
@@ -153,7 +154,9 @@ static void test_shared_stream_memory(void **state) {
                      "--data synthetic:rows=8,len=512 --batch-size 2 --micro-batch 1 --tp 2 "
                      "--method lora --steps 2";
   char *o1 = train_env("stream-mem-shared", tp, NULL, args);
-  char *o2 = train_env("stream-mem-private", tp, "DT_NO_SHARED_STREAM=1", args);
+  char a[2048];
+  snprintf(a, sizeof a, "%s --shared-stream no", args);
+  char *o2 = train_env("stream-mem-private", tp, NULL, a);
   const char *key = "together at the end ";
   const double p1 = num_after(o1, key), p2 = num_after(o2, key);
   const double saved = tp * (double)L * 2 * n * d * 4 * (tp - 1) / tp / 1048576.0;

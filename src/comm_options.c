@@ -1,0 +1,20 @@
+#include "comm_options.h"
+
+#include <string.h>
+
+static const dt_optdef comm_opts[] = {
+    {"tp-sum", DT_OPT_CHOICE, "shm", 0, 0, "shm|allreduce",
+     "the tensor group's sums when the group shares a node: through a shared-memory window "
+     "(shm) or MPI_Allreduce (allreduce, for comparison; also keeps the residual stream once "
+     "per rank)"},
+    {"shared-stream", DT_OPT_BOOL, "yes", 0, 0, NULL,
+     "keep the saved residual stream once per tensor group on a node (no: once per rank, for "
+     "comparison)"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL}};
+
+const dt_optgroup dt_comm_group = {"comm", "Communication (for comparisons)", comm_opts};
+
+void dt_comm_options_apply(const dt_options *o, dt_dist *d, dt_model *m) {
+  if (d) dt_dist_use_shm_sum(d, strcmp(dt_opt_str(o, "tp-sum"), "shm") == 0);
+  if (m) m->x_share_req = dt_opt_bool(o, "shared-stream");
+}
