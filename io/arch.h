@@ -21,6 +21,9 @@ typedef enum {
 typedef enum { DT_NORM_LAYER = 1, DT_NORM_RMS } dt_norm_kind;       /* LayerNorm (w, b) / RMSNorm (w) */
 typedef enum { DT_POS_LEARNED = 1, DT_POS_ROPE } dt_pos_kind;       /* wpe table / rotary */
 typedef enum { DT_ACT_GELU_TANH = 1, DT_ACT_SWIGLU } dt_act_kind;   /* gelu_new / silu(gate)*up */
+/* The default FFN width of a synthetic model: 4 d, or LLaMA's 2/3 of 4 d
+ * rounded up to a multiple of 256. */
+typedef enum { DT_FFN_4D = 1, DT_FFN_LLAMA } dt_ffn_rule;
 
 /* A size of the config, named so that tables can use it. */
 typedef enum {
@@ -93,6 +96,13 @@ typedef struct {
   dt_act_kind act;
   int gated_ffn;             /* the first FFN product is gate|up: 2 d_ffn wide */
   int conv1d;                /* HF stores the block matrices as Conv1D [in, out] */
+  /* the config's shape rules (io/hf_config.c: checks, synthetic models) */
+  int grouped_kv;            /* fewer key/value heads than query heads allowed,
+                                head_dim its own size (else d_model / n_head) */
+  dt_ffn_rule ffn_rule;      /* a synthetic model's default d_ffn */
+  float norm_eps;            /* a synthetic model's norm epsilon */
+  int tied_head;             /* a synthetic model's head is the embedding */
+  int has_bias;              /* the linears and norms have biases */
   const char *lora_targets;  /* PEFT's default LoRA target modules */
   const char *ia3_targets;   /* PEFT's default IA3 targets ... */
   const char *ia3_ff;        /* ... and which of them are feed-forward */

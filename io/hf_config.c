@@ -47,15 +47,17 @@ static int validate(const dt_config *c, int code, const char *where) {
            "%s: sizes too large (n_head = %d, n_kv_head = %d, head_dim = %d, "
            "d_ffn = %d)",
            src, c->n_head, c->n_kv_head, c->head_dim, c->d_ffn);
-  if (c->arch == DT_ARCH_GPT2) {
+  const dt_arch_desc *a = dt_cfg_arch(c);
+  if (!a->grouped_kv) {
     DT_CHECK(c->n_kv_head == c->n_head, code,
-             "%s: gpt2 needs n_kv_head = n_head (got %d and %d)", src,
+             "%s: %s needs n_kv_head = n_head (got %d and %d)", src, a->name,
              c->n_kv_head, c->n_head);
     DT_CHECK((int64_t)c->n_head * c->head_dim == c->d_model, code,
-             "%s: gpt2 needs n_head * head_dim = d_model (got %d * %d != %d; "
+             "%s: %s needs n_head * head_dim = d_model (got %d * %d != %d; "
              "d_model must be a multiple of n_head)",
-             src, c->n_head, c->head_dim, c->d_model);
-  } else {
+             src, a->name, c->n_head, c->head_dim, c->d_model);
+  }
+  if (a->pos == DT_POS_ROPE) {
     DT_CHECK(c->head_dim % 2 == 0, code,
              "%s: head_dim = %d must be even for rotary embeddings", src,
              c->head_dim);
@@ -358,16 +360,22 @@ static const char *preset_list(void) {
   return buf;
 }
 
+/* kv_heads and head_dim where the family has them free, theta with rotary
+ * positions */
 static int key_allowed(dt_arch a, int k) {
-  if (a == DT_ARCH_GPT2)
-    return k != K_KV && k != K_HEAD_DIM && k != K_THETA;
+  const dt_arch_desc *d = dt_arch_get(a);
+  if (k == K_KV || k == K_HEAD_DIM) return d->grouped_kv;
+  if (k == K_THETA) return d->pos == DT_POS_ROPE;
   return 1;
 }
 
 static const char *key_list(dt_arch a) {
-  return a == DT_ARCH_GPT2
-             ? "layers, d, heads, ffn, vocab, ctx"
-             : "layers, d, heads, kv_heads, ffn, vocab, ctx, head_dim, theta";
+  const dt_arch_desc *d = dt_arch_get(a);
+  if (d->grouped_kv && d->pos == DT_POS_ROPE)
+    return "layers, d, heads, kv_heads, ffn, vocab, ctx, head_dim, theta";
+  if (d->grouped_kv) return "layers, d, heads, kv_heads, ffn, vocab, ctx, head_dim";
+  return d->pos == DT_POS_ROPE ? "layers, d, heads, ffn, vocab, ctx, theta"
+                               : "layers, d, heads, ffn, vocab, ctx";
 }
 
 int dt_synthetic_config_parse(dt_config *c, const char *spec) {
@@ -442,29 +450,25 @@ int dt_synthetic_config_parse(dt_config *c, const char *spec) {
   c->n_head = (int)v[K_HEADS];
   c->vocab = (int)v[K_VOCAB];
   c->n_ctx = (int)v[K_CTX];
-  if (p->arch == DT_ARCH_GPT2) {
+  const dt_arch_desc *a = dt_arch_get(p->arch);
+  if (a->ffn_rule == DT_FFN_4D) {
     DT_CHECK(c->d_model <= INT_MAX / 4, DT_EUSAGE, "%s: d = %d is too large",
              spec, c->d_model);
     c->d_ffn = v[K_FFN] ? (int)v[K_FFN] : 4 * c->d_model;
-    c->n_kv_head = c->n_head;
-    c->head_dim = c->d_model / c->n_head;
-    c->norm_eps = 1e-5f;
-    c->rope_theta = 0;
-    c->tied_head = 1;
-    c->has_bias = 1;
   } else {
     /* LLaMA's FFN rule: 2/3 of 4d, rounded up to a multiple of 256. */
     int64_t ffn = ((int64_t)8 * c->d_model / 3 + 255) / 256 * 256;
     DT_CHECK(v[K_FFN] || ffn <= INT_MAX, DT_EUSAGE, "%s: d = %d is too large",
              spec, c->d_model);
     c->d_ffn = v[K_FFN] ? (int)v[K_FFN] : (int)ffn;
-    c->n_kv_head = v[K_KV] ? (int)v[K_KV] : c->n_head;
-    c->head_dim = v[K_HEAD_DIM] ? (int)v[K_HEAD_DIM] : c->d_model / c->n_head;
-    c->norm_eps = 1e-6f;
-    c->rope_theta = (float)theta;
-    c->tied_head = 0;
-    c->has_bias = 0;
   }
+  /* kv_heads and head_dim are keys only where the family has them free */
+  c->n_kv_head = v[K_KV] ? (int)v[K_KV] : c->n_head;
+  c->head_dim = v[K_HEAD_DIM] ? (int)v[K_HEAD_DIM] : c->d_model / c->n_head;
+  c->norm_eps = a->norm_eps;
+  c->rope_theta = a->pos == DT_POS_ROPE ? (float)theta : 0;
+  c->tied_head = a->tied_head;
+  c->has_bias = a->has_bias;
   snprintf(c->source, sizeof c->source, "%s", spec);
   int rc = validate(c, DT_EUSAGE, NULL);
   if (rc != DT_OK) return dt_error_trace(rc, __FILE__, __LINE__, __func__);

@@ -4,7 +4,8 @@
 # fail with the compiler's "No such file" for the header named, and the
 # control, which includes downwards, must build. layer_graph checks every
 # include of the tree and the call graph of the libraries for upward
-# includes and cycles (tests/layers/check_layers.py).
+# includes and cycles, and that no file outside the family descriptors and
+# the config reader names a family (tests/layers/check_layers.py).
 function(dt_layer_probe name source layer)
   add_library(${name} OBJECT EXCLUDE_FROM_ALL ${CMAKE_CURRENT_SOURCE_DIR}/layers/${source})
   target_link_libraries(${name} PRIVATE ${layer})

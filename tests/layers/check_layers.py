@@ -11,6 +11,9 @@ usage: check_layers.py SOURCE_DIR [LIBRARY.a ...]
    (x.c + x.h); the graph of units by includes has no cycle.
 3. No call cycle between files: in the object files of the libraries given,
    the graph "x.o uses a symbol defined in y.o" has no cycle (nm).
+4. Architecture as data: a family (DT_ARCH_GPT2, ...) is named only in the
+   descriptor table (io/arch.*) and the config reader (io/hf_config.c);
+   everything else reads descriptor fields.
 Prints every violation and exits 1 when there is one.
 """
 import collections
@@ -123,6 +126,14 @@ def main():
                 units[uf].add(ug)
     for comp in sccs(units):
         bad.append("include cycle between " + ", ".join(comp))
+    arch_files = {"io/arch.h", "io/arch.c", "io/hf_config.c"}
+    for f in files:
+        if f in arch_files:
+            continue
+        text = open(os.path.join(src, f), encoding="utf-8").read()
+        for n, line in enumerate(text.splitlines(), 1):
+            for name in re.findall(r"\bDT_ARCH_(?!MAX_)[A-Z0-9_]+", line):
+                bad.append(f"{f}:{n}: names the family {name} (read the descriptor, io/arch.h)")
     if libs:
         defs, uses = {}, collections.defaultdict(set)
         for lib in libs:
