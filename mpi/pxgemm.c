@@ -45,7 +45,8 @@ size_t dt_pxgemm_scratch(const dt_config *c, const dt_shard *sh, int N) {
   size_t a = (size_t)N * d, b = 0;
   for (int s = 0; s < DT_N_SITES; s++) {
     size_t w = (size_t)dt_shard_site_in_l(sh, c, s) * dt_shard_site_out_l(sh, c, s);
-    size_t y = (size_t)N * dt_shard_site_out_l(sh, c, s), x = (size_t)N * dt_shard_site_in_l(sh, c, s);
+    size_t y = (size_t)N * dt_shard_site_out_l(sh, c, s);
+    size_t x = (size_t)N * dt_shard_site_in_l(sh, c, s);
     if (w > b) b = w;
     if (y > a) a = y;
     if (x > a) a = x;
@@ -56,7 +57,8 @@ size_t dt_pxgemm_scratch(const dt_config *c, const dt_shard *sh, int N) {
 static int lld(int n) { return n > 1 ? n : 1; }
 
 /* C [N, d] column-major on tensor rank 0 -> row-major y on every rank. */
-static int finish_replicated(const dt_shard *sh, const dt_dist *D, float *y, const float *C, int N, int d) {
+static int finish_replicated(const dt_shard *sh, const dt_dist *D, float *y, const float *C, int N,
+                             int d) {
   if (sh->tp_rank == 0)
     for (int i = 0; i < N; i++)
       for (int j = 0; j < d; j++) y[(size_t)i * d + j] = C[(size_t)j * N + i];
@@ -65,8 +67,8 @@ static int finish_replicated(const dt_shard *sh, const dt_dist *D, float *y, con
   return DT_OK;
 }
 
-int dt_pxgemm_forward(const dt_config *c, const dt_shard *sh, const dt_dist *D, int site, float *y, const float *x, const float *W, int N,
-                      float *scratch) {
+int dt_pxgemm_forward(const dt_config *c, const dt_shard *sh, const dt_dist *D, int site,
+                      float *y, const float *x, const float *W, int N, float *scratch) {
   const int d = c->d_model, zero = 0, one = 1, r = sh->tp_rank;
   const float f1 = 1.0f, f0 = 0.0f;
   part p[3];
@@ -110,8 +112,9 @@ int dt_pxgemm_forward(const dt_config *c, const dt_shard *sh, const dt_dist *D, 
   return finish_replicated(sh, D, y, scratch, N, d);
 }
 
-int dt_pxgemm_backward_input(const dt_config *c, const dt_shard *sh, const dt_dist *D, int site, float *dx, const float *dy,
-                             const float *W, int N, float *scratch) {
+int dt_pxgemm_backward_input(const dt_config *c, const dt_shard *sh, const dt_dist *D,
+                             int site, float *dx, const float *dy, const float *W, int N,
+                             float *scratch) {
   const int d = c->d_model, zero = 0, one = 1, r = sh->tp_rank;
   const float f1 = 1.0f, f0 = 0.0f;
   part p[3];

@@ -22,7 +22,8 @@ int dt_pxgemm_forward(const dt_config *c, const dt_shard *sh, const dt_dist *D, 
                       float *y, const float *x, const float *W, int N, float *scratch);
 /* dx [N, in_l] = dy W (complete for column-parallel sites: no further sum). */
 int dt_pxgemm_backward_input(const dt_config *c, const dt_shard *sh, const dt_dist *D,
-                             int site, float *dx, const float *dy, const float *W, int N, float *scratch);
+                             int site, float *dx, const float *dy, const float *W, int N,
+                             float *scratch);
 /* W: the site's local weight [out_l, in_l] (fp32). */
 
 #endif

@@ -35,7 +35,8 @@ int dt_shard_init(dt_shard *sh, const dt_config *c, int r, int T) {
   sh->ffn0 = r * sh->ffn_nb < F ? r * sh->ffn_nb : F;
   sh->ffn_l = (sh->ffn0 + sh->ffn_nb < F ? sh->ffn0 + sh->ffn_nb : F) - sh->ffn0;
   DT_CALL(dt_segs_push(&sh->fc_rows, sh->ffn0, sh->ffn_l, 0));
-  if (dt_cfg_arch(c)->gated_ffn) DT_CALL(dt_segs_push(&sh->fc_rows, F + sh->ffn0, sh->ffn_l, sh->ffn_l));
+  if (dt_cfg_arch(c)->gated_ffn)
+    DT_CALL(dt_segs_push(&sh->fc_rows, F + sh->ffn0, sh->ffn_l, sh->ffn_l));
   DT_CALL(dt_segs_push(&sh->ffn_cols, sh->ffn0, sh->ffn_l, 0));
   /* vocabulary block distribution */
   sh->vocab_nb = (c->vocab + T - 1) / T;

@@ -445,7 +445,8 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
   const dt_layer *L = &m->layers[l];
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     /* the PxGEMM formulation: psgemm moves the operands itself */
-    DT_CALL(dt_pxgemm_forward(&m->cfg, &m->sh, m->dist, s, y, xin, dt_mat_f32(m, &L->lin[s]), N, m->px_scratch));
+    DT_CALL(dt_pxgemm_forward(&m->cfg, &m->sh, m->dist, s, y, xin, dt_mat_f32(m, &L->lin[s]), N,
+                              m->px_scratch));
     if (L->bias[s].v)
       for (int i = 0; i < N; i++)
         for (int j = 0; j < out; j++) y[(size_t)i * out + j] += L->bias[s].v[j];
@@ -495,8 +496,8 @@ static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     /* hooks' partial contributions are summed; psgemm gives the rest whole */
     if (!dt_site_row_parallel(s)) DT_CALL(dt_tp_sum(m->dist, dx, (size_t)N * in));
-    DT_CALL(dt_pxgemm_backward_input(&m->cfg, &m->sh, m->dist, s, m->px_tmp, dy, dt_mat_f32(m, &L->lin[s]), N,
-                                     m->px_scratch));
+    DT_CALL(dt_pxgemm_backward_input(&m->cfg, &m->sh, m->dist, s, m->px_tmp, dy,
+                                     dt_mat_f32(m, &L->lin[s]), N, m->px_scratch));
     for (size_t i = 0; i < (size_t)N * in; i++) dx[i] += m->px_tmp[i];
   } else if (want_dx) {
     DT_CALL(frozen_dyw(m, dx, dy, &L->lin[s], N, in, out));

@@ -472,8 +472,24 @@ void dt_model_free(dt_model *m) {
   }
   free(m->layers);
   dt_shmwin_free(&m->frozen_win); /* collective over the peers */
-  dt_shmwin_free(&m->x_win); /* collective over the tensor group */
+  dt_model_free_workspace(m);
+  dt_shard_free(&m->sh);
+  memset(m, 0, sizeof *m);
+}
+
+/* Every allocation of the workspace: what dt_model_set_methods,
+ * dt_model_plan and the steps allocate (the arena holds the activations
+ * and most scratch). */
+static void clear_workspace(dt_model *m) {
+  m->arena = NULL, m->acts = NULL, m->hook_ws = NULL, m->x_saved = NULL, m->wscratch = NULL;
+  m->rope_cos = m->rope_sin = NULL, m->ids = m->labels = NULL, m->scored_rows = NULL;
+  m->methods = NULL, m->n_methods = 0;
+  memset(&m->x_win, 0, sizeof m->x_win); /* the residual stream's window */
   m->x_shared = 0;
+}
+
+void dt_model_free_workspace(dt_model *m) {
+  dt_shmwin_free(&m->x_win); /* collective over the tensor group */
   free(m->arena);
   free(m->acts);
   free(m->hook_ws);
@@ -485,8 +501,12 @@ void dt_model_free(dt_model *m) {
   free(m->ids);
   free(m->labels);
   free(m->methods);
-  dt_shard_free(&m->sh);
-  memset(m, 0, sizeof *m);
+  clear_workspace(m);
+}
+
+void dt_model_view(dt_model *view, const dt_model *base) {
+  *view = *base;
+  clear_workspace(view);
 }
 
 int dt_model_require_grad(dt_model *m, const dt_tensor_ref *r, float **data,

@@ -190,9 +190,15 @@ int dt_model_alloc(dt_model *m, void *pptr, size_t bytes, const char *what);
 static inline float *dt_at(float *base, size_t off) { return base ? base + off : NULL; }
 
 /* Local widths and sharded segments of a linear site (mpi/shard.h). */
-static inline int dt_site_in_l(const dt_model *m, int s) { return dt_shard_site_in_l(&m->sh, &m->cfg, s); }
-static inline int dt_site_out_l(const dt_model *m, int s) { return dt_shard_site_out_l(&m->sh, &m->cfg, s); }
-static inline const dt_segs *dt_site_segs(const dt_model *m, int s) { return dt_shard_site_segs(&m->sh, s); }
+static inline int dt_site_in_l(const dt_model *m, int s) {
+  return dt_shard_site_in_l(&m->sh, &m->cfg, s);
+}
+static inline int dt_site_out_l(const dt_model *m, int s) {
+  return dt_shard_site_out_l(&m->sh, &m->cfg, s);
+}
+static inline const dt_segs *dt_site_segs(const dt_model *m, int s) {
+  return dt_shard_site_segs(&m->sh, s);
+}
 /* Rows per loss-head chunk: the logits of this many rows exist at once
  * ([chunk, local vocab] floats). Each chunk streams the whole head matrix
  * through two GEMMs, so fewer, larger chunks repack it less often. */
@@ -200,6 +206,17 @@ static inline const dt_segs *dt_site_segs(const dt_model *m, int s) { return dt_
 
 static inline int dt_model_tp(const dt_model *m) { return m->dist ? m->dist->tp_size : 1; }
 void dt_model_free(dt_model *m);
+/* Backbone and workspace (docs/design.md): the backbone is the config, the
+ * shard layout and the weights; the workspace is what dt_model_set_methods,
+ * dt_model_plan and the steps allocate (methods, activations, scratch,
+ * per-step ids). dt_model_view makes *view a second workspace on the
+ * backbone of base: it shares base's weights (and copies its run settings:
+ * tp_gemm, matmul_bf16, x_share_req ...) and owns none of base's
+ * allocations. Free a view with dt_model_free_workspace, never
+ * dt_model_free; dt_model_free_workspace frees the workspace of a model and
+ * keeps its backbone. */
+void dt_model_view(dt_model *view, const dt_model *base);
+void dt_model_free_workspace(dt_model *m);
 
 /* Attach methods (before dt_model_plan). */
 int dt_model_set_methods(dt_model *m, struct dt_method **methods, int n);

@@ -180,17 +180,7 @@ typedef struct {
 
 static void view_free(group *g) {
   dt_model *v = &g->view;
-  free(v->arena);
-  free(v->acts);
-  free(v->hook_ws);
-  free(v->x_saved);
-  free(v->wscratch);
-  free(v->rope_cos);
-  free(v->rope_sin);
-  free(v->ids);
-  free(v->labels);
-  free(v->scored_rows);
-  free(v->methods);
+  dt_model_free_workspace(v);
   free(g->ids);
   free(g->labels);
   free(g->row_norm);
@@ -209,11 +199,8 @@ static void view_free(group *g) {
 /* (Re)plan a group: its running tasks' rows, in task order. */
 static int plan_group(group *g, const dt_model *base, task *ts, int nt, int gi, int recompute) {
   view_free(g);
-  g->view = *base;
+  dt_model_view(&g->view, base);
   dt_model *v = &g->view;
-  v->arena = NULL, v->acts = NULL, v->hook_ws = NULL, v->x_saved = NULL, v->wscratch = NULL;
-  v->rope_cos = v->rope_sin = NULL, v->ids = v->labels = NULL, v->scored_rows = NULL;
-  v->methods = NULL, v->n_methods = 0;
   int B = 0, nm = 0;
   for (int k = 0; k < nt; k++)
     if (ts[k].group == gi) {
