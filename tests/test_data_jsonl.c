@@ -329,6 +329,46 @@ static void test_cache(void **state) {
   closedir(d);
 }
 
+/* A sweep: a task on the raw JSON lines has the losses of the same task on
+ * the shipped file; a task on the same JSON lines with another --seq-len
+ * gets its own rows (not the first task's). */
+static void test_sweep_tasks(void **state) {
+  (void)state;
+  const char *raw = raw_jsonl("fortune-topic"), *ini = tmp("tasks.ini");
+  char text[8192];
+  const char *keys = "method = lora\nsteps = 4\nbatch-size = 8\nsample-rows = 5\nlr = 2e-3\n";
+  snprintf(text, sizeof text,
+           "[task raw]\n%sdata = %s\ndata-split = train\nseq-len = 160\ndata-cache = %s/c-sweep\n"
+           "metrics = %s\n\n[task shipped]\n%sdata = %s/fortune-topic/train.safetensors\nmetrics = %s\n\n"
+           "[task short]\n%sdata = %s\ndata-split = train\nseq-len = 100\ndata-cache = %s/c-sweep\n"
+           "metrics = %s\n",
+           keys, raw, dt_test_tmpdir(), tmp("s-raw.jsonl"), keys, TASKS, tmp("s-st.jsonl"), keys, raw,
+           dt_test_tmpdir(), tmp("s-short.jsonl"));
+  write_file(ini, text);
+  char *out = NULL;
+  int rc = dt_test_run(&out, MPIRUN " %s sweep --model %s --tasks %s", DT_BINARY, MODEL, ini);
+  if (rc != 0) fail_msg("sweep: exit %d: %s", rc, out ? out : "");
+  assert_has(out, "2875 kept in 2875 rows of 160 tokens");
+  assert_has(out, "rows of 100 tokens");
+  free(out);
+  int n1 = 0, n2 = 0, n3 = 0;
+  double *a = dt_test_read_losses(tmp("s-raw.jsonl"), &n1), *b = dt_test_read_losses(tmp("s-st.jsonl"), &n2);
+  double *c = dt_test_read_losses(tmp("s-short.jsonl"), &n3);
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_non_null(c);
+  assert_int_equal(n1, 4);
+  assert_int_equal(n2, 4);
+  assert_int_equal(n3, 4);
+  for (int k = 0; k < 4; k++)
+    if (a[k] != b[k]) fail_msg("step %d: loss %.17g from JSON lines, %.17g from safetensors", k, a[k], b[k]);
+  if (a[0] == c[0]) fail_msg("the --seq-len 100 task has the loss of the --seq-len 160 one: %.17g", c[0]);
+  free(a);
+  free(b);
+  free(c);
+  free((void *)raw);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_shipped_tasks_from_raw),
@@ -336,6 +376,7 @@ int main(void) {
       cmocka_unit_test(test_text_rows_and_pack),
       cmocka_unit_test(test_bad_rows),
       cmocka_unit_test(test_cache),
+      cmocka_unit_test(test_sweep_tasks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
