@@ -258,7 +258,7 @@ static int write_rows(const work *w, const char *tmp, off_t data_start, long N, 
   for (int t = 0; rc == DT_OK && t < T; t++) pad_in[t] = w->eos, pad_lab[t] = -100;
   const off_t lab_start = data_start + (off_t)N * T * 4;
   size_t at = 0;
-  for (long j = 0; rc == DT_OK && j < w->n_seg; j++) {
+  for (long j = 0; rc == DT_OK && j < w->n_seg && g0 + j < n_all; j++) {
     const long g = g0 + j;
     const off_t pos = ((off_t)row_of[g] * T + col_of[g]) * 4;
     const size_t k = (size_t)w->len[j];
@@ -329,6 +329,8 @@ int dt_textdata_write(const dt_textdata_spec *s, const char *out, const char *co
   rc = dt_agree(rc, comm);
   long N = 0, g0 = 0;
   const int T = s->seq_len;
+  /* --max-rows: the first rows that fit, of every rank's */
+  const long keep = s->max_rows > 0 && sums[0] > s->max_rows ? s->max_rows : sums[0];
   if (rc == DT_OK) {
     int mine = (int)w.n_seg;
     MPI_Allgather(&mine, 1, MPI_INT, counts, 1, MPI_INT, comm);
@@ -336,7 +338,7 @@ int dt_textdata_write(const dt_textdata_spec *s, const char *out, const char *co
     g0 = displ[rank];
     MPI_Allgatherv(w.len, mine, MPI_INT, len_all, counts, displ, MPI_INT, comm);
     int used = T;
-    for (long g = 0; g < sums[0]; g++) {
+    for (long g = 0; g < keep; g++) {
       if (!s->pack || used + len_all[g] > T) N++, used = 0;
       row_of[g] = N - 1;
       col_of[g] = used;
@@ -364,7 +366,7 @@ int dt_textdata_write(const dt_textdata_spec *s, const char *out, const char *co
       for (int i = 0; meta && i < n_meta; i++)
         json_object_set_new(meta, meta_keys[i], json_string(meta_values[i]));
       const char *names[] = {"rows_read", "rows_kept", "dropped", "skipped", "other_split"};
-      const long vals[] = {n, sums[0], sums[1], sums[2], sums[3]};
+      const long vals[] = {n, keep, sums[1], sums[2], sums[3]};
       for (int i = 0; meta && i < 5; i++) {
         snprintf(num, sizeof num, "%ld", vals[i]);
         json_object_set_new(meta, names[i], json_string(num));
@@ -378,7 +380,7 @@ int dt_textdata_write(const dt_textdata_spec *s, const char *out, const char *co
     long long ds = (long long)data_start;
     MPI_Bcast(&ds, 1, MPI_LONG_LONG, 0, comm);
     data_start = (off_t)ds;
-    if (rc == DT_OK) rc = dt_agree(write_rows(&w, tmp, data_start, N, T, row_of, col_of, sums[0], g0), comm);
+    if (rc == DT_OK) rc = dt_agree(write_rows(&w, tmp, data_start, N, T, row_of, col_of, keep, g0), comm);
     if (rank == 0) {
       if (rc == DT_OK && rename(tmp, out) != 0)
         rc = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__, "cannot rename '%s' to '%s': %s",
@@ -397,7 +399,8 @@ int dt_textdata_write(const dt_textdata_spec *s, const char *out, const char *co
   if (st) {
     memset(st, 0, sizeof *st);
     st->rows_read = n;
-    st->rows_kept = sums[0];
+    st->rows_kept = keep;
+    st->beyond_max = sums[0] - keep;
     st->dropped = sums[1];
     st->skipped = sums[2];
     st->other_split = sums[3];
@@ -455,7 +458,7 @@ static int cache_dir(const dt_options *o, char *dir, size_t n) {
 /* The options that change the tokenized rows. */
 static const char *const k_data_opts[] = {"data",       "tokenizer",     "seq-len",
                                           "too-long",   "pack",          "skip-bad-rows",
-                                          "data-split", "eos",           "data-cache"};
+                                          "data-split", "eos",           "data-cache", "max-rows"};
 #define N_DATA_OPTS (sizeof k_data_opts / sizeof *k_data_opts)
 
 int dt_data_same(const dt_options *a, const dt_options *b) {
@@ -480,10 +483,10 @@ static int cache_lookup(const dt_options *o, const dt_textdata_spec *s, char *pa
   if (!s->eos && stat(cfg, &st) == 0) DT_CALL(hash_file(cfg, &hc));
   snprintf(key, kn,
            "%s data=%016llx tokenizer=%016llx config=%016llx eos=%s seq_len=%d too_long=%s "
-           "pack=%d skip_bad=%d split=%s special=%d field=%s",
+           "pack=%d skip_bad=%d split=%s special=%d field=%s max_rows=%ld",
            FORMAT, (unsigned long long)hd, (unsigned long long)ht, (unsigned long long)hc,
            s->eos ? s->eos : "", s->seq_len, s->too_long_error ? "error" : "drop", s->pack,
-           s->skip_bad, s->split ? s->split : "", s->special, s->field);
+           s->skip_bad, s->split ? s->split : "", s->special, s->field, s->max_rows);
   char dir[4096];
   DT_CALL(cache_dir(o, dir, sizeof dir));
   DT_CALL(make_dirs(dir));
@@ -514,7 +517,8 @@ int dt_data_prepare(const dt_options *o, const char *model, MPI_Comm comm, char 
       rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
                         "--data %s: compressed JSON lines are not read; gunzip it first", data);
     static const char *const text_only[] = {"tokenizer", "seq-len", "too-long", "pack",
-                                            "skip-bad-rows", "data-split", "data-cache", "eos"};
+                                            "skip-bad-rows", "data-split", "data-cache", "eos",
+                                            "max-rows"};
     for (size_t i = 0; rc == DT_OK && i < sizeof text_only / sizeof *text_only; i++)
       if (dt_opt_given(o, text_only[i]))
         rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
@@ -532,6 +536,7 @@ int dt_data_prepare(const dt_options *o, const char *model, MPI_Comm comm, char 
       .too_long_error = !strcmp(dt_opt_str(o, "too-long"), "error"),
       .pack = dt_opt_bool(o, "pack"),
       .skip_bad = dt_opt_bool(o, "skip-bad-rows"),
+      .max_rows = dt_opt_int(o, "max-rows"),
       .special = 1};
   if (!dt_opt_is_set(o, "tokenizer") && !strncmp(model, "synthetic:", 10))
     rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
@@ -556,8 +561,9 @@ int dt_data_prepare(const dt_options *o, const char *model, MPI_Comm comm, char 
   if (rank == 0)
     fprintf(stderr,
             "data: %s: %ld rows read, %ld kept in %ld rows of %d tokens (%ld longer than --seq-len "
-            "dropped, %ld bad rows skipped, %ld of other splits) -> cache %s\n",
+            "dropped, %ld bad rows skipped, %ld of other splits, %ld beyond --max-rows) -> cache "
+            "%s\n",
             data, st.rows_read, st.rows_kept, st.rows_out, s.seq_len, st.dropped, st.skipped,
-            st.other_split, path);
+            st.other_split, st.beyond_max, path);
   return DT_OK;
 }

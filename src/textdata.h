@@ -30,10 +30,11 @@ typedef struct {
   const char *field;     /* the text field of text rows ("text") */
   const char *split;     /* keep only rows whose "split" equals it; NULL: every row */
   int seq_len, too_long_error, pack, skip_bad, special;
+  long max_rows;         /* > 0: keep only the first max_rows rows that fit */
 } dt_textdata_spec;
 
 typedef struct {
-  long rows_read, rows_kept, rows_out, dropped, skipped, other_split;
+  long rows_read, rows_kept, rows_out, dropped, skipped, other_split, beyond_max;
 } dt_textdata_stats;
 
 /* Tokenize s->data into the safetensors file out (collective, agreed: every
@@ -44,7 +45,7 @@ int dt_textdata_write(const dt_textdata_spec *s, const char *out, const char *co
 
 /* The file that the data options of o (--data and, for FILE.jsonl,
  * --tokenizer, --seq-len, --too-long, --pack, --skip-bad-rows, --data-split,
- * --data-cache, --eos) name, into path[n]: --data itself unless it ends in
+ * --max-rows, --data-cache, --eos) name, into path[n]: --data itself unless it ends in
  * .jsonl; then the token cache, tokenized there first unless a cache file
  * of the same data, tokenizer and options exists. model: the --model
  * (the default tokenizer folder). Collective over comm, agreed. */

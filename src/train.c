@@ -85,6 +85,8 @@ static const dt_optdef data_opts[] = {
      "instead of stopping at the first"},
     {"data-split", DT_OPT_STRING, NULL, 0, 0, NULL,
      "--data FILE.jsonl: keep only the rows whose \"split\" field is this (train, test, ...)"},
+    {"max-rows", DT_OPT_INT, "0", 0, 2147483647, NULL,
+     "--data FILE.jsonl: keep only the first N rows that fit (0 = all)"},
     {"data-cache", DT_OPT_STRING, NULL, 0, 0, NULL,
      "--data FILE.jsonl: folder of the token cache, seen by every rank (default "
      "$XDG_CACHE_HOME/deltatune/data or ~/.cache/deltatune/data)"},
