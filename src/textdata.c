@@ -357,7 +357,9 @@ int dt_textdata_write(const dt_textdata_spec *s, const char *out, const char *co
   off_t data_start = 0;
   if (rc == DT_OK) {
     if (rank == 0) {
-      snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
+      char host[256] = "";
+      gethostname(host, sizeof host - 1); /* two jobs' rank 0 may share a pid, not a host */
+      snprintf(tmp, sizeof tmp, "%s.tmp.%s.%ld", out, host, (long)getpid());
       json_t *meta = json_object();
       char num[32];
       const char *k0[] = {"format", "source", "tokenizer"};

@@ -14,7 +14,7 @@
  * Collective over comm: every rank tokenizes one contiguous block of rows
  * and writes its rows into the output at offsets agreed from every row's
  * length, so the file is byte-identical for any number of ranks. The file
- * is written as PATH.tmp.<pid> and renamed over PATH when whole. */
+ * is written as PATH.tmp.<host>.<pid> and renamed over PATH when whole. */
 #ifndef DT_TEXTDATA_H
 #define DT_TEXTDATA_H
 
