@@ -17,7 +17,8 @@
 #define MPIRUN "mpirun -np 2 --oversubscribe"
 #define MODEL DT_SOURCE_DIR "/data/models/tiny-gpt2"
 #define TASKS DT_SOURCE_DIR "/data/tasks"
-#define SHARED_RAW DT_SOURCE_DIR "/../shared/tasks/raw"
+/* copies of ../shared/tasks/raw and ../shared/tasks/<task> (data/tasks/README.md) */
+#define RAW DT_SOURCE_DIR "/data/tasks/raw"
 
 static const char *tmp(const char *name) {
   static char buf[16][1024];
@@ -82,7 +83,7 @@ static const char *raw_jsonl(const char *task) {
   char *out = NULL;
   char path[1024];
   snprintf(path, sizeof path, "%s.jsonl", p);
-  int rc = dt_test_run(&out, "test -s %s || zcat %s/%s.jsonl.gz > %s", path, SHARED_RAW, task, path);
+  int rc = dt_test_run(&out, "test -s %s || zcat %s/%s.jsonl.gz > %s", path, RAW, task, path);
   if (rc != 0) fail_msg("zcat %s: %s", task, out ? out : "");
   free(out);
   return strdup(path);
