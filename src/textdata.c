@@ -27,9 +27,11 @@ typedef struct {
   int32_t *ids, *prompt; /* scratch: encodings of the row */
   size_t n_ids, ids_cap, n_prompt, prompt_cap;
   int fatal;             /* the error is not a bad row (--too-long error) */
-  /* this rank's kept rows, one after another, and their lengths */
-  int32_t *in, *lab;
-  size_t n_tok, cap_tok;
+  /* this rank's kept rows: their tokens and labels go to the spill file
+   * (unlinked at once: nothing stays behind) as they are made, so a rank
+   * holds one row, not its block; their lengths stay in memory */
+  FILE *spill;
+  int32_t *in, *lab; /* [seq_len] one row */
   int *len;
   long n_seg, cap_seg;
   dt_textdata_stats st;
@@ -96,18 +98,8 @@ static int encode(work *w, const dt_jsonl *r, const char *field, int special, in
   return DT_OK;
 }
 
-/* Room for k more tokens and one more row. */
-static int reserve(work *w, size_t k) {
-  if (w->n_tok + k > w->cap_tok) {
-    size_t cap = w->cap_tok ? 2 * w->cap_tok : 1 << 16;
-    while (cap < w->n_tok + k) cap *= 2;
-    int32_t *a = realloc(w->in, cap * sizeof *a);
-    if (a) w->in = a;
-    int32_t *b = a ? realloc(w->lab, cap * sizeof *b) : NULL;
-    DT_CHECK(b, DT_ENOMEM, "out of memory for %zu tokens", cap);
-    w->lab = b;
-    w->cap_tok = cap;
-  }
+/* Room for one more row length. */
+static int reserve(work *w) {
   if (w->n_seg == w->cap_seg) {
     long cap = w->cap_seg ? 2 * w->cap_seg : 4096;
     int *p = realloc(w->len, (size_t)cap * sizeof *p);
@@ -152,12 +144,14 @@ static int add_row(work *w, const dt_jsonl *r) {
   }
   DT_CHECK(total >= 2, DT_EINPUT, "%s line %ld: the row has %zu token%s: nothing to score",
            r->path, r->lineno, total, total == 1 ? "" : "s");
-  DT_CALL(reserve(w, total));
-  int32_t *in = w->in + w->n_tok, *lab = w->lab + w->n_tok;
+  DT_CALL(reserve(w));
+  int32_t *in = w->in, *lab = w->lab;
   for (size_t t = 0; t < np; t++) in[t] = w->prompt[t], lab[t] = -100;
   for (size_t t = 0; t < w->n_ids; t++) in[np + t] = lab[np + t] = w->ids[t];
   if (np + w->n_ids < total) in[total - 1] = lab[total - 1] = w->eos;
-  w->n_tok += total;
+  DT_CHECK(fwrite(in, 4, total, w->spill) == total && fwrite(lab, 4, total, w->spill) == total,
+           DT_EIO, "cannot write the tokens of %s line %ld to a scratch file: %s", r->path,
+           r->lineno, strerror(errno));
   w->len[w->n_seg++] = (int)total;
   w->st.rows_kept++;
   return DT_OK;
@@ -255,16 +249,20 @@ static int write_rows(const work *w, const char *tmp, off_t data_start, long N, 
   int32_t *pad_in = malloc((size_t)T * sizeof *pad_in), *pad_lab = malloc((size_t)T * sizeof *pad_lab);
   int rc = pad_in && pad_lab ? DT_OK
                              : dt_error_set(DT_ENOMEM, __FILE__, __LINE__, __func__, "out of memory");
+  if (rc == DT_OK && (fflush(w->spill) != 0 || fseek(w->spill, 0, SEEK_SET) != 0))
+    rc = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__, "cannot read back the scratch file");
   for (int t = 0; rc == DT_OK && t < T; t++) pad_in[t] = w->eos, pad_lab[t] = -100;
   const off_t lab_start = data_start + (off_t)N * T * 4;
-  size_t at = 0;
   for (long j = 0; rc == DT_OK && j < w->n_seg && g0 + j < n_all; j++) {
     const long g = g0 + j;
     const off_t pos = ((off_t)row_of[g] * T + col_of[g]) * 4;
     const size_t k = (size_t)w->len[j];
-    rc = pwrite_all(fd, w->in + at, k * 4, data_start + pos, tmp);
-    if (rc == DT_OK) rc = pwrite_all(fd, w->lab + at, k * 4, lab_start + pos, tmp);
-    at += k;
+    if (fread(w->in, 4, k, w->spill) != k || fread(w->lab, 4, k, w->spill) != k) {
+      rc = dt_error_set(DT_EIO, __FILE__, __LINE__, __func__, "cannot read back the scratch file");
+      break;
+    }
+    rc = pwrite_all(fd, w->in, k * 4, data_start + pos, tmp);
+    if (rc == DT_OK) rc = pwrite_all(fd, w->lab, k * 4, lab_start + pos, tmp);
     const int end = col_of[g] + (int)k;
     if (rc == DT_OK && (g + 1 == n_all || row_of[g + 1] != row_of[g]) && end < T) {
       rc = pwrite_all(fd, pad_in, (size_t)(T - end) * 4, data_start + pos + (off_t)k * 4, tmp);
@@ -279,11 +277,30 @@ static int write_rows(const work *w, const char *tmp, off_t data_start, long N, 
   return rc;
 }
 
+/* The spill file of this rank, beside out, unlinked once open; and the
+ * row buffers [seq_len]. */
+static int open_spill(work *w, const char *out) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s.spill.XXXXXX", out);
+  int fd = mkstemp(p);
+  DT_CHECK(fd >= 0, DT_EIO, "cannot create a scratch file %s: %s", p, strerror(errno));
+  unlink(p);
+  w->spill = fdopen(fd, "w+b");
+  if (!w->spill) {
+    close(fd);
+    DT_ERR(DT_EIO, "cannot open a scratch file beside %s", out);
+  }
+  DT_CALL(dt_malloc(&w->in, (size_t)w->s->seq_len * sizeof *w->in, "row tokens"));
+  DT_CALL(dt_malloc(&w->lab, (size_t)w->s->seq_len * sizeof *w->lab, "row labels"));
+  return DT_OK;
+}
+
 static void work_free(work *w) {
   dt_tokenizer_free(&w->tok);
   json_decref(w->row);
   free(w->ids);
   free(w->prompt);
+  if (w->spill) fclose(w->spill);
   free(w->in);
   free(w->lab);
   free(w->len);
@@ -302,6 +319,7 @@ int dt_textdata_write(const dt_textdata_spec *s, const char *out, const char *co
   int rc = s->seq_len >= 2 ? DT_OK
                            : dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
                                           "JSON lines data needs --seq-len (at least 2)");
+  if (rc == DT_OK) rc = open_spill(&w, out);
   if (rc == DT_OK) rc = dt_tokenizer_load(&w.tok, s->tokenizer);
   if (rc == DT_OK) rc = find_eos(&w);
   if (rc == DT_OK) rc = count_rows(s->data, &n);

@@ -12,7 +12,8 @@
  * string) are errors naming the file and line, or skipped and counted.
  *
  * Collective over comm: every rank tokenizes one contiguous block of rows
- * and writes its rows into the output at offsets agreed from every row's
+ * (into an unlinked scratch file beside the output: one row in memory) and
+ * writes its rows into the output at offsets agreed from every row's
  * length, so the file is byte-identical for any number of ranks. The file
  * is written as PATH.tmp.<host>.<pid> and renamed over PATH when whole. */
 #ifndef DT_TEXTDATA_H
