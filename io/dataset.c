@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "error.h"
 #include "rng.h"
@@ -21,6 +22,35 @@ static int check_shape(const dt_st_file *f, const dt_st_tensor *t) {
   DT_CHECK(t->ndim == 2, DT_EINPUT,
            "%s: tensor '%s' has %d dimensions; expected 2 ([rows, seq_len])",
            f->path, t->name, t->ndim);
+  return DT_OK;
+}
+
+/* The error of a value outside the ids (labels: or -100). */
+static int bad_value(const dt_st_file *f, const dt_st_tensor *t, int is_labels, int vocab,
+                     int64_t i, int64_t x) {
+  const int64_t T = t->shape[1], row = i / T, col = i % T;
+  if (vocab > 0)
+    DT_ERR(DT_EINPUT,
+           "%s: tensor '%s' row %lld column %lld: value %lld is outside "
+           "[0, %d) (vocab %d)%s",
+           f->path, t->name, (long long)row, (long long)col, (long long)x, vocab, vocab,
+           is_labels ? " and is not -100" : "");
+  DT_ERR(DT_EINPUT,
+         "%s: tensor '%s' row %lld column %lld: value %lld is not a "
+         "valid token id%s",
+         f->path, t->name, (long long)row, (long long)col, (long long)x,
+         is_labels ? " or -100" : "");
+}
+
+/* Check the I32 values of t, mapped at p. */
+static int check_ids(const dt_st_file *f, const dt_st_tensor *t, int is_labels, int vocab,
+                     const int32_t *p) {
+  const int64_t hi = vocab > 0 ? vocab : INT32_MAX;
+  for (int64_t i = 0; i < t->numel; i++) {
+    const int64_t x = p[i];
+    if ((x < 0 || x >= hi) && !(is_labels && x == -100))
+      return bad_value(f, t, is_labels, vocab, i, x);
+  }
   return DT_OK;
 }
 
@@ -45,20 +75,8 @@ static int read_ids(const dt_st_file *f, const dt_st_tensor *t, int is_labels,
     for (int64_t i = 0; i < nr * T; i++) {
       int64_t x = buf[i];
       if ((x < 0 || x >= hi) && !(is_labels && x == -100)) {
-        int64_t row = r0 + i / T, col = i % T;
         free(buf);
-        if (vocab > 0)
-          DT_ERR(DT_EINPUT,
-                 "%s: tensor '%s' row %lld column %lld: value %lld is outside "
-                 "[0, %d) (vocab %d)%s",
-                 f->path, t->name, (long long)row, (long long)col,
-                 (long long)x, vocab, vocab,
-                 is_labels ? " and is not -100" : "");
-        DT_ERR(DT_EINPUT,
-               "%s: tensor '%s' row %lld column %lld: value %lld is not a "
-               "valid token id%s",
-               f->path, t->name, (long long)row, (long long)col, (long long)x,
-               is_labels ? " or -100" : "");
+        return bad_value(f, t, is_labels, vocab, r0 * T + i, x);
       }
       dst[r0 * T + i] = (int32_t)x;
     }
@@ -70,8 +88,12 @@ static int read_ids(const dt_st_file *f, const dt_st_tensor *t, int is_labels,
 void dt_dataset_free(dt_dataset *d) {
   if (!d) return;
   free(d->path);
-  free(d->input_ids);
-  free(d->labels);
+  if (d->map) {
+    munmap(d->map, d->map_len);
+  } else {
+    free(d->input_ids);
+    free(d->labels);
+  }
   memset(d, 0, sizeof *d);
 }
 
@@ -105,13 +127,26 @@ static int load(dt_dataset *d, dt_st_file *f, const char *path, int vocab) {
   d->n_rows = N;
   d->seq_len = (int)T;
   size_t bytes = (size_t)(N * T) * sizeof(int32_t);
-  DT_CALL(dt_malloc(&d->input_ids, bytes, "dataset input_ids"));
-  DT_CALL(dt_malloc(&d->labels, bytes, "dataset labels"));
-  DT_CALL(read_ids(f, ids, 0, vocab, d->input_ids));
-  if (lab)
-    DT_CALL(read_ids(f, lab, 1, vocab, d->labels));
-  else
-    memcpy(d->labels, d->input_ids, bytes);
+  const int one = 1;
+  const int mappable = *(const char *)&one == 1 && ids->dtype == DT_DTYPE_I32 && lab &&
+                       lab->dtype == DT_DTYPE_I32 && ids->offset % 4 == 0 && lab->offset % 4 == 0;
+  void *m = mappable ? mmap(NULL, f->file_size, PROT_READ, MAP_SHARED, f->fd, 0) : MAP_FAILED;
+  if (m != MAP_FAILED) { /* little-endian I32, aligned: read in place */
+    d->map = m;
+    d->map_len = f->file_size;
+    d->input_ids = (int32_t *)((char *)m + ids->offset);
+    d->labels = (int32_t *)((char *)m + lab->offset);
+    DT_CALL(check_ids(f, ids, 0, vocab, d->input_ids));
+    DT_CALL(check_ids(f, lab, 1, vocab, d->labels));
+  } else {
+    DT_CALL(dt_malloc(&d->input_ids, bytes, "dataset input_ids"));
+    DT_CALL(dt_malloc(&d->labels, bytes, "dataset labels"));
+    DT_CALL(read_ids(f, ids, 0, vocab, d->input_ids));
+    if (lab)
+      DT_CALL(read_ids(f, lab, 1, vocab, d->labels));
+    else
+      memcpy(d->labels, d->input_ids, bytes);
+  }
   int64_t scored = 0;
   for (int64_t b = 0; b < N; b++)
     for (int64_t t = 1; t < T; t++) scored += d->labels[b * T + t] != -100;

@@ -4,6 +4,7 @@
 #ifndef DT_DATASET_H
 #define DT_DATASET_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -12,6 +13,12 @@ typedef struct {
   int seq_len;
   int32_t *input_ids; /* [n_rows, seq_len] */
   int32_t *labels;    /* [n_rows, seq_len] */
+  /* Files whose two tensors are little-endian I32 (the token cache of JSON
+   * lines data, the shipped tasks) are memory-mapped read-only: input_ids
+   * and labels point into the mapping, shared with every other process
+   * that maps the file, and nothing is copied. */
+  void *map;
+  size_t map_len;
   /* Scored targets: labels[b][t] != -100 with t >= 1, over the whole file.
    * Column 0 never counts: the causal-LM loss scores logits[b][t] against
    * labels[b][t+1], so labels[b][0] is never a target. */
@@ -22,7 +29,8 @@ typedef struct {
  * empty (at least 1 row and 2 columns), 0 <= id < vocab, labels in
  * [0,vocab) or -100. vocab <= 0 skips the upper bound (ids must still be
  * non-negative and fit int32). Integer dtypes I32/I64/U8/I8 are accepted and
- * stored as int32. A file with no scored label (n_scored == 0) is an error.
+ * stored as int32 (I32 files are mapped, not copied: the arrays are then
+ * read-only). A file with no scored label (n_scored == 0) is an error.
  * Errors name the file, tensor, row/column and value. */
 int dt_dataset_load(dt_dataset *d, const char *path, int vocab);
 /* path "synthetic:rows=N,len=T[,seed=S]" generates uniform random tokens

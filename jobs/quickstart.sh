@@ -2,9 +2,14 @@
 # The main job on the built-in default: installs what is missing, builds, and
 # fine-tunes the shipped pretrained tiny-gpt2 backbone with LoRA on the
 # supersense task (WordNet noun classes) on 2 MPI ranks, then reports the
-# task accuracy before and after.
+# task accuracy before and after. The data is text: the task's raw JSON
+# lines (data/tasks/raw/supersense.jsonl.gz, rows {"prompt", "completion",
+# "split"}), tokenized by deltatune with the model's tokenizer.json once
+# into the token cache (OUT/token-cache), no Python step. --max-rows 20000
+# keeps the rows of data/tasks/supersense/train.safetensors, so DATA=tokenized
+# (the shipped tokenized files) gives the same accuracy (docs/usage.md).
 #
-# usage: bash jobs/quickstart.sh        (env: STEPS=200 RANKS=2 OUT=out/quickstart)
+# usage: bash jobs/quickstart.sh   (env: STEPS=200 RANKS=2 OUT=out/quickstart DATA=jsonl|tokenized)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -19,22 +24,32 @@ STEPS=${STEPS:-200}
 RANKS=${RANKS:-2}
 OUT=${OUT:-out/quickstart}
 MODEL=data/models/tiny-gpt2
-TRAIN=data/tasks/supersense/train.safetensors
-TEST=data/tasks/supersense/test.safetensors
 EVAL_ROWS=${EVAL_ROWS:-500}
 mkdir -p "$OUT"
+case ${DATA:-jsonl} in
+  jsonl) # the raw rows, unpacked once; deltatune tokenizes them (and caches the result)
+    RAW=$OUT/supersense.jsonl
+    [[ -s $RAW ]] || gunzip -c data/tasks/raw/supersense.jsonl.gz > "$RAW"
+    TEXT=(--seq-len 48 --data-cache "$OUT/token-cache")
+    TRAIN=("$RAW" --data-split train --max-rows 20000 "${TEXT[@]}")
+    TEST=("$RAW" --data-split test "${TEXT[@]}") ;;
+  tokenized)
+    TRAIN=(data/tasks/supersense/train.safetensors)
+    TEST=(data/tasks/supersense/test.safetensors) ;;
+  *) echo "DATA must be jsonl or tokenized, not '$DATA'" >&2; exit 2 ;;
+esac
 run() { mpirun -np "$RANKS" --oversubscribe -x OPENBLAS_NUM_THREADS=1 "$BUILD/deltatune" "$@"; }
 
 echo "== zero-shot accuracy of the backbone ($EVAL_ROWS test rows)"
-run eval --model "$MODEL" --data "$TEST" --rows "$EVAL_ROWS" --batch-size 50 --method none | tee "$OUT/eval-before.txt"
+run eval --model "$MODEL" --data "${TEST[@]}" --rows "$EVAL_ROWS" --batch-size 50 --method none | tee "$OUT/eval-before.txt"
 
 echo "== LoRA fine-tuning, $STEPS steps of 32 rows on $RANKS ranks"
-run train --model "$MODEL" --data "$TRAIN" --method lora --lora-rank 8 --lora-alpha 16 \
+run train --model "$MODEL" --data "${TRAIN[@]}" --method lora --lora-rank 8 --lora-alpha 16 \
   --lr 2e-3 --batch-size 32 --steps "$STEPS" --sample-rows 1 --log-every 20 \
   --metrics "$OUT/metrics.jsonl" --out "$OUT" | tee "$OUT/train.txt"
 
 echo "== accuracy after fine-tuning ($EVAL_ROWS test rows)"
-run eval --model "$MODEL" --data "$TEST" --rows "$EVAL_ROWS" --batch-size 50 --method lora \
+run eval --model "$MODEL" --data "${TEST[@]}" --rows "$EVAL_ROWS" --batch-size 50 --method lora \
   --init-from "$OUT/deltas.safetensors" | tee "$OUT/eval-after.txt"
 
 acc() { awk '/^exact_match/ {print $2}' "$1"; }

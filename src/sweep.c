@@ -41,6 +41,7 @@
 #include "params.h"
 #include "params_dist.h"
 #include "taskfile.h"
+#include "textdata.h"
 
 int dt_train_task_groups(dt_optgroup *g, int max);
 
@@ -373,14 +374,14 @@ static int sweep_run(int argc, char **argv) {
     prc = dt_agree(prc, MPI_COMM_WORLD);
     for (int k = 0; prc == DT_OK && k < nt; k++) {
       task *t = &ts[k];
-      const char *path = dt_opt_str(&t->opt, "data");
       for (int j = 0; j < k && !t->data_shared; j++)
-        if (ts[j].data.input_ids && !ts[j].data_shared &&
-            !strcmp(dt_opt_str(&ts[j].opt, "data"), path)) {
+        if (ts[j].data.input_ids && !ts[j].data_shared && dt_data_same(&ts[j].opt, &t->opt)) {
           t->data = ts[j].data;
           t->data_shared = 1;
         }
-      int rc = t->data_shared ? DT_OK : dt_dataset_load(&t->data, path, pc.vocab);
+      char dp[4096]; /* --data, or the token cache of FILE.jsonl (collective) */
+      int rc = t->data_shared ? DT_OK : dt_data_prepare(&t->opt, spec, MPI_COMM_WORLD, dp, sizeof dp);
+      if (rc == DT_OK && !t->data_shared) rc = dt_dataset_load(&t->data, dp, pc.vocab);
       rc = dt_agree(rc, MPI_COMM_WORLD);
       if (rc) {
         if (!t->data_shared) dt_dataset_free(&t->data);

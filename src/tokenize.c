@@ -4,13 +4,12 @@
  * (OUT.safetensors: input_ids and labels [N, seq_len], io/dataset.h).
  * Collective over MPI_COMM_WORLD: the rows are cut into one contiguous block
  * per rank; for JSON lines each rank writes its block to a part file and
- * rank 0 joins the parts in order, for safetensors rank 0 gathers the rows
- * and writes the file. */
+ * rank 0 joins the parts in order; safetensors are written by
+ * dt_textdata_write (textdata.h), every rank writing its rows in place. */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agree.h"
@@ -18,7 +17,7 @@
 #include "error.h"
 #include "jsonl.h"
 #include "options.h"
-#include "safetensors.h"
+#include "textdata.h"
 #include "tokenizer.h"
 
 static const dt_optdef tokenize_opts[] = {
@@ -50,11 +49,6 @@ typedef struct {
   char *text;
   size_t text_n, text_cap;
   json_t *row;
-  /* OUT.safetensors: the kept rows of this rank, [n_rows, seq_len] each */
-  int seq_len;
-  int32_t eos;
-  int32_t *in, *lab;
-  long n_rows, cap_rows, n_dropped;
 } work;
 
 static int write_ids(FILE *f, const int32_t *ids, size_t n) {
@@ -75,68 +69,6 @@ static int write_text(FILE *f, const char *s, size_t n) {
   return DT_OK;
 }
 
-/* A training row: {"prompt", "completion"} (completion and EOS scored) or
- * {FIELD} (every token scored), right-padded with EOS, labels -100 there. */
-static int train_row(work *w, const dt_options *o, const dt_jsonl *r) {
-  const int special = dt_opt_bool(o, "special");
-  const char *s;
-  size_t n;
-  size_t n_prompt = 0;
-  json_t *prompt = json_object_get(w->row, "prompt");
-  if (prompt) {
-    DT_CALL(dt_jsonl_string(r, w->row, "prompt", &s, &n));
-    DT_CALL(dt_tokenizer_encode(w->tok, s, n, special, &w->ids, &w->n_ids, &w->ids_cap));
-    n_prompt = w->n_ids;
-    int32_t *keep = malloc((n_prompt + 1) * sizeof *keep);
-    DT_CHECK(keep, DT_ENOMEM, "out of memory");
-    memcpy(keep, w->ids, n_prompt * sizeof *keep);
-    int rc = dt_jsonl_string(r, w->row, "completion", &s, &n);
-    if (rc == DT_OK) rc = dt_tokenizer_encode(w->tok, s, n, 0, &w->ids, &w->n_ids, &w->ids_cap);
-    size_t total = n_prompt + w->n_ids + 1;
-    if (rc == DT_OK && total > w->ids_cap) {
-      int32_t *p = realloc(w->ids, total * sizeof *p);
-      if (p) w->ids = p, w->ids_cap = total;
-      else rc = dt_error_set(DT_ENOMEM, __FILE__, __LINE__, __func__, "out of memory");
-    }
-    if (rc == DT_OK) {
-      memmove(w->ids + n_prompt, w->ids, w->n_ids * sizeof *w->ids);
-      memcpy(w->ids, keep, n_prompt * sizeof *keep);
-      w->n_ids = total;
-      w->ids[total - 1] = w->eos;
-    }
-    free(keep);
-    DT_CALL(rc);
-  } else {
-    DT_CALL(dt_jsonl_string(r, w->row, dt_opt_str(o, "field"), &s, &n));
-    DT_CALL(dt_tokenizer_encode(w->tok, s, n, special, &w->ids, &w->n_ids, &w->ids_cap));
-  }
-  const size_t T = (size_t)w->seq_len;
-  if (w->n_ids > T) {
-    DT_CHECK(strcmp(dt_opt_str(o, "too-long"), "error"), DT_EINPUT,
-             "%s line %ld: the row has %zu tokens, more than --seq-len %d (--too-long drop skips it)",
-             r->path, r->lineno, w->n_ids, w->seq_len);
-    w->n_dropped++;
-    return DT_OK;
-  }
-  DT_CHECK(w->n_ids > n_prompt || !prompt, DT_EINPUT, "%s line %ld: nothing to score", r->path, r->lineno);
-  if (w->n_rows == w->cap_rows) {
-    long cap = w->cap_rows ? 2 * w->cap_rows : 1024;
-    int32_t *a = realloc(w->in, (size_t)cap * T * sizeof *a);
-    if (a) w->in = a;
-    int32_t *b = a ? realloc(w->lab, (size_t)cap * T * sizeof *b) : NULL;
-    DT_CHECK(b, DT_ENOMEM, "out of memory for %ld rows of %d tokens", cap, w->seq_len);
-    w->lab = b;
-    w->cap_rows = cap;
-  }
-  int32_t *in = w->in + (size_t)w->n_rows * T, *lab = w->lab + (size_t)w->n_rows * T;
-  for (size_t t = 0; t < T; t++) {
-    in[t] = t < w->n_ids ? w->ids[t] : w->eos;
-    lab[t] = t < n_prompt || t >= w->n_ids ? -100 : w->ids[t];
-  }
-  w->n_rows++;
-  return DT_OK;
-}
-
 /* Rows [first, last) of the input to out. */
 static int run_block(work *w, const dt_options *o, long first, long last, FILE *out) {
   const char *field = dt_opt_str(o, "field");
@@ -150,9 +82,7 @@ static int run_block(work *w, const dt_options *o, long first, long last, FILE *
     rc = dt_jsonl_next(&r, i >= first, &w->row, &more);
     if (rc != DT_OK || !more) break;
     if (i < first) continue;
-    if (w->seq_len) {
-      rc = train_row(w, o, &r);
-    } else if (decode) {
+    if (decode) {
       rc = dt_jsonl_ids(&r, w->row, "ids", vocab, &w->ids, &w->n_ids, &w->ids_cap);
       if (rc == DT_OK)
         rc = dt_tokenizer_decode(w->tok, w->ids, w->n_ids, 0, &w->text, &w->text_n, &w->text_cap);
@@ -210,97 +140,6 @@ static int append_file(FILE *out, const char *path) {
   return DT_OK;
 }
 
-/* The EOS id: --eos, or eos_token of tokenizer_config.json beside the
- * tokenizer.json. */
-static int find_eos(work *w, const dt_options *o) {
-  const char *tp = dt_opt_str(o, "tokenizer");
-  char *name = NULL;
-  if (dt_opt_is_set(o, "eos")) {
-    name = strdup(dt_opt_str(o, "eos"));
-  } else {
-    char cfg[4096];
-    struct stat st;
-    if (stat(tp, &st) == 0 && S_ISDIR(st.st_mode)) {
-      snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", tp);
-    } else {
-      const char *slash = strrchr(tp, '/');
-      snprintf(cfg, sizeof cfg, "%.*stokenizer_config.json", slash ? (int)(slash - tp + 1) : 0, tp);
-    }
-    json_error_t err;
-    json_t *c = json_load_file(cfg, JSON_DECODE_INT_AS_REAL, &err); /* model_max_length: 1e30 */
-    json_t *e = c ? json_object_get(c, "eos_token") : NULL;
-    if (e && json_is_object(e)) e = json_object_get(e, "content");
-    if (e && json_is_string(e)) name = strdup(json_string_value(e));
-    json_decref(c);
-    DT_CHECK(name, DT_EUSAGE, "no EOS token: give --eos TOKEN (no eos_token in %s)", cfg);
-  }
-  DT_CHECK(name, DT_ENOMEM, "out of memory");
-  w->eos = dt_tokenizer_token_id(w->tok, name);
-  if (w->eos < 0) {
-    int rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
-                          "the EOS token '%s' is not a token of %s", name, tp);
-    free(name);
-    return rc;
-  }
-  free(name);
-  return DT_OK;
-}
-
-/* Rank 0 gathers every rank's rows in rank order and writes the file. */
-static int write_safetensors(work *w, const dt_options *o, int rank, int nranks, long n_total) {
-  const int T = w->seq_len;
-  long *counts = calloc((size_t)nranks, sizeof *counts), dropped = 0;
-  DT_CHECK(counts, DT_ENOMEM, "out of memory");
-  MPI_Allgather(&w->n_rows, 1, MPI_LONG, counts, 1, MPI_LONG, MPI_COMM_WORLD);
-  MPI_Reduce(&w->n_dropped, &dropped, 1, MPI_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
-  long n = 0;
-  for (int k = 0; k < nranks; k++) n += counts[k];
-  int rc = DT_OK;
-  if (n == 0) rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
-                                "%s: no row fits --seq-len %d (%ld dropped)", dt_opt_str(o, "input"), T, dropped);
-  int32_t *all_in = NULL, *all_lab = NULL;
-  int *cnt = NULL, *displ = NULL;
-  if (rc == DT_OK && rank == 0) {
-    if ((double)n * T >= 2e9)
-      rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
-                        "%ld rows of %d tokens are too many for one file", n, T);
-    if (rc == DT_OK) all_in = malloc((size_t)n * (size_t)T * sizeof *all_in);
-    if (rc == DT_OK) all_lab = malloc((size_t)n * (size_t)T * sizeof *all_lab);
-    cnt = malloc((size_t)nranks * sizeof *cnt);
-    displ = malloc((size_t)nranks * sizeof *displ);
-    if (!all_in || !all_lab || !cnt || !displ)
-      rc = dt_error_set(DT_ENOMEM, __FILE__, __LINE__, __func__, "out of memory for %ld rows", n);
-    for (int k = 0, at = 0; rc == DT_OK && k < nranks; k++) {
-      cnt[k] = (int)(counts[k] * T);
-      displ[k] = at;
-      at += cnt[k];
-    }
-  }
-  rc = dt_agree(rc, MPI_COMM_WORLD);
-  if (rc == DT_OK) {
-    int mine = (int)(w->n_rows * T);
-    MPI_Gatherv(w->in, mine, MPI_INT32_T, all_in, cnt, displ, MPI_INT32_T, 0, MPI_COMM_WORLD);
-    MPI_Gatherv(w->lab, mine, MPI_INT32_T, all_lab, cnt, displ, MPI_INT32_T, 0, MPI_COMM_WORLD);
-    if (rank == 0) {
-      dt_st_out t[2] = {{"input_ids", DT_DTYPE_I32, 2, {n, T}, all_in},
-                        {"labels", DT_DTYPE_I32, 2, {n, T}, all_lab}};
-      const char *keys[] = {"source", "tokenizer"};
-      const char *vals[] = {dt_opt_str(o, "input"), dt_opt_str(o, "tokenizer")};
-      rc = dt_st_write(dt_opt_str(o, "output"), t, 2, keys, vals, 2);
-      if (rc == DT_OK)
-        fprintf(stderr, "tokenize: %ld of %ld rows fit --seq-len %d (%ld dropped as too long)\n", n,
-                n_total, T, dropped);
-    }
-    rc = dt_agree(rc, MPI_COMM_WORLD);
-  }
-  free(counts);
-  free(all_in);
-  free(all_lab);
-  free(cnt);
-  free(displ);
-  return rc;
-}
-
 static int tokenize_run(const dt_options *o, int rank, int nranks) {
   const char *in = dt_opt_str(o, "input"), *outp = dt_opt_str(o, "output");
   const int st = ends_with(outp, ".safetensors");
@@ -310,29 +149,29 @@ static int tokenize_run(const dt_options *o, int rank, int nranks) {
            "--output '%s': the training layout needs --seq-len (at least 2)", outp);
   DT_CHECK(!st || !dt_opt_bool(o, "decode"), DT_EUSAGE, "--decode yes writes text: --output must be .jsonl");
   DT_CHECK(st || !dt_opt_given(o, "seq-len"), DT_EUSAGE, "--seq-len is for an --output .safetensors");
+  if (st) { /* the training layout: src/textdata.c */
+    dt_textdata_spec s = {.data = in,
+                          .tokenizer = dt_opt_str(o, "tokenizer"),
+                          .eos = dt_opt_is_set(o, "eos") ? dt_opt_str(o, "eos") : NULL,
+                          .field = dt_opt_str(o, "field"),
+                          .seq_len = dt_opt_int(o, "seq-len"),
+                          .too_long_error = !strcmp(dt_opt_str(o, "too-long"), "error"),
+                          .special = dt_opt_bool(o, "special")};
+    dt_textdata_stats ts;
+    DT_CALL(dt_textdata_write(&s, outp, NULL, NULL, 0, &ts, MPI_COMM_WORLD));
+    if (rank == 0)
+      fprintf(stderr, "tokenize: %ld of %ld rows fit --seq-len %d (%ld dropped as too long)\n",
+              ts.rows_kept, ts.rows_read, s.seq_len, ts.dropped);
+    return DT_OK;
+  }
   work w = {0};
   int rc = dt_tokenizer_load(&w.tok, dt_opt_str(o, "tokenizer"));
   long n = 0;
-  if (rc == DT_OK && st) {
-    w.seq_len = dt_opt_int(o, "seq-len");
-    rc = find_eos(&w, o);
-  }
   if (rc == DT_OK) rc = count_rows(in, &n);
   /* every rank found the same (the same files): usage and input errors are agreed */
   if (rc != DT_OK) dt_tokenizer_free(&w.tok);
   DT_CALL(dt_agree(rc, MPI_COMM_WORLD));
   long first = n * rank / nranks, last = n * (rank + 1) / nranks;
-  if (st) {
-    rc = run_block(&w, o, first, last, NULL);
-    rc = dt_agree(rc, MPI_COMM_WORLD);
-    if (rc == DT_OK) rc = write_safetensors(&w, o, rank, nranks, n);
-    free(w.ids);
-    free(w.in);
-    free(w.lab);
-    json_decref(w.row);
-    dt_tokenizer_free(&w.tok);
-    return rc;
-  }
   char part[4096];
   if (nranks == 1) snprintf(part, sizeof part, "%s", outp);
   else snprintf(part, sizeof part, "%s.part%d", outp, rank);

@@ -36,6 +36,7 @@
 #include "params_dist.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "textdata.h"
 
 /* --- option tables ------------------------------------------------------- */
 
@@ -71,7 +72,28 @@ static const dt_optdef model_opts[] = {
 
 static const dt_optdef data_opts[] = {
     {"data", DT_OPT_STRING, NULL, 0, 0, NULL,
-     "tokenized data: safetensors with input_ids [N,T] and optional labels [N,T] (required)"},
+     "tokenized data: safetensors with input_ids [N,T] and optional labels [N,T]; or FILE.jsonl: "
+     "rows {\"text\"} or {\"prompt\", \"completion\"}, tokenized once into a cache (required)"},
+    {"tokenizer", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "--data FILE.jsonl: a tokenizer.json or a folder holding one (default: the --model folder)"},
+    {"seq-len", DT_OPT_INT, "0", 0, 1 << 20, NULL,
+     "--data FILE.jsonl: tokens per row T, right-padded with EOS (required there)"},
+    {"too-long", DT_OPT_CHOICE, "drop", 0, 0, "drop|error",
+     "--data FILE.jsonl: a row longer than --seq-len is dropped (and counted) or an error"},
+    {"pack", DT_OPT_BOOL, "no", 0, 0, NULL,
+     "--data FILE.jsonl: lay rows (text rows + a scored EOS) one after another into full rows"},
+    {"skip-bad-rows", DT_OPT_BOOL, "no", 0, 0, NULL,
+     "--data FILE.jsonl: skip (and count) rows that are not UTF-8, not JSON or lack a field, "
+     "instead of stopping at the first"},
+    {"data-split", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "--data FILE.jsonl: keep only the rows whose \"split\" field is this (train, test, ...)"},
+    {"max-rows", DT_OPT_INT, "0", 0, 2147483647, NULL,
+     "--data FILE.jsonl: keep only the first N rows that fit (0 = all)"},
+    {"data-cache", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "--data FILE.jsonl: folder of the token cache, seen by every rank (default "
+     "$XDG_CACHE_HOME/deltatune/data or ~/.cache/deltatune/data)"},
+    {"eos", DT_OPT_STRING, NULL, 0, 0, NULL,
+     "--data FILE.jsonl: the EOS token (default: eos_token of the tokenizer_config.json)"},
     {"batch-size", DT_OPT_INT, "8", 1, 1048576, NULL,
      "rows per step (global, split across ranks)"},
     {"shuffle", DT_OPT_INT, NULL, 0, 2147483647, NULL,
@@ -294,7 +316,7 @@ static int not_a_checkpoint(const char *path) {
  * methods and the split of the batch. Nothing collective: the caller agrees
  * on the result (dt_agree), so that an input only some ranks cannot read
  * stops every rank with one message. */
-static int check_inputs(run_ctx *c, int train) {
+static int check_inputs(run_ctx *c, int train, const char *data) {
   const dt_options *o = &c->opt;
   const char *spec = dt_opt_str(o, "model");
   dt_config cfg;
@@ -307,7 +329,7 @@ static int check_inputs(run_ctx *c, int train) {
     DT_CALL(dt_st_set_open(&set, spec));
     dt_st_set_close(&set);
   }
-  DT_CALL(dt_dataset_load(&c->data, dt_opt_str(o, "data"), cfg.vocab));
+  DT_CALL(dt_dataset_load(&c->data, data, cfg.vocab));
   if (dt_opt_is_set(o, "init-from")) {
     char list[DT_OPTVAL_MAX];
     snprintf(list, sizeof list, "%s", dt_opt_str(o, "init-from"));
@@ -353,7 +375,9 @@ static int setup(run_ctx *c, int train) {
   const int bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
   DT_CALL(dt_dist_init(&c->dist, dt_opt_int(o, "tp")));
   dt_comm_options_apply(o, &c->dist, NULL);
-  DT_CALL(dt_agree(check_inputs(c, train), MPI_COMM_WORLD));
+  char data[4096]; /* --data, or the token cache of FILE.jsonl (collective) */
+  DT_CALL(dt_data_prepare(o, dt_opt_str(o, "model"), MPI_COMM_WORLD, data, sizeof data));
+  DT_CALL(dt_agree(check_inputs(c, train, data), MPI_COMM_WORLD));
   /* --out: created and locked against another run before anything is read
    * from it or written into it */
   if (train && dt_opt_exists(o, "out") && dt_opt_is_set(o, "out"))

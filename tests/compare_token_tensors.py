@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Are the input_ids and labels of two tokenized data files (safetensors,
 I32) equal? Read with struct, independently of deltatune's reader.
-usage: compare_token_tensors.py A.safetensors B.safetensors"""
+With "prefix": B's rows are the first rows of A (a file capped at N rows).
+usage: compare_token_tensors.py A.safetensors B.safetensors [prefix]"""
 import json, struct, sys
 def load(p):
     f = open(p, 'rb'); n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n)); d = f.read()
@@ -13,6 +14,11 @@ def load(p):
         out[k] = (v['shape'], d[a:b])
     return out
 x, y = load(sys.argv[1]), load(sys.argv[2])
+prefix = len(sys.argv) > 3 and sys.argv[3] == 'prefix'
 for k in ('input_ids', 'labels'):
-    print(k, x[k][0], y[k][0], 'equal' if x[k] == y[k] else 'DIFFERENT')
-    assert x[k] == y[k]
+    a = x[k]
+    if prefix:
+        assert a[0][1] == y[k][0][1] and a[0][0] >= y[k][0][0], (a[0], y[k][0])
+        a = (y[k][0], a[1][:len(y[k][1])])
+    print(k, x[k][0], y[k][0], 'equal' if a == y[k] else 'DIFFERENT')
+    assert a == y[k]

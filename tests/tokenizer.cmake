@@ -41,3 +41,7 @@ endforeach()
 # deltatune tokenize: ids and decode equal to HF's on the corpus (1 and 2
 # ranks), bad rows and refused tokenizer files
 dt_add_test(test_tokenize_cli SOURCES test_tokenize_cli.c TIMEOUT 300 LABELS tokenizer)
+# --data FILE.jsonl (src/textdata.h): the shipped tasks from their raw JSON
+# lines, training and eval equal to the tokenized files, text rows and
+# --pack against a Python layout, bad rows, the cache, 2 ranks = 1 rank
+dt_add_test(test_data_jsonl SOURCES test_data_jsonl.c TIMEOUT 600 RANKS 2 LABELS tokenizer)
