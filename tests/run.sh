@@ -44,7 +44,14 @@ if [[ "${DT_SANITIZE_SUITE:-0}" == "1" ]]; then
   ASAN_BUILD=${DT_ASAN_BUILD_DIR:-build-asan}
   cmake -S . -B "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Release -DDT_SANITIZE=ON >/dev/null
   cmake --build "$ASAN_BUILD" -j"$(nproc)"
-  (cd "$ASAN_BUILD" && ctest --output-on-failure -j"$(nproc)" -L asan "$@")
+  # The suite's reports are not symbolized (symbolize=0, tests/CMakeLists.txt:
+  # starting llvm-symbolizer at each process's leak check was a quarter of
+  # the sanitizer suite's CPU); a failed test is run again with names.
+  if ! (cd "$ASAN_BUILD" && ctest --output-on-failure -j"$((2 * $(nproc)))" -L asan "$@"); then
+    echo "run.sh: the failed sanitizer tests again, with symbolized reports (ASAN_OPTIONS=symbolize=1)"
+    (cd "$ASAN_BUILD" && ASAN_OPTIONS=symbolize=1 ctest --rerun-failed --output-on-failure) || true
+    exit 1
+  fi
   no_skips "$ASAN_BUILD"
   echo "run.sh: sanitizer build and suite (label asan) in $((SECONDS - t1)) s"
 

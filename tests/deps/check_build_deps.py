@@ -26,10 +26,12 @@ The allowed packages are the install list, its Depends and Pre-Depends
 installed alternative of an or-group), the Essential packages and apt (what
 a minimal Debian 12 has), read from the dpkg status file with python3-apt.
 
-usage: check_build_deps.py SRC BUILD [--without PKG]... [--expect-missing PKG]
+usage: check_build_deps.py SRC BUILD [--without PKG]... [--expect-missing PKG] [--guard PKG]
   --without PKG         take PKG out of the install list first
   --expect-missing PKG  invert: pass only if the check fails naming PKG
-                        (the guard's own proof that it can fail)
+  --guard PKG           after a passing check, check the same files against
+                        the list without PKG, which must name PKG (the
+                        check's own proof that it can fail; one trace for both)
 Exit 0 pass, 1 fail.
 """
 import argparse
@@ -226,35 +228,19 @@ def allowed_packages(listed):
     return seen, absent
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("src")
-    ap.add_argument("build")
-    ap.add_argument("--without", action="append", default=[])
-    ap.add_argument("--expect-missing")
-    a = ap.parse_args()
-    src, build = os.path.abspath(a.src), os.path.abspath(a.build)
-
-    listed = install_list(src, a.without)
-    allowed, absent = allowed_packages(listed)
-    if absent and not a.expect_missing:
-        print("check_build_deps: listed but not installed here (run scripts/install-deps.sh): " + " ".join(absent))
-        return 1
-
-    files = system_files(traced_configure(src, build) | depfile_headers(build) | link_libraries(build), src, build)
-    own = owners(files)
+def verdict(files, own, listed):
+    """Print the check of FILES (owners OWN) against the LISTED packages:
+    (packages the build reads that are not allowed {pkg: [files]}, files
+    under /usr/local or /opt)."""
+    allowed, _ = allowed_packages(listed)
     local = sorted(f for f in files if f.startswith(LOCAL_DIRS))
-    unowned = sorted(f for f in files if not own.get(f) and f not in local)
     bad = {}
     for f, pk in own.items():
         if pk and not (set(pk) & allowed):
             for p in pk:
                 bad.setdefault(p, []).append(f)
-
     print(f"check_build_deps: {len(files)} system files read by the configure and build; "
           f"{len(listed)} listed packages, {len(allowed)} with their hard dependencies and the essential set")
-    for f in unowned:
-        print(f"  (owned by no package, ignored: {f})")
     for f in local:
         print(f"error: the build reads {f}, which no Debian package installs (a fresh machine has no such file)")
     for p in sorted(bad):
@@ -262,6 +248,32 @@ def main():
         more = f" and {len(fs) - 3} more" if len(fs) > 3 else ""
         print(f"error: the build reads {', '.join(fs[:3])}{more} from package {p}, which scripts/install-deps.sh "
               f"does not install (not listed, nor a Depends/Pre-Depends of a listed package)")
+    return bad, local
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("src")
+    ap.add_argument("build")
+    ap.add_argument("--without", action="append", default=[])
+    ap.add_argument("--expect-missing")
+    ap.add_argument("--guard")
+    a = ap.parse_args()
+    src, build = os.path.abspath(a.src), os.path.abspath(a.build)
+
+    listed = install_list(src, a.without)
+    _, absent = allowed_packages(listed)
+    if absent and not a.expect_missing:
+        print("check_build_deps: listed but not installed here (run scripts/install-deps.sh): " + " ".join(absent))
+        return 1
+
+    # the files and their owners once; the guard reuses them
+    files = system_files(traced_configure(src, build) | depfile_headers(build) | link_libraries(build), src, build)
+    own = owners(files)
+    local = [f for f in files if f.startswith(LOCAL_DIRS)]
+    for f in sorted(f for f in files if not own.get(f) and f not in local):
+        print(f"  (owned by no package, ignored: {f})")
+    bad, local = verdict(files, own, listed)
     failed = bool(bad or local)
 
     if a.expect_missing:
@@ -272,6 +284,13 @@ def main():
         print(f"FAIL: with {' '.join(a.without)} taken out of the list the check did not name {a.expect_missing}")
         return 1
     print("check_build_deps: " + ("FAIL" if failed else "every file comes from a listed package"))
+    if a.guard and not failed:
+        print(f"check_build_deps: the guard: the same files against the list without {a.guard}")
+        bad2, _ = verdict(files, own, install_list(src, a.without + [a.guard]))
+        if a.guard not in bad2:
+            print(f"FAIL: with {a.guard} taken out of the list the check did not name it")
+            return 1
+        print(f"check_build_deps: without {a.guard} the check fails naming it, as it should")
     return 1 if failed else 0
 
 
