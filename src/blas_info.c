@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
 char *openblas_get_corename(void);
 
 const char *dt_blas_core(void) { return openblas_get_corename(); }
@@ -18,12 +19,6 @@ int dt_blas_misdetected(void) {
   for (size_t i = 0; i < sizeof avx512_cores / sizeof *avx512_cores; i++)
     if (strcasecmp(core, avx512_cores[i]) == 0) return 0;
   return 1;
-}
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
 double dt_blas_sgemm_gflops(int n) {
@@ -39,10 +34,10 @@ double dt_blas_sgemm_gflops(int n) {
               n, 0.0f, c, n); /* warm-up */
   double best = 1e30;
   for (int r = 0; r < 3; r++) {
-    double t0 = now();
+    double t0 = dt_now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n,
                 b, n, 0.0f, c, n);
-    double t = now() - t0;
+    double t = dt_now() - t0;
     if (t < best) best = t;
   }
   free(a), free(b), free(c);

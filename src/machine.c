@@ -15,6 +15,7 @@
 
 #include "agree.h"
 #include "blas_info.h"
+#include "clock.h"
 #include "dist.h"
 #include "error.h"
 #include "gemm_bf16.h"
@@ -143,12 +144,6 @@ int dt_machine_save(const dt_machine *mc, const char *path) {
 
 /* --- calibration --------------------------------------------------------- */
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 /* A field of /proc/self/status in bytes ("VmRSS: %lf kB": now; "VmHWM: ...":
  * the peak). */
 static double status_bytes(const char *fmt) {
@@ -183,10 +178,10 @@ static double time_op(int (*op)(dt_dist *, float *, size_t), dt_dist *d, float *
                       int reps) {
   if (op(d, buf, n)) return -1.0; /* warm-up (allocates the shared window) */
   MPI_Barrier(MPI_COMM_WORLD);
-  const double t0 = now_s();
+  const double t0 = dt_now();
   for (int i = 0; i < reps; i++)
     if (op(d, buf, n)) return -1.0;
-  double t = (now_s() - t0) / reps;
+  double t = (dt_now() - t0) / reps;
   MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   return t;
 }
@@ -208,9 +203,9 @@ static double stream_rate(void) {
   if (x && y) {
     for (size_t i = 0; i < n; i++) x[i] = y[i] = (float)(1 + (i & 7));
     for (int k = 0; k < 4; k++) {
-      const double t0 = now_s();
+      const double t0 = dt_now();
       for (size_t i = 0; i < n; i++) y[i] += 1.0001f * x[i];
-      const double t = now_s() - t0;
+      const double t = dt_now() - t0;
       if (k > 0 && t < best) best = t;
     }
   }
@@ -257,9 +252,9 @@ static double bf16_rate(int n) {
     }
     dt_f32_to_bf16_n(b16, c, nn);
     for (int r = 0; r <= 3 && best > 0; r++) {
-      const double t0 = now_s();
+      const double t0 = dt_now();
       if (dt_gemm_bf16(c, a, b16, n, n, n, 1, 0.0f, a16) != DT_OK) best = 0;
-      const double t = now_s() - t0;
+      const double t = dt_now() - t0;
       if (r > 0 && best > 0 && t < best) best = t;
     }
   } else {
@@ -285,10 +280,10 @@ static int engine_rate(double *gflops, int bf16) {
   for (int k = 0; rc == DT_OK && k < 3; k++) {
     dt_loss_stats st;
     MPI_Barrier(MPI_COMM_WORLD);
-    const double t0 = now_s();
+    const double t0 = dt_now();
     rc = dt_model_forward(&m, ids, NULL, 1, (double)(B * (T - 1)), &st, NULL);
     if (!rc) rc = dt_model_backward(&m);
-    const double t = now_s() - t0;
+    const double t = dt_now() - t0;
     if (k > 0 && t < best) best = t; /* step 0 warms up */
   }
   if (!rc) *gflops = dt_model_step_flops(&m, T, (double)B * T, (double)B * (T - 1)) / best * 1e-9;

@@ -19,6 +19,7 @@
 #include "gemm_bf16.h"
 #include "method.h"
 #include "model.h"
+#include "optgroups.h"
 #include "methods/modules.h"
 #include "params.h"
 
@@ -479,17 +480,12 @@ static const dt_optdef plan_opts[] = {
      "or a Hugging Face folder (only config.json is read)"},
     {"method", DT_OPT_STRING, "lora", 0, 0, NULL,
      "delta method(s), comma-separated, with their options as for train"},
-    {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16", "storage of the frozen matrices"},
-    {"matmul-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",
-     "products with the frozen matrices, as for train (bf16: the activation operand's bf16 copy; "
-     "the time model uses the calibrated bf16 rate, or sgemm's where the machine file has none)"},
-    {"share-weights", DT_OPT_CHOICE, "auto", 0, 0, "auto|yes|no",
-     "as for train: a node's data-parallel replicas map one copy of the frozen matrices (the node "
-     "total counts it once)"},
+    DT_OPTDEF_WEIGHTS_DTYPE,
+    DT_OPTDEF_MATMUL_DTYPE,
+    DT_OPTDEF_SHARE_WEIGHTS,
     {"nodes", DT_OPT_INT, "1", 1, 1048576, NULL, "nodes of the job"},
     {"ranks-per-node", DT_OPT_INT, "1", 1, 4096, NULL, "MPI ranks per node"},
-    {"tp", DT_OPT_INT, "1", 1, 1048576, NULL,
-     "tensor-parallel ranks per backbone copy (divides nodes x ranks-per-node)"},
+    DT_OPTDEF_TP,
     {"batch-size", DT_OPT_INT, "8", 1, 1048576, NULL, "rows per step (global, per task)"},
     {"seq-len", DT_OPT_INT, "1024", 2, 1048576, NULL, "data tokens per row"},
     {"scored-per-row", DT_OPT_INT, NULL, 0, 1048576, NULL,
