@@ -2,7 +2,8 @@
  *
  * A method is created from the options, registers its trainable tensors in
  * the parameter table, and hooks into the blocks at named places. Every hook
- * is optional (NULL). Adding a method = one file + one line in methods.c.
+ * is optional (NULL). Adding a method = one file + one line in methods.c
+ * (DT_METHOD_TABLE).
  *
  * Hook order inside a frozen linear at (layer, site):
  *   x -> [pre hooks] -> x' -> y = x' W^T + b -> [post hooks, method order] -> y
@@ -46,6 +47,13 @@ typedef struct {
   /* Why `merge` cannot fold this method into the weights; NULL: it can
    * (merge.c then knows how). */
   const char *merge_refusal;
+
+  /* Check the method's options against the model's configuration before
+   * the backbone is built (targets that name no module of the family, a
+   * layer the model lacks): a DT_EUSAGE error naming the option. Called by
+   * every command that creates the method (dt_methods_check_config). NULL:
+   * create() checks all there is. */
+  int (*check_config)(const dt_options *opt, const dt_config *cfg);
 
   /* Allocate state and parameters; register them in params. */
   int (*create)(dt_method *me, const dt_options *opt, dt_model *m,
@@ -120,6 +128,10 @@ void dt_methods_destroy(dt_method **ms, int n);
  * line for a method that is not in it: a usage error naming the method, or
  * the option and the list. Checked before the backbone is built. */
 int dt_methods_check_options(const dt_options *o, const char *ml);
+
+/* Each method of the list ml checks its options against cfg (its
+ * check_config), before anything is built. */
+int dt_methods_check_config(const dt_options *o, const char *ml, const dt_config *cfg);
 
 /* Does the comma-separated method list train or rewrite frozen backbone
  * matrices (a method flagged DT_METHOD_WRITES_MATRICES)? Such a run gains

@@ -28,7 +28,6 @@
 #include "gradsync.h"
 #include "interrupt.h"
 #include "method.h"
-#include "methods/modules.h"
 #include "model.h"
 #include "optgroups.h"
 #include "optim.h"
@@ -268,17 +267,7 @@ static int check_inputs(run_ctx *c, int train) {
     }
   }
   DT_CALL(dt_matmul_dtype_check(dt_opt_str(o, "matmul-dtype"), dt_opt_str(o, "weights-dtype")));
-  const char *ml = dt_opt_str(o, "method");
-  static const char *const targets[][2] = {{"lora", "lora-targets"}, {"ia3", "ia3-targets"}};
-  for (size_t k = 0; k < sizeof targets / sizeof *targets; k++) {
-    if (!dt_list_has(ml, targets[k][0]) || !dt_opt_exists(o, targets[k][1]) ||
-        !dt_opt_is_set(o, targets[k][1]) || !*dt_opt_str(o, targets[k][1]))
-      continue;
-    dt_module md[DT_MAX_BLOCK_MODULES];
-    int hit[DT_MAX_BLOCK_MODULES] = {0};
-    const int nmod = dt_block_modules(&cfg, md);
-    DT_CALL(dt_module_targets(&cfg, md, nmod, targets[k][1], dt_opt_str(o, targets[k][1]), hit));
-  }
+  DT_CALL(dt_methods_check_config(o, dt_opt_str(o, "method"), &cfg));
   c->B_global = dt_opt_int(o, "batch-size");
   if (!train) {
     int64_t rows = dt_opt_int(o, "rows");

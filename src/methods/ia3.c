@@ -67,13 +67,11 @@ static const dt_segs *out_segs(const dt_model *m, int site, dt_segs *all, int ou
   return all;
 }
 
-static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
-                      dt_params *params, uint64_t seed) {
-  (void)seed; /* deterministic init: ones */
-  const dt_config *c = &m->cfg;
-  ia3_state *s;
-  DT_CALL(dt_calloc(&s, sizeof *s, "ia3 state"));
-  me->state = s;
+/* The modules the options select: output-scaled (--ia3-targets, or the
+ * family's default) in hit[], input-scaled (--ia3-ff, a subset) in ffhit[]
+ * (DT_MAX_BLOCK_MODULES each); DT_EUSAGE naming the option otherwise. */
+static int ia3_modules(const dt_options *opt, const dt_config *c, dt_module *md, int *nmod,
+                       int *hit, int *ffhit) {
   const char *targets = dt_opt_str(opt, "ia3-targets");
   if (!*targets) targets = dt_cfg_arch(c)->ia3_targets;
   const char *ff = dt_opt_str(opt, "ia3-ff");
@@ -88,10 +86,9 @@ static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
   }
   if (strlen(targets) >= 1000 || strlen(ff) >= 1000)
     DT_ERR(DT_EUSAGE, "--ia3-targets / --ia3-ff: list too long");
-  dt_module md[DT_MAX_BLOCK_MODULES];
-  const int nmod = dt_block_modules(c, md);
-  int hit[DT_MAX_BLOCK_MODULES] = {0}, ffhit[DT_MAX_BLOCK_MODULES] = {0};
-  DT_CALL(dt_module_targets(c, md, nmod, "ia3-targets", targets, hit));
+  *nmod = dt_block_modules(c, md);
+  for (int i = 0; i < DT_MAX_BLOCK_MODULES; i++) hit[i] = ffhit[i] = 0;
+  DT_CALL(dt_module_targets(c, md, *nmod, "ia3-targets", targets, hit));
   {
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", ff);
@@ -101,7 +98,26 @@ static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
                "--ia3-ff: '%s' is not one of --ia3-targets (%s); feed-forward "
                "modules must be a subset of the targets", t, targets);
   }
-  DT_CALL(dt_module_targets(c, md, nmod, "ia3-ff", ff, ffhit));
+  DT_CALL(dt_module_targets(c, md, *nmod, "ia3-ff", ff, ffhit));
+  return DT_OK;
+}
+
+static int ia3_check_config(const dt_options *opt, const dt_config *c) {
+  dt_module md[DT_MAX_BLOCK_MODULES];
+  int nmod, hit[DT_MAX_BLOCK_MODULES], ffhit[DT_MAX_BLOCK_MODULES];
+  return ia3_modules(opt, c, md, &nmod, hit, ffhit);
+}
+
+static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
+                      dt_params *params, uint64_t seed) {
+  (void)seed; /* deterministic init: ones */
+  const dt_config *c = &m->cfg;
+  ia3_state *s;
+  DT_CALL(dt_calloc(&s, sizeof *s, "ia3 state"));
+  me->state = s;
+  dt_module md[DT_MAX_BLOCK_MODULES];
+  int nmod, hit[DT_MAX_BLOCK_MODULES], ffhit[DT_MAX_BLOCK_MODULES];
+  DT_CALL(ia3_modules(opt, c, md, &nmod, hit, ffhit));
   int per = 0;
   size_t per_floats = 0;
   for (int i = 0; i < nmod; i++)
@@ -355,6 +371,7 @@ const dt_method_ops dt_method_ia3 = {
     .name = "ia3",
     .summary = "learned activation scaling vectors (Liu et al. 2022, (IA)^3)",
     .options = &ia3_group,
+    .check_config = ia3_check_config,
     .create = ia3_create,
     .destroy = ia3_destroy,
     .site_ws = ia3_site_ws,

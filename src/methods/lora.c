@@ -53,6 +53,25 @@ typedef struct {
   size_t dh_n, tmp_n;
 } lora_state;
 
+/* The modules the options target (--lora-targets, or the family's
+ * default): md[] and hit[] (DT_MAX_BLOCK_MODULES each); every target must
+ * match a module (DT_EUSAGE naming --lora-targets). */
+static int lora_modules(const dt_options *opt, const dt_config *c, dt_module *md, int *nmod,
+                        int *hit) {
+  const char *targets = dt_opt_str(opt, "lora-targets");
+  if (!*targets) targets = dt_cfg_arch(c)->lora_targets;
+  *nmod = dt_block_modules(c, md);
+  for (int i = 0; i < DT_MAX_BLOCK_MODULES; i++) hit[i] = 0;
+  DT_CALL(dt_module_targets(c, md, *nmod, "lora-targets", targets, hit));
+  return DT_OK;
+}
+
+static int lora_check_config(const dt_options *opt, const dt_config *c) {
+  dt_module md[DT_MAX_BLOCK_MODULES];
+  int nmod, hit[DT_MAX_BLOCK_MODULES];
+  return lora_modules(opt, c, md, &nmod, hit);
+}
+
 static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
                        dt_params *params, uint64_t seed) {
   const dt_config *c = &m->cfg;
@@ -65,13 +84,10 @@ static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
   s->dropout = (float)dt_opt_float(opt, "lora-dropout");
   s->key = dt_rng_key(seed, 0x10a4);
   const int random_b = strcmp(dt_opt_str(opt, "lora-init"), "random") == 0;
-  const char *targets = dt_opt_str(opt, "lora-targets");
-  if (!*targets) targets = dt_cfg_arch(c)->lora_targets;
-  dt_module md[DT_MAX_BLOCK_MODULES];
-  const int nmod = dt_block_modules(c, md);
   /* which modules are targeted; every target must match something */
-  int hit[DT_MAX_BLOCK_MODULES] = {0};
-  DT_CALL(dt_module_targets(c, md, nmod, "lora-targets", targets, hit));
+  dt_module md[DT_MAX_BLOCK_MODULES];
+  int nmod, hit[DT_MAX_BLOCK_MODULES];
+  DT_CALL(lora_modules(opt, c, md, &nmod, hit));
   int per = 0;
   for (int i = 0; i < nmod; i++) per += hit[i];
   s->n = per * c->n_layer;
@@ -324,11 +340,8 @@ static int lora_scratch_bytes(const dt_method *me, const dt_options *o, const dt
   int64_t b = dt_alloc_bytes(4 * N * dt_opt_int(o, "lora-rank"));
   if (dt_opt_float(o, "lora-dropout") > 0) {
     dt_module md[DT_MAX_BLOCK_MODULES];
-    const int nmod = dt_block_modules(&m->cfg, md);
-    const char *t = dt_opt_str(o, "lora-targets");
-    if (!*t) t = dt_cfg_arch(&m->cfg)->lora_targets;
-    int hit[DT_MAX_BLOCK_MODULES] = {0};
-    DT_CALL(dt_module_targets(&m->cfg, md, nmod, "lora-targets", t, hit));
+    int nmod, hit[DT_MAX_BLOCK_MODULES];
+    DT_CALL(lora_modules(o, &m->cfg, md, &nmod, hit));
     int64_t mx = 0;
     for (int i = 0; i < nmod; i++)
       if (hit[i]) {
@@ -345,6 +358,7 @@ const dt_method_ops dt_method_lora = {
     .name = "lora",
     .summary = "low-rank update B A on targeted linears (Hu et al. 2021)",
     .options = &lora_group,
+    .check_config = lora_check_config,
     .create = lora_create,
     .destroy = lora_destroy,
     .site_ws = lora_site_ws,
