@@ -32,6 +32,7 @@ typedef struct {
 } dt_site_io;
 
 typedef struct dt_method dt_method;
+typedef struct dt_peft_export dt_peft_export; /* src/peft.h */
 
 /* What a method does to the backbone (dt_method_ops.flags). */
 enum {
@@ -70,6 +71,12 @@ typedef struct {
   int (*scratch_bytes)(const dt_method *me, const dt_options *opt, const dt_model *m, int64_t N,
                        int64_t *bytes);
 
+  /* Sums over the tensor-parallel group the hooks at (layer, site) make in
+   * one forward (dt_tp_sum), each of *width floats per row; plan counts
+   * them. NULL or 0: none (LoRA: one h [N, r] per unit on a row-parallel
+   * site). */
+  int (*tp_sums)(const dt_method *me, int layer, dt_site site, int *width);
+
   /* Once per forward / after each backward. */
   int (*begin_forward)(dt_method *me, int train);
   int (*end_backward)(dt_method *me);
@@ -90,6 +97,12 @@ typedef struct {
                    float **dk, float **dv);
   /* Prompt tuning: virtual token embeddings [P, d] and their grad. */
   int (*prompt_embed)(dt_method *me, const float **e, float **de);
+
+  /* `export --format peft`: the checkpoint's tensors as a PEFT adapter
+   * (tensors into x->out, adapter_config.json into x->cfg; src/peft.h).
+   * NULL: PEFT has no such adapter (export refuses, naming the methods
+   * that have one). */
+  int (*export_peft)(dt_peft_export *x);
 
   /* One line about what is trained. */
   void (*describe)(const dt_method *me, char *buf, size_t cap);

@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "method.h"
+#include "peft.h"
 #include "modules.h"
 
 static const dt_optdef ia3_opts[] = {
@@ -367,6 +368,32 @@ static int ia3_scratch_bytes(const dt_method *me, const dt_options *o, const dt_
   return DT_OK;
 }
 
+/* `export --format peft` (src/peft.h). */
+static int ia3_export_peft(dt_peft_export *x) {
+  const dt_ckpt_info *i = x->info;
+  const dt_peft_tensors *p = x->in;
+  dt_peft_out *l = x->out;
+  json_t *targets = json_array(), *ff = json_array();
+  for (int k = 0; k < p->n; k++) {
+    char mod[256];
+    const dt_ckpt_var *v = p->v[k];
+    DT_CHECK(dt_peft_module_of(v->name, "ia3_l", mod, sizeof mod) && v->ndim == 2, DT_EINPUT,
+             "export: '%s' is not an IA3 tensor (base_model.model.<module>.ia3_l, 2-D)",
+             v->name);
+    dt_peft_add_unique(targets, mod);
+    if (v->shape[0] == 1 && v->shape[1] > 1) dt_peft_add_unique(ff, mod); /* [1,in]: input scaled */
+    DT_CALL(dt_peft_push(l, v->name, v, p->data[k]));
+  }
+  json_t *c = dt_peft_config_common(i, "IA3");
+  json_object_set_new(c, "target_modules", dt_peft_sorted(targets));
+  json_object_set_new(c, "feedforward_modules", dt_peft_sorted(ff));
+  json_object_set_new(c, "fan_in_fan_out", json_boolean(strcmp(i->arch, "gpt2") == 0));
+  json_object_set_new(c, "init_ia3_weights", json_true());
+  json_object_set_new(c, "modules_to_save", json_null());
+  x->cfg = c;
+  return DT_OK;
+}
+
 const dt_method_ops dt_method_ia3 = {
     .name = "ia3",
     .summary = "learned activation scaling vectors (Liu et al. 2022, (IA)^3)",
@@ -383,4 +410,5 @@ const dt_method_ops dt_method_ia3 = {
     .wants_pre = ia3_wants_pre,
     .wants_post = ia3_wants_post,
     .describe = ia3_describe,
+    .export_peft = ia3_export_peft,
 };

@@ -18,6 +18,7 @@
 
 #include "error.h"
 #include "method.h"
+#include "peft.h"
 #include "modules.h"
 #include "rng.h"
 
@@ -150,6 +151,16 @@ static int lora_wants_post(const dt_method *me, int layer, dt_site site) {
   for (int i = 0; i < s->n; i++)
     if (s->u[i].layer == layer && s->u[i].site == (int)site) return 1;
   return 0;
+}
+
+/* a unit on a row-parallel site sums its h [N, r] over the tensor group */
+static int lora_tp_sums(const dt_method *me, int layer, dt_site site, int *width) {
+  const lora_state *s = me->state;
+  int n = 0;
+  for (int i = 0; i < s->n && dt_site_row_parallel(site); i++)
+    n += s->u[i].layer == layer && s->u[i].site == (int)site;
+  *width = s->r;
+  return n;
 }
 
 /* ws per (layer, site): for each unit there, h [N, r] (+ dropped x [N,in]). */
@@ -354,11 +365,49 @@ static int lora_scratch_bytes(const dt_method *me, const dt_options *o, const dt
   return DT_OK;
 }
 
+/* `export --format peft` (src/peft.h). */
+static int lora_export_peft(dt_peft_export *x) {
+  const dt_ckpt_info *i = x->info;
+  const dt_peft_tensors *p = x->in;
+  dt_peft_out *l = x->out;
+  json_t *targets = json_array();
+  for (int k = 0; k < p->n; k++) {
+    char mod[256];
+    const char *nm = p->v[k]->name;
+    DT_CHECK(dt_peft_module_of(nm, "lora_A.weight", mod, sizeof mod) ||
+                 dt_peft_module_of(nm, "lora_B.weight", mod, sizeof mod),
+             DT_EINPUT, "export: '%s' is not a LoRA tensor name (base_model.model.<module>."
+             "lora_A|lora_B.weight)", nm);
+    dt_peft_add_unique(targets, mod);
+    DT_CALL(dt_peft_push(l, nm, p->v[k], p->data[k]));
+  }
+  json_t *c = dt_peft_config_common(i, "LORA");
+  json_object_set_new(c, "r", json_integer(atoi(dt_peft_opt(i, "lora-rank", "8"))));
+  json_object_set_new(c, "lora_alpha", dt_peft_num(atof(dt_peft_opt(i, "lora-alpha", "16"))));
+  json_object_set_new(c, "lora_dropout", json_real(atof(dt_peft_opt(i, "lora-dropout", "0"))));
+  json_object_set_new(c, "use_rslora",
+                      json_boolean(strcmp(dt_peft_opt(i, "lora-rslora", "false"), "true") == 0));
+  json_object_set_new(c, "init_lora_weights",
+                      json_boolean(strcmp(dt_peft_opt(i, "lora-init", "peft"), "random") != 0));
+  json_object_set_new(c, "target_modules", dt_peft_sorted(targets));
+  json_object_set_new(c, "fan_in_fan_out", json_boolean(strcmp(i->arch, "gpt2") == 0));
+  json_object_set_new(c, "bias", json_string("none"));
+  json_object_set_new(c, "use_dora", json_false());
+  json_object_set_new(c, "modules_to_save", json_null());
+  json_object_set_new(c, "layers_to_transform", json_null());
+  json_object_set_new(c, "layers_pattern", json_null());
+  json_object_set_new(c, "rank_pattern", json_object());
+  json_object_set_new(c, "alpha_pattern", json_object());
+  x->cfg = c;
+  return DT_OK;
+}
+
 const dt_method_ops dt_method_lora = {
     .name = "lora",
     .summary = "low-rank update B A on targeted linears (Hu et al. 2021)",
     .options = &lora_group,
     .check_config = lora_check_config,
+    .tp_sums = lora_tp_sums,
     .create = lora_create,
     .destroy = lora_destroy,
     .site_ws = lora_site_ws,
@@ -370,4 +419,5 @@ const dt_method_ops dt_method_lora = {
     .describe = lora_describe,
     .save_counters = lora_save_counters,
     .load_counters = lora_load_counters,
+    .export_peft = lora_export_peft,
 };
