@@ -198,6 +198,13 @@ static int module_entry(merge_ctx *m, const char *path, const dt_module *mod, mo
   return DT_OK;
 }
 
+/* Does the method train backbone tensors in place (its flags)? Its trained
+ * tensors then replace the backbone's. */
+static int writes_backbone(const char *method) {
+  const dt_method_ops *ops = dt_method_lookup(method);
+  return ops && (ops->flags & (DT_METHOD_WRITES_MATRICES | DT_METHOD_WRITES_BIASES));
+}
+
 static int add_op(mod_entry *e, mod_op op, const char *what) {
   DT_CHECK(e->n < 4, DT_EINPUT, "merge: too many deltas on %s (%s)", e->weight, what);
   e->op[e->n++] = op;
@@ -260,7 +267,11 @@ static int plan(merge_ctx *m) {
       if (out && dt_st_set_find(&m->set, e->bias, NULL)) e->has_bias_op = 1;
       m->used[k] = 1;
     } else {
-      /* bitfit, lastlayer, full: the tensor itself, in its HF layout */
+      /* a method that writes backbone tensors (bitfit, lastlayer, full: its
+       * flags): the tensor itself, in its HF layout */
+      DT_CHECK(writes_backbone(v->method), DT_EINPUT,
+               "merge: %s: tensor '%s' of method %s: merge has no rule for it", m->ck.path,
+               v->name, v->method);
       const dt_st_file *f = NULL;
       const dt_st_tensor *t = dt_st_set_find(&m->set, v->name, &f);
       DT_CHECK(t, DT_EINPUT, "merge: %s: the checkpoint's %s tensor '%s' is not in %s",
@@ -293,9 +304,7 @@ static int plan(merge_ctx *m) {
 /* The parameter variable of HF name `name` (a replacement), or -1. */
 static int replacement(const merge_ctx *m, const char *name) {
   for (int k = 0; k < m->n_vars; k++)
-    if (strcmp(m->v[k]->method, "lora") && strcmp(m->v[k]->method, "ia3") &&
-        !strcmp(m->v[k]->name, name))
-      return k;
+    if (writes_backbone(m->v[k]->method) && !strcmp(m->v[k]->name, name)) return k;
   return -1;
 }
 
@@ -701,7 +710,7 @@ static int merge_run(merge_ctx *m, const dt_options *o, int rank, int nranks) {
         for (int k = 0; k < m->mods[e].n; k++)
           m->mods[e].op[k].kind == OP_LORA ? n_lora++ : n_ia3++;
       for (int k = 0; k < m->n_vars; k++)
-        n_repl += strcmp(m->v[k]->method, "lora") && strcmp(m->v[k]->method, "ia3");
+        n_repl += writes_backbone(m->v[k]->method);
       printf("merge: %s (%s, step %lld) + %s -> %s\n", m->ck.path, i->methods,
              (long long)i->step, model, out);
       printf("merge: %lld of %d tensors changed (LoRA on %d modules, IA3 on %d, %d replaced), "
