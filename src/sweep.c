@@ -99,15 +99,16 @@ static int task_has_key(const task *t, const char *key) {
  * the sweep's, so that the task's checkpoints record them; sweep --resume
  * is every task's resume. */
 static int task_options(task *t, const char *file, const dt_options *sw) {
+  /* the backbone's properties first, then the numerical-fault options:
+   * defaults a task may set itself */
   static const char *const shared[] = {"model", "weights-dtype", "matmul-dtype", "tp", "recompute",
                                        "nan-policy", "nan-max-skips"};
-  enum { NSHARED = sizeof shared / sizeof *shared };
+  enum { NSHARED = sizeof shared / sizeof *shared, NBACKBONE = 5 };
   char *argv[MAX_KV + NSHARED + 1];
   static char bufs[MAX_KV + NSHARED + 1][DT_OPTVAL_MAX + 72];
   int argc = 0;
   for (int i = 0; i < NSHARED; i++) {
-    /* the numerical-fault options are defaults a task may set itself */
-    if (i >= 5 && (task_has_key(t, shared[i]) || !dt_opt_given(sw, shared[i]))) continue;
+    if (i >= NBACKBONE && (task_has_key(t, shared[i]) || !dt_opt_given(sw, shared[i]))) continue;
     snprintf(bufs[argc], sizeof bufs[0], "--%s=%s", shared[i], dt_opt_str(sw, shared[i]));
     argv[argc] = bufs[argc];
     argc++;
