@@ -369,8 +369,9 @@ static int sweep_run(int argc, char **argv) {
     return dt_error_trace(prc, __FILE__, __LINE__, __func__);
   }
   /* every task's data file, checked against the vocabulary before the
-   * backbone is built (tasks on one file share one copy); a task whose data
-   * cannot be used is dropped here, the others go on; the ranks agree */
+   * backbone is built (tasks on one file share one copy), and its methods'
+   * options against the configuration; a task whose data or options cannot
+   * be used is dropped here, the others go on; the ranks agree */
   {
     const char *spec = dt_opt_str(&o, "model");
     dt_config pc;
@@ -388,6 +389,8 @@ static int sweep_run(int argc, char **argv) {
           t->data_shared = 1;
         }
       int rc = t->data_shared ? DT_OK : dt_dataset_load(&t->data, path, pc.vocab);
+      /* and its methods' options against the configuration (their targets) */
+      if (rc == DT_OK) rc = dt_methods_check_config(&t->opt, dt_opt_str(&t->opt, "method"), &pc);
       rc = dt_agree(rc, MPI_COMM_WORLD);
       if (rc) {
         if (!t->data_shared) dt_dataset_free(&t->data);
