@@ -33,6 +33,7 @@ typedef struct {
 
 typedef struct dt_method dt_method;
 typedef struct dt_peft_export dt_peft_export; /* src/peft.h */
+typedef struct dt_merge_rule dt_merge_rule;   /* src/merge_rule.h */
 
 /* What a method does to the backbone (dt_method_ops.flags). */
 enum {
@@ -103,6 +104,12 @@ typedef struct {
    * NULL: PEFT has no such adapter (export refuses, naming the methods
    * that have one). */
   int (*export_peft)(dt_peft_export *x);
+
+  /* `merge`: fold the checkpoint's trained tensor k into the weights
+   * (x->add_lowrank / x->add_scale; set x->used for what it folds;
+   * src/merge_rule.h). NULL: its tensors replace the backbone's (flags
+   * DT_METHOD_WRITES_*) or merge_refusal says why it cannot be merged. */
+  int (*merge_tensor)(dt_merge_rule *x, int k);
 
   /* One line about what is trained. */
   void (*describe)(const dt_method *me, char *buf, size_t cap);

@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "method.h"
+#include "merge_rule.h"
 #include "peft.h"
 #include "modules.h"
 
@@ -394,6 +395,24 @@ static int ia3_export_peft(dt_peft_export *x) {
   return DT_OK;
 }
 
+/* `merge`: an output-scaled module's rows (and bias), an input-scaled
+ * module's input columns (src/merge_rule.h). */
+static int ia3_merge_tensor(dt_merge_rule *x, int k) {
+  const dt_ckpt_var *v = x->v[k];
+  char path[DT_PARAM_NAME_MAX];
+  dt_module mod;
+  DT_CHECK(x->module_of(x, v->name, "ia3_l", path, sizeof path, &mod), DT_EINPUT,
+           "merge: %s: '%s' is not the IA3 vector of a module of this %s model", x->ckpt,
+           v->name, dt_family_name(x->cfg));
+  const int out = v->ndim == 2 && v->shape[0] == mod.out && v->shape[1] == 1;
+  const int in = v->ndim == 2 && v->shape[0] == 1 && v->shape[1] == mod.in;
+  DT_CHECK(out || in, DT_EINPUT, "merge: %s: IA3 vector %s is neither [%d, 1] (output "
+           "scaling) nor [1, %d] (input scaling)", x->ckpt, v->name, mod.out, mod.in);
+  DT_CALL(x->add_scale(x, path, &mod, x->data[k], in));
+  x->used[k] = 1;
+  return DT_OK;
+}
+
 const dt_method_ops dt_method_ia3 = {
     .name = "ia3",
     .summary = "learned activation scaling vectors (Liu et al. 2022, (IA)^3)",
@@ -411,4 +430,5 @@ const dt_method_ops dt_method_ia3 = {
     .wants_post = ia3_wants_post,
     .describe = ia3_describe,
     .export_peft = ia3_export_peft,
+    .merge_tensor = ia3_merge_tensor,
 };

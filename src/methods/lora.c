@@ -18,6 +18,7 @@
 
 #include "error.h"
 #include "method.h"
+#include "merge_rule.h"
 #include "peft.h"
 #include "modules.h"
 #include "rng.h"
@@ -402,6 +403,41 @@ static int lora_export_peft(dt_peft_export *x) {
   return DT_OK;
 }
 
+/* `merge`: W += scale B A on each targeted module (src/merge_rule.h); the
+ * B of a module is folded with its A. */
+static int lora_merge_tensor(dt_merge_rule *x, int k) {
+  const dt_ckpt_var *v = x->v[k];
+  static const char bsuf[] = ".lora_B.weight";
+  const size_t nl = strlen(v->name);
+  if (nl >= sizeof bsuf - 1 && !strcmp(v->name + nl - (sizeof bsuf - 1), bsuf)) return DT_OK;
+  char path[DT_PARAM_NAME_MAX];
+  dt_module mod;
+  DT_CHECK(x->module_of(x, v->name, "lora_A.weight", path, sizeof path, &mod), DT_EINPUT,
+           "merge: %s: '%s' is not the LoRA A of a module of this %s model", x->ckpt, v->name,
+           dt_family_name(x->cfg));
+  char bname[2 * DT_PARAM_NAME_MAX];
+  snprintf(bname, sizeof bname, "base_model.model.%s.lora_B.weight", path);
+  const int kb = x->find(x, bname);
+  DT_CHECK(kb >= 0, DT_EINPUT, "merge: %s holds '%s' without its '%s'", x->ckpt, v->name, bname);
+  const dt_ckpt_var *vb = x->v[kb];
+  const int r = (int)v->shape[0];
+  DT_CHECK(v->ndim == 2 && vb->ndim == 2 && v->shape[1] == mod.in && vb->shape[0] == mod.out &&
+               vb->shape[1] == r && r > 0,
+           DT_EINPUT, "merge: %s: LoRA of %s: A [%lld, %lld] and B [%lld, %lld] do not fit "
+           "the module [out %d, in %d]", x->ckpt, path, (long long)v->shape[0],
+           (long long)v->shape[1], (long long)vb->shape[0], (long long)vb->shape[1], mod.out,
+           mod.in);
+  const char *alpha_s = dt_ckpt_info_opt(x->info, "lora-alpha");
+  const char *rslora_s = dt_ckpt_info_opt(x->info, "lora-rslora");
+  const double alpha = alpha_s && *alpha_s ? atof(alpha_s) : 16.0;
+  const int rslora = rslora_s && (!strcmp(rslora_s, "true") || !strcmp(rslora_s, "yes") ||
+                                  !strcmp(rslora_s, "1"));
+  DT_CALL(x->add_lowrank(x, path, &mod, x->data[k], x->data[kb], r,
+                         (float)(rslora ? alpha / sqrt((double)r) : alpha / r)));
+  x->used[k] = x->used[kb] = 1;
+  return DT_OK;
+}
+
 const dt_method_ops dt_method_lora = {
     .name = "lora",
     .summary = "low-rank update B A on targeted linears (Hu et al. 2021)",
@@ -420,4 +456,5 @@ const dt_method_ops dt_method_lora = {
     .save_counters = lora_save_counters,
     .load_counters = lora_load_counters,
     .export_peft = lora_export_peft,
+    .merge_tensor = lora_merge_tensor,
 };
