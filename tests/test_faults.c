@@ -254,6 +254,26 @@ static void test_nan_skip(void **state) {
   free(out);
 }
 
+/* A task file under g_tmp/<name>.ini: task "poisoned" (ia3 on the data
+ * whose step-3 rows hold the inf token, bad_steps steps, metrics
+ * <name>_bad.jsonl) and task "clean" (lora on clean rows, good_steps steps,
+ * extra keys, metrics <name>_good.jsonl). */
+static void nan_sweep_ini(const char *name, int bad_steps, int good_steps, const char *extra,
+                          char *ini, char *bad, char *good) {
+  snprintf(ini, 700, "%s/%s.ini", g_tmp, name);
+  snprintf(good, 700, "%s/%s_good.jsonl", g_tmp, name);
+  snprintf(bad, 700, "%s/%s_bad.jsonl", g_tmp, name);
+  FILE *f = fopen(ini, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "[task poisoned]\nmethod = ia3\ndata = %s/nan_step2.safetensors\nbatch-size = 2\n"
+          "steps = %d\nmetrics = %s\n\n"
+          "[task clean]\nmethod = lora\ndata = %s/llama/batch.safetensors\nbatch-size = 2\n"
+          "steps = %d\n%smetrics = %s\n",
+          g_bad, bad_steps, bad, DT_TESTDATA_DIR "/hf-parity", good_steps, extra, good);
+  fclose(f);
+}
+
 /* A sweep where one task's loss turns NaN (its step-3 rows hold the inf
  * token): that task is reported and dropped at that step, the other task
  * (clean rows) runs all its steps on the same backbone, and the sweep exits
@@ -261,18 +281,7 @@ static void test_nan_skip(void **state) {
 static void test_sweep_nan(void **state) {
   (void)state;
   char ini[700], good[700], bad[700];
-  snprintf(ini, sizeof ini, "%s/nan_sweep.ini", g_tmp);
-  snprintf(good, sizeof good, "%s/nan_sweep_good.jsonl", g_tmp);
-  snprintf(bad, sizeof bad, "%s/nan_sweep_bad.jsonl", g_tmp);
-  FILE *f = fopen(ini, "w");
-  assert_non_null(f);
-  fprintf(f,
-          "[task poisoned]\nmethod = ia3\ndata = %s/nan_step2.safetensors\nbatch-size = 2\n"
-          "steps = 4\nmetrics = %s\n\n"
-          "[task clean]\nmethod = lora\ndata = %s/llama/batch.safetensors\nbatch-size = 2\n"
-          "steps = 5\nmetrics = %s\n",
-          g_bad, bad, DT_TESTDATA_DIR "/hf-parity", good);
-  fclose(f);
+  nan_sweep_ini("nan_sweep", 4, 5, "", ini, bad, good);
   char *out = NULL;
   int rc = dt_test_run(&out, MPIRUN " %s sweep --model %s/nan_model --tasks %s --log-every 1",
                        DT_BINARY, g_bad, ini);
@@ -312,19 +321,8 @@ static int metrics_objects(const char *path, json_t **v, int max) {
 static void test_sweep_nan_skip(void **state) {
   (void)state;
   char ini[700], good[700], bad[700], alone[700];
-  snprintf(ini, sizeof ini, "%s/nan_skip_sweep.ini", g_tmp);
-  snprintf(good, sizeof good, "%s/nan_skip_sweep_good.jsonl", g_tmp);
-  snprintf(bad, sizeof bad, "%s/nan_skip_sweep_bad.jsonl", g_tmp);
+  nan_sweep_ini("nan_skip_sweep", 8, 3, "nan-policy = stop\n", ini, bad, good);
   snprintf(alone, sizeof alone, "%s/nan_skip_alone.jsonl", g_tmp);
-  FILE *f = fopen(ini, "w");
-  assert_non_null(f);
-  fprintf(f,
-          "[task poisoned]\nmethod = ia3\ndata = %s/nan_step2.safetensors\nbatch-size = 2\n"
-          "steps = 8\nmetrics = %s\n\n"
-          "[task clean]\nmethod = lora\ndata = %s/llama/batch.safetensors\nbatch-size = 2\n"
-          "steps = 3\nnan-policy = stop\nmetrics = %s\n",
-          g_bad, bad, DT_TESTDATA_DIR "/hf-parity", good);
-  fclose(f);
   char *out = NULL;
   int rc = dt_test_run(&out, MPIRUN " %s sweep --model %s/nan_model --tasks %s --log-every 1 "
                        "--nan-policy skip", DT_BINARY, g_bad, ini);
