@@ -16,7 +16,9 @@
  * output scaling multiplies what is there, a LLaMA row-block module's input
  * scaling adds W (l - 1)), then input scaling of whole modules (a pre hook,
  * which every post hook sees). prefix, prompt, adapter and said cannot be
- * folded into the weights and are refused.
+ * folded into the weights and are refused (their merge_refusal). The lora
+ * and ia3 rules are in their method files (dt_method_ops.merge_tensor,
+ * src/merge_rule.h); this file applies the operations they ask for.
  *
  * Output: the input's weight files under the same names (model.safetensors,
  * or the shards and model.safetensors.index.json), every tensor in the same
@@ -43,6 +45,7 @@
 #include "commands.h"
 #include "error.h"
 #include "hf_config.h"
+#include "merge_rule.h"
 #include "method.h"
 #include "methods/modules.h"
 #include "options.h"
@@ -198,69 +201,72 @@ static int module_entry(merge_ctx *m, const char *path, const dt_module *mod, mo
   return DT_OK;
 }
 
+/* Does the method train backbone tensors in place (its flags)? Its trained
+ * tensors then replace the backbone's. */
+static int writes_backbone(const char *method) {
+  const dt_method_ops *ops = dt_method_lookup(method);
+  return ops && (ops->flags & (DT_METHOD_WRITES_MATRICES | DT_METHOD_WRITES_BIASES));
+}
+
 static int add_op(mod_entry *e, mod_op op, const char *what) {
   DT_CHECK(e->n < 4, DT_EINPUT, "merge: too many deltas on %s (%s)", e->weight, what);
   e->op[e->n++] = op;
   return DT_OK;
 }
 
-/* Every parameter of the checkpoint becomes a replacement or an operation
- * on a module; anything else is an error (checked before writing). */
+/* The merge rules' view of the checkpoint (src/merge_rule.h). */
+static int rule_module_of(const dt_merge_rule *x, const char *name, const char *suffix,
+                          char *path, size_t cap, dt_module *mod) {
+  return parse_module(x->merge, name, suffix, path, cap, mod);
+}
+
+static int rule_find(const dt_merge_rule *x, const char *name) {
+  for (int j = 0; j < x->n; j++)
+    if (!strcmp(x->v[j]->name, name)) return j;
+  return -1;
+}
+
+static int rule_add_lowrank(dt_merge_rule *x, const char *path, const dt_module *mod,
+                            const float *A, const float *B, int r, float scale) {
+  merge_ctx *m = x->merge;
+  mod_entry *e;
+  DT_CALL(module_entry(m, path, mod, &e));
+  const mod_op op = {OP_LORA, method_order(m, x->method), 0, A, B, r, scale};
+  return add_op(e, op, x->method);
+}
+
+static int rule_add_scale(dt_merge_rule *x, const char *path, const dt_module *mod,
+                          const float *l, int input) {
+  merge_ctx *m = x->merge;
+  mod_entry *e;
+  DT_CALL(module_entry(m, path, mod, &e));
+  const mod_op op = {input ? OP_IA3_IN : OP_IA3_OUT, method_order(m, x->method),
+                     input && mod->whole, l, NULL, 0, 1.0f};
+  DT_CALL(add_op(e, op, x->method));
+  if (!input && dt_st_set_find(&m->set, e->bias, NULL)) e->has_bias_op = 1;
+  return DT_OK;
+}
+
+/* Every parameter of the checkpoint becomes a replacement or, through its
+ * method's merge rule, an operation on a module; anything else is an error
+ * (checked before writing). */
 static int plan(merge_ctx *m) {
   const dt_ckpt_info *i = &m->ck.info;
   DT_CALL(dt_calloc(&m->mods, sizeof *m->mods * (size_t)(m->n_vars + 1), "merge modules"));
-  const char *alpha_s = dt_ckpt_info_opt(i, "lora-alpha");
-  const char *rslora_s = dt_ckpt_info_opt(i, "lora-rslora");
-  const double alpha = alpha_s && *alpha_s ? atof(alpha_s) : 16.0;
-  const int rslora = rslora_s && (!strcmp(rslora_s, "true") || !strcmp(rslora_s, "yes") ||
-                                  !strcmp(rslora_s, "1"));
+  dt_merge_rule x = {&m->cfg, i, m->ck.path, m->n_vars, m->v, m->data, m->used,
+                     rule_module_of, rule_find, rule_add_lowrank, rule_add_scale, m, NULL};
   for (int k = 0; k < m->n_vars; k++) {
     const dt_ckpt_var *v = m->v[k];
-    char path[DT_PARAM_NAME_MAX];
-    dt_module mod;
-    if (!strcmp(v->method, "lora")) {
-      if (ends_with(v->name, ".lora_B.weight")) continue; /* with its A */
-      DT_CHECK(parse_module(m, v->name, "lora_A.weight", path, sizeof path, &mod), DT_EINPUT,
-               "merge: %s: '%s' is not the LoRA A of a module of this %s model", m->ck.path,
-               v->name, dt_family_name(&m->cfg));
-      char bname[2 * DT_PARAM_NAME_MAX];
-      snprintf(bname, sizeof bname, "base_model.model.%s.lora_B.weight", path);
-      int kb = -1;
-      for (int j = 0; j < m->n_vars && kb < 0; j++)
-        if (!strcmp(m->v[j]->name, bname)) kb = j;
-      DT_CHECK(kb >= 0, DT_EINPUT, "merge: %s holds '%s' without its '%s'", m->ck.path,
-               v->name, bname);
-      const dt_ckpt_var *vb = m->v[kb];
-      const int r = (int)v->shape[0];
-      DT_CHECK(v->ndim == 2 && vb->ndim == 2 && v->shape[1] == mod.in && vb->shape[0] == mod.out &&
-                   vb->shape[1] == r && r > 0,
-               DT_EINPUT, "merge: %s: LoRA of %s: A [%lld, %lld] and B [%lld, %lld] do not fit "
-               "the module [out %d, in %d]", m->ck.path, path, (long long)v->shape[0],
-               (long long)v->shape[1], (long long)vb->shape[0], (long long)vb->shape[1],
-               mod.out, mod.in);
-      mod_entry *e;
-      DT_CALL(module_entry(m, path, &mod, &e));
-      mod_op op = {OP_LORA, method_order(m, "lora"), 0, m->data[k], m->data[kb], r,
-                   (float)(rslora ? alpha / sqrt((double)r) : alpha / r)};
-      DT_CALL(add_op(e, op, "lora"));
-      m->used[k] = m->used[kb] = 1;
-    } else if (!strcmp(v->method, "ia3")) {
-      DT_CHECK(parse_module(m, v->name, "ia3_l", path, sizeof path, &mod), DT_EINPUT,
-               "merge: %s: '%s' is not the IA3 vector of a module of this %s model",
-               m->ck.path, v->name, dt_family_name(&m->cfg));
-      const int out = v->ndim == 2 && v->shape[0] == mod.out && v->shape[1] == 1;
-      const int in = v->ndim == 2 && v->shape[0] == 1 && v->shape[1] == mod.in;
-      DT_CHECK(out || in, DT_EINPUT, "merge: %s: IA3 vector %s is neither [%d, 1] (output "
-               "scaling) nor [1, %d] (input scaling)", m->ck.path, v->name, mod.out, mod.in);
-      mod_entry *e;
-      DT_CALL(module_entry(m, path, &mod, &e));
-      mod_op op = {out ? OP_IA3_OUT : OP_IA3_IN, method_order(m, "ia3"), in && mod.whole,
-                   m->data[k], NULL, 0, 1.0f};
-      DT_CALL(add_op(e, op, "ia3"));
-      if (out && dt_st_set_find(&m->set, e->bias, NULL)) e->has_bias_op = 1;
-      m->used[k] = 1;
+    const dt_method_ops *ops = dt_method_lookup(v->method);
+    if (ops && ops->merge_tensor) {
+      x.method = ops->name;
+      DT_CALL(ops->merge_tensor(&x, k));
     } else {
-      /* bitfit, lastlayer, full: the tensor itself, in its HF layout */
+      /* a method that writes backbone tensors (bitfit, lastlayer, full: its
+       * flags): the tensor itself, in its HF layout */
+      DT_CHECK(writes_backbone(v->method), DT_EINPUT,
+               "merge: %s: tensor '%s' of method %s: merge has no rule for it", m->ck.path,
+               v->name, v->method);
       const dt_st_file *f = NULL;
       const dt_st_tensor *t = dt_st_set_find(&m->set, v->name, &f);
       DT_CHECK(t, DT_EINPUT, "merge: %s: the checkpoint's %s tensor '%s' is not in %s",
@@ -293,9 +299,7 @@ static int plan(merge_ctx *m) {
 /* The parameter variable of HF name `name` (a replacement), or -1. */
 static int replacement(const merge_ctx *m, const char *name) {
   for (int k = 0; k < m->n_vars; k++)
-    if (strcmp(m->v[k]->method, "lora") && strcmp(m->v[k]->method, "ia3") &&
-        !strcmp(m->v[k]->name, name))
-      return k;
+    if (writes_backbone(m->v[k]->method) && !strcmp(m->v[k]->name, name)) return k;
   return -1;
 }
 
@@ -701,7 +705,7 @@ static int merge_run(merge_ctx *m, const dt_options *o, int rank, int nranks) {
         for (int k = 0; k < m->mods[e].n; k++)
           m->mods[e].op[k].kind == OP_LORA ? n_lora++ : n_ia3++;
       for (int k = 0; k < m->n_vars; k++)
-        n_repl += strcmp(m->v[k]->method, "lora") && strcmp(m->v[k]->method, "ia3");
+        n_repl += writes_backbone(m->v[k]->method);
       printf("merge: %s (%s, step %lld) + %s -> %s\n", m->ck.path, i->methods,
              (long long)i->step, model, out);
       printf("merge: %lld of %d tensors changed (LoRA on %d modules, IA3 on %d, %d replaced), "

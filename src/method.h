@@ -2,7 +2,8 @@
  *
  * A method is created from the options, registers its trainable tensors in
  * the parameter table, and hooks into the blocks at named places. Every hook
- * is optional (NULL). Adding a method = one file + one line in methods.c.
+ * is optional (NULL). Adding a method = one file + one line in methods.c
+ * (DT_METHOD_TABLE).
  *
  * Hook order inside a frozen linear at (layer, site):
  *   x -> [pre hooks] -> x' -> y = x' W^T + b -> [post hooks, method order] -> y
@@ -31,6 +32,8 @@ typedef struct {
 } dt_site_io;
 
 typedef struct dt_method dt_method;
+typedef struct dt_peft_export dt_peft_export; /* src/peft.h */
+typedef struct dt_merge_rule dt_merge_rule;   /* src/merge_rule.h */
 
 /* What a method does to the backbone (dt_method_ops.flags). */
 enum {
@@ -47,6 +50,13 @@ typedef struct {
    * (merge.c then knows how). */
   const char *merge_refusal;
 
+  /* Check the method's options against the model's configuration before
+   * the backbone is built (targets that name no module of the family, a
+   * layer the model lacks): a DT_EUSAGE error naming the option. Called by
+   * every command that creates the method (dt_methods_check_config). NULL:
+   * create() checks all there is. */
+  int (*check_config)(const dt_options *opt, const dt_config *cfg);
+
   /* Allocate state and parameters; register them in params. */
   int (*create)(dt_method *me, const dt_options *opt, dt_model *m,
                 dt_params *params, uint64_t seed);
@@ -61,6 +71,12 @@ typedef struct {
    * (dt_ensure_floats) for N rows, as plan counts them; NULL: none. */
   int (*scratch_bytes)(const dt_method *me, const dt_options *opt, const dt_model *m, int64_t N,
                        int64_t *bytes);
+
+  /* Sums over the tensor-parallel group the hooks at (layer, site) make in
+   * one forward (dt_tp_sum), each of *width floats per row; plan counts
+   * them. NULL or 0: none (LoRA: one h [N, r] per unit on a row-parallel
+   * site). */
+  int (*tp_sums)(const dt_method *me, int layer, dt_site site, int *width);
 
   /* Once per forward / after each backward. */
   int (*begin_forward)(dt_method *me, int train);
@@ -82,6 +98,18 @@ typedef struct {
                    float **dk, float **dv);
   /* Prompt tuning: virtual token embeddings [P, d] and their grad. */
   int (*prompt_embed)(dt_method *me, const float **e, float **de);
+
+  /* `export --format peft`: the checkpoint's tensors as a PEFT adapter
+   * (tensors into x->out, adapter_config.json into x->cfg; src/peft.h).
+   * NULL: PEFT has no such adapter (export refuses, naming the methods
+   * that have one). */
+  int (*export_peft)(dt_peft_export *x);
+
+  /* `merge`: fold the checkpoint's trained tensor k into the weights
+   * (x->add_lowrank / x->add_scale; set x->used for what it folds;
+   * src/merge_rule.h). NULL: its tensors replace the backbone's (flags
+   * DT_METHOD_WRITES_*) or merge_refusal says why it cannot be merged. */
+  int (*merge_tensor)(dt_merge_rule *x, int k);
 
   /* One line about what is trained. */
   void (*describe)(const dt_method *me, char *buf, size_t cap);
@@ -120,6 +148,10 @@ void dt_methods_destroy(dt_method **ms, int n);
  * line for a method that is not in it: a usage error naming the method, or
  * the option and the list. Checked before the backbone is built. */
 int dt_methods_check_options(const dt_options *o, const char *ml);
+
+/* Each method of the list ml checks its options against cfg (its
+ * check_config), before anything is built. */
+int dt_methods_check_config(const dt_options *o, const char *ml, const dt_config *cfg);
 
 /* Does the comma-separated method list train or rewrite frozen backbone
  * matrices (a method flagged DT_METHOD_WRITES_MATRICES)? Such a run gains

@@ -6,24 +6,28 @@
 #include "error.h"
 #include "method.h"
 
-/* Weak references: a method whose file is not linked is simply absent. */
-#define DT_METHOD(sym) extern const dt_method_ops sym __attribute__((weak));
-DT_METHOD(dt_method_lora)
-DT_METHOD(dt_method_adapter)
-DT_METHOD(dt_method_prefix)
-DT_METHOD(dt_method_prompt)
-DT_METHOD(dt_method_bitfit)
-DT_METHOD(dt_method_lastlayer)
-DT_METHOD(dt_method_said)
-DT_METHOD(dt_method_ia3)
-DT_METHOD(dt_method_full)
-#undef DT_METHOD
+/* The registry: one line per method, X(the symbol of its dt_method_ops).
+ * Weak references: a method whose file is not linked is simply absent (the
+ * test-only ones, tests/method_*.c, are linked into test builds only). */
+#define DT_METHOD_TABLE(X) \
+  X(dt_method_lora)        \
+  X(dt_method_adapter)     \
+  X(dt_method_prefix)      \
+  X(dt_method_prompt)      \
+  X(dt_method_bitfit)      \
+  X(dt_method_lastlayer)   \
+  X(dt_method_said)        \
+  X(dt_method_ia3)         \
+  X(dt_method_full)        \
+  X(dt_method_test_gain)
 
-static const dt_method_ops *const g_all[] = {
-    &dt_method_lora,   &dt_method_adapter,   &dt_method_prefix,
-    &dt_method_prompt, &dt_method_bitfit,    &dt_method_lastlayer,
-    &dt_method_said,   &dt_method_ia3,       &dt_method_full,
-};
+#define DT_METHOD_DECLARE(sym) extern const dt_method_ops sym __attribute__((weak));
+DT_METHOD_TABLE(DT_METHOD_DECLARE)
+#undef DT_METHOD_DECLARE
+
+#define DT_METHOD_ENTRY(sym) &sym,
+static const dt_method_ops *const g_all[] = {DT_METHOD_TABLE(DT_METHOD_ENTRY)};
+#undef DT_METHOD_ENTRY
 #define N_ALL (int)(sizeof g_all / sizeof g_all[0])
 
 static const dt_method_ops *g_methods[N_ALL];
@@ -69,6 +73,14 @@ int dt_methods_check_options(const dt_options *o, const char *ml) {
                "--%s belongs to method '%s', which is not selected (--method %s)", d->name,
                ops->name, ml);
   }
+  return DT_OK;
+}
+
+int dt_methods_check_config(const dt_options *o, const char *ml, const dt_config *cfg) {
+  init_table();
+  for (int i = 0; i < g_n; i++)
+    if (g_methods[i]->check_config && dt_list_has(ml, g_methods[i]->name))
+      DT_CALL(g_methods[i]->check_config(o, cfg));
   return DT_OK;
 }
 

@@ -19,6 +19,7 @@
 #include "gemm_bf16.h"
 #include "method.h"
 #include "model.h"
+#include "optgroups.h"
 #include "methods/modules.h"
 #include "params.h"
 
@@ -30,8 +31,6 @@ static int64_t heap_in_use(void) {
   struct mallinfo2 mi = mallinfo2();
   return (int64_t)mi.uordblks + (int64_t)mi.hblkhd;
 }
-
-static int is_method(const dt_method *me, const char *name) { return strcmp(me->ops->name, name) == 0; }
 
 /* Backward scratch the hooks allocate on first use: each method's own
  * count (dt_method_ops.scratch_bytes). */
@@ -60,7 +59,12 @@ typedef struct {
   int64_t method_bytes; /* what creating them allocated, or would have */
   int64_t numel, numel_l, partial_l, n_tensors;
   int n_virtual, n_prefix;
-  int lora_rowp_units, lora_rank; /* LoRA units on row-parallel sites (each sums h [N, r]) */
+  /* the hooks' tensor-group sums per forward (dt_method_ops.tp_sums), by
+   * width (floats per row) */
+  int n_hook_sums;
+  struct {
+    int width, count;
+  } hook_sum[8];
   double matmul_local;            /* frozen-matmul parameters on this rank */
   char describe[1024];
 } shard_entry;
@@ -107,15 +111,18 @@ static int describe_rank(const dt_plan_in *in, int r, int T, shard_entry *z) {
       if (me->ops->describe) me->ops->describe(me, d, sizeof d);
       const size_t used = strlen(z->describe);
       snprintf(z->describe + used, sizeof z->describe - used, "%s%s", k ? "; " : "", d);
-      /* the communication a hook adds: LoRA on a row-parallel site sums
-       * h [N, r] over the tensor group (lora.c) */
-      for (int l = 0; l < c->n_layer; l++)
-        for (int s = 0; s < DT_N_SITES; s++)
-          if (dt_site_row_parallel(s) && is_method(me, "lora") && me->ops->wants_post &&
-              me->ops->wants_post(me, l, (dt_site)s))
-            z->lora_rowp_units++;
+      /* the communication a hook adds (its own count: tp_sums) */
+      for (int l = 0; l < c->n_layer && me->ops->tp_sums; l++)
+        for (int s = 0; s < DT_N_SITES; s++) {
+          int w = 0;
+          const int cnt = me->ops->tp_sums(me, l, (dt_site)s, &w);
+          if (cnt <= 0 || w <= 0) continue;
+          int e = 0;
+          while (e < z->n_hook_sums && z->hook_sum[e].width != w) e++;
+          if (e == z->n_hook_sums && e < 8) z->hook_sum[z->n_hook_sums++].width = w;
+          if (e < 8) z->hook_sum[e].count += cnt;
+        }
     }
-    if (z->lora_rowp_units) z->lora_rank = dt_opt_int(in->opt, "lora-rank");
     for (int s = 0; s < DT_N_SITES; s++)
       z->matmul_local += (double)dt_site_in_l(&z->m, s) * dt_site_out_l(&z->m, s) * c->n_layer;
     z->matmul_local += (double)z->m.sh.vocab_l * c->d_model;
@@ -347,7 +354,8 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
     const int fwd = in->recompute ? 2 : 1; /* --recompute runs each block forward again */
     SUMS(1, Nd);                           /* embedding: vocabulary-split lookup */
     SUMS((long long)fwd * 2 * L, Nd);      /* attention and FFN output projections */
-    SUMS((long long)fwd * K * best->lora_rowp_units, Ntask * best->lora_rank); /* LoRA h */
+    for (int e = 0; e < best->n_hook_sums; e++) /* the methods' own (LoRA's h) */
+      SUMS((long long)fwd * K * best->hook_sum[e].count, Ntask * best->hook_sum[e].width);
     const int64_t rows = (int64_t)Bq * spr, chunks = (rows + chunk - 1) / chunk;
     for (int64_t i = 0; i < chunks; i++) { /* head: sum of exponentials and label logit */
       const int64_t nr = rows - i * chunk < chunk ? rows - i * chunk : chunk;
@@ -479,17 +487,12 @@ static const dt_optdef plan_opts[] = {
      "or a Hugging Face folder (only config.json is read)"},
     {"method", DT_OPT_STRING, "lora", 0, 0, NULL,
      "delta method(s), comma-separated, with their options as for train"},
-    {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16", "storage of the frozen matrices"},
-    {"matmul-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",
-     "products with the frozen matrices, as for train (bf16: the activation operand's bf16 copy; "
-     "the time model uses the calibrated bf16 rate, or sgemm's where the machine file has none)"},
-    {"share-weights", DT_OPT_CHOICE, "auto", 0, 0, "auto|yes|no",
-     "as for train: a node's data-parallel replicas map one copy of the frozen matrices (the node "
-     "total counts it once)"},
+    DT_OPTDEF_WEIGHTS_DTYPE,
+    DT_OPTDEF_MATMUL_DTYPE,
+    DT_OPTDEF_SHARE_WEIGHTS,
     {"nodes", DT_OPT_INT, "1", 1, 1048576, NULL, "nodes of the job"},
     {"ranks-per-node", DT_OPT_INT, "1", 1, 4096, NULL, "MPI ranks per node"},
-    {"tp", DT_OPT_INT, "1", 1, 1048576, NULL,
-     "tensor-parallel ranks per backbone copy (divides nodes x ranks-per-node)"},
+    DT_OPTDEF_TP,
     {"batch-size", DT_OPT_INT, "8", 1, 1048576, NULL, "rows per step (global, per task)"},
     {"seq-len", DT_OPT_INT, "1024", 2, 1048576, NULL, "data tokens per row"},
     {"scored-per-row", DT_OPT_INT, NULL, 0, 1048576, NULL,

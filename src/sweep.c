@@ -24,6 +24,7 @@
 
 #include "batch.h"
 #include "ckpt_run.h"
+#include "timer.h"
 #include "commands.h"
 #include "dataset.h"
 #include "agree.h"
@@ -39,26 +40,19 @@
 #include "optim.h"
 #include "options.h"
 #include "params.h"
+#include "optgroups.h"
 #include "params_dist.h"
 #include "taskfile.h"
 #include "textdata.h"
+#include "trainer.h"
 
 int dt_train_task_groups(dt_optgroup *g, int max);
 
+/* The sweep's own options; the backbone's and the numerical faults' are
+ * the shared groups (src/optgroups.h), as for train. */
 static const dt_optdef sweep_opts[] = {
-    {"model", DT_OPT_STRING, NULL, 0, 0, NULL,
-     "backbone shared by every task: HF folder or synthetic:... (required)"},
     {"tasks", DT_OPT_STRING, NULL, 0, 0, NULL,
      "task file (INI): one [task NAME] section per task with train options as keys (required)"},
-    {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16", "storage of the frozen matrices"},
-    {"matmul-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",
-     "products with the frozen matrices: fp32, or bf16 x bf16 with fp32 accumulation (oneDNN; "
-     "needs --weights-dtype bf16)"},
-    {"tp", DT_OPT_INT, "1", 1, 4096, NULL, "tensor-parallel ranks per backbone copy"},
-    {"share-weights", DT_OPT_CHOICE, "yes", 0, 0, "yes|no",
-     "data-parallel replicas on one node map one copy of the shared backbone's frozen matrices "
-     "(MPI-3 shared memory) instead of one each (a task's private backbone is never shared)"},
-    {"recompute", DT_OPT_BOOL, "no", 0, 0, NULL, "recompute block activations in backward"},
     {"trim-padding", DT_OPT_BOOL, "yes", 0, 0, NULL,
      "run each group's combined batch only up to its rows' last scored token (the same loss "
      "and gradients: the model is causal)"},
@@ -81,29 +75,19 @@ typedef struct {
   dt_params params;
   dt_method **methods;
   int n_methods;
-  dt_adamw optim;
+  dt_trainer tr; /* optimizer, fault policy, metrics (src/trainer.h) */
   dt_row_order rows;
-  FILE *metrics;
   int B_global, B_local, steps, nv, np;
   int64_t step;
   int group;   /* index of its group, -1 once done or failed */
   int state;   /* 0 running, 1 done, 2 failed */
   char why[512];
-  double loss0, last;
-  float *gbuf;
-  size_t gbuf_n;
   dt_model *own; /* private backbone (methods that train backbone tensors) */
   int data_shared; /* data is an earlier task's (same file): not freed here */
   int64_t start;   /* the step it started at (a checkpoint's with --resume) */
   dt_train_state ck_state; /* what its checkpoints hold (with 'out') */
   dt_train_ckpt ck;        /* its checkpoints in 'out' (ck.dir NULL: none) */
 } task;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static int task_has_key(const task *t, const char *key) {
   for (int i = 0; i < t->src.nkv; i++)
@@ -117,12 +101,16 @@ static int task_has_key(const task *t, const char *key) {
  * the sweep's, so that the task's checkpoints record them; sweep --resume
  * is every task's resume. */
 static int task_options(task *t, const char *file, const dt_options *sw) {
-  static const char *const shared[] = {"model", "weights-dtype", "matmul-dtype", "tp", "recompute"};
-  enum { NSHARED = sizeof shared / sizeof *shared };
+  /* the backbone's properties first, then the numerical-fault options:
+   * defaults a task may set itself */
+  static const char *const shared[] = {"model", "weights-dtype", "matmul-dtype", "tp", "recompute",
+                                       "nan-policy", "nan-max-skips"};
+  enum { NSHARED = sizeof shared / sizeof *shared, NBACKBONE = 5 };
   char *argv[MAX_KV + NSHARED + 1];
   static char bufs[MAX_KV + NSHARED + 1][DT_OPTVAL_MAX + 72];
   int argc = 0;
   for (int i = 0; i < NSHARED; i++) {
+    if (i >= NBACKBONE && (task_has_key(t, shared[i]) || !dt_opt_given(sw, shared[i]))) continue;
     snprintf(bufs[argc], sizeof bufs[0], "--%s=%s", shared[i], dt_opt_str(sw, shared[i]));
     argv[argc] = bufs[argc];
     argc++;
@@ -160,6 +148,11 @@ static int task_options(task *t, const char *file, const dt_options *sw) {
              "%s [task %s]: '%s' needs 'out' (the folder of the task's checkpoints)", file,
              t->src.name, need_out[k]);
   DT_CALL(dt_task_check(&t->opt, &t->src, file)); /* methods and their options */
+  if (dt_fault_options_check(&t->opt)) {
+    char msg[1500];
+    snprintf(msg, sizeof msg, "%s", dt_error_message());
+    DT_ERR(DT_EUSAGE, "%s [task %s]: %s", file, t->src.name, msg);
+  }
   return DT_OK;
 }
 
@@ -264,7 +257,7 @@ static int stop_interrupted(task *ts, int nt, int sig, int64_t step, int rank) {
                t->src.name, (long long)t->step);
       continue;
     }
-    DT_CALL(dt_train_ckpt_save(&t->ck, &t->ck_state, t->step, 1, t->loss0, t->last));
+    DT_CALL(dt_train_ckpt_save(&t->ck, &t->ck_state, t->step, 1, t->tr.loss0, t->tr.last));
     saved++;
     if (rank == 0)
       printf("interrupted: task %s: checkpoint %s holds step %lld of %d\n", t->src.name,
@@ -289,7 +282,7 @@ static int finish_task(task *t, dt_dist *dist, int rank) {
   t->state = 1;
   t->group = -1;
   if (dt_opt_is_set(&t->opt, "out")) {
-    DT_CALL(dt_train_ckpt_save(&t->ck, &t->ck_state, t->step, 1, t->loss0, t->last));
+    DT_CALL(dt_train_ckpt_save(&t->ck, &t->ck_state, t->step, 1, t->tr.loss0, t->tr.last));
     char path[4200];
     snprintf(path, sizeof path, "%s/deltas.safetensors", dt_opt_str(&t->opt, "out"));
     DT_CALL(dt_params_save_dist(&t->params, path, 0, dist));
@@ -300,7 +293,7 @@ static int finish_task(task *t, dt_dist *dist, int rank) {
              t->ck.saved_path, (long long)t->ck.saved_step);
     else
       printf("task %s: done after %d steps, loss %.4f -> %.4f%s%s\n", t->src.name, t->steps,
-             t->loss0, t->last, t->ck.dir ? "; checkpoint " : "",
+             t->tr.loss0, t->tr.last, t->ck.dir ? "; checkpoint " : "",
              t->ck.dir ? t->ck.saved_path : "");
     fflush(stdout);
   }
@@ -312,18 +305,20 @@ static int sweep_run(int argc, char **argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &nranks);
   dt_options o;
-  dt_optgroup sg[1] = {{"sweep", "Sweep", sweep_opts}};
-  DT_CALL(dt_options_parse(&o, "sweep", sg, 1, argc, argv));
+  const dt_optgroup sg[] = {{"sweep", "Sweep", sweep_opts}, dt_backbone_group, dt_fault_group};
+  enum { NSG = sizeof sg / sizeof *sg };
+  DT_CALL(dt_options_parse(&o, "sweep", sg, NSG, argc, argv));
   if (o.help) {
     if (rank == 0)
       dt_options_print_help(stdout, "sweep",
                             "Train many tasks concurrently on one loaded backbone. Each [task NAME] "
                             "section of the task file takes `deltatune train` options as keys.",
-                            sg, 1);
+                            sg, NSG);
     return DT_OK;
   }
   DT_CHECK(dt_opt_is_set(&o, "model") && dt_opt_is_set(&o, "tasks"), DT_EUSAGE,
            "--model and --tasks are required (see deltatune sweep --help)");
+  DT_CALL(dt_fault_options_check(&o));
   const char *file = dt_opt_str(&o, "tasks");
   /* the task file and every task's options, before the backbone is loaded */
   dt_taskfile *tf;
@@ -363,8 +358,9 @@ static int sweep_run(int argc, char **argv) {
     return dt_error_trace(prc, __FILE__, __LINE__, __func__);
   }
   /* every task's data file, checked against the vocabulary before the
-   * backbone is built (tasks on one file share one copy); a task whose data
-   * cannot be used is dropped here, the others go on; the ranks agree */
+   * backbone is built (tasks on one file share one copy), and its methods'
+   * options against the configuration; a task whose data or options cannot
+   * be used is dropped here, the others go on; the ranks agree */
   {
     const char *spec = dt_opt_str(&o, "model");
     dt_config pc;
@@ -382,6 +378,8 @@ static int sweep_run(int argc, char **argv) {
       char dp[4096]; /* --data, or the token cache of FILE.jsonl (collective) */
       int rc = t->data_shared ? DT_OK : dt_data_prepare(&t->opt, spec, MPI_COMM_WORLD, dp, sizeof dp);
       if (rc == DT_OK && !t->data_shared) rc = dt_dataset_load(&t->data, dp, pc.vocab);
+      /* and its methods' options against the configuration (their targets) */
+      if (rc == DT_OK) rc = dt_methods_check_config(&t->opt, dt_opt_str(&t->opt, "method"), &pc);
       rc = dt_agree(rc, MPI_COMM_WORLD);
       if (rc) {
         if (!t->data_shared) dt_dataset_free(&t->data);
@@ -405,7 +403,9 @@ static int sweep_run(int argc, char **argv) {
   dt_model base;
   prc = dt_model_load(&base, dt_opt_str(&o, "model"), !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
                       (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist,
-                      !strcmp(dt_opt_str(&o, "share-weights"), "yes"));
+                      /* the shared backbone is never written: a task that writes
+                       * backbone tensors gets a private one */
+                      dt_share_weights(dt_opt_str(&o, "share-weights"), "none"));
   if (prc == DT_OK && matmul_bf16) {
     const char *impl;
     base.matmul_bf16 = 1;
@@ -435,7 +435,6 @@ static int sweep_run(int argc, char **argv) {
     task *t = &ts[k];
     const dt_options *to = &t->opt;
     t->group = -1;
-    t->loss0 = t->last = NAN;
     /* its data was loaded (or the task dropped) before the backbone */
     int rc = DT_OK;
     if (t->state == 2) continue;
@@ -462,24 +461,9 @@ static int sweep_run(int argc, char **argv) {
       rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
                         "batch-size %d is not divisible by the %d data-parallel replicas",
                         t->B_global, dist.dp_size);
-    if (rc == DT_OK) {
-      double betas[2];
-      int nb = 0;
-      rc = dt_opt_floats(to, "betas", betas, 2, &nb);
-      t->optim.lr = dt_opt_float(to, "lr");
-      t->optim.beta1 = betas[0];
-      t->optim.beta2 = nb > 1 ? betas[1] : 0.999;
-      t->optim.eps = dt_opt_float(to, "eps");
-      t->optim.weight_decay = dt_opt_float(to, "weight-decay");
-      t->optim.clip_norm = dt_opt_float(to, "clip-norm");
-      const char *sch = dt_opt_str(to, "schedule");
-      t->optim.schedule = !strcmp(sch, "linear") ? DT_SCHED_LINEAR
-                          : !strcmp(sch, "cosine") ? DT_SCHED_COSINE : DT_SCHED_CONSTANT;
-      t->optim.warmup_steps = dt_opt_int(to, "warmup-steps");
-      t->steps = dt_opt_int(to, "steps");
-      t->optim.total_steps = t->steps;
-      if (rc == DT_OK) rc = dt_adamw_init(&t->optim, &t->params);
-    }
+    if (rc == DT_OK) rc = dt_trainer_init(&t->tr, to, &t->params, &dist);
+    t->tr.task = t->src.name;
+    t->steps = t->tr.steps;
     if (rc) {
       task_fail(t, rank, "%s", dt_error_message());
       continue;
@@ -492,31 +476,28 @@ static int sweep_run(int argc, char **argv) {
     }
     /* checkpoints in 'out', as train's: resume restores the deltas, AdamW
      * and the methods' counters, and gives the step to continue at */
-    t->ck_state = (dt_train_state){to,         &mb->cfg,     &t->params,   &t->optim,
+    t->ck_state = (dt_train_state){to,         &mb->cfg,     &t->params,   &t->tr.optim,
                                    t->methods, t->n_methods, t->steps,     t->B_global,
                                    &t->data,   dist.tp_size, dist.tp,      &bb_id};
     if (dt_opt_is_set(to, "out")) {
       double loss_first = NAN;
-      rc = dt_train_ckpt_begin(&t->ck, &t->ck_state, &t->params, &t->optim, &t->start,
+      rc = dt_train_ckpt_begin(&t->ck, &t->ck_state, &t->params, &t->tr.optim, &t->start,
                                &loss_first, dist.world);
       if (rc) {
         task_fail(t, rank, "%s", dt_error_message());
         continue;
       }
       t->step = t->start;
-      t->loss0 = loss_first;
+      t->tr.loss0 = loss_first;
       if (t->start >= t->steps) { /* it finished in an earlier run */
         rc = finish_task(t, &dist, rank);
         if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
         continue;
       }
     }
-    if (rank == 0 && dt_opt_is_set(to, "metrics")) {
-      t->metrics = fopen(dt_opt_str(to, "metrics"), t->start > 0 ? "a" : "w");
-      if (!t->metrics) {
-        task_fail(t, rank, "cannot write its metrics file %s", dt_opt_str(to, "metrics"));
-        continue;
-      }
+    if (dt_trainer_open_metrics(&t->tr, to, t->start)) {
+      task_fail(t, rank, "cannot write its metrics file %s", dt_opt_str(to, "metrics"));
+      continue;
     }
   }
 
@@ -560,7 +541,7 @@ static int sweep_run(int argc, char **argv) {
     fflush(stdout);
   }
 
-  const double t0 = now_s();
+  const double t0 = dt_now();
   const int log_every = dt_opt_int(&o, "log-every");
   int rc = DT_OK;
   /* the sweep's step: that of its least advanced task (after --resume) */
@@ -589,6 +570,7 @@ static int sweep_run(int argc, char **argv) {
       dt_model *v = &G->view;
       const int T = G->T;
       /* the combined batch, each task's rows and loss scale */
+      const double t_group = dt_now();
       int row = 0;
       for (int k = 0; k < nt; k++) {
         task *t = &ts[k];
@@ -635,45 +617,36 @@ static int sweep_run(int argc, char **argv) {
       for (int k = 0; k < nt; k++) {
         task *t = &ts[k];
         if (t->group != g) continue;
-        double ls[2] = {0, 0};
+        dt_loss_stats tst; /* this rank's rows of the task; summed by the trainer */
+        memset(&tst, 0, sizeof tst);
         for (int i = row; i < row + t->B_local; i++) {
-          ls[0] += G->row_loss[i];
-          ls[1] += (double)G->row_scored[i];
+          tst.loss_sum += G->row_loss[i];
+          tst.n_scored += G->row_scored[i];
         }
         row += t->B_local;
-        rc = DT_MPI_RC(MPI_Allreduce(MPI_IN_PLACE, ls, 2, MPI_DOUBLE, MPI_SUM, dist.dp),
-                       "MPI_Allreduce of a task's loss over the data-parallel group");
-        if (rc) break;
-        const double loss = ls[1] > 0 ? ls[0] / ls[1] : 0.0;
-        rc = dt_grad_sync(&dist, &t->params, &t->gbuf, &t->gbuf_n);
-        if (rc) break;
-        if (!isfinite(loss)) {
-          char m2[64];
-          /* 1-based, as the progress line and train's message count */
-          snprintf(m2, sizeof m2, "%lld/%lld", (long long)t->step + 1, (long long)t->steps);
-          task_fail(t, rank, "the loss is not finite at step %s", m2);
+        dt_step_out so;
+        rc = dt_trainer_step(&t->tr, t->step, &tst, (double)t->B_global * T, t_group, &t->ck, &so);
+        if (rc == DT_OK) {
+          t->step++;
+          if (t->step >= t->steps) {
+            replan = 1;
+            rc = finish_task(t, &dist, rank);
+          } else {
+            rc = dt_trainer_checkpoint(&t->tr, &t->ck, &t->ck_state, t->step);
+          }
+        }
+        if (rc == DT_ENUMERIC) { /* this task's numbers (agreed): it fails, the others go on */
+          char why[440];
+          if (!isfinite(so.loss) || !isfinite(so.grad_norm)) /* the step's, not the update's */
+            snprintf(why, sizeof why, "the %s is not finite at step %lld/%d (%.360s)",
+                     isfinite(so.loss) ? "gradient norm" : "loss", (long long)t->step + 1,
+                     t->steps, dt_error_message());
+          else
+            snprintf(why, sizeof why, "%.430s", dt_error_message());
+          task_fail(t, rank, "%s", why);
           replan = 1;
+          rc = DT_OK;
           continue;
-        }
-        if (t->step == 0) t->loss0 = loss;
-        t->last = loss;
-        double gn = 0;
-        rc = dt_grad_norm(&t->params, &dist, &gn);
-        if (rc) break;
-        const double lr = dt_adamw_step(&t->optim, &t->params, gn);
-        if (t->metrics) {
-          fprintf(t->metrics,
-                  "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
-                  "\"scored_tokens\": %.0f, \"elapsed_s\": %.6g}\n",
-                  (long long)t->step, loss, lr, gn, ls[1], now_s() - t0);
-          fflush(t->metrics);
-        }
-        t->step++;
-        if (t->step >= t->steps) {
-          replan = 1;
-          rc = finish_task(t, &dist, rank);
-        } else {
-          rc = dt_train_ckpt_save(&t->ck, &t->ck_state, t->step, 0, t->loss0, t->last);
         }
         if (rc) break;
       }
@@ -681,17 +654,17 @@ static int sweep_run(int argc, char **argv) {
     }
     if (!any || rc) break;
     if (rank == 0 && ((step + 1) % log_every == 0 || step == 0)) {
-      printf("step %6lld  %.1fs ", (long long)step + 1, now_s() - t0);
+      printf("step %6lld  %.1fs ", (long long)step + 1, dt_now() - t0);
       for (int k = 0; k < nt; k++)
         if (ts[k].state == 0)
-          printf("  %s %lld/%d %.4f", ts[k].src.name, (long long)ts[k].step, ts[k].steps, ts[k].last);
+          printf("  %s %lld/%d %.4f", ts[k].src.name, (long long)ts[k].step, ts[k].steps, ts[k].tr.last);
       printf("\n");
       fflush(stdout);
     }
   }
   int failed = 0;
   if (rank == 0 && rc == DT_OK) {
-    printf("sweep summary (%.1fs):\n", now_s() - t0);
+    printf("sweep summary (%.1fs):\n", dt_now() - t0);
     if (tok_computed < tok_rows)
       printf("  %lld of the %lld tokens of rank 0's combined batches computed (--trim-padding)\n",
              (long long)tok_computed, (long long)tok_rows);
@@ -705,13 +678,11 @@ static int sweep_run(int argc, char **argv) {
   for (int g = 0; g < ngroups; g++) view_free(&groups[g]);
   for (int k = 0; k < nt; k++) {
     task *t = &ts[k];
-    if (t->metrics) fclose(t->metrics);
     dt_methods_destroy(t->methods, t->n_methods);
     dt_params_free(&t->params);
-    dt_adamw_free(&t->optim);
+    dt_trainer_free(&t->tr);
     if (!t->data_shared) dt_dataset_free(&t->data);
     dt_row_order_free(&t->rows);
-    free(t->gbuf);
     if (t->own) dt_model_free(t->own);
     free(t->own);
   }

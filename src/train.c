@@ -28,8 +28,8 @@
 #include "gradsync.h"
 #include "interrupt.h"
 #include "method.h"
-#include "methods/modules.h"
 #include "model.h"
+#include "optgroups.h"
 #include "optim.h"
 #include "options.h"
 #include "params.h"
@@ -37,35 +37,17 @@
 #include "rng.h"
 #include "safetensors.h"
 #include "textdata.h"
+#include "timer.h"
+#include "trainer.h"
 
 /* --- option tables ------------------------------------------------------- */
 
-static const dt_optdef model_opts[] = {
-    {"model", DT_OPT_STRING, NULL, 0, 0, NULL,
-     "backbone: a Hugging Face folder (config.json + safetensors) or "
-     "synthetic:<family>:k=v,... / synthetic:<preset> (required)"},
-    {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",
-     "storage of the frozen matrices"},
-    {"matmul-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",
-     "products with the frozen matrices: fp32 (bf16 weights widened), or bf16 x bf16 with fp32 "
-     "accumulation through oneDNN (activations rounded to bf16; needs --weights-dtype bf16)"},
-    {"share-weights", DT_OPT_CHOICE, "auto", 0, 0, "auto|yes|no",
-     "data-parallel replicas on one node map one copy of the frozen matrices (MPI-3 shared "
-     "memory) instead of one each; auto: unless the method trains or rewrites backbone matrices "
-     "(full, lastlayer, said; yes shares anyway and copies what they write)"},
-    {"seed", DT_OPT_INT, "1", 0, 2147483647, NULL,
-     "seed of synthetic weights, method init and dropout"},
-    {"method", DT_OPT_STRING, "lora", 0, 0, NULL,
-     "delta method(s), comma-separated (see deltatune methods); 'none' for the bare backbone"},
-    {"init-from", DT_OPT_STRING, NULL, 0, 0, NULL,
-     "initial delta values from safetensors file(s), comma-separated (PEFT / HF names)"},
-    {"tp", DT_OPT_INT, "1", 1, 4096, NULL,
-     "tensor-parallel ranks per backbone copy (must divide the ranks; dp = ranks / tp)"},
+/* The shared groups (backbone, method, optimizer, faults) are in
+ * src/optgroups.c; these are train's, eval's and gradcheck's own. */
+static const dt_optdef engine_opts[] = {
     {"tp-gemm", DT_OPT_CHOICE, "local", 0, 0, "local|pxgemm",
      "tensor-parallel products: local GEMM on the shard + one sum per attention and FFN "
      "(Megatron), or ScaLAPACK psgemm on the block-cyclic descriptors"},
-    {"recompute", DT_OPT_BOOL, "no", 0, 0, NULL,
-     "keep only block inputs and recompute activations in backward"},
     {"verbose", DT_OPT_BOOL, "no", 0, 0, NULL,
      "print the effective configuration, BLAS kernel and its measured GFLOP/s"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
@@ -103,17 +85,8 @@ static const dt_optdef data_opts[] = {
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
 
 static const dt_optdef train_opts[] = {
-    {"steps", DT_OPT_INT, "100", 0, 1000000000, NULL, "optimizer steps"},
-    {"lr", DT_OPT_FLOAT, "1e-3", 0, 10, NULL, "peak learning rate"},
-    {"betas", DT_OPT_STRING, "0.9,0.999", 0, 0, NULL, "AdamW beta1,beta2"},
-    {"eps", DT_OPT_FLOAT, "1e-8", 0, 1, NULL, "AdamW epsilon"},
-    {"weight-decay", DT_OPT_FLOAT, "0", 0, 10, NULL, "decoupled weight decay"},
-    {"clip-norm", DT_OPT_FLOAT, "0", 0, 1e9, NULL, "clip the global gradient norm (0 = off)"},
-    {"schedule", DT_OPT_CHOICE, "constant", 0, 0, "constant|linear|cosine",
-     "learning-rate schedule after warmup"},
-    {"warmup-steps", DT_OPT_INT, "0", 0, 1000000000, NULL, "linear warmup steps"},
     {"metrics", DT_OPT_STRING, NULL, 0, 0, NULL,
-     "JSON-lines file: one object per step {step, loss, lr, tokens_per_s, ...}"},
+     "JSON-lines file: one object per step {step, loss, lr, grad_norm, ...} (src/trainer.h)"},
     {"dump-grads", DT_OPT_STRING, NULL, 0, 0, NULL,
      "write the gradients of step 0 to this safetensors file"},
     {"dump-logits", DT_OPT_STRING, NULL, 0, 0, NULL,
@@ -149,24 +122,19 @@ static const dt_optdef pass_opts[] = {
      "loss and gradients); with --micro-batch the rows are grouped by that length"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
 
-/* What a step with a non-finite loss does (train only; docs/reliability.md). */
-static const dt_optdef fault_opts[] = {
-    {"nan-policy", DT_OPT_CHOICE, "stop", 0, 0, "stop|skip",
-     "a step whose loss or gradient norm is NaN/inf: stop (exit 6, naming the step; the "
-     "checkpoints already written stay) or skip (drop that step's update, count it)"},
-    {"nan-max-skips", DT_OPT_INT, "10", 1, 1000000000, NULL,
-     "--nan-policy skip: stop after this many consecutive skipped steps"},
-    {NULL, 0, NULL, 0, 0, NULL, NULL}};
-
 #define MAX_GROUPS 32
 
 /* The option groups a sweep task accepts: model, data, training and every
  * method's (src/sweep.c). */
 int dt_train_task_groups(dt_optgroup *g, int max) {
   int n = 0;
-  g[n++] = (dt_optgroup){"model", "Model and method", model_opts};
+  g[n++] = dt_backbone_group;
+  g[n++] = dt_method_group;
+  g[n++] = (dt_optgroup){"engine", "Engine", engine_opts};
   g[n++] = (dt_optgroup){"data", "Data", data_opts};
+  g[n++] = dt_optim_group;
   g[n++] = (dt_optgroup){"train", "Training", train_opts};
+  g[n++] = dt_fault_group;
   for (int i = 0; i < dt_method_count() && n < max; i++)
     if (dt_method_at(i)->options) g[n++] = *dt_method_at(i)->options;
   return n;
@@ -175,14 +143,17 @@ int dt_train_task_groups(dt_optgroup *g, int max) {
 /* mode: 1 train, 0 eval, 2 gradcheck */
 static int build_groups(dt_optgroup *g, int train) {
   int n = 0;
-  g[n++] = (dt_optgroup){"model", "Model and method", model_opts};
+  g[n++] = dt_backbone_group;
+  g[n++] = dt_method_group;
+  g[n++] = (dt_optgroup){"engine", "Engine", engine_opts};
   g[n++] = (dt_optgroup){"data", "Data", data_opts};
   g[n++] = (dt_optgroup){"passes", "Passes", pass_opts};
+  if (train == 1) g[n++] = dt_optim_group;
   g[n++] = train == 1   ? (dt_optgroup){"train", "Training", train_opts}
            : train == 2 ? (dt_optgroup){"check", "Gradient check", check_opts}
                         : (dt_optgroup){"eval", "Evaluation", eval_opts};
   if (train == 1) g[n++] = dt_ckpt_train_group;
-  if (train == 1) g[n++] = (dt_optgroup){"faults", "Numerical faults", fault_opts};
+  if (train == 1) g[n++] = dt_fault_group;
   if (train == 0) g[n++] = dt_ckpt_eval_group;
   g[n++] = dt_comm_group;
   for (int i = 0; i < dt_method_count() && n < MAX_GROUPS; i++)
@@ -218,12 +189,6 @@ typedef struct {
   dt_backbone_id bb;       /* its identity, when the checkpoint pre-check computed it */
   int have_bb;
 } run_ctx;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static void ctx_free(run_ctx *c) {
   if (c->dist.world) dt_dist_free(&c->dist);
@@ -270,27 +235,10 @@ static int parse(run_ctx *c, const char *cmd, int train, int argc, char **argv,
     for (size_t k = 0; k < sizeof need_out / sizeof *need_out; k++)
       DT_CHECK(dt_opt_is_set(&c->opt, "out") || !dt_opt_given(&c->opt, need_out[k]), DT_EUSAGE,
                "--%s needs --out (the folder of the checkpoints)", need_out[k]);
-    DT_CHECK(!dt_opt_given(&c->opt, "nan-max-skips") ||
-                 strcmp(dt_opt_str(&c->opt, "nan-policy"), "skip") == 0,
-             DT_EUSAGE, "--nan-max-skips %lld applies to --nan-policy skip (this run has "
-             "--nan-policy %s)", (long long)dt_opt_int(&c->opt, "nan-max-skips"),
-             dt_opt_str(&c->opt, "nan-policy"));
+    DT_CALL(dt_fault_options_check(&c->opt));
   }
   DT_CALL(dt_methods_check_options(&c->opt, dt_opt_str(&c->opt, "method")));
   return DT_OK;
-}
-
-/* Is name one of the comma-separated items of list? */
-static int list_has(const char *list, const char *name) {
-  const size_t n = strlen(name);
-  for (const char *p = list; p && *p;) {
-    const char *e = strchr(p, ',');
-    const size_t len = e ? (size_t)(e - p) : strlen(p);
-    if (len == n && strncmp(p, name, n) == 0) return 1;
-    if (!e) break;
-    p = e + 1;
-  }
-  return 0;
 }
 
 /* --init-from takes safetensors files; a checkpoint (NetCDF: "CDF" and
@@ -344,17 +292,7 @@ static int check_inputs(run_ctx *c, int train, const char *data) {
     }
   }
   DT_CALL(dt_matmul_dtype_check(dt_opt_str(o, "matmul-dtype"), dt_opt_str(o, "weights-dtype")));
-  const char *ml = dt_opt_str(o, "method");
-  static const char *const targets[][2] = {{"lora", "lora-targets"}, {"ia3", "ia3-targets"}};
-  for (size_t k = 0; k < sizeof targets / sizeof *targets; k++) {
-    if (!list_has(ml, targets[k][0]) || !dt_opt_exists(o, targets[k][1]) ||
-        !dt_opt_is_set(o, targets[k][1]) || !*dt_opt_str(o, targets[k][1]))
-      continue;
-    dt_module md[DT_MAX_BLOCK_MODULES];
-    int hit[DT_MAX_BLOCK_MODULES] = {0};
-    const int nmod = dt_block_modules(&cfg, md);
-    DT_CALL(dt_module_targets(&cfg, md, nmod, targets[k][1], dt_opt_str(o, targets[k][1]), hit));
-  }
+  DT_CALL(dt_methods_check_config(o, dt_opt_str(o, "method"), &cfg));
   c->B_global = dt_opt_int(o, "batch-size");
   if (!train) {
     int64_t rows = dt_opt_int(o, "rows");
@@ -508,31 +446,16 @@ static int run_passes(run_ctx *c, int want_grad, double norm, dt_loss_stats *out
     dt_loss_stats st;
     rc = dt_model_set_shape(m, nb, Te);
     float *lg = logits ? logits + (size_t)p * m->T * m->cfg.vocab : NULL; /* rows in order */
-    const double t0 = now_s();
+    const double t0 = dt_now();
     if (rc == DT_OK) rc = dt_model_forward(m, c->pids, c->plabels, want_grad, norm, &st, lg);
-    const double t1 = now_s();
+    const double t1 = dt_now();
     if (rc == DT_OK && want_grad) rc = dt_model_backward(m);
-    if (want_grad) c->t_fwd += t1 - t0, c->t_bwd += now_s() - t1;
+    if (want_grad) c->t_fwd += t1 - t0, c->t_bwd += dt_now() - t1;
     if (rc == DT_OK) add_stats(out, &st);
   }
   const int rc2 = dt_model_step_end(m, want_grad && rc == DT_OK);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   return rc2 ? dt_error_trace(rc2, __FILE__, __LINE__, __func__) : DT_OK;
-}
-
-/* Every rank of a tensor group holds the same statistics: sum over the
- * data-parallel replicas. */
-static int sum_stats(run_ctx *c, dt_loss_stats *s) {
-  double v[5] = {s->loss_sum, (double)s->n_scored, (double)s->n_correct_tokens,
-                 (double)s->n_rows_exact, (double)s->n_rows_scored};
-  DT_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_DOUBLE, MPI_SUM, c->dist.dp),
-         "MPI_Allreduce of the loss statistics over the data-parallel group");
-  s->loss_sum = v[0];
-  s->n_scored = (int64_t)v[1];
-  s->n_correct_tokens = (int64_t)v[2];
-  s->n_rows_exact = (int64_t)v[3];
-  s->n_rows_scored = (int64_t)v[4];
-  return DT_OK;
 }
 
 /* Logits [B_local, T, V] are complete on every rank of a tensor group:
@@ -624,7 +547,7 @@ static int probe_loss(run_ctx *c, int64_t step, double *loss) {
   fill_batch(c, step);
   dt_loss_stats st;
   DT_CALL(run_passes(c, 0, 1.0, &st, NULL));
-  DT_CALL(sum_stats(c, &st));
+  DT_CALL(dt_loss_stats_sum(&st, c->dist.dp));
   *loss = st.n_scored ? st.loss_sum / st.n_scored : 0.0;
   return DT_OK;
 }
@@ -689,34 +612,6 @@ static double peak_rss_mb(void) { return proc_kb_mb("/proc/self/status", "VmHWM:
  * frozen weights of --share-weights and the sum window, in every rank). */
 static double pss_mb(void) { return proc_kb_mb("/proc/self/smaps_rollup", "Pss: %lf kB"); }
 
-/* A number for messages: NaN, inf and -inf spelled alike everywhere. */
-static const char *num(double v, char *buf) {
-  if (isnan(v)) return "NaN";
-  if (isinf(v)) return v > 0 ? "inf" : "-inf";
-  snprintf(buf, 32, "%.6g", v);
-  return buf;
-}
-
-/* Before a checkpoint: are the trainable values finite on every rank?
- * Collective over the world; *bad names a non-finite tensor of this rank. */
-static int params_finite(run_ctx *c, char *bad, size_t cap, int *finite) {
-  int ok = 1;
-  bad[0] = 0;
-  for (int i = 0; i < c->params.n && ok; i++)
-    for (int64_t j = 0; j < c->params.p[i].numel_l; j++)
-      if (!isfinite(c->params.p[i].data[j])) {
-        snprintf(bad, cap, "%s", c->params.p[i].name);
-        ok = 0;
-        break;
-      }
-  int all = ok;
-  DT_MPI(MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD),
-         "MPI_Allreduce of the finiteness of the deltas");
-  if (!all && !bad[0]) snprintf(bad, cap, "a tensor of another rank");
-  *finite = all;
-  return DT_OK;
-}
-
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -748,68 +643,39 @@ static int stop_interrupted(run_ctx *c, dt_train_ckpt *ck, const dt_train_state 
 
 static int do_train(run_ctx *c) {
   const dt_options *o = &c->opt;
-  dt_adamw opt = {0};
-  double betas[2];
-  int nb;
-  DT_CALL(dt_opt_floats(o, "betas", betas, 2, &nb));
-  DT_CHECK(nb == 2 && betas[0] >= 0 && betas[0] < 1 && betas[1] >= 0 && betas[1] < 1,
-           DT_EUSAGE, "--betas expects two numbers in [0,1), got '%s'", dt_opt_str(o, "betas"));
-  opt.lr = dt_opt_float(o, "lr");
-  opt.beta1 = betas[0];
-  opt.beta2 = betas[1];
-  opt.eps = dt_opt_float(o, "eps");
-  opt.weight_decay = dt_opt_float(o, "weight-decay");
-  opt.clip_norm = dt_opt_float(o, "clip-norm");
-  const char *sch = dt_opt_str(o, "schedule");
-  opt.schedule = !strcmp(sch, "linear") ? DT_SCHED_LINEAR
-                 : !strcmp(sch, "cosine") ? DT_SCHED_COSINE : DT_SCHED_CONSTANT;
-  opt.warmup_steps = dt_opt_int(o, "warmup-steps");
-  const int steps = dt_opt_int(o, "steps");
-  opt.total_steps = steps;
-  DT_CALL(dt_adamw_init(&opt, &c->params));
+  dt_trainer tr;
+  const int rci = dt_trainer_init(&tr, o, &c->params, &c->dist);
+  if (rci) {
+    dt_trainer_free(&tr);
+    return dt_error_trace(rci, __FILE__, __LINE__, __func__);
+  }
+  const int steps = tr.steps;
   /* checkpoints in --out; --resume continues from the newest one */
-  const dt_train_state ts = {o, &c->model.cfg, &c->params, &opt, c->methods, c->n_methods,
+  const dt_train_state ts = {o, &c->model.cfg, &c->params, &tr.optim, c->methods, c->n_methods,
                              steps, c->B_global, &c->data, c->dist.tp_size, c->dist.tp,
                              c->have_bb ? &c->bb : NULL};
   dt_train_ckpt ck;
   int64_t start = 0;
-  double loss_resumed = NAN;
-  const int rc0 = dt_train_ckpt_begin(&ck, &ts, &c->params, &opt, &start, &loss_resumed,
-                                      c->dist.world);
-  if (rc0) {
-    dt_adamw_free(&opt);
-    return dt_error_trace(rc0, __FILE__, __LINE__, __func__);
-  }
-
-  FILE *mf = NULL;
-  if (c->rank == 0 && dt_opt_is_set(o, "metrics")) {
-    mf = fopen(dt_opt_str(o, "metrics"), start > 0 ? "a" : "w");
-    if (!mf) {
-      dt_adamw_free(&opt);
-      DT_ERR(DT_EIO, "--metrics: cannot write '%s'", dt_opt_str(o, "metrics"));
-    }
+  int rc = dt_train_ckpt_begin(&ck, &ts, &c->params, &tr.optim, &start, &tr.loss0,
+                               c->dist.world);
+  if (rc == DT_OK) rc = dt_trainer_open_metrics(&tr, o, start);
+  if (rc) {
+    dt_trainer_free(&tr);
+    return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   }
   const char *out_dir = dt_opt_is_set(o, "out") ? dt_opt_str(o, "out") : NULL;
   if (out_dir && c->rank == 0) mkdir(out_dir, 0755);
 
   float *logits = NULL;
-  int rc = DT_OK;
   if (dt_opt_is_set(o, "dump-logits"))
     rc = dt_malloc(&logits, sizeof(float) * (size_t)c->B_local * c->model.T * c->model.cfg.vocab,
                    "logits");
   const int T = c->data.seq_len;
   const double tok_per_step = (double)c->B_global * T;
-  double loss0 = loss_resumed, last_loss = NAN;
   int64_t total_scored = 0;
-  /* steps with a non-finite loss or gradient norm (--nan-policy) */
-  const int nan_skip = strcmp(dt_opt_str(o, "nan-policy"), "skip") == 0;
-  const int nan_max = dt_opt_int(o, "nan-max-skips");
-  int64_t skipped = 0;
-  int skipped_run = 0; /* consecutive */
-  const double t_start = now_s();
+  const double t_start = dt_now();
   const int64_t pass_tok0 = c->pass_tokens, pass_len0 = c->pass_len_sum, passes0 = c->n_passes;
   static double step_times[4096];
-  double sync_s = 0, opt_s = 0; /* gradient all-reduce + norm; AdamW */
   const double fwd0 = c->t_fwd, bwd0 = c->t_bwd;
   for (int step = (int)start; rc == DT_OK && step < steps; step++) {
     /* a step boundary: SIGTERM / SIGUSR1 on any rank stops every rank here */
@@ -817,10 +683,10 @@ static int do_train(run_ctx *c) {
     rc = dt_interrupt_agree(c->dist.world, &sig);
     if (rc) break;
     if (sig) {
-      rc = stop_interrupted(c, &ck, &ts, step, steps, sig, loss0, last_loss);
+      rc = stop_interrupted(c, &ck, &ts, step, steps, sig, tr.loss0, tr.last);
       break;
     }
-    const double t0 = now_s();
+    const double t0 = dt_now();
     fill_batch(c, step);
     int64_t nloc = count_scored(c), nglob = 0;
     rc = DT_MPI_RC(MPI_Allreduce(&nloc, &nglob, 1, MPI_INT64_T, MPI_SUM, c->dist.dp),
@@ -832,113 +698,30 @@ static int do_train(run_ctx *c) {
     rc = run_passes(c, 1, nglob > 0 ? (double)nglob : 1.0, &st, step == 0 ? logits : NULL);
     if (rc == DT_OK && step == 0 && logits)
       rc = write_logits(c, dt_opt_str(o, "dump-logits"), logits);
-    const double t_sync = now_s();
-    if (rc == DT_OK) rc = allreduce_grads(c);
-    if (rc == DT_OK) rc = sum_stats(c, &st);
+    dt_step_out so;
+    if (rc == DT_OK) rc = dt_trainer_step(&tr, step, &st, tok_per_step, t0, &ck, &so);
     if (rc) break;
-    const double loss = st.n_scored ? st.loss_sum / st.n_scored : 0.0;
-    /* the loss and the gradient norm are the same on every rank (summed),
-     * so every rank takes the same decision */
-    double gnorm = 0;
-    rc = dt_grad_norm(&c->params, &c->dist, &gnorm);
-    if (rc) break;
-    sync_s += now_s() - t_sync;
-    if (!isfinite(loss) || !isfinite(gnorm)) {
-      char last[4400] = "no checkpoint was written";
-      if (ck.saved_step >= 0)
-        snprintf(last, sizeof last, "the last good checkpoint is %s (step %lld)",
-                 ck.saved_path, (long long)ck.saved_step);
-      char lb[32], gb[32];
-      if (!nan_skip || skipped_run + 1 >= nan_max) {
-        if (!nan_skip)
-          rc = dt_error_set(DT_ENUMERIC, __FILE__, __LINE__, __func__,
-                            "step %d/%d: the loss is %s and the gradient norm %s; stopping "
-                            "(--nan-policy stop); %s", step + 1, steps, num(loss, lb),
-                            num(gnorm, gb), last);
-        else
-          rc = dt_error_set(DT_ENUMERIC, __FILE__, __LINE__, __func__,
-                            "step %d/%d: the loss is %s and the gradient norm %s: %d "
-                            "consecutive steps not finite (--nan-max-skips %d); stopping "
-                            "after %lld skipped steps; %s", step + 1, steps, num(loss, lb),
-                            num(gnorm, gb), skipped_run + 1, nan_max, (long long)skipped + 1,
-                            last);
-        dt_error_mark_agreed();
-        break;
-      }
-      /* drop the update; the step still counts (schedule, data, numbering) */
-      skipped++;
-      skipped_run++;
-      opt.step++;
-      if (c->rank == 0) {
-        printf("step %6d/%d  loss %s  gradient norm %s: update skipped (%d consecutive, "
-               "%lld in all; --nan-policy skip)\n", step + 1, steps, num(loss, lb),
-               num(gnorm, gb), skipped_run, (long long)skipped);
+    const double dt = dt_now() - t0, el = dt_now() - t_start;
+    if (step - start < 4096) step_times[step - start] = dt;
+    if (!so.skipped) {
+      total_scored += st.n_scored;
+      if (c->rank == 0 && ((step + 1) % dt_opt_int(o, "log-every") == 0 || step == 0 ||
+                           step + 1 == steps)) {
+        double eta = el / (step + 1) * (steps - step - 1);
+        printf("step %6d/%d  loss %.4f  lr %.3g  %.0f tok/s  elapsed %.1fs  eta %.1fs\n",
+               step + 1, steps, so.loss, so.lr, so.tokens_per_s, el, eta);
         fflush(stdout);
       }
-      if (mf) {
-        fprintf(mf,
-                "{\"step\": %d, \"loss\": null, \"lr\": %.9g, \"grad_norm\": null, "
-                "\"scored_tokens\": %lld, \"elapsed_s\": %.6g, \"skipped\": true, "
-                "\"skipped_steps\": %lld}\n",
-                step, dt_adamw_lr(&opt, step), (long long)st.n_scored, now_s() - t_start,
-                (long long)skipped);
-        fflush(mf);
-      }
-      if (step - start < 4096) step_times[step - start] = now_s() - t0;
-      rc = dt_train_ckpt_save(&ck, &ts, step + 1, 0, loss0, last_loss);
-      continue;
     }
-    skipped_run = 0;
-    if (step == 0) loss0 = loss;
-    total_scored += st.n_scored;
-    last_loss = loss;
-    if (step == 0 && dt_opt_is_set(o, "dump-grads"))
-      rc = dt_params_save_dist(&c->params, dt_opt_str(o, "dump-grads"), 1, &c->dist);
-    if (rc) break;
-    const double t_opt = now_s();
-    const double lr = dt_adamw_step(&opt, &c->params, gnorm);
-    opt_s += now_s() - t_opt;
-    const double dt = now_s() - t0, el = now_s() - t_start;
-    if (step - start < 4096) step_times[step - start] = dt;
-    const double tps = tok_per_step / dt;
-    if (mf) {
-      fprintf(mf,
-              "{\"step\": %d, \"loss\": %.9g, \"lr\": %.9g, \"tokens_per_s\": %.6g, "
-              "\"grad_norm\": %.9g, \"scored_tokens\": %lld, \"elapsed_s\": %.6g, "
-              "\"skipped_steps\": %lld}\n",
-              step, loss, lr, tps, gnorm, (long long)st.n_scored, el, (long long)skipped);
-      fflush(mf);
-    }
-    if (c->rank == 0 && ((step + 1) % dt_opt_int(o, "log-every") == 0 || step == 0 ||
-                         step + 1 == steps)) {
-      double eta = el / (step + 1) * (steps - step - 1);
-      printf("step %6d/%d  loss %.4f  lr %.3g  %.0f tok/s  elapsed %.1fs  eta %.1fs\n",
-             step + 1, steps, loss, lr, tps, el, eta);
-      fflush(stdout);
-    }
-    /* a checkpoint holds finite values only: an update that overflowed
-     * stops the run before it is saved */
-    char bad[DT_PARAM_NAME_MAX + 32];
-    int finite = 1;
-    if (ck.dir && (step + 1 == steps || (ck.save_every > 0 && (step + 1) % ck.save_every == 0)))
-      rc = params_finite(c, bad, sizeof bad, &finite);
-    if (rc) break;
-    if (!finite) {
-      rc = dt_error_set(DT_ENUMERIC, __FILE__, __LINE__, __func__,
-                        "step %d/%d: the update made %s non-finite (loss %g, gradient norm "
-                        "%g); stopping without saving it; the last good checkpoint is %s",
-                        step + 1, steps, bad, loss, gnorm,
-                        ck.saved_step >= 0 ? ck.saved_path : "none (none was written)");
-      dt_error_mark_agreed();
-      break;
-    }
-    rc = dt_train_ckpt_save(&ck, &ts, step + 1, 0, loss0, loss);
+    rc = dt_trainer_checkpoint(&tr, &ck, &ts, step + 1);
   }
   if (rc == DT_OK)
-    rc = dt_train_ckpt_save(&ck, &ts, steps > start ? steps : start, 1, loss0, last_loss);
+    rc = dt_train_ckpt_save(&ck, &ts, steps > start ? steps : start, 1, tr.loss0, tr.last);
   free(logits);
-  if (mf) fclose(mf);
-  dt_adamw_free(&opt);
+  const double loss0 = tr.loss0, last_loss = tr.last, sync_s = tr.sync_s, opt_s = tr.opt_s;
+  const int nan_skip = tr.nan_skip;
+  const long long skipped = (long long)tr.skipped;
+  dt_trainer_free(&tr);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
 
   DT_CALL(check_replicas(c));
@@ -950,7 +733,7 @@ static int do_train(run_ctx *c) {
     qsort(step_times + first, (size_t)(nt - first), sizeof(double), cmp_double);
     median_dt = step_times[first + (nt - first) / 2];
   }
-  const double comm_s = c->dist.comm_s, train_s = now_s() - t_start;
+  const double comm_s = c->dist.comm_s, train_s = dt_now() - t_start;
   double peak_mb = peak_rss_mb(), pss_sum = pss_mb();
   DT_MPI(MPI_Allreduce(MPI_IN_PLACE, &peak_mb, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD),
          "MPI_Allreduce of the peak memory");
@@ -1005,10 +788,10 @@ static int do_train(run_ctx *c) {
   }
   if (c->rank == 0) {
     printf("summary: %d steps in %.1fs%s; loss %.4f -> %.4f (last step %.4f)\n", ran,
-           now_s() - t_start, start > 0 ? " (resumed)" : "", loss0, after, last_loss);
+           dt_now() - t_start, start > 0 ? " (resumed)" : "", loss0, after, last_loss);
     if (nan_skip)
       printf("summary: %lld of %d steps skipped with a non-finite loss or gradient "
-             "(--nan-policy skip)\n", (long long)skipped, ran);
+             "(--nan-policy skip)\n", skipped, ran);
     const double scored = ran > 0 ? (double)total_scored / ran : 0.0;
     /* FLOPs of the tokens computed (padding after the last scored token is
      * not computed: --trim-padding); tokens/s counts every row's T tokens */
@@ -1065,7 +848,7 @@ static int do_eval(run_ctx *c) {
   if (dt_opt_is_set(o, "dump-logits"))
     DT_CALL(dt_malloc(&logits, sizeof(float) * (size_t)c->B_local * c->model.T *
                                    c->model.cfg.vocab, "logits"));
-  const double t0 = now_s();
+  const double t0 = dt_now();
   int rc = DT_OK;
   for (int64_t start = 0; rc == DT_OK && start < rows; start += c->B_global) {
     int valid = 0; /* rows of this rank's slice inside [0, rows) */
@@ -1088,10 +871,10 @@ static int do_eval(run_ctx *c) {
   }
   free(logits);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
-  DT_CALL(sum_stats(c, &tot));
+  DT_CALL(dt_loss_stats_sum(&tot, c->dist.dp));
   if (c->rank == 0) {
     printf("eval: %lld rows, %lld scored tokens in %.2fs\n", (long long)rows,
-           (long long)tot.n_scored, now_s() - t0);
+           (long long)tot.n_scored, dt_now() - t0);
     printf("loss %.9f\n", tot.n_scored ? tot.loss_sum / tot.n_scored : 0.0);
     printf("perplexity %.6g\n", tot.n_scored ? exp(tot.loss_sum / tot.n_scored) : 1.0);
     printf("token_accuracy %.6f\n",
@@ -1152,7 +935,7 @@ static int do_gradcheck(run_ctx *c) {
       for (int64_t j = 0; j < p->numel_l; j++) p->data[j] += (float)(hs[k] * gi[j] / nrm);
       dt_loss_stats s2;
       rc = run_passes(c, 0, 1.0, &s2, NULL);
-      if (rc == DT_OK) rc = sum_stats(c, &s2);
+      if (rc == DT_OK) rc = dt_loss_stats_sum(&s2, c->dist.dp);
       L[k] = s2.loss_sum / (double)nglob;
       for (int64_t j = 0; j < p->numel_l; j++) p->data[j] -= (float)(hs[k] * gi[j] / nrm);
     }

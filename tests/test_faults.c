@@ -13,6 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <math.h>
+
 #include "testutil.h"
 
 #define MPIRUN "mpirun -np 2 --oversubscribe"
@@ -251,6 +254,26 @@ static void test_nan_skip(void **state) {
   free(out);
 }
 
+/* A task file under g_tmp/<name>.ini: task "poisoned" (ia3 on the data
+ * whose step-3 rows hold the inf token, bad_steps steps, metrics
+ * <name>_bad.jsonl) and task "clean" (lora on clean rows, good_steps steps,
+ * extra keys, metrics <name>_good.jsonl). */
+static void nan_sweep_ini(const char *name, int bad_steps, int good_steps, const char *extra,
+                          char *ini, char *bad, char *good) {
+  snprintf(ini, 700, "%s/%s.ini", g_tmp, name);
+  snprintf(good, 700, "%s/%s_good.jsonl", g_tmp, name);
+  snprintf(bad, 700, "%s/%s_bad.jsonl", g_tmp, name);
+  FILE *f = fopen(ini, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "[task poisoned]\nmethod = ia3\ndata = %s/nan_step2.safetensors\nbatch-size = 2\n"
+          "steps = %d\nmetrics = %s\n\n"
+          "[task clean]\nmethod = lora\ndata = %s/llama/batch.safetensors\nbatch-size = 2\n"
+          "steps = %d\n%smetrics = %s\n",
+          g_bad, bad_steps, bad, DT_TESTDATA_DIR "/hf-parity", good_steps, extra, good);
+  fclose(f);
+}
+
 /* A sweep where one task's loss turns NaN (its step-3 rows hold the inf
  * token): that task is reported and dropped at that step, the other task
  * (clean rows) runs all its steps on the same backbone, and the sweep exits
@@ -258,18 +281,7 @@ static void test_nan_skip(void **state) {
 static void test_sweep_nan(void **state) {
   (void)state;
   char ini[700], good[700], bad[700];
-  snprintf(ini, sizeof ini, "%s/nan_sweep.ini", g_tmp);
-  snprintf(good, sizeof good, "%s/nan_sweep_good.jsonl", g_tmp);
-  snprintf(bad, sizeof bad, "%s/nan_sweep_bad.jsonl", g_tmp);
-  FILE *f = fopen(ini, "w");
-  assert_non_null(f);
-  fprintf(f,
-          "[task poisoned]\nmethod = ia3\ndata = %s/nan_step2.safetensors\nbatch-size = 2\n"
-          "steps = 4\nmetrics = %s\n\n"
-          "[task clean]\nmethod = lora\ndata = %s/llama/batch.safetensors\nbatch-size = 2\n"
-          "steps = 5\nmetrics = %s\n",
-          g_bad, bad, DT_TESTDATA_DIR "/hf-parity", good);
-  fclose(f);
+  nan_sweep_ini("nan_sweep", 4, 5, "", ini, bad, good);
   char *out = NULL;
   int rc = dt_test_run(&out, MPIRUN " %s sweep --model %s/nan_model --tasks %s --log-every 1",
                        DT_BINARY, g_bad, ini);
@@ -284,6 +296,95 @@ static void test_sweep_nan(void **state) {
   dt_test_expect(m, "{\"step\": 4,", "the clean task's metrics");
   if (strstr(m, "null") || strstr(m, "nan")) fail_msg("the clean task saw a non-finite value:\n%s", m);
   free(m);
+}
+
+/* The JSON objects of a metrics file, one per line (jansson reads them). */
+static int metrics_objects(const char *path, json_t **v, int max) {
+  char *s = dt_test_slurp(path);
+  if (!s) fail_msg("cannot read %s", path);
+  int n = 0;
+  for (char *save = NULL, *ln = strtok_r(s, "\n", &save); ln && n < max;
+       ln = strtok_r(NULL, "\n", &save)) {
+    json_error_t e;
+    v[n] = json_loads(ln, 0, &e);
+    if (!v[n]) fail_msg("%s: line %d is not JSON (%s): %s", path, n + 1, e.text, ln);
+    n++;
+  }
+  free(s);
+  return n;
+}
+
+/* The sweep's --nan-policy skip: the poisoned task skips the updates of its
+ * non-finite steps as train does and finishes; its metrics lines have the
+ * fields of train's (plus its name as "task") and, step by step, the values
+ * of `train` on the same data and method (one trainer, src/trainer.c). */
+static void test_sweep_nan_skip(void **state) {
+  (void)state;
+  char ini[700], good[700], bad[700], alone[700];
+  nan_sweep_ini("nan_skip_sweep", 8, 3, "nan-policy = stop\n", ini, bad, good);
+  snprintf(alone, sizeof alone, "%s/nan_skip_alone.jsonl", g_tmp);
+  char *out = NULL;
+  int rc = dt_test_run(&out, MPIRUN " %s sweep --model %s/nan_model --tasks %s --log-every 1 "
+                       "--nan-policy skip", DT_BINARY, g_bad, ini);
+  if (rc != 0) fail_msg("sweep --nan-policy skip: exit %d:\n%s", rc, out);
+  dt_test_expect(out, "poisoned: step      3/8  loss NaN", "sweep --nan-policy skip");
+  dt_test_expect(out, "update skipped (1 consecutive, 2 in all", "sweep --nan-policy skip");
+  dt_test_expect(out, "task poisoned: done after 8 steps", "sweep --nan-policy skip");
+  dt_test_expect(out, "task clean: done after 3 steps", "sweep --nan-policy skip");
+  free(out);
+  /* the same task alone */
+  rc = dt_test_run(&out, NAN_RUN "--method ia3 --steps 8 --nan-policy skip --metrics %s",
+                   DT_BINARY, g_bad, g_bad, alone);
+  if (rc != 0) fail_msg("train alone: exit %d:\n%s", rc, out);
+  free(out);
+  json_t *a[16], *b[16];
+  const int na = metrics_objects(alone, a, 16), nb = metrics_objects(bad, b, 16);
+  if (na != 8 || nb != 8) fail_msg("%d metrics lines of train, %d of the sweep task (8 steps)", na, nb);
+  for (int k = 0; k < na; k++) {
+    /* the same fields, in the same order; the sweep's add "task" last */
+    if (json_object_size(b[k]) != json_object_size(a[k]) + 1)
+      fail_msg("step %d: %zu fields in the sweep's line, %zu in train's", k,
+               json_object_size(b[k]), json_object_size(a[k]));
+    const char *key;
+    json_t *val;
+    json_object_foreach(a[k], key, val) {
+      json_t *w = json_object_get(b[k], key);
+      if (!w) fail_msg("step %d: the sweep's metrics line lacks train's field %s", k, key);
+      /* %.6g writes a whole number without a point: integer and real are
+       * both a number here */
+      if (json_is_number(w) != json_is_number(val) ||
+          (!json_is_number(w) && json_typeof(w) != json_typeof(val)))
+        fail_msg("step %d: field %s has another JSON type in the sweep", k, key);
+    }
+    if (!json_is_string(json_object_get(b[k], "task")) ||
+        strcmp(json_string_value(json_object_get(b[k], "task")), "poisoned"))
+      fail_msg("step %d: the sweep's line does not name its task", k);
+    /* and the same numbers */
+    static const char *const same[] = {"step", "loss", "lr", "grad_norm", "scored_tokens",
+                                       "skipped_steps"};
+    for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
+      json_t *x = json_object_get(a[k], same[i]), *y = json_object_get(b[k], same[i]);
+      if (json_is_null(x) && json_is_null(y)) continue;
+      const double dx = json_number_value(x), dy = json_number_value(y);
+      if (!(fabs(dx - dy) <= 1e-5 * (1 + fabs(dx))))
+        fail_msg("step %d: %s %.9g in train, %.9g in the sweep", k, same[i], dx, dy);
+    }
+    json_decref(a[k]);
+    json_decref(b[k]);
+  }
+  /* --nan-policy stop (the clean task's own key is stop as well) */
+  rc = dt_test_run(&out, MPIRUN " %s sweep --model %s/nan_model --tasks %s --nan-policy stop",
+                   DT_BINARY, g_bad, ini);
+  if (rc != 3) fail_msg("sweep --nan-policy stop: exit %d, expected 3:\n%s", rc, out);
+  dt_test_expect(out, "the loss is not finite at step 3/8", "sweep --nan-policy stop");
+  free(out);
+  /* --nan-max-skips belongs to skip, in a sweep as in train */
+  rc = dt_test_run(&out, MPIRUN " %s sweep --model %s/nan_model --tasks %s --nan-max-skips 2",
+                   DT_BINARY, g_bad, ini);
+  if (rc != 2) fail_msg("sweep --nan-max-skips without skip: exit %d, expected 2:\n%s", rc, out);
+  dt_test_expect(out, "--nan-max-skips 2 applies to --nan-policy skip", "sweep --nan-max-skips");
+  free(out);
+
 }
 
 /* A real divergence: AdamW's decoupled decay with lr * weight_decay = 100
@@ -474,6 +575,7 @@ int main(void) {
       cmocka_unit_test(test_kill_rank),     cmocka_unit_test(test_nan_stop),
       cmocka_unit_test(test_nan_skip),      cmocka_unit_test(test_nan_divergence),
       cmocka_unit_test(test_sweep_nan),
+      cmocka_unit_test(test_sweep_nan_skip),
       cmocka_unit_test(test_readonly_out),  cmocka_unit_test(test_disk_full),
       cmocka_unit_test(test_resume_skips_damaged), cmocka_unit_test(test_disk_starved)};
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -20,6 +20,8 @@
 
 #include "error.h"
 #include "method.h"
+#include "merge_rule.h"
+#include "peft.h"
 #include "modules.h"
 
 static const dt_optdef ia3_opts[] = {
@@ -67,13 +69,11 @@ static const dt_segs *out_segs(const dt_model *m, int site, dt_segs *all, int ou
   return all;
 }
 
-static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
-                      dt_params *params, uint64_t seed) {
-  (void)seed; /* deterministic init: ones */
-  const dt_config *c = &m->cfg;
-  ia3_state *s;
-  DT_CALL(dt_calloc(&s, sizeof *s, "ia3 state"));
-  me->state = s;
+/* The modules the options select: output-scaled (--ia3-targets, or the
+ * family's default) in hit[], input-scaled (--ia3-ff, a subset) in ffhit[]
+ * (DT_MAX_BLOCK_MODULES each); DT_EUSAGE naming the option otherwise. */
+static int ia3_modules(const dt_options *opt, const dt_config *c, dt_module *md, int *nmod,
+                       int *hit, int *ffhit) {
   const char *targets = dt_opt_str(opt, "ia3-targets");
   if (!*targets) targets = dt_cfg_arch(c)->ia3_targets;
   const char *ff = dt_opt_str(opt, "ia3-ff");
@@ -88,10 +88,9 @@ static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
   }
   if (strlen(targets) >= 1000 || strlen(ff) >= 1000)
     DT_ERR(DT_EUSAGE, "--ia3-targets / --ia3-ff: list too long");
-  dt_module md[DT_MAX_BLOCK_MODULES];
-  const int nmod = dt_block_modules(c, md);
-  int hit[DT_MAX_BLOCK_MODULES] = {0}, ffhit[DT_MAX_BLOCK_MODULES] = {0};
-  DT_CALL(dt_module_targets(c, md, nmod, "ia3-targets", targets, hit));
+  *nmod = dt_block_modules(c, md);
+  for (int i = 0; i < DT_MAX_BLOCK_MODULES; i++) hit[i] = ffhit[i] = 0;
+  DT_CALL(dt_module_targets(c, md, *nmod, "ia3-targets", targets, hit));
   {
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", ff);
@@ -101,7 +100,26 @@ static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
                "--ia3-ff: '%s' is not one of --ia3-targets (%s); feed-forward "
                "modules must be a subset of the targets", t, targets);
   }
-  DT_CALL(dt_module_targets(c, md, nmod, "ia3-ff", ff, ffhit));
+  DT_CALL(dt_module_targets(c, md, *nmod, "ia3-ff", ff, ffhit));
+  return DT_OK;
+}
+
+static int ia3_check_config(const dt_options *opt, const dt_config *c) {
+  dt_module md[DT_MAX_BLOCK_MODULES];
+  int nmod, hit[DT_MAX_BLOCK_MODULES], ffhit[DT_MAX_BLOCK_MODULES];
+  return ia3_modules(opt, c, md, &nmod, hit, ffhit);
+}
+
+static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
+                      dt_params *params, uint64_t seed) {
+  (void)seed; /* deterministic init: ones */
+  const dt_config *c = &m->cfg;
+  ia3_state *s;
+  DT_CALL(dt_calloc(&s, sizeof *s, "ia3 state"));
+  me->state = s;
+  dt_module md[DT_MAX_BLOCK_MODULES];
+  int nmod, hit[DT_MAX_BLOCK_MODULES], ffhit[DT_MAX_BLOCK_MODULES];
+  DT_CALL(ia3_modules(opt, c, md, &nmod, hit, ffhit));
   int per = 0;
   size_t per_floats = 0;
   for (int i = 0; i < nmod; i++)
@@ -351,10 +369,55 @@ static int ia3_scratch_bytes(const dt_method *me, const dt_options *o, const dt_
   return DT_OK;
 }
 
+/* `export --format peft` (src/peft.h). */
+static int ia3_export_peft(dt_peft_export *x) {
+  const dt_ckpt_info *i = x->info;
+  const dt_peft_tensors *p = x->in;
+  dt_peft_out *l = x->out;
+  json_t *targets = json_array(), *ff = json_array();
+  for (int k = 0; k < p->n; k++) {
+    char mod[256];
+    const dt_ckpt_var *v = p->v[k];
+    DT_CHECK(dt_peft_module_of(v->name, "ia3_l", mod, sizeof mod) && v->ndim == 2, DT_EINPUT,
+             "export: '%s' is not an IA3 tensor (base_model.model.<module>.ia3_l, 2-D)",
+             v->name);
+    dt_peft_add_unique(targets, mod);
+    if (v->shape[0] == 1 && v->shape[1] > 1) dt_peft_add_unique(ff, mod); /* [1,in]: input scaled */
+    DT_CALL(dt_peft_push(l, v->name, v, p->data[k]));
+  }
+  json_t *c = dt_peft_config_common(i, "IA3");
+  json_object_set_new(c, "target_modules", dt_peft_sorted(targets));
+  json_object_set_new(c, "feedforward_modules", dt_peft_sorted(ff));
+  json_object_set_new(c, "fan_in_fan_out", json_boolean(strcmp(i->arch, "gpt2") == 0));
+  json_object_set_new(c, "init_ia3_weights", json_true());
+  json_object_set_new(c, "modules_to_save", json_null());
+  x->cfg = c;
+  return DT_OK;
+}
+
+/* `merge`: an output-scaled module's rows (and bias), an input-scaled
+ * module's input columns (src/merge_rule.h). */
+static int ia3_merge_tensor(dt_merge_rule *x, int k) {
+  const dt_ckpt_var *v = x->v[k];
+  char path[DT_PARAM_NAME_MAX];
+  dt_module mod;
+  DT_CHECK(x->module_of(x, v->name, "ia3_l", path, sizeof path, &mod), DT_EINPUT,
+           "merge: %s: '%s' is not the IA3 vector of a module of this %s model", x->ckpt,
+           v->name, dt_family_name(x->cfg));
+  const int out = v->ndim == 2 && v->shape[0] == mod.out && v->shape[1] == 1;
+  const int in = v->ndim == 2 && v->shape[0] == 1 && v->shape[1] == mod.in;
+  DT_CHECK(out || in, DT_EINPUT, "merge: %s: IA3 vector %s is neither [%d, 1] (output "
+           "scaling) nor [1, %d] (input scaling)", x->ckpt, v->name, mod.out, mod.in);
+  DT_CALL(x->add_scale(x, path, &mod, x->data[k], in));
+  x->used[k] = 1;
+  return DT_OK;
+}
+
 const dt_method_ops dt_method_ia3 = {
     .name = "ia3",
     .summary = "learned activation scaling vectors (Liu et al. 2022, (IA)^3)",
     .options = &ia3_group,
+    .check_config = ia3_check_config,
     .create = ia3_create,
     .destroy = ia3_destroy,
     .site_ws = ia3_site_ws,
@@ -366,4 +429,6 @@ const dt_method_ops dt_method_ia3 = {
     .wants_pre = ia3_wants_pre,
     .wants_post = ia3_wants_post,
     .describe = ia3_describe,
+    .export_peft = ia3_export_peft,
+    .merge_tensor = ia3_merge_tensor,
 };

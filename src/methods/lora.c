@@ -18,6 +18,8 @@
 
 #include "error.h"
 #include "method.h"
+#include "merge_rule.h"
+#include "peft.h"
 #include "modules.h"
 #include "rng.h"
 
@@ -53,6 +55,25 @@ typedef struct {
   size_t dh_n, tmp_n;
 } lora_state;
 
+/* The modules the options target (--lora-targets, or the family's
+ * default): md[] and hit[] (DT_MAX_BLOCK_MODULES each); every target must
+ * match a module (DT_EUSAGE naming --lora-targets). */
+static int lora_modules(const dt_options *opt, const dt_config *c, dt_module *md, int *nmod,
+                        int *hit) {
+  const char *targets = dt_opt_str(opt, "lora-targets");
+  if (!*targets) targets = dt_cfg_arch(c)->lora_targets;
+  *nmod = dt_block_modules(c, md);
+  for (int i = 0; i < DT_MAX_BLOCK_MODULES; i++) hit[i] = 0;
+  DT_CALL(dt_module_targets(c, md, *nmod, "lora-targets", targets, hit));
+  return DT_OK;
+}
+
+static int lora_check_config(const dt_options *opt, const dt_config *c) {
+  dt_module md[DT_MAX_BLOCK_MODULES];
+  int nmod, hit[DT_MAX_BLOCK_MODULES];
+  return lora_modules(opt, c, md, &nmod, hit);
+}
+
 static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
                        dt_params *params, uint64_t seed) {
   const dt_config *c = &m->cfg;
@@ -65,13 +86,10 @@ static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
   s->dropout = (float)dt_opt_float(opt, "lora-dropout");
   s->key = dt_rng_key(seed, 0x10a4);
   const int random_b = strcmp(dt_opt_str(opt, "lora-init"), "random") == 0;
-  const char *targets = dt_opt_str(opt, "lora-targets");
-  if (!*targets) targets = dt_cfg_arch(c)->lora_targets;
-  dt_module md[DT_MAX_BLOCK_MODULES];
-  const int nmod = dt_block_modules(c, md);
   /* which modules are targeted; every target must match something */
-  int hit[DT_MAX_BLOCK_MODULES] = {0};
-  DT_CALL(dt_module_targets(c, md, nmod, "lora-targets", targets, hit));
+  dt_module md[DT_MAX_BLOCK_MODULES];
+  int nmod, hit[DT_MAX_BLOCK_MODULES];
+  DT_CALL(lora_modules(opt, c, md, &nmod, hit));
   int per = 0;
   for (int i = 0; i < nmod; i++) per += hit[i];
   s->n = per * c->n_layer;
@@ -134,6 +152,16 @@ static int lora_wants_post(const dt_method *me, int layer, dt_site site) {
   for (int i = 0; i < s->n; i++)
     if (s->u[i].layer == layer && s->u[i].site == (int)site) return 1;
   return 0;
+}
+
+/* a unit on a row-parallel site sums its h [N, r] over the tensor group */
+static int lora_tp_sums(const dt_method *me, int layer, dt_site site, int *width) {
+  const lora_state *s = me->state;
+  int n = 0;
+  for (int i = 0; i < s->n && dt_site_row_parallel(site); i++)
+    n += s->u[i].layer == layer && s->u[i].site == (int)site;
+  *width = s->r;
+  return n;
 }
 
 /* ws per (layer, site): for each unit there, h [N, r] (+ dropped x [N,in]). */
@@ -324,11 +352,8 @@ static int lora_scratch_bytes(const dt_method *me, const dt_options *o, const dt
   int64_t b = dt_alloc_bytes(4 * N * dt_opt_int(o, "lora-rank"));
   if (dt_opt_float(o, "lora-dropout") > 0) {
     dt_module md[DT_MAX_BLOCK_MODULES];
-    const int nmod = dt_block_modules(&m->cfg, md);
-    const char *t = dt_opt_str(o, "lora-targets");
-    if (!*t) t = dt_cfg_arch(&m->cfg)->lora_targets;
-    int hit[DT_MAX_BLOCK_MODULES] = {0};
-    DT_CALL(dt_module_targets(&m->cfg, md, nmod, "lora-targets", t, hit));
+    int nmod, hit[DT_MAX_BLOCK_MODULES];
+    DT_CALL(lora_modules(o, &m->cfg, md, &nmod, hit));
     int64_t mx = 0;
     for (int i = 0; i < nmod; i++)
       if (hit[i]) {
@@ -341,10 +366,84 @@ static int lora_scratch_bytes(const dt_method *me, const dt_options *o, const dt
   return DT_OK;
 }
 
+/* `export --format peft` (src/peft.h). */
+static int lora_export_peft(dt_peft_export *x) {
+  const dt_ckpt_info *i = x->info;
+  const dt_peft_tensors *p = x->in;
+  dt_peft_out *l = x->out;
+  json_t *targets = json_array();
+  for (int k = 0; k < p->n; k++) {
+    char mod[256];
+    const char *nm = p->v[k]->name;
+    DT_CHECK(dt_peft_module_of(nm, "lora_A.weight", mod, sizeof mod) ||
+                 dt_peft_module_of(nm, "lora_B.weight", mod, sizeof mod),
+             DT_EINPUT, "export: '%s' is not a LoRA tensor name (base_model.model.<module>."
+             "lora_A|lora_B.weight)", nm);
+    dt_peft_add_unique(targets, mod);
+    DT_CALL(dt_peft_push(l, nm, p->v[k], p->data[k]));
+  }
+  json_t *c = dt_peft_config_common(i, "LORA");
+  json_object_set_new(c, "r", json_integer(atoi(dt_peft_opt(i, "lora-rank", "8"))));
+  json_object_set_new(c, "lora_alpha", dt_peft_num(atof(dt_peft_opt(i, "lora-alpha", "16"))));
+  json_object_set_new(c, "lora_dropout", json_real(atof(dt_peft_opt(i, "lora-dropout", "0"))));
+  json_object_set_new(c, "use_rslora",
+                      json_boolean(strcmp(dt_peft_opt(i, "lora-rslora", "false"), "true") == 0));
+  json_object_set_new(c, "init_lora_weights",
+                      json_boolean(strcmp(dt_peft_opt(i, "lora-init", "peft"), "random") != 0));
+  json_object_set_new(c, "target_modules", dt_peft_sorted(targets));
+  json_object_set_new(c, "fan_in_fan_out", json_boolean(strcmp(i->arch, "gpt2") == 0));
+  json_object_set_new(c, "bias", json_string("none"));
+  json_object_set_new(c, "use_dora", json_false());
+  json_object_set_new(c, "modules_to_save", json_null());
+  json_object_set_new(c, "layers_to_transform", json_null());
+  json_object_set_new(c, "layers_pattern", json_null());
+  json_object_set_new(c, "rank_pattern", json_object());
+  json_object_set_new(c, "alpha_pattern", json_object());
+  x->cfg = c;
+  return DT_OK;
+}
+
+/* `merge`: W += scale B A on each targeted module (src/merge_rule.h); the
+ * B of a module is folded with its A. */
+static int lora_merge_tensor(dt_merge_rule *x, int k) {
+  const dt_ckpt_var *v = x->v[k];
+  static const char bsuf[] = ".lora_B.weight";
+  const size_t nl = strlen(v->name);
+  if (nl >= sizeof bsuf - 1 && !strcmp(v->name + nl - (sizeof bsuf - 1), bsuf)) return DT_OK;
+  char path[DT_PARAM_NAME_MAX];
+  dt_module mod;
+  DT_CHECK(x->module_of(x, v->name, "lora_A.weight", path, sizeof path, &mod), DT_EINPUT,
+           "merge: %s: '%s' is not the LoRA A of a module of this %s model", x->ckpt, v->name,
+           dt_family_name(x->cfg));
+  char bname[2 * DT_PARAM_NAME_MAX];
+  snprintf(bname, sizeof bname, "base_model.model.%s.lora_B.weight", path);
+  const int kb = x->find(x, bname);
+  DT_CHECK(kb >= 0, DT_EINPUT, "merge: %s holds '%s' without its '%s'", x->ckpt, v->name, bname);
+  const dt_ckpt_var *vb = x->v[kb];
+  const int r = (int)v->shape[0];
+  DT_CHECK(v->ndim == 2 && vb->ndim == 2 && v->shape[1] == mod.in && vb->shape[0] == mod.out &&
+               vb->shape[1] == r && r > 0,
+           DT_EINPUT, "merge: %s: LoRA of %s: A [%lld, %lld] and B [%lld, %lld] do not fit "
+           "the module [out %d, in %d]", x->ckpt, path, (long long)v->shape[0],
+           (long long)v->shape[1], (long long)vb->shape[0], (long long)vb->shape[1], mod.out,
+           mod.in);
+  const char *alpha_s = dt_ckpt_info_opt(x->info, "lora-alpha");
+  const char *rslora_s = dt_ckpt_info_opt(x->info, "lora-rslora");
+  const double alpha = alpha_s && *alpha_s ? atof(alpha_s) : 16.0;
+  const int rslora = rslora_s && (!strcmp(rslora_s, "true") || !strcmp(rslora_s, "yes") ||
+                                  !strcmp(rslora_s, "1"));
+  DT_CALL(x->add_lowrank(x, path, &mod, x->data[k], x->data[kb], r,
+                         (float)(rslora ? alpha / sqrt((double)r) : alpha / r)));
+  x->used[k] = x->used[kb] = 1;
+  return DT_OK;
+}
+
 const dt_method_ops dt_method_lora = {
     .name = "lora",
     .summary = "low-rank update B A on targeted linears (Hu et al. 2021)",
     .options = &lora_group,
+    .check_config = lora_check_config,
+    .tp_sums = lora_tp_sums,
     .create = lora_create,
     .destroy = lora_destroy,
     .site_ws = lora_site_ws,
@@ -356,4 +455,6 @@ const dt_method_ops dt_method_lora = {
     .describe = lora_describe,
     .save_counters = lora_save_counters,
     .load_counters = lora_load_counters,
+    .export_peft = lora_export_peft,
+    .merge_tensor = lora_merge_tensor,
 };

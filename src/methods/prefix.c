@@ -16,6 +16,7 @@
 
 #include "error.h"
 #include "method.h"
+#include "peft.h"
 #include "rng.h"
 
 static const dt_optdef prefix_opts[] = {
@@ -203,6 +204,72 @@ static void prefix_describe(const dt_method *me, char *buf, size_t cap) {
              s->kvd);
 }
 
+/* `export --format peft` (src/peft.h). */
+static int prefix_export_peft(dt_peft_export *x) {
+  const dt_ckpt_info *i = x->info;
+  const dt_peft_tensors *p = x->in;
+  dt_peft_out *l = x->out;
+  const int e = dt_peft_find(p, "prompt_encoder.embedding.weight");
+  DT_CHECK(e >= 0 && p->v[e]->ndim == 2, DT_EINPUT,
+           "export: no prompt_encoder.embedding.weight [P, width] in the checkpoint");
+  const int64_t P = p->v[e]->shape[0];
+  const int kvd = i->kv_heads * i->head_dim, W = 2 * i->layers * kvd;
+  const int w0 = dt_peft_find(p, "prompt_encoder.transform.0.weight");
+  const int hidden = w0 >= 0 ? (int)p->v[w0]->shape[0] : 0;
+  static dt_ckpt_var table_var;
+  memset(&table_var, 0, sizeof table_var);
+  table_var.ndim = 2;
+  table_var.shape[0] = P;
+  table_var.shape[1] = W;
+  if (!hidden) {
+    DT_CHECK(p->v[e]->shape[1] == W, DT_EINPUT,
+             "export: prompt_encoder.embedding.weight is [%lld, %lld]; 2 x %d layers x kv width "
+             "%d = %d columns expected", (long long)P, (long long)p->v[e]->shape[1], i->layers,
+             kvd, W);
+    DT_CALL(dt_peft_push(l, "prompt_embeddings", &table_var, p->data[e]));
+  } else {
+    const int b0 = dt_peft_find(p, "prompt_encoder.transform.0.bias");
+    const int w2 = dt_peft_find(p, "prompt_encoder.transform.2.weight");
+    const int b2 = dt_peft_find(p, "prompt_encoder.transform.2.bias");
+    DT_CHECK(b0 >= 0 && w2 >= 0 && b2 >= 0 && p->v[e]->shape[1] == kvd &&
+                 p->v[w0]->shape[1] == kvd && p->v[w2]->shape[0] == W &&
+                 p->v[w2]->shape[1] == hidden,
+             DT_EINPUT, "export: the prefix MLP tensors prompt_encoder.transform.{0,2}.{weight,"
+             "bias} are missing or do not fit embedding [%lld, %d] -> %d -> %d", (long long)P,
+             kvd, hidden, W);
+    float *a = NULL;
+    DT_CALL(dt_malloc(&l->owned, sizeof(float) * (size_t)(P * W), "prompt_embeddings"));
+    DT_CALL(dt_malloc(&a, sizeof(float) * (size_t)hidden, "the prefix MLP"));
+    const float *emb = p->data[e], *W0 = p->data[w0], *B0 = p->data[b0], *W2 = p->data[w2],
+                *B2 = p->data[b2];
+    for (int64_t r = 0; r < P; r++) {
+      for (int h = 0; h < hidden; h++) {
+        float s = B0[h];
+        for (int j = 0; j < kvd; j++) s += emb[r * kvd + j] * W0[(size_t)h * kvd + j];
+        a[h] = tanhf(s);
+      }
+      for (int o = 0; o < W; o++) {
+        float s = B2[o];
+        for (int h = 0; h < hidden; h++) s += a[h] * W2[(size_t)o * hidden + h];
+        l->owned[r * W + o] = s;
+      }
+    }
+    free(a);
+    DT_CALL(dt_peft_push(l, "prompt_embeddings", &table_var, l->owned));
+  }
+  json_t *c = dt_peft_config_common(i, "PREFIX_TUNING");
+  json_object_set_new(c, "num_virtual_tokens", json_integer(P));
+  json_object_set_new(c, "token_dim", json_integer(kvd));
+  json_object_set_new(c, "num_transformer_submodules", json_integer(1));
+  json_object_set_new(c, "num_attention_heads", json_integer(i->kv_heads));
+  json_object_set_new(c, "num_layers", json_integer(i->layers));
+  json_object_set_new(c, "encoder_hidden_size", hidden ? json_integer(hidden) : json_null());
+  json_object_set_new(c, "prefix_projection", json_boolean(hidden > 0));
+  json_object_set_new(c, "modules_to_save", json_null());
+  x->cfg = c;
+  return DT_OK;
+}
+
 const dt_method_ops dt_method_prefix = {
     .name = "prefix",
     .summary = "trained key/value prefixes in every layer (Li & Liang 2021)",
@@ -216,4 +283,5 @@ const dt_method_ops dt_method_prefix = {
     .end_backward = prefix_end_backward,
     .prefix_kv = prefix_kv,
     .describe = prefix_describe,
+    .export_peft = prefix_export_peft,
 };

@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "method.h"
+#include "peft.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -155,6 +156,29 @@ static void prompt_describe(const dt_method *me, char *buf, size_t cap) {
   snprintf(buf, cap, "prompt tuning: %d virtual tokens of width %d", s->P, s->d);
 }
 
+/* `export --format peft` (src/peft.h). */
+static int prompt_export_peft(dt_peft_export *x) {
+  const dt_ckpt_info *i = x->info;
+  const dt_peft_tensors *p = x->in;
+  dt_peft_out *l = x->out;
+  const int e = dt_peft_find(p, "prompt_encoder.embedding.weight");
+  DT_CHECK(e >= 0 && p->v[e]->ndim == 2 && p->v[e]->shape[1] == i->d_model, DT_EINPUT,
+           "export: no prompt_encoder.embedding.weight [P, %d] in the checkpoint", i->d_model);
+  DT_CALL(dt_peft_push(l, "prompt_embeddings", p->v[e], p->data[e]));
+  json_t *c = dt_peft_config_common(i, "PROMPT_TUNING");
+  json_object_set_new(c, "num_virtual_tokens", json_integer(p->v[e]->shape[0]));
+  json_object_set_new(c, "token_dim", json_integer(i->d_model));
+  json_object_set_new(c, "num_transformer_submodules", json_integer(1));
+  json_object_set_new(c, "num_attention_heads", json_integer(i->heads));
+  json_object_set_new(c, "num_layers", json_integer(i->layers));
+  json_object_set_new(c, "prompt_tuning_init", json_string("RANDOM"));
+  json_object_set_new(c, "prompt_tuning_init_text", json_null());
+  json_object_set_new(c, "tokenizer_name_or_path", json_null());
+  json_object_set_new(c, "modules_to_save", json_null());
+  x->cfg = c;
+  return DT_OK;
+}
+
 const dt_method_ops dt_method_prompt = {
     .name = "prompt",
     .summary = "trained virtual token embeddings prepended to the input (Lester et al. 2021)",
@@ -167,4 +191,5 @@ const dt_method_ops dt_method_prompt = {
     .end_backward = prompt_end_backward,
     .prompt_embed = prompt_embed,
     .describe = prompt_describe,
+    .export_peft = prompt_export_peft,
 };
