@@ -15,21 +15,21 @@
 
 /* The weight storage is sized and allocated by one walk (alloc_weights):
  * each piece adds its bytes (as dt_alloc_aligned rounds them) to
- * m->weight_bytes and is allocated unless the model is describe_only, so
+ * the backbone's weight_bytes and is allocated unless the model is describe_only, so
  * `deltatune plan` and a real load cannot disagree. */
 static size_t aligned_bytes(size_t bytes) { return bytes ? (bytes + 63) / 64 * 64 : 64; }
 
-static int alloc_mat(dt_model *m, dt_mat *a, int rows, int cols, int bf16, const char *what) {
+static int alloc_mat(dt_backbone *b, dt_mat *a, int rows, int cols, int bf16, const char *what) {
   a->rows = rows;
   a->cols = cols;
   size_t n = (size_t)rows * cols;
   const size_t bytes = aligned_bytes(n * (bf16 ? sizeof(uint16_t) : sizeof(float)));
-  m->bb->weight_bytes += (int64_t)bytes;
-  m->bb->mat_bytes += (int64_t)bytes;
-  if (m->bb->describe_only) return DT_OK;
-  if (m->bb->slab) { /* carved from the node's shared copy (64-byte aligned) */
-    void *p = m->bb->slab + m->bb->slab_used;
-    m->bb->slab_used += bytes;
+  b->weight_bytes += (int64_t)bytes;
+  b->mat_bytes += (int64_t)bytes;
+  if (b->describe_only) return DT_OK;
+  if (b->slab) { /* carved from the node's shared copy (64-byte aligned) */
+    void *p = b->slab + b->slab_used;
+    b->slab_used += bytes;
     if (bf16) a->w16 = p;
     else a->w = p;
     a->shared = 1;
@@ -40,37 +40,38 @@ static int alloc_mat(dt_model *m, dt_mat *a, int rows, int cols, int bf16, const
   return DT_OK;
 }
 
-static int alloc_vec(dt_model *m, dt_vec *v, int n, const char *what) {
+static int alloc_vec(dt_backbone *b, dt_vec *v, int n, const char *what) {
   v->n = n;
-  m->bb->weight_bytes += (int64_t)aligned_bytes((size_t)n * sizeof(float));
-  if (m->bb->describe_only) return DT_OK;
+  b->weight_bytes += (int64_t)aligned_bytes((size_t)n * sizeof(float));
+  if (b->describe_only) return DT_OK;
   DT_CALL(dt_alloc_aligned(&v->v, (size_t)n * sizeof(float), what));
   return DT_OK;
 }
 
-static int alloc_weights(dt_model *m) {
-  const dt_config *c = &m->bb->cfg;
-  const int d = c->d_model, bf = m->bb->weights_bf16, V = m->bb->sh.vocab_l;
-  m->bb->weight_bytes = m->bb->mat_bytes = 0;
-  DT_CALL(alloc_mat(m, &m->bb->wte, V, d, bf, "token embedding"));
+static int alloc_weights(dt_backbone *b) {
+  const dt_config *c = &b->cfg;
+  const int d = c->d_model, bf = b->weights_bf16, V = b->sh.vocab_l;
+  b->weight_bytes = b->mat_bytes = 0;
+  DT_CALL(alloc_mat(b, &b->wte, V, d, bf, "token embedding"));
   if (dt_cfg_arch(c)->pos == DT_POS_LEARNED)
-    DT_CALL(alloc_mat(m, &m->bb->wpe, c->n_ctx, d, 0, "position embedding"));
-  DT_CALL(alloc_vec(m, &m->bb->lnf_w, d, "final norm"));
-  if (c->has_bias) DT_CALL(alloc_vec(m, &m->bb->lnf_b, d, "final norm bias"));
-  if (c->tied_head) m->bb->lm_head = m->bb->wte;
-  else DT_CALL(alloc_mat(m, &m->bb->lm_head, V, d, bf, "lm_head"));
-  DT_CALL(dt_calloc(&m->bb->layers, sizeof(dt_layer) * c->n_layer, "layers"));
+    DT_CALL(alloc_mat(b, &b->wpe, c->n_ctx, d, 0, "position embedding"));
+  DT_CALL(alloc_vec(b, &b->lnf_w, d, "final norm"));
+  if (c->has_bias) DT_CALL(alloc_vec(b, &b->lnf_b, d, "final norm bias"));
+  if (c->tied_head) b->lm_head = b->wte;
+  else DT_CALL(alloc_mat(b, &b->lm_head, V, d, bf, "lm_head"));
+  DT_CALL(dt_calloc(&b->layers, sizeof(dt_layer) * c->n_layer, "layers"));
   for (int l = 0; l < c->n_layer; l++) {
-    dt_layer *L = &m->bb->layers[l];
-    DT_CALL(alloc_vec(m, &L->ln1_w, d, "norm"));
-    DT_CALL(alloc_vec(m, &L->ln2_w, d, "norm"));
+    dt_layer *L = &b->layers[l];
+    DT_CALL(alloc_vec(b, &L->ln1_w, d, "norm"));
+    DT_CALL(alloc_vec(b, &L->ln2_w, d, "norm"));
     if (c->has_bias) {
-      DT_CALL(alloc_vec(m, &L->ln1_b, d, "norm bias"));
-      DT_CALL(alloc_vec(m, &L->ln2_b, d, "norm bias"));
+      DT_CALL(alloc_vec(b, &L->ln1_b, d, "norm bias"));
+      DT_CALL(alloc_vec(b, &L->ln2_b, d, "norm bias"));
     }
     for (int s = 0; s < DT_N_SITES; s++) {
-      DT_CALL(alloc_mat(m, &L->lin[s], dt_site_out_l(m, s), dt_site_in_l(m, s), bf, "block matrix"));
-      if (c->has_bias) DT_CALL(alloc_vec(m, &L->bias[s], dt_site_out_l(m, s), "bias"));
+      const int out = dt_shard_site_out_l(&b->sh, c, s), in = dt_shard_site_in_l(&b->sh, c, s);
+      DT_CALL(alloc_mat(b, &L->lin[s], out, in, bf, "block matrix"));
+      if (c->has_bias) DT_CALL(alloc_vec(b, &L->bias[s], out, "bias"));
     }
   }
   return DT_OK;
@@ -347,12 +348,12 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
   return DT_OK;
 }
 
-static int load_config(dt_model *m, const char *spec) {
+static int load_config(dt_backbone *b, const char *spec) {
   if (strncmp(spec, "synthetic:", 10) == 0) {
-    DT_CALL(dt_synthetic_config_parse(&m->bb->cfg, spec));
-    DT_CALL(dt_config_validate(&m->bb->cfg));
+    DT_CALL(dt_synthetic_config_parse(&b->cfg, spec));
+    DT_CALL(dt_config_validate(&b->cfg));
   } else {
-    DT_CALL(dt_hf_config_load(&m->bb->cfg, spec));
+    DT_CALL(dt_hf_config_load(&b->cfg, spec));
   }
   return DT_OK;
 }
@@ -360,17 +361,17 @@ static int load_config(dt_model *m, const char *spec) {
 /* One shared window for the frozen matrices of this shard: sized by a
  * describe pass of the same allocation walk, allocated by the first replica
  * of the node (dist->peers), mapped by the others. Collective over peers. */
-static int share_alloc(dt_model *m, dt_dist *dist) {
-  m->bb->describe_only = 1;
-  int rc = alloc_weights(m);
-  free(m->bb->layers);
-  m->bb->layers = NULL;
-  m->bb->describe_only = 0;
+static int share_alloc(dt_backbone *b, dt_dist *dist) {
+  b->describe_only = 1;
+  int rc = alloc_weights(b);
+  free(b->layers);
+  b->layers = NULL;
+  b->describe_only = 0;
   DT_CALL(rc);
-  DT_CALL(dt_shmwin_alloc(&m->bb->frozen_win, dist->peers, m->bb->mat_bytes, "the frozen weights"));
-  m->bb->slab = m->bb->frozen_win.base;
-  m->bb->slab_used = 0;
-  m->bb->slab_writer = dist->peers_rank == 0;
+  DT_CALL(dt_shmwin_alloc(&b->frozen_win, dist->peers, b->mat_bytes, "the frozen weights"));
+  b->slab = b->frozen_win.base;
+  b->slab_used = 0;
+  b->slab_writer = dist->peers_rank == 0;
   return DT_OK;
 }
 
@@ -406,10 +407,10 @@ int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
   DT_CALL(new_backbone(m));
   m->bb->weights_bf16 = weights_bf16;
   m->bb->dist = dist;
-  DT_CALL(load_config(m, spec));
+  DT_CALL(load_config(m->bb, spec));
   DT_CALL(dt_shard_init(&m->bb->sh, &m->bb->cfg, dist ? dist->tp_rank : 0, dist ? dist->tp_size : 1));
-  if (share && dist && dist->peers_size > 1) DT_CALL(share_alloc(m, dist));
-  DT_CALL(alloc_weights(m));
+  if (share && dist && dist->peers_size > 1) DT_CALL(share_alloc(m->bb, dist));
+  DT_CALL(alloc_weights(m->bb));
   int rc = strncmp(spec, "synthetic:", 10) == 0 ? init_synthetic(m, seed) : load_hf(m, spec);
   if (m->bb->slab) {
     /* the writer's values are visible to the other replicas after this
@@ -428,9 +429,9 @@ int dt_model_describe(dt_model *m, const char *spec, int weights_bf16, int tp_ra
   m->bb->describe_only = 1;
   DT_CHECK(tp_size >= 1 && tp_rank >= 0 && tp_rank < tp_size, DT_EUSAGE,
            "tensor-parallel rank %d of %d", tp_rank, tp_size);
-  DT_CALL(load_config(m, spec));
+  DT_CALL(load_config(m->bb, spec));
   DT_CALL(dt_shard_init(&m->bb->sh, &m->bb->cfg, tp_rank, tp_size));
-  DT_CALL(alloc_weights(m));
+  DT_CALL(alloc_weights(m->bb));
   return DT_OK;
 }
 
