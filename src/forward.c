@@ -25,7 +25,7 @@
 #define Q_L(m) dt_site_in_l((m), DT_SITE_ATTN_OUT)
 #define FC_L(m) dt_site_out_l((m), DT_SITE_FC)
 #define FFN_L(m) dt_site_in_l((m), DT_SITE_PROJ)
-#define KV_L(m) ((m)->sh.n_kv_l * (m)->cfg.head_dim)
+#define KV_L(m) ((m)->bb->sh.n_kv_l * (m)->bb->cfg.head_dim)
 
 int dt_model_set_methods(dt_model *m, struct dt_method **methods, int n) {
   free(m->methods);
@@ -57,8 +57,8 @@ static int any_pre(const dt_model *m, int l, int s) {
  * A gradient, IA3's scale gradient); the frozen matrix's own input gradient
  * needs dy and W alone. */
 static int proj_input_read(const dt_model *m) {
-  for (int l = 0; l < m->cfg.n_layer; l++) {
-    if (m->layers[l].lin[DT_SITE_PROJ].trained || m->layers[l].lin[DT_SITE_PROJ].grad ||
+  for (int l = 0; l < m->bb->cfg.n_layer; l++) {
+    if (m->bb->layers[l].lin[DT_SITE_PROJ].trained || m->bb->layers[l].lin[DT_SITE_PROJ].grad ||
         any_pre(m, l, DT_SITE_PROJ))
       return 1;
     for (int k = 0; k < m->n_methods; k++)
@@ -82,13 +82,13 @@ static float *carve(carver *c, size_t n) {
 
 /* Is the saved residual stream kept in the tensor group's shared window? */
 static int x_share_on(const dt_model *m, int recompute) {
-  return m->x_share_req && !recompute && m->sh.tp_size > 1 && (!m->dist || m->dist->shm_ok);
+  return m->x_share_req && !recompute && m->bb->sh.tp_size > 1 && (!m->bb->dist || m->bb->dist->shm_ok);
 }
 
 /* cs: where the saved residual stream (x, x1 of every block) goes when the
  * tensor group shares it (x_share_on), else NULL: cv holds everything. */
 static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recompute) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   const size_t N = (size_t)B * T, d = c->d_model;
   const int n_sets = recompute ? 1 : c->n_layer;
   carver *cx = cs ? cs : cv;
@@ -110,7 +110,7 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
     a->ln1_stat = carve(cv, N * 2);
     a->qkv = carve(cv, N * QKV_L(m));
     a->att = carve(cv, N * Q_L(m));
-    a->lse = carve(cv, (size_t)B * m->sh.n_head_l * T);
+    a->lse = carve(cv, (size_t)B * m->bb->sh.n_head_l * T);
     a->x1 = carve(cx, N * d);
     a->ln2 = norm_out;
     a->ln2_stat = carve(cv, N * 2);
@@ -149,23 +149,23 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
   m->d_fc = carve(cv, wide);
   m->d_act = carve(cv, N * FFN_L(m));
   m->d_xf = carve(cv, N * d);
-  dt_attn_dims ad = {B, T, m->n_prefix, m->sh.n_head_l, m->sh.n_kv_l, c->head_dim};
+  dt_attn_dims ad = {B, T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim};
   m->att_scratch = carve(cv, (size_t)dt_attention_scratch(&ad));
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     size_t mx_in = 0;
     for (int s = 0; s < DT_N_SITES; s++)
       if ((size_t)dt_site_in_l(m, s) > mx_in) mx_in = (size_t)dt_site_in_l(m, s);
-    m->px_scratch = carve(cv, dt_pxgemm_scratch(&m->cfg, &m->sh, (int)N));
+    m->px_scratch = carve(cv, dt_pxgemm_scratch(&m->bb->cfg, &m->bb->sh, (int)N));
     m->px_tmp = carve(cv, N * mx_in);
   }
   const int chunk = N < DT_LOGIT_CHUNK ? (int)N : DT_LOGIT_CHUNK;
   m->logit_chunk_rows = chunk;
-  m->logit_chunk = carve(cv, (size_t)chunk * (m->sh.vocab_l > 0 ? m->sh.vocab_l : 1));
+  m->logit_chunk = carve(cv, (size_t)chunk * (m->bb->sh.vocab_l > 0 ? m->bb->sh.vocab_l : 1));
   m->head_red = carve(cv, 4 * (size_t)chunk);
   if (m->matmul_bf16) {
     /* the bf16 copy of a product's activation operand: x [N,in] forward,
      * dy [N,out] backward, head rows [chunk,d] and their logits [chunk,V] */
-    size_t e = (size_t)chunk * (d > (size_t)m->sh.vocab_l ? d : (size_t)m->sh.vocab_l);
+    size_t e = (size_t)chunk * (d > (size_t)m->bb->sh.vocab_l ? d : (size_t)m->bb->sh.vocab_l);
     for (int s = 0; s < DT_N_SITES; s++) {
       const size_t io = (size_t)(dt_site_in_l(m, s) > dt_site_out_l(m, s) ? dt_site_in_l(m, s)
                                                                           : dt_site_out_l(m, s));
@@ -229,7 +229,7 @@ size_t dt_model_act_shared_bytes(const dt_model *mc, int B, int T_data, int reco
  * allocated by tensor rank 0 and mapped by the group. Collective over the
  * tensor group. */
 static int x_window(dt_model *m, size_t n) {
-  DT_CALL(dt_shmwin_alloc(&m->x_win, m->dist->tp, n * sizeof(float), "the saved residual stream"));
+  DT_CALL(dt_shmwin_alloc(&m->x_win, m->bb->dist->tp, n * sizeof(float), "the saved residual stream"));
   return DT_OK;
 }
 
@@ -242,7 +242,7 @@ static void free_x_window(dt_model *m) {
 static size_t bf16_scratch_floats(const dt_model *m) {
   /* with bf16 products the head is never widened (IA3's feed-forward unit
    * and PxGEMM still widen a block matrix) */
-  size_t mx = m->matmul_bf16 ? 0 : (size_t)m->sh.vocab_l * m->cfg.d_model;
+  size_t mx = m->matmul_bf16 ? 0 : (size_t)m->bb->sh.vocab_l * m->bb->cfg.d_model;
   for (int s = 0; s < DT_N_SITES; s++) {
     size_t v = (size_t)dt_site_in_l(m, s) * dt_site_out_l(m, s);
     if (v > mx) mx = v;
@@ -256,14 +256,15 @@ size_t dt_model_plan_extra_bytes(const dt_model *mc, int B, int T_data) {
   if (count_tokens(&m, &nv, &np)) return 0;
   const size_t T = (size_t)T_data + nv;
   /* as dt_model_plan allocates them below */
-  size_t b = m.weights_bf16 ? (bf16_scratch_floats(&m) * sizeof(float) + 63) / 64 * 64 : 0;
-  if (dt_cfg_arch(&m.cfg)->pos == DT_POS_ROPE) b += 2 * ((size_t)np + T) * (size_t)(m.cfg.head_dim / 2) * sizeof(float);
+  size_t b = m.bb->weights_bf16 ? (bf16_scratch_floats(&m) * sizeof(float) + 63) / 64 * 64 : 0;
+  if (dt_cfg_arch(&m.bb->cfg)->pos == DT_POS_ROPE)
+    b += 2 * ((size_t)np + T) * (size_t)(m.bb->cfg.head_dim / 2) * sizeof(float);
   b += sizeof(int32_t) * (size_t)B * T_data + sizeof(int32_t) * B * T + sizeof(int) * B * T;
   return b;
 }
 
 int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   DT_CHECK(B >= 1 && T_data >= 2, DT_EUSAGE,
            "batch of %d rows x %d tokens: need at least 1 row of 2 tokens", B,
            T_data);
@@ -298,7 +299,7 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
   m->x_saved = NULL;
   m->acts = NULL;
   free_x_window(m);
-  const int xs = x_share_on(m, recompute) && m->dist;
+  const int xs = x_share_on(m, recompute) && m->bb->dist;
   layout(m, &cv, xs ? &cs : NULL, B, m->T, recompute);
   m->hook_ws = keep_ws;
   m->x_saved = keep_xs;
@@ -316,7 +317,7 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
   if (recompute)
     for (int l = 1; l < c->n_layer; l++) m->acts[l] = m->acts[0];
   /* bf16 conversion scratch: the largest matrix */
-  if (m->weights_bf16) {
+  if (m->bb->weights_bf16) {
     const size_t mx = bf16_scratch_floats(m);
     free(m->wscratch);
     DT_CALL(dt_alloc_aligned(&m->wscratch, mx * sizeof(float), "bf16 conversion scratch"));
@@ -442,10 +443,10 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
         DT_CALL(m->methods[k]->ops->pre_fwd(m->methods[k], &sub, (float *)sub.x));
       }
   }
-  const dt_layer *L = &m->layers[l];
+  const dt_layer *L = &m->bb->layers[l];
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     /* the PxGEMM formulation: psgemm moves the operands itself */
-    DT_CALL(dt_pxgemm_forward(&m->cfg, &m->sh, m->dist, s, y, xin, dt_mat_f32(m, &L->lin[s]), N,
+    DT_CALL(dt_pxgemm_forward(&m->bb->cfg, &m->bb->sh, m->bb->dist, s, y, xin, dt_mat_f32(m, &L->lin[s]), N,
                               m->px_scratch));
     if (L->bias[s].v)
       for (int i = 0; i < N; i++)
@@ -453,7 +454,7 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
   } else if (dt_site_row_parallel(s)) {
     /* row-parallel: partial products, g = sum over the tensor group, bias */
     DT_CALL(frozen_xwt(m, y, xin, &L->lin[s], NULL, N, in, out));
-    if (m->dist) DT_CALL(dt_tp_sum(m->dist, y, (size_t)N * out));
+    if (m->bb->dist) DT_CALL(dt_tp_sum(m->bb->dist, y, (size_t)N * out));
     if (L->bias[s].v)
       for (int i = 0; i < N; i++)
         for (int j = 0; j < out; j++) y[(size_t)i * out + j] += L->bias[s].v[j];
@@ -486,7 +487,7 @@ static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
       const size_t r0 = m->methods[k]->nrows ? (size_t)m->methods[k]->row0 * m->T : 0;
       DT_CALL(m->methods[k]->ops->post_bwd(m->methods[k], &sub, dy + r0 * out, dx + r0 * in));
     }
-  dt_layer *L = &m->layers[l];
+  dt_layer *L = &m->bb->layers[l];
   if (L->lin[s].grad) {
     dt_linear_backward_weight(L->lin[s].grad, L->bias[s].grad, dy, xin, N, in, out);
   } else if (L->bias[s].grad) {
@@ -495,15 +496,15 @@ static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
   }
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     /* hooks' partial contributions are summed; psgemm gives the rest whole */
-    if (!dt_site_row_parallel(s)) DT_CALL(dt_tp_sum(m->dist, dx, (size_t)N * in));
-    DT_CALL(dt_pxgemm_backward_input(&m->cfg, &m->sh, m->dist, s, m->px_tmp, dy,
+    if (!dt_site_row_parallel(s)) DT_CALL(dt_tp_sum(m->bb->dist, dx, (size_t)N * in));
+    DT_CALL(dt_pxgemm_backward_input(&m->bb->cfg, &m->bb->sh, m->bb->dist, s, m->px_tmp, dy,
                                      dt_mat_f32(m, &L->lin[s]), N, m->px_scratch));
     for (size_t i = 0; i < (size_t)N * in; i++) dx[i] += m->px_tmp[i];
   } else if (want_dx) {
     DT_CALL(frozen_dyw(m, dx, dy, &L->lin[s], N, in, out));
     /* column-parallel: f backward = sum of the partial input gradients */
-    if (!dt_site_row_parallel(s) && m->dist)
-      DT_CALL(dt_tp_sum(m->dist, dx, (size_t)N * in));
+    if (!dt_site_row_parallel(s) && m->bb->dist)
+      DT_CALL(dt_tp_sum(m->bb->dist, dx, (size_t)N * in));
   }
   io.x = x;
   for (int k = m->n_methods - 1; k >= 0; k--)
@@ -520,7 +521,7 @@ static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
 
 static void norm_fwd(const dt_model *m, float *out, float *stat, const float *x,
                      const dt_vec *w, const dt_vec *b, int N) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   if (dt_cfg_arch(c)->norm == DT_NORM_LAYER)
     dt_layernorm_forward(out, stat, x, w->v, b->v, N, c->d_model, c->norm_eps);
   else
@@ -530,7 +531,7 @@ static void norm_fwd(const dt_model *m, float *out, float *stat, const float *x,
 static void norm_bwd(const dt_model *m, float *dx, const float *dout,
                      const float *x, dt_vec *w, dt_vec *b, const float *stat,
                      int N) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   if (dt_cfg_arch(c)->norm == DT_NORM_LAYER)
     dt_layernorm_backward(dx, w->grad, b->grad, dout, x, w->v, stat, N, c->d_model);
   else
@@ -548,16 +549,16 @@ static int prefix_of(dt_model *m, int l, const float **pk, const float **pv,
   const float *K, *V;
   float *dK, *dV;
   DT_CALL(me->ops->prefix_kv(me, l, &K, &V, &dK, &dV));
-  const int kvd = dt_cfg_kv_dim(&m->cfg), kvl = KV_L(m), hd = m->cfg.head_dim;
+  const int kvd = dt_cfg_kv_dim(&m->bb->cfg), kvl = KV_L(m), hd = m->bb->cfg.head_dim;
   const int P = m->n_prefix;
   if (kvl == kvd) { /* every head is local */
     *pk = K, *pv = V, *dpk = dK, *dpv = dV;
     return DT_OK;
   }
-  const int T = dt_model_tp(m), r = m->sh.tp_rank;
+  const int T = dt_model_tp(m), r = m->bb->sh.tp_rank;
   for (int p = 0; p < P; p++) {
     int j = 0;
-    for (int g = r; g < m->cfg.n_kv_head; g += T, j++) {
+    for (int g = r; g < m->bb->cfg.n_kv_head; g += T, j++) {
       memcpy(m->pk_l + (size_t)p * kvl + j * hd, K + (size_t)p * kvd + g * hd, sizeof(float) * hd);
       memcpy(m->pv_l + (size_t)p * kvl + j * hd, V + (size_t)p * kvd + g * hd, sizeof(float) * hd);
     }
@@ -575,12 +576,12 @@ static int prefix_of(dt_model *m, int l, const float **pk, const float **pv,
 /* After the attention backward: add the local heads' prefix gradients into
  * the method's full [P, kv_dim] buffers (zero elsewhere: a partial sum). */
 static void prefix_scatter_grad(dt_model *m) {
-  const int kvd = dt_cfg_kv_dim(&m->cfg), kvl = KV_L(m), hd = m->cfg.head_dim;
+  const int kvd = dt_cfg_kv_dim(&m->bb->cfg), kvl = KV_L(m), hd = m->bb->cfg.head_dim;
   if (m->prefix_method < 0 || kvl == kvd || !m->prefix_dk) return;
-  const int T = dt_model_tp(m), r = m->sh.tp_rank;
+  const int T = dt_model_tp(m), r = m->bb->sh.tp_rank;
   for (int p = 0; p < m->n_prefix; p++) {
     int j = 0;
-    for (int g = r; g < m->cfg.n_kv_head; g += T, j++)
+    for (int g = r; g < m->bb->cfg.n_kv_head; g += T, j++)
       for (int c = 0; c < hd; c++) {
         m->prefix_dk[(size_t)p * kvd + g * hd + c] += m->dpk_l[(size_t)p * kvl + j * hd + c];
         m->prefix_dv[(size_t)p * kvd + g * hd + c] += m->dpv_l[(size_t)p * kvl + j * hd + c];
@@ -590,16 +591,16 @@ static void prefix_scatter_grad(dt_model *m) {
 
 /* This tensor rank's slice of the N rows of src into the group's shared dst. */
 static void store_rows(const dt_model *m, float *dst, const float *src) {
-  const size_t N = (size_t)m->B * m->T, d = m->cfg.d_model, T = (size_t)dt_model_tp(m);
-  const size_t r = (size_t)m->dist->tp_rank, r0 = N * r / T, r1 = N * (r + 1) / T;
+  const size_t N = (size_t)m->B * m->T, d = m->bb->cfg.d_model, T = (size_t)dt_model_tp(m);
+  const size_t r = (size_t)m->bb->dist->tp_rank, r0 = N * r / T, r1 = N * (r + 1) / T;
   memcpy(dst + r0 * d, src + r0 * d, sizeof(float) * (r1 - r0) * d);
 }
 
 static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
                          float *xout, int train) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   const int N = m->B * m->T, d = c->d_model;
-  dt_layer *L = &m->layers[l];
+  dt_layer *L = &m->bb->layers[l];
   /* x, x1: the residual stream of this block; with the group's shared copy
    * (m->x_shared) it runs through private buffers and each rank stores its
    * slice of the rows for the backward */
@@ -611,15 +612,15 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   DT_CALL(site_forward(m, a, l, DT_SITE_QKV, a->ln1, a->qkv, train));
   const int qd = Q_L(m), ld = QKV_L(m);
   if (dt_cfg_arch(c)->pos == DT_POS_ROPE) {
-    dt_rope_apply(a->qkv, N, ld, 0, m->sh.n_head_l, c->head_dim, m->T, m->rope_cos,
+    dt_rope_apply(a->qkv, N, ld, 0, m->bb->sh.n_head_l, c->head_dim, m->T, m->rope_cos,
                   m->rope_sin, 0);
-    dt_rope_apply(a->qkv, N, ld, qd, m->sh.n_kv_l, c->head_dim, m->T,
+    dt_rope_apply(a->qkv, N, ld, qd, m->bb->sh.n_kv_l, c->head_dim, m->T,
                   m->rope_cos, m->rope_sin, 0);
   }
   const float *pk, *pv;
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
-  dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->sh.n_head_l, m->sh.n_kv_l, c->head_dim};
+  dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim};
   dt_attention_forward(a->att, a->lse, a->qkv, pk, pv, &ad, m->att_scratch);
   float *o = m->d_tmp; /* [N,d] scratch during forward */
   DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, o, train));
@@ -635,23 +636,23 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
 }
 
 int dt_model_first_dx_needed(const dt_model *m) {
-  const dt_layer *L = &m->layers[0];
+  const dt_layer *L = &m->bb->layers[0];
   int virt = 0;
   for (int k = 0; k < m->n_methods; k++) {
     const dt_method *me = m->methods[k];
     if (me->ops->virtual_tokens && me->ops->virtual_tokens(me) > 0) virt = 1;
   }
-  return m->wte.trained || m->wpe.trained || virt || L->ln1_w.trained || L->ln1_b.trained ||
+  return m->bb->wte.trained || m->bb->wpe.trained || virt || L->ln1_w.trained || L->ln1_b.trained ||
          any_pre(m, 0, DT_SITE_QKV) || (m->tp_gemm && dt_model_tp(m) > 1);
 }
 
 /* m->d_res: grad w.r.t. the block output on entry, w.r.t. its input on exit
  * (on exit from the first block only when dt_model_first_dx_needed). */
 static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   const int N = m->B * m->T, d = c->d_model;
   const size_t Nd = (size_t)N * d;
-  dt_layer *L = &m->layers[l];
+  dt_layer *L = &m->bb->layers[l];
   /* FFN */
   memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act, 1));
@@ -669,15 +670,15 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   const float *pk, *pv;
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
-  dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->sh.n_head_l, m->sh.n_kv_l, c->head_dim};
+  dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim};
   dt_attention_backward(m->d_qkv, dpk, dpv, m->d_att, a->att, a->lse, a->qkv,
                         pk, pv, &ad, m->att_scratch);
   prefix_scatter_grad(m);
   if (dt_cfg_arch(c)->pos == DT_POS_ROPE) {
     const int qd = Q_L(m), ld = QKV_L(m);
-    dt_rope_apply(m->d_qkv, N, ld, 0, m->sh.n_head_l, c->head_dim, m->T, m->rope_cos,
+    dt_rope_apply(m->d_qkv, N, ld, 0, m->bb->sh.n_head_l, c->head_dim, m->T, m->rope_cos,
                   m->rope_sin, 1);
-    dt_rope_apply(m->d_qkv, N, ld, qd, m->sh.n_kv_l, c->head_dim, m->T,
+    dt_rope_apply(m->d_qkv, N, ld, qd, m->bb->sh.n_kv_l, c->head_dim, m->T,
                   m->rope_cos, m->rope_sin, 1);
   }
   /* the first block's input gradient feeds only the embedding backward:
@@ -710,9 +711,9 @@ static int prompt_of(dt_model *m, const float **e, float **de) {
  * of the tokens it owns (zeros elsewhere), one sum over the tensor group
  * completes them; then prompt rows and positions are added (replicated). */
 static int embed_forward(dt_model *m, float *x) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   const int d = c->d_model, T = m->T, P = m->n_virtual;
-  const int v0 = m->sh.vocab0, vl = m->sh.vocab_l;
+  const int v0 = m->bb->sh.vocab0, vl = m->bb->sh.vocab_l;
   const float *pe;
   float *dpe;
   DT_CALL(prompt_of(m, &pe, &dpe));
@@ -722,19 +723,19 @@ static int embed_forward(dt_model *m, float *x) {
       const int id = m->ids[b * m->T_data + (t - P)] - v0;
       if (id < 0 || id >= vl) {
         memset(row, 0, sizeof(float) * d);
-      } else if (m->wte.w) {
-        memcpy(row, m->wte.w + (size_t)id * d, sizeof(float) * d);
+      } else if (m->bb->wte.w) {
+        memcpy(row, m->bb->wte.w + (size_t)id * d, sizeof(float) * d);
       } else {
-        for (int j = 0; j < d; j++) row[j] = dt_bf16_to_f32(m->wte.w16[(size_t)id * d + j]);
+        for (int j = 0; j < d; j++) row[j] = dt_bf16_to_f32(m->bb->wte.w16[(size_t)id * d + j]);
       }
     }
-  if (dt_model_tp(m) > 1) DT_CALL(dt_tp_sum(m->dist, x, (size_t)m->B * T * d));
+  if (dt_model_tp(m) > 1) DT_CALL(dt_tp_sum(m->bb->dist, x, (size_t)m->B * T * d));
   for (int b = 0; b < m->B; b++)
     for (int t = 0; t < T; t++) {
       float *row = x + ((size_t)b * T + t) * d;
       if (t < P) memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) {
-        const float *p = m->wpe.w + (size_t)(m->n_prefix + t) * d;
+        const float *p = m->bb->wpe.w + (size_t)(m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) row[j] += p[j];
       }
     }
@@ -742,9 +743,9 @@ static int embed_forward(dt_model *m, float *x) {
 }
 
 static int embed_backward(dt_model *m, const float *dx) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   const int d = c->d_model, T = m->T, P = m->n_virtual;
-  const int v0 = m->sh.vocab0, vl = m->sh.vocab_l;
+  const int v0 = m->bb->sh.vocab0, vl = m->bb->sh.vocab_l;
   const float *pe;
   float *dpe;
   DT_CALL(prompt_of(m, &pe, &dpe));
@@ -754,14 +755,14 @@ static int embed_backward(dt_model *m, const float *dx) {
       float *dst = NULL;
       if (t < P) {
         dst = dpe ? dpe + (size_t)t * d : NULL;
-      } else if (m->wte.grad) {
+      } else if (m->bb->wte.grad) {
         const int id = m->ids[b * m->T_data + (t - P)] - v0;
-        if (id >= 0 && id < vl) dst = m->wte.grad + (size_t)id * d;
+        if (id >= 0 && id < vl) dst = m->bb->wte.grad + (size_t)id * d;
       }
       if (dst)
         for (int j = 0; j < d; j++) dst[j] += g[j];
-      if (dt_cfg_arch(c)->pos == DT_POS_LEARNED && m->wpe.grad) {
-        float *p = m->wpe.grad + (size_t)(m->n_prefix + t) * d;
+      if (dt_cfg_arch(c)->pos == DT_POS_LEARNED && m->bb->wpe.grad) {
+        float *p = m->bb->wpe.grad + (size_t)(m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) p[j] += g[j];
       }
     }
@@ -778,8 +779,8 @@ static int embed_backward(dt_model *m, const float *dx) {
 static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, const float *W,
                       int want_grad, double norm, dt_loss_stats *st,
                       float *logits_out) {
-  const dt_config *c = &m->cfg;
-  const int d = c->d_model, V = m->sh.vocab_l, Vg = c->vocab, v0 = m->sh.vocab0;
+  const dt_config *c = &m->bb->cfg;
+  const int d = c->d_model, V = m->bb->sh.vocab_l, Vg = c->vocab, v0 = m->bb->sh.vocab0;
   const int tp = dt_model_tp(m);
   float *xg = m->d_tmp; /* [n, d] gathered rows */
   for (int i = 0; i < n; i++)
@@ -800,7 +801,7 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, con
     mx[i] = dt_row_max(z, V);
     zl[i] = label >= v0 && label < v0 + V ? z[label - v0] : 0.0f;
   }
-  if (tp > 1) DT_CALL(dt_tp_max(m->dist, mx, (size_t)n));
+  if (tp > 1) DT_CALL(dt_tp_max(m->bb->dist, mx, (size_t)n));
   /* the exponentials replace the logits (copied out above): the gradient
    * below only rescales them */
   for (int i = 0; i < n; i++) {
@@ -809,7 +810,7 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, con
     dt_exp_shift(z, V, mi);
     se[i] = (float)dt_row_sum_d(z, V);
   }
-  if (tp > 1) DT_CALL(dt_tp_sum(m->dist, se, 2 * (size_t)n)); /* se and zl */
+  if (tp > 1) DT_CALL(dt_tp_sum(m->bb->dist, se, 2 * (size_t)n)); /* se and zl */
   for (int i = 0; i < n; i++) {
     const int r = rows[i], b = r / m->T, t = r % m->T;
     float *z = lg + (size_t)i * V;
@@ -851,7 +852,7 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, con
                 W, d, 0.0f, dxg, d);
   for (int i = 0; i < n; i++)
     memcpy(m->d_xf + (size_t)rows[i] * d, dxg + (size_t)i * d, sizeof(float) * d);
-  float *dW = m->cfg.tied_head ? m->wte.grad : m->lm_head.grad;
+  float *dW = m->bb->cfg.tied_head ? m->bb->wte.grad : m->bb->lm_head.grad;
   if (dW)
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, d, n, 1.0f, lg, V,
                 xg, d, 1.0f, dW, d);
@@ -861,7 +862,7 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, con
 int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
                      int want_grad, double grad_norm_count,
                      dt_loss_stats *stats, float *logits) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   const int B = m->B, T = m->T, Td = m->T_data, P = m->n_virtual;
   const int N = B * T, d = c->d_model;
   DT_CHECK(m->arena, DT_EINTERNAL, "dt_model_forward before dt_model_plan");
@@ -889,7 +890,7 @@ int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
     if (m->recompute) a->x = m->x_saved[l];
     DT_CALL(layer_forward(m, a, l, xin, xout, want_grad));
   }
-  norm_fwd(m, m->xf, m->xf_stat, m->x_last, &m->lnf_w, &m->lnf_b, N);
+  norm_fwd(m, m->xf, m->xf_stat, m->x_last, &m->bb->lnf_w, &m->bb->lnf_b, N);
   /* head over scored rows only (all rows when logits are wanted) */
   int n_rows = 0;
   for (int r = 0; r < N; r++) {
@@ -900,19 +901,19 @@ int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
   if (want_grad) memset(m->d_xf, 0, sizeof(float) * (size_t)N * d);
   /* fp32 products: the head as fp32 (widened once for every chunk when
    * stored in bf16); bf16 products: NULL, the chunks use its bf16 */
-  const float *W = m->matmul_bf16 && m->lm_head.w16 ? NULL : dt_mat_f32(m, &m->lm_head);
+  const float *W = m->matmul_bf16 && m->bb->lm_head.w16 ? NULL : dt_mat_f32(m, &m->bb->lm_head);
   dt_loss_stats st = {0};
   /* row-exact bookkeeping uses labels[b*T] (never scored) as a flag */
   for (int b = 0; b < B; b++) m->labels[b * T] = -100;
   if (logits) memset(logits, 0, sizeof(float) * (size_t)N * c->vocab);
   for (int i = 0; i < n_rows; i += m->logit_chunk_rows) {
     int n = n_rows - i < m->logit_chunk_rows ? n_rows - i : m->logit_chunk_rows;
-    DT_CALL(head_chunk(m, m->scored_rows + i, n, &m->lm_head, W, want_grad, grad_norm_count, &st,
+    DT_CALL(head_chunk(m, m->scored_rows + i, n, &m->bb->lm_head, W, want_grad, grad_norm_count, &st,
                        logits));
   }
   if (dt_model_tp(m) > 1) {
-    if (logits) DT_CALL(dt_tp_sum(m->dist, logits, (size_t)N * c->vocab));
-    if (want_grad) DT_CALL(dt_tp_sum(m->dist, m->d_xf, (size_t)N * d));
+    if (logits) DT_CALL(dt_tp_sum(m->bb->dist, logits, (size_t)N * c->vocab));
+    if (want_grad) DT_CALL(dt_tp_sum(m->bb->dist, m->d_xf, (size_t)N * d));
   }
   for (int b = 0; b < B; b++) {
     int scored = 0;
@@ -928,10 +929,10 @@ int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
 }
 
 int dt_model_backward(dt_model *m) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   const int N = m->B * m->T;
   memset(m->d_res, 0, sizeof(float) * (size_t)N * c->d_model);
-  norm_bwd(m, m->d_res, m->d_xf, m->x_last, &m->lnf_w, &m->lnf_b, m->xf_stat, N);
+  norm_bwd(m, m->d_res, m->d_xf, m->x_last, &m->bb->lnf_w, &m->bb->lnf_b, m->xf_stat, N);
   for (int l = c->n_layer - 1; l >= 0; l--) {
     dt_layer_acts *a = &m->acts[m->recompute ? 0 : l];
     if (m->recompute) {

@@ -15,21 +15,21 @@
 
 /* The weight storage is sized and allocated by one walk (alloc_weights):
  * each piece adds its bytes (as dt_alloc_aligned rounds them) to
- * m->weight_bytes and is allocated unless the model is describe_only, so
+ * the backbone's weight_bytes and is allocated unless the model is describe_only, so
  * `deltatune plan` and a real load cannot disagree. */
 static size_t aligned_bytes(size_t bytes) { return bytes ? (bytes + 63) / 64 * 64 : 64; }
 
-static int alloc_mat(dt_model *m, dt_mat *a, int rows, int cols, int bf16, const char *what) {
+static int alloc_mat(dt_backbone *b, dt_mat *a, int rows, int cols, int bf16, const char *what) {
   a->rows = rows;
   a->cols = cols;
   size_t n = (size_t)rows * cols;
   const size_t bytes = aligned_bytes(n * (bf16 ? sizeof(uint16_t) : sizeof(float)));
-  m->weight_bytes += (int64_t)bytes;
-  m->mat_bytes += (int64_t)bytes;
-  if (m->describe_only) return DT_OK;
-  if (m->slab) { /* carved from the node's shared copy (64-byte aligned) */
-    void *p = m->slab + m->slab_used;
-    m->slab_used += bytes;
+  b->weight_bytes += (int64_t)bytes;
+  b->mat_bytes += (int64_t)bytes;
+  if (b->describe_only) return DT_OK;
+  if (b->slab) { /* carved from the node's shared copy (64-byte aligned) */
+    void *p = b->slab + b->slab_used;
+    b->slab_used += bytes;
     if (bf16) a->w16 = p;
     else a->w = p;
     a->shared = 1;
@@ -40,37 +40,38 @@ static int alloc_mat(dt_model *m, dt_mat *a, int rows, int cols, int bf16, const
   return DT_OK;
 }
 
-static int alloc_vec(dt_model *m, dt_vec *v, int n, const char *what) {
+static int alloc_vec(dt_backbone *b, dt_vec *v, int n, const char *what) {
   v->n = n;
-  m->weight_bytes += (int64_t)aligned_bytes((size_t)n * sizeof(float));
-  if (m->describe_only) return DT_OK;
+  b->weight_bytes += (int64_t)aligned_bytes((size_t)n * sizeof(float));
+  if (b->describe_only) return DT_OK;
   DT_CALL(dt_alloc_aligned(&v->v, (size_t)n * sizeof(float), what));
   return DT_OK;
 }
 
-static int alloc_weights(dt_model *m) {
-  const dt_config *c = &m->cfg;
-  const int d = c->d_model, bf = m->weights_bf16, V = m->sh.vocab_l;
-  m->weight_bytes = m->mat_bytes = 0;
-  DT_CALL(alloc_mat(m, &m->wte, V, d, bf, "token embedding"));
+static int alloc_weights(dt_backbone *b) {
+  const dt_config *c = &b->cfg;
+  const int d = c->d_model, bf = b->weights_bf16, V = b->sh.vocab_l;
+  b->weight_bytes = b->mat_bytes = 0;
+  DT_CALL(alloc_mat(b, &b->wte, V, d, bf, "token embedding"));
   if (dt_cfg_arch(c)->pos == DT_POS_LEARNED)
-    DT_CALL(alloc_mat(m, &m->wpe, c->n_ctx, d, 0, "position embedding"));
-  DT_CALL(alloc_vec(m, &m->lnf_w, d, "final norm"));
-  if (c->has_bias) DT_CALL(alloc_vec(m, &m->lnf_b, d, "final norm bias"));
-  if (c->tied_head) m->lm_head = m->wte;
-  else DT_CALL(alloc_mat(m, &m->lm_head, V, d, bf, "lm_head"));
-  DT_CALL(dt_calloc(&m->layers, sizeof(dt_layer) * c->n_layer, "layers"));
+    DT_CALL(alloc_mat(b, &b->wpe, c->n_ctx, d, 0, "position embedding"));
+  DT_CALL(alloc_vec(b, &b->lnf_w, d, "final norm"));
+  if (c->has_bias) DT_CALL(alloc_vec(b, &b->lnf_b, d, "final norm bias"));
+  if (c->tied_head) b->lm_head = b->wte;
+  else DT_CALL(alloc_mat(b, &b->lm_head, V, d, bf, "lm_head"));
+  DT_CALL(dt_calloc(&b->layers, sizeof(dt_layer) * c->n_layer, "layers"));
   for (int l = 0; l < c->n_layer; l++) {
-    dt_layer *L = &m->layers[l];
-    DT_CALL(alloc_vec(m, &L->ln1_w, d, "norm"));
-    DT_CALL(alloc_vec(m, &L->ln2_w, d, "norm"));
+    dt_layer *L = &b->layers[l];
+    DT_CALL(alloc_vec(b, &L->ln1_w, d, "norm"));
+    DT_CALL(alloc_vec(b, &L->ln2_w, d, "norm"));
     if (c->has_bias) {
-      DT_CALL(alloc_vec(m, &L->ln1_b, d, "norm bias"));
-      DT_CALL(alloc_vec(m, &L->ln2_b, d, "norm bias"));
+      DT_CALL(alloc_vec(b, &L->ln1_b, d, "norm bias"));
+      DT_CALL(alloc_vec(b, &L->ln2_b, d, "norm bias"));
     }
     for (int s = 0; s < DT_N_SITES; s++) {
-      DT_CALL(alloc_mat(m, &L->lin[s], dt_site_out_l(m, s), dt_site_in_l(m, s), bf, "block matrix"));
-      if (c->has_bias) DT_CALL(alloc_vec(m, &L->bias[s], dt_site_out_l(m, s), "bias"));
+      const int out = dt_shard_site_out_l(&b->sh, c, s), in = dt_shard_site_in_l(&b->sh, c, s);
+      DT_CALL(alloc_mat(b, &L->lin[s], out, in, bf, "block matrix"));
+      if (c->has_bias) DT_CALL(alloc_vec(b, &L->bias[s], out, "bias"));
     }
   }
   return DT_OK;
@@ -82,7 +83,7 @@ int64_t dt_model_local_weight_bytes(const dt_model *m) {
   if (dt_model_tensors((dt_model *)m, &refs, &n)) return -1;
   int64_t b = 0;
   for (int i = 0; i < n; i++)
-    b += refs[i].numel_l * (refs[i].mat && m->weights_bf16 && refs[i].mat != &m->wpe ? 2 : 4);
+    b += refs[i].numel_l * (refs[i].mat && m->bb->weights_bf16 && refs[i].mat != &m->bb->wpe ? 2 : 4);
   free(refs);
   return b;
 }
@@ -114,7 +115,7 @@ static int add_ref(dt_model *m, dt_tensor_ref *r, int *n, const char *name, int 
     e->ndim = 1;
     e->shape[0] = rows;
   }
-  const dt_shard *sh = &m->sh;
+  const dt_shard *sh = &m->bb->sh;
   e->shard_dim = 0;
   switch (kind) {
     case DT_SHARD_QKV: DT_CALL(dt_segs_restrict(&e->segs, &sh->qkv_rows, lo, hi)); break;
@@ -146,7 +147,7 @@ static int add_ref(dt_model *m, dt_tensor_ref *r, int *n, const char *name, int 
 }
 
 int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   int cap = dt_cfg_arch(c)->n_tensors * (c->n_layer + 1), k = 0;
   dt_tensor_ref *r;
   DT_CALL(dt_calloc(&r, sizeof *r * cap, "tensor table"));
@@ -167,15 +168,15 @@ int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n) {
       for (int i = pass == 2 ? first : 0; i < (pass == 0 ? first : A->n_tensors); i++) {
         const dt_arch_tensor *t = &A->tensors[i];
         if (t->per_layer != (pass == 1) || (t->untied_only && c->tied_head)) continue;
-        dt_layer *L = pass == 1 ? &m->layers[l] : NULL;
+        dt_layer *L = pass == 1 ? &m->bb->layers[l] : NULL;
         dt_mat *mat = NULL;
         dt_vec *vec = NULL;
         switch (t->slot) {
-          case DT_SLOT_WTE: mat = &m->wte; break;
-          case DT_SLOT_WPE: mat = &m->wpe; break;
-          case DT_SLOT_HEAD: mat = &m->lm_head; break;
-          case DT_SLOT_LNF_W: vec = &m->lnf_w; break;
-          case DT_SLOT_LNF_B: vec = &m->lnf_b; break;
+          case DT_SLOT_WTE: mat = &m->bb->wte; break;
+          case DT_SLOT_WPE: mat = &m->bb->wpe; break;
+          case DT_SLOT_HEAD: mat = &m->bb->lm_head; break;
+          case DT_SLOT_LNF_W: vec = &m->bb->lnf_w; break;
+          case DT_SLOT_LNF_B: vec = &m->bb->lnf_b; break;
           case DT_SLOT_LN1_W: vec = &L->ln1_w; break;
           case DT_SLOT_LN1_B: vec = &L->ln1_b; break;
           case DT_SLOT_LN2_W: vec = &L->ln2_w; break;
@@ -289,7 +290,7 @@ static int load_hf(dt_model *m, const char *dir) {
   if (rc == DT_OK) rc = dt_malloc(&tmp, sizeof(float) * mx, "read buffer");
   for (int i = 0; rc == DT_OK && i < n; i++) rc = check_ref(&refs[i], &set);
   for (int i = 0; rc == DT_OK && i < n; i++)
-    if (!(refs[i].mat && refs[i].mat->shared && !m->slab_writer)) /* else another replica reads it */
+    if (!(refs[i].mat && refs[i].mat->shared && !m->bb->slab_writer)) /* else another replica reads it */
       rc = load_ref(&refs[i], &set, tmp);
   free(tmp);
   free(refs);
@@ -319,7 +320,7 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
   for (int i = 0; i < n; i++) {
     dt_tensor_ref *r = &refs[i];
     uint64_t key = dt_rng_key(seed, (uint64_t)i);
-    if (r->mat && r->mat->shared && !m->slab_writer) continue; /* another replica fills it */
+    if (r->mat && r->mat->shared && !m->bb->slab_writer) continue; /* another replica fills it */
     if (r->vec) {
       float v = r->is_bias ? 0.0f : 1.0f;
       for (int j = 0; j < r->vec->n; j++) r->vec->v[j] = v;
@@ -347,12 +348,12 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
   return DT_OK;
 }
 
-static int load_config(dt_model *m, const char *spec) {
+static int load_config(dt_backbone *b, const char *spec) {
   if (strncmp(spec, "synthetic:", 10) == 0) {
-    DT_CALL(dt_synthetic_config_parse(&m->cfg, spec));
-    DT_CALL(dt_config_validate(&m->cfg));
+    DT_CALL(dt_synthetic_config_parse(&b->cfg, spec));
+    DT_CALL(dt_config_validate(&b->cfg));
   } else {
-    DT_CALL(dt_hf_config_load(&m->cfg, spec));
+    DT_CALL(dt_hf_config_load(&b->cfg, spec));
   }
   return DT_OK;
 }
@@ -360,17 +361,17 @@ static int load_config(dt_model *m, const char *spec) {
 /* One shared window for the frozen matrices of this shard: sized by a
  * describe pass of the same allocation walk, allocated by the first replica
  * of the node (dist->peers), mapped by the others. Collective over peers. */
-static int share_alloc(dt_model *m, dt_dist *dist) {
-  m->describe_only = 1;
-  int rc = alloc_weights(m);
-  free(m->layers);
-  m->layers = NULL;
-  m->describe_only = 0;
+static int share_alloc(dt_backbone *b, dt_dist *dist) {
+  b->describe_only = 1;
+  int rc = alloc_weights(b);
+  free(b->layers);
+  b->layers = NULL;
+  b->describe_only = 0;
   DT_CALL(rc);
-  DT_CALL(dt_shmwin_alloc(&m->frozen_win, dist->peers, m->mat_bytes, "the frozen weights"));
-  m->slab = m->frozen_win.base;
-  m->slab_used = 0;
-  m->slab_writer = dist->peers_rank == 0;
+  DT_CALL(dt_shmwin_alloc(&b->frozen_win, dist->peers, b->mat_bytes, "the frozen weights"));
+  b->slab = b->frozen_win.base;
+  b->slab_used = 0;
+  b->slab_writer = dist->peers_rank == 0;
   return DT_OK;
 }
 
@@ -385,25 +386,33 @@ int dt_model_unshare(dt_model *m, dt_mat *a) {
   else a->w16 = p;
   a->shared = 0;
   /* a tied head aliases the embedding's storage: keep it aliased */
-  dt_mat *twin = a == &m->wte ? &m->lm_head : a == &m->lm_head ? &m->wte : NULL;
-  if (m->cfg.tied_head && twin && (twin->w == old || twin->w16 == old)) {
+  dt_mat *twin = a == &m->bb->wte ? &m->bb->lm_head : a == &m->bb->lm_head ? &m->bb->wte : NULL;
+  if (m->bb->cfg.tied_head && twin && (twin->w == old || twin->w16 == old)) {
     twin->w = a->w, twin->w16 = a->w16;
     twin->shared = 0;
   }
   return DT_OK;
 }
 
+/* A model with a fresh, empty backbone of its own. */
+static int new_backbone(dt_model *m) {
+  memset(m, 0, sizeof *m);
+  DT_CALL(dt_calloc(&m->bb, sizeof *m->bb, "the backbone"));
+  m->owns_bb = 1;
+  return DT_OK;
+}
+
 int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
                   uint64_t seed, dt_dist *dist, int share) {
-  memset(m, 0, sizeof *m);
-  m->weights_bf16 = weights_bf16;
-  m->dist = dist;
-  DT_CALL(load_config(m, spec));
-  DT_CALL(dt_shard_init(&m->sh, &m->cfg, dist ? dist->tp_rank : 0, dist ? dist->tp_size : 1));
-  if (share && dist && dist->peers_size > 1) DT_CALL(share_alloc(m, dist));
-  DT_CALL(alloc_weights(m));
+  DT_CALL(new_backbone(m));
+  m->bb->weights_bf16 = weights_bf16;
+  m->bb->dist = dist;
+  DT_CALL(load_config(m->bb, spec));
+  DT_CALL(dt_shard_init(&m->bb->sh, &m->bb->cfg, dist ? dist->tp_rank : 0, dist ? dist->tp_size : 1));
+  if (share && dist && dist->peers_size > 1) DT_CALL(share_alloc(m->bb, dist));
+  DT_CALL(alloc_weights(m->bb));
   int rc = strncmp(spec, "synthetic:", 10) == 0 ? init_synthetic(m, seed) : load_hf(m, spec);
-  if (m->slab) {
+  if (m->bb->slab) {
     /* the writer's values are visible to the other replicas after this
      * (a collective over the peers), and its failure is theirs too */
     __sync_synchronize();
@@ -415,14 +424,14 @@ int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
 
 int dt_model_describe(dt_model *m, const char *spec, int weights_bf16, int tp_rank,
                       int tp_size) {
-  memset(m, 0, sizeof *m);
-  m->weights_bf16 = weights_bf16;
-  m->describe_only = 1;
+  DT_CALL(new_backbone(m));
+  m->bb->weights_bf16 = weights_bf16;
+  m->bb->describe_only = 1;
   DT_CHECK(tp_size >= 1 && tp_rank >= 0 && tp_rank < tp_size, DT_EUSAGE,
            "tensor-parallel rank %d of %d", tp_rank, tp_size);
-  DT_CALL(load_config(m, spec));
-  DT_CALL(dt_shard_init(&m->sh, &m->cfg, tp_rank, tp_size));
-  DT_CALL(alloc_weights(m));
+  DT_CALL(load_config(m->bb, spec));
+  DT_CALL(dt_shard_init(&m->bb->sh, &m->bb->cfg, tp_rank, tp_size));
+  DT_CALL(alloc_weights(m->bb));
   return DT_OK;
 }
 
@@ -431,7 +440,7 @@ void dt_model_describe_bytes(dt_model *m, size_t bytes) {
 }
 
 int dt_model_alloc(dt_model *m, void *pptr, size_t bytes, const char *what) {
-  if (m->describe_only) {
+  if (m->bb->describe_only) {
     dt_model_describe_bytes(m, bytes);
     *(void **)pptr = NULL;
     return DT_OK;
@@ -452,15 +461,14 @@ static void free_vec(dt_vec *v) {
   free(v->grad);
 }
 
-void dt_model_free(dt_model *m) {
-  if (!m) return;
-  free_mat(&m->wte);
-  free_mat(&m->wpe);
-  free_vec(&m->lnf_w);
-  free_vec(&m->lnf_b);
-  if (!m->cfg.tied_head) free_mat(&m->lm_head);
-  for (int l = 0; m->layers && l < m->cfg.n_layer; l++) {
-    dt_layer *L = &m->layers[l];
+static void free_backbone(dt_backbone *b) {
+  free_mat(&b->wte);
+  free_mat(&b->wpe);
+  free_vec(&b->lnf_w);
+  free_vec(&b->lnf_b);
+  if (!b->cfg.tied_head) free_mat(&b->lm_head);
+  for (int l = 0; b->layers && l < b->cfg.n_layer; l++) {
+    dt_layer *L = &b->layers[l];
     free_vec(&L->ln1_w);
     free_vec(&L->ln1_b);
     free_vec(&L->ln2_w);
@@ -470,10 +478,16 @@ void dt_model_free(dt_model *m) {
       free_vec(&L->bias[s]);
     }
   }
-  free(m->layers);
-  dt_shmwin_free(&m->frozen_win); /* collective over the peers */
+  free(b->layers);
+  dt_shmwin_free(&b->frozen_win); /* collective over the peers */
+  dt_shard_free(&b->sh);
+  free(b);
+}
+
+void dt_model_free(dt_model *m) {
+  if (!m) return;
   dt_model_free_workspace(m);
-  dt_shard_free(&m->sh);
+  if (m->owns_bb && m->bb) free_backbone(m->bb);
   memset(m, 0, sizeof *m);
 }
 
@@ -504,16 +518,19 @@ void dt_model_free_workspace(dt_model *m) {
   clear_workspace(m);
 }
 
-void dt_model_view(dt_model *view, const dt_model *base) {
-  *view = *base;
-  clear_workspace(view);
+void dt_model_workspace(dt_model *ws, const dt_model *base) {
+  memset(ws, 0, sizeof *ws);
+  ws->bb = base->bb; /* not owned */
+  ws->tp_gemm = base->tp_gemm;
+  ws->matmul_bf16 = base->matmul_bf16;
+  ws->x_share_req = base->x_share_req;
 }
 
 int dt_model_require_grad(dt_model *m, const dt_tensor_ref *r, float **data,
                           float **grad) {
-  if (m->describe_only) {
+  if (m->bb->describe_only) {
     /* sizes only: the gradient the real call allocates (its whole owner) */
-    const int bf16 = r->mat && m->weights_bf16 && r->mat != &m->wpe;
+    const int bf16 = r->mat && m->bb->weights_bf16 && r->mat != &m->bb->wpe;
     DT_CHECK(!bf16, DT_EUSAGE,
              "tensor '%s' is trained by the chosen method, which needs "
              "--weights-dtype fp32 (frozen bf16 weights cannot be updated)",
@@ -559,13 +576,13 @@ static void zero_vec(dt_vec *v) {
 }
 
 void dt_model_zero_backbone_grads(dt_model *m) {
-  zero_mat(&m->wte);
-  zero_mat(&m->wpe);
-  zero_vec(&m->lnf_w);
-  zero_vec(&m->lnf_b);
-  if (!m->cfg.tied_head) zero_mat(&m->lm_head);
-  for (int l = 0; l < m->cfg.n_layer; l++) {
-    dt_layer *L = &m->layers[l];
+  zero_mat(&m->bb->wte);
+  zero_mat(&m->bb->wpe);
+  zero_vec(&m->bb->lnf_w);
+  zero_vec(&m->bb->lnf_b);
+  if (!m->bb->cfg.tied_head) zero_mat(&m->bb->lm_head);
+  for (int l = 0; l < m->bb->cfg.n_layer; l++) {
+    dt_layer *L = &m->bb->layers[l];
     zero_vec(&L->ln1_w);
     zero_vec(&L->ln1_b);
     zero_vec(&L->ln2_w);
@@ -578,7 +595,7 @@ void dt_model_zero_backbone_grads(dt_model *m) {
 }
 
 int64_t dt_model_param_count(const dt_model *m) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   int64_t d = c->d_model, n = (int64_t)c->vocab * d;
   if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) n += (int64_t)c->n_ctx * d;
   if (!c->tied_head) n += (int64_t)c->vocab * d;
@@ -600,7 +617,7 @@ const float *dt_mat_f32(dt_model *m, const dt_mat *a) {
 }
 
 int64_t dt_model_matmul_params(const dt_model *m) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   int64_t per = (int64_t)c->d_model * dt_cfg_qkv_dim(c) +
                 (int64_t)dt_cfg_q_dim(c) * c->d_model +
                 (int64_t)c->d_model * dt_cfg_fc_dim(c) + (int64_t)c->d_ffn * c->d_model;
@@ -608,13 +625,13 @@ int64_t dt_model_matmul_params(const dt_model *m) {
 }
 
 double dt_model_step_flops(const dt_model *m, int T, double tokens, double scored) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   const double head = (double)c->vocab * c->d_model;
   double per = 4.0 * ((double)dt_model_matmul_params(m) - head);
   per += 3.0 * c->n_layer * 4.0 * (T + 1) / 2.0 * dt_cfg_q_dim(c);
   for (int l = 0; l < c->n_layer; l++)
     for (int s = 0; s < DT_N_SITES; s++)
-      if (m->layers[l].lin[s].trained)
-        per += 2.0 * (double)m->layers[l].lin[s].rows * m->layers[l].lin[s].cols;
+      if (m->bb->layers[l].lin[s].trained)
+        per += 2.0 * (double)m->bb->layers[l].lin[s].rows * m->bb->layers[l].lin[s].cols;
   return per * tokens + 4.0 * head * scored;
 }

@@ -65,7 +65,15 @@ typedef struct {
   float *act;      /* [N,ffn] gelu(fc) / silu(gate)*up */
 } dt_layer_acts;
 
-typedef struct dt_model {
+/* The backbone: the config, the rank layout, the shard and the weights.
+ * dt_model_load / dt_model_describe create it; after loading it does not
+ * change, and several models (workspaces) may point at one backbone: the
+ * sweep's groups share the base model's. The exception is a method that
+ * trains or rewrites backbone tensors (dt_model_require_grad: dt_mat.grad,
+ * .trained; dt_model_unshare): it writes the backbone, so a run with such
+ * a method needs a backbone of its own (the sweep loads one per such task,
+ * dt_methods_write_backbone; docs/design.md). */
+typedef struct dt_backbone {
   dt_config cfg;
   dt_dist *dist;   /* rank layout; NULL = one rank */
   dt_shard sh;     /* this rank's part of the backbone (everything when tp = 1) */
@@ -73,8 +81,7 @@ typedef struct dt_model {
   /* describe_only (dt_model_describe): shapes and sizes, no weight storage;
    * methods created on it register their tensors but allocate nothing large
    * (see dt_model_describe). weight_bytes: the frozen storage allocated, or
-   * that would be; described_bytes: what methods would have allocated on a
-   * describe_only model but did not (trained backbone gradients, SAID). */
+   * that would be. */
   int describe_only;
   int64_t weight_bytes;
   int64_t mat_bytes; /* of weight_bytes, the matrices (what a node's replicas can share) */
@@ -84,7 +91,6 @@ typedef struct dt_model {
   char *slab;
   size_t slab_used;
   int slab_writer; /* this rank fills the shared matrices at load */
-  int64_t described_bytes;
 
   /* weights */
   dt_mat wte;     /* [vocab, d] */
@@ -92,6 +98,16 @@ typedef struct dt_model {
   dt_vec lnf_w, lnf_b;
   dt_mat lm_head; /* [vocab, d]; tied: aliases wte's storage */
   dt_layer *layers;
+} dt_backbone;
+
+/* A model: a pointer to a backbone and one run's workspace (the methods,
+ * the planned sizes, activations and scratch, the per-step inputs). */
+typedef struct dt_model {
+  dt_backbone *bb; /* the weights this workspace runs */
+  int owns_bb;     /* dt_model_load / dt_model_describe made it; dt_model_free frees it */
+  /* what methods would have allocated on a describe_only backbone but did
+   * not (trained backbone gradients, SAID) */
+  int64_t described_bytes;
 
   /* methods hooked into the blocks */
   struct dt_method **methods;
@@ -191,31 +207,32 @@ static inline float *dt_at(float *base, size_t off) { return base ? base + off :
 
 /* Local widths and sharded segments of a linear site (mpi/shard.h). */
 static inline int dt_site_in_l(const dt_model *m, int s) {
-  return dt_shard_site_in_l(&m->sh, &m->cfg, s);
+  return dt_shard_site_in_l(&m->bb->sh, &m->bb->cfg, s);
 }
 static inline int dt_site_out_l(const dt_model *m, int s) {
-  return dt_shard_site_out_l(&m->sh, &m->cfg, s);
+  return dt_shard_site_out_l(&m->bb->sh, &m->bb->cfg, s);
 }
 static inline const dt_segs *dt_site_segs(const dt_model *m, int s) {
-  return dt_shard_site_segs(&m->sh, s);
+  return dt_shard_site_segs(&m->bb->sh, s);
 }
 /* Rows per loss-head chunk: the logits of this many rows exist at once
  * ([chunk, local vocab] floats). Each chunk streams the whole head matrix
  * through two GEMMs, so fewer, larger chunks repack it less often. */
 #define DT_LOGIT_CHUNK 512
 
-static inline int dt_model_tp(const dt_model *m) { return m->dist ? m->dist->tp_size : 1; }
+static inline int dt_model_tp(const dt_model *m) { return m->bb->dist ? m->bb->dist->tp_size : 1; }
 void dt_model_free(dt_model *m);
-/* Backbone and workspace (docs/design.md): the backbone is the config, the
- * shard layout and the weights; the workspace is what dt_model_set_methods,
- * dt_model_plan and the steps allocate (methods, activations, scratch,
- * per-step ids). dt_model_view makes *view a second workspace on the
- * backbone of base: it shares base's weights (and copies its run settings:
- * tp_gemm, matmul_bf16, x_share_req ...) and owns none of base's
- * allocations. Free a view with dt_model_free_workspace, never
- * dt_model_free; dt_model_free_workspace frees the workspace of a model and
- * keeps its backbone. */
-void dt_model_view(dt_model *view, const dt_model *base);
+/* Backbone and workspace (docs/design.md): the backbone (dt_backbone) is
+ * the config, the shard layout and the weights; the workspace is the rest of
+ * dt_model: what dt_model_set_methods, dt_model_plan and the steps allocate
+ * (methods, activations, scratch, per-step ids). dt_model_workspace makes
+ * *ws a second workspace on base's backbone (ws->bb = base->bb), with base's
+ * run settings (tp_gemm, matmul_bf16, x_share_req) and nothing else of its
+ * workspace. Free one with dt_model_free_workspace, never dt_model_free
+ * (which also frees the backbone its model owns);
+ * dt_model_free_workspace frees the workspace of any model and keeps the
+ * backbone. */
+void dt_model_workspace(dt_model *ws, const dt_model *base);
 void dt_model_free_workspace(dt_model *m);
 
 /* Attach methods (before dt_model_plan). */

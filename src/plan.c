@@ -96,7 +96,7 @@ static int describe_rank(const dt_plan_in *in, int r, int T, shard_entry *z) {
   const int64_t h1 = heap_in_use();
   if (rc == DT_OK) rc = dt_model_set_methods(&z->m, z->ms, z->n);
   if (rc == DT_OK) {
-    const dt_config *c = &z->m.cfg;
+    const dt_config *c = &z->m.bb->cfg;
     z->method_bytes = (h1 - h0) + z->m.described_bytes;
     z->numel = p.numel;
     z->numel_l = p.numel_l;
@@ -125,7 +125,7 @@ static int describe_rank(const dt_plan_in *in, int r, int T, shard_entry *z) {
     }
     for (int s = 0; s < DT_N_SITES; s++)
       z->matmul_local += (double)dt_site_in_l(&z->m, s) * dt_site_out_l(&z->m, s) * c->n_layer;
-    z->matmul_local += (double)z->m.sh.vocab_l * c->d_model;
+    z->matmul_local += (double)z->m.bb->sh.vocab_l * c->d_model;
   }
   dt_params_free(&p); /* the methods keep no pointer into the table */
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
@@ -171,11 +171,11 @@ static int ctx_get(plan_ctx *x, const dt_config *cfg, int r, int T, shard_entry 
  * (its local output rows), the head's weight gradient (local vocabulary). */
 static int64_t blas_packing(const dt_model *m, int64_t N, const dt_machine *mc) {
   int64_t rows = N;
-  for (int l = 0; l < m->cfg.n_layer; l++)
+  for (int l = 0; l < m->bb->cfg.n_layer; l++)
     for (int s = 0; s < DT_N_SITES; s++)
-      if (m->layers[l].lin[s].trained && m->layers[l].lin[s].rows > rows)
-        rows = m->layers[l].lin[s].rows;
-  const dt_mat *head = m->cfg.tied_head ? &m->wte : &m->lm_head;
+      if (m->bb->layers[l].lin[s].trained && m->bb->layers[l].lin[s].rows > rows)
+        rows = m->bb->layers[l].lin[s].rows;
+  const dt_mat *head = m->bb->cfg.tied_head ? &m->bb->wte : &m->bb->lm_head;
   if (head->trained && head->rows > rows) rows = head->rows;
   const double b = mc->blas_bytes_per_row * (double)(rows > 1024 ? rows - 1024 : 0);
   return (int64_t)(b < mc->blas_buffer_bytes ? b : mc->blas_buffer_bytes);
@@ -200,7 +200,7 @@ static int ctx_init(plan_ctx *x, const dt_plan_in *in, dt_config *cfg) {
   x->in = in;
   dt_model m;
   DT_CALL(dt_model_describe(&m, in->model, in->bf16, 0, 1));
-  *cfg = m.cfg;
+  *cfg = m.bb->cfg;
   dt_model_free(&m);
   return DT_OK;
 }
@@ -248,7 +248,7 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
   o->frozen_params = dt_model_param_count(&w->m);
   o->trainable = w->numel;
   o->n_tensors = w->n_tensors;
-  o->weight_bytes_total = w->m.weight_bytes;
+  o->weight_bytes_total = w->m.bb->weight_bytes;
   o->matmul_global = (double)dt_model_matmul_params(&w->m);
   /* every data position but the first is scored; with prompt tokens the
    * last virtual position predicts the first data token too */
@@ -268,7 +268,7 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
     dt_plan_mem pm;
     memset(&pm, 0, sizeof pm);
     pm.tp_rank = r;
-    pm.weights = z->m.weight_bytes;
+    pm.weights = z->m.bb->weight_bytes;
     pm.method = z->method_bytes * K;
     pm.adamw = 2 * aligned(4 * (z->numel_l + 1)) * K;
     pm.buckets = R > 1 ? 4 * (z->numel_l + 1) * K : 0;
@@ -318,7 +318,7 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
     if (dt_share_weights(in->share_weights ? in->share_weights : "auto", in->methods) &&
         in->ranks_per_node % T == 0 && in->ranks_per_node / T > 1) {
       pm.share_replicas = in->ranks_per_node / T;
-      pm.node_share -= z->m.mat_bytes - z->m.mat_bytes / pm.share_replicas;
+      pm.node_share -= z->m.bb->mat_bytes - z->m.bb->mat_bytes / pm.share_replicas;
     }
     pm.numel_l = z->numel_l;
     if (!best || pm.rss > o->mem.rss) {
@@ -834,7 +834,7 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   char a[64], b2[64];
   dt_model m;
   DT_CALL(dt_model_describe(&m, in.model, in.bf16, 0, 1));
-  const dt_config *c = &m.cfg;
+  const dt_config *c = &m.bb->cfg;
   printf("deltatune plan: %s\n", in.model);
   printf("backbone: %s, %d layers, d=%d, %d heads / %d kv (head dim %d), ffn %d, vocab %d: "
          "%lld parameters (%s at %s)\n",

@@ -162,8 +162,8 @@ static int trains_backbone(const char *list) {
 }
 
 typedef struct {
-  const dt_model *base; /* the backbone the group's tasks use */
-  dt_model view; /* shares the backbone's weights; own activations */
+  const dt_model *base; /* owns the backbone the group's tasks use (base->bb) */
+  dt_model ws; /* the group's workspace on that backbone */
   int T, nv, np, planned;
   int32_t *ids, *labels;
   float *row_norm;
@@ -172,8 +172,8 @@ typedef struct {
   dt_method **ms;
 } group;
 
-static void view_free(group *g) {
-  dt_model *v = &g->view;
+static void group_free(group *g) {
+  dt_model *v = &g->ws;
   dt_model_free_workspace(v);
   free(g->ids);
   free(g->labels);
@@ -192,9 +192,9 @@ static void view_free(group *g) {
 
 /* (Re)plan a group: its running tasks' rows, in task order. */
 static int plan_group(group *g, const dt_model *base, task *ts, int nt, int gi, int recompute) {
-  view_free(g);
-  dt_model_view(&g->view, base);
-  dt_model *v = &g->view;
+  group_free(g);
+  dt_model_workspace(&g->ws, base);
+  dt_model *v = &g->ws;
   int B = 0, nm = 0;
   for (int k = 0; k < nt; k++)
     if (ts[k].group == gi) {
@@ -422,7 +422,7 @@ static int sweep_run(int argc, char **argv) {
   dt_backbone_id bb_id;
   memset(&bb_id, 0, sizeof bb_id);
   if (any_out)
-    prc = dt_backbone_identify(&bb_id, &base.cfg, (uint64_t)dt_opt_int(&o, "backbone-seed"), dist.world);
+    prc = dt_backbone_identify(&bb_id, &base.bb->cfg, (uint64_t)dt_opt_int(&o, "backbone-seed"), dist.world);
   if (prc) {
     dt_model_free(&base);
     dt_dist_free(&dist);
@@ -476,7 +476,7 @@ static int sweep_run(int argc, char **argv) {
     }
     /* checkpoints in 'out', as train's: resume restores the deltas, AdamW
      * and the methods' counters, and gives the step to continue at */
-    t->ck_state = (dt_train_state){to,         &mb->cfg,     &t->params,   &t->tr.optim,
+    t->ck_state = (dt_train_state){to,         &mb->bb->cfg, &t->params,   &t->tr.optim,
                                    t->methods, t->n_methods, t->steps,     t->B_global,
                                    &t->data,   dist.tp_size, dist.tp,      &bb_id};
     if (dt_opt_is_set(to, "out")) {
@@ -531,7 +531,7 @@ static int sweep_run(int argc, char **argv) {
     DT_CALL(plan_group(&groups[g], groups[g].base, ts, nt, g, recompute));
   if (rank == 0) {
     printf("deltatune %s: sweep of %d tasks on %s, %d ranks (%d x %d), %d group(s)\n", DT_VERSION,
-           nt, base.cfg.source, nranks, dist.dp_size, dist.tp_size, ngroups);
+           nt, base.bb->cfg.source, nranks, dist.dp_size, dist.tp_size, ngroups);
     for (int k = 0; k < nt; k++)
       if (!ts[k].state)
         printf("task %-20s group %d: %s, %lld trainable, %d rows x %d tokens per step, %d steps"
@@ -567,7 +567,7 @@ static int sweep_run(int argc, char **argv) {
       group *G = &groups[g];
       if (!G->planned) continue;
       any = 1;
-      dt_model *v = &G->view;
+      dt_model *v = &G->ws;
       const int T = G->T;
       /* the combined batch, each task's rows and loss scale */
       const double t_group = dt_now();
@@ -675,7 +675,7 @@ static int sweep_run(int argc, char **argv) {
              t->state == 1 ? "" : t->why);
     }
   }
-  for (int g = 0; g < ngroups; g++) view_free(&groups[g]);
+  for (int g = 0; g < ngroups; g++) group_free(&groups[g]);
   for (int k = 0; k < nt; k++) {
     task *t = &ts[k];
     dt_methods_destroy(t->methods, t->n_methods);

@@ -333,7 +333,7 @@ static int setup(run_ctx *c, int train) {
   if (rc == DT_OK && train && c->params.numel <= 0)
     rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
                       "--method %s trains no parameter on this model (%s)", ml,
-                      c->model.cfg.source);
+                      c->model.bb->cfg.source);
   if (rc == DT_OK && dt_opt_is_set(o, "init-from"))
     rc = dt_params_load(&c->params, dt_opt_str(o, "init-from"));
   if (rc == DT_OK) rc = dt_model_set_methods(&c->model, c->methods, c->n_methods);
@@ -445,7 +445,7 @@ static int run_passes(run_ctx *c, int want_grad, double norm, dt_loss_stats *out
     c->n_passes++;
     dt_loss_stats st;
     rc = dt_model_set_shape(m, nb, Te);
-    float *lg = logits ? logits + (size_t)p * m->T * m->cfg.vocab : NULL; /* rows in order */
+    float *lg = logits ? logits + (size_t)p * m->T * m->bb->cfg.vocab : NULL; /* rows in order */
     const double t0 = dt_now();
     if (rc == DT_OK) rc = dt_model_forward(m, c->pids, c->plabels, want_grad, norm, &st, lg);
     const double t1 = dt_now();
@@ -461,7 +461,7 @@ static int run_passes(run_ctx *c, int want_grad, double norm, dt_loss_stats *out
 /* Logits [B_local, T, V] are complete on every rank of a tensor group:
  * gather the replicas' rows to rank 0, which writes [B, T, V]. */
 static int write_logits(run_ctx *c, const char *path, const float *logits) {
-  const size_t n = (size_t)c->B_local * c->model.T * c->model.cfg.vocab;
+  const size_t n = (size_t)c->B_local * c->model.T * c->model.bb->cfg.vocab;
   float *all = NULL;
   int rc = DT_OK;
   if (c->dist.dp_rank == 0) rc = dt_malloc(&all, n * c->dist.dp_size * sizeof(float), "logits");
@@ -474,7 +474,7 @@ static int write_logits(run_ctx *c, const char *path, const float *logits) {
   }
   if (rc == DT_OK && c->rank == 0) {
     dt_st_out t = {"logits", DT_DTYPE_F32, 3,
-                   {c->B_global, c->model.T, c->model.cfg.vocab}, all};
+                   {c->B_global, c->model.T, c->model.bb->cfg.vocab}, all};
     rc = dt_st_write(path, &t, 1, NULL, NULL, 0);
   }
   free(all);
@@ -507,7 +507,7 @@ static void print_config(const run_ctx *c) {
 
 static void print_header(run_ctx *c) {
   if (c->rank != 0) return;
-  const dt_config *cf = &c->model.cfg;
+  const dt_config *cf = &c->model.bb->cfg;
   int64_t frozen = dt_model_param_count(&c->model);
   printf("deltatune %s: %s, %d ranks (%d data-parallel x %d tensor-parallel)\n", DT_VERSION,
          c->opt.command, c->nranks, c->dist.dp_size, c->dist.tp_size);
@@ -515,7 +515,7 @@ static void print_header(run_ctx *c) {
          "%lld parameters, weights %s\n",
          cf->source, dt_cfg_arch(cf)->name, cf->n_layer,
          cf->d_model, cf->n_head, cf->n_kv_head, cf->d_ffn, cf->vocab,
-         (long long)frozen, c->model.weights_bf16 ? (c->model.matmul_bf16 ? "bf16 (bf16 products)" : "bf16") : "fp32");
+         (long long)frozen, c->model.bb->weights_bf16 ? (c->model.matmul_bf16 ? "bf16 (bf16 products)" : "bf16") : "fp32");
   printf("data: %s, %lld rows x %d tokens; batch %d (%d per rank)\n", c->data.path,
          (long long)c->data.n_rows, c->data.seq_len, c->B_global, c->B_local);
   for (int i = 0; i < c->n_methods; i++) {
@@ -651,7 +651,7 @@ static int do_train(run_ctx *c) {
   }
   const int steps = tr.steps;
   /* checkpoints in --out; --resume continues from the newest one */
-  const dt_train_state ts = {o, &c->model.cfg, &c->params, &tr.optim, c->methods, c->n_methods,
+  const dt_train_state ts = {o, &c->model.bb->cfg, &c->params, &tr.optim, c->methods, c->n_methods,
                              steps, c->B_global, &c->data, c->dist.tp_size, c->dist.tp,
                              c->have_bb ? &c->bb : NULL};
   dt_train_ckpt ck;
@@ -668,7 +668,7 @@ static int do_train(run_ctx *c) {
 
   float *logits = NULL;
   if (dt_opt_is_set(o, "dump-logits"))
-    rc = dt_malloc(&logits, sizeof(float) * (size_t)c->B_local * c->model.T * c->model.cfg.vocab,
+    rc = dt_malloc(&logits, sizeof(float) * (size_t)c->B_local * c->model.T * c->model.bb->cfg.vocab,
                    "logits");
   const int T = c->data.seq_len;
   const double tok_per_step = (double)c->B_global * T;
@@ -812,9 +812,9 @@ static int do_train(run_ctx *c) {
              comm_s, train_s, 100.0 * comm_s / (train_s > 0 ? train_s : 1), peak_mb);
     printf("summary: memory of the %d rank(s) together at the end %.0f MB (proportional set size: "
            "a shared page counts once)", c->dist.size, pss_sum);
-    if (c->model.slab)
+    if (c->model.bb->slab)
       printf("; frozen matrices %.0f MB per shard, one copy per node for %d replicas "
-             "(--share-weights)", (double)c->model.mat_bytes / 1048576.0, c->dist.peers_size);
+             "(--share-weights)", (double)c->model.bb->mat_bytes / 1048576.0, c->dist.peers_size);
     printf("\n");
     if (c->dist.size > 1)
       printf("summary: communication over the ranks %.2f-%.2fs, of which waiting at the shared-memory "
@@ -847,7 +847,7 @@ static int do_eval(run_ctx *c) {
   float *logits = NULL;
   if (dt_opt_is_set(o, "dump-logits"))
     DT_CALL(dt_malloc(&logits, sizeof(float) * (size_t)c->B_local * c->model.T *
-                                   c->model.cfg.vocab, "logits"));
+                                   c->model.bb->cfg.vocab, "logits"));
   const double t0 = dt_now();
   int rc = DT_OK;
   for (int64_t start = 0; rc == DT_OK && start < rows; start += c->B_global) {
@@ -970,7 +970,7 @@ static int run(const char *cmd, int train, int argc, char **argv) {
   dt_ckpt_eval_argv_free(argc, argv, ac, av);
   if (rc == DT_OK && !help) rc = setup(c, train != 0);
   if (rc == DT_OK && !help && train == 0)
-    rc = dt_ckpt_eval_load(&c->opt, &c->model.cfg, &c->params, c->have_bb ? &c->bb : NULL,
+    rc = dt_ckpt_eval_load(&c->opt, &c->model.bb->cfg, &c->params, c->have_bb ? &c->bb : NULL,
                            c->dist.world);
   if (rc == DT_OK && !help) {
     print_header(c);

@@ -65,8 +65,8 @@ static void test_bitfit(void **state) {
   assert_true(has(&s, "transformer.ln_f.bias"));
   assert_false(has(&s, "transformer.ln_f.weight"));
   /* points into the backbone */
-  assert_ptr_equal(dt_params_find(&s.p, "transformer.ln_f.bias")->data, s.m.lnf_b.v);
-  assert_ptr_equal(dt_params_find(&s.p, "transformer.ln_f.bias")->grad, s.m.lnf_b.grad);
+  assert_ptr_equal(dt_params_find(&s.p, "transformer.ln_f.bias")->data, s.m.bb->lnf_b.v);
+  assert_ptr_equal(dt_params_find(&s.p, "transformer.ln_f.bias")->grad, s.m.bb->lnf_b.grad);
   done(&s);
 
   make(&s, "llama", 0, "bitfit", NULL);
@@ -88,13 +88,13 @@ static void test_lastlayer_default(void **state) {
   /* k_proj: a row block of the fused q|k|v matrix, not transposed */
   const dt_param *k = dt_params_find(&s.p, "model.layers.1.self_attn.k_proj.weight");
   assert_non_null(k);
-  const dt_config *c = &s.m.cfg;
-  const dt_mat *qkv = &s.m.layers[1].lin[DT_SITE_QKV];
+  const dt_config *c = &s.m.bb->cfg;
+  const dt_mat *qkv = &s.m.bb->layers[1].lin[DT_SITE_QKV];
   assert_ptr_equal(k->data, qkv->w + (size_t)dt_cfg_q_dim(c) * c->d_model);
   assert_ptr_equal(k->grad, qkv->grad + (size_t)dt_cfg_q_dim(c) * c->d_model);
   assert_int_equal(k->transposed, 0);
   assert_int_equal(k->shape[0], dt_cfg_kv_dim(c));
-  assert_null(s.m.layers[0].lin[DT_SITE_QKV].grad); /* block 0 stays frozen */
+  assert_null(s.m.bb->layers[0].lin[DT_SITE_QKV].grad); /* block 0 stays frozen */
   done(&s);
 
   make(&s, "gpt2", 0, "lastlayer", NULL);
@@ -104,9 +104,9 @@ static void test_lastlayer_default(void **state) {
   const dt_param *a = dt_params_find(&s.p, "transformer.h.1.attn.c_attn.weight");
   assert_non_null(a);
   assert_int_equal(a->transposed, 1); /* Conv1D: HF [in,out], storage [out,in] */
-  assert_int_equal(a->shape[0], s.m.cfg.d_model);
-  assert_int_equal(a->shape[1], dt_cfg_qkv_dim(&s.m.cfg));
-  assert_ptr_equal(a->data, s.m.layers[1].lin[DT_SITE_QKV].w);
+  assert_int_equal(a->shape[0], s.m.bb->cfg.d_model);
+  assert_int_equal(a->shape[1], dt_cfg_qkv_dim(&s.m.bb->cfg));
+  assert_ptr_equal(a->data, s.m.bb->layers[1].lin[DT_SITE_QKV].w);
   done(&s);
 }
 
@@ -123,7 +123,7 @@ static void test_lastlayer_options(void **state) {
   assert_true(has(&s, "transformer.ln_f.bias"));
   assert_true(has(&s, "transformer.wte.weight"));
   assert_false(has(&s, "transformer.wpe.weight"));
-  assert_int_equal(s.p.numel, 64320 - (int64_t)s.m.cfg.n_ctx * s.m.cfg.d_model);
+  assert_int_equal(s.p.numel, 64320 - (int64_t)s.m.bb->cfg.n_ctx * s.m.bb->cfg.d_model);
   done(&s);
 
   /* untied LLaMA head: model.norm + lm_head, not the embedding */
@@ -135,7 +135,7 @@ static void test_lastlayer_options(void **state) {
   assert_true(has(&s, "lm_head.weight"));
   assert_false(has(&s, "model.embed_tokens.weight"));
   assert_false(has(&s, "model.layers.0.input_layernorm.weight"));
-  assert_ptr_equal(dt_params_find(&s.p, "lm_head.weight")->data, s.m.lm_head.w);
+  assert_ptr_equal(dt_params_find(&s.p, "lm_head.weight")->data, s.m.bb->lm_head.w);
   done(&s);
 
   const char *too_many[] = {"--last-layers", "3", NULL};

@@ -91,11 +91,11 @@ static void compare(const char *model, int r, int T, const method_case *mc) {
   fake.dp_size = 1;
   dt_model real, desc;
   assert_int_equal(dt_model_load(&real, model, 0, 1, T > 1 ? &fake : NULL, 0), DT_OK);
-  real.dist = NULL; /* no communicator: creation needs none (prompt's vocab init sums) */
+  real.bb->dist = NULL; /* no communicator: creation needs none (prompt's vocab init sums) */
   assert_int_equal(dt_model_describe(&desc, model, 0, r, T), DT_OK);
-  assert_true(real.weight_bytes > 0);
-  assert_int_equal(real.weight_bytes, desc.weight_bytes);
-  if (T > 1) assert_true(desc.weight_bytes < dt_model_local_weight_bytes(&desc) + 64 * 64 * 4);
+  assert_true(real.bb->weight_bytes > 0);
+  assert_int_equal(real.bb->weight_bytes, desc.bb->weight_bytes);
+  if (T > 1) assert_true(desc.bb->weight_bytes < dt_model_local_weight_bytes(&desc) + 64 * 64 * 4);
   dt_params pr, pd;
   memset(&pr, 0, sizeof pr);
   memset(&pd, 0, sizeof pd);

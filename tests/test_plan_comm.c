@@ -70,7 +70,7 @@ static void run_case(const comm_case *k, int size, int *bad) {
   const int Bp = k->micro > 0 && k->micro < B ? k->micro : B;
   assert_int_equal(dt_model_plan(&m, Bp, k->seq, k->recompute), DT_OK);
   int32_t *ids = malloc(sizeof(int32_t) * (size_t)B * k->seq);
-  for (int i = 0; i < B * k->seq; i++) ids[i] = (int32_t)((i * 7919 + 13) % m.cfg.vocab);
+  for (int i = 0; i < B * k->seq; i++) ids[i] = (int32_t)((i * 7919 + 13) % m.bb->cfg.vocab);
   const long long s0 = d.n_tp_sum, f0 = d.tp_sum_floats, h0 = d.n_tp_sum_shm;
   dt_loss_stats st;
   /* one step as train runs it: passes of Bp rows between step begin/end */

@@ -71,10 +71,10 @@ static int check_family(const char *fam, dt_dist *dist, int *n_checked) {
     fprintf(stderr, "load: %s\n", dt_error_message());
     return 1;
   }
-  const dt_config *c = &m.cfg;
+  const dt_config *c = &m.bb->cfg;
   const int gpt2 = c->arch == DT_ARCH_GPT2, d = c->d_model;
   const int qd = dt_cfg_q_dim(c), kvd = dt_cfg_kv_dim(c), F = c->d_ffn;
-  const int ql = m.sh.n_head_l * c->head_dim, kvl = m.sh.n_kv_l * c->head_dim;
+  const int ql = m.bb->sh.n_head_l * c->head_dim, kvl = m.bb->sh.n_kv_l * c->head_dim;
   int bad = 0;
   /* a 1 x 1 grid on tp rank 0 receives the whole matrix */
   int ctx0 = Csys2blacs_handle(dist->tp);
@@ -104,14 +104,14 @@ static int check_family(const char *fam, dt_dist *dist, int *n_checked) {
       parts[np++] = (part){nm[1], 1, DT_SITE_QKV, 0, kvd, ql * d};
       parts[np++] = (part){nm[2], 2, DT_SITE_QKV, 0, kvd, (ql + kvl) * d};
       parts[np++] = (part){nm[3], 3, DT_SITE_FC, 0, F, 0};
-      parts[np++] = (part){nm[4], 4, DT_SITE_FC, 0, F, m.sh.ffn_l * d};
+      parts[np++] = (part){nm[4], 4, DT_SITE_FC, 0, F, m.bb->sh.ffn_l * d};
       parts[np++] = (part){nm[5], 5, DT_SITE_ATTN_OUT, 0, d, 0};
       parts[np++] = (part){nm[6], 6, DT_SITE_PROJ, 0, d, 0};
     }
     for (int k = 0; k < np; k++) {
       const part *p = &parts[k];
       int desc[9];
-      if (dt_shard_descriptor(&m.sh, c, p->which, dist->blacs_ctx, dist->blacs_ctx_col, desc)) {
+      if (dt_shard_descriptor(&m.bb->sh, c, p->which, dist->blacs_ctx, dist->blacs_ctx_col, desc)) {
         bad++;
         continue;
       }
@@ -125,7 +125,7 @@ static int check_family(const char *fam, dt_dist *dist, int *n_checked) {
         memset(descw, 0, sizeof descw);
         descw[1] = -1;
       }
-      const float *local = m.layers[l].lin[p->site].w + p->local_off;
+      const float *local = m.bb->layers[l].lin[p->site].w + p->local_off;
       psgemr2d_(&M, &N, local, &one, &one, desc, whole, &one, &one, descw, &dist->blacs_ctx);
       if (dist->tp_rank == 0) {
         int Mr = 0, Nr = 0;

@@ -135,7 +135,7 @@ int dt_test_fx_open(dt_test_fx *f, const char *family, const char *methods,
   DT_CALL(dt_model_plan(&f->m, DT_TEST_FX_B, DT_TEST_FX_T, recompute));
   const uint64_t key = dt_rng_key(11, 1);
   for (int i = 0; i < DT_TEST_FX_B * DT_TEST_FX_T; i++)
-    f->ids[i] = (int32_t)(dt_rng_u64(key, (uint64_t)i) % (uint64_t)f->m.cfg.vocab);
+    f->ids[i] = (int32_t)(dt_rng_u64(key, (uint64_t)i) % (uint64_t)f->m.bb->cfg.vocab);
   f->count = DT_TEST_FX_B * (DT_TEST_FX_T - 1);
   return DT_OK;
 }

@@ -47,7 +47,7 @@ static int unit_of(int site) {
 
 static int adapter_create(dt_method *me, const dt_options *opt, dt_model *m,
                           dt_params *params, uint64_t seed) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   adapter_state *s;
   DT_CALL(dt_calloc(&s, sizeof *s, "adapter state"));
   me->state = s;

@@ -28,7 +28,7 @@ static int bitfit_create(dt_method *me, const dt_options *opt, dt_model *m,
   DT_CALL(dt_train_backbone_tensors(m, params, "bitfit", pick_bias, NULL, &s->n));
   DT_CHECK(s->n > 0, DT_EUSAGE,
            "--method bitfit: this %s-family model (%s) has no bias terms; nothing to train",
-           dt_cfg_arch(&m->cfg)->title, m->cfg.source);
+           dt_cfg_arch(&m->bb->cfg)->title, m->bb->cfg.source);
   return DT_OK;
 }
 

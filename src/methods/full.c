@@ -36,7 +36,7 @@ static void full_destroy(dt_method *me) { free(me->state); }
 static void full_describe(const dt_method *me, char *buf, size_t cap) {
   const full_state *s = me->state;
   snprintf(buf, cap, "full fine-tuning: all %d backbone tensors%s", s->n,
-           me->model->cfg.tied_head ? " (lm_head tied to the token embedding)" : "");
+           me->model->bb->cfg.tied_head ? " (lm_head tied to the token embedding)" : "");
 }
 
 const dt_method_ops dt_method_full = {

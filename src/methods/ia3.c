@@ -113,7 +113,7 @@ static int ia3_check_config(const dt_options *opt, const dt_config *c) {
 static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
                       dt_params *params, uint64_t seed) {
   (void)seed; /* deterministic init: ones */
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   ia3_state *s;
   DT_CALL(dt_calloc(&s, sizeof *s, "ia3 state"));
   me->state = s;
@@ -289,7 +289,7 @@ static int ia3_post_fwd(dt_method *me, const dt_site_io *io) {
       for (int64_t r = 0; r < N; r++)
         for (int j = 0; j < u->in; j++)
           s->tmp[r * u->in + j] = io->x[r * u->in + j] * (u->l[j] - 1.0f);
-      const float *W = dt_mat_f32(m, &m->layers[u->layer].lin[u->site]);
+      const float *W = dt_mat_f32(m, &m->bb->layers[u->layer].lin[u->site]);
       FOR_UNIT_ROWS(me, u, s, {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, cnt, u->in, 1.0f, s->tmp,
                     u->in, W + (size_t)lr * u->in, u->in, 1.0f, io->y + lr, io->out);
@@ -324,7 +324,7 @@ static int ia3_post_bwd(dt_method *me, const dt_site_io *io, float *dy, float *d
        * dx += t * (l - 1) (partial sums, completed with the input gradient) */
       DT_CALL(dt_ensure_floats(&s->tmp, &s->tmp_n, (size_t)N * u->in, "ia3 scratch"));
       memset(s->tmp, 0, sizeof(float) * (size_t)N * u->in);
-      const float *W = dt_mat_f32(m, &m->layers[u->layer].lin[u->site]);
+      const float *W = dt_mat_f32(m, &m->bb->layers[u->layer].lin[u->site]);
       FOR_UNIT_ROWS(me, u, s, {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, u->in, cnt, 1.0f,
                     dy + lr, io->out, W + (size_t)lr * u->in, u->in, 1.0f, s->tmp, u->in);
@@ -357,9 +357,9 @@ static int ia3_scratch_bytes(const dt_method *me, const dt_options *o, const dt_
   const char *ff = dt_opt_str(o, "ia3-ff");
   if (*ff && strcmp(ff, "none") != 0) {
     dt_module md[DT_MAX_BLOCK_MODULES];
-    const int nmod = dt_block_modules(&m->cfg, md);
+    const int nmod = dt_block_modules(&m->bb->cfg, md);
     int hit[DT_MAX_BLOCK_MODULES] = {0};
-    DT_CALL(dt_module_targets(&m->cfg, md, nmod, "ia3-ff", ff, hit));
+    DT_CALL(dt_module_targets(&m->bb->cfg, md, nmod, "ia3-ff", ff, hit));
     for (int i = 0; i < nmod; i++)
       if (hit[i] && !md[i].whole) {
         *bytes = dt_alloc_bytes(4 * N * md[i].in);

@@ -27,11 +27,11 @@ typedef struct {
 
 static int pick_last(const dt_model *m, const dt_tensor_ref *r, void *ctx) {
   const lastlayer_state *s = ctx;
-  if (r->layer >= 0) return r->layer >= m->cfg.n_layer - s->k;
+  if (r->layer >= 0) return r->layer >= m->bb->cfg.n_layer - s->k;
   if (!s->head) return 0;
-  if (r->vec == &m->lnf_w || r->vec == &m->lnf_b) return 1;
-  if (m->cfg.tied_head) return r->mat == &m->wte;
-  return r->mat == &m->lm_head;
+  if (r->vec == &m->bb->lnf_w || r->vec == &m->bb->lnf_b) return 1;
+  if (m->bb->cfg.tied_head) return r->mat == &m->bb->wte;
+  return r->mat == &m->bb->lm_head;
 }
 
 static int lastlayer_create(dt_method *me, const dt_options *opt, dt_model *m,
@@ -42,9 +42,9 @@ static int lastlayer_create(dt_method *me, const dt_options *opt, dt_model *m,
   me->state = s;
   s->k = dt_opt_int(opt, "last-layers");
   s->head = dt_opt_bool(opt, "last-layers-head");
-  DT_CHECK(s->k <= m->cfg.n_layer, DT_EUSAGE,
+  DT_CHECK(s->k <= m->bb->cfg.n_layer, DT_EUSAGE,
            "--last-layers %d: the model (%s) has only %d layers", s->k,
-           m->cfg.source, m->cfg.n_layer);
+           m->bb->cfg.source, m->bb->cfg.n_layer);
   DT_CALL(dt_train_backbone_tensors(m, params, "lastlayer", pick_last, s, &s->n));
   return DT_OK;
 }
@@ -53,7 +53,7 @@ static void lastlayer_destroy(dt_method *me) { free(me->state); }
 
 static void lastlayer_describe(const dt_method *me, char *buf, size_t cap) {
   const lastlayer_state *s = me->state;
-  const dt_config *c = &me->model->cfg;
+  const dt_config *c = &me->model->bb->cfg;
   snprintf(buf, cap, "last %d of %d blocks%s: %d tensors", s->k, c->n_layer,
            !s->head ? ""
            : c->tied_head ? " + final norm + head (tied: token embedding)"

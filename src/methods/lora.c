@@ -76,7 +76,7 @@ static int lora_check_config(const dt_options *opt, const dt_config *c) {
 
 static int lora_create(dt_method *me, const dt_options *opt, dt_model *m,
                        dt_params *params, uint64_t seed) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   lora_state *s;
   DT_CALL(dt_calloc(&s, sizeof *s, "lora state"));
   me->state = s;
@@ -223,7 +223,7 @@ static int lora_post_fwd(dt_method *me, const dt_site_io *io) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, g->len, 1.0f, x + g->l0,
                     io->in, u->A + g->g0, u->in, 1.0f, h, r);
       }
-      if (m->dist) DT_CALL(dt_tp_sum(m->dist, h, (size_t)N * r));
+      if (m->bb->dist) DT_CALL(dt_tp_sum(m->bb->dist, h, (size_t)N * r));
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, u->out, r, s->scale, h, r,
                   u->B, r, 1.0f, io->y + u->row0, io->out);
       continue;
@@ -353,7 +353,7 @@ static int lora_scratch_bytes(const dt_method *me, const dt_options *o, const dt
   if (dt_opt_float(o, "lora-dropout") > 0) {
     dt_module md[DT_MAX_BLOCK_MODULES];
     int nmod, hit[DT_MAX_BLOCK_MODULES];
-    DT_CALL(lora_modules(o, &m->cfg, md, &nmod, hit));
+    DT_CALL(lora_modules(o, &m->bb->cfg, md, &nmod, hit));
     int64_t mx = 0;
     for (int i = 0; i < nmod; i++)
       if (hit[i]) {

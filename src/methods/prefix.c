@@ -48,7 +48,7 @@ typedef struct {
 
 static int prefix_create(dt_method *me, const dt_options *opt, dt_model *m,
                          dt_params *params, uint64_t seed) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   prefix_state *s;
   DT_CALL(dt_calloc(&s, sizeof *s, "prefix state"));
   me->state = s;

@@ -36,13 +36,13 @@ typedef struct {
  * group: the owner copies its row, the others write zeros, and the caller
  * sums the rows over the group (dt_tp_sum). */
 static void copy_token_row(const dt_model *m, int id, float *dst) {
-  const int d = m->cfg.d_model, local = id - m->sh.vocab0;
-  if (local < 0 || local >= m->sh.vocab_l || m->describe_only) /* describe: no weights */
+  const int d = m->bb->cfg.d_model, local = id - m->bb->sh.vocab0;
+  if (local < 0 || local >= m->bb->sh.vocab_l || m->bb->describe_only) /* describe: no weights */
     memset(dst, 0, sizeof(float) * d);
-  else if (m->wte.w)
-    memcpy(dst, m->wte.w + (size_t)local * d, sizeof(float) * d);
+  else if (m->bb->wte.w)
+    memcpy(dst, m->bb->wte.w + (size_t)local * d, sizeof(float) * d);
   else
-    for (int j = 0; j < d; j++) dst[j] = dt_bf16_to_f32(m->wte.w16[(size_t)local * d + j]);
+    for (int j = 0; j < d; j++) dst[j] = dt_bf16_to_f32(m->bb->wte.w16[(size_t)local * d + j]);
 }
 
 /* Parse "ids:a,b,c" into ids (malloc'd). Errors name the value. */
@@ -81,7 +81,7 @@ static int parse_ids(const char *spec, int vocab, int **ids, int *n) {
 
 static int prompt_create(dt_method *me, const dt_options *opt, dt_model *m,
                          dt_params *params, uint64_t seed) {
-  const dt_config *c = &m->cfg;
+  const dt_config *c = &m->bb->cfg;
   prompt_state *s;
   DT_CALL(dt_calloc(&s, sizeof *s, "prompt state"));
   me->state = s;
@@ -109,8 +109,8 @@ static int prompt_create(dt_method *me, const dt_options *opt, dt_model *m,
     DT_ERR(DT_EUSAGE, "--prompt-init: unknown value '%s'; choose random, vocab or ids:I,J,...",
            init);
   }
-  if (strcmp(init, "random") != 0 && m->dist)
-    DT_CALL(dt_tp_sum(m->dist, s->e, (size_t)s->P * s->d));
+  if (strcmp(init, "random") != 0 && m->bb->dist)
+    DT_CALL(dt_tp_sum(m->bb->dist, s->e, (size_t)s->P * s->d));
   int64_t sh[2] = {s->P, s->d};
   DT_CALL(dt_params_add(params, "prompt", "prompt_encoder.embedding.weight", 2, sh, s->e,
                         s->de, 0));

@@ -116,11 +116,11 @@ static int select_targets(said_state *s, const dt_model *m,
     }
     if (!any) {
       char names[512];
-      dt_module_names(&m->cfg, names, sizeof names);
+      dt_module_names(&m->bb->cfg, names, sizeof names);
       DT_ERR(DT_EUSAGE,
              "--said-targets: '%s' matches no 2-D weight of this %s model (modules of "
              "each block: %s)",
-             t, dt_family_name(&m->cfg), names);
+             t, dt_family_name(&m->bb->cfg), names);
     }
   }
   for (int i = 0; i < nref; i++) n += pick[i];
@@ -294,7 +294,7 @@ static int said_create(dt_method *me, const dt_options *opt, dt_model *m,
   s->d = dt_opt_int(opt, "said-dim");
   s->params = params;
   /* a describe_only model (deltatune plan) sizes a training run */
-  const int train = m->describe_only || !(opt->command && strcmp(opt->command, "eval") == 0);
+  const int train = m->bb->describe_only || !(opt->command && strcmp(opt->command, "eval") == 0);
 
   dt_tensor_ref *refs = NULL;
   int nref = 0, *pick = NULL;
@@ -310,7 +310,7 @@ static int said_create(dt_method *me, const dt_options *opt, dt_model *m,
     if (!pick[i]) continue;
     said_unit *u = &s->u[k++];
     u->ref = refs[i];
-    if (m->describe_only ? m->weights_bf16 : !refs[i].mat->w) {
+    if (m->bb->describe_only ? m->bb->weights_bf16 : !refs[i].mat->w) {
       rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
                         "--method said rewrites %s (W0 + delta) before every forward "
                         "and needs fp32 weights: use --weights-dtype fp32, not bf16",
@@ -348,7 +348,7 @@ static int said_create(dt_method *me, const dt_options *opt, dt_model *m,
   free(pick);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
 
-  if (!m->describe_only) DT_CALL(said_projection(s, opt, seed));
+  if (!m->bb->describe_only) DT_CALL(said_projection(s, opt, seed));
 
   /* parameters: theta (0: the model is unchanged at init) and lam (1) */
   const size_t np = (size_t)s->d + (size_t)s->n;

@@ -45,7 +45,7 @@ static int gain_create(dt_method *me, const dt_options *opt, dt_model *m, dt_par
   gain_state *s;
   DT_CALL(dt_calloc(&s, sizeof *s, "gain state"));
   me->state = s;
-  DT_CALL(gain_layer(opt, &m->cfg, &s->layer));
+  DT_CALL(gain_layer(opt, &m->bb->cfg, &s->layer));
   DT_CALL(dt_model_alloc(m, &s->g, sizeof(float), "gain"));
   DT_CALL(dt_model_alloc(m, &s->dg, sizeof(float), "gain gradient"));
   if (s->g) *s->g = (float)dt_opt_float(opt, "gain-init");
