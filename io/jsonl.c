@@ -102,3 +102,14 @@ void dt_jsonl_close(dt_jsonl *r) {
   free(r->path);
   memset(r, 0, sizeof *r);
 }
+
+int dt_jsonl_count_rows(const char *path, long *n) {
+  dt_jsonl r;
+  DT_CALL(dt_jsonl_open(&r, path));
+  *n = 0;
+  int rc, more = 1;
+  json_t *row;
+  while ((rc = dt_jsonl_next(&r, 0, &row, &more)) == DT_OK && more) (*n)++;
+  dt_jsonl_close(&r);
+  return rc;
+}

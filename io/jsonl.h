@@ -28,5 +28,8 @@ int dt_jsonl_string(const dt_jsonl *r, json_t *row, const char *field, const cha
 int dt_jsonl_ids(const dt_jsonl *r, json_t *row, const char *field, int32_t limit, int32_t **ids,
                  size_t *n, size_t *cap);
 void dt_jsonl_close(dt_jsonl *r);
+/* The number of lines with a row in PATH (blank lines not counted, rows not
+ * parsed): the first pass of a reader that splits the rows between ranks. */
+int dt_jsonl_count_rows(const char *path, long *n);
 
 #endif

@@ -181,17 +181,6 @@ static int read_block(work *w, long first, long last) {
   return DT_OK;
 }
 
-static int count_rows(const char *path, long *n) {
-  dt_jsonl r;
-  DT_CALL(dt_jsonl_open(&r, path));
-  *n = 0;
-  int rc, more = 1;
-  json_t *row;
-  while ((rc = dt_jsonl_next(&r, 0, &row, &more)) == DT_OK && more) (*n)++;
-  dt_jsonl_close(&r);
-  return rc;
-}
-
 static int pwrite_all(int fd, const void *buf, size_t n, off_t at, const char *path) {
   const char *p = buf;
   while (n > 0) {
@@ -322,7 +311,7 @@ int dt_textdata_write(const dt_textdata_spec *s, const char *out, const char *co
   if (rc == DT_OK) rc = open_spill(&w, out);
   if (rc == DT_OK) rc = dt_tokenizer_load(&w.tok, s->tokenizer);
   if (rc == DT_OK) rc = find_eos(&w);
-  if (rc == DT_OK) rc = count_rows(s->data, &n);
+  if (rc == DT_OK) rc = dt_jsonl_count_rows(s->data, &n);
   rc = dt_agree(rc, comm);
   if (rc == DT_OK) rc = dt_agree(read_block(&w, n * rank / nranks, n * (rank + 1) / nranks), comm);
   if (rc) {

@@ -110,17 +110,6 @@ static int run_block(work *w, const dt_options *o, long first, long last, FILE *
   return DT_OK;
 }
 
-static int count_rows(const char *path, long *n) {
-  dt_jsonl r;
-  DT_CALL(dt_jsonl_open(&r, path));
-  *n = 0;
-  int rc, more = 1;
-  json_t *row;
-  while ((rc = dt_jsonl_next(&r, 0, &row, &more)) == DT_OK && more) (*n)++;
-  dt_jsonl_close(&r);
-  return rc;
-}
-
 static int ends_with(const char *s, const char *suffix) {
   size_t n = strlen(s), k = strlen(suffix);
   return n >= k && !strcmp(s + n - k, suffix);
@@ -167,7 +156,7 @@ static int tokenize_run(const dt_options *o, int rank, int nranks) {
   work w = {0};
   int rc = dt_tokenizer_load(&w.tok, dt_opt_str(o, "tokenizer"));
   long n = 0;
-  if (rc == DT_OK) rc = count_rows(in, &n);
+  if (rc == DT_OK) rc = dt_jsonl_count_rows(in, &n);
   /* every rank found the same (the same files): usage and input errors are agreed */
   if (rc != DT_OK) dt_tokenizer_free(&w.tok);
   DT_CALL(dt_agree(rc, MPI_COMM_WORLD));
