@@ -20,25 +20,6 @@
 /* copies of ../shared/tasks/raw and ../shared/tasks/<task> (data/tasks/README.md) */
 #define RAW DT_SOURCE_DIR "/data/tasks/raw"
 
-static const char *tmp(const char *name) {
-  static char buf[16][1024];
-  static int slot;
-  char *p = buf[slot++ % 16];
-  snprintf(p, 1024, "%s/%s", dt_test_tmpdir(), name);
-  return p;
-}
-
-static void write_file(const char *path, const char *s) {
-  FILE *f = fopen(path, "wb");
-  assert_non_null(f);
-  fputs(s, f);
-  fclose(f);
-}
-
-static void assert_has(const char *out, const char *needle) {
-  if (!out || !strstr(out, needle)) fail_msg("output \"%s\" lacks \"%s\"", out ? out : "", needle);
-}
-
 /* The files of dir ending in suffix: their count; the last one's path in
  * last (may be NULL). */
 static int files_in(const char *dir, const char *suffix, char *last, size_t n) {
@@ -73,13 +54,13 @@ static void eval_ok(const char *launcher, const char *data, const char *extra, c
   int rc;
   char *out = eval(&rc, launcher, data, extra);
   if (rc != 0) fail_msg("eval --data %s %s: exit %d: %s", data, extra, rc, out ? out : "");
-  if (needle) assert_has(out, needle);
+  if (needle) dt_test_expect(out, needle, "output");
   free(out);
 }
 
 /* The raw rows of a shipped task, unpacked (JSON lines, "split" kept). */
 static const char *raw_jsonl(const char *task) {
-  const char *p = tmp(task);
+  const char *p = dt_test_tmp(task);
   char *out = NULL;
   char path[1024];
   snprintf(path, sizeof path, "%s.jsonl", p);
@@ -128,7 +109,7 @@ static void test_shipped_tasks_from_raw(void **state) {
 static void test_train_eval_same_as_tokenized(void **state) {
   (void)state;
   const char *raw = raw_jsonl("fortune-topic");
-  const char *m1 = tmp("m-jsonl.jsonl"), *m2 = tmp("m-st.jsonl");
+  const char *m1 = dt_test_tmp("m-jsonl.jsonl"), *m2 = dt_test_tmp("m-st.jsonl");
   const char *common = "--method lora --steps 6 --batch-size 8 --sample-rows 3 --lr 2e-3 --log-every 100";
   char *out = NULL;
   int rc = dt_test_run(&out, MPIRUN " %s train --model %s --data %s --data-split train --seq-len 160 "
@@ -172,7 +153,7 @@ static void test_train_eval_same_as_tokenized(void **state) {
  * the ids of `deltatune tokenize`; too-long rows dropped and counted. */
 static void test_text_rows_and_pack(void **state) {
   (void)state;
-  const char *in = tmp("text.jsonl"), *ids = tmp("text-ids.jsonl");
+  const char *in = dt_test_tmp("text.jsonl"), *ids = dt_test_tmp("text-ids.jsonl");
   FILE *f = fopen(in, "wb");
   assert_non_null(f);
   for (int i = 0; i < 60; i++) {
@@ -193,8 +174,8 @@ static void test_text_rows_and_pack(void **state) {
     int rc;
     out = eval(&rc, MPIRUN, in, extra);
     if (rc != 0) fail_msg("eval %s: %s", extra, out);
-    assert_has(out, "60 rows read");
-    assert_has(out, "longer than --seq-len dropped");
+    dt_test_expect(out, "60 rows read", "output");
+    dt_test_expect(out, "longer than --seq-len dropped", "output");
     if (strstr(out, " 0 longer than")) fail_msg("no row was too long: %s", out);
     free(out);
     assert_int_equal(files_in(dir, ".safetensors", cache, sizeof cache), 1);
@@ -209,8 +190,8 @@ static void test_text_rows_and_pack(void **state) {
   snprintf(e3, sizeof e3, "--seq-len 40 --too-long error --data-cache %s/text-error", dt_test_tmpdir());
   out = eval(&rc, "", in, e3);
   if (rc != 3) fail_msg("exit %d (want 3): %s", rc, out);
-  assert_has(out, "text.jsonl line ");
-  assert_has(out, "more than --seq-len 40");
+  dt_test_expect(out, "text.jsonl line ", "output");
+  dt_test_expect(out, "more than --seq-len 40", "output");
   free(out);
 }
 
@@ -226,47 +207,47 @@ static void test_bad_rows(void **state) {
       {"{\"prompt\": \"a\", \"completion\": 5}\n", "line 1: field \"completion\" must be a string"},
       {"{\"prompt\": \"a\"}\n", "line 1: the row has no field \"completion\""},
   };
-  const char *in = tmp("bad.jsonl");
+  const char *in = dt_test_tmp("bad.jsonl");
   char extra[2048];
   snprintf(extra, sizeof extra, "--seq-len 16 --data-cache %s/c-bad", dt_test_tmpdir());
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    write_file(in, cases[i].rows);
+    dt_test_write(in, cases[i].rows);
     int rc;
     char *out = eval(&rc, MPIRUN, in, extra);
     if (rc != 3) fail_msg("case %zu: exit %d (want 3): %s", i, rc, out ? out : "");
-    assert_has(out, "bad.jsonl");
-    assert_has(out, cases[i].needle);
+    dt_test_expect(out, "bad.jsonl", "output");
+    dt_test_expect(out, cases[i].needle, "output");
     free(out);
   }
   /* --data-split needs the split field */
-  write_file(in, "{\"text\": \"a b c\", \"split\": \"train\"}\n{\"text\": \"a b c\"}\n");
+  dt_test_write(in, "{\"text\": \"a b c\", \"split\": \"train\"}\n{\"text\": \"a b c\"}\n");
   char e2[2100];
   snprintf(e2, sizeof e2, "%s --data-split train", extra);
   int rc;
   char *out = eval(&rc, "", in, e2);
   if (rc != 3) fail_msg("exit %d (want 3): %s", rc, out);
-  assert_has(out, "bad.jsonl line 2: the row has no string field \"split\"");
+  dt_test_expect(out, "bad.jsonl line 2: the row has no string field \"split\"", "output");
   free(out);
   /* every kind at once, skipped and counted; the good rows kept */
-  write_file(in, "{\"text\": \"one two three\"}\n{\"text\": \"b\"\n{\"txt\": \"b\"}\n"
+  dt_test_write(in, "{\"text\": \"one two three\"}\n{\"text\": \"b\"\n{\"txt\": \"b\"}\n"
                  "{\"text\": \"\xff\"}\n{\"prompt\": \"Q:\", \"completion\": \" yes\"}\n[1]\n");
   snprintf(e2, sizeof e2, "%s --skip-bad-rows", extra);
   out = eval(&rc, MPIRUN, in, e2);
   if (rc != 0) fail_msg("exit %d: %s", rc, out);
-  assert_has(out, "6 rows read, 2 kept in 2 rows of 16 tokens (0 longer than --seq-len dropped, 4 bad rows skipped");
+  dt_test_expect(out, "6 rows read, 2 kept in 2 rows of 16 tokens (0 longer than --seq-len dropped, 4 bad rows skipped", "output");
   free(out);
   /* JSONL options with tokenized data, compressed JSON lines */
   out = eval(&rc, "", TASKS "/fortune-topic/test.safetensors", "--seq-len 16");
   assert_int_equal(rc, 2);
-  assert_has(out, "--seq-len applies to JSON lines data");
+  dt_test_expect(out, "--seq-len applies to JSON lines data", "output");
   free(out);
   out = eval(&rc, "", TASKS "/raw/fortune-topic.jsonl.gz", "--seq-len 16");
   assert_int_equal(rc, 2);
-  assert_has(out, "gunzip it first");
+  dt_test_expect(out, "gunzip it first", "output");
   free(out);
   out = eval(&rc, "", in, "");
   assert_int_equal(rc, 2);
-  assert_has(out, "needs --seq-len");
+  dt_test_expect(out, "needs --seq-len", "output");
   free(out);
 }
 
@@ -274,7 +255,7 @@ static void test_bad_rows(void **state) {
  * option changes; never a partial file; two ranks write the bytes one does. */
 static void test_cache(void **state) {
   (void)state;
-  const char *in = tmp("cache.jsonl"), *dir = tmp("c-cache"), *dir1 = tmp("c-one");
+  const char *in = dt_test_tmp("cache.jsonl"), *dir = dt_test_tmp("c-cache"), *dir1 = dt_test_tmp("c-one");
   FILE *f = fopen(in, "wb");
   assert_non_null(f);
   for (int i = 0; i < 200; i++)
@@ -337,7 +318,7 @@ static void test_cache(void **state) {
  * gets its own rows (not the first task's). */
 static void test_sweep_tasks(void **state) {
   (void)state;
-  const char *raw = raw_jsonl("fortune-topic"), *ini = tmp("tasks.ini");
+  const char *raw = raw_jsonl("fortune-topic"), *ini = dt_test_tmp("tasks.ini");
   char text[8192];
   const char *keys = "method = lora\nsteps = 4\nbatch-size = 8\nsample-rows = 5\nlr = 2e-3\n";
   snprintf(text, sizeof text,
@@ -345,18 +326,18 @@ static void test_sweep_tasks(void **state) {
            "metrics = %s\n\n[task shipped]\n%sdata = %s/fortune-topic/train.safetensors\nmetrics = %s\n\n"
            "[task short]\n%sdata = %s\ndata-split = train\nseq-len = 100\ndata-cache = %s/c-sweep\n"
            "metrics = %s\n",
-           keys, raw, dt_test_tmpdir(), tmp("s-raw.jsonl"), keys, TASKS, tmp("s-st.jsonl"), keys, raw,
-           dt_test_tmpdir(), tmp("s-short.jsonl"));
-  write_file(ini, text);
+           keys, raw, dt_test_tmpdir(), dt_test_tmp("s-raw.jsonl"), keys, TASKS, dt_test_tmp("s-st.jsonl"), keys, raw,
+           dt_test_tmpdir(), dt_test_tmp("s-short.jsonl"));
+  dt_test_write(ini, text);
   char *out = NULL;
   int rc = dt_test_run(&out, MPIRUN " %s sweep --model %s --tasks %s", DT_BINARY, MODEL, ini);
   if (rc != 0) fail_msg("sweep: exit %d: %s", rc, out ? out : "");
-  assert_has(out, "2875 kept in 2875 rows of 160 tokens");
-  assert_has(out, "rows of 100 tokens");
+  dt_test_expect(out, "2875 kept in 2875 rows of 160 tokens", "output");
+  dt_test_expect(out, "rows of 100 tokens", "output");
   free(out);
   int n1 = 0, n2 = 0, n3 = 0;
-  double *a = dt_test_read_losses(tmp("s-raw.jsonl"), &n1), *b = dt_test_read_losses(tmp("s-st.jsonl"), &n2);
-  double *c = dt_test_read_losses(tmp("s-short.jsonl"), &n3);
+  double *a = dt_test_read_losses(dt_test_tmp("s-raw.jsonl"), &n1), *b = dt_test_read_losses(dt_test_tmp("s-st.jsonl"), &n2);
+  double *c = dt_test_read_losses(dt_test_tmp("s-short.jsonl"), &n3);
   assert_non_null(a);
   assert_non_null(b);
   assert_non_null(c);

@@ -9,25 +9,6 @@
 
 #define MPIRUN "mpirun -np 2 --oversubscribe"
 
-static const char *tmp(const char *name) {
-  static char buf[8][1024];
-  static int slot;
-  char *p = buf[slot++ % 8];
-  snprintf(p, 1024, "%s/%s", dt_test_tmpdir(), name);
-  return p;
-}
-
-static void write_file(const char *path, const char *s) {
-  FILE *f = fopen(path, "wb");
-  assert_non_null(f);
-  fputs(s, f);
-  fclose(f);
-}
-
-static void assert_has(const char *out, const char *needle) {
-  if (!out || !strstr(out, needle)) fail_msg("output \"%s\" lacks \"%s\"", out ? out : "", needle);
-}
-
 /* The field of every line of a JSONL file, compacted by Python (the
  * independent reader). */
 static char *field_lines(const char *path, const char *field) {
@@ -48,7 +29,7 @@ static void test_encode_decode_match_hf(void **state) {
   const char *corpus = dt_test_data("tokenizer/corpus.jsonl");
   const char *refs = dt_test_data("tokenizer/refs-tiny.jsonl");
   char *out = NULL;
-  const char *ids1 = tmp("ids1.jsonl"), *ids2 = tmp("ids2.jsonl"), *text = tmp("text.jsonl");
+  const char *ids1 = dt_test_tmp("ids1.jsonl"), *ids2 = dt_test_tmp("ids2.jsonl"), *text = dt_test_tmp("text.jsonl");
   assert_int_equal(dt_test_run(&out, "%s tokenize --tokenizer %s --input %s --output %s", DT_BINARY,
                                tiny(), corpus, ids1), 0);
   free(out);
@@ -76,14 +57,14 @@ static void test_encode_decode_match_hf(void **state) {
 
 static void expect_error(const char *input, const char *extra, const char *needle1,
                          const char *needle2) {
-  const char *in = tmp("bad.jsonl");
-  write_file(in, input);
+  const char *in = dt_test_tmp("bad.jsonl");
+  dt_test_write(in, input);
   char *out = NULL;
   int rc = dt_test_run(&out, "%s tokenize --tokenizer %s --input %s --output %s %s", DT_BINARY,
-                       tiny(), in, tmp("bad-out.jsonl"), extra);
+                       tiny(), in, dt_test_tmp("bad-out.jsonl"), extra);
   if (rc != 3) fail_msg("exit %d (want 3) for input %s: %s", rc, input, out ? out : "");
-  assert_has(out, needle1);
-  assert_has(out, needle2);
+  dt_test_expect(out, needle1, "output");
+  dt_test_expect(out, needle2, "output");
   free(out);
 }
 
@@ -104,8 +85,8 @@ static void test_bad_rows(void **state) {
 static void test_bad_tokenizers(void **state) {
   (void)state;
   char *out = NULL;
-  const char *in = tmp("ok.jsonl");
-  write_file(in, "{\"text\": \"a\"}\n");
+  const char *in = dt_test_tmp("ok.jsonl");
+  dt_test_write(in, "{\"text\": \"a\"}\n");
   const struct {
     const char *json, *needle;
   } cases[] = {
@@ -129,27 +110,27 @@ static void test_bad_tokenizers(void **state) {
       {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}", "not valid JSON"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    const char *tj = tmp("tokenizer.json");
-    write_file(tj, cases[i].json);
+    const char *tj = dt_test_tmp("tokenizer.json");
+    dt_test_write(tj, cases[i].json);
     int rc = dt_test_run(&out, "%s tokenize --tokenizer %s --input %s --output %s", DT_BINARY, tj,
-                         in, tmp("o.jsonl"));
+                         in, dt_test_tmp("o.jsonl"));
     if (rc != 3) fail_msg("case %zu: exit %d (want 3): %s", i, rc, out ? out : "");
-    assert_has(out, "tokenizer.json");
-    assert_has(out, cases[i].needle);
+    dt_test_expect(out, "tokenizer.json", "output");
+    dt_test_expect(out, cases[i].needle, "output");
     free(out);
   }
   int rc = dt_test_run(&out, "%s tokenize --tokenizer %s --input %s --output x.txt", DT_BINARY,
                        tiny(), in);
   assert_int_equal(rc, 2);
-  assert_has(out, "must end in .jsonl");
+  dt_test_expect(out, "must end in .jsonl", "output");
   free(out);
   rc = dt_test_run(&out, "%s tokenize --tokenizer %s --output x.jsonl", DT_BINARY, tiny());
   assert_int_equal(rc, 2);
-  assert_has(out, "--input is required");
+  dt_test_expect(out, "--input is required", "output");
   free(out);
   rc = dt_test_run(&out, "%s tokenize --help", DT_BINARY);
   assert_int_equal(rc, 0);
-  assert_has(out, "--decode");
+  dt_test_expect(out, "--decode", "output");
   free(out);
 }
 
@@ -160,15 +141,15 @@ static void test_bad_tokenizers(void **state) {
 static void test_training_layout(void **state) {
   (void)state;
   char *out = NULL;
-  const char *raw = tmp("ft-train.jsonl"), *raw_test = tmp("ft-test.jsonl");
+  const char *raw = dt_test_tmp("ft-train.jsonl"), *raw_test = dt_test_tmp("ft-test.jsonl");
   assert_int_equal(dt_test_run(&out, "zcat %s/data/tasks/raw/fortune-topic.jsonl.gz | grep '\"split\": \"train\"' > %s"
                                " && zcat %s/data/tasks/raw/fortune-topic.jsonl.gz | grep '\"split\": \"test\"' > %s",
                                DT_SOURCE_DIR, raw, DT_SOURCE_DIR, raw_test), 0);
   free(out);
-  const char *st1 = tmp("ft1.safetensors"), *st2 = tmp("ft2.safetensors"), *st3 = tmp("ft3.safetensors");
+  const char *st1 = dt_test_tmp("ft1.safetensors"), *st2 = dt_test_tmp("ft2.safetensors"), *st3 = dt_test_tmp("ft3.safetensors");
   assert_int_equal(dt_test_run(&out, "%s tokenize --tokenizer %s/data/models/tiny-gpt2 --input %s --output %s "
                                "--seq-len 160", DT_BINARY, DT_SOURCE_DIR, raw, st1), 0);
-  assert_has(out, "2875 of 3018 rows fit --seq-len 160 (143 dropped");
+  dt_test_expect(out, "2875 of 3018 rows fit --seq-len 160 (143 dropped", "output");
   free(out);
   assert_int_equal(dt_test_run(&out, MPIRUN " %s tokenize --tokenizer %s/data/models/tiny-llama/tokenizer.json "
                                "--input %s --output %s --seq-len 160", DT_BINARY, DT_SOURCE_DIR, raw, st2), 0);
@@ -187,18 +168,18 @@ static void test_training_layout(void **state) {
   int rc = dt_test_run(&out, "%s tokenize --tokenizer %s/data/models/tiny-gpt2 --input %s --output %s --seq-len 160 "
                        "--too-long error", DT_BINARY, DT_SOURCE_DIR, raw, st1);
   assert_int_equal(rc, 3);
-  assert_has(out, "ft-train.jsonl line ");
-  assert_has(out, "more than --seq-len 160");
+  dt_test_expect(out, "ft-train.jsonl line ", "output");
+  dt_test_expect(out, "more than --seq-len 160", "output");
   free(out);
   rc = dt_test_run(&out, "%s tokenize --tokenizer %s/data/models/tiny-gpt2 --input %s --output %s", DT_BINARY,
                    DT_SOURCE_DIR, raw, st1);
   assert_int_equal(rc, 2);
-  assert_has(out, "needs --seq-len");
+  dt_test_expect(out, "needs --seq-len", "output");
   free(out);
   rc = dt_test_run(&out, "%s tokenize --tokenizer %s/data/models/tiny-gpt2 --input %s --output %s --seq-len 160 "
                    "--eos '<nope>'", DT_BINARY, DT_SOURCE_DIR, raw, st1);
   assert_int_equal(rc, 2);
-  assert_has(out, "'<nope>' is not a token");
+  dt_test_expect(out, "'<nope>' is not a token", "output");
   free(out);
 }
 

@@ -71,6 +71,21 @@ const char *dt_test_tmpdir(void) {
   return dir;
 }
 
+const char *dt_test_tmp(const char *name) {
+  static char buf[16][1024];
+  static int slot;
+  char *p = buf[slot++ % 16];
+  snprintf(p, 1024, "%s/%s", dt_test_tmpdir(), name);
+  return p;
+}
+
+void dt_test_write(const char *path, const char *s) {
+  FILE *f = fopen(path, "wb");
+  if (!f) fail_msg("cannot write %s", path);
+  fputs(s, f);
+  if (fclose(f) != 0) fail_msg("cannot write %s", path);
+}
+
 char *dt_test_slurp(const char *path) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;

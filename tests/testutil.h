@@ -20,6 +20,10 @@ const char *dt_test_fixture(const char *rel);
 const char *dt_test_data(const char *rel);
 /* A fresh temporary directory (removed at exit is not guaranteed). */
 const char *dt_test_tmpdir(void);
+/* NAME inside dt_test_tmpdir(); the result lives until 16 later calls. */
+const char *dt_test_tmp(const char *name);
+/* Write the text S to PATH (the test fails if it cannot). */
+void dt_test_write(const char *path, const char *s);
 /* A fresh folder under /dev/shm for tests that mount: mounts are made only
  * there, inside DT_TEST_PRIVATE_NS (tests/private_ns.sh), so that they work
  * in a chroot as on a booted machine and never reach the machine's own
