@@ -21,6 +21,8 @@
 #                    `run` with the same OUT resumes it exactly; a cell is not started with < 60 s left.
 #   COPY_TO=         also copy results.jsonl, the logs and the checkpoints of unfinished cells there at the end
 #   BUILD=build      build folder holding deltatune
+#   EXTRA=           more train options for every cell, e.g. "--weights-dtype nf4" (eval takes them from the
+#                    checkpoint); give such runs their own OUT
 #   EVAL_ROWS=1000   first N test rows evaluated (all 478 of fortune-topic)
 #   SEED=1           --sample-rows and --seed of every cell; a seed other than 1 runs in OUT/<model>/<task>/<method>-seed<N>
 #                    (report averages the seeds of a cell and lists each)
@@ -42,9 +44,9 @@ fi
 
 for kv in "$@"; do
   case $kv in
-    MODELS=* | TASKS=* | METHODS=* | STEPS=* | JOBS=* | RANKS=* | OUT=* | BUDGET=* | COPY_TO=* | BUILD=* | EVAL_ROWS=* | MICRO=* | SEED=*)
+    MODELS=* | TASKS=* | METHODS=* | STEPS=* | JOBS=* | RANKS=* | OUT=* | BUDGET=* | COPY_TO=* | BUILD=* | EVAL_ROWS=* | MICRO=* | SEED=* | EXTRA=*)
       export "${kv?}" ;;
-    *) echo "bench/quality.sh: unknown argument '$kv' (KEY=VALUE with KEY one of MODELS TASKS METHODS STEPS JOBS RANKS OUT BUDGET COPY_TO BUILD EVAL_ROWS MICRO SEED)" >&2
+    *) echo "bench/quality.sh: unknown argument '$kv' (KEY=VALUE with KEY one of MODELS TASKS METHODS STEPS JOBS RANKS OUT BUDGET COPY_TO BUILD EVAL_ROWS MICRO SEED EXTRA)" >&2
        exit 2 ;;
   esac
 done
@@ -100,7 +102,7 @@ cells() { # longest first (fortune-topic before supersense, full first), so JOBS
 train_cmd() { # MODEL TASK METHOD CELLDIR
   echo "train --model data/models/$1 --data data/tasks/$2/train.safetensors $(method_opts "$(family "$1")" "$3")" \
        "--lr $(method_lr "$3") --batch-size 32 --micro-batch $MICRO --steps $STEPS --sample-rows $SEED --seed $SEED --weight-decay 0" \
-       "--schedule constant --log-every 50 --metrics $4/metrics.jsonl --out $4/run --keep 1 --resume yes"
+       "--schedule constant --log-every 50 --metrics $4/metrics.jsonl --out $4/run --keep 1 --resume yes ${EXTRA:-}"
 }
 eval_cmd() { # MODEL TASK CKPT
   echo "eval --checkpoint $3 --data data/tasks/$2/test.safetensors --rows $EVAL_ROWS --batch-size 50"
