@@ -421,8 +421,8 @@ static dt_site_io rows_of(const dt_model *m, const dt_method *me, dt_site_io io)
  * widened to fp32, or bf16 products (--matmul-dtype bf16). */
 static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, const float *b,
                       int N, int in, int out) {
-  if (W->q) {
-    dt_qmat_xwt(W->qtype, W->q, W->qscale, y, x, b, N, in, out, m->qtile);
+  if (W->qm.type) {
+    dt_qmat_xwt(&W->qm, y, x, b, N, m->qtile);
     return DT_OK;
   }
   if (!(m->matmul_bf16 && W->w16)) {
@@ -438,8 +438,8 @@ static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, co
 /* dx[N,in] += dy[N,out] W, the input gradient through the same matrix. */
 static int frozen_dyw(dt_model *m, float *dx, const float *dy, const dt_mat *W, int N, int in,
                       int out) {
-  if (W->q) {
-    dt_qmat_dyw(W->qtype, W->q, W->qscale, dx, dy, N, in, out, m->qtile);
+  if (W->qm.type) {
+    dt_qmat_dyw(&W->qm, dx, dy, N, m->qtile);
     return DT_OK;
   }
   if (!(m->matmul_bf16 && W->w16)) {

@@ -20,19 +20,15 @@
  * `deltatune plan` and a real load cannot disagree. */
 static size_t aligned_bytes(size_t bytes) { return bytes ? (bytes + 63) / 64 * 64 : 64; }
 
-/* A quantized block matrix (src/quant.h): codes and scales, private to the
- * rank (not in the node's shared copy). */
-static int alloc_qmat(dt_backbone *b, dt_mat *a, int rows, int cols, const char *what) {
+/* A quantized block matrix (src/quant.h), private to the rank (not in the
+ * node's shared copy); cols_global: the global columns of a row-parallel
+ * shard (NULL: its columns are the matrix's). */
+static int alloc_qmat(dt_backbone *b, dt_mat *a, int rows, int cols, const dt_segs *cols_global) {
   a->rows = rows;
   a->cols = cols;
-  a->qtype = b->wquant;
-  const size_t nd = dt_qmat_data_bytes(b->wquant, rows, cols);
-  const size_t ns = dt_qmat_scale_count(b->wquant, rows, cols);
-  const size_t bytes = aligned_bytes(nd) + aligned_bytes(ns * sizeof(float));
-  b->weight_bytes += (int64_t)bytes;
-  if (b->describe_only) return DT_OK;
-  DT_CALL(dt_alloc_aligned(&a->q, nd ? nd : 1, what));
-  DT_CALL(dt_alloc_aligned(&a->qscale, (ns ? ns : 1) * sizeof(float), what));
+  int64_t bytes;
+  DT_CALL(dt_qmat_init(&a->qm, b->wquant, rows, cols, cols_global, b->describe_only, &bytes));
+  b->weight_bytes += bytes;
   return DT_OK;
 }
 
@@ -87,7 +83,9 @@ static int alloc_weights(dt_backbone *b) {
     }
     for (int s = 0; s < DT_N_SITES; s++) {
       const int out = dt_shard_site_out_l(&b->sh, c, s), in = dt_shard_site_in_l(&b->sh, c, s);
-      if (b->wquant) DT_CALL(alloc_qmat(b, &L->lin[s], out, in, "quantized block matrix"));
+      if (b->wquant)
+        DT_CALL(alloc_qmat(b, &L->lin[s], out, in,
+                           dt_site_row_parallel(s) && b->sh.tp_size > 1 ? dt_shard_site_segs(&b->sh, s) : NULL));
       else DT_CALL(alloc_mat(b, &L->lin[s], out, in, bf, "block matrix"));
       if (c->has_bias) DT_CALL(alloc_vec(b, &L->bias[s], out, "bias"));
     }
@@ -300,7 +298,7 @@ static int load_ref(const dt_tensor_ref *r, const dt_st_set *set, float *tmp) {
  * tensor is in. */
 static int stage_begin(const dt_tensor_ref *r) {
   dt_mat *a = r->mat;
-  if (!a || !a->qtype || a->w) return DT_OK;
+  if (!a || !a->qm.type || a->w) return DT_OK;
   DT_CALL(dt_alloc_aligned(&a->w, sizeof(float) * (size_t)a->rows * a->cols,
                            "staging of a matrix being quantized"));
   return DT_OK;
@@ -308,38 +306,36 @@ static int stage_begin(const dt_tensor_ref *r) {
 
 static int stage_end(dt_model *m, const dt_tensor_ref *refs, int n, int i) {
   dt_mat *a = refs[i].mat;
-  if (!a || !a->qtype) return DT_OK;
+  if (!a || !a->qm.type) return DT_OK;
   for (int j = i + 1; j < n; j++)
     if (refs[j].mat == a) return DT_OK; /* more of it to come */
   const dt_dist *dist = m->bb->dist;
-  const int tp = dist ? dist->tp_size : 1;
-  int split = 0; /* a row-parallel shard: each rank holds part of every row */
+  /* a row-parallel shard holds part of every row: the scales of the whole
+   * rows / blocks are agreed over the tensor group (a maximum in an array
+   * of the whole matrix's, each rank filling its own) */
+  int64_t gcols = 0;
   for (int j = 0; j < n; j++)
-    if (refs[j].mat == a && refs[j].shard_dim == 1 && tp > 1) split = 1;
-  float *absmax = NULL;
+    if (refs[j].mat == a && refs[j].shard_dim == 1 && dist && dist->tp_size > 1) gcols = refs[j].cols;
+  float *amax = NULL, *all = NULL;
   int rc = DT_OK;
-  if (split && a->qtype == DT_Q_NF4) {
-    for (int j = 0; j < n && rc == DT_OK; j++)
-      if (refs[j].mat == a && refs[j].cols % ((int64_t)DT_NF4_BLOCK * tp) != 0) {
-        dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__, "--weights-dtype nf4 --tp %d: %s has %lld input columns, not a "
-                     "multiple of 64 x %d, so the tensor group would cut its 64-element blocks "
-                     "(use --tp with 64 x tp dividing it, or int8)", tp, refs[j].name,
-                     (long long)refs[j].cols, tp);
-        rc = DT_EUSAGE;
-      }
-  } else if (split) { /* int8: the row's scale over the whole row */
-    rc = dt_malloc(&absmax, sizeof(float) * (a->rows ? a->rows : 1), "row scales");
-    for (int r = 0; rc == DT_OK && r < a->rows; r++) {
-      float v = 0;
-      for (int c = 0; c < a->cols; c++) v = fmaxf(v, fabsf(a->w[(size_t)r * a->cols + c]));
-      absmax[r] = v;
+  if (gcols > 0) {
+    const int gblocks = (int)((gcols + DT_NF4_BLOCK - 1) / DT_NF4_BLOCK);
+    const size_t na = dt_qmat_absmax_count(&a->qm);
+    const size_t nall = a->qm.type == DT_Q_INT8 ? (size_t)a->rows : (size_t)a->rows * gblocks;
+    rc = dt_malloc(&amax, sizeof(float) * (na ? na : 1), "scales of a quantized matrix");
+    if (rc == DT_OK) rc = dt_calloc(&all, sizeof(float) * (nall ? nall : 1), "scales of a quantized matrix");
+    if (rc == DT_OK) {
+      dt_qmat_local_absmax(&a->qm, a->w, amax);
+      for (size_t k = 0; k < na; k++) all[dt_qmat_absmax_global_index(&a->qm, k, gblocks)] = amax[k];
+      rc = DT_MPI_RC(MPI_Allreduce(MPI_IN_PLACE, all, (int)nall, MPI_FLOAT, MPI_MAX, dist->tp),
+                     "scales of a quantized matrix");
     }
     if (rc == DT_OK)
-      rc = DT_MPI_RC(MPI_Allreduce(MPI_IN_PLACE, absmax, a->rows, MPI_FLOAT, MPI_MAX, dist->tp),
-                     "row scales of a quantized matrix");
+      for (size_t k = 0; k < na; k++) amax[k] = all[dt_qmat_absmax_global_index(&a->qm, k, gblocks)];
   }
-  if (rc == DT_OK) dt_qmat_quantize(a->qtype, a->q, a->qscale, a->w, a->rows, a->cols, absmax);
-  free(absmax);
+  if (rc == DT_OK) dt_qmat_quantize(&a->qm, a->w, amax);
+  free(amax);
+  free(all);
   free(a->w);
   a->w = NULL;
   return rc;
@@ -537,8 +533,7 @@ static void free_mat(dt_mat *a) {
     free(a->w);
     free(a->w16);
   }
-  free(a->q);
-  free(a->qscale);
+  dt_qmat_free(&a->qm);
   free(a->grad);
 }
 
@@ -618,7 +613,7 @@ int dt_model_require_grad(dt_model *m, const dt_tensor_ref *r, float **data,
                           float **grad) {
   if (m->bb->describe_only) {
     /* sizes only: the gradient the real call allocates (its whole owner) */
-    const int bf16 = r->mat && (m->bb->weights_bf16 || r->mat->qtype) && r->mat != &m->bb->wpe;
+    const int bf16 = r->mat && (m->bb->weights_bf16 || r->mat->qm.type) && r->mat != &m->bb->wpe;
     DT_CHECK(!bf16, DT_EUSAGE,
              "tensor '%s' is trained by the chosen method, which needs "
              "--weights-dtype fp32 (frozen bf16, int8 or nf4 weights cannot be updated)",

@@ -18,6 +18,7 @@
 
 #include "dist.h"
 #include "hf_config.h"
+#include "quant.h"
 #include "shard.h"
 #include "shmwin.h"
 
@@ -30,12 +31,10 @@ typedef struct {
   uint16_t *w16;
   float *grad; /* NULL when frozen */
   int trained;  /* a method trains it (dt_model_require_grad; also when describe_only) */
-  /* --weights-dtype int8|nf4 (src/quant.h): the frozen matrix as qtype
-   * codes and scales; w and w16 are NULL (w holds it in fp32 only while it
-   * loads) */
-  int qtype;
-  uint8_t *q;
-  float *qscale;
+  /* --weights-dtype int8|nf4 (src/quant.h): the frozen matrix as codes
+   * and scales (qm.type != DT_Q_NONE); w and w16 are NULL (w holds it in
+   * fp32 only while it loads) */
+  dt_qmat qm;
   int shared;   /* w / w16 lie in the node's shared copy (read-only; see dt_model_unshare) */
 } dt_mat;
 

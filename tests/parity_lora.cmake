@@ -18,8 +18,18 @@ foreach(w int8 nf4)
     --weights-dtype ${w} --method lora --lora-rank 4 --lora-alpha 8
     --lora-targets q_proj,v_proj,down_proj --init-from ${F}/llama/lora/init.safetensors)
 endforeach()
-# int8 under --tp 2: the row-parallel matrices' row scales are agreed over
-# the tensor group, so the numbers are the one-rank ones
+# under --tp 2: the row-parallel matrices' row (int8) and block (nf4) scales
+# are agreed over the tensor group, so the numbers are the one-rank ones (the
+# GPT-2 fixture's attention output has 48 columns, 24 a rank: one nf4 block
+# that both ranks share)
+foreach(w nf4)
+  dt_case(parity_np2_quant test_parity 2 parity parity_llama_lora_${w}_tp2 ${Q}/llama-${w} lora 2e-5
+    --tp 2 --weights-dtype ${w} --method lora --lora-rank 4 --lora-alpha 8
+    --lora-targets q_proj,v_proj,down_proj --init-from ${F}/llama/lora/init.safetensors)
+  dt_case(parity_np2_quant test_parity 2 parity parity_gpt2_lora_${w}_tp2 ${Q}/gpt2-${w} lora 2e-5
+    --tp 2 --weights-dtype ${w} --method lora --lora-rank 4 --lora-alpha 8
+    --lora-targets c_attn,mlp.c_fc --init-from ${F}/gpt2/lora/init.safetensors)
+endforeach()
 dt_case(parity_np2_quant test_parity 2 parity parity_llama_lora_int8_tp2 ${Q}/llama-int8 lora 2e-5
   --tp 2 --weights-dtype int8 --method lora --lora-rank 4 --lora-alpha 8
   --lora-targets q_proj,v_proj,down_proj --init-from ${F}/llama/lora/init.safetensors)

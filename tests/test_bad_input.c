@@ -107,8 +107,6 @@ static const bad_case k_cases[] = {
      {"--method ia3 on a quantized backbone", "--method lora"}},
     {"opt_quant_pxgemm", TRAIN GPT2 "--tp 2 --tp-gemm pxgemm --weights-dtype int8", 2,
      {"--tp-gemm pxgemm", "--weights-dtype int8", "--tp-gemm local"}},
-    {"opt_quant_nf4_tp", TRAIN GPT2 "--tp 2 --weights-dtype nf4", 2,
-     {"--weights-dtype nf4 --tp 2", "transformer.h.0.attn.c_proj.weight", "not a multiple of 64 x 2"}},
     {"opt_share_weights", TRAIN GPT2 "--share-weights maybe", 2,
      {"--share-weights", "auto|yes|no", "'maybe'"}},
     {"opt_batch", TRAIN GPT2 "--batch-size 3", 2, {"--batch-size 3", "2 data-parallel"}},
