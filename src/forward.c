@@ -945,3 +945,30 @@ int dt_model_backward(dt_model *m) {
   if (!m->step_open) DT_CALL(end_hooks(m));
   return DT_OK;
 }
+
+/* --- parts the incremental decoder reuses (src/fwd_parts.h) -------------- */
+
+int dt_fwd_site(dt_model *m, int l, int s, int B, int T, const float *x, float *y) {
+  const int B0 = m->B, T0 = m->T;
+  m->B = B, m->T = T; /* the pass's rows: site_forward and the hooks read them */
+  const int rc = site_forward(m, &m->acts[0], l, s, x, y, 0);
+  m->B = B0, m->T = T0;
+  return rc;
+}
+
+void dt_fwd_norm(const dt_model *m, float *out, float *stat, const float *x, const dt_vec *w,
+                 const dt_vec *b, int N) {
+  norm_fwd(m, out, stat, x, w, b, N);
+}
+
+int dt_fwd_prefix(dt_model *m, int l, const float **pk, const float **pv) {
+  float *dpk, *dpv;
+  return prefix_of(m, l, pk, pv, &dpk, &dpv);
+}
+
+int dt_fwd_prompt(dt_model *m, const float **e) {
+  float *de;
+  return prompt_of(m, e, &de);
+}
+
+int dt_fwd_begin(dt_model *m) { return begin_hooks(m, 0); }
