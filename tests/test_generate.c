@@ -1,0 +1,211 @@
+/* `deltatune generate` end to end (issue 23).
+ *
+ * Across layouts, with no reference needed: the fixture models with tuned
+ * deltas (the HF fixtures' final.safetensors) generate the same tokens at 1
+ * rank, at 2 ranks with --tp 2 (each rank caches its own heads) and at 2
+ * data-parallel replicas, greedy and sampled; sampling is reproducible from
+ * --sample-seed at any rank count and --batch-size, differs from greedy and
+ * with another seed. A single --prompt streams exactly the completion it
+ * writes. Bad input is refused with the file, line, field and value named.
+ *
+ * usage: test_generate MPIRUN... (the launcher of the 2-rank runs) */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static char g_mpirun[1024];
+
+/* the method options of the HF parity tests (tests/parity_*.cmake), with
+ * the deltas after training (final.safetensors) */
+static const char *method_args(const char *fam, const char *method) {
+  static char a[2048];
+  const char *d = dt_test_fixture(fam);
+  const int g = !strcmp(fam, "gpt2");
+  if (!strcmp(method, "lora"))
+    snprintf(a, sizeof a, "--method lora --lora-rank 4 --lora-alpha 8 --lora-targets %s "
+             "--init-from %s/lora/final.safetensors", g ? "c_attn,mlp.c_fc" : "q_proj,v_proj,down_proj", d);
+  else if (!strcmp(method, "prefix"))
+    snprintf(a, sizeof a, "--method prefix --prefix-tokens 3 --init-from %s/prefix/final.safetensors", d);
+  else if (!strcmp(method, "prefix_proj"))
+    snprintf(a, sizeof a, "--method prefix --prefix-tokens 3 --prefix-hidden 32 "
+             "--init-from %s/prefix_proj/final.safetensors", d);
+  else if (!strcmp(method, "prompt"))
+    snprintf(a, sizeof a, "--method prompt --prompt-tokens 3 --init-from %s/prompt/final.safetensors", d);
+  else if (!strcmp(method, "ia3"))
+    snprintf(a, sizeof a, "--method ia3 --ia3-targets %s --ia3-ff %s --init-from %s/ia3/final.safetensors",
+             g ? "c_attn,mlp.c_proj" : "k_proj,v_proj,down_proj", g ? "mlp.c_proj" : "down_proj", d);
+  else if (!strcmp(method, "adapter"))
+    snprintf(a, sizeof a, "--method adapter --adapter-size 8 --init-from %s/adapter/final.safetensors", d);
+  else if (!strcmp(method, "said"))
+    snprintf(a, sizeof a, "--method said --said-dim 24 --init-from %s/said/final.safetensors,"
+             "%s/said/projection.safetensors", d, d);
+  else if (!strcmp(method, "base"))
+    snprintf(a, sizeof a, "--method none");
+  else if (!strcmp(method, "full"))
+    snprintf(a, sizeof a, "--method full --weights-dtype fp32 --init-from %s/full/final.safetensors", d);
+  else
+    snprintf(a, sizeof a, "--method %s --init-from %s/%s/final.safetensors", method, d, method);
+  return a;
+}
+
+static const char *prompts_file(void) {
+  const char *p = dt_test_tmp("prompts.jsonl");
+  dt_test_write(p, "{\"prompt_ids\": [5, 17, 33, 2, 40]}\n"
+                   "{\"prompt_ids\": [1, 9]}\n"
+                   "{\"prompt_ids\": [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]}\n"
+                   "{\"prompt_ids\": [70]}\n"
+                   "{\"prompt_ids\": [3, 3, 3, 3]}\n");
+  return p;
+}
+
+/* Run generate (launch: "" or the 2-rank launcher) into TMP/tag.jsonl; its text. */
+static char *gen(const char *launch, const char *fam, const char *method, const char *extra,
+                 const char *tag) {
+  char *out = NULL;
+  const char *o = dt_test_tmp(tag);
+  int rc = dt_test_run(&out, "%s %s generate --model %s/model %s --input %s --output %s.jsonl "
+                       "--overwrite --max-new-tokens 20 %s",
+                       launch, DT_BINARY, dt_test_fixture(fam), method_args(fam, method),
+                       prompts_file(), o, extra);
+  if (rc != 0) fail_msg("%s %s %s: deltatune generate exited %d:\n%s", fam, method, tag, rc, out ? out : "");
+  free(out);
+  char p[1200];
+  snprintf(p, sizeof p, "%s.jsonl", o);
+  char *s = dt_test_slurp(p);
+  assert_non_null(s);
+  assert_int_equal(dt_test_count(s, "\n"), 5);
+  return s;
+}
+
+static void same(const char *a, const char *b, const char *what) {
+  if (strcmp(a, b) != 0) fail_msg("%s: outputs differ:\n%s\n---\n%s", what, a, b);
+}
+
+static void layouts(const char *fam, const char *method) {
+  char what[256];
+  char *one = gen("", fam, method, "", "one");
+  char *tp2 = gen(g_mpirun, fam, method, "--tp 2 --batch-size 3", "tp2");
+  char *dp2 = gen(g_mpirun, fam, method, "--batch-size 1", "dp2");
+  snprintf(what, sizeof what, "%s %s: 1 rank vs --tp 2", fam, method);
+  same(one, tp2, what);
+  snprintf(what, sizeof what, "%s %s: 1 rank vs 2 replicas", fam, method);
+  same(one, dp2, what);
+  print_message("%s %-11s greedy: 1 rank = tp 2 = dp 2\n", fam, method);
+  free(one);
+  free(tp2);
+  free(dp2);
+}
+
+static void test_layouts_gpt2(void **s) {
+  (void)s;
+  const char *ms[] = {"lora", "prefix", "prompt", "ia3", "adapter", "bitfit"};
+  for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) layouts("gpt2", ms[i]);
+}
+
+static void test_layouts_llama(void **s) {
+  (void)s;
+  const char *ms[] = {"lora", "prefix_proj", "prompt", "ia3", "adapter", "said"};
+  for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) layouts("llama", ms[i]);
+}
+
+static void test_sampling(void **s) {
+  (void)s;
+  const char *smp = "--temperature 0.9 --top-k 40 --top-p 0.95 --sample-seed 7";
+  char x[512];
+  char *greedy = gen("", "llama", "lora", "", "greedy");
+  char *one = gen("", "llama", "lora", smp, "s1");
+  snprintf(x, sizeof x, "%s --batch-size 2", smp);
+  char *b2 = gen("", "llama", "lora", x, "s1b2");
+  snprintf(x, sizeof x, "%s --tp 2 --batch-size 1", smp);
+  char *tp2 = gen(g_mpirun, "llama", "lora", x, "s2tp");
+  char *dp2 = gen(g_mpirun, "llama", "lora", smp, "s2dp");
+  char *other = gen("", "llama", "lora", "--temperature 0.9 --top-k 40 --top-p 0.95 --sample-seed 8", "s8");
+  same(one, b2, "sampling: --batch-size 8 vs 2");
+  same(one, tp2, "sampling: 1 rank vs --tp 2");
+  same(one, dp2, "sampling: 1 rank vs 2 replicas");
+  if (!strcmp(one, greedy)) fail_msg("sampling gave the greedy tokens:\n%s", one);
+  if (!strcmp(one, other)) fail_msg("sampling: --sample-seed 7 and 8 gave the same tokens:\n%s", one);
+  /* top-k 1 is greedy */
+  char *k1 = gen("", "llama", "lora", "--temperature 0.9 --top-k 1 --sample-seed 3", "k1");
+  same(k1, greedy, "sampling with --top-k 1 vs greedy");
+  free(greedy), free(one), free(b2), free(tp2), free(dp2), free(other), free(k1);
+}
+
+/* The streamed text of one --prompt is the completion written. */
+static void test_stream(void **s) {
+  (void)s;
+  char *out = NULL;
+  const char *o = dt_test_tmp("stream.jsonl");
+  int rc = dt_test_run(&out, "%s generate --model %s/data/models/tiny-llama --method none "
+                       "--prompt 'Caf\xc3\xa9 \xe2\x98\x83 and' --max-new-tokens 24 --output %s --overwrite 2>/dev/null",
+                       DT_BINARY, DT_SOURCE_DIR, o);
+  if (rc != 0) fail_msg("generate --prompt exited %d:\n%s", rc, out ? out : "");
+  char *f = dt_test_slurp(o);
+  assert_non_null(f);
+  json_error_t je;
+  json_t *j = json_loads(f, 0, &je);
+  if (!j) fail_msg("%s: %s", o, je.text);
+  const char *c = json_string_value(json_object_get(j, "completion"));
+  assert_non_null(c);
+  assert_true(json_array_size(json_object_get(j, "ids")) > 0);
+  char want[4096];
+  snprintf(want, sizeof want, "%s\n", c);
+  if (strcmp(out, want) != 0) fail_msg("streamed '%s', wrote '%s'", out, c);
+  json_decref(j);
+  free(f);
+  free(out);
+}
+
+static void refused(const char *args, int code, const char *needle) {
+  char *out = NULL;
+  int rc = dt_test_run(&out, "%s generate %s 2>&1", DT_BINARY, args);
+  if (rc != code) fail_msg("generate %s: exit %d, expected %d:\n%s", args, rc, code, out ? out : "");
+  dt_test_expect(out, needle, args);
+  free(out);
+}
+
+static void test_bad_input(void **s) {
+  (void)s;
+  char a[4096];
+  const char *m = dt_test_fixture("llama/model"), *bad = dt_test_tmp("bad.jsonl");
+  const char *o = dt_test_tmp("bad-out.jsonl");
+  dt_test_write(bad, "{\"prompt_ids\": [1, 2]}\n{\"prompt_ids\": [1, 96]}\n");
+  snprintf(a, sizeof a, "--model %s --method none --input %s --output %s --overwrite", m, bad, o);
+  refused(a, 3, "line 2");
+  refused(a, 3, "96");
+  dt_test_write(bad, "{\"prompt_ids\": [1, 2]}\n\n{\"text\": \"x\"}\n");
+  refused(a, 3, "line 3: the row has neither \"prompt\"");
+  dt_test_write(bad, "{\"prompt_ids\": []}\n");
+  refused(a, 3, "line 1: field \"prompt_ids\": the prompt has no token");
+  dt_test_write(bad, "{\"prompt\": \"hello\"}\n");
+  refused(a, 2, "line 1: a text prompt needs a tokenizer");
+  dt_test_write(bad, "{\"prompt_ids\": [1]}\n");
+  dt_test_write(o, "keep me\n");
+  snprintf(a, sizeof a, "--model %s --method none --input %s --output %s", m, bad, o);
+  refused(a, 2, "exists; give --overwrite yes");
+  char *kept = dt_test_slurp(o);
+  assert_string_equal(kept, "keep me\n");
+  free(kept);
+  snprintf(a, sizeof a, "--model %s --method none --input %s --output %s --overwrite "
+           "--max-new-tokens 65", dt_test_fixture("gpt2/model"), bad, o);
+  refused(a, 2, "exceeds the model's n_positions = 64");
+  snprintf(a, sizeof a, "--model %s --method none --prompt hi --input %s --output %s", m, bad, o);
+  refused(a, 2, "give one of --prompt TEXT or --input");
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    strncat(g_mpirun, argv[i], sizeof g_mpirun - strlen(g_mpirun) - 8);
+    strcat(g_mpirun, " ");
+  }
+  strcat(g_mpirun, "-np 2");
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_layouts_gpt2), cmocka_unit_test(test_layouts_llama),
+      cmocka_unit_test(test_sampling),     cmocka_unit_test(test_stream),
+      cmocka_unit_test(test_bad_input),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
