@@ -8,6 +8,12 @@
  * with another seed. A single --prompt streams exactly the completion it
  * writes. Bad input is refused with the file, line, field and value named.
  *
+ * Against references (tests/data/generate/README.md: greedy continuations
+ * of an independent PyTorch model checked against transformers + PEFT on
+ * the fixtures): every method of both fixture families with its trained
+ * deltas, and the shipped models bare and with a PEFT LoRA adapter, token
+ * for token at 1 rank and under --tp 2.
+ *
  * usage: test_generate MPIRUN... (the launcher of the 2-rank runs) */
 #include <jansson.h>
 #include <stdio.h>
@@ -196,6 +202,135 @@ static void test_bad_input(void **s) {
   refused(a, 2, "give one of --prompt TEXT or --input");
 }
 
+/* --- against the references ----------------------------------------------- */
+
+/* Run generate on rows (JSON lines) with args; the "ids" of each output row. */
+static json_t *gen_rows(const char *launch, const char *model, const char *args, const char *rows,
+                        int max_new, const char *what) {
+  const char *in = dt_test_tmp("ref-in.jsonl"), *o = dt_test_tmp("ref-out.jsonl");
+  dt_test_write(in, rows);
+  char *out = NULL;
+  int rc = dt_test_run(&out, "%s %s generate --model %s %s --input %s --output %s --overwrite "
+                       "--max-new-tokens %d 2>&1", launch, DT_BINARY, model, args, in, o, max_new);
+  if (rc != 0) fail_msg("%s: deltatune generate exited %d:\n%s", what, rc, out ? out : "");
+  free(out);
+  char *text = dt_test_slurp(o);
+  assert_non_null(text);
+  json_t *all = json_array();
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    json_error_t je;
+    json_t *j = json_loads(line, 0, &je);
+    if (!j) fail_msg("%s: %s: %s", what, o, je.text);
+    json_array_append(all, json_object_get(j, "ids"));
+    json_decref(j);
+  }
+  free(text);
+  return all;
+}
+
+static json_t *load_ref(const char *rel) {
+  char p[1200];
+  snprintf(p, sizeof p, "%s/generate/%s", DT_TESTDATA_DIR, rel);
+  json_error_t je;
+  json_t *j = json_load_file(p, 0, &je);
+  if (!j) fail_msg("reference %s: %s", p, je.text);
+  return j;
+}
+
+/* rows: the ids of generate's output rows against ref's "rows"[i]["ids"] */
+static void same_ids(json_t *got, json_t *ref, const char *what) {
+  json_t *rows = json_object_get(ref, "rows");
+  assert_int_equal(json_array_size(got), json_array_size(rows));
+  for (size_t i = 0; i < json_array_size(rows); i++) {
+    json_t *want = json_object_get(json_array_get(rows, i), "ids");
+    if (!json_equal(json_array_get(got, i), want)) {
+      char *a = json_dumps(json_array_get(got, i), JSON_COMPACT), *b = json_dumps(want, JSON_COMPACT);
+      fail_msg("%s row %zu: generated %s, reference %s", what, i, a, b);
+    }
+  }
+}
+
+static void hf_family(const char *fam) {
+  static const char *const ms[] = {"base", "full", "lora", "prefix", "prefix_proj", "prompt",
+                                   "ia3", "bitfit", "lastlayer", "adapter", "said"};
+  char model[1100], what[256], rel[256];
+  snprintf(model, sizeof model, "%s/model", dt_test_fixture(fam));
+  int n = 0;
+  for (size_t k = 0; k < sizeof ms / sizeof *ms; k++) {
+    if (!strcmp(ms[k], "bitfit") && strcmp(fam, "gpt2")) continue; /* gpt2 only (fixtures) */
+    snprintf(rel, sizeof rel, "hf-parity/%s/%s.json", fam, ms[k]);
+    json_t *ref = load_ref(rel);
+    json_t *rows = json_object_get(ref, "rows");
+    char in[8192] = "";
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+      char *pi = json_dumps(json_object_get(json_array_get(rows, i), "prompt_ids"), JSON_COMPACT);
+      snprintf(in + strlen(in), sizeof in - strlen(in), "{\"prompt_ids\": %s}\n", pi);
+      free(pi);
+    }
+    const int mx = (int)json_integer_value(json_object_get(ref, "max_new_tokens"));
+    for (int tp = 1; tp <= 2; tp++) {
+      snprintf(what, sizeof what, "%s %s (%s)", fam, ms[k], tp == 1 ? "1 rank" : "--tp 2");
+      char args[2200];
+      snprintf(args, sizeof args, "%s%s", method_args(fam, ms[k]), tp == 2 ? " --tp 2" : "");
+      json_t *got = gen_rows(tp == 1 ? "" : g_mpirun, model, args, in, mx, what);
+      same_ids(got, ref, what);
+      json_decref(got);
+      n++;
+    }
+    json_decref(ref);
+  }
+  print_message("%s: %d runs equal the references token for token\n", fam, n);
+}
+
+static void test_hf_gpt2(void **s) { (void)s; hf_family("gpt2"); }
+static void test_hf_llama(void **s) { (void)s; hf_family("llama"); }
+
+/* The shipped models, bare and with the PEFT LoRA adapter, on text prompts. */
+static void test_shipped_models(void **s) {
+  (void)s;
+  static const char *const names[] = {"tiny-gpt2-base", "tiny-gpt2-lora", "tiny-llama-base",
+                                      "tiny-llama-lora"};
+  for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+    char rel[256], model[1200], args[2400] = "", what[256];
+    snprintf(rel, sizeof rel, "models/%s.json", names[k]);
+    json_t *ref = load_ref(rel);
+    snprintf(model, sizeof model, "%s/data/models/%.*s", DT_SOURCE_DIR,
+             (int)(strrchr(names[k], '-') - names[k]), names[k]);
+    if (!json_is_null(json_object_get(ref, "adapter"))) {
+      /* the adapter's deltatune options ("args") and its tensors */
+      json_t *a = json_object_get(ref, "args");
+      assert_true(json_array_size(a) > 0);
+      for (size_t i = 0; i < json_array_size(a); i++)
+        snprintf(args + strlen(args), sizeof args - strlen(args), "%s ",
+                 json_string_value(json_array_get(a, i)));
+      snprintf(args + strlen(args), sizeof args - strlen(args),
+               "--init-from %s/generate/models/%s/adapter_model.safetensors", DT_TESTDATA_DIR, names[k]);
+    } else {
+      snprintf(args, sizeof args, "--method none");
+    }
+    json_t *rows = json_object_get(ref, "rows");
+    char in[16384] = "";
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+      json_t *o = json_object();
+      json_object_set(o, "prompt", json_object_get(json_array_get(rows, i), "prompt"));
+      char *line = json_dumps(o, JSON_COMPACT);
+      snprintf(in + strlen(in), sizeof in - strlen(in), "%s\n", line);
+      free(line);
+      json_decref(o);
+    }
+    const int mx = (int)json_integer_value(json_object_get(ref, "max_new_tokens"));
+    for (int tp = 1; tp <= 2; tp++) {
+      char a2[2500];
+      snprintf(a2, sizeof a2, "%s%s", args, tp == 2 ? " --tp 2" : "");
+      snprintf(what, sizeof what, "%s (%s)", names[k], tp == 1 ? "1 rank" : "--tp 2");
+      json_t *got = gen_rows(tp == 1 ? "" : g_mpirun, model, a2, in, mx, what);
+      same_ids(got, ref, what);
+      json_decref(got);
+    }
+    json_decref(ref);
+  }
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     strncat(g_mpirun, argv[i], sizeof g_mpirun - strlen(g_mpirun) - 8);
@@ -205,7 +340,8 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_layouts_gpt2), cmocka_unit_test(test_layouts_llama),
       cmocka_unit_test(test_sampling),     cmocka_unit_test(test_stream),
-      cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_bad_input),    cmocka_unit_test(test_hf_gpt2),
+      cmocka_unit_test(test_hf_llama),     cmocka_unit_test(test_shipped_models),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
