@@ -331,6 +331,44 @@ static void test_shipped_models(void **s) {
   }
 }
 
+/* eval on prompt/completion rows also generates: the reference says the
+ * bare tiny-llama answers the first supersense prompt with EOS at once
+ * (completion "" matches) and continues the third with " Clear Light,"
+ * (completion " Clear Light" does not: no EOS after it); the second's true
+ * class is not what it says. 1 of 3, at 1 rank, 2 replicas and --tp 2, as
+ * the teacher-forced exact match says. */
+static void test_eval_generated(void **s) {
+  (void)s;
+  json_t *ref = load_ref("models/tiny-llama-base.json");
+  json_t *rows = json_object_get(ref, "rows");
+  const char *comp[3] = {"", " artifact", " Clear Light"};
+  char in[8192] = "";
+  for (int i = 0; i < 3; i++) {
+    json_t *o = json_object();
+    json_object_set(o, "prompt", json_object_get(json_array_get(rows, i), "prompt"));
+    json_object_set_new(o, "completion", json_string(comp[i]));
+    char *line = json_dumps(o, JSON_COMPACT);
+    snprintf(in + strlen(in), sizeof in - strlen(in), "%s\n", line);
+    free(line);
+    json_decref(o);
+  }
+  json_decref(ref);
+  const char *data = dt_test_tmp("eval-gen.jsonl");
+  dt_test_write(data, in);
+  const char *layouts[3][2] = {{"", "--batch-size 3"}, {g_mpirun, "--batch-size 2"},
+                               {g_mpirun, "--batch-size 3 --tp 2"}};
+  for (int k = 0; k < 3; k++) {
+    char *out = NULL;
+    int rc = dt_test_run(&out, "%s %s eval --model %s/data/models/tiny-llama --method none --data %s "
+                         "--seq-len 64 --data-cache %s %s 2>&1", layouts[k][0], DT_BINARY,
+                         DT_SOURCE_DIR, data, dt_test_tmp("eval-cache"), layouts[k][1]);
+    if (rc != 0) fail_msg("eval exited %d:\n%s", rc, out ? out : "");
+    dt_test_expect(out, "\nexact_match 0.333333 (1 of 3 rows)", "teacher-forced exact match");
+    dt_test_expect(out, "\ngenerated_exact_match 0.333333 (1 of 3 rows", "generated exact match");
+    free(out);
+  }
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     strncat(g_mpirun, argv[i], sizeof g_mpirun - strlen(g_mpirun) - 8);
@@ -342,6 +380,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_sampling),     cmocka_unit_test(test_stream),
       cmocka_unit_test(test_bad_input),    cmocka_unit_test(test_hf_gpt2),
       cmocka_unit_test(test_hf_llama),     cmocka_unit_test(test_shipped_models),
+      cmocka_unit_test(test_eval_generated),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
