@@ -165,6 +165,44 @@ static void test_stream(void **s) {
   free(out);
 }
 
+/* --checkpoint: the file's method, options and deltas, the same tokens as
+ * --init-from the run's deltas.safetensors, also under --tp 2. */
+static void test_checkpoint(void **s) {
+  (void)s;
+  const char *d = dt_test_fixture("llama"), *out = dt_test_tmp("ckpt-run");
+  char *o = NULL;
+  int rc = dt_test_run(&o, "%s train --model %s/model --data %s/batch.safetensors --batch-size 2 "
+                       "--steps 3 --lr 1e-2 --method prefix --prefix-tokens 3 --prefix-hidden 16 --out %s 2>&1",
+                       DT_BINARY, d, d, out);
+  if (rc != 0) fail_msg("train exited %d:\n%s", rc, o ? o : "");
+  free(o);
+  char a[2048];
+  snprintf(a, sizeof a, "%s/ckpt-0000000003.nc", out);
+  char *ck = NULL, *ck2 = NULL, *init = NULL;
+  const char *p = prompts_file();
+  for (int k = 0; k < 3; k++) {
+    char cmd[4096];
+    const char *tag = k == 0 ? "ck.jsonl" : k == 1 ? "ck2.jsonl" : "init.jsonl";
+    if (k < 2)
+      snprintf(cmd, sizeof cmd, "%s %s generate --model %s/model --checkpoint %s %s --input %s "
+               "--output %s --overwrite --max-new-tokens 12 2>&1", k ? g_mpirun : "", DT_BINARY, d, a,
+               k ? "--tp 2" : "", p, dt_test_tmp(tag));
+    else
+      snprintf(cmd, sizeof cmd, "%s generate --model %s/model --method prefix --prefix-tokens 3 "
+               "--prefix-hidden 16 --init-from %s/deltas.safetensors --input %s --output %s "
+               "--overwrite --max-new-tokens 12 2>&1", DT_BINARY, d, out, p, dt_test_tmp(tag));
+    rc = dt_test_run(&o, "%s", cmd);
+    if (rc != 0) fail_msg("%s: exited %d:\n%s", cmd, rc, o ? o : "");
+    free(o);
+    char *txt = dt_test_slurp(dt_test_tmp(tag));
+    assert_non_null(txt);
+    if (k == 0) ck = txt; else if (k == 1) ck2 = txt; else init = txt;
+  }
+  same(ck, init, "--checkpoint vs --init-from deltas.safetensors");
+  same(ck, ck2, "--checkpoint at 1 rank vs --tp 2");
+  free(ck), free(ck2), free(init);
+}
+
 static void refused(const char *args, int code, const char *needle) {
   char *out = NULL;
   int rc = dt_test_run(&out, "%s generate %s 2>&1", DT_BINARY, args);
@@ -381,7 +419,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest layouts[] = {
       cmocka_unit_test(test_layouts_gpt2), cmocka_unit_test(test_layouts_llama),
       cmocka_unit_test(test_sampling),     cmocka_unit_test(test_stream),
-      cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_bad_input),    cmocka_unit_test(test_checkpoint),
   };
   const struct CMUnitTest against[] = {
       cmocka_unit_test(test_hf_gpt2),        cmocka_unit_test(test_hf_llama),
