@@ -8,6 +8,7 @@
 #include "error.h"
 #include "fwd_parts.h"
 #include "gemm_bf16.h"
+#include "linear_rows.h"
 #include "ops.h"
 
 int dt_decoder_init(dt_decoder *dc, dt_model *m, int B, int T_max) {
@@ -17,6 +18,7 @@ int dt_decoder_init(dt_decoder *dc, dt_model *m, int B, int T_max) {
   dc->T_max = T_max < 2 ? 2 : T_max;
   /* one set of site buffers (recompute) for B * Tc rows: a pass never has more */
   DT_CALL(dt_model_plan(m, B, dc->T_max, 1));
+  m->stream_rows = DT_STREAM_ROWS; /* a step's few rows: stream each matrix once */
   dc->n_virtual = m->n_virtual;
   dc->n_prefix = m->n_prefix;
   const dt_config *c = &m->bb->cfg;
@@ -137,6 +139,8 @@ static int head(dt_decoder *dc, int nb, int Tp, float *logits) {
   const dt_mat *W = &m->bb->lm_head;
   if (V > 0 && m->matmul_bf16 && W->w16)
     DT_CALL(dt_gemm_bf16(dc->lg, a->ln1, W->w16, nb, V, d, 1, 0.0f, m->a16));
+  else if (V > 0 && nb <= m->stream_rows)
+    dt_linear_rows(dc->lg, a->ln1, dt_mat_f32(m, W), NULL, nb, d, V);
   else if (V > 0)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, V, d, 1.0f, a->ln1, d,
                 dt_mat_f32(m, W), d, 0.0f, dc->lg, V);

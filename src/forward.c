@@ -13,6 +13,7 @@
 #include "error.h"
 #include "mpicheck.h"
 #include "gemm_bf16.h"
+#include "linear_rows.h"
 #include "method.h"
 #include "model.h"
 #include "ops.h"
@@ -406,7 +407,8 @@ static dt_site_io rows_of(const dt_model *m, const dt_method *me, dt_site_io io)
 static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, const float *b,
                       int N, int in, int out) {
   if (!(m->matmul_bf16 && W->w16)) {
-    dt_linear_forward(y, x, dt_mat_f32(m, W), b, N, in, out);
+    if (N <= m->stream_rows && in > 0) dt_linear_rows(y, x, dt_mat_f32(m, W), b, N, in, out);
+    else dt_linear_forward(y, x, dt_mat_f32(m, W), b, N, in, out);
     return DT_OK;
   }
   if (N == 0 || out == 0) return DT_OK;
