@@ -434,7 +434,7 @@ static int stream_more(gen_ctx *c, streamer *s, const int32_t *ids, int n, int f
 
 /* One batch of prompts rows[r0, r0 + nb) through the decoder. */
 static int run_batch(gen_ctx *c, dt_decoder *dc, long r0, int nb, float *logits, int *idx,
-                     double *pw, streamer *st) {
+                     double *pw, int32_t *pids, streamer *st) {
   const dt_options *o = &c->opt;
   const int max_new = dt_opt_int(o, "max-new-tokens"), V = c->cfg.vocab;
   const dt_sampling sp = {dt_opt_float(o, "temperature"), dt_opt_int(o, "top-k"),
@@ -449,13 +449,21 @@ static int run_batch(gen_ctx *c, dt_decoder *dc, long r0, int nb, float *logits,
   }
   int n_active = 0;
   for (int step = 0; step < max_new; step++) {
-    /* step 0: every prompt's prefill (one pass per prompt); then one token per live row */
+    /* step 0: the prefill, one pass per prompt length (active[] in pass
+     * order, the logits of active[i] at row i); then one token per live row */
     if (step == 0) {
       for (int b = 0; b < nb; b++) {
-        slots[0] = b;
-        const prompt_row *r = &c->rows[r0 + b];
-        DT_CALL(dt_decoder_step(dc, 1, slots, r->n, r->ids, logits + (size_t)b * V));
-        active[n_active++] = b;
+        const int n = c->rows[r0 + b].n;
+        int k = 0, seen = 0;
+        for (int q = 0; q < b && !seen; q++) seen = c->rows[r0 + q].n == n;
+        if (seen) continue; /* in the pass of an earlier prompt of this length */
+        for (int q = b; q < nb; q++)
+          if (c->rows[r0 + q].n == n) {
+            memcpy(pids + (size_t)k * n, c->rows[r0 + q].ids, sizeof(int32_t) * (size_t)n);
+            slots[k++] = q;
+          }
+        DT_CALL(dt_decoder_step(dc, k, slots, n, pids, logits + (size_t)n_active * V));
+        for (int i = 0; i < k; i++) active[n_active++] = slots[i];
       }
     } else {
       for (int i = 0; i < n_active; i++) {
@@ -466,7 +474,7 @@ static int run_batch(gen_ctx *c, dt_decoder *dc, long r0, int nb, float *logits,
     }
     /* the choice, on tensor rank 0 from the whole logits, for the group */
     for (int i = 0; i < n_active; i++) {
-      const float *z = logits + (size_t)(step == 0 ? active[i] : i) * V;
+      const float *z = logits + (size_t)i * V;
       next[i] = root ? dt_sample_token(&sp, z, V, r0 + active[i], step, idx, pw) : 0;
     }
     if (c->dist.tp_size > 1)
@@ -502,12 +510,14 @@ static int generate_block(gen_ctx *c, double *t_gen, int64_t *n_tok) {
   int rc = dt_malloc(&logits, sizeof(float) * (size_t)B * V, "logits");
   if (rc == DT_OK) rc = dt_malloc(&idx, sizeof(int) * (size_t)V, "sampling scratch");
   if (rc == DT_OK) rc = dt_malloc(&pw, sizeof(double) * (size_t)V, "sampling scratch");
+  int32_t *pids = NULL; /* [B, longest prompt] the prompts of one prefill pass */
+  if (rc == DT_OK) rc = dt_malloc(&pids, sizeof(int32_t) * (size_t)B * c->max_prompt, "prompt ids");
   streamer st = {0};
   const int stream = dt_opt_is_set(o, "prompt") && c->rank == 0 && c->tok;
   const double t0 = dt_now();
   for (long r0 = first; rc == DT_OK && r0 < last; r0 += B) {
     const int nb = last - r0 < B ? (int)(last - r0) : B;
-    rc = run_batch(c, &dc, r0, nb, logits, idx, pw, stream ? &st : NULL);
+    rc = run_batch(c, &dc, r0, nb, logits, idx, pw, pids, stream ? &st : NULL);
   }
   *t_gen = dt_now() - t0;
   *n_tok = 0;
@@ -521,6 +531,7 @@ static int generate_block(gen_ctx *c, double *t_gen, int64_t *n_tok) {
   free(logits);
   free(idx);
   free(pw);
+  free(pids);
   dt_decoder_free(&dc);
   return rc;
 }

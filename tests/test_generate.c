@@ -63,7 +63,8 @@ static const char *prompts_file(void) {
                    "{\"prompt_ids\": [1, 9]}\n"
                    "{\"prompt_ids\": [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]}\n"
                    "{\"prompt_ids\": [70]}\n"
-                   "{\"prompt_ids\": [3, 3, 3, 3]}\n");
+                   "{\"prompt_ids\": [3, 3, 3, 3]}\n"
+                   "{\"prompt_ids\": [40, 2, 33, 17, 5]}\n"); /* prefilled with the first */
   return p;
 }
 
@@ -82,7 +83,7 @@ static char *gen(const char *launch, const char *fam, const char *method, const 
   snprintf(p, sizeof p, "%s.jsonl", o);
   char *s = dt_test_slurp(p);
   assert_non_null(s);
-  assert_int_equal(dt_test_count(s, "\n"), 5);
+  assert_int_equal(dt_test_count(s, "\n"), 6);
   return s;
 }
 
