@@ -9,6 +9,7 @@
 #include "fwd_parts.h"
 #include "gemm_bf16.h"
 #include "linear_rows.h"
+#include "method.h"
 #include "ops.h"
 
 int dt_decoder_init(dt_decoder *dc, dt_model *m, int B, int T_max) {
@@ -16,14 +17,20 @@ int dt_decoder_init(dt_decoder *dc, dt_model *m, int B, int T_max) {
   dc->m = m;
   dc->B = B;
   dc->T_max = T_max < 2 ? 2 : T_max;
-  /* one set of site buffers (recompute) for B * Tc rows: a pass never has more */
-  DT_CALL(dt_model_plan(m, B, dc->T_max, 1));
+  /* one set of site buffers (recompute) for the largest pass: the least
+   * multiple of Tc rows that holds B (a plan of plan_B rows x Tc) */
+  int nv = 0;
+  for (int k = 0; k < m->n_methods; k++)
+    if (m->methods[k]->ops->virtual_tokens) nv += m->methods[k]->ops->virtual_tokens(m->methods[k]);
+  const int Tc0 = dc->T_max + nv, plan_B = (B + Tc0 - 1) / Tc0;
+  DT_CALL(dt_model_plan(m, plan_B, dc->T_max, 1));
   m->stream_rows = DT_STREAM_ROWS; /* a step's few rows: stream each matrix once */
   dc->n_virtual = m->n_virtual;
   dc->n_prefix = m->n_prefix;
   const dt_config *c = &m->bb->cfg;
   const int Tc = m->T, d = c->d_model;
-  const size_t N = (size_t)B * Tc;
+  dc->max_rows = plan_B * Tc;
+  const size_t N = (size_t)dc->max_rows;
   DT_CALL(dt_kvcache_init(&dc->kv, c->n_layer, B, Tc, m->bb->sh.n_kv_l * c->head_dim));
   DT_CALL(dt_alloc_aligned(&dc->x, N * d * sizeof(float), "decoder residual stream"));
   DT_CALL(dt_alloc_aligned(&dc->x1, N * d * sizeof(float), "decoder residual stream"));
@@ -157,6 +164,8 @@ int dt_decoder_step(dt_decoder *dc, int nb, const int *slots, int n, const int32
            nb, n, dc->B);
   const int first = dc->kv.len[slots[0]] == 0;
   const int nvp = first ? dc->n_virtual : 0, Tp = n + nvp;
+  DT_CHECK(nb * Tp <= dc->max_rows, DT_EINTERNAL, "decoder pass of %d x %d rows > %d", nb, Tp,
+           dc->max_rows);
   for (int b = 0; b < nb; b++) {
     DT_CHECK(slots[b] >= 0 && slots[b] < dc->B && (dc->kv.len[slots[b]] == 0) == first,
              DT_EINTERNAL, "decoder slot %d (len %d) in a %s pass", slots[b],

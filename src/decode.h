@@ -25,21 +25,27 @@ typedef struct {
   dt_kvcache kv; /* B slots x Tc = n_virtual + T_max positions */
   int B, T_max;
   int n_virtual, n_prefix;
-  float *x, *x1, *o; /* [B*Tc, d] residual stream and a site output */
+  int max_rows;      /* rows (sequences x tokens) one pass may have: >= B and >= Tc */
+  float *x, *x1, *o; /* [max_rows, d] residual stream and a site output */
   float *xl;         /* [B, d] the last row of each sequence */
   float *lg;         /* [B, vocab_l] this rank's logits columns */
   float *s;          /* [n_prefix + Tc] attention scores of one query */
 } dt_decoder;
 
 /* Plan m (methods attached, their parameters loaded) for B sequences of up
- * to T_max data tokens (prompt + new tokens) and allocate the cache.
+ * to T_max data tokens (prompt + new tokens) and allocate the cache. The
+ * activations are sized for max_rows rows, the least multiple of the
+ * sequence length Tc that holds B (one token of every sequence, or one
+ * whole sequence), not for B x Tc: a prefill of several prompts must fit
+ * max_rows (the caller splits it).
  * Collective over the tensor group (the methods' begin_forward). */
 int dt_decoder_init(dt_decoder *dc, dt_model *m, int B, int T_max);
 void dt_decoder_free(dt_decoder *dc);
 /* Empty slot b (a new sequence starts there). */
 void dt_decoder_reset(dt_decoder *dc, int b);
 
-/* Forward n new tokens ids [nb, n] of the sequences in slots[nb] (distinct):
+/* Forward n new tokens ids [nb, n] of the sequences in slots[nb] (distinct;
+ * nb x (n + virtual tokens of a first pass) <= max_rows):
  * a slot's first pass prepends the virtual tokens (all slots of one pass
  * are either empty or not), then its cache grows by the pass's tokens.
  * logits [nb, vocab]: the next-token logits after each sequence's last

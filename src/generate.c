@@ -454,16 +454,22 @@ static int run_batch(gen_ctx *c, dt_decoder *dc, long r0, int nb, float *logits,
     if (step == 0) {
       for (int b = 0; b < nb; b++) {
         const int n = c->rows[r0 + b].n;
-        int k = 0, seen = 0;
+        int seen = 0;
         for (int q = 0; q < b && !seen; q++) seen = c->rows[r0 + q].n == n;
-        if (seen) continue; /* in the pass of an earlier prompt of this length */
-        for (int q = b; q < nb; q++)
-          if (c->rows[r0 + q].n == n) {
-            memcpy(pids + (size_t)k * n, c->rows[r0 + q].ids, sizeof(int32_t) * (size_t)n);
-            slots[k++] = q;
-          }
-        DT_CALL(dt_decoder_step(dc, k, slots, n, pids, logits + (size_t)n_active * V));
-        for (int i = 0; i < k; i++) active[n_active++] = slots[i];
+        if (seen) continue; /* in the passes of an earlier prompt of this length */
+        /* as many prompts of this length per pass as the decoder's rows hold */
+        const int per = dc->max_rows / (n + dc->n_virtual) > 0 ? dc->max_rows / (n + dc->n_virtual) : 1;
+        for (int q = b; q < nb;) {
+          int k = 0;
+          for (; q < nb && k < per; q++)
+            if (c->rows[r0 + q].n == n) {
+              memcpy(pids + (size_t)k * n, c->rows[r0 + q].ids, sizeof(int32_t) * (size_t)n);
+              slots[k++] = q;
+            }
+          if (k == 0) break;
+          DT_CALL(dt_decoder_step(dc, k, slots, n, pids, logits + (size_t)n_active * V));
+          for (int i = 0; i < k; i++) active[n_active++] = slots[i];
+        }
       }
     } else {
       for (int i = 0; i < n_active; i++) {
