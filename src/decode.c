@@ -146,8 +146,10 @@ static int head(dt_decoder *dc, int nb, int Tp, float *logits) {
   const dt_mat *W = &m->bb->lm_head;
   if (V > 0 && m->matmul_bf16 && W->w16)
     DT_CALL(dt_gemm_bf16(dc->lg, a->ln1, W->w16, nb, V, d, 1, 0.0f, m->a16));
+  else if (V > 0 && nb <= m->stream_rows && !W->w)
+    dt_linear_rows_bf16(dc->lg, a->ln1, W->w16, NULL, nb, d, V);
   else if (V > 0 && nb <= m->stream_rows)
-    dt_linear_rows(dc->lg, a->ln1, dt_mat_f32(m, W), NULL, nb, d, V);
+    dt_linear_rows(dc->lg, a->ln1, W->w, NULL, nb, d, V);
   else if (V > 0)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, V, d, 1.0f, a->ln1, d,
                 dt_mat_f32(m, W), d, 0.0f, dc->lg, V);

@@ -407,7 +407,8 @@ static dt_site_io rows_of(const dt_model *m, const dt_method *me, dt_site_io io)
 static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, const float *b,
                       int N, int in, int out) {
   if (!(m->matmul_bf16 && W->w16)) {
-    if (N <= m->stream_rows && in > 0) dt_linear_rows(y, x, dt_mat_f32(m, W), b, N, in, out);
+    if (N <= m->stream_rows && in > 0 && !W->w) dt_linear_rows_bf16(y, x, W->w16, b, N, in, out);
+    else if (N <= m->stream_rows && in > 0) dt_linear_rows(y, x, W->w, b, N, in, out);
     else dt_linear_forward(y, x, dt_mat_f32(m, W), b, N, in, out);
     return DT_OK;
   }

@@ -7,6 +7,8 @@
 #ifndef DT_LINEAR_ROWS_H
 #define DT_LINEAR_ROWS_H
 
+#include <stdint.h>
+
 /* Rows up to which the decoder streams (dt_model.stream_rows): one row ran
  * 2.6x faster than sgemm on gpt2-small (1 thread, 2-core machine), eight
  * rows about 15% slower (the packing is then shared by enough rows). */
@@ -14,5 +16,9 @@
 
 void dt_linear_rows(float *y, const float *x, const float *W, const float *b, int N, int in,
                     int out);
+/* The same with W stored in bf16 [out, in], widened as it is read (no
+ * fp32 copy of the whole matrix). */
+void dt_linear_rows_bf16(float *y, const float *x, const uint16_t *W, const float *b, int N, int in,
+                         int out);
 
 #endif

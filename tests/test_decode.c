@@ -10,7 +10,11 @@
 #include <string.h>
 
 #include "decode.h"
+#include "bf16.h"
 #include "error.h"
+#include "linear_rows.h"
+#include "ops.h"
+#include "rng.h"
 #include "method.h"
 #include "testutil.h"
 
@@ -116,12 +120,41 @@ static void test_composed(void **s) {
   check("llama", "prefix,adapter,ia3", b, 4, 0);
 }
 
+/* The decoder's few-row products (src/linear_rows.h), fp32 and bf16
+ * weights, against sgemm (dt_linear_forward) on the widened weights: odd
+ * widths (a tail after the blocks of 16), 1 to 6 rows, with and without bias. */
+static void test_linear_rows(void **s) {
+  (void)s;
+  enum { OUT = 37, IN = 45, NMAX = 6 };
+  float W[OUT * IN], Wb[OUT * IN], x[NMAX * IN], bias[OUT], ref[NMAX * OUT], got[NMAX * OUT];
+  uint16_t W16[OUT * IN];
+  const uint64_t key = dt_rng_key(5, 7);
+  for (int i = 0; i < OUT * IN; i++) {
+    W[i] = (float)dt_rng_normal(key, (uint64_t)i);
+    W16[i] = dt_f32_to_bf16(W[i]);
+    Wb[i] = dt_bf16_to_f32(W16[i]);
+  }
+  for (int i = 0; i < NMAX * IN; i++) x[i] = (float)dt_rng_normal(key, 10000u + (uint64_t)i);
+  for (int i = 0; i < OUT; i++) bias[i] = (float)dt_rng_normal(key, 20000u + (uint64_t)i);
+  for (int N = 1; N <= NMAX; N++)
+    for (int wb = 0; wb < 2; wb++)
+      for (int bf = 0; bf < 2; bf++) {
+        dt_linear_forward(ref, x, bf ? Wb : W, wb ? bias : NULL, N, IN, OUT);
+        if (bf) dt_linear_rows_bf16(got, x, W16, wb ? bias : NULL, N, IN, OUT);
+        else dt_linear_rows(got, x, W, wb ? bias : NULL, N, IN, OUT);
+        const double e = max_rel(got, ref, N * OUT);
+        if (e > 1e-6) fail_msg("%d rows, %s weights, bias %d: differs from sgemm by %.3g", N,
+                               bf ? "bf16" : "fp32", wb, e);
+      }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_base),     cmocka_unit_test(test_lora),
       cmocka_unit_test(test_ia3),      cmocka_unit_test(test_adapter),
       cmocka_unit_test(test_prefix),   cmocka_unit_test(test_prompt),
       cmocka_unit_test(test_backbone), cmocka_unit_test(test_composed),
+      cmocka_unit_test(test_linear_rows),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -118,6 +118,19 @@ static void test_layouts_llama(void **s) {
   for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) layouts("llama", ms[i]);
 }
 
+/* Weights stored in bf16: one sequence per pass (products of one row read
+ * the bf16 rows directly, src/linear_rows.h) and six (sgemm on the widened
+ * matrices), 1 rank and --tp 2: the same tokens. */
+static void test_bf16_weights(void **s) {
+  (void)s;
+  char *one = gen("", "llama", "lora", "--weights-dtype bf16 --batch-size 1", "bf1");
+  char *six = gen("", "llama", "lora", "--weights-dtype bf16 --batch-size 6", "bf6");
+  char *tp2 = gen(g_mpirun, "llama", "lora", "--weights-dtype bf16 --tp 2", "bft");
+  same(one, six, "bf16 weights: --batch-size 1 vs 6");
+  same(one, tp2, "bf16 weights: 1 rank vs --tp 2");
+  free(one), free(six), free(tp2);
+}
+
 static void test_sampling(void **s) {
   (void)s;
   const char *smp = "--temperature 0.9 --top-k 40 --top-p 0.95 --sample-seed 7";
@@ -421,6 +434,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_layouts_gpt2), cmocka_unit_test(test_layouts_llama),
       cmocka_unit_test(test_sampling),     cmocka_unit_test(test_stream),
       cmocka_unit_test(test_bad_input),    cmocka_unit_test(test_checkpoint),
+      cmocka_unit_test(test_bf16_weights),
   };
   const struct CMUnitTest against[] = {
       cmocka_unit_test(test_hf_gpt2),        cmocka_unit_test(test_hf_llama),
