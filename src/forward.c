@@ -18,6 +18,7 @@
 #include "model.h"
 #include "ops.h"
 #include "pxgemm.h"
+#include "quant.h"
 #include "bf16.h"
 #include "vmath.h"
 
@@ -251,6 +252,15 @@ static size_t bf16_scratch_floats(const dt_model *m) {
   return mx;
 }
 
+/* Floats of the dequantization tile of quantized matrices: DT_QTILE_ROWS
+ * rows of the widest block matrix (src/quant.h). */
+static size_t qtile_floats(const dt_model *m) {
+  size_t mx = 0;
+  for (int s = 0; s < DT_N_SITES; s++)
+    if ((size_t)dt_site_in_l(m, s) > mx) mx = (size_t)dt_site_in_l(m, s);
+  return m->bb->wquant ? (size_t)DT_QTILE_ROWS * (mx ? mx : 1) : 0;
+}
+
 size_t dt_model_plan_extra_bytes(const dt_model *mc, int B, int T_data) {
   dt_model m = *mc;
   int nv, np;
@@ -258,6 +268,7 @@ size_t dt_model_plan_extra_bytes(const dt_model *mc, int B, int T_data) {
   const size_t T = (size_t)T_data + nv;
   /* as dt_model_plan allocates them below */
   size_t b = m.bb->weights_bf16 ? (bf16_scratch_floats(&m) * sizeof(float) + 63) / 64 * 64 : 0;
+  b += (qtile_floats(&m) * sizeof(float) + 63) / 64 * 64;
   if (dt_cfg_arch(&m.bb->cfg)->pos == DT_POS_ROPE)
     b += 2 * ((size_t)np + T) * (size_t)(m.bb->cfg.head_dim / 2) * sizeof(float);
   b += sizeof(int32_t) * (size_t)B * T_data + sizeof(int32_t) * B * T + sizeof(int) * B * T;
@@ -323,6 +334,11 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
     free(m->wscratch);
     DT_CALL(dt_alloc_aligned(&m->wscratch, mx * sizeof(float), "bf16 conversion scratch"));
     m->wscratch_floats = mx;
+  }
+  if (m->bb->wquant) {
+    free(m->qtile);
+    DT_CALL(dt_alloc_aligned(&m->qtile, qtile_floats(m) * sizeof(float),
+                             "dequantization tile"));
   }
   if (dt_cfg_arch(c)->pos == DT_POS_ROPE) {
     free(m->rope_cos);
@@ -406,6 +422,10 @@ static dt_site_io rows_of(const dt_model *m, const dt_method *me, dt_site_io io)
  * widened to fp32, or bf16 products (--matmul-dtype bf16). */
 static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, const float *b,
                       int N, int in, int out) {
+  if (W->q) {
+    dt_qmat_xwt(W->qtype, W->q, W->qscale, y, x, b, N, in, out, m->qtile);
+    return DT_OK;
+  }
   if (!(m->matmul_bf16 && W->w16)) {
     if (N <= m->stream_rows && in > 0 && !W->w) dt_linear_rows_bf16(y, x, W->w16, b, N, in, out);
     else if (N <= m->stream_rows && in > 0) dt_linear_rows(y, x, W->w, b, N, in, out);
@@ -421,6 +441,10 @@ static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, co
 /* dx[N,in] += dy[N,out] W, the input gradient through the same matrix. */
 static int frozen_dyw(dt_model *m, float *dx, const float *dy, const dt_mat *W, int N, int in,
                       int out) {
+  if (W->q) {
+    dt_qmat_dyw(W->qtype, W->q, W->qscale, dx, dy, N, in, out, m->qtile);
+    return DT_OK;
+  }
   if (!(m->matmul_bf16 && W->w16)) {
     dt_linear_backward_input(dx, dy, dt_mat_f32(m, W), N, in, out);
     return DT_OK;

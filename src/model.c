@@ -11,6 +11,7 @@
 #include "error.h"
 #include "mpicheck.h"
 #include "rng.h"
+#include "quant.h"
 #include "safetensors.h"
 
 /* The weight storage is sized and allocated by one walk (alloc_weights):
@@ -18,6 +19,22 @@
  * the backbone's weight_bytes and is allocated unless the model is describe_only, so
  * `deltatune plan` and a real load cannot disagree. */
 static size_t aligned_bytes(size_t bytes) { return bytes ? (bytes + 63) / 64 * 64 : 64; }
+
+/* A quantized block matrix (src/quant.h): codes and scales, private to the
+ * rank (not in the node's shared copy). */
+static int alloc_qmat(dt_backbone *b, dt_mat *a, int rows, int cols, const char *what) {
+  a->rows = rows;
+  a->cols = cols;
+  a->qtype = b->wquant;
+  const size_t nd = dt_qmat_data_bytes(b->wquant, rows, cols);
+  const size_t ns = dt_qmat_scale_count(b->wquant, rows, cols);
+  const size_t bytes = aligned_bytes(nd) + aligned_bytes(ns * sizeof(float));
+  b->weight_bytes += (int64_t)bytes;
+  if (b->describe_only) return DT_OK;
+  DT_CALL(dt_alloc_aligned(&a->q, nd ? nd : 1, what));
+  DT_CALL(dt_alloc_aligned(&a->qscale, (ns ? ns : 1) * sizeof(float), what));
+  return DT_OK;
+}
 
 static int alloc_mat(dt_backbone *b, dt_mat *a, int rows, int cols, int bf16, const char *what) {
   a->rows = rows;
@@ -70,7 +87,8 @@ static int alloc_weights(dt_backbone *b) {
     }
     for (int s = 0; s < DT_N_SITES; s++) {
       const int out = dt_shard_site_out_l(&b->sh, c, s), in = dt_shard_site_in_l(&b->sh, c, s);
-      DT_CALL(alloc_mat(b, &L->lin[s], out, in, bf, "block matrix"));
+      if (b->wquant) DT_CALL(alloc_qmat(b, &L->lin[s], out, in, "quantized block matrix"));
+      else DT_CALL(alloc_mat(b, &L->lin[s], out, in, bf, "block matrix"));
       if (c->has_bias) DT_CALL(alloc_vec(b, &L->bias[s], out, "bias"));
     }
   }
@@ -276,6 +294,57 @@ static int load_ref(const dt_tensor_ref *r, const dt_st_set *set, float *tmp) {
   return DT_OK;
 }
 
+/* --- quantized matrices (src/quant.h) --------------------------------------
+ * A quantized matrix loads into an fp32 staging copy of its shard (mat->w),
+ * one matrix at a time, and is quantized and the copy freed once its last
+ * tensor is in. */
+static int stage_begin(const dt_tensor_ref *r) {
+  dt_mat *a = r->mat;
+  if (!a || !a->qtype || a->w) return DT_OK;
+  DT_CALL(dt_alloc_aligned(&a->w, sizeof(float) * (size_t)a->rows * a->cols,
+                           "staging of a matrix being quantized"));
+  return DT_OK;
+}
+
+static int stage_end(dt_model *m, const dt_tensor_ref *refs, int n, int i) {
+  dt_mat *a = refs[i].mat;
+  if (!a || !a->qtype) return DT_OK;
+  for (int j = i + 1; j < n; j++)
+    if (refs[j].mat == a) return DT_OK; /* more of it to come */
+  const dt_dist *dist = m->bb->dist;
+  const int tp = dist ? dist->tp_size : 1;
+  int split = 0; /* a row-parallel shard: each rank holds part of every row */
+  for (int j = 0; j < n; j++)
+    if (refs[j].mat == a && refs[j].shard_dim == 1 && tp > 1) split = 1;
+  float *absmax = NULL;
+  int rc = DT_OK;
+  if (split && a->qtype == DT_Q_NF4) {
+    for (int j = 0; j < n && rc == DT_OK; j++)
+      if (refs[j].mat == a && refs[j].cols % ((int64_t)DT_NF4_BLOCK * tp) != 0) {
+        dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__, "--weights-dtype nf4 --tp %d: %s has %lld input columns, not a "
+                     "multiple of 64 x %d, so the tensor group would cut its 64-element blocks "
+                     "(use --tp with 64 x tp dividing it, or int8)", tp, refs[j].name,
+                     (long long)refs[j].cols, tp);
+        rc = DT_EUSAGE;
+      }
+  } else if (split) { /* int8: the row's scale over the whole row */
+    rc = dt_malloc(&absmax, sizeof(float) * (a->rows ? a->rows : 1), "row scales");
+    for (int r = 0; rc == DT_OK && r < a->rows; r++) {
+      float v = 0;
+      for (int c = 0; c < a->cols; c++) v = fmaxf(v, fabsf(a->w[(size_t)r * a->cols + c]));
+      absmax[r] = v;
+    }
+    if (rc == DT_OK)
+      rc = DT_MPI_RC(MPI_Allreduce(MPI_IN_PLACE, absmax, a->rows, MPI_FLOAT, MPI_MAX, dist->tp),
+                     "row scales of a quantized matrix");
+  }
+  if (rc == DT_OK) dt_qmat_quantize(a->qtype, a->q, a->qscale, a->w, a->rows, a->cols, absmax);
+  free(absmax);
+  free(a->w);
+  a->w = NULL;
+  return rc;
+}
+
 static int load_hf(dt_model *m, const char *dir) {
   dt_st_set set;
   DT_CALL(dt_st_set_open(&set, dir));
@@ -289,9 +358,12 @@ static int load_hf(dt_model *m, const char *dir) {
   float *tmp = NULL;
   if (rc == DT_OK) rc = dt_malloc(&tmp, sizeof(float) * mx, "read buffer");
   for (int i = 0; rc == DT_OK && i < n; i++) rc = check_ref(&refs[i], &set);
-  for (int i = 0; rc == DT_OK && i < n; i++)
-    if (!(refs[i].mat && refs[i].mat->shared && !m->bb->slab_writer)) /* else another replica reads it */
-      rc = load_ref(&refs[i], &set, tmp);
+  for (int i = 0; rc == DT_OK && i < n; i++) {
+    if (refs[i].mat && refs[i].mat->shared && !m->bb->slab_writer) continue; /* another replica reads it */
+    rc = stage_begin(&refs[i]);
+    if (rc == DT_OK) rc = load_ref(&refs[i], &set, tmp);
+    if (rc == DT_OK) rc = stage_end(m, refs, n, i);
+  }
   free(tmp);
   free(refs);
   dt_st_set_close(&set);
@@ -327,6 +399,11 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
       continue;
     }
     const int64_t C = r->cols, lc = r->mat->cols;
+    int rc = stage_begin(r);
+    if (rc) {
+      free(refs);
+      return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+    }
     for (int s = 0; s < r->segs.n; s++) {
       const dt_seg *g = dt_segs_at(&r->segs, s);
       if (r->shard_dim == 0) {
@@ -342,6 +419,11 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
             put(r, row * lc + g->l0 + c, &v, 1, 1);
           }
       }
+    }
+    rc = stage_end(m, refs, n, i);
+    if (rc) {
+      free(refs);
+      return dt_error_trace(rc, __FILE__, __LINE__, __func__);
     }
   }
   free(refs);
@@ -402,10 +484,11 @@ static int new_backbone(dt_model *m) {
   return DT_OK;
 }
 
-int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
+int dt_model_load(dt_model *m, const char *spec, int weights,
                   uint64_t seed, dt_dist *dist, int share) {
   DT_CALL(new_backbone(m));
-  m->bb->weights_bf16 = weights_bf16;
+  m->bb->weights_bf16 = weights == DT_W_BF16;
+  m->bb->wquant = dt_wdtype_quant(weights);
   m->bb->dist = dist;
   DT_CALL(load_config(m->bb, spec));
   DT_CALL(dt_shard_init(&m->bb->sh, &m->bb->cfg, dist ? dist->tp_rank : 0, dist ? dist->tp_size : 1));
@@ -422,10 +505,11 @@ int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
   return DT_OK;
 }
 
-int dt_model_describe(dt_model *m, const char *spec, int weights_bf16, int tp_rank,
+int dt_model_describe(dt_model *m, const char *spec, int weights, int tp_rank,
                       int tp_size) {
   DT_CALL(new_backbone(m));
-  m->bb->weights_bf16 = weights_bf16;
+  m->bb->weights_bf16 = weights == DT_W_BF16;
+  m->bb->wquant = dt_wdtype_quant(weights);
   m->bb->describe_only = 1;
   DT_CHECK(tp_size >= 1 && tp_rank >= 0 && tp_rank < tp_size, DT_EUSAGE,
            "tensor-parallel rank %d of %d", tp_rank, tp_size);
@@ -453,6 +537,8 @@ static void free_mat(dt_mat *a) {
     free(a->w);
     free(a->w16);
   }
+  free(a->q);
+  free(a->qscale);
   free(a->grad);
 }
 
@@ -496,6 +582,7 @@ void dt_model_free(dt_model *m) {
  * and most scratch). */
 static void clear_workspace(dt_model *m) {
   m->arena = NULL, m->acts = NULL, m->hook_ws = NULL, m->x_saved = NULL, m->wscratch = NULL;
+  m->qtile = NULL;
   m->rope_cos = m->rope_sin = NULL, m->ids = m->labels = NULL, m->scored_rows = NULL;
   m->methods = NULL, m->n_methods = 0;
   memset(&m->x_win, 0, sizeof m->x_win); /* the residual stream's window */
@@ -510,6 +597,7 @@ void dt_model_free_workspace(dt_model *m) {
   free(m->scored_rows);
   free(m->x_saved);
   free(m->wscratch);
+  free(m->qtile);
   free(m->rope_cos);
   free(m->rope_sin);
   free(m->ids);
@@ -530,10 +618,10 @@ int dt_model_require_grad(dt_model *m, const dt_tensor_ref *r, float **data,
                           float **grad) {
   if (m->bb->describe_only) {
     /* sizes only: the gradient the real call allocates (its whole owner) */
-    const int bf16 = r->mat && m->bb->weights_bf16 && r->mat != &m->bb->wpe;
+    const int bf16 = r->mat && (m->bb->weights_bf16 || r->mat->qtype) && r->mat != &m->bb->wpe;
     DT_CHECK(!bf16, DT_EUSAGE,
              "tensor '%s' is trained by the chosen method, which needs "
-             "--weights-dtype fp32 (frozen bf16 weights cannot be updated)",
+             "--weights-dtype fp32 (frozen bf16, int8 or nf4 weights cannot be updated)",
              r->name);
     if (r->mat && !r->mat->trained)
       dt_model_describe_bytes(m, sizeof(float) * (size_t)r->mat->rows * r->mat->cols);
@@ -549,7 +637,7 @@ int dt_model_require_grad(dt_model *m, const dt_tensor_ref *r, float **data,
     DT_CALL(dt_model_unshare(m, r->mat));
     DT_CHECK(r->mat->w, DT_EUSAGE,
              "tensor '%s' is trained by the chosen method, which needs "
-             "--weights-dtype fp32 (frozen bf16 weights cannot be updated)",
+             "--weights-dtype fp32 (frozen bf16, int8 or nf4 weights cannot be updated)",
              r->name);
     if (!r->mat->grad)
       DT_CALL(dt_alloc_aligned(&r->mat->grad,
@@ -611,6 +699,7 @@ int64_t dt_model_param_count(const dt_model *m) {
 
 const float *dt_mat_f32(dt_model *m, const dt_mat *a) {
   if (a->w) return a->w;
+  if (!a->w16) return NULL; /* quantized: only tiles (dt_qmat_xwt); callers refuse it */
   size_t n = (size_t)a->rows * a->cols;
   for (size_t i = 0; i < n; i++) m->wscratch[i] = dt_bf16_to_f32(a->w16[i]);
   return m->wscratch;

@@ -30,6 +30,12 @@ typedef struct {
   uint16_t *w16;
   float *grad; /* NULL when frozen */
   int trained;  /* a method trains it (dt_model_require_grad; also when describe_only) */
+  /* --weights-dtype int8|nf4 (src/quant.h): the frozen matrix as qtype
+   * codes and scales; w and w16 are NULL (w holds it in fp32 only while it
+   * loads) */
+  int qtype;
+  uint8_t *q;
+  float *qscale;
   int shared;   /* w / w16 lie in the node's shared copy (read-only; see dt_model_unshare) */
 } dt_mat;
 
@@ -78,6 +84,7 @@ typedef struct dt_backbone {
   dt_dist *dist;   /* rank layout; NULL = one rank */
   dt_shard sh;     /* this rank's part of the backbone (everything when tp = 1) */
   int weights_bf16; /* frozen matrices kept in bf16 */
+  int wquant;       /* dt_qtype: the block matrices kept as int8 / nf4 (src/quant.h) */
   /* describe_only (dt_model_describe): shapes and sizes, no weight storage;
    * methods created on it register their tensors but allocate nothing large
    * (see dt_model_describe). weight_bytes: the frozen storage allocated, or
@@ -159,6 +166,7 @@ typedef struct dt_model {
   float *prefix_dk, *prefix_dv;       /* the method's full prefix gradients */
   int logit_chunk_rows;
   float *wscratch; /* bf16 -> fp32 conversion of one matrix */
+  float *qtile;    /* DT_QTILE_ROWS dequantized rows (--weights-dtype int8|nf4) */
   int matmul_bf16; /* bf16 products of the bf16 frozen matrices (gemm_bf16.h) */
   uint16_t *a16;   /* in the arena: bf16 copy of a product's activation operand */
   size_t wscratch_floats;
@@ -175,14 +183,16 @@ typedef struct dt_model {
   int32_t *labels; /* [B, T] (virtual positions = -100) */
 } dt_model;
 
-/* Load a model: "synthetic:..." spec or a HF folder. weights_bf16 keeps
- * frozen matrices in bf16. seed is used by synthetic weights. With a rank
+/* Load a model: "synthetic:..." spec or a HF folder. weights (dt_wdtype,
+ * src/quant.h): the frozen matrices' storage, 0 fp32, 1 bf16 (every
+ * matrix), int8 / nf4 (the block matrices, quantized one at a time as they
+ * load; embeddings and head stay fp32). seed is used by synthetic weights. With a rank
  * layout (dist, may be NULL for one rank) each rank reads or generates only
  * its own shard. With share and more than one replica of this shard on the
  * node (dist->peers), the matrices are one shared copy: the first replica
  * reads or generates them, the others map them (collective over
  * dist->peers; norm and bias vectors stay private). */
-int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
+int dt_model_load(dt_model *m, const char *spec, int weights,
                   uint64_t seed, dt_dist *dist, int share);
 
 /* The sizes of a model without its weights (for `deltatune plan`): the
@@ -193,7 +203,7 @@ int dt_model_load(dt_model *m, const char *spec, int weights_bf16,
  * sizes both). Methods can be created on it: dt_model_require_grad then
  * allocates nothing and adds the gradient's bytes to described_bytes.
  * Release with dt_model_free. */
-int dt_model_describe(dt_model *m, const char *spec, int weights_bf16, int tp_rank,
+int dt_model_describe(dt_model *m, const char *spec, int weights, int tp_rank,
                       int tp_size);
 /* Give a shared matrix a private copy before it is written (a method that
  * trains or rewrites frozen weights); no-op for a private one. */

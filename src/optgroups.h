@@ -19,7 +19,7 @@
   {"tp", DT_OPT_INT, "1", 1, 1048576, NULL,                                            \
    "tensor-parallel ranks per backbone copy (must divide the ranks; dp = ranks / tp)"}
 #define DT_OPTDEF_WEIGHTS_DTYPE \
-  {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16", "storage of the frozen matrices"}
+  {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16|int8|nf4", "storage of the frozen matrices (int8, nf4: the block matrices quantized; docs/usage.md)"}
 #define DT_OPTDEF_MATMUL_DTYPE                                                                \
   {"matmul-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",                                  \
    "products with the frozen matrices: fp32 (bf16 weights widened), or bf16 x bf16 with fp32 " \

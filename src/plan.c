@@ -17,6 +17,7 @@
 #include "dist.h"
 #include "error.h"
 #include "gemm_bf16.h"
+#include "quant.h"
 #include "method.h"
 #include "model.h"
 #include "optgroups.h"
@@ -89,7 +90,7 @@ static void ctx_free(plan_ctx *x) {
 static int describe_rank(const dt_plan_in *in, int r, int T, shard_entry *z) {
   dt_params p;
   memset(&p, 0, sizeof p);
-  DT_CALL(dt_model_describe(&z->m, in->model, in->bf16, r, T));
+  DT_CALL(dt_model_describe(&z->m, in->model, in->weights, r, T));
   z->m.matmul_bf16 = in->matmul_bf16;
   const int64_t h0 = heap_in_use();
   int rc = dt_methods_create(in->methods, in->opt, &z->m, &p, in->seed, &z->ms, &z->n);
@@ -199,7 +200,7 @@ static int ctx_init(plan_ctx *x, const dt_plan_in *in, dt_config *cfg) {
   memset(x, 0, sizeof *x);
   x->in = in;
   dt_model m;
-  DT_CALL(dt_model_describe(&m, in->model, in->bf16, 0, 1));
+  DT_CALL(dt_model_describe(&m, in->model, in->weights, 0, 1));
   *cfg = m.bb->cfg;
   dt_model_free(&m);
   return DT_OK;
@@ -604,7 +605,7 @@ static json_t *plan_json(const dt_plan_in *in, const dt_plan_out *o, double mem_
   json_t *j = json_object();
   json_object_set_new(j, "method", json_string(in->methods));
   json_object_set_new(j, "describe", json_string(o->describe));
-  json_object_set_new(j, "weights_dtype", json_string(in->bf16 ? "bf16" : "fp32"));
+  json_object_set_new(j, "weights_dtype", json_string(dt_wdtype_name(in->weights)));
   json_t *l = json_object();
   json_object_set_new(l, "nodes", json_integer(in->nodes));
   json_object_set_new(l, "ranks_per_node", json_integer(in->ranks_per_node));
@@ -674,7 +675,7 @@ static void print_plan(const dt_plan_in *in, const dt_plan_out *o, double mem_pe
   char a[64], b2[64], c2[64];
   const dt_plan_mem *m = &o->mem;
   printf("%s: --method %s (%s), weights %s\n", title, in->methods, o->describe,
-         in->bf16 ? "bf16" : "fp32");
+         dt_wdtype_name(in->weights));
   printf("  trainable: %lld parameters (%.4f%% of the backbone) in %lld tensors; %lld on a rank\n",
          (long long)o->trainable, 100.0 * (double)o->trainable / (double)o->frozen_params,
          (long long)o->n_tensors, (long long)m->numel_l);
@@ -778,7 +779,9 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   in.tp = dt_opt_int(o, "tp");
   in.batch = dt_opt_int(o, "batch-size");
   in.seq = dt_opt_int(o, "seq-len");
-  in.bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
+  dt_wdtype wd;
+  DT_CALL(dt_weights_dtype_parse(dt_opt_str(o, "weights-dtype"), &wd));
+  in.weights = (int)wd;
   in.matmul_bf16 = strcmp(dt_opt_str(o, "matmul-dtype"), "bf16") == 0;
   in.share_weights = dt_opt_str(o, "share-weights");
   DT_CALL(dt_matmul_dtype_check(dt_opt_str(o, "matmul-dtype"), dt_opt_str(o, "weights-dtype")));
@@ -801,7 +804,7 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   if (mem > 0) DT_CALL(dt_plan_min_nodes(&in, mc, mem, max_nodes, &mn, &mtp));
   dt_plan_in fin = in;
   fin.methods = "full";
-  fin.bf16 = 0;
+  fin.weights = 0;
   fin.matmul_bf16 = 0;
   const int cmp = dt_opt_bool(o, "compare-full") && strcmp(in.methods, "full") != 0;
   if (cmp) {
@@ -833,14 +836,14 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   }
   char a[64], b2[64];
   dt_model m;
-  DT_CALL(dt_model_describe(&m, in.model, in.bf16, 0, 1));
+  DT_CALL(dt_model_describe(&m, in.model, in.weights, 0, 1));
   const dt_config *c = &m.bb->cfg;
   printf("deltatune plan: %s\n", in.model);
   printf("backbone: %s, %d layers, d=%d, %d heads / %d kv (head dim %d), ffn %d, vocab %d: "
          "%lld parameters (%s at %s)\n",
          dt_cfg_arch(c)->name, c->n_layer, c->d_model, c->n_head,
          c->n_kv_head, c->head_dim, c->d_ffn, c->vocab, (long long)out.frozen_params,
-         fmt_bytes(a, sizeof a, (double)out.weight_bytes_total), in.bf16 ? "bf16" : "fp32");
+         fmt_bytes(a, sizeof a, (double)out.weight_bytes_total), dt_wdtype_name(in.weights));
   dt_model_free(&m);
   printf("layout: %d nodes x %d ranks = %d ranks: %d data-parallel x %d tensor-parallel; %s\n",
          in.nodes, in.ranks_per_node, out.ranks, out.dp, out.tp,

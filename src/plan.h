@@ -23,7 +23,7 @@ typedef struct {
   int nodes, ranks_per_node, tp;
   int batch;             /* global rows per step (per task) */
   int seq;               /* data tokens per row */
-  int bf16;              /* frozen weights in bf16 */
+  int weights;           /* dt_wdtype (src/quant.h): fp32, bf16, int8, nf4 */
   int tasks;             /* K tasks on one backbone (combined batch of K x batch rows) */
   int recompute;         /* the run uses --recompute */
   int scored_per_row;    /* scored tokens per row; < 0: every one (seq - 1, + 1 with prompt tokens) */

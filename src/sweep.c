@@ -41,6 +41,7 @@
 #include "options.h"
 #include "params.h"
 #include "optgroups.h"
+#include "quant.h"
 #include "params_dist.h"
 #include "taskfile.h"
 #include "textdata.h"
@@ -50,6 +51,14 @@ int dt_train_task_groups(dt_optgroup *g, int max);
 
 /* The sweep's own options; the backbone's and the numerical faults' are
  * the shared groups (src/optgroups.h), as for train. */
+/* --weights-dtype as dt_model_load takes it (the option's choices are
+ * checked when it is parsed) */
+static int weights_of(const dt_options *o) {
+  dt_wdtype w = DT_W_FP32;
+  (void)dt_weights_dtype_parse(dt_opt_str(o, "weights-dtype"), &w);
+  return (int)w;
+}
+
 static const dt_optdef sweep_opts[] = {
     {"tasks", DT_OPT_STRING, NULL, 0, 0, NULL,
      "task file (INI): one [task NAME] section per task with train options as keys (required)"},
@@ -401,7 +410,7 @@ static int sweep_run(int argc, char **argv) {
     return dt_error_trace(prc, __FILE__, __LINE__, __func__);
   }
   dt_model base;
-  prc = dt_model_load(&base, dt_opt_str(&o, "model"), !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
+  prc = dt_model_load(&base, dt_opt_str(&o, "model"), weights_of(&o),
                       (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist,
                       /* the shared backbone is never written: a task that writes
                        * backbone tensors gets a private one */
@@ -444,7 +453,7 @@ static int sweep_run(int argc, char **argv) {
       rc = dt_calloc(&t->own, sizeof *t->own, "private backbone");
       if (rc == DT_OK) /* rewritten by the task: one copy per rank, not shared */
         rc = dt_model_load(t->own, dt_opt_str(&o, "model"),
-                           !strcmp(dt_opt_str(&o, "weights-dtype"), "bf16"),
+                           weights_of(&o),
                            (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist, 0);
       if (rc == DT_OK) t->own->matmul_bf16 = matmul_bf16;
       mb = t->own;

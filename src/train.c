@@ -35,6 +35,7 @@
 #include "options.h"
 #include "params.h"
 #include "params_dist.h"
+#include "quant.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "textdata.h"
@@ -294,6 +295,11 @@ static int check_inputs(run_ctx *c, int train, const char *data) {
     }
   }
   DT_CALL(dt_matmul_dtype_check(dt_opt_str(o, "matmul-dtype"), dt_opt_str(o, "weights-dtype")));
+  dt_wdtype wd;
+  DT_CALL(dt_weights_dtype_parse(dt_opt_str(o, "weights-dtype"), &wd));
+  DT_CHECK(!(dt_wdtype_quant(wd) && !strcmp(dt_opt_str(o, "tp-gemm"), "pxgemm")), DT_EUSAGE,
+           "--tp-gemm pxgemm multiplies whole fp32 or bf16 matrices; with --weights-dtype %s "
+           "use --tp-gemm local (the default)", dt_opt_str(o, "weights-dtype"));
   DT_CALL(dt_methods_check_config(o, dt_opt_str(o, "method"), &cfg));
   c->B_global = dt_opt_int(o, "batch-size");
   if (!train) {
@@ -312,7 +318,8 @@ static int check_inputs(run_ctx *c, int train, const char *data) {
 static int setup(run_ctx *c, int train) {
   const dt_options *o = &c->opt;
   const uint64_t seed = (uint64_t)dt_opt_int(o, "seed");
-  const int bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
+  dt_wdtype wd;
+  DT_CALL(dt_weights_dtype_parse(dt_opt_str(o, "weights-dtype"), &wd));
   DT_CALL(dt_dist_init(&c->dist, dt_opt_int(o, "tp")));
   dt_comm_options_apply(o, &c->dist, NULL);
   char data[4096]; /* --data, or the token cache of FILE.jsonl (collective) */
@@ -327,7 +334,7 @@ static int setup(run_ctx *c, int train) {
   DT_CALL(dt_ckpt_precheck(o, &c->cfg, train == 1, &c->bb, &c->have_bb, MPI_COMM_WORLD));
   /* then build; a failure of some ranks only is agreed on before the
    * collectives of the plan */
-  int rc = dt_model_load(&c->model, dt_opt_str(o, "model"), bf16, seed, &c->dist,
+  int rc = dt_model_load(&c->model, dt_opt_str(o, "model"), (int)wd, seed, &c->dist,
                          dt_share_weights(dt_opt_str(o, "share-weights"), dt_opt_str(o, "method")));
   const char *ml = dt_opt_str(o, "method");
   if (rc == DT_OK)
@@ -517,7 +524,7 @@ static void print_header(run_ctx *c) {
          "%lld parameters, weights %s\n",
          cf->source, dt_cfg_arch(cf)->name, cf->n_layer,
          cf->d_model, cf->n_head, cf->n_kv_head, cf->d_ffn, cf->vocab,
-         (long long)frozen, c->model.bb->weights_bf16 ? (c->model.matmul_bf16 ? "bf16 (bf16 products)" : "bf16") : "fp32");
+         (long long)frozen, c->model.bb->weights_bf16 ? (c->model.matmul_bf16 ? "bf16 (bf16 products)" : "bf16") : c->model.bb->wquant ? dt_qtype_name(c->model.bb->wquant) : "fp32");
   printf("data: %s, %lld rows x %d tokens; batch %d (%d per rank)\n", c->data.path,
          (long long)c->data.n_rows, c->data.seq_len, c->B_global, c->B_local);
   for (int i = 0; i < c->n_methods; i++) {

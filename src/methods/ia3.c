@@ -114,6 +114,10 @@ static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
                       dt_params *params, uint64_t seed) {
   (void)seed; /* deterministic init: ones */
   const dt_config *c = &m->bb->cfg;
+  DT_CHECK(!m->bb->wquant, DT_EUSAGE,
+           "--method ia3 on a quantized backbone (--weights-dtype int8|nf4) is not supported "
+           "yet: its feed-forward units multiply the whole frozen matrix; use --method lora, or "
+           "--weights-dtype fp32|bf16");
   ia3_state *s;
   DT_CALL(dt_calloc(&s, sizeof *s, "ia3 state"));
   me->state = s;

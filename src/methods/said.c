@@ -310,10 +310,10 @@ static int said_create(dt_method *me, const dt_options *opt, dt_model *m,
     if (!pick[i]) continue;
     said_unit *u = &s->u[k++];
     u->ref = refs[i];
-    if (m->bb->describe_only ? m->bb->weights_bf16 : !refs[i].mat->w) {
+    if (m->bb->describe_only ? m->bb->weights_bf16 || m->bb->wquant : !refs[i].mat->w) {
       rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
                         "--method said rewrites %s (W0 + delta) before every forward "
-                        "and needs fp32 weights: use --weights-dtype fp32, not bf16",
+                        "and needs fp32 weights: use --weights-dtype fp32 (not bf16, int8 or nf4)",
                         refs[i].name);
       break;
     }

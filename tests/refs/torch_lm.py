@@ -297,19 +297,25 @@ class LM:
         return x + m.adapter(l, "mlp", f)
 
     # -- uses ------------------------------------------------------------
-    def loss(self, batch_ids, batch_labels, m, w=None):
-        """The fixture's loss: mean over every scored token of the batch."""
-        tot, n = 0.0, 0
+    def loss_tensor(self, batch_ids, batch_labels, m, w=None):
+        """The fixture's loss (mean over every scored token of the batch) as
+        a tensor, differentiable in the method's tensors; and the logits."""
+        tot, n, all_logits = 0.0, 0, []
         for ids, lab in zip(batch_ids, batch_labels):
             lg = self.logits(ids, m, w)
+            all_logits.append(lg)
             if m.prompt() is not None:
                 lab = [-100] * m.prompt().shape[0] + list(lab)
             lp = torch.log_softmax(lg, -1)
             for t in range(len(lab) - 1):
                 if lab[t + 1] != -100:
-                    tot -= float(lp[t, lab[t + 1]])
+                    tot = tot - lp[t, lab[t + 1]]
                     n += 1
-        return tot / n
+        return tot / n, all_logits
+
+    def loss(self, batch_ids, batch_labels, m, w=None):
+        """The fixture's loss as a float."""
+        return float(self.loss_tensor(batch_ids, batch_labels, m, w)[0])
 
     def greedy(self, ids, m, n_new, eos, w=None):
         """Greedy continuation recomputing the whole row per token. Returns

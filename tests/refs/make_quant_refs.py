@@ -1,0 +1,153 @@
+#!/usr/bin/python3
+"""References for LoRA on quantized frozen backbones (--weights-dtype int8 |
+nf4), made with the independent PyTorch model of torch_lm.py.
+
+  /usr/bin/python3 tests/refs/make_quant_refs.py [OUT_DIR]   (default tests/data/hf-parity-quant)
+
+For each fixture family (gpt2, llama) and each of int8 and nf4, the block
+matrices (attention qkv and output, FFN in and out) are quantized here as
+src/quant.h describes, written out in float32 from torch (not by deltatune):
+
+  int8  per output row: s = absmax(row) / 127 (float32), q = round-half-even(w / s)
+        clamped to [-127, 127], w' = q * s
+  nf4   per output row, blocks of 64 (the last one shorter): a = absmax(block),
+        x = w * (1 / a) in float32, q = the index of the nearest NF4 code (the
+        lower on a tie), w' = code[q] * a
+
+(rows = outputs: GPT-2's Conv1D weights are quantized on their transpose).
+Then the fixture's LoRA (r 4, alpha 8, its init.safetensors) trains 5 AdamW
+steps on that dequantized backbone in float64, as the HF fixtures did, and
+OUT_DIR/<fam>-<dtype>/ gets what test_parity reads: model and
+batch.safetensors (links to the fixture's), lora/expected.json (losses),
+lora/grads.safetensors (step-0 gradients), lora/logits0.safetensors.
+
+Checked first: the same code with no quantization reproduces the HF
+fixture's LoRA losses (within 1e-6), so the training loop and the loss are
+the fixtures'."""
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_lm  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIX = os.path.join(ROOT, "tests", "data", "hf-parity")
+NF4 = torch.tensor([
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+    0.44070982608795166, 0.5626170039176941, 0.7229568362236023, 1.0], dtype=torch.float32)
+
+
+def quant_int8(w):
+    w = w.float()
+    s = w.abs().amax(1, keepdim=True) / 127.0
+    q = torch.where(s > 0, torch.round(w / torch.where(s > 0, s, torch.ones_like(s))),
+                    torch.zeros_like(w)).clamp(-127, 127)
+    return (q * s).double()
+
+
+def quant_nf4(w):
+    w = w.float()
+    out = torch.empty_like(w)
+    for c0 in range(0, w.shape[1], 64):
+        blk = w[:, c0:c0 + 64]
+        a = blk.abs().amax(1, keepdim=True)
+        inv = torch.where(a > 0, 1.0 / torch.where(a > 0, a, torch.ones_like(a)), torch.zeros_like(a))
+        x = blk * inv
+        idx = (x[..., None] - NF4).abs().argmin(-1)
+        out[:, c0:c0 + 64] = NF4[idx] * a
+    return out.double()
+
+
+def block_matrices(lm):
+    """HF names of the quantized matrices and whether HF stores them [in, out]."""
+    names = []
+    for l in range(lm.L):
+        if lm.kind == "gpt2":
+            p = "transformer.h.%d." % l
+            names += [(p + m, True) for m in ("attn.c_attn.weight", "attn.c_proj.weight",
+                                               "mlp.c_fc.weight", "mlp.c_proj.weight")]
+        else:
+            p = "model.layers.%d." % l
+            names += [(p + m, False) for m in (
+                "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+                "self_attn.o_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
+                "mlp.down_proj.weight")]
+    return names
+
+
+def quantized_weights(lm, kind):
+    w = dict(lm.w)
+    if kind is None:
+        return w
+    f = quant_int8 if kind == "int8" else quant_nf4
+    for name, conv1d in block_matrices(lm):
+        m = w[name].T if conv1d else w[name]
+        m = f(m)
+        w[name] = m.T.contiguous() if conv1d else m
+    return w
+
+
+def train_lora(lm, fam, w):
+    d = os.path.join(FIX, fam, "lora")
+    exp = json.load(open(os.path.join(d, "expected.json")))
+    cfg = {"r": exp["config"]["r"], "lora_alpha": exp["config"]["lora_alpha"]}
+    init = torch_lm.load_safetensors(os.path.join(d, "init.safetensors"))
+    params = {k: v.clone().requires_grad_(True) for k, v in init.items()}
+    m = torch_lm.Methods(fam, cfg, params, cfg)
+    batch = torch_lm.load_safetensors(os.path.join(FIX, fam, "batch.safetensors"))
+    ids, labels = batch["input_ids"].tolist(), batch["labels"].tolist()
+    opt = torch.optim.AdamW(list(params.values()), lr=1e-2, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=0.0)
+    losses, grads, logits0 = [], None, None
+    for step in range(6):
+        opt.zero_grad()
+        loss, lg = lm.loss_tensor(ids, labels, m, w)
+        losses.append(float(loss))
+        if step == 5:
+            break
+        loss.backward()
+        if step == 0:
+            grads = {k: v.grad.detach().clone() for k, v in params.items()}
+            logits0 = torch.stack([x.detach() for x in lg])
+        opt.step()
+    return exp, losses, grads, logits0
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "data", "hf-parity-quant")
+    torch.set_default_dtype(torch.float64)
+    for fam in ("gpt2", "llama"):
+        lm = torch_lm.LM(os.path.join(FIX, fam, "model"))
+        exp, losses, _, _ = train_lora(lm, fam, quantized_weights(lm, None))
+        diff = max(abs(a - b) for a, b in zip(losses, exp["losses"]))
+        print("%s lora unquantized: losses %s, HF %s, max diff %.2e"
+              % (fam, ["%.6f" % x for x in losses], ["%.6f" % x for x in exp["losses"]], diff))
+        if diff > 1e-6:
+            sys.exit("make_quant_refs: the training loop differs from the HF fixture; nothing written")
+        for kind in ("int8", "nf4"):
+            exp, losses, grads, logits0 = train_lora(lm, fam, quantized_weights(lm, kind))
+            print("%s lora %s: losses %s" % (fam, kind, ["%.6f" % x for x in losses]))
+            d = os.path.join(out, "%s-%s" % (fam, kind))
+            os.makedirs(os.path.join(d, "lora"), exist_ok=True)
+            for link, target in (("model", "model"), ("batch.safetensors", "batch.safetensors")):
+                p = os.path.join(d, link)
+                if not os.path.islink(p):
+                    os.symlink(os.path.join("..", "..", "hf-parity", fam, target), p)
+            e = {"kind": fam, "method": "lora", "weights_dtype": kind, "config": exp["config"],
+                 "optimizer": exp["optimizer"], "loss0": losses[0], "losses": losses,
+                 "made_by": "tests/refs/make_quant_refs.py"}
+            with open(os.path.join(d, "lora", "expected.json"), "w") as f:
+                json.dump(e, f, indent=1)
+                f.write("\n")
+            torch_lm.save_safetensors(os.path.join(d, "lora", "grads.safetensors"), grads)
+            torch_lm.save_safetensors(os.path.join(d, "lora", "logits0.safetensors"),
+                                      {"logits": logits0})
+
+
+if __name__ == "__main__":
+    main()
