@@ -2,7 +2,8 @@
 # The main job on the built-in default: installs what is missing, builds, and
 # fine-tunes the shipped pretrained tiny-gpt2 backbone with LoRA on the
 # supersense task (WordNet noun classes) on 2 MPI ranks, then reports the
-# task accuracy before and after. The data is text: the task's raw JSON
+# task accuracy before and after, and shows what the model answers to three
+# test prompts before and after (deltatune generate, greedy). The data is text: the task's raw JSON
 # lines (data/tasks/raw/supersense.jsonl.gz, rows {"prompt", "completion",
 # "split"}), tokenized by deltatune with the model's tokenizer.json once
 # into the token cache (OUT/token-cache), no Python step. --max-rows 20000
@@ -52,9 +53,28 @@ echo "== accuracy after fine-tuning ($EVAL_ROWS test rows)"
 run eval --model "$MODEL" --data "${TEST[@]}" --rows "$EVAL_ROWS" --batch-size 50 --method lora \
   --init-from "$OUT/deltas.safetensors" | tee "$OUT/eval-after.txt"
 
+echo "== three test prompts, answered before and after fine-tuning (deltatune generate)"
+SAMPLES=$OUT/test-prompts.jsonl
+gunzip -c data/tasks/raw/supersense.jsonl.gz | awk '/"split": "test"/ && n < 3 {print; n++}' > "$SAMPLES"
+run generate --model "$MODEL" --method none --input "$SAMPLES" --output "$OUT/answers-before.jsonl" \
+  --overwrite --max-new-tokens 6
+run generate --model "$MODEL" --method lora --lora-rank 8 --lora-alpha 16 \
+  --init-from "$OUT/deltas.safetensors" --input "$SAMPLES" --output "$OUT/answers-after.jsonl" \
+  --overwrite --max-new-tokens 6
+python3 - "$SAMPLES" "$OUT/answers-before.jsonl" "$OUT/answers-after.jsonl" <<'PY' | tee "$OUT/answers.txt"
+import json, sys
+rows = [[json.loads(l) for l in open(p)] for p in sys.argv[1:4]]
+for want, before, after in zip(*rows):
+    print(want["prompt"].splitlines()[0])
+    print(f"  expected: {want['completion']!r}")
+    print(f"  before:   {before['completion']!r}")
+    print(f"  after:    {after['completion']!r}")
+PY
+
 acc() { awk '/^exact_match/ {print $2}' "$1"; }
 echo
 echo "quickstart summary"
 grep '^summary:' "$OUT/train.txt" | sed 's/^summary: /  /'
 echo "  exact-match accuracy on $EVAL_ROWS test rows: $(acc "$OUT/eval-before.txt") -> $(acc "$OUT/eval-after.txt")"
+echo "  answers to three test prompts before and after: $OUT/answers.txt"
 echo "  metrics: $OUT/metrics.jsonl"

@@ -13,5 +13,6 @@ int dt_cmd_export(int argc, char **argv);  /* export.c */
 int dt_cmd_merge(int argc, char **argv);   /* merge.c */
 int dt_cmd_plan(int argc, char **argv);    /* plan.c */
 int dt_cmd_tokenize(int argc, char **argv); /* tokenize.c */
+int dt_cmd_generate(int argc, char **argv); /* generate.c */
 
 #endif

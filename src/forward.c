@@ -13,6 +13,7 @@
 #include "error.h"
 #include "mpicheck.h"
 #include "gemm_bf16.h"
+#include "linear_rows.h"
 #include "method.h"
 #include "model.h"
 #include "ops.h"
@@ -426,7 +427,9 @@ static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, co
     return DT_OK;
   }
   if (!(m->matmul_bf16 && W->w16)) {
-    dt_linear_forward(y, x, dt_mat_f32(m, W), b, N, in, out);
+    if (N <= m->stream_rows && in > 0 && !W->w) dt_linear_rows_bf16(y, x, W->w16, b, N, in, out);
+    else if (N <= m->stream_rows && in > 0) dt_linear_rows(y, x, W->w, b, N, in, out);
+    else dt_linear_forward(y, x, dt_mat_f32(m, W), b, N, in, out);
     return DT_OK;
   }
   if (N == 0 || out == 0) return DT_OK;
@@ -969,3 +972,30 @@ int dt_model_backward(dt_model *m) {
   if (!m->step_open) DT_CALL(end_hooks(m));
   return DT_OK;
 }
+
+/* --- parts the incremental decoder reuses (src/fwd_parts.h) -------------- */
+
+int dt_fwd_site(dt_model *m, int l, int s, int B, int T, const float *x, float *y) {
+  const int B0 = m->B, T0 = m->T;
+  m->B = B, m->T = T; /* the pass's rows: site_forward and the hooks read them */
+  const int rc = site_forward(m, &m->acts[0], l, s, x, y, 0);
+  m->B = B0, m->T = T0;
+  return rc;
+}
+
+void dt_fwd_norm(const dt_model *m, float *out, float *stat, const float *x, const dt_vec *w,
+                 const dt_vec *b, int N) {
+  norm_fwd(m, out, stat, x, w, b, N);
+}
+
+int dt_fwd_prefix(dt_model *m, int l, const float **pk, const float **pv) {
+  float *dpk, *dpv;
+  return prefix_of(m, l, pk, pv, &dpk, &dpv);
+}
+
+int dt_fwd_prompt(dt_model *m, const float **e) {
+  float *de;
+  return prompt_of(m, e, &de);
+}
+
+int dt_fwd_begin(dt_model *m) { return begin_hooks(m, 0); }

@@ -19,6 +19,7 @@ static const command g_commands[] = {
     {"train", dt_cmd_train, "train delta parameters on a frozen backbone"},
     {"sweep", dt_cmd_sweep, "train many tasks concurrently on one loaded backbone"},
     {"eval", dt_cmd_eval, "loss, token accuracy and exact match on a data file"},
+    {"generate", dt_cmd_generate, "text from the backbone and its deltas (greedy or sampled)"},
     {"gradcheck", dt_cmd_gradcheck, "check gradients against finite differences"},
     {"methods", dt_cmd_methods, "list the delta methods"},
     {"inspect", dt_cmd_inspect, "what a checkpoint holds; is it complete and intact"},
@@ -62,7 +63,7 @@ int main(int argc, char **argv) {
       if (!strcmp(argv[1], g_commands[i].name)) cmd = &g_commands[i];
     if (!cmd) {
       rc = dt_error_set(DT_EUSAGE, __FILE__, __LINE__, __func__,
-                        "unknown command '%s' (commands: train, sweep, eval, gradcheck, methods, inspect, export, merge, plan, tokenize; "
+                        "unknown command '%s' (commands: train, sweep, eval, generate, gradcheck, methods, inspect, export, merge, plan, tokenize; "
                         "see deltatune --help)", argv[1]);
     } else {
       rc = cmd->fn(argc - 2, argv + 2);

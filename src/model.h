@@ -129,6 +129,8 @@ typedef struct dt_model {
   int n_prefix;   /* prefix key/values per layer (attention only) */
   int recompute;  /* keep only block inputs; recompute in backward */
   int tp_gemm;    /* 0: local GEMM + tensor-group sum (default), 1: ScaLAPACK psgemm */
+  int stream_rows; /* fp32 products of at most this many rows stream the matrix once
+                      (src/linear_rows.h; the decoder's steps); 0: always sgemm */
   float *px_scratch, *px_tmp; /* PxGEMM scratch and a [N, max in] buffer */
 
   /* activations (one arena) */

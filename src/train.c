@@ -25,6 +25,7 @@
 #include "mpicheck.h"
 #include "outpaths.h"
 #include "gemm_bf16.h"
+#include "genmatch.h"
 #include "gradsync.h"
 #include "interrupt.h"
 #include "method.h"
@@ -39,6 +40,7 @@
 #include "safetensors.h"
 #include "textdata.h"
 #include "timer.h"
+#include "tokenizer.h"
 #include "trainer.h"
 
 /* --- option tables ------------------------------------------------------- */
@@ -890,6 +892,25 @@ static int do_eval(run_ctx *c) {
            tot.n_rows_scored ? (double)tot.n_rows_exact / tot.n_rows_scored : 0.0,
            (long long)tot.n_rows_exact, (long long)tot.n_rows_scored);
     fflush(stdout);
+  }
+  /* JSON lines of prompt/completion rows: also greedy generation (src/genmatch.h) */
+  const char *data = dt_opt_str(o, "data");
+  const size_t dl = strlen(data);
+  if (dl > 6 && !strcmp(data + dl - 6, ".jsonl") && !dt_opt_bool(o, "pack")) {
+    dt_tokenizer *tok = NULL;
+    DT_CALL(dt_agree(dt_tokenizer_load(&tok, dt_opt_is_set(o, "tokenizer") ? dt_opt_str(o, "tokenizer")
+                                                                          : dt_opt_str(o, "model")),
+                     MPI_COMM_WORLD));
+    int64_t gm = 0, gs = 0;
+    const double t1 = dt_now();
+    rc = dt_agree(dt_generated_match(&c->model, &c->dist, &c->data, rows, tok, &gm, &gs), MPI_COMM_WORLD);
+    dt_tokenizer_free(&tok);
+    DT_CALL(rc);
+    if (c->rank == 0) {
+      printf("generated_exact_match %.6f (%lld of %lld rows, greedy, in %.2fs)\n",
+             gs ? (double)gm / gs : 0.0, (long long)gm, (long long)gs, dt_now() - t1);
+      fflush(stdout);
+    }
   }
   return DT_OK;
 }

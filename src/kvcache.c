@@ -1,0 +1,63 @@
+#include "kvcache.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "error.h"
+#include "ops.h"
+#include "vmath.h"
+
+size_t dt_kvcache_bytes(int n_layer, int B, int Tc, int kv_l) {
+  return 2 * (size_t)n_layer * B * Tc * kv_l * sizeof(float) + (size_t)B * sizeof(int);
+}
+
+int dt_kvcache_init(dt_kvcache *c, int n_layer, int B, int Tc, int kv_l) {
+  c->n_layer = n_layer, c->B = B, c->Tc = Tc, c->kv_l = kv_l;
+  const size_t n = (size_t)n_layer * B * Tc * (kv_l > 0 ? kv_l : 1);
+  DT_CALL(dt_alloc_aligned(&c->k, n * sizeof(float), "key cache (lower --batch-size or --max-new-tokens)"));
+  DT_CALL(dt_alloc_aligned(&c->v, n * sizeof(float), "value cache (lower --batch-size or --max-new-tokens)"));
+  DT_CALL(dt_calloc(&c->len, (size_t)B * sizeof(int), "cache lengths"));
+  return DT_OK;
+}
+
+void dt_kvcache_free(dt_kvcache *c) {
+  free(c->k);
+  free(c->v);
+  free(c->len);
+  c->k = c->v = NULL;
+  c->len = NULL;
+}
+
+float *dt_kvcache_k(const dt_kvcache *c, int l, int b) {
+  return c->k + (((size_t)l * c->B + b) * c->Tc) * c->kv_l;
+}
+float *dt_kvcache_v(const dt_kvcache *c, int l, int b) {
+  return c->v + (((size_t)l * c->B + b) * c->Tc) * c->kv_l;
+}
+
+void dt_kv_attend(float *att, const float *q, int ld, const float *K, const float *V, int c0,
+                  int n, const float *pk, const float *pv, int P, int H, int KV, int hd, float *s) {
+  if (H == 0 || KV == 0) return; /* a rank without heads */
+  const int kvd = KV * hd, group = H / KV, qd = H * hd;
+  const float scale = 1.0f / sqrtf((float)hd);
+  for (int i = 0; i < n; i++) {
+    const int nk = c0 + i + 1, nv = P + nk; /* visible real keys, all visible keys */
+    for (int h = 0; h < H; h++) {
+      const int g = h / group;
+      const float *qh = q + (size_t)i * ld + h * hd;
+      float *o = att + (size_t)i * qd + h * hd;
+      /* s = scale * [pk ; K[0:nk]] q */
+      if (P > 0) cblas_sgemv(CblasRowMajor, CblasNoTrans, P, hd, scale, pk + g * hd, kvd, qh, 1, 0.0f, s, 1);
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, nk, hd, scale, K + g * hd, kvd, qh, 1, 0.0f, s + P, 1);
+      const float mx = dt_row_max(s, nv);
+      dt_exp_shift(s, nv, mx);
+      const float inv = (float)(1.0 / dt_row_sum_d(s, nv));
+      for (int j = 0; j < nv; j++) s[j] *= inv;
+      /* o = [pv ; V[0:nk]]^T s */
+      if (P > 0) cblas_sgemv(CblasRowMajor, CblasTrans, P, hd, 1.0f, pv + g * hd, kvd, s, 1, 0.0f, o, 1);
+      cblas_sgemv(CblasRowMajor, CblasTrans, nk, hd, 1.0f, V + g * hd, kvd, s + P, 1,
+                  P > 0 ? 1.0f : 0.0f, o, 1);
+    }
+  }
+}
