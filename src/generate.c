@@ -334,19 +334,10 @@ static int check_inputs(gen_ctx *c) {
   DT_CALL(load_tokenizer(c));
   DT_CALL(find_eos(c));
   DT_CALL(read_prompts(c));
-  if (dt_opt_is_set(o, "init-from")) {
-    char list[DT_OPTVAL_MAX];
-    snprintf(list, sizeof list, "%s", dt_opt_str(o, "init-from"));
-    char *save = NULL;
-    for (char *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-      while (*p == ' ') p++;
-      if (!*p) continue;
-      dt_st_file f;
-      DT_CALL(dt_st_open(&f, p));
-      dt_st_close(&f);
-    }
-  }
-  DT_CALL(dt_matmul_dtype_check(dt_opt_str(o, "matmul-dtype"), dt_opt_str(o, "weights-dtype")));
+  DT_CALL(dt_init_from_check(o));
+  int wd;
+  DT_CALL(dt_backbone_options_check(o, &wd));
+  (void)wd;
   DT_CALL(dt_methods_check_config(o, dt_opt_str(o, "method"), &c->cfg));
   return DT_OK;
 }
@@ -381,8 +372,9 @@ static int setup(gen_ctx *c) {
   DT_CALL(dt_dist_init(&c->dist, dt_opt_int(o, "tp")));
   DT_CALL(dt_agree(check_inputs(c), MPI_COMM_WORLD));
   DT_CALL(dt_ckpt_precheck(o, &c->cfg, 0, &c->bb, &c->have_bb, MPI_COMM_WORLD));
-  const int bf16 = strcmp(dt_opt_str(o, "weights-dtype"), "bf16") == 0;
-  int rc = dt_model_load(&c->model, dt_opt_str(o, "model"), bf16, seed, &c->dist,
+  int wd;
+  DT_CALL(dt_backbone_options_check(o, &wd));
+  int rc = dt_model_load(&c->model, dt_opt_str(o, "model"), wd, seed, &c->dist,
                          dt_share_weights(dt_opt_str(o, "share-weights"), dt_opt_str(o, "method")));
   if (rc == DT_OK)
     rc = dt_methods_create(dt_opt_str(o, "method"), o, &c->model, &c->params, seed, &c->methods,

@@ -1,6 +1,14 @@
 /* The shared option groups (src/optgroups.h). */
 #include "optgroups.h"
 
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+#include "gemm_bf16.h"
+#include "quant.h"
+#include "safetensors.h"
+
 static const dt_optdef backbone_opts[] = {
     {"model", DT_OPT_STRING, NULL, 0, 0, NULL,
      "backbone: a Hugging Face folder (config.json + safetensors) or "
@@ -47,3 +55,48 @@ static const dt_optdef fault_opts[] = {
      "--nan-policy skip: stop after this many consecutive skipped steps"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
 const dt_optgroup dt_fault_group = {"faults", "Numerical faults", fault_opts};
+
+int dt_backbone_options_check(const dt_options *o, int *w) {
+  DT_CALL(dt_matmul_dtype_check(dt_opt_str(o, "matmul-dtype"), dt_opt_str(o, "weights-dtype")));
+  dt_wdtype wd;
+  DT_CALL(dt_weights_dtype_parse(dt_opt_str(o, "weights-dtype"), &wd));
+  DT_CHECK(!(dt_wdtype_quant(wd) && dt_opt_exists(o, "tp-gemm") &&
+             !strcmp(dt_opt_str(o, "tp-gemm"), "pxgemm")),
+           DT_EUSAGE,
+           "--tp-gemm pxgemm multiplies whole fp32 or bf16 matrices; with --weights-dtype %s "
+           "use --tp-gemm local (the default)", dt_opt_str(o, "weights-dtype"));
+  *w = (int)wd;
+  return DT_OK;
+}
+
+/* A checkpoint (NetCDF: "CDF" and the version byte) where safetensors are
+ * expected. */
+static int not_a_checkpoint(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return DT_OK; /* dt_st_open names the error */
+  unsigned char b[4] = {0, 0, 0, 0};
+  const size_t n = fread(b, 1, 4, f);
+  fclose(f);
+  DT_CHECK(!(n == 4 && b[0] == 'C' && b[1] == 'D' && b[2] == 'F' && b[3] >= 1 && b[3] <= 5),
+           DT_EINPUT,
+           "--init-from %s is a NetCDF file (a deltatune checkpoint?), not safetensors: "
+           "--init-from reads safetensors deltas (a run's OUT/deltas.safetensors); to continue "
+           "a run from its checkpoint use --resume with its --out", path);
+  return DT_OK;
+}
+
+int dt_init_from_check(const dt_options *o) {
+  if (!dt_opt_is_set(o, "init-from")) return DT_OK;
+  char list[DT_OPTVAL_MAX];
+  snprintf(list, sizeof list, "%s", dt_opt_str(o, "init-from"));
+  char *save = NULL;
+  for (char *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+    while (*p == ' ') p++;
+    if (!*p) continue;
+    DT_CALL(not_a_checkpoint(p));
+    dt_st_file f;
+    DT_CALL(dt_st_open(&f, p));
+    dt_st_close(&f);
+  }
+  return DT_OK;
+}

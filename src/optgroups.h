@@ -35,4 +35,13 @@ extern const dt_optgroup dt_method_group;
 extern const dt_optgroup dt_optim_group;
 extern const dt_optgroup dt_fault_group;
 
+/* The backbone group's values that must agree with each other: --weights-dtype
+ * against --matmul-dtype, and against --tp-gemm where the command has it;
+ * *w the parsed --weights-dtype (dt_wdtype, src/quant.h). */
+int dt_backbone_options_check(const dt_options *o, int *w);
+
+/* --init-from: every comma-separated file opens as safetensors; a
+ * checkpoint given there is named as such. */
+int dt_init_from_check(const dt_options *o);
+
 #endif

@@ -244,22 +244,6 @@ static int parse(run_ctx *c, const char *cmd, int train, int argc, char **argv,
   return DT_OK;
 }
 
-/* --init-from takes safetensors files; a checkpoint (NetCDF: "CDF" and
- * the version byte) given there is named as such. */
-static int not_a_checkpoint(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return DT_OK; /* dt_st_open names the error */
-  unsigned char b[4] = {0, 0, 0, 0};
-  const size_t n = fread(b, 1, 4, f);
-  fclose(f);
-  DT_CHECK(!(n == 4 && b[0] == 'C' && b[1] == 'D' && b[2] == 'F' && b[3] >= 1 && b[3] <= 5),
-           DT_EINPUT,
-           "--init-from %s is a NetCDF file (a deltatune checkpoint?), not safetensors: "
-           "--init-from reads safetensors deltas (a run's OUT/deltas.safetensors); to continue "
-           "a run from its checkpoint use --resume with its --out", path);
-  return DT_OK;
-}
-
 /* Every input is checked before the backbone is built (reading or
  * generating its weights is the expensive part): the model's configuration
  * and safetensors headers, the data against its vocabulary (kept in
@@ -281,25 +265,10 @@ static int check_inputs(run_ctx *c, int train, const char *data) {
     dt_st_set_close(&set);
   }
   DT_CALL(dt_dataset_load(&c->data, data, cfg.vocab));
-  if (dt_opt_is_set(o, "init-from")) {
-    char list[DT_OPTVAL_MAX];
-    snprintf(list, sizeof list, "%s", dt_opt_str(o, "init-from"));
-    char *save = NULL;
-    for (char *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-      while (*p == ' ') p++;
-      if (!*p) continue;
-      DT_CALL(not_a_checkpoint(p));
-      dt_st_file f;
-      DT_CALL(dt_st_open(&f, p));
-      dt_st_close(&f);
-    }
-  }
-  DT_CALL(dt_matmul_dtype_check(dt_opt_str(o, "matmul-dtype"), dt_opt_str(o, "weights-dtype")));
-  dt_wdtype wd;
-  DT_CALL(dt_weights_dtype_parse(dt_opt_str(o, "weights-dtype"), &wd));
-  DT_CHECK(!(dt_wdtype_quant(wd) && !strcmp(dt_opt_str(o, "tp-gemm"), "pxgemm")), DT_EUSAGE,
-           "--tp-gemm pxgemm multiplies whole fp32 or bf16 matrices; with --weights-dtype %s "
-           "use --tp-gemm local (the default)", dt_opt_str(o, "weights-dtype"));
+  DT_CALL(dt_init_from_check(o));
+  int wd;
+  DT_CALL(dt_backbone_options_check(o, &wd));
+  (void)wd;
   DT_CALL(dt_methods_check_config(o, dt_opt_str(o, "method"), &cfg));
   c->B_global = dt_opt_int(o, "batch-size");
   if (!train) {
@@ -318,8 +287,8 @@ static int check_inputs(run_ctx *c, int train, const char *data) {
 static int setup(run_ctx *c, int train) {
   const dt_options *o = &c->opt;
   const uint64_t seed = (uint64_t)dt_opt_int(o, "seed");
-  dt_wdtype wd;
-  DT_CALL(dt_weights_dtype_parse(dt_opt_str(o, "weights-dtype"), &wd));
+  int wd;
+  DT_CALL(dt_backbone_options_check(o, &wd));
   DT_CALL(dt_dist_init(&c->dist, dt_opt_int(o, "tp")));
   dt_comm_options_apply(o, &c->dist, NULL);
   char data[4096]; /* --data, or the token cache of FILE.jsonl (collective) */
@@ -334,7 +303,7 @@ static int setup(run_ctx *c, int train) {
   DT_CALL(dt_ckpt_precheck(o, &c->cfg, train == 1, &c->bb, &c->have_bb, MPI_COMM_WORLD));
   /* then build; a failure of some ranks only is agreed on before the
    * collectives of the plan */
-  int rc = dt_model_load(&c->model, dt_opt_str(o, "model"), (int)wd, seed, &c->dist,
+  int rc = dt_model_load(&c->model, dt_opt_str(o, "model"), wd, seed, &c->dist,
                          dt_share_weights(dt_opt_str(o, "share-weights"), dt_opt_str(o, "method")));
   const char *ml = dt_opt_str(o, "method");
   if (rc == DT_OK)
