@@ -7,7 +7,7 @@
 #ifndef DT_ARCH_H
 #define DT_ARCH_H
 
-typedef enum { DT_ARCH_GPT2 = 1, DT_ARCH_LLAMA = 2 } dt_arch;
+typedef enum { DT_ARCH_GPT2 = 1, DT_ARCH_LLAMA = 2, DT_ARCH_QWEN2 = 3, DT_ARCH_MISTRAL = 4 } dt_arch;
 
 /* Where in a block a frozen linear sits (the four products of a block). */
 typedef enum {
@@ -103,6 +103,9 @@ typedef struct {
   float norm_eps;            /* a synthetic model's norm epsilon */
   int tied_head;             /* a synthetic model's head is the embedding */
   int has_bias;              /* the linears and norms have biases */
+  int qkv_bias;              /* only q, k and v have biases (Qwen2) */
+  int sliding_window;        /* the config may set a sliding attention window
+                                (Mistral's sliding_window; synthetic key window) */
   const char *lora_targets;  /* PEFT's default LoRA target modules */
   const char *ia3_targets;   /* PEFT's default IA3 targets ... */
   const char *ia3_ff;        /* ... and which of them are feed-forward */

@@ -1,5 +1,5 @@
-/* Model configuration: Hugging Face config.json (GPT-2 and LLaMA families)
- * and synthetic specs. */
+/* Model configuration: Hugging Face config.json (GPT-2, LLaMA, Qwen2 and
+ * Mistral families) and synthetic specs. */
 #ifndef DT_HF_CONFIG_H
 #define DT_HF_CONFIG_H
 
@@ -19,11 +19,15 @@ typedef struct {
   float rope_theta; /* LLaMA: rope_theta or rope_parameters.rope_theta */
   int tied_head;    /* lm_head shares the token embedding */
   int has_bias;     /* GPT-2: biases on every linear and LayerNorm */
+  int qkv_bias;     /* Qwen2: biases on q, k and v only */
+  int sliding_window; /* Mistral: a query sees itself and the window - 1 keys
+                         before it (HF: kv_idx > q_idx - window); 0: no window */
   char source[512]; /* folder, or the synthetic spec */
 } dt_config;
 
 /* Parse DIR/config.json. Supports model_type gpt2 (activation gelu_new /
- * gelu_pytorch_tanh) and llama (hidden_act silu, no attention/mlp bias).
+ * gelu_pytorch_tanh), llama (hidden_act silu, no attention/mlp bias), qwen2
+ * (q/k/v biases; no per-layer sliding window) and mistral (sliding_window).
  * Errors name the file, field and value. */
 int dt_hf_config_load(dt_config *c, const char *dir);
 

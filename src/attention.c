@@ -12,6 +12,11 @@
  * computed. */
 #define QB 64
 
+/* The first key position a query at position qa sees (0 without a window). */
+static inline int first_key(const dt_attn_dims *d, int qa) {
+  return d->W > 0 && qa - d->W + 1 > 0 ? qa - d->W + 1 : 0;
+}
+
 /* probabilities s = exp(scores - lse) and dS = s (dP - D) scale, one row */
 static DT_VEC_CLONES void softmax_bwd_row(float *restrict s, float *restrict ds, int nv,
                                           float li, float Di, float scale) {
@@ -52,12 +57,14 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
                     ld, K, ld, 0.0f, S + P, Tk);
         for (int r = 0; r < nq; r++) {
           float *s = S + (int64_t)r * Tk;
-          const int nv = P + i0 + r + 1; /* visible keys */
-          const float mx = dt_row_max(s, nv);
-          dt_exp_shift(s, nv, mx);
-          const double sum = dt_row_sum_d(s, nv);
+          const int nv = P + i0 + r + 1; /* keys up to the query's own */
+          const int k0 = first_key(d, nv - 1); /* the window's first */
+          const float mx = dt_row_max(s + k0, nv - k0);
+          dt_exp_shift(s + k0, nv - k0, mx);
+          const double sum = dt_row_sum_d(s + k0, nv - k0);
           const float inv = (float)(1.0 / sum);
-          for (int j = 0; j < nv; j++) s[j] *= inv;
+          for (int j = 0; j < k0; j++) s[j] = 0.0f;
+          for (int j = k0; j < nv; j++) s[j] *= inv;
           for (int j = nv; j < P + nk; j++) s[j] = 0.0f;
           L[i0 + r] = mx + (float)log(sum);
         }
@@ -113,12 +120,17 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
           float *s = S + (int64_t)r * Tk;
           float *ds = dS + (int64_t)r * Tk;
           const int nv = P + i0 + r + 1;
+          const int k0 = first_key(d, nv - 1);
           const float *orow = O + (int64_t)r * qd;
           const float *dorow = dO + (int64_t)r * qd;
           float Di = 0.0f;
           for (int c = 0; c < hd; c++) Di += orow[c] * dorow[c];
           const float li = L[i0 + r];
-          softmax_bwd_row(s, ds, nv, li, Di, scale);
+          softmax_bwd_row(s + k0, ds + k0, nv - k0, li, Di, scale);
+          for (int j = 0; j < k0; j++) {
+            s[j] = 0.0f;
+            ds[j] = 0.0f;
+          }
           for (int j = nv; j < P + nk; j++) {
             s[j] = 0.0f;
             ds[j] = 0.0f;

@@ -71,7 +71,8 @@ static int alloc_weights(dt_backbone *b) {
     for (int s = 0; s < DT_N_SITES; s++) {
       const int out = dt_shard_site_out_l(&b->sh, c, s), in = dt_shard_site_in_l(&b->sh, c, s);
       DT_CALL(alloc_mat(b, &L->lin[s], out, in, bf, "block matrix"));
-      if (c->has_bias) DT_CALL(alloc_vec(b, &L->bias[s], out, "bias"));
+      if (c->has_bias || (s == DT_SITE_QKV && c->qkv_bias))
+        DT_CALL(alloc_vec(b, &L->bias[s], out, "bias"));
     }
   }
   return DT_OK;
@@ -604,7 +605,8 @@ int64_t dt_model_param_count(const dt_model *m) {
   const int out[DT_N_SITES] = {dt_cfg_qkv_dim(c), c->d_model, dt_cfg_fc_dim(c), c->d_model};
   const int in[DT_N_SITES] = {c->d_model, dt_cfg_q_dim(c), c->d_model, c->d_ffn};
   for (int s = 0; s < DT_N_SITES; s++)
-    per += (int64_t)out[s] * in[s] + (c->has_bias ? out[s] : 0);
+    per += (int64_t)out[s] * in[s] +
+           (c->has_bias || (s == DT_SITE_QKV && c->qkv_bias) ? out[s] : 0);
   per += 2 * d * (c->has_bias ? 2 : 1);
   return n + per * c->n_layer;
 }

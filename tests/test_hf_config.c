@@ -39,6 +39,12 @@ static const char *config_dir(const char *name, const char *json) {
   "\"model_type\":\"llama\",\"num_hidden_layers\":2,\"hidden_size\":64,"   \
   "\"num_attention_heads\":8,\"intermediate_size\":160,\"vocab_size\":100," \
   "\"max_position_embeddings\":128"
+/* the same shape as the other families built on LLaMA's block */
+#define SHAPE_OF_LLAMA                                                      \
+  "\"num_hidden_layers\":2,\"hidden_size\":64,\"num_attention_heads\":8,"   \
+  "\"intermediate_size\":160,\"vocab_size\":100,\"max_position_embeddings\":128"
+#define MISTRAL_BASE "\"model_type\":\"mistral\"," SHAPE_OF_LLAMA
+#define QWEN2_BASE "\"model_type\":\"qwen2\"," SHAPE_OF_LLAMA
 
 static void test_gpt2_fixture(void **state) {
   (void)state;
@@ -142,8 +148,39 @@ static void test_llama_variants(void **state) {
                  "\"vocab_size\":100,\"max_position_embeddings\":128,"
                  "\"sliding_window\":null,\"hidden_act\":\"silu\"}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
-  assert_int_equal(c.arch, DT_ARCH_LLAMA);
+  assert_int_equal(c.arch, DT_ARCH_MISTRAL);
   assert_int_equal(c.n_kv_head, 4);
+  assert_int_equal(c.sliding_window, 0); /* null: full causal attention */
+  assert_int_equal(c.qkv_bias, 0);
+  /* mistral: a window shorter than the context is kept (and honoured by the
+   * attention); an absent one is MistralConfig's default 4096 */
+  d = config_dir("m2", "{" MISTRAL_BASE ","
+                 "\"sliding_window\":16}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_MISTRAL);
+  assert_int_equal(c.sliding_window, 16);
+  d = config_dir("m3", "{\"model_type\":\"mistral\",\"num_hidden_layers\":2,"
+                 "\"hidden_size\":64,\"num_attention_heads\":8,\"intermediate_size\":160,"
+                 "\"vocab_size\":100,\"max_position_embeddings\":128}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.sliding_window, 4096);
+  /* qwen2: q/k/v biases, untied by default, tied when it says so; the
+   * window keys are ignored while use_sliding_window is false */
+  d = config_dir("q1", "{\"model_type\":\"qwen2\",\"num_hidden_layers\":2,"
+                 "\"hidden_size\":64,\"num_attention_heads\":8,\"num_key_value_heads\":2,"
+                 "\"intermediate_size\":160,\"vocab_size\":100,\"max_position_embeddings\":128,"
+                 "\"use_sliding_window\":false,\"sliding_window\":32,\"max_window_layers\":1,"
+                 "\"layer_types\":[\"full_attention\",\"full_attention\"]}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_QWEN2);
+  assert_int_equal(c.qkv_bias, 1);
+  assert_int_equal(c.has_bias, 0);
+  assert_int_equal(c.tied_head, 0);
+  assert_int_equal(c.sliding_window, 0);
+  d = config_dir("q2", "{" QWEN2_BASE ","
+                 "\"tie_word_embeddings\":true}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.tied_head, 1);
 }
 
 typedef struct {
@@ -181,10 +218,13 @@ static void test_bad_configs(void **state) {
       {"llamamissing", "{\"model_type\":\"llama\",\"num_hidden_layers\":2,"
        "\"hidden_size\":64,\"num_attention_heads\":8,\"vocab_size\":100,"
        "\"max_position_embeddings\":128}", "intermediate_size", NULL},
-      {"window", "{\"model_type\":\"mistral\",\"num_hidden_layers\":2,"
-       "\"hidden_size\":64,\"num_attention_heads\":8,\"intermediate_size\":160,"
-       "\"vocab_size\":100,\"max_position_embeddings\":128,"
-       "\"sliding_window\":16}", "sliding_window", "16"},
+      {"window", "{" MISTRAL_BASE ","
+       "\"sliding_window\":-16}", "sliding_window", "-16"},
+      {"qwen2window", "{" QWEN2_BASE ","
+       "\"use_sliding_window\":true,\"sliding_window\":16}", "use_sliding_window", "true"},
+      {"qwen2layers", "{" QWEN2_BASE ","
+       "\"layer_types\":[\"full_attention\",\"sliding_attention\"]}", "layer_types[1]",
+       "sliding_attention"},
       {"badjson", "{\"model_type\":", "config.json", "JSON"},
       {"array", "[1]", "config.json", NULL},
   };
