@@ -80,3 +80,8 @@ dt_add_gradcheck(gradcheck_mistral_prompt_ia3 families --model ${FAM}/mistral/mo
   --method prompt,ia3 --prompt-tokens 3)
 dt_add_gradcheck(gradcheck_mistral_recompute families --model ${FAM}/mistral/model ${DQ}
   --method lora,prefix --lora-init random --prefix-tokens 5 --recompute)
+
+# export --format peft with the families' default LoRA and IA3 targets
+# (merge: test_merge's test_families)
+dt_add_test(test_family_export SOURCES test_family_export.c clitest.c ARGS ${DT_MPIRUN} TIMEOUT 120)
+target_link_libraries(test_family_export PRIVATE PkgConfig::JANSSON)
