@@ -376,9 +376,10 @@ typedef struct {
 static const preset k_presets[] = {
     {"gpt2", DT_ARCH_GPT2, {12, 768, 12, 0, 0, 50257, 1024, 0, 0}},
     {"llama", DT_ARCH_LLAMA, {32, 4096, 32, 0, 0, 32000, 4096, 0, 10000}},
-    /* Qwen2Config's and MistralConfig's defaults */
-    {"qwen2", DT_ARCH_QWEN2, {32, 4096, 32, 0, 22016, 151936, 32768, 0, 10000, 0}},
-    {"mistral", DT_ARCH_MISTRAL, {32, 4096, 32, 8, 14336, 32000, 32768, 0, 10000, 4096}},
+    /* Qwen2Config's and MistralConfig's sizes; the FFN and kv heads derived
+     * as LLaMA's (their presets below fix them) */
+    {"qwen2", DT_ARCH_QWEN2, {32, 4096, 32, 0, 0, 151936, 32768, 0, 10000, 0}},
+    {"mistral", DT_ARCH_MISTRAL, {32, 4096, 32, 0, 0, 32000, 32768, 0, 10000, 4096}},
     {"gpt2-small", DT_ARCH_GPT2, {12, 768, 12, 0, 3072, 50257, 1024, 0, 0}},
     {"gpt2-medium", DT_ARCH_GPT2, {24, 1024, 16, 0, 4096, 50257, 1024, 0, 0}},
     {"gpt2-xl", DT_ARCH_GPT2, {48, 1600, 25, 0, 6400, 50257, 1024, 0, 0}},

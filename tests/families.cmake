@@ -85,3 +85,8 @@ dt_add_gradcheck(gradcheck_mistral_recompute families --model ${FAM}/mistral/mod
 # (merge: test_merge's test_families)
 dt_add_test(test_family_export SOURCES test_family_export.c clitest.c ARGS ${DT_MPIRUN} TIMEOUT 120)
 target_link_libraries(test_family_export PRIVATE PkgConfig::JANSSON)
+
+# plan's parameter counts of synthetic:qwen2.5-14b/32b/72b and mistral-7b
+# equal the published checkpoints'
+dt_add_test(test_family_presets SOURCES test_family_presets.c LABELS plan)
+target_link_libraries(test_family_presets PRIVATE PkgConfig::JANSSON)

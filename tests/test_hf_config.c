@@ -355,6 +355,21 @@ static void test_synthetic_presets(void **state) {
   assert_true(c.rope_theta == 10000.0f);
   assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:llama:layers=2,theta=500000"), DT_OK);
   assert_true(c.rope_theta == 500000.0f);
+  /* the families built on LLaMA's block: Qwen2's biases, Mistral's window */
+  assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:qwen2.5-72b"), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_QWEN2);
+  assert_int_equal(c.qkv_bias, 1);
+  assert_int_equal(c.n_kv_head, 8);
+  assert_int_equal(c.d_ffn, 29568);
+  assert_true(c.rope_theta == 1000000.0f);
+  assert_int_equal(c.sliding_window, 0);
+  assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:mistral-7b"), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_MISTRAL);
+  assert_int_equal(c.sliding_window, 4096);
+  assert_int_equal(c.qkv_bias, 0);
+  assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:mistral:layers=2,d=64,heads=4,kv_heads=2,window=8"),
+                   DT_OK);
+  assert_int_equal(c.sliding_window, 8);
 }
 
 typedef struct {
@@ -377,6 +392,8 @@ static void test_synthetic_errors(void **state) {
       {"synthetic:gpt2:d=100,heads=3", "d_model", "100"},
       {"synthetic:llama:heads=32,kv_heads=5", "n_kv_head", "5"},
       {"synthetic:llama2-70b:bogus=1", "bogus", "kv_heads"},
+      {"synthetic:llama:window=8", "window", "theta"},
+      {"synthetic:mistral:window=0", "window", "0"},
       {"gpt2-small", "synthetic:", NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
