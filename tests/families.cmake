@@ -90,3 +90,7 @@ target_link_libraries(test_family_export PRIVATE PkgConfig::JANSSON)
 # equal the published checkpoints'
 dt_add_test(test_family_presets SOURCES test_family_presets.c LABELS plan)
 target_link_libraries(test_family_presets PRIVATE PkgConfig::JANSSON)
+
+# the biases and the window on 2, 3 and 4 ranks train as one rank does
+dt_add_test(test_family_layouts SOURCES test_family_layouts.c clitest.c ARGS ${DT_MPIRUN} RANKS 4
+            TIMEOUT 300 LABELS parallel)
