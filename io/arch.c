@@ -1,6 +1,6 @@
 /* The family descriptors (see arch.h). Tensor names and shapes are those
- * of transformers' GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM and
- * MistralForCausalLM; module names and
+ * of transformers' GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM,
+ * MistralForCausalLM and OPTForCausalLM; module names and
  * default targets are PEFT's for those model types. */
 #include "arch.h"
 
@@ -130,6 +130,62 @@ static const dt_arch_desc arch_table[] = {
         LLAMA_MODULES,
         .n_tensors = 12,
         .tensors = {T_EMBED, T_Q, T_K, T_V, T_REST},
+    },
+    /* OPTForCausalLM: GPT-2's block (pre-LayerNorm, biases, tied head) with
+     * separate q/k/v (in the files as k, v, q, out), ReLU, and learned
+     * positions offset by 2; the decoder's final norm comes before the blocks */
+    {
+        .id = DT_ARCH_OPT,
+        .name = "opt",
+        .title = "OPT",
+        .module_prefix = "model.decoder.layers",
+        .norm = DT_NORM_LAYER,
+        .pos = DT_POS_LEARNED,
+        .act = DT_ACT_RELU,
+        .gated_ffn = 0,
+        .conv1d = 0,
+        .grouped_kv = 0,
+        .ffn_rule = DT_FFN_4D,
+        .norm_eps = 1e-5f,
+        .tied_head = 1,
+        .has_bias = 1,
+        .pos_offset = 2,
+        .lora_targets = "q_proj,v_proj",
+        .ia3_targets = "q_proj,k_proj,fc2",
+        .ia3_ff = "fc2",
+        .n_modules = 6,
+        .modules = {
+            {"self_attn.q_proj", DT_SITE_QKV, DT_DIM_0, DT_DIM_Q, DT_DIM_D, 0},
+            {"self_attn.k_proj", DT_SITE_QKV, DT_DIM_Q, DT_DIM_KV, DT_DIM_D, 0},
+            {"self_attn.v_proj", DT_SITE_QKV, DT_DIM_Q_KV, DT_DIM_KV, DT_DIM_D, 0},
+            {"self_attn.out_proj", DT_SITE_ATTN_OUT, DT_DIM_0, DT_DIM_D, DT_DIM_Q, 1},
+            {"fc1", DT_SITE_FC, DT_DIM_0, DT_DIM_F, DT_DIM_D, 1},
+            {"fc2", DT_SITE_PROJ, DT_DIM_0, DT_DIM_D, DT_DIM_F, 1},
+        },
+        .n_tensors = 21,
+        .tensors = {
+            {"model.decoder.embed_tokens.weight", G0, DT_SLOT_WTE, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 0},
+            {"model.decoder.embed_positions.weight", G0, DT_SLOT_WPE, 0, DT_DIM_POS, DT_DIM_D, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.final_layer_norm.weight", G0, DT_SLOT_LNF_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.final_layer_norm.bias", G0, DT_SLOT_LNF_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.layers.%d.self_attn.k_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_KV, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_Q, DT_DIM_Q_KV, 0},
+            {"model.decoder.layers.%d.self_attn.k_proj.bias", L1, DT_SLOT_BIAS, DT_SITE_QKV, DT_DIM_KV, DT_DIM_1, 0, DT_SHARD_QKV, DT_DIM_Q, DT_DIM_Q_KV, 0},
+            {"model.decoder.layers.%d.self_attn.v_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_KV, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_Q_KV, DT_DIM_QKV, 0},
+            {"model.decoder.layers.%d.self_attn.v_proj.bias", L1, DT_SLOT_BIAS, DT_SITE_QKV, DT_DIM_KV, DT_DIM_1, 0, DT_SHARD_QKV, DT_DIM_Q_KV, DT_DIM_QKV, 0},
+            {"model.decoder.layers.%d.self_attn.q_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_Q, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_Q, 0},
+            {"model.decoder.layers.%d.self_attn.q_proj.bias", L1, DT_SLOT_BIAS, DT_SITE_QKV, DT_DIM_Q, DT_DIM_1, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_Q, 0},
+            {"model.decoder.layers.%d.self_attn.out_proj.weight", L1, DT_SLOT_LIN, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_Q, 0, DT_SHARD_ATT_COLS, DT_DIM_0, DT_DIM_Q, 0},
+            {"model.decoder.layers.%d.self_attn.out_proj.bias", L1, DT_SLOT_BIAS, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.layers.%d.self_attn_layer_norm.weight", L1, DT_SLOT_LN1_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.layers.%d.self_attn_layer_norm.bias", L1, DT_SLOT_LN1_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.layers.%d.fc1.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0},
+            {"model.decoder.layers.%d.fc1.bias", L1, DT_SLOT_BIAS, DT_SITE_FC, DT_DIM_F, DT_DIM_1, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0},
+            {"model.decoder.layers.%d.fc2.weight", L1, DT_SLOT_LIN, DT_SITE_PROJ, DT_DIM_D, DT_DIM_F, 0, DT_SHARD_FFN_COLS, DT_DIM_0, DT_DIM_F, 0},
+            {"model.decoder.layers.%d.fc2.bias", L1, DT_SLOT_BIAS, DT_SITE_PROJ, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.layers.%d.final_layer_norm.weight", L1, DT_SLOT_LN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.layers.%d.final_layer_norm.bias", L1, DT_SLOT_LN2_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"lm_head.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1},
+        },
     },
 };
 

@@ -189,6 +189,51 @@ static int load_gpt2(dt_config *c, json_t *r, const char *p) {
   return DT_OK;
 }
 
+/* OPT: GPT-2's block with separate q/k/v, ReLU and positions offset by 2.
+ * What changes the arithmetic and is not implemented is refused: a
+ * post-LayerNorm model (do_layer_norm_before false, OPT-350m), the
+ * projections project_in/out (word_embed_proj_dim != hidden_size), no
+ * biases, norms without weights, no final norm. */
+static int load_opt(dt_config *c, json_t *r, const char *p) {
+  c->arch = DT_ARCH_OPT;
+  DT_CALL(get_int(r, p, "num_hidden_layers", 1, 0, &c->n_layer));
+  DT_CALL(get_int(r, p, "hidden_size", 1, 0, &c->d_model));
+  DT_CALL(get_int(r, p, "num_attention_heads", 1, 0, &c->n_head));
+  DT_CALL(get_int(r, p, "ffn_dim", 1, 0, &c->d_ffn));
+  DT_CALL(get_int(r, p, "vocab_size", 1, 0, &c->vocab));
+  DT_CALL(get_int(r, p, "max_position_embeddings", 1, 0, &c->n_ctx));
+  DT_CHECK(c->n_ctx <= INT_MAX - 2, DT_EINPUT, "%s: field max_position_embeddings = %d is too large",
+           p, c->n_ctx);
+  int proj;
+  DT_CALL(get_int(r, p, "word_embed_proj_dim", 0, c->d_model, &proj));
+  DT_CHECK(proj == c->d_model, DT_EINPUT,
+           "%s: field word_embed_proj_dim = %d (!= hidden_size = %d: project_in/out) is not "
+           "supported",
+           p, proj, c->d_model);
+  const char *act;
+  DT_CALL(get_str(r, p, "activation_function", "relu", &act));
+  DT_CHECK(strcmp(act, "relu") == 0, DT_EINPUT,
+           "%s: field activation_function = \"%s\" is not supported (supported: relu)", p, act);
+  const struct {
+    const char *key;
+    int want;
+  } flags[] = {{"do_layer_norm_before", 1}, {"enable_bias", 1},
+               {"layer_norm_elementwise_affine", 1}, {"_remove_final_layer_norm", 0}};
+  for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+    int v;
+    DT_CALL(get_bool(r, p, flags[i].key, flags[i].want, &v));
+    DT_CHECK(v == flags[i].want, DT_EINPUT, "%s: field %s = %s is not supported", p, flags[i].key,
+             v ? "true" : "false");
+  }
+  DT_CALL(get_bool(r, p, "tie_word_embeddings", 1, &c->tied_head));
+  c->n_kv_head = c->n_head;
+  c->head_dim = c->d_model / c->n_head;
+  c->norm_eps = 1e-5f; /* nn.LayerNorm's default: OPT has no epsilon key */
+  c->rope_theta = 0;
+  c->has_bias = 1;
+  return DT_OK;
+}
+
 /* An integer field that may be absent (def) or null (0: none). */
 static int get_window(json_t *r, const char *p, const char *key, int def, int *out) {
   json_t *v = json_object_get(r, key);
@@ -333,7 +378,7 @@ int dt_hf_config_load(dt_config *c, const char *dir) {
   if (!type) {
     rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
                       "%s: required field model_type is missing (supported: "
-                      "gpt2, llama, qwen2, mistral)",
+                      "gpt2, llama, qwen2, mistral, opt)",
                       path);
     goto done;
   }
@@ -343,10 +388,12 @@ int dt_hf_config_load(dt_config *c, const char *dir) {
   else if (strcmp(type, "llama") == 0 || strcmp(type, "mistral") == 0 ||
            strcmp(type, "qwen2") == 0)
     rc = load_llama(c, r, path, type);
+  else if (strcmp(type, "opt") == 0)
+    rc = load_opt(c, r, path);
   else
     rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
                       "%s: field model_type = \"%s\" is not supported "
-                      "(supported: gpt2, llama, qwen2, mistral)",
+                      "(supported: gpt2, llama, qwen2, mistral, opt)",
                       path, type);
   if (rc == DT_OK) rc = validate(c, DT_EINPUT, path);
 done:
@@ -384,7 +431,11 @@ static const preset k_presets[] = {
     {"gpt2-medium", DT_ARCH_GPT2, {24, 1024, 16, 0, 4096, 50257, 1024, 0, 0}},
     {"gpt2-xl", DT_ARCH_GPT2, {48, 1600, 25, 0, 6400, 50257, 1024, 0, 0}},
     {"gpt3-175b", DT_ARCH_GPT2, {96, 12288, 96, 0, 49152, 50257, 2048, 0, 0}},
-    {"opt-175b", DT_ARCH_GPT2, {96, 12288, 96, 0, 49152, 50272, 2048, 0, 0}},
+    {"opt", DT_ARCH_OPT, {12, 768, 12, 0, 0, 50272, 2048, 0, 0}}, /* OPTConfig's */
+    {"opt-13b", DT_ARCH_OPT, {40, 5120, 40, 0, 20480, 50272, 2048, 0, 0}},
+    {"opt-30b", DT_ARCH_OPT, {48, 7168, 56, 0, 28672, 50272, 2048, 0, 0}},
+    {"opt-66b", DT_ARCH_OPT, {64, 9216, 72, 0, 36864, 50272, 2048, 0, 0}},
+    {"opt-175b", DT_ARCH_OPT, {96, 12288, 96, 0, 49152, 50272, 2048, 0, 0}},
     {"bloom-176b", DT_ARCH_GPT2, {70, 14336, 112, 0, 57344, 250880, 2048, 0, 0}},
     {"llama2-7b", DT_ARCH_LLAMA, {32, 4096, 32, 0, 11008, 32000, 4096, 0, 10000}},
     {"llama2-13b", DT_ARCH_LLAMA, {40, 5120, 40, 0, 13824, 32000, 4096, 0, 10000}},
@@ -449,7 +500,7 @@ int dt_synthetic_config_parse(dt_config *c, const char *spec) {
     if (strcmp(k_presets[i].name, name) == 0) p = &k_presets[i];
   DT_CHECK(p != NULL, DT_EUSAGE,
            "%s: unknown synthetic model '%s' (families: gpt2, llama, qwen2, "
-           "mistral; presets: %s)",
+           "mistral, opt; presets: %s)",
            spec, name, preset_list());
 
   long v[K_N];

@@ -61,6 +61,7 @@ static inline int dt_cfg_dim(const dt_config *c, dt_dim d) {
     case DT_DIM_2F: return 2 * c->d_ffn;
     case DT_DIM_VOCAB: return c->vocab;
     case DT_DIM_CTX: return c->n_ctx;
+    case DT_DIM_POS: return c->n_ctx + dt_cfg_arch(c)->pos_offset;
     case DT_DIM_1: return 1;
     default: return 0;
   }

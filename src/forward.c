@@ -631,6 +631,7 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   norm_fwd(m, a->ln2, a->ln2_stat, x1, &L->ln2_w, &L->ln2_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train));
   if (dt_cfg_arch(c)->act == DT_ACT_GELU_TANH) dt_gelu_forward(a->act, a->fc, (int64_t)N * FFN_L(m));
+  else if (dt_cfg_arch(c)->act == DT_ACT_RELU) dt_relu_forward(a->act, a->fc, (int64_t)N * FFN_L(m));
   else dt_swiglu_forward(a->act, a->fc, N, FFN_L(m));
   DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, o, train));
   for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = x1[i] + o[i];
@@ -660,6 +661,8 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act, 1));
   if (dt_cfg_arch(c)->act == DT_ACT_GELU_TANH)
     dt_gelu_backward(m->d_fc, m->d_act, a->fc, (int64_t)N * FFN_L(m));
+  else if (dt_cfg_arch(c)->act == DT_ACT_RELU)
+    dt_relu_backward(m->d_fc, m->d_act, a->fc, (int64_t)N * FFN_L(m));
   else
     dt_swiglu_backward(m->d_fc, m->d_act, a->fc, N, FFN_L(m));
   norm_fwd(m, a->ln2, a->ln2_stat, a->x1, &L->ln2_w, &L->ln2_b, N); /* not kept: layout() */
@@ -738,7 +741,7 @@ static int embed_forward(dt_model *m, float *x) {
       float *row = x + ((size_t)b * T + t) * d;
       if (t < P) memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) {
-        const float *p = m->bb->wpe.w + (size_t)(m->n_prefix + t) * d;
+        const float *p = m->bb->wpe.w + (size_t)(m->n_prefix + t + dt_cfg_arch(c)->pos_offset) * d;
         for (int j = 0; j < d; j++) row[j] += p[j];
       }
     }
@@ -765,7 +768,7 @@ static int embed_backward(dt_model *m, const float *dx) {
       if (dst)
         for (int j = 0; j < d; j++) dst[j] += g[j];
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED && m->bb->wpe.grad) {
-        float *p = m->bb->wpe.grad + (size_t)(m->n_prefix + t) * d;
+        float *p = m->bb->wpe.grad + (size_t)(m->n_prefix + t + dt_cfg_arch(c)->pos_offset) * d;
         for (int j = 0; j < d; j++) p[j] += g[j];
       }
     }

@@ -54,7 +54,7 @@ static int alloc_weights(dt_backbone *b) {
   b->weight_bytes = b->mat_bytes = 0;
   DT_CALL(alloc_mat(b, &b->wte, V, d, bf, "token embedding"));
   if (dt_cfg_arch(c)->pos == DT_POS_LEARNED)
-    DT_CALL(alloc_mat(b, &b->wpe, c->n_ctx, d, 0, "position embedding"));
+    DT_CALL(alloc_mat(b, &b->wpe, dt_cfg_dim(c, DT_DIM_POS), d, 0, "position embedding"));
   DT_CALL(alloc_vec(b, &b->lnf_w, d, "final norm"));
   if (c->has_bias) DT_CALL(alloc_vec(b, &b->lnf_b, d, "final norm bias"));
   if (c->tied_head) b->lm_head = b->wte;
@@ -598,7 +598,7 @@ void dt_model_zero_backbone_grads(dt_model *m) {
 int64_t dt_model_param_count(const dt_model *m) {
   const dt_config *c = &m->bb->cfg;
   int64_t d = c->d_model, n = (int64_t)c->vocab * d;
-  if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) n += (int64_t)c->n_ctx * d;
+  if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) n += (int64_t)dt_cfg_dim(c, DT_DIM_POS) * d;
   if (!c->tied_head) n += (int64_t)c->vocab * d;
   n += d * (c->has_bias ? 2 : 1);
   int64_t per = 0;

@@ -165,6 +165,12 @@ void dt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
   gelu_backward_k(dx, dout, x, n);
 }
 void dt_exp_shift(float *z, int64_t n, float m) { exp_shift_k(z, n, m); }
+void dt_relu_forward(float *out, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+void dt_relu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dout[i] : 0.0f;
+}
 void dt_swiglu_forward(float *out, const float *gu, int N, int F) {
   swiglu_forward_k(out, gu, N, F);
 }

@@ -24,6 +24,9 @@ void dt_rmsnorm_backward(float *dx, float *dw, const float *dout,
 
 /* z[j] = exp(z[j] - m) for j < n, vectorized (src/vmath.h). */
 void dt_exp_shift(float *z, int64_t n, float m);
+/* relu (OPT): out [n] = max(x, 0); dx [n] = dout * (x > 0) (overwrites). */
+void dt_relu_forward(float *out, const float *x, int64_t n);
+void dt_relu_backward(float *dx, const float *dout, const float *x, int64_t n);
 /* gelu, tanh form (gelu_new). out [n] = gelu(x [n]). */
 void dt_gelu_forward(float *out, const float *x, int64_t n);
 /* dx [n] = dout * gelu'(x) (overwrites). */

@@ -1,4 +1,4 @@
-# The Qwen2 and Mistral families (issue 24), on the tiny models of
+# The Qwen2, Mistral and OPT families (issue 24), on the tiny models of
 # tests/data/families (tests/parity/make_family_models.py writes them from
 # the LLaMA fixture's weights):
 # - qwen2_zerobias (q/k/v biases zero) and mistral_w16 (a window longer than
@@ -8,7 +8,9 @@
 # - qwen2 (biases drawn), qwen2_tied and mistral (window 4 of 12 tokens)
 #   against an independent numpy forward pass (tests/parity/reference_forward.py,
 #   which reproduces the llama fixture) at 1 rank and tensor-parallel, and
-#   their backward against finite differences with every kind of method.
+#   their backward against finite differences with every kind of method;
+# - opt (the GPT-2 fixture's weights in OPT's files: ReLU, positions offset
+#   by 2) likewise against numpy and finite differences.
 set(F ${DT_TESTDATA_DIR}/hf-parity)
 set(FAM ${DT_TESTDATA_DIR}/families)
 
@@ -60,8 +62,16 @@ foreach(model qwen2 qwen2_tied mistral)
   set_tests_properties(family_reference_${model}_tp2 PROPERTIES PROCESSORS 2)
   set_tests_properties(family_reference_${model}_tp3 PROPERTIES PROCESSORS 3)
 endforeach()
+set(BG ${F}/gpt2/batch.safetensors)
+add_test(NAME family_reference_opt COMMAND ${REF} ${FAM}/opt/model ${BG} ${W}/opt)
+add_test(NAME family_reference_opt_tp2 COMMAND ${REF} ${FAM}/opt/model ${BG} ${W}/opt_tp2 1e-5
+  ${DT_MPIRUN} -np 2 -- --tp 2)
+add_test(NAME family_reference_opt_tp3 COMMAND ${REF} ${FAM}/opt/model ${BG} ${W}/opt_tp3 1e-5
+  ${DT_MPIRUN} -np 3 -- --tp 3)
+set_tests_properties(family_reference_opt_tp2 PROPERTIES PROCESSORS 2)
+set_tests_properties(family_reference_opt_tp3 PROPERTIES PROCESSORS 3)
 foreach(t llama qwen2 qwen2_tied mistral qwen2_tp2 qwen2_tied_tp2 mistral_tp2 qwen2_tp3
-          qwen2_tied_tp3 mistral_tp3)
+          qwen2_tied_tp3 mistral_tp3 opt opt_tp2 opt_tp3)
   set_tests_properties(family_reference_${t} PROPERTIES TIMEOUT 120
     ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
 endforeach()
@@ -78,6 +88,15 @@ dt_add_gradcheck(gradcheck_mistral_prefix families --model ${FAM}/mistral/model 
   --method prefix --prefix-tokens 2 --prefix-hidden 16)
 dt_add_gradcheck(gradcheck_mistral_prompt_ia3 families --model ${FAM}/mistral/model ${DQ}
   --method prompt,ia3 --prompt-tokens 3)
+dt_add_gradcheck(gradcheck_opt_full families --model ${FAM}/opt/model --data ${BG}
+  --batch-size 2 --min-norm 5e-4 --method full)
+# (OPT's default LoRA targets: random LoRA on every module moves the ReLU
+# inputs across their kink within a finite-difference step, which the
+# smooth activations of the other families never meet)
+dt_add_gradcheck(gradcheck_opt_lora_ia3 families --model ${FAM}/opt/model --data ${BG}
+  --batch-size 2 --min-norm 5e-4 --method lora,ia3 --lora-init random)
+dt_add_gradcheck(gradcheck_opt_prefix families --model ${FAM}/opt/model --data ${BG}
+  --batch-size 2 --min-norm 5e-4 --method prefix --prefix-tokens 2 --prefix-hidden 16)
 dt_add_gradcheck(gradcheck_mistral_recompute families --model ${FAM}/mistral/model ${DQ}
   --method lora,prefix --lora-init random --prefix-tokens 5 --recompute)
 

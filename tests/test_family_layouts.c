@@ -1,6 +1,7 @@
 /* Tensor- and data-parallel layouts of the families built on LLaMA's block
  * train as one rank does: Qwen2's q/k/v biases (sharded with their heads;
- * bitfit and full train them) and Mistral's window (full, prefix, prompt).
+ * bitfit and full train them), Mistral's window (full, prefix, prompt) and
+ * OPT (full, prompt).
  * Every layout's losses of 5 steps within 2e-5 of the 1-rank run's and its
  * gradient norms within 1e-4 relative; the 1-rank run itself is checked
  * against numpy and finite differences (tests/families.cmake). Layouts: 2
@@ -63,6 +64,13 @@ static void test_qwen2(void **state) {
   layouts("qwen2_tied", "--method full --weights-dtype fp32", "qwen2-full");
 }
 
+/* OPT: positions offset by 2 (the table trained by full), ReLU, biases */
+static void test_opt(void **state) {
+  (void)state;
+  layouts("opt", "--method full --weights-dtype fp32", "opt-full");
+  layouts("opt", "--method prompt --prompt-tokens 3", "opt-prompt");
+}
+
 static void test_mistral(void **state) {
   (void)state;
   layouts("mistral", "--method full --weights-dtype fp32", "mistral-full");
@@ -75,6 +83,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_qwen2),
       cmocka_unit_test(test_mistral),
+      cmocka_unit_test(test_opt),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,6 +45,10 @@ static const char *config_dir(const char *name, const char *json) {
   "\"intermediate_size\":160,\"vocab_size\":100,\"max_position_embeddings\":128"
 #define MISTRAL_BASE "\"model_type\":\"mistral\"," SHAPE_OF_LLAMA
 #define QWEN2_BASE "\"model_type\":\"qwen2\"," SHAPE_OF_LLAMA
+#define OPT_BASE                                                                  \
+  "\"model_type\":\"opt\",\"num_hidden_layers\":2,\"hidden_size\":64,"          \
+  "\"num_attention_heads\":8,\"ffn_dim\":160,\"vocab_size\":100,"               \
+  "\"max_position_embeddings\":128"
 
 static void test_gpt2_fixture(void **state) {
   (void)state;
@@ -181,6 +185,15 @@ static void test_llama_variants(void **state) {
                  "\"tie_word_embeddings\":true}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(c.tied_head, 1);
+  /* opt: heads of d / n_head, tied, biases, LayerNorm 1e-5 */
+  d = config_dir("o1", "{" OPT_BASE "}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_OPT);
+  assert_int_equal(c.d_ffn, 160);
+  assert_int_equal(c.head_dim, 8);
+  assert_int_equal(c.tied_head, 1);
+  assert_int_equal(c.has_bias, 1);
+  assert_int_equal(dt_cfg_dim(&c, DT_DIM_POS), 130); /* OPT's 2 extra position rows */
 }
 
 typedef struct {
@@ -220,6 +233,12 @@ static void test_bad_configs(void **state) {
        "\"max_position_embeddings\":128}", "intermediate_size", NULL},
       {"window", "{" MISTRAL_BASE ","
        "\"sliding_window\":-16}", "sliding_window", "-16"},
+      {"optpost", "{" OPT_BASE ",\"do_layer_norm_before\":false}", "do_layer_norm_before",
+       "false"},
+      {"optproj", "{" OPT_BASE ",\"word_embed_proj_dim\":32}", "word_embed_proj_dim", "32"},
+      {"optact", "{" OPT_BASE ",\"activation_function\":\"gelu\"}", "activation_function",
+       "gelu"},
+      {"optbias", "{" OPT_BASE ",\"enable_bias\":false}", "enable_bias", "false"},
       {"qwen2window", "{" QWEN2_BASE ","
        "\"use_sliding_window\":true,\"sliding_window\":16}", "use_sliding_window", "true"},
       {"qwen2layers", "{" QWEN2_BASE ","
@@ -316,7 +335,7 @@ static void test_synthetic_presets(void **state) {
       {"synthetic:gpt2-medium", G, 24, 1024, 16, 16, 64, 4096, 50257, 1024, 1},
       {"synthetic:gpt2-xl", G, 48, 1600, 25, 25, 64, 6400, 50257, 1024, 1},
       {"synthetic:gpt3-175b", G, 96, 12288, 96, 96, 128, 49152, 50257, 2048, 1},
-      {"synthetic:opt-175b", G, 96, 12288, 96, 96, 128, 49152, 50272, 2048, 1},
+      {"synthetic:opt-175b", DT_ARCH_OPT, 96, 12288, 96, 96, 128, 49152, 50272, 2048, 1},
       {"synthetic:bloom-176b", G, 70, 14336, 112, 112, 128, 57344, 250880, 2048, 1},
       {"synthetic:llama2-7b", L, 32, 4096, 32, 32, 128, 11008, 32000, 4096, 0},
       {"synthetic:llama2-13b", L, 40, 5120, 40, 40, 128, 13824, 32000, 4096, 0},
@@ -342,7 +361,7 @@ static void test_synthetic_presets(void **state) {
     if (rc != DT_OK) fail_msg("%s: %s", cases[i].spec, dt_error_message());
     check_cfg(&c, &cases[i]);
     assert_int_equal(dt_config_validate(&c), DT_OK);
-    if (c.arch == DT_ARCH_GPT2) {
+    if (c.arch == DT_ARCH_GPT2 || c.arch == DT_ARCH_OPT) {
       assert_int_equal(c.has_bias, 1);
       assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
     } else {

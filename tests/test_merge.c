@@ -6,7 +6,7 @@
  * sharded backbone (shards + index in, shards + index out, untouched
  * tensors keep their bytes and dtype), and the families built on LLaMA's
  * block (Qwen2's q/k/v biases scaled by IA3 and trained by BitFit, Mistral
- * with a window of 4 from --tp 2). Methods that cannot be merged,
+ * with a window of 4 from --tp 2) and OPT. Methods that cannot be merged,
  * another backbone and a non-empty --out are refused.
  *
  * usage: test_merge MPIRUN... (the launcher; "-np N" is appended) */
@@ -144,6 +144,11 @@ static void test_families(void **state) {
   merge_case("bitfit-qwen2", "llama", m, 1, 1, "--method bitfit");
   snprintf(m, sizeof m, "%s/../families/mistral/model", cli_fix());
   merge_case("full-mistral-tp2", "llama", m, 2, 2, "--method full");
+  /* OPT: separate q/k/v with biases (IA3 scales q_proj's and k_proj's), fc2 */
+  snprintf(m, sizeof m, "%s/../families/opt/model", cli_fix());
+  merge_case("lora-ia3-opt-tp2", "gpt2", m, 2, 2,
+             "--method lora,ia3 --lora-init random "
+             "--lora-targets q_proj,k_proj,v_proj,out_proj,fc1,fc2");
 }
 
 /* The GPT-2 fixture split into two shards with an index, two tensors

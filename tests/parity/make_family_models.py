@@ -13,6 +13,10 @@ model.safetensors, tensors sorted by name):
   qwen2           Qwen2 with q/k/v biases drawn from N(0, 0.2^2), untied head.
   qwen2_tied      the same biases, tie_word_embeddings true (no lm_head).
   mistral         Mistral with sliding_window 4 (the window matters).
+  opt             OPT from the GPT-2 fixture's weights (hf-parity/gpt2/model):
+                  its fused Conv1D c_attn split into q/k/v Linear weights,
+                  the position table with OPT's 2 leading rows (drawn), ReLU
+                  (so it computes something else than GPT-2), tied head.
 
 The last three are the models of tests/parity/make_fixtures.py's qwen2 and
 mistral fixtures and of the reference forward pass (reference_forward.py).
@@ -71,6 +75,43 @@ def with_biases(w, cfg, scale, seed):
     return out
 
 
+def opt_from_gpt2(gcfg, g, seed):
+    """OPT's config and tensors from GPT-2's."""
+    rng = np.random.default_rng(seed)
+    d, L = gcfg["n_embd"], gcfg["n_layer"]
+    cfg = {"architectures": ["OPTForCausalLM"], "model_type": "opt", "activation_function": "relu",
+           "attention_dropout": 0.0, "dropout": 0.0, "do_layer_norm_before": True,
+           "dtype": "float32", "enable_bias": True, "ffn_dim": 4 * d, "hidden_size": d,
+           "init_std": 0.02, "layer_norm_elementwise_affine": True, "layerdrop": 0.0,
+           "max_position_embeddings": gcfg["n_positions"], "num_attention_heads": gcfg["n_head"],
+           "num_hidden_layers": L, "pad_token_id": 1, "bos_token_id": 2, "eos_token_id": 2,
+           "tie_word_embeddings": True, "transformers_version": "5.17.0", "use_cache": True,
+           "vocab_size": gcfg["vocab_size"], "word_embed_proj_dim": d}
+    pre = "model.decoder."
+    t = {pre + "embed_tokens.weight": g["transformer.wte.weight"],
+         pre + "embed_positions.weight": np.concatenate(
+             [rng.normal(0.0, 0.02, (2, d)).astype(np.float32), g["transformer.wpe.weight"]]),
+         pre + "final_layer_norm.weight": g["transformer.ln_f.weight"],
+         pre + "final_layer_norm.bias": g["transformer.ln_f.bias"]}
+    for layer in range(L):
+        h, o = f"transformer.h.{layer}.", f"{pre}layers.{layer}."
+        w, b = g[h + "attn.c_attn.weight"].T, g[h + "attn.c_attn.bias"]  # [3d, d]
+        for k, name in enumerate(("q_proj", "k_proj", "v_proj")):
+            t[o + f"self_attn.{name}.weight"] = np.ascontiguousarray(w[k * d:(k + 1) * d])
+            t[o + f"self_attn.{name}.bias"] = b[k * d:(k + 1) * d]
+        t[o + "self_attn.out_proj.weight"] = np.ascontiguousarray(g[h + "attn.c_proj.weight"].T)
+        t[o + "self_attn.out_proj.bias"] = g[h + "attn.c_proj.bias"]
+        t[o + "self_attn_layer_norm.weight"] = g[h + "ln_1.weight"]
+        t[o + "self_attn_layer_norm.bias"] = g[h + "ln_1.bias"]
+        t[o + "fc1.weight"] = np.ascontiguousarray(g[h + "mlp.c_fc.weight"].T)
+        t[o + "fc1.bias"] = g[h + "mlp.c_fc.bias"]
+        t[o + "fc2.weight"] = np.ascontiguousarray(g[h + "mlp.c_proj.weight"].T)
+        t[o + "fc2.bias"] = g[h + "mlp.c_proj.bias"]
+        t[o + "final_layer_norm.weight"] = g[h + "ln_2.weight"]
+        t[o + "final_layer_norm.bias"] = g[h + "ln_2.bias"]
+    return cfg, t
+
+
 def save(folder, cfg, tensors):
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "config.json"), "w") as f:
@@ -95,6 +136,11 @@ def main():
     save(os.path.join(out, "qwen2", "model"), qwen2_config(llama, False), biased)
     save(os.path.join(out, "qwen2_tied", "model"), qwen2_config(llama, True), tied)
     save(os.path.join(out, "mistral", "model"), mistral_config(llama, 4), w)
+    gsrc = os.path.join(DATA, "hf-parity", "gpt2", "model")
+    with open(os.path.join(gsrc, "config.json")) as f:
+        gcfg = json.load(f)
+    g, _ = st.read(os.path.join(gsrc, "model.safetensors"))
+    save(os.path.join(out, "opt", "model"), *opt_from_gpt2(gcfg, g, 5))
 
 
 if __name__ == "__main__":

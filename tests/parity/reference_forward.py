@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """An independent forward pass of the LLaMA-like families (llama, qwen2,
-mistral) in numpy float64, from the Hugging Face folder and transformers'
+mistral) and of OPT in numpy float64, from the Hugging Face folder and transformers'
 documented semantics: RMSNorm (x * rsqrt(mean(x^2) + eps) * w), rotary
 embeddings in the rotate_half convention, grouped key/value heads, q/k/v
 biases where the file has them (Qwen2), the causal mask and Mistral's
 sliding window (a key is visible when kv_idx > q_idx - sliding_window),
 SwiGLU feed-forward, a tied or untied head, and the causal-LM loss over the
-scored tokens (mean over every (b,t) with labels[b,t+1] != -100).
+scored tokens (mean over every (b,t) with labels[b,t+1] != -100). OPT:
+LayerNorm (eps 1e-5) before attention and FFN, q/k/v/out with biases, ReLU,
+learned positions read at position + 2, tied head.
 
 It checks `deltatune eval` against itself: the printed loss within LOSS_TOL
 and the dumped logits within 1e-4 (max abs). The reference is trusted because
@@ -40,7 +42,45 @@ def window_of(cfg):
     return 0
 
 
+def forward_opt(cfg, w, ids):
+    g = lambda name: w[name].astype(np.float64)  # noqa: E731
+    B, T = ids.shape
+    d, H = cfg["hidden_size"], cfg["num_attention_heads"]
+    hd = d // H
+
+    def ln(x, p):
+        mu = x.mean(axis=-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + 1e-5) * g(p + ".weight") + g(p + ".bias")
+
+    def lin(x, p):
+        return x @ g(p + ".weight").T + g(p + ".bias")
+    pre = "model.decoder."
+    x = g(pre + "embed_tokens.weight")[ids] + g(pre + "embed_positions.weight")[np.arange(T) + 2]
+    visible = np.arange(T)[None, :] <= np.arange(T)[:, None]
+    for layer in range(cfg["num_hidden_layers"]):
+        p = f"{pre}layers.{layer}."
+        h = ln(x, p + "self_attn_layer_norm")
+        heads = lambda y: y.reshape(B, T, H, hd).transpose(0, 2, 1, 3)  # noqa: E731
+        q = heads(lin(h, p + "self_attn.q_proj"))
+        k = heads(lin(h, p + "self_attn.k_proj"))
+        v = heads(lin(h, p + "self_attn.v_proj"))
+        s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
+        s = np.where(visible, s, -np.inf)
+        s = np.exp(s - s.max(axis=-1, keepdims=True))
+        s = s / s.sum(axis=-1, keepdims=True)
+        a = (s @ v).transpose(0, 2, 1, 3).reshape(B, T, d)
+        x = x + lin(a, p + "self_attn.out_proj")
+        h = ln(x, p + "final_layer_norm")
+        x = x + lin(np.maximum(lin(h, p + "fc1"), 0.0), p + "fc2")
+    x = ln(x, pre + "final_layer_norm")
+    head = "lm_head.weight" if "lm_head.weight" in w else pre + "embed_tokens.weight"
+    return x @ g(head).T
+
+
 def forward(cfg, w, ids):
+    if cfg["model_type"] == "opt":
+        return forward_opt(cfg, w, ids)
     """logits [B, T, V] (float64)."""
     g = lambda name: w[name].astype(np.float64)  # noqa: E731
     B, T = ids.shape
