@@ -5,8 +5,8 @@
 # set; everything comes back as $OUT/fixtures.tar.gz and $OUT/log.
 #  1. gpt2 and llama from the shipped model, batch and initial values: the
 #     shipped loss0 and losses within 1e-5 and the same weights (--compare);
-#  2. qwen2 and mistral fixtures from tests/data/families/{qwen2,mistral}/model
-#     on the llama batch: unpack into tests/data/hf-parity/.
+#  2. qwen2, mistral and opt fixtures from tests/data/families/<family>/model
+#     (on the llama batch; opt on gpt2's): unpack into tests/data/hf-parity/.
 set -eu
 F=tests/data/hf-parity
 W=${TMPDIR:-/tmp}/fx
@@ -20,4 +20,6 @@ for fam in qwen2 mistral; do
   python3 tests/parity/make_fixtures.py $fam "$W/new" --model-dir tests/data/families/$fam/model \
     --batch $F/llama/batch.safetensors
 done
-tar -C "$W/new" -czf "$OUT/fixtures.tar.gz" qwen2 mistral
+python3 tests/parity/make_fixtures.py opt "$W/new" --model-dir tests/data/families/opt/model \
+  --batch $F/gpt2/batch.safetensors
+tar -C "$W/new" -czf "$OUT/fixtures.tar.gz" qwen2 mistral opt

@@ -15,7 +15,7 @@ test suite.
 
 usage: make_fixtures.py FAMILY OUT [--model-dir DIR] [--batch FILE]
                         [--init-dir DIR] [--compare DIR] [--methods a,b,...]
-  FAMILY       gpt2, llama, qwen2 or mistral
+  FAMILY       gpt2, llama, qwen2, mistral or opt
   --model-dir  load this Hugging Face folder (e.g. tests/data/families/qwen2/model)
                instead of making a tiny model from the seed
   --batch      use this batch instead of drawing one
@@ -52,6 +52,9 @@ FAMILIES = {
 }
 FAMILIES["qwen2"] = FAMILIES["llama"]
 FAMILIES["mistral"] = FAMILIES["llama"]
+FAMILIES["opt"] = dict(blocks="model.decoder.layers", lora=["q_proj", "v_proj", "fc1"],
+                       ia3=["q_proj", "k_proj", "fc2"], ia3_ff=["fc2"],
+                       adapter=("self_attn.out_proj", "fc2"), fan_in_fan_out=False)
 
 METHODS = ["base", "full", "lora", "prefix", "prefix_proj", "prompt", "ia3", "bitfit",
            "lastlayer", "adapter", "said"]
@@ -79,6 +82,11 @@ def tiny_config(family):
         return AutoConfig.for_model("qwen2", use_sliding_window=False, **c)
     if family == "mistral":  # the window (4) shorter than the batch's 12 tokens
         return AutoConfig.for_model("mistral", sliding_window=4, **common)
+    if family == "opt":
+        return AutoConfig.for_model("opt", num_hidden_layers=2, hidden_size=48,
+                                    num_attention_heads=4, ffn_dim=192, vocab_size=96,
+                                    max_position_embeddings=64, word_embed_proj_dim=48,
+                                    dropout=0.0, attention_dropout=0.0, layerdrop=0.0)
     raise SystemExit(f"unknown family {family}")
 
 
