@@ -630,9 +630,7 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   if (m->x_shared) store_rows(m, a->x1, x1);
   norm_fwd(m, a->ln2, a->ln2_stat, x1, &L->ln2_w, &L->ln2_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train));
-  if (dt_cfg_arch(c)->act == DT_ACT_GELU_TANH) dt_gelu_forward(a->act, a->fc, (int64_t)N * FFN_L(m));
-  else if (dt_cfg_arch(c)->act == DT_ACT_RELU) dt_relu_forward(a->act, a->fc, (int64_t)N * FFN_L(m));
-  else dt_swiglu_forward(a->act, a->fc, N, FFN_L(m));
+  dt_ffn_act_forward(dt_cfg_arch(c)->act, a->act, a->fc, N, FFN_L(m));
   DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, o, train));
   for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = x1[i] + o[i];
   return DT_OK;
@@ -659,12 +657,7 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   /* FFN */
   memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act, 1));
-  if (dt_cfg_arch(c)->act == DT_ACT_GELU_TANH)
-    dt_gelu_backward(m->d_fc, m->d_act, a->fc, (int64_t)N * FFN_L(m));
-  else if (dt_cfg_arch(c)->act == DT_ACT_RELU)
-    dt_relu_backward(m->d_fc, m->d_act, a->fc, (int64_t)N * FFN_L(m));
-  else
-    dt_swiglu_backward(m->d_fc, m->d_act, a->fc, N, FFN_L(m));
+  dt_ffn_act_backward(dt_cfg_arch(c)->act, m->d_fc, m->d_act, a->fc, N, FFN_L(m));
   norm_fwd(m, a->ln2, a->ln2_stat, a->x1, &L->ln2_w, &L->ln2_b, N); /* not kept: layout() */
   DT_CALL(site_backward(m, a, l, DT_SITE_FC, a->ln2, m->d_fc, m->d_ln, 1));
   norm_bwd(m, m->d_res, m->d_ln, a->x1, &L->ln2_w, &L->ln2_b, a->ln2_stat, N);
