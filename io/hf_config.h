@@ -66,6 +66,11 @@ static inline int dt_cfg_dim(const dt_config *c, dt_dim d) {
     default: return 0;
   }
 }
+/* The row of a learned position table that position pos reads (OPT's
+ * table starts 2 rows down). */
+static inline int dt_cfg_pos_row(const dt_config *c, int pos) {
+  return pos + dt_cfg_arch(c)->pos_offset;
+}
 /* Check the config for consistency (positive sizes, heads divide, ...). */
 int dt_config_validate(const dt_config *c);
 

@@ -734,7 +734,7 @@ static int embed_forward(dt_model *m, float *x) {
       float *row = x + ((size_t)b * T + t) * d;
       if (t < P) memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) {
-        const float *p = m->bb->wpe.w + (size_t)(m->n_prefix + t + dt_cfg_arch(c)->pos_offset) * d;
+        const float *p = m->bb->wpe.w + (size_t)dt_cfg_pos_row(c, m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) row[j] += p[j];
       }
     }
@@ -761,7 +761,7 @@ static int embed_backward(dt_model *m, const float *dx) {
       if (dst)
         for (int j = 0; j < d; j++) dst[j] += g[j];
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED && m->bb->wpe.grad) {
-        float *p = m->bb->wpe.grad + (size_t)(m->n_prefix + t + dt_cfg_arch(c)->pos_offset) * d;
+        float *p = m->bb->wpe.grad + (size_t)dt_cfg_pos_row(c, m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) p[j] += g[j];
       }
     }
