@@ -62,6 +62,12 @@ foreach(model qwen2 qwen2_tied mistral)
   set_tests_properties(family_reference_${model}_tp2 PROPERTIES PROCESSORS 2)
   set_tests_properties(family_reference_${model}_tp3 PROPERTIES PROCESSORS 3)
 endforeach()
+# 150 tokens: three blocks of queries, the window inside each
+add_test(NAME family_reference_mistral_150 COMMAND ${REF} ${FAM}/mistral/model
+  ${FAM}/mistral/batch150.safetensors ${W}/mistral_150)
+add_test(NAME family_reference_mistral_150_tp2 COMMAND ${REF} ${FAM}/mistral/model
+  ${FAM}/mistral/batch150.safetensors ${W}/mistral_150_tp2 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
+set_tests_properties(family_reference_mistral_150_tp2 PROPERTIES PROCESSORS 2)
 set(BG ${F}/gpt2/batch.safetensors)
 add_test(NAME family_reference_opt COMMAND ${REF} ${FAM}/opt/model ${BG} ${W}/opt)
 add_test(NAME family_reference_opt_tp2 COMMAND ${REF} ${FAM}/opt/model ${BG} ${W}/opt_tp2 1e-5
@@ -71,7 +77,7 @@ add_test(NAME family_reference_opt_tp3 COMMAND ${REF} ${FAM}/opt/model ${BG} ${W
 set_tests_properties(family_reference_opt_tp2 PROPERTIES PROCESSORS 2)
 set_tests_properties(family_reference_opt_tp3 PROPERTIES PROCESSORS 3)
 foreach(t llama qwen2 qwen2_tied mistral qwen2_tp2 qwen2_tied_tp2 mistral_tp2 qwen2_tp3
-          qwen2_tied_tp3 mistral_tp3 opt opt_tp2 opt_tp3)
+          qwen2_tied_tp3 mistral_tp3 opt opt_tp2 opt_tp3 mistral_150 mistral_150_tp2)
   set_tests_properties(family_reference_${t} PROPERTIES TIMEOUT 120
     ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
 endforeach()
@@ -97,6 +103,9 @@ dt_add_gradcheck(gradcheck_opt_lora_ia3 families --model ${FAM}/opt/model --data
   --batch-size 2 --min-norm 5e-4 --method lora,ia3 --lora-init random)
 dt_add_gradcheck(gradcheck_opt_prefix families --model ${FAM}/opt/model --data ${BG}
   --batch-size 2 --min-norm 5e-4 --method prefix --prefix-tokens 2 --prefix-hidden 16)
+dt_add_gradcheck(gradcheck_mistral_150 families --model ${FAM}/mistral/model
+  --data ${FAM}/mistral/batch150.safetensors --batch-size 2 --min-norm 5e-4 --method lora,prefix
+  --lora-init random --lora-targets q_proj,k_proj,v_proj --prefix-tokens 3)
 dt_add_gradcheck(gradcheck_mistral_recompute families --model ${FAM}/mistral/model ${DQ}
   --method lora,prefix --lora-init random --prefix-tokens 5 --recompute)
 

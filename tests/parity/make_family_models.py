@@ -12,7 +12,9 @@ model.safetensors, tensors sorted by name):
                   so every fixture of hf-parity/llama is its reference.
   qwen2           Qwen2 with q/k/v biases drawn from N(0, 0.2^2), untied head.
   qwen2_tied      the same biases, tie_word_embeddings true (no lm_head).
-  mistral         Mistral with sliding_window 4 (the window matters).
+  mistral         Mistral with sliding_window 4 (the window matters), and
+                  batch150.safetensors: 2 rows of 150 tokens, so the
+                  attention's blocks of 64 queries meet the window too.
   opt             OPT from the GPT-2 fixture's weights (hf-parity/gpt2/model):
                   its fused Conv1D c_attn split into q/k/v Linear weights,
                   the position table with OPT's 2 leading rows (drawn), ReLU
@@ -136,6 +138,13 @@ def main():
     save(os.path.join(out, "qwen2", "model"), qwen2_config(llama, False), biased)
     save(os.path.join(out, "qwen2_tied", "model"), qwen2_config(llama, True), tied)
     save(os.path.join(out, "mistral", "model"), mistral_config(llama, 4), w)
+    rng = np.random.default_rng(150)
+    ids = rng.integers(0, llama["vocab_size"], (2, 150), dtype=np.int64)
+    labels = ids.copy()
+    labels[:, :4] = -100
+    labels[1, 140:] = -100
+    st.write(os.path.join(out, "mistral", "batch150.safetensors"),
+             {"input_ids": ids, "labels": labels})
     gsrc = os.path.join(DATA, "hf-parity", "gpt2", "model")
     with open(os.path.join(gsrc, "config.json")) as f:
         gcfg = json.load(f)
