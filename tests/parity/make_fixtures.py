@@ -334,7 +334,9 @@ def run_method(method, family, base, ids, labels, out, init):
         opt.zero_grad()
         loss.backward()
         if step == 0:
-            save(os.path.join(out, "grads.safetensors"), {n: trained[n].grad for n in names})
+            save(os.path.join(out, "grads.safetensors"),
+                 {n: trained[n].grad if trained[n].grad is not None
+                  else torch.zeros_like(trained[n]) for n in names})
         opt.step()
     if names:
         save(os.path.join(out, "final.safetensors"), {n: trained[n] for n in names})
@@ -346,7 +348,7 @@ def run_method(method, family, base, ids, labels, out, init):
         exp["losses"] = losses
         exp["n_trainable"] = sum(trained[n].numel() for n in names)
     with open(os.path.join(out, "expected.json"), "w") as f:
-        json.dump(exp, f, indent=1)
+        json.dump(exp, f, indent=1, default=str)
     return exp
 
 
