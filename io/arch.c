@@ -1,5 +1,6 @@
 /* The family descriptors (see arch.h). Tensor names and shapes are those
- * of transformers' GPT2LMHeadModel and LlamaForCausalLM; module names and
+ * of transformers' GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM,
+ * MistralForCausalLM and OPTForCausalLM; module names and
  * default targets are PEFT's for those model types. */
 #include "arch.h"
 
@@ -8,6 +9,47 @@
 
 #define L1 1 /* per block */
 #define G0 0 /* global */
+
+#define LLAMA_LIKE                                    \
+  .module_prefix = "model.layers", .norm = DT_NORM_RMS, \
+  .pos = DT_POS_ROPE, .act = DT_ACT_SWIGLU,             \
+  .gated_ffn = 1, .conv1d = 0, .grouped_kv = 1,         \
+  .ffn_rule = DT_FFN_LLAMA, .norm_eps = 1e-6f,          \
+  .tied_head = 0, .has_bias = 0
+/* PEFT's default LoRA and IA3 targets of llama, qwen2 and mistral (its
+ * TRANSFORMERS_MODELS_TO_*_TARGET_MODULES_MAPPING) */
+#define LLAMA_PEFT                                                   \
+  .lora_targets = "q_proj,v_proj", .ia3_targets = "k_proj,v_proj,down_proj", \
+  .ia3_ff = "down_proj"
+/* PEFT's module names of a LLaMA-like block */
+#define LLAMA_MODULES                                                            \
+  .n_modules = 7,                                                               \
+  .modules = {                                                                  \
+      {"self_attn.q_proj", DT_SITE_QKV, DT_DIM_0, DT_DIM_Q, DT_DIM_D, 0},         \
+      {"self_attn.k_proj", DT_SITE_QKV, DT_DIM_Q, DT_DIM_KV, DT_DIM_D, 0},        \
+      {"self_attn.v_proj", DT_SITE_QKV, DT_DIM_Q_KV, DT_DIM_KV, DT_DIM_D, 0},     \
+      {"self_attn.o_proj", DT_SITE_ATTN_OUT, DT_DIM_0, DT_DIM_D, DT_DIM_Q, 1},    \
+      {"mlp.gate_proj", DT_SITE_FC, DT_DIM_0, DT_DIM_F, DT_DIM_D, 0},             \
+      {"mlp.up_proj", DT_SITE_FC, DT_DIM_F, DT_DIM_F, DT_DIM_D, 0},               \
+      {"mlp.down_proj", DT_SITE_PROJ, DT_DIM_0, DT_DIM_D, DT_DIM_F, 1},           \
+  }
+/* rows of the LLaMA-like tensor table */
+#define T_EMBED {"model.embed_tokens.weight", G0, DT_SLOT_WTE, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 0}
+#define T_Q {"model.layers.%d.self_attn.q_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_Q, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_Q, 0}
+#define T_K {"model.layers.%d.self_attn.k_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_KV, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_Q, DT_DIM_Q_KV, 0}
+#define T_V {"model.layers.%d.self_attn.v_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_KV, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_Q_KV, DT_DIM_QKV, 0}
+#define T_QB {"model.layers.%d.self_attn.q_proj.bias", L1, DT_SLOT_BIAS, DT_SITE_QKV, DT_DIM_Q, DT_DIM_1, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_Q, 0}
+#define T_KB {"model.layers.%d.self_attn.k_proj.bias", L1, DT_SLOT_BIAS, DT_SITE_QKV, DT_DIM_KV, DT_DIM_1, 0, DT_SHARD_QKV, DT_DIM_Q, DT_DIM_Q_KV, 0}
+#define T_VB {"model.layers.%d.self_attn.v_proj.bias", L1, DT_SLOT_BIAS, DT_SITE_QKV, DT_DIM_KV, DT_DIM_1, 0, DT_SHARD_QKV, DT_DIM_Q_KV, DT_DIM_QKV, 0}
+#define T_REST \
+  {"model.layers.%d.self_attn.o_proj.weight", L1, DT_SLOT_LIN, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_Q, 0, DT_SHARD_ATT_COLS, DT_DIM_0, DT_DIM_Q, 0}, \
+  {"model.layers.%d.mlp.gate_proj.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0}, \
+  {"model.layers.%d.mlp.up_proj.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 0, DT_SHARD_FC, DT_DIM_F, DT_DIM_2F, 0}, \
+  {"model.layers.%d.mlp.down_proj.weight", L1, DT_SLOT_LIN, DT_SITE_PROJ, DT_DIM_D, DT_DIM_F, 0, DT_SHARD_FFN_COLS, DT_DIM_0, DT_DIM_F, 0}, \
+  {"model.layers.%d.input_layernorm.weight", L1, DT_SLOT_LN1_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0}, \
+  {"model.layers.%d.post_attention_layernorm.weight", L1, DT_SLOT_LN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0}, \
+  {"model.norm.weight", G0, DT_SLOT_LNF_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0}, \
+  {"lm_head.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1}
 
 static const dt_arch_desc arch_table[] = {
     {
@@ -59,43 +101,89 @@ static const dt_arch_desc arch_table[] = {
         .id = DT_ARCH_LLAMA,
         .name = "llama",
         .title = "LLaMA",
-        .module_prefix = "model.layers",
-        .norm = DT_NORM_RMS,
-        .pos = DT_POS_ROPE,
-        .act = DT_ACT_SWIGLU,
-        .gated_ffn = 1,
+        LLAMA_LIKE,
+        LLAMA_PEFT,
+        LLAMA_MODULES,
+        .n_tensors = 12,
+        .tensors = {T_EMBED, T_Q, T_K, T_V, T_REST},
+    },
+    /* Qwen2ForCausalLM: LLaMA's block with biases on q, k and v */
+    {
+        .id = DT_ARCH_QWEN2,
+        .name = "qwen2",
+        .title = "Qwen2",
+        LLAMA_LIKE,
+        .qkv_bias = 1,
+        LLAMA_PEFT,
+        LLAMA_MODULES,
+        .n_tensors = 15,
+        .tensors = {T_EMBED, T_Q, T_QB, T_K, T_KB, T_V, T_VB, T_REST},
+    },
+    /* MistralForCausalLM: LLaMA's tensors, attention within a sliding window */
+    {
+        .id = DT_ARCH_MISTRAL,
+        .name = "mistral",
+        .title = "Mistral",
+        LLAMA_LIKE,
+        .sliding_window = 1,
+        LLAMA_PEFT,
+        LLAMA_MODULES,
+        .n_tensors = 12,
+        .tensors = {T_EMBED, T_Q, T_K, T_V, T_REST},
+    },
+    /* OPTForCausalLM: GPT-2's block (pre-LayerNorm, biases, tied head) with
+     * separate q/k/v (in the files as k, v, q, out), ReLU, and learned
+     * positions offset by 2; the decoder's final norm comes before the blocks */
+    {
+        .id = DT_ARCH_OPT,
+        .name = "opt",
+        .title = "OPT",
+        .module_prefix = "model.decoder.layers",
+        .norm = DT_NORM_LAYER,
+        .pos = DT_POS_LEARNED,
+        .act = DT_ACT_RELU,
+        .gated_ffn = 0,
         .conv1d = 0,
-        .grouped_kv = 1,
-        .ffn_rule = DT_FFN_LLAMA,
-        .norm_eps = 1e-6f,
-        .tied_head = 0,
-        .has_bias = 0,
+        .grouped_kv = 0,
+        .ffn_rule = DT_FFN_4D,
+        .norm_eps = 1e-5f,
+        .tied_head = 1,
+        .has_bias = 1,
+        .pos_offset = 2,
         .lora_targets = "q_proj,v_proj",
-        .ia3_targets = "k_proj,v_proj,down_proj",
-        .ia3_ff = "down_proj",
-        .n_modules = 7,
+        .ia3_targets = "q_proj,k_proj,fc2",
+        .ia3_ff = "fc2",
+        .n_modules = 6,
         .modules = {
             {"self_attn.q_proj", DT_SITE_QKV, DT_DIM_0, DT_DIM_Q, DT_DIM_D, 0},
             {"self_attn.k_proj", DT_SITE_QKV, DT_DIM_Q, DT_DIM_KV, DT_DIM_D, 0},
             {"self_attn.v_proj", DT_SITE_QKV, DT_DIM_Q_KV, DT_DIM_KV, DT_DIM_D, 0},
-            {"self_attn.o_proj", DT_SITE_ATTN_OUT, DT_DIM_0, DT_DIM_D, DT_DIM_Q, 1},
-            {"mlp.gate_proj", DT_SITE_FC, DT_DIM_0, DT_DIM_F, DT_DIM_D, 0},
-            {"mlp.up_proj", DT_SITE_FC, DT_DIM_F, DT_DIM_F, DT_DIM_D, 0},
-            {"mlp.down_proj", DT_SITE_PROJ, DT_DIM_0, DT_DIM_D, DT_DIM_F, 1},
+            {"self_attn.out_proj", DT_SITE_ATTN_OUT, DT_DIM_0, DT_DIM_D, DT_DIM_Q, 1},
+            {"fc1", DT_SITE_FC, DT_DIM_0, DT_DIM_F, DT_DIM_D, 1},
+            {"fc2", DT_SITE_PROJ, DT_DIM_0, DT_DIM_D, DT_DIM_F, 1},
         },
-        .n_tensors = 12,
+        .n_tensors = 21,
         .tensors = {
-            {"model.embed_tokens.weight", G0, DT_SLOT_WTE, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 0},
-            {"model.layers.%d.self_attn.q_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_Q, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_Q, 0},
-            {"model.layers.%d.self_attn.k_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_KV, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_Q, DT_DIM_Q_KV, 0},
-            {"model.layers.%d.self_attn.v_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_KV, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_Q_KV, DT_DIM_QKV, 0},
-            {"model.layers.%d.self_attn.o_proj.weight", L1, DT_SLOT_LIN, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_Q, 0, DT_SHARD_ATT_COLS, DT_DIM_0, DT_DIM_Q, 0},
-            {"model.layers.%d.mlp.gate_proj.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0},
-            {"model.layers.%d.mlp.up_proj.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 0, DT_SHARD_FC, DT_DIM_F, DT_DIM_2F, 0},
-            {"model.layers.%d.mlp.down_proj.weight", L1, DT_SLOT_LIN, DT_SITE_PROJ, DT_DIM_D, DT_DIM_F, 0, DT_SHARD_FFN_COLS, DT_DIM_0, DT_DIM_F, 0},
-            {"model.layers.%d.input_layernorm.weight", L1, DT_SLOT_LN1_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
-            {"model.layers.%d.post_attention_layernorm.weight", L1, DT_SLOT_LN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
-            {"model.norm.weight", G0, DT_SLOT_LNF_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.embed_tokens.weight", G0, DT_SLOT_WTE, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 0},
+            {"model.decoder.embed_positions.weight", G0, DT_SLOT_WPE, 0, DT_DIM_POS, DT_DIM_D, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.final_layer_norm.weight", G0, DT_SLOT_LNF_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.final_layer_norm.bias", G0, DT_SLOT_LNF_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.layers.%d.self_attn.k_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_KV, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_Q, DT_DIM_Q_KV, 0},
+            {"model.decoder.layers.%d.self_attn.k_proj.bias", L1, DT_SLOT_BIAS, DT_SITE_QKV, DT_DIM_KV, DT_DIM_1, 0, DT_SHARD_QKV, DT_DIM_Q, DT_DIM_Q_KV, 0},
+            {"model.decoder.layers.%d.self_attn.v_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_KV, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_Q_KV, DT_DIM_QKV, 0},
+            {"model.decoder.layers.%d.self_attn.v_proj.bias", L1, DT_SLOT_BIAS, DT_SITE_QKV, DT_DIM_KV, DT_DIM_1, 0, DT_SHARD_QKV, DT_DIM_Q_KV, DT_DIM_QKV, 0},
+            {"model.decoder.layers.%d.self_attn.q_proj.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_Q, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_Q, 0},
+            {"model.decoder.layers.%d.self_attn.q_proj.bias", L1, DT_SLOT_BIAS, DT_SITE_QKV, DT_DIM_Q, DT_DIM_1, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_Q, 0},
+            {"model.decoder.layers.%d.self_attn.out_proj.weight", L1, DT_SLOT_LIN, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_Q, 0, DT_SHARD_ATT_COLS, DT_DIM_0, DT_DIM_Q, 0},
+            {"model.decoder.layers.%d.self_attn.out_proj.bias", L1, DT_SLOT_BIAS, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.layers.%d.self_attn_layer_norm.weight", L1, DT_SLOT_LN1_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.layers.%d.self_attn_layer_norm.bias", L1, DT_SLOT_LN1_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.layers.%d.fc1.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0},
+            {"model.decoder.layers.%d.fc1.bias", L1, DT_SLOT_BIAS, DT_SITE_FC, DT_DIM_F, DT_DIM_1, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0},
+            {"model.decoder.layers.%d.fc2.weight", L1, DT_SLOT_LIN, DT_SITE_PROJ, DT_DIM_D, DT_DIM_F, 0, DT_SHARD_FFN_COLS, DT_DIM_0, DT_DIM_F, 0},
+            {"model.decoder.layers.%d.fc2.bias", L1, DT_SLOT_BIAS, DT_SITE_PROJ, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.layers.%d.final_layer_norm.weight", L1, DT_SLOT_LN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"model.decoder.layers.%d.final_layer_norm.bias", L1, DT_SLOT_LN2_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
             {"lm_head.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1},
         },
     },

@@ -7,7 +7,13 @@
 #ifndef DT_ARCH_H
 #define DT_ARCH_H
 
-typedef enum { DT_ARCH_GPT2 = 1, DT_ARCH_LLAMA = 2 } dt_arch;
+typedef enum {
+  DT_ARCH_GPT2 = 1,
+  DT_ARCH_LLAMA = 2,
+  DT_ARCH_QWEN2 = 3,
+  DT_ARCH_MISTRAL = 4,
+  DT_ARCH_OPT = 5
+} dt_arch;
 
 /* Where in a block a frozen linear sits (the four products of a block). */
 typedef enum {
@@ -20,7 +26,7 @@ typedef enum {
 
 typedef enum { DT_NORM_LAYER = 1, DT_NORM_RMS } dt_norm_kind;       /* LayerNorm (w, b) / RMSNorm (w) */
 typedef enum { DT_POS_LEARNED = 1, DT_POS_ROPE } dt_pos_kind;       /* wpe table / rotary */
-typedef enum { DT_ACT_GELU_TANH = 1, DT_ACT_SWIGLU } dt_act_kind;   /* gelu_new / silu(gate)*up */
+typedef enum { DT_ACT_GELU_TANH = 1, DT_ACT_SWIGLU, DT_ACT_RELU } dt_act_kind; /* gelu_new / silu(gate)*up / relu */
 /* The default FFN width of a synthetic model: 4 d, or LLaMA's 2/3 of 4 d
  * rounded up to a multiple of 256. */
 typedef enum { DT_FFN_4D = 1, DT_FFN_LLAMA } dt_ffn_rule;
@@ -37,6 +43,7 @@ typedef enum {
   DT_DIM_2F,     /* 2 d_ffn: a fused gate|up */
   DT_DIM_VOCAB,  /* vocab */
   DT_DIM_CTX,    /* n_ctx */
+  DT_DIM_POS,    /* n_ctx + the position offset: the rows of a learned table */
   DT_DIM_1
 } dt_dim;
 
@@ -103,6 +110,11 @@ typedef struct {
   float norm_eps;            /* a synthetic model's norm epsilon */
   int tied_head;             /* a synthetic model's head is the embedding */
   int has_bias;              /* the linears and norms have biases */
+  int qkv_bias;              /* only q, k and v have biases (Qwen2) */
+  int pos_offset;            /* learned positions: position p is row p + this
+                                (OPT's offset of 2) */
+  int sliding_window;        /* the config may set a sliding attention window
+                                (Mistral's sliding_window; synthetic key window) */
   const char *lora_targets;  /* PEFT's default LoRA target modules */
   const char *ia3_targets;   /* PEFT's default IA3 targets ... */
   const char *ia3_ff;        /* ... and which of them are feed-forward */

@@ -107,6 +107,9 @@ static void identify_synthetic(dt_backbone_id *b, const dt_config *c, uint64_t s
            dt_cfg_arch(c)->name, c->n_layer, c->d_model, c->n_head,
            c->n_kv_head, c->head_dim, c->d_ffn, c->vocab, c->n_ctx, (double)c->norm_eps,
            (double)c->rope_theta, c->tied_head, c->has_bias, (unsigned long long)seed);
+  size_t n = strlen(b->desc);
+  if (c->sliding_window && n > 0) /* before the newline; absent for the families without */
+    snprintf(b->desc + n - 1, sizeof b->desc - (n - 1), " window=%d\n", c->sliding_window);
 }
 
 int dt_backbone_identify(dt_backbone_id *b, const dt_config *c, uint64_t seed,

@@ -23,7 +23,7 @@ static const char *arch_name(dt_arch a) {
 /* where: what the messages name (the config.json path, or the source). */
 static int validate(const dt_config *c, int code, const char *where) {
   const char *src = where ? where : c->source[0] ? c->source : "(config)";
-  DT_CHECK(dt_arch_get(c->arch), code, "%s: arch %d is not gpt2 or llama", src, (int)c->arch);
+  DT_CHECK(dt_arch_get(c->arch), code, "%s: arch %d is not a known family", src, (int)c->arch);
   const struct {
     const char *name;
     int v;
@@ -47,6 +47,8 @@ static int validate(const dt_config *c, int code, const char *where) {
            "%s: sizes too large (n_head = %d, n_kv_head = %d, head_dim = %d, "
            "d_ffn = %d)",
            src, c->n_head, c->n_kv_head, c->head_dim, c->d_ffn);
+  DT_CHECK(c->sliding_window >= 0, code, "%s: sliding_window = %d must not be negative",
+           src, c->sliding_window);
   const dt_arch_desc *a = dt_cfg_arch(c);
   if (!a->grouped_kv) {
     DT_CHECK(c->n_kv_head == c->n_head, code,
@@ -187,9 +189,76 @@ static int load_gpt2(dt_config *c, json_t *r, const char *p) {
   return DT_OK;
 }
 
+/* OPT: GPT-2's block with separate q/k/v, ReLU and positions offset by 2.
+ * What changes the arithmetic and is not implemented is refused: a
+ * post-LayerNorm model (do_layer_norm_before false, OPT-350m), the
+ * projections project_in/out (word_embed_proj_dim != hidden_size), no
+ * biases, norms without weights, no final norm. */
+static int load_opt(dt_config *c, json_t *r, const char *p) {
+  c->arch = DT_ARCH_OPT;
+  DT_CALL(get_int(r, p, "num_hidden_layers", 1, 0, &c->n_layer));
+  DT_CALL(get_int(r, p, "hidden_size", 1, 0, &c->d_model));
+  DT_CALL(get_int(r, p, "num_attention_heads", 1, 0, &c->n_head));
+  DT_CALL(get_int(r, p, "ffn_dim", 1, 0, &c->d_ffn));
+  DT_CALL(get_int(r, p, "vocab_size", 1, 0, &c->vocab));
+  DT_CALL(get_int(r, p, "max_position_embeddings", 1, 0, &c->n_ctx));
+  DT_CHECK(c->n_ctx <= INT_MAX - 2, DT_EINPUT, "%s: field max_position_embeddings = %d is too large",
+           p, c->n_ctx);
+  int proj;
+  DT_CALL(get_int(r, p, "word_embed_proj_dim", 0, c->d_model, &proj));
+  DT_CHECK(proj == c->d_model, DT_EINPUT,
+           "%s: field word_embed_proj_dim = %d (!= hidden_size = %d: project_in/out) is not "
+           "supported",
+           p, proj, c->d_model);
+  const char *act;
+  DT_CALL(get_str(r, p, "activation_function", "relu", &act));
+  DT_CHECK(strcmp(act, "relu") == 0, DT_EINPUT,
+           "%s: field activation_function = \"%s\" is not supported (supported: relu)", p, act);
+  const struct {
+    const char *key;
+    int want;
+  } flags[] = {{"do_layer_norm_before", 1}, {"enable_bias", 1},
+               {"layer_norm_elementwise_affine", 1}, {"_remove_final_layer_norm", 0}};
+  for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+    int v;
+    DT_CALL(get_bool(r, p, flags[i].key, flags[i].want, &v));
+    DT_CHECK(v == flags[i].want, DT_EINPUT, "%s: field %s = %s is not supported", p, flags[i].key,
+             v ? "true" : "false");
+  }
+  DT_CALL(get_bool(r, p, "tie_word_embeddings", 1, &c->tied_head));
+  c->n_kv_head = c->n_head;
+  c->head_dim = c->d_model / c->n_head;
+  c->norm_eps = 1e-5f; /* nn.LayerNorm's default: OPT has no epsilon key */
+  c->rope_theta = 0;
+  c->has_bias = 1;
+  return DT_OK;
+}
+
+/* An integer field that may be absent (def) or null (0: none). */
+static int get_window(json_t *r, const char *p, const char *key, int def, int *out) {
+  json_t *v = json_object_get(r, key);
+  char b[96];
+  if (!v) {
+    *out = def;
+    return DT_OK;
+  }
+  if (json_is_null(v)) {
+    *out = 0;
+    return DT_OK;
+  }
+  DT_CHECK(json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) <= INT_MAX,
+           DT_EINPUT, "%s: field %s must be a positive integer or null, got %s", p, key,
+           show(v, b, sizeof b));
+  *out = (int)json_integer_value(v);
+  return DT_OK;
+}
+
+/* LLaMA and the families built on its block: qwen2 (q/k/v biases), mistral
+ * (a sliding attention window). */
 static int load_llama(dt_config *c, json_t *r, const char *p,
                       const char *type) {
-  c->arch = DT_ARCH_LLAMA;
+  const int qwen2 = strcmp(type, "qwen2") == 0, mistral = strcmp(type, "mistral") == 0;
+  c->arch = qwen2 ? DT_ARCH_QWEN2 : mistral ? DT_ARCH_MISTRAL : DT_ARCH_LLAMA;
   DT_CALL(get_int(r, p, "num_hidden_layers", 1, 0, &c->n_layer));
   DT_CALL(get_int(r, p, "hidden_size", 1, 0, &c->d_model));
   DT_CALL(get_int(r, p, "num_attention_heads", 1, 0, &c->n_head));
@@ -240,24 +309,38 @@ static int load_llama(dt_config *c, json_t *r, const char *p,
            "%s: field hidden_act = \"%s\" is not supported (supported: silu)",
            p, act);
   int flag;
-  DT_CALL(get_bool(r, p, "attention_bias", 0, &flag));
-  DT_CHECK(!flag, DT_EINPUT, "%s: field attention_bias = true is not supported",
-           p);
-  DT_CALL(get_bool(r, p, "mlp_bias", 0, &flag));
-  DT_CHECK(!flag, DT_EINPUT, "%s: field mlp_bias = true is not supported", p);
-  if (strcmp(type, "mistral") == 0) {
-    /* Sliding-window attention differs from full causal attention only when
-     * the window is shorter than the context. */
-    json_t *sw = json_object_get(r, "sliding_window");
-    if (sw && !json_is_null(sw)) {
-      DT_CHECK(json_is_integer(sw), DT_EINPUT,
-               "%s: field sliding_window must be an integer, got %s", p,
-               show(sw, b, sizeof b));
-      DT_CHECK(json_integer_value(sw) >= c->n_ctx, DT_EINPUT,
-               "%s: field sliding_window = %lld (< max_position_embeddings = "
-               "%d) is not supported",
-               p, (long long)json_integer_value(sw), c->n_ctx);
+  if (!qwen2) { /* Qwen2's q/k/v biases are not a config key */
+    DT_CALL(get_bool(r, p, "attention_bias", 0, &flag));
+    DT_CHECK(!flag, DT_EINPUT, "%s: field attention_bias = true is not supported",
+             p);
+    DT_CALL(get_bool(r, p, "mlp_bias", 0, &flag));
+    DT_CHECK(!flag, DT_EINPUT, "%s: field mlp_bias = true is not supported", p);
+  }
+  if (mistral) {
+    /* MistralConfig's default window is 4096; null: full causal attention */
+    DT_CALL(get_window(r, p, "sliding_window", 4096, &c->sliding_window));
+  }
+  if (qwen2) {
+    /* Qwen2 slides a window only over the layers from max_window_layers on,
+     * when use_sliding_window is set: refused, not ignored */
+    DT_CALL(get_bool(r, p, "use_sliding_window", 0, &flag));
+    DT_CHECK(!flag, DT_EINPUT,
+             "%s: field use_sliding_window = true is not supported (Qwen2's "
+             "per-layer sliding window)",
+             p);
+    json_t *lt = json_object_get(r, "layer_types");
+    if (lt && json_is_array(lt)) {
+      size_t i;
+      json_t *e;
+      json_array_foreach(lt, i, e) {
+        DT_CHECK(json_is_string(e) && !strcmp(json_string_value(e), "full_attention"),
+                 DT_EINPUT,
+                 "%s: field layer_types[%zu] = %s is not supported (only "
+                 "full_attention)",
+                 p, i, show(e, b, sizeof b));
+      }
     }
+    c->qkv_bias = 1;
   }
   DT_CALL(get_bool(r, p, "tie_word_embeddings", 0, &c->tied_head));
   c->has_bias = 0;
@@ -295,19 +378,22 @@ int dt_hf_config_load(dt_config *c, const char *dir) {
   if (!type) {
     rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
                       "%s: required field model_type is missing (supported: "
-                      "gpt2, llama, mistral)",
+                      "gpt2, llama, qwen2, mistral, opt)",
                       path);
     goto done;
   }
   snprintf(c->source, sizeof c->source, "%s", dir);
   if (strcmp(type, "gpt2") == 0)
     rc = load_gpt2(c, r, path);
-  else if (strcmp(type, "llama") == 0 || strcmp(type, "mistral") == 0)
+  else if (strcmp(type, "llama") == 0 || strcmp(type, "mistral") == 0 ||
+           strcmp(type, "qwen2") == 0)
     rc = load_llama(c, r, path, type);
+  else if (strcmp(type, "opt") == 0)
+    rc = load_opt(c, r, path);
   else
     rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
                       "%s: field model_type = \"%s\" is not supported "
-                      "(supported: gpt2, llama, mistral)",
+                      "(supported: gpt2, llama, qwen2, mistral, opt)",
                       path, type);
   if (rc == DT_OK) rc = validate(c, DT_EINPUT, path);
 done:
@@ -318,10 +404,10 @@ done:
 
 /* ------------------------------------------------------------ synthetic */
 
-enum { K_LAYERS, K_D, K_HEADS, K_KV, K_FFN, K_VOCAB, K_CTX, K_HEAD_DIM, K_THETA, K_N };
+enum { K_LAYERS, K_D, K_HEADS, K_KV, K_FFN, K_VOCAB, K_CTX, K_HEAD_DIM, K_THETA, K_WINDOW, K_N };
 static const char *const k_keys[K_N] = {"layers", "d",        "heads",
                                         "kv_heads", "ffn",    "vocab",
-                                        "ctx",    "head_dim", "theta"};
+                                        "ctx",    "head_dim", "theta", "window"};
 
 typedef struct {
   const char *name;
@@ -330,27 +416,41 @@ typedef struct {
   long v[K_N];
 } preset;
 
-/* Family bases (the first two) derive ffn/kv_heads/head_dim from the final
- * values; presets fix the shapes they name exactly. */
+/* Family bases (named as the family) derive ffn/kv_heads/head_dim from the
+ * final values; presets fix the shapes they name exactly. The shapes of the
+ * real models are those of their config.json on the Hugging Face hub
+ * (docs/usage.md lists the parameter counts `plan` prints for them). */
 static const preset k_presets[] = {
     {"gpt2", DT_ARCH_GPT2, {12, 768, 12, 0, 0, 50257, 1024, 0, 0}},
     {"llama", DT_ARCH_LLAMA, {32, 4096, 32, 0, 0, 32000, 4096, 0, 10000}},
+    /* Qwen2Config's and MistralConfig's sizes; the FFN and kv heads derived
+     * as LLaMA's (their presets below fix them) */
+    {"qwen2", DT_ARCH_QWEN2, {32, 4096, 32, 0, 0, 151936, 32768, 0, 10000, 0}},
+    {"mistral", DT_ARCH_MISTRAL, {32, 4096, 32, 0, 0, 32000, 32768, 0, 10000, 4096}},
     {"gpt2-small", DT_ARCH_GPT2, {12, 768, 12, 0, 3072, 50257, 1024, 0, 0}},
     {"gpt2-medium", DT_ARCH_GPT2, {24, 1024, 16, 0, 4096, 50257, 1024, 0, 0}},
     {"gpt2-xl", DT_ARCH_GPT2, {48, 1600, 25, 0, 6400, 50257, 1024, 0, 0}},
     {"gpt3-175b", DT_ARCH_GPT2, {96, 12288, 96, 0, 49152, 50257, 2048, 0, 0}},
-    {"opt-175b", DT_ARCH_GPT2, {96, 12288, 96, 0, 49152, 50272, 2048, 0, 0}},
+    {"opt", DT_ARCH_OPT, {12, 768, 12, 0, 0, 50272, 2048, 0, 0}}, /* OPTConfig's */
+    {"opt-13b", DT_ARCH_OPT, {40, 5120, 40, 0, 20480, 50272, 2048, 0, 0}},
+    {"opt-30b", DT_ARCH_OPT, {48, 7168, 56, 0, 28672, 50272, 2048, 0, 0}},
+    {"opt-66b", DT_ARCH_OPT, {64, 9216, 72, 0, 36864, 50272, 2048, 0, 0}},
+    {"opt-175b", DT_ARCH_OPT, {96, 12288, 96, 0, 49152, 50272, 2048, 0, 0}},
     {"bloom-176b", DT_ARCH_GPT2, {70, 14336, 112, 0, 57344, 250880, 2048, 0, 0}},
     {"llama2-7b", DT_ARCH_LLAMA, {32, 4096, 32, 0, 11008, 32000, 4096, 0, 10000}},
     {"llama2-13b", DT_ARCH_LLAMA, {40, 5120, 40, 0, 13824, 32000, 4096, 0, 10000}},
     {"llama2-70b", DT_ARCH_LLAMA, {80, 8192, 64, 8, 28672, 32000, 4096, 0, 10000}},
     {"falcon-180b", DT_ARCH_LLAMA,
      {80, 14848, 232, 8, 59392, 65024, 2048, 64, 10000}},
+    {"qwen2.5-14b", DT_ARCH_QWEN2, {48, 5120, 40, 8, 13824, 152064, 131072, 0, 1000000, 0}},
+    {"qwen2.5-32b", DT_ARCH_QWEN2, {64, 5120, 40, 8, 27648, 152064, 131072, 0, 1000000, 0}},
+    {"qwen2.5-72b", DT_ARCH_QWEN2, {80, 8192, 64, 8, 29568, 152064, 131072, 0, 1000000, 0}},
+    {"mistral-7b", DT_ARCH_MISTRAL, {32, 4096, 32, 8, 14336, 32000, 32768, 0, 10000, 4096}},
 };
 #define N_PRESETS ((int)(sizeof k_presets / sizeof k_presets[0]))
 
 static const char *preset_list(void) {
-  static char buf[512];
+  static char buf[1024];
   if (!buf[0]) {
     size_t n = 0;
     for (int i = 0; i < N_PRESETS; i++)
@@ -361,21 +461,23 @@ static const char *preset_list(void) {
 }
 
 /* kv_heads and head_dim where the family has them free, theta with rotary
- * positions */
+ * positions, window where the family has a sliding window */
 static int key_allowed(dt_arch a, int k) {
   const dt_arch_desc *d = dt_arch_get(a);
   if (k == K_KV || k == K_HEAD_DIM) return d->grouped_kv;
   if (k == K_THETA) return d->pos == DT_POS_ROPE;
+  if (k == K_WINDOW) return d->sliding_window;
   return 1;
 }
 
 static const char *key_list(dt_arch a) {
-  const dt_arch_desc *d = dt_arch_get(a);
-  if (d->grouped_kv && d->pos == DT_POS_ROPE)
-    return "layers, d, heads, kv_heads, ffn, vocab, ctx, head_dim, theta";
-  if (d->grouped_kv) return "layers, d, heads, kv_heads, ffn, vocab, ctx, head_dim";
-  return d->pos == DT_POS_ROPE ? "layers, d, heads, ffn, vocab, ctx, theta"
-                               : "layers, d, heads, ffn, vocab, ctx";
+  static char buf[128];
+  size_t n = 0;
+  buf[0] = 0;
+  for (int k = 0; k < K_N; k++)
+    if (key_allowed(a, k))
+      n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", n ? ", " : "", k_keys[k]);
+  return buf;
 }
 
 int dt_synthetic_config_parse(dt_config *c, const char *spec) {
@@ -397,8 +499,8 @@ int dt_synthetic_config_parse(dt_config *c, const char *spec) {
   for (int i = 0; i < N_PRESETS && !p; i++)
     if (strcmp(k_presets[i].name, name) == 0) p = &k_presets[i];
   DT_CHECK(p != NULL, DT_EUSAGE,
-           "%s: unknown synthetic model '%s' (families: gpt2, llama; presets: "
-           "%s)",
+           "%s: unknown synthetic model '%s' (families: gpt2, llama, qwen2, "
+           "mistral, opt; presets: %s)",
            spec, name, preset_list());
 
   long v[K_N];
@@ -469,6 +571,8 @@ int dt_synthetic_config_parse(dt_config *c, const char *spec) {
   c->rope_theta = a->pos == DT_POS_ROPE ? (float)theta : 0;
   c->tied_head = a->tied_head;
   c->has_bias = a->has_bias;
+  c->qkv_bias = a->qkv_bias;
+  c->sliding_window = a->sliding_window ? (int)v[K_WINDOW] : 0;
   snprintf(c->source, sizeof c->source, "%s", spec);
   int rc = validate(c, DT_EUSAGE, NULL);
   if (rc != DT_OK) return dt_error_trace(rc, __FILE__, __LINE__, __func__);

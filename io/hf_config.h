@@ -1,5 +1,5 @@
-/* Model configuration: Hugging Face config.json (GPT-2 and LLaMA families)
- * and synthetic specs. */
+/* Model configuration: Hugging Face config.json (GPT-2, LLaMA, Qwen2 and
+ * Mistral families) and synthetic specs. */
 #ifndef DT_HF_CONFIG_H
 #define DT_HF_CONFIG_H
 
@@ -19,11 +19,15 @@ typedef struct {
   float rope_theta; /* LLaMA: rope_theta or rope_parameters.rope_theta */
   int tied_head;    /* lm_head shares the token embedding */
   int has_bias;     /* GPT-2: biases on every linear and LayerNorm */
+  int qkv_bias;     /* Qwen2: biases on q, k and v only */
+  int sliding_window; /* Mistral: a query sees itself and the window - 1 keys
+                         before it (HF: kv_idx > q_idx - window); 0: no window */
   char source[512]; /* folder, or the synthetic spec */
 } dt_config;
 
 /* Parse DIR/config.json. Supports model_type gpt2 (activation gelu_new /
- * gelu_pytorch_tanh) and llama (hidden_act silu, no attention/mlp bias).
+ * gelu_pytorch_tanh), llama (hidden_act silu, no attention/mlp bias), qwen2
+ * (q/k/v biases; no per-layer sliding window) and mistral (sliding_window).
  * Errors name the file, field and value. */
 int dt_hf_config_load(dt_config *c, const char *dir);
 
@@ -57,9 +61,15 @@ static inline int dt_cfg_dim(const dt_config *c, dt_dim d) {
     case DT_DIM_2F: return 2 * c->d_ffn;
     case DT_DIM_VOCAB: return c->vocab;
     case DT_DIM_CTX: return c->n_ctx;
+    case DT_DIM_POS: return c->n_ctx + dt_cfg_arch(c)->pos_offset;
     case DT_DIM_1: return 1;
     default: return 0;
   }
+}
+/* The row of a learned position table that position pos reads (OPT's
+ * table starts 2 rows down). */
+static inline int dt_cfg_pos_row(const dt_config *c, int pos) {
+  return pos + dt_cfg_arch(c)->pos_offset;
 }
 /* Check the config for consistency (positive sizes, heads divide, ...). */
 int dt_config_validate(const dt_config *c);

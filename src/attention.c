@@ -9,8 +9,14 @@
 
 /* Queries are processed in blocks of QB rows: block [i0, i1) sees the prefix
  * and real keys [0, i1), so the masked upper triangle is (mostly) never
- * computed. */
+ * computed; with a sliding window the keys before the window of the block's
+ * first query are not computed either. */
 #define QB 64
+
+/* The first key position a query at position qa sees (0 without a window). */
+static inline int first_key(const dt_attn_dims *d, int qa) {
+  return d->W > 0 && qa - d->W + 1 > 0 ? qa - d->W + 1 : 0;
+}
 
 /* probabilities s = exp(scores - lse) and dS = s (dP - D) scale, one row */
 static DT_VEC_CLONES void softmax_bwd_row(float *restrict s, float *restrict ds, int nv,
@@ -44,30 +50,35 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
       for (int i0 = 0; i0 < T; i0 += QB) {
         const int i1 = i0 + QB < T ? i0 + QB : T, nq = i1 - i0, nk = i1;
         const float *Q = rows + (int64_t)i0 * ld + h * hd;
-        /* S = scale * Q [pk | K[0:nk]]^T */
-        if (P > 0)
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, P, hd, scale,
-                      Q, ld, pk + g * hd, kvd, 0.0f, S, Tk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, Q,
-                    ld, K, ld, 0.0f, S + P, Tk);
+        /* the block's keys: from the window's first of its first query
+         * (kb, 0 without a window): prefix [kb, P), real [r0, nk) */
+        const int kb = first_key(d, P + i0), r0 = kb > P ? kb - P : 0;
+        /* S = scale * Q [pk | K[0:nk]]^T, columns kb.. */
+        if (kb < P)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, P - kb, hd, scale,
+                      Q, ld, pk + (int64_t)kb * kvd + g * hd, kvd, 0.0f, S + kb, Tk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk - r0, hd, scale, Q,
+                    ld, K + (int64_t)r0 * ld, ld, 0.0f, S + P + r0, Tk);
         for (int r = 0; r < nq; r++) {
           float *s = S + (int64_t)r * Tk;
-          const int nv = P + i0 + r + 1; /* visible keys */
-          const float mx = dt_row_max(s, nv);
-          dt_exp_shift(s, nv, mx);
-          const double sum = dt_row_sum_d(s, nv);
+          const int nv = P + i0 + r + 1; /* keys up to the query's own */
+          const int k0 = first_key(d, nv - 1); /* the window's first */
+          const float mx = dt_row_max(s + k0, nv - k0);
+          dt_exp_shift(s + k0, nv - k0, mx);
+          const double sum = dt_row_sum_d(s + k0, nv - k0);
           const float inv = (float)(1.0 / sum);
-          for (int j = 0; j < nv; j++) s[j] *= inv;
+          for (int j = kb; j < k0; j++) s[j] = 0.0f; /* columns < kb are never read */
+          for (int j = k0; j < nv; j++) s[j] *= inv;
           for (int j = nv; j < P + nk; j++) s[j] = 0.0f;
           L[i0 + r] = mx + (float)log(sum);
         }
-        /* O = S [pv ; V[0:nk]] */
+        /* O = S [pv ; V[0:nk]], rows kb.. */
         float *O = att + ((int64_t)b * T + i0) * qd + h * hd;
-        if (P > 0)
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, P, 1.0f,
-                      S, Tk, pv + g * hd, kvd, 0.0f, O, qd);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f,
-                    S + P, Tk, V, ld, P > 0 ? 1.0f : 0.0f, O, qd);
+        if (kb < P)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, P - kb, 1.0f,
+                      S + kb, Tk, pv + (int64_t)kb * kvd + g * hd, kvd, 0.0f, O, qd);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk - r0, 1.0f,
+                    S + P + r0, Tk, V + (int64_t)r0 * ld, ld, kb < P ? 1.0f : 0.0f, O, qd);
       }
     }
   }
@@ -98,27 +109,36 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
         const float *Q = rows + (int64_t)i0 * ld + h * hd;
         const float *O = att + ((int64_t)b * T + i0) * qd + h * hd;
         const float *dO = datt + ((int64_t)b * T + i0) * qd + h * hd;
+        /* the block's keys, as in the forward: prefix [kb, P), real [r0, nk) */
+        const int kb = first_key(d, P + i0), r0 = kb > P ? kb - P : 0;
+        const float *pkb = pk + (int64_t)kb * kvd + g * hd, *pvb = pv + (int64_t)kb * kvd + g * hd;
+        const float *Kr = K + (int64_t)r0 * ld, *Vr = V + (int64_t)r0 * ld;
         /* recompute scores; dP = dO [pv ; V]^T */
-        if (P > 0) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, P, hd, scale,
-                      Q, ld, pk + g * hd, kvd, 0.0f, S, Tk);
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, P, hd, 1.0f,
-                      dO, qd, pv + g * hd, kvd, 0.0f, dS, Tk);
+        if (kb < P) {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, P - kb, hd, scale,
+                      Q, ld, pkb, kvd, 0.0f, S + kb, Tk);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, P - kb, hd, 1.0f,
+                      dO, qd, pvb, kvd, 0.0f, dS + kb, Tk);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, Q,
-                    ld, K, ld, 0.0f, S + P, Tk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dO,
-                    qd, V, ld, 0.0f, dS + P, Tk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk - r0, hd, scale, Q,
+                    ld, Kr, ld, 0.0f, S + P + r0, Tk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk - r0, hd, 1.0f, dO,
+                    qd, Vr, ld, 0.0f, dS + P + r0, Tk);
         for (int r = 0; r < nq; r++) {
           float *s = S + (int64_t)r * Tk;
           float *ds = dS + (int64_t)r * Tk;
           const int nv = P + i0 + r + 1;
+          const int k0 = first_key(d, nv - 1);
           const float *orow = O + (int64_t)r * qd;
           const float *dorow = dO + (int64_t)r * qd;
           float Di = 0.0f;
           for (int c = 0; c < hd; c++) Di += orow[c] * dorow[c];
           const float li = L[i0 + r];
-          softmax_bwd_row(s, ds, nv, li, Di, scale);
+          softmax_bwd_row(s + k0, ds + k0, nv - k0, li, Di, scale);
+          for (int j = kb; j < k0; j++) {
+            s[j] = 0.0f;
+            ds[j] = 0.0f;
+          }
           for (int j = nv; j < P + nk; j++) {
             s[j] = 0.0f;
             ds[j] = 0.0f;
@@ -126,22 +146,23 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
         }
         /* dQ += dS [pk ; K] */
         float *dQ = drows + (int64_t)i0 * ld + h * hd;
-        if (P > 0)
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, P, 1.0f,
-                      dS, Tk, pk + g * hd, kvd, 1.0f, dQ, ld);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f,
-                    dS + P, Tk, K, ld, 1.0f, dQ, ld);
-        /* dK[0:nk] += dS^T Q ; dV[0:nk] += S^T dO */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f,
-                    dS + P, Tk, Q, ld, 1.0f, drows + qd + g * hd, ld);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f,
-                    S + P, Tk, dO, qd, 1.0f, drows + qd + kvd + g * hd, ld);
-        if (P > 0 && dpk)
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, hd, nq, 1.0f, dS,
-                      Tk, Q, ld, 1.0f, dpk + g * hd, kvd);
-        if (P > 0 && dpv)
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, hd, nq, 1.0f, S,
-                      Tk, dO, qd, 1.0f, dpv + g * hd, kvd);
+        if (kb < P)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, P - kb, 1.0f,
+                      dS + kb, Tk, pkb, kvd, 1.0f, dQ, ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk - r0, 1.0f,
+                    dS + P + r0, Tk, Kr, ld, 1.0f, dQ, ld);
+        /* dK[r0:nk] += dS^T Q ; dV[r0:nk] += S^T dO */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk - r0, hd, nq, 1.0f,
+                    dS + P + r0, Tk, Q, ld, 1.0f, drows + (int64_t)r0 * ld + qd + g * hd, ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk - r0, hd, nq, 1.0f,
+                    S + P + r0, Tk, dO, qd, 1.0f, drows + (int64_t)r0 * ld + qd + kvd + g * hd,
+                    ld);
+        if (kb < P && dpk)
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P - kb, hd, nq, 1.0f, dS + kb,
+                      Tk, Q, ld, 1.0f, dpk + (int64_t)kb * kvd + g * hd, kvd);
+        if (kb < P && dpv)
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P - kb, hd, nq, 1.0f, S + kb,
+                      Tk, dO, qd, 1.0f, dpv + (int64_t)kb * kvd + g * hd, kvd);
       }
     }
   }

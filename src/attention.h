@@ -5,13 +5,18 @@
  *
  * qkv [B*T, qkv_dim] = q (H*hd) | k (KV*hd) | v (KV*hd) per row.
  * Prefix pk, pv [P, KV*hd] (shared by all batch rows) are attended by every
- * query; real key j is visible to query i when j <= i.
+ * query; real key j is visible to query i when j <= i. With a sliding window
+ * W > 0 (Mistral), key positions are those of transformers with past
+ * key/values (prefix 0..P-1, real tokens P..P+T-1) and a key is visible only
+ * when its position is above the query's minus W (HF's kv_idx > q_idx - W):
+ * a query sees itself and the W - 1 positions before it.
  */
 #ifndef DT_ATTENTION_H
 #define DT_ATTENTION_H
 
 typedef struct {
   int B, T, P, H, KV, hd;
+  int W; /* sliding window; 0: none */
 } dt_attn_dims;
 
 /* Floats of scratch needed (two [T, P+T] blocks). */

@@ -151,7 +151,8 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
   m->d_fc = carve(cv, wide);
   m->d_act = carve(cv, N * FFN_L(m));
   m->d_xf = carve(cv, N * d);
-  dt_attn_dims ad = {B, T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim};
+  dt_attn_dims ad = {B, T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
+                    c->sliding_window};
   m->att_scratch = carve(cv, (size_t)dt_attention_scratch(&ad));
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     size_t mx_in = 0;
@@ -647,7 +648,8 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   const float *pk, *pv;
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
-  dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim};
+  dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
+                    c->sliding_window};
   dt_attention_forward(a->att, a->lse, a->qkv, pk, pv, &ad, m->att_scratch);
   float *o = m->d_tmp; /* [N,d] scratch during forward */
   DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, o, train));
@@ -655,8 +657,7 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   if (m->x_shared) store_rows(m, a->x1, x1);
   norm_fwd(m, a->ln2, a->ln2_stat, x1, &L->ln2_w, &L->ln2_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train));
-  if (dt_cfg_arch(c)->act == DT_ACT_GELU_TANH) dt_gelu_forward(a->act, a->fc, (int64_t)N * FFN_L(m));
-  else dt_swiglu_forward(a->act, a->fc, N, FFN_L(m));
+  dt_ffn_act_forward(dt_cfg_arch(c)->act, a->act, a->fc, N, FFN_L(m));
   DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, o, train));
   for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = x1[i] + o[i];
   return DT_OK;
@@ -683,10 +684,7 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   /* FFN */
   memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act, 1));
-  if (dt_cfg_arch(c)->act == DT_ACT_GELU_TANH)
-    dt_gelu_backward(m->d_fc, m->d_act, a->fc, (int64_t)N * FFN_L(m));
-  else
-    dt_swiglu_backward(m->d_fc, m->d_act, a->fc, N, FFN_L(m));
+  dt_ffn_act_backward(dt_cfg_arch(c)->act, m->d_fc, m->d_act, a->fc, N, FFN_L(m));
   norm_fwd(m, a->ln2, a->ln2_stat, a->x1, &L->ln2_w, &L->ln2_b, N); /* not kept: layout() */
   DT_CALL(site_backward(m, a, l, DT_SITE_FC, a->ln2, m->d_fc, m->d_ln, 1));
   norm_bwd(m, m->d_res, m->d_ln, a->x1, &L->ln2_w, &L->ln2_b, a->ln2_stat, N);
@@ -697,7 +695,8 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   const float *pk, *pv;
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
-  dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim};
+  dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
+                    c->sliding_window};
   dt_attention_backward(m->d_qkv, dpk, dpv, m->d_att, a->att, a->lse, a->qkv,
                         pk, pv, &ad, m->att_scratch);
   prefix_scatter_grad(m);
@@ -762,7 +761,7 @@ static int embed_forward(dt_model *m, float *x) {
       float *row = x + ((size_t)b * T + t) * d;
       if (t < P) memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) {
-        const float *p = m->bb->wpe.w + (size_t)(m->n_prefix + t) * d;
+        const float *p = m->bb->wpe.w + (size_t)dt_cfg_pos_row(c, m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) row[j] += p[j];
       }
     }
@@ -789,7 +788,7 @@ static int embed_backward(dt_model *m, const float *dx) {
       if (dst)
         for (int j = 0; j < d; j++) dst[j] += g[j];
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED && m->bb->wpe.grad) {
-        float *p = m->bb->wpe.grad + (size_t)(m->n_prefix + t) * d;
+        float *p = m->bb->wpe.grad + (size_t)dt_cfg_pos_row(c, m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) p[j] += g[j];
       }
     }

@@ -67,7 +67,7 @@ static int alloc_weights(dt_backbone *b) {
   b->weight_bytes = b->mat_bytes = 0;
   DT_CALL(alloc_mat(b, &b->wte, V, d, bf, "token embedding"));
   if (dt_cfg_arch(c)->pos == DT_POS_LEARNED)
-    DT_CALL(alloc_mat(b, &b->wpe, c->n_ctx, d, 0, "position embedding"));
+    DT_CALL(alloc_mat(b, &b->wpe, dt_cfg_dim(c, DT_DIM_POS), d, 0, "position embedding"));
   DT_CALL(alloc_vec(b, &b->lnf_w, d, "final norm"));
   if (c->has_bias) DT_CALL(alloc_vec(b, &b->lnf_b, d, "final norm bias"));
   if (c->tied_head) b->lm_head = b->wte;
@@ -87,7 +87,8 @@ static int alloc_weights(dt_backbone *b) {
         DT_CALL(alloc_qmat(b, &L->lin[s], out, in,
                            dt_site_row_parallel(s) && b->sh.tp_size > 1 ? dt_shard_site_segs(&b->sh, s) : NULL));
       else DT_CALL(alloc_mat(b, &L->lin[s], out, in, bf, "block matrix"));
-      if (c->has_bias) DT_CALL(alloc_vec(b, &L->bias[s], out, "bias"));
+      if (c->has_bias || (s == DT_SITE_QKV && c->qkv_bias))
+        DT_CALL(alloc_vec(b, &L->bias[s], out, "bias"));
     }
   }
   return DT_OK;
@@ -680,14 +681,15 @@ void dt_model_zero_backbone_grads(dt_model *m) {
 int64_t dt_model_param_count(const dt_model *m) {
   const dt_config *c = &m->bb->cfg;
   int64_t d = c->d_model, n = (int64_t)c->vocab * d;
-  if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) n += (int64_t)c->n_ctx * d;
+  if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) n += (int64_t)dt_cfg_dim(c, DT_DIM_POS) * d;
   if (!c->tied_head) n += (int64_t)c->vocab * d;
   n += d * (c->has_bias ? 2 : 1);
   int64_t per = 0;
   const int out[DT_N_SITES] = {dt_cfg_qkv_dim(c), c->d_model, dt_cfg_fc_dim(c), c->d_model};
   const int in[DT_N_SITES] = {c->d_model, dt_cfg_q_dim(c), c->d_model, c->d_ffn};
   for (int s = 0; s < DT_N_SITES; s++)
-    per += (int64_t)out[s] * in[s] + (c->has_bias ? out[s] : 0);
+    per += (int64_t)out[s] * in[s] +
+           (c->has_bias || (s == DT_SITE_QKV && c->qkv_bias) ? out[s] : 0);
   per += 2 * d * (c->has_bias ? 2 : 1);
   return n + per * c->n_layer;
 }

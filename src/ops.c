@@ -165,6 +165,29 @@ void dt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
   gelu_backward_k(dx, dout, x, n);
 }
 void dt_exp_shift(float *z, int64_t n, float m) { exp_shift_k(z, n, m); }
+void dt_relu_forward(float *out, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+void dt_relu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+void dt_ffn_act_forward(dt_act_kind k, float *out, const float *fc, int N, int F) {
+  switch (k) {
+    case DT_ACT_GELU_TANH: dt_gelu_forward(out, fc, (int64_t)N * F); break;
+    case DT_ACT_RELU: dt_relu_forward(out, fc, (int64_t)N * F); break;
+    case DT_ACT_SWIGLU: dt_swiglu_forward(out, fc, N, F); break;
+  }
+}
+
+void dt_ffn_act_backward(dt_act_kind k, float *dfc, const float *dout, const float *fc, int N,
+                         int F) {
+  switch (k) {
+    case DT_ACT_GELU_TANH: dt_gelu_backward(dfc, dout, fc, (int64_t)N * F); break;
+    case DT_ACT_RELU: dt_relu_backward(dfc, dout, fc, (int64_t)N * F); break;
+    case DT_ACT_SWIGLU: dt_swiglu_backward(dfc, dout, fc, N, F); break;
+  }
+}
 void dt_swiglu_forward(float *out, const float *gu, int N, int F) {
   swiglu_forward_k(out, gu, N, F);
 }

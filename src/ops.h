@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "arch.h"
+
 /* out = LayerNorm(x) * w + b; stat [N,2] = mean, rstd. */
 void dt_layernorm_forward(float *out, float *stat, const float *x,
                           const float *w, const float *b, int N, int C,
@@ -24,6 +26,15 @@ void dt_rmsnorm_backward(float *dx, float *dw, const float *dout,
 
 /* z[j] = exp(z[j] - m) for j < n, vectorized (src/vmath.h). */
 void dt_exp_shift(float *z, int64_t n, float m);
+/* A family's FFN activation (its descriptor's act): out [N,F] = act(fc),
+ * fc [N,F] or [N,2F] for the gated SwiGLU; the backward overwrites dfc. Every
+ * forward path (the training pass, the cached decoder) calls these. */
+void dt_ffn_act_forward(dt_act_kind k, float *out, const float *fc, int N, int F);
+void dt_ffn_act_backward(dt_act_kind k, float *dfc, const float *dout, const float *fc, int N,
+                         int F);
+/* relu (OPT): out [n] = max(x, 0); dx [n] = dout * (x > 0) (overwrites). */
+void dt_relu_forward(float *out, const float *x, int64_t n);
+void dt_relu_backward(float *dx, const float *dout, const float *x, int64_t n);
 /* gelu, tanh form (gelu_new). out [n] = gelu(x [n]). */
 void dt_gelu_forward(float *out, const float *x, int64_t n);
 /* dx [n] = dout * gelu'(x) (overwrites). */

@@ -29,9 +29,16 @@ static int site_width(const dt_config *c, dt_site s) {
   }
 }
 
-/* rows [lo, hi) of every site are covered exactly once, in order */
-static void check_tiling(const char *fam, const char *what, dt_site s, int width, const int *lo,
-                         const int *hi, int n) {
+/* rows [lo, hi) of every site are covered exactly once (in any order: OPT's
+ * files hold k, v, q) */
+static void check_tiling(const char *fam, const char *what, dt_site s, int width, int *lo,
+                         int *hi, int n) {
+  for (int i = 1; i < n; i++) /* by lo */
+    for (int j = i; j > 0 && lo[j] < lo[j - 1]; j--) {
+      const int l = lo[j], h = hi[j];
+      lo[j] = lo[j - 1], hi[j] = hi[j - 1];
+      lo[j - 1] = l, hi[j - 1] = h;
+    }
   int at = 0;
   for (int i = 0; i < n; i++) {
     if (lo[i] != at) fail_msg("%s: %s of site %d: a piece starts at %d, expected %d", fam, what, s, lo[i], at);

@@ -39,6 +39,16 @@ static const char *config_dir(const char *name, const char *json) {
   "\"model_type\":\"llama\",\"num_hidden_layers\":2,\"hidden_size\":64,"   \
   "\"num_attention_heads\":8,\"intermediate_size\":160,\"vocab_size\":100," \
   "\"max_position_embeddings\":128"
+/* the same shape as the other families built on LLaMA's block */
+#define SHAPE_OF_LLAMA                                                      \
+  "\"num_hidden_layers\":2,\"hidden_size\":64,\"num_attention_heads\":8,"   \
+  "\"intermediate_size\":160,\"vocab_size\":100,\"max_position_embeddings\":128"
+#define MISTRAL_BASE "\"model_type\":\"mistral\"," SHAPE_OF_LLAMA
+#define QWEN2_BASE "\"model_type\":\"qwen2\"," SHAPE_OF_LLAMA
+#define OPT_BASE                                                                  \
+  "\"model_type\":\"opt\",\"num_hidden_layers\":2,\"hidden_size\":64,"          \
+  "\"num_attention_heads\":8,\"ffn_dim\":160,\"vocab_size\":100,"               \
+  "\"max_position_embeddings\":128"
 
 static void test_gpt2_fixture(void **state) {
   (void)state;
@@ -142,8 +152,48 @@ static void test_llama_variants(void **state) {
                  "\"vocab_size\":100,\"max_position_embeddings\":128,"
                  "\"sliding_window\":null,\"hidden_act\":\"silu\"}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
-  assert_int_equal(c.arch, DT_ARCH_LLAMA);
+  assert_int_equal(c.arch, DT_ARCH_MISTRAL);
   assert_int_equal(c.n_kv_head, 4);
+  assert_int_equal(c.sliding_window, 0); /* null: full causal attention */
+  assert_int_equal(c.qkv_bias, 0);
+  /* mistral: a window shorter than the context is kept (and honoured by the
+   * attention); an absent one is MistralConfig's default 4096 */
+  d = config_dir("m2", "{" MISTRAL_BASE ","
+                 "\"sliding_window\":16}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_MISTRAL);
+  assert_int_equal(c.sliding_window, 16);
+  d = config_dir("m3", "{\"model_type\":\"mistral\",\"num_hidden_layers\":2,"
+                 "\"hidden_size\":64,\"num_attention_heads\":8,\"intermediate_size\":160,"
+                 "\"vocab_size\":100,\"max_position_embeddings\":128}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.sliding_window, 4096);
+  /* qwen2: q/k/v biases, untied by default, tied when it says so; the
+   * window keys are ignored while use_sliding_window is false */
+  d = config_dir("q1", "{\"model_type\":\"qwen2\",\"num_hidden_layers\":2,"
+                 "\"hidden_size\":64,\"num_attention_heads\":8,\"num_key_value_heads\":2,"
+                 "\"intermediate_size\":160,\"vocab_size\":100,\"max_position_embeddings\":128,"
+                 "\"use_sliding_window\":false,\"sliding_window\":32,\"max_window_layers\":1,"
+                 "\"layer_types\":[\"full_attention\",\"full_attention\"]}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_QWEN2);
+  assert_int_equal(c.qkv_bias, 1);
+  assert_int_equal(c.has_bias, 0);
+  assert_int_equal(c.tied_head, 0);
+  assert_int_equal(c.sliding_window, 0);
+  d = config_dir("q2", "{" QWEN2_BASE ","
+                 "\"tie_word_embeddings\":true}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.tied_head, 1);
+  /* opt: heads of d / n_head, tied, biases, LayerNorm 1e-5 */
+  d = config_dir("o1", "{" OPT_BASE "}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_OPT);
+  assert_int_equal(c.d_ffn, 160);
+  assert_int_equal(c.head_dim, 8);
+  assert_int_equal(c.tied_head, 1);
+  assert_int_equal(c.has_bias, 1);
+  assert_int_equal(dt_cfg_dim(&c, DT_DIM_POS), 130); /* OPT's 2 extra position rows */
 }
 
 typedef struct {
@@ -181,10 +231,19 @@ static void test_bad_configs(void **state) {
       {"llamamissing", "{\"model_type\":\"llama\",\"num_hidden_layers\":2,"
        "\"hidden_size\":64,\"num_attention_heads\":8,\"vocab_size\":100,"
        "\"max_position_embeddings\":128}", "intermediate_size", NULL},
-      {"window", "{\"model_type\":\"mistral\",\"num_hidden_layers\":2,"
-       "\"hidden_size\":64,\"num_attention_heads\":8,\"intermediate_size\":160,"
-       "\"vocab_size\":100,\"max_position_embeddings\":128,"
-       "\"sliding_window\":16}", "sliding_window", "16"},
+      {"window", "{" MISTRAL_BASE ","
+       "\"sliding_window\":-16}", "sliding_window", "-16"},
+      {"optpost", "{" OPT_BASE ",\"do_layer_norm_before\":false}", "do_layer_norm_before",
+       "false"},
+      {"optproj", "{" OPT_BASE ",\"word_embed_proj_dim\":32}", "word_embed_proj_dim", "32"},
+      {"optact", "{" OPT_BASE ",\"activation_function\":\"gelu\"}", "activation_function",
+       "gelu"},
+      {"optbias", "{" OPT_BASE ",\"enable_bias\":false}", "enable_bias", "false"},
+      {"qwen2window", "{" QWEN2_BASE ","
+       "\"use_sliding_window\":true,\"sliding_window\":16}", "use_sliding_window", "true"},
+      {"qwen2layers", "{" QWEN2_BASE ","
+       "\"layer_types\":[\"full_attention\",\"sliding_attention\"]}", "layer_types[1]",
+       "sliding_attention"},
       {"badjson", "{\"model_type\":", "config.json", "JSON"},
       {"array", "[1]", "config.json", NULL},
   };
@@ -276,7 +335,7 @@ static void test_synthetic_presets(void **state) {
       {"synthetic:gpt2-medium", G, 24, 1024, 16, 16, 64, 4096, 50257, 1024, 1},
       {"synthetic:gpt2-xl", G, 48, 1600, 25, 25, 64, 6400, 50257, 1024, 1},
       {"synthetic:gpt3-175b", G, 96, 12288, 96, 96, 128, 49152, 50257, 2048, 1},
-      {"synthetic:opt-175b", G, 96, 12288, 96, 96, 128, 49152, 50272, 2048, 1},
+      {"synthetic:opt-175b", DT_ARCH_OPT, 96, 12288, 96, 96, 128, 49152, 50272, 2048, 1},
       {"synthetic:bloom-176b", G, 70, 14336, 112, 112, 128, 57344, 250880, 2048, 1},
       {"synthetic:llama2-7b", L, 32, 4096, 32, 32, 128, 11008, 32000, 4096, 0},
       {"synthetic:llama2-13b", L, 40, 5120, 40, 40, 128, 13824, 32000, 4096, 0},
@@ -302,7 +361,7 @@ static void test_synthetic_presets(void **state) {
     if (rc != DT_OK) fail_msg("%s: %s", cases[i].spec, dt_error_message());
     check_cfg(&c, &cases[i]);
     assert_int_equal(dt_config_validate(&c), DT_OK);
-    if (c.arch == DT_ARCH_GPT2) {
+    if (c.arch == DT_ARCH_GPT2 || c.arch == DT_ARCH_OPT) {
       assert_int_equal(c.has_bias, 1);
       assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
     } else {
@@ -315,6 +374,21 @@ static void test_synthetic_presets(void **state) {
   assert_true(c.rope_theta == 10000.0f);
   assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:llama:layers=2,theta=500000"), DT_OK);
   assert_true(c.rope_theta == 500000.0f);
+  /* the families built on LLaMA's block: Qwen2's biases, Mistral's window */
+  assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:qwen2.5-72b"), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_QWEN2);
+  assert_int_equal(c.qkv_bias, 1);
+  assert_int_equal(c.n_kv_head, 8);
+  assert_int_equal(c.d_ffn, 29568);
+  assert_true(c.rope_theta == 1000000.0f);
+  assert_int_equal(c.sliding_window, 0);
+  assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:mistral-7b"), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_MISTRAL);
+  assert_int_equal(c.sliding_window, 4096);
+  assert_int_equal(c.qkv_bias, 0);
+  assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:mistral:layers=2,d=64,heads=4,kv_heads=2,window=8"),
+                   DT_OK);
+  assert_int_equal(c.sliding_window, 8);
 }
 
 typedef struct {
@@ -337,6 +411,8 @@ static void test_synthetic_errors(void **state) {
       {"synthetic:gpt2:d=100,heads=3", "d_model", "100"},
       {"synthetic:llama:heads=32,kv_heads=5", "n_kv_head", "5"},
       {"synthetic:llama2-70b:bogus=1", "bogus", "kv_heads"},
+      {"synthetic:llama:window=8", "window", "theta"},
+      {"synthetic:mistral:window=0", "window", "0"},
       {"gpt2-small", "synthetic:", NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -4,7 +4,9 @@
  * q/k/v, gate/up row blocks and down_proj) and IA3 (output and input
  * scaling), composed methods, full fine-tuning written at --tp 2, and a
  * sharded backbone (shards + index in, shards + index out, untouched
- * tensors keep their bytes and dtype). Methods that cannot be merged,
+ * tensors keep their bytes and dtype), and the families built on LLaMA's
+ * block (Qwen2's q/k/v biases scaled by IA3 and trained by BitFit, Mistral
+ * with a window of 4 from --tp 2) and OPT. Methods that cannot be merged,
  * another backbone and a non-empty --out are refused.
  *
  * usage: test_merge MPIRUN... (the launcher; "-np N" is appended) */
@@ -127,6 +129,26 @@ static void test_composed_and_full(void **state) {
              "--ia3-targets k_proj,gate_proj,down_proj --ia3-ff gate_proj,down_proj");
   /* full fine-tuning checkpointed from --tp 2 shards */
   merge_case("full-llama-tp2", "llama", m, 4, 2, "--method full");
+}
+
+/* Qwen2 (tests/data/families/qwen2: q/k/v biases, which IA3's output
+ * scaling of k_proj and v_proj scales too and BitFit trains) and Mistral
+ * (window 4), on the LLaMA fixture's batch. */
+static void test_families(void **state) {
+  (void)state;
+  char m[1024];
+  snprintf(m, sizeof m, "%s/../families/qwen2/model", cli_fix());
+  merge_case("lora-ia3-qwen2-tp2", "llama", m, 2, 2,
+             "--method lora,ia3 --lora-init random "
+             "--lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
+  merge_case("bitfit-qwen2", "llama", m, 1, 1, "--method bitfit");
+  snprintf(m, sizeof m, "%s/../families/mistral/model", cli_fix());
+  merge_case("full-mistral-tp2", "llama", m, 2, 2, "--method full");
+  /* OPT: separate q/k/v with biases (IA3 scales q_proj's and k_proj's), fc2 */
+  snprintf(m, sizeof m, "%s/../families/opt/model", cli_fix());
+  merge_case("lora-ia3-opt-tp2", "gpt2", m, 2, 2,
+             "--method lora,ia3 --lora-init random "
+             "--lora-targets q_proj,k_proj,v_proj,out_proj,fc1,fc2");
 }
 
 /* The GPT-2 fixture split into two shards with an index, two tensors
@@ -293,6 +315,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_lora_llama),
       cmocka_unit_test(test_ia3),
       cmocka_unit_test(test_composed_and_full),
+      cmocka_unit_test(test_families),
       cmocka_unit_test(test_sharded_backbone),
       cmocka_unit_test(test_refusals),
   };

@@ -3,6 +3,10 @@
  * usage: [mpirun -np N] test_parity [--only PATTERN]
  *            --case NAME FAMILY METHOD LOSS_TOL [deltatune train options...]
  *           [--case ...]...
+ * FAMILY names the fixture folder hf-parity/FAMILY, or is MODEL:REFERENCE:
+ * the model folder families/MODEL/model (another family's files computing
+ * the same thing, e.g. a Qwen2 folder with LLaMA's weights and zero biases)
+ * trained on and checked against the fixtures of hf-parity/REFERENCE.
  * Every case is one `deltatune train` run (the command's own entry point,
  * dt_cmd_train, called in this process, collective over all the ranks
  * mpirun started), so one launch checks several methods and layouts; each
@@ -35,6 +39,7 @@ enum { MAX_CASES = 256, MAX_ARGS = 64 };
 
 typedef struct {
   const char *name, *fam, *method;
+  char model[512]; /* the model folder */
   double loss_tol;
   char **args; /* deltatune train options of the case */
   int nargs;
@@ -68,7 +73,7 @@ static void max_abs_logits(const char *name, const char *got_path, const char *r
 static int train_case(const parity_case *c) {
   const char *dir = dt_test_fixture(c->fam);
   char model[1024], data[1024], mpath[512], gpath[512], lpath[512];
-  snprintf(model, sizeof model, "%s/model", dir);
+  snprintf(model, sizeof model, "%s", c->model);
   snprintf(data, sizeof data, "%s/batch.safetensors", dir);
   snprintf(mpath, sizeof mpath, "%s/%d-m.jsonl", g_tmp, c->index);
   snprintf(gpath, sizeof gpath, "%s/%d-g.safetensors", g_tmp, c->index);
@@ -172,6 +177,14 @@ static int parse_cases(int argc, char **argv) {
     parity_case *c = &g_cases[g_ncases];
     c->name = argv[i + 1];
     c->fam = argv[i + 2];
+    const char *colon = strchr(c->fam, ':');
+    if (colon) { /* MODEL:REFERENCE */
+      snprintf(c->model, sizeof c->model, "%s/families/%.*s/model", DT_TESTDATA_DIR,
+               (int)(colon - c->fam), c->fam);
+      c->fam = colon + 1;
+    } else {
+      snprintf(c->model, sizeof c->model, "%s/model", dt_test_fixture(c->fam));
+    }
     c->method = argv[i + 3];
     c->loss_tol = atof(argv[i + 4]);
     c->args = argv + i + 5;

@@ -1,0 +1,124 @@
+# The Qwen2, Mistral and OPT families (issue 24), on the tiny models of
+# tests/data/families (tests/parity/make_family_models.py writes them from
+# the LLaMA fixture's weights):
+# - qwen2_zerobias (q/k/v biases zero) and mistral_w16 (a window longer than
+#   any sequence here) compute what hf-parity/llama computes, so transformers'
+#   and PEFT's fixtures are their reference: every method (qwen2_zerobias:
+#   those that train no bias) at 1 rank and on the layouts of parallel.cmake;
+# - qwen2 (biases drawn), qwen2_tied and mistral (window 4 of 12 tokens)
+#   against an independent numpy forward pass (tests/parity/reference_forward.py,
+#   which reproduces the llama fixture) at 1 rank and tensor-parallel, and
+#   their backward against finite differences with every kind of method;
+# - opt (the GPT-2 fixture's weights in OPT's files: ReLU, positions offset
+#   by 2) likewise against numpy and finite differences.
+set(F ${DT_TESTDATA_DIR}/hf-parity)
+set(FAM ${DT_TESTDATA_DIR}/families)
+
+# dt_family_parity(MODEL REFERENCE METHOD TOL args...): 1 rank and the
+# layouts 2 shards, 2 replicas, 3 uneven shards, 2 replicas x 2 shards
+function(dt_family_parity model ref method tol)
+  dt_add_parity_test(parity_${model}_${method} ${model}:${ref} ${method} ${tol} ${ARGN})
+  foreach(layout "2 2" "2 1" "3 3" "4 2")
+    separate_arguments(l UNIX_COMMAND "${layout}")
+    list(GET l 0 np)
+    list(GET l 1 tp)
+    dt_add_parity_test_mpi(parity_np${np}_tp${tp}_${model}_${method} ${np} ${tp} ${model}:${ref}
+      ${method} ${tol} ${ARGN})
+  endforeach()
+endfunction()
+foreach(model qwen2_zerobias mistral_w16)
+  dt_family_parity(${model} llama lora 2e-5 --method lora --lora-rank 4 --lora-alpha 8
+    --lora-targets q_proj,v_proj,down_proj --init-from ${F}/llama/lora/init.safetensors)
+  dt_family_parity(${model} llama ia3 2e-5 --method ia3 --init-from ${F}/llama/ia3/init.safetensors)
+  dt_family_parity(${model} llama adapter 2e-5 --method adapter --adapter-size 8
+    --init-from ${F}/llama/adapter/init.safetensors)
+  dt_family_parity(${model} llama prefix 2e-5 --method prefix --prefix-tokens 3
+    --init-from ${F}/llama/prefix/init.safetensors)
+  dt_family_parity(${model} llama prefix_proj 2e-5 --method prefix --prefix-tokens 3
+    --prefix-hidden 32 --init-from ${F}/llama/prefix_proj/init.safetensors)
+  dt_family_parity(${model} llama prompt 2e-5 --method prompt --prompt-tokens 3
+    --init-from ${F}/llama/prompt/init.safetensors)
+  dt_family_parity(${model} llama said 2e-5 --method said --said-dim 24
+    --init-from ${F}/llama/said/init.safetensors,${F}/llama/said/projection.safetensors)
+endforeach()
+# full and lastlayer train the biases too, which LLaMA has none of: Mistral only
+dt_family_parity(mistral_w16 llama full 1e-4 --method full --weights-dtype fp32
+  --init-from ${F}/llama/full/init.safetensors)
+dt_family_parity(mistral_w16 llama lastlayer 1e-4 --method lastlayer
+  --init-from ${F}/llama/lastlayer/init.safetensors)
+
+# the forward pass against numpy: loss and logits, 1 rank and tensor-parallel
+set(REF /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/parity/reference_forward.py
+  $<TARGET_FILE:deltatune>)
+set(B ${F}/llama/batch.safetensors)
+set(W ${CMAKE_CURRENT_BINARY_DIR}/family_reference)
+add_test(NAME family_reference_llama COMMAND ${REF} ${F}/llama/model ${B} ${W}/llama)
+foreach(model qwen2 qwen2_tied mistral)
+  add_test(NAME family_reference_${model} COMMAND ${REF} ${FAM}/${model}/model ${B} ${W}/${model})
+  add_test(NAME family_reference_${model}_tp2 COMMAND ${REF} ${FAM}/${model}/model ${B}
+    ${W}/${model}_tp2 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
+  add_test(NAME family_reference_${model}_tp3 COMMAND ${REF} ${FAM}/${model}/model ${B}
+    ${W}/${model}_tp3 1e-5 ${DT_MPIRUN} -np 3 -- --tp 3)
+  set_tests_properties(family_reference_${model}_tp2 PROPERTIES PROCESSORS 2)
+  set_tests_properties(family_reference_${model}_tp3 PROPERTIES PROCESSORS 3)
+endforeach()
+# 150 tokens: three blocks of queries, the window inside each
+add_test(NAME family_reference_mistral_150 COMMAND ${REF} ${FAM}/mistral/model
+  ${FAM}/mistral/batch150.safetensors ${W}/mistral_150)
+add_test(NAME family_reference_mistral_150_tp2 COMMAND ${REF} ${FAM}/mistral/model
+  ${FAM}/mistral/batch150.safetensors ${W}/mistral_150_tp2 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
+set_tests_properties(family_reference_mistral_150_tp2 PROPERTIES PROCESSORS 2)
+set(BG ${F}/gpt2/batch.safetensors)
+add_test(NAME family_reference_opt COMMAND ${REF} ${FAM}/opt/model ${BG} ${W}/opt)
+add_test(NAME family_reference_opt_tp2 COMMAND ${REF} ${FAM}/opt/model ${BG} ${W}/opt_tp2 1e-5
+  ${DT_MPIRUN} -np 2 -- --tp 2)
+add_test(NAME family_reference_opt_tp3 COMMAND ${REF} ${FAM}/opt/model ${BG} ${W}/opt_tp3 1e-5
+  ${DT_MPIRUN} -np 3 -- --tp 3)
+set_tests_properties(family_reference_opt_tp2 PROPERTIES PROCESSORS 2)
+set_tests_properties(family_reference_opt_tp3 PROPERTIES PROCESSORS 3)
+foreach(t llama qwen2 qwen2_tied mistral qwen2_tp2 qwen2_tied_tp2 mistral_tp2 qwen2_tp3
+          qwen2_tied_tp3 mistral_tp3 opt opt_tp2 opt_tp3 mistral_150 mistral_150_tp2)
+  set_tests_properties(family_reference_${t} PROPERTIES TIMEOUT 120
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
+endforeach()
+
+# the backward against finite differences: the biases (full trains them), the
+# window over real and prefix keys, methods on every module
+set(DQ --data ${B} --batch-size 2 --min-norm 5e-4)
+dt_add_gradcheck(gradcheck_qwen2_full families --model ${FAM}/qwen2/model ${DQ} --method full)
+dt_add_gradcheck(gradcheck_qwen2_tied_bitfit_lora families --model ${FAM}/qwen2_tied/model ${DQ}
+  --method lora,bitfit --lora-init random
+  --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)
+dt_add_gradcheck(gradcheck_mistral_full families --model ${FAM}/mistral/model ${DQ} --method full)
+dt_add_gradcheck(gradcheck_mistral_prefix families --model ${FAM}/mistral/model ${DQ}
+  --method prefix --prefix-tokens 2 --prefix-hidden 16)
+dt_add_gradcheck(gradcheck_mistral_prompt_ia3 families --model ${FAM}/mistral/model ${DQ}
+  --method prompt,ia3 --prompt-tokens 3)
+dt_add_gradcheck(gradcheck_opt_full families --model ${FAM}/opt/model --data ${BG}
+  --batch-size 2 --min-norm 5e-4 --method full)
+# (OPT's default LoRA targets: random LoRA on every module moves the ReLU
+# inputs across their kink within a finite-difference step, which the
+# smooth activations of the other families never meet)
+dt_add_gradcheck(gradcheck_opt_lora_ia3 families --model ${FAM}/opt/model --data ${BG}
+  --batch-size 2 --min-norm 5e-4 --method lora,ia3 --lora-init random)
+dt_add_gradcheck(gradcheck_opt_prefix families --model ${FAM}/opt/model --data ${BG}
+  --batch-size 2 --min-norm 5e-4 --method prefix --prefix-tokens 2 --prefix-hidden 16)
+dt_add_gradcheck(gradcheck_mistral_150 families --model ${FAM}/mistral/model
+  --data ${FAM}/mistral/batch150.safetensors --batch-size 2 --min-norm 5e-4 --method lora,prefix
+  --lora-init random --lora-targets q_proj,k_proj,v_proj --prefix-tokens 3)
+dt_add_gradcheck(gradcheck_mistral_recompute families --model ${FAM}/mistral/model ${DQ}
+  --method lora,prefix --lora-init random --prefix-tokens 5 --recompute)
+
+# export --format peft with the families' default LoRA and IA3 targets
+# (merge: test_merge's test_families)
+dt_add_test(test_family_export SOURCES test_family_export.c clitest.c ARGS ${DT_MPIRUN} TIMEOUT 120)
+target_link_libraries(test_family_export PRIVATE PkgConfig::JANSSON)
+
+# plan's parameter counts of synthetic:qwen2.5-14b/32b/72b and mistral-7b
+# equal the published checkpoints'
+dt_add_test(test_family_presets SOURCES test_family_presets.c LABELS plan)
+target_link_libraries(test_family_presets PRIVATE PkgConfig::JANSSON)
+
+# the biases and the window on 2, 3 and 4 ranks train as one rank does
+dt_add_test(test_family_layouts SOURCES test_family_layouts.c clitest.c ARGS ${DT_MPIRUN} RANKS 4
+            TIMEOUT 300 LABELS parallel)

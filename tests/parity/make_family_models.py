@@ -1,0 +1,156 @@
+#!/usr/bin/python3
+"""Writes the tiny Qwen2 and Mistral model folders of tests/data/families from
+the LLaMA parity fixture's weights (tests/data/hf-parity/llama/model), as
+transformers 5.17's save_pretrained lays them out (config.json +
+model.safetensors, tensors sorted by name):
+
+  qwen2_zerobias  Qwen2 with q/k/v biases all zero: computes what the LLaMA
+                  fixture computes, so every PEFT fixture of hf-parity/llama
+                  that trains no bias is its reference.
+  mistral_w16     Mistral with sliding_window 16: no query of the 12-token
+                  batch (15 with 3 virtual tokens) reaches past the window,
+                  so every fixture of hf-parity/llama is its reference.
+  qwen2           Qwen2 with q/k/v biases drawn from N(0, 0.2^2), untied head.
+  qwen2_tied      the same biases, tie_word_embeddings true (no lm_head).
+  mistral         Mistral with sliding_window 4 (the window matters), and
+                  batch150.safetensors: 2 rows of 150 tokens, so the
+                  attention's blocks of 64 queries meet the window too.
+  opt             OPT from the GPT-2 fixture's weights (hf-parity/gpt2/model):
+                  its fused Conv1D c_attn split into q/k/v Linear weights,
+                  the position table with OPT's 2 leading rows (drawn), ReLU
+                  (so it computes something else than GPT-2), tied head.
+
+The last three are the models of tests/parity/make_fixtures.py's qwen2 and
+mistral fixtures and of the reference forward pass (reference_forward.py).
+Deterministic: running it again writes the same bytes.
+usage: make_family_models.py [OUT_DIR (default tests/data/families)]"""
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import st  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "..", "data")
+
+
+def base_config(llama):
+    keep = ["attention_dropout", "bos_token_id", "dtype", "eos_token_id", "hidden_act",
+            "hidden_size", "initializer_range", "intermediate_size",
+            "max_position_embeddings", "num_attention_heads", "num_hidden_layers",
+            "num_key_value_heads", "pad_token_id", "rms_norm_eps", "rope_parameters",
+            "tie_word_embeddings", "transformers_version", "use_cache", "vocab_size"]
+    return {k: llama[k] for k in keep}
+
+
+def qwen2_config(llama, tied):
+    c = base_config(llama)
+    n = llama["num_hidden_layers"]
+    c.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+              "layer_types": ["full_attention"] * n, "max_window_layers": n,
+              "sliding_window": None, "use_sliding_window": False,
+              "tie_word_embeddings": tied})
+    return c
+
+
+def mistral_config(llama, window):
+    c = base_config(llama)
+    c.update({"architectures": ["MistralForCausalLM"], "model_type": "mistral",
+              "head_dim": llama["head_dim"], "sliding_window": window})
+    return c
+
+
+def with_biases(w, cfg, scale, seed):
+    """LLaMA's tensors plus q/k/v biases (zero when scale is 0)."""
+    rng = np.random.default_rng(seed)
+    out = dict(w)
+    hd = cfg["hidden_size"] // cfg["num_attention_heads"]
+    sizes = {"q": cfg["num_attention_heads"] * hd, "k": cfg["num_key_value_heads"] * hd,
+             "v": cfg["num_key_value_heads"] * hd}
+    for layer in range(cfg["num_hidden_layers"]):
+        for p in "qkv":
+            b = rng.normal(0.0, 1.0, sizes[p]).astype(np.float32) * np.float32(scale)
+            out[f"model.layers.{layer}.self_attn.{p}_proj.bias"] = b
+    return out
+
+
+def opt_from_gpt2(gcfg, g, seed):
+    """OPT's config and tensors from GPT-2's."""
+    rng = np.random.default_rng(seed)
+    d, L = gcfg["n_embd"], gcfg["n_layer"]
+    cfg = {"architectures": ["OPTForCausalLM"], "model_type": "opt", "activation_function": "relu",
+           "attention_dropout": 0.0, "dropout": 0.0, "do_layer_norm_before": True,
+           "dtype": "float32", "enable_bias": True, "ffn_dim": 4 * d, "hidden_size": d,
+           "init_std": 0.02, "layer_norm_elementwise_affine": True, "layerdrop": 0.0,
+           "max_position_embeddings": gcfg["n_positions"], "num_attention_heads": gcfg["n_head"],
+           "num_hidden_layers": L, "pad_token_id": 1, "bos_token_id": 2, "eos_token_id": 2,
+           "tie_word_embeddings": True, "transformers_version": "5.17.0", "use_cache": True,
+           "vocab_size": gcfg["vocab_size"], "word_embed_proj_dim": d}
+    pre = "model.decoder."
+    t = {pre + "embed_tokens.weight": g["transformer.wte.weight"],
+         pre + "embed_positions.weight": np.concatenate(
+             [rng.normal(0.0, 0.02, (2, d)).astype(np.float32), g["transformer.wpe.weight"]]),
+         pre + "final_layer_norm.weight": g["transformer.ln_f.weight"],
+         pre + "final_layer_norm.bias": g["transformer.ln_f.bias"]}
+    for layer in range(L):
+        h, o = f"transformer.h.{layer}.", f"{pre}layers.{layer}."
+        w, b = g[h + "attn.c_attn.weight"].T, g[h + "attn.c_attn.bias"]  # [3d, d]
+        for k, name in enumerate(("q_proj", "k_proj", "v_proj")):
+            t[o + f"self_attn.{name}.weight"] = np.ascontiguousarray(w[k * d:(k + 1) * d])
+            t[o + f"self_attn.{name}.bias"] = b[k * d:(k + 1) * d]
+        t[o + "self_attn.out_proj.weight"] = np.ascontiguousarray(g[h + "attn.c_proj.weight"].T)
+        t[o + "self_attn.out_proj.bias"] = g[h + "attn.c_proj.bias"]
+        t[o + "self_attn_layer_norm.weight"] = g[h + "ln_1.weight"]
+        t[o + "self_attn_layer_norm.bias"] = g[h + "ln_1.bias"]
+        t[o + "fc1.weight"] = np.ascontiguousarray(g[h + "mlp.c_fc.weight"].T)
+        t[o + "fc1.bias"] = g[h + "mlp.c_fc.bias"]
+        t[o + "fc2.weight"] = np.ascontiguousarray(g[h + "mlp.c_proj.weight"].T)
+        t[o + "fc2.bias"] = g[h + "mlp.c_proj.bias"]
+        t[o + "final_layer_norm.weight"] = g[h + "ln_2.weight"]
+        t[o + "final_layer_norm.bias"] = g[h + "ln_2.bias"]
+    return cfg, t
+
+
+def save(folder, cfg, tensors):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(dict(sorted(cfg.items())), f, indent=2)
+        f.write("\n")
+    st.write(os.path.join(folder, "model.safetensors"),
+             {k: tensors[k] for k in sorted(tensors)}, {"format": "pt"})
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(DATA, "families")
+    src = os.path.join(DATA, "hf-parity", "llama", "model")
+    with open(os.path.join(src, "config.json")) as f:
+        llama = json.load(f)
+    w, _ = st.read(os.path.join(src, "model.safetensors"))
+    w = {k: np.array(v) for k, v in w.items()}
+    zero = with_biases(w, llama, 0.0, 0)
+    biased = with_biases(w, llama, 0.2, 24)
+    tied = {k: v for k, v in biased.items() if k != "lm_head.weight"}
+    save(os.path.join(out, "qwen2_zerobias", "model"), qwen2_config(llama, False), zero)
+    save(os.path.join(out, "mistral_w16", "model"), mistral_config(llama, 16), w)
+    save(os.path.join(out, "qwen2", "model"), qwen2_config(llama, False), biased)
+    save(os.path.join(out, "qwen2_tied", "model"), qwen2_config(llama, True), tied)
+    save(os.path.join(out, "mistral", "model"), mistral_config(llama, 4), w)
+    rng = np.random.default_rng(150)
+    ids = rng.integers(0, llama["vocab_size"], (2, 150), dtype=np.int64)
+    labels = ids.copy()
+    labels[:, :4] = -100
+    labels[1, 140:] = -100
+    st.write(os.path.join(out, "mistral", "batch150.safetensors"),
+             {"input_ids": ids, "labels": labels})
+    gsrc = os.path.join(DATA, "hf-parity", "gpt2", "model")
+    with open(os.path.join(gsrc, "config.json")) as f:
+        gcfg = json.load(f)
+    g, _ = st.read(os.path.join(gsrc, "model.safetensors"))
+    save(os.path.join(out, "opt", "model"), *opt_from_gpt2(gcfg, g, 5))
+
+
+if __name__ == "__main__":
+    main()
