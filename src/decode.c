@@ -82,7 +82,8 @@ static int embed(dt_decoder *dc, int nb, const int *slots, int Tp, int nvp, cons
       float *row = dc->x + ((size_t)b * Tp + t) * d;
       if (t < nvp) memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) {
-        const float *p = m->bb->wpe.w + (size_t)(dc->n_prefix + dc->kv.len[slots[b]] + t) * d;
+        const float *p =
+            m->bb->wpe.w + (size_t)dt_cfg_pos_row(c, dc->n_prefix + dc->kv.len[slots[b]] + t) * d;
         for (int j = 0; j < d; j++) row[j] += p[j];
       }
     }
@@ -120,14 +121,14 @@ static int block(dt_decoder *dc, int l, int nb, const int *slots, int Tp) {
   for (int b = 0; b < nb; b++)
     dt_kv_attend(a->att + (size_t)b * Tp * qd, a->qkv + (size_t)b * Tp * ld, ld,
                  dt_kvcache_k(&dc->kv, l, slots[b]), dt_kvcache_v(&dc->kv, l, slots[b]),
-                 dc->kv.len[slots[b]], Tp, pk, pv, dc->n_prefix, H, KV, hd, dc->s);
+                 dc->kv.len[slots[b]], Tp, pk, pv, dc->n_prefix, c->sliding_window, H, KV, hd,
+                 dc->s);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_ATTN_OUT, nb, Tp, a->att, dc->o));
   for (size_t i = 0; i < (size_t)N * d; i++) dc->x1[i] = dc->x[i] + dc->o[i];
   dt_fwd_norm(m, a->ln2, a->ln2_stat, dc->x1, &L->ln2_w, &L->ln2_b, N);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_FC, nb, Tp, a->ln2, a->fc));
   const int F = dt_site_in_l(m, DT_SITE_PROJ);
-  if (dt_cfg_arch(c)->act == DT_ACT_GELU_TANH) dt_gelu_forward(a->act, a->fc, (int64_t)N * F);
-  else dt_swiglu_forward(a->act, a->fc, N, F);
+  dt_ffn_act_forward(dt_cfg_arch(c)->act, a->act, a->fc, N, F);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_PROJ, nb, Tp, a->act, dc->o));
   for (size_t i = 0; i < (size_t)N * d; i++) dc->x[i] = dc->x1[i] + dc->o[i];
   return DT_OK;

@@ -37,27 +37,40 @@ float *dt_kvcache_v(const dt_kvcache *c, int l, int b) {
 }
 
 void dt_kv_attend(float *att, const float *q, int ld, const float *K, const float *V, int c0,
-                  int n, const float *pk, const float *pv, int P, int H, int KV, int hd, float *s) {
+                  int n, const float *pk, const float *pv, int P, int W, int H, int KV, int hd,
+                  float *s) {
   if (H == 0 || KV == 0) return; /* a rank without heads */
   const int kvd = KV * hd, group = H / KV, qd = H * hd;
   const float scale = 1.0f / sqrtf((float)hd);
   for (int i = 0; i < n; i++) {
-    const int nk = c0 + i + 1, nv = P + nk; /* visible real keys, all visible keys */
+    /* visible: prefix rows p0..P-1, cached keys j0..c0+i */
+    int p0 = 0, j0 = 0;
+    if (W > 0) {
+      const int lo = P + c0 + i - W + 1; /* the lowest visible position */
+      p0 = lo <= 0 ? 0 : lo < P ? lo : P;
+      j0 = lo - P > 0 ? lo - P : 0;
+    }
+    const int np = P - p0, nr = c0 + i + 1 - j0, nv = np + nr;
     for (int h = 0; h < H; h++) {
       const int g = h / group;
       const float *qh = q + (size_t)i * ld + h * hd;
       float *o = att + (size_t)i * qd + h * hd;
-      /* s = scale * [pk ; K[0:nk]] q */
-      if (P > 0) cblas_sgemv(CblasRowMajor, CblasNoTrans, P, hd, scale, pk + g * hd, kvd, qh, 1, 0.0f, s, 1);
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, nk, hd, scale, K + g * hd, kvd, qh, 1, 0.0f, s + P, 1);
+      /* s = scale * [pk[p0:P] ; K[j0:c0+i+1]] q */
+      if (np > 0)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, np, hd, scale, pk + (size_t)p0 * kvd + g * hd, kvd,
+                    qh, 1, 0.0f, s, 1);
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, nr, hd, scale, K + (size_t)j0 * kvd + g * hd, kvd, qh,
+                  1, 0.0f, s + np, 1);
       const float mx = dt_row_max(s, nv);
       dt_exp_shift(s, nv, mx);
       const float inv = (float)(1.0 / dt_row_sum_d(s, nv));
       for (int j = 0; j < nv; j++) s[j] *= inv;
-      /* o = [pv ; V[0:nk]]^T s */
-      if (P > 0) cblas_sgemv(CblasRowMajor, CblasTrans, P, hd, 1.0f, pv + g * hd, kvd, s, 1, 0.0f, o, 1);
-      cblas_sgemv(CblasRowMajor, CblasTrans, nk, hd, 1.0f, V + g * hd, kvd, s + P, 1,
-                  P > 0 ? 1.0f : 0.0f, o, 1);
+      /* o = [pv ; V]^T s over the same rows */
+      if (np > 0)
+        cblas_sgemv(CblasRowMajor, CblasTrans, np, hd, 1.0f, pv + (size_t)p0 * kvd + g * hd, kvd, s,
+                    1, 0.0f, o, 1);
+      cblas_sgemv(CblasRowMajor, CblasTrans, nr, hd, 1.0f, V + (size_t)j0 * kvd + g * hd, kvd,
+                  s + np, 1, np > 0 ? 1.0f : 0.0f, o, 1);
     }
   }
 }

@@ -34,9 +34,13 @@ float *dt_kvcache_v(const dt_kvcache *c, int l, int b);
  *   q   [n, ld] rows, the query heads at columns 0..H*hd (strided view)
  *   K,V [Tc, KV*hd] the slot's cache; query i sees keys 0..c0+i
  *   pk, pv [P, KV*hd] prefix (NULL when P == 0), seen by every query
+ *   W   sliding window (0: none): as the training pass (src/attention.h),
+ *       the prefix at positions 0..P-1 and the cache at P.., a key is seen
+ *       only when its position is above the query's minus W
  *   att [n, H*hd] output; s: scratch of P + c0 + n floats.
  * Grouped heads: query head h reads kv head h / (H / KV). */
 void dt_kv_attend(float *att, const float *q, int ld, const float *K, const float *V, int c0,
-                  int n, const float *pk, const float *pv, int P, int H, int KV, int hd, float *s);
+                  int n, const float *pk, const float *pv, int P, int W, int H, int KV, int hd,
+                  float *s);
 
 #endif

@@ -120,6 +120,23 @@ static void test_composed(void **s) {
   check("llama", "prefix,adapter,ia3", b, 4, 0);
 }
 
+/* The families beyond GPT-2 and LLaMA (tests/data/families): Mistral's
+ * sliding window of 4 over 12 tokens (the cache must drop the keys before
+ * the window, prefix rows included, as the training pass does), Qwen2's
+ * q/k/v biases, OPT's ReLU and positions offset by 2. */
+static void test_families(void **s) {
+  (void)s;
+  const char *pre[] = {"--prefix-tokens", "3"};
+  const char *lora[] = {"--lora-rank", "3"};
+  for (int g = 0; g < 2; g++) {
+    check("../families/mistral", "none", NULL, 0, g);
+    check("../families/mistral", "prefix", pre, 2, g);
+    check("../families/qwen2", "lora", lora, 2, g);
+    check("../families/opt", "none", NULL, 0, g);
+  }
+  check("../families/opt", "prompt,lora", (const char *const[]){"--prompt-tokens", "2"}, 2, 1);
+}
+
 /* The decoder's few-row products (src/linear_rows.h), fp32 and bf16
  * weights, against sgemm (dt_linear_forward) on the widened weights: odd
  * widths (a tail after the blocks of 16), 1 to 6 rows, with and without bias. */
@@ -154,6 +171,7 @@ int main(void) {
       cmocka_unit_test(test_ia3),      cmocka_unit_test(test_adapter),
       cmocka_unit_test(test_prefix),   cmocka_unit_test(test_prompt),
       cmocka_unit_test(test_backbone), cmocka_unit_test(test_composed),
+      cmocka_unit_test(test_families),
       cmocka_unit_test(test_linear_rows),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
