@@ -22,6 +22,12 @@
 #           resumed to step 8 on 2 nodes: deltas bitwise those of the
 #           uninterrupted 8 steps; resumed on 1 node (2 ranks, --tp 2) and on
 #           3 nodes (--tp 3): within 1e-5
+#   jobs    sbatch -N 2 of jobs/finetune.sbatch (4 ranks, --tp 2: groups
+#           inside the nodes, no warning) and jobs/sweep.sbatch (2 tasks);
+#           preemption of a 2-node finetune.sbatch: SIGUSR1 to the batch
+#           shell while it trains -> checkpoint, exit 9, requeue (Restarts=1),
+#           resume; deltas byte-identical to an uninterrupted 2-node job's and
+#           every step once in metrics.jsonl
 #
 # usage: test_multinode.sh TEST BUILD_DIR SOURCE_DIR CLUSTER_DIR
 # Exit 0 pass, 1 fail (a cluster that is not up is a failure, never a skip).
@@ -174,10 +180,96 @@ EOF
   done
 }
 
+# the batch jobs of jobs/ with sbatch -N 2, submitted from node 1, the
+# repository's scripts and build (DELTATUNE)
+submit() { dt_vc_exec "$VC" 1 sbatch --parsable --time=3 "$@" | cut -d';' -f1; }
+# wait_jobs SECONDS ID...: every job left the queue in time
+wait_jobs() {
+  local limit=$1 deadline=$((SECONDS + $1)) ids
+  shift
+  ids=$(IFS=,; echo "$*")
+  while [[ -n "$(dt_vc_exec "$VC" 1 squeue -h -j "$ids" -o %i 2>/dev/null)" ]]; do
+    (( SECONDS < deadline )) || { fail "jobs $ids still queued after $limit s"; return 1; }
+    sleep 0.2
+  done
+}
+job_state() {
+  dt_vc_exec "$VC" 1 scontrol -o show job "$1" 2>/dev/null |
+    grep -o 'JobState=[A-Z_]*\|Restarts=[0-9]*\|ExitCode=[0-9:]*\|NumNodes=[0-9]*' | tr '\n' ' '
+}
+
+test_jobs() {
+  local ft sw pre ref st o deadline
+  cd "$S" || return
+  export DELTATUNE=$BUILD/deltatune MODEL=$F/gpt2/model DATA=$F/gpt2/batch.safetensors BATCH=2
+  # finetune.sbatch on 2 nodes x 2 ranks, --tp 2: the groups inside the nodes
+  ft=$(STEPS=4 LOG_EVERY=1 TP=2 OUT=$S/ft submit -N 2 -n 4 "$SRC/jobs/finetune.sbatch" --lora-rank 4)
+  # sweep.sbatch on 2 nodes x 1 rank: two tasks
+  printf '[task lora]\nmethod = lora\nlora-rank = 4\n\n[task ia3]\nmethod = ia3\nlr = 1e-2\n' > sweep.ini
+  sw=$(STEPS=3 LOG_EVERY=1 OUT=$S/sweep submit -N 2 -n 2 "$SRC/jobs/sweep.sbatch" sweep.ini)
+  # preemption of a 2-node job: SIGUSR1 to the batch shell (the time-limit
+  # warning) once it trains; and the same job uninterrupted
+  pre=$(STEPS=$PRE_STEPS LOG_EVERY=1000 OUT=$S/pre submit -N 2 -n 2 -J dt-pre "$SRC/jobs/finetune.sbatch")
+  ref=$(STEPS=$PRE_STEPS LOG_EVERY=1000 OUT=$S/pre-ref submit -N 2 -n 2 -J dt-pre-ref "$SRC/jobs/finetune.sbatch")
+  log "submitted finetune $ft, sweep $sw, preempted $pre, reference $ref"
+  deadline=$((SECONDS + 60))
+  until [[ $(grep -c '"step"' "$S/pre/metrics.jsonl" 2>/dev/null) -ge 10 ]]; do
+    (( SECONDS < deadline )) || { fail "preempt: job $pre did not train in 60 s"; break; }
+    sleep 0.1
+  done
+  if dt_vc_exec "$VC" 1 scancel --batch --signal=USR1 "$pre"; then
+    log "preempt: SIGUSR1 to job $pre after $(grep -c '"step"' "$S/pre/metrics.jsonl") steps"
+  else fail "preempt: scancel --batch --signal=USR1 $pre"; fi
+  wait_jobs 150 "$ft" "$sw" "$pre" "$ref"
+  log "jobs done"
+
+  st=$(job_state "$ft")
+  o=$S/deltatune-finetune-$ft.out
+  [[ "$st" == *"JobState=COMPLETED"*"ExitCode=0:0"*"NumNodes=2"* ]] && grep -q "4 ranks on 2 node(s)" "$o" &&
+    [[ -s $S/ft/deltas.safetensors && $(grep -c '"loss"' "$S/ft/metrics.jsonl") == 4 ]] &&
+    ! grep -q '^warning: a tensor group' "$o" &&
+    ok "finetune.sbatch -N 2 -n 4, --tp 2: completed on 2 nodes, groups inside them, deltas and 4 metrics lines" ||
+    { fail "finetune.sbatch -N 2: $st"; cat "$o"; }
+
+  st=$(job_state "$sw")
+  o=$S/deltatune-sweep-$sw.out
+  [[ "$st" == *"JobState=COMPLETED"*"ExitCode=0:0"*"NumNodes=2"* && -s $S/sweep/lora/deltas.safetensors &&
+     -s $S/sweep/ia3/deltas.safetensors && $(grep -cE '^  (lora|ia3) +done' "$o") == 2 ]] &&
+    ok "sweep.sbatch -N 2: both tasks done on 2 nodes" || { fail "sweep.sbatch -N 2: $st"; cat "$o"; }
+
+  st=$(job_state "$ref")
+  [[ "$st" == *"JobState=COMPLETED"*"Restarts=0"*"NumNodes=2"* ]] || fail "preempt reference: $st"
+  st=$(job_state "$pre")
+  o=$S/dt-pre-$pre.out
+  [[ "$st" == *"JobState=COMPLETED"*"Restarts=1"*"ExitCode=0:0"*"NumNodes=2"* ]] &&
+    ok "preempt: requeued once, completed on 2 nodes" || { fail "preempt: $st"; cat "$o"; }
+  grep -q "^interrupted: SIGUSR1 at step [0-9]* of $PRE_STEPS: .*ckpt-[0-9]*\.nc" "$o" &&
+    grep -q "requeueing job $pre" "$o" && grep -q "^resume: .*ckpt-[0-9]*\.nc: step [0-9]* of $PRE_STEPS" "$o" &&
+    ok "preempt: checkpoint at a step boundary, exit 9, requeue, resume ($(grep -o '^interrupted: SIGUSR1 at step [0-9]*' "$o"))" ||
+    { fail "preempt: the output lacks the interruption, the requeue or the resume"; cat "$o"; }
+  cmp -s "$S/pre-ref/deltas.safetensors" "$S/pre/deltas.safetensors" &&
+    ok "preempt: deltas byte-identical to the uninterrupted 2-node job's" ||
+    fail "preempt: deltas differ from the uninterrupted job's"
+  /usr/bin/python3 - "$S/pre-ref/metrics.jsonl" "$S/pre/metrics.jsonl" "$PRE_STEPS" <<'EOF' &&
+import json, sys
+ref = [json.loads(l) for l in open(sys.argv[1])]
+got = [json.loads(l) for l in open(sys.argv[2])]
+n = int(sys.argv[3])
+assert [r["step"] for r in got] == list(range(n)), "steps lost or done twice"
+for a, b in zip(ref, got):
+    assert (a["step"], a["loss"], a["grad_norm"]) == (b["step"], b["loss"], b["grad_norm"]), (a, b)
+EOF
+    ok "preempt: every step once in metrics.jsonl, as the uninterrupted job's" || fail "preempt: metrics.jsonl"
+}
+# steps of the preemption jobs: long enough that the signal lands while the
+# 2-node job trains (about 2-5 ms a step across the virtual nodes here)
+PRE_STEPS=${DT_MN_PRE_STEPS:-1500}
+
 case "$TEST" in
   parity) test_parity ;;
   share) test_share ;;
   ckpt) test_ckpt ;;
+  jobs) test_jobs ;;
   *) echo "test_multinode.sh: unknown test $TEST"; exit 2 ;;
 esac
 log "$TEST: $fails failure(s)"
