@@ -182,7 +182,7 @@ EOF
 
 # the batch jobs of jobs/ with sbatch -N 2, submitted from node 1, the
 # repository's scripts and build (DELTATUNE)
-submit() { dt_vc_exec "$VC" 1 sbatch --parsable --time=3 "$@" | cut -d';' -f1; }
+submit() { dt_vc_exec "$VC" 1 sbatch --parsable --time=10 "$@" | cut -d';' -f1; }
 # wait_jobs SECONDS ID...: every job left the queue in time
 wait_jobs() {
   local limit=$1 deadline=$((SECONDS + $1)) ids
