@@ -36,6 +36,15 @@ dt_vc_names() {
   source "$1/vc.env"
 }
 
+# dt_vc_ip NS ARGS...: ip in namespace NS. Not `ip -n` (nor `ip netns
+# exec`): those remount /sys after `mount --make-rslave /`, which fails in a
+# chroot whose / is no mount point (../shared/tools/fresh-machine.sh)
+dt_vc_ip() {
+  local ns=$1
+  shift
+  nsenter --net="/run/netns/$ns" ip "$@"
+}
+
 dt_vc_ns() { echo "dtv${VC_ID}n$1"; }
 dt_vc_host() { echo "vc${VC_ID}n$1"; }
 
@@ -86,6 +95,12 @@ dt_vc_stop() {
     done
     ip netns del "dtv${VC_ID}sw" 2>/dev/null
   fi
+  # `ip netns add` bind-mounts /run/netns on itself when it is no mount
+  # point; undo that when we caused it and no namespace is left there
+  if [[ -e "$d/netns-mount-ours" ]] && mountpoint -q /run/netns &&
+     [[ -z "$(ls -A /run/netns 2>/dev/null)" ]]; then
+    umount /run/netns 2>/dev/null
+  fi
   rm -f "$d/vc.env"
   return 0
 }
@@ -127,19 +142,20 @@ dt_vc_start() {
 
 dt_vc_up() {
   local d=$1 n=$VC_N i ns host sw="dtv${VC_ID}sw" cpus mem out
+  mountpoint -q /run/netns || touch "$d/netns-mount-ours"
   # the switch: a bridge in a namespace of its own
-  out=$(ip netns add "$sw" 2>&1 && ip -n "$sw" link add br0 type bridge 2>&1 &&
-        ip -n "$sw" link set br0 up 2>&1) || { dt_cluster_why "cannot make the switch namespace: $out"; return 1; }
+  out=$(ip netns add "$sw" 2>&1 && dt_vc_ip "$sw" link add br0 type bridge 2>&1 &&
+        dt_vc_ip "$sw" link set br0 up 2>&1) || { dt_cluster_why "cannot make the switch namespace: $out"; return 1; }
   for ((i = 1; i <= n; i++)); do
     ns=$(dt_vc_ns "$i")
     host=$(dt_vc_host "$i")
     out=$(ip netns add "$ns" 2>&1 &&
           ip link add "v${VC_ID}n$i" netns "$ns" type veth peer name "v${VC_ID}s$i" netns "$sw" 2>&1 &&
-          ip -n "$ns" link set "v${VC_ID}n$i" name eth0 2>&1 &&
-          ip -n "$ns" addr add "$DT_VC_NET.$i/24" dev eth0 2>&1 &&
-          ip -n "$ns" link set lo up 2>&1 && ip -n "$ns" link set eth0 up 2>&1 &&
-          ip -n "$sw" link set "v${VC_ID}s$i" master br0 2>&1 &&
-          ip -n "$sw" link set "v${VC_ID}s$i" up 2>&1) ||
+          dt_vc_ip "$ns" link set "v${VC_ID}n$i" name eth0 2>&1 &&
+          dt_vc_ip "$ns" addr add "$DT_VC_NET.$i/24" dev eth0 2>&1 &&
+          dt_vc_ip "$ns" link set lo up 2>&1 && dt_vc_ip "$ns" link set eth0 up 2>&1 &&
+          dt_vc_ip "$sw" link set "v${VC_ID}s$i" master br0 2>&1 &&
+          dt_vc_ip "$sw" link set "v${VC_ID}s$i" up 2>&1) ||
       { dt_cluster_why "cannot make node $i's network namespace: $out"; return 1; }
     touch "$d/ns/uts$i"
     out=$(unshare --uts="$d/ns/uts$i" hostname "$host" 2>&1) ||
