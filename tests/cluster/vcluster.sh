@@ -20,9 +20,10 @@
 #                                  delete the namespaces; idempotent
 # Command:   vcluster.sh up DIR N | down DIR | exec DIR I CMD... | status DIR
 # A detached watchdog stops the cluster when DIR disappears, when the owner
-# process (DT_VC_OWNER, default: the caller; 0 for none, as a ctest fixture
-# whose setup exits) ends, and in any case after DT_VC_LIFETIME seconds
-# (default 900), so nothing outlives a killed test run.
+# process (DT_VC_OWNER, default: the shell that sourced this file and called
+# dt_vc_start; 0 for none, the default of `vcluster.sh up`) ends, and in any
+# case after DT_VC_LIFETIME seconds (default 900), so nothing outlives a
+# killed test run.
 DT_VC_SELF=$(readlink -f "${BASH_SOURCE[0]}")
 # shellcheck source=../slurm/cluster.sh
 source "$(dirname "$DT_VC_SELF")/../slurm/cluster.sh"
@@ -108,10 +109,12 @@ dt_vc_stop() {
 # dt_vc_watchdog DIR OWNER LIFETIME: detached; stops the cluster of DIR when
 # DIR is gone, OWNER (unless 0) has ended, or LIFETIME seconds have passed
 dt_vc_watchdog() {
-  ( setsid bash -c 'source "$0"; end=$((SECONDS + $3))
+  # $0 of the watchdog is not the script, so that sourcing it does not run
+  # the command line part below
+  ( setsid bash -c 'source "$4"; end=$((SECONDS + $3))
       while [[ -e "$1/vc.env" ]] && (( SECONDS < end )) &&
             { [[ "$2" == 0 ]] || kill -0 "$2" 2>/dev/null; }; do sleep 1; done
-      dt_vc_stop "$1"' "$DT_VC_SELF" "$1" "$2" "$3" </dev/null >/dev/null 2>&1 & )
+      dt_vc_stop "$1"' dt-vc-watchdog "$1" "$2" "$3" "$DT_VC_SELF" </dev/null >/dev/null 2>&1 & )
 }
 
 dt_vc_start() {
@@ -245,6 +248,8 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   case "${1:-}" in
     up)
       [[ $# -eq 3 ]] || { echo "usage: vcluster.sh up DIR N" >&2; exit 2; }
+      # the cluster outlives this command: bounded by DT_VC_LIFETIME only
+      DT_VC_OWNER=${DT_VC_OWNER:-0}
       dt_vc_start "$2" "$3" || { echo "vcluster: cannot start: $DT_CLUSTER_WHY" >&2; exit 1; }
       dt_vc_names "$2"
       echo "vcluster: $3 nodes up ($(dt_vc_host 1)..$(dt_vc_host "$3")) in $2"
