@@ -157,9 +157,18 @@ dt_log() { echo "$(date "+%F %T") ${DT_SCRIPT:-job}: $*" >&2; }
 #            the ranks itself: they checkpoint at the next step boundary and
 #            stop. The shell logs it, waits for the step and remembers it
 #            (DT_TERMINATED=1): dt_finish does not bring such a job back.
+#
+# On several nodes the ranks that stop with 9 leave MPI_Finalize at slightly
+# different times, and srun --kill-on-bad-exit ends the late ones when the
+# first has exited 9 (the step then ends with 137 or 143, not 9; seen on the
+# virtual cluster, tests/cluster). So after a forwarded SIGUSR1, a step that
+# was ended that way and left a checkpoint newer than its start in OUT counts
+# as stopped with 9 (the checkpoint is written and agreed on before any rank
+# exits; --resume verifies it).
 dt_launch() {
-  local pid rc
-  DT_SIGNALLED=0 DT_TERMINATED=0 DT_STEP_PID=""
+  local pid rc start
+  DT_SIGNALLED=0 DT_TERMINATED=0 DT_STEP_PID="" DT_FORWARDED=0
+  start=$(mktemp "${TMPDIR:-/tmp}/dt-launch.XXXXXX")
   trap '_dt_on_usr1' USR1
   trap '_dt_on_term' TERM
   "$@" &
@@ -173,13 +182,20 @@ dt_launch() {
   done
   trap - USR1 TERM
   DT_STEP_PID=""
+  if (( DT_FORWARDED && (rc == 137 || rc == 143) )) && [[ -n "${OUT:-}" && -d "$OUT" ]] &&
+     [[ -n "$(find "$OUT" -name 'ckpt-*.nc' -newer "$start" -print -quit 2>/dev/null)" ]]; then
+    dt_log "the step ended with $rc after the forwarded SIGUSR1, and wrote a checkpoint in $OUT: srun ended ranks still leaving MPI_Finalize when the first had exited $DT_EXIT_INTERRUPTED; taken as $DT_EXIT_INTERRUPTED"
+    rc=$DT_EXIT_INTERRUPTED
+  fi
+  rm -f "$start"
   return "$rc"
 }
 _dt_on_usr1() {
   DT_SIGNALLED=1
   if [[ "${DT_FORWARD_SIGNALS:-0}" == 1 && -n "${DT_STEP_PID:-}" ]]; then
     dt_log "SIGUSR1 (the time-limit warning): forwarded to the ranks, which write a checkpoint at the next step boundary and stop; the job then requeues itself"
-    kill -USR1 "$DT_STEP_PID" 2>/dev/null || dt_log "could not forward SIGUSR1 to the job step (pid $DT_STEP_PID)"
+    kill -USR1 "$DT_STEP_PID" 2>/dev/null && DT_FORWARDED=1 ||
+      dt_log "could not forward SIGUSR1 to the job step (pid $DT_STEP_PID)"
   else
     dt_log "SIGUSR1, the time-limit warning: this job does not checkpoint on it; the run goes on"
   fi

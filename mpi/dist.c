@@ -25,6 +25,7 @@ int dt_dist_init(dt_dist *d, int tp) {
            "--tp %d does not divide the %d ranks (ranks = data-parallel x tensor-parallel)",
            tp, d->size);
   d->tp_size = tp;
+  d->tp_nodes = 1;
   d->dp_size = d->size / tp;
   d->tp_rank = d->rank % tp;
   d->dp_rank = d->rank / tp;
@@ -49,11 +50,18 @@ int dt_dist_init(dt_dist *d, int tp) {
     MPI_Comm node;
     DT_MPI(MPI_Comm_split_type(d->tp, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
            "MPI_Comm_split_type of the tensor group by node");
-    int nsize = 0;
+    int nsize = 0, nrank = 0;
     DT_MPI(MPI_Comm_size(node, &nsize), "MPI_Comm_size of the tensor group's node");
+    DT_MPI(MPI_Comm_rank(node, &nrank), "MPI_Comm_rank of the tensor group's node");
     DT_MPI(MPI_Comm_free(&node), "MPI_Comm_free");
     d->shm_ok = nsize == tp;
+    /* nodes of this group (one first rank per node), then the most of any group */
+    int first = nrank == 0;
+    DT_MPI(MPI_Allreduce(&first, &d->tp_nodes, 1, MPI_INT, MPI_SUM, d->tp),
+           "MPI_Allreduce of the tensor group's node count");
   }
+  DT_MPI(MPI_Allreduce(MPI_IN_PLACE, &d->tp_nodes, 1, MPI_INT, MPI_MAX, d->world),
+         "MPI_Allreduce of the tensor groups' node counts");
   return DT_OK;
 }
 

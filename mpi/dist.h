@@ -44,6 +44,8 @@ typedef struct {
   float *shm_base;   /* this rank's view of the whole window */
   size_t shm_cap;    /* floats per slot */
   int shm_ok;        /* the tensor group lives on one node */
+  int tp_nodes;      /* the most nodes any tensor group spans (1: every group
+                      * inside a node; more: its sums cross the network) */
 } dt_dist;
 
 /* dt_tp_sum goes through the shared-memory window from this many floats

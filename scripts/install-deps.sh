@@ -17,7 +17,8 @@
 # configure time (tests/data/tokenizer/fetch.sh: a package that provides npm,
 # such as another build of nodejs, counts as npm); strace and python3-apt
 # for the test that maps every file the build reads to a package of this
-# list, tests/deps/check_build_deps.py.)
+# list, tests/deps/check_build_deps.py; iproute2 (ip netns) for the virtual
+# multi-node cluster of the multinode tests, tests/cluster/vcluster.sh.)
 #
 # usage: bash scripts/install-deps.sh           install what is missing
 #        bash scripts/install-deps.sh --list    print the list, one a line
@@ -28,7 +29,7 @@ pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin
       pnetcdf-bin netcdf-bin libcmocka-dev libjansson-dev libxxhash-dev libinih-dev libdnnl-dev
       ocl-icd-opencl-dev man-db groff-base procps
       python3-numpy slurm-wlm munge lmod time python3-matplotlib python3-netcdf4
-      clang libclang-rt-dev libpcre2-dev libutf8proc-dev npm strace python3-apt)
+      clang libclang-rt-dev libpcre2-dev libutf8proc-dev npm strace python3-apt iproute2)
 
 if [[ "${1:-}" == "--list" ]]; then
   printf '%s\n' "${pkgs[@]}"

@@ -514,6 +514,12 @@ static void print_header(run_ctx *c) {
     if (c->model.matmul_bf16 && dt_gemm_bf16_probe(&impl) == DT_OK)
       printf("bf16 products: %s, %s\n", dt_gemm_bf16_library(), impl);
   }
+  if (c->dist.tp_nodes > 1)
+    printf("warning: a tensor group of --tp %d spans %d nodes: its sums (two per block and pass, "
+           "forward and backward) cross the network through MPI_Allreduce instead of the node's "
+           "shared memory, on every step (the summary gives their count, volume and time); place "
+           "whole groups on a node (ranks per node a multiple of --tp, block placement: srun -m "
+           "block, Slurm's default)\n", c->dist.tp_size, c->dist.tp_nodes);
   if (dt_blas_misdetected())
     printf("warning: OpenBLAS runs the %s kernel on an AVX-512 CPU; export "
            "OPENBLAS_CORETYPE=SkylakeX for 4-6x faster GEMMs\n", dt_blas_core());
@@ -589,6 +595,37 @@ static double peak_rss_mb(void) { return proc_kb_mb("/proc/self/status", "VmHWM:
  * so the ranks' sum is what the job holds (RSS counts shared pages, the
  * frozen weights of --share-weights and the sum window, in every rank). */
 static double pss_mb(void) { return proc_kb_mb("/proc/self/smaps_rollup", "Pss: %lf kB"); }
+
+/* The proportional set size of each node's ranks together (ranks that can
+ * share memory: MPI_COMM_TYPE_SHARED), nodes in the order of their first
+ * rank, the first DT_NODES_SHOWN on rank 0; *n_nodes: how many nodes.
+ * Collective. */
+enum { DT_NODES_SHOWN = 16 };
+static int node_memory(double pss, double *node_pss, int *n_nodes) {
+  MPI_Comm node, leaders;
+  int nrank = 0, rank = 0;
+  DT_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank), "MPI_Comm_rank");
+  DT_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node),
+         "MPI_Comm_split_type by node");
+  DT_MPI(MPI_Comm_rank(node, &nrank), "MPI_Comm_rank of the node");
+  double sum = pss;
+  DT_MPI(MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, node), "MPI_Allreduce of the node's memory");
+  MPI_Comm_free(&node);
+  int lead = nrank == 0;
+  DT_MPI(MPI_Allreduce(&lead, n_nodes, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce of the node count");
+  DT_MPI(MPI_Comm_split(MPI_COMM_WORLD, lead ? 0 : MPI_UNDEFINED, rank, &leaders),
+         "MPI_Comm_split of the nodes' first ranks");
+  if (leaders != MPI_COMM_NULL) {
+    double *all = rank == 0 ? malloc(sizeof(double) * (size_t)*n_nodes) : NULL;
+    int rc = rank == 0 && !all ? MPI_ERR_NO_MEM
+                               : MPI_Gather(&sum, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, leaders);
+    for (int k = 0; all && k < *n_nodes && k < DT_NODES_SHOWN; k++) node_pss[k] = all[k];
+    free(all);
+    MPI_Comm_free(&leaders);
+    DT_MPI(rc, "MPI_Gather of the nodes' memory");
+  }
+  return DT_OK;
+}
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -713,6 +750,9 @@ static int do_train(run_ctx *c) {
   }
   const double comm_s = c->dist.comm_s, train_s = dt_now() - t_start;
   double peak_mb = peak_rss_mb(), pss_sum = pss_mb();
+  double node_pss[DT_NODES_SHOWN];
+  int n_nodes = 0;
+  DT_CALL(node_memory(pss_sum, node_pss, &n_nodes));
   DT_MPI(MPI_Allreduce(MPI_IN_PLACE, &peak_mb, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD),
          "MPI_Allreduce of the peak memory");
   DT_MPI(MPI_Allreduce(MPI_IN_PLACE, &pss_sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
@@ -794,6 +834,15 @@ static int do_train(run_ctx *c) {
       printf("; frozen matrices %.0f MB per shard, one copy per node for %d replicas "
              "(--share-weights)", (double)c->model.bb->mat_bytes / 1048576.0, c->dist.peers_size);
     printf("\n");
+    if (n_nodes > 1) {
+      printf("summary: memory per node at the end (proportional set size of its ranks):");
+      for (int k = 0; k < n_nodes && k < DT_NODES_SHOWN; k++) printf("%s %.0f MB", k ? "," : "", node_pss[k]);
+      printf(n_nodes > DT_NODES_SHOWN ? ", ... (%d nodes)\n" : " (%d nodes)\n", n_nodes);
+    }
+    if (c->dist.tp_nodes > 1 && ran > 0)
+      printf("summary: tensor-group sums across %d nodes: %.0f per step, %.2f MB per step and rank, "
+             "%.2fs of communication in all (rank 0)\n", c->dist.tp_nodes,
+             (double)c->dist.n_tp_sum / ran, 4e-6 * (double)c->dist.tp_sum_floats / ran, comm_s);
     if (c->dist.size > 1)
       printf("summary: communication over the ranks %.2f-%.2fs, of which waiting at the shared-memory "
              "sums for the group's last rank %.2f-%.2fs (rank 0: %.2fs)\n",

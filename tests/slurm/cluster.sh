@@ -64,22 +64,15 @@ dt_wait_for() {
   done
 }
 
-dt_cluster_start() {
-  local d=$1 p
-  DT_CLUSTER_DIR=$d
-  for p in munged mungekey slurmctld slurmd sbatch squeue sinfo scontrol scancel runuser; do
-    command -v "$p" >/dev/null 2>&1 || [[ -x "/usr/sbin/$p" ]] ||
-      { dt_cluster_why "$p is not installed (scripts/install-deps.sh installs slurm-wlm and munge)"; return 1; }
-  done
-  [[ $(id -u) -eq 0 ]] || { dt_cluster_why "needs root (munged runs as the munge user, slurmd as root)"; return 1; }
-  id munge >/dev/null 2>&1 || { dt_cluster_why "no munge user (the munge package creates it)"; return 1; }
-
-  dt_cluster_watchdog "$$" "$d"
+# dt_munge_start DIR: munged as the munge user, its key, socket, pid and
+# log files under DIR/munge (DIR and its parent must be enterable by all)
+dt_munge_start() {
+  local d=$1
   # munge: socket folder readable by all, key and logs private to munge;
   # the munge user must be able to reach them (DIR and its parent: 0711+)
   mkdir -p "$d"
   chmod 0755 "$d"
-  [[ "$(stat -c %A "$(dirname "$d")")" == d??x??x??x* ]] ||
+  [[ "$(stat -c %A "$(dirname "$d")")" == d??[xs]??[xs]??[xt]* ]] ||
     { dt_cluster_why "the munge user cannot enter $(dirname "$d") (mode $(stat -c %a "$(dirname "$d")"))"; return 1; }
   install -d -o munge -g munge -m 0755 "$d/munge"
   install -d -o munge -g munge -m 0700 "$d/munge/private"
@@ -92,6 +85,20 @@ dt_cluster_start() {
     --log-file="$d/munge/private/munged.log" --seed-file="$d/munge/private/munged.seed" ||
     { dt_cluster_why "munged did not start" "$d/munge/private/munged.log"; return 1; }
   dt_wait_for 5 test -s "$d/munge/munged.pid" || { dt_cluster_why "munged wrote no pid file"; return 1; }
+}
+
+dt_cluster_start() {
+  local d=$1 p
+  DT_CLUSTER_DIR=$d
+  for p in munged mungekey slurmctld slurmd sbatch squeue sinfo scontrol scancel runuser; do
+    command -v "$p" >/dev/null 2>&1 || [[ -x "/usr/sbin/$p" ]] ||
+      { dt_cluster_why "$p is not installed (scripts/install-deps.sh installs slurm-wlm and munge)"; return 1; }
+  done
+  [[ $(id -u) -eq 0 ]] || { dt_cluster_why "needs root (munged runs as the munge user, slurmd as root)"; return 1; }
+  id munge >/dev/null 2>&1 || { dt_cluster_why "no munge user (the munge package creates it)"; return 1; }
+
+  dt_cluster_watchdog "$$" "$d"
+  dt_munge_start "$d" || return 1
 
   # slurm.conf: one node, this machine, at least 2 CPUs (config_overrides:
   # the configured CPUs are used even when the machine has fewer)
