@@ -5,8 +5,11 @@
 #include "bf16.h"
 #include "vmath.h"
 
-DT_VEC_CLONES void dt_linear_rows(float *y, const float *x, const float *W, const float *b, int N,
-                                  int in, int out) {
+/* The kernels are static: clang (Debian 12's 14) emits no symbol under the
+ * plain name for an external function with target_clones, so the fuzz
+ * build did not link; the exported names below call them. */
+static DT_VEC_CLONES void rows_f32(float *y, const float *x, const float *W, const float *b, int N,
+                                   int in, int out) {
   const int in16 = in & ~15;
   for (int j = 0; j < out; j++) {
     const float *w = W + (size_t)j * in;
@@ -23,8 +26,8 @@ DT_VEC_CLONES void dt_linear_rows(float *y, const float *x, const float *W, cons
   }
 }
 
-DT_VEC_CLONES void dt_linear_rows_bf16(float *y, const float *x, const uint16_t *W, const float *b,
-                                       int N, int in, int out) {
+static DT_VEC_CLONES void rows_bf16(float *y, const float *x, const uint16_t *W, const float *b,
+                                    int N, int in, int out) {
   const int in16 = in & ~15;
   for (int j = 0; j < out; j++) {
     const uint16_t *w16 = W + (size_t)j * in;
@@ -54,4 +57,14 @@ DT_VEC_CLONES void dt_linear_rows_bf16(float *y, const float *x, const uint16_t 
       }
     }
   }
+}
+
+void dt_linear_rows(float *y, const float *x, const float *W, const float *b, int N, int in,
+                    int out) {
+  rows_f32(y, x, W, b, N, in, out);
+}
+
+void dt_linear_rows_bf16(float *y, const float *x, const uint16_t *W, const float *b, int N,
+                         int in, int out) {
+  rows_bf16(y, x, W, b, N, in, out);
 }
