@@ -180,23 +180,7 @@ ClusterName=dtvc
 SlurmctldHost=$(dt_vc_host 1)($DT_VC_NET.1)
 SlurmctldPort=6817
 SlurmdPort=6818
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=socket=$d/munge/munge.sock,cred_expire=5
-MpiDefault=pmix
-MailProg=/bin/true
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SlurmdParameters=config_overrides
-ReturnToService=2
-MinJobAge=600
-SchedulerParameters=sched_min_interval=0,batch_sched_delay=0
+$(dt_slurm_conf_common "$d")
 StateSaveLocation=$d/slurm/state
 SlurmdSpoolDir=$d/slurm/spool/%n
 TmpFS=$d/slurm/tmp/%n

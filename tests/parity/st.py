@@ -23,7 +23,11 @@ def read(path):
     out = {}
     for name, e in sorted(head.items(), key=lambda kv: kv[1]["data_offsets"][0]):
         a, b = e["data_offsets"]
-        out[name] = np.frombuffer(raw[base + a:base + b], dtype=_DT[e["dtype"]]).reshape(e["shape"])
+        if e["dtype"] == "BF16":  # the upper half of a float32
+            u = np.frombuffer(raw[base + a:base + b], dtype=np.uint16).astype(np.uint32) << 16
+            out[name] = u.view(np.float32).reshape(e["shape"])
+        else:
+            out[name] = np.frombuffer(raw[base + a:base + b], dtype=_DT[e["dtype"]]).reshape(e["shape"])
     return out, meta
 
 

@@ -12,54 +12,29 @@ is independent of any cache.
 Only PyTorch and numpy (Debian's python3-torch, python3-numpy)."""
 import json
 import math
-import struct
+import os
+import sys
 
 import numpy as np
 import torch
 
-DT = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32,
-      "F16": np.float16, "BF16": None}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "parity"))
+import st  # noqa: E402  (tests/parity/st.py: safetensors with numpy)
 
 
 def load_safetensors(path):
     """name -> torch tensor (float tensors as float64: the reference runs in
     double precision so that its argmax is the exact one)."""
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        head = json.loads(f.read(n))
-        data = f.read()
     out = {}
-    for name, v in head.items():
-        if name == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        raw = data[a:b]
-        if v["dtype"] == "BF16":
-            u = np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16
-            arr = u.view(np.float32)
-        else:
-            arr = np.frombuffer(raw, dtype=DT[v["dtype"]])
-        t = torch.from_numpy(arr.copy()).reshape(v["shape"])
+    for name, arr in st.read(path)[0].items():
+        t = torch.from_numpy(np.array(arr))
         out[name] = t.double() if t.is_floating_point() else t
     return out
 
 
 def save_safetensors(path, tensors):
-    """Write float32 tensors in the safetensors layout (header + raw bytes)."""
-    head, blobs, off = {}, [], 0
-    for name in sorted(tensors):
-        b = tensors[name].detach().float().contiguous().numpy().tobytes()
-        head[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
-                      "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(head).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+    """Write tensors as float32 safetensors."""
+    st.write(path, {k: v.detach().float().contiguous().numpy() for k, v in sorted(tensors.items())})
 
 
 def gelu_tanh(x):

@@ -122,24 +122,17 @@ dt_cluster_start() {
   return 1
 }
 
-# dt_slurm_up DIR HOST CPUS MEM: write slurm.conf with new ports, start
-# slurmctld and slurmd, wait until the node is idle
-dt_slurm_up() {
-  local d=$1 host=$2 cpus=$3 mem=$4 ports ctld_pid
-  ports=$(dt_free_ports 2) || { dt_cluster_why "no free TCP ports"; return 1; }
-  cat > "$d/slurm/slurm.conf" <<EOF
-# written by tests/slurm/cluster.sh
-ClusterName=deltatune-test
-SlurmctldHost=$host(127.0.0.1)
-SlurmctldPort=${ports% *}
-SlurmdPort=${ports#* }
+# dt_slurm_conf_common DIR: the slurm.conf lines every test cluster shares
+# (this one and tests/cluster/vcluster.sh's), munge's socket in DIR/munge
+dt_slurm_conf_common() {
+  cat <<EOF
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 # cred_expire: also how long a requeued job waits before it may start
 # again (default 120 s); the preemption test requeues jobs
-AuthInfo=socket=$d/munge/munge.sock,cred_expire=5
+AuthInfo=socket=$1/munge/munge.sock,cred_expire=5
 MpiDefault=pmix
 MailProg=/bin/true
 ProctrackType=proctrack/linuxproc
@@ -153,6 +146,21 @@ ReturnToService=2
 MinJobAge=600
 # start the next job about 1 s after one ends (the defaults take about 3 s)
 SchedulerParameters=sched_min_interval=0,batch_sched_delay=0
+EOF
+}
+
+# dt_slurm_up DIR HOST CPUS MEM: write slurm.conf with new ports, start
+# slurmctld and slurmd, wait until the node is idle
+dt_slurm_up() {
+  local d=$1 host=$2 cpus=$3 mem=$4 ports ctld_pid
+  ports=$(dt_free_ports 2) || { dt_cluster_why "no free TCP ports"; return 1; }
+  cat > "$d/slurm/slurm.conf" <<EOF
+# written by tests/slurm/cluster.sh
+ClusterName=deltatune-test
+SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=${ports% *}
+SlurmdPort=${ports#* }
+$(dt_slurm_conf_common "$d")
 StateSaveLocation=$d/slurm/state
 SlurmdSpoolDir=$d/slurm/spool
 # job ids and the jobs' temporary files (the PMIx plugin's sockets are named
