@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Are the input_ids and labels of two tokenized data files (safetensors,
 I32) equal? Read with struct, independently of deltatune's reader.
-With "prefix": B's rows are the first rows of A (a file capped at N rows).
+With "prefix": the shorter file's rows are the first rows of the longer one (a file capped at N rows).
 usage: compare_token_tensors.py A.safetensors B.safetensors [prefix]"""
 import json, struct, sys
 def load(p):
@@ -16,9 +16,11 @@ def load(p):
 x, y = load(sys.argv[1]), load(sys.argv[2])
 prefix = len(sys.argv) > 3 and sys.argv[3] == 'prefix'
 for k in ('input_ids', 'labels'):
-    a = x[k]
+    a, b = x[k], y[k]
     if prefix:
-        assert a[0][1] == y[k][0][1] and a[0][0] >= y[k][0][0], (a[0], y[k][0])
-        a = (y[k][0], a[1][:len(y[k][1])])
-    print(k, x[k][0], y[k][0], 'equal' if a == y[k] else 'DIFFERENT')
-    assert a == y[k]
+        assert a[0][1] == b[0][1], (a[0], b[0])
+        n = min(a[0][0], b[0][0])
+        a = ([n, a[0][1]], a[1][:n * a[0][1] * 4])
+        b = ([n, b[0][1]], b[1][:n * b[0][1] * 4])
+    print(k, x[k][0], y[k][0], 'equal' if a == b else 'DIFFERENT')
+    assert a == b
