@@ -51,7 +51,11 @@ int dt_qmat_init(dt_qmat *q, dt_qtype t, int rows, int cols, const dt_segs *cols
   int *blk = NULL, *gblk = NULL;
   if (t == DT_Q_NF4) { /* the global blocks the local columns touch, in order */
     DT_CALL(dt_malloc(&blk, sizeof(int) * (cols ? cols : 1), "nf4 block map"));
-    DT_CALL(dt_malloc(&gblk, sizeof(int) * (cols ? cols : 1), "nf4 block map"));
+    const int rc = dt_malloc(&gblk, sizeof(int) * (cols ? cols : 1), "nf4 block map");
+    if (rc) {
+      free(blk);
+      return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+    }
     int nb = 0;
     for (int j = 0; j < cols; j++) {
       const int gc = global_col(cols_global, j);
