@@ -253,13 +253,19 @@ static size_t bf16_scratch_floats(const dt_model *m) {
   return mx;
 }
 
-/* Floats of the dequantization tile of quantized matrices: DT_QTILE_ROWS
- * rows of the widest block matrix (src/quant.h). */
+/* Floats of the dequantization scratch of quantized matrices (src/quant.h):
+ * fp32 products dequantize DT_QTILE_ROWS rows of the widest block matrix at
+ * a time; bf16 products (--matmul-dtype bf16) the whole of the largest one
+ * in bf16, two values a float, multiplied in one oneDNN product. */
 static size_t qtile_floats(const dt_model *m) {
-  size_t mx = 0;
-  for (int s = 0; s < DT_N_SITES; s++)
-    if ((size_t)dt_site_in_l(m, s) > mx) mx = (size_t)dt_site_in_l(m, s);
-  return m->bb->wquant ? (size_t)DT_QTILE_ROWS * (mx ? mx : 1) : 0;
+  if (!m->bb->wquant) return 0;
+  size_t wide = 1, big = 1;
+  for (int s = 0; s < DT_N_SITES; s++) {
+    const size_t in = (size_t)dt_site_in_l(m, s), e = in * (size_t)dt_site_out_l(m, s);
+    if (in > wide) wide = in;
+    if (e > big) big = e;
+  }
+  return m->matmul_bf16 ? (big + 1) / 2 : (size_t)DT_QTILE_ROWS * wide;
 }
 
 size_t dt_model_plan_extra_bytes(const dt_model *mc, int B, int T_data) {
@@ -420,9 +426,18 @@ static dt_site_io rows_of(const dt_model *m, const dt_method *me, dt_site_io io)
 }
 
 /* y[N,out] = b + x[N,in] W^T with a frozen (or trained) matrix: fp32, bf16
- * widened to fp32, or bf16 products (--matmul-dtype bf16). */
+ * widened to fp32, or bf16 products (--matmul-dtype bf16); a quantized one
+ * dequantized tile by tile (fp32 products) or whole into bf16 (bf16 ones). */
 static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, const float *b,
                       int N, int in, int out) {
+  if (W->qm.type && m->matmul_bf16) {
+    if (N == 0 || out == 0) return DT_OK;
+    uint16_t *w16 = (uint16_t *)m->qtile; /* the whole matrix, bf16 */
+    dt_qmat_dequant_bf16(&W->qm, 0, out, w16);
+    if (b)
+      for (int i = 0; i < N; i++) memcpy(y + (size_t)i * out, b, sizeof(float) * out);
+    return dt_gemm_bf16(y, x, w16, N, out, in, 1, b ? 1.0f : 0.0f, m->a16);
+  }
   if (W->qm.type) {
     dt_qmat_xwt(&W->qm, y, x, b, N, m->qtile);
     return DT_OK;
@@ -442,6 +457,12 @@ static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, co
 /* dx[N,in] += dy[N,out] W, the input gradient through the same matrix. */
 static int frozen_dyw(dt_model *m, float *dx, const float *dy, const dt_mat *W, int N, int in,
                       int out) {
+  if (W->qm.type && m->matmul_bf16) {
+    if (N == 0 || in == 0 || out == 0) return DT_OK;
+    uint16_t *w16 = (uint16_t *)m->qtile;
+    dt_qmat_dequant_bf16(&W->qm, 0, out, w16);
+    return dt_gemm_bf16(dx, dy, w16, N, in, out, 0, 1.0f, m->a16);
+  }
   if (W->qm.type) {
     dt_qmat_dyw(&W->qm, dx, dy, N, m->qtile);
     return DT_OK;

@@ -165,7 +165,8 @@ typedef struct dt_model {
   float *prefix_dk, *prefix_dv;       /* the method's full prefix gradients */
   int logit_chunk_rows;
   float *wscratch; /* bf16 -> fp32 conversion of one matrix */
-  float *qtile;    /* DT_QTILE_ROWS dequantized rows (--weights-dtype int8|nf4) */
+  float *qtile;    /* --weights-dtype int8|nf4: DT_QTILE_ROWS dequantized rows, or with bf16
+                    * products the largest block matrix in bf16 (uint16_t, forward.c) */
   int matmul_bf16; /* bf16 products of the bf16 frozen matrices (gemm_bf16.h) */
   uint16_t *a16;   /* in the arena: bf16 copy of a product's activation operand */
   size_t wscratch_floats;
