@@ -29,7 +29,7 @@ endforeach()
 
 # the backward against finite differences: every weight and bias (full), LoRA
 # on every module with BitFit, IA3 on the default targets, prefix, prompt,
-# and the recomputed pass; both residual forms
+# SAID and the recomputed pass; both residual forms
 set(DN --data ${BG} --batch-size 2 --min-norm 5e-4)
 foreach(model neox neox_seq)
   dt_add_gradcheck(gradcheck_${model}_full neox --model ${FAM}/${model}/model ${DN} --method full)
@@ -43,5 +43,7 @@ foreach(model neox neox_seq)
   dt_add_gradcheck(gradcheck_${model}_prompt_ia3 neox --model ${FAM}/${model}/model ${DN}
     --method prompt,ia3 --prompt-tokens 3)
 endforeach()
+dt_add_gradcheck(gradcheck_neox_said neox --model ${FAM}/neox/model ${DN} --method said
+  --said-dim 24)
 dt_add_gradcheck(gradcheck_neox_recompute neox --model ${FAM}/neox/model ${DN}
   --method lora,prefix --lora-init random --prefix-tokens 3 --recompute)
