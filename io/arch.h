@@ -12,7 +12,8 @@ typedef enum {
   DT_ARCH_LLAMA = 2,
   DT_ARCH_QWEN2 = 3,
   DT_ARCH_MISTRAL = 4,
-  DT_ARCH_OPT = 5
+  DT_ARCH_OPT = 5,
+  DT_ARCH_GPT_NEOX = 6
 } dt_arch;
 
 /* Where in a block a frozen linear sits (the four products of a block). */
@@ -26,7 +27,8 @@ typedef enum {
 
 typedef enum { DT_NORM_LAYER = 1, DT_NORM_RMS } dt_norm_kind;       /* LayerNorm (w, b) / RMSNorm (w) */
 typedef enum { DT_POS_LEARNED = 1, DT_POS_ROPE } dt_pos_kind;       /* wpe table / rotary */
-typedef enum { DT_ACT_GELU_TANH = 1, DT_ACT_SWIGLU, DT_ACT_RELU } dt_act_kind; /* gelu_new / silu(gate)*up / relu */
+/* gelu_new / silu(gate)*up / relu / gelu with erf (GPT-NeoX's "gelu") */
+typedef enum { DT_ACT_GELU_TANH = 1, DT_ACT_SWIGLU, DT_ACT_RELU, DT_ACT_GELU_ERF } dt_act_kind;
 /* The default FFN width of a synthetic model: 4 d, or LLaMA's 2/3 of 4 d
  * rounded up to a multiple of 256. */
 typedef enum { DT_FFN_4D = 1, DT_FFN_LLAMA } dt_ffn_rule;
@@ -115,6 +117,13 @@ typedef struct {
                                 (OPT's offset of 2) */
   int sliding_window;        /* the config may set a sliding attention window
                                 (Mistral's sliding_window; synthetic key window) */
+  int qkv_per_head;          /* the fused q|k|v tensor is laid out per head,
+                                [heads][q,k,v][head_dim] on its output axis
+                                (GPT-NeoX): mpi/shard.c maps its rows */
+  int parallel_residual;     /* a synthetic model's blocks add attention and
+                                FFN of the same input (GPT-NeoX) */
+  float rope_pct;            /* a synthetic model's rotary share of a head
+                                (0: the whole head) */
   const char *lora_targets;  /* PEFT's default LoRA target modules */
   const char *ia3_targets;   /* PEFT's default IA3 targets ... */
   const char *ia3_ff;        /* ... and which of them are feed-forward */

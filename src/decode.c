@@ -108,9 +108,10 @@ static int block(dt_decoder *dc, int l, int nb, const int *slots, int Tp) {
     for (int t = 0; t < Tp; t++) {
       float *row = a->qkv + ((size_t)b * Tp + t) * ld;
       if (rope) { /* at the token's own position (the tables start after the prefix) */
-        const size_t at = (size_t)(c0 + t) * (hd / 2);
-        dt_rope_apply(row, 1, ld, 0, H, hd, 1, m->rope_cos + at, m->rope_sin + at, 0);
-        dt_rope_apply(row, 1, ld, qd, KV, hd, 1, m->rope_cos + at, m->rope_sin + at, 0);
+        const int rd = dt_cfg_rope_dim(c);
+        const size_t at = (size_t)(c0 + t) * (rd / 2);
+        dt_rope_apply_part(row, 1, ld, 0, H, hd, rd, 1, m->rope_cos + at, m->rope_sin + at, 0);
+        dt_rope_apply_part(row, 1, ld, qd, KV, hd, rd, 1, m->rope_cos + at, m->rope_sin + at, 0);
       }
       memcpy(K + (size_t)(c0 + t) * kvl, row + qd, sizeof(float) * kvl);
       memcpy(V + (size_t)(c0 + t) * kvl, row + qd + kvl, sizeof(float) * kvl);
@@ -125,10 +126,12 @@ static int block(dt_decoder *dc, int l, int nb, const int *slots, int Tp) {
                  dc->s);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_ATTN_OUT, nb, Tp, a->att, dc->o));
   for (size_t i = 0; i < (size_t)N * d; i++) dc->x1[i] = dc->x[i] + dc->o[i];
-  dt_fwd_norm(m, a->ln2, a->ln2_stat, dc->x1, &L->ln2_w, &L->ln2_b, N);
+  /* GPT-NeoX's parallel residual: the FFN reads the block input */
+  dt_fwd_norm(m, a->ln2, a->ln2_stat, c->parallel_residual ? dc->x : dc->x1, &L->ln2_w, &L->ln2_b,
+              N);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_FC, nb, Tp, a->ln2, a->fc));
   const int F = dt_site_in_l(m, DT_SITE_PROJ);
-  dt_ffn_act_forward(dt_cfg_arch(c)->act, a->act, a->fc, N, F);
+  dt_ffn_act_forward(dt_cfg_act(c), a->act, a->fc, N, F);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_PROJ, nb, Tp, a->act, dc->o));
   for (size_t i = 0; i < (size_t)N * d; i++) dc->x[i] = dc->x1[i] + dc->o[i];
   return DT_OK;

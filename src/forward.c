@@ -277,7 +277,7 @@ size_t dt_model_plan_extra_bytes(const dt_model *mc, int B, int T_data) {
   size_t b = m.bb->weights_bf16 ? (bf16_scratch_floats(&m) * sizeof(float) + 63) / 64 * 64 : 0;
   b += (qtile_floats(&m) * sizeof(float) + 63) / 64 * 64;
   if (dt_cfg_arch(&m.bb->cfg)->pos == DT_POS_ROPE)
-    b += 2 * ((size_t)np + T) * (size_t)(m.bb->cfg.head_dim / 2) * sizeof(float);
+    b += 2 * ((size_t)np + T) * (size_t)(dt_cfg_rope_dim(&m.bb->cfg) / 2) * sizeof(float);
   b += sizeof(int32_t) * (size_t)B * T_data + sizeof(int32_t) * B * T + sizeof(int) * B * T;
   return b;
 }
@@ -351,10 +351,10 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
     free(m->rope_cos);
     free(m->rope_sin);
     /* tokens sit at positions n_prefix.. (HF: after the past key/values) */
-    const size_t h2 = (size_t)(c->head_dim / 2), n = (size_t)(np + m->T) * h2;
+    const size_t h2 = (size_t)(dt_cfg_rope_dim(c) / 2), n = (size_t)(np + m->T) * h2;
     DT_CALL(dt_malloc(&m->rope_cos, n * sizeof(float), "rope table"));
     DT_CALL(dt_malloc(&m->rope_sin, n * sizeof(float), "rope table"));
-    dt_rope_tables(m->rope_cos, m->rope_sin, np + m->T, c->head_dim, c->rope_theta);
+    dt_rope_tables(m->rope_cos, m->rope_sin, np + m->T, dt_cfg_rope_dim(c), c->rope_theta);
     memmove(m->rope_cos, m->rope_cos + np * h2, sizeof(float) * m->T * h2);
     memmove(m->rope_sin, m->rope_sin + np * h2, sizeof(float) * m->T * h2);
   }
@@ -661,10 +661,11 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   DT_CALL(site_forward(m, a, l, DT_SITE_QKV, a->ln1, a->qkv, train));
   const int qd = Q_L(m), ld = QKV_L(m);
   if (dt_cfg_arch(c)->pos == DT_POS_ROPE) {
-    dt_rope_apply(a->qkv, N, ld, 0, m->bb->sh.n_head_l, c->head_dim, m->T, m->rope_cos,
-                  m->rope_sin, 0);
-    dt_rope_apply(a->qkv, N, ld, qd, m->bb->sh.n_kv_l, c->head_dim, m->T,
-                  m->rope_cos, m->rope_sin, 0);
+    const int rd = dt_cfg_rope_dim(c);
+    dt_rope_apply_part(a->qkv, N, ld, 0, m->bb->sh.n_head_l, c->head_dim, rd, m->T, m->rope_cos,
+                       m->rope_sin, 0);
+    dt_rope_apply_part(a->qkv, N, ld, qd, m->bb->sh.n_kv_l, c->head_dim, rd, m->T, m->rope_cos,
+                       m->rope_sin, 0);
   }
   const float *pk, *pv;
   float *dpk, *dpv;
@@ -676,9 +677,11 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, o, train));
   for (size_t i = 0; i < (size_t)N * d; i++) x1[i] = x[i] + o[i];
   if (m->x_shared) store_rows(m, a->x1, x1);
-  norm_fwd(m, a->ln2, a->ln2_stat, x1, &L->ln2_w, &L->ln2_b, N);
+  /* GPT-NeoX's parallel residual: the FFN reads the block input, and the
+   * block's output is x + attention + FFN */
+  norm_fwd(m, a->ln2, a->ln2_stat, c->parallel_residual ? x : x1, &L->ln2_w, &L->ln2_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train));
-  dt_ffn_act_forward(dt_cfg_arch(c)->act, a->act, a->fc, N, FFN_L(m));
+  dt_ffn_act_forward(dt_cfg_act(c), a->act, a->fc, N, FFN_L(m));
   DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, o, train));
   for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = x1[i] + o[i];
   return DT_OK;
@@ -702,15 +705,20 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   const int N = m->B * m->T, d = c->d_model;
   const size_t Nd = (size_t)N * d;
   dt_layer *L = &m->bb->layers[l];
-  /* FFN */
+  /* FFN; its input is x1, or x with the parallel residual (GPT-NeoX) */
+  const int par = c->parallel_residual;
+  const float *fin = par ? a->x : a->x1;
   memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act, 1));
-  dt_ffn_act_backward(dt_cfg_arch(c)->act, m->d_fc, m->d_act, a->fc, N, FFN_L(m));
-  norm_fwd(m, a->ln2, a->ln2_stat, a->x1, &L->ln2_w, &L->ln2_b, N); /* not kept: layout() */
+  dt_ffn_act_backward(dt_cfg_act(c), m->d_fc, m->d_act, a->fc, N, FFN_L(m));
+  norm_fwd(m, a->ln2, a->ln2_stat, fin, &L->ln2_w, &L->ln2_b, N); /* not kept: layout() */
   DT_CALL(site_backward(m, a, l, DT_SITE_FC, a->ln2, m->d_fc, m->d_ln, 1));
-  norm_bwd(m, m->d_res, m->d_ln, a->x1, &L->ln2_w, &L->ln2_b, a->ln2_stat, N);
+  /* parallel: the attention's output gradient is the block's (d_res before
+   * the FFN's input gradient joins it) */
+  if (par) memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
+  norm_bwd(m, m->d_res, m->d_ln, fin, &L->ln2_w, &L->ln2_b, a->ln2_stat, N);
   /* attention */
-  memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
+  if (!par) memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   DT_CALL(site_backward(m, a, l, DT_SITE_ATTN_OUT, a->att, m->d_tmp, m->d_att, 1));
   memset(m->d_qkv, 0, sizeof(float) * (size_t)N * QKV_L(m));
   const float *pk, *pv;
@@ -723,10 +731,11 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   prefix_scatter_grad(m);
   if (dt_cfg_arch(c)->pos == DT_POS_ROPE) {
     const int qd = Q_L(m), ld = QKV_L(m);
-    dt_rope_apply(m->d_qkv, N, ld, 0, m->bb->sh.n_head_l, c->head_dim, m->T, m->rope_cos,
-                  m->rope_sin, 1);
-    dt_rope_apply(m->d_qkv, N, ld, qd, m->bb->sh.n_kv_l, c->head_dim, m->T,
-                  m->rope_cos, m->rope_sin, 1);
+    const int rd = dt_cfg_rope_dim(c);
+    dt_rope_apply_part(m->d_qkv, N, ld, 0, m->bb->sh.n_head_l, c->head_dim, rd, m->T, m->rope_cos,
+                       m->rope_sin, 1);
+    dt_rope_apply_part(m->d_qkv, N, ld, qd, m->bb->sh.n_kv_l, c->head_dim, rd, m->T, m->rope_cos,
+                       m->rope_sin, 1);
   }
   /* the first block's input gradient feeds only the embedding backward:
    * skip it (a frozen N x d x 3d GEMM and the norm) when nothing there, in

@@ -331,7 +331,8 @@ typedef struct {
   int64_t rows, cols;
   int shard_dim;
   dt_segs segs;
-  int sharded;      /* this rank holds only part of it */
+  int sharded;      /* this rank holds only part of it, or its rows in
+                       another order than the file's (segs) */
   int64_t offset;   /* local element offset inside the owner */
   int64_t numel;    /* global elements */
   int64_t numel_l;  /* local elements */

@@ -12,7 +12,7 @@
  * families that have it), so that a wrong size name shows. */
 static void config_of(dt_config *c, const dt_arch_desc *A) {
   char spec[256];
-  if (A->pos == DT_POS_ROPE)
+  if (A->grouped_kv)
     snprintf(spec, sizeof spec, "synthetic:%s:layers=2,d=64,heads=8,kv_heads=2,ffn=96,vocab=50,ctx=32",
              A->name);
   else

@@ -6,7 +6,9 @@
 #  1. gpt2 and llama from the shipped model, batch and initial values: the
 #     shipped loss0 and losses within 1e-5 and the same weights (--compare);
 #  2. qwen2, mistral and opt fixtures from tests/data/families/<family>/model
-#     (on the llama batch; opt on gpt2's): unpack into tests/data/hf-parity/.
+#     (on the llama batch; opt on gpt2's), gpt_neox from families/neox and
+#     gpt_neox_seq from families/neox_seq (on gpt2's batch): unpack into
+#     tests/data/hf-parity/.
 # A failed comparison is reported and the new fixtures are made all the same.
 set -u
 F=tests/data/hf-parity
@@ -25,5 +27,9 @@ for fam in qwen2 mistral; do
 done
 python3 tests/parity/make_fixtures.py opt "$W/new" --model-dir tests/data/families/opt/model \
   --batch $F/gpt2/batch.safetensors || status=1
+python3 tests/parity/make_fixtures.py gpt_neox "$W/new" --model-dir tests/data/families/neox/model \
+  --batch $F/gpt2/batch.safetensors || status=1
+python3 tests/parity/make_fixtures.py gpt_neox "$W/new" --name gpt_neox_seq \
+  --model-dir tests/data/families/neox_seq/model --batch $F/gpt2/batch.safetensors || status=1
 tar -C "$W" -czf "$OUT/fixtures.tar.gz" new check
 exit $status
