@@ -1,6 +1,7 @@
 /* The family descriptors (see arch.h). Tensor names and shapes are those
  * of transformers' GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM,
- * MistralForCausalLM, OPTForCausalLM and GPTNeoXForCausalLM; module names and
+ * MistralForCausalLM, OPTForCausalLM, GPTNeoXForCausalLM and FalconForCausalLM;
+ * module names and
  * default targets are PEFT's for those model types. */
 #include "arch.h"
 
@@ -237,6 +238,64 @@ static const dt_arch_desc arch_table[] = {
             {"gpt_neox.final_layer_norm.weight", G0, DT_SLOT_LNF_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
             {"gpt_neox.final_layer_norm.bias", G0, DT_SLOT_LNF_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
             {"embed_out.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1},
+        },
+    },
+    /* FalconForCausalLM (Falcon-7B/40B/180B): LayerNorm with biases, rotary
+     * on the whole head, GELU, no biases on the linears unless the config's
+     * bias, attention and FFN in parallel (parallel_attn), the fused
+     * query_key_value laid out per key/value group with the new decoder
+     * architecture (io/hf_config.c picks the layout and the norms' names,
+     * hence the rows' `when`), a tied or untied lm_head */
+    {
+        .id = DT_ARCH_FALCON,
+        .no_linear_bias = 1,
+        .name = "falcon",
+        .title = "Falcon",
+        .module_prefix = "transformer.h",
+        .norm = DT_NORM_LAYER,
+        .pos = DT_POS_ROPE,
+        .act = DT_ACT_GELU_ERF,
+        .gated_ffn = 0,
+        .conv1d = 0,
+        .grouped_kv = 1,
+        .ffn_rule = DT_FFN_4D,
+        .norm_eps = 1e-5f,
+        .tied_head = 0,
+        .has_bias = 1,
+        .qkv_per_head = 1,
+        .parallel_residual = 1,
+        .lora_targets = "query_key_value",
+        .ia3_targets = "query_key_value,dense_4h_to_h",
+        .ia3_ff = "dense_4h_to_h",
+        .n_modules = 4,
+        .modules = {
+            {"self_attention.query_key_value", DT_SITE_QKV, DT_DIM_0, DT_DIM_QKV, DT_DIM_D, 1},
+            {"self_attention.dense", DT_SITE_ATTN_OUT, DT_DIM_0, DT_DIM_D, DT_DIM_Q, 1},
+            {"mlp.dense_h_to_4h", DT_SITE_FC, DT_DIM_0, DT_DIM_F, DT_DIM_D, 1},
+            {"mlp.dense_4h_to_h", DT_SITE_PROJ, DT_DIM_0, DT_DIM_D, DT_DIM_F, 1},
+        },
+        .n_tensors = 20,
+        .tensors = {
+            {"transformer.word_embeddings.weight", G0, DT_SLOT_WTE, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 0, 0},
+            {"transformer.h.%d.ln_attn.weight", L1, DT_SLOT_LN1_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0, DT_WHEN_TWO_NORMS},
+            {"transformer.h.%d.ln_attn.bias", L1, DT_SLOT_LN1_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0, DT_WHEN_TWO_NORMS},
+            {"transformer.h.%d.ln_mlp.weight", L1, DT_SLOT_LN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0, DT_WHEN_TWO_NORMS},
+            {"transformer.h.%d.ln_mlp.bias", L1, DT_SLOT_LN2_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0, DT_WHEN_TWO_NORMS},
+            {"transformer.h.%d.input_layernorm.weight", L1, DT_SLOT_LN1_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0, DT_WHEN_NOT_TWO_NORMS},
+            {"transformer.h.%d.input_layernorm.bias", L1, DT_SLOT_LN1_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0, DT_WHEN_NOT_TWO_NORMS},
+            {"transformer.h.%d.self_attention.query_key_value.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_QKV, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_QKV, 0, 0},
+            {"transformer.h.%d.self_attention.query_key_value.bias", L1, DT_SLOT_BIAS, DT_SITE_QKV, DT_DIM_QKV, DT_DIM_1, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_QKV, 0, DT_WHEN_LIN_BIAS},
+            {"transformer.h.%d.self_attention.dense.weight", L1, DT_SLOT_LIN, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_Q, 0, DT_SHARD_ATT_COLS, DT_DIM_0, DT_DIM_Q, 0, 0},
+            {"transformer.h.%d.self_attention.dense.bias", L1, DT_SLOT_BIAS, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0, DT_WHEN_LIN_BIAS},
+            {"transformer.h.%d.post_attention_layernorm.weight", L1, DT_SLOT_LN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0, DT_WHEN_SEQUENTIAL},
+            {"transformer.h.%d.post_attention_layernorm.bias", L1, DT_SLOT_LN2_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0, DT_WHEN_SEQUENTIAL},
+            {"transformer.h.%d.mlp.dense_h_to_4h.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0, 0},
+            {"transformer.h.%d.mlp.dense_h_to_4h.bias", L1, DT_SLOT_BIAS, DT_SITE_FC, DT_DIM_F, DT_DIM_1, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0, DT_WHEN_LIN_BIAS},
+            {"transformer.h.%d.mlp.dense_4h_to_h.weight", L1, DT_SLOT_LIN, DT_SITE_PROJ, DT_DIM_D, DT_DIM_F, 0, DT_SHARD_FFN_COLS, DT_DIM_0, DT_DIM_F, 0, 0},
+            {"transformer.h.%d.mlp.dense_4h_to_h.bias", L1, DT_SLOT_BIAS, DT_SITE_PROJ, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0, DT_WHEN_LIN_BIAS},
+            {"transformer.ln_f.weight", G0, DT_SLOT_LNF_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0, 0},
+            {"transformer.ln_f.bias", G0, DT_SLOT_LNF_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0, 0},
+            {"lm_head.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1, 0},
         },
     },
 };

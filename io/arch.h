@@ -13,7 +13,8 @@ typedef enum {
   DT_ARCH_QWEN2 = 3,
   DT_ARCH_MISTRAL = 4,
   DT_ARCH_OPT = 5,
-  DT_ARCH_GPT_NEOX = 6
+  DT_ARCH_GPT_NEOX = 6,
+  DT_ARCH_FALCON = 7
 } dt_arch;
 
 /* Where in a block a frozen linear sits (the four products of a block). */
@@ -67,10 +68,24 @@ typedef enum {
   DT_SLOT_BIAS  /* the site's bias */
 } dt_slot;
 
+/* When a tensor row of a family whose file layout the config picks exists
+ * (Falcon): always (0), only with biases on the linears (Falcon's bias),
+ * only with two norms feeding attention and FFN in parallel (ln_attn,
+ * ln_mlp), only without them (input_layernorm), only with a sequential
+ * block (post_attention_layernorm). */
+typedef enum {
+  DT_WHEN_ALWAYS = 0,
+  DT_WHEN_LIN_BIAS,
+  DT_WHEN_TWO_NORMS,
+  DT_WHEN_NOT_TWO_NORMS,
+  DT_WHEN_SEQUENTIAL
+} dt_tensor_when;
+
 /* A Hugging Face tensor: its name (with %d for the block where per_layer),
  * where it goes, its shape [rows, cols] (cols DT_DIM_1: a vector), stored
  * transposed (Conv1D), its sharding and the rows [lo, hi) of a fused
- * owner it covers. Rows with untied_only exist only without a tied head. */
+ * owner it covers. Rows with untied_only exist only without a tied head;
+ * when: which configs have the row (dt_tensor_when). */
 typedef struct {
   const char *name;
   int per_layer;
@@ -81,6 +96,7 @@ typedef struct {
   dt_shard_kind shard;
   dt_dim lo, hi;
   int untied_only;
+  dt_tensor_when when;
 } dt_arch_tensor;
 
 /* A module of a block as PEFT names it (what --lora-targets matches): its
@@ -119,11 +135,17 @@ typedef struct {
                                 (Mistral's sliding_window; synthetic key window) */
   int qkv_per_head;          /* the fused q|k|v tensor is laid out per head,
                                 [heads][q,k,v][head_dim] on its output axis
-                                (GPT-NeoX): mpi/shard.c maps its rows */
+                                (GPT-NeoX), or per key/value group,
+                                [kv heads][group q heads, k, v][head_dim]
+                                (Falcon's new_decoder_architecture; a group
+                                of one query head is GPT-NeoX's layout):
+                                mpi/shard.c maps its rows */
   int parallel_residual;     /* a synthetic model's blocks add attention and
                                 FFN of the same input (GPT-NeoX) */
   float rope_pct;            /* a synthetic model's rotary share of a head
                                 (0: the whole head) */
+  int no_linear_bias;        /* a synthetic model's linears have no biases
+                                while its LayerNorms have (Falcon) */
   const char *lora_targets;  /* PEFT's default LoRA target modules */
   const char *ia3_targets;   /* PEFT's default IA3 targets ... */
   const char *ia3_ff;        /* ... and which of them are feed-forward */

@@ -317,6 +317,110 @@ static int load_neox(dt_config *c, json_t *r, const char *p) {
   return DT_OK;
 }
 
+/* Falcon (FalconConfig): LayerNorm blocks with attention and FFN in
+ * parallel (parallel_attn), rotary positions on the whole head, GELU, biases
+ * on the linears only with bias true. The fused query_key_value and the
+ * norms' names follow the variant: new_decoder_architecture (Falcon-40B/180B)
+ * groups it per key/value head ([kv heads][q heads of the group, k, v]) with
+ * ln_attn and ln_mlp (num_ln_in_parallel_attn 2; 1: input_layernorm feeds
+ * both); else multi_query (Falcon-7B) is q, k, v blocks with one key/value
+ * head, and neither is per head ([heads][q,k,v]), with one input_layernorm
+ * feeding both branches (parallel_attn) or input_layernorm and
+ * post_attention_layernorm (a sequential block). Refused: alibi, rope
+ * scaling, an activation other than the GELUs, a new decoder architecture
+ * without parallel_attn (transformers has no such block). */
+static int load_falcon(dt_config *c, json_t *r, const char *p) {
+  c->arch = DT_ARCH_FALCON;
+  char b[96];
+  int alibi, nda, mq, par, bias;
+  DT_CALL(get_bool(r, p, "alibi", 0, &alibi));
+  DT_CHECK(!alibi, DT_EINPUT,
+           "%s: field alibi = true is not supported (Falcon with ALiBi positions; only rotary)",
+           p);
+  DT_CALL(get_int(r, p, "num_hidden_layers", 1, 0, &c->n_layer));
+  DT_CALL(get_int(r, p, "hidden_size", 1, 0, &c->d_model));
+  DT_CALL(get_int(r, p, "num_attention_heads", 1, 0, &c->n_head));
+  DT_CALL(get_int(r, p, "vocab_size", 1, 0, &c->vocab));
+  DT_CALL(get_int(r, p, "max_position_embeddings", 0, 2048, &c->n_ctx));
+  DT_CALL(get_int(r, p, "ffn_hidden_size", 0, 0, &c->d_ffn));
+  if (!c->d_ffn) {
+    DT_CHECK(c->d_model <= INT_MAX / 4, DT_EINPUT, "%s: field hidden_size = %d is too large", p,
+             c->d_model);
+    c->d_ffn = 4 * c->d_model;
+  }
+  c->head_dim = c->d_model / c->n_head;
+  DT_CHECK(c->head_dim * c->n_head == c->d_model, DT_EINPUT,
+           "%s: field hidden_size = %d is not a multiple of num_attention_heads = %d", p,
+           c->d_model, c->n_head);
+  double x;
+  DT_CALL(get_num(r, p, "layer_norm_epsilon", 1e-5, &x));
+  c->norm_eps = (float)x;
+  const char *act;
+  DT_CALL(get_str(r, p, "activation", "gelu", &act));
+  if (strcmp(act, "gelu") == 0)
+    c->act = DT_ACT_GELU_ERF;
+  else if (!strcmp(act, "gelu_fast") || !strcmp(act, "gelu_new") ||
+           !strcmp(act, "gelu_pytorch_tanh"))
+    c->act = DT_ACT_GELU_TANH;
+  else
+    DT_ERR(DT_EINPUT,
+           "%s: field activation = \"%s\" is not supported (supported: gelu, gelu_fast, "
+           "gelu_new, gelu_pytorch_tanh)",
+           p, act);
+  /* rotary: rope_theta at the top (FalconConfig) or rope_parameters (5.x) */
+  json_t *rp = json_object_get(r, "rope_parameters");
+  if (rp && json_is_null(rp)) rp = NULL;
+  if (rp) {
+    DT_CHECK(json_is_object(rp), DT_EINPUT, "%s: field rope_parameters must be an object, got %s",
+             p, show(rp, b, sizeof b));
+    const char *rt;
+    DT_CALL(get_str(rp, p, "rope_type", "default", &rt));
+    DT_CHECK(strcmp(rt, "default") == 0, DT_EINPUT,
+             "%s: field rope_parameters.rope_type = \"%s\" is not supported (only default)", p, rt);
+  }
+  json_t *rs = json_object_get(r, "rope_scaling");
+  DT_CHECK(!rs || json_is_null(rs), DT_EINPUT, "%s: field rope_scaling = %s is not supported", p,
+           show(rs, b, sizeof b));
+  DT_CALL(neox_rope_num(r, rp, p, "rope_theta", "rope_theta", 10000.0, &x));
+  c->rope_theta = (float)x;
+  DT_CALL(get_bool(r, p, "new_decoder_architecture", 0, &nda));
+  DT_CALL(get_bool(r, p, "multi_query", 1, &mq));
+  DT_CALL(get_bool(r, p, "parallel_attn", 1, &par));
+  DT_CALL(get_bool(r, p, "bias", 0, &bias));
+  if (nda) {
+    DT_CALL(get_int(r, p, "num_kv_heads", 0, c->n_head, &c->n_kv_head));
+    DT_CHECK(c->n_head % c->n_kv_head == 0, DT_EINPUT,
+             "%s: field num_kv_heads = %d does not divide num_attention_heads = %d", p,
+             c->n_kv_head, c->n_head);
+    DT_CHECK(par, DT_EINPUT,
+             "%s: field parallel_attn = false is not supported with new_decoder_architecture = "
+             "true (transformers' FalconDecoderLayer has no such block)",
+             p);
+    int nln;
+    DT_CALL(get_int(r, p, "num_ln_in_parallel_attn", 0, 2, &nln));
+    DT_CHECK(nln == 1 || nln == 2, DT_EINPUT,
+             "%s: field num_ln_in_parallel_attn = %d is not supported (1 or 2)", p, nln);
+    c->shared_norm = nln == 1;
+  } else {
+    /* multi_query: one key/value head, q|k|v blocks; else per head, as
+     * many key/value heads as query heads (query_key_value is 3 hidden) */
+    int kv;
+    DT_CALL(get_int(r, p, "num_kv_heads", 0, c->n_head, &kv));
+    DT_CHECK(mq || kv == c->n_head, DT_EINPUT,
+             "%s: field num_kv_heads = %d is not supported without multi_query or "
+             "new_decoder_architecture (needs num_attention_heads = %d)",
+             p, kv, c->n_head);
+    c->n_kv_head = mq ? 1 : c->n_head;
+    c->qkv_blocks = mq;
+    c->shared_norm = par;
+  }
+  c->parallel_residual = par;
+  c->has_bias = 1; /* the LayerNorms */
+  c->no_linear_bias = !bias;
+  DT_CALL(get_bool(r, p, "tie_word_embeddings", 1, &c->tied_head));
+  return DT_OK;
+}
+
 /* An integer field that may be absent (def) or null (0: none). */
 static int get_window(json_t *r, const char *p, const char *key, int def, int *out) {
   json_t *v = json_object_get(r, key);
@@ -461,7 +565,7 @@ int dt_hf_config_load(dt_config *c, const char *dir) {
   if (!type) {
     rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
                       "%s: required field model_type is missing (supported: "
-                      "gpt2, llama, qwen2, mistral, opt, gpt_neox)",
+                      "gpt2, llama, qwen2, mistral, opt, gpt_neox, falcon)",
                       path);
     goto done;
   }
@@ -475,10 +579,12 @@ int dt_hf_config_load(dt_config *c, const char *dir) {
     rc = load_opt(c, r, path);
   else if (strcmp(type, "gpt_neox") == 0)
     rc = load_neox(c, r, path);
+  else if (strcmp(type, "falcon") == 0)
+    rc = load_falcon(c, r, path);
   else
     rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
                       "%s: field model_type = \"%s\" is not supported "
-                      "(supported: gpt2, llama, qwen2, mistral, opt, gpt_neox)",
+                      "(supported: gpt2, llama, qwen2, mistral, opt, gpt_neox, falcon)",
                       path, type);
   if (rc == DT_OK) rc = validate(c, DT_EINPUT, path);
 done:
@@ -525,12 +631,16 @@ static const preset k_presets[] = {
     {"gpt_neox", DT_ARCH_GPT_NEOX, {44, 6144, 64, 0, 0, 50432, 2048, 0, 10000}},
     {"gpt-neox-20b", DT_ARCH_GPT_NEOX, {44, 6144, 64, 0, 24576, 50432, 2048, 0, 10000}},
     {"pythia-12b", DT_ARCH_GPT_NEOX, {36, 5120, 40, 0, 20480, 50688, 2048, 0, 10000}},
+    /* FalconConfig's sizes; tiiuae's falcon-40b and falcon-180B (the new
+     * decoder architecture: 8 key/value groups, no linear biases, an lm_head
+     * of its own) */
+    {"falcon", DT_ARCH_FALCON, {32, 4544, 71, 0, 0, 65024, 2048, 0, 10000}},
+    {"falcon-40b", DT_ARCH_FALCON, {60, 8192, 128, 8, 32768, 65024, 2048, 0, 10000}},
+    {"falcon-180b", DT_ARCH_FALCON, {80, 14848, 232, 8, 59392, 65024, 2048, 0, 10000}},
     {"bloom-176b", DT_ARCH_GPT2, {70, 14336, 112, 0, 57344, 250880, 2048, 0, 0}},
     {"llama2-7b", DT_ARCH_LLAMA, {32, 4096, 32, 0, 11008, 32000, 4096, 0, 10000}},
     {"llama2-13b", DT_ARCH_LLAMA, {40, 5120, 40, 0, 13824, 32000, 4096, 0, 10000}},
     {"llama2-70b", DT_ARCH_LLAMA, {80, 8192, 64, 8, 28672, 32000, 4096, 0, 10000}},
-    {"falcon-180b", DT_ARCH_LLAMA,
-     {80, 14848, 232, 8, 59392, 65024, 2048, 64, 10000}},
     {"qwen2.5-14b", DT_ARCH_QWEN2, {48, 5120, 40, 8, 13824, 152064, 131072, 0, 1000000, 0}},
     {"qwen2.5-32b", DT_ARCH_QWEN2, {64, 5120, 40, 8, 27648, 152064, 131072, 0, 1000000, 0}},
     {"qwen2.5-72b", DT_ARCH_QWEN2, {80, 8192, 64, 8, 29568, 152064, 131072, 0, 1000000, 0}},
@@ -589,7 +699,7 @@ int dt_synthetic_config_parse(dt_config *c, const char *spec) {
     if (strcmp(k_presets[i].name, name) == 0) p = &k_presets[i];
   DT_CHECK(p != NULL, DT_EUSAGE,
            "%s: unknown synthetic model '%s' (families: gpt2, llama, qwen2, "
-           "mistral, opt, gpt_neox; presets: %s)",
+           "mistral, opt, gpt_neox, falcon; presets: %s)",
            spec, name, preset_list());
 
   long v[K_N];
@@ -663,6 +773,7 @@ int dt_synthetic_config_parse(dt_config *c, const char *spec) {
   c->qkv_bias = a->qkv_bias;
   c->sliding_window = a->sliding_window ? (int)v[K_WINDOW] : 0;
   c->parallel_residual = a->parallel_residual;
+  c->no_linear_bias = a->no_linear_bias;
   /* the family's rotary share of a head (GPT-NeoX: int(head_dim * 0.25)),
    * even and at least 2 */
   if (a->rope_pct > 0 && a->pos == DT_POS_ROPE && c->head_dim > 0) {

@@ -1,5 +1,5 @@
 /* Model configuration: Hugging Face config.json (GPT-2, LLaMA, Qwen2,
- * Mistral, OPT and GPT-NeoX families) and synthetic specs. */
+ * Mistral, OPT, GPT-NeoX and Falcon families) and synthetic specs. */
 #ifndef DT_HF_CONFIG_H
 #define DT_HF_CONFIG_H
 
@@ -28,6 +28,12 @@ typedef struct {
                             x + attn(ln1(x)) + mlp(ln2(x)) */
   int rope_dim;       /* rotary dimensions at the start of each head (GPT-NeoX's
                          rotary_pct * head_dim); 0: the whole head (dt_cfg_rope_dim) */
+  int no_linear_bias; /* Falcon's bias = false: the linears have no biases, the
+                         LayerNorms keep theirs (has_bias stays 1) */
+  int shared_norm;    /* Falcon's one input_layernorm in a parallel block: the
+                         FFN reads the attention's norm (ln1) output, ln2 unused */
+  int qkv_blocks;     /* Falcon's multi_query: the fused q|k|v is q, k, v blocks
+                         although the family's descriptor says qkv_per_head */
   char source[512]; /* folder, or the synthetic spec */
 } dt_config;
 
@@ -59,6 +65,13 @@ static inline dt_act_kind dt_cfg_act(const dt_config *c) {
 static inline int dt_cfg_rope_dim(const dt_config *c) {
   return c->rope_dim ? c->rope_dim : c->head_dim;
 }
+/* Do the block's linears have biases (has_bias, unless Falcon's bias false)? */
+static inline int dt_cfg_lin_bias(const dt_config *c) {
+  return c->has_bias && !c->no_linear_bias;
+}
+/* Does the block have a second norm of its own (ln2: post-attention or the
+ * FFN's parallel norm)? Not with Falcon's shared input_layernorm. */
+static inline int dt_cfg_has_ln2(const dt_config *c) { return !c->shared_norm; }
 /* Width of the first FFN matrix: ffn, or 2*ffn for a fused gate|up. */
 static inline int dt_cfg_fc_dim(const dt_config *c) {
   return dt_cfg_arch(c)->gated_ffn ? 2 * c->d_ffn : c->d_ffn;

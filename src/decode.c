@@ -127,8 +127,8 @@ static int block(dt_decoder *dc, int l, int nb, const int *slots, int Tp) {
   DT_CALL(dt_fwd_site(m, l, DT_SITE_ATTN_OUT, nb, Tp, a->att, dc->o));
   for (size_t i = 0; i < (size_t)N * d; i++) dc->x1[i] = dc->x[i] + dc->o[i];
   /* GPT-NeoX's parallel residual: the FFN reads the block input */
-  dt_fwd_norm(m, a->ln2, a->ln2_stat, c->parallel_residual ? dc->x : dc->x1, &L->ln2_w, &L->ln2_b,
-              N);
+  dt_fwd_norm(m, a->ln2, a->ln2_stat, c->parallel_residual ? dc->x : dc->x1,
+              dt_layer_ffn_norm_w(L, c), dt_layer_ffn_norm_b(L, c), N);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_FC, nb, Tp, a->ln2, a->fc));
   const int F = dt_site_in_l(m, DT_SITE_PROJ);
   dt_ffn_act_forward(dt_cfg_act(c), a->act, a->fc, N, F);

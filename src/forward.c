@@ -679,7 +679,8 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   if (m->x_shared) store_rows(m, a->x1, x1);
   /* GPT-NeoX's parallel residual: the FFN reads the block input, and the
    * block's output is x + attention + FFN */
-  norm_fwd(m, a->ln2, a->ln2_stat, c->parallel_residual ? x : x1, &L->ln2_w, &L->ln2_b, N);
+  norm_fwd(m, a->ln2, a->ln2_stat, c->parallel_residual ? x : x1, dt_layer_ffn_norm_w(L, c),
+           dt_layer_ffn_norm_b(L, c), N);
   DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train));
   dt_ffn_act_forward(dt_cfg_act(c), a->act, a->fc, N, FFN_L(m));
   DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, o, train));
@@ -711,12 +712,15 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act, 1));
   dt_ffn_act_backward(dt_cfg_act(c), m->d_fc, m->d_act, a->fc, N, FFN_L(m));
-  norm_fwd(m, a->ln2, a->ln2_stat, fin, &L->ln2_w, &L->ln2_b, N); /* not kept: layout() */
+  dt_vec *w2 = dt_layer_ffn_norm_w(L, c), *b2 = dt_layer_ffn_norm_b(L, c);
+  norm_fwd(m, a->ln2, a->ln2_stat, fin, w2, b2, N); /* not kept: layout() */
   DT_CALL(site_backward(m, a, l, DT_SITE_FC, a->ln2, m->d_fc, m->d_ln, 1));
   /* parallel: the attention's output gradient is the block's (d_res before
    * the FFN's input gradient joins it) */
   if (par) memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
-  norm_bwd(m, m->d_res, m->d_ln, fin, &L->ln2_w, &L->ln2_b, a->ln2_stat, N);
+  /* (Falcon's shared norm: ln1's backward on the FFN's part; linear in
+   * its output gradient, so the attention's part adds the rest below) */
+  norm_bwd(m, m->d_res, m->d_ln, fin, w2, b2, a->ln2_stat, N);
   /* attention */
   if (!par) memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   DT_CALL(site_backward(m, a, l, DT_SITE_ATTN_OUT, a->att, m->d_tmp, m->d_att, 1));

@@ -76,10 +76,10 @@ static int alloc_weights(dt_backbone *b) {
   for (int l = 0; l < c->n_layer; l++) {
     dt_layer *L = &b->layers[l];
     DT_CALL(alloc_vec(b, &L->ln1_w, d, "norm"));
-    DT_CALL(alloc_vec(b, &L->ln2_w, d, "norm"));
+    if (dt_cfg_has_ln2(c)) DT_CALL(alloc_vec(b, &L->ln2_w, d, "norm"));
     if (c->has_bias) {
       DT_CALL(alloc_vec(b, &L->ln1_b, d, "norm bias"));
-      DT_CALL(alloc_vec(b, &L->ln2_b, d, "norm bias"));
+      if (dt_cfg_has_ln2(c)) DT_CALL(alloc_vec(b, &L->ln2_b, d, "norm bias"));
     }
     for (int s = 0; s < DT_N_SITES; s++) {
       const int out = dt_shard_site_out_l(&b->sh, c, s), in = dt_shard_site_in_l(&b->sh, c, s);
@@ -87,7 +87,7 @@ static int alloc_weights(dt_backbone *b) {
         DT_CALL(alloc_qmat(b, &L->lin[s], out, in,
                            dt_site_row_parallel(s) && b->sh.tp_size > 1 ? dt_shard_site_segs(&b->sh, s) : NULL));
       else DT_CALL(alloc_mat(b, &L->lin[s], out, in, bf, "block matrix"));
-      if (c->has_bias || (s == DT_SITE_QKV && c->qkv_bias))
+      if (dt_cfg_lin_bias(c) || (s == DT_SITE_QKV && c->qkv_bias))
         DT_CALL(alloc_vec(b, &L->bias[s], out, "bias"));
     }
   }
@@ -165,6 +165,18 @@ static int add_ref(dt_model *m, dt_tensor_ref *r, int *n, const char *name, int 
   return DT_OK;
 }
 
+/* Does the config have a tensor row of this kind (dt_tensor_when)? */
+static int tensor_exists(const dt_config *c, dt_tensor_when w) {
+  const int two = c->parallel_residual && !c->shared_norm;
+  switch (w) {
+    case DT_WHEN_LIN_BIAS: return dt_cfg_lin_bias(c);
+    case DT_WHEN_TWO_NORMS: return two;
+    case DT_WHEN_NOT_TWO_NORMS: return !two;
+    case DT_WHEN_SEQUENTIAL: return !c->parallel_residual;
+    default: return 1;
+  }
+}
+
 int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n) {
   const dt_config *c = &m->bb->cfg;
   int cap = dt_cfg_arch(c)->n_tensors * (c->n_layer + 1), k = 0;
@@ -187,6 +199,7 @@ int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n) {
       for (int i = pass == 2 ? first : 0; i < (pass == 0 ? first : A->n_tensors); i++) {
         const dt_arch_tensor *t = &A->tensors[i];
         if (t->per_layer != (pass == 1) || (t->untied_only && c->tied_head)) continue;
+        if (!tensor_exists(c, t->when)) continue;
         dt_layer *L = pass == 1 ? &m->bb->layers[l] : NULL;
         dt_mat *mat = NULL;
         dt_vec *vec = NULL;
@@ -691,8 +704,8 @@ int64_t dt_model_param_count(const dt_model *m) {
   const int in[DT_N_SITES] = {c->d_model, dt_cfg_q_dim(c), c->d_model, c->d_ffn};
   for (int s = 0; s < DT_N_SITES; s++)
     per += (int64_t)out[s] * in[s] +
-           (c->has_bias || (s == DT_SITE_QKV && c->qkv_bias) ? out[s] : 0);
-  per += 2 * d * (c->has_bias ? 2 : 1);
+           (dt_cfg_lin_bias(c) || (s == DT_SITE_QKV && c->qkv_bias) ? out[s] : 0);
+  per += (dt_cfg_has_ln2(c) ? 2 : 1) * d * (c->has_bias ? 2 : 1);
   return n + per * c->n_layer;
 }
 

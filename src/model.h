@@ -54,6 +54,15 @@ typedef struct {
   dt_vec ln2_w, ln2_b;     /* ln_2 / post_attention_layernorm */
 } dt_layer;
 
+/* The FFN's norm of a block: ln2, or ln1 where one norm feeds attention and
+ * FFN (Falcon's shared input_layernorm: its gradient gathers both). */
+static inline dt_vec *dt_layer_ffn_norm_w(dt_layer *L, const dt_config *c) {
+  return dt_cfg_has_ln2(c) ? &L->ln2_w : &L->ln1_w;
+}
+static inline dt_vec *dt_layer_ffn_norm_b(dt_layer *L, const dt_config *c) {
+  return dt_cfg_has_ln2(c) ? &L->ln2_b : &L->ln1_b;
+}
+
 /* Saved activations of one block for backward. */
 typedef struct {
   float *x;        /* [N,d] block input (residual stream) */

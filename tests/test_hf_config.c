@@ -406,7 +406,8 @@ static void test_synthetic_presets(void **state) {
       {"synthetic:llama2-7b", L, 32, 4096, 32, 32, 128, 11008, 32000, 4096, 0},
       {"synthetic:llama2-13b", L, 40, 5120, 40, 40, 128, 13824, 32000, 4096, 0},
       {"synthetic:llama2-70b", L, 80, 8192, 64, 8, 128, 28672, 32000, 4096, 0},
-      {"synthetic:falcon-180b", L, 80, 14848, 232, 8, 64, 59392, 65024, 2048, 0},
+      {"synthetic:falcon-180b", DT_ARCH_FALCON, 80, 14848, 232, 8, 64, 59392, 65024, 2048, 0},
+      {"synthetic:falcon-40b", DT_ARCH_FALCON, 60, 8192, 128, 8, 64, 32768, 65024, 2048, 0},
       /* overrides on presets keep the rest of the preset */
       {"synthetic:llama2-70b:layers=2", L, 2, 8192, 64, 8, 128, 28672, 32000, 4096, 0},
       {"synthetic:gpt3-175b:layers=1,ctx=128", G, 1, 12288, 96, 96, 128, 49152, 50257, 128, 1},
@@ -427,8 +428,10 @@ static void test_synthetic_presets(void **state) {
     if (rc != DT_OK) fail_msg("%s: %s", cases[i].spec, dt_error_message());
     check_cfg(&c, &cases[i]);
     assert_int_equal(dt_config_validate(&c), DT_OK);
-    if (c.arch == DT_ARCH_GPT2 || c.arch == DT_ARCH_OPT || c.arch == DT_ARCH_GPT_NEOX) {
-      assert_int_equal(c.has_bias, 1);
+    if (c.arch == DT_ARCH_GPT2 || c.arch == DT_ARCH_OPT || c.arch == DT_ARCH_GPT_NEOX ||
+        c.arch == DT_ARCH_FALCON) {
+      assert_int_equal(c.has_bias, 1); /* Falcon: the LayerNorms' (no linear biases) */
+      assert_int_equal(c.no_linear_bias, c.arch == DT_ARCH_FALCON);
       assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
     } else {
       assert_int_equal(c.has_bias, 0);

@@ -29,7 +29,22 @@ model.safetensors, tensors sorted by name):
                   (use_parallel_residual false), the legacy keys rotary_pct
                   0.5 and rotary_emb_base 500, hidden_act gelu_fast, tied head.
 
-The last three are the models of tests/parity/make_fixtures.py's qwen2 and
+  falcon          Falcon (new_decoder_architecture, Falcon-40B/180B's block)
+                  from the GPT-2 fixture's weights read as 8 heads of 6
+                  dimensions with 4 key/value heads: query_key_value per
+                  key/value group ([4][2 q heads, k, v][6]), ln_attn and
+                  ln_mlp (ln_1 and ln_2), no linear biases (bias false), an
+                  untied lm_head (drawn), rope_parameters.
+  falcon_mq       Falcon-7B's block: multi_query (8 q heads, then one k and
+                  one v head), parallel_attn with one input_layernorm feeding
+                  both branches, biases on the linears, tied head.
+  falcon_seq      the old block without multi_query: query_key_value per head
+                  ([8][q,k,v][6]), a sequential block (parallel_attn false:
+                  input_layernorm and post_attention_layernorm), biases,
+                  the legacy top-level rope_theta 500, activation gelu_new,
+                  an untied lm_head.
+
+The qwen2, mistral and neox models are the models of tests/parity/make_fixtures.py's qwen2 and
 mistral fixtures and of the reference forward pass (reference_forward.py).
 Deterministic: running it again writes the same bytes.
 usage: make_family_models.py [OUT_DIR (default tests/data/families)]"""
@@ -172,6 +187,71 @@ def neox_from_gpt2(gcfg, g, seed, parallel):
     return cfg, t
 
 
+def falcon_from_gpt2(gcfg, g, seed, variant):
+    """Falcon's config and tensors from GPT-2's: the d = 48 rows of q, k and v
+    read as 8 heads of 6; variant new (grouped, 4 kv heads), mq (multi_query)
+    or seq (per head, sequential)."""
+    rng = np.random.default_rng(seed)
+    d, L, V = gcfg["n_embd"], gcfg["n_layer"], gcfg["vocab_size"]
+    H, hd = 8, 6
+    KV = {"new": 4, "mq": 1, "seq": H}[variant]
+    cfg = {"architectures": ["FalconForCausalLM"], "model_type": "falcon",
+           "activation": "gelu", "alibi": False, "attention_dropout": 0.0,
+           "bias": variant != "new", "bos_token_id": 11, "dtype": "float32",
+           "eos_token_id": 11, "ffn_hidden_size": 4 * d, "hidden_dropout": 0.0,
+           "hidden_size": d, "initializer_range": 0.02, "layer_norm_epsilon": 1e-5,
+           "max_position_embeddings": gcfg["n_positions"],
+           "multi_query": variant == "mq", "new_decoder_architecture": variant == "new",
+           "num_attention_heads": H, "num_hidden_layers": L, "num_kv_heads": KV,
+           "num_ln_in_parallel_attn": 2 if variant == "new" else None,
+           "parallel_attn": variant != "seq", "tie_word_embeddings": variant == "mq",
+           "transformers_version": "5.17.0", "use_cache": True, "vocab_size": V}
+    if variant == "seq":
+        cfg.update({"rope_theta": 500.0, "activation": "gelu_new"})
+    else:
+        cfg["rope_parameters"] = {"rope_theta": 10000.0, "rope_type": "default"}
+    pre = "transformer."
+    t = {pre + "word_embeddings.weight": g["transformer.wte.weight"],
+         pre + "ln_f.weight": g["transformer.ln_f.weight"],
+         pre + "ln_f.bias": g["transformer.ln_f.bias"]}
+    if variant != "mq":
+        t["lm_head.weight"] = rng.normal(0.0, 0.2, (V, d)).astype(np.float32)
+    for layer in range(L):
+        h, o = f"transformer.h.{layer}.", f"{pre}h.{layer}."
+        w, b = g[h + "attn.c_attn.weight"].T, g[h + "attn.c_attn.bias"]  # [3d, d], q|k|v
+        q, k, v = (w[i * d:(i + 1) * d].reshape(H, hd, d) for i in range(3))
+        qb, kb, vb = (b[i * d:(i + 1) * d].reshape(H, hd) for i in range(3))
+        if variant == "new":  # [KV][H/KV q, k, v][hd]
+            grp = H // KV
+            rows = [np.concatenate([q[j * grp:(j + 1) * grp], k[j:j + 1], v[j:j + 1]])
+                    for j in range(KV)]
+            brows = [np.concatenate([qb[j * grp:(j + 1) * grp], kb[j:j + 1], vb[j:j + 1]])
+                     for j in range(KV)]
+        elif variant == "mq":  # [H q, 1 k, 1 v][hd]
+            rows, brows = [q, k[:1], v[:1]], [qb, kb[:1], vb[:1]]
+        else:  # [H][q, k, v][hd]
+            rows = [np.stack([q[j], k[j], v[j]]) for j in range(H)]
+            brows = [np.stack([qb[j], kb[j], vb[j]]) for j in range(H)]
+        t[o + "self_attention.query_key_value.weight"] = np.ascontiguousarray(
+            np.concatenate(rows).reshape(-1, d))
+        t[o + "self_attention.dense.weight"] = np.ascontiguousarray(g[h + "attn.c_proj.weight"].T)
+        t[o + "mlp.dense_h_to_4h.weight"] = np.ascontiguousarray(g[h + "mlp.c_fc.weight"].T)
+        t[o + "mlp.dense_4h_to_h.weight"] = np.ascontiguousarray(g[h + "mlp.c_proj.weight"].T)
+        if variant != "new":
+            t[o + "self_attention.query_key_value.bias"] = np.ascontiguousarray(
+                np.concatenate(brows).reshape(-1))
+            t[o + "self_attention.dense.bias"] = g[h + "attn.c_proj.bias"]
+            t[o + "mlp.dense_h_to_4h.bias"] = g[h + "mlp.c_fc.bias"]
+            t[o + "mlp.dense_4h_to_h.bias"] = g[h + "mlp.c_proj.bias"]
+        norms = {"new": ("ln_attn", "ln_mlp"), "mq": ("input_layernorm", None),
+                 "seq": ("input_layernorm", "post_attention_layernorm")}[variant]
+        for src, name in zip(("ln_1", "ln_2"), norms):
+            if name:
+                t[o + name + ".weight"] = g[h + src + ".weight"]
+                t[o + name + ".bias"] = g[h + src + ".bias"]
+    return cfg, t
+
+
 def save(folder, cfg, tensors):
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "config.json"), "w") as f:
@@ -210,6 +290,8 @@ def main():
     save(os.path.join(out, "opt", "model"), *opt_from_gpt2(gcfg, g, 5))
     save(os.path.join(out, "neox", "model"), *neox_from_gpt2(gcfg, g, 20, True))
     save(os.path.join(out, "neox_seq", "model"), *neox_from_gpt2(gcfg, g, 20, False))
+    for variant, name in (("new", "falcon"), ("mq", "falcon_mq"), ("seq", "falcon_seq")):
+        save(os.path.join(out, name, "model"), *falcon_from_gpt2(gcfg, g, 40, variant))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,14 @@ learned positions read at position + 2, tied head. GPT-NeoX: LayerNorm
 dimensions of each head (rope_parameters or the legacy rotary_pct /
 rotary_emb_base), GELU (erf for "gelu", tanh for the others), the parallel
 residual x + attn(ln1(x)) + mlp(ln2(x)) or the sequential one, embed_out or
+the tied embedding. Falcon: LayerNorm (layer_norm_epsilon) with biases,
+linears with biases only where bias is true, the fused query_key_value read
+per key/value group ([kv][q heads of the group, k, v][head_dim]) with
+new_decoder_architecture, as q heads then one k and one v with multi_query,
+else per head; rotary on the whole head (rope_theta or rope_parameters);
+attention and MLP in parallel from ln_attn / ln_mlp (or one shared
+input_layernorm, num_ln_in_parallel_attn 1 or the old architecture), or
+sequential with post_attention_layernorm; GELU (erf for "gelu"); lm_head or
 the tied embedding.
 
 It checks `deltatune eval` against itself: the printed loss within LOSS_TOL
@@ -151,11 +159,84 @@ def forward_neox(cfg, w, ids):
     return x @ g(head).T
 
 
+def forward_falcon(cfg, w, ids):
+    g = lambda name: w[name].astype(np.float64)  # noqa: E731
+    B, T = ids.shape
+    d, H = cfg["hidden_size"], cfg["num_attention_heads"]
+    hd = d // H
+    eps = cfg.get("layer_norm_epsilon", 1e-5)
+    nda = cfg.get("new_decoder_architecture", False)
+    mq = cfg.get("multi_query", True)
+    par = cfg.get("parallel_attn", True)
+    nln = cfg.get("num_ln_in_parallel_attn") or (2 if nda else 1)
+    inv = 1.0 / rope_theta(cfg) ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
+    ang = np.outer(np.arange(T, dtype=np.float64), inv)
+    cos = np.concatenate([np.cos(ang)] * 2, axis=-1)
+    sin = np.concatenate([np.sin(ang)] * 2, axis=-1)
+
+    def rot(x):
+        half = hd // 2
+        return x * cos + np.concatenate([-x[..., half:], x[..., :half]], axis=-1) * sin
+
+    def ln(x, p):
+        mu = x.mean(axis=-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + eps) * g(p + ".weight") + g(p + ".bias")
+
+    def lin(x, p):
+        y = x @ g(p + ".weight").T
+        return y + g(p + ".bias") if p + ".bias" in w else y
+    act = cfg.get("activation", "gelu")
+    visible = np.arange(T)[None, :] <= np.arange(T)[:, None]
+    x = g("transformer.word_embeddings.weight")[ids]
+    for layer in range(cfg["num_hidden_layers"]):
+        p = f"transformer.h.{layer}."
+        if nda and nln == 2:
+            h_att, h_mlp = ln(x, p + "ln_attn"), ln(x, p + "ln_mlp")
+        else:
+            h_att = h_mlp = ln(x, p + "input_layernorm")
+        qkv = lin(h_att, p + "self_attention.query_key_value")
+        if nda:
+            KV = cfg.get("num_kv_heads") or H
+            qkv = qkv.reshape(B, T, KV, H // KV + 2, hd)
+            q = qkv[:, :, :, :-2].reshape(B, T, H, hd)
+            k = np.repeat(qkv[:, :, :, -2], H // KV, axis=2)
+            v = np.repeat(qkv[:, :, :, -1], H // KV, axis=2)
+        elif mq:
+            qkv = qkv.reshape(B, T, H + 2, hd)
+            q = qkv[:, :, :H]
+            k = np.repeat(qkv[:, :, H:H + 1], H, axis=2)
+            v = np.repeat(qkv[:, :, H + 1:], H, axis=2)
+        else:
+            qkv = qkv.reshape(B, T, H, 3, hd)
+            q, k, v = qkv[:, :, :, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
+        q, k, v = (y.transpose(0, 2, 1, 3) for y in (q, k, v))  # [B, H, T, hd]
+        q, k = rot(q), rot(k)
+        s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
+        s = np.where(visible, s, -np.inf)
+        s = np.exp(s - s.max(axis=-1, keepdims=True))
+        s = s / s.sum(axis=-1, keepdims=True)
+        a = lin((s @ v).transpose(0, 2, 1, 3).reshape(B, T, d), p + "self_attention.dense")
+
+        def mlp(h):
+            return lin(gelu(lin(h, p + "mlp.dense_h_to_4h"), act), p + "mlp.dense_4h_to_h")
+        if nda or par:
+            x = x + a + mlp(h_mlp)
+        else:
+            x = x + a
+            x = x + mlp(ln(x, p + "post_attention_layernorm"))
+    x = ln(x, "transformer.ln_f")
+    head = "lm_head.weight" if "lm_head.weight" in w else "transformer.word_embeddings.weight"
+    return x @ g(head).T
+
+
 def forward(cfg, w, ids):
     if cfg["model_type"] == "opt":
         return forward_opt(cfg, w, ids)
     if cfg["model_type"] == "gpt_neox":
         return forward_neox(cfg, w, ids)
+    if cfg["model_type"] == "falcon":
+        return forward_falcon(cfg, w, ids)
     """logits [B, T, V] (float64)."""
     g = lambda name: w[name].astype(np.float64)  # noqa: E731
     B, T = ids.shape

@@ -1,0 +1,55 @@
+# Falcon (issue 24) on the tiny models of tests/data/families
+# (tests/parity/make_family_models.py writes them from the GPT-2 fixture's
+# weights, read as 8 heads of 6): falcon (new_decoder_architecture, the
+# Falcon-40B/180B block: query_key_value per key/value group of 2 query
+# heads, ln_attn and ln_mlp, no linear biases, untied lm_head), falcon_mq
+# (Falcon-7B's block: multi_query, one input_layernorm feeding attention and
+# MLP, biases, tied head) and falcon_seq (the old per-head layout, a
+# sequential block, the legacy rope_theta, gelu_new).
+# - the forward pass against the numpy reference (reference_forward.py) at
+#   1 rank and tensor-parallel on 2 and 3 ranks (falcon: 4 key/value groups,
+#   uneven on 3, each rank whole groups with their query heads; falcon_mq:
+#   the one key/value head on one rank);
+# - the backward against finite differences with every kind of method.
+set(FAM ${DT_TESTDATA_DIR}/families)
+set(BG ${DT_TESTDATA_DIR}/hf-parity/gpt2/batch.safetensors)
+set(REF /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/parity/reference_forward.py
+  $<TARGET_FILE:deltatune>)
+set(W ${CMAKE_CURRENT_BINARY_DIR}/family_reference)
+foreach(model falcon falcon_mq falcon_seq)
+  add_test(NAME family_reference_${model} COMMAND ${REF} ${FAM}/${model}/model ${BG} ${W}/${model})
+  add_test(NAME family_reference_${model}_tp2 COMMAND ${REF} ${FAM}/${model}/model ${BG}
+    ${W}/${model}_tp2 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
+  add_test(NAME family_reference_${model}_tp3 COMMAND ${REF} ${FAM}/${model}/model ${BG}
+    ${W}/${model}_tp3 1e-5 ${DT_MPIRUN} -np 3 -- --tp 3)
+  set_tests_properties(family_reference_${model}_tp2 PROPERTIES PROCESSORS 2)
+  set_tests_properties(family_reference_${model}_tp3 PROPERTIES PROCESSORS 3)
+  foreach(t ${model} ${model}_tp2 ${model}_tp3)
+    set_tests_properties(family_reference_${t} PROPERTIES TIMEOUT 120
+      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
+  endforeach()
+endforeach()
+
+# the backward against finite differences: every weight and bias (full), LoRA
+# on every module with BitFit, IA3 on the default targets, prefix, prompt,
+# SAID and the recomputed pass; the three block forms (the shared norm's
+# gradient gathers the attention's and the MLP's parts)
+set(DN --data ${BG} --batch-size 2 --min-norm 5e-4)
+foreach(model falcon falcon_mq falcon_seq)
+  dt_add_gradcheck(gradcheck_${model}_full falcon --model ${FAM}/${model}/model ${DN} --method full)
+  dt_add_gradcheck(gradcheck_${model}_bitfit_lora falcon --model ${FAM}/${model}/model ${DN}
+    --method lora,bitfit --lora-init random
+    --lora-targets query_key_value,dense,dense_h_to_4h,dense_4h_to_h)
+  dt_add_gradcheck(gradcheck_${model}_lora_ia3 falcon --model ${FAM}/${model}/model ${DN}
+    --method lora,ia3 --lora-init random)
+  dt_add_gradcheck(gradcheck_${model}_prefix falcon --model ${FAM}/${model}/model ${DN}
+    --method prefix --prefix-tokens 2 --prefix-hidden 16)
+  dt_add_gradcheck(gradcheck_${model}_prompt_ia3 falcon --model ${FAM}/${model}/model ${DN}
+    --method prompt,ia3 --prompt-tokens 3)
+endforeach()
+dt_add_gradcheck(gradcheck_falcon_said falcon --model ${FAM}/falcon/model ${DN} --method said
+  --said-dim 24)
+dt_add_gradcheck(gradcheck_falcon_recompute falcon --model ${FAM}/falcon/model ${DN}
+  --method lora,prefix --lora-init random --prefix-tokens 3 --recompute)
+dt_add_gradcheck(gradcheck_falcon_adapter falcon --model ${FAM}/falcon_mq/model ${DN}
+  --method adapter,ia3 --adapter-size 4 --adapter-init-std 0.1)
