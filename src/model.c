@@ -160,6 +160,9 @@ static int add_ref(dt_model *m, dt_tensor_ref *r, int *n, const char *name, int 
   /* a part, or the whole in another row order than the file's (GPT-NeoX's
    * per-head query_key_value rows go to the engine's q|k|v blocks) */
   e->sharded = e->numel_l != e->numel || e->segs.n != 1 || dt_segs_at(&e->segs, 0)->g0 != 0;
+  /* the same on every rank of the tensor group: with one key/value head
+   * (Falcon-7B's multi_query) one rank holds all of q|k|v, the others none */
+  if (kind != DT_SHARD_REPL && sh->tp_size > 1) e->sharded = 1;
   size_t len = strlen(name);
   e->is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
   return DT_OK;

@@ -175,6 +175,33 @@ static void test_neox(void **state) {
   json_decref(c);
 }
 
+/* Falcon: PEFT's falcon mapping, LoRA query_key_value (the rows of the
+ * grouped layout, (8 + 2 * 4) heads of 6); IA3 query_key_value and the
+ * feed-forward dense_4h_to_h */
+static void test_falcon(void **state) {
+  (void)state;
+  char dir[1200];
+  train_export("falcon", "falcon-lora", "--method lora --lora-rank 4 --lora-init random", dir,
+               sizeof dir);
+  const want_tensor w[] = {{"self_attention.query_key_value", "lora_A.weight", 4, 48},
+                           {"self_attention.query_key_value", "lora_B.weight", 96, 4}};
+  check_tensors(dir, "transformer.h", w, 2);
+  json_t *c = adapter_config(dir);
+  const char *const t[] = {"self_attention.query_key_value"};
+  check_list(c, "target_modules", t, 1);
+  json_decref(c);
+  train_export("falcon", "falcon-ia3", "--method ia3", dir, sizeof dir);
+  const want_tensor w3[] = {{"self_attention.query_key_value", "ia3_l", 96, 1},
+                            {"mlp.dense_4h_to_h", "ia3_l", 1, 192}};
+  check_tensors(dir, "transformer.h", w3, 2);
+  c = adapter_config(dir);
+  const char *const t3[] = {"mlp.dense_4h_to_h", "self_attention.query_key_value"}; /* sorted */
+  check_list(c, "target_modules", t3, 2);
+  const char *const ff[] = {"mlp.dense_4h_to_h"};
+  check_list(c, "feedforward_modules", ff, 1);
+  json_decref(c);
+}
+
 int main(int argc, char **argv) {
   cli_init(argc, argv);
   const struct CMUnitTest tests[] = {
@@ -182,6 +209,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_mistral_ia3),
       cmocka_unit_test(test_opt),
       cmocka_unit_test(test_neox),
+      cmocka_unit_test(test_falcon),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

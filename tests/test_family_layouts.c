@@ -83,6 +83,16 @@ static void test_neox(void **state) {
   layouts("neox", "--method said --said-dim 24", "neox-said");
 }
 
+/* Falcon: each rank holds whole key/value groups of the grouped
+ * query_key_value with their query heads (full trains them, no linear
+ * biases); Falcon-7B's multi_query block (one key/value head: the other
+ * ranks hold none) with the shared input_layernorm under LoRA and IA3 */
+static void test_falcon(void **state) {
+  (void)state;
+  layouts("falcon", "--method full --weights-dtype fp32", "falcon-full");
+  layouts("falcon_mq", "--method lora,ia3,bitfit --lora-init random", "falcon-mq-lora-ia3");
+}
+
 static void test_mistral(void **state) {
   (void)state;
   layouts("mistral", "--method full --weights-dtype fp32", "mistral-full");
@@ -97,6 +107,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_mistral),
       cmocka_unit_test(test_opt),
       cmocka_unit_test(test_neox),
+      cmocka_unit_test(test_falcon),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -158,6 +158,16 @@ static void test_families(void **state) {
              "--lora-targets query_key_value,dense,dense_h_to_4h,dense_4h_to_h");
   snprintf(m, sizeof m, "%s/../families/neox_seq/model", cli_fix());
   merge_case("full-neox-seq-tp3", "gpt2", m, 3, 3, "--method full");
+  /* Falcon: the grouped query_key_value rows (LoRA's B and IA3's scales in
+   * the file's order, no linear biases) from 3 uneven shards (4 key/value
+   * groups); full of the multi_query block, its one input_layernorm
+   * trained by both branches, from 2 shards */
+  snprintf(m, sizeof m, "%s/../families/falcon/model", cli_fix());
+  merge_case("lora-ia3-falcon-tp3", "gpt2", m, 3, 3,
+             "--method lora,ia3 --lora-init random "
+             "--lora-targets query_key_value,dense,dense_h_to_4h,dense_4h_to_h");
+  snprintf(m, sizeof m, "%s/../families/falcon_mq/model", cli_fix());
+  merge_case("full-falcon-mq-tp2", "gpt2", m, 2, 2, "--method full");
 }
 
 /* The GPT-2 fixture split into two shards with an index, two tensors
