@@ -53,3 +53,8 @@ dt_add_gradcheck(gradcheck_falcon_recompute falcon --model ${FAM}/falcon/model $
   --method lora,prefix --lora-init random --prefix-tokens 3 --recompute)
 dt_add_gradcheck(gradcheck_falcon_adapter falcon --model ${FAM}/falcon_mq/model ${DN}
   --method adapter,ia3 --adapter-size 4 --adapter-init-std 0.1)
+
+# config.json's variants, defaults and refusals; plan's parameter counts of
+# synthetic:falcon-40b and falcon-180b equal the published ones
+dt_add_test(test_falcon SOURCES test_falcon.c LABELS plan)
+target_link_libraries(test_falcon PRIVATE PkgConfig::JANSSON)
