@@ -16,7 +16,7 @@ test suite.
 usage: make_fixtures.py FAMILY OUT [--model-dir DIR] [--batch FILE]
                         [--init-dir DIR] [--compare DIR] [--methods a,b,...]
                         [--name NAME]
-  FAMILY       gpt2, llama, qwen2, mistral, opt or gpt_neox
+  FAMILY       gpt2, llama, qwen2, mistral, opt, gpt_neox or falcon
   --model-dir  load this Hugging Face folder (e.g. tests/data/families/qwen2/model)
                instead of making a tiny model from the seed
   --batch      use this batch instead of drawing one
@@ -65,6 +65,13 @@ FAMILIES["gpt_neox"] = dict(blocks="gpt_neox.layers",
                             ia3=["query_key_value", "dense_4h_to_h"], ia3_ff=["dense_4h_to_h"],
                             adapter=("attention.dense", "mlp.dense_4h_to_h"),
                             fan_in_fan_out=False)
+# Falcon: PEFT's falcon mapping (LoRA query_key_value; IA3 query_key_value
+# and the feed-forward dense_4h_to_h) with the FFN's output for LoRA too
+FAMILIES["falcon"] = dict(blocks="transformer.h",
+                          lora=["query_key_value", "dense_4h_to_h"],
+                          ia3=["query_key_value", "dense_4h_to_h"], ia3_ff=["dense_4h_to_h"],
+                          adapter=("self_attention.dense", "mlp.dense_4h_to_h"),
+                          fan_in_fan_out=False)
 
 METHODS = ["base", "full", "lora", "prefix", "prefix_proj", "prompt", "ia3", "bitfit",
            "lastlayer", "adapter", "said"]
@@ -102,6 +109,13 @@ def tiny_config(family):
                                     num_attention_heads=4, intermediate_size=192,
                                     vocab_size=96, max_position_embeddings=64,
                                     rotary_pct=0.5, hidden_dropout=0.0, attention_dropout=0.0,
+                                    tie_word_embeddings=False)
+    if family == "falcon":  # Falcon-40B/180B's block: 4 key/value groups of 2 heads
+        return AutoConfig.for_model("falcon", num_hidden_layers=2, hidden_size=48,
+                                    num_attention_heads=8, num_kv_heads=4,
+                                    new_decoder_architecture=True, parallel_attn=True,
+                                    bias=False, vocab_size=96, max_position_embeddings=64,
+                                    hidden_dropout=0.0, attention_dropout=0.0,
                                     tie_word_embeddings=False)
     raise SystemExit(f"unknown family {family}")
 
