@@ -249,6 +249,7 @@ static const dt_arch_desc arch_table[] = {
     {
         .id = DT_ARCH_FALCON,
         .no_linear_bias = 1,
+        .peft_prefix_per_query = 1,
         .name = "falcon",
         .title = "Falcon",
         .module_prefix = "transformer.h",

@@ -146,6 +146,10 @@ typedef struct {
                                 (0: the whole head) */
   int no_linear_bias;        /* a synthetic model's linears have no biases
                                 while its LayerNorms have (Falcon) */
+  int peft_prefix_per_query; /* PEFT's prefix tuning of the family has a
+                                key/value per query head (Falcon: its config
+                                has no num_key_value_heads for PEFT to read):
+                                export refuses a prefix of fewer kv heads */
   const char *lora_targets;  /* PEFT's default LoRA target modules */
   const char *ia3_targets;   /* PEFT's default IA3 targets ... */
   const char *ia3_ff;        /* ... and which of them are feed-forward */

@@ -200,6 +200,24 @@ static void test_falcon(void **state) {
   const char *const ff[] = {"mlp.dense_4h_to_h"};
   check_list(c, "feedforward_modules", ff, 1);
   json_decref(c);
+  /* a prefix of 4 key/value heads for 8 query heads: PEFT's Falcon prefix
+   * has one per query head, so the export is refused by name */
+  const char *tmp = dt_test_tmpdir();
+  char a[4096], *out = NULL;
+  snprintf(a, sizeof a,
+           "train --model %s/../families/falcon/model --data %s/llama/batch.safetensors "
+           "--batch-size 2 --steps 1 --out %s/fx-falcon-prefix --log-every 1000 --method prefix "
+           "--prefix-tokens 2",
+           cli_fix(), cli_fix(), tmp);
+  cli_must(cli_dt(&out, 1, NULL, a), out, a);
+  free(out);
+  snprintf(a, sizeof a,
+           "export --checkpoint %s/fx-falcon-prefix/ckpt-0000000001.nc --format peft --out "
+           "%s/fx-falcon-prefix/peft",
+           tmp, tmp);
+  assert_int_not_equal(cli_dt(&out, 1, NULL, a), 0);
+  if (!strstr(out, "Falcon prefix of 4 key/value heads")) fail_msg("%s:\n%s", a, out);
+  free(out);
 }
 
 int main(int argc, char **argv) {

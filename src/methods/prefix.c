@@ -213,6 +213,12 @@ static int prefix_export_peft(dt_peft_export *x) {
   DT_CHECK(e >= 0 && p->v[e]->ndim == 2, DT_EINPUT,
            "export: no prompt_encoder.embedding.weight [P, width] in the checkpoint");
   const int64_t P = p->v[e]->shape[0];
+  const dt_arch_desc *a = dt_arch_by_name(i->arch);
+  DT_CHECK(!a || !a->peft_prefix_per_query || i->kv_heads == i->heads, DT_EINPUT,
+           "export: a %s prefix of %d key/value heads (%d query heads) has no PEFT layout: "
+           "PEFT's prefix tuning on %s keeps a key/value per query head; export it with "
+           "--format safetensors",
+           a ? a->title : i->arch, i->kv_heads, i->heads, a ? a->title : i->arch);
   const int kvd = i->kv_heads * i->head_dim, W = 2 * i->layers * kvd;
   const int w0 = dt_peft_find(p, "prompt_encoder.transform.0.weight");
   const int hidden = w0 >= 0 ? (int)p->v[w0]->shape[0] : 0;
