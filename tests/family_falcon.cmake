@@ -58,3 +58,8 @@ dt_add_gradcheck(gradcheck_falcon_adapter falcon --model ${FAM}/falcon_mq/model 
 # synthetic:falcon-40b and falcon-180b equal the published ones
 dt_add_test(test_falcon SOURCES test_falcon.c LABELS plan)
 target_link_libraries(test_falcon PRIVATE PkgConfig::JANSSON)
+
+# the synthetic family (Falcon-40B/180B's block: grouped query_key_value,
+# ln_attn / ln_mlp, no linear biases): finite differences of every weight
+dt_add_gradcheck(gradcheck_synth_falcon_full falcon
+  --model synthetic:falcon:layers=2,d=48,heads=8,kv_heads=2,vocab=96,ctx=32 ${DN} --method full)
