@@ -118,6 +118,12 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
     a->ln2_stat = carve(cv, N * 2);
     a->fc = carve(cv, N * FC_L(m));
     a->act = one_act ? act_once : carve(cv, N * FFN_L(m));
+    if (dt_cfg_arch(c)->post_norms) {
+      a->ao = carve(cv, N * d);
+      a->ao_stat = carve(cv, N * 2);
+      a->fo = carve(cv, N * d);
+      a->fo_stat = carve(cv, N * 2);
+    }
     for (int s = 0; s < DT_N_SITES; s++) {
       int need = 0;
       for (int ll = 0; ll < c->n_layer && !need; ll++)
@@ -152,7 +158,7 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
   m->d_act = carve(cv, N * FFN_L(m));
   m->d_xf = carve(cv, N * d);
   dt_attn_dims ad = {B, T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    c->sliding_window};
+                    c->sliding_window, 0.0f, 0.0f};
   m->att_scratch = carve(cv, (size_t)dt_attention_scratch(&ad));
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     size_t mx_in = 0;
@@ -164,6 +170,9 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
   const int chunk = N < DT_LOGIT_CHUNK ? (int)N : DT_LOGIT_CHUNK;
   m->logit_chunk_rows = chunk;
   m->logit_chunk = carve(cv, (size_t)chunk * (m->bb->sh.vocab_l > 0 ? m->bb->sh.vocab_l : 1));
+  m->logit_tanh = c->final_softcap > 0
+                      ? carve(cv, (size_t)chunk * (m->bb->sh.vocab_l > 0 ? m->bb->sh.vocab_l : 1))
+                      : NULL;
   m->head_red = carve(cv, 4 * (size_t)chunk);
   if (m->matmul_bf16) {
     /* the bf16 copy of a product's activation operand: x [N,in] forward,
@@ -553,7 +562,8 @@ static void norm_fwd(const dt_model *m, float *out, float *stat, const float *x,
   if (dt_cfg_arch(c)->norm == DT_NORM_LAYER)
     dt_layernorm_forward(out, stat, x, w->v, b->v, N, c->d_model, c->norm_eps);
   else
-    dt_rmsnorm_forward(out, stat, x, w->v, N, c->d_model, c->norm_eps);
+    dt_rmsnorm_forward(out, stat, x, w->v, dt_cfg_arch(c)->norm_plus_one ? 1.0f : 0.0f, N,
+                       c->d_model, c->norm_eps);
 }
 
 static void norm_bwd(const dt_model *m, float *dx, const float *dout,
@@ -563,7 +573,8 @@ static void norm_bwd(const dt_model *m, float *dx, const float *dout,
   if (dt_cfg_arch(c)->norm == DT_NORM_LAYER)
     dt_layernorm_backward(dx, w->grad, b->grad, dout, x, w->v, stat, N, c->d_model);
   else
-    dt_rmsnorm_backward(dx, w->grad, dout, x, w->v, stat, N, c->d_model);
+    dt_rmsnorm_backward(dx, w->grad, dout, x, w->v, dt_cfg_arch(c)->norm_plus_one ? 1.0f : 0.0f,
+                        stat, N, c->d_model);
 }
 
 /* The prefix key/values of layer l for this rank's kv heads, gathered into
@@ -649,16 +660,20 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
   dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    c->sliding_window};
+                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap};
   dt_attention_forward(a->att, a->lse, a->qkv, pk, pv, &ad, m->att_scratch);
   float *o = m->d_tmp; /* [N,d] scratch during forward */
-  DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, o, train));
+  const int post = dt_cfg_arch(c)->post_norms;
+  /* post_norms: the branch output is kept (ao, fo) and its norm added */
+  DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, post ? a->ao : o, train));
+  if (post) norm_fwd(m, o, a->ao_stat, a->ao, &L->pn1_w, &L->ln1_b, N);
   for (size_t i = 0; i < (size_t)N * d; i++) x1[i] = x[i] + o[i];
   if (m->x_shared) store_rows(m, a->x1, x1);
   norm_fwd(m, a->ln2, a->ln2_stat, x1, &L->ln2_w, &L->ln2_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train));
   dt_ffn_act_forward(dt_cfg_arch(c)->act, a->act, a->fc, N, FFN_L(m));
-  DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, o, train));
+  DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, post ? a->fo : o, train));
+  if (post) norm_fwd(m, o, a->fo_stat, a->fo, &L->pn2_w, &L->ln2_b, N);
   for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = x1[i] + o[i];
   return DT_OK;
 }
@@ -681,22 +696,33 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   const int N = m->B * m->T, d = c->d_model;
   const size_t Nd = (size_t)N * d;
   dt_layer *L = &m->bb->layers[l];
-  /* FFN */
-  memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
+  const int post = dt_cfg_arch(c)->post_norms;
+  /* FFN (post_norms: through the norm of its output first) */
+  if (post) {
+    memset(m->d_tmp, 0, sizeof(float) * Nd);
+    norm_bwd(m, m->d_tmp, m->d_res, a->fo, &L->pn2_w, &L->ln2_b, a->fo_stat, N);
+  } else {
+    memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
+  }
   DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act, 1));
   dt_ffn_act_backward(dt_cfg_arch(c)->act, m->d_fc, m->d_act, a->fc, N, FFN_L(m));
   norm_fwd(m, a->ln2, a->ln2_stat, a->x1, &L->ln2_w, &L->ln2_b, N); /* not kept: layout() */
   DT_CALL(site_backward(m, a, l, DT_SITE_FC, a->ln2, m->d_fc, m->d_ln, 1));
   norm_bwd(m, m->d_res, m->d_ln, a->x1, &L->ln2_w, &L->ln2_b, a->ln2_stat, N);
   /* attention */
-  memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
+  if (post) {
+    memset(m->d_tmp, 0, sizeof(float) * Nd);
+    norm_bwd(m, m->d_tmp, m->d_res, a->ao, &L->pn1_w, &L->ln1_b, a->ao_stat, N);
+  } else {
+    memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
+  }
   DT_CALL(site_backward(m, a, l, DT_SITE_ATTN_OUT, a->att, m->d_tmp, m->d_att, 1));
   memset(m->d_qkv, 0, sizeof(float) * (size_t)N * QKV_L(m));
   const float *pk, *pv;
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
   dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    c->sliding_window};
+                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap};
   dt_attention_backward(m->d_qkv, dpk, dpv, m->d_att, a->att, a->lse, a->qkv,
                         pk, pv, &ad, m->att_scratch);
   prefix_scatter_grad(m);
@@ -756,10 +782,13 @@ static int embed_forward(dt_model *m, float *x) {
       }
     }
   if (dt_model_tp(m) > 1) DT_CALL(dt_tp_sum(m->bb->dist, x, (size_t)m->B * T * d));
+  const float es = dt_cfg_embed_scale(c);
   for (int b = 0; b < m->B; b++)
     for (int t = 0; t < T; t++) {
       float *row = x + ((size_t)b * T + t) * d;
       if (t < P) memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
+      if (es != 1.0f) /* Gemma: the prompt's rows too (PEFT passes them as inputs_embeds) */
+        for (int j = 0; j < d; j++) row[j] *= es;
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) {
         const float *p = m->bb->wpe.w + (size_t)dt_cfg_pos_row(c, m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) row[j] += p[j];
@@ -785,8 +814,9 @@ static int embed_backward(dt_model *m, const float *dx) {
         const int id = m->ids[b * m->T_data + (t - P)] - v0;
         if (id >= 0 && id < vl) dst = m->bb->wte.grad + (size_t)id * d;
       }
+      const float es = dt_cfg_embed_scale(c);
       if (dst)
-        for (int j = 0; j < d; j++) dst[j] += g[j];
+        for (int j = 0; j < d; j++) dst[j] += es * g[j];
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED && m->bb->wpe.grad) {
         float *p = m->bb->wpe.grad + (size_t)dt_cfg_pos_row(c, m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) p[j] += g[j];
@@ -818,6 +848,12 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, con
   else if (V > 0)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, d, 1.0f, xg, d, W,
                 d, 0.0f, lg, V);
+  const float fcap = c->final_softcap;
+  if (fcap > 0) /* Gemma-2: z = c tanh(z / c), tanh kept for the gradient */
+    for (size_t i = 0; i < (size_t)n * V; i++) {
+      m->logit_tanh[i] = tanhf(lg[i] / fcap);
+      lg[i] = fcap * m->logit_tanh[i];
+    }
   float *mx = m->head_red, *se = mx + n, *zl = se + n; /* [n] each */
   for (int i = 0; i < n; i++) {
     const int r = rows[i], b = r / m->T, t = r % m->T;
@@ -861,6 +897,11 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, con
       const float f = (float)((double)inv / (double)se[i]);
       for (int j = 0; j < V; j++) z[j] *= f;
       if (label >= v0 && label < v0 + V) z[label - v0] -= inv;
+      if (fcap > 0)
+        for (int j = 0; j < V; j++) {
+          const float t = m->logit_tanh[(size_t)i * V + j];
+          z[j] *= 1.0f - t * t;
+        }
     }
   }
   if (!want_grad || V == 0) {

@@ -77,6 +77,10 @@ static int alloc_weights(dt_backbone *b) {
     dt_layer *L = &b->layers[l];
     DT_CALL(alloc_vec(b, &L->ln1_w, d, "norm"));
     DT_CALL(alloc_vec(b, &L->ln2_w, d, "norm"));
+    if (dt_cfg_arch(c)->post_norms) {
+      DT_CALL(alloc_vec(b, &L->pn1_w, d, "norm"));
+      DT_CALL(alloc_vec(b, &L->pn2_w, d, "norm"));
+    }
     if (c->has_bias) {
       DT_CALL(alloc_vec(b, &L->ln1_b, d, "norm bias"));
       DT_CALL(alloc_vec(b, &L->ln2_b, d, "norm bias"));
@@ -200,6 +204,8 @@ int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n) {
           case DT_SLOT_LN2_B: vec = &L->ln2_b; break;
           case DT_SLOT_LIN: mat = &L->lin[t->site]; break;
           case DT_SLOT_BIAS: vec = &L->bias[t->site]; break;
+          case DT_SLOT_PN1_W: vec = &L->pn1_w; break;
+          case DT_SLOT_PN2_W: vec = &L->pn2_w; break;
         }
         ADD(pass == 1 ? NAME(t->name, l) : t->name, l, mat, vec, dt_cfg_dim(c, t->rows),
             dt_cfg_dim(c, t->cols), t->transposed, (int)t->shard, dt_cfg_dim(c, t->lo),
@@ -555,6 +561,8 @@ static void free_backbone(dt_backbone *b) {
     free_vec(&L->ln1_b);
     free_vec(&L->ln2_w);
     free_vec(&L->ln2_b);
+    free_vec(&L->pn1_w);
+    free_vec(&L->pn2_w);
     for (int s = 0; s < DT_N_SITES; s++) {
       free_mat(&L->lin[s]);
       free_vec(&L->bias[s]);
@@ -671,6 +679,8 @@ void dt_model_zero_backbone_grads(dt_model *m) {
     zero_vec(&L->ln1_b);
     zero_vec(&L->ln2_w);
     zero_vec(&L->ln2_b);
+    zero_vec(&L->pn1_w);
+    zero_vec(&L->pn2_w);
     for (int s = 0; s < DT_N_SITES; s++) {
       zero_mat(&L->lin[s]);
       zero_vec(&L->bias[s]);
@@ -690,7 +700,7 @@ int64_t dt_model_param_count(const dt_model *m) {
   for (int s = 0; s < DT_N_SITES; s++)
     per += (int64_t)out[s] * in[s] +
            (c->has_bias || (s == DT_SITE_QKV && c->qkv_bias) ? out[s] : 0);
-  per += 2 * d * (c->has_bias ? 2 : 1);
+  per += (dt_cfg_arch(c)->post_norms ? 4 : 2) * d * (c->has_bias ? 2 : 1);
   return n + per * c->n_layer;
 }
 

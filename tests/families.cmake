@@ -122,3 +122,43 @@ target_link_libraries(test_family_presets PRIVATE PkgConfig::JANSSON)
 # the biases and the window on 2, 3 and 4 ranks train as one rank does
 dt_add_test(test_family_layouts SOURCES test_family_layouts.c clitest.c ARGS ${DT_MPIRUN} RANKS 4
             TIMEOUT 300 LABELS parallel)
+
+# Gemma and Gemma-2 (tests/data/families/gemma, gemma2: drawn weights, head_dim
+# 16 != 48 / 4; Gemma-2 with 3 layers, window 4 in layers 0 and 2, soft-caps 2
+# and 3 that bend): the forward pass against numpy at 1, 2 and 3 tensor ranks
+# (the 3-rank split is uneven: 2 kv heads, FFN 128), 150 tokens for the window
+# across query blocks; the backward against finite differences through the
+# 1 + w norms, the embedding scale (full, prompt), GeGLU, the post norms and
+# both soft-caps (full, prefix over capped prefix scores, recompute)
+foreach(model gemma gemma2)
+  add_test(NAME family_reference_${model} COMMAND ${REF} ${FAM}/${model}/model ${B} ${W}/${model})
+  add_test(NAME family_reference_${model}_tp2 COMMAND ${REF} ${FAM}/${model}/model ${B}
+    ${W}/${model}_tp2 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
+  add_test(NAME family_reference_${model}_tp3 COMMAND ${REF} ${FAM}/${model}/model ${B}
+    ${W}/${model}_tp3 1e-5 ${DT_MPIRUN} -np 3 -- --tp 3)
+  set_tests_properties(family_reference_${model}_tp2 PROPERTIES PROCESSORS 2)
+  set_tests_properties(family_reference_${model}_tp3 PROPERTIES PROCESSORS 3)
+endforeach()
+add_test(NAME family_reference_gemma2_150 COMMAND ${REF} ${FAM}/gemma2/model
+  ${FAM}/mistral/batch150.safetensors ${W}/gemma2_150)
+add_test(NAME family_reference_gemma2_150_tp2 COMMAND ${REF} ${FAM}/gemma2/model
+  ${FAM}/mistral/batch150.safetensors ${W}/gemma2_150_tp2 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
+set_tests_properties(family_reference_gemma2_150_tp2 PROPERTIES PROCESSORS 2)
+foreach(t gemma gemma_tp2 gemma_tp3 gemma2 gemma2_tp2 gemma2_tp3 gemma2_150 gemma2_150_tp2)
+  set_tests_properties(family_reference_${t} PROPERTIES TIMEOUT 120
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
+endforeach()
+dt_add_gradcheck(gradcheck_gemma_full families --model ${FAM}/gemma/model ${DQ} --method full)
+dt_add_gradcheck(gradcheck_gemma_prompt_ia3 families --model ${FAM}/gemma/model ${DQ}
+  --method prompt,ia3 --prompt-tokens 3)
+dt_add_gradcheck(gradcheck_gemma_lora families --model ${FAM}/gemma/model ${DQ}
+  --method lora --lora-init random
+  --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)
+dt_add_gradcheck(gradcheck_gemma2_full families --model ${FAM}/gemma2/model ${DQ} --method full)
+dt_add_gradcheck(gradcheck_gemma2_prefix_ia3 families --model ${FAM}/gemma2/model ${DQ}
+  --method prefix,ia3 --prefix-tokens 2 --prefix-hidden 16)
+dt_add_gradcheck(gradcheck_gemma2_150 families --model ${FAM}/gemma2/model
+  --data ${FAM}/mistral/batch150.safetensors --batch-size 2 --min-norm 5e-4 --method lora,prefix
+  --lora-init random --lora-targets q_proj,k_proj,v_proj,down_proj --prefix-tokens 3)
+dt_add_gradcheck(gradcheck_gemma2_recompute families --model ${FAM}/gemma2/model ${DQ}
+  --method lora,prefix --lora-init random --prefix-tokens 5 --recompute)

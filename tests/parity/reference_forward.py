@@ -8,7 +8,14 @@ sliding window (a key is visible when kv_idx > q_idx - sliding_window),
 SwiGLU feed-forward, a tied or untied head, and the causal-LM loss over the
 scored tokens (mean over every (b,t) with labels[b,t+1] != -100). OPT:
 LayerNorm (eps 1e-5) before attention and FFN, q/k/v/out with biases, ReLU,
-learned positions read at position + 2, tied head.
+learned positions read at position + 2, tied head. Gemma: RMSNorm scaling
+by 1 + w, embeddings times sqrt(hidden_size), GeGLU with the tanh GELU
+(0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))) * up), head_dim from the
+config, tied head. Gemma-2 adds the norms of the attention and FFN outputs
+(post_attention_layernorm, post_feedforward_layernorm; pre_feedforward_layernorm
+before the FFN), scores scaled by query_pre_attn_scalar^-1/2 and soft-capped
+(c tanh(s / c)) before the mask, the window only in the layers layer_types
+calls sliding_attention (absent: the even ones), and soft-capped logits.
 
 It checks `deltatune eval` against itself: the printed loss within LOSS_TOL
 and the dumped logits within 1e-4 (max abs). The reference is trusted because
@@ -36,9 +43,13 @@ def rope_theta(cfg):
     return float((cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0))
 
 
-def window_of(cfg):
+def window_of(cfg, layer=0):
     if cfg["model_type"] == "mistral":
         return cfg.get("sliding_window", 4096) or 0
+    if cfg["model_type"] == "gemma2":
+        types = cfg.get("layer_types") or ["sliding_attention" if (i + 1) % 2 else "full_attention"
+                                           for i in range(cfg["num_hidden_layers"])]
+        return (cfg.get("sliding_window", 4096) or 0) if types[layer] == "sliding_attention" else 0
     return 0
 
 
@@ -88,10 +99,19 @@ def forward(cfg, w, ids):
     KV = cfg.get("num_key_value_heads") or H
     hd = cfg.get("head_dim") or d // H
     eps = cfg["rms_norm_eps"]
-    W = window_of(cfg)
+    gemma = cfg["model_type"] in ("gemma", "gemma2")
+    v2 = cfg["model_type"] == "gemma2"
+    scale = (cfg.get("query_pre_attn_scalar", 256) if v2 else hd) ** -0.5
+    acap = cfg.get("attn_logit_softcapping", 50.0) if v2 else None
+    fcap = cfg.get("final_logit_softcapping", 30.0) if v2 else None
 
     def rms(x, wt):
-        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * wt
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * (1.0 + wt if gemma else wt)
+
+    def act(gate):
+        if gemma:
+            return 0.5 * gate * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (gate + 0.044715 * gate ** 3)))
+        return gate / (1.0 + np.exp(-gate))
 
     inv = 1.0 / rope_theta(cfg) ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
     ang = np.outer(np.arange(T, dtype=np.float64), inv)        # [T, hd/2]
@@ -105,12 +125,15 @@ def forward(cfg, w, ids):
 
     qi = np.arange(T)[:, None]
     ki = np.arange(T)[None, :]
-    visible = ki <= qi
-    if W:
-        visible &= ki > qi - W
     x = g("model.embed_tokens.weight")[ids]                      # [B, T, d]
+    if gemma:
+        x = x * np.sqrt(d)
     for layer in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{layer}."
+        W = window_of(cfg, layer)
+        visible = ki <= qi
+        if W:
+            visible = visible & (ki > qi - W)
         h = rms(x, g(p + "input_layernorm.weight"))
 
         def proj(name, inp):
@@ -124,19 +147,29 @@ def forward(cfg, w, ids):
         q, k = rot(q), rot(k)
         k = np.repeat(k, H // KV, axis=1)
         v = np.repeat(v, H // KV, axis=1)
-        s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
+        s = q @ k.transpose(0, 1, 3, 2) * scale
+        if acap:
+            s = acap * np.tanh(s / acap)
         s = np.where(visible, s, -np.inf)
         s = np.exp(s - s.max(axis=-1, keepdims=True))
         s = s / s.sum(axis=-1, keepdims=True)
         a = (s @ v).transpose(0, 2, 1, 3).reshape(B, T, H * hd)
-        x = x + a @ g(p + "self_attn.o_proj.weight").T
-        h = rms(x, g(p + "post_attention_layernorm.weight"))
+        o = a @ g(p + "self_attn.o_proj.weight").T
+        if v2:
+            o = rms(o, g(p + "post_attention_layernorm.weight"))
+        x = x + o
+        h = rms(x, g(p + ("pre_feedforward_layernorm" if v2 else "post_attention_layernorm")
+                     + ".weight"))
         gate = h @ g(p + "mlp.gate_proj.weight").T
         up = h @ g(p + "mlp.up_proj.weight").T
-        x = x + (gate / (1.0 + np.exp(-gate)) * up) @ g(p + "mlp.down_proj.weight").T
+        o = (act(gate) * up) @ g(p + "mlp.down_proj.weight").T
+        if v2:
+            o = rms(o, g(p + "post_feedforward_layernorm.weight"))
+        x = x + o
     x = rms(x, g("model.norm.weight"))
     head = "lm_head.weight" if "lm_head.weight" in w else "model.embed_tokens.weight"
-    return x @ g(head).T
+    z = x @ g(head).T
+    return fcap * np.tanh(z / fcap) if fcap else z
 
 
 def loss_of(logits, labels):
