@@ -1,7 +1,7 @@
 /* Tensor- and data-parallel layouts of the families built on LLaMA's block
  * train as one rank does: Qwen2's q/k/v biases (sharded with their heads;
  * bitfit and full train them), Mistral's window (full, prefix, prompt) and
- * OPT (full, prompt).
+ * OPT (full, prompt), Gemma-2 (full, prompt).
  * Every layout's losses of 5 steps within 2e-5 of the 1-rank run's and its
  * gradient norms within 1e-4 relative; the 1-rank run itself is checked
  * against numpy and finite differences (tests/families.cmake). Layouts: 2
@@ -78,12 +78,21 @@ static void test_mistral(void **state) {
   layouts("mistral", "--method prompt --prompt-tokens 3", "mistral-prompt");
 }
 
+/* Gemma-2: post norms (full trains them), soft-caps, the window of alternate
+ * layers, scaled prompt embeddings */
+static void test_gemma2(void **state) {
+  (void)state;
+  layouts("gemma2", "--method full --weights-dtype fp32", "gemma2-full");
+  layouts("gemma2", "--method prompt --prompt-tokens 3", "gemma2-prompt");
+}
+
 int main(int argc, char **argv) {
   cli_init(argc, argv);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_qwen2),
       cmocka_unit_test(test_mistral),
       cmocka_unit_test(test_opt),
+      cmocka_unit_test(test_gemma2),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,8 +5,9 @@
 # set; everything comes back as $OUT/fixtures.tar.gz and $OUT/log.
 #  1. gpt2 and llama from the shipped model, batch and initial values: the
 #     shipped loss0 and losses within 1e-5 and the same weights (--compare);
-#  2. qwen2, mistral and opt fixtures from tests/data/families/<family>/model
-#     (on the llama batch; opt on gpt2's): unpack into tests/data/hf-parity/.
+#  2. qwen2, mistral, opt, gemma and gemma2 fixtures from
+#     tests/data/families/<family>/model (on the llama batch; opt on gpt2's):
+#     unpack into tests/data/hf-parity/.
 # A failed comparison is reported and the new fixtures are made all the same.
 set -u
 F=tests/data/hf-parity
@@ -19,7 +20,7 @@ for fam in gpt2 llama; do
   python3 tests/parity/make_fixtures.py $fam "$W/check" --model-dir $F/$fam/model \
     --batch $F/$fam/batch.safetensors --init-dir $F/$fam --compare $F/$fam || status=1
 done
-for fam in qwen2 mistral; do
+for fam in qwen2 mistral gemma gemma2; do
   python3 tests/parity/make_fixtures.py $fam "$W/new" --model-dir tests/data/families/$fam/model \
     --batch $F/llama/batch.safetensors || status=1
 done
