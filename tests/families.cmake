@@ -162,3 +162,35 @@ dt_add_gradcheck(gradcheck_gemma2_150 families --model ${FAM}/gemma2/model
   --lora-init random --lora-targets q_proj,k_proj,v_proj,down_proj --prefix-tokens 3)
 dt_add_gradcheck(gradcheck_gemma2_recompute families --model ${FAM}/gemma2/model ${DQ}
   --method lora,prefix --lora-init random --prefix-tokens 5 --recompute)
+
+# Gemma and Gemma-2 against transformers + PEFT: the fixtures of
+# tests/parity/device_run.sh (made on the 16-core machine from
+# tests/data/families/gemma*/model and the LLaMA batch; unpacked into
+# tests/data/hf-parity/gemma, gemma2), every method at 1 rank and on the layouts
+# of dt_family_parity. Each method's cases are declared once its fixture is in
+# the tree (none is yet: the numpy reference and finite differences above
+# check these families until then).
+foreach(model gemma gemma2)
+  set(R ${F}/${model})
+  set(FX_lora --method lora --lora-rank 4 --lora-alpha 8 --lora-targets q_proj,v_proj,down_proj)
+  set(FX_ia3 --method ia3)
+  set(FX_adapter --method adapter --adapter-size 8)
+  set(FX_prefix --method prefix --prefix-tokens 3)
+  set(FX_prefix_proj --method prefix --prefix-tokens 3 --prefix-hidden 32)
+  set(FX_prompt --method prompt --prompt-tokens 3)
+  set(FX_full --method full --weights-dtype fp32)
+  set(FX_lastlayer --method lastlayer)
+  foreach(m lora ia3 adapter prefix prefix_proj prompt full lastlayer)
+    if(EXISTS ${R}/${m}/expected.json)
+      set(tol 2e-5)
+      if(m STREQUAL "full" OR m STREQUAL "lastlayer")
+        set(tol 1e-4)
+      endif()
+      dt_family_parity(${model} ${model} ${m} ${tol} ${FX_${m}} --init-from ${R}/${m}/init.safetensors)
+    endif()
+  endforeach()
+  if(EXISTS ${R}/said/expected.json)
+    dt_family_parity(${model} ${model} said 2e-5 --method said --said-dim 24
+      --init-from ${R}/said/init.safetensors,${R}/said/projection.safetensors)
+  endif()
+endforeach()
