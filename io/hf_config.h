@@ -1,5 +1,5 @@
-/* Model configuration: Hugging Face config.json (GPT-2, LLaMA, Qwen2 and
- * Mistral families) and synthetic specs. */
+/* Model configuration: Hugging Face config.json (GPT-2, LLaMA, Qwen2,
+ * Mistral, OPT, Gemma and Gemma-2 families) and synthetic specs. */
 #ifndef DT_HF_CONFIG_H
 #define DT_HF_CONFIG_H
 
@@ -37,8 +37,9 @@ typedef struct {
 
 /* Parse DIR/config.json. Supports model_type gpt2 (activation gelu_new /
  * gelu_pytorch_tanh), llama (hidden_act silu, no attention/mlp bias), qwen2
- * (q/k/v biases; no per-layer sliding window) and mistral (sliding_window).
- * Errors name the file, field and value. */
+ * (q/k/v biases; no per-layer sliding window), mistral (sliding_window), opt,
+ * gemma (tanh GELU only) and gemma2 (soft-caps, query_pre_attn_scalar, the
+ * window of alternate layers). Errors name the file, field and value. */
 int dt_hf_config_load(dt_config *c, const char *dir);
 
 /* Parse "synthetic:gpt2:layers=12,d=768,heads=12,ffn=3072,vocab=50257,ctx=1024",
