@@ -194,3 +194,35 @@ foreach(model gemma gemma2)
       --init-from ${R}/said/init.safetensors,${R}/said/projection.safetensors)
   endif()
 endforeach()
+
+# Methods against the numpy reference (reference_forward.py --train): deltatune
+# trains 2 steps, exports PEFT's adapter, and `eval --checkpoint` is compared
+# with numpy applying that adapter as PEFT does (LoRA on every module, IA3 with
+# the family's default targets, prompt tuning's rows scaled with the token
+# embeddings in Gemma, prefix key/values under Gemma-2's caps and window). On
+# LLaMA (family_methods_llama_*) the same code checks itself where deltatune
+# matches transformers + PEFT (the hf-parity fixtures).
+set(MLORA "--train=lora --lora-init random --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
+foreach(model llama gemma gemma2)
+  set(dir ${FAM}/${model}/model)
+  if(model STREQUAL "llama")
+    set(dir ${F}/llama/model)
+  endif()
+  foreach(m lora ia3 prompt prefix)
+    set(arg "--train=${m}")
+    if(m STREQUAL "lora")
+      set(arg ${MLORA})
+    elseif(m STREQUAL "prompt" OR m STREQUAL "prefix")
+      set(arg "--train=${m} --${m}-tokens 3")
+    endif()
+    add_test(NAME family_methods_${model}_${m} COMMAND ${REF} ${dir} ${B} ${W}/m_${model}_${m} "${arg}")
+    set_tests_properties(family_methods_${model}_${m} PROPERTIES TIMEOUT 120
+      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
+  endforeach()
+endforeach()
+foreach(m prompt prefix)
+  add_test(NAME family_methods_gemma2_${m}_tp3 COMMAND ${REF} ${FAM}/gemma2/model ${B}
+    ${W}/m_gemma2_${m}_tp3 1e-5 ${DT_MPIRUN} -np 3 -- --tp 3 "--train=${m} --${m}-tokens 3")
+  set_tests_properties(family_methods_gemma2_${m}_tp3 PROPERTIES TIMEOUT 120 PROCESSORS 3
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
+endforeach()
