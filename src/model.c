@@ -397,7 +397,9 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
     uint64_t key = dt_rng_key(seed, (uint64_t)i);
     if (r->mat && r->mat->shared && !m->bb->slab_writer) continue; /* another replica fills it */
     if (r->vec) {
-      float v = r->is_bias ? 0.0f : 1.0f;
+      /* norms scale by 1 (a family whose norms scale by 1 + w: w = 0, as
+       * transformers initializes Gemma's), biases 0 */
+      float v = r->is_bias || dt_cfg_arch(&m->bb->cfg)->norm_plus_one ? 0.0f : 1.0f;
       for (int j = 0; j < r->vec->n; j++) r->vec->v[j] = v;
       continue;
     }
