@@ -148,8 +148,9 @@ static int head(dt_decoder *dc, int nb, int Tp, float *logits) {
     memcpy(dc->xl + (size_t)b * d, dc->x + ((size_t)b * Tp + Tp - 1) * d, sizeof(float) * d);
   dt_fwd_norm(m, a->ln1, a->ln1_stat, dc->xl, &m->bb->lnf_w, &m->bb->lnf_b, nb);
   const dt_mat *W = &m->bb->lm_head;
-  if (V > 0 && m->matmul_bf16 && W->w16)
-    DT_CALL(dt_gemm_bf16(dc->lg, a->ln1, W->w16, nb, V, d, 1, 0.0f, m->a16));
+  const uint16_t *h16 = dt_model_head16(m);
+  if (V > 0 && h16)
+    DT_CALL(dt_gemm_bf16(dc->lg, a->ln1, h16, nb, V, d, 1, 0.0f, m->a16));
   else if (V > 0 && nb <= m->stream_rows && !W->w)
     dt_linear_rows_bf16(dc->lg, a->ln1, W->w16, NULL, nb, d, V);
   else if (V > 0 && nb <= m->stream_rows)

@@ -268,6 +268,21 @@ static size_t qtile_floats(const dt_model *m) {
   return m->matmul_bf16 ? (big + 1) / 2 : (size_t)DT_QTILE_ROWS * wide;
 }
 
+/* bf16 products on a quantized backbone multiply the head in bf16 too: a
+ * copy of the fp32 head, once per backbone (its replicas' workspaces share
+ * it), like the bf16 head --weights-dtype bf16 stores. */
+static int needs_head16(const dt_model *m) {
+  return m->matmul_bf16 && m->bb->wquant && !m->bb->lm_head.w16;
+}
+static size_t head16_elems(const dt_model *m) {
+  return (size_t)m->bb->sh.vocab_l * m->bb->cfg.d_model;
+}
+
+const uint16_t *dt_model_head16(const dt_model *m) {
+  if (!m->matmul_bf16) return NULL;
+  return m->bb->lm_head.w16 ? m->bb->lm_head.w16 : m->bb->head16;
+}
+
 size_t dt_model_plan_extra_bytes(const dt_model *mc, int B, int T_data) {
   dt_model m = *mc;
   int nv, np;
@@ -276,6 +291,7 @@ size_t dt_model_plan_extra_bytes(const dt_model *mc, int B, int T_data) {
   /* as dt_model_plan allocates them below */
   size_t b = m.bb->weights_bf16 ? (bf16_scratch_floats(&m) * sizeof(float) + 63) / 64 * 64 : 0;
   b += (qtile_floats(&m) * sizeof(float) + 63) / 64 * 64;
+  if (needs_head16(&m)) b += (head16_elems(&m) * sizeof(uint16_t) + 63) / 64 * 64;
   if (dt_cfg_arch(&m.bb->cfg)->pos == DT_POS_ROPE)
     b += 2 * ((size_t)np + T) * (size_t)(dt_cfg_rope_dim(&m.bb->cfg) / 2) * sizeof(float);
   b += sizeof(int32_t) * (size_t)B * T_data + sizeof(int32_t) * B * T + sizeof(int) * B * T;
@@ -341,6 +357,12 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
     free(m->wscratch);
     DT_CALL(dt_alloc_aligned(&m->wscratch, mx * sizeof(float), "bf16 conversion scratch"));
     m->wscratch_floats = mx;
+  }
+  if (needs_head16(m) && !m->bb->head16 && !m->bb->describe_only) {
+    const size_t n = head16_elems(m);
+    DT_CALL(dt_alloc_aligned((void **)&m->bb->head16, (n ? n : 1) * sizeof(uint16_t),
+                             "bf16 copy of the head"));
+    dt_f32_to_bf16_n(m->bb->head16, m->bb->lm_head.w, n);
   }
   if (m->bb->wquant) {
     free(m->qtile);
@@ -832,7 +854,7 @@ static int embed_backward(dt_model *m, const float *dx) {
  * maximum, the sum of exponentials and the label's logit are reduced over
  * the tensor group (Megatron's parallel cross-entropy); every rank then
  * holds the same loss. */
-static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, const float *W,
+static int head_chunk(dt_model *m, const int *rows, int n, const uint16_t *W16, const float *W,
                       int want_grad, double norm, dt_loss_stats *st,
                       float *logits_out) {
   const dt_config *c = &m->bb->cfg;
@@ -842,9 +864,9 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, con
   for (int i = 0; i < n; i++)
     memcpy(xg + (size_t)i * d, m->xf + (size_t)rows[i] * d, sizeof(float) * d);
   float *lg = m->logit_chunk;
-  const int bf16_math = W == NULL; /* bf16 products of Wm's stored bf16 */
+  const int bf16_math = W == NULL; /* bf16 products of the head's bf16 W16 */
   if (V > 0 && bf16_math)
-    DT_CALL(dt_gemm_bf16(lg, xg, Wm->w16, n, V, d, 1, 0.0f, m->a16));
+    DT_CALL(dt_gemm_bf16(lg, xg, W16, n, V, d, 1, 0.0f, m->a16));
   else if (V > 0)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, d, 1.0f, xg, d, W,
                 d, 0.0f, lg, V);
@@ -902,7 +924,7 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, con
    * dW += dlogits^T x */
   float *dxg = m->d_ln; /* [n, d] */
   if (bf16_math)
-    DT_CALL(dt_gemm_bf16(dxg, lg, Wm->w16, n, d, V, 0, 0.0f, m->a16));
+    DT_CALL(dt_gemm_bf16(dxg, lg, W16, n, d, V, 0, 0.0f, m->a16));
   else
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, V, 1.0f, lg, V,
                 W, d, 0.0f, dxg, d);
@@ -957,14 +979,15 @@ int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
   if (want_grad) memset(m->d_xf, 0, sizeof(float) * (size_t)N * d);
   /* fp32 products: the head as fp32 (widened once for every chunk when
    * stored in bf16); bf16 products: NULL, the chunks use its bf16 */
-  const float *W = m->matmul_bf16 && m->bb->lm_head.w16 ? NULL : dt_mat_f32(m, &m->bb->lm_head);
+  const uint16_t *W16 = dt_model_head16(m);
+  const float *W = W16 ? NULL : dt_mat_f32(m, &m->bb->lm_head);
   dt_loss_stats st = {0};
   /* row-exact bookkeeping uses labels[b*T] (never scored) as a flag */
   for (int b = 0; b < B; b++) m->labels[b * T] = -100;
   if (logits) memset(logits, 0, sizeof(float) * (size_t)N * c->vocab);
   for (int i = 0; i < n_rows; i += m->logit_chunk_rows) {
     int n = n_rows - i < m->logit_chunk_rows ? n_rows - i : m->logit_chunk_rows;
-    DT_CALL(head_chunk(m, m->scored_rows + i, n, &m->bb->lm_head, W, want_grad, grad_norm_count, &st,
+    DT_CALL(head_chunk(m, m->scored_rows + i, n, W16, W, want_grad, grad_norm_count, &st,
                        logits));
   }
   if (dt_model_tp(m) > 1) {

@@ -563,6 +563,7 @@ static void free_backbone(dt_backbone *b) {
     }
   }
   free(b->layers);
+  free(b->head16);
   dt_shmwin_free(&b->frozen_win); /* collective over the peers */
   dt_shard_free(&b->sh);
   free(b);

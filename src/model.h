@@ -104,6 +104,9 @@ typedef struct dt_backbone {
   dt_vec lnf_w, lnf_b;
   dt_mat lm_head; /* [vocab, d]; tied: aliases wte's storage */
   dt_layer *layers;
+  /* bf16 products on an int8/nf4 backbone: a bf16 copy of the (fp32, frozen)
+   * head [vocab_l, d], made by dt_model_plan; NULL otherwise */
+  uint16_t *head16;
 } dt_backbone;
 
 /* A model: a pointer to a backbone and one run's workspace (the methods,
@@ -363,5 +366,10 @@ double dt_model_step_flops(const dt_model *m, int T, double tokens, double score
 
 /* Fill a float array with fp32 values of a matrix (converts bf16). */
 const float *dt_mat_f32(dt_model *m, const dt_mat *a);
+
+/* The head [vocab_l, d] in bf16 for bf16 products: its stored bf16, or the
+ * copy dt_model_plan made of an fp32 head on an int8/nf4 backbone; NULL
+ * with fp32 products (forward.c). */
+const uint16_t *dt_model_head16(const dt_model *m);
 
 #endif
