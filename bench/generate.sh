@@ -13,7 +13,8 @@
 #        synthetic:gpt2:layers=24,d=2048,heads=16,ffn=8192,vocab=50257,ctx=2048
 #        or synthetic:llama2-13b, or a HF folder), PROMPTS=16, PROMPT_LEN=64,
 #        NEW=64, BATCH=8, METHOD="--method lora" (options of the method),
-#        WEIGHTS=fp32|bf16, MPIRUN="mpirun --oversubscribe"
+#        WEIGHTS=fp32|bf16, MPIRUN="mpirun --oversubscribe", KEEP_PROMPTS=FILE (a copy of
+#        the prompts, for a peer run on the same ones)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -31,6 +32,7 @@ trap 'rm -rf "$T"' EXIT
 awk -v n="$PROMPTS" -v len="$PROMPT_LEN" 'BEGIN { srand(1); for (i = 0; i < n; i++) {
   s = "{\"prompt_ids\": ["; for (j = 0; j < len; j++) s = s (j ? ", " : "") int(rand() * 1000);
   print s "]}" } }' > "$T/prompts.jsonl"
+[[ -n ${KEEP_PROMPTS:-} ]] && cp "$T/prompts.jsonl" "$KEEP_PROMPTS"
 echo "# ranks tp model batch prompts prompt_len new_tokens seconds tokens/s"
 for layout in "$@"; do
   ranks=${layout%%:*} tp=${layout##*:}

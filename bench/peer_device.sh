@@ -12,7 +12,8 @@
 #       bf16-mm     --weights-dtype bf16 --matmul-dtype bf16 (bf16 products, fp32 accumulation: oneDNN)
 #       bf16-mm-mb1 + --micro-batch 1 (activations of one row, no recompute)
 #       bf16-mm-lean + --micro-batch 1 --recompute yes
-#       int8, nf4   --weights-dtype int8 / nf4 (quantized block matrices, dequantized tile by tile, fp32 math;
+#       int8, nf4   --weights-dtype int8 / nf4 (quantized block matrices, dequantized tile by tile, fp32 math)
+#       int8-mm, nf4-mm  + --matmul-dtype bf16 (each matrix dequantized whole into bf16, bf16 products;
 #                   issue 27's floor: the nf4 step at least 0.8x the bf16-mm step on the 1.31B shape)
 # and prints a Markdown table: median step, tokens/s, peak RSS (deltatune: largest rank x NP), deltatune's
 # memory as the ranks' proportional set size at the end (what the node holds: the frozen matrices that the
@@ -61,6 +62,8 @@ dt_extra() {
     bf16-mm-lean) echo "--weights-dtype bf16 --matmul-dtype bf16 --micro-batch 1 --recompute yes" ;;
     int8) echo "--weights-dtype int8" ;;
     nf4) echo "--weights-dtype nf4" ;;
+    int8-mm) echo "--weights-dtype int8 --matmul-dtype bf16" ;;
+    nf4-mm) echo "--weights-dtype nf4 --matmul-dtype bf16" ;;
     *) echo "peer_device.sh: unknown run '$1'" >&2; return 2 ;;
   esac
 }

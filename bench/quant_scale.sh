@@ -5,16 +5,18 @@
 # and the step's tokens/s. The issue's floor: the measured node peak within 10% of plan's.
 #
 # usage (device machine, packed stack loaded; shared/device/README.md): bash bench/quant_scale.sh BUILD_DIR
-#   env: NP (16), MODEL (synthetic:llama2-70b), WDTYPE (nf4), SEQ (512), BATCH (1), STEPS (2)
+#   env: NP (16), MODEL (synthetic:llama2-70b), WDTYPE (nf4), MM (bf16: --matmul-dtype), SEQ (512), BATCH (1),
+#        STEPS (2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 BIN=$BUILD/deltatune
-NP=${NP:-16} MODEL=${MODEL:-synthetic:llama2-70b} WDTYPE=${WDTYPE:-nf4}
+NP=${NP:-16} MODEL=${MODEL:-synthetic:llama2-70b} WDTYPE=${WDTYPE:-nf4} MM=${MM:-bf16}
 SEQ=${SEQ:-512} BATCH=${BATCH:-1} STEPS=${STEPS:-2}
 [[ -x $BIN ]] || { echo "quant_scale.sh: $BIN not found" >&2; exit 2; }
 export OPENBLAS_NUM_THREADS=1
-common=(--model "$MODEL" --method lora --weights-dtype "$WDTYPE" --tp "$NP" --batch-size "$BATCH")
+common=(--model "$MODEL" --method lora --weights-dtype "$WDTYPE" --matmul-dtype "$MM" --tp "$NP"
+  --batch-size "$BATCH")
 echo "== plan"
 "$BIN" plan "${common[@]}" --seq-len "$SEQ" --ranks-per-node "$NP" --compare-full no |
   grep -E "frozen weights|predicted peak|node:|tokens/s"

@@ -1,7 +1,7 @@
 /* The family descriptors (see arch.h). Tensor names and shapes are those
  * of transformers' GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM,
- * MistralForCausalLM, OPTForCausalLM, GemmaForCausalLM and
- * Gemma2ForCausalLM; module names and
+ * MistralForCausalLM, OPTForCausalLM, GPTNeoXForCausalLM, GemmaForCausalLM
+ * and Gemma2ForCausalLM; module names and
  * default targets are PEFT's for those model types. */
 #include "arch.h"
 
@@ -199,6 +199,58 @@ static const dt_arch_desc arch_table[] = {
             {"model.decoder.layers.%d.final_layer_norm.weight", L1, DT_SLOT_LN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
             {"model.decoder.layers.%d.final_layer_norm.bias", L1, DT_SLOT_LN2_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
             {"lm_head.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1},
+        },
+    },
+    /* GPTNeoXForCausalLM (GPT-NeoX, Pythia): LayerNorm with biases, a fused
+     * query_key_value laid out per head ([heads][q,k,v][head_dim]), rotary
+     * on part of each head, GELU, attention and FFN in parallel (the
+     * config's use_parallel_residual), an untied embed_out */
+    {
+        .id = DT_ARCH_GPT_NEOX,
+        .name = "gpt_neox",
+        .title = "GPT-NeoX",
+        .module_prefix = "gpt_neox.layers",
+        .norm = DT_NORM_LAYER,
+        .pos = DT_POS_ROPE,
+        .act = DT_ACT_GELU_ERF,
+        .gated_ffn = 0,
+        .conv1d = 0,
+        .grouped_kv = 0,
+        .ffn_rule = DT_FFN_4D,
+        .norm_eps = 1e-5f,
+        .tied_head = 0,
+        .has_bias = 1,
+        .qkv_per_head = 1,
+        .parallel_residual = 1,
+        .rope_pct = 0.25f,
+        .lora_targets = "query_key_value",
+        .ia3_targets = "query_key_value,dense_4h_to_h",
+        .ia3_ff = "dense_4h_to_h",
+        .n_modules = 4,
+        .modules = {
+            {"attention.query_key_value", DT_SITE_QKV, DT_DIM_0, DT_DIM_QKV, DT_DIM_D, 1},
+            {"attention.dense", DT_SITE_ATTN_OUT, DT_DIM_0, DT_DIM_D, DT_DIM_Q, 1},
+            {"mlp.dense_h_to_4h", DT_SITE_FC, DT_DIM_0, DT_DIM_F, DT_DIM_D, 1},
+            {"mlp.dense_4h_to_h", DT_SITE_PROJ, DT_DIM_0, DT_DIM_D, DT_DIM_F, 1},
+        },
+        .n_tensors = 16,
+        .tensors = {
+            {"gpt_neox.embed_in.weight", G0, DT_SLOT_WTE, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 0},
+            {"gpt_neox.layers.%d.input_layernorm.weight", L1, DT_SLOT_LN1_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"gpt_neox.layers.%d.input_layernorm.bias", L1, DT_SLOT_LN1_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"gpt_neox.layers.%d.attention.query_key_value.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_QKV, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_QKV, 0},
+            {"gpt_neox.layers.%d.attention.query_key_value.bias", L1, DT_SLOT_BIAS, DT_SITE_QKV, DT_DIM_QKV, DT_DIM_1, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_QKV, 0},
+            {"gpt_neox.layers.%d.attention.dense.weight", L1, DT_SLOT_LIN, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_Q, 0, DT_SHARD_ATT_COLS, DT_DIM_0, DT_DIM_Q, 0},
+            {"gpt_neox.layers.%d.attention.dense.bias", L1, DT_SLOT_BIAS, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"gpt_neox.layers.%d.post_attention_layernorm.weight", L1, DT_SLOT_LN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"gpt_neox.layers.%d.post_attention_layernorm.bias", L1, DT_SLOT_LN2_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"gpt_neox.layers.%d.mlp.dense_h_to_4h.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0},
+            {"gpt_neox.layers.%d.mlp.dense_h_to_4h.bias", L1, DT_SLOT_BIAS, DT_SITE_FC, DT_DIM_F, DT_DIM_1, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0},
+            {"gpt_neox.layers.%d.mlp.dense_4h_to_h.weight", L1, DT_SLOT_LIN, DT_SITE_PROJ, DT_DIM_D, DT_DIM_F, 0, DT_SHARD_FFN_COLS, DT_DIM_0, DT_DIM_F, 0},
+            {"gpt_neox.layers.%d.mlp.dense_4h_to_h.bias", L1, DT_SLOT_BIAS, DT_SITE_PROJ, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"gpt_neox.final_layer_norm.weight", G0, DT_SLOT_LNF_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"gpt_neox.final_layer_norm.bias", G0, DT_SLOT_LNF_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"embed_out.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1},
         },
     },
     /* GemmaForCausalLM: LLaMA's tensors (tied head) with RMSNorm scaling by

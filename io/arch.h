@@ -13,7 +13,8 @@ typedef enum {
   DT_ARCH_QWEN2 = 3,
   DT_ARCH_MISTRAL = 4,
   DT_ARCH_OPT = 5,
-  DT_ARCH_GEMMA = 7,  /* (6: kept free for GPT-NeoX, added beside) */
+  DT_ARCH_GPT_NEOX = 6,
+  DT_ARCH_GEMMA = 7,
   DT_ARCH_GEMMA2 = 8
 } dt_arch;
 
@@ -28,7 +29,9 @@ typedef enum {
 
 typedef enum { DT_NORM_LAYER = 1, DT_NORM_RMS } dt_norm_kind;       /* LayerNorm (w, b) / RMSNorm (w) */
 typedef enum { DT_POS_LEARNED = 1, DT_POS_ROPE } dt_pos_kind;       /* wpe table / rotary */
-typedef enum { DT_ACT_GELU_TANH = 1, DT_ACT_SWIGLU, DT_ACT_RELU, DT_ACT_GEGLU } dt_act_kind; /* gelu_new / silu(gate)*up / relu / gelu_tanh(gate)*up */
+/* gelu_new / silu(gate)*up / relu / gelu with erf (GPT-NeoX's "gelu") /
+ * gelu_tanh(gate)*up (Gemma's GeGLU) */
+typedef enum { DT_ACT_GELU_TANH = 1, DT_ACT_SWIGLU, DT_ACT_RELU, DT_ACT_GELU_ERF, DT_ACT_GEGLU } dt_act_kind;
 /* The default FFN width of a synthetic model: 4 d, or LLaMA's 2/3 of 4 d
  * rounded up to a multiple of 256. */
 typedef enum { DT_FFN_4D = 1, DT_FFN_LLAMA } dt_ffn_rule;
@@ -118,6 +121,13 @@ typedef struct {
                                 (OPT's offset of 2) */
   int sliding_window;        /* the config may set a sliding attention window
                                 (Mistral's sliding_window; synthetic key window) */
+  int qkv_per_head;          /* the fused q|k|v tensor is laid out per head,
+                                [heads][q,k,v][head_dim] on its output axis
+                                (GPT-NeoX): mpi/shard.c maps its rows */
+  int parallel_residual;     /* a synthetic model's blocks add attention and
+                                FFN of the same input (GPT-NeoX) */
+  float rope_pct;            /* a synthetic model's rotary share of a head
+                                (0: the whole head) */
   int norm_plus_one;         /* RMSNorm scales by 1 + w (Gemma) */
   int embed_scale;           /* token (and prompt) embeddings times sqrt(d_model) (Gemma) */
   int post_norms;            /* a norm on the attention output and on the FFN output

@@ -50,6 +50,10 @@ static int validate(const dt_config *c, int code, const char *where) {
   DT_CHECK(c->sliding_window >= 0, code, "%s: sliding_window = %d must not be negative",
            src, c->sliding_window);
   const dt_arch_desc *a = dt_cfg_arch(c);
+  /* the block's backward (src/forward.c) takes the post norms or the
+   * parallel residual, not both; no family has both */
+  DT_CHECK(!(a->post_norms && c->parallel_residual), code,
+           "%s: %s's post norms with a parallel residual are not supported", src, a->name);
   if (!a->grouped_kv) {
     DT_CHECK(c->n_kv_head == c->n_head, code,
              "%s: %s needs n_kv_head = n_head (got %d and %d)", src, a->name,
@@ -66,6 +70,9 @@ static int validate(const dt_config *c, int code, const char *where) {
     DT_CHECK(isfinite(c->rope_theta) && c->rope_theta > 0, code,
              "%s: rope_theta = %g must be a positive number", src,
              (double)c->rope_theta);
+    DT_CHECK(c->rope_dim >= 0 && c->rope_dim % 2 == 0 && c->rope_dim <= c->head_dim, code,
+             "%s: rotary dimensions = %d must be even and at most head_dim = %d", src,
+             c->rope_dim, c->head_dim);
   }
   return DT_OK;
 }
@@ -230,6 +237,86 @@ static int load_opt(dt_config *c, json_t *r, const char *p) {
   c->head_dim = c->d_model / c->n_head;
   c->norm_eps = 1e-5f; /* nn.LayerNorm's default: OPT has no epsilon key */
   c->rope_theta = 0;
+  c->has_bias = 1;
+  return DT_OK;
+}
+
+/* A rotary parameter of GPT-NeoX: rope_parameters.<key> (transformers 5),
+ * else the top-level legacy key, else def. */
+static int neox_rope_num(json_t *r, json_t *rp, const char *p, const char *key,
+                         const char *legacy, double def, double *out) {
+  json_t *v = rp ? json_object_get(rp, key) : NULL;
+  char b[96];
+  if (v && !json_is_null(v)) {
+    DT_CHECK(json_is_number(v), DT_EINPUT, "%s: field rope_parameters.%s must be a number, got %s",
+             p, key, show(v, b, sizeof b));
+    *out = json_number_value(v);
+    return DT_OK;
+  }
+  DT_CALL(get_num(r, p, legacy, def, out));
+  return DT_OK;
+}
+
+/* GPT-NeoX / Pythia: pre-LayerNorm blocks with biases, a fused per-head
+ * query_key_value, rotary positions on the first rotary_pct of each head
+ * (rope_parameters.partial_rotary_factor), attention and FFN in parallel
+ * (use_parallel_residual), GELU. Refused: attention_bias false, rope
+ * scaling, an activation other than the GELUs, no rotary dimension. */
+static int load_neox(dt_config *c, json_t *r, const char *p) {
+  c->arch = DT_ARCH_GPT_NEOX;
+  DT_CALL(get_int(r, p, "num_hidden_layers", 1, 0, &c->n_layer));
+  DT_CALL(get_int(r, p, "hidden_size", 1, 0, &c->d_model));
+  DT_CALL(get_int(r, p, "num_attention_heads", 1, 0, &c->n_head));
+  DT_CALL(get_int(r, p, "intermediate_size", 1, 0, &c->d_ffn));
+  DT_CALL(get_int(r, p, "vocab_size", 1, 0, &c->vocab));
+  DT_CALL(get_int(r, p, "max_position_embeddings", 1, 0, &c->n_ctx));
+  double x;
+  DT_CALL(get_num(r, p, "layer_norm_eps", 1e-5, &x));
+  c->norm_eps = (float)x;
+  const char *act;
+  DT_CALL(get_str(r, p, "hidden_act", "gelu", &act));
+  if (strcmp(act, "gelu") == 0)
+    c->act = DT_ACT_GELU_ERF;
+  else if (!strcmp(act, "gelu_fast") || !strcmp(act, "gelu_new") ||
+           !strcmp(act, "gelu_pytorch_tanh"))
+    c->act = DT_ACT_GELU_TANH; /* the tanh approximation, one formula */
+  else
+    DT_ERR(DT_EINPUT,
+           "%s: field hidden_act = \"%s\" is not supported (supported: gelu, gelu_fast, "
+           "gelu_new, gelu_pytorch_tanh)",
+           p, act);
+  char b[96];
+  json_t *rp = json_object_get(r, "rope_parameters");
+  if (rp && json_is_null(rp)) rp = NULL;
+  if (rp) {
+    DT_CHECK(json_is_object(rp), DT_EINPUT, "%s: field rope_parameters must be an object, got %s",
+             p, show(rp, b, sizeof b));
+    const char *rt;
+    DT_CALL(get_str(rp, p, "rope_type", "default", &rt));
+    DT_CHECK(strcmp(rt, "default") == 0, DT_EINPUT,
+             "%s: field rope_parameters.rope_type = \"%s\" is not supported (only default)", p, rt);
+  }
+  json_t *rs = json_object_get(r, "rope_scaling");
+  DT_CHECK(!rs || json_is_null(rs), DT_EINPUT, "%s: field rope_scaling = %s is not supported", p,
+           show(rs, b, sizeof b));
+  double theta, pct;
+  DT_CALL(neox_rope_num(r, rp, p, "rope_theta", "rotary_emb_base", 10000.0, &theta));
+  DT_CALL(neox_rope_num(r, rp, p, "partial_rotary_factor", "rotary_pct", 0.25, &pct));
+  c->rope_theta = (float)theta;
+  c->head_dim = c->d_model / c->n_head;
+  /* transformers: rotary_ndims = int(head_size * rotary_pct) */
+  const double rd = (double)c->head_dim * pct;
+  DT_CHECK(isfinite(pct) && pct > 0 && pct <= 1 && (int)rd >= 2, DT_EINPUT,
+           "%s: field rotary_pct (partial_rotary_factor) = %g is not supported (the rotary "
+           "dimensions int(%d * %g) must be 2 to head_dim)",
+           p, pct, c->head_dim, pct);
+  c->rope_dim = (int)rd;
+  int flag;
+  DT_CALL(get_bool(r, p, "attention_bias", 1, &flag));
+  DT_CHECK(flag, DT_EINPUT, "%s: field attention_bias = false is not supported", p);
+  DT_CALL(get_bool(r, p, "use_parallel_residual", 1, &c->parallel_residual));
+  DT_CALL(get_bool(r, p, "tie_word_embeddings", 0, &c->tied_head));
+  c->n_kv_head = c->n_head;
   c->has_bias = 1;
   return DT_OK;
 }
@@ -480,7 +567,7 @@ int dt_hf_config_load(dt_config *c, const char *dir) {
   if (!type) {
     rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
                       "%s: required field model_type is missing (supported: "
-                      "gpt2, llama, qwen2, mistral, opt, gemma, gemma2)",
+                      "gpt2, llama, qwen2, mistral, opt, gpt_neox, gemma, gemma2)",
                       path);
     goto done;
   }
@@ -492,12 +579,14 @@ int dt_hf_config_load(dt_config *c, const char *dir) {
     rc = load_llama(c, r, path, type);
   else if (strcmp(type, "opt") == 0)
     rc = load_opt(c, r, path);
+  else if (strcmp(type, "gpt_neox") == 0)
+    rc = load_neox(c, r, path);
   else if (strcmp(type, "gemma") == 0 || strcmp(type, "gemma2") == 0)
     rc = load_gemma(c, r, path, strcmp(type, "gemma2") == 0);
   else
     rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
                       "%s: field model_type = \"%s\" is not supported "
-                      "(supported: gpt2, llama, qwen2, mistral, opt, gemma, gemma2)",
+                      "(supported: gpt2, llama, qwen2, mistral, opt, gpt_neox, gemma, gemma2)",
                       path, type);
   if (rc == DT_OK) rc = validate(c, DT_EINPUT, path);
 done:
@@ -542,6 +631,10 @@ static const preset k_presets[] = {
     {"opt-30b", DT_ARCH_OPT, {48, 7168, 56, 0, 28672, 50272, 2048, 0, 0}},
     {"opt-66b", DT_ARCH_OPT, {64, 9216, 72, 0, 36864, 50272, 2048, 0, 0}},
     {"opt-175b", DT_ARCH_OPT, {96, 12288, 96, 0, 49152, 50272, 2048, 0, 0}},
+    /* GPTNeoXConfig's sizes; EleutherAI's gpt-neox-20b and pythia-12b */
+    {"gpt_neox", DT_ARCH_GPT_NEOX, {44, 6144, 64, 0, 0, 50432, 2048, 0, 10000}},
+    {"gpt-neox-20b", DT_ARCH_GPT_NEOX, {44, 6144, 64, 0, 24576, 50432, 2048, 0, 10000}},
+    {"pythia-12b", DT_ARCH_GPT_NEOX, {36, 5120, 40, 0, 20480, 50688, 2048, 0, 10000}},
     {"bloom-176b", DT_ARCH_GPT2, {70, 14336, 112, 0, 57344, 250880, 2048, 0, 0}},
     {"llama2-7b", DT_ARCH_LLAMA, {32, 4096, 32, 0, 11008, 32000, 4096, 0, 10000}},
     {"llama2-13b", DT_ARCH_LLAMA, {40, 5120, 40, 0, 13824, 32000, 4096, 0, 10000}},
@@ -613,7 +706,7 @@ int dt_synthetic_config_parse(dt_config *c, const char *spec) {
     if (strcmp(k_presets[i].name, name) == 0) p = &k_presets[i];
   DT_CHECK(p != NULL, DT_EUSAGE,
            "%s: unknown synthetic model '%s' (families: gpt2, llama, qwen2, "
-           "mistral, opt, gemma, gemma2; presets: %s)",
+           "mistral, opt, gpt_neox, gemma, gemma2; presets: %s)",
            spec, name, preset_list());
 
   long v[K_N];
@@ -686,6 +779,13 @@ int dt_synthetic_config_parse(dt_config *c, const char *spec) {
   c->has_bias = a->has_bias;
   c->qkv_bias = a->qkv_bias;
   c->sliding_window = a->sliding_window ? (int)v[K_WINDOW] : 0;
+  c->parallel_residual = a->parallel_residual;
+  /* the family's rotary share of a head (GPT-NeoX: int(head_dim * 0.25)),
+   * even and at least 2 */
+  if (a->rope_pct > 0 && a->pos == DT_POS_ROPE && c->head_dim > 0) {
+    const int rd = (int)((double)c->head_dim * (double)a->rope_pct) & ~1;
+    c->rope_dim = rd >= 2 ? rd : 2;
+  }
   c->window_alternate = a->window_alternate;
   c->attn_scalar = (float)v[K_QSCALAR];
   c->attn_softcap = a->attn_softcap;

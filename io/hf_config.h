@@ -1,5 +1,5 @@
 /* Model configuration: Hugging Face config.json (GPT-2, LLaMA, Qwen2,
- * Mistral, OPT, Gemma and Gemma-2 families) and synthetic specs. */
+ * Mistral, OPT, GPT-NeoX, Gemma and Gemma-2 families) and synthetic specs. */
 #ifndef DT_HF_CONFIG_H
 #define DT_HF_CONFIG_H
 
@@ -24,6 +24,12 @@ typedef struct {
   int qkv_bias;     /* Qwen2: biases on q, k and v only */
   int sliding_window; /* Mistral: a query sees itself and the window - 1 keys
                          before it (HF: kv_idx > q_idx - window); 0: no window */
+  dt_act_kind act;    /* the FFN activation where the config picks it (GPT-NeoX's
+                         hidden_act); 0: the family's (dt_cfg_act) */
+  int parallel_residual; /* GPT-NeoX's use_parallel_residual: a block's output is
+                            x + attn(ln1(x)) + mlp(ln2(x)) */
+  int rope_dim;       /* rotary dimensions at the start of each head (GPT-NeoX's
+                         rotary_pct * head_dim); 0: the whole head (dt_cfg_rope_dim) */
   int window_alternate; /* Gemma-2: the window only in layers 0, 2, 4, ...
                            (layer_types' sliding_attention), full attention
                            in the others */
@@ -56,6 +62,14 @@ static inline int dt_cfg_qkv_dim(const dt_config *c) {
 }
 /* The family's descriptor (io/arch.h); never NULL for a validated config. */
 static inline const dt_arch_desc *dt_cfg_arch(const dt_config *c) { return dt_arch_get(c->arch); }
+/* The FFN activation: the config's, else the family's. */
+static inline dt_act_kind dt_cfg_act(const dt_config *c) {
+  return c->act ? c->act : dt_cfg_arch(c)->act;
+}
+/* How many leading dimensions of a head rotate (rotary positions). */
+static inline int dt_cfg_rope_dim(const dt_config *c) {
+  return c->rope_dim ? c->rope_dim : c->head_dim;
+}
 /* Width of the first FFN matrix: ffn, or 2*ffn for a fused gate|up. */
 static inline int dt_cfg_fc_dim(const dt_config *c) {
   return dt_cfg_arch(c)->gated_ffn ? 2 * c->d_ffn : c->d_ffn;

@@ -18,15 +18,29 @@ int dt_shard_init(dt_shard *sh, const dt_config *c, int r, int T) {
   const int ql = sh->n_head_l * hd, kvl = sh->n_kv_l * hd;
   /* q | k | v rows of owned groups, local order: q of owned, k, v */
   int j = 0;
-  for (int g = r; g < c->n_kv_head; g += T, j++) {
-    DT_CALL(dt_segs_push(&sh->qkv_rows, g * group * hd, group * hd, j * group * hd));
+  if (dt_cfg_arch(c)->qkv_per_head) {
+    /* the fused tensor's rows per head, [heads][q,k,v][hd] (one query head
+     * a group): head g's q, k, v to the local q, k, v blocks */
+    DT_CHECK(3 * sh->n_kv_l <= DT_SEGS_MAX, DT_EUSAGE,
+             "%s: %d attention heads on a rank need %d runs of query_key_value rows, more than "
+             "%d; use --tp %d or more",
+             c->source, sh->n_kv_l, 3 * sh->n_kv_l, DT_SEGS_MAX,
+             (3 * c->n_kv_head + DT_SEGS_MAX - 1) / DT_SEGS_MAX);
+    for (int g = r; g < c->n_kv_head; g += T, j++) {
+      DT_CALL(dt_segs_push(&sh->qkv_rows, 3 * g * hd, hd, j * hd));
+      DT_CALL(dt_segs_push(&sh->qkv_rows, 3 * g * hd + hd, hd, ql + j * hd));
+      DT_CALL(dt_segs_push(&sh->qkv_rows, 3 * g * hd + 2 * hd, hd, ql + kvl + j * hd));
+    }
+  } else {
+    for (int g = r; g < c->n_kv_head; g += T, j++)
+      DT_CALL(dt_segs_push(&sh->qkv_rows, g * group * hd, group * hd, j * group * hd));
+    j = 0;
+    for (int g = r; g < c->n_kv_head; g += T, j++)
+      DT_CALL(dt_segs_push(&sh->qkv_rows, qd + g * hd, hd, ql + j * hd));
+    j = 0;
+    for (int g = r; g < c->n_kv_head; g += T, j++)
+      DT_CALL(dt_segs_push(&sh->qkv_rows, qd + kvd + g * hd, hd, ql + kvl + j * hd));
   }
-  j = 0;
-  for (int g = r; g < c->n_kv_head; g += T, j++)
-    DT_CALL(dt_segs_push(&sh->qkv_rows, qd + g * hd, hd, ql + j * hd));
-  j = 0;
-  for (int g = r; g < c->n_kv_head; g += T, j++)
-    DT_CALL(dt_segs_push(&sh->qkv_rows, qd + kvd + g * hd, hd, ql + kvl + j * hd));
   j = 0;
   for (int g = r; g < c->n_kv_head; g += T, j++)
     DT_CALL(dt_segs_push(&sh->att_cols, g * group * hd, group * hd, j * group * hd));

@@ -391,9 +391,13 @@ int dt_train_ckpt_save(dt_train_ckpt *t, const dt_train_state *s, int64_t done, 
   dt_ckpt_path(path, sizeof path, t->dir, done);
   int64_t bytes = 0;
   const int with_opt = t->save_optimizer;
+  /* a tensor held in another row order than the file's is a shard too
+   * (GPT-NeoX's per-head query_key_value), also on one rank */
+  int any_shard = 0;
+  for (int i = 0; i < s->params->n; i++) any_shard |= s->params->p[i].shard != NULL;
   int rc = dt_ckpt_write_tp(path, &m, s->params, with_opt ? s->adamw->m : NULL,
                             with_opt ? s->adamw->v : NULL, t->comm,
-                            tp > 1 ? s->tp_comm : MPI_COMM_NULL, &bytes);
+                            tp > 1 || any_shard ? s->tp_comm : MPI_COMM_NULL, &bytes);
   dt_ckpt_info_free(&m);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   const int64_t data = s->params->numel * (int64_t)sizeof(float);

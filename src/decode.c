@@ -111,9 +111,10 @@ static int block(dt_decoder *dc, int l, int nb, const int *slots, int Tp) {
     for (int t = 0; t < Tp; t++) {
       float *row = a->qkv + ((size_t)b * Tp + t) * ld;
       if (rope) { /* at the token's own position (the tables start after the prefix) */
-        const size_t at = (size_t)(c0 + t) * (hd / 2);
-        dt_rope_apply(row, 1, ld, 0, H, hd, 1, m->rope_cos + at, m->rope_sin + at, 0);
-        dt_rope_apply(row, 1, ld, qd, KV, hd, 1, m->rope_cos + at, m->rope_sin + at, 0);
+        const int rd = dt_cfg_rope_dim(c);
+        const size_t at = (size_t)(c0 + t) * (rd / 2);
+        dt_rope_apply_part(row, 1, ld, 0, H, hd, rd, 1, m->rope_cos + at, m->rope_sin + at, 0);
+        dt_rope_apply_part(row, 1, ld, qd, KV, hd, rd, 1, m->rope_cos + at, m->rope_sin + at, 0);
       }
       memcpy(K + (size_t)(c0 + t) * kvl, row + qd, sizeof(float) * kvl);
       memcpy(V + (size_t)(c0 + t) * kvl, row + qd + kvl, sizeof(float) * kvl);
@@ -136,10 +137,12 @@ static int block(dt_decoder *dc, int l, int nb, const int *slots, int Tp) {
     br = a->ln1;
   }
   for (size_t i = 0; i < (size_t)N * d; i++) dc->x1[i] = dc->x[i] + br[i];
-  dt_fwd_norm(m, a->ln2, a->ln2_stat, dc->x1, &L->ln2_w, &L->ln2_b, N);
+  /* GPT-NeoX's parallel residual: the FFN reads the block input */
+  dt_fwd_norm(m, a->ln2, a->ln2_stat, c->parallel_residual ? dc->x : dc->x1, &L->ln2_w, &L->ln2_b,
+              N);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_FC, nb, Tp, a->ln2, a->fc));
   const int F = dt_site_in_l(m, DT_SITE_PROJ);
-  dt_ffn_act_forward(dt_cfg_arch(c)->act, a->act, a->fc, N, F);
+  dt_ffn_act_forward(dt_cfg_act(c), a->act, a->fc, N, F);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_PROJ, nb, Tp, a->act, dc->o));
   if (post) dt_fwd_norm(m, a->ln2, a->ln2_stat, dc->o, &L->pn2_w, &L->ln2_b, N);
   for (size_t i = 0; i < (size_t)N * d; i++) dc->x[i] = dc->x1[i] + (post ? a->ln2 : dc->o)[i];
@@ -157,8 +160,9 @@ static int head(dt_decoder *dc, int nb, int Tp, float *logits) {
     memcpy(dc->xl + (size_t)b * d, dc->x + ((size_t)b * Tp + Tp - 1) * d, sizeof(float) * d);
   dt_fwd_norm(m, a->ln1, a->ln1_stat, dc->xl, &m->bb->lnf_w, &m->bb->lnf_b, nb);
   const dt_mat *W = &m->bb->lm_head;
-  if (V > 0 && m->matmul_bf16 && W->w16)
-    DT_CALL(dt_gemm_bf16(dc->lg, a->ln1, W->w16, nb, V, d, 1, 0.0f, m->a16));
+  const uint16_t *h16 = dt_model_head16(m);
+  if (V > 0 && h16)
+    DT_CALL(dt_gemm_bf16(dc->lg, a->ln1, h16, nb, V, d, 1, 0.0f, m->a16));
   else if (V > 0 && nb <= m->stream_rows && !W->w)
     dt_linear_rows_bf16(dc->lg, a->ln1, W->w16, NULL, nb, d, V);
   else if (V > 0 && nb <= m->stream_rows)

@@ -262,13 +262,34 @@ static size_t bf16_scratch_floats(const dt_model *m) {
   return mx;
 }
 
-/* Floats of the dequantization tile of quantized matrices: DT_QTILE_ROWS
- * rows of the widest block matrix (src/quant.h). */
+/* Floats of the dequantization scratch of quantized matrices (src/quant.h):
+ * fp32 products dequantize DT_QTILE_ROWS rows of the widest block matrix at
+ * a time; bf16 products (--matmul-dtype bf16) the whole of the largest one
+ * in bf16, two values a float, multiplied in one oneDNN product. */
 static size_t qtile_floats(const dt_model *m) {
-  size_t mx = 0;
-  for (int s = 0; s < DT_N_SITES; s++)
-    if ((size_t)dt_site_in_l(m, s) > mx) mx = (size_t)dt_site_in_l(m, s);
-  return m->bb->wquant ? (size_t)DT_QTILE_ROWS * (mx ? mx : 1) : 0;
+  if (!m->bb->wquant) return 0;
+  size_t wide = 1, big = 1;
+  for (int s = 0; s < DT_N_SITES; s++) {
+    const size_t in = (size_t)dt_site_in_l(m, s), e = in * (size_t)dt_site_out_l(m, s);
+    if (in > wide) wide = in;
+    if (e > big) big = e;
+  }
+  return m->matmul_bf16 ? (big + 1) / 2 : (size_t)DT_QTILE_ROWS * wide;
+}
+
+/* bf16 products on a quantized backbone multiply the head in bf16 too: a
+ * copy of the fp32 head, once per backbone (its replicas' workspaces share
+ * it), like the bf16 head --weights-dtype bf16 stores. */
+static int needs_head16(const dt_model *m) {
+  return m->matmul_bf16 && m->bb->wquant && !m->bb->lm_head.w16;
+}
+static size_t head16_elems(const dt_model *m) {
+  return (size_t)m->bb->sh.vocab_l * m->bb->cfg.d_model;
+}
+
+const uint16_t *dt_model_head16(const dt_model *m) {
+  if (!m->matmul_bf16) return NULL;
+  return m->bb->lm_head.w16 ? m->bb->lm_head.w16 : m->bb->head16;
 }
 
 size_t dt_model_plan_extra_bytes(const dt_model *mc, int B, int T_data) {
@@ -279,8 +300,9 @@ size_t dt_model_plan_extra_bytes(const dt_model *mc, int B, int T_data) {
   /* as dt_model_plan allocates them below */
   size_t b = m.bb->weights_bf16 ? (bf16_scratch_floats(&m) * sizeof(float) + 63) / 64 * 64 : 0;
   b += (qtile_floats(&m) * sizeof(float) + 63) / 64 * 64;
+  if (needs_head16(&m)) b += (head16_elems(&m) * sizeof(uint16_t) + 63) / 64 * 64;
   if (dt_cfg_arch(&m.bb->cfg)->pos == DT_POS_ROPE)
-    b += 2 * ((size_t)np + T) * (size_t)(m.bb->cfg.head_dim / 2) * sizeof(float);
+    b += 2 * ((size_t)np + T) * (size_t)(dt_cfg_rope_dim(&m.bb->cfg) / 2) * sizeof(float);
   b += sizeof(int32_t) * (size_t)B * T_data + sizeof(int32_t) * B * T + sizeof(int) * B * T;
   return b;
 }
@@ -345,6 +367,12 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
     DT_CALL(dt_alloc_aligned(&m->wscratch, mx * sizeof(float), "bf16 conversion scratch"));
     m->wscratch_floats = mx;
   }
+  if (needs_head16(m) && !m->bb->head16 && !m->bb->describe_only) {
+    const size_t n = head16_elems(m);
+    DT_CALL(dt_alloc_aligned((void **)&m->bb->head16, (n ? n : 1) * sizeof(uint16_t),
+                             "bf16 copy of the head"));
+    dt_f32_to_bf16_n(m->bb->head16, m->bb->lm_head.w, n);
+  }
   if (m->bb->wquant) {
     free(m->qtile);
     DT_CALL(dt_alloc_aligned(&m->qtile, qtile_floats(m) * sizeof(float),
@@ -354,10 +382,10 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
     free(m->rope_cos);
     free(m->rope_sin);
     /* tokens sit at positions n_prefix.. (HF: after the past key/values) */
-    const size_t h2 = (size_t)(c->head_dim / 2), n = (size_t)(np + m->T) * h2;
+    const size_t h2 = (size_t)(dt_cfg_rope_dim(c) / 2), n = (size_t)(np + m->T) * h2;
     DT_CALL(dt_malloc(&m->rope_cos, n * sizeof(float), "rope table"));
     DT_CALL(dt_malloc(&m->rope_sin, n * sizeof(float), "rope table"));
-    dt_rope_tables(m->rope_cos, m->rope_sin, np + m->T, c->head_dim, c->rope_theta);
+    dt_rope_tables(m->rope_cos, m->rope_sin, np + m->T, dt_cfg_rope_dim(c), c->rope_theta);
     memmove(m->rope_cos, m->rope_cos + np * h2, sizeof(float) * m->T * h2);
     memmove(m->rope_sin, m->rope_sin + np * h2, sizeof(float) * m->T * h2);
   }
@@ -429,9 +457,18 @@ static dt_site_io rows_of(const dt_model *m, const dt_method *me, dt_site_io io)
 }
 
 /* y[N,out] = b + x[N,in] W^T with a frozen (or trained) matrix: fp32, bf16
- * widened to fp32, or bf16 products (--matmul-dtype bf16). */
+ * widened to fp32, or bf16 products (--matmul-dtype bf16); a quantized one
+ * dequantized tile by tile (fp32 products) or whole into bf16 (bf16 ones). */
 static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, const float *b,
                       int N, int in, int out) {
+  if (W->qm.type && m->matmul_bf16) {
+    if (N == 0 || out == 0) return DT_OK;
+    uint16_t *w16 = (uint16_t *)m->qtile; /* the whole matrix, bf16 */
+    dt_qmat_dequant_bf16(&W->qm, 0, out, w16);
+    if (b)
+      for (int i = 0; i < N; i++) memcpy(y + (size_t)i * out, b, sizeof(float) * out);
+    return dt_gemm_bf16(y, x, w16, N, out, in, 1, b ? 1.0f : 0.0f, m->a16);
+  }
   if (W->qm.type) {
     dt_qmat_xwt(&W->qm, y, x, b, N, m->qtile);
     return DT_OK;
@@ -451,6 +488,12 @@ static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, co
 /* dx[N,in] += dy[N,out] W, the input gradient through the same matrix. */
 static int frozen_dyw(dt_model *m, float *dx, const float *dy, const dt_mat *W, int N, int in,
                       int out) {
+  if (W->qm.type && m->matmul_bf16) {
+    if (N == 0 || in == 0 || out == 0) return DT_OK;
+    uint16_t *w16 = (uint16_t *)m->qtile;
+    dt_qmat_dequant_bf16(&W->qm, 0, out, w16);
+    return dt_gemm_bf16(dx, dy, w16, N, in, out, 0, 1.0f, m->a16);
+  }
   if (W->qm.type) {
     dt_qmat_dyw(&W->qm, dx, dy, N, m->qtile);
     return DT_OK;
@@ -651,10 +694,11 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   DT_CALL(site_forward(m, a, l, DT_SITE_QKV, a->ln1, a->qkv, train));
   const int qd = Q_L(m), ld = QKV_L(m);
   if (dt_cfg_arch(c)->pos == DT_POS_ROPE) {
-    dt_rope_apply(a->qkv, N, ld, 0, m->bb->sh.n_head_l, c->head_dim, m->T, m->rope_cos,
-                  m->rope_sin, 0);
-    dt_rope_apply(a->qkv, N, ld, qd, m->bb->sh.n_kv_l, c->head_dim, m->T,
-                  m->rope_cos, m->rope_sin, 0);
+    const int rd = dt_cfg_rope_dim(c);
+    dt_rope_apply_part(a->qkv, N, ld, 0, m->bb->sh.n_head_l, c->head_dim, rd, m->T, m->rope_cos,
+                       m->rope_sin, 0);
+    dt_rope_apply_part(a->qkv, N, ld, qd, m->bb->sh.n_kv_l, c->head_dim, rd, m->T, m->rope_cos,
+                       m->rope_sin, 0);
   }
   const float *pk, *pv;
   float *dpk, *dpv;
@@ -669,9 +713,11 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   if (post) norm_fwd(m, o, a->ao_stat, a->ao, &L->pn1_w, &L->ln1_b, N);
   for (size_t i = 0; i < (size_t)N * d; i++) x1[i] = x[i] + o[i];
   if (m->x_shared) store_rows(m, a->x1, x1);
-  norm_fwd(m, a->ln2, a->ln2_stat, x1, &L->ln2_w, &L->ln2_b, N);
+  /* GPT-NeoX's parallel residual: the FFN reads the block input, and the
+   * block's output is x + attention + FFN */
+  norm_fwd(m, a->ln2, a->ln2_stat, c->parallel_residual ? x : x1, &L->ln2_w, &L->ln2_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train));
-  dt_ffn_act_forward(dt_cfg_arch(c)->act, a->act, a->fc, N, FFN_L(m));
+  dt_ffn_act_forward(dt_cfg_act(c), a->act, a->fc, N, FFN_L(m));
   DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, post ? a->fo : o, train));
   if (post) norm_fwd(m, o, a->fo_stat, a->fo, &L->pn2_w, &L->ln2_b, N);
   for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = x1[i] + o[i];
@@ -697,7 +743,10 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   const size_t Nd = (size_t)N * d;
   dt_layer *L = &m->bb->layers[l];
   const int post = dt_cfg_arch(c)->post_norms;
-  /* FFN (post_norms: through the norm of its output first) */
+  /* FFN (post_norms: through the norm of its output first); its input is
+   * x1, or x with the parallel residual (GPT-NeoX) */
+  const int par = c->parallel_residual;
+  const float *fin = par ? a->x : a->x1;
   if (post) {
     memset(m->d_tmp, 0, sizeof(float) * Nd);
     norm_bwd(m, m->d_tmp, m->d_res, a->fo, &L->pn2_w, &L->ln2_b, a->fo_stat, N);
@@ -705,15 +754,20 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
     memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   }
   DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act, 1));
-  dt_ffn_act_backward(dt_cfg_arch(c)->act, m->d_fc, m->d_act, a->fc, N, FFN_L(m));
-  norm_fwd(m, a->ln2, a->ln2_stat, a->x1, &L->ln2_w, &L->ln2_b, N); /* not kept: layout() */
+  dt_ffn_act_backward(dt_cfg_act(c), m->d_fc, m->d_act, a->fc, N, FFN_L(m));
+  norm_fwd(m, a->ln2, a->ln2_stat, fin, &L->ln2_w, &L->ln2_b, N); /* not kept: layout() */
   DT_CALL(site_backward(m, a, l, DT_SITE_FC, a->ln2, m->d_fc, m->d_ln, 1));
-  norm_bwd(m, m->d_res, m->d_ln, a->x1, &L->ln2_w, &L->ln2_b, a->ln2_stat, N);
-  /* attention */
+  /* parallel: the attention's output gradient is the block's (d_res before
+   * the FFN's input gradient joins it) */
+  if (par) memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
+  norm_bwd(m, m->d_res, m->d_ln, fin, &L->ln2_w, &L->ln2_b, a->ln2_stat, N);
+  /* attention (post_norms: through the norm of its output; never with the
+   * parallel residual, whose d_tmp is already the block's: the config check
+   * refuses both) */
   if (post) {
     memset(m->d_tmp, 0, sizeof(float) * Nd);
     norm_bwd(m, m->d_tmp, m->d_res, a->ao, &L->pn1_w, &L->ln1_b, a->ao_stat, N);
-  } else {
+  } else if (!par) {
     memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   }
   DT_CALL(site_backward(m, a, l, DT_SITE_ATTN_OUT, a->att, m->d_tmp, m->d_att, 1));
@@ -728,10 +782,11 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   prefix_scatter_grad(m);
   if (dt_cfg_arch(c)->pos == DT_POS_ROPE) {
     const int qd = Q_L(m), ld = QKV_L(m);
-    dt_rope_apply(m->d_qkv, N, ld, 0, m->bb->sh.n_head_l, c->head_dim, m->T, m->rope_cos,
-                  m->rope_sin, 1);
-    dt_rope_apply(m->d_qkv, N, ld, qd, m->bb->sh.n_kv_l, c->head_dim, m->T,
-                  m->rope_cos, m->rope_sin, 1);
+    const int rd = dt_cfg_rope_dim(c);
+    dt_rope_apply_part(m->d_qkv, N, ld, 0, m->bb->sh.n_head_l, c->head_dim, rd, m->T, m->rope_cos,
+                       m->rope_sin, 1);
+    dt_rope_apply_part(m->d_qkv, N, ld, qd, m->bb->sh.n_kv_l, c->head_dim, rd, m->T, m->rope_cos,
+                       m->rope_sin, 1);
   }
   /* the first block's input gradient feeds only the embedding backward:
    * skip it (a frozen N x d x 3d GEMM and the norm) when nothing there, in
@@ -832,7 +887,7 @@ static int embed_backward(dt_model *m, const float *dx) {
  * maximum, the sum of exponentials and the label's logit are reduced over
  * the tensor group (Megatron's parallel cross-entropy); every rank then
  * holds the same loss. */
-static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, const float *W,
+static int head_chunk(dt_model *m, const int *rows, int n, const uint16_t *W16, const float *W,
                       int want_grad, double norm, dt_loss_stats *st,
                       float *logits_out) {
   const dt_config *c = &m->bb->cfg;
@@ -842,9 +897,9 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, con
   for (int i = 0; i < n; i++)
     memcpy(xg + (size_t)i * d, m->xf + (size_t)rows[i] * d, sizeof(float) * d);
   float *lg = m->logit_chunk;
-  const int bf16_math = W == NULL; /* bf16 products of Wm's stored bf16 */
+  const int bf16_math = W == NULL; /* bf16 products of the head's bf16 W16 */
   if (V > 0 && bf16_math)
-    DT_CALL(dt_gemm_bf16(lg, xg, Wm->w16, n, V, d, 1, 0.0f, m->a16));
+    DT_CALL(dt_gemm_bf16(lg, xg, W16, n, V, d, 1, 0.0f, m->a16));
   else if (V > 0)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, d, 1.0f, xg, d, W,
                 d, 0.0f, lg, V);
@@ -913,7 +968,7 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, con
    * dW += dlogits^T x */
   float *dxg = m->d_ln; /* [n, d] */
   if (bf16_math)
-    DT_CALL(dt_gemm_bf16(dxg, lg, Wm->w16, n, d, V, 0, 0.0f, m->a16));
+    DT_CALL(dt_gemm_bf16(dxg, lg, W16, n, d, V, 0, 0.0f, m->a16));
   else
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, V, 1.0f, lg, V,
                 W, d, 0.0f, dxg, d);
@@ -968,14 +1023,15 @@ int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
   if (want_grad) memset(m->d_xf, 0, sizeof(float) * (size_t)N * d);
   /* fp32 products: the head as fp32 (widened once for every chunk when
    * stored in bf16); bf16 products: NULL, the chunks use its bf16 */
-  const float *W = m->matmul_bf16 && m->bb->lm_head.w16 ? NULL : dt_mat_f32(m, &m->bb->lm_head);
+  const uint16_t *W16 = dt_model_head16(m);
+  const float *W = W16 ? NULL : dt_mat_f32(m, &m->bb->lm_head);
   dt_loss_stats st = {0};
   /* row-exact bookkeeping uses labels[b*T] (never scored) as a flag */
   for (int b = 0; b < B; b++) m->labels[b * T] = -100;
   if (logits) memset(logits, 0, sizeof(float) * (size_t)N * c->vocab);
   for (int i = 0; i < n_rows; i += m->logit_chunk_rows) {
     int n = n_rows - i < m->logit_chunk_rows ? n_rows - i : m->logit_chunk_rows;
-    DT_CALL(head_chunk(m, m->scored_rows + i, n, &m->bb->lm_head, W, want_grad, grad_norm_count, &st,
+    DT_CALL(head_chunk(m, m->scored_rows + i, n, W16, W, want_grad, grad_norm_count, &st,
                        logits));
   }
   if (dt_model_tp(m) > 1) {

@@ -170,9 +170,9 @@ static int lookup(slot **out, int M, int N, int K, int trans_b, int beta) {
 }
 
 int dt_matmul_dtype_check(const char *matmul_dtype, const char *weights_dtype) {
-  DT_CHECK(strcmp(matmul_dtype, "bf16") || !strcmp(weights_dtype, "bf16"), DT_EUSAGE,
-           "--matmul-dtype bf16 multiplies the stored bf16 weights: it needs --weights-dtype bf16 "
-           "(got --weights-dtype %s)",
+  DT_CHECK(strcmp(matmul_dtype, "bf16") || strcmp(weights_dtype, "fp32"), DT_EUSAGE,
+           "--matmul-dtype bf16 multiplies bf16 weights (stored, or dequantized from int8/nf4): "
+           "it needs --weights-dtype bf16, int8 or nf4 (got --weights-dtype %s)",
            weights_dtype);
   return DT_OK;
 }

@@ -25,7 +25,8 @@ int dt_gemm_bf16(float *C, const float *A, const uint16_t *B, int M, int N, int 
                  int trans_b, float beta, uint16_t *a16);
 
 /* --matmul-dtype against --weights-dtype (the options' values): bf16
- * products multiply the stored bf16 weights, so they need bf16 weights. */
+ * products multiply bf16 weights, stored so or dequantized from int8/nf4;
+ * fp32 weights are refused. */
 int dt_matmul_dtype_check(const char *matmul_dtype, const char *weights_dtype);
 
 /* Round n fp32 values to bf16 (nearest even: base/bf16.h's dt_f32_to_bf16). */

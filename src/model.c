@@ -161,7 +161,9 @@ static int add_ref(dt_model *m, dt_tensor_ref *r, int *n, const char *name, int 
     e->offset = 0;
     e->numel_l = rows * (int64_t)tot;
   }
-  e->sharded = e->numel_l != e->numel;
+  /* a part, or the whole in another row order than the file's (GPT-NeoX's
+   * per-head query_key_value rows go to the engine's q|k|v blocks) */
+  e->sharded = e->numel_l != e->numel || e->segs.n != 1 || dt_segs_at(&e->segs, 0)->g0 != 0;
   size_t len = strlen(name);
   e->is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
   return DT_OK;
@@ -571,6 +573,7 @@ static void free_backbone(dt_backbone *b) {
     }
   }
   free(b->layers);
+  free(b->head16);
   dt_shmwin_free(&b->frozen_win); /* collective over the peers */
   dt_shard_free(&b->sh);
   free(b);

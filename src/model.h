@@ -108,6 +108,9 @@ typedef struct dt_backbone {
   dt_vec lnf_w, lnf_b;
   dt_mat lm_head; /* [vocab, d]; tied: aliases wte's storage */
   dt_layer *layers;
+  /* bf16 products on an int8/nf4 backbone: a bf16 copy of the (fp32, frozen)
+   * head [vocab_l, d], made by dt_model_plan; NULL otherwise */
+  uint16_t *head16;
 } dt_backbone;
 
 /* A model: a pointer to a backbone and one run's workspace (the methods,
@@ -170,7 +173,8 @@ typedef struct dt_model {
   float *prefix_dk, *prefix_dv;       /* the method's full prefix gradients */
   int logit_chunk_rows;
   float *wscratch; /* bf16 -> fp32 conversion of one matrix */
-  float *qtile;    /* DT_QTILE_ROWS dequantized rows (--weights-dtype int8|nf4) */
+  float *qtile;    /* --weights-dtype int8|nf4: DT_QTILE_ROWS dequantized rows, or with bf16
+                    * products the largest block matrix in bf16 (uint16_t, forward.c) */
   int matmul_bf16; /* bf16 products of the bf16 frozen matrices (gemm_bf16.h) */
   uint16_t *a16;   /* in the arena: bf16 copy of a product's activation operand */
   size_t wscratch_floats;
@@ -335,7 +339,8 @@ typedef struct {
   int64_t rows, cols;
   int shard_dim;
   dt_segs segs;
-  int sharded;      /* this rank holds only part of it */
+  int sharded;      /* this rank holds only part of it, or its rows in
+                       another order than the file's (segs) */
   int64_t offset;   /* local element offset inside the owner */
   int64_t numel;    /* global elements */
   int64_t numel_l;  /* local elements */
@@ -366,5 +371,10 @@ double dt_model_step_flops(const dt_model *m, int T, double tokens, double score
 
 /* Fill a float array with fp32 values of a matrix (converts bf16). */
 const float *dt_mat_f32(dt_model *m, const dt_mat *a);
+
+/* The head [vocab_l, d] in bf16 for bf16 products: its stored bf16, or the
+ * copy dt_model_plan made of an fp32 head on an int8/nf4 backbone; NULL
+ * with fp32 products (forward.c). */
+const uint16_t *dt_model_head16(const dt_model *m);
 
 #endif

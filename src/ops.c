@@ -196,6 +196,17 @@ void dt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
   gelu_backward_k(dx, dout, x, n);
 }
 void dt_exp_shift(float *z, int64_t n, float m) { exp_shift_k(z, n, m); }
+void dt_gelu_erf_forward(float *out, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+void dt_gelu_erf_backward(float *dx, const float *dout, const float *x, int64_t n) {
+  /* d/dx x Phi(x) = Phi(x) + x phi(x) */
+  const float inv_sqrt_2pi = 0.3989422804014327f;
+  for (int64_t i = 0; i < n; i++) {
+    const float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));
+    dx[i] = dout[i] * (cdf + x[i] * inv_sqrt_2pi * expf(-0.5f * x[i] * x[i]));
+  }
+}
 void dt_relu_forward(float *out, const float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
@@ -207,6 +218,7 @@ void dt_ffn_act_forward(dt_act_kind k, float *out, const float *fc, int N, int F
   switch (k) {
     case DT_ACT_GELU_TANH: dt_gelu_forward(out, fc, (int64_t)N * F); break;
     case DT_ACT_RELU: dt_relu_forward(out, fc, (int64_t)N * F); break;
+    case DT_ACT_GELU_ERF: dt_gelu_erf_forward(out, fc, (int64_t)N * F); break;
     case DT_ACT_SWIGLU: dt_swiglu_forward(out, fc, N, F); break;
     case DT_ACT_GEGLU: dt_geglu_forward(out, fc, N, F); break;
   }
@@ -217,6 +229,7 @@ void dt_ffn_act_backward(dt_act_kind k, float *dfc, const float *dout, const flo
   switch (k) {
     case DT_ACT_GELU_TANH: dt_gelu_backward(dfc, dout, fc, (int64_t)N * F); break;
     case DT_ACT_RELU: dt_relu_backward(dfc, dout, fc, (int64_t)N * F); break;
+    case DT_ACT_GELU_ERF: dt_gelu_erf_backward(dfc, dout, fc, (int64_t)N * F); break;
     case DT_ACT_SWIGLU: dt_swiglu_backward(dfc, dout, fc, N, F); break;
     case DT_ACT_GEGLU: dt_geglu_backward(dfc, dout, fc, N, F); break;
   }
@@ -247,9 +260,9 @@ void dt_rope_tables(float *cos_t, float *sin_t, int T, int hd, float theta) {
   }
 }
 
-void dt_rope_apply(float *x, int N, int ld, int col0, int n_heads, int hd,
-                   int T, const float *cos_t, const float *sin_t, int inverse) {
-  int h2 = hd / 2;
+void dt_rope_apply_part(float *x, int N, int ld, int col0, int n_heads, int hd, int rot, int T,
+                        const float *cos_t, const float *sin_t, int inverse) {
+  int h2 = rot / 2;
   float sgn = inverse ? -1.0f : 1.0f;
   for (int r = 0; r < N; r++) {
     int t = r % T;
@@ -265,6 +278,11 @@ void dt_rope_apply(float *x, int N, int ld, int col0, int n_heads, int hd,
       }
     }
   }
+}
+
+void dt_rope_apply(float *x, int N, int ld, int col0, int n_heads, int hd,
+                   int T, const float *cos_t, const float *sin_t, int inverse) {
+  dt_rope_apply_part(x, N, ld, col0, n_heads, hd, hd, T, cos_t, sin_t, inverse);
 }
 
 void dt_linear_forward(float *y, const float *x, const float *W,

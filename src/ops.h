@@ -36,6 +36,10 @@ void dt_ffn_act_backward(dt_act_kind k, float *dfc, const float *dout, const flo
 /* relu (OPT): out [n] = max(x, 0); dx [n] = dout * (x > 0) (overwrites). */
 void dt_relu_forward(float *out, const float *x, int64_t n);
 void dt_relu_backward(float *dx, const float *dout, const float *x, int64_t n);
+/* gelu with erf (GPT-NeoX's "gelu"): out [n] = x Phi(x); dx [n] = dout *
+ * gelu'(x) (overwrites). */
+void dt_gelu_erf_forward(float *out, const float *x, int64_t n);
+void dt_gelu_erf_backward(float *dx, const float *dout, const float *x, int64_t n);
 /* gelu, tanh form (gelu_new). out [n] = gelu(x [n]). */
 void dt_gelu_forward(float *out, const float *x, int64_t n);
 /* dx [n] = dout * gelu'(x) (overwrites). */
@@ -58,6 +62,11 @@ void dt_swiglu_backward(float *dgu, const float *dout, const float *gu, int N,
  * inverse = 1 applies the transpose (for backward). */
 void dt_rope_apply(float *x, int N, int ld, int col0, int n_heads, int hd,
                    int T, const float *cos_t, const float *sin_t, int inverse);
+/* The same on the first rot (even, <= hd) dimensions of each head of hd
+ * (GPT-NeoX's partial rotary); the tables are [T, rot/2] (dt_rope_tables
+ * with hd = rot), the other dimensions pass unchanged. */
+void dt_rope_apply_part(float *x, int N, int ld, int col0, int n_heads, int hd, int rot, int T,
+                        const float *cos_t, const float *sin_t, int inverse);
 void dt_rope_tables(float *cos_t, float *sin_t, int T, int hd, float theta);
 
 /* Dense layers through BLAS. W is [out, in]. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "error.h"
 
 /* The NF4 code book: QLoRA (Dettmers et al. 2023), appendix E; the same
@@ -160,6 +161,22 @@ void dt_qmat_quantize(dt_qmat *q, const float *w, const float *amax) {
   }
 }
 
+/* The next run of local columns c0..*c1-1 of one nf4 block (blk[] is
+ * nondecreasing: a rank's columns meet the global blocks in order). */
+static int nf4_run(const dt_qmat *q, int c0, int *c1) {
+  const int k = q->blk[c0];
+  int c = c0 + 1;
+  while (c < q->cols && q->blk[c] == k) c++;
+  *c1 = c;
+  return k;
+}
+
+/* The code of local column c of an nf4 row: two a byte, the first high. */
+static inline int nf4_code_at(const uint8_t *dr, int c) {
+  const uint8_t b = dr[c >> 1];
+  return (c & 1) ? (b & 15) : (b >> 4);
+}
+
 void dt_qmat_dequant_rows(const dt_qmat *q, int r0, int r1, float *tile) {
   const int cols = q->cols;
   for (int r = r0; r < r1; r++) {
@@ -168,13 +185,43 @@ void dt_qmat_dequant_rows(const dt_qmat *q, int r0, int r1, float *tile) {
       const int8_t *dr = (const int8_t *)q->data + (size_t)r * cols;
       const float s = q->scale[r];
       for (int c = 0; c < cols; c++) t[c] = (float)dr[c] * s;
-    } else {
-      const uint8_t *dr = q->data + (size_t)r * nf4_row_bytes(cols);
-      const float *sr = q->scale + (size_t)r * q->nb;
-      for (int c = 0; c < cols; c++) {
-        const uint8_t b = dr[c / 2];
-        t[c] = dt_nf4_code[(c & 1) ? (b & 15) : (b >> 4)] * sr[q->blk[c]];
+      continue;
+    }
+    const uint8_t *dr = q->data + (size_t)r * nf4_row_bytes(cols);
+    const float *sr = q->scale + (size_t)r * q->nb;
+    for (int c0 = 0, c1; c0 < cols; c0 = c1) {
+      const float s = sr[nf4_run(q, c0, &c1)];
+      float lut[16];
+      for (int i = 0; i < 16; i++) lut[i] = dt_nf4_code[i] * s;
+      for (int c = c0; c < c1; c++) t[c] = lut[nf4_code_at(dr, c)];
+    }
+  }
+}
+
+void dt_qmat_dequant_bf16(const dt_qmat *q, int r0, int r1, uint16_t *tile) {
+  const int cols = q->cols;
+  for (int r = r0; r < r1; r++) {
+    uint16_t *t = tile + (size_t)(r - r0) * cols;
+    if (q->type == DT_Q_INT8) {
+      const int8_t *dr = (const int8_t *)q->data + (size_t)r * cols;
+      const float s = q->scale[r];
+      for (int c = 0; c < cols; c++) t[c] = dt_f32_to_bf16((float)dr[c] * s);
+      continue;
+    }
+    const uint8_t *dr = q->data + (size_t)r * nf4_row_bytes(cols);
+    const float *sr = q->scale + (size_t)r * q->nb;
+    for (int c0 = 0, c1; c0 < cols; c0 = c1) {
+      const float s = sr[nf4_run(q, c0, &c1)];
+      uint16_t lut[16];
+      for (int i = 0; i < 16; i++) lut[i] = dt_f32_to_bf16(dt_nf4_code[i] * s);
+      int c = c0;
+      if (c & 1) t[c] = lut[nf4_code_at(dr, c)], c++;
+      for (; c + 1 < c1; c += 2) { /* a whole byte: two codes */
+        const uint8_t b = dr[c >> 1];
+        t[c] = lut[b >> 4];
+        t[c + 1] = lut[b & 15];
       }
+      if (c < c1) t[c] = lut[nf4_code_at(dr, c)];
     }
   }
 }

@@ -85,6 +85,10 @@ void dt_qmat_quantize(dt_qmat *q, const float *w, const float *amax);
 
 /* tile [r1 - r0, cols] = rows r0..r1-1 of the dequantized matrix. */
 void dt_qmat_dequant_rows(const dt_qmat *q, int r0, int r1, float *tile);
+/* The same rows rounded to bf16 (nearest even), for bf16 products
+ * (--matmul-dtype bf16): each value is code x scale in fp32, then rounded,
+ * as a bf16 compute dtype dequantizes it. */
+void dt_qmat_dequant_bf16(const dt_qmat *q, int r0, int r1, uint16_t *tile);
 
 /* y[N,out] = b + x[N,in] W^T (out = rows, in = cols); tile: DT_QTILE_ROWS *
  * in floats of scratch. */

@@ -123,6 +123,50 @@ target_link_libraries(test_family_presets PRIVATE PkgConfig::JANSSON)
 dt_add_test(test_family_layouts SOURCES test_family_layouts.c clitest.c ARGS ${DT_MPIRUN} RANKS 4
             TIMEOUT 300 LABELS parallel)
 
+# transformers' and PEFT's own fixtures of the three families (issue 24):
+# tests/parity/device_run.sh made them on the 16-core machine (transformers
+# 5.17, peft 0.21, 2026-12-05) from the tiny models above: qwen2 (biases
+# drawn) and mistral (window 4 of 12 tokens) on the llama batch, opt on the
+# gpt2 batch. Every method at 1 rank, LoRA on 3 uneven shards and on 2
+# replicas x 2 shards.
+# dt_hf_family(FAMILY LORA_TARGETS IA3_TARGETS IA3_FF)
+function(dt_hf_family fam lora ia3 ia3ff)
+  set(I ${F}/${fam})
+  dt_add_parity_test(parity_${fam}_lora ${fam} lora 2e-5 --method lora --lora-rank 4 --lora-alpha 8
+    --lora-targets ${lora} --init-from ${I}/lora/init.safetensors)
+  foreach(layout "3 3" "4 2")
+    separate_arguments(l UNIX_COMMAND "${layout}")
+    list(GET l 0 np)
+    list(GET l 1 tp)
+    dt_add_parity_test_mpi(parity_np${np}_tp${tp}_${fam}_lora ${np} ${tp} ${fam} lora 2e-5
+      --method lora --lora-rank 4 --lora-alpha 8 --lora-targets ${lora}
+      --init-from ${I}/lora/init.safetensors)
+  endforeach()
+  dt_add_parity_test(parity_${fam}_ia3 ${fam} ia3 2e-5 --method ia3 --ia3-targets ${ia3}
+    --ia3-ff ${ia3ff} --init-from ${I}/ia3/init.safetensors)
+  dt_add_parity_test(parity_${fam}_adapter ${fam} adapter 2e-5 --method adapter --adapter-size 8
+    --init-from ${I}/adapter/init.safetensors)
+  dt_add_parity_test(parity_${fam}_prefix ${fam} prefix 2e-5 --method prefix --prefix-tokens 3
+    --init-from ${I}/prefix/init.safetensors)
+  dt_add_parity_test(parity_${fam}_prefix_proj ${fam} prefix_proj 2e-5 --method prefix
+    --prefix-tokens 3 --prefix-hidden 32 --init-from ${I}/prefix_proj/init.safetensors)
+  dt_add_parity_test(parity_${fam}_prompt ${fam} prompt 2e-5 --method prompt --prompt-tokens 3
+    --init-from ${I}/prompt/init.safetensors)
+  dt_add_parity_test(parity_${fam}_said ${fam} said 2e-5 --method said --said-dim 24
+    --init-from ${I}/said/init.safetensors,${I}/said/projection.safetensors)
+  dt_add_parity_test(parity_${fam}_full ${fam} full 1e-4 --method full --weights-dtype fp32
+    --init-from ${I}/full/init.safetensors)
+  dt_add_parity_test(parity_${fam}_lastlayer ${fam} lastlayer 1e-4 --method lastlayer
+    --init-from ${I}/lastlayer/init.safetensors)
+  if(EXISTS ${I}/bitfit)
+    dt_add_parity_test(parity_${fam}_bitfit ${fam} bitfit 2e-5 --method bitfit
+      --init-from ${I}/bitfit/init.safetensors)
+  endif()
+endfunction()
+dt_hf_family(qwen2 q_proj,v_proj,down_proj k_proj,v_proj,down_proj down_proj)
+dt_hf_family(mistral q_proj,v_proj,down_proj k_proj,v_proj,down_proj down_proj)
+dt_hf_family(opt q_proj,v_proj,fc1 q_proj,k_proj,fc2 fc2)
+
 # Gemma and Gemma-2 (tests/data/families/gemma, gemma2: drawn weights, head_dim
 # 16 != 48 / 4; Gemma-2 with 3 layers, window 4 in layers 0 and 2, soft-caps 2
 # and 3 that bend): the forward pass against numpy at 1, 2 and 3 tensor ranks

@@ -100,7 +100,7 @@ static const bad_case k_cases[] = {
     {"opt_unknown", TRAIN GPT2 "--lora-rnak 3", 2, {"--lora-rnak", "--lora-rank"}},
     {"opt_tp", TRAIN GPT2 "--tp 3", 2, {"--tp 3 does not divide the 2 ranks"}},
     {"opt_matmul_dtype", TRAIN GPT2 "--matmul-dtype bf16", 2,
-     {"--matmul-dtype bf16 multiplies the stored bf16 weights", "--weights-dtype fp32"}},
+     {"--matmul-dtype bf16 multiplies bf16 weights", "--weights-dtype fp32"}},
     {"opt_quant_full", TRAIN GPT2 "--method full --weights-dtype int8", 2,
      {"is trained by the chosen method", "--weights-dtype fp32", "int8 or nf4"}},
     {"opt_quant_ia3", TRAIN GPT2 "--method ia3 --weights-dtype nf4", 2,

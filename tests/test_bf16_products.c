@@ -15,7 +15,11 @@
  *     within 1e-5 (measured 4e-7) and the losses within 5e-4 (measured
  *     6e-5: after an update, a value that lands on the other side of a bf16
  *     rounding boundary moves by a whole bf16 step);
- *   - without --weights-dtype bf16 the option is refused (exit 2, named).
+ *   - the same three runs on the nf4 backbone (--weights-dtype nf4: each
+ *     block matrix dequantized whole into bf16 before its product) against
+ *     tests/data/hf-parity-quant (PyTorch's fp32 run on the same
+ *     dequantized weights), with the same tolerances;
+ *   - with --weights-dtype fp32 the option is refused (exit 2, named).
  */
 #include <jansson.h>
 #include <math.h>
@@ -38,16 +42,26 @@ static const char *lora_args(const char *fam) {
 
 /* Train 5 steps (launch: "" or an mpirun prefix, extra: layout options);
  * losses into v[5]; the gradients of step 0 into TMP/FAM-TAG-g.safetensors. */
-static void run(const char *fam, const char *launch, const char *extra, const char *mm,
-                const char *tag, double *v) {
+/* The reference folder of a backbone: the HF fixture (bf16 weights: PEFT's
+ * fp32 run) or hf-parity-quant's (nf4: the fp32 run on its dequantized
+ * weights). */
+static const char *ref_dir(const char *fam, const char *wd) {
+  static char d[1024];
+  if (!strcmp(wd, "bf16")) return dt_test_fixture(fam);
+  snprintf(d, sizeof d, "%s/hf-parity-quant/%s-%s", DT_TESTDATA_DIR, fam, wd);
+  return d;
+}
+
+static void run(const char *fam, const char *wd, const char *launch, const char *extra,
+                const char *mm, const char *tag, double *v) {
   const char *tmp = dt_test_tmpdir(), *dir = dt_test_fixture(fam);
   char *out = NULL;
   int rc = dt_test_run(&out,
                        "%s %s train --model %s/model --data %s/batch.safetensors --batch-size 2 "
-                       "--steps 5 --lr 1e-2 --weights-dtype bf16 --matmul-dtype %s "
+                       "--steps 5 --lr 1e-2 --weights-dtype %s --matmul-dtype %s "
                        "--metrics %s/%s-%s.jsonl --dump-grads %s/%s-%s-g.safetensors %s %s",
-                       launch, DT_BINARY, dir, dir, mm, tmp, fam, tag, tmp, fam, tag, lora_args(fam),
-                       extra);
+                       launch, DT_BINARY, dir, dir, wd, mm, tmp, fam, tag, tmp, fam, tag,
+                       lora_args(fam), extra);
   if (rc != 0) fail_msg("%s %s: deltatune exited %d:\n%s", fam, tag, rc, out ? out : "");
   free(out);
   char p[1200];
@@ -60,12 +74,16 @@ static void run(const char *fam, const char *launch, const char *extra, const ch
   free(l);
 }
 
-static void check_family(const char *fam) {
-  const char *tmp = dt_test_tmpdir(), *dir = dt_test_fixture(fam);
+static void check_family(const char *fam, const char *wd) {
+  const char *tmp = dt_test_tmpdir(), *dir = ref_dir(fam, wd);
   double b1[5], f1[5], b2[5], ref[5];
-  run(fam, "", "", "bf16", "b1", b1);
-  run(fam, "", "", "fp32", "f1", f1);
-  run(fam, DT_TEST_MPIRUN " -np 2", "--tp 2", "bf16", "b2", b2);
+  char t1[32], tf[32], t2[32];
+  snprintf(t1, sizeof t1, "%s-b1", wd);
+  snprintf(tf, sizeof tf, "%s-f1", wd);
+  snprintf(t2, sizeof t2, "%s-b2", wd);
+  run(fam, wd, "", "", "bf16", t1, b1);
+  run(fam, wd, "", "", "fp32", tf, f1);
+  run(fam, wd, DT_TEST_MPIRUN " -np 2", "--tp 2", "bf16", t2, b2);
 
   char p[1200];
   snprintf(p, sizeof p, "%s/lora/expected.json", dir);
@@ -82,44 +100,50 @@ static void check_family(const char *fam) {
   double worst_ref = 0, diff_f = 0, worst_tp = 0;
   for (int k = 0; k < 5; k++) {
     if (!(fabs(b1[k] - ref[k]) <= LOSS_TOL))
-      fail_msg("%s step %d: bf16 products loss %.6f, PEFT fp32 %.6f", fam, k, b1[k], ref[k]);
+      fail_msg("%s %s step %d: bf16 products loss %.6f, fp32 reference %.6f", fam, wd, k, b1[k],
+               ref[k]);
     if (!(fabs(b1[k] - f1[k]) <= LOSS_TOL))
-      fail_msg("%s step %d: bf16 products %.6f vs fp32 products %.6f", fam, k, b1[k], f1[k]);
+      fail_msg("%s %s step %d: bf16 products %.6f vs fp32 products %.6f", fam, wd, k, b1[k], f1[k]);
     if (!(fabs(b2[k] - b1[k]) <= 5e-4))
-      fail_msg("%s step %d: 2 ranks --tp 2 %.7f vs 1 rank %.7f", fam, k, b2[k], b1[k]);
+      fail_msg("%s %s step %d: 2 ranks --tp 2 %.7f vs 1 rank %.7f", fam, wd, k, b2[k], b1[k]);
     worst_ref = fmax(worst_ref, fabs(b1[k] - ref[k]));
     diff_f = fmax(diff_f, fabs(b1[k] - f1[k]));
     worst_tp = fmax(worst_tp, fabs(b2[k] - b1[k]));
   }
-  if (!(diff_f > 0)) fail_msg("%s: --matmul-dtype bf16 gave the fp32 products' losses exactly", fam);
+  if (!(diff_f > 0))
+    fail_msg("%s %s: --matmul-dtype bf16 gave the fp32 products' losses exactly", fam, wd);
   char g1[1200], g2[1200], gr[1200];
-  snprintf(g1, sizeof g1, "%s/%s-b1-g.safetensors", tmp, fam);
-  snprintf(g2, sizeof g2, "%s/%s-b2-g.safetensors", tmp, fam);
+  snprintf(g1, sizeof g1, "%s/%s-%s-g.safetensors", tmp, fam, t1);
+  snprintf(g2, sizeof g2, "%s/%s-%s-g.safetensors", tmp, fam, t2);
   snprintf(gr, sizeof gr, "%s/lora/grads.safetensors", dir);
-  const double eg = dt_test_compare_tensors(g1, gr, GRAD_TOL, "bf16 products gradient vs PEFT");
+  const double eg = dt_test_compare_tensors(g1, gr, GRAD_TOL, "bf16 products gradient vs fp32");
   const double et = dt_test_compare_tensors(g2, g1, 1e-5, "bf16 products gradient, 2 ranks vs 1");
-  printf("# %s: loss vs PEFT fp32 <= %.2e, vs fp32 products <= %.2e, tp2 vs 1 rank <= %.2e; "
-         "gradient rel. L2 vs PEFT %.2e, tp2 vs 1 rank %.2e\n",
-         fam, worst_ref, diff_f, worst_tp, eg, et);
+  printf("# %s %s: loss vs the fp32 reference <= %.2e, vs fp32 products <= %.2e, tp2 vs 1 rank "
+         "<= %.2e; gradient rel. L2 vs the reference %.2e, tp2 vs 1 rank %.2e\n",
+         fam, wd, worst_ref, diff_f, worst_tp, eg, et);
 }
 
-static void test_gpt2(void **s) { (void)s; check_family("gpt2"); }
-static void test_llama(void **s) { (void)s; check_family("llama"); }
+static void test_gpt2(void **s) { (void)s; check_family("gpt2", "bf16"); }
+static void test_llama(void **s) { (void)s; check_family("llama", "bf16"); }
+static void test_gpt2_nf4(void **s) { (void)s; check_family("gpt2", "nf4"); }
+static void test_llama_nf4(void **s) { (void)s; check_family("llama", "nf4"); }
 
 static void test_needs_bf16_weights(void **s) {
   (void)s;
   const char *dir = dt_test_fixture("gpt2");
   char *out = NULL;
   int rc = dt_test_run(&out, "%s train --model %s/model --data %s/batch.safetensors --batch-size 2 "
-                       "--steps 1 --matmul-dtype bf16",
+                       "--steps 1 --matmul-dtype bf16 --weights-dtype fp32",
                        DT_BINARY, dir, dir);
-  if (rc != 2 || !out || !strstr(out, "--matmul-dtype bf16") || !strstr(out, "--weights-dtype bf16"))
+  if (rc != 2 || !out || !strstr(out, "--matmul-dtype bf16") || !strstr(out, "--weights-dtype fp32"))
     fail_msg("expected exit 2 naming both options, got %d:\n%s", rc, out ? out : "");
   free(out);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_needs_bf16_weights),
-                                     cmocka_unit_test(test_gpt2), cmocka_unit_test(test_llama)};
+                                     cmocka_unit_test(test_gpt2), cmocka_unit_test(test_llama),
+                                     cmocka_unit_test(test_gpt2_nf4),
+                                     cmocka_unit_test(test_llama_nf4)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

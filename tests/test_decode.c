@@ -123,7 +123,8 @@ static void test_composed(void **s) {
 /* The families beyond GPT-2 and LLaMA (tests/data/families): Mistral's
  * sliding window of 4 over 12 tokens (the cache must drop the keys before
  * the window, prefix rows included, as the training pass does), Qwen2's
- * q/k/v biases, OPT's ReLU and positions offset by 2. */
+ * q/k/v biases, OPT's ReLU and positions offset by 2, GPT-NeoX's parallel
+ * residual and partial rotary. */
 static void test_families(void **s) {
   (void)s;
   const char *pre[] = {"--prefix-tokens", "3"};
@@ -142,6 +143,13 @@ static void test_families(void **s) {
   for (int g = 0; g < 2; g++) {
     check("../families/gemma2", "none", NULL, 0, g);
     check("../families/gemma2", "prefix", pre, 2, g);
+  }
+  /* GPT-NeoX: the parallel residual and half of each head rotating at the
+   * token's own position; neox_seq the sequential residual, tied head */
+  for (int g = 0; g < 2; g++) {
+    check("../families/neox", "none", NULL, 0, g);
+    check("../families/neox", "prefix,lora", pre, 2, g);
+    check("../families/neox_seq", "prompt,ia3", (const char *const[]){"--prompt-tokens", "2"}, 2, g);
   }
 }
 

@@ -1,6 +1,7 @@
-/* export --format peft for Qwen2, Mistral, OPT, Gemma and Gemma-2: with the family's
+/* export --format peft for Qwen2, Mistral, OPT, GPT-NeoX, Gemma and Gemma-2: with the family's
  * default targets (PEFT's mapping: LoRA q_proj, v_proj; IA3 k_proj, v_proj
- * and the feed-forward down_proj, or OPT's q_proj, k_proj, fc2) the adapter
+ * and the feed-forward down_proj, OPT's q_proj, k_proj, fc2, or GPT-NeoX's
+ * query_key_value and dense_4h_to_h) the adapter
  * holds exactly PEFT's tensor names and shapes for the model, and
  * adapter_config.json names those modules (and fan_in_fan_out false: these
  * families store Linear weights).
@@ -152,6 +153,33 @@ static void test_opt(void **state) {
   json_decref(c);
 }
 
+/* GPT-NeoX: PEFT's gpt_neox mapping, LoRA query_key_value (the fused
+ * per-head rows, 3 d); IA3 query_key_value and the feed-forward
+ * dense_4h_to_h */
+static void test_neox(void **state) {
+  (void)state;
+  char dir[1200];
+  train_export("neox", "neox-lora", "--method lora --lora-rank 4 --lora-init random", dir,
+               sizeof dir);
+  const want_tensor w[] = {{"attention.query_key_value", "lora_A.weight", 4, 48},
+                           {"attention.query_key_value", "lora_B.weight", 144, 4}};
+  check_tensors(dir, "gpt_neox.layers", w, 2);
+  json_t *c = adapter_config(dir);
+  const char *const t[] = {"attention.query_key_value"};
+  check_list(c, "target_modules", t, 1);
+  json_decref(c);
+  train_export("neox", "neox-ia3", "--method ia3", dir, sizeof dir);
+  const want_tensor w3[] = {{"attention.query_key_value", "ia3_l", 144, 1},
+                            {"mlp.dense_4h_to_h", "ia3_l", 1, 192}};
+  check_tensors(dir, "gpt_neox.layers", w3, 2);
+  c = adapter_config(dir);
+  const char *const t3[] = {"attention.query_key_value", "mlp.dense_4h_to_h"};
+  check_list(c, "target_modules", t3, 2);
+  const char *const ff[] = {"mlp.dense_4h_to_h"};
+  check_list(c, "feedforward_modules", ff, 1);
+  json_decref(c);
+}
+
 /* Gemma and Gemma-2: PEFT's gemma / gemma2 mappings, LoRA q_proj and v_proj
  * (q_proj 64 wide: head_dim 16 x 4 heads != hidden 48); IA3 q_proj, v_proj
  * and the feed-forward down_proj */
@@ -189,6 +217,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_qwen2_lora),
       cmocka_unit_test(test_mistral_ia3),
       cmocka_unit_test(test_opt),
+      cmocka_unit_test(test_neox),
       cmocka_unit_test(test_gemma),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,9 @@
 /* Tensor- and data-parallel layouts of the families built on LLaMA's block
  * train as one rank does: Qwen2's q/k/v biases (sharded with their heads;
- * bitfit and full train them), Mistral's window (full, prefix, prompt) and
- * OPT (full, prompt), Gemma-2 (full, prompt).
+ * bitfit and full train them), Mistral's window (full, prefix, prompt),
+ * OPT (full, prompt), GPT-NeoX (per-head query_key_value rows, partial
+ * rotary, parallel and sequential residual: full, LoRA and IA3, SAID) and
+ * Gemma-2 (full, prompt).
  * Every layout's losses of 5 steps within 2e-5 of the 1-rank run's and its
  * gradient norms within 1e-4 relative; the 1-rank run itself is checked
  * against numpy and finite differences (tests/families.cmake). Layouts: 2
@@ -71,6 +73,17 @@ static void test_opt(void **state) {
   layouts("opt", "--method prompt --prompt-tokens 3", "opt-prompt");
 }
 
+/* GPT-NeoX: each rank holds whole heads' q, k, v rows of the per-head
+ * query_key_value (full trains them, LoRA's B and IA3's scales follow them) */
+static void test_neox(void **state) {
+  (void)state;
+  layouts("neox", "--method full --weights-dtype fp32", "neox-full");
+  layouts("neox_seq", "--method lora,ia3 --lora-init random", "neox-seq-lora-ia3");
+  /* SAID's projection is keyed by the file's element order, which one rank
+   * holds in another row order too */
+  layouts("neox", "--method said --said-dim 24", "neox-said");
+}
+
 static void test_mistral(void **state) {
   (void)state;
   layouts("mistral", "--method full --weights-dtype fp32", "mistral-full");
@@ -92,6 +105,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_qwen2),
       cmocka_unit_test(test_mistral),
       cmocka_unit_test(test_opt),
+      cmocka_unit_test(test_neox),
       cmocka_unit_test(test_gemma2),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

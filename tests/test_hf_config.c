@@ -46,6 +46,10 @@ static const char *config_dir(const char *name, const char *json) {
 #define MISTRAL_BASE "\"model_type\":\"mistral\"," SHAPE_OF_LLAMA
 #define QWEN2_BASE "\"model_type\":\"qwen2\"," SHAPE_OF_LLAMA
 #define GEMMA2_BASE "\"model_type\":\"gemma2\"," SHAPE_OF_LLAMA
+#define NEOX_BASE                                                                 \
+  "\"model_type\":\"gpt_neox\",\"num_hidden_layers\":2,\"hidden_size\":64,"     \
+  "\"num_attention_heads\":4,\"intermediate_size\":160,\"vocab_size\":100,"        \
+  "\"max_position_embeddings\":128"
 #define OPT_BASE                                                                  \
   "\"model_type\":\"opt\",\"num_hidden_layers\":2,\"hidden_size\":64,"          \
   "\"num_attention_heads\":8,\"ffn_dim\":160,\"vocab_size\":100,"               \
@@ -203,6 +207,7 @@ static void test_llama_variants(void **state) {
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(c.arch, DT_ARCH_GEMMA);
   assert_int_equal(c.head_dim, 256);
+  assert_int_equal(dt_cfg_act(&c), DT_ACT_GEGLU); /* the family's, distinct from NeoX's erf GELU */
   assert_int_equal(c.tied_head, 1);
   assert_int_equal(c.sliding_window, 0);
   assert_true(c.attn_softcap == 0.0f && c.final_softcap == 0.0f && c.attn_scalar == 0.0f);
@@ -229,6 +234,54 @@ static void test_llama_variants(void **state) {
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(dt_cfg_window(&c, 0), 8);
   assert_int_equal(dt_cfg_window(&c, 1), 0);
+}
+
+/* GPT-NeoX: GPTNeoXConfig's defaults (rotary_pct 0.25, parallel residual,
+ * gelu with erf, untied), the legacy keys and transformers 5's
+ * rope_parameters (which win over them) */
+static void test_neox(void **state) {
+  (void)state;
+  dt_config c;
+  const char *d = config_dir("n1", "{" NEOX_BASE "}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_GPT_NEOX);
+  assert_int_equal(c.head_dim, 16);
+  assert_int_equal(c.rope_dim, 4); /* int(16 * 0.25) */
+  assert_int_equal(dt_cfg_rope_dim(&c), 4);
+  assert_true(c.rope_theta == 10000.0f);
+  assert_int_equal(c.parallel_residual, 1);
+  assert_int_equal(dt_cfg_act(&c), DT_ACT_GELU_ERF);
+  assert_int_equal(c.tied_head, 0);
+  assert_int_equal(c.has_bias, 1);
+  assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
+  d = config_dir("n2", "{" NEOX_BASE ",\"rotary_pct\":0.5,\"rotary_emb_base\":500,"
+                 "\"use_parallel_residual\":false,\"hidden_act\":\"gelu_fast\","
+                 "\"tie_word_embeddings\":true,\"layer_norm_eps\":1e-6}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.rope_dim, 8);
+  assert_true(c.rope_theta == 500.0f);
+  assert_int_equal(c.parallel_residual, 0);
+  assert_int_equal(dt_cfg_act(&c), DT_ACT_GELU_TANH);
+  assert_int_equal(c.tied_head, 1);
+  assert_true(fabsf(c.norm_eps - 1e-6f) < 1e-13f);
+  d = config_dir("n3", "{" NEOX_BASE ",\"rotary_pct\":0.5,\"rotary_emb_base\":500,"
+                 "\"rope_parameters\":{\"rope_type\":\"default\",\"rope_theta\":20000,"
+                 "\"partial_rotary_factor\":1.0}}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.rope_dim, 16);
+  assert_true(c.rope_theta == 20000.0f);
+  /* the presets: the real sizes, a quarter of each head rotating */
+  assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:gpt-neox-20b"), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_GPT_NEOX);
+  assert_int_equal(c.head_dim, 96);
+  assert_int_equal(c.rope_dim, 24);
+  assert_int_equal(c.parallel_residual, 1);
+  assert_int_equal(c.tied_head, 0);
+  assert_int_equal(c.has_bias, 1);
+  assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:pythia-12b"), DT_OK);
+  assert_int_equal(c.head_dim, 128);
+  assert_int_equal(c.rope_dim, 32);
+  assert_int_equal(c.vocab, 50688);
 }
 
 typedef struct {
@@ -274,6 +327,18 @@ static void test_bad_configs(void **state) {
       {"optact", "{" OPT_BASE ",\"activation_function\":\"gelu\"}", "activation_function",
        "gelu"},
       {"optbias", "{" OPT_BASE ",\"enable_bias\":false}", "enable_bias", "false"},
+      {"neoxbias", "{" NEOX_BASE ",\"attention_bias\":false}", "attention_bias", "false"},
+      {"neoxact", "{" NEOX_BASE ",\"hidden_act\":\"relu\"}", "hidden_act", "relu"},
+      {"neoxpct", "{" NEOX_BASE ",\"rotary_pct\":0.1}", "rotary_pct", "0.1"},
+      {"neoxpct2", "{" NEOX_BASE ",\"rotary_pct\":1.5}", "rotary_pct", "1.5"},
+      {"neoxodd", "{" NEOX_BASE ",\"rotary_pct\":0.3125}", "rotary dimensions", "5"},
+      {"neoxscale", "{" NEOX_BASE ",\"rope_scaling\":{\"type\":\"linear\",\"factor\":2}}",
+       "rope_scaling", "linear"},
+      {"neoxtype", "{" NEOX_BASE ",\"rope_parameters\":{\"rope_type\":\"dynamic\"}}",
+       "rope_parameters.rope_type", "dynamic"},
+      {"neoxheads", "{\"model_type\":\"gpt_neox\",\"num_hidden_layers\":2,\"hidden_size\":64,"
+       "\"num_attention_heads\":6,\"intermediate_size\":160,\"vocab_size\":100,"
+       "\"max_position_embeddings\":128}", "n_head", "6"},
       {"qwen2window", "{" QWEN2_BASE ","
        "\"use_sliding_window\":true,\"sliding_window\":16}", "use_sliding_window", "true"},
       {"qwen2layers", "{" QWEN2_BASE ","
@@ -385,6 +450,8 @@ static void test_synthetic_presets(void **state) {
       {"synthetic:gpt2-xl", G, 48, 1600, 25, 25, 64, 6400, 50257, 1024, 1},
       {"synthetic:gpt3-175b", G, 96, 12288, 96, 96, 128, 49152, 50257, 2048, 1},
       {"synthetic:opt-175b", DT_ARCH_OPT, 96, 12288, 96, 96, 128, 49152, 50272, 2048, 1},
+      {"synthetic:gpt-neox-20b", DT_ARCH_GPT_NEOX, 44, 6144, 64, 64, 96, 24576, 50432, 2048, 0},
+      {"synthetic:pythia-12b", DT_ARCH_GPT_NEOX, 36, 5120, 40, 40, 128, 20480, 50688, 2048, 0},
       {"synthetic:bloom-176b", G, 70, 14336, 112, 112, 128, 57344, 250880, 2048, 1},
       {"synthetic:llama2-7b", L, 32, 4096, 32, 32, 128, 11008, 32000, 4096, 0},
       {"synthetic:llama2-13b", L, 40, 5120, 40, 40, 128, 13824, 32000, 4096, 0},
@@ -410,7 +477,7 @@ static void test_synthetic_presets(void **state) {
     if (rc != DT_OK) fail_msg("%s: %s", cases[i].spec, dt_error_message());
     check_cfg(&c, &cases[i]);
     assert_int_equal(dt_config_validate(&c), DT_OK);
-    if (c.arch == DT_ARCH_GPT2 || c.arch == DT_ARCH_OPT) {
+    if (c.arch == DT_ARCH_GPT2 || c.arch == DT_ARCH_OPT || c.arch == DT_ARCH_GPT_NEOX) {
       assert_int_equal(c.has_bias, 1);
       assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
     } else {
@@ -481,6 +548,7 @@ int main(void) {
       cmocka_unit_test(test_llama_fixture),
       cmocka_unit_test(test_gpt2_variants),
       cmocka_unit_test(test_llama_variants),
+      cmocka_unit_test(test_neox),
       cmocka_unit_test(test_bad_configs),
       cmocka_unit_test(test_validate),
       cmocka_unit_test(test_synthetic_presets),

@@ -6,7 +6,7 @@
  * sharded backbone (shards + index in, shards + index out, untouched
  * tensors keep their bytes and dtype), and the families built on LLaMA's
  * block (Qwen2's q/k/v biases scaled by IA3 and trained by BitFit, Mistral
- * with a window of 4 from --tp 2) and OPT. Methods that cannot be merged,
+ * with a window of 4 from --tp 2), OPT and GPT-NeoX. Methods that cannot be merged,
  * another backbone and a non-empty --out are refused.
  *
  * usage: test_merge MPIRUN... (the launcher; "-np N" is appended) */
@@ -149,6 +149,15 @@ static void test_families(void **state) {
   merge_case("lora-ia3-opt-tp2", "gpt2", m, 2, 2,
              "--method lora,ia3 --lora-init random "
              "--lora-targets q_proj,k_proj,v_proj,out_proj,fc1,fc2");
+  /* GPT-NeoX: the per-head query_key_value rows (LoRA's B and IA3's scales
+   * of weight and bias in the file's order) from 2 shards; full from 3
+   * uneven shards (4 heads) writes whole heads back in place */
+  snprintf(m, sizeof m, "%s/../families/neox/model", cli_fix());
+  merge_case("lora-ia3-neox-tp2", "gpt2", m, 2, 2,
+             "--method lora,ia3 --lora-init random "
+             "--lora-targets query_key_value,dense,dense_h_to_4h,dense_4h_to_h");
+  snprintf(m, sizeof m, "%s/../families/neox_seq/model", cli_fix());
+  merge_case("full-neox-seq-tp3", "gpt2", m, 3, 3, "--method full");
   /* Gemma-2: the merged folder keeps the 1 + w norms' w and the post norms */
   snprintf(m, sizeof m, "%s/../families/gemma2/model", cli_fix());
   merge_case("lora-ia3-gemma2-tp2", "llama", m, 2, 2,

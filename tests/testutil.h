@@ -55,7 +55,9 @@ float *dt_test_read_tensor(const dt_st_file *f, const dt_st_tensor *t);
 /* Every tensor of ref_path must appear in got_path (canonical parameter
  * names) with the same shape and a relative L2 error <= tol, and got_path
  * must have no other tensor; fails the test (naming `what`) otherwise.
- * Returns the worst relative error. */
+ * With tol > 0, a reference tensor below 1e-7 of the whole reference's L2
+ * norm is zero up to rounding: its error must be below that instead.
+ * Returns the worst relative error (of the other tensors). */
 double dt_test_compare_tensors(const char *got_path, const char *ref_path, double tol,
                                const char *what);
 

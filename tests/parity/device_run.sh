@@ -1,13 +1,14 @@
 #!/bin/sh
 # The one device call that makes and checks the fixtures (../shared/device/
 # README.md: torch 2.11, transformers 5.17, peft 0.21 are installed there).
-# Run from the repository root: `sh tests/parity/device_run.sh` with $OUT
+# Run from the repository root: `sh tests/parity/device_run.sh [FAMILY...]` with $OUT
 # set; everything comes back as $OUT/fixtures.tar.gz and $OUT/log.
 #  1. gpt2 and llama from the shipped model, batch and initial values: the
 #     shipped loss0 and losses within 1e-5 and the same weights (--compare);
 #  2. qwen2, mistral, opt, gemma and gemma2 fixtures from
-#     tests/data/families/<family>/model (on the llama batch; opt on gpt2's):
-#     unpack into tests/data/hf-parity/.
+#     tests/data/families/<family>/model (on the llama batch; opt on gpt2's),
+#     gpt_neox from families/neox and gpt_neox_seq from families/neox_seq (on
+#     gpt2's batch): unpack into tests/data/hf-parity/.
 # A failed comparison is reported and the new fixtures are made all the same.
 set -u
 F=tests/data/hf-parity
@@ -16,23 +17,37 @@ rm -rf "$W"
 export PYTHONUNBUFFERED=1
 python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
 status=0
-for fam in gpt2 llama; do
-  python3 tests/parity/make_fixtures.py $fam "$W/check" --model-dir $F/$fam/model \
-    --batch $F/$fam/batch.safetensors --init-dir $F/$fam --compare $F/$fam || status=1
+# one family: make_fixtures.py with its model folder and batch
+fixture() {
+  case $1 in
+    gpt2|llama) python3 tests/parity/make_fixtures.py $1 "$W/check" --model-dir $F/$1/model \
+                  --batch $F/$1/batch.safetensors --init-dir $F/$1 --compare $F/$1 ;;
+    qwen2|mistral) python3 tests/parity/make_fixtures.py $1 "$W/new" \
+                     --model-dir tests/data/families/$1/model --batch $F/llama/batch.safetensors ;;
+    opt) python3 tests/parity/make_fixtures.py opt "$W/new" --model-dir tests/data/families/opt/model \
+           --batch $F/gpt2/batch.safetensors ;;
+    gpt_neox) python3 tests/parity/make_fixtures.py gpt_neox "$W/new" \
+                --model-dir tests/data/families/neox/model --batch $F/gpt2/batch.safetensors ;;
+    gpt_neox_seq) python3 tests/parity/make_fixtures.py gpt_neox "$W/new" --name gpt_neox_seq \
+                    --model-dir tests/data/families/neox_seq/model --batch $F/gpt2/batch.safetensors ;;
+    # Gemma and Gemma-2 one method a call: a method transformers or PEFT
+    # cannot run for the family (say prefix tuning over Gemma-2's cache)
+    # fails alone
+    gemma|gemma2)
+      local m rc=0
+      for m in base full lora prefix prefix_proj prompt ia3 lastlayer adapter said; do
+        python3 tests/parity/make_fixtures.py $1 "$W/new" --model-dir tests/data/families/$1/model \
+          --batch $F/llama/batch.safetensors --methods $m || rc=1
+      done
+      return $rc ;;
+    *) echo "device_run.sh: no family $1"; return 2 ;;
+  esac
+}
+# the families named as arguments; all of them by default
+[ $# -gt 0 ] || set -- gpt2 llama qwen2 mistral opt gpt_neox gpt_neox_seq gemma gemma2
+for fam in "$@"; do
+  fixture "$fam" || status=1
 done
-for fam in qwen2 mistral; do
-  python3 tests/parity/make_fixtures.py $fam "$W/new" --model-dir tests/data/families/$fam/model \
-    --batch $F/llama/batch.safetensors || status=1
-done
-python3 tests/parity/make_fixtures.py opt "$W/new" --model-dir tests/data/families/opt/model \
-  --batch $F/gpt2/batch.safetensors || status=1
-# Gemma and Gemma-2 one method a call: a method transformers or PEFT cannot
-# run for the family (say prefix tuning over Gemma-2's cache) fails alone
-for fam in gemma gemma2; do
-  for m in base full lora prefix prefix_proj prompt ia3 lastlayer adapter said; do
-    python3 tests/parity/make_fixtures.py $fam "$W/new" --model-dir tests/data/families/$fam/model \
-      --batch $F/llama/batch.safetensors --methods $m || status=1
-  done
-done
+mkdir -p "$W/new" "$W/check"
 tar -C "$W" -czf "$OUT/fixtures.tar.gz" new check
 exit $status

@@ -19,15 +19,24 @@ model.safetensors, tensors sorted by name):
                   its fused Conv1D c_attn split into q/k/v Linear weights,
                   the position table with OPT's 2 leading rows (drawn), ReLU
                   (so it computes something else than GPT-2), tied head.
-
+  neox            GPT-NeoX from the GPT-2 fixture's weights: c_attn's q, k, v
+                  rows regrouped per head into query_key_value
+                  ([heads][q,k,v][head_dim]), rotary on half of each head
+                  (rope_parameters.partial_rotary_factor 0.5, as transformers
+                  5 writes it), parallel residual, GELU with erf, an untied
+                  embed_out (drawn).
+  neox_seq        the same weights, sequential residual
+                  (use_parallel_residual false), the legacy keys rotary_pct
+                  0.5 and rotary_emb_base 500, hidden_act gelu_fast, tied head.
   gemma           Gemma (drawn weights, head_dim 16 != hidden 48 / 4 heads,
                   norm weights around 0: scale 1 + w, tied head).
   gemma2          Gemma-2 with the same shapes and 3 layers: sliding window 4
                   in layers 0 and 2, soft-capping small enough to bend
                   (attention 2, logits 3), query_pre_attn_scalar 24.
 
-The qwen2, mistral and opt folders are the models of tests/parity/make_fixtures.py's qwen2 and
-mistral fixtures and of the reference forward pass (reference_forward.py).
+The qwen2, mistral, opt, neox, neox_seq, gemma and gemma2 folders are the
+models of tests/parity/make_fixtures.py's fixtures of those families and of
+the reference forward pass (reference_forward.py).
 Deterministic: running it again writes the same bytes.
 usage: make_family_models.py [OUT_DIR (default tests/data/families)]"""
 import json
@@ -120,6 +129,55 @@ def opt_from_gpt2(gcfg, g, seed):
     return cfg, t
 
 
+def neox_from_gpt2(gcfg, g, seed, parallel):
+    """GPT-NeoX's config and tensors from GPT-2's."""
+    rng = np.random.default_rng(seed)
+    d, L, H, V = gcfg["n_embd"], gcfg["n_layer"], gcfg["n_head"], gcfg["vocab_size"]
+    hd = d // H
+    cfg = {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox",
+           "attention_bias": True, "attention_dropout": 0.0, "bos_token_id": 0,
+           "classifier_dropout": 0.1, "dtype": "float32", "eos_token_id": 2,
+           "hidden_dropout": 0.0, "hidden_size": d, "initializer_range": 0.02,
+           "intermediate_size": 4 * d, "layer_norm_eps": 1e-5,
+           "max_position_embeddings": gcfg["n_positions"], "num_attention_heads": H,
+           "num_hidden_layers": L, "transformers_version": "5.17.0", "use_cache": True,
+           "vocab_size": V}
+    if parallel:
+        cfg.update({"hidden_act": "gelu", "tie_word_embeddings": False,
+                    "use_parallel_residual": True,
+                    "rope_parameters": {"partial_rotary_factor": 0.5, "rope_theta": 10000.0,
+                                        "rope_type": "default"}})
+    else:
+        cfg.update({"hidden_act": "gelu_fast", "tie_word_embeddings": True,
+                    "use_parallel_residual": False, "rotary_pct": 0.5,
+                    "rotary_emb_base": 500})
+    pre = "gpt_neox."
+    t = {pre + "embed_in.weight": g["transformer.wte.weight"],
+         pre + "final_layer_norm.weight": g["transformer.ln_f.weight"],
+         pre + "final_layer_norm.bias": g["transformer.ln_f.bias"]}
+    if parallel:
+        t["embed_out.weight"] = rng.normal(0.0, 0.2, (V, d)).astype(np.float32)
+    for layer in range(L):
+        h, o = f"transformer.h.{layer}.", f"{pre}layers.{layer}."
+        w, b = g[h + "attn.c_attn.weight"].T, g[h + "attn.c_attn.bias"]  # [3d, d], q|k|v
+        # q|k|v [3, H, hd] -> per head [H, 3, hd]
+        t[o + "attention.query_key_value.weight"] = np.ascontiguousarray(
+            w.reshape(3, H, hd, d).transpose(1, 0, 2, 3).reshape(3 * d, d))
+        t[o + "attention.query_key_value.bias"] = np.ascontiguousarray(
+            b.reshape(3, H, hd).transpose(1, 0, 2).reshape(3 * d))
+        t[o + "attention.dense.weight"] = np.ascontiguousarray(g[h + "attn.c_proj.weight"].T)
+        t[o + "attention.dense.bias"] = g[h + "attn.c_proj.bias"]
+        t[o + "input_layernorm.weight"] = g[h + "ln_1.weight"]
+        t[o + "input_layernorm.bias"] = g[h + "ln_1.bias"]
+        t[o + "post_attention_layernorm.weight"] = g[h + "ln_2.weight"]
+        t[o + "post_attention_layernorm.bias"] = g[h + "ln_2.bias"]
+        t[o + "mlp.dense_h_to_4h.weight"] = np.ascontiguousarray(g[h + "mlp.c_fc.weight"].T)
+        t[o + "mlp.dense_h_to_4h.bias"] = g[h + "mlp.c_fc.bias"]
+        t[o + "mlp.dense_4h_to_h.weight"] = np.ascontiguousarray(g[h + "mlp.c_proj.weight"].T)
+        t[o + "mlp.dense_4h_to_h.bias"] = g[h + "mlp.c_proj.bias"]
+    return cfg, t
+
+
 def gemma_model(v2, seed):
     """A tiny Gemma / Gemma-2: config (every key transformers 5.17 writes
     that the arithmetic reads) and drawn tensors."""
@@ -196,6 +254,8 @@ def main():
         gcfg = json.load(f)
     g, _ = st.read(os.path.join(gsrc, "model.safetensors"))
     save(os.path.join(out, "opt", "model"), *opt_from_gpt2(gcfg, g, 5))
+    save(os.path.join(out, "neox", "model"), *neox_from_gpt2(gcfg, g, 20, True))
+    save(os.path.join(out, "neox_seq", "model"), *neox_from_gpt2(gcfg, g, 20, False))
     save(os.path.join(out, "gemma", "model"), *gemma_model(False, 7))
     save(os.path.join(out, "gemma2", "model"), *gemma_model(True, 9))
 

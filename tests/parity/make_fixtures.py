@@ -15,7 +15,8 @@ test suite.
 
 usage: make_fixtures.py FAMILY OUT [--model-dir DIR] [--batch FILE]
                         [--init-dir DIR] [--compare DIR] [--methods a,b,...]
-  FAMILY       gpt2, llama, qwen2, mistral, opt, gemma or gemma2
+                        [--name NAME]
+  FAMILY       gpt2, llama, qwen2, mistral, opt, gpt_neox, gemma or gemma2
   --model-dir  load this Hugging Face folder (e.g. tests/data/families/qwen2/model)
                instead of making a tiny model from the seed
   --batch      use this batch instead of drawing one
@@ -25,6 +26,8 @@ usage: make_fixtures.py FAMILY OUT [--model-dir DIR] [--batch FILE]
   --compare    check loss0 and losses against DIR/<method>/expected.json
                (within 1e-5) and the model's weights against DIR/model;
                exit 1 on any difference
+  --name       write OUT/NAME instead of OUT/FAMILY (two models of one family,
+               e.g. gpt_neox_seq for tests/data/families/neox_seq/model)
 """
 import argparse
 import copy
@@ -55,6 +58,13 @@ FAMILIES["mistral"] = FAMILIES["llama"]
 FAMILIES["opt"] = dict(blocks="model.decoder.layers", lora=["q_proj", "v_proj", "fc1"],
                        ia3=["q_proj", "k_proj", "fc2"], ia3_ff=["fc2"],
                        adapter=("self_attn.out_proj", "fc2"), fan_in_fan_out=False)
+# GPT-NeoX: PEFT's default LoRA target query_key_value (the fused per-head
+# rows) plus the FFN's output dense_4h_to_h; IA3 PEFT's gpt_neox mapping
+FAMILIES["gpt_neox"] = dict(blocks="gpt_neox.layers",
+                            lora=["query_key_value", "dense_4h_to_h"],
+                            ia3=["query_key_value", "dense_4h_to_h"], ia3_ff=["dense_4h_to_h"],
+                            adapter=("attention.dense", "mlp.dense_4h_to_h"),
+                            fan_in_fan_out=False)
 # Gemma and Gemma-2: LLaMA's module names; IA3 with PEFT's gemma / gemma2
 # defaults (q_proj, v_proj, down_proj). The adapter hooks the outputs of o_proj
 # and down_proj: in Gemma-2 before the post-attention / post-feedforward norms
@@ -99,6 +109,12 @@ def tiny_config(family):
                                     num_attention_heads=4, ffn_dim=192, vocab_size=96,
                                     max_position_embeddings=64, word_embed_proj_dim=48,
                                     dropout=0.0, attention_dropout=0.0, layerdrop=0.0)
+    if family == "gpt_neox":  # half of each head rotates (an even 6 of 12)
+        return AutoConfig.for_model("gpt_neox", num_hidden_layers=2, hidden_size=48,
+                                    num_attention_heads=4, intermediate_size=192,
+                                    vocab_size=96, max_position_embeddings=64,
+                                    rotary_pct=0.5, hidden_dropout=0.0, attention_dropout=0.0,
+                                    tie_word_embeddings=False)
     raise SystemExit(f"unknown family {family}")
 
 
@@ -375,11 +391,12 @@ def main():
     ap.add_argument("--init-dir")
     ap.add_argument("--compare")
     ap.add_argument("--methods")
+    ap.add_argument("--name")
     a = ap.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(max(1, min(16, os.cpu_count() or 1)))
 
-    root = os.path.join(a.out, a.family)
+    root = os.path.join(a.out, a.name or a.family)
     base = load_model(a.family, a.model_dir)
     base.save_pretrained(os.path.join(root, "model"))
     if a.batch:

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """An independent forward pass of the LLaMA-like families (llama, qwen2,
-mistral) and of OPT in numpy float64, from the Hugging Face folder and transformers'
+mistral, gemma, gemma2), of OPT and of GPT-NeoX in numpy float64, from the Hugging Face folder and transformers'
 documented semantics: RMSNorm (x * rsqrt(mean(x^2) + eps) * w), rotary
 embeddings in the rotate_half convention, grouped key/value heads, q/k/v
 biases where the file has them (Qwen2), the causal mask and Mistral's
@@ -8,8 +8,14 @@ sliding window (a key is visible when kv_idx > q_idx - sliding_window),
 SwiGLU feed-forward, a tied or untied head, and the causal-LM loss over the
 scored tokens (mean over every (b,t) with labels[b,t+1] != -100). OPT:
 LayerNorm (eps 1e-5) before attention and FFN, q/k/v/out with biases, ReLU,
-learned positions read at position + 2, tied head. Gemma: RMSNorm scaling
-by 1 + w, embeddings times sqrt(hidden_size), GeGLU with the tanh GELU
+learned positions read at position + 2, tied head. GPT-NeoX: LayerNorm
+(layer_norm_eps) with biases, the fused query_key_value read per head
+([heads][q,k,v][head_dim]), rotary on the first int(head_dim * rotary_pct)
+dimensions of each head (rope_parameters or the legacy rotary_pct /
+rotary_emb_base), GELU (erf for "gelu", tanh for the others), the parallel
+residual x + attn(ln1(x)) + mlp(ln2(x)) or the sequential one, embed_out or
+the tied embedding. Gemma: RMSNorm scaling by 1 + w, embeddings times
+sqrt(hidden_size), GeGLU with the tanh GELU
 (0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))) * up), head_dim from the
 config, tied head. Gemma-2 adds the norms of the attention and FFN outputs
 (post_attention_layernorm, post_feedforward_layernorm; pre_feedforward_layernorm
@@ -96,12 +102,82 @@ def forward_opt(cfg, w, ids):
     return x @ g(head).T
 
 
+def neox_rope(cfg):
+    """(theta, partial rotary factor): rope_parameters, else the legacy keys."""
+    rp = cfg.get("rope_parameters") or {}
+    theta = rp.get("rope_theta", cfg.get("rotary_emb_base", 10000.0))
+    pct = rp.get("partial_rotary_factor", cfg.get("rotary_pct", 0.25))
+    return float(theta), float(pct)
+
+
+def gelu(x, act):
+    if act == "gelu":  # erf form
+        from math import erf
+        return 0.5 * x * (1.0 + np.vectorize(erf)(x / np.sqrt(2.0)))
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def forward_neox(cfg, w, ids):
+    g = lambda name: w[name].astype(np.float64)  # noqa: E731
+    B, T = ids.shape
+    d, H = cfg["hidden_size"], cfg["num_attention_heads"]
+    hd = d // H
+    eps = cfg.get("layer_norm_eps", 1e-5)
+    theta, pct = neox_rope(cfg)
+    rd = int(hd * pct)
+    inv = 1.0 / theta ** (np.arange(0, rd, 2, dtype=np.float64) / rd)
+    ang = np.outer(np.arange(T, dtype=np.float64), inv)        # [T, rd/2]
+    cos = np.concatenate([np.cos(ang)] * 2, axis=-1)            # [T, rd]
+    sin = np.concatenate([np.sin(ang)] * 2, axis=-1)
+
+    def rot(x):  # x [B, H, T, hd]: the first rd dimensions rotate
+        xr, xp = x[..., :rd], x[..., rd:]
+        half = rd // 2
+        r = np.concatenate([-xr[..., half:], xr[..., :half]], axis=-1)
+        return np.concatenate([xr * cos + r * sin, xp], axis=-1)
+
+    def ln(x, p):
+        mu = x.mean(axis=-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + eps) * g(p + ".weight") + g(p + ".bias")
+
+    def lin(x, p):
+        return x @ g(p + ".weight").T + g(p + ".bias")
+    act = cfg.get("hidden_act", "gelu")
+    visible = np.arange(T)[None, :] <= np.arange(T)[:, None]
+    x = g("gpt_neox.embed_in.weight")[ids]
+    for layer in range(cfg["num_hidden_layers"]):
+        p = f"gpt_neox.layers.{layer}."
+        qkv = lin(ln(x, p + "input_layernorm"), p + "attention.query_key_value")
+        qkv = qkv.reshape(B, T, H, 3, hd).transpose(3, 0, 2, 1, 4)  # [3, B, H, T, hd]
+        q, k, v = rot(qkv[0]), rot(qkv[1]), qkv[2]
+        s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
+        s = np.where(visible, s, -np.inf)
+        s = np.exp(s - s.max(axis=-1, keepdims=True))
+        s = s / s.sum(axis=-1, keepdims=True)
+        a = lin((s @ v).transpose(0, 2, 1, 3).reshape(B, T, d), p + "attention.dense")
+
+        def mlp(h):
+            return lin(gelu(lin(h, p + "mlp.dense_h_to_4h"), act), p + "mlp.dense_4h_to_h")
+        if cfg.get("use_parallel_residual", True):
+            x = x + a + mlp(ln(x, p + "post_attention_layernorm"))
+        else:
+            x = x + a
+            x = x + mlp(ln(x, p + "post_attention_layernorm"))
+    x = ln(x, "gpt_neox.final_layer_norm")
+    head = "embed_out.weight" if "embed_out.weight" in w else "gpt_neox.embed_in.weight"
+    return x @ g(head).T
+
+
 def forward(cfg, w, ids, ad=None):
     """logits [B, T, V] (float64); with ad (a PEFT adapter: read_adapter) the
     logits of the backbone with the adapter, [B, P + T, V] for prompt tuning."""
     if cfg["model_type"] == "opt":
         assert ad is None, "adapters: the LLaMA-like families only"
         return forward_opt(cfg, w, ids)
+    if cfg["model_type"] == "gpt_neox":
+        assert ad is None, "adapters: the LLaMA-like families only"
+        return forward_neox(cfg, w, ids)
     g = lambda name: w[name].astype(np.float64)  # noqa: E731
     ad = ad or {"kind": None}
     B, T = ids.shape

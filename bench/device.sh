@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The steps that need the 16-core machine (shared/device/README.md), run as one device call:
+#   bash bench/device.sh STEP[:SECONDS] ...      ($OUT set; .stack/ and build/deltatune carried)
+# Each step runs under its own time limit (default 120 s) with its output in $OUT/<step>.log; a step that
+# fails or runs out of time is reported and the next one runs. Steps:
+#   fixtures  tests/parity/device_run.sh: the transformers fixtures ($OUT/fixtures.tar.gz; env FIXTURES: families)
+#   genref    tests/refs/hf_generate_check.py: generate() + PEFT against tests/data/generate ($OUT/hf_generate.json)
+#   nf4ref    tests/refs/nf4_peft_ref.py: PEFT's NF4 quantizer on a checked-in tensor ($OUT/nf4_peft.safetensors)
+#   peer      bench/peer_device.sh (env: SHAPES, DT_RUNS, PEFT_RUNS, DT_TP, STEPS as that script takes them)
+#   quant70b  bench/quant_scale.sh (env: SEQ, STEPS)
+#   generate  bench/generate_device.sh: deltatune generate beside transformers' generate() (env: GEN_MODELS)
+#   presets   `eval` of each family's real-shaped synthetic preset on 16 ranks --tp 16, bf16 (env: PRESETS)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+: "${OUT:?bench/device.sh: OUT must be set (the device call sets it)}"
+if [[ ! -d .stack/stack ]]; then
+  tar -C .stack -xJf .stack/stack.tar.xz || { echo "device.sh: no .stack/stack.tar.xz (carry .stack)"; exit 2; }
+fi
+# shellcheck disable=SC1091
+. .stack/env.sh .stack/stack
+export PYTHONUNBUFFERED=1
+echo "device.sh: $(date -u +%FT%TZ) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) ($(nproc) cores)," \
+  "$(uname -r), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+mkdir -p build && cp -n .stack/stack/bin/deltatune build/ 2>/dev/null
+
+step() {
+  case $1 in
+    fixtures) sh tests/parity/device_run.sh ${FIXTURES:-} ;;
+    genref) python3 tests/refs/hf_generate_check.py "$OUT/hf_generate.json" ;;
+    nf4ref) python3 tests/refs/nf4_peft_ref.py "$OUT/nf4_peft.safetensors" ;;
+    peer) bash bench/peer_device.sh build ;;
+    quant70b) bash bench/quant_scale.sh build ;;
+    generate)
+      for m in ${GEN_MODELS:-1.3b}; do
+        MPIRUN="mpirun --bind-to core" bash bench/generate_device.sh build "$m"
+      done ;;
+    presets)
+      for p in ${PRESETS:-qwen2.5-14b mistral-7b opt-13b gpt-neox-20b pythia-12b}; do
+        t=$SECONDS
+        mpirun -np 16 --bind-to core build/deltatune eval --model "synthetic:$p" --weights-dtype bf16 \
+          --matmul-dtype bf16 --tp 16 --data synthetic:rows=2,len=128 --batch-size 1 2>&1 |
+          grep -E "^loss|rror" | sed "s/^/$p: /"
+        echo "$p: $((SECONDS - t)) s (load and evaluate 2 x 128 tokens)"
+      done ;;
+    *) echo "device.sh: unknown step '$1'"; return 2 ;;
+  esac
+}
+
+for s in "$@"; do
+  name=${s%%:*} limit=120
+  [[ $s == *:* ]] && limit=${s##*:}
+  t0=$SECONDS
+  timeout --kill-after=5 "$limit" bash -c "$(declare -f step); step $name" >"$OUT/$name.log" 2>&1
+  rc=$?
+  echo "device.sh: $name rc $rc in $((SECONDS - t0)) s (limit $limit)"
+  tail -n 25 "$OUT/$name.log"
+done

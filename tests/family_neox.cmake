@@ -1,0 +1,49 @@
+# GPT-NeoX / Pythia (issue 24) on the tiny models of tests/data/families
+# (tests/parity/make_family_models.py writes them from the GPT-2 fixture's
+# weights): neox (parallel residual, rotary on half of each head, GELU with
+# erf, untied embed_out, transformers 5's rope_parameters) and neox_seq
+# (sequential residual, the legacy rotary_pct / rotary_emb_base keys,
+# gelu_fast, tied head).
+# - the forward pass against the numpy reference (reference_forward.py) at
+#   1 rank and tensor-parallel on 2 and 3 (uneven: 4 heads) ranks, which
+#   checks the per-head query_key_value rows through the shard layout;
+# - the backward against finite differences with every kind of method.
+set(FAM ${DT_TESTDATA_DIR}/families)
+set(BG ${DT_TESTDATA_DIR}/hf-parity/gpt2/batch.safetensors)
+set(REF /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/parity/reference_forward.py
+  $<TARGET_FILE:deltatune>)
+set(W ${CMAKE_CURRENT_BINARY_DIR}/family_reference)
+foreach(model neox neox_seq)
+  add_test(NAME family_reference_${model} COMMAND ${REF} ${FAM}/${model}/model ${BG} ${W}/${model})
+  add_test(NAME family_reference_${model}_tp2 COMMAND ${REF} ${FAM}/${model}/model ${BG}
+    ${W}/${model}_tp2 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
+  add_test(NAME family_reference_${model}_tp3 COMMAND ${REF} ${FAM}/${model}/model ${BG}
+    ${W}/${model}_tp3 1e-5 ${DT_MPIRUN} -np 3 -- --tp 3)
+  set_tests_properties(family_reference_${model}_tp2 PROPERTIES PROCESSORS 2)
+  set_tests_properties(family_reference_${model}_tp3 PROPERTIES PROCESSORS 3)
+  foreach(t ${model} ${model}_tp2 ${model}_tp3)
+    set_tests_properties(family_reference_${t} PROPERTIES TIMEOUT 120
+      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
+  endforeach()
+endforeach()
+
+# the backward against finite differences: every weight and bias (full), LoRA
+# on every module with BitFit, IA3 on the default targets, prefix, prompt,
+# SAID and the recomputed pass; both residual forms
+set(DN --data ${BG} --batch-size 2 --min-norm 5e-4)
+foreach(model neox neox_seq)
+  dt_add_gradcheck(gradcheck_${model}_full neox --model ${FAM}/${model}/model ${DN} --method full)
+  dt_add_gradcheck(gradcheck_${model}_bitfit_lora neox --model ${FAM}/${model}/model ${DN}
+    --method lora,bitfit --lora-init random
+    --lora-targets query_key_value,dense,dense_h_to_4h,dense_4h_to_h)
+  dt_add_gradcheck(gradcheck_${model}_lora_ia3 neox --model ${FAM}/${model}/model ${DN}
+    --method lora,ia3 --lora-init random)
+  dt_add_gradcheck(gradcheck_${model}_prefix neox --model ${FAM}/${model}/model ${DN}
+    --method prefix --prefix-tokens 2 --prefix-hidden 16)
+  dt_add_gradcheck(gradcheck_${model}_prompt_ia3 neox --model ${FAM}/${model}/model ${DN}
+    --method prompt,ia3 --prompt-tokens 3)
+endforeach()
+dt_add_gradcheck(gradcheck_neox_said neox --model ${FAM}/neox/model ${DN} --method said
+  --said-dim 24)
+dt_add_gradcheck(gradcheck_neox_recompute neox --model ${FAM}/neox/model ${DN}
+  --method lora,prefix --lora-init random --prefix-tokens 3 --recompute)
