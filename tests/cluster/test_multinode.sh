@@ -5,7 +5,7 @@
 # nodes Slurm gives them, Open MPI between nodes over TCP.
 #
 #   fence   MPI_Init holds every rank until all are in it: the last rank of
-#           2 nodes x 2 ranks and of 3 nodes x 1 rank enters 2 s late, and
+#           2 nodes x 2 ranks and of 3 nodes x 1 rank enters 1 s late, and
 #           no rank may leave before it entered (init_barrier.c; the PMIx
 #           fence of each node once completed alone, docs/testing.md)
 #   parity  test_parity's fixture checks (losses, loss changes, gradients,
@@ -84,7 +84,7 @@ test_fence() {
   local layout name nodes ranks
   for layout in "n2 2 4" "n3 3 3"; do
     read -r name nodes ranks <<< "$layout"
-    if run 60 "$S/fence-$name.log" -N "$nodes" -n "$ranks" "$BUILD/tests/vc_init_barrier" 2 &&
+    if run 60 "$S/fence-$name.log" -N "$nodes" -n "$ranks" "$BUILD/tests/vc_init_barrier" 1 &&
        grep -q '^held: ' "$S/fence-$name.log"; then
       ok "fence: $nodes nodes, $ranks ranks: $(grep '^held: ' "$S/fence-$name.log")"
     else
