@@ -19,7 +19,7 @@
 #            dt_vc_stop DIR        cancel jobs, stop the daemons by pid,
 #                                  delete the namespaces; idempotent
 # Command:   vcluster.sh up DIR N | down DIR | exec DIR I CMD... | status DIR
-# A detached watchdog stops the cluster when DIR disappears, when the owner
+# A detached watchdog stops the cluster when its vc.env disappears, when the owner
 # process (DT_VC_OWNER, default: the shell that sourced this file and called
 # dt_vc_start; 0 for none, the default of `vcluster.sh up`) ends, and in any
 # case after DT_VC_LIFETIME seconds (default 900), so nothing outlives a
@@ -106,15 +106,20 @@ dt_vc_stop() {
   return 0
 }
 
-# dt_vc_watchdog DIR OWNER LIFETIME: detached; stops the cluster of DIR when
-# DIR is gone, OWNER (unless 0) has ended, or LIFETIME seconds have passed
+# dt_vc_watchdog DIR OWNER LIFETIME ID: detached; stops the cluster ID of
+# DIR when OWNER (unless 0) has ended or LIFETIME seconds have passed; ends
+# without touching DIR once DIR/vc.env no longer names ID (`down` stopped
+# it, or a new cluster took DIR: a watchdog that stopped whatever DIR held
+# then took down the next run's cluster while it started)
 dt_vc_watchdog() {
   # $0 of the watchdog is not the script, so that sourcing it does not run
   # the command line part below
-  ( setsid bash -c 'source "$4"; end=$((SECONDS + $3))
-      while [[ -e "$1/vc.env" ]] && (( SECONDS < end )) &&
-            { [[ "$2" == 0 ]] || kill -0 "$2" 2>/dev/null; }; do sleep 1; done
-      dt_vc_stop "$1"' dt-vc-watchdog "$1" "$2" "$3" "$DT_VC_SELF" </dev/null >/dev/null 2>&1 & )
+  ( setsid bash -c 'source "$4"; d=$1 owner=$2 end=$((SECONDS + $3)) id=$5
+      ours() { [[ "$(sed -n "s/^VC_ID=//p" "$d/vc.env" 2>/dev/null)" == "$id" ]]; }
+      while ours && (( SECONDS < end )) &&
+            { [[ "$owner" == 0 ]] || kill -0 "$owner" 2>/dev/null; }; do sleep 1; done
+      if ours; then dt_vc_stop "$d"; fi' dt-vc-watchdog "$1" "$2" "$3" "$DT_VC_SELF" "$4" \
+      </dev/null >/dev/null 2>&1 & )
 }
 
 dt_vc_start() {
@@ -134,7 +139,7 @@ dt_vc_start() {
   VC_ID=$(od -An -N2 -tx2 /dev/urandom | tr -d ' ')
   VC_N=$n
   printf 'VC_ID=%s\nVC_N=%s\n' "$VC_ID" "$VC_N" > "$d/vc.env"
-  dt_vc_watchdog "$d" "${DT_VC_OWNER:-$$}" "${DT_VC_LIFETIME:-900}"
+  dt_vc_watchdog "$d" "${DT_VC_OWNER:-$$}" "${DT_VC_LIFETIME:-900}" "$VC_ID"
   if ! dt_vc_up "$d"; then
     local why=$DT_CLUSTER_WHY
     dt_vc_stop "$d"
