@@ -19,11 +19,12 @@
 #            dt_vc_stop DIR        cancel jobs, stop the daemons by pid,
 #                                  delete the namespaces; idempotent
 # Command:   vcluster.sh up DIR N | down DIR | exec DIR I CMD... | status DIR
-# A detached watchdog stops the cluster when its vc.env disappears, when the owner
-# process (DT_VC_OWNER, default: the shell that sourced this file and called
+# A detached watchdog stops the cluster when the owner process
+# (DT_VC_OWNER, default: the shell that sourced this file and called
 # dt_vc_start; 0 for none, the default of `vcluster.sh up`) ends, and in any
 # case after DT_VC_LIFETIME seconds (default 900), so nothing outlives a
-# killed test run.
+# killed test run; it leaves DIR alone once DIR/vc.env names another
+# cluster or none (after `down`).
 DT_VC_SELF=$(readlink -f "${BASH_SOURCE[0]}")
 # shellcheck source=../slurm/cluster.sh
 source "$(dirname "$DT_VC_SELF")/../slurm/cluster.sh"
