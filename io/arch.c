@@ -17,7 +17,7 @@
   .gated_ffn = 1, .conv1d = 0, .grouped_kv = 1,         \
   .ffn_rule = DT_FFN_LLAMA, .norm_eps = 1e-6f,          \
   .tied_head = 0, .has_bias = 0
-/* PEFT's default LoRA and IA3 targets of llama, qwen2 and mistral (its
+/* PEFT's default LoRA and IA3 targets of llama and mistral (its
  * TRANSFORMERS_MODELS_TO_*_TARGET_MODULES_MAPPING) */
 #define LLAMA_PEFT                                                   \
   .lora_targets = "q_proj,v_proj", .ia3_targets = "k_proj,v_proj,down_proj", \
@@ -31,8 +31,9 @@
   .ffn_rule = DT_FFN_LLAMA, .norm_eps = 1e-6f,          \
   .tied_head = 1, .has_bias = 0, .norm_plus_one = 1,    \
   .embed_scale = 1
-/* PEFT's default LoRA and IA3 targets of gemma and gemma2 */
-#define GEMMA_PEFT                                                   \
+/* PEFT's default LoRA and IA3 targets of qwen2, gemma and gemma2 (IA3 on
+ * q_proj where llama's is on k_proj) */
+#define QV_DOWN_PEFT                                                   \
   .lora_targets = "q_proj,v_proj", .ia3_targets = "q_proj,v_proj,down_proj", \
   .ia3_ff = "down_proj"
 /* PEFT's module names of a LLaMA-like block */
@@ -128,7 +129,7 @@ static const dt_arch_desc arch_table[] = {
         .title = "Qwen2",
         LLAMA_LIKE,
         .qkv_bias = 1,
-        LLAMA_PEFT,
+        QV_DOWN_PEFT,
         LLAMA_MODULES,
         .n_tensors = 15,
         .tensors = {T_EMBED, T_Q, T_QB, T_K, T_KB, T_V, T_VB, T_REST},
@@ -260,7 +261,7 @@ static const dt_arch_desc arch_table[] = {
         .name = "gemma",
         .title = "Gemma",
         GEMMA_LIKE,
-        GEMMA_PEFT,
+        QV_DOWN_PEFT,
         LLAMA_MODULES,
         .n_tensors = 12,
         .tensors = {T_EMBED, T_Q, T_K, T_V, T_REST},
@@ -280,7 +281,7 @@ static const dt_arch_desc arch_table[] = {
         .window_alternate = 1,
         .attn_softcap = 50.0f, /* Gemma2Config's defaults */
         .final_softcap = 30.0f,
-        GEMMA_PEFT,
+        QV_DOWN_PEFT,
         LLAMA_MODULES,
         .n_tensors = 14,
         .tensors = {T_EMBED, T_Q, T_K, T_V,

@@ -29,7 +29,9 @@ endfunction()
 foreach(model qwen2_zerobias mistral_w16)
   dt_family_parity(${model} llama lora 2e-5 --method lora --lora-rank 4 --lora-alpha 8
     --lora-targets q_proj,v_proj,down_proj --init-from ${F}/llama/lora/init.safetensors)
-  dt_family_parity(${model} llama ia3 2e-5 --method ia3 --init-from ${F}/llama/ia3/init.safetensors)
+  # (llama's IA3 modules: qwen2's own default scales q_proj where llama's scales k_proj)
+  dt_family_parity(${model} llama ia3 2e-5 --method ia3 --ia3-targets k_proj,v_proj,down_proj
+    --ia3-ff down_proj --init-from ${F}/llama/ia3/init.safetensors)
   dt_family_parity(${model} llama adapter 2e-5 --method adapter --adapter-size 8
     --init-from ${F}/llama/adapter/init.safetensors)
   dt_family_parity(${model} llama prefix 2e-5 --method prefix --prefix-tokens 3
