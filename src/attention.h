@@ -17,6 +17,9 @@
 typedef struct {
   int B, T, P, H, KV, hd;
   int W; /* sliding window; 0: none */
+  float scale; /* scores = scale q.k; 0: 1/sqrt(hd) */
+  float cap;   /* soft-capping (Gemma-2): scores become cap tanh(s / cap)
+                  before the mask and softmax; 0: none */
 } dt_attn_dims;
 
 /* Floats of scratch needed (two [T, P+T] blocks). */

@@ -1,8 +1,9 @@
 /* The synthetic presets of the real Qwen2.5 and Mistral models have the real
  * architecture: `plan` counts exactly the parameters the published
  * checkpoints hold (the Hugging Face hub's safetensors parameter count of
- * Qwen/Qwen2.5-14B, -32B, -72B, mistralai/Mistral-7B-v0.1, EleutherAI/gpt-neox-20b
- * and EleutherAI/pythia-12b; docs/usage.md),
+ * Qwen/Qwen2.5-14B, -32B, -72B, mistralai/Mistral-7B-v0.1, EleutherAI/gpt-neox-20b,
+ * EleutherAI/pythia-12b, google/gemma-7b, google/gemma-2-9b and
+ * google/gemma-2-27b; docs/usage.md),
  * which the issue asks within 0.1%. Qwen2's q/k/v biases are 344,064
  * parameters of the 14B model (2.3e-5 of it), so the exact check is what
  * tells them present; a LLaMA-shaped preset would miss them. */
@@ -41,6 +42,10 @@ static void test_published_counts(void **state) {
        * vocab x d embeddings (untied), the final LayerNorm */
       {"synthetic:gpt-neox-20b", 20554567680LL},
       {"synthetic:pythia-12b", 11846072320LL},
+      /* Gemma: the tied embedding counted once; Gemma-2's four norms a block */
+      {"synthetic:gemma-7b", 8537680896LL},
+      {"synthetic:gemma2-9b", 9241705984LL},
+      {"synthetic:gemma2-27b", 27227128320LL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const long long got = frozen_parameters(cases[i].preset);

@@ -168,6 +168,12 @@ static void test_families(void **state) {
              "--lora-targets query_key_value,dense,dense_h_to_4h,dense_4h_to_h");
   snprintf(m, sizeof m, "%s/../families/falcon_mq/model", cli_fix());
   merge_case("full-falcon-mq-tp2", "gpt2", m, 2, 2, "--method full");
+  /* Gemma-2: the merged folder keeps the 1 + w norms' w and the post norms */
+  snprintf(m, sizeof m, "%s/../families/gemma2/model", cli_fix());
+  merge_case("lora-ia3-gemma2-tp2", "llama", m, 2, 2,
+             "--method lora,ia3 --lora-init random "
+             "--lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
+  merge_case("full-gemma2", "llama", m, 1, 1, "--method full");
 }
 
 /* The GPT-2 fixture split into two shards with an index, two tensors
