@@ -13,7 +13,8 @@ typedef enum {
   DT_ARCH_QWEN2 = 3,
   DT_ARCH_MISTRAL = 4,
   DT_ARCH_OPT = 5,
-  DT_ARCH_GPT_NEOX = 6
+  DT_ARCH_GPT_NEOX = 6,
+  DT_ARCH_BLOOM = 7
 } dt_arch;
 
 /* Where in a block a frozen linear sits (the four products of a block). */
@@ -26,7 +27,9 @@ typedef enum {
 } dt_site;
 
 typedef enum { DT_NORM_LAYER = 1, DT_NORM_RMS } dt_norm_kind;       /* LayerNorm (w, b) / RMSNorm (w) */
-typedef enum { DT_POS_LEARNED = 1, DT_POS_ROPE } dt_pos_kind;       /* wpe table / rotary */
+/* wpe table / rotary / ALiBi: a per-head linear bias slope * (key - query
+ * position) on the attention scores (BLOOM), no position input */
+typedef enum { DT_POS_LEARNED = 1, DT_POS_ROPE, DT_POS_ALIBI } dt_pos_kind;
 /* gelu_new / silu(gate)*up / relu / gelu with erf (GPT-NeoX's "gelu") */
 typedef enum { DT_ACT_GELU_TANH = 1, DT_ACT_SWIGLU, DT_ACT_RELU, DT_ACT_GELU_ERF } dt_act_kind;
 /* The default FFN width of a synthetic model: 4 d, or LLaMA's 2/3 of 4 d
@@ -64,7 +67,8 @@ typedef enum {
   DT_SLOT_WTE = 1, DT_SLOT_WPE, DT_SLOT_HEAD, DT_SLOT_LNF_W, DT_SLOT_LNF_B, /* global */
   DT_SLOT_LN1_W, DT_SLOT_LN1_B, DT_SLOT_LN2_W, DT_SLOT_LN2_B,              /* per block */
   DT_SLOT_LIN,  /* the site's frozen matrix, rows [lo, hi) of it */
-  DT_SLOT_BIAS  /* the site's bias */
+  DT_SLOT_BIAS, /* the site's bias */
+  DT_SLOT_EMBN_W, DT_SLOT_EMBN_B /* the norm right after the embedding (BLOOM) */
 } dt_slot;
 
 /* A Hugging Face tensor: its name (with %d for the block where per_layer),
@@ -124,6 +128,9 @@ typedef struct {
                                 FFN of the same input (GPT-NeoX) */
   float rope_pct;            /* a synthetic model's rotary share of a head
                                 (0: the whole head) */
+  int embed_norm;            /* a norm (the family's kind) on the embedding
+                                output, before the first block (BLOOM's
+                                word_embeddings_layernorm) */
   const char *lora_targets;  /* PEFT's default LoRA target modules */
   const char *ia3_targets;   /* PEFT's default IA3 targets ... */
   const char *ia3_ff;        /* ... and which of them are feed-forward */

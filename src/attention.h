@@ -10,6 +10,10 @@
  * key/values (prefix 0..P-1, real tokens P..P+T-1) and a key is visible only
  * when its position is above the query's minus W (HF's kv_idx > q_idx - W):
  * a query sees itself and the W - 1 positions before it.
+ * With ALiBi slopes (BLOOM), head h's score of a key adds alibi[h] * (key
+ * position - query position) in the same positions (prefix 0..P-1, real
+ * tokens P..): transformers adds slope * key position, which differs by a
+ * constant per query row that softmax ignores.
  */
 #ifndef DT_ATTENTION_H
 #define DT_ATTENTION_H
@@ -17,6 +21,7 @@
 typedef struct {
   int B, T, P, H, KV, hd;
   int W; /* sliding window; 0: none */
+  const float *alibi; /* [H] ALiBi slopes of these heads; NULL: none */
 } dt_attn_dims;
 
 /* Floats of scratch needed (two [T, P+T] blocks). */

@@ -87,6 +87,8 @@ static int embed(dt_decoder *dc, int nb, const int *slots, int Tp, int nvp, cons
         for (int j = 0; j < d; j++) row[j] += p[j];
       }
     }
+  if (dt_cfg_arch(c)->embed_norm) /* BLOOM's word_embeddings_layernorm, in place */
+    dt_fwd_norm(m, dc->x, m->acts[0].ln1_stat, dc->x, &m->bb->embn_w, &m->bb->embn_b, nb * Tp);
   return DT_OK;
 }
 
@@ -122,7 +124,7 @@ static int block(dt_decoder *dc, int l, int nb, const int *slots, int Tp) {
   for (int b = 0; b < nb; b++)
     dt_kv_attend(a->att + (size_t)b * Tp * qd, a->qkv + (size_t)b * Tp * ld, ld,
                  dt_kvcache_k(&dc->kv, l, slots[b]), dt_kvcache_v(&dc->kv, l, slots[b]),
-                 dc->kv.len[slots[b]], Tp, pk, pv, dc->n_prefix, c->sliding_window, H, KV, hd,
+                 dc->kv.len[slots[b]], Tp, pk, pv, dc->n_prefix, c->sliding_window, m->bb->alibi, H, KV, hd,
                  dc->s);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_ATTN_OUT, nb, Tp, a->att, dc->o));
   for (size_t i = 0; i < (size_t)N * d; i++) dc->x1[i] = dc->x[i] + dc->o[i];

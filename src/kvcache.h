@@ -37,10 +37,12 @@ float *dt_kvcache_v(const dt_kvcache *c, int l, int b);
  *   W   sliding window (0: none): as the training pass (src/attention.h),
  *       the prefix at positions 0..P-1 and the cache at P.., a key is seen
  *       only when its position is above the query's minus W
+ *   alibi [H] ALiBi slopes (NULL: none): as the training pass, slope *
+ *       (key position - query position) added to the scores
  *   att [n, H*hd] output; s: scratch of P + c0 + n floats.
  * Grouped heads: query head h reads kv head h / (H / KV). */
 void dt_kv_attend(float *att, const float *q, int ld, const float *K, const float *V, int c0,
-                  int n, const float *pk, const float *pv, int P, int W, int H, int KV, int hd,
-                  float *s);
+                  int n, const float *pk, const float *pv, int P, int W, const float *alibi,
+                  int H, int KV, int hd, float *s);
 
 #endif

@@ -14,7 +14,11 @@ learned positions read at position + 2, tied head. GPT-NeoX: LayerNorm
 dimensions of each head (rope_parameters or the legacy rotary_pct /
 rotary_emb_base), GELU (erf for "gelu", tanh for the others), the parallel
 residual x + attn(ln1(x)) + mlp(ln2(x)) or the sequential one, embed_out or
-the tied embedding.
+the tied embedding. BLOOM: the word_embeddings_layernorm after the
+embedding, ALiBi in transformers' form (head h's score of key j gets slope_h
+* j, the key's position; slopes of build_alibi_tensor, the extra heads of a
+count that is not a power of two interleaved), the per-head query_key_value,
+the tanh GELU, sequential pre-LayerNorm blocks, the tied head.
 
 It checks `deltatune eval` against itself: the printed loss within LOSS_TOL
 and the dumped logits within 1e-4 (max abs). The reference is trusted because
@@ -151,7 +155,54 @@ def forward_neox(cfg, w, ids):
     return x @ g(head).T
 
 
+def alibi_slopes(n):
+    """transformers' build_alibi_tensor slopes of n heads."""
+    p = 2 ** int(np.floor(np.log2(n)))
+    base = 2.0 ** (-(2.0 ** -(np.log2(p) - 3)))
+    s = [base ** k for k in range(1, p + 1)]
+    if p != n:
+        extra = 2.0 ** (-(2.0 ** -(np.log2(2 * p) - 3)))
+        s += [extra ** k for k in range(1, 1 + 2 * min(p, n - p), 2)]
+    return np.array(s, dtype=np.float64)
+
+
+def forward_bloom(cfg, w, ids):
+    g = lambda name: w[name].astype(np.float64)  # noqa: E731
+    B, T = ids.shape
+    d = cfg.get("hidden_size") or cfg["n_embed"]
+    H = cfg.get("n_head") or cfg["num_attention_heads"]
+    hd = d // H
+    eps = cfg.get("layer_norm_epsilon", 1e-5)
+
+    def ln(x, p):
+        mu = x.mean(axis=-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + eps) * g(p + ".weight") + g(p + ".bias")
+
+    def lin(x, p):
+        return x @ g(p + ".weight").T + g(p + ".bias")
+    visible = np.arange(T)[None, :] <= np.arange(T)[:, None]
+    bias = alibi_slopes(H)[:, None, None] * np.arange(T, dtype=np.float64)[None, None, :]
+    x = ln(g("transformer.word_embeddings.weight")[ids], "transformer.word_embeddings_layernorm")
+    for layer in range(cfg["n_layer"]):
+        p = f"transformer.h.{layer}."
+        qkv = lin(ln(x, p + "input_layernorm"), p + "self_attention.query_key_value")
+        q, k, v = qkv.reshape(B, T, H, 3, hd).transpose(3, 0, 2, 1, 4)  # [B, H, T, hd] each
+        s = bias[None] + q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
+        s = np.where(visible, s, -np.inf)
+        s = np.exp(s - s.max(axis=-1, keepdims=True))
+        s = s / s.sum(axis=-1, keepdims=True)
+        x = x + lin((s @ v).transpose(0, 2, 1, 3).reshape(B, T, d), p + "self_attention.dense")
+        h = lin(ln(x, p + "post_attention_layernorm"), p + "mlp.dense_h_to_4h")
+        x = x + lin(gelu(h, "gelu_new"), p + "mlp.dense_4h_to_h")
+    x = ln(x, "transformer.ln_f")
+    head = "lm_head.weight" if "lm_head.weight" in w else "transformer.word_embeddings.weight"
+    return x @ g(head).T
+
+
 def forward(cfg, w, ids):
+    if cfg["model_type"] == "bloom":
+        return forward_bloom(cfg, w, ids)
     if cfg["model_type"] == "opt":
         return forward_opt(cfg, w, ids)
     if cfg["model_type"] == "gpt_neox":
