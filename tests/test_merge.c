@@ -158,6 +158,13 @@ static void test_families(void **state) {
              "--lora-targets query_key_value,dense,dense_h_to_4h,dense_4h_to_h");
   snprintf(m, sizeof m, "%s/../families/neox_seq/model", cli_fix());
   merge_case("full-neox-seq-tp3", "gpt2", m, 3, 3, "--method full");
+  /* BLOOM: LoRA and IA3 on the per-head query_key_value from 2 shards;
+   * full from 3 uneven shards (4 heads) writes the embedding's norm too */
+  snprintf(m, sizeof m, "%s/../families/bloom/model", cli_fix());
+  merge_case("lora-ia3-bloom-tp2", "gpt2", m, 2, 2,
+             "--method lora,ia3 --lora-init random "
+             "--lora-targets query_key_value,dense,dense_h_to_4h,dense_4h_to_h");
+  merge_case("full-bloom-tp3", "gpt2", m, 3, 3, "--method full");
 }
 
 /* The GPT-2 fixture split into two shards with an index, two tensors
