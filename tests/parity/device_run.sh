@@ -7,7 +7,8 @@
 #     shipped loss0 and losses within 1e-5 and the same weights (--compare);
 #  2. qwen2, mistral and opt fixtures from tests/data/families/<family>/model
 #     (on the llama batch; opt on gpt2's), gpt_neox from families/neox and
-#     gpt_neox_seq from families/neox_seq (on gpt2's batch): unpack into
+#     gpt_neox_seq from families/neox_seq, bloom from families/bloom and
+#     bloom_h6 from families/bloom_h6 (on gpt2's batch): unpack into
 #     tests/data/hf-parity/.
 # A failed comparison is reported and the new fixtures are made all the same.
 set -u
@@ -30,11 +31,15 @@ fixture() {
                 --model-dir tests/data/families/neox/model --batch $F/gpt2/batch.safetensors ;;
     gpt_neox_seq) python3 tests/parity/make_fixtures.py gpt_neox "$W/new" --name gpt_neox_seq \
                     --model-dir tests/data/families/neox_seq/model --batch $F/gpt2/batch.safetensors ;;
+    bloom) python3 tests/parity/make_fixtures.py bloom "$W/new" \
+             --model-dir tests/data/families/bloom/model --batch $F/gpt2/batch.safetensors ;;
+    bloom_h6) python3 tests/parity/make_fixtures.py bloom "$W/new" --name bloom_h6 \
+                --model-dir tests/data/families/bloom_h6/model --batch $F/gpt2/batch.safetensors ;;
     *) echo "device_run.sh: no family $1"; return 2 ;;
   esac
 }
 # the families named as arguments; all of them by default
-[ $# -gt 0 ] || set -- gpt2 llama qwen2 mistral opt gpt_neox gpt_neox_seq
+[ $# -gt 0 ] || set -- gpt2 llama qwen2 mistral opt gpt_neox gpt_neox_seq bloom bloom_h6
 for fam in "$@"; do
   fixture "$fam" || status=1
 done

@@ -16,7 +16,7 @@ test suite.
 usage: make_fixtures.py FAMILY OUT [--model-dir DIR] [--batch FILE]
                         [--init-dir DIR] [--compare DIR] [--methods a,b,...]
                         [--name NAME]
-  FAMILY       gpt2, llama, qwen2, mistral, opt or gpt_neox
+  FAMILY       gpt2, llama, qwen2, mistral, opt, gpt_neox or bloom
   --model-dir  load this Hugging Face folder (e.g. tests/data/families/qwen2/model)
                instead of making a tiny model from the seed
   --batch      use this batch instead of drawing one
@@ -27,7 +27,8 @@ usage: make_fixtures.py FAMILY OUT [--model-dir DIR] [--batch FILE]
                (within 1e-5) and the model's weights against DIR/model;
                exit 1 on any difference
   --name       write OUT/NAME instead of OUT/FAMILY (two models of one family,
-               e.g. gpt_neox_seq for tests/data/families/neox_seq/model)
+               e.g. gpt_neox_seq for tests/data/families/neox_seq/model,
+               bloom_h6 for tests/data/families/bloom_h6/model)
 """
 import argparse
 import copy
@@ -65,6 +66,14 @@ FAMILIES["gpt_neox"] = dict(blocks="gpt_neox.layers",
                             ia3=["query_key_value", "dense_4h_to_h"], ia3_ff=["dense_4h_to_h"],
                             adapter=("attention.dense", "mlp.dense_4h_to_h"),
                             fan_in_fan_out=False)
+# BLOOM: PEFT's default LoRA target query_key_value (the fused per-head
+# rows) plus the FFN's output dense_4h_to_h; IA3 PEFT's bloom mapping
+FAMILIES["bloom"] = dict(blocks="transformer.h",
+                         lora=["query_key_value", "dense_4h_to_h"],
+                         ia3=["query_key_value", "mlp.dense_4h_to_h"],
+                         ia3_ff=["mlp.dense_4h_to_h"],
+                         adapter=("self_attention.dense", "mlp.dense_4h_to_h"),
+                         fan_in_fan_out=False)
 
 METHODS = ["base", "full", "lora", "prefix", "prefix_proj", "prompt", "ia3", "bitfit",
            "lastlayer", "adapter", "said"]
@@ -103,6 +112,9 @@ def tiny_config(family):
                                     vocab_size=96, max_position_embeddings=64,
                                     rotary_pct=0.5, hidden_dropout=0.0, attention_dropout=0.0,
                                     tie_word_embeddings=False)
+    if family == "bloom":  # 6 heads: ALiBi's interleaved extra slopes
+        return AutoConfig.for_model("bloom", n_layer=2, hidden_size=48, n_head=6,
+                                    vocab_size=96, hidden_dropout=0.0, attention_dropout=0.0)
     raise SystemExit(f"unknown family {family}")
 
 
