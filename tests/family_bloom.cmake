@@ -33,6 +33,18 @@ add_test(NAME family_reference_bloom_h6_tp4 COMMAND ${REF} ${FAM}/bloom_h6/model
   ${W}/bloom_h6_tp4 1e-5 ${DT_MPIRUN} -np 4 -- --tp 4)
 set_tests_properties(family_reference_bloom_h6_tp4 PROPERTIES PROCESSORS 4 TIMEOUT 120
   ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
+# prefix tuning's key/values (PEFT's table through --init-from) at positions
+# 0..P-1 before the tokens, ALiBi over the whole mask as transformers counts
+# it with PEFT's extended attention mask: 1 rank and 3 ranks
+add_test(NAME family_reference_bloom_prefix COMMAND ${REF} ${FAM}/bloom/model ${BG}
+  ${W}/bloom_prefix:prefix=3)
+add_test(NAME family_reference_bloom_h6_prefix_tp3 COMMAND ${REF} ${FAM}/bloom_h6/model ${BG}
+  ${W}/bloom_h6_prefix_tp3:prefix=3 1e-5 ${DT_MPIRUN} -np 3 -- --tp 3)
+set_tests_properties(family_reference_bloom_h6_prefix_tp3 PROPERTIES PROCESSORS 3)
+foreach(t bloom_prefix bloom_h6_prefix_tp3)
+  set_tests_properties(family_reference_${t} PROPERTIES TIMEOUT 120
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
+endforeach()
 
 # the backward against finite differences: every weight and bias (full:
 # the embedding's norm too), LoRA on every module with BitFit, IA3 on the

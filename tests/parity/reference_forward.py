@@ -28,7 +28,11 @@ that folder: the check `family_reference_llama`).
 usage: reference_forward.py DELTATUNE MODEL_DIR BATCH TMP_DIR [LOSS_TOL
                             [LAUNCHER... -- EVAL_OPTIONS...]]
 LAUNCHER (e.g. mpirun -np 2) runs deltatune, EVAL_OPTIONS (e.g. --tp 2) are
-added to its eval options: the layouts of the tensor-parallel split."""
+added to its eval options: the layouts of the tensor-parallel split.
+TMP_DIR given as DIR:prefix=P (bloom): eval with --method prefix and P
+prefix key/values drawn here from N(0, 1) (seed 7), given to deltatune as
+PEFT's prompt_encoder.embedding.weight through --init-from and to the
+reference as past key/values."""
 import json
 import os
 import subprocess
@@ -166,7 +170,12 @@ def alibi_slopes(n):
     return np.array(s, dtype=np.float64)
 
 
-def forward_bloom(cfg, w, ids):
+def forward_bloom(cfg, w, ids, prefix=None):
+    """prefix: PEFT's prefix table [P, 2 L d] (layer l's keys in block 2l,
+    its values in 2l+1, each [heads, head_dim]) as past key/values: the keys
+    at positions 0..P-1, seen by every token, the tokens at P..; ALiBi counts
+    positions over the whole mask as transformers does with PEFT's extended
+    attention mask."""
     g = lambda name: w[name].astype(np.float64)  # noqa: E731
     B, T = ids.shape
     d = cfg.get("hidden_size") or cfg["n_embed"]
@@ -181,13 +190,19 @@ def forward_bloom(cfg, w, ids):
 
     def lin(x, p):
         return x @ g(p + ".weight").T + g(p + ".bias")
-    visible = np.arange(T)[None, :] <= np.arange(T)[:, None]
-    bias = alibi_slopes(H)[:, None, None] * np.arange(T, dtype=np.float64)[None, None, :]
+    P = 0 if prefix is None else prefix.shape[0]
+    visible = np.arange(P + T)[None, :] <= P + np.arange(T)[:, None]      # [T, P+T]
+    bias = alibi_slopes(H)[:, None, None] * np.arange(P + T, dtype=np.float64)[None, None, :]
+    if P:
+        pkv = prefix.astype(np.float64).reshape(P, 2 * cfg["n_layer"], H, hd).transpose(1, 2, 0, 3)
     x = ln(g("transformer.word_embeddings.weight")[ids], "transformer.word_embeddings_layernorm")
     for layer in range(cfg["n_layer"]):
         p = f"transformer.h.{layer}."
         qkv = lin(ln(x, p + "input_layernorm"), p + "self_attention.query_key_value")
         q, k, v = qkv.reshape(B, T, H, 3, hd).transpose(3, 0, 2, 1, 4)  # [B, H, T, hd] each
+        if P:  # [H, P, hd] before the tokens' keys and values
+            k = np.concatenate([np.broadcast_to(pkv[2 * layer], (B, H, P, hd)), k], axis=2)
+            v = np.concatenate([np.broadcast_to(pkv[2 * layer + 1], (B, H, P, hd)), v], axis=2)
         s = bias[None] + q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
         s = np.where(visible, s, -np.inf)
         s = np.exp(s - s.max(axis=-1, keepdims=True))
@@ -200,9 +215,11 @@ def forward_bloom(cfg, w, ids):
     return x @ g(head).T
 
 
-def forward(cfg, w, ids):
+def forward(cfg, w, ids, prefix=None):
     if cfg["model_type"] == "bloom":
-        return forward_bloom(cfg, w, ids)
+        return forward_bloom(cfg, w, ids, prefix)
+    if prefix is not None:
+        sys.exit("reference_forward.py: --prefix is for bloom only")
     if cfg["model_type"] == "opt":
         return forward_opt(cfg, w, ids)
     if cfg["model_type"] == "gpt_neox":
@@ -282,6 +299,9 @@ def loss_of(logits, labels):
 
 def main():
     binary, model, batch, tmp = sys.argv[1:5]
+    n_prefix = 0
+    if ":prefix=" in tmp:
+        tmp, n_prefix = tmp.split(":prefix=")[0], int(tmp.split(":prefix=")[1])
     tol = float(sys.argv[5]) if len(sys.argv) > 5 else 1e-5
     rest = sys.argv[6:]
     launcher, extra = (rest[:rest.index("--")], rest[rest.index("--") + 1:]) if "--" in rest \
@@ -291,12 +311,20 @@ def main():
     w, _ = st.read(os.path.join(model, "model.safetensors"))
     data, _ = st.read(batch)
     ids, labels = data["input_ids"], data["labels"]
-    ref = forward(cfg, w, ids)
-    ref_loss = loss_of(ref, labels)
     os.makedirs(tmp, exist_ok=True)
+    method = ["--method", "none"]
+    prefix = None
+    if n_prefix:
+        width = 2 * cfg["n_layer"] * (cfg.get("hidden_size") or cfg["n_embed"])
+        prefix = np.random.default_rng(7).normal(0.0, 1.0, (n_prefix, width)).astype(np.float32)
+        init = os.path.join(tmp, "prefix.safetensors")
+        st.write(init, {"prompt_encoder.embedding.weight": prefix})
+        method = ["--method", "prefix", "--prefix-tokens", str(n_prefix), "--init-from", init]
+    ref = forward(cfg, w, ids, prefix)
+    ref_loss = loss_of(ref, labels)
     dump = os.path.join(tmp, "logits.safetensors")
-    out = subprocess.run(launcher + [binary, "eval", "--model", model, "--data", batch,
-                                     "--method", "none", "--batch-size", str(ids.shape[0]),
+    out = subprocess.run(launcher + [binary, "eval", "--model", model, "--data", batch] + method +
+                                    ["--batch-size", str(ids.shape[0]),
                                      "--dump-logits", dump] + extra,
                          capture_output=True, text=True)
     if out.returncode != 0:
