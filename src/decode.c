@@ -124,8 +124,8 @@ static int block(dt_decoder *dc, int l, int nb, const int *slots, int Tp) {
   for (int b = 0; b < nb; b++)
     dt_kv_attend(a->att + (size_t)b * Tp * qd, a->qkv + (size_t)b * Tp * ld, ld,
                  dt_kvcache_k(&dc->kv, l, slots[b]), dt_kvcache_v(&dc->kv, l, slots[b]),
-                 dc->kv.len[slots[b]], Tp, pk, pv, dc->n_prefix, c->sliding_window, m->bb->alibi, H, KV, hd,
-                 dc->s);
+                 dc->kv.len[slots[b]], Tp, pk, pv, dc->n_prefix, c->sliding_window, m->bb->alibi,
+                 H, KV, hd, dc->s);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_ATTN_OUT, nb, Tp, a->att, dc->o));
   for (size_t i = 0; i < (size_t)N * d; i++) dc->x1[i] = dc->x[i] + dc->o[i];
   /* GPT-NeoX's parallel residual: the FFN reads the block input */
