@@ -1,6 +1,7 @@
 /* The family descriptors (see arch.h). Tensor names and shapes are those
  * of transformers' GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM,
- * MistralForCausalLM, OPTForCausalLM, GPTNeoXForCausalLM and BloomForCausalLM; module names and
+ * MistralForCausalLM, OPTForCausalLM, GPTNeoXForCausalLM, GemmaForCausalLM,
+ * Gemma2ForCausalLM and BloomForCausalLM; module names and
  * default targets are PEFT's for those model types. */
 #include "arch.h"
 
@@ -16,10 +17,24 @@
   .gated_ffn = 1, .conv1d = 0, .grouped_kv = 1,         \
   .ffn_rule = DT_FFN_LLAMA, .norm_eps = 1e-6f,          \
   .tied_head = 0, .has_bias = 0
-/* PEFT's default LoRA and IA3 targets of llama, qwen2 and mistral (its
+/* PEFT's default LoRA and IA3 targets of llama and mistral (its
  * TRANSFORMERS_MODELS_TO_*_TARGET_MODULES_MAPPING) */
 #define LLAMA_PEFT                                                   \
   .lora_targets = "q_proj,v_proj", .ia3_targets = "k_proj,v_proj,down_proj", \
+  .ia3_ff = "down_proj"
+/* Gemma's block: LLaMA's with GeGLU, a tied head, RMSNorm by 1 + w and
+ * scaled embeddings */
+#define GEMMA_LIKE                                    \
+  .module_prefix = "model.layers", .norm = DT_NORM_RMS, \
+  .pos = DT_POS_ROPE, .act = DT_ACT_GEGLU,              \
+  .gated_ffn = 1, .conv1d = 0, .grouped_kv = 1,         \
+  .ffn_rule = DT_FFN_LLAMA, .norm_eps = 1e-6f,          \
+  .tied_head = 1, .has_bias = 0, .norm_plus_one = 1,    \
+  .embed_scale = 1
+/* PEFT's default LoRA and IA3 targets of qwen2, gemma and gemma2 (IA3 on
+ * q_proj where llama's is on k_proj) */
+#define QV_DOWN_PEFT                                                   \
+  .lora_targets = "q_proj,v_proj", .ia3_targets = "q_proj,v_proj,down_proj", \
   .ia3_ff = "down_proj"
 /* PEFT's module names of a LLaMA-like block */
 #define LLAMA_MODULES                                                            \
@@ -114,7 +129,7 @@ static const dt_arch_desc arch_table[] = {
         .title = "Qwen2",
         LLAMA_LIKE,
         .qkv_bias = 1,
-        LLAMA_PEFT,
+        QV_DOWN_PEFT,
         LLAMA_MODULES,
         .n_tensors = 15,
         .tensors = {T_EMBED, T_Q, T_QB, T_K, T_KB, T_V, T_VB, T_REST},
@@ -238,6 +253,48 @@ static const dt_arch_desc arch_table[] = {
             {"gpt_neox.final_layer_norm.bias", G0, DT_SLOT_LNF_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
             {"embed_out.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1},
         },
+    },
+    /* GemmaForCausalLM: LLaMA's tensors (tied head) with RMSNorm scaling by
+     * 1 + w, embeddings times sqrt(hidden_size) and GeGLU (tanh GELU) */
+    {
+        .id = DT_ARCH_GEMMA,
+        .name = "gemma",
+        .title = "Gemma",
+        GEMMA_LIKE,
+        QV_DOWN_PEFT,
+        LLAMA_MODULES,
+        .n_tensors = 12,
+        .tensors = {T_EMBED, T_Q, T_K, T_V, T_REST},
+    },
+    /* Gemma2ForCausalLM: Gemma's block with four norms (input_layernorm
+     * before attention, post_attention_layernorm on its output,
+     * pre_feedforward_layernorm before the FFN, post_feedforward_layernorm
+     * on its output); soft-capping, query_pre_attn_scalar and the window of
+     * alternate layers are config values (io/hf_config.c) */
+    {
+        .id = DT_ARCH_GEMMA2,
+        .name = "gemma2",
+        .title = "Gemma-2",
+        GEMMA_LIKE,
+        .post_norms = 1,
+        .sliding_window = 1,
+        .window_alternate = 1,
+        .attn_softcap = 50.0f, /* Gemma2Config's defaults */
+        .final_softcap = 30.0f,
+        QV_DOWN_PEFT,
+        LLAMA_MODULES,
+        .n_tensors = 14,
+        .tensors = {T_EMBED, T_Q, T_K, T_V,
+                    {"model.layers.%d.self_attn.o_proj.weight", L1, DT_SLOT_LIN, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_Q, 0, DT_SHARD_ATT_COLS, DT_DIM_0, DT_DIM_Q, 0},
+                    {"model.layers.%d.mlp.gate_proj.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0},
+                    {"model.layers.%d.mlp.up_proj.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 0, DT_SHARD_FC, DT_DIM_F, DT_DIM_2F, 0},
+                    {"model.layers.%d.mlp.down_proj.weight", L1, DT_SLOT_LIN, DT_SITE_PROJ, DT_DIM_D, DT_DIM_F, 0, DT_SHARD_FFN_COLS, DT_DIM_0, DT_DIM_F, 0},
+                    {"model.layers.%d.input_layernorm.weight", L1, DT_SLOT_LN1_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+                    {"model.layers.%d.post_attention_layernorm.weight", L1, DT_SLOT_PN1_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+                    {"model.layers.%d.pre_feedforward_layernorm.weight", L1, DT_SLOT_LN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+                    {"model.layers.%d.post_feedforward_layernorm.weight", L1, DT_SLOT_PN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+                    {"model.norm.weight", G0, DT_SLOT_LNF_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+                    {"lm_head.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1}},
     },
     /* BloomForCausalLM: no position input but ALiBi (a per-head linear
      * bias on the attention scores), a LayerNorm right after the

@@ -14,7 +14,9 @@ typedef enum {
   DT_ARCH_MISTRAL = 4,
   DT_ARCH_OPT = 5,
   DT_ARCH_GPT_NEOX = 6,
-  DT_ARCH_BLOOM = 7
+  DT_ARCH_GEMMA = 7,
+  DT_ARCH_GEMMA2 = 8,
+  DT_ARCH_BLOOM = 9
 } dt_arch;
 
 /* Where in a block a frozen linear sits (the four products of a block). */
@@ -30,8 +32,9 @@ typedef enum { DT_NORM_LAYER = 1, DT_NORM_RMS } dt_norm_kind;       /* LayerNorm
 /* wpe table / rotary / ALiBi: a per-head linear bias slope * (key - query
  * position) on the attention scores (BLOOM), no position input */
 typedef enum { DT_POS_LEARNED = 1, DT_POS_ROPE, DT_POS_ALIBI } dt_pos_kind;
-/* gelu_new / silu(gate)*up / relu / gelu with erf (GPT-NeoX's "gelu") */
-typedef enum { DT_ACT_GELU_TANH = 1, DT_ACT_SWIGLU, DT_ACT_RELU, DT_ACT_GELU_ERF } dt_act_kind;
+/* gelu_new / silu(gate)*up / relu / gelu with erf (GPT-NeoX's "gelu") /
+ * gelu_tanh(gate)*up (Gemma's GeGLU) */
+typedef enum { DT_ACT_GELU_TANH = 1, DT_ACT_SWIGLU, DT_ACT_RELU, DT_ACT_GELU_ERF, DT_ACT_GEGLU } dt_act_kind;
 /* The default FFN width of a synthetic model: 4 d, or LLaMA's 2/3 of 4 d
  * rounded up to a multiple of 256. */
 typedef enum { DT_FFN_4D = 1, DT_FFN_LLAMA } dt_ffn_rule;
@@ -68,6 +71,7 @@ typedef enum {
   DT_SLOT_LN1_W, DT_SLOT_LN1_B, DT_SLOT_LN2_W, DT_SLOT_LN2_B,              /* per block */
   DT_SLOT_LIN,  /* the site's frozen matrix, rows [lo, hi) of it */
   DT_SLOT_BIAS, /* the site's bias */
+  DT_SLOT_PN1_W, DT_SLOT_PN2_W, /* norms of the attention and FFN outputs (post_norms) */
   DT_SLOT_EMBN_W, DT_SLOT_EMBN_B /* the norm right after the embedding (BLOOM) */
 } dt_slot;
 
@@ -131,6 +135,13 @@ typedef struct {
   int embed_norm;            /* a norm (the family's kind) on the embedding
                                 output, before the first block (BLOOM's
                                 word_embeddings_layernorm) */
+  int norm_plus_one;         /* RMSNorm scales by 1 + w (Gemma) */
+  int embed_scale;           /* token (and prompt) embeddings times sqrt(d_model) (Gemma) */
+  int post_norms;            /* a norm on the attention output and on the FFN output
+                                before each residual add (Gemma-2's four norms) */
+  /* a synthetic model's Gemma-2 values (HF folders: the config's) */
+  int window_alternate;      /* the window in layers 0, 2, 4, ... only */
+  float attn_softcap, final_softcap; /* soft-capping of scores and logits; 0: none */
   const char *lora_targets;  /* PEFT's default LoRA target modules */
   const char *ia3_targets;   /* PEFT's default IA3 targets ... */
   const char *ia3_ff;        /* ... and which of them are feed-forward */

@@ -110,6 +110,10 @@ static void identify_synthetic(dt_backbone_id *b, const dt_config *c, uint64_t s
   size_t n = strlen(b->desc);
   if (c->sliding_window && n > 0) /* before the newline; absent for the families without */
     snprintf(b->desc + n - 1, sizeof b->desc - (n - 1), " window=%d\n", c->sliding_window);
+  n = strlen(b->desc);
+  if (c->attn_scalar > 0 && n > 0) /* Gemma-2's query_pre_attn_scalar (a key of the spec) */
+    snprintf(b->desc + n - 1, sizeof b->desc - (n - 1), " attn_scalar=%.9g\n",
+             (double)c->attn_scalar);
 }
 
 int dt_backbone_identify(dt_backbone_id *b, const dt_config *c, uint64_t seed,

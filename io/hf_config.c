@@ -50,6 +50,10 @@ static int validate(const dt_config *c, int code, const char *where) {
   DT_CHECK(c->sliding_window >= 0, code, "%s: sliding_window = %d must not be negative",
            src, c->sliding_window);
   const dt_arch_desc *a = dt_cfg_arch(c);
+  /* the block's backward (src/forward.c) takes the post norms or the
+   * parallel residual, not both; no family has both */
+  DT_CHECK(!(a->post_norms && c->parallel_residual), code,
+           "%s: %s's post norms with a parallel residual are not supported", src, a->name);
   if (!a->grouped_kv) {
     DT_CHECK(c->n_kv_head == c->n_head, code,
              "%s: %s needs n_kv_head = n_head (got %d and %d)", src, a->name,
@@ -377,25 +381,11 @@ static int get_window(json_t *r, const char *p, const char *key, int def, int *o
   return DT_OK;
 }
 
-/* LLaMA and the families built on its block: qwen2 (q/k/v biases), mistral
- * (a sliding attention window). */
-static int load_llama(dt_config *c, json_t *r, const char *p,
-                      const char *type) {
-  const int qwen2 = strcmp(type, "qwen2") == 0, mistral = strcmp(type, "mistral") == 0;
-  c->arch = qwen2 ? DT_ARCH_QWEN2 : mistral ? DT_ARCH_MISTRAL : DT_ARCH_LLAMA;
-  DT_CALL(get_int(r, p, "num_hidden_layers", 1, 0, &c->n_layer));
-  DT_CALL(get_int(r, p, "hidden_size", 1, 0, &c->d_model));
-  DT_CALL(get_int(r, p, "num_attention_heads", 1, 0, &c->n_head));
-  DT_CALL(get_int(r, p, "num_key_value_heads", 0, c->n_head, &c->n_kv_head));
-  DT_CALL(get_int(r, p, "head_dim", 0, c->d_model / c->n_head, &c->head_dim));
-  DT_CALL(get_int(r, p, "intermediate_size", 1, 0, &c->d_ffn));
-  DT_CALL(get_int(r, p, "vocab_size", 1, 0, &c->vocab));
-  DT_CALL(get_int(r, p, "max_position_embeddings", 1, 0, &c->n_ctx));
+/* rope_theta at top level (older files) or under rope_parameters (only the
+ * default rope type), no rope_scaling: the LLaMA-like families' rotary
+ * embeddings. */
+static int read_rope(dt_config *c, json_t *r, const char *p) {
   double x;
-  DT_CALL(get_num(r, p, "rms_norm_eps", 1e-6, &x));
-  c->norm_eps = (float)x;
-
-  /* rope_theta at top level (older files) or under rope_parameters. */
   json_t *rp = json_object_get(r, "rope_parameters");
   char b[96];
   if (rp && !json_is_null(rp)) {
@@ -426,6 +416,28 @@ static int load_llama(dt_config *c, json_t *r, const char *p,
   DT_CHECK(!rs || json_is_null(rs), DT_EINPUT,
            "%s: field rope_scaling = %s is not supported", p,
            show(rs, b, sizeof b));
+  return DT_OK;
+}
+
+/* LLaMA and the families built on its block: qwen2 (q/k/v biases), mistral
+ * (a sliding attention window). */
+static int load_llama(dt_config *c, json_t *r, const char *p,
+                      const char *type) {
+  const int qwen2 = strcmp(type, "qwen2") == 0, mistral = strcmp(type, "mistral") == 0;
+  c->arch = qwen2 ? DT_ARCH_QWEN2 : mistral ? DT_ARCH_MISTRAL : DT_ARCH_LLAMA;
+  DT_CALL(get_int(r, p, "num_hidden_layers", 1, 0, &c->n_layer));
+  DT_CALL(get_int(r, p, "hidden_size", 1, 0, &c->d_model));
+  DT_CALL(get_int(r, p, "num_attention_heads", 1, 0, &c->n_head));
+  DT_CALL(get_int(r, p, "num_key_value_heads", 0, c->n_head, &c->n_kv_head));
+  DT_CALL(get_int(r, p, "head_dim", 0, c->d_model / c->n_head, &c->head_dim));
+  DT_CALL(get_int(r, p, "intermediate_size", 1, 0, &c->d_ffn));
+  DT_CALL(get_int(r, p, "vocab_size", 1, 0, &c->vocab));
+  DT_CALL(get_int(r, p, "max_position_embeddings", 1, 0, &c->n_ctx));
+  double x;
+  DT_CALL(get_num(r, p, "rms_norm_eps", 1e-6, &x));
+  c->norm_eps = (float)x;
+  DT_CALL(read_rope(c, r, p));
+  char b[96];
 
   const char *act;
   DT_CALL(get_str(r, p, "hidden_act", "silu", &act));
@@ -471,6 +483,100 @@ static int load_llama(dt_config *c, json_t *r, const char *p,
   return DT_OK;
 }
 
+/* Gemma and Gemma-2: LLaMA's tensors with a tied head, RMSNorm by 1 + w,
+ * scaled embeddings and GeGLU; Gemma-2 adds the post norms, soft-capping,
+ * query_pre_attn_scalar and a sliding window in alternate layers. What
+ * changes the arithmetic and is not implemented is refused: another
+ * activation, attention biases, bidirectional attention, layer types other
+ * than the alternation sliding, full, sliding, ... (or all full). */
+static int load_gemma(dt_config *c, json_t *r, const char *p, int v2) {
+  c->arch = v2 ? DT_ARCH_GEMMA2 : DT_ARCH_GEMMA;
+  DT_CALL(get_int(r, p, "num_hidden_layers", 1, 0, &c->n_layer));
+  DT_CALL(get_int(r, p, "hidden_size", 1, 0, &c->d_model));
+  DT_CALL(get_int(r, p, "num_attention_heads", 1, 0, &c->n_head));
+  DT_CALL(get_int(r, p, "num_key_value_heads", 0, c->n_head, &c->n_kv_head));
+  DT_CALL(get_int(r, p, "head_dim", 0, 256, &c->head_dim)); /* GemmaConfig's default */
+  DT_CALL(get_int(r, p, "intermediate_size", 1, 0, &c->d_ffn));
+  DT_CALL(get_int(r, p, "vocab_size", 1, 0, &c->vocab));
+  DT_CALL(get_int(r, p, "max_position_embeddings", 1, 0, &c->n_ctx));
+  double x;
+  DT_CALL(get_num(r, p, "rms_norm_eps", 1e-6, &x));
+  c->norm_eps = (float)x;
+  DT_CALL(read_rope(c, r, p));
+  /* the MLP's activation: hidden_activation where the file sets it (the
+   * hub's Gemma files: gelu_pytorch_tanh beside hidden_act "gelu"), else
+   * hidden_act; only the tanh GELU is implemented */
+  const char *act, *key = "hidden_activation";
+  DT_CALL(get_str(r, p, key, NULL, &act));
+  if (!act) DT_CALL(get_str(r, p, key = "hidden_act", "gelu_pytorch_tanh", &act));
+  DT_CHECK(strcmp(act, "gelu_pytorch_tanh") == 0 || strcmp(act, "gelu_new") == 0, DT_EINPUT,
+           "%s: field %s = \"%s\" is not supported (supported: gelu_pytorch_tanh, "
+           "gelu_new)",
+           p, key, act);
+  int flag;
+  DT_CALL(get_bool(r, p, "attention_bias", 0, &flag));
+  DT_CHECK(!flag, DT_EINPUT, "%s: field attention_bias = true is not supported", p);
+  DT_CALL(get_bool(r, p, "use_bidirectional_attention", 0, &flag));
+  DT_CHECK(!flag, DT_EINPUT, "%s: field use_bidirectional_attention = true is not supported",
+           p);
+  DT_CALL(get_bool(r, p, "tie_word_embeddings", 1, &c->tied_head));
+  c->has_bias = 0;
+  if (!v2) return DT_OK;
+  /* Gemma2Config's defaults: 256, 50, 30, 4096 */
+  DT_CALL(get_num(r, p, "query_pre_attn_scalar", 256.0, &x));
+  char b[96];
+  DT_CHECK(isfinite(x) && x > 0, DT_EINPUT,
+           "%s: field query_pre_attn_scalar = %g must be a positive number", p, x);
+  c->attn_scalar = (float)x;
+  const struct {
+    const char *key;
+    float *to;
+  } caps[] = {{"attn_logit_softcapping", &c->attn_softcap},
+              {"final_logit_softcapping", &c->final_softcap}};
+  for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+    json_t *v = json_object_get(r, caps[i].key);
+    x = !v ? (i == 0 ? 50.0 : 30.0) : json_is_null(v) ? 0.0 : -1.0; /* null: no capping */
+    if (v && !json_is_null(v)) {
+      DT_CHECK(json_is_number(v) && json_number_value(v) > 0 && isfinite(json_number_value(v)),
+               DT_EINPUT, "%s: field %s must be a positive number or null, got %s", p,
+               caps[i].key, show(v, b, sizeof b));
+      x = json_number_value(v);
+    }
+    *caps[i].to = (float)x;
+  }
+  DT_CALL(get_window(r, p, "sliding_window", 4096, &c->sliding_window));
+  /* layer_types (absent: Gemma2Config's sliding for even layers, full for
+   * odd): that alternation, or full attention everywhere */
+  c->window_alternate = 1;
+  json_t *lt = json_object_get(r, "layer_types");
+  if (lt && !json_is_null(lt)) {
+    DT_CHECK(json_is_array(lt) && (int)json_array_size(lt) == c->n_layer, DT_EINPUT,
+             "%s: field layer_types must be a list of num_hidden_layers = %d strings, got %s", p,
+             c->n_layer, show(lt, b, sizeof b));
+    int n_full = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(lt, i, e) {
+      const char *t = json_is_string(e) ? json_string_value(e) : "";
+      n_full += strcmp(t, "full_attention") == 0;
+      DT_CHECK(!strcmp(t, i % 2 ? "full_attention" : "sliding_attention") ||
+                   !strcmp(t, "full_attention"),
+               DT_EINPUT,
+               "%s: field layer_types[%zu] = %s is not supported (supported: "
+               "sliding_attention in even layers and full_attention in odd ones, or "
+               "full_attention everywhere)",
+               p, i, show(e, b, sizeof b));
+    }
+    DT_CHECK(n_full == c->n_layer || n_full == c->n_layer / 2, DT_EINPUT,
+             "%s: field layer_types mixes the alternation with full layers (%d of %d "
+             "full_attention); supported: sliding_attention in even layers and "
+             "full_attention in odd ones, or full_attention everywhere",
+             p, n_full, c->n_layer);
+    if (n_full == c->n_layer) c->window_alternate = 0, c->sliding_window = 0;
+  }
+  return DT_OK;
+}
+
 int dt_hf_config_load(dt_config *c, const char *dir) {
   memset(c, 0, sizeof *c);
   DT_CHECK(strlen(dir) < sizeof c->source, DT_EINPUT,
@@ -502,7 +608,7 @@ int dt_hf_config_load(dt_config *c, const char *dir) {
   if (!type) {
     rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
                       "%s: required field model_type is missing (supported: "
-                      "gpt2, llama, qwen2, mistral, opt, gpt_neox, bloom)",
+                      "gpt2, llama, qwen2, mistral, opt, gpt_neox, gemma, gemma2, bloom)",
                       path);
     goto done;
   }
@@ -516,12 +622,14 @@ int dt_hf_config_load(dt_config *c, const char *dir) {
     rc = load_opt(c, r, path);
   else if (strcmp(type, "gpt_neox") == 0)
     rc = load_neox(c, r, path);
+  else if (strcmp(type, "gemma") == 0 || strcmp(type, "gemma2") == 0)
+    rc = load_gemma(c, r, path, strcmp(type, "gemma2") == 0);
   else if (strcmp(type, "bloom") == 0)
     rc = load_bloom(c, r, path);
   else
     rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
                       "%s: field model_type = \"%s\" is not supported "
-                      "(supported: gpt2, llama, qwen2, mistral, opt, gpt_neox, bloom)",
+                      "(supported: gpt2, llama, qwen2, mistral, opt, gpt_neox, gemma, gemma2, bloom)",
                       path, type);
   if (rc == DT_OK) rc = validate(c, DT_EINPUT, path);
 done:
@@ -532,10 +640,12 @@ done:
 
 /* ------------------------------------------------------------ synthetic */
 
-enum { K_LAYERS, K_D, K_HEADS, K_KV, K_FFN, K_VOCAB, K_CTX, K_HEAD_DIM, K_THETA, K_WINDOW, K_N };
+enum { K_LAYERS, K_D, K_HEADS, K_KV, K_FFN, K_VOCAB, K_CTX, K_HEAD_DIM, K_THETA, K_WINDOW,
+       K_QSCALAR, K_N };
 static const char *const k_keys[K_N] = {"layers", "d",        "heads",
                                         "kv_heads", "ffn",    "vocab",
-                                        "ctx",    "head_dim", "theta", "window"};
+                                        "ctx",    "head_dim", "theta", "window",
+                                        "attn_scalar"};
 
 typedef struct {
   const char *name;
@@ -581,6 +691,12 @@ static const preset k_presets[] = {
     {"qwen2.5-32b", DT_ARCH_QWEN2, {64, 5120, 40, 8, 27648, 152064, 131072, 0, 1000000, 0}},
     {"qwen2.5-72b", DT_ARCH_QWEN2, {80, 8192, 64, 8, 29568, 152064, 131072, 0, 1000000, 0}},
     {"mistral-7b", DT_ARCH_MISTRAL, {32, 4096, 32, 8, 14336, 32000, 32768, 0, 10000, 4096}},
+    /* GemmaConfig's defaults are Gemma-7B's; Gemma2Config's Gemma-2-2B's */
+    {"gemma", DT_ARCH_GEMMA, {28, 3072, 16, 0, 24576, 256000, 8192, 256, 10000}},
+    {"gemma-7b", DT_ARCH_GEMMA, {28, 3072, 16, 16, 24576, 256000, 8192, 256, 10000}},
+    {"gemma2", DT_ARCH_GEMMA2, {26, 2304, 8, 4, 9216, 256000, 8192, 256, 10000, 4096, 256}},
+    {"gemma2-9b", DT_ARCH_GEMMA2, {42, 3584, 16, 8, 14336, 256000, 8192, 256, 10000, 4096, 256}},
+    {"gemma2-27b", DT_ARCH_GEMMA2, {46, 4608, 32, 16, 36864, 256000, 8192, 128, 10000, 4096, 144}},
 };
 #define N_PRESETS ((int)(sizeof k_presets / sizeof k_presets[0]))
 
@@ -602,6 +718,7 @@ static int key_allowed(dt_arch a, int k) {
   if (k == K_KV || k == K_HEAD_DIM) return d->grouped_kv;
   if (k == K_THETA) return d->pos == DT_POS_ROPE;
   if (k == K_WINDOW) return d->sliding_window;
+  if (k == K_QSCALAR) return d->post_norms; /* Gemma-2's query_pre_attn_scalar */
   return 1;
 }
 
@@ -635,7 +752,7 @@ int dt_synthetic_config_parse(dt_config *c, const char *spec) {
     if (strcmp(k_presets[i].name, name) == 0) p = &k_presets[i];
   DT_CHECK(p != NULL, DT_EUSAGE,
            "%s: unknown synthetic model '%s' (families: gpt2, llama, qwen2, "
-           "mistral, opt, gpt_neox, bloom; presets: %s)",
+           "mistral, opt, gpt_neox, gemma, gemma2, bloom; presets: %s)",
            spec, name, preset_list());
 
   long v[K_N];
@@ -715,6 +832,10 @@ int dt_synthetic_config_parse(dt_config *c, const char *spec) {
     const int rd = (int)((double)c->head_dim * (double)a->rope_pct) & ~1;
     c->rope_dim = rd >= 2 ? rd : 2;
   }
+  c->window_alternate = a->window_alternate;
+  c->attn_scalar = (float)v[K_QSCALAR];
+  c->attn_softcap = a->attn_softcap;
+  c->final_softcap = a->final_softcap;
   snprintf(c->source, sizeof c->source, "%s", spec);
   int rc = validate(c, DT_EUSAGE, NULL);
   if (rc != DT_OK) return dt_error_trace(rc, __FILE__, __LINE__, __func__);

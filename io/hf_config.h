@@ -1,7 +1,9 @@
 /* Model configuration: Hugging Face config.json (GPT-2, LLaMA, Qwen2,
- * Mistral, OPT and GPT-NeoX families) and synthetic specs. */
+ * Mistral, OPT, GPT-NeoX, Gemma and Gemma-2 families) and synthetic specs. */
 #ifndef DT_HF_CONFIG_H
 #define DT_HF_CONFIG_H
+
+#include <math.h>
 
 #include "arch.h"
 
@@ -28,13 +30,22 @@ typedef struct {
                             x + attn(ln1(x)) + mlp(ln2(x)) */
   int rope_dim;       /* rotary dimensions at the start of each head (GPT-NeoX's
                          rotary_pct * head_dim); 0: the whole head (dt_cfg_rope_dim) */
+  int window_alternate; /* Gemma-2: the window only in layers 0, 2, 4, ...
+                           (layer_types' sliding_attention), full attention
+                           in the others */
+  float attn_scalar;    /* Gemma-2's query_pre_attn_scalar: scores scaled by
+                           its -1/2 power; 0: head_dim's */
+  float attn_softcap;   /* Gemma-2: scores become c tanh(s / c) before the
+                           mask and softmax; 0: none */
+  float final_softcap;  /* Gemma-2: logits become c tanh(z / c); 0: none */
   char source[512]; /* folder, or the synthetic spec */
 } dt_config;
 
 /* Parse DIR/config.json. Supports model_type gpt2 (activation gelu_new /
  * gelu_pytorch_tanh), llama (hidden_act silu, no attention/mlp bias), qwen2
- * (q/k/v biases; no per-layer sliding window) and mistral (sliding_window).
- * Errors name the file, field and value. */
+ * (q/k/v biases; no per-layer sliding window), mistral (sliding_window), opt,
+ * gemma (tanh GELU only) and gemma2 (soft-caps, query_pre_attn_scalar, the
+ * window of alternate layers). Errors name the file, field and value. */
 int dt_hf_config_load(dt_config *c, const char *dir);
 
 /* Parse "synthetic:gpt2:layers=12,d=768,heads=12,ffn=3072,vocab=50257,ctx=1024",
@@ -84,6 +95,19 @@ static inline int dt_cfg_dim(const dt_config *c, dt_dim d) {
  * table starts 2 rows down). */
 static inline int dt_cfg_pos_row(const dt_config *c, int pos) {
   return pos + dt_cfg_arch(c)->pos_offset;
+}
+/* The sliding window of layer l (0: full causal attention). */
+static inline int dt_cfg_window(const dt_config *c, int l) {
+  return c->window_alternate && l % 2 ? 0 : c->sliding_window;
+}
+/* The factor of the token embeddings: sqrt(d_model) (Gemma; transformers
+ * casts it to the model's dtype, here fp32), else 1. */
+static inline float dt_cfg_embed_scale(const dt_config *c) {
+  return dt_cfg_arch(c)->embed_scale ? (float)sqrt((double)c->d_model) : 1.0f;
+}
+/* The attention scores' scale: 1/sqrt(query_pre_attn_scalar or head_dim). */
+static inline float dt_cfg_attn_scale(const dt_config *c) {
+  return 1.0f / sqrtf(c->attn_scalar > 0 ? c->attn_scalar : (float)c->head_dim);
 }
 /* Check the config for consistency (positive sizes, heads divide, ...). */
 int dt_config_validate(const dt_config *c);

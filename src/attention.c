@@ -27,6 +27,27 @@ static DT_VEC_CLONES void softmax_bwd_row(float *restrict s, float *restrict ds,
   }
 }
 
+/* the same with soft-capped scores: s holds the uncapped scale q.k, the
+ * probability is exp(cap tanh(s / cap) - lse) and the chain rule adds
+ * d(cap tanh(s / cap))/ds = 1 - tanh^2 */
+static void softcap_bwd_row(float *restrict s, float *restrict ds, int nv, float li, float Di,
+                            float scale, float cap) {
+  for (int j = 0; j < nv; j++) {
+    const float t = tanhf(s[j] / cap);
+    s[j] = dt_expf(cap * t - li);
+    ds[j] = s[j] * (ds[j] - Di) * scale * (1.0f - t * t);
+  }
+}
+
+/* scores [n] = cap tanh(scores / cap) */
+static void softcap_row(float *s, int n, float cap) {
+  for (int j = 0; j < n; j++) s[j] = cap * tanhf(s[j] / cap);
+}
+
+static inline float scale_of(const dt_attn_dims *d) {
+  return d->scale > 0 ? d->scale : 1.0f / sqrtf((float)d->hd);
+}
+
 long dt_attention_scratch(const dt_attn_dims *d) {
   return 2L * (d->T < QB ? d->T : QB) * (d->P + d->T);
 }
@@ -38,7 +59,7 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
   const int T = d->T, P = d->P, H = d->H, KV = d->KV, hd = d->hd;
   const int Tk = P + T, qd = H * hd, kvd = KV * hd, ld = qd + 2 * kvd;
   const int group = H / KV;
-  const float scale = 1.0f / sqrtf((float)hd);
+  const float scale = scale_of(d);
   float *S = scratch; /* [QB, Tk] */
   for (int b = 0; b < d->B; b++) {
     const float *rows = qkv + (int64_t)b * T * ld;
@@ -64,6 +85,7 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
           const int nv = P + i0 + r + 1; /* keys up to the query's own */
           const int k0 = first_key(d, nv - 1); /* the window's first */
           if (d->alibi) dt_alibi_add(s + k0, nv - k0, d->alibi[h], k0 - (nv - 1));
+          if (d->cap > 0) softcap_row(s + k0, nv - k0, d->cap);
           const float mx = dt_row_max(s + k0, nv - k0);
           dt_exp_shift(s + k0, nv - k0, mx);
           const double sum = dt_row_sum_d(s + k0, nv - k0);
@@ -94,7 +116,7 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
   const int T = d->T, P = d->P, H = d->H, KV = d->KV, hd = d->hd;
   const int Tk = P + T, qd = H * hd, kvd = KV * hd, ld = qd + 2 * kvd;
   const int group = H / KV, qb = T < QB ? T : QB;
-  const float scale = 1.0f / sqrtf((float)hd);
+  const float scale = scale_of(d);
   float *S = scratch;                      /* [QB, Tk] probabilities */
   float *dS = scratch + (int64_t)qb * Tk;  /* [QB, Tk] */
   for (int b = 0; b < d->B; b++) {
@@ -136,7 +158,8 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
           for (int c = 0; c < hd; c++) Di += orow[c] * dorow[c];
           const float li = L[i0 + r];
           if (d->alibi) dt_alibi_add(s + k0, nv - k0, d->alibi[h], k0 - (nv - 1));
-          softmax_bwd_row(s + k0, ds + k0, nv - k0, li, Di, scale);
+          if (d->cap > 0) softcap_bwd_row(s + k0, ds + k0, nv - k0, li, Di, scale, d->cap);
+          else softmax_bwd_row(s + k0, ds + k0, nv - k0, li, Di, scale);
           for (int j = kb; j < k0; j++) {
             s[j] = 0.0f;
             ds[j] = 0.0f;

@@ -21,7 +21,11 @@
 typedef struct {
   int B, T, P, H, KV, hd;
   int W; /* sliding window; 0: none */
-  const float *alibi; /* [H] ALiBi slopes of these heads; NULL: none */
+  float scale; /* scores = scale q.k; 0: 1/sqrt(hd) */
+  float cap;   /* soft-capping (Gemma-2): scores become cap tanh(s / cap)
+                  before the mask and softmax; 0: none */
+  const float *alibi; /* [H] ALiBi slopes of these heads, added to the
+                         scaled scores (before a cap); NULL: none */
 } dt_attn_dims;
 
 /* Floats of scratch needed (two [T, P+T] blocks). */

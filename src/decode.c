@@ -77,10 +77,13 @@ static int embed(dt_decoder *dc, int nb, const int *slots, int Tp, int nvp, cons
   if (dt_model_tp(m) > 1) DT_CALL(dt_tp_sum(m->bb->dist, dc->x, (size_t)nb * Tp * d));
   const float *pe = NULL;
   if (nvp) DT_CALL(dt_fwd_prompt(m, &pe));
+  const float es = dt_cfg_embed_scale(c);
   for (int b = 0; b < nb; b++)
     for (int t = 0; t < Tp; t++) {
       float *row = dc->x + ((size_t)b * Tp + t) * d;
       if (t < nvp) memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
+      if (es != 1.0f)
+        for (int j = 0; j < d; j++) row[j] *= es;
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) {
         const float *p =
             m->bb->wpe.w + (size_t)dt_cfg_pos_row(c, dc->n_prefix + dc->kv.len[slots[b]] + t) * d;
@@ -124,10 +127,18 @@ static int block(dt_decoder *dc, int l, int nb, const int *slots, int Tp) {
   for (int b = 0; b < nb; b++)
     dt_kv_attend(a->att + (size_t)b * Tp * qd, a->qkv + (size_t)b * Tp * ld, ld,
                  dt_kvcache_k(&dc->kv, l, slots[b]), dt_kvcache_v(&dc->kv, l, slots[b]),
-                 dc->kv.len[slots[b]], Tp, pk, pv, dc->n_prefix, c->sliding_window, m->bb->alibi,
-                 H, KV, hd, dc->s);
+                 dc->kv.len[slots[b]], Tp, pk, pv, dc->n_prefix, dt_cfg_window(c, l),
+                 m->bb->alibi, H, KV, hd, dt_cfg_attn_scale(c), c->attn_softcap, dc->s);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_ATTN_OUT, nb, Tp, a->att, dc->o));
-  for (size_t i = 0; i < (size_t)N * d; i++) dc->x1[i] = dc->x[i] + dc->o[i];
+  /* post_norms (Gemma-2): the branch outputs through their norms, in the
+   * norm buffer (free once the block's product has read it) */
+  const int post = dt_cfg_arch(c)->post_norms;
+  const float *br = dc->o;
+  if (post) {
+    dt_fwd_norm(m, a->ln1, a->ln1_stat, dc->o, &L->pn1_w, &L->ln1_b, N);
+    br = a->ln1;
+  }
+  for (size_t i = 0; i < (size_t)N * d; i++) dc->x1[i] = dc->x[i] + br[i];
   /* GPT-NeoX's parallel residual: the FFN reads the block input */
   dt_fwd_norm(m, a->ln2, a->ln2_stat, c->parallel_residual ? dc->x : dc->x1, &L->ln2_w, &L->ln2_b,
               N);
@@ -135,7 +146,8 @@ static int block(dt_decoder *dc, int l, int nb, const int *slots, int Tp) {
   const int F = dt_site_in_l(m, DT_SITE_PROJ);
   dt_ffn_act_forward(dt_cfg_act(c), a->act, a->fc, N, F);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_PROJ, nb, Tp, a->act, dc->o));
-  for (size_t i = 0; i < (size_t)N * d; i++) dc->x[i] = dc->x1[i] + dc->o[i];
+  if (post) dt_fwd_norm(m, a->ln2, a->ln2_stat, dc->o, &L->pn2_w, &L->ln2_b, N);
+  for (size_t i = 0; i < (size_t)N * d; i++) dc->x[i] = dc->x1[i] + (post ? a->ln2 : dc->o)[i];
   return DT_OK;
 }
 
@@ -150,8 +162,9 @@ static int head(dt_decoder *dc, int nb, int Tp, float *logits) {
     memcpy(dc->xl + (size_t)b * d, dc->x + ((size_t)b * Tp + Tp - 1) * d, sizeof(float) * d);
   dt_fwd_norm(m, a->ln1, a->ln1_stat, dc->xl, &m->bb->lnf_w, &m->bb->lnf_b, nb);
   const dt_mat *W = &m->bb->lm_head;
-  if (V > 0 && m->matmul_bf16 && W->w16)
-    DT_CALL(dt_gemm_bf16(dc->lg, a->ln1, W->w16, nb, V, d, 1, 0.0f, m->a16));
+  const uint16_t *h16 = dt_model_head16(m);
+  if (V > 0 && h16)
+    DT_CALL(dt_gemm_bf16(dc->lg, a->ln1, h16, nb, V, d, 1, 0.0f, m->a16));
   else if (V > 0 && nb <= m->stream_rows && !W->w)
     dt_linear_rows_bf16(dc->lg, a->ln1, W->w16, NULL, nb, d, V);
   else if (V > 0 && nb <= m->stream_rows)
@@ -159,6 +172,9 @@ static int head(dt_decoder *dc, int nb, int Tp, float *logits) {
   else if (V > 0)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, V, d, 1.0f, a->ln1, d,
                 dt_mat_f32(m, W), d, 0.0f, dc->lg, V);
+  if (c->final_softcap > 0) /* Gemma-2 */
+    for (size_t i = 0; i < (size_t)nb * V; i++)
+      dc->lg[i] = c->final_softcap * tanhf(dc->lg[i] / c->final_softcap);
   memset(logits, 0, sizeof(float) * (size_t)nb * c->vocab);
   for (int b = 0; b < nb; b++)
     memcpy(logits + (size_t)b * c->vocab + v0, dc->lg + (size_t)b * V, sizeof(float) * V);

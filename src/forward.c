@@ -118,6 +118,12 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
     a->ln2_stat = carve(cv, N * 2);
     a->fc = carve(cv, N * FC_L(m));
     a->act = one_act ? act_once : carve(cv, N * FFN_L(m));
+    if (dt_cfg_arch(c)->post_norms) {
+      a->ao = carve(cv, N * d);
+      a->ao_stat = carve(cv, N * 2);
+      a->fo = carve(cv, N * d);
+      a->fo_stat = carve(cv, N * 2);
+    }
     for (int s = 0; s < DT_N_SITES; s++) {
       int need = 0;
       for (int ll = 0; ll < c->n_layer && !need; ll++)
@@ -152,7 +158,7 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
   m->d_act = carve(cv, N * FFN_L(m));
   m->d_xf = carve(cv, N * d);
   dt_attn_dims ad = {B, T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    c->sliding_window, m->bb->alibi};
+                    c->sliding_window, 0.0f, 0.0f, m->bb->alibi};
   m->att_scratch = carve(cv, (size_t)dt_attention_scratch(&ad));
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     size_t mx_in = 0;
@@ -164,6 +170,9 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
   const int chunk = N < DT_LOGIT_CHUNK ? (int)N : DT_LOGIT_CHUNK;
   m->logit_chunk_rows = chunk;
   m->logit_chunk = carve(cv, (size_t)chunk * (m->bb->sh.vocab_l > 0 ? m->bb->sh.vocab_l : 1));
+  m->logit_tanh = c->final_softcap > 0
+                      ? carve(cv, (size_t)chunk * (m->bb->sh.vocab_l > 0 ? m->bb->sh.vocab_l : 1))
+                      : NULL;
   m->head_red = carve(cv, 4 * (size_t)chunk);
   if (m->matmul_bf16) {
     /* the bf16 copy of a product's activation operand: x [N,in] forward,
@@ -268,6 +277,21 @@ static size_t qtile_floats(const dt_model *m) {
   return m->matmul_bf16 ? (big + 1) / 2 : (size_t)DT_QTILE_ROWS * wide;
 }
 
+/* bf16 products on a quantized backbone multiply the head in bf16 too: a
+ * copy of the fp32 head, once per backbone (its replicas' workspaces share
+ * it), like the bf16 head --weights-dtype bf16 stores. */
+static int needs_head16(const dt_model *m) {
+  return m->matmul_bf16 && m->bb->wquant && !m->bb->lm_head.w16;
+}
+static size_t head16_elems(const dt_model *m) {
+  return (size_t)m->bb->sh.vocab_l * m->bb->cfg.d_model;
+}
+
+const uint16_t *dt_model_head16(const dt_model *m) {
+  if (!m->matmul_bf16) return NULL;
+  return m->bb->lm_head.w16 ? m->bb->lm_head.w16 : m->bb->head16;
+}
+
 size_t dt_model_plan_extra_bytes(const dt_model *mc, int B, int T_data) {
   dt_model m = *mc;
   int nv, np;
@@ -276,6 +300,7 @@ size_t dt_model_plan_extra_bytes(const dt_model *mc, int B, int T_data) {
   /* as dt_model_plan allocates them below */
   size_t b = m.bb->weights_bf16 ? (bf16_scratch_floats(&m) * sizeof(float) + 63) / 64 * 64 : 0;
   b += (qtile_floats(&m) * sizeof(float) + 63) / 64 * 64;
+  if (needs_head16(&m)) b += (head16_elems(&m) * sizeof(uint16_t) + 63) / 64 * 64;
   if (dt_cfg_arch(&m.bb->cfg)->pos == DT_POS_ROPE)
     b += 2 * ((size_t)np + T) * (size_t)(dt_cfg_rope_dim(&m.bb->cfg) / 2) * sizeof(float);
   b += sizeof(int32_t) * (size_t)B * T_data + sizeof(int32_t) * B * T + sizeof(int) * B * T;
@@ -341,6 +366,12 @@ int dt_model_plan(dt_model *m, int B, int T_data, int recompute) {
     free(m->wscratch);
     DT_CALL(dt_alloc_aligned(&m->wscratch, mx * sizeof(float), "bf16 conversion scratch"));
     m->wscratch_floats = mx;
+  }
+  if (needs_head16(m) && !m->bb->head16 && !m->bb->describe_only) {
+    const size_t n = head16_elems(m);
+    DT_CALL(dt_alloc_aligned((void **)&m->bb->head16, (n ? n : 1) * sizeof(uint16_t),
+                             "bf16 copy of the head"));
+    dt_f32_to_bf16_n(m->bb->head16, m->bb->lm_head.w, n);
   }
   if (m->bb->wquant) {
     free(m->qtile);
@@ -574,7 +605,8 @@ static void norm_fwd(const dt_model *m, float *out, float *stat, const float *x,
   if (dt_cfg_arch(c)->norm == DT_NORM_LAYER)
     dt_layernorm_forward(out, stat, x, w->v, b->v, N, c->d_model, c->norm_eps);
   else
-    dt_rmsnorm_forward(out, stat, x, w->v, N, c->d_model, c->norm_eps);
+    dt_rmsnorm_forward(out, stat, x, w->v, dt_cfg_arch(c)->norm_plus_one ? 1.0f : 0.0f, N,
+                       c->d_model, c->norm_eps);
 }
 
 static void norm_bwd(const dt_model *m, float *dx, const float *dout,
@@ -584,7 +616,8 @@ static void norm_bwd(const dt_model *m, float *dx, const float *dout,
   if (dt_cfg_arch(c)->norm == DT_NORM_LAYER)
     dt_layernorm_backward(dx, w->grad, b->grad, dout, x, w->v, stat, N, c->d_model);
   else
-    dt_rmsnorm_backward(dx, w->grad, dout, x, w->v, stat, N, c->d_model);
+    dt_rmsnorm_backward(dx, w->grad, dout, x, w->v, dt_cfg_arch(c)->norm_plus_one ? 1.0f : 0.0f,
+                        stat, N, c->d_model);
 }
 
 /* The prefix key/values of layer l for this rank's kv heads, gathered into
@@ -671,10 +704,13 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
   dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    c->sliding_window, m->bb->alibi};
+                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap, m->bb->alibi};
   dt_attention_forward(a->att, a->lse, a->qkv, pk, pv, &ad, m->att_scratch);
   float *o = m->d_tmp; /* [N,d] scratch during forward */
-  DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, o, train));
+  const int post = dt_cfg_arch(c)->post_norms;
+  /* post_norms: the branch output is kept (ao, fo) and its norm added */
+  DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, post ? a->ao : o, train));
+  if (post) norm_fwd(m, o, a->ao_stat, a->ao, &L->pn1_w, &L->ln1_b, N);
   for (size_t i = 0; i < (size_t)N * d; i++) x1[i] = x[i] + o[i];
   if (m->x_shared) store_rows(m, a->x1, x1);
   /* GPT-NeoX's parallel residual: the FFN reads the block input, and the
@@ -682,7 +718,8 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   norm_fwd(m, a->ln2, a->ln2_stat, c->parallel_residual ? x : x1, &L->ln2_w, &L->ln2_b, N);
   DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train));
   dt_ffn_act_forward(dt_cfg_act(c), a->act, a->fc, N, FFN_L(m));
-  DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, o, train));
+  DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, post ? a->fo : o, train));
+  if (post) norm_fwd(m, o, a->fo_stat, a->fo, &L->pn2_w, &L->ln2_b, N);
   for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = x1[i] + o[i];
   return DT_OK;
 }
@@ -706,10 +743,17 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   const int N = m->B * m->T, d = c->d_model;
   const size_t Nd = (size_t)N * d;
   dt_layer *L = &m->bb->layers[l];
-  /* FFN; its input is x1, or x with the parallel residual (GPT-NeoX) */
+  const int post = dt_cfg_arch(c)->post_norms;
+  /* FFN (post_norms: through the norm of its output first); its input is
+   * x1, or x with the parallel residual (GPT-NeoX) */
   const int par = c->parallel_residual;
   const float *fin = par ? a->x : a->x1;
-  memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
+  if (post) {
+    memset(m->d_tmp, 0, sizeof(float) * Nd);
+    norm_bwd(m, m->d_tmp, m->d_res, a->fo, &L->pn2_w, &L->ln2_b, a->fo_stat, N);
+  } else {
+    memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
+  }
   DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act, 1));
   dt_ffn_act_backward(dt_cfg_act(c), m->d_fc, m->d_act, a->fc, N, FFN_L(m));
   norm_fwd(m, a->ln2, a->ln2_stat, fin, &L->ln2_w, &L->ln2_b, N); /* not kept: layout() */
@@ -718,15 +762,22 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
    * the FFN's input gradient joins it) */
   if (par) memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   norm_bwd(m, m->d_res, m->d_ln, fin, &L->ln2_w, &L->ln2_b, a->ln2_stat, N);
-  /* attention */
-  if (!par) memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
+  /* attention (post_norms: through the norm of its output; never with the
+   * parallel residual, whose d_tmp is already the block's: the config check
+   * refuses both) */
+  if (post) {
+    memset(m->d_tmp, 0, sizeof(float) * Nd);
+    norm_bwd(m, m->d_tmp, m->d_res, a->ao, &L->pn1_w, &L->ln1_b, a->ao_stat, N);
+  } else if (!par) {
+    memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
+  }
   DT_CALL(site_backward(m, a, l, DT_SITE_ATTN_OUT, a->att, m->d_tmp, m->d_att, 1));
   memset(m->d_qkv, 0, sizeof(float) * (size_t)N * QKV_L(m));
   const float *pk, *pv;
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
   dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    c->sliding_window, m->bb->alibi};
+                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap, m->bb->alibi};
   dt_attention_backward(m->d_qkv, dpk, dpv, m->d_att, a->att, a->lse, a->qkv,
                         pk, pv, &ad, m->att_scratch);
   prefix_scatter_grad(m);
@@ -787,10 +838,13 @@ static int embed_forward(dt_model *m, float *x) {
       }
     }
   if (dt_model_tp(m) > 1) DT_CALL(dt_tp_sum(m->bb->dist, x, (size_t)m->B * T * d));
+  const float es = dt_cfg_embed_scale(c);
   for (int b = 0; b < m->B; b++)
     for (int t = 0; t < T; t++) {
       float *row = x + ((size_t)b * T + t) * d;
       if (t < P) memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
+      if (es != 1.0f) /* Gemma: the prompt's rows too (PEFT passes them as inputs_embeds) */
+        for (int j = 0; j < d; j++) row[j] *= es;
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) {
         const float *p = m->bb->wpe.w + (size_t)dt_cfg_pos_row(c, m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) row[j] += p[j];
@@ -816,8 +870,9 @@ static int embed_backward(dt_model *m, const float *dx) {
         const int id = m->ids[b * m->T_data + (t - P)] - v0;
         if (id >= 0 && id < vl) dst = m->bb->wte.grad + (size_t)id * d;
       }
+      const float es = dt_cfg_embed_scale(c);
       if (dst)
-        for (int j = 0; j < d; j++) dst[j] += g[j];
+        for (int j = 0; j < d; j++) dst[j] += es * g[j];
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED && m->bb->wpe.grad) {
         float *p = m->bb->wpe.grad + (size_t)dt_cfg_pos_row(c, m->n_prefix + t) * d;
         for (int j = 0; j < d; j++) p[j] += g[j];
@@ -833,7 +888,7 @@ static int embed_backward(dt_model *m, const float *dx) {
  * maximum, the sum of exponentials and the label's logit are reduced over
  * the tensor group (Megatron's parallel cross-entropy); every rank then
  * holds the same loss. */
-static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, const float *W,
+static int head_chunk(dt_model *m, const int *rows, int n, const uint16_t *W16, const float *W,
                       int want_grad, double norm, dt_loss_stats *st,
                       float *logits_out) {
   const dt_config *c = &m->bb->cfg;
@@ -843,12 +898,18 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, con
   for (int i = 0; i < n; i++)
     memcpy(xg + (size_t)i * d, m->xf + (size_t)rows[i] * d, sizeof(float) * d);
   float *lg = m->logit_chunk;
-  const int bf16_math = W == NULL; /* bf16 products of Wm's stored bf16 */
+  const int bf16_math = W == NULL; /* bf16 products of the head's bf16 W16 */
   if (V > 0 && bf16_math)
-    DT_CALL(dt_gemm_bf16(lg, xg, Wm->w16, n, V, d, 1, 0.0f, m->a16));
+    DT_CALL(dt_gemm_bf16(lg, xg, W16, n, V, d, 1, 0.0f, m->a16));
   else if (V > 0)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, d, 1.0f, xg, d, W,
                 d, 0.0f, lg, V);
+  const float fcap = c->final_softcap;
+  if (fcap > 0) /* Gemma-2: z = c tanh(z / c), tanh kept for the gradient */
+    for (size_t i = 0; i < (size_t)n * V; i++) {
+      m->logit_tanh[i] = tanhf(lg[i] / fcap);
+      lg[i] = fcap * m->logit_tanh[i];
+    }
   float *mx = m->head_red, *se = mx + n, *zl = se + n; /* [n] each */
   for (int i = 0; i < n; i++) {
     const int r = rows[i], b = r / m->T, t = r % m->T;
@@ -892,6 +953,11 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, con
       const float f = (float)((double)inv / (double)se[i]);
       for (int j = 0; j < V; j++) z[j] *= f;
       if (label >= v0 && label < v0 + V) z[label - v0] -= inv;
+      if (fcap > 0)
+        for (int j = 0; j < V; j++) {
+          const float t = m->logit_tanh[(size_t)i * V + j];
+          z[j] *= 1.0f - t * t;
+        }
     }
   }
   if (!want_grad || V == 0) {
@@ -903,7 +969,7 @@ static int head_chunk(dt_model *m, const int *rows, int n, const dt_mat *Wm, con
    * dW += dlogits^T x */
   float *dxg = m->d_ln; /* [n, d] */
   if (bf16_math)
-    DT_CALL(dt_gemm_bf16(dxg, lg, Wm->w16, n, d, V, 0, 0.0f, m->a16));
+    DT_CALL(dt_gemm_bf16(dxg, lg, W16, n, d, V, 0, 0.0f, m->a16));
   else
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, V, 1.0f, lg, V,
                 W, d, 0.0f, dxg, d);
@@ -962,14 +1028,15 @@ int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
   if (want_grad) memset(m->d_xf, 0, sizeof(float) * (size_t)N * d);
   /* fp32 products: the head as fp32 (widened once for every chunk when
    * stored in bf16); bf16 products: NULL, the chunks use its bf16 */
-  const float *W = m->matmul_bf16 && m->bb->lm_head.w16 ? NULL : dt_mat_f32(m, &m->bb->lm_head);
+  const uint16_t *W16 = dt_model_head16(m);
+  const float *W = W16 ? NULL : dt_mat_f32(m, &m->bb->lm_head);
   dt_loss_stats st = {0};
   /* row-exact bookkeeping uses labels[b*T] (never scored) as a flag */
   for (int b = 0; b < B; b++) m->labels[b * T] = -100;
   if (logits) memset(logits, 0, sizeof(float) * (size_t)N * c->vocab);
   for (int i = 0; i < n_rows; i += m->logit_chunk_rows) {
     int n = n_rows - i < m->logit_chunk_rows ? n_rows - i : m->logit_chunk_rows;
-    DT_CALL(head_chunk(m, m->scored_rows + i, n, &m->bb->lm_head, W, want_grad, grad_norm_count, &st,
+    DT_CALL(head_chunk(m, m->scored_rows + i, n, W16, W, want_grad, grad_norm_count, &st,
                        logits));
   }
   if (dt_model_tp(m) > 1) {

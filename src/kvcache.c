@@ -38,10 +38,9 @@ float *dt_kvcache_v(const dt_kvcache *c, int l, int b) {
 
 void dt_kv_attend(float *att, const float *q, int ld, const float *K, const float *V, int c0,
                   int n, const float *pk, const float *pv, int P, int W, const float *alibi,
-                  int H, int KV, int hd, float *s) {
+                  int H, int KV, int hd, float scale, float cap, float *s) {
   if (H == 0 || KV == 0) return; /* a rank without heads */
   const int kvd = KV * hd, group = H / KV, qd = H * hd;
-  const float scale = 1.0f / sqrtf((float)hd);
   for (int i = 0; i < n; i++) {
     /* visible: prefix rows p0..P-1, cached keys j0..c0+i */
     int p0 = 0, j0 = 0;
@@ -63,6 +62,8 @@ void dt_kv_attend(float *att, const float *q, int ld, const float *K, const floa
                   1, 0.0f, s + np, 1);
       /* the first visible key's position: p0, or P + j0 without prefix rows */
       if (alibi) dt_alibi_add(s, nv, alibi[h], (np > 0 ? p0 : P + j0) - (P + c0 + i));
+      if (cap > 0)
+        for (int j = 0; j < nv; j++) s[j] = cap * tanhf(s[j] / cap);
       const float mx = dt_row_max(s, nv);
       dt_exp_shift(s, nv, mx);
       const float inv = (float)(1.0 / dt_row_sum_d(s, nv));

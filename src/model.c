@@ -90,6 +90,10 @@ static int alloc_weights(dt_backbone *b) {
     dt_layer *L = &b->layers[l];
     DT_CALL(alloc_vec(b, &L->ln1_w, d, "norm"));
     DT_CALL(alloc_vec(b, &L->ln2_w, d, "norm"));
+    if (dt_cfg_arch(c)->post_norms) {
+      DT_CALL(alloc_vec(b, &L->pn1_w, d, "norm"));
+      DT_CALL(alloc_vec(b, &L->pn2_w, d, "norm"));
+    }
     if (c->has_bias) {
       DT_CALL(alloc_vec(b, &L->ln1_b, d, "norm bias"));
       DT_CALL(alloc_vec(b, &L->ln2_b, d, "norm bias"));
@@ -217,6 +221,8 @@ int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n) {
           case DT_SLOT_LN2_B: vec = &L->ln2_b; break;
           case DT_SLOT_LIN: mat = &L->lin[t->site]; break;
           case DT_SLOT_BIAS: vec = &L->bias[t->site]; break;
+          case DT_SLOT_PN1_W: vec = &L->pn1_w; break;
+          case DT_SLOT_PN2_W: vec = &L->pn2_w; break;
         }
         ADD(pass == 1 ? NAME(t->name, l) : t->name, l, mat, vec, dt_cfg_dim(c, t->rows),
             dt_cfg_dim(c, t->cols), t->transposed, (int)t->shard, dt_cfg_dim(c, t->lo),
@@ -408,7 +414,9 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
     uint64_t key = dt_rng_key(seed, (uint64_t)i);
     if (r->mat && r->mat->shared && !m->bb->slab_writer) continue; /* another replica fills it */
     if (r->vec) {
-      float v = r->is_bias ? 0.0f : 1.0f;
+      /* norms scale by 1 (a family whose norms scale by 1 + w: w = 0, as
+       * transformers initializes Gemma's), biases 0 */
+      float v = r->is_bias || dt_cfg_arch(&m->bb->cfg)->norm_plus_one ? 0.0f : 1.0f;
       for (int j = 0; j < r->vec->n; j++) r->vec->v[j] = v;
       continue;
     }
@@ -575,12 +583,15 @@ static void free_backbone(dt_backbone *b) {
     free_vec(&L->ln1_b);
     free_vec(&L->ln2_w);
     free_vec(&L->ln2_b);
+    free_vec(&L->pn1_w);
+    free_vec(&L->pn2_w);
     for (int s = 0; s < DT_N_SITES; s++) {
       free_mat(&L->lin[s]);
       free_vec(&L->bias[s]);
     }
   }
   free(b->layers);
+  free(b->head16);
   dt_shmwin_free(&b->frozen_win); /* collective over the peers */
   dt_shard_free(&b->sh);
   free(b);
@@ -693,6 +704,8 @@ void dt_model_zero_backbone_grads(dt_model *m) {
     zero_vec(&L->ln1_b);
     zero_vec(&L->ln2_w);
     zero_vec(&L->ln2_b);
+    zero_vec(&L->pn1_w);
+    zero_vec(&L->pn2_w);
     for (int s = 0; s < DT_N_SITES; s++) {
       zero_mat(&L->lin[s]);
       zero_vec(&L->bias[s]);
@@ -712,7 +725,7 @@ int64_t dt_model_param_count(const dt_model *m) {
   for (int s = 0; s < DT_N_SITES; s++)
     per += (int64_t)out[s] * in[s] +
            (c->has_bias || (s == DT_SITE_QKV && c->qkv_bias) ? out[s] : 0);
-  per += 2 * d * (c->has_bias ? 2 : 1);
+  per += (dt_cfg_arch(c)->post_norms ? 4 : 2) * d * (c->has_bias ? 2 : 1);
   return n + per * c->n_layer;
 }
 

@@ -51,7 +51,9 @@ typedef struct {
   dt_vec ln1_w, ln1_b; /* ln_1 / input_layernorm (b: GPT-2 only) */
   dt_mat lin[DT_N_SITES];
   dt_vec bias[DT_N_SITES]; /* GPT-2 only */
-  dt_vec ln2_w, ln2_b;     /* ln_2 / post_attention_layernorm */
+  dt_vec ln2_w, ln2_b;     /* ln_2 / post_attention_layernorm (Gemma-2: pre_feedforward_layernorm) */
+  dt_vec pn1_w, pn2_w;     /* post_norms (Gemma-2): post_attention_layernorm,
+                              post_feedforward_layernorm on the branch outputs */
 } dt_layer;
 
 /* Saved activations of one block for backward. */
@@ -68,6 +70,8 @@ typedef struct {
   float *ln2_stat; /* [N,2] */
   float *fc;       /* [N,fc_dim] FFN pre-activation (after hooks) */
   float *act;      /* [N,ffn] gelu(fc) / silu(gate)*up */
+  float *ao, *ao_stat; /* post_norms: [N,d] attention output before its norm, [N,2] */
+  float *fo, *fo_stat; /* post_norms: [N,d] FFN output before its norm, [N,2] */
 } dt_layer_acts;
 
 /* The backbone: the config, the rank layout, the shard and the weights.
@@ -106,6 +110,9 @@ typedef struct dt_backbone {
   dt_vec lnf_w, lnf_b;
   dt_mat lm_head; /* [vocab, d]; tied: aliases wte's storage */
   dt_layer *layers;
+  /* bf16 products on an int8/nf4 backbone: a bf16 copy of the (fp32, frozen)
+   * head [vocab_l, d], made by dt_model_plan; NULL otherwise */
+  uint16_t *head16;
 } dt_backbone;
 
 /* A model: a pointer to a backbone and one run's workspace (the methods,
@@ -162,6 +169,7 @@ typedef struct dt_model {
   int *scored_rows;   /* [N] rows whose next label is scored */
   /* loss head scratch: a chunk of logits rows */
   float *logit_chunk; /* [chunk, local vocab] */
+  float *logit_tanh;  /* [chunk, local vocab] tanh(z / c) of final soft-capping; NULL without */
   float *head_red;    /* [4, chunk] per-row values reduced over the tensor group */
   float *pk_l, *pv_l, *dpk_l, *dpv_l; /* [P, local kv] prefix of this rank's heads */
   float *prefix_dk, *prefix_dv;       /* the method's full prefix gradients */
@@ -365,5 +373,10 @@ double dt_model_step_flops(const dt_model *m, int T, double tokens, double score
 
 /* Fill a float array with fp32 values of a matrix (converts bf16). */
 const float *dt_mat_f32(dt_model *m, const dt_mat *a);
+
+/* The head [vocab_l, d] in bf16 for bf16 products: its stored bf16, or the
+ * copy dt_model_plan made of an fp32 head on an int8/nf4 backbone; NULL
+ * with fp32 products (forward.c). */
+const uint16_t *dt_model_head16(const dt_model *m);
 
 #endif

@@ -56,21 +56,21 @@ void dt_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
 }
 
 void dt_rmsnorm_forward(float *out, float *stat, const float *x, const float *w,
-                        int N, int C, float eps) {
+                        float w_off, int N, int C, float eps) {
   for (int i = 0; i < N; i++) {
     const float *xi = x + (int64_t)i * C;
     float *oi = out + (int64_t)i * C;
     double ss = 0.0;
     for (int j = 0; j < C; j++) ss += (double)xi[j] * xi[j];
     float rstd = (float)(1.0 / sqrt(ss / C + eps));
-    for (int j = 0; j < C; j++) oi[j] = w[j] * (xi[j] * rstd);
+    for (int j = 0; j < C; j++) oi[j] = (w_off + w[j]) * (xi[j] * rstd);
     stat[2 * i] = 0.0f;
     stat[2 * i + 1] = rstd;
   }
 }
 
 void dt_rmsnorm_backward(float *dx, float *dw, const float *dout,
-                         const float *x, const float *w, const float *stat,
+                         const float *x, const float *w, float w_off, const float *stat,
                          int N, int C) {
   for (int i = 0; i < N; i++) {
     const float *xi = x + (int64_t)i * C;
@@ -80,14 +80,14 @@ void dt_rmsnorm_backward(float *dx, float *dw, const float *dout,
     double s = 0.0; /* mean(dn * xhat) */
     for (int j = 0; j < C; j++) {
       float xhat = xi[j] * rstd;
-      float dn = di[j] * w[j];
+      float dn = di[j] * (w_off + w[j]);
       s += dn * xhat;
       if (dw) dw[j] += di[j] * xhat;
     }
     float m = (float)(s / C);
     for (int j = 0; j < C; j++) {
       float xhat = xi[j] * rstd;
-      dxi[j] += (di[j] * w[j] - xhat * m) * rstd;
+      dxi[j] += (di[j] * (w_off + w[j]) - xhat * m) * rstd;
     }
   }
 }
@@ -157,6 +157,37 @@ static DT_VEC_CLONES void swiglu_backward_k(float *dgu, const float *dout, const
   }
 }
 
+static DT_VEC_CLONES void geglu_forward_k(float *out, const float *gu, int N, int F) {
+  for (int i = 0; i < N; i++) {
+    const float *g = gu + (int64_t)i * 2 * F;
+    const float *u = g + F;
+    float *o = out + (int64_t)i * F;
+    for (int j = 0; j < F; j++) {
+      float v = g[j];
+      float t = fast_tanh(GELU_K * (v + 0.044715f * v * v * v));
+      o[j] = 0.5f * v * (1.0f + t) * u[j];
+    }
+  }
+}
+
+static DT_VEC_CLONES void geglu_backward_k(float *dgu, const float *dout, const float *gu, int N,
+                                           int F) {
+  for (int i = 0; i < N; i++) {
+    const float *g = gu + (int64_t)i * 2 * F;
+    const float *u = g + F;
+    const float *d = dout + (int64_t)i * F;
+    float *dg = dgu + (int64_t)i * 2 * F;
+    float *du = dg + F;
+    for (int j = 0; j < F; j++) {
+      float v = g[j];
+      float t = fast_tanh(GELU_K * (v + 0.044715f * v * v * v));
+      float dt = GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+      du[j] = d[j] * 0.5f * v * (1.0f + t);
+      dg[j] = d[j] * u[j] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * dt);
+    }
+  }
+}
+
 /* The exported entry points: the cloned kernels above are static, because a
  * target_clones function is only dispatched where every declaration carries
  * the attribute (clang), and the header's do not. */
@@ -189,6 +220,7 @@ void dt_ffn_act_forward(dt_act_kind k, float *out, const float *fc, int N, int F
     case DT_ACT_RELU: dt_relu_forward(out, fc, (int64_t)N * F); break;
     case DT_ACT_GELU_ERF: dt_gelu_erf_forward(out, fc, (int64_t)N * F); break;
     case DT_ACT_SWIGLU: dt_swiglu_forward(out, fc, N, F); break;
+    case DT_ACT_GEGLU: dt_geglu_forward(out, fc, N, F); break;
   }
 }
 
@@ -199,7 +231,14 @@ void dt_ffn_act_backward(dt_act_kind k, float *dfc, const float *dout, const flo
     case DT_ACT_RELU: dt_relu_backward(dfc, dout, fc, (int64_t)N * F); break;
     case DT_ACT_GELU_ERF: dt_gelu_erf_backward(dfc, dout, fc, (int64_t)N * F); break;
     case DT_ACT_SWIGLU: dt_swiglu_backward(dfc, dout, fc, N, F); break;
+    case DT_ACT_GEGLU: dt_geglu_backward(dfc, dout, fc, N, F); break;
   }
+}
+void dt_geglu_forward(float *out, const float *gu, int N, int F) {
+  geglu_forward_k(out, gu, N, F);
+}
+void dt_geglu_backward(float *dgu, const float *dout, const float *gu, int N, int F) {
+  geglu_backward_k(dgu, dout, gu, N, F);
 }
 void dt_swiglu_forward(float *out, const float *gu, int N, int F) {
   swiglu_forward_k(out, gu, N, F);

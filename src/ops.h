@@ -17,11 +17,12 @@ void dt_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
                            const float *x, const float *w, const float *stat,
                            int N, int C);
 
-/* out = x * rsqrt(mean(x^2) + eps) * w; stat [N,2] = (unused, rstd). */
+/* out = x * rsqrt(mean(x^2) + eps) * (w_off + w); stat [N,2] = (unused,
+ * rstd). w_off: 0, or 1 for Gemma's norms (scale 1 + w). */
 void dt_rmsnorm_forward(float *out, float *stat, const float *x, const float *w,
-                        int N, int C, float eps);
+                        float w_off, int N, int C, float eps);
 void dt_rmsnorm_backward(float *dx, float *dw, const float *dout,
-                         const float *x, const float *w, const float *stat,
+                         const float *x, const float *w, float w_off, const float *stat,
                          int N, int C);
 
 /* z[j] = exp(z[j] - m) for j < n, vectorized (src/vmath.h). */
@@ -43,6 +44,11 @@ void dt_gelu_erf_backward(float *dx, const float *dout, const float *x, int64_t 
 void dt_gelu_forward(float *out, const float *x, int64_t n);
 /* dx [n] = dout * gelu'(x) (overwrites). */
 void dt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n);
+
+/* GeGLU (Gemma): gu [N, 2F] holds gate | up; out [N,F] = gelu(gate) * up
+ * with the tanh GELU (gelu_pytorch_tanh). dgu [N,2F] overwritten. */
+void dt_geglu_forward(float *out, const float *gu, int N, int F);
+void dt_geglu_backward(float *dgu, const float *dout, const float *gu, int N, int F);
 
 /* SwiGLU: gu [N, 2F] holds gate | up per row; out [N,F] = silu(gate) * up. */
 void dt_swiglu_forward(float *out, const float *gu, int N, int F);

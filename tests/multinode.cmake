@@ -16,11 +16,14 @@ add_test(NAME multinode_down COMMAND bash ${dt_vc}/vcluster.sh down ${DT_VC_DIR}
 set_tests_properties(multinode_up PROPERTIES FIXTURES_SETUP vcluster TIMEOUT 60
   ENVIRONMENT "DT_VC_OWNER=0;DT_VC_LIFETIME=900")
 set_tests_properties(multinode_down PROPERTIES FIXTURES_CLEANUP vcluster TIMEOUT 60)
-foreach(t parity share ckpt jobs)
+# the MPI_Init barrier across nodes (test fence)
+add_executable(vc_init_barrier cluster/init_barrier.c)
+target_link_libraries(vc_init_barrier PRIVATE MPI::MPI_C)
+foreach(t fence parity share ckpt jobs)
   add_test(NAME multinode_${t} COMMAND bash ${dt_vc}/test_multinode.sh ${t} ${CMAKE_BINARY_DIR}
            ${CMAKE_SOURCE_DIR} ${DT_VC_DIR})
   set_tests_properties(multinode_${t} PROPERTIES FIXTURES_REQUIRED vcluster TIMEOUT 300)
 endforeach()
-foreach(t up down parity share ckpt jobs)
+foreach(t up down fence parity share ckpt jobs)
   set_tests_properties(multinode_${t} PROPERTIES LABELS multinode PROCESSORS 2 RESOURCE_LOCK vcluster)
 endforeach()

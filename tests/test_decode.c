@@ -136,6 +136,14 @@ static void test_families(void **s) {
     check("../families/opt", "none", NULL, 0, g);
   }
   check("../families/opt", "prompt,lora", (const char *const[]){"--prompt-tokens", "2"}, 2, 1);
+  /* Gemma: scaled embeddings (prompt rows too), 1 + w norms, GeGLU;
+   * Gemma-2: post norms, capped scores (prefix included) and logits, the
+   * window of 4 in layers 0 and 2 only */
+  check("../families/gemma", "prompt,lora", (const char *const[]){"--prompt-tokens", "2"}, 2, 1);
+  for (int g = 0; g < 2; g++) {
+    check("../families/gemma2", "none", NULL, 0, g);
+    check("../families/gemma2", "prefix", pre, 2, g);
+  }
   /* GPT-NeoX: the parallel residual and half of each head rotating at the
    * token's own position; neox_seq the sequential residual, tied head */
   for (int g = 0; g < 2; g++) {

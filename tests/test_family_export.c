@@ -1,4 +1,4 @@
-/* export --format peft for Qwen2, Mistral, OPT and GPT-NeoX: with the family's
+/* export --format peft for Qwen2, Mistral, OPT, GPT-NeoX, Gemma and Gemma-2: with the family's
  * default targets (PEFT's mapping: LoRA q_proj, v_proj; IA3 k_proj, v_proj
  * and the feed-forward down_proj, OPT's q_proj, k_proj, fc2, or GPT-NeoX's
  * query_key_value and dense_4h_to_h) the adapter
@@ -42,13 +42,14 @@ typedef struct {
   int rows, cols;
 } want_tensor;
 
-static void check_tensors(const char *dir, const char *blocks, const want_tensor *w, int n) {
+static void check_tensors_l(const char *dir, const char *blocks, int layers, const want_tensor *w,
+                            int n) {
   char p[1300];
   snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
   dt_st_file f;
   assert_int_equal(dt_st_open(&f, p), 0);
-  assert_int_equal(f.n, 2 * n);
-  for (int l = 0; l < 2; l++)
+  assert_int_equal(f.n, layers * n);
+  for (int l = 0; l < layers; l++)
     for (int i = 0; i < n; i++) {
       char name[256];
       snprintf(name, sizeof name, "base_model.model.%s.%d.%s.%s", blocks, l, w[i].module,
@@ -64,6 +65,10 @@ static void check_tensors(const char *dir, const char *blocks, const want_tensor
       if (!found) fail_msg("%s: no tensor %s", p, name);
     }
   dt_st_close(&f);
+}
+
+static void check_tensors(const char *dir, const char *blocks, const want_tensor *w, int n) {
+  check_tensors_l(dir, blocks, 2, w, n);
 }
 
 static void check_list(json_t *c, const char *key, const char *const *want, int n) {
@@ -175,6 +180,37 @@ static void test_neox(void **state) {
   json_decref(c);
 }
 
+/* Gemma and Gemma-2: PEFT's gemma / gemma2 mappings, LoRA q_proj and v_proj
+ * (q_proj 64 wide: head_dim 16 x 4 heads != hidden 48); IA3 q_proj, v_proj
+ * and the feed-forward down_proj */
+static void test_gemma(void **state) {
+  (void)state;
+  char dir[1200];
+  train_export("gemma", "gemma-lora", "--method lora --lora-rank 4 --lora-init random", dir,
+               sizeof dir);
+  const want_tensor w[] = {{"self_attn.q_proj", "lora_A.weight", 4, 48},
+                           {"self_attn.q_proj", "lora_B.weight", 64, 4},
+                           {"self_attn.v_proj", "lora_A.weight", 4, 48},
+                           {"self_attn.v_proj", "lora_B.weight", 32, 4}};
+  check_tensors(dir, "model.layers", w, 4);
+  json_t *c = adapter_config(dir);
+  const char *const t[] = {"self_attn.q_proj", "self_attn.v_proj"};
+  check_list(c, "target_modules", t, 2);
+  json_decref(c);
+  train_export("gemma2", "gemma2-ia3", "--method ia3", dir, sizeof dir);
+  const want_tensor w3[] = {{"self_attn.q_proj", "ia3_l", 64, 1},
+                            {"self_attn.v_proj", "ia3_l", 32, 1},
+                            {"mlp.down_proj", "ia3_l", 1, 128}};
+  check_tensors_l(dir, "model.layers", 3, w3, 3);
+  c = adapter_config(dir);
+  assert_string_equal(json_string_value(json_object_get(c, "peft_type")), "IA3");
+  const char *const t3[] = {"mlp.down_proj", "self_attn.q_proj", "self_attn.v_proj"};
+  check_list(c, "target_modules", t3, 3);
+  const char *const ff[] = {"mlp.down_proj"};
+  check_list(c, "feedforward_modules", ff, 1);
+  json_decref(c);
+}
+
 /* BLOOM: PEFT's bloom mapping, LoRA query_key_value (the fused per-head
  * rows, 3 d); IA3 query_key_value and the feed-forward mlp.dense_4h_to_h */
 static void test_bloom(void **state) {
@@ -208,6 +244,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_mistral_ia3),
       cmocka_unit_test(test_opt),
       cmocka_unit_test(test_neox),
+      cmocka_unit_test(test_gemma),
       cmocka_unit_test(test_bloom),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,9 @@
 /* Tensor- and data-parallel layouts of the families built on LLaMA's block
  * train as one rank does: Qwen2's q/k/v biases (sharded with their heads;
  * bitfit and full train them), Mistral's window (full, prefix, prompt),
- * OPT (full, prompt) and GPT-NeoX (per-head query_key_value rows, partial
- * rotary, parallel and sequential residual: full, LoRA and IA3, SAID).
+ * OPT (full, prompt), GPT-NeoX (per-head query_key_value rows, partial
+ * rotary, parallel and sequential residual: full, LoRA and IA3, SAID) and
+ * Gemma-2 (full, prompt).
  * Every layout's losses of 5 steps within 2e-5 of the 1-rank run's and its
  * gradient norms within 1e-4 relative; the 1-rank run itself is checked
  * against numpy and finite differences (tests/families.cmake). Layouts: 2
@@ -100,6 +101,14 @@ static void test_mistral(void **state) {
   layouts("mistral", "--method prompt --prompt-tokens 3", "mistral-prompt");
 }
 
+/* Gemma-2: post norms (full trains them), soft-caps, the window of alternate
+ * layers, scaled prompt embeddings */
+static void test_gemma2(void **state) {
+  (void)state;
+  layouts("gemma2", "--method full --weights-dtype fp32", "gemma2-full");
+  layouts("gemma2", "--method prompt --prompt-tokens 3", "gemma2-prompt");
+}
+
 int main(int argc, char **argv) {
   cli_init(argc, argv);
   const struct CMUnitTest tests[] = {
@@ -107,6 +116,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_mistral),
       cmocka_unit_test(test_opt),
       cmocka_unit_test(test_neox),
+      cmocka_unit_test(test_gemma2),
       cmocka_unit_test(test_bloom),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -45,6 +45,7 @@ static const char *config_dir(const char *name, const char *json) {
   "\"intermediate_size\":160,\"vocab_size\":100,\"max_position_embeddings\":128"
 #define MISTRAL_BASE "\"model_type\":\"mistral\"," SHAPE_OF_LLAMA
 #define QWEN2_BASE "\"model_type\":\"qwen2\"," SHAPE_OF_LLAMA
+#define GEMMA2_BASE "\"model_type\":\"gemma2\"," SHAPE_OF_LLAMA
 #define NEOX_BASE                                                                 \
   "\"model_type\":\"gpt_neox\",\"num_hidden_layers\":2,\"hidden_size\":64,"     \
   "\"num_attention_heads\":4,\"intermediate_size\":160,\"vocab_size\":100,"        \
@@ -201,6 +202,41 @@ static void test_llama_variants(void **state) {
   assert_int_equal(c.tied_head, 1);
   assert_int_equal(c.has_bias, 1);
   assert_int_equal(dt_cfg_dim(&c, DT_DIM_POS), 130); /* OPT's 2 extra position rows */
+  /* gemma: head_dim GemmaConfig's 256 when absent, tied, no window or caps;
+   * hidden_activation read before hidden_act (the hub's files say "gelu"
+   * there beside gelu_pytorch_tanh) */
+  d = config_dir("g1", "{\"model_type\":\"gemma\"," SHAPE_OF_LLAMA ",\"hidden_act\":\"gelu\","
+                 "\"hidden_activation\":\"gelu_pytorch_tanh\"}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_GEMMA);
+  assert_int_equal(c.head_dim, 256);
+  assert_int_equal(dt_cfg_act(&c), DT_ACT_GEGLU); /* the family's, distinct from NeoX's erf GELU */
+  assert_int_equal(c.tied_head, 1);
+  assert_int_equal(c.sliding_window, 0);
+  assert_true(c.attn_softcap == 0.0f && c.final_softcap == 0.0f && c.attn_scalar == 0.0f);
+  assert_true(fabsf(dt_cfg_attn_scale(&c) - 1.0f / 16.0f) < 1e-9f);
+  assert_true(fabsf(dt_cfg_embed_scale(&c) - 8.0f) < 1e-6f); /* sqrt(64) */
+  /* gemma2: Gemma2Config's defaults where the keys are absent (caps 50
+   * and 30, query_pre_attn_scalar 256, window 4096 in even layers) */
+  d = config_dir("g2", "{" GEMMA2_BASE ",\"head_dim\":16}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_GEMMA2);
+  assert_true(c.attn_softcap == 50.0f && c.final_softcap == 30.0f && c.attn_scalar == 256.0f);
+  assert_int_equal(dt_cfg_window(&c, 0), 4096);
+  assert_int_equal(dt_cfg_window(&c, 1), 0);
+  /* null caps: none; full_attention everywhere: no window in any layer */
+  d = config_dir("g3", "{" GEMMA2_BASE ",\"attn_logit_softcapping\":null,"
+                 "\"final_logit_softcapping\":null,\"query_pre_attn_scalar\":144,"
+                 "\"sliding_window\":8,\"layer_types\":[\"full_attention\",\"full_attention\"]}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_true(c.attn_softcap == 0.0f && c.final_softcap == 0.0f);
+  assert_true(fabsf(dt_cfg_attn_scale(&c) - 1.0f / 12.0f) < 1e-9f);
+  assert_int_equal(dt_cfg_window(&c, 0), 0);
+  d = config_dir("g4", "{" GEMMA2_BASE ",\"sliding_window\":8,"
+                 "\"layer_types\":[\"sliding_attention\",\"full_attention\"]}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(dt_cfg_window(&c, 0), 8);
+  assert_int_equal(dt_cfg_window(&c, 1), 0);
 }
 
 /* BLOOM: transformers' saved keys and BigScience's original ones, the FFN
@@ -351,6 +387,20 @@ static void test_bad_configs(void **state) {
       {"qwen2layers", "{" QWEN2_BASE ","
        "\"layer_types\":[\"full_attention\",\"sliding_attention\"]}", "layer_types[1]",
        "sliding_attention"},
+      {"gemmaact", "{\"model_type\":\"gemma\"," SHAPE_OF_LLAMA ",\"hidden_act\":\"gelu\"}",
+       "hidden_act", "gelu"},
+      {"gemma2act", "{" GEMMA2_BASE ",\"hidden_activation\":\"silu\"}", "hidden_activation",
+       "silu"},
+      {"gemmabias", "{\"model_type\":\"gemma\"," SHAPE_OF_LLAMA ",\"attention_bias\":true}",
+       "attention_bias", "true"},
+      {"gemmabidir", "{" GEMMA2_BASE ",\"use_bidirectional_attention\":true}",
+       "use_bidirectional_attention", "true"},
+      {"gemma2layers", "{" GEMMA2_BASE ",\"layer_types\":[\"full_attention\",\"sliding_attention\"]}",
+       "layer_types[1]", "sliding_attention"},
+      {"gemma2cap", "{" GEMMA2_BASE ",\"attn_logit_softcapping\":-1}", "attn_logit_softcapping",
+       "-1"},
+      {"gemma2scalar", "{" GEMMA2_BASE ",\"query_pre_attn_scalar\":0}", "query_pre_attn_scalar",
+       "0"},
       {"badjson", "{\"model_type\":", "config.json", "JSON"},
       {"array", "[1]", "config.json", NULL},
   };

@@ -4,6 +4,10 @@
 # Every program runs under `srun --mpi=pmix` from node 1, its ranks on the
 # nodes Slurm gives them, Open MPI between nodes over TCP.
 #
+#   fence   MPI_Init holds every rank until all are in it: the last rank of
+#           2 nodes x 2 ranks and of 3 nodes x 1 rank enters 1 s late, and
+#           no rank may leave before it entered (init_barrier.c; the PMIx
+#           fence of each node once completed alone, docs/testing.md)
 #   parity  test_parity's fixture checks (losses, loss changes, gradients,
 #           logits against the HF/PEFT numbers, the layout matrix's
 #           tolerances) of LoRA on the GPT-2 and LLaMA fixtures for
@@ -74,6 +78,20 @@ parity_cases() {
     --lora-targets c_attn,mlp.c_fc --init-from "$F/gpt2/lora/init.safetensors"
   echo --case "mn_llama_$2" llama lora 2e-5 --tp "$tp" --method lora --lora-rank 4 --lora-alpha 8 \
     --lora-targets q_proj,v_proj,down_proj --init-from "$F/llama/lora/init.safetensors"
+}
+
+test_fence() {
+  local layout name nodes ranks
+  for layout in "n2 2 4" "n3 3 3"; do
+    read -r name nodes ranks <<< "$layout"
+    if run 60 "$S/fence-$name.log" -N "$nodes" -n "$ranks" "$BUILD/tests/vc_init_barrier" 1 &&
+       grep -q '^held: ' "$S/fence-$name.log"; then
+      ok "fence: $nodes nodes, $ranks ranks: $(grep '^held: ' "$S/fence-$name.log")"
+    else
+      fail "fence: $nodes nodes, $ranks ranks: MPI_Init did not hold the ranks until the last one entered"
+      cat "$S/fence-$name.log"
+    fi
+  done
 }
 
 test_parity() {
@@ -266,6 +284,7 @@ EOF
 PRE_STEPS=${DT_MN_PRE_STEPS:-1500}
 
 case "$TEST" in
+  fence) test_fence ;;
   parity) test_parity ;;
   share) test_share ;;
   ckpt) test_ckpt ;;

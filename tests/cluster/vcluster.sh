@@ -19,11 +19,12 @@
 #            dt_vc_stop DIR        cancel jobs, stop the daemons by pid,
 #                                  delete the namespaces; idempotent
 # Command:   vcluster.sh up DIR N | down DIR | exec DIR I CMD... | status DIR
-# A detached watchdog stops the cluster when DIR disappears, when the owner
-# process (DT_VC_OWNER, default: the shell that sourced this file and called
+# A detached watchdog stops the cluster when the owner process
+# (DT_VC_OWNER, default: the shell that sourced this file and called
 # dt_vc_start; 0 for none, the default of `vcluster.sh up`) ends, and in any
 # case after DT_VC_LIFETIME seconds (default 900), so nothing outlives a
-# killed test run.
+# killed test run; it leaves DIR alone once DIR/vc.env names another
+# cluster or none (after `down`).
 DT_VC_SELF=$(readlink -f "${BASH_SOURCE[0]}")
 # shellcheck source=../slurm/cluster.sh
 source "$(dirname "$DT_VC_SELF")/../slurm/cluster.sh"
@@ -106,15 +107,20 @@ dt_vc_stop() {
   return 0
 }
 
-# dt_vc_watchdog DIR OWNER LIFETIME: detached; stops the cluster of DIR when
-# DIR is gone, OWNER (unless 0) has ended, or LIFETIME seconds have passed
+# dt_vc_watchdog DIR OWNER LIFETIME ID: detached; stops the cluster ID of
+# DIR when OWNER (unless 0) has ended or LIFETIME seconds have passed; ends
+# without touching DIR once DIR/vc.env no longer names ID (`down` stopped
+# it, or a new cluster took DIR: a watchdog that stopped whatever DIR held
+# then took down the next run's cluster while it started)
 dt_vc_watchdog() {
   # $0 of the watchdog is not the script, so that sourcing it does not run
   # the command line part below
-  ( setsid bash -c 'source "$4"; end=$((SECONDS + $3))
-      while [[ -e "$1/vc.env" ]] && (( SECONDS < end )) &&
-            { [[ "$2" == 0 ]] || kill -0 "$2" 2>/dev/null; }; do sleep 1; done
-      dt_vc_stop "$1"' dt-vc-watchdog "$1" "$2" "$3" "$DT_VC_SELF" </dev/null >/dev/null 2>&1 & )
+  ( setsid bash -c 'source "$4"; d=$1 owner=$2 end=$((SECONDS + $3)) id=$5
+      ours() { [[ "$(sed -n "s/^VC_ID=//p" "$d/vc.env" 2>/dev/null)" == "$id" ]]; }
+      while ours && (( SECONDS < end )) &&
+            { [[ "$owner" == 0 ]] || kill -0 "$owner" 2>/dev/null; }; do sleep 1; done
+      if ours; then dt_vc_stop "$d"; fi' dt-vc-watchdog "$1" "$2" "$3" "$DT_VC_SELF" "$4" \
+      </dev/null >/dev/null 2>&1 & )
 }
 
 dt_vc_start() {
@@ -134,7 +140,7 @@ dt_vc_start() {
   VC_ID=$(od -An -N2 -tx2 /dev/urandom | tr -d ' ')
   VC_N=$n
   printf 'VC_ID=%s\nVC_N=%s\n' "$VC_ID" "$VC_N" > "$d/vc.env"
-  dt_vc_watchdog "$d" "${DT_VC_OWNER:-$$}" "${DT_VC_LIFETIME:-900}"
+  dt_vc_watchdog "$d" "${DT_VC_OWNER:-$$}" "${DT_VC_LIFETIME:-900}" "$VC_ID"
   if ! dt_vc_up "$d"; then
     local why=$DT_CLUSTER_WHY
     dt_vc_stop "$d"
@@ -195,11 +201,18 @@ EOF
     done
     echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES"
   } > "$d/slurm/slurm.conf"
-  # the PMIx plugin's fence as a tree: with the default (mixed), 3 of 20
-  # 3-node starts of deltatune crashed in MPI_Init (a TCP fragment for a tag
-  # whose callback was not registered yet: a peer was already past the
-  # fence), with tree none of 54 (docs/testing.md)
-  echo "PMIxCollFence=tree" > "$d/slurm/mpi.conf"
+  # the PMIx plugin's fences as a ring. Slurm 22.05's tree fence builds its
+  # tree with reverse_tree_info(), which gives every node "no parent, no
+  # children" when TreeWidth (default 50) exceeds the step's node count, so
+  # on a small cluster each node's fence completed alone: MPI_Init's barrier
+  # held no rank for another node's ranks, and a rank that left MPI_Init
+  # first sent to one still in its modex fence, whose TCP BTL called the
+  # not yet registered PML callback (a segfault at address 0; the dying
+  # rank's vader segment, removed by the PMIx cleanup, then made its node
+  # peer's open() fail with ENOENT). The default (mixed) uses that tree for
+  # fences without data, MPI_Init's barrier among them. The ring spans the
+  # nodes (docs/testing.md, "PMIx fence"; multinode_fence checks it)
+  echo "PMIxCollFence=ring" > "$d/slurm/mpi.conf"
 
   dt_vc_exec "$d" 1 slurmctld -f "$d/slurm/slurm.conf" -c -i >"$d/slurm/log/slurmctld.stderr" 2>&1 ||
     { dt_cluster_why "slurmctld did not start" "$d/slurm/log/slurmctld.stderr" "$d/slurm/log/slurmctld.log"; return 1; }

@@ -28,6 +28,11 @@ model.safetensors, tensors sorted by name):
   neox_seq        the same weights, sequential residual
                   (use_parallel_residual false), the legacy keys rotary_pct
                   0.5 and rotary_emb_base 500, hidden_act gelu_fast, tied head.
+  gemma           Gemma (drawn weights, head_dim 16 != hidden 48 / 4 heads,
+                  norm weights around 0: scale 1 + w, tied head).
+  gemma2          Gemma-2 with the same shapes and 3 layers: sliding window 4
+                  in layers 0 and 2, soft-capping small enough to bend
+                  (attention 2, logits 3), query_pre_attn_scalar 24.
   bloom           BLOOM from the GPT-2 fixture's weights: 4 heads (ALiBi
                   slopes of a power of two), c_attn's q, k, v rows regrouped
                   per head into query_key_value, a drawn
@@ -37,8 +42,9 @@ model.safetensors, tensors sorted by name):
                   extra slopes of a head count that is not a power of two),
                   BigScience's original keys (n_embed, num_attention_heads).
 
-The last three are the models of tests/parity/make_fixtures.py's qwen2 and
-mistral fixtures and of the reference forward pass (reference_forward.py).
+The qwen2, mistral, opt, neox, neox_seq, gemma, gemma2, bloom and bloom_h6
+folders are the models of tests/parity/make_fixtures.py's fixtures of those
+families and of the reference forward pass (reference_forward.py).
 Deterministic: running it again writes the same bytes.
 usage: make_family_models.py [OUT_DIR (default tests/data/families)]"""
 import json
@@ -222,6 +228,46 @@ def bloom_from_gpt2(gcfg, g, seed, H, legacy):
     return cfg, t
 
 
+def gemma_model(v2, seed):
+    """A tiny Gemma / Gemma-2: config (every key transformers 5.17 writes
+    that the arithmetic reads) and drawn tensors."""
+    rng = np.random.default_rng(seed)
+    d, H, KV, hd, F, V, L = 48, 4, 2, 16, 128, 96, 3 if v2 else 2
+    cfg = {"architectures": ["Gemma2ForCausalLM" if v2 else "GemmaForCausalLM"],
+           "model_type": "gemma2" if v2 else "gemma", "attention_bias": False,
+           "attention_dropout": 0.0, "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0,
+           "dtype": "float32", "head_dim": hd, "hidden_act": "gelu_pytorch_tanh",
+           "hidden_activation": "gelu_pytorch_tanh", "hidden_size": d,
+           "initializer_range": 0.02, "intermediate_size": F, "max_position_embeddings": 64,
+           "num_attention_heads": H, "num_hidden_layers": L, "num_key_value_heads": KV,
+           "rms_norm_eps": 1e-6, "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"},
+           "tie_word_embeddings": True, "transformers_version": "5.17.0", "use_cache": True,
+           "vocab_size": V}
+    if v2:
+        cfg.update({"attn_logit_softcapping": 2.0, "final_logit_softcapping": 3.0,
+                    "query_pre_attn_scalar": 24, "sliding_window": 4,
+                    "layer_types": ["sliding_attention" if (i + 1) % 2 else "full_attention"
+                                    for i in range(L)],
+                    "use_bidirectional_attention": None})
+    f32 = lambda *shape, s=0.15: (rng.normal(0.0, 1.0, shape) * s).astype(np.float32)  # noqa: E731
+    t = {"model.embed_tokens.weight": f32(V, d, s=0.1), "model.norm.weight": f32(d, s=0.1)}
+    norms = ["input_layernorm", "post_attention_layernorm"]
+    if v2:
+        norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
+    for layer in range(L):
+        p = f"model.layers.{layer}."
+        t[p + "self_attn.q_proj.weight"] = f32(H * hd, d, s=0.25)
+        t[p + "self_attn.k_proj.weight"] = f32(KV * hd, d, s=0.25)
+        t[p + "self_attn.v_proj.weight"] = f32(KV * hd, d)
+        t[p + "self_attn.o_proj.weight"] = f32(d, H * hd)
+        t[p + "mlp.gate_proj.weight"] = f32(F, d)
+        t[p + "mlp.up_proj.weight"] = f32(F, d)
+        t[p + "mlp.down_proj.weight"] = f32(d, F, s=0.1)
+        for n in norms:
+            t[p + n + ".weight"] = f32(d, s=0.1)
+    return cfg, t
+
+
 def save(folder, cfg, tensors):
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "config.json"), "w") as f:
@@ -260,6 +306,8 @@ def main():
     save(os.path.join(out, "opt", "model"), *opt_from_gpt2(gcfg, g, 5))
     save(os.path.join(out, "neox", "model"), *neox_from_gpt2(gcfg, g, 20, True))
     save(os.path.join(out, "neox_seq", "model"), *neox_from_gpt2(gcfg, g, 20, False))
+    save(os.path.join(out, "gemma", "model"), *gemma_model(False, 7))
+    save(os.path.join(out, "gemma2", "model"), *gemma_model(True, 9))
     save(os.path.join(out, "bloom", "model"), *bloom_from_gpt2(gcfg, g, 176, 4, False))
     save(os.path.join(out, "bloom_h6", "model"), *bloom_from_gpt2(gcfg, g, 176, 6, True))
 

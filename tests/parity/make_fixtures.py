@@ -16,7 +16,8 @@ test suite.
 usage: make_fixtures.py FAMILY OUT [--model-dir DIR] [--batch FILE]
                         [--init-dir DIR] [--compare DIR] [--methods a,b,...]
                         [--name NAME]
-  FAMILY       gpt2, llama, qwen2, mistral, opt, gpt_neox or bloom
+  FAMILY       gpt2, llama, qwen2, mistral, opt, gpt_neox, gemma, gemma2 or
+               bloom
   --model-dir  load this Hugging Face folder (e.g. tests/data/families/qwen2/model)
                instead of making a tiny model from the seed
   --batch      use this batch instead of drawing one
@@ -66,6 +67,11 @@ FAMILIES["gpt_neox"] = dict(blocks="gpt_neox.layers",
                             ia3=["query_key_value", "dense_4h_to_h"], ia3_ff=["dense_4h_to_h"],
                             adapter=("attention.dense", "mlp.dense_4h_to_h"),
                             fan_in_fan_out=False)
+# Gemma and Gemma-2: LLaMA's module names; IA3 with PEFT's gemma / gemma2
+# defaults (q_proj, v_proj, down_proj). The adapter hooks the outputs of o_proj
+# and down_proj: in Gemma-2 before the post-attention / post-feedforward norms
+FAMILIES["gemma"] = dict(FAMILIES["llama"], ia3=["q_proj", "v_proj", "down_proj"])
+FAMILIES["gemma2"] = FAMILIES["gemma"]
 # BLOOM: PEFT's default LoRA target query_key_value (the fused per-head
 # rows) plus the FFN's output dense_4h_to_h; IA3 PEFT's bloom mapping
 FAMILIES["bloom"] = dict(blocks="transformer.h",
@@ -101,6 +107,13 @@ def tiny_config(family):
         return AutoConfig.for_model("qwen2", use_sliding_window=False, **c)
     if family == "mistral":  # the window (4) shorter than the batch's 12 tokens
         return AutoConfig.for_model("mistral", sliding_window=4, **common)
+    if family in ("gemma", "gemma2"):  # Gemma-2: the window (4) in layers 0 and 2
+        c = dict(common, head_dim=16, tie_word_embeddings=True, hidden_act="gelu_pytorch_tanh",
+                 hidden_activation="gelu_pytorch_tanh")
+        if family == "gemma2":
+            c.update(num_hidden_layers=3, sliding_window=4, query_pre_attn_scalar=24,
+                     attn_logit_softcapping=2.0, final_logit_softcapping=3.0)
+        return AutoConfig.for_model(family, **c)
     if family == "opt":
         return AutoConfig.for_model("opt", num_hidden_layers=2, hidden_size=48,
                                     num_attention_heads=4, ffn_dim=192, vocab_size=96,

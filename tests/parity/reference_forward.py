@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """An independent forward pass of the LLaMA-like families (llama, qwen2,
-mistral) and of OPT in numpy float64, from the Hugging Face folder and transformers'
+mistral, gemma, gemma2), of OPT, of GPT-NeoX and of BLOOM in numpy float64, from the Hugging Face folder and transformers'
 documented semantics: RMSNorm (x * rsqrt(mean(x^2) + eps) * w), rotary
 embeddings in the rotate_half convention, grouped key/value heads, q/k/v
 biases where the file has them (Qwen2), the causal mask and Mistral's
@@ -14,7 +14,15 @@ learned positions read at position + 2, tied head. GPT-NeoX: LayerNorm
 dimensions of each head (rope_parameters or the legacy rotary_pct /
 rotary_emb_base), GELU (erf for "gelu", tanh for the others), the parallel
 residual x + attn(ln1(x)) + mlp(ln2(x)) or the sequential one, embed_out or
-the tied embedding. BLOOM: the word_embeddings_layernorm after the
+the tied embedding. Gemma: RMSNorm scaling by 1 + w, embeddings times
+sqrt(hidden_size), GeGLU with the tanh GELU
+(0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))) * up), head_dim from the
+config, tied head. Gemma-2 adds the norms of the attention and FFN outputs
+(post_attention_layernorm, post_feedforward_layernorm; pre_feedforward_layernorm
+before the FFN), scores scaled by query_pre_attn_scalar^-1/2 and soft-capped
+(c tanh(s / c)) before the mask, the window only in the layers layer_types
+calls sliding_attention (absent: the even ones), and soft-capped logits.
+BLOOM: the word_embeddings_layernorm after the
 embedding, ALiBi in transformers' form (head h's score of key j gets slope_h
 * j, the key's position; slopes of build_alibi_tensor, the extra heads of a
 count that is not a power of two interleaved), the per-head query_key_value,
@@ -26,7 +34,14 @@ the same code reproduces the transformers fixture hf-parity/llama (run it on
 that folder: the check `family_reference_llama`).
 
 usage: reference_forward.py DELTATUNE MODEL_DIR BATCH TMP_DIR [LOSS_TOL
-                            [LAUNCHER... -- EVAL_OPTIONS...]]
+                            [LAUNCHER... -- EVAL_OPTIONS...]] [--train="METHOD OPTIONS"]
+With --train (LLaMA-like families), deltatune trains METHOD (lora, ia3, prompt,
+prefix without projection) for 2 steps at 1 rank, exports it with `export
+--format peft`, and the reference applies that adapter as PEFT does (LoRA
+B A x alpha/r; IA3 scaling the output, or the input of feed-forward modules;
+prompt tuning's rows before the token embeddings, as inputs_embeds; prefix
+tuning's key/values at positions 0..P-1, the tokens at P..) to check `eval
+--checkpoint`.
 LAUNCHER (e.g. mpirun -np 2) runs deltatune, EVAL_OPTIONS (e.g. --tp 2) are
 added to its eval options: the layouts of the tensor-parallel split.
 TMP_DIR given as DIR:prefix=P (bloom): eval with --method prefix and P
@@ -50,9 +65,13 @@ def rope_theta(cfg):
     return float((cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0))
 
 
-def window_of(cfg):
+def window_of(cfg, layer=0):
     if cfg["model_type"] == "mistral":
         return cfg.get("sliding_window", 4096) or 0
+    if cfg["model_type"] == "gemma2":
+        types = cfg.get("layer_types") or ["sliding_attention" if (i + 1) % 2 else "full_attention"
+                                           for i in range(cfg["num_hidden_layers"])]
+        return (cfg.get("sliding_window", 4096) or 0) if types[layer] == "sliding_attention" else 0
     return 0
 
 
@@ -215,29 +234,51 @@ def forward_bloom(cfg, w, ids, prefix=None):
     return x @ g(head).T
 
 
-def forward(cfg, w, ids, prefix=None):
+def forward(cfg, w, ids, ad=None, prefix=None):
+    """logits [B, T, V] (float64); with ad (a PEFT adapter: read_adapter) the
+    logits of the backbone with the adapter, [B, P + T, V] for prompt tuning;
+    prefix (bloom): forward_bloom's prefix table."""
     if cfg["model_type"] == "bloom":
+        assert ad is None, "adapters: the LLaMA-like families only"
         return forward_bloom(cfg, w, ids, prefix)
     if prefix is not None:
         sys.exit("reference_forward.py: --prefix is for bloom only")
     if cfg["model_type"] == "opt":
+        assert ad is None, "adapters: the LLaMA-like families only"
         return forward_opt(cfg, w, ids)
     if cfg["model_type"] == "gpt_neox":
+        assert ad is None, "adapters: the LLaMA-like families only"
         return forward_neox(cfg, w, ids)
-    """logits [B, T, V] (float64)."""
     g = lambda name: w[name].astype(np.float64)  # noqa: E731
+    ad = ad or {"kind": None}
     B, T = ids.shape
     d, H = cfg["hidden_size"], cfg["num_attention_heads"]
     KV = cfg.get("num_key_value_heads") or H
     hd = cfg.get("head_dim") or d // H
     eps = cfg["rms_norm_eps"]
-    W = window_of(cfg)
+    gemma = cfg["model_type"] in ("gemma", "gemma2")
+    v2 = cfg["model_type"] == "gemma2"
+    scale = (cfg.get("query_pre_attn_scalar", 256) if v2 else hd) ** -0.5
+    acap = cfg.get("attn_logit_softcapping", 50.0) if v2 else None
+    fcap = cfg.get("final_logit_softcapping", 30.0) if v2 else None
 
     def rms(x, wt):
-        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * wt
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * (1.0 + wt if gemma else wt)
 
+    def act(gate):
+        if gemma:
+            return 0.5 * gate * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (gate + 0.044715 * gate ** 3)))
+        return gate / (1.0 + np.exp(-gate))
+
+    # prompt tuning: P virtual tokens before the data (positions 0..P-1);
+    # prefix tuning: P key/values before them in every layer, the tokens at
+    # positions P..P+T-1
+    P = ad["P"] if ad["kind"] in ("PROMPT_TUNING", "PREFIX_TUNING") else 0
+    T0 = P if ad["kind"] == "PREFIX_TUNING" else 0
+    if ad["kind"] == "PROMPT_TUNING":
+        T += P
     inv = 1.0 / rope_theta(cfg) ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
-    ang = np.outer(np.arange(T, dtype=np.float64), inv)        # [T, hd/2]
+    ang = np.outer(np.arange(T0, T0 + T, dtype=np.float64), inv)  # [T, hd/2]
     cos = np.concatenate([np.cos(ang)] * 2, axis=-1)            # [T, hd]
     sin = np.concatenate([np.sin(ang)] * 2, axis=-1)
 
@@ -246,40 +287,94 @@ def forward(cfg, w, ids, prefix=None):
         r = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
         return x * cos + r * sin
 
-    qi = np.arange(T)[:, None]
-    ki = np.arange(T)[None, :]
-    visible = ki <= qi
-    if W:
-        visible &= ki > qi - W
+    qi = np.arange(T)[:, None] + T0  # positions
+    ki = np.arange(T)[None, :] + T0
     x = g("model.embed_tokens.weight")[ids]                      # [B, T, d]
+    if ad["kind"] == "PROMPT_TUNING":  # PEFT passes them as inputs_embeds
+        x = np.concatenate([np.repeat(ad["emb"][None], B, axis=0), x], axis=1)
+    if gemma:
+        x = x * np.sqrt(d)
     for layer in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{layer}."
+        W = window_of(cfg, layer)
+        visible = ki <= qi
+        if W:
+            visible = visible & (ki > qi - W)
         h = rms(x, g(p + "input_layernorm.weight"))
 
         def proj(name, inp):
+            a = "base_model.model." + p + name
+            if ad["kind"] == "IA3" and a + ".ia3_l" in ad["t"] and ad["ff"](name):
+                inp = inp * ad["t"][a + ".ia3_l"].reshape(-1)  # feed-forward: the input
             y = inp @ g(p + name + ".weight").T
             if p + name + ".bias" in w:
                 y = y + g(p + name + ".bias")
+            if ad["kind"] == "LORA" and a + ".lora_A.weight" in ad["t"]:
+                y = y + (inp @ ad["t"][a + ".lora_A.weight"].T) @ ad["t"][a + ".lora_B.weight"].T \
+                    * ad["scaling"]
+            if ad["kind"] == "IA3" and a + ".ia3_l" in ad["t"] and not ad["ff"](name):
+                y = y * ad["t"][a + ".ia3_l"].reshape(-1)  # the output
             return y
         q = proj("self_attn.q_proj", h).reshape(B, T, H, hd).transpose(0, 2, 1, 3)
         k = proj("self_attn.k_proj", h).reshape(B, T, KV, hd).transpose(0, 2, 1, 3)
         v = proj("self_attn.v_proj", h).reshape(B, T, KV, hd).transpose(0, 2, 1, 3)
         q, k = rot(q), rot(k)
+        vis = visible
+        if ad["kind"] == "PREFIX_TUNING":  # PEFT's past key/values, not rotated again
+            kv = ad["emb"].reshape(P, -1, 2, KV, hd)[:, layer]          # [P, 2, KV, hd]
+            pk = np.repeat(kv[:, 0].transpose(1, 0, 2)[None], B, axis=0)  # [B, KV, P, hd]
+            pv = np.repeat(kv[:, 1].transpose(1, 0, 2)[None], B, axis=0)
+            k = np.concatenate([pk, k], axis=2)
+            v = np.concatenate([pv, v], axis=2)
+            pvis = np.ones((T, P), dtype=bool)
+            if W:
+                pvis &= np.arange(P)[None, :] > qi - W
+            vis = np.concatenate([pvis, visible], axis=1)
         k = np.repeat(k, H // KV, axis=1)
         v = np.repeat(v, H // KV, axis=1)
-        s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
-        s = np.where(visible, s, -np.inf)
+        s = q @ k.transpose(0, 1, 3, 2) * scale
+        if acap:
+            s = acap * np.tanh(s / acap)
+        s = np.where(vis, s, -np.inf)
         s = np.exp(s - s.max(axis=-1, keepdims=True))
         s = s / s.sum(axis=-1, keepdims=True)
         a = (s @ v).transpose(0, 2, 1, 3).reshape(B, T, H * hd)
-        x = x + a @ g(p + "self_attn.o_proj.weight").T
-        h = rms(x, g(p + "post_attention_layernorm.weight"))
-        gate = h @ g(p + "mlp.gate_proj.weight").T
-        up = h @ g(p + "mlp.up_proj.weight").T
-        x = x + (gate / (1.0 + np.exp(-gate)) * up) @ g(p + "mlp.down_proj.weight").T
+        o = proj("self_attn.o_proj", a)
+        if v2:
+            o = rms(o, g(p + "post_attention_layernorm.weight"))
+        x = x + o
+        h = rms(x, g(p + ("pre_feedforward_layernorm" if v2 else "post_attention_layernorm")
+                     + ".weight"))
+        gate = proj("mlp.gate_proj", h)
+        up = proj("mlp.up_proj", h)
+        o = proj("mlp.down_proj", act(gate) * up)
+        if v2:
+            o = rms(o, g(p + "post_feedforward_layernorm.weight"))
+        x = x + o
     x = rms(x, g("model.norm.weight"))
     head = "lm_head.weight" if "lm_head.weight" in w else "model.embed_tokens.weight"
-    return x @ g(head).T
+    z = x @ g(head).T
+    return fcap * np.tanh(z / fcap) if fcap else z
+
+
+def read_adapter(folder):
+    """A PEFT folder as export --format peft writes it (LoRA, IA3, prompt and
+    prefix tuning; PEFT's tensor names and adapter_config.json), float64."""
+    with open(os.path.join(folder, "adapter_config.json")) as f:
+        c = json.load(f)
+    t, _ = st.read(os.path.join(folder, "adapter_model.safetensors"))
+    t = {k: v.astype(np.float64) for k, v in t.items()}
+    ad = {"kind": c["peft_type"], "t": t}
+    if c["peft_type"] == "LORA":
+        r, alpha = c["r"], c["lora_alpha"]
+        ad["scaling"] = alpha / (np.sqrt(r) if c.get("use_rslora") else r)
+    if c["peft_type"] == "IA3":
+        ff = c.get("feedforward_modules") or []
+        ad["ff"] = lambda name: any(name == m or name.endswith("." + m) for m in ff)
+    if c["peft_type"] in ("PROMPT_TUNING", "PREFIX_TUNING"):
+        ad["emb"] = t["prompt_embeddings"]
+        ad["P"] = c["num_virtual_tokens"]
+    return ad
 
 
 def loss_of(logits, labels):
@@ -298,12 +393,16 @@ def loss_of(logits, labels):
 
 
 def main():
-    binary, model, batch, tmp = sys.argv[1:5]
+    argv = [a for a in sys.argv if not a.startswith("--train=")]
+    train = [a[len("--train="):] for a in sys.argv if a.startswith("--train=")]
+    binary, model, batch, tmp = argv[1:5]
     n_prefix = 0
     if ":prefix=" in tmp:
         tmp, n_prefix = tmp.split(":prefix=")[0], int(tmp.split(":prefix=")[1])
-    tol = float(sys.argv[5]) if len(sys.argv) > 5 else 1e-5
-    rest = sys.argv[6:]
+        if train:
+            sys.exit("reference_forward.py: :prefix= and --train= exclude each other")
+    tol = float(argv[5]) if len(argv) > 5 else 1e-5
+    rest = argv[6:]
     launcher, extra = (rest[:rest.index("--")], rest[rest.index("--") + 1:]) if "--" in rest \
         else (rest, [])
     with open(os.path.join(model, "config.json")) as f:
@@ -312,21 +411,42 @@ def main():
     data, _ = st.read(batch)
     ids, labels = data["input_ids"], data["labels"]
     os.makedirs(tmp, exist_ok=True)
-    method = ["--method", "none"]
+    dump = os.path.join(tmp, "logits.safetensors")
+    if train:
+        # --train="METHOD OPTIONS": 2 steps of deltatune train at 1 rank, its
+        # export --format peft read back here, its checkpoint evaluated
+        def run(args):
+            r = subprocess.run([binary] + args, capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f"deltatune {args[0]} exited {r.returncode}:\n{r.stdout}{r.stderr}")
+        out_dir = os.path.join(tmp, "run")
+        run(["train", "--model", model, "--data", batch, "--batch-size", str(ids.shape[0]),
+             "--steps", "2", "--lr", "1e-2", "--log-every", "1000", "--out", out_dir,
+             "--method"] + train[0].split())
+        ckpt = os.path.join(out_dir, "ckpt-0000000002.nc")
+        run(["export", "--checkpoint", ckpt, "--format", "peft", "--out",
+             os.path.join(tmp, "peft")])
+        ad = read_adapter(os.path.join(tmp, "peft"))
+        ev = ["eval", "--checkpoint", ckpt]
+    else:
+        ad = None
+        ev = ["eval", "--model", model, "--method", "none"]
     prefix = None
     if n_prefix:
         width = 2 * cfg["n_layer"] * (cfg.get("hidden_size") or cfg["n_embed"])
         prefix = np.random.default_rng(7).normal(0.0, 1.0, (n_prefix, width)).astype(np.float32)
         init = os.path.join(tmp, "prefix.safetensors")
         st.write(init, {"prompt_encoder.embedding.weight": prefix})
-        method = ["--method", "prefix", "--prefix-tokens", str(n_prefix), "--init-from", init]
-    ref = forward(cfg, w, ids, prefix)
+        ev = ["eval", "--model", model, "--method", "prefix", "--prefix-tokens", str(n_prefix),
+              "--init-from", init]
+    ref = forward(cfg, w, ids, ad, prefix)
+    if ad and ad["kind"] == "PROMPT_TUNING":  # the virtual tokens are not scored
+        labels = np.concatenate([np.full((labels.shape[0], ad["P"]), -100, labels.dtype), labels],
+                                axis=1)
     ref_loss = loss_of(ref, labels)
-    dump = os.path.join(tmp, "logits.safetensors")
-    out = subprocess.run(launcher + [binary, "eval", "--model", model, "--data", batch] + method +
-                                    ["--batch-size", str(ids.shape[0]),
-                                     "--dump-logits", dump] + extra,
-                         capture_output=True, text=True)
+    out = subprocess.run(launcher + [binary] + ev + ["--data", batch, "--batch-size",
+                                                     str(ids.shape[0]), "--dump-logits", dump]
+                         + extra, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"deltatune eval exited {out.returncode}:\n{out.stdout}{out.stderr}")
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("loss ")]
@@ -338,8 +458,8 @@ def main():
     ok = abs(got_loss - ref_loss) <= tol and err <= 1e-4
     # the references of the fixture folders, where the folder has them
     fixture = os.path.join(os.path.dirname(batch), "base", "expected.json")
-    if os.path.basename(os.path.dirname(model)) == os.path.basename(os.path.dirname(batch)) and \
-            os.path.exists(fixture):
+    if not train and not n_prefix and os.path.basename(os.path.dirname(model)) == \
+            os.path.basename(os.path.dirname(batch)) and os.path.exists(fixture):
         with open(fixture) as f:
             hf = json.load(f)["loss0"]
         hl, _ = st.read(os.path.join(os.path.dirname(batch), "base", "logits0.safetensors"))
