@@ -9,7 +9,7 @@ typedef struct {
   int g0, len, l0;
 } dt_seg;
 
-#define DT_SEGS_MAX 256
+#define DT_SEGS_MAX 512 /* BLOOM-176B per-head query_key_value at one rank: 336 runs */
 
 typedef struct {
   int n;

@@ -35,7 +35,7 @@ step() {
         MPIRUN="mpirun --bind-to core" bash bench/generate_device.sh build "$m"
       done ;;
     presets)
-      for p in ${PRESETS:-qwen2.5-14b mistral-7b opt-13b gpt-neox-20b pythia-12b}; do
+      for p in ${PRESETS:-qwen2.5-14b mistral-7b opt-13b gpt-neox-20b pythia-12b gemma-7b bloom-7b1}; do
         t=$SECONDS
         mpirun -np 16 --bind-to core build/deltatune eval --model "synthetic:$p" --weights-dtype bf16 \
           --matmul-dtype bf16 --tp 16 --data synthetic:rows=2,len=128 --batch-size 1 2>&1 |

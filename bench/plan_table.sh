@@ -15,8 +15,10 @@ MEM=${MEM:-512G}
 NODES=${NODES:-"8 16 32 64"}
 MODELS=${MODELS:-"gpt3-175b llama2-70b llama2-13b bloom-176b"}
 methods() { # name|--method and options|weights dtype
-  local llama=$1
+  local llama=$1 model=$2
   if [[ $llama == 1 ]]; then echo "LoRA r=4 q,v|lora --lora-rank 4 --lora-targets q_proj,v_proj|bf16"
+  elif [[ $model == bloom* ]]; then
+    echo "LoRA r=4 query_key_value|lora --lora-rank 4 --lora-targets query_key_value|bf16"
   else echo "LoRA r=4 c_attn (= q,v count)|lora --lora-rank 4 --lora-targets c_attn|bf16"; fi
   echo "adapters m=64|adapter --adapter-size 64|bf16"
   echo "prefix P=10|prefix --prefix-tokens 10|bf16"
@@ -60,5 +62,5 @@ EOF
       first=0
     done
     echo "$row $fit |"
-  done < <(methods $llama)
+  done < <(methods $llama $model)
 done

@@ -1,8 +1,8 @@
 /* The family descriptors (see arch.h). Tensor names and shapes are those
  * of transformers' GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM,
  * MistralForCausalLM, OPTForCausalLM, GPTNeoXForCausalLM, GemmaForCausalLM,
- * Gemma2ForCausalLM and FalconForCausalLM; module names and
- * default targets are PEFT's for those model types. */
+ * Gemma2ForCausalLM, BloomForCausalLM and FalconForCausalLM; module names
+ * and default targets are PEFT's for those model types. */
 #include "arch.h"
 
 #include <stddef.h>
@@ -295,6 +295,61 @@ static const dt_arch_desc arch_table[] = {
                     {"model.layers.%d.post_feedforward_layernorm.weight", L1, DT_SLOT_PN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
                     {"model.norm.weight", G0, DT_SLOT_LNF_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
                     {"lm_head.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1}},
+    },
+    /* BloomForCausalLM: no position input but ALiBi (a per-head linear
+     * bias on the attention scores), a LayerNorm right after the
+     * embedding, LayerNorm with biases, a fused query_key_value laid out
+     * per head ([heads][q,k,v][head_dim]) as GPT-NeoX's, the tanh GELU
+     * (bloom_gelu_forward is gelu_new's formula), sequential residual,
+     * the head tied to the embedding */
+    {
+        .id = DT_ARCH_BLOOM,
+        .name = "bloom",
+        .title = "BLOOM",
+        .module_prefix = "transformer.h",
+        .norm = DT_NORM_LAYER,
+        .pos = DT_POS_ALIBI,
+        .act = DT_ACT_GELU_TANH,
+        .gated_ffn = 0,
+        .conv1d = 0,
+        .grouped_kv = 0,
+        .ffn_rule = DT_FFN_4D,
+        .norm_eps = 1e-5f,
+        .tied_head = 1,
+        .has_bias = 1,
+        .qkv_per_head = 1,
+        .embed_norm = 1,
+        .lora_targets = "query_key_value",
+        .ia3_targets = "query_key_value,mlp.dense_4h_to_h",
+        .ia3_ff = "mlp.dense_4h_to_h",
+        .n_modules = 4,
+        .modules = {
+            {"self_attention.query_key_value", DT_SITE_QKV, DT_DIM_0, DT_DIM_QKV, DT_DIM_D, 1},
+            {"self_attention.dense", DT_SITE_ATTN_OUT, DT_DIM_0, DT_DIM_D, DT_DIM_Q, 1},
+            {"mlp.dense_h_to_4h", DT_SITE_FC, DT_DIM_0, DT_DIM_F, DT_DIM_D, 1},
+            {"mlp.dense_4h_to_h", DT_SITE_PROJ, DT_DIM_0, DT_DIM_D, DT_DIM_F, 1},
+        },
+        .n_tensors = 18,
+        .tensors = {
+            {"transformer.word_embeddings.weight", G0, DT_SLOT_WTE, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 0},
+            {"transformer.word_embeddings_layernorm.weight", G0, DT_SLOT_EMBN_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.word_embeddings_layernorm.bias", G0, DT_SLOT_EMBN_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.h.%d.input_layernorm.weight", L1, DT_SLOT_LN1_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.h.%d.input_layernorm.bias", L1, DT_SLOT_LN1_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.h.%d.self_attention.query_key_value.weight", L1, DT_SLOT_LIN, DT_SITE_QKV, DT_DIM_QKV, DT_DIM_D, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_QKV, 0},
+            {"transformer.h.%d.self_attention.query_key_value.bias", L1, DT_SLOT_BIAS, DT_SITE_QKV, DT_DIM_QKV, DT_DIM_1, 0, DT_SHARD_QKV, DT_DIM_0, DT_DIM_QKV, 0},
+            {"transformer.h.%d.self_attention.dense.weight", L1, DT_SLOT_LIN, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_Q, 0, DT_SHARD_ATT_COLS, DT_DIM_0, DT_DIM_Q, 0},
+            {"transformer.h.%d.self_attention.dense.bias", L1, DT_SLOT_BIAS, DT_SITE_ATTN_OUT, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.h.%d.post_attention_layernorm.weight", L1, DT_SLOT_LN2_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.h.%d.post_attention_layernorm.bias", L1, DT_SLOT_LN2_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.h.%d.mlp.dense_h_to_4h.weight", L1, DT_SLOT_LIN, DT_SITE_FC, DT_DIM_F, DT_DIM_D, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0},
+            {"transformer.h.%d.mlp.dense_h_to_4h.bias", L1, DT_SLOT_BIAS, DT_SITE_FC, DT_DIM_F, DT_DIM_1, 0, DT_SHARD_FC, DT_DIM_0, DT_DIM_F, 0},
+            {"transformer.h.%d.mlp.dense_4h_to_h.weight", L1, DT_SLOT_LIN, DT_SITE_PROJ, DT_DIM_D, DT_DIM_F, 0, DT_SHARD_FFN_COLS, DT_DIM_0, DT_DIM_F, 0},
+            {"transformer.h.%d.mlp.dense_4h_to_h.bias", L1, DT_SLOT_BIAS, DT_SITE_PROJ, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.ln_f.weight", G0, DT_SLOT_LNF_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"transformer.ln_f.bias", G0, DT_SLOT_LNF_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
+            {"lm_head.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1},
+        },
     },
     /* FalconForCausalLM (Falcon-7B/40B/180B): LayerNorm with biases, rotary
      * on the whole head, GELU, no biases on the linears unless the config's

@@ -16,7 +16,8 @@ typedef enum {
   DT_ARCH_GPT_NEOX = 6,
   DT_ARCH_GEMMA = 7,
   DT_ARCH_GEMMA2 = 8,
-  DT_ARCH_FALCON = 10 /* 9: BLOOM (branch bloom) */
+  DT_ARCH_BLOOM = 9,
+  DT_ARCH_FALCON = 10
 } dt_arch;
 
 /* Where in a block a frozen linear sits (the four products of a block). */
@@ -29,7 +30,9 @@ typedef enum {
 } dt_site;
 
 typedef enum { DT_NORM_LAYER = 1, DT_NORM_RMS } dt_norm_kind;       /* LayerNorm (w, b) / RMSNorm (w) */
-typedef enum { DT_POS_LEARNED = 1, DT_POS_ROPE } dt_pos_kind;       /* wpe table / rotary */
+/* wpe table / rotary / ALiBi: a per-head linear bias slope * (key - query
+ * position) on the attention scores (BLOOM), no position input */
+typedef enum { DT_POS_LEARNED = 1, DT_POS_ROPE, DT_POS_ALIBI } dt_pos_kind;
 /* gelu_new / silu(gate)*up / relu / gelu with erf (GPT-NeoX's "gelu") /
  * gelu_tanh(gate)*up (Gemma's GeGLU) */
 typedef enum { DT_ACT_GELU_TANH = 1, DT_ACT_SWIGLU, DT_ACT_RELU, DT_ACT_GELU_ERF, DT_ACT_GEGLU } dt_act_kind;
@@ -69,7 +72,8 @@ typedef enum {
   DT_SLOT_LN1_W, DT_SLOT_LN1_B, DT_SLOT_LN2_W, DT_SLOT_LN2_B,              /* per block */
   DT_SLOT_LIN,  /* the site's frozen matrix, rows [lo, hi) of it */
   DT_SLOT_BIAS, /* the site's bias */
-  DT_SLOT_PN1_W, DT_SLOT_PN2_W /* norms of the attention and FFN outputs (post_norms) */
+  DT_SLOT_PN1_W, DT_SLOT_PN2_W, /* norms of the attention and FFN outputs (post_norms) */
+  DT_SLOT_EMBN_W, DT_SLOT_EMBN_B /* the norm right after the embedding (BLOOM) */
 } dt_slot;
 
 /* When a tensor row of a family whose file layout the config picks exists
@@ -148,6 +152,9 @@ typedef struct {
                                 FFN of the same input (GPT-NeoX) */
   float rope_pct;            /* a synthetic model's rotary share of a head
                                 (0: the whole head) */
+  int embed_norm;            /* a norm (the family's kind) on the embedding
+                                output, before the first block (BLOOM's
+                                word_embeddings_layernorm) */
   int no_linear_bias;        /* a synthetic model's linears have no biases
                                 while its LayerNorms have (Falcon) */
   int peft_prefix_per_query; /* PEFT's prefix tuning of the family has a

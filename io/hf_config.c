@@ -425,6 +425,47 @@ static int load_falcon(dt_config *c, json_t *r, const char *p) {
   return DT_OK;
 }
 
+/* An integer field under its name in transformers' saved config (key) or
+ * in BLOOM's original config.json (alt). */
+static int get_int_alt(json_t *r, const char *p, const char *key, const char *alt, int *out) {
+  json_t *v = json_object_get(r, key);
+  if (v && !json_is_null(v)) return get_int(r, p, key, 1, 0, out);
+  v = json_object_get(r, alt);
+  if (v && !json_is_null(v)) return get_int(r, p, alt, 1, 0, out);
+  DT_ERR(DT_EINPUT, "%s: required field %s (or %s) is missing", p, key, alt);
+}
+
+/* BLOOM: ALiBi instead of positions, a LayerNorm on the embeddings,
+ * pre-LayerNorm blocks with biases, a fused per-head query_key_value, the
+ * tanh GELU, an FFN of 4 hidden_size, the head tied to the embedding.
+ * transformers saves hidden_size / n_layer / n_head; BigScience's files
+ * have n_embed / n_layer / num_attention_heads. No position limit exists
+ * (ALiBi): n_ctx is seq_length where given, else 2048 (the training
+ * length). Refused: apply_residual_connection_post_layernorm true. */
+static int load_bloom(dt_config *c, json_t *r, const char *p) {
+  c->arch = DT_ARCH_BLOOM;
+  DT_CALL(get_int_alt(r, p, "n_layer", "num_hidden_layers", &c->n_layer));
+  DT_CALL(get_int_alt(r, p, "hidden_size", "n_embed", &c->d_model));
+  DT_CALL(get_int_alt(r, p, "n_head", "num_attention_heads", &c->n_head));
+  DT_CALL(get_int(r, p, "vocab_size", 1, 0, &c->vocab));
+  DT_CALL(get_int(r, p, "seq_length", 0, 2048, &c->n_ctx));
+  double x;
+  DT_CALL(get_num(r, p, "layer_norm_epsilon", 1e-5, &x));
+  c->norm_eps = (float)x;
+  int flag;
+  DT_CALL(get_bool(r, p, "apply_residual_connection_post_layernorm", 0, &flag));
+  DT_CHECK(!flag, DT_EINPUT,
+           "%s: field apply_residual_connection_post_layernorm = true is not supported", p);
+  DT_CALL(get_bool(r, p, "tie_word_embeddings", 1, &c->tied_head));
+  DT_CHECK(c->d_model <= INT_MAX / 4, DT_EINPUT, "%s: field hidden_size = %d is too large", p,
+           c->d_model);
+  c->d_ffn = 4 * c->d_model;
+  c->head_dim = c->d_model / c->n_head;
+  c->n_kv_head = c->n_head;
+  c->has_bias = 1;
+  return DT_OK;
+}
+
 /* An integer field that may be absent (def) or null (0: none). */
 static int get_window(json_t *r, const char *p, const char *key, int def, int *out) {
   json_t *v = json_object_get(r, key);
@@ -671,7 +712,7 @@ int dt_hf_config_load(dt_config *c, const char *dir) {
   if (!type) {
     rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
                       "%s: required field model_type is missing (supported: "
-                      "gpt2, llama, qwen2, mistral, opt, gpt_neox, gemma, gemma2, falcon)",
+                      "gpt2, llama, qwen2, mistral, opt, gpt_neox, gemma, gemma2, bloom, falcon)",
                       path);
     goto done;
   }
@@ -687,12 +728,15 @@ int dt_hf_config_load(dt_config *c, const char *dir) {
     rc = load_neox(c, r, path);
   else if (strcmp(type, "gemma") == 0 || strcmp(type, "gemma2") == 0)
     rc = load_gemma(c, r, path, strcmp(type, "gemma2") == 0);
+  else if (strcmp(type, "bloom") == 0)
+    rc = load_bloom(c, r, path);
   else if (strcmp(type, "falcon") == 0)
     rc = load_falcon(c, r, path);
   else
     rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
                       "%s: field model_type = \"%s\" is not supported "
-                      "(supported: gpt2, llama, qwen2, mistral, opt, gpt_neox, gemma, gemma2, falcon)",
+                      "(supported: gpt2, llama, qwen2, mistral, opt, gpt_neox, gemma, gemma2, bloom, "
+                      "falcon)",
                       path, type);
   if (rc == DT_OK) rc = validate(c, DT_EINPUT, path);
 done:
@@ -747,7 +791,10 @@ static const preset k_presets[] = {
     {"falcon", DT_ARCH_FALCON, {32, 4544, 71, 0, 0, 65024, 2048, 0, 10000}},
     {"falcon-40b", DT_ARCH_FALCON, {60, 8192, 128, 8, 32768, 65024, 2048, 0, 10000}},
     {"falcon-180b", DT_ARCH_FALCON, {80, 14848, 232, 8, 59392, 65024, 2048, 0, 10000}},
-    {"bloom-176b", DT_ARCH_GPT2, {70, 14336, 112, 0, 57344, 250880, 2048, 0, 0}},
+    /* BloomConfig's sizes; BigScience's bloom (176B) and bloom-7b1 */
+    {"bloom", DT_ARCH_BLOOM, {2, 64, 8, 0, 0, 250880, 2048, 0, 0}},
+    {"bloom-7b1", DT_ARCH_BLOOM, {30, 4096, 32, 0, 16384, 250880, 2048, 0, 0}},
+    {"bloom-176b", DT_ARCH_BLOOM, {70, 14336, 112, 0, 57344, 250880, 2048, 0, 0}},
     {"llama2-7b", DT_ARCH_LLAMA, {32, 4096, 32, 0, 11008, 32000, 4096, 0, 10000}},
     {"llama2-13b", DT_ARCH_LLAMA, {40, 5120, 40, 0, 13824, 32000, 4096, 0, 10000}},
     {"llama2-70b", DT_ARCH_LLAMA, {80, 8192, 64, 8, 28672, 32000, 4096, 0, 10000}},
@@ -816,7 +863,7 @@ int dt_synthetic_config_parse(dt_config *c, const char *spec) {
     if (strcmp(k_presets[i].name, name) == 0) p = &k_presets[i];
   DT_CHECK(p != NULL, DT_EUSAGE,
            "%s: unknown synthetic model '%s' (families: gpt2, llama, qwen2, "
-           "mistral, opt, gpt_neox, gemma, gemma2, falcon; presets: %s)",
+           "mistral, opt, gpt_neox, gemma, gemma2, bloom, falcon; presets: %s)",
            spec, name, preset_list());
 
   long v[K_N];

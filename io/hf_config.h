@@ -1,5 +1,6 @@
 /* Model configuration: Hugging Face config.json (GPT-2, LLaMA, Qwen2,
- * Mistral, OPT, GPT-NeoX, Gemma, Gemma-2 and Falcon families) and synthetic specs. */
+ * Mistral, OPT, GPT-NeoX, Gemma, Gemma-2, BLOOM and Falcon families) and
+ * synthetic specs. */
 #ifndef DT_HF_CONFIG_H
 #define DT_HF_CONFIG_H
 

@@ -84,6 +84,7 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
           float *s = S + (int64_t)r * Tk;
           const int nv = P + i0 + r + 1; /* keys up to the query's own */
           const int k0 = first_key(d, nv - 1); /* the window's first */
+          if (d->alibi) dt_alibi_add(s + k0, nv - k0, d->alibi[h], k0 - (nv - 1));
           if (d->cap > 0) softcap_row(s + k0, nv - k0, d->cap);
           const float mx = dt_row_max(s + k0, nv - k0);
           dt_exp_shift(s + k0, nv - k0, mx);
@@ -156,6 +157,7 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
           float Di = 0.0f;
           for (int c = 0; c < hd; c++) Di += orow[c] * dorow[c];
           const float li = L[i0 + r];
+          if (d->alibi) dt_alibi_add(s + k0, nv - k0, d->alibi[h], k0 - (nv - 1));
           if (d->cap > 0) softcap_bwd_row(s + k0, ds + k0, nv - k0, li, Di, scale, d->cap);
           else softmax_bwd_row(s + k0, ds + k0, nv - k0, li, Di, scale);
           for (int j = kb; j < k0; j++) {

@@ -10,6 +10,10 @@
  * key/values (prefix 0..P-1, real tokens P..P+T-1) and a key is visible only
  * when its position is above the query's minus W (HF's kv_idx > q_idx - W):
  * a query sees itself and the W - 1 positions before it.
+ * With ALiBi slopes (BLOOM), head h's score of a key adds alibi[h] * (key
+ * position - query position) in the same positions (prefix 0..P-1, real
+ * tokens P..): transformers adds slope * key position, which differs by a
+ * constant per query row that softmax ignores.
  */
 #ifndef DT_ATTENTION_H
 #define DT_ATTENTION_H
@@ -20,6 +24,8 @@ typedef struct {
   float scale; /* scores = scale q.k; 0: 1/sqrt(hd) */
   float cap;   /* soft-capping (Gemma-2): scores become cap tanh(s / cap)
                   before the mask and softmax; 0: none */
+  const float *alibi; /* [H] ALiBi slopes of these heads, added to the
+                         scaled scores (before a cap); NULL: none */
 } dt_attn_dims;
 
 /* Floats of scratch needed (two [T, P+T] blocks). */

@@ -158,7 +158,7 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
   m->d_act = carve(cv, N * FFN_L(m));
   m->d_xf = carve(cv, N * d);
   dt_attn_dims ad = {B, T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    c->sliding_window, 0.0f, 0.0f};
+                    c->sliding_window, 0.0f, 0.0f, m->bb->alibi};
   m->att_scratch = carve(cv, (size_t)dt_attention_scratch(&ad));
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     size_t mx_in = 0;
@@ -704,7 +704,7 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
   dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap};
+                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap, m->bb->alibi};
   dt_attention_forward(a->att, a->lse, a->qkv, pk, pv, &ad, m->att_scratch);
   float *o = m->d_tmp; /* [N,d] scratch during forward */
   const int post = dt_cfg_arch(c)->post_norms;
@@ -733,6 +733,7 @@ int dt_model_first_dx_needed(const dt_model *m) {
     if (me->ops->virtual_tokens && me->ops->virtual_tokens(me) > 0) virt = 1;
   }
   return m->bb->wte.trained || m->bb->wpe.trained || virt || L->ln1_w.trained || L->ln1_b.trained ||
+         m->bb->embn_w.trained || m->bb->embn_b.trained ||
          any_pre(m, 0, DT_SITE_QKV) || (m->tp_gemm && dt_model_tp(m) > 1);
 }
 
@@ -780,7 +781,7 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
   dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap};
+                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap, m->bb->alibi};
   dt_attention_backward(m->d_qkv, dpk, dpv, m->d_att, a->att, a->lse, a->qkv,
                         pk, pv, &ad, m->att_scratch);
   prefix_scatter_grad(m);
@@ -1006,6 +1007,10 @@ int dt_model_forward(dt_model *m, const int32_t *ids, const int32_t *labels,
   float *xpp[2] = {m->d_res, m->d_ln};
   float *x0 = m->recompute ? m->x_saved[0] : m->x_shared ? xpp[0] : m->acts[0].x;
   DT_CALL(embed_forward(m, x0));
+  /* BLOOM's word_embeddings_layernorm, in place (its input is recomputed
+   * for the backward) */
+  if (dt_cfg_arch(c)->embed_norm)
+    norm_fwd(m, x0, m->xf_stat, x0, &m->bb->embn_w, &m->bb->embn_b, N);
   for (int l = 0; l < c->n_layer; l++) {
     dt_layer_acts *a = &m->acts[m->recompute ? 0 : l];
     const float *xin = m->recompute ? m->x_saved[l] : m->x_shared ? xpp[l % 2] : a->x;
@@ -1068,7 +1073,18 @@ int dt_model_backward(dt_model *m) {
     }
     DT_CALL(layer_backward(m, a, l));
   }
-  DT_CALL(embed_backward(m, m->d_res));
+  if (dt_cfg_arch(c)->embed_norm && dt_model_first_dx_needed(m)) {
+    /* the embedding's norm: its input again (d_tmp), its statistics, its
+     * input gradient into d_xf (idle after the final norm's backward) */
+    const size_t Nd = (size_t)N * c->d_model;
+    DT_CALL(embed_forward(m, m->d_tmp));
+    norm_fwd(m, m->d_ln, m->xf_stat, m->d_tmp, &m->bb->embn_w, &m->bb->embn_b, N);
+    memset(m->d_xf, 0, sizeof(float) * Nd);
+    norm_bwd(m, m->d_xf, m->d_res, m->d_tmp, &m->bb->embn_w, &m->bb->embn_b, m->xf_stat, N);
+    DT_CALL(embed_backward(m, m->d_xf));
+  } else {
+    DT_CALL(embed_backward(m, m->d_res));
+  }
   if (!m->step_open) DT_CALL(end_hooks(m));
   return DT_OK;
 }

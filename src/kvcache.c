@@ -37,8 +37,8 @@ float *dt_kvcache_v(const dt_kvcache *c, int l, int b) {
 }
 
 void dt_kv_attend(float *att, const float *q, int ld, const float *K, const float *V, int c0,
-                  int n, const float *pk, const float *pv, int P, int W, int H, int KV, int hd,
-                  float scale, float cap, float *s) {
+                  int n, const float *pk, const float *pv, int P, int W, const float *alibi,
+                  int H, int KV, int hd, float scale, float cap, float *s) {
   if (H == 0 || KV == 0) return; /* a rank without heads */
   const int kvd = KV * hd, group = H / KV, qd = H * hd;
   for (int i = 0; i < n; i++) {
@@ -60,6 +60,8 @@ void dt_kv_attend(float *att, const float *q, int ld, const float *K, const floa
                     qh, 1, 0.0f, s, 1);
       cblas_sgemv(CblasRowMajor, CblasNoTrans, nr, hd, scale, K + (size_t)j0 * kvd + g * hd, kvd, qh,
                   1, 0.0f, s + np, 1);
+      /* the first visible key's position: p0, or P + j0 without prefix rows */
+      if (alibi) dt_alibi_add(s, nv, alibi[h], (np > 0 ? p0 : P + j0) - (P + c0 + i));
       if (cap > 0)
         for (int j = 0; j < nv; j++) s[j] = cap * tanhf(s[j] / cap);
       const float mx = dt_row_max(s, nv);

@@ -37,12 +37,15 @@ float *dt_kvcache_v(const dt_kvcache *c, int l, int b);
  *   W   sliding window (0: none): as the training pass (src/attention.h),
  *       the prefix at positions 0..P-1 and the cache at P.., a key is seen
  *       only when its position is above the query's minus W
+ *   alibi [H] ALiBi slopes (NULL: none): as the training pass, slope *
+ *       (key position - query position) added to the scaled scores (before
+ *       a cap)
  *   scale the scores' scale (1/sqrt(hd), Gemma-2: 1/sqrt(query_pre_attn_scalar))
  *   cap  soft-capping of the scores, cap tanh(s / cap) (0: none)
  *   att [n, H*hd] output; s: scratch of P + c0 + n floats.
  * Grouped heads: query head h reads kv head h / (H / KV). */
 void dt_kv_attend(float *att, const float *q, int ld, const float *K, const float *V, int c0,
-                  int n, const float *pk, const float *pv, int P, int W, int H, int KV, int hd,
-                  float scale, float cap, float *s);
+                  int n, const float *pk, const float *pv, int P, int W, const float *alibi,
+                  int H, int KV, int hd, float scale, float cap, float *s);
 
 #endif

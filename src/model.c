@@ -10,6 +10,7 @@
 #include "agree.h"
 #include "error.h"
 #include "mpicheck.h"
+#include "ops.h"
 #include "rng.h"
 #include "quant.h"
 #include "safetensors.h"
@@ -68,6 +69,18 @@ static int alloc_weights(dt_backbone *b) {
   DT_CALL(alloc_mat(b, &b->wte, V, d, bf, "token embedding"));
   if (dt_cfg_arch(c)->pos == DT_POS_LEARNED)
     DT_CALL(alloc_mat(b, &b->wpe, dt_cfg_dim(c, DT_DIM_POS), d, 0, "position embedding"));
+  if (dt_cfg_arch(c)->embed_norm) {
+    DT_CALL(alloc_vec(b, &b->embn_w, d, "embedding norm"));
+    if (c->has_bias) DT_CALL(alloc_vec(b, &b->embn_b, d, "embedding norm bias"));
+  }
+  if (dt_cfg_arch(c)->pos == DT_POS_ALIBI && !b->describe_only) {
+    /* the slopes of this rank's heads, by their global index */
+    DT_CALL(dt_malloc(&b->alibi, sizeof(float) * (size_t)(b->sh.n_head_l + 1), "alibi slopes"));
+    const int grp = c->n_head / c->n_kv_head; /* local head j: group j / grp (mpi/shard.h) */
+    for (int j = 0; j < b->sh.n_head_l; j++)
+      b->alibi[j] = dt_alibi_slope(c->n_head,
+                                   (b->sh.tp_rank + (j / grp) * b->sh.tp_size) * grp + j % grp);
+  }
   DT_CALL(alloc_vec(b, &b->lnf_w, d, "final norm"));
   if (c->has_bias) DT_CALL(alloc_vec(b, &b->lnf_b, d, "final norm bias"));
   if (c->tied_head) b->lm_head = b->wte;
@@ -215,6 +228,8 @@ int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n) {
           case DT_SLOT_WPE: mat = &m->bb->wpe; break;
           case DT_SLOT_HEAD: mat = &m->bb->lm_head; break;
           case DT_SLOT_LNF_W: vec = &m->bb->lnf_w; break;
+          case DT_SLOT_EMBN_W: vec = &m->bb->embn_w; break;
+          case DT_SLOT_EMBN_B: vec = &m->bb->embn_b; break;
           case DT_SLOT_LNF_B: vec = &m->bb->lnf_b; break;
           case DT_SLOT_LN1_W: vec = &L->ln1_w; break;
           case DT_SLOT_LN1_B: vec = &L->ln1_b; break;
@@ -574,6 +589,9 @@ static void free_backbone(dt_backbone *b) {
   free_mat(&b->wpe);
   free_vec(&b->lnf_w);
   free_vec(&b->lnf_b);
+  free_vec(&b->embn_w);
+  free_vec(&b->embn_b);
+  free(b->alibi);
   if (!b->cfg.tied_head) free_mat(&b->lm_head);
   for (int l = 0; b->layers && l < b->cfg.n_layer; l++) {
     dt_layer *L = &b->layers[l];
@@ -693,6 +711,8 @@ void dt_model_zero_backbone_grads(dt_model *m) {
   zero_mat(&m->bb->wpe);
   zero_vec(&m->bb->lnf_w);
   zero_vec(&m->bb->lnf_b);
+  zero_vec(&m->bb->embn_w);
+  zero_vec(&m->bb->embn_b);
   if (!m->bb->cfg.tied_head) zero_mat(&m->bb->lm_head);
   for (int l = 0; l < m->bb->cfg.n_layer; l++) {
     dt_layer *L = &m->bb->layers[l];
@@ -714,7 +734,7 @@ int64_t dt_model_param_count(const dt_model *m) {
   int64_t d = c->d_model, n = (int64_t)c->vocab * d;
   if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) n += (int64_t)dt_cfg_dim(c, DT_DIM_POS) * d;
   if (!c->tied_head) n += (int64_t)c->vocab * d;
-  n += d * (c->has_bias ? 2 : 1);
+  n += d * (c->has_bias ? 2 : 1) * (dt_cfg_arch(c)->embed_norm ? 2 : 1);
   int64_t per = 0;
   const int out[DT_N_SITES] = {dt_cfg_qkv_dim(c), c->d_model, dt_cfg_fc_dim(c), c->d_model};
   const int in[DT_N_SITES] = {c->d_model, dt_cfg_q_dim(c), c->d_model, c->d_ffn};

@@ -114,6 +114,8 @@ typedef struct dt_backbone {
   /* weights */
   dt_mat wte;     /* [vocab, d] */
   dt_mat wpe;     /* [n_ctx, d] GPT-2 */
+  dt_vec embn_w, embn_b; /* [d] the embedding's norm (descriptor's embed_norm) */
+  float *alibi;   /* [n_head_l] ALiBi slopes of this rank's heads (DT_POS_ALIBI) */
   dt_vec lnf_w, lnf_b;
   dt_mat lm_head; /* [vocab, d]; tied: aliases wte's storage */
   dt_layer *layers;

@@ -260,6 +260,17 @@ void dt_rope_tables(float *cos_t, float *sin_t, int T, int hd, float theta) {
   }
 }
 
+float dt_alibi_slope(int n_head, int h) {
+  int p = 1;
+  while (2 * p <= n_head) p *= 2;
+  const double e = h < p ? -8.0 * (h + 1) / p : -4.0 * (2 * (h - p) + 1) / p;
+  return (float)pow(2.0, e);
+}
+
+void dt_alibi_add(float *s, int n, float slope, int rel0) {
+  for (int j = 0; j < n; j++) s[j] += slope * (float)(rel0 + j);
+}
+
 void dt_rope_apply_part(float *x, int N, int ld, int col0, int n_heads, int hd, int rot, int T,
                         const float *cos_t, const float *sin_t, int inverse) {
   int h2 = rot / 2;

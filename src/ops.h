@@ -67,6 +67,13 @@ void dt_rope_apply(float *x, int N, int ld, int col0, int n_heads, int hd,
  * with hd = rot), the other dimensions pass unchanged. */
 void dt_rope_apply_part(float *x, int N, int ld, int col0, int n_heads, int hd, int rot, int T,
                         const float *cos_t, const float *sin_t, int inverse);
+/* ALiBi (BLOOM): the slope of head h of n_head, as transformers'
+ * build_alibi_tensor: 2^(-8 (h+1) / p) for the first p heads, p the largest
+ * power of two <= n_head, then 2^(-4 (2k+1) / p) for the k-th extra head. */
+float dt_alibi_slope(int n_head, int h);
+/* s [n] += slope * (rel0 + j): scores of keys at relative positions rel0..
+ * (key minus query position; the per-row constant softmax ignores). */
+void dt_alibi_add(float *s, int n, float slope, int rel0);
 void dt_rope_tables(float *cos_t, float *sin_t, int T, int hd, float theta);
 
 /* Dense layers through BLAS. W is [out, in]. */

@@ -367,6 +367,8 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
     /* column-parallel input gradients (backward); block 0's QKV one only
      * when something below it trains (dt_model_first_dx_needed) */
     SUMS(2LL * L - (dt_model_first_dx_needed(&best->m) ? 0 : 1), Nd);
+    /* the embedding's norm (BLOOM): the backward looks the embedding up again */
+    if (dt_cfg_arch(cfg)->embed_norm && dt_model_first_dx_needed(&best->m)) SUMS(1, Nd);
   }
   if (T > 1) o->small_allreduces += 1; /* the gradient norm of shards (optim.c) */
 #undef SUMS

@@ -50,13 +50,14 @@ static void check_tiling(const char *fam, const char *what, dt_site s, int width
 static void test_descriptors(void **st) {
   (void)st;
   /* every value the enum may hold (the ids need not be consecutive);
-   * GPT-NeoX's 6, Gemma-2's 8 and Falcon's 10 (9 is BLOOM's), the last id
-   * this test knows to exist, all in the table */
+   * GPT-NeoX's 6, Gemma-2's 8, BLOOM's 9 and Falcon's 10, the last id this
+   * test knows to exist, all in the table */
   int seen = 0;
   for (int a = 1; a < 64; a++) {
     const dt_arch_desc *A = dt_arch_get((dt_arch)a);
     if (!A) continue;
-    seen += a == DT_ARCH_GPT_NEOX || a == DT_ARCH_GEMMA2 || a == DT_ARCH_FALCON;
+    seen += a == DT_ARCH_GPT_NEOX || a == DT_ARCH_GEMMA2 || a == DT_ARCH_BLOOM ||
+            a == DT_ARCH_FALCON;
     assert_ptr_equal(dt_arch_by_name(A->name), A);
     dt_config c;
     config_of(&c, A);
@@ -127,7 +128,7 @@ static void test_descriptors(void **st) {
     for (int i = 0; i < A->n_tensors; i++) wpe |= A->tensors[i].slot == DT_SLOT_WPE;
     assert_int_equal(wpe, A->pos == DT_POS_LEARNED);
   }
-  assert_int_equal(seen, 3);
+  assert_int_equal(seen, 4);
 }
 
 int main(void) {

@@ -124,7 +124,7 @@ static void test_composed(void **s) {
  * sliding window of 4 over 12 tokens (the cache must drop the keys before
  * the window, prefix rows included, as the training pass does), Qwen2's
  * q/k/v biases, OPT's ReLU and positions offset by 2, GPT-NeoX's parallel
- * residual and partial rotary. */
+ * residual and partial rotary, BLOOM's ALiBi and embedding norm. */
 static void test_families(void **s) {
   (void)s;
   const char *pre[] = {"--prefix-tokens", "3"};
@@ -150,6 +150,13 @@ static void test_families(void **s) {
     check("../families/neox", "none", NULL, 0, g);
     check("../families/neox", "prefix,lora", pre, 2, g);
     check("../families/neox_seq", "prompt,ia3", (const char *const[]){"--prompt-tokens", "2"}, 2, g);
+  }
+  /* BLOOM: ALiBi at the cached keys' positions (prefix rows first), the
+   * embedding's norm (over prompt rows too); bloom_h6 the interleaved slopes */
+  for (int g = 0; g < 2; g++) {
+    check("../families/bloom", "none", NULL, 0, g);
+    check("../families/bloom", "prefix,lora", pre, 2, g);
+    check("../families/bloom_h6", "prompt,ia3", (const char *const[]){"--prompt-tokens", "2"}, 2, g);
   }
   /* Falcon: the grouped query_key_value with ln_attn / ln_mlp, the
    * multi_query block with its one shared input_layernorm, the sequential

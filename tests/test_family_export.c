@@ -256,6 +256,32 @@ static void test_gemma(void **state) {
   json_decref(c);
 }
 
+/* BLOOM: PEFT's bloom mapping, LoRA query_key_value (the fused per-head
+ * rows, 3 d); IA3 query_key_value and the feed-forward mlp.dense_4h_to_h */
+static void test_bloom(void **state) {
+  (void)state;
+  char dir[1200];
+  train_export("bloom", "bloom-lora", "--method lora --lora-rank 4 --lora-init random", dir,
+               sizeof dir);
+  const want_tensor w[] = {{"self_attention.query_key_value", "lora_A.weight", 4, 48},
+                           {"self_attention.query_key_value", "lora_B.weight", 144, 4}};
+  check_tensors(dir, "transformer.h", w, 2);
+  json_t *c = adapter_config(dir);
+  const char *const t[] = {"self_attention.query_key_value"};
+  check_list(c, "target_modules", t, 1);
+  json_decref(c);
+  train_export("bloom_h6", "bloom-ia3", "--method ia3", dir, sizeof dir);
+  const want_tensor w3[] = {{"self_attention.query_key_value", "ia3_l", 144, 1},
+                            {"mlp.dense_4h_to_h", "ia3_l", 1, 192}};
+  check_tensors(dir, "transformer.h", w3, 2);
+  c = adapter_config(dir);
+  const char *const t3[] = {"mlp.dense_4h_to_h", "self_attention.query_key_value"}; /* sorted */
+  check_list(c, "target_modules", t3, 2);
+  const char *const ff[] = {"mlp.dense_4h_to_h"};
+  check_list(c, "feedforward_modules", ff, 1);
+  json_decref(c);
+}
+
 int main(int argc, char **argv) {
   cli_init(argc, argv);
   const struct CMUnitTest tests[] = {
@@ -264,6 +290,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_opt),
       cmocka_unit_test(test_neox),
       cmocka_unit_test(test_gemma),
+      cmocka_unit_test(test_bloom),
       cmocka_unit_test(test_falcon),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -84,6 +84,16 @@ static void test_neox(void **state) {
   layouts("neox", "--method said --said-dim 24", "neox-said");
 }
 
+/* BLOOM: each rank's ALiBi slopes by global head index (bloom_h6: 6 heads,
+ * 2 or 1 a rank at --tp 4), the per-head query_key_value, the embedding's
+ * norm replicated (full trains it) */
+static void test_bloom(void **state) {
+  (void)state;
+  layouts("bloom_h6", "--method full --weights-dtype fp32", "bloom-h6-full");
+  layouts("bloom", "--method lora,ia3,prefix --lora-init random --prefix-tokens 3",
+          "bloom-lora-ia3-prefix");
+}
+
 /* Falcon: each rank holds whole key/value groups of the grouped
  * query_key_value with their query heads (full trains them, no linear
  * biases); Falcon-7B's multi_query block (one key/value head: the other
@@ -117,6 +127,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_opt),
       cmocka_unit_test(test_neox),
       cmocka_unit_test(test_gemma2),
+      cmocka_unit_test(test_bloom),
       cmocka_unit_test(test_falcon),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,6 +50,9 @@ static const char *config_dir(const char *name, const char *json) {
   "\"model_type\":\"gpt_neox\",\"num_hidden_layers\":2,\"hidden_size\":64,"     \
   "\"num_attention_heads\":4,\"intermediate_size\":160,\"vocab_size\":100,"        \
   "\"max_position_embeddings\":128"
+#define BLOOM_BASE                                                                \
+  "\"model_type\":\"bloom\",\"n_layer\":2,\"hidden_size\":64,\"n_head\":8,"            \
+  "\"vocab_size\":100"
 #define OPT_BASE                                                                  \
   "\"model_type\":\"opt\",\"num_hidden_layers\":2,\"hidden_size\":64,"          \
   "\"num_attention_heads\":8,\"ffn_dim\":160,\"vocab_size\":100,"               \
@@ -236,6 +239,40 @@ static void test_llama_variants(void **state) {
   assert_int_equal(dt_cfg_window(&c, 1), 0);
 }
 
+/* BLOOM: transformers' saved keys and BigScience's original ones, the FFN
+ * of 4 hidden_size, tied, no position limit of its own (seq_length or
+ * 2048), the real presets */
+static void test_bloom(void **state) {
+  (void)state;
+  dt_config c;
+  const char *d = config_dir("b1", "{" BLOOM_BASE "}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_BLOOM);
+  assert_int_equal(c.n_layer, 2);
+  assert_int_equal(c.head_dim, 8);
+  assert_int_equal(c.d_ffn, 256);
+  assert_int_equal(c.n_ctx, 2048);
+  assert_int_equal(c.tied_head, 1);
+  assert_int_equal(c.has_bias, 1);
+  assert_int_equal(dt_cfg_arch(&c)->pos, DT_POS_ALIBI);
+  assert_int_equal(dt_cfg_arch(&c)->embed_norm, 1);
+  assert_int_equal(dt_cfg_act(&c), DT_ACT_GELU_TANH);
+  assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
+  d = config_dir("b2", "{\"model_type\":\"bloom\",\"n_layer\":3,\"n_embed\":96,"
+                 "\"num_attention_heads\":12,\"vocab_size\":100,\"seq_length\":512,"
+                 "\"layer_norm_epsilon\":1e-6}");
+  assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
+  assert_int_equal(c.n_layer, 3);
+  assert_int_equal(c.d_model, 96);
+  assert_int_equal(c.n_head, 12);
+  assert_int_equal(c.d_ffn, 384);
+  assert_int_equal(c.n_ctx, 512);
+  assert_true(fabsf(c.norm_eps - 1e-6f) < 1e-13f);
+  assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:bloom-176b"), DT_OK);
+  assert_int_equal(c.arch, DT_ARCH_BLOOM);
+  assert_int_equal(c.head_dim, 128);
+}
+
 /* GPT-NeoX: GPTNeoXConfig's defaults (rotary_pct 0.25, parallel residual,
  * gelu with erf, untied), the legacy keys and transformers 5's
  * rope_parameters (which win over them) */
@@ -339,6 +376,12 @@ static void test_bad_configs(void **state) {
       {"neoxheads", "{\"model_type\":\"gpt_neox\",\"num_hidden_layers\":2,\"hidden_size\":64,"
        "\"num_attention_heads\":6,\"intermediate_size\":160,\"vocab_size\":100,"
        "\"max_position_embeddings\":128}", "n_head", "6"},
+      {"bloompost", "{" BLOOM_BASE ",\"apply_residual_connection_post_layernorm\":true}",
+       "apply_residual_connection_post_layernorm", "true"},
+      {"bloomheads", "{\"model_type\":\"bloom\",\"n_layer\":2,\"hidden_size\":64,\"n_head\":6,"
+       "\"vocab_size\":100}", "n_head", "6"},
+      {"bloomnod", "{\"model_type\":\"bloom\",\"n_layer\":2,\"n_head\":8,\"vocab_size\":100}",
+       "hidden_size", "n_embed"},
       {"qwen2window", "{" QWEN2_BASE ","
        "\"use_sliding_window\":true,\"sliding_window\":16}", "use_sliding_window", "true"},
       {"qwen2layers", "{" QWEN2_BASE ","
@@ -452,7 +495,8 @@ static void test_synthetic_presets(void **state) {
       {"synthetic:opt-175b", DT_ARCH_OPT, 96, 12288, 96, 96, 128, 49152, 50272, 2048, 1},
       {"synthetic:gpt-neox-20b", DT_ARCH_GPT_NEOX, 44, 6144, 64, 64, 96, 24576, 50432, 2048, 0},
       {"synthetic:pythia-12b", DT_ARCH_GPT_NEOX, 36, 5120, 40, 40, 128, 20480, 50688, 2048, 0},
-      {"synthetic:bloom-176b", G, 70, 14336, 112, 112, 128, 57344, 250880, 2048, 1},
+      {"synthetic:bloom-176b", DT_ARCH_BLOOM, 70, 14336, 112, 112, 128, 57344, 250880, 2048, 1},
+      {"synthetic:bloom-7b1", DT_ARCH_BLOOM, 30, 4096, 32, 32, 128, 16384, 250880, 2048, 1},
       {"synthetic:llama2-7b", L, 32, 4096, 32, 32, 128, 11008, 32000, 4096, 0},
       {"synthetic:llama2-13b", L, 40, 5120, 40, 40, 128, 13824, 32000, 4096, 0},
       {"synthetic:llama2-70b", L, 80, 8192, 64, 8, 128, 28672, 32000, 4096, 0},
@@ -479,7 +523,7 @@ static void test_synthetic_presets(void **state) {
     check_cfg(&c, &cases[i]);
     assert_int_equal(dt_config_validate(&c), DT_OK);
     if (c.arch == DT_ARCH_GPT2 || c.arch == DT_ARCH_OPT || c.arch == DT_ARCH_GPT_NEOX ||
-        c.arch == DT_ARCH_FALCON) {
+        c.arch == DT_ARCH_BLOOM || c.arch == DT_ARCH_FALCON) {
       assert_int_equal(c.has_bias, 1); /* Falcon: the LayerNorms' (no linear biases) */
       assert_int_equal(c.no_linear_bias, c.arch == DT_ARCH_FALCON);
       assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
@@ -552,6 +596,7 @@ int main(void) {
       cmocka_unit_test(test_gpt2_variants),
       cmocka_unit_test(test_llama_variants),
       cmocka_unit_test(test_neox),
+      cmocka_unit_test(test_bloom),
       cmocka_unit_test(test_bad_configs),
       cmocka_unit_test(test_validate),
       cmocka_unit_test(test_synthetic_presets),

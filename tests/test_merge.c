@@ -174,6 +174,13 @@ static void test_families(void **state) {
              "--method lora,ia3 --lora-init random "
              "--lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
   merge_case("full-gemma2", "llama", m, 1, 1, "--method full");
+  /* BLOOM: LoRA and IA3 on the per-head query_key_value from 2 shards;
+   * full from 3 uneven shards (4 heads) writes the embedding's norm too */
+  snprintf(m, sizeof m, "%s/../families/bloom/model", cli_fix());
+  merge_case("lora-ia3-bloom-tp2", "gpt2", m, 2, 2,
+             "--method lora,ia3 --lora-init random "
+             "--lora-targets query_key_value,dense,dense_h_to_4h,dense_4h_to_h");
+  merge_case("full-bloom-tp3", "gpt2", m, 3, 3, "--method full");
 }
 
 /* The GPT-2 fixture split into two shards with an index, two tensors

@@ -7,9 +7,10 @@
 #     shipped loss0 and losses within 1e-5 and the same weights (--compare);
 #  2. qwen2, mistral, opt, gemma and gemma2 fixtures from
 #     tests/data/families/<family>/model (on the llama batch; opt on gpt2's),
-#     gpt_neox from families/neox and gpt_neox_seq from families/neox_seq,
-#     falcon, falcon_mq and falcon_seq from families/falcon{,_mq,_seq} (on
-#     gpt2's batch): unpack into tests/data/hf-parity/.
+#     gpt_neox from families/neox, gpt_neox_seq from families/neox_seq, bloom
+#     from families/bloom, bloom_h6 from families/bloom_h6, falcon, falcon_mq
+#     and falcon_seq from families/falcon{,_mq,_seq} (on gpt2's batch):
+#     unpack into tests/data/hf-parity/.
 # A failed comparison is reported and the new fixtures are made all the same.
 set -u
 F=tests/data/hf-parity
@@ -31,6 +32,10 @@ fixture() {
                 --model-dir tests/data/families/neox/model --batch $F/gpt2/batch.safetensors ;;
     gpt_neox_seq) python3 tests/parity/make_fixtures.py gpt_neox "$W/new" --name gpt_neox_seq \
                     --model-dir tests/data/families/neox_seq/model --batch $F/gpt2/batch.safetensors ;;
+    bloom) python3 tests/parity/make_fixtures.py bloom "$W/new" \
+             --model-dir tests/data/families/bloom/model --batch $F/gpt2/batch.safetensors ;;
+    bloom_h6) python3 tests/parity/make_fixtures.py bloom "$W/new" --name bloom_h6 \
+                --model-dir tests/data/families/bloom_h6/model --batch $F/gpt2/batch.safetensors ;;
     falcon_seq)
       python3 tests/parity/make_fixtures.py falcon "$W/new" --name $1 \
         --model-dir tests/data/families/$1/model --batch $F/gpt2/batch.safetensors ;;
@@ -54,7 +59,7 @@ fixture() {
   esac
 }
 # the families named as arguments; all of them by default
-[ $# -gt 0 ] || set -- gpt2 llama qwen2 mistral opt gpt_neox gpt_neox_seq gemma gemma2 \
+[ $# -gt 0 ] || set -- gpt2 llama qwen2 mistral opt gpt_neox gpt_neox_seq gemma gemma2 bloom bloom_h6 \
   falcon falcon_mq falcon_seq
 for fam in "$@"; do
   fixture "$fam" || status=1

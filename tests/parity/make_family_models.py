@@ -33,6 +33,14 @@ model.safetensors, tensors sorted by name):
   gemma2          Gemma-2 with the same shapes and 3 layers: sliding window 4
                   in layers 0 and 2, soft-capping small enough to bend
                   (attention 2, logits 3), query_pre_attn_scalar 24.
+  bloom           BLOOM from the GPT-2 fixture's weights: 4 heads (ALiBi
+                  slopes of a power of two), c_attn's q, k, v rows regrouped
+                  per head into query_key_value, a drawn
+                  word_embeddings_layernorm, transformers' saved keys
+                  (hidden_size, n_layer, n_head), tied head.
+  bloom_h6        the same matrices read as 6 heads of 8 (the interleaved
+                  extra slopes of a head count that is not a power of two),
+                  BigScience's original keys (n_embed, num_attention_heads).
 
   falcon          Falcon (new_decoder_architecture, Falcon-40B/180B's block)
                   from the GPT-2 fixture's weights read as 8 heads of 6
@@ -49,9 +57,10 @@ model.safetensors, tensors sorted by name):
                   the legacy top-level rope_theta 500, activation gelu_new,
                   an untied lm_head.
 
-The qwen2, mistral, opt, neox, neox_seq, gemma, gemma2, falcon, falcon_mq and
-falcon_seq folders are the models of tests/parity/make_fixtures.py's fixtures
-of those families and of the reference forward pass (reference_forward.py).
+The qwen2, mistral, opt, neox, neox_seq, gemma, gemma2, bloom, bloom_h6,
+falcon, falcon_mq and falcon_seq folders are the models of
+tests/parity/make_fixtures.py's fixtures of those families and of the
+reference forward pass (reference_forward.py).
 Deterministic: running it again writes the same bytes.
 usage: make_family_models.py [OUT_DIR (default tests/data/families)]"""
 import json
@@ -258,6 +267,48 @@ def falcon_from_gpt2(gcfg, g, seed, variant):
     return cfg, t
 
 
+def bloom_from_gpt2(gcfg, g, seed, H, legacy):
+    """BLOOM's config and tensors from GPT-2's, with H heads."""
+    rng = np.random.default_rng(seed)
+    d, L, V = gcfg["n_embd"], gcfg["n_layer"], gcfg["vocab_size"]
+    hd = d // H
+    cfg = {"architectures": ["BloomForCausalLM"], "model_type": "bloom",
+           "apply_residual_connection_post_layernorm": False, "attention_dropout": 0.0,
+           "bos_token_id": 1, "dtype": "float32", "eos_token_id": 2, "hidden_dropout": 0.0,
+           "initializer_range": 0.02, "layer_norm_epsilon": 1e-5, "pad_token_id": 3,
+           "pretraining_tp": 1, "slow_but_exact": False, "transformers_version": "5.17.0",
+           "use_cache": True, "vocab_size": V}
+    if legacy:
+        cfg.update({"n_embed": d, "n_layer": L, "num_attention_heads": H})
+    else:
+        cfg.update({"hidden_size": d, "n_layer": L, "n_head": H})
+    pre = "transformer."
+    t = {pre + "word_embeddings.weight": g["transformer.wte.weight"],
+         pre + "word_embeddings_layernorm.weight":
+             (1.0 + rng.normal(0.0, 0.1, d)).astype(np.float32),
+         pre + "word_embeddings_layernorm.bias": rng.normal(0.0, 0.1, d).astype(np.float32),
+         pre + "ln_f.weight": g["transformer.ln_f.weight"],
+         pre + "ln_f.bias": g["transformer.ln_f.bias"]}
+    for layer in range(L):
+        h, o = f"transformer.h.{layer}.", f"{pre}h.{layer}."
+        w, b = g[h + "attn.c_attn.weight"].T, g[h + "attn.c_attn.bias"]  # [3d, d], q|k|v
+        t[o + "self_attention.query_key_value.weight"] = np.ascontiguousarray(
+            w.reshape(3, H, hd, d).transpose(1, 0, 2, 3).reshape(3 * d, d))
+        t[o + "self_attention.query_key_value.bias"] = np.ascontiguousarray(
+            b.reshape(3, H, hd).transpose(1, 0, 2).reshape(3 * d))
+        t[o + "self_attention.dense.weight"] = np.ascontiguousarray(g[h + "attn.c_proj.weight"].T)
+        t[o + "self_attention.dense.bias"] = g[h + "attn.c_proj.bias"]
+        t[o + "input_layernorm.weight"] = g[h + "ln_1.weight"]
+        t[o + "input_layernorm.bias"] = g[h + "ln_1.bias"]
+        t[o + "post_attention_layernorm.weight"] = g[h + "ln_2.weight"]
+        t[o + "post_attention_layernorm.bias"] = g[h + "ln_2.bias"]
+        t[o + "mlp.dense_h_to_4h.weight"] = np.ascontiguousarray(g[h + "mlp.c_fc.weight"].T)
+        t[o + "mlp.dense_h_to_4h.bias"] = g[h + "mlp.c_fc.bias"]
+        t[o + "mlp.dense_4h_to_h.weight"] = np.ascontiguousarray(g[h + "mlp.c_proj.weight"].T)
+        t[o + "mlp.dense_4h_to_h.bias"] = g[h + "mlp.c_proj.bias"]
+    return cfg, t
+
+
 def gemma_model(v2, seed):
     """A tiny Gemma / Gemma-2: config (every key transformers 5.17 writes
     that the arithmetic reads) and drawn tensors."""
@@ -338,6 +389,8 @@ def main():
     save(os.path.join(out, "neox_seq", "model"), *neox_from_gpt2(gcfg, g, 20, False))
     save(os.path.join(out, "gemma", "model"), *gemma_model(False, 7))
     save(os.path.join(out, "gemma2", "model"), *gemma_model(True, 9))
+    save(os.path.join(out, "bloom", "model"), *bloom_from_gpt2(gcfg, g, 176, 4, False))
+    save(os.path.join(out, "bloom_h6", "model"), *bloom_from_gpt2(gcfg, g, 176, 6, True))
     for variant, name in (("new", "falcon"), ("mq", "falcon_mq"), ("seq", "falcon_seq")):
         save(os.path.join(out, name, "model"), *falcon_from_gpt2(gcfg, g, 40, variant))
 

@@ -16,8 +16,8 @@ test suite.
 usage: make_fixtures.py FAMILY OUT [--model-dir DIR] [--batch FILE]
                         [--init-dir DIR] [--compare DIR] [--methods a,b,...]
                         [--name NAME]
-  FAMILY       gpt2, llama, qwen2, mistral, opt, gpt_neox, gemma, gemma2 or
-               falcon
+  FAMILY       gpt2, llama, qwen2, mistral, opt, gpt_neox, gemma, gemma2,
+               bloom or falcon
   --model-dir  load this Hugging Face folder (e.g. tests/data/families/qwen2/model)
                instead of making a tiny model from the seed
   --batch      use this batch instead of drawing one
@@ -28,7 +28,8 @@ usage: make_fixtures.py FAMILY OUT [--model-dir DIR] [--batch FILE]
                (within 1e-5) and the model's weights against DIR/model;
                exit 1 on any difference
   --name       write OUT/NAME instead of OUT/FAMILY (two models of one family,
-               e.g. gpt_neox_seq for tests/data/families/neox_seq/model)
+               e.g. gpt_neox_seq for tests/data/families/neox_seq/model,
+               bloom_h6 for tests/data/families/bloom_h6/model)
 """
 import argparse
 import copy
@@ -78,6 +79,14 @@ FAMILIES["falcon"] = dict(blocks="transformer.h",
 # and down_proj: in Gemma-2 before the post-attention / post-feedforward norms
 FAMILIES["gemma"] = dict(FAMILIES["llama"], ia3=["q_proj", "v_proj", "down_proj"])
 FAMILIES["gemma2"] = FAMILIES["gemma"]
+# BLOOM: PEFT's default LoRA target query_key_value (the fused per-head
+# rows) plus the FFN's output dense_4h_to_h; IA3 PEFT's bloom mapping
+FAMILIES["bloom"] = dict(blocks="transformer.h",
+                         lora=["query_key_value", "dense_4h_to_h"],
+                         ia3=["query_key_value", "mlp.dense_4h_to_h"],
+                         ia3_ff=["mlp.dense_4h_to_h"],
+                         adapter=("self_attention.dense", "mlp.dense_4h_to_h"),
+                         fan_in_fan_out=False)
 
 METHODS = ["base", "full", "lora", "prefix", "prefix_proj", "prompt", "ia3", "bitfit",
            "lastlayer", "adapter", "said"]
@@ -130,6 +139,9 @@ def tiny_config(family):
                                     bias=False, vocab_size=96, max_position_embeddings=64,
                                     hidden_dropout=0.0, attention_dropout=0.0,
                                     tie_word_embeddings=False)
+    if family == "bloom":  # 6 heads: ALiBi's interleaved extra slopes
+        return AutoConfig.for_model("bloom", n_layer=2, hidden_size=48, n_head=6,
+                                    vocab_size=96, hidden_dropout=0.0, attention_dropout=0.0)
     raise SystemExit(f"unknown family {family}")
 
 

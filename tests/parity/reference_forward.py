@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """An independent forward pass of the LLaMA-like families (llama, qwen2,
-mistral, gemma, gemma2), of OPT, of GPT-NeoX and of Falcon in numpy float64,
-from the Hugging Face folder and transformers'
+mistral, gemma, gemma2), of OPT, of GPT-NeoX, of BLOOM and of Falcon in numpy
+float64, from the Hugging Face folder and transformers'
 documented semantics: RMSNorm (x * rsqrt(mean(x^2) + eps) * w), rotary
 embeddings in the rotate_half convention, grouped key/value heads, q/k/v
 biases where the file has them (Qwen2), the causal mask and Mistral's
@@ -23,14 +23,20 @@ config, tied head. Gemma-2 adds the norms of the attention and FFN outputs
 before the FFN), scores scaled by query_pre_attn_scalar^-1/2 and soft-capped
 (c tanh(s / c)) before the mask, the window only in the layers layer_types
 calls sliding_attention (absent: the even ones), and soft-capped logits.
-Falcon: LayerNorm (layer_norm_epsilon) with biases, linears with biases only where bias is true, the fused query_key_value read
-per key/value group ([kv][q heads of the group, k, v][head_dim]) with
-new_decoder_architecture, as q heads then one k and one v with multi_query,
-else per head; rotary on the whole head (rope_theta or rope_parameters);
-attention and MLP in parallel from ln_attn / ln_mlp (or one shared
-input_layernorm, num_ln_in_parallel_attn 1 or the old architecture), or
-sequential with post_attention_layernorm; GELU (erf for "gelu"); lm_head or
-the tied embedding.
+BLOOM: the word_embeddings_layernorm after the
+embedding, ALiBi in transformers' form (head h's score of key j gets slope_h
+* j, the key's position; slopes of build_alibi_tensor, the extra heads of a
+count that is not a power of two interleaved), the per-head query_key_value,
+the tanh GELU, sequential pre-LayerNorm blocks, the tied head.
+Falcon: LayerNorm (layer_norm_epsilon) with biases, linears with biases only
+where bias is true, the fused query_key_value read per key/value group
+([kv][q heads of the group, k, v][head_dim]) with new_decoder_architecture,
+as q heads then one k and one v with multi_query, else per head; rotary on
+the whole head (rope_theta or rope_parameters); attention and MLP in
+parallel from ln_attn / ln_mlp (or one shared input_layernorm,
+num_ln_in_parallel_attn 1 or the old architecture), or sequential with
+post_attention_layernorm; GELU (erf for "gelu"); lm_head or the tied
+embedding.
 
 It checks `deltatune eval` against itself: the printed loss within LOSS_TOL
 and the dumped logits within 1e-4 (max abs). The reference is trusted because
@@ -47,7 +53,11 @@ prompt tuning's rows before the token embeddings, as inputs_embeds; prefix
 tuning's key/values at positions 0..P-1, the tokens at P..) to check `eval
 --checkpoint`.
 LAUNCHER (e.g. mpirun -np 2) runs deltatune, EVAL_OPTIONS (e.g. --tp 2) are
-added to its eval options: the layouts of the tensor-parallel split."""
+added to its eval options: the layouts of the tensor-parallel split.
+TMP_DIR given as DIR:prefix=P (bloom): eval with --method prefix and P
+prefix key/values drawn here from N(0, 1) (seed 7), given to deltatune as
+PEFT's prompt_encoder.embedding.weight through --init-from and to the
+reference as past key/values."""
 import json
 import os
 import subprocess
@@ -178,6 +188,62 @@ def forward_neox(cfg, w, ids):
     return x @ g(head).T
 
 
+def alibi_slopes(n):
+    """transformers' build_alibi_tensor slopes of n heads."""
+    p = 2 ** int(np.floor(np.log2(n)))
+    base = 2.0 ** (-(2.0 ** -(np.log2(p) - 3)))
+    s = [base ** k for k in range(1, p + 1)]
+    if p != n:
+        extra = 2.0 ** (-(2.0 ** -(np.log2(2 * p) - 3)))
+        s += [extra ** k for k in range(1, 1 + 2 * min(p, n - p), 2)]
+    return np.array(s, dtype=np.float64)
+
+
+def forward_bloom(cfg, w, ids, prefix=None):
+    """prefix: PEFT's prefix table [P, 2 L d] (layer l's keys in block 2l,
+    its values in 2l+1, each [heads, head_dim]) as past key/values: the keys
+    at positions 0..P-1, seen by every token, the tokens at P..; ALiBi counts
+    positions over the whole mask as transformers does with PEFT's extended
+    attention mask."""
+    g = lambda name: w[name].astype(np.float64)  # noqa: E731
+    B, T = ids.shape
+    d = cfg.get("hidden_size") or cfg["n_embed"]
+    H = cfg.get("n_head") or cfg["num_attention_heads"]
+    hd = d // H
+    eps = cfg.get("layer_norm_epsilon", 1e-5)
+
+    def ln(x, p):
+        mu = x.mean(axis=-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + eps) * g(p + ".weight") + g(p + ".bias")
+
+    def lin(x, p):
+        return x @ g(p + ".weight").T + g(p + ".bias")
+    P = 0 if prefix is None else prefix.shape[0]
+    visible = np.arange(P + T)[None, :] <= P + np.arange(T)[:, None]      # [T, P+T]
+    bias = alibi_slopes(H)[:, None, None] * np.arange(P + T, dtype=np.float64)[None, None, :]
+    if P:
+        pkv = prefix.astype(np.float64).reshape(P, 2 * cfg["n_layer"], H, hd).transpose(1, 2, 0, 3)
+    x = ln(g("transformer.word_embeddings.weight")[ids], "transformer.word_embeddings_layernorm")
+    for layer in range(cfg["n_layer"]):
+        p = f"transformer.h.{layer}."
+        qkv = lin(ln(x, p + "input_layernorm"), p + "self_attention.query_key_value")
+        q, k, v = qkv.reshape(B, T, H, 3, hd).transpose(3, 0, 2, 1, 4)  # [B, H, T, hd] each
+        if P:  # [H, P, hd] before the tokens' keys and values
+            k = np.concatenate([np.broadcast_to(pkv[2 * layer], (B, H, P, hd)), k], axis=2)
+            v = np.concatenate([np.broadcast_to(pkv[2 * layer + 1], (B, H, P, hd)), v], axis=2)
+        s = bias[None] + q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
+        s = np.where(visible, s, -np.inf)
+        s = np.exp(s - s.max(axis=-1, keepdims=True))
+        s = s / s.sum(axis=-1, keepdims=True)
+        x = x + lin((s @ v).transpose(0, 2, 1, 3).reshape(B, T, d), p + "self_attention.dense")
+        h = lin(ln(x, p + "post_attention_layernorm"), p + "mlp.dense_h_to_4h")
+        x = x + lin(gelu(h, "gelu_new"), p + "mlp.dense_4h_to_h")
+    x = ln(x, "transformer.ln_f")
+    head = "lm_head.weight" if "lm_head.weight" in w else "transformer.word_embeddings.weight"
+    return x @ g(head).T
+
+
 def forward_falcon(cfg, w, ids):
     g = lambda name: w[name].astype(np.float64)  # noqa: E731
     B, T = ids.shape
@@ -249,9 +315,15 @@ def forward_falcon(cfg, w, ids):
     return x @ g(head).T
 
 
-def forward(cfg, w, ids, ad=None):
+def forward(cfg, w, ids, ad=None, prefix=None):
     """logits [B, T, V] (float64); with ad (a PEFT adapter: read_adapter) the
-    logits of the backbone with the adapter, [B, P + T, V] for prompt tuning."""
+    logits of the backbone with the adapter, [B, P + T, V] for prompt tuning;
+    prefix (bloom): forward_bloom's prefix table."""
+    if cfg["model_type"] == "bloom":
+        assert ad is None, "adapters: the LLaMA-like families only"
+        return forward_bloom(cfg, w, ids, prefix)
+    if prefix is not None:
+        sys.exit("reference_forward.py: --prefix is for bloom only")
     if cfg["model_type"] == "opt":
         assert ad is None, "adapters: the LLaMA-like families only"
         return forward_opt(cfg, w, ids)
@@ -408,6 +480,11 @@ def main():
     argv = [a for a in sys.argv if not a.startswith("--train=")]
     train = [a[len("--train="):] for a in sys.argv if a.startswith("--train=")]
     binary, model, batch, tmp = argv[1:5]
+    n_prefix = 0
+    if ":prefix=" in tmp:
+        tmp, n_prefix = tmp.split(":prefix=")[0], int(tmp.split(":prefix=")[1])
+        if train:
+            sys.exit("reference_forward.py: :prefix= and --train= exclude each other")
     tol = float(argv[5]) if len(argv) > 5 else 1e-5
     rest = argv[6:]
     launcher, extra = (rest[:rest.index("--")], rest[rest.index("--") + 1:]) if "--" in rest \
@@ -438,7 +515,15 @@ def main():
     else:
         ad = None
         ev = ["eval", "--model", model, "--method", "none"]
-    ref = forward(cfg, w, ids, ad)
+    prefix = None
+    if n_prefix:
+        width = 2 * cfg["n_layer"] * (cfg.get("hidden_size") or cfg["n_embed"])
+        prefix = np.random.default_rng(7).normal(0.0, 1.0, (n_prefix, width)).astype(np.float32)
+        init = os.path.join(tmp, "prefix.safetensors")
+        st.write(init, {"prompt_encoder.embedding.weight": prefix})
+        ev = ["eval", "--model", model, "--method", "prefix", "--prefix-tokens", str(n_prefix),
+              "--init-from", init]
+    ref = forward(cfg, w, ids, ad, prefix)
     if ad and ad["kind"] == "PROMPT_TUNING":  # the virtual tokens are not scored
         labels = np.concatenate([np.full((labels.shape[0], ad["P"]), -100, labels.dtype), labels],
                                 axis=1)
@@ -457,7 +542,7 @@ def main():
     ok = abs(got_loss - ref_loss) <= tol and err <= 1e-4
     # the references of the fixture folders, where the folder has them
     fixture = os.path.join(os.path.dirname(batch), "base", "expected.json")
-    if not train and os.path.basename(os.path.dirname(model)) == \
+    if not train and not n_prefix and os.path.basename(os.path.dirname(model)) == \
             os.path.basename(os.path.dirname(batch)) and os.path.exists(fixture):
         with open(fixture) as f:
             hf = json.load(f)["loss0"]
