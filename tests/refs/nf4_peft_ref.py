@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""The NF4 reference tensor for deltatune's quantizer, made with PEFT's own
-NormalFloat quantizer (peft.utils.loftq_utils.NFQuantizer, 4 bits, blocks of
-64, method "normal": the code book of bitsandbytes' create_normal_map) on the
-16-core machine, where peft 0.21 and scipy are (bitsandbytes is not).
+"""The NF4 reference tensor for deltatune's quantizer (tests/test_nf4_reference.c),
+made with PEFT's own NormalFloat quantizer (4 bits, blocks of 64, method
+"normal": the code book of bitsandbytes' create_normal_map) where PEFT has
+one (the 16-core machine: peft 0.21, scipy; bitsandbytes is not there), else
+with FormulaQuantizer below (the same code book computed with scipy, nearest-
+code rounding in PyTorch). The file's metadata "source" says which.
 
   python3 tests/refs/nf4_peft_ref.py OUT.safetensors
 
