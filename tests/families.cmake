@@ -54,35 +54,14 @@ set(REF /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/parity/reference_forward.py
   $<TARGET_FILE:deltatune>)
 set(B ${F}/llama/batch.safetensors)
 set(W ${CMAKE_CURRENT_BINARY_DIR}/family_reference)
-add_test(NAME family_reference_llama COMMAND ${REF} ${F}/llama/model ${B} ${W}/llama)
+dt_family_reference(llama ${F}/llama/model ${B})
 foreach(model qwen2 qwen2_tied mistral)
-  add_test(NAME family_reference_${model} COMMAND ${REF} ${FAM}/${model}/model ${B} ${W}/${model})
-  add_test(NAME family_reference_${model}_tp2 COMMAND ${REF} ${FAM}/${model}/model ${B}
-    ${W}/${model}_tp2 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
-  add_test(NAME family_reference_${model}_tp3 COMMAND ${REF} ${FAM}/${model}/model ${B}
-    ${W}/${model}_tp3 1e-5 ${DT_MPIRUN} -np 3 -- --tp 3)
-  set_tests_properties(family_reference_${model}_tp2 PROPERTIES PROCESSORS 2)
-  set_tests_properties(family_reference_${model}_tp3 PROPERTIES PROCESSORS 3)
+  dt_family_reference(${model} ${FAM}/${model}/model ${B} 2 3)
 endforeach()
 # 150 tokens: three blocks of queries, the window inside each
-add_test(NAME family_reference_mistral_150 COMMAND ${REF} ${FAM}/mistral/model
-  ${FAM}/mistral/batch150.safetensors ${W}/mistral_150)
-add_test(NAME family_reference_mistral_150_tp2 COMMAND ${REF} ${FAM}/mistral/model
-  ${FAM}/mistral/batch150.safetensors ${W}/mistral_150_tp2 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
-set_tests_properties(family_reference_mistral_150_tp2 PROPERTIES PROCESSORS 2)
+dt_family_reference(mistral_150 ${FAM}/mistral/model ${FAM}/mistral/batch150.safetensors 2)
 set(BG ${F}/gpt2/batch.safetensors)
-add_test(NAME family_reference_opt COMMAND ${REF} ${FAM}/opt/model ${BG} ${W}/opt)
-add_test(NAME family_reference_opt_tp2 COMMAND ${REF} ${FAM}/opt/model ${BG} ${W}/opt_tp2 1e-5
-  ${DT_MPIRUN} -np 2 -- --tp 2)
-add_test(NAME family_reference_opt_tp3 COMMAND ${REF} ${FAM}/opt/model ${BG} ${W}/opt_tp3 1e-5
-  ${DT_MPIRUN} -np 3 -- --tp 3)
-set_tests_properties(family_reference_opt_tp2 PROPERTIES PROCESSORS 2)
-set_tests_properties(family_reference_opt_tp3 PROPERTIES PROCESSORS 3)
-foreach(t llama qwen2 qwen2_tied mistral qwen2_tp2 qwen2_tied_tp2 mistral_tp2 qwen2_tp3
-          qwen2_tied_tp3 mistral_tp3 opt opt_tp2 opt_tp3 mistral_150 mistral_150_tp2)
-  set_tests_properties(family_reference_${t} PROPERTIES TIMEOUT 120
-    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
-endforeach()
+dt_family_reference(opt ${FAM}/opt/model ${BG} 2 3)
 
 # the backward against finite differences: the biases (full trains them), the
 # window over real and prefix keys, methods on every module
@@ -177,23 +156,9 @@ dt_hf_family(opt q_proj,v_proj,fc1 q_proj,k_proj,fc2 fc2)
 # 1 + w norms, the embedding scale (full, prompt), GeGLU, the post norms and
 # both soft-caps (full, prefix over capped prefix scores, recompute)
 foreach(model gemma gemma2)
-  add_test(NAME family_reference_${model} COMMAND ${REF} ${FAM}/${model}/model ${B} ${W}/${model})
-  add_test(NAME family_reference_${model}_tp2 COMMAND ${REF} ${FAM}/${model}/model ${B}
-    ${W}/${model}_tp2 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
-  add_test(NAME family_reference_${model}_tp3 COMMAND ${REF} ${FAM}/${model}/model ${B}
-    ${W}/${model}_tp3 1e-5 ${DT_MPIRUN} -np 3 -- --tp 3)
-  set_tests_properties(family_reference_${model}_tp2 PROPERTIES PROCESSORS 2)
-  set_tests_properties(family_reference_${model}_tp3 PROPERTIES PROCESSORS 3)
+  dt_family_reference(${model} ${FAM}/${model}/model ${B} 2 3)
 endforeach()
-add_test(NAME family_reference_gemma2_150 COMMAND ${REF} ${FAM}/gemma2/model
-  ${FAM}/mistral/batch150.safetensors ${W}/gemma2_150)
-add_test(NAME family_reference_gemma2_150_tp2 COMMAND ${REF} ${FAM}/gemma2/model
-  ${FAM}/mistral/batch150.safetensors ${W}/gemma2_150_tp2 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
-set_tests_properties(family_reference_gemma2_150_tp2 PROPERTIES PROCESSORS 2)
-foreach(t gemma gemma_tp2 gemma_tp3 gemma2 gemma2_tp2 gemma2_tp3 gemma2_150 gemma2_150_tp2)
-  set_tests_properties(family_reference_${t} PROPERTIES TIMEOUT 120
-    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
-endforeach()
+dt_family_reference(gemma2_150 ${FAM}/gemma2/model ${FAM}/mistral/batch150.safetensors 2)
 dt_add_gradcheck(gradcheck_gemma_full families --model ${FAM}/gemma/model ${DQ} --method full)
 dt_add_gradcheck(gradcheck_gemma_prompt_ia3 families --model ${FAM}/gemma/model ${DQ}
   --method prompt,ia3 --prompt-tokens 3)

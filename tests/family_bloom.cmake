@@ -16,23 +16,8 @@ set(BG ${DT_TESTDATA_DIR}/hf-parity/gpt2/batch.safetensors)
 set(REF /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/parity/reference_forward.py
   $<TARGET_FILE:deltatune>)
 set(W ${CMAKE_CURRENT_BINARY_DIR}/family_reference)
-foreach(model bloom bloom_h6)
-  add_test(NAME family_reference_${model} COMMAND ${REF} ${FAM}/${model}/model ${BG} ${W}/${model})
-  add_test(NAME family_reference_${model}_tp2 COMMAND ${REF} ${FAM}/${model}/model ${BG}
-    ${W}/${model}_tp2 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
-  add_test(NAME family_reference_${model}_tp3 COMMAND ${REF} ${FAM}/${model}/model ${BG}
-    ${W}/${model}_tp3 1e-5 ${DT_MPIRUN} -np 3 -- --tp 3)
-  set_tests_properties(family_reference_${model}_tp2 PROPERTIES PROCESSORS 2)
-  set_tests_properties(family_reference_${model}_tp3 PROPERTIES PROCESSORS 3)
-  foreach(t ${model} ${model}_tp2 ${model}_tp3)
-    set_tests_properties(family_reference_${t} PROPERTIES TIMEOUT 120
-      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
-  endforeach()
-endforeach()
-add_test(NAME family_reference_bloom_h6_tp4 COMMAND ${REF} ${FAM}/bloom_h6/model ${BG}
-  ${W}/bloom_h6_tp4 1e-5 ${DT_MPIRUN} -np 4 -- --tp 4)
-set_tests_properties(family_reference_bloom_h6_tp4 PROPERTIES PROCESSORS 4 TIMEOUT 120
-  ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
+dt_family_reference(bloom ${FAM}/bloom/model ${BG} 2 3)
+dt_family_reference(bloom_h6 ${FAM}/bloom_h6/model ${BG} 2 3 4)
 # prefix tuning's key/values (PEFT's table through --init-from) at positions
 # 0..P-1 before the tokens, ALiBi over the whole mask as transformers counts
 # it with PEFT's extended attention mask: 1 rank and 3 ranks

@@ -10,21 +10,8 @@
 # - the backward against finite differences with every kind of method.
 set(FAM ${DT_TESTDATA_DIR}/families)
 set(BG ${DT_TESTDATA_DIR}/hf-parity/gpt2/batch.safetensors)
-set(REF /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/parity/reference_forward.py
-  $<TARGET_FILE:deltatune>)
-set(W ${CMAKE_CURRENT_BINARY_DIR}/family_reference)
 foreach(model neox neox_seq)
-  add_test(NAME family_reference_${model} COMMAND ${REF} ${FAM}/${model}/model ${BG} ${W}/${model})
-  add_test(NAME family_reference_${model}_tp2 COMMAND ${REF} ${FAM}/${model}/model ${BG}
-    ${W}/${model}_tp2 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
-  add_test(NAME family_reference_${model}_tp3 COMMAND ${REF} ${FAM}/${model}/model ${BG}
-    ${W}/${model}_tp3 1e-5 ${DT_MPIRUN} -np 3 -- --tp 3)
-  set_tests_properties(family_reference_${model}_tp2 PROPERTIES PROCESSORS 2)
-  set_tests_properties(family_reference_${model}_tp3 PROPERTIES PROCESSORS 3)
-  foreach(t ${model} ${model}_tp2 ${model}_tp3)
-    set_tests_properties(family_reference_${t} PROPERTIES TIMEOUT 120
-      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
-  endforeach()
+  dt_family_reference(${model} ${FAM}/${model}/model ${BG} 2 3)
 endforeach()
 
 # the backward against finite differences: every weight and bias (full), LoRA
