@@ -8,12 +8,6 @@
 #include "safetensors.h"
 #include "testutil.h"
 
-static void assert_msg_has(const char *needle) {
-  const char *m = dt_error_message();
-  if (!strstr(m, needle))
-    fail_msg("error message \"%s\" lacks \"%s\"", m, needle);
-}
-
 static const char *tmp_path(const char *name) {
   static char buf[8][1024];
   static int slot;
@@ -57,12 +51,12 @@ static void test_fixture_out_of_range(void **state) {
   dt_error_clear();
   /* First id >= 50 is 52 at row 0, column 1. */
   assert_int_equal(dt_dataset_load(&d, path, 50), DT_EINPUT);
-  assert_msg_has(path);
-  assert_msg_has("input_ids");
-  assert_msg_has("row 0");
-  assert_msg_has("column 1");
-  assert_msg_has("52");
-  assert_msg_has("vocab 50");
+  dt_test_error_has(path);
+  dt_test_error_has("input_ids");
+  dt_test_error_has("row 0");
+  dt_test_error_has("column 1");
+  dt_test_error_has("52");
+  dt_test_error_has("vocab 50");
   assert_null(d.input_ids);
   assert_null(d.path);
 }
@@ -128,70 +122,70 @@ static void test_errors(void **state) {
   const char *p = write_ds("noids.safetensors", DT_DTYPE_I64, 2, s23, NULL, s23, ids);
   dt_error_clear();
   assert_int_equal(dt_dataset_load(&d, p, 10), DT_EINPUT);
-  assert_msg_has(p);
-  assert_msg_has("input_ids");
+  dt_test_error_has(p);
+  dt_test_error_has("input_ids");
 
   /* ragged: labels [2,2] vs input_ids [2,3] */
   p = write_ds("ragged.safetensors", DT_DTYPE_I64, 2, s23, ids, s22, ids);
   assert_int_equal(dt_dataset_load(&d, p, 10), DT_EINPUT);
-  assert_msg_has(p);
-  assert_msg_has("labels");
-  assert_msg_has("[2, 2]");
-  assert_msg_has("[2, 3]");
+  dt_test_error_has(p);
+  dt_test_error_has("labels");
+  dt_test_error_has("[2, 2]");
+  dt_test_error_has("[2, 3]");
 
   /* 1-D */
   p = write_ds("oned.safetensors", DT_DTYPE_I64, 1, s6, ids, NULL, NULL);
   assert_int_equal(dt_dataset_load(&d, p, 10), DT_EINPUT);
-  assert_msg_has("input_ids");
-  assert_msg_has("1 dimensions");
+  dt_test_error_has("input_ids");
+  dt_test_error_has("1 dimensions");
 
   /* float ids */
   p = write_ds("float.safetensors", DT_DTYPE_F32, 2, s23, fids, NULL, NULL);
   assert_int_equal(dt_dataset_load(&d, p, 10), DT_EINPUT);
-  assert_msg_has(p);
-  assert_msg_has("F32");
-  assert_msg_has("input_ids");
+  dt_test_error_has(p);
+  dt_test_error_has("F32");
+  dt_test_error_has("input_ids");
 
   /* empty: one column, or no rows */
   p = write_ds("t1.safetensors", DT_DTYPE_I64, 2, s21, ids, NULL, NULL);
   assert_int_equal(dt_dataset_load(&d, p, 10), DT_EINPUT);
-  assert_msg_has("empty");
+  dt_test_error_has("empty");
   p = write_ds("n0.safetensors", DT_DTYPE_I64, 2, s03, ids, NULL, NULL);
   assert_int_equal(dt_dataset_load(&d, p, 10), DT_EINPUT);
-  assert_msg_has("empty");
+  dt_test_error_has("empty");
 
   /* bad label value (-5 at row 1, column 2) */
   int64_t lab[6] = {1, 2, 3, 4, 5, -5};
   p = write_ds("badlab.safetensors", DT_DTYPE_I64, 2, s23, ids, s23, lab);
   assert_int_equal(dt_dataset_load(&d, p, 10), DT_EINPUT);
-  assert_msg_has(p);
-  assert_msg_has("labels");
-  assert_msg_has("row 1");
-  assert_msg_has("column 2");
-  assert_msg_has("-5");
+  dt_test_error_has(p);
+  dt_test_error_has("labels");
+  dt_test_error_has("row 1");
+  dt_test_error_has("column 2");
+  dt_test_error_has("-5");
   /* label == vocab is out of range too */
   int64_t lab2[6] = {1, 2, 10, 4, 5, 6};
   p = write_ds("badlab2.safetensors", DT_DTYPE_I64, 2, s23, ids, s23, lab2);
   assert_int_equal(dt_dataset_load(&d, p, 10), DT_EINPUT);
-  assert_msg_has("column 2");
-  assert_msg_has("10");
+  dt_test_error_has("column 2");
+  dt_test_error_has("10");
 
   /* negative id with no vocab bound; id beyond int32 */
   int64_t neg[6] = {1, 2, 3, -1, 5, 6};
   p = write_ds("neg.safetensors", DT_DTYPE_I64, 2, s23, neg, NULL, NULL);
   assert_int_equal(dt_dataset_load(&d, p, 0), DT_EINPUT);
-  assert_msg_has("row 1");
-  assert_msg_has("column 0");
+  dt_test_error_has("row 1");
+  dt_test_error_has("column 0");
   int64_t big[6] = {1, 2, 3, 4, INT64_C(1) << 33, 6};
   p = write_ds("big.safetensors", DT_DTYPE_I64, 2, s23, big, NULL, NULL);
   assert_int_equal(dt_dataset_load(&d, p, 0), DT_EINPUT);
-  assert_msg_has("8589934592");
+  dt_test_error_has("8589934592");
 
   /* no scored label at all */
   int64_t none[6] = {1, -100, -100, 4, -100, -100};
   p = write_ds("none.safetensors", DT_DTYPE_I64, 2, s23, ids, s23, none);
   assert_int_equal(dt_dataset_load(&d, p, 10), DT_EINPUT);
-  assert_msg_has("no scored");
+  dt_test_error_has("no scored");
 
   /* not a safetensors file */
   p = tmp_path("junk.safetensors");
@@ -199,7 +193,7 @@ static void test_errors(void **state) {
   fputs("junkjunkjunk", f);
   fclose(f);
   assert_int_equal(dt_dataset_load(&d, p, 10), DT_EINPUT);
-  assert_msg_has(p);
+  dt_test_error_has(p);
   assert_null(d.input_ids);
 }
 

@@ -18,26 +18,9 @@
 #include "hf_config.h"
 #include "testutil.h"
 
-static const char *config_dir(const char *name, const char *json) {
-  static char dir[1024];
-  snprintf(dir, sizeof dir, "%s/%s", dt_test_tmpdir(), name);
-  mkdir(dir, 0755);
-  char p[1100];
-  snprintf(p, sizeof p, "%s/config.json", dir);
-  FILE *f = fopen(p, "w");
-  assert_non_null(f);
-  fputs(json, f);
-  fclose(f);
-  return dir;
-}
-
 #define FALCON_BASE                                                                \
   "\"model_type\":\"falcon\",\"num_hidden_layers\":2,\"hidden_size\":64,"         \
   "\"num_attention_heads\":8,\"vocab_size\":100"
-
-static void assert_msg_has(const char *s) {
-  if (!strstr(dt_error_message(), s)) fail_msg("message lacks '%s': %s", s, dt_error_message());
-}
 
 /* the three tiny folders */
 static void test_folders(void **state) {
@@ -85,7 +68,7 @@ static void test_folders(void **state) {
 static void test_defaults(void **state) {
   (void)state;
   dt_config c;
-  assert_int_equal(dt_hf_config_load(&c, config_dir("f1", "{" FALCON_BASE "}")), DT_OK);
+  assert_int_equal(dt_hf_config_load(&c, dt_test_config_dir("f1", "{" FALCON_BASE "}")), DT_OK);
   assert_int_equal(c.n_kv_head, 1);
   assert_int_equal(c.qkv_blocks, 1);
   assert_int_equal(c.shared_norm, 1);
@@ -95,7 +78,7 @@ static void test_defaults(void **state) {
   assert_int_equal(c.n_ctx, 2048);
   assert_int_equal(c.tied_head, 1);
   assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
-  assert_int_equal(dt_hf_config_load(&c, config_dir("f2", "{" FALCON_BASE
+  assert_int_equal(dt_hf_config_load(&c, dt_test_config_dir("f2", "{" FALCON_BASE
                                                     ",\"new_decoder_architecture\":true,"
                                                     "\"num_kv_heads\":2,"
                                                     "\"num_ln_in_parallel_attn\":1}")),
@@ -103,7 +86,7 @@ static void test_defaults(void **state) {
   assert_int_equal(c.n_kv_head, 2);
   assert_int_equal(c.qkv_blocks, 0);
   assert_int_equal(c.shared_norm, 1);
-  assert_int_equal(dt_hf_config_load(&c, config_dir("f3", "{" FALCON_BASE
+  assert_int_equal(dt_hf_config_load(&c, dt_test_config_dir("f3", "{" FALCON_BASE
                                                     ",\"new_decoder_architecture\":true}")),
                    DT_OK);
   assert_int_equal(c.n_kv_head, 8); /* num_kv_heads defaults to the heads */
@@ -137,15 +120,15 @@ static void test_refusals(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char name[64];
     snprintf(name, sizeof name, "bad-%s", cases[i].label);
-    const char *d = config_dir(name, cases[i].json);
+    const char *d = dt_test_config_dir(name, cases[i].json);
     dt_config c;
     dt_error_clear();
     const int rc = dt_hf_config_load(&c, d);
     if (rc != DT_EINPUT) fail_msg("case %s: rc %d (%s)", cases[i].label, rc, dt_error_message());
-    assert_msg_has("config.json");
-    assert_msg_has(d);
-    assert_msg_has(cases[i].must1);
-    assert_msg_has(cases[i].must2);
+    dt_test_error_has("config.json");
+    dt_test_error_has(d);
+    dt_test_error_has(cases[i].must1);
+    dt_test_error_has(cases[i].must2);
   }
 }
 

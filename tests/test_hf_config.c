@@ -10,28 +10,6 @@
 #include "hf_config.h"
 #include "testutil.h"
 
-static void assert_msg_has(const char *needle) {
-  const char *m = dt_error_message();
-  if (!strstr(m, needle))
-    fail_msg("error message \"%s\" lacks \"%s\"", m, needle);
-}
-
-/* A folder DIR/name holding config.json with the given text. */
-static const char *config_dir(const char *name, const char *json) {
-  static char dir[8][1024];
-  static int slot;
-  char *d = dir[slot++ % 8];
-  snprintf(d, 1024, "%s/%s", dt_test_tmpdir(), name);
-  mkdir(d, 0755);
-  char p[1100];
-  snprintf(p, sizeof p, "%s/config.json", d);
-  FILE *f = fopen(p, "w");
-  assert_non_null(f);
-  fputs(json, f);
-  fclose(f);
-  return d;
-}
-
 #define GPT2_BASE                                                           \
   "\"model_type\":\"gpt2\",\"n_layer\":3,\"n_embd\":64,\"n_head\":4,"      \
   "\"vocab_size\":100,\"n_positions\":32"
@@ -107,7 +85,7 @@ static void test_llama_fixture(void **state) {
 static void test_gpt2_variants(void **state) {
   (void)state;
   dt_config c;
-  const char *d = config_dir("g1", "{" GPT2_BASE ",\"n_inner\":100,"
+  const char *d = dt_test_config_dir("g1", "{" GPT2_BASE ",\"n_inner\":100,"
                              "\"activation_function\":\"gelu_pytorch_tanh\","
                              "\"layer_norm_epsilon\":1e-3,"
                              "\"tie_word_embeddings\":false}");
@@ -118,7 +96,7 @@ static void test_gpt2_variants(void **state) {
   assert_true(fabsf(c.norm_eps - 1e-3f) < 1e-9f);
   assert_int_equal(c.tied_head, 0);
   /* defaults: activation gelu_new, eps 1e-5, tied */
-  d = config_dir("g2", "{" GPT2_BASE "}");
+  d = dt_test_config_dir("g2", "{" GPT2_BASE "}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(c.d_ffn, 256);
   assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
@@ -129,7 +107,7 @@ static void test_llama_variants(void **state) {
   (void)state;
   dt_config c;
   /* top-level rope_theta, defaults for kv heads, head_dim, eps, tie */
-  const char *d = config_dir("l1", "{" LLAMA_BASE ",\"rope_theta\":500000}");
+  const char *d = dt_test_config_dir("l1", "{" LLAMA_BASE ",\"rope_theta\":500000}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(c.n_kv_head, 8);
   assert_int_equal(c.head_dim, 8);
@@ -138,7 +116,7 @@ static void test_llama_variants(void **state) {
   assert_int_equal(c.tied_head, 0);
   assert_int_equal(c.d_ffn, 160);
   /* no rope_theta anywhere: 10000; explicit head_dim and tie */
-  d = config_dir("l2", "{" LLAMA_BASE ",\"num_key_value_heads\":2,"
+  d = dt_test_config_dir("l2", "{" LLAMA_BASE ",\"num_key_value_heads\":2,"
                  "\"head_dim\":16,\"tie_word_embeddings\":true,"
                  "\"attention_bias\":false,\"mlp_bias\":false,"
                  "\"rms_norm_eps\":1e-5}");
@@ -149,12 +127,12 @@ static void test_llama_variants(void **state) {
   assert_int_equal(c.tied_head, 1);
   assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
   /* rope_parameters.rope_theta */
-  d = config_dir("l3", "{" LLAMA_BASE ",\"rope_parameters\":{\"rope_theta\":"
+  d = dt_test_config_dir("l3", "{" LLAMA_BASE ",\"rope_parameters\":{\"rope_theta\":"
                  "250000.0,\"rope_type\":\"default\"}}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_true(c.rope_theta == 250000.0f);
   /* mistral with a window as long as the context */
-  d = config_dir("m1", "{\"model_type\":\"mistral\",\"num_hidden_layers\":2,"
+  d = dt_test_config_dir("m1", "{\"model_type\":\"mistral\",\"num_hidden_layers\":2,"
                  "\"hidden_size\":64,\"num_attention_heads\":8,"
                  "\"num_key_value_heads\":4,\"intermediate_size\":160,"
                  "\"vocab_size\":100,\"max_position_embeddings\":128,"
@@ -166,19 +144,19 @@ static void test_llama_variants(void **state) {
   assert_int_equal(c.qkv_bias, 0);
   /* mistral: a window shorter than the context is kept (and honoured by the
    * attention); an absent one is MistralConfig's default 4096 */
-  d = config_dir("m2", "{" MISTRAL_BASE ","
+  d = dt_test_config_dir("m2", "{" MISTRAL_BASE ","
                  "\"sliding_window\":16}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(c.arch, DT_ARCH_MISTRAL);
   assert_int_equal(c.sliding_window, 16);
-  d = config_dir("m3", "{\"model_type\":\"mistral\",\"num_hidden_layers\":2,"
+  d = dt_test_config_dir("m3", "{\"model_type\":\"mistral\",\"num_hidden_layers\":2,"
                  "\"hidden_size\":64,\"num_attention_heads\":8,\"intermediate_size\":160,"
                  "\"vocab_size\":100,\"max_position_embeddings\":128}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(c.sliding_window, 4096);
   /* qwen2: q/k/v biases, untied by default, tied when it says so; the
    * window keys are ignored while use_sliding_window is false */
-  d = config_dir("q1", "{\"model_type\":\"qwen2\",\"num_hidden_layers\":2,"
+  d = dt_test_config_dir("q1", "{\"model_type\":\"qwen2\",\"num_hidden_layers\":2,"
                  "\"hidden_size\":64,\"num_attention_heads\":8,\"num_key_value_heads\":2,"
                  "\"intermediate_size\":160,\"vocab_size\":100,\"max_position_embeddings\":128,"
                  "\"use_sliding_window\":false,\"sliding_window\":32,\"max_window_layers\":1,"
@@ -189,12 +167,12 @@ static void test_llama_variants(void **state) {
   assert_int_equal(c.has_bias, 0);
   assert_int_equal(c.tied_head, 0);
   assert_int_equal(c.sliding_window, 0);
-  d = config_dir("q2", "{" QWEN2_BASE ","
+  d = dt_test_config_dir("q2", "{" QWEN2_BASE ","
                  "\"tie_word_embeddings\":true}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(c.tied_head, 1);
   /* opt: heads of d / n_head, tied, biases, LayerNorm 1e-5 */
-  d = config_dir("o1", "{" OPT_BASE "}");
+  d = dt_test_config_dir("o1", "{" OPT_BASE "}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(c.arch, DT_ARCH_OPT);
   assert_int_equal(c.d_ffn, 160);
@@ -205,7 +183,7 @@ static void test_llama_variants(void **state) {
   /* gemma: head_dim GemmaConfig's 256 when absent, tied, no window or caps;
    * hidden_activation read before hidden_act (the hub's files say "gelu"
    * there beside gelu_pytorch_tanh) */
-  d = config_dir("g1", "{\"model_type\":\"gemma\"," SHAPE_OF_LLAMA ",\"hidden_act\":\"gelu\","
+  d = dt_test_config_dir("g1", "{\"model_type\":\"gemma\"," SHAPE_OF_LLAMA ",\"hidden_act\":\"gelu\","
                  "\"hidden_activation\":\"gelu_pytorch_tanh\"}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(c.arch, DT_ARCH_GEMMA);
@@ -218,21 +196,21 @@ static void test_llama_variants(void **state) {
   assert_true(fabsf(dt_cfg_embed_scale(&c) - 8.0f) < 1e-6f); /* sqrt(64) */
   /* gemma2: Gemma2Config's defaults where the keys are absent (caps 50
    * and 30, query_pre_attn_scalar 256, window 4096 in even layers) */
-  d = config_dir("g2", "{" GEMMA2_BASE ",\"head_dim\":16}");
+  d = dt_test_config_dir("g2", "{" GEMMA2_BASE ",\"head_dim\":16}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(c.arch, DT_ARCH_GEMMA2);
   assert_true(c.attn_softcap == 50.0f && c.final_softcap == 30.0f && c.attn_scalar == 256.0f);
   assert_int_equal(dt_cfg_window(&c, 0), 4096);
   assert_int_equal(dt_cfg_window(&c, 1), 0);
   /* null caps: none; full_attention everywhere: no window in any layer */
-  d = config_dir("g3", "{" GEMMA2_BASE ",\"attn_logit_softcapping\":null,"
+  d = dt_test_config_dir("g3", "{" GEMMA2_BASE ",\"attn_logit_softcapping\":null,"
                  "\"final_logit_softcapping\":null,\"query_pre_attn_scalar\":144,"
                  "\"sliding_window\":8,\"layer_types\":[\"full_attention\",\"full_attention\"]}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_true(c.attn_softcap == 0.0f && c.final_softcap == 0.0f);
   assert_true(fabsf(dt_cfg_attn_scale(&c) - 1.0f / 12.0f) < 1e-9f);
   assert_int_equal(dt_cfg_window(&c, 0), 0);
-  d = config_dir("g4", "{" GEMMA2_BASE ",\"sliding_window\":8,"
+  d = dt_test_config_dir("g4", "{" GEMMA2_BASE ",\"sliding_window\":8,"
                  "\"layer_types\":[\"sliding_attention\",\"full_attention\"]}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(dt_cfg_window(&c, 0), 8);
@@ -245,7 +223,7 @@ static void test_llama_variants(void **state) {
 static void test_bloom(void **state) {
   (void)state;
   dt_config c;
-  const char *d = config_dir("b1", "{" BLOOM_BASE "}");
+  const char *d = dt_test_config_dir("b1", "{" BLOOM_BASE "}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(c.arch, DT_ARCH_BLOOM);
   assert_int_equal(c.n_layer, 2);
@@ -258,7 +236,7 @@ static void test_bloom(void **state) {
   assert_int_equal(dt_cfg_arch(&c)->embed_norm, 1);
   assert_int_equal(dt_cfg_act(&c), DT_ACT_GELU_TANH);
   assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
-  d = config_dir("b2", "{\"model_type\":\"bloom\",\"n_layer\":3,\"n_embed\":96,"
+  d = dt_test_config_dir("b2", "{\"model_type\":\"bloom\",\"n_layer\":3,\"n_embed\":96,"
                  "\"num_attention_heads\":12,\"vocab_size\":100,\"seq_length\":512,"
                  "\"layer_norm_epsilon\":1e-6}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
@@ -279,7 +257,7 @@ static void test_bloom(void **state) {
 static void test_neox(void **state) {
   (void)state;
   dt_config c;
-  const char *d = config_dir("n1", "{" NEOX_BASE "}");
+  const char *d = dt_test_config_dir("n1", "{" NEOX_BASE "}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
   assert_int_equal(c.arch, DT_ARCH_GPT_NEOX);
   assert_int_equal(c.head_dim, 16);
@@ -291,7 +269,7 @@ static void test_neox(void **state) {
   assert_int_equal(c.tied_head, 0);
   assert_int_equal(c.has_bias, 1);
   assert_true(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
-  d = config_dir("n2", "{" NEOX_BASE ",\"rotary_pct\":0.5,\"rotary_emb_base\":500,"
+  d = dt_test_config_dir("n2", "{" NEOX_BASE ",\"rotary_pct\":0.5,\"rotary_emb_base\":500,"
                  "\"use_parallel_residual\":false,\"hidden_act\":\"gelu_fast\","
                  "\"tie_word_embeddings\":true,\"layer_norm_eps\":1e-6}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
@@ -301,7 +279,7 @@ static void test_neox(void **state) {
   assert_int_equal(dt_cfg_act(&c), DT_ACT_GELU_TANH);
   assert_int_equal(c.tied_head, 1);
   assert_true(fabsf(c.norm_eps - 1e-6f) < 1e-13f);
-  d = config_dir("n3", "{" NEOX_BASE ",\"rotary_pct\":0.5,\"rotary_emb_base\":500,"
+  d = dt_test_config_dir("n3", "{" NEOX_BASE ",\"rotary_pct\":0.5,\"rotary_emb_base\":500,"
                  "\"rope_parameters\":{\"rope_type\":\"default\",\"rope_theta\":20000,"
                  "\"partial_rotary_factor\":1.0}}");
   assert_int_equal(dt_hf_config_load(&c, d), DT_OK);
@@ -407,30 +385,30 @@ static void test_bad_configs(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char name[64];
     snprintf(name, sizeof name, "bad-%s", cases[i].label);
-    const char *d = config_dir(name, cases[i].json);
+    const char *d = dt_test_config_dir(name, cases[i].json);
     dt_config c;
     dt_error_clear();
     int rc = dt_hf_config_load(&c, d);
     if (rc != DT_EINPUT)
       fail_msg("case %s: rc %d (%s)", cases[i].label, rc, dt_error_message());
-    assert_msg_has("config.json");
-    assert_msg_has(d);
-    if (cases[i].must1) assert_msg_has(cases[i].must1);
-    if (cases[i].must2) assert_msg_has(cases[i].must2);
+    dt_test_error_has("config.json");
+    dt_test_error_has(d);
+    if (cases[i].must1) dt_test_error_has(cases[i].must1);
+    if (cases[i].must2) dt_test_error_has(cases[i].must2);
   }
   /* The unknown model type lists the supported ones. */
   dt_config c;
-  assert_int_equal(dt_hf_config_load(&c, config_dir("bad-unknown2",
+  assert_int_equal(dt_hf_config_load(&c, dt_test_config_dir("bad-unknown2",
                    "{\"model_type\":\"t5\"}")), DT_EINPUT);
-  assert_msg_has("gpt2");
-  assert_msg_has("llama");
+  dt_test_error_has("gpt2");
+  dt_test_error_has("llama");
   /* No config.json at all. */
   char dir[1024];
   snprintf(dir, sizeof dir, "%s/noconfig", dt_test_tmpdir());
   mkdir(dir, 0755);
   assert_int_equal(dt_hf_config_load(&c, dir), DT_EINPUT);
-  assert_msg_has(dir);
-  assert_msg_has("config.json");
+  dt_test_error_has(dir);
+  dt_test_error_has("config.json");
 }
 
 static void test_validate(void **state) {
@@ -441,28 +419,28 @@ static void test_validate(void **state) {
   dt_config b = c;
   b.n_kv_head = 3;
   assert_int_equal(dt_config_validate(&b), DT_EINPUT);
-  assert_msg_has("n_kv_head");
+  dt_test_error_has("n_kv_head");
   b = c;
   b.vocab = 0;
   assert_int_equal(dt_config_validate(&b), DT_EINPUT);
-  assert_msg_has("vocab");
+  dt_test_error_has("vocab");
   b = c;
   b.head_dim = 9;
   assert_int_equal(dt_config_validate(&b), DT_EINPUT);
-  assert_msg_has("head_dim");
+  dt_test_error_has("head_dim");
   b = c;
   b.norm_eps = 0;
   assert_int_equal(dt_config_validate(&b), DT_EINPUT);
-  assert_msg_has("norm_eps");
+  dt_test_error_has("norm_eps");
   assert_int_equal(dt_synthetic_config_parse(&c, "synthetic:gpt2:layers=2,d=64,heads=4"), DT_OK);
   b = c;
   b.head_dim = 8;
   assert_int_equal(dt_config_validate(&b), DT_EINPUT);
-  assert_msg_has("d_model");
+  dt_test_error_has("d_model");
   b = c;
   b.n_layer = -1;
   assert_int_equal(dt_config_validate(&b), DT_EINPUT);
-  assert_msg_has("n_layer");
+  dt_test_error_has("n_layer");
 }
 
 /* ------------------------------------------------------------ synthetic */
@@ -584,8 +562,8 @@ static void test_synthetic_errors(void **state) {
     int rc = dt_synthetic_config_parse(&c, cases[i].spec);
     if (rc != DT_EUSAGE)
       fail_msg("%s: rc %d (%s)", cases[i].spec, rc, dt_error_message());
-    if (cases[i].must1) assert_msg_has(cases[i].must1);
-    if (cases[i].must2) assert_msg_has(cases[i].must2);
+    if (cases[i].must1) dt_test_error_has(cases[i].must1);
+    if (cases[i].must2) dt_test_error_has(cases[i].must2);
   }
 }
 

@@ -22,12 +22,6 @@ static const char *tmp_path(const char *name) {
   return p;
 }
 
-static void assert_msg_has(const char *needle) {
-  const char *m = dt_error_message();
-  if (!strstr(m, needle))
-    fail_msg("error message \"%s\" lacks \"%s\"", m, needle);
-}
-
 /* Write a file from a header string and raw data; hlen_override != 0 writes
  * that value as the header length instead of strlen(header). */
 static void write_raw(const char *path, const char *header, const void *data,
@@ -206,14 +200,14 @@ static void test_write_read_roundtrip(void **state) {
   /* Integers cannot be read as floats; floats not as integers. */
   dt_error_clear();
   assert_int_equal(dt_st_read_f32(&f, &f.t[1], 0, 4, fa), DT_EINPUT);
-  assert_msg_has("I64");
-  assert_msg_has("'b'");
-  assert_msg_has(path);
+  dt_test_error_has("I64");
+  dt_test_error_has("'b'");
+  dt_test_error_has(path);
   assert_int_equal(dt_st_read_i64(&f, ta, 0, 1, ib), DT_EINPUT);
-  assert_msg_has("F32");
+  dt_test_error_has("F32");
   /* Bounds. */
   assert_int_not_equal(dt_st_read_f32(&f, ta, 5, 2, fa), DT_OK);
-  assert_msg_has("w.a");
+  dt_test_error_has("w.a");
   assert_int_not_equal(dt_st_read_f32(&f, ta, -1, 1, fa), DT_OK);
   assert_int_equal(dt_st_read_f32(&f, ta, 6, 0, fa), DT_OK);
 
@@ -267,13 +261,13 @@ static void test_write_failures(void **state) {
   const char *bad = tmp_path("no/such/dir/x.safetensors");
   dt_error_clear();
   assert_int_equal(dt_st_write(bad, &out, 1, NULL, NULL, 0), DT_EIO);
-  assert_msg_has(bad);
-  assert_msg_has(strerror(ENOENT));
+  dt_test_error_has(bad);
+  dt_test_error_has(strerror(ENOENT));
   /* Target is a folder: the rename fails and the temporary file goes. */
   const char *dirp = tmp_path("isadir");
   assert_int_equal(mkdir(dirp, 0755), 0);
   assert_int_equal(dt_st_write(dirp, &out, 1, NULL, NULL, 0), DT_EIO);
-  assert_msg_has(dirp);
+  dt_test_error_has(dirp);
   char tmpname[1200];
   snprintf(tmpname, sizeof tmpname, "%s.tmp.%ld", dirp, (long)getpid());
   assert_int_not_equal(access(tmpname, F_OK), 0);
@@ -291,7 +285,7 @@ static void test_write_failures(void **state) {
   /* Duplicate names are refused. */
   dt_st_out dup[2] = {out, out};
   assert_int_not_equal(dt_st_write(p, dup, 2, NULL, NULL, 0), DT_OK);
-  assert_msg_has("'x'");
+  dt_test_error_has("'x'");
 }
 
 /* ------------------------------------------------------------ hand-built */
@@ -347,9 +341,9 @@ static void test_handbuilt_dtypes(void **state) {
   assert_true(iv[0] == -128 && iv[1] == -1 && iv[2] == 5);
   dt_error_clear();
   assert_int_equal(dt_st_read_f32(&f, dt_st_find(&f, "u"), 0, 1, v), DT_EINPUT);
-  assert_msg_has("U8");
+  dt_test_error_has("U8");
   assert_int_equal(dt_st_read_i64(&f, dt_st_find(&f, "q"), 0, 1, iv), DT_EINPUT);
-  assert_msg_has("BOOL");
+  dt_test_error_has("BOOL");
   char *meta = NULL;
   assert_int_equal(dt_st_get_metadata(&f, "format", &meta), DT_OK);
   assert_string_equal(meta, "pt");
@@ -475,9 +469,9 @@ static void test_corrupt_inputs(void **state) {
     dt_error_clear();
     int rc = dt_st_open(&f, path);
     if (rc != DT_EINPUT) fail_msg("case %s: rc %d (%s)", c->label, rc, dt_error_message());
-    assert_msg_has(path);
-    if (c->must1) assert_msg_has(c->must1);
-    if (c->must2) assert_msg_has(c->must2);
+    dt_test_error_has(path);
+    if (c->must1) dt_test_error_has(c->must1);
+    if (c->must2) dt_test_error_has(c->must2);
     assert_int_equal(f.fd, -1); /* cleaned up */
     assert_null(f.t);
   }
@@ -488,10 +482,10 @@ static void test_corrupt_inputs(void **state) {
   fclose(fp);
   dt_st_file f;
   assert_int_equal(dt_st_open(&f, shortp), DT_EINPUT);
-  assert_msg_has(shortp);
+  dt_test_error_has(shortp);
   const char *missing = tmp_path("missing.safetensors");
   assert_int_not_equal(dt_st_open(&f, missing), DT_OK);
-  assert_msg_has(missing);
+  dt_test_error_has(missing);
 }
 
 static void test_truncated_after_open(void **state) {
@@ -506,17 +500,17 @@ static void test_truncated_after_open(void **state) {
   float y[8];
   dt_error_clear();
   assert_int_equal(dt_st_read_f32(&f, &f.t[0], 0, 8, y), DT_EIO);
-  assert_msg_has(path);
-  assert_msg_has("emb");
-  assert_msg_has("end of file");
+  dt_test_error_has(path);
+  dt_test_error_has("emb");
+  dt_test_error_has("end of file");
   /* The part still present reads fine. */
   assert_int_equal(dt_st_read_f32(&f, &f.t[0], 0, 2, y), DT_OK);
   assert_true(y[0] == 1 && y[1] == 2);
   dt_st_close(&f);
   /* Reopening the truncated file fails at open, naming the tensor. */
   assert_int_equal(dt_st_open(&f, path), DT_EINPUT);
-  assert_msg_has("emb");
-  assert_msg_has(path);
+  dt_test_error_has("emb");
+  dt_test_error_has(path);
 }
 
 /* ------------------------------------------------------------ sets */
@@ -592,8 +586,8 @@ static void test_set_single_and_sharded(void **state) {
              "\"y\":\"model-00003-of-00002.safetensors\"}}");
   dt_error_clear();
   assert_int_equal(dt_st_set_open(&s, dir), DT_EINPUT);
-  assert_msg_has(p);
-  assert_msg_has("model-00003-of-00002.safetensors");
+  dt_test_error_has(p);
+  dt_test_error_has("model-00003-of-00002.safetensors");
   assert_int_equal(s.n_files, 0);
 
   /* index mapping a tensor to the wrong shard */
@@ -601,18 +595,18 @@ static void test_set_single_and_sharded(void **state) {
              "{\"weight_map\":{\"x\":\"model-00002-of-00002.safetensors\","
              "\"y\":\"model-00002-of-00002.safetensors\"}}");
   assert_int_equal(dt_st_set_open(&s, dir), DT_EINPUT);
-  assert_msg_has("'x'");
+  dt_test_error_has("'x'");
 
   /* index that is not JSON */
   write_text(p, "{weight_map");
   assert_int_equal(dt_st_set_open(&s, dir), DT_EINPUT);
-  assert_msg_has(p);
+  dt_test_error_has(p);
 
   /* neither file */
   snprintf(dir, sizeof dir, "%s/emptydir", dt_test_tmpdir());
   assert_int_equal(mkdir(dir, 0755), 0);
   assert_int_equal(dt_st_set_open(&s, dir), DT_EINPUT);
-  assert_msg_has(dir);
+  dt_test_error_has(dir);
 }
 
 int main(void) {

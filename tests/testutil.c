@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,6 +85,20 @@ void dt_test_write(const char *path, const char *s) {
   if (!f) fail_msg("cannot write %s", path);
   fputs(s, f);
   if (fclose(f) != 0) fail_msg("cannot write %s", path);
+}
+
+const char *dt_test_config_dir(const char *name, const char *json) {
+  const char *d = dt_test_tmp(name);
+  mkdir(d, 0755);
+  char p[1100];
+  snprintf(p, sizeof p, "%s/config.json", d);
+  dt_test_write(p, json);
+  return d;
+}
+
+void dt_test_error_has(const char *needle) {
+  const char *m = dt_error_message();
+  if (!strstr(m, needle)) fail_msg("error message \"%s\" lacks \"%s\"", m, needle);
 }
 
 char *dt_test_slurp(const char *path) {

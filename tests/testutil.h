@@ -24,6 +24,12 @@ const char *dt_test_tmpdir(void);
 const char *dt_test_tmp(const char *name);
 /* Write the text S to PATH (the test fails if it cannot). */
 void dt_test_write(const char *path, const char *s);
+/* A folder NAME inside dt_test_tmpdir() holding config.json with the text
+ * JSON (a model folder for dt_hf_config_load); lives as dt_test_tmp's. */
+const char *dt_test_config_dir(const char *name, const char *json);
+/* The current error message (dt_error_message) contains NEEDLE, or the test
+ * fails naming both. */
+void dt_test_error_has(const char *needle);
 /* A fresh folder under /dev/shm for tests that mount: mounts are made only
  * there, inside DT_TEST_PRIVATE_NS (tests/private_ns.sh), so that they work
  * in a chroot as on a booted machine and never reach the machine's own
