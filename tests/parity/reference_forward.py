@@ -85,6 +85,13 @@ def window_of(cfg, layer=0):
     return 0
 
 
+def masked_softmax(s, visible):
+    """Softmax over the last axis of the scores s where visible, 0 elsewhere."""
+    s = np.where(visible, s, -np.inf)
+    s = np.exp(s - s.max(axis=-1, keepdims=True))
+    return s / s.sum(axis=-1, keepdims=True)
+
+
 def forward_opt(cfg, w, ids):
     g = lambda name: w[name].astype(np.float64)  # noqa: E731
     B, T = ids.shape
@@ -109,9 +116,7 @@ def forward_opt(cfg, w, ids):
         k = heads(lin(h, p + "self_attn.k_proj"))
         v = heads(lin(h, p + "self_attn.v_proj"))
         s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
-        s = np.where(visible, s, -np.inf)
-        s = np.exp(s - s.max(axis=-1, keepdims=True))
-        s = s / s.sum(axis=-1, keepdims=True)
+        s = masked_softmax(s, visible)
         a = (s @ v).transpose(0, 2, 1, 3).reshape(B, T, d)
         x = x + lin(a, p + "self_attn.out_proj")
         h = ln(x, p + "final_layer_norm")
@@ -171,9 +176,7 @@ def forward_neox(cfg, w, ids):
         qkv = qkv.reshape(B, T, H, 3, hd).transpose(3, 0, 2, 1, 4)  # [3, B, H, T, hd]
         q, k, v = rot(qkv[0]), rot(qkv[1]), qkv[2]
         s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
-        s = np.where(visible, s, -np.inf)
-        s = np.exp(s - s.max(axis=-1, keepdims=True))
-        s = s / s.sum(axis=-1, keepdims=True)
+        s = masked_softmax(s, visible)
         a = lin((s @ v).transpose(0, 2, 1, 3).reshape(B, T, d), p + "attention.dense")
 
         def mlp(h):
@@ -233,9 +236,7 @@ def forward_bloom(cfg, w, ids, prefix=None):
             k = np.concatenate([np.broadcast_to(pkv[2 * layer], (B, H, P, hd)), k], axis=2)
             v = np.concatenate([np.broadcast_to(pkv[2 * layer + 1], (B, H, P, hd)), v], axis=2)
         s = bias[None] + q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
-        s = np.where(visible, s, -np.inf)
-        s = np.exp(s - s.max(axis=-1, keepdims=True))
-        s = s / s.sum(axis=-1, keepdims=True)
+        s = masked_softmax(s, visible)
         x = x + lin((s @ v).transpose(0, 2, 1, 3).reshape(B, T, d), p + "self_attention.dense")
         h = lin(ln(x, p + "post_attention_layernorm"), p + "mlp.dense_h_to_4h")
         x = x + lin(gelu(h, "gelu_new"), p + "mlp.dense_4h_to_h")
@@ -298,9 +299,7 @@ def forward_falcon(cfg, w, ids):
         q, k, v = (y.transpose(0, 2, 1, 3) for y in (q, k, v))  # [B, H, T, hd]
         q, k = rot(q), rot(k)
         s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
-        s = np.where(visible, s, -np.inf)
-        s = np.exp(s - s.max(axis=-1, keepdims=True))
-        s = s / s.sum(axis=-1, keepdims=True)
+        s = masked_softmax(s, visible)
         a = lin((s @ v).transpose(0, 2, 1, 3).reshape(B, T, d), p + "self_attention.dense")
 
         def mlp(h):
@@ -419,9 +418,7 @@ def forward(cfg, w, ids, ad=None, prefix=None):
         s = q @ k.transpose(0, 1, 3, 2) * scale
         if acap:
             s = acap * np.tanh(s / acap)
-        s = np.where(vis, s, -np.inf)
-        s = np.exp(s - s.max(axis=-1, keepdims=True))
-        s = s / s.sum(axis=-1, keepdims=True)
+        s = masked_softmax(s, vis)
         a = (s @ v).transpose(0, 2, 1, 3).reshape(B, T, H * hd)
         o = proj("self_attn.o_proj", a)
         if v2:
