@@ -456,54 +456,45 @@ static dt_site_io rows_of(const dt_model *m, const dt_method *me, dt_site_io io)
   return io;
 }
 
+/* The bf16 matrix a bf16 product (--matmul-dtype bf16) multiplies: the
+ * stored one, or a quantized one dequantized whole into the scratch; NULL
+ * with fp32 products or an fp32 (trained) matrix. */
+static const uint16_t *product_bf16(dt_model *m, const dt_mat *W) {
+  if (!m->matmul_bf16) return NULL;
+  if (!W->qm.type) return W->w16;
+  uint16_t *w16 = (uint16_t *)m->qtile;
+  dt_qmat_dequant_bf16(&W->qm, 0, W->qm.rows, w16);
+  return w16;
+}
+
 /* y[N,out] = b + x[N,in] W^T with a frozen (or trained) matrix: fp32, bf16
  * widened to fp32, or bf16 products (--matmul-dtype bf16); a quantized one
  * dequantized tile by tile (fp32 products) or whole into bf16 (bf16 ones). */
 static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, const float *b,
                       int N, int in, int out) {
-  if (W->qm.type && m->matmul_bf16) {
-    if (N == 0 || out == 0) return DT_OK;
-    uint16_t *w16 = (uint16_t *)m->qtile; /* the whole matrix, bf16 */
-    dt_qmat_dequant_bf16(&W->qm, 0, out, w16);
+  if (N == 0 || out == 0) return DT_OK;
+  const uint16_t *w16 = product_bf16(m, W);
+  if (w16) {
     if (b)
       for (int i = 0; i < N; i++) memcpy(y + (size_t)i * out, b, sizeof(float) * out);
     return dt_gemm_bf16(y, x, w16, N, out, in, 1, b ? 1.0f : 0.0f, m->a16);
   }
-  if (W->qm.type) {
-    dt_qmat_xwt(&W->qm, y, x, b, N, m->qtile);
-    return DT_OK;
-  }
-  if (!(m->matmul_bf16 && W->w16)) {
-    if (N <= m->stream_rows && in > 0 && !W->w) dt_linear_rows_bf16(y, x, W->w16, b, N, in, out);
-    else if (N <= m->stream_rows && in > 0) dt_linear_rows(y, x, W->w, b, N, in, out);
-    else dt_linear_forward(y, x, dt_mat_f32(m, W), b, N, in, out);
-    return DT_OK;
-  }
-  if (N == 0 || out == 0) return DT_OK;
-  if (b)
-    for (int i = 0; i < N; i++) memcpy(y + (size_t)i * out, b, sizeof(float) * out);
-  return dt_gemm_bf16(y, x, W->w16, N, out, in, 1, b ? 1.0f : 0.0f, m->a16);
+  if (W->qm.type) dt_qmat_xwt(&W->qm, y, x, b, N, m->qtile);
+  else if (N <= m->stream_rows && in > 0 && !W->w) dt_linear_rows_bf16(y, x, W->w16, b, N, in, out);
+  else if (N <= m->stream_rows && in > 0) dt_linear_rows(y, x, W->w, b, N, in, out);
+  else dt_linear_forward(y, x, dt_mat_f32(m, W), b, N, in, out);
+  return DT_OK;
 }
 
 /* dx[N,in] += dy[N,out] W, the input gradient through the same matrix. */
 static int frozen_dyw(dt_model *m, float *dx, const float *dy, const dt_mat *W, int N, int in,
                       int out) {
-  if (W->qm.type && m->matmul_bf16) {
-    if (N == 0 || in == 0 || out == 0) return DT_OK;
-    uint16_t *w16 = (uint16_t *)m->qtile;
-    dt_qmat_dequant_bf16(&W->qm, 0, out, w16);
-    return dt_gemm_bf16(dx, dy, w16, N, in, out, 0, 1.0f, m->a16);
-  }
-  if (W->qm.type) {
-    dt_qmat_dyw(&W->qm, dx, dy, N, m->qtile);
-    return DT_OK;
-  }
-  if (!(m->matmul_bf16 && W->w16)) {
-    dt_linear_backward_input(dx, dy, dt_mat_f32(m, W), N, in, out);
-    return DT_OK;
-  }
   if (N == 0 || in == 0 || out == 0) return DT_OK;
-  return dt_gemm_bf16(dx, dy, W->w16, N, in, out, 0, 1.0f, m->a16);
+  const uint16_t *w16 = product_bf16(m, W);
+  if (w16) return dt_gemm_bf16(dx, dy, w16, N, in, out, 0, 1.0f, m->a16);
+  if (W->qm.type) dt_qmat_dyw(&W->qm, dx, dy, N, m->qtile);
+  else dt_linear_backward_input(dx, dy, dt_mat_f32(m, W), N, in, out);
+  return DT_OK;
 }
 
 static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
