@@ -11,7 +11,7 @@ set_tests_properties(test_outputs PROPERTIES PROCESSORS 2)
 # Fault injection: short trainings killed (one rank, SIGKILL), stopped (the
 # job, SIGTERM) or starved of disk at random moments, resumed until done:
 # every final checkpoint name inspects, the deltas equal an uninterrupted
-# run's. Seeded (the seed is printed); about 90 s of trials.
+# run's. Seeded (the seed is printed); until 24 faults land, the kinds in turn.
 add_test(NAME fault_inject COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/faults/fault_inject.sh
          $<TARGET_FILE:deltatune> ${CMAKE_SOURCE_DIR} ${DT_MPIRUN})
 set_tests_properties(fault_inject PROPERTIES TIMEOUT 300 LABELS reliability PROCESSORS 2

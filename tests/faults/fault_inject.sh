@@ -8,8 +8,11 @@
 # after every attempt that every file with a final name ckpt-<step>.nc
 # passes `deltatune inspect` (complete, every checksum), and at the end that
 # deltas.safetensors is byte-identical to an uninterrupted run's.
-# Randomness is seeded (printed; DT_FAULT_SEED=<seed> repeats a run), trials
-# run until DT_FAULT_BUDGET_S seconds (default 90) are spent (at least 3).
+# Randomness is seeded (printed; DT_FAULT_SEED=<seed> repeats a run); the
+# kinds take turns, trial after trial, until DT_FAULT_HITS faults (default 24)
+# have landed (an attempt killed, stopped or starved; a fault that comes after
+# the training ended does not count); the moments are random;
+# DT_FAULT_BUDGET_S (default 240) only bounds a run on a very slow machine.
 # usage: fault_inject.sh DELTATUNE_BINARY SOURCE_DIR MPIRUN...
 #        fault_inject.sh --disk-trial ...   (internal: one trial inside tests/private_ns.sh)
 set -uo pipefail
@@ -63,12 +66,13 @@ S=$(mktemp -d "${TMPDIR:-/tmp}/deltatune-faults.XXXXXX")
 # mounts only under /dev/shm, inside tests/private_ns.sh (works in a chroot too)
 M=$(mktemp -d /dev/shm/dt-mnt-XXXXXX)
 SEED=${DT_FAULT_SEED:-$(( $(date +%s) % 100000 ))}
-BUDGET=${DT_FAULT_BUDGET_S:-90}
-# under the sanitizers every attempt is 3-4 times slower: twice the time (CI
-# runs this test in the sanitizer build only: tests/CMakeLists.txt, asan_covers)
-[[ -n ${ASAN_OPTIONS:-} && -z ${DT_FAULT_BUDGET_S:-} ]] && BUDGET=180
+# A number of faults, not a time: under the sanitizers (where CI runs this
+# test: tests/CMakeLists.txt, asan_covers) a time budget of 180 s gave 18 to
+# 29 trials depending on the load, and kinds drawn at random could miss one.
+HITS=${DT_FAULT_HITS:-24}
+BUDGET=${DT_FAULT_BUDGET_S:-240}
 RANDOM=$SEED
-echo "fault_inject: seed $SEED (DT_FAULT_SEED=$SEED repeats this sequence), budget ${BUDGET}s"
+echo "fault_inject: seed $SEED (DT_FAULT_SEED=$SEED repeats this sequence), until $HITS faults land, at most ${BUDGET}s"
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 MP=""
@@ -84,7 +88,14 @@ CMD=("${MPIRUN[@]}" -np 2 "$BIN" train --model "$F/model" --data "$F/batch.safet
      --batch-size 2 --method lora --lora-dropout 0.1 --lr 5e-3 --sample-rows 4 --steps "$STEPS"
      --log-every 100000 --save-every 50 --keep 2)
 
+ref_t0=$(date +%s%N)
 "${CMD[@]}" --out "$S/ref" > "$S/ref.log" 2>&1 || { cat "$S/ref.log"; fail "uninterrupted run"; exit 1; }
+# the faults come 5-95% of an uninterrupted run's time after an attempt's
+# start (from MPI_Init to the last steps, on a machine of any speed: fixed
+# moments, 0.8-2.5 s, missed more than half of the sanitizer build's
+# shorter runs)
+REF_MS=$(( ($(date +%s%N) - ref_t0) / 1000000 ))
+echo "fault_inject: the uninterrupted run took ${REF_MS} ms"
 
 # the disk trials need a private mount namespace (root)
 CAN_MOUNT=1
@@ -140,11 +151,11 @@ attempt() { # OUT FAULT DELAY_MS [--resume]
 
 declare -A N=([kill]=0 [term]=0 [disk]=0)
 trials=0 attempts=0 hit=0 t0=$SECONDS
-while (( SECONDS - t0 < BUDGET && trials < 40 )); do
+while (( SECONDS - t0 < BUDGET && hit < HITS )); do
   trials=$((trials + 1))
   kinds=(kill term)
   (( CAN_MOUNT )) && kinds+=(disk)
-  kind=${kinds[$((RANDOM % ${#kinds[@]}))]}
+  kind=${kinds[$((trials % ${#kinds[@]}))]}
   N[$kind]=$((N[$kind] + 1))
   out=$S/t$trials
   if [[ $kind == disk ]]; then
@@ -155,7 +166,7 @@ while (( SECONDS - t0 < BUDGET && trials < 40 )); do
       fail "trial $trials (disk, ${size} KiB):"; cat "$S/disk.log"
     else
       echo "trial $trials: disk ${size} KiB: $(tail -1 "$S/disk.log")"
-      hit=$((hit + 1))
+      grep -q "first attempt exit 0" "$S/disk.log" || hit=$((hit + 1)) # the disk filled up
       INSPECTED=$((INSPECTED + $(grep -o '[0-9]* checkpoint(s) inspected' "$S/disk.log" | grep -o '^[0-9]*' || echo 0)))
     fi
     attempts=$((attempts + 2))
@@ -166,7 +177,7 @@ while (( SECONDS - t0 < BUDGET && trials < 40 )); do
   resume=()
   codes=""
   for a in 1 2 3 4 5 6; do
-    delay=$((800 + RANDOM % 1700))
+    delay=$((REF_MS * (5 + RANDOM % 91) / 100))
     (( a == 6 )) && fault=none
     attempt "$out" "$fault" "$delay" "${resume[@]}"
     attempts=$((attempts + 1))
@@ -189,6 +200,7 @@ while (( SECONDS - t0 < BUDGET && trials < 40 )); do
 done
 echo "fault_inject: seed $SEED: $trials trials (kill ${N[kill]}, term ${N[term]}, disk ${N[disk]}), $attempts attempts, $hit interrupted or starved, $INSPECTED checkpoint files inspected, $((SECONDS - t0)) s"
 (( trials >= 3 )) || fail "only $trials trials in ${BUDGET}s"
+(( hit >= HITS )) || echo "note: $hit of $HITS faults landed in the ${BUDGET}s bound"
 (( hit >= 3 )) || fail "only $hit attempts were hit by a fault"
 (( fails == 0 )) && echo "fault_inject: ok"
 exit $(( fails > 0 ))
