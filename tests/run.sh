@@ -43,12 +43,48 @@ cmake --build "$BUILD" -j"$(nproc)"
 # alone (Slurm's tree fence on fewer nodes than TreeWidth); vcluster.sh now
 # uses the ring, and multinode_fence checks that MPI_Init holds ranks across
 # nodes (issue 25).
+# fuzz_build DIR: the libFuzzer targets (clang), the log in DIR/build.log
+fuzz_build() {
+  local FUZZ_BUILD=$1
+  command -v clang >/dev/null || { echo "run.sh: no clang for the fuzz runs (scripts/install-deps.sh installs it)"; return 1; }
+  CC=clang cmake -S . -B "$FUZZ_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDT_FUZZ=ON \
+    -DDT_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$FUZZ_BUILD" --target fuzz -j"$(nproc)" >"$FUZZ_BUILD/build.log" 2>&1 ||
+    { tail -40 "$FUZZ_BUILD/build.log"; echo "run.sh: the fuzz build failed"; return 1; }
+}
+# With the sanitizer suite to follow, its build and the fuzz build run
+# beside the normal suite, at a lower priority (nice 10): that suite waits
+# more than it computes (MPI start-ups, Slurm jobs, the virtual cluster), and
+# the builds take the idle cores instead of a stage of their own.
+ASAN_BUILD=${DT_ASAN_BUILD_DIR:-build-asan}
+FUZZ_BUILD=${DT_FUZZ_BUILD_DIR:-build-fuzz}
+builds_pid=
+if [[ "${DT_SANITIZE_SUITE:-0}" == "1" ]]; then
+  mkdir -p "$ASAN_BUILD" "$FUZZ_BUILD"
+  (
+    renice -n 10 -p "$BASHPID" >/dev/null
+    cmake -S . -B "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Release -DDT_SANITIZE=ON >/dev/null &&
+      cmake --build "$ASAN_BUILD" -j"$(nproc)" >"$ASAN_BUILD/build.log" 2>&1 ||
+      { echo "run.sh: the sanitizer build failed ($ASAN_BUILD/build.log)"; exit 1; }
+    [[ "${DT_FUZZ_SMOKE:-1}" != "1" ]] || fuzz_build "$FUZZ_BUILD" || exit 2
+  ) >"$ASAN_BUILD/builds.log" 2>&1 &
+  builds_pid=$!
+fi
+# kill_tree PID: the process and everything it started
+kill_tree() {
+  local k
+  for k in $(pgrep -P "$1"); do kill_tree "$k"; done
+  kill "$1" 2>/dev/null || true
+}
 excluded=()
 [[ "${DT_MULTINODE:-1}" == "1" ]] || excluded+=(multinode)
 [[ "${DT_SANITIZE_SUITE:-0}" == "1" ]] && excluded+=(asan_covers)
 skip_covered=()
 [[ ${#excluded[@]} -gt 0 ]] && skip_covered=(-LE "$(IFS='|'; echo "${excluded[*]}")")
-(cd "$BUILD" && ctest --output-on-failure -j"$((2 * $(nproc)))" "${skip_covered[@]}" "$@")
+if ! (cd "$BUILD" && ctest --output-on-failure -j"$((2 * $(nproc)))" "${skip_covered[@]}" "$@"); then
+  [[ -n $builds_pid ]] && kill_tree "$builds_pid"
+  exit 1
+fi
 no_skips "$BUILD"
 echo "run.sh: normal build and suite in $((SECONDS - t0)) s"
 
@@ -60,11 +96,6 @@ echo "run.sh: normal build and suite in $((SECONDS - t0)) s"
 # machine (2026-12-05); -max_total_time only bounds a run that is much slower.
 fuzz_stage() {
   local FUZZ_BUILD=$1 t c max_len runs failed=0 passed=0
-  command -v clang >/dev/null || { echo "run.sh: no clang for the fuzz runs (scripts/install-deps.sh installs it)"; return 1; }
-  CC=clang cmake -S . -B "$FUZZ_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDT_FUZZ=ON \
-    -DDT_BUILD_TESTS=OFF >/dev/null
-  cmake --build "$FUZZ_BUILD" --target fuzz -j"$(nproc)" >"$FUZZ_BUILD/build.log" 2>&1 ||
-    { tail -40 "$FUZZ_BUILD/build.log"; echo "run.sh: the fuzz build failed"; return 1; }
   declare -A count=([safetensors]=455000 [config]=551000 [dataset]=599000 [options]=221000
                     [taskfile]=70000 [checkpoint]=87000 [tokenizer]=71000 [jsonl]=116000)
   for t in safetensors config dataset options taskfile checkpoint tokenizer jsonl; do
@@ -93,22 +124,26 @@ fuzz_stage() {
 # .ci/run sets DT_SANITIZE_SUITE=1 (docs/reliability.md, "CI time").
 if [[ "${DT_SANITIZE_SUITE:-0}" == "1" ]]; then
   t1=$SECONDS
-  ASAN_BUILD=${DT_ASAN_BUILD_DIR:-build-asan}
-  cmake -S . -B "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Release -DDT_SANITIZE=ON >/dev/null
-  cmake --build "$ASAN_BUILD" -j"$(nproc)"
+  builds_rc=0
+  wait "$builds_pid" || builds_rc=$?
+  cat "$ASAN_BUILD/builds.log"
+  if [[ $builds_rc -eq 1 ]]; then tail -40 "$ASAN_BUILD/build.log"; exit 1; fi
+  echo "run.sh: the sanitizer and fuzz builds beside the normal suite ended $((SECONDS - t1)) s after it"
   fuzz_pid=
   if [[ "${DT_FUZZ_SMOKE:-1}" == "1" ]]; then
-    FUZZ_BUILD=${DT_FUZZ_BUILD_DIR:-build-fuzz}
-    mkdir -p "$FUZZ_BUILD"
-    fuzz_stage "$FUZZ_BUILD" >"$FUZZ_BUILD/smoke.log" 2>&1 &
+    if [[ $builds_rc -eq 0 ]]; then
+      fuzz_stage "$FUZZ_BUILD" >"$FUZZ_BUILD/smoke.log" 2>&1 &
+    else
+      echo "fuzz: the build failed" >"$FUZZ_BUILD/smoke.log"; false &
+    fi
     fuzz_pid=$!
   fi
   # The suite's reports are not symbolized (symbolize=0, tests/CMakeLists.txt:
   # starting llvm-symbolizer at each process's leak check was a quarter of
   # the sanitizer suite's CPU); a failed test is run again with names.
   if ! (cd "$ASAN_BUILD" && ctest --output-on-failure -j"$((2 * $(nproc)))" -L asan "$@"); then
-    echo "run.sh: the failed sanitizer tests again, with symbolized reports (ASAN_OPTIONS=symbolize=1)"
-    (cd "$ASAN_BUILD" && ASAN_OPTIONS=symbolize=1 ctest --rerun-failed --output-on-failure) || true
+    echo "run.sh: the failed sanitizer tests again, with symbolized reports and whole stacks (ASAN_OPTIONS=symbolize=1:malloc_context_size=30)"
+    (cd "$ASAN_BUILD" && ASAN_OPTIONS=symbolize=1:malloc_context_size=30 ctest --rerun-failed --output-on-failure) || true
     [[ -n $fuzz_pid ]] && kill "$fuzz_pid" 2>/dev/null
     exit 1
   fi
