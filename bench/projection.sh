@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The projection tables of docs/parallel.md: LoRA on LLaMA-2-70B and GPT-3
 # 175B on 4-64 nodes of an assumed cluster (bench/machines/README.md), from
-# `deltatune plan --json` (no weights are loaded; about 5 minutes on 2 cores).
+# `deltatune plan --json` (no weights are loaded; about 20 minutes on the shared
+# 2-core machine).
 # usage: bash bench/projection.sh BIN [MACHINE_JSON...] > tables.md
 #   NODES (default 4 ... 512: past 64 to show where the scaling stops), BATCH
 #   (128 rows, the LoRA paper's GPT-3 batch), SEQ (2048), MEM (512G), RPNS, MODELS, WEIGHTS.
