@@ -135,6 +135,19 @@ static int describe_rank(const dt_plan_in *in, int r, int T, shard_entry *z) {
   return DT_OK;
 }
 
+/* The first tensor-parallel rank of T from which every rank holds no
+ * key/value group, FFN column or vocabulary row (dt_shard_init's
+ * distributions): all ranks from there on are the same shard. */
+static int first_empty_rank(const dt_config *c, int T) {
+  const int64_t ffn_nb = (c->d_ffn + T - 1) / T, vocab_nb = ((int64_t)c->vocab + T - 1) / T;
+  int64_t r = c->n_kv_head;
+  const int64_t rf = ffn_nb > 0 ? (c->d_ffn + ffn_nb - 1) / ffn_nb : 0;
+  const int64_t rv = vocab_nb > 0 ? (c->vocab + vocab_nb - 1) / vocab_nb : 0;
+  if (rf > r) r = rf;
+  if (rv > r) r = rv;
+  return r < T ? (int)r : T;
+}
+
 static int ctx_get(plan_ctx *x, const dt_config *cfg, int r, int T, shard_entry **out) {
   dt_shard sh;
   DT_CALL(dt_shard_init(&sh, cfg, r, T));
@@ -196,19 +209,6 @@ static int64_t shm_touched(int64_t n, int T) {
 static double sum_time(const dt_machine *mc, int64_t n, int shm) {
   if (shm && n >= DT_SHM_SUM_MIN) return mc->shm_sum_latency_s + 4.0 * n / mc->shm_sum_bytes_per_s;
   return mc->allreduce_latency_s + 4.0 * n / mc->allreduce_bytes_per_s;
-}
-
-/* The first tensor-parallel rank of T from which every rank holds no
- * key/value group, FFN column or vocabulary row (dt_shard_init's
- * distributions): all ranks from there on are the same shard. */
-static int first_empty_rank(const dt_config *c, int T) {
-  const int64_t ffn_nb = (c->d_ffn + T - 1) / T, vocab_nb = ((int64_t)c->vocab + T - 1) / T;
-  int64_t r = c->n_kv_head;
-  const int64_t rf = ffn_nb > 0 ? (c->d_ffn + ffn_nb - 1) / ffn_nb : 0;
-  const int64_t rv = vocab_nb > 0 ? (c->vocab + vocab_nb - 1) / vocab_nb : 0;
-  if (rf > r) r = rf;
-  if (rv > r) r = rv;
-  return r < T ? (int)r : T;
 }
 
 static int ctx_init(plan_ctx *x, const dt_plan_in *in, dt_config *cfg) {
