@@ -68,12 +68,14 @@ typedef struct {
   } hook_sum[8];
   double matmul_local;            /* frozen-matmul parameters on this rank */
   char describe[1024];
+  unsigned seen;                  /* the last compute() that counted it (plan_ctx.pass) */
 } shard_entry;
 
 typedef struct {
   const dt_plan_in *in; /* model, methods, options, dtype (fixed for a context) */
   shard_entry **e;
   int n, cap;
+  unsigned pass;        /* compute() calls on this context */
 } plan_ctx;
 
 static void ctx_free(plan_ctx *x) {
@@ -131,6 +133,19 @@ static int describe_rank(const dt_plan_in *in, int r, int T, shard_entry *z) {
   dt_params_free(&p); /* the methods keep no pointer into the table */
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   return DT_OK;
+}
+
+/* The first tensor-parallel rank of T from which every rank holds no
+ * key/value group, FFN column or vocabulary row (dt_shard_init's
+ * distributions): all ranks from there on are the same shard. */
+static int first_empty_rank(const dt_config *c, int T) {
+  const int64_t ffn_nb = (c->d_ffn + T - 1) / T, vocab_nb = ((int64_t)c->vocab + T - 1) / T;
+  int64_t r = c->n_kv_head;
+  const int64_t rf = ffn_nb > 0 ? (c->d_ffn + ffn_nb - 1) / ffn_nb : 0;
+  const int64_t rv = vocab_nb > 0 ? (c->vocab + vocab_nb - 1) / vocab_nb : 0;
+  if (rf > r) r = rf;
+  if (rv > r) r = rv;
+  return r < T ? (int)r : T;
 }
 
 static int ctx_get(plan_ctx *x, const dt_config *cfg, int r, int T, shard_entry **out) {
@@ -258,13 +273,20 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
   o->flops_step = dt_model_step_flops(&w->m, o->T, tokens, scored);
   o->flops_token = o->flops_step / tokens;
 
-  /* every distinct shard; keep the rank that holds the most */
+  /* every distinct shard once; keep the rank that holds the most. Ranks
+   * past the last key/value group, FFN block and vocabulary block hold the
+   * same empty shard, so the walk stops at the first of them (a search
+   * tries groups of millions of ranks). */
   const int64_t N = (int64_t)Bp * o->T;
   double matmul_max = 0;
   shard_entry *best = NULL;
-  for (int r = 0; r < T; r++) {
+  const unsigned pass = ++x->pass;
+  const int r_end = first_empty_rank(cfg, T) < T ? first_empty_rank(cfg, T) + 1 : T;
+  for (int r = 0; r < r_end; r++) {
     shard_entry *z;
     DT_CALL(ctx_get(x, cfg, r, T, &z));
+    if (z->seen == pass) continue; /* the same sizes as an earlier rank */
+    z->seen = pass;
     if (z->matmul_local > matmul_max) matmul_max = z->matmul_local;
     dt_plan_mem pm;
     memset(&pm, 0, sizeof pm);

@@ -8,17 +8,21 @@
  *     allocates;
  *   - the LoRA paper's parameter counts on GPT-3 175B (18.9M at r = 4 on
  *     Wq, Wv) and the checkpoint bytes that follow;
- *   - the smallest node count, and the command line (text, JSON, errors). */
+ *   - the smallest node count (also on LLaMA-2-70B at 64 ranks per node, a
+ *     search over groups of up to millions of ranks that once did not
+ *     finish), and the command line (text, JSON, errors). */
 #include <jansson.h>
 #include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "error.h"
 #include "machine.h"
 #include "plan.h"
+#include "quant.h"
 #include "testutil.h"
 
 static const dt_optdef k_extra[] = {
@@ -222,6 +226,78 @@ static void test_min_nodes(void **state) {
   free(o);
 }
 
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* LLaMA-2-70B, LoRA, bf16 weights, 4 rows of 2048 tokens, --recompute. At
+ * 64 ranks per node no node count fits 512 GiB (every rank keeps its
+ * replica's activations, about 5.6 GiB, and a rank holding a key/value
+ * group keeps 1/8 of the attention weights however large the group): the
+ * search tries up to 65536 nodes (groups of 4M ranks) and must say so in
+ * seconds; at 8 ranks per node and 128 GiB it finds a layout, checked
+ * against every layout of one node fewer. */
+static void test_min_nodes_70b(void **state) {
+  (void)state;
+  dt_options *o = calloc(1, sizeof *o);
+  parse_opts(o, NULL, 0);
+  dt_machine mc;
+  dt_machine_defaults(&mc);
+  dt_plan_in in = {"synthetic:llama2-70b", "lora", o, 1, 64, 64, 4, 2048, DT_W_BF16, 1, 1, -1, 0, 1,
+                   0, 0, NULL};
+  const double gib = (double)(1 << 30);
+  int n = -1, tp = -1;
+  const double t0 = now_s();
+  assert_int_equal(dt_plan_min_nodes(&in, &mc, 512 * gib, 65536, &n, &tp), DT_OK);
+  const double dt = now_s() - t0;
+  assert_int_equal(n, 0);
+  if (dt > 20) fail_msg("the 70B search took %.1f s", dt);
+  /* no fit: one node (the groups the search tries first) and 65536 nodes
+   * (its last, a group of 4194304 ranks) */
+  dt_plan_out out;
+  in.nodes = 1;
+  in.tp = 64;
+  assert_int_equal(dt_plan_compute(&in, &mc, &out), DT_OK);
+  assert_true((double)out.node_bytes > 512 * gib);
+  /* the rank that holds the most holds a key/value group: its weights are
+   * those of tp rank 0 described alone */
+  dt_model d;
+  assert_int_equal(dt_model_describe(&d, in.model, DT_W_BF16, 0, 64), DT_OK);
+  assert_int_equal(out.mem.weights, (int64_t)d.bb->weight_bytes);
+  dt_model_free(&d);
+  in.nodes = 65536;
+  in.tp = 65536 * 64;
+  assert_int_equal(dt_plan_compute(&in, &mc, &out), DT_OK);
+  assert_true((double)out.node_bytes > 512 * gib);
+  assert_true(out.mem.acts > 5 * gib); /* the replicated activations stay */
+  /* 8 ranks per node, 128 GiB: the smallest count fits, one fewer does not */
+  in.ranks_per_node = 8;
+  assert_int_equal(dt_plan_min_nodes(&in, &mc, 128 * gib, 65536, &n, &tp), DT_OK);
+  assert_true(n > 1 && tp >= 1);
+  in.nodes = n;
+  in.tp = tp;
+  assert_int_equal(dt_plan_compute(&in, &mc, &out), DT_OK);
+  assert_true((double)out.node_bytes <= 128 * gib);
+  /* 128 GiB of bf16 weights alone need two nodes */
+  assert_true((double)out.weight_bytes_total / n < 128 * gib);
+  int tried = 0;
+  for (int t = 1; t <= (n - 1) * 8; t++) {
+    if (((n - 1) * 8) % t || 4 % (((n - 1) * 8) / t)) continue;
+    in.nodes = n - 1;
+    in.tp = t;
+    if (dt_plan_compute(&in, &mc, &out) == DT_OK) {
+      assert_true((double)out.node_bytes > 128 * gib);
+      tried++;
+    } else {
+      dt_error_clear();
+    }
+  }
+  assert_true(tried > 0);
+  free(o);
+}
+
 /* The command: JSON fields, text, usage errors. */
 static void test_cli(void **state) {
   (void)state;
@@ -281,6 +357,7 @@ int main(void) {
       cmocka_unit_test(test_describe_matches_load),
       cmocka_unit_test(test_lora_paper_counts),
       cmocka_unit_test(test_min_nodes),
+      cmocka_unit_test(test_min_nodes_70b),
       cmocka_unit_test(test_cli),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
