@@ -135,6 +135,7 @@ static int shm_sum(dt_dist *d, float *buf, size_t n) {
 }
 
 void dt_dist_use_shm_sum(dt_dist *d, int on) { d->shm_ok = d->shm_ok && on; }
+void dt_dist_time_sum_wait(dt_dist *d, int on) { d->sum_barrier = on; }
 
 int dt_tp_sum(dt_dist *d, float *buf, size_t n) {
   if (d->tp_size > 1 && n > 0) {
@@ -147,6 +148,13 @@ int dt_tp_sum(dt_dist *d, float *buf, size_t n) {
     int rc = shm_sum(d, buf, n);
     d->comm_s += dt_now() - t0;
     return rc;
+  }
+  if (d->tp_size > 1 && n > 0 && d->sum_barrier) {
+    const double tw = dt_now();
+    DT_MPI(MPI_Barrier(d->tp), "MPI_Barrier of the tensor group (--tp-sum-barrier)");
+    const double w = dt_now() - tw;
+    d->wait_s += w;
+    d->comm_s += w;
   }
   return allreduce(d, d->tp, d->tp_size, buf, n, MPI_SUM, "tensor-parallel");
 }
