@@ -8,8 +8,8 @@
 #      --ranks-per-node 1 --tp 2: one tensor group spanning the nodes),
 #   3. the run: deltatune train, LoRA on a synthetic GPT-2 (4 layers, d 512),
 #      batch 4 x 64 tokens, --tp 2, one rank per node, STEPS steps; once
-#      with --tp-sum-barrier yes (a barrier before each sum, timed apart: the
-#      sums' transfer without the wait for the other rank's computation) and
+#      with --comm-barrier yes (a barrier before each all-reduce, timed apart:
+#      the transfer without the wait for the other rank's computation) and
 #      once without (the communication as a run has it, waiting included),
 # and prints predicted against measured: sums, volume, time per step and the
 # ratio, with the load average beside each round. Takes the cluster down at
@@ -57,7 +57,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   "$DT" plan --model "$MODEL" "${SHAPE[@]}" --seq-len 64 --nodes 2 --ranks-per-node 1 \
     --machine "$S/machine.json" --json yes > "$S/plan.json" || { fails=1; break; }
   on 300 "$S/barrier.log" "$DT" train --model "$MODEL" "${SHAPE[@]}" --data synthetic:rows=16,len=64 \
-    --steps "$STEPS" --log-every 1000 --tp-sum-barrier yes || { fails=1; break; }
+    --steps "$STEPS" --log-every 1000 --comm-barrier yes || { fails=1; break; }
   on 300 "$S/plain.log" "$DT" train --model "$MODEL" "${SHAPE[@]}" --data synthetic:rows=16,len=64 \
     --steps "$STEPS" --log-every 1000 || { fails=1; break; }
   load1=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -74,7 +74,7 @@ def summary(path):
     m = re.search(r"^summary: tensor-group sums across 2 nodes: .*, ([0-9.]+)s of communication in all "
                   r"\(rank 0; (\d+) sums of (\d+) floats in all", txt, re.M)
     w = re.search(r"^summary: communication over the ranks ([0-9.]+)-([0-9.]+)s, of which waiting at "
-                  r"the [a-z-]+ sums for the group's last rank ([0-9.]+)-([0-9.]+)s \(rank 0: ([0-9.]+)s\)",
+                  r"the [a-z -]+ for the group's last rank ([0-9.]+)-([0-9.]+)s \(rank 0: ([0-9.]+)s\)",
                   txt, re.M)
     st = re.search(r"^summary: median step ([0-9.]+)s", txt, re.M)
     assert m and w and st, path + ": the summary lines are missing"

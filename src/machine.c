@@ -256,10 +256,11 @@ static double allreduce_scratch(void) {
  * buf rewritten, over and over) and a barrier, as a run's sums follow its
  * computation: on a busy machine a rank that computed is more often
  * descheduled inside the sum than one that only communicated, and back to
- * back calls measured 2-10x less than the same sums in a run (docs/plan.md).
+ * back calls measured a half to a fifth of the same sums in a run on the
+ * loaded 2-core machine (docs/testing.md, "The plan across nodes").
  * The mean, not the median: a run's communication time is the sum of its
  * calls, their slow tail included. */
-#define DT_CALIB_GAP_S 5e-3
+#define DT_CALIB_GAP_S 10e-3
 static double time_op(int (*op)(dt_dist *, float *, size_t), dt_dist *d, float *buf, size_t n,
                       size_t cap, int reps) {
   if (op(d, buf, n)) return -1.0; /* warm-up (allocates the shared window) */
@@ -286,29 +287,53 @@ static void fit(double n1, double t1, double n2, double t2, double *lat, double 
   *lat = l > 1e-7 ? l : 1e-7;
 }
 
-/* Time op at sizes from `from` floats to 2^20 (buf holds nmax) into c (never falling with
- * the size: a larger sum cannot be cheaper, a dip is noise), and the two
- * constants through its first and last points (what a reader of the
- * constants alone uses). Returns DT_OK or an MPI error. */
+/* Non-decreasing least-squares fit of y (weights w) in place: pool
+ * adjacent violators. A larger sum is not cheaper; a dip between sizes is
+ * noise, and pooling averages it with its neighbours instead of letting one
+ * slow size raise every larger one. */
+static void monotone(double *y, const double *w, int n) {
+  double v[DT_COMM_POINTS], wt[DT_COMM_POINTS];
+  int len[DT_COMM_POINTS], k = 0;
+  for (int i = 0; i < n; i++) {
+    v[k] = y[i], wt[k] = w[i], len[k] = 1;
+    while (k > 0 && v[k - 1] > v[k]) {
+      v[k - 1] = (v[k - 1] * wt[k - 1] + v[k] * wt[k]) / (wt[k - 1] + wt[k]);
+      wt[k - 1] += wt[k];
+      len[k - 1] += len[k];
+      k--;
+    }
+    k++;
+  }
+  for (int b = 0, i = 0; b < k; b++)
+    for (int j = 0; j < len[b]; j++) y[i++] = v[b];
+}
+
+/* Time op at sizes from `from` floats to 2^20 (buf holds nmax) into c, made
+ * non-decreasing, and the two constants through its first and last points
+ * (what a reader of the constants alone uses). Returns DT_OK or an MPI
+ * error. */
 static int measure_curve(int (*op)(dt_dist *, float *, size_t), dt_dist *d, float *buf,
                          size_t nmax, size_t from, dt_comm_curve *c, double *lat, double *bw) {
   static const size_t sizes[] = {1, 1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 17, 1 << 18, 1 << 20};
+  double w[DT_COMM_POINTS];
   memset(c, 0, sizeof *c);
   for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
     const size_t n = sizes[i];
     if (n < from) continue;
-    /* 8 calls, then as many as fill about 0.3 s with their gaps (30 to
-     * 400; the same count on every rank: the trial's mean is agreed), so
+    /* 8 calls, then as many more as fill about 0.4 s with their gaps (30
+     * to 400; the same count on every rank: the trial's mean is agreed), so
      * that rare slow calls weigh as in a run */
-    double t = time_op(op, d, buf, n, nmax, 8);
-    if (t < 0) return dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
-    const double want = 0.3 / (t + DT_CALIB_GAP_S);
-    t = time_op(op, d, buf, n, nmax, want < 30 ? 30 : want > 400 ? 400 : (int)want);
+    const double t8 = time_op(op, d, buf, n, nmax, 8);
+    if (t8 < 0) return dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
+    const double want = 0.4 / (t8 + DT_CALIB_GAP_S);
+    const int reps = want < 30 ? 30 : want > 400 ? 400 : (int)want;
+    const double t = time_op(op, d, buf, n, nmax, reps);
     if (t < 0) return dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
     c->floats[c->n] = (double)n;
-    c->seconds[c->n] = c->n > 0 && t < c->seconds[c->n - 1] ? c->seconds[c->n - 1] : t;
-    c->n++;
+    c->seconds[c->n] = (8 * t8 + reps * t) / (8 + reps);
+    w[c->n++] = 8 + reps;
   }
+  monotone(c->seconds, w, c->n);
   fit(c->floats[0], c->seconds[0], c->floats[c->n - 1], c->seconds[c->n - 1], lat, bw);
   return DT_OK;
 }
