@@ -320,12 +320,13 @@ static int measure_curve(int (*op)(dt_dist *, float *, size_t), dt_dist *d, floa
   for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
     const size_t n = sizes[i];
     if (n < from) continue;
-    /* 8 calls, then as many more as fill about 0.4 s with their gaps (30
-     * to 400; the same count on every rank: the trial's mean is agreed), so
-     * that rare slow calls weigh as in a run */
+    /* 8 calls, then as many more as fill about 0.3 s with their gaps (1 s
+     * from 2^16 floats, the sizes where a model's sums spend their time;
+     * 30 to 400 calls; the same count on every rank: the trial's mean is
+     * agreed), so that rare slow calls weigh as in a run */
     const double t8 = time_op(op, d, buf, n, nmax, 8);
     if (t8 < 0) return dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
-    const double want = 0.4 / (t8 + DT_CALIB_GAP_S);
+    const double want = (n >= (1 << 16) ? 1.0 : 0.3) / (t8 + DT_CALIB_GAP_S);
     const int reps = want < 30 ? 30 : want > 400 ? 400 : (int)want;
     const double t = time_op(op, d, buf, n, nmax, reps);
     if (t < 0) return dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
