@@ -3,7 +3,9 @@
 # docs/testing.md, "The plan across nodes"). Brings up a virtual cluster of 2
 # nodes (tests/cluster/vcluster.sh), and per round:
 #   1. deltatune plan --calibrate under srun -N 2 -n 2 (the all-reduce timed
-#      at 1 to 2^20 floats across the nodes: machine.json's allreduce_curve),
+#      at 1 to 2^20 floats across the nodes: machine.json's allreduce_curve;
+#      --calibrate-seconds CALIB_S: the run's 730 sums average out more slow
+#      calls than the default 1 s of them per size),
 #   2. deltatune plan of the run below with that file (--nodes 2
 #      --ranks-per-node 1 --tp 2: one tensor group spanning the nodes),
 #   3. the run: deltatune train, LoRA on a synthetic GPT-2 (4 layers, d 512),
@@ -17,11 +19,12 @@
 # asserted: the machine is shared.
 #
 # usage: bench/multinode_comm.sh [BUILD_DIR]      (default: build)
-# env:   STEPS (default 40), ROUNDS (default 1)
+# env:   STEPS (default 40), ROUNDS (default 1), CALIB_S (default 5)
 set -uo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$(cd "${1:-$SRC/build}" && pwd) || exit 2
 STEPS=${STEPS:-40}
+CALIB_S=${CALIB_S:-5}
 ROUNDS=${ROUNDS:-1}
 DT=$BUILD/deltatune
 [[ -x $DT ]] || { echo "multinode_comm: no $DT (build first)" >&2; exit 2; }
@@ -53,7 +56,7 @@ on() {
 fails=0
 for ((r = 1; r <= ROUNDS; r++)); do
   load0=$(cut -d' ' -f1-3 /proc/loadavg)
-  on 120 "$S/calib.log" "$DT" plan --calibrate yes --machine "$S/machine.json" || { fails=1; break; }
+  on 300 "$S/calib.log" "$DT" plan --calibrate yes --calibrate-seconds "$CALIB_S" --machine "$S/machine.json" || { fails=1; break; }
   "$DT" plan --model "$MODEL" "${SHAPE[@]}" --seq-len 64 --nodes 2 --ranks-per-node 1 \
     --machine "$S/machine.json" --json yes > "$S/plan.json" || { fails=1; break; }
   on 300 "$S/barrier.log" "$DT" train --model "$MODEL" "${SHAPE[@]}" --data synthetic:rows=16,len=64 \

@@ -313,21 +313,23 @@ static void monotone(double *y, const double *w, int n) {
  * (what a reader of the constants alone uses). Returns DT_OK or an MPI
  * error. */
 static int measure_curve(int (*op)(dt_dist *, float *, size_t), dt_dist *d, float *buf,
-                         size_t nmax, size_t from, dt_comm_curve *c, double *lat, double *bw) {
+                         size_t nmax, size_t from, double secs, dt_comm_curve *c, double *lat,
+                         double *bw) {
   static const size_t sizes[] = {1, 1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 17, 1 << 18, 1 << 20};
   double w[DT_COMM_POINTS];
   memset(c, 0, sizeof *c);
   for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
     const size_t n = sizes[i];
     if (n < from) continue;
-    /* 8 calls, then as many more as fill about 0.3 s with their gaps (1 s
-     * from 2^16 floats, the sizes where a model's sums spend their time;
-     * 30 to 400 calls; the same count on every rank: the trial's mean is
-     * agreed), so that rare slow calls weigh as in a run */
+    /* 8 calls, then as many more as fill about secs with their gaps from
+     * 2^16 floats (the sizes where a model's sums spend their time), 0.3
+     * secs below (30 calls at least, 100 000 at most; the same count on
+     * every rank: the trial's mean is agreed), so that rare slow calls weigh
+     * as in a run */
     const double t8 = time_op(op, d, buf, n, nmax, 8);
     if (t8 < 0) return dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
-    const double want = (n >= (1 << 16) ? 1.0 : 0.3) / (t8 + DT_CALIB_GAP_S);
-    const int reps = want < 30 ? 30 : want > 400 ? 400 : (int)want;
+    const double want = (n >= (1 << 16) ? secs : 0.3 * secs) / (t8 + DT_CALIB_GAP_S);
+    const int reps = want < 30 ? 30 : want > 1e5 ? 100000 : (int)want;
     const double t = time_op(op, d, buf, n, nmax, reps);
     if (t < 0) return dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
     c->floats[c->n] = (double)n;
@@ -437,7 +439,7 @@ static int engine_rate(double *gflops, int bf16) {
   return DT_OK;
 }
 
-int dt_machine_calibrate(dt_machine *mc) {
+int dt_machine_calibrate(dt_machine *mc, double sum_seconds) {
   dt_machine_defaults(mc);
   int size, rank;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -503,11 +505,11 @@ int dt_machine_calibrate(dt_machine *mc) {
   float *buf = NULL;
   if (rc == DT_OK && size > 1) rc = dt_calloc(&buf, sizeof(float) * nmax, "calibration buffer");
   if (rc == DT_OK && size > 1 && d.shm_ok)
-    rc = measure_curve(dt_tp_sum, &d, buf, nmax, DT_SHM_SUM_MIN, &mc->shm_sum_curve,
-                       &mc->shm_sum_latency_s, &mc->shm_sum_bytes_per_s);
+    rc = measure_curve(dt_tp_sum, &d, buf, nmax, DT_SHM_SUM_MIN, sum_seconds,
+                       &mc->shm_sum_curve, &mc->shm_sum_latency_s, &mc->shm_sum_bytes_per_s);
   if (rc == DT_OK && size > 1)
-    rc = measure_curve(dt_world_sum, &d, buf, nmax, 1, &mc->allreduce_curve, &mc->allreduce_latency_s,
-                       &mc->allreduce_bytes_per_s);
+    rc = measure_curve(dt_world_sum, &d, buf, nmax, 1, sum_seconds, &mc->allreduce_curve,
+                       &mc->allreduce_latency_s, &mc->allreduce_bytes_per_s);
   free(buf);
   dt_dist_free(&d);
   (void)rank;

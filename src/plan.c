@@ -522,8 +522,11 @@ static const dt_optdef plan_opts[] = {
      "when it does not exist)"},
     {"calibrate", DT_OPT_BOOL, "no", 0, 0, NULL,
      "measure the machine constants on the ranks of this run (GEMM rate, memory streaming, "
-     "a training step, tensor-group sum and all-reduce latency and bandwidth, resident "
+     "a training step, tensor-group sums and all-reduces at 1 to 2^20 floats, resident "
      "baseline) and write them to --machine; then plan if --model is given"},
+    {"calibrate-seconds", DT_OPT_FLOAT, "1", 0.1, 600, NULL,
+     "--calibrate: seconds of timed sums per size from 2^16 floats (a fraction of it below); "
+     "more averages out more of a busy machine's slow calls"},
     {"init-from", DT_OPT_STRING, NULL, 0, 0, NULL,
      "accepted and ignored (initial values change no size)"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
@@ -916,7 +919,7 @@ int dt_cmd_plan(int argc, char **argv) {
   dt_machine mc;
   dt_machine_defaults(&mc);
   if (rc == DT_OK && calibrate) {
-    rc = dt_machine_calibrate(&mc); /* collective */
+    rc = dt_machine_calibrate(&mc, dt_opt_float(o, "calibrate-seconds")); /* collective */
     if (rc == DT_OK && rank == 0) {
       rc = dt_machine_save(&mc, path);
       snprintf(mc.source, sizeof mc.source, "%s", path);

@@ -848,8 +848,9 @@ static int do_train(run_ctx *c) {
     if (c->dist.size > 1)
       printf("summary: communication over the ranks %.3f-%.3fs, of which waiting at the %s "
              "for the group's last rank %.3f-%.3fs (rank 0: %.3fs)\n",
-             cw_lo[0], cw_hi[0], c->dist.comm_barrier ? "sums and all-reduces" : "shared-memory sums",
-             cw_lo[1], cw_hi[1], c->dist.wait_s);
+             cw_lo[0], cw_hi[0],
+             c->dist.comm_barrier ? "sums and all-reduces" : "shared-memory sums", cw_lo[1],
+             cw_hi[1], c->dist.wait_s);
     {
       const double f = c->t_fwd - fwd0, b = c->t_bwd - bwd0, steps_s = f + b + sync_s + opt_s;
       printf("summary: step time split (rank 0, all steps): forward (with the loss head's gradient) %.2fs, "

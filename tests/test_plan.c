@@ -359,9 +359,11 @@ static void test_machine_curves(void **state) {
   } bad[] = {
       {"{\"allreduce_curve\": [[1, 1e-5]]}", "field allreduce_curve must be an array of 2 to"},
       {"{\"allreduce_curve\": 3}", "field allreduce_curve must be an array"},
-      {"{\"shm_sum_curve\": [[1024, 1e-5], [1024, 2e-5]]}", "field shm_sum_curve, entry 1: floats 1024"},
+      {"{\"shm_sum_curve\": [[1024, 1e-5], [1024, 2e-5]]}",
+       "field shm_sum_curve, entry 1: floats 1024"},
       {"{\"allreduce_curve\": [[1, 1e-5], [8, -1]]}", "field allreduce_curve, entry 1: seconds -1"},
-      {"{\"allreduce_curve\": [[1, 1e-5], [8]]}", "field allreduce_curve, entry 1: expected [floats, seconds]"},
+      {"{\"allreduce_curve\": [[1, 1e-5], [8]]}",
+       "field allreduce_curve, entry 1: expected [floats, seconds]"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     const char *f = dt_test_tmp("bad.json");
