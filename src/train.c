@@ -841,7 +841,7 @@ static int do_train(run_ctx *c) {
     }
     if (c->dist.tp_nodes > 1 && ran > 0)
       printf("summary: tensor-group sums across %d nodes: %.0f per step, %.2f MB per step and rank, "
-             "%.3fs of communication in all (rank 0; %lld sums of %lld floats in all, the first "
+             "%.3fs of communication in all (rank 0; %lld sums of %lld floats in all, the final "
              "loss probe's included)\n", c->dist.tp_nodes, (double)c->dist.n_tp_sum / ran,
              4e-6 * (double)c->dist.tp_sum_floats / ran, comm_s, c->dist.n_tp_sum,
              c->dist.tp_sum_floats);
