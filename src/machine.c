@@ -251,32 +251,23 @@ static double allreduce_scratch(void) {
   return (h1 - h0) / (4.0 * (double)n);
 }
 
-/* Mean seconds of one call of op(d, buf, n), over reps calls and over the
- * ranks. Each call follows DT_CALIB_GAP_S of work on the rank (cap floats of
- * buf rewritten, over and over) and a barrier, as a run's sums follow its
- * computation: on a busy machine a rank that computed is more often
- * descheduled inside the sum than one that only communicated, and back to
- * back calls measured a half to a fifth of the same sums in a run on the
- * loaded 2-core machine (docs/testing.md, "The plan across nodes").
- * The mean, not the median: a run's communication time is the sum of its
- * calls, their slow tail included. */
+/* One timed call of op(d, buf, n) after DT_CALIB_GAP_S of work on the rank
+ * (cap floats of buf rewritten, over and over) and a barrier, as a run's
+ * sums follow its computation: on a busy machine a rank that computed is
+ * more often descheduled inside the sum than one that only communicated,
+ * and back to back calls measured a half to a fifth of the same sums in a
+ * run on the loaded 2-core machine (docs/testing.md, "The plan across
+ * nodes"). Seconds, or -1 when op failed. */
 #define DT_CALIB_GAP_S 10e-3
-static double time_op(int (*op)(dt_dist *, float *, size_t), dt_dist *d, float *buf, size_t n,
-                      size_t cap, int reps) {
-  if (op(d, buf, n)) return -1.0; /* warm-up (allocates the shared window) */
-  double t = 0;
-  for (int i = 0; i < reps; i++) {
-    const double g0 = dt_now();
-    for (unsigned k = 0; dt_now() - g0 < DT_CALIB_GAP_S; k++)
-      for (size_t j = 0; j < cap; j++) buf[j] = (float)((j + k) & 7);
-    MPI_Barrier(MPI_COMM_WORLD);
-    const double t0 = dt_now();
-    if (op(d, buf, n)) return -1.0;
-    t += dt_now() - t0;
-  }
-  t /= reps;
-  MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-  return t / d->size;
+static double timed_call(int (*op)(dt_dist *, float *, size_t), dt_dist *d, float *buf, size_t n,
+                         size_t cap) {
+  const double g0 = dt_now();
+  for (unsigned k = 0; dt_now() - g0 < DT_CALIB_GAP_S; k++)
+    for (size_t j = 0; j < cap; j++) buf[j] = (float)((j + k) & 7);
+  MPI_Barrier(MPI_COMM_WORLD);
+  const double t0 = dt_now();
+  if (op(d, buf, n)) return -1.0;
+  return dt_now() - t0;
 }
 
 /* latency + 4 n / bandwidth through two sizes. */
@@ -308,33 +299,45 @@ static void monotone(double *y, const double *w, int n) {
     for (int j = 0; j < len[b]; j++) y[i++] = v[b];
 }
 
-/* Time op at sizes from `from` floats to 2^20 (buf holds nmax) into c, made
- * non-decreasing, and the two constants through its first and last points
- * (what a reader of the constants alone uses). Returns DT_OK or an MPI
- * error. */
+/* Time op at sizes from `from` floats to 2^20 (buf holds nmax) into c:
+ * the mean of one call over the calls and the ranks (not the median: a
+ * run's communication time is the sum of its calls, the slow tail
+ * included), made non-decreasing; and the two constants through its first
+ * and last points (what a reader of the constants alone uses). The sizes
+ * take turns, one call each per cycle, so that a burst of other work on the
+ * machine weighs on all of them alike instead of bending the curve; the
+ * cycles fill about 4 x secs (at least 30; the count agreed from the
+ * slowest rank's first cycle). Returns DT_OK or an MPI error. */
 static int measure_curve(int (*op)(dt_dist *, float *, size_t), dt_dist *d, float *buf,
                          size_t nmax, size_t from, double secs, dt_comm_curve *c, double *lat,
                          double *bw) {
   static const size_t sizes[] = {1, 1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 17, 1 << 18, 1 << 20};
-  double w[DT_COMM_POINTS];
+  double sum[DT_COMM_POINTS] = {0}, w[DT_COMM_POINTS];
   memset(c, 0, sizeof *c);
-  for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
-    const size_t n = sizes[i];
-    if (n < from) continue;
-    /* 8 calls, then as many more as fill about secs with their gaps from
-     * 2^16 floats (the sizes where a model's sums spend their time), 0.3
-     * secs below (30 calls at least, 100 000 at most; the same count on
-     * every rank: the trial's mean is agreed), so that rare slow calls weigh
-     * as in a run */
-    const double t8 = time_op(op, d, buf, n, nmax, 8);
-    if (t8 < 0) return dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
-    const double want = (n >= (1 << 16) ? secs : 0.3 * secs) / (t8 + DT_CALIB_GAP_S);
-    const int reps = want < 30 ? 30 : want > 1e5 ? 100000 : (int)want;
-    const double t = time_op(op, d, buf, n, nmax, reps);
-    if (t < 0) return dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
-    c->floats[c->n] = (double)n;
-    c->seconds[c->n] = (8 * t8 + reps * t) / (8 + reps);
-    w[c->n++] = 8 + reps;
+  for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+    if (sizes[i] >= from) c->floats[c->n++] = (double)sizes[i];
+  for (int i = 0; i < c->n; i++) /* warm-up (allocates the shared window) */
+    if (op(d, buf, (size_t)c->floats[i]))
+      return dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
+  long cycles = 1;
+  for (long k = 0; k < cycles; k++) {
+    const double c0 = dt_now();
+    for (int i = 0; i < c->n; i++) {
+      const double t = timed_call(op, d, buf, (size_t)c->floats[i], nmax);
+      if (t < 0) return dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
+      sum[i] += t;
+    }
+    if (k == 0) {
+      double per = dt_now() - c0;
+      MPI_Allreduce(MPI_IN_PLACE, &per, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      const double want = 4.0 * secs / per;
+      cycles = want < 30 ? 30 : want > 1e5 ? 100000 : (long)want;
+    }
+  }
+  MPI_Allreduce(MPI_IN_PLACE, sum, c->n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  for (int i = 0; i < c->n; i++) {
+    c->seconds[i] = sum[i] / ((double)cycles * d->size);
+    w[i] = 1.0;
   }
   monotone(c->seconds, w, c->n);
   fit(c->floats[0], c->seconds[0], c->floats[c->n - 1], c->seconds[c->n - 1], lat, bw);

@@ -62,8 +62,8 @@ double dt_machine_allreduce_time(const dt_machine *mc, double n);
  * model FLOP/s on a small training step (each rank alone), and the
  * time of dt_tp_sum and MPI_Allreduce over all ranks as one tensor group at
  * sizes from 1 to 2^20 floats (the curves; the constants through the
- * smallest and largest; sum_seconds of calls per size from 2^16 floats,
- * 0.3 x that below). With one rank the communication constants keep their
+ * smallest and largest; about 4 x sum_seconds of calls per curve, the
+ * sizes in turn). With one rank the communication constants keep their
  * defaults. Collective; every rank ends with the same mc. */
 int dt_machine_calibrate(dt_machine *mc, double sum_seconds);
 

@@ -525,8 +525,8 @@ static const dt_optdef plan_opts[] = {
      "a training step, tensor-group sums and all-reduces at 1 to 2^20 floats, resident "
      "baseline) and write them to --machine; then plan if --model is given"},
     {"calibrate-seconds", DT_OPT_FLOAT, "1", 0.1, 600, NULL,
-     "--calibrate: seconds of timed sums per size from 2^16 floats (a fraction of it below); "
-     "more averages out more of a busy machine's slow calls"},
+     "--calibrate: the sums are timed for about 4 x this many seconds (all sizes in turn; "
+     "at least 30 calls each); more averages out more of a busy machine's slow calls"},
     {"init-from", DT_OPT_STRING, NULL, 0, 0, NULL,
      "accepted and ignored (initial values change no size)"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
