@@ -79,6 +79,10 @@ static int allreduce(dt_dist *d, MPI_Comm comm, int size, float *buf, size_t n,
                      MPI_Op op, const char *what) {
   if (size <= 1 || n == 0) return DT_OK;
   double t0 = dt_now();
+  if (d->comm_barrier) { /* --comm-barrier: the wait for the group's last rank apart */
+    DT_CHECK(MPI_Barrier(comm) == MPI_SUCCESS, DT_EMPI, "barrier of the %s group failed", what);
+    d->wait_s += dt_now() - t0;
+  }
   while (n > 0) { /* counts are int */
     int c = n > (1u << 30) ? (1 << 30) : (int)n;
     DT_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, c, MPI_FLOAT, op, comm) == MPI_SUCCESS,
@@ -135,6 +139,7 @@ static int shm_sum(dt_dist *d, float *buf, size_t n) {
 }
 
 void dt_dist_use_shm_sum(dt_dist *d, int on) { d->shm_ok = d->shm_ok && on; }
+void dt_dist_time_waits(dt_dist *d, int on) { d->comm_barrier = on; }
 
 int dt_tp_sum(dt_dist *d, float *buf, size_t n) {
   if (d->tp_size > 1 && n > 0) {

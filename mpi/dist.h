@@ -33,7 +33,10 @@ typedef struct {
   int blacs_ctx_col; /* tp x 1 grid of the same group (row-parallel matrices) */
   double comm_s; /* seconds spent in the operators below */
   double wait_s; /* of which in the shared-memory sums' first barrier: waiting
-                    for the last rank of the group to arrive with its part */
+                    for the last rank of the group to arrive with its part (and,
+                    with comm_barrier, in the barrier before the all-reduces) */
+  int comm_barrier; /* an MPI_Barrier of the group before each MPI_Allreduce of
+                       the operators below, timed as waiting (dt_dist_time_waits) */
   /* dt_tp_sum calls that communicated (tp > 1, n > 0), their floats, and
    * how many went through the shared-memory window (deltatune plan counts
    * the same; tests compare) */
@@ -64,6 +67,12 @@ int dt_tp_sum(dt_dist *d, float *buf, size_t n);
  * shared-memory window (--tp-sum allreduce, for comparisons). Call before
  * the first sum. */
 void dt_dist_use_shm_sum(dt_dist *d, int on);
+/* on = 1: every MPI_Allreduce of the operators below first waits at an
+ * MPI_Barrier of its group, counted in wait_s (and comm_s), so that
+ * comm_s - wait_s is the transfer alone, without the time a rank waits for
+ * the group's slowest one (--comm-barrier, for measuring the plan's
+ * communication time; one more barrier per all-reduce). */
+void dt_dist_time_waits(dt_dist *d, int on);
 /* Max over the tensor group, in place. */
 int dt_tp_max(dt_dist *d, float *buf, size_t n);
 /* Sum over the data-parallel replicas, in place. */

@@ -69,6 +69,78 @@ static const struct {
 };
 #define N_FIELDS (int)(sizeof k_fields / sizeof k_fields[0])
 
+/* The measured curves: "NAME": [[floats, seconds], ...], the floats
+ * increasing. A file without them (written before they were measured) keeps
+ * the straight line of the two constants. */
+static const struct {
+  const char *key;
+  size_t off;
+} k_curves[] = {
+    {"shm_sum_curve", offsetof(dt_machine, shm_sum_curve)},
+    {"allreduce_curve", offsetof(dt_machine, allreduce_curve)},
+};
+
+static int load_curve(json_t *r, const char *path, const char *key, dt_comm_curve *c) {
+  json_t *a = json_object_get(r, key);
+  memset(c, 0, sizeof *c);
+  if (!a) return DT_OK;
+  const size_t n = json_is_array(a) ? json_array_size(a) : 0;
+  DT_CHECK(n >= 2 && n <= DT_COMM_POINTS, DT_EINPUT,
+           "%s: field %s must be an array of 2 to %d [floats, seconds] pairs; rerun deltatune "
+           "plan --calibrate", path, key, DT_COMM_POINTS);
+  for (size_t i = 0; i < n; i++) {
+    json_t *p = json_array_get(a, i);
+    json_t *x = json_array_get(p, 0), *y = json_array_get(p, 1);
+    const double f = json_number_value(x), t = json_number_value(y);
+    DT_CHECK(json_is_array(p) && json_array_size(p) == 2 && json_is_number(x) && json_is_number(y),
+             DT_EINPUT, "%s: field %s, entry %zu: expected [floats, seconds]", path, key, i);
+    DT_CHECK(f >= 1 && f <= 1e15 && (i == 0 || f > c->floats[i - 1]), DT_EINPUT,
+             "%s: field %s, entry %zu: floats %g must be at least 1 and larger than the entry "
+             "before", path, key, i, f);
+    DT_CHECK(t > 0 && t < 1e6, DT_EINPUT, "%s: field %s, entry %zu: seconds %g must be positive",
+             path, key, i, t);
+    c->floats[i] = f;
+    c->seconds[i] = t;
+  }
+  c->n = (int)n;
+  return DT_OK;
+}
+
+static json_t *curve_json(const dt_comm_curve *c) {
+  json_t *a = json_array();
+  for (int i = 0; i < c->n; i++) {
+    json_t *p = json_array();
+    json_array_append_new(p, json_real(c->floats[i]));
+    json_array_append_new(p, json_real(c->seconds[i]));
+    json_array_append_new(a, p);
+  }
+  return a;
+}
+
+/* t(n) on the measured curve: the band's straight line, the first point's
+ * time below it, the last band's bandwidth above it (bw where that band
+ * does not rise). */
+static double curve_time(const dt_comm_curve *c, double n, double bw) {
+  if (n <= c->floats[0]) return c->seconds[0];
+  int i = 1;
+  while (i < c->n - 1 && n > c->floats[i]) i++;
+  const double slope = (c->seconds[i] - c->seconds[i - 1]) / (c->floats[i] - c->floats[i - 1]);
+  if (n > c->floats[i]) /* past the last point */
+    return c->seconds[i] + (n - c->floats[i]) * (slope > 0 ? slope : 4.0 / bw);
+  return c->seconds[i - 1] + (n - c->floats[i - 1]) * slope;
+}
+
+double dt_machine_shm_sum_time(const dt_machine *mc, double n) {
+  if (mc->shm_sum_curve.n >= 2) return curve_time(&mc->shm_sum_curve, n, mc->shm_sum_bytes_per_s);
+  return mc->shm_sum_latency_s + 4.0 * n / mc->shm_sum_bytes_per_s;
+}
+
+double dt_machine_allreduce_time(const dt_machine *mc, double n) {
+  if (mc->allreduce_curve.n >= 2)
+    return curve_time(&mc->allreduce_curve, n, mc->allreduce_bytes_per_s);
+  return mc->allreduce_latency_s + 4.0 * n / mc->allreduce_bytes_per_s;
+}
+
 int dt_machine_load(dt_machine *mc, const char *path, int *found) {
   dt_machine_defaults(mc);
   *found = 0;
@@ -93,6 +165,8 @@ int dt_machine_load(dt_machine *mc, const char *path, int *found) {
     else
       *(double *)((char *)mc + k_fields[i].off) = x;
   }
+  for (int c = 0; rc == DT_OK && c < 2; c++)
+    rc = load_curve(r, path, k_curves[c].key, (dt_comm_curve *)((char *)mc + k_curves[c].off));
   json_t *v = json_object_get(r, "ranks");
   if (rc == DT_OK && json_is_integer(v)) mc->ranks = (int)json_integer_value(v);
   v = json_object_get(r, "blas_core");
@@ -132,6 +206,10 @@ int dt_machine_save(const dt_machine *mc, const char *path) {
   for (int i = 0; i < N_FIELDS; i++)
     json_object_set_new(r, k_fields[i].key,
                         json_real(*(const double *)((const char *)mc + k_fields[i].off)));
+  for (int c = 0; c < 2; c++) {
+    const dt_comm_curve *cv = (const dt_comm_curve *)((const char *)mc + k_curves[c].off);
+    if (cv->n >= 2) json_object_set_new(r, k_curves[c].key, curve_json(cv));
+  }
   json_object_set_new(r, "ranks", json_integer(mc->ranks));
   json_object_set_new(r, "blas_core", json_string(mc->blas_core));
   json_object_set_new(r, "calibrated", json_string(mc->when));
@@ -173,17 +251,23 @@ static double allreduce_scratch(void) {
   return (h1 - h0) / (4.0 * (double)n);
 }
 
-/* Seconds per call of op(d, buf, n), the slowest rank's mean over reps. */
-static double time_op(int (*op)(dt_dist *, float *, size_t), dt_dist *d, float *buf, size_t n,
-                      int reps) {
-  if (op(d, buf, n)) return -1.0; /* warm-up (allocates the shared window) */
+/* One timed call of op(d, buf, n) after DT_CALIB_GAP_S of work on the rank
+ * (cap floats of buf rewritten, over and over) and a barrier, as a run's
+ * sums follow its computation: on a busy machine a rank that computed is
+ * more often descheduled inside the sum than one that only communicated,
+ * and back to back calls measured a half to a fifth of the same sums in a
+ * run on the loaded 2-core machine (docs/testing.md, "The plan across
+ * nodes"). Seconds, or -1 when op failed. */
+#define DT_CALIB_GAP_S 10e-3
+static double timed_call(int (*op)(dt_dist *, float *, size_t), dt_dist *d, float *buf, size_t n,
+                         size_t cap) {
+  const double g0 = dt_now();
+  for (unsigned k = 0; dt_now() - g0 < DT_CALIB_GAP_S; k++)
+    for (size_t j = 0; j < cap; j++) buf[j] = (float)((j + k) & 7);
   MPI_Barrier(MPI_COMM_WORLD);
   const double t0 = dt_now();
-  for (int i = 0; i < reps; i++)
-    if (op(d, buf, n)) return -1.0;
-  double t = (dt_now() - t0) / reps;
-  MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  return t;
+  if (op(d, buf, n)) return -1.0;
+  return dt_now() - t0;
 }
 
 /* latency + 4 n / bandwidth through two sizes. */
@@ -192,6 +276,72 @@ static void fit(double n1, double t1, double n2, double t2, double *lat, double 
   if (slope > 0) *bw = 1.0 / slope;
   const double l = t1 - 4.0 * n1 / *bw;
   *lat = l > 1e-7 ? l : 1e-7;
+}
+
+/* Non-decreasing least-squares fit of y (weights w) in place: pool
+ * adjacent violators. A larger sum is not cheaper; a dip between sizes is
+ * noise, and pooling averages it with its neighbours instead of letting one
+ * slow size raise every larger one. */
+static void monotone(double *y, const double *w, int n) {
+  double v[DT_COMM_POINTS], wt[DT_COMM_POINTS];
+  int len[DT_COMM_POINTS], k = 0;
+  for (int i = 0; i < n; i++) {
+    v[k] = y[i], wt[k] = w[i], len[k] = 1;
+    while (k > 0 && v[k - 1] > v[k]) {
+      v[k - 1] = (v[k - 1] * wt[k - 1] + v[k] * wt[k]) / (wt[k - 1] + wt[k]);
+      wt[k - 1] += wt[k];
+      len[k - 1] += len[k];
+      k--;
+    }
+    k++;
+  }
+  for (int b = 0, i = 0; b < k; b++)
+    for (int j = 0; j < len[b]; j++) y[i++] = v[b];
+}
+
+/* Time op at sizes from `from` floats to 2^20 (buf holds nmax) into c:
+ * the mean of one call over the calls and the ranks (not the median: a
+ * run's communication time is the sum of its calls, the slow tail
+ * included), made non-decreasing; and the two constants through its first
+ * and last points (what a reader of the constants alone uses). The sizes
+ * take turns, one call each per cycle, so that a burst of other work on the
+ * machine weighs on all of them alike instead of bending the curve; the
+ * cycles fill about 4 x secs (at least 30; the count agreed from the
+ * slowest rank's first cycle). Returns DT_OK or an MPI error. */
+static int measure_curve(int (*op)(dt_dist *, float *, size_t), dt_dist *d, float *buf,
+                         size_t nmax, size_t from, double secs, dt_comm_curve *c, double *lat,
+                         double *bw) {
+  static const size_t sizes[] = {1, 1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 17, 1 << 18, 1 << 20};
+  double sum[DT_COMM_POINTS] = {0}, w[DT_COMM_POINTS];
+  memset(c, 0, sizeof *c);
+  for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+    if (sizes[i] >= from) c->floats[c->n++] = (double)sizes[i];
+  for (int i = 0; i < c->n; i++) /* warm-up (allocates the shared window) */
+    if (op(d, buf, (size_t)c->floats[i]))
+      return dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
+  long cycles = 1;
+  for (long k = 0; k < cycles; k++) {
+    const double c0 = dt_now();
+    for (int i = 0; i < c->n; i++) {
+      const double t = timed_call(op, d, buf, (size_t)c->floats[i], nmax);
+      if (t < 0) return dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
+      sum[i] += t;
+    }
+    if (k == 0) {
+      double per = dt_now() - c0;
+      MPI_Allreduce(MPI_IN_PLACE, &per, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      const double want = 4.0 * secs / per;
+      cycles = want < 30 ? 30 : want > 1e5 ? 100000 : (long)want;
+    }
+  }
+  MPI_Allreduce(MPI_IN_PLACE, sum, c->n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  for (int i = 0; i < c->n; i++) {
+    c->seconds[i] = sum[i] / ((double)cycles * d->size);
+    w[i] = 1.0;
+  }
+  monotone(c->seconds, w, c->n);
+  fit(c->floats[0], c->seconds[0], c->floats[c->n - 1], c->seconds[c->n - 1], lat, bw);
+  return DT_OK;
 }
 
 /* Bytes per second of y = a x + y over 2 x 32 MiB (12 bytes moved per
@@ -292,7 +442,7 @@ static int engine_rate(double *gflops, int bf16) {
   return DT_OK;
 }
 
-int dt_machine_calibrate(dt_machine *mc) {
+int dt_machine_calibrate(dt_machine *mc, double sum_seconds) {
   dt_machine_defaults(mc);
   int size, rank;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -351,22 +501,18 @@ int dt_machine_calibrate(dt_machine *mc) {
   } else {
     dt_error_clear();
   }
-  /* communication over all ranks as one tensor group */
-  const size_t n1 = DT_SHM_SUM_MIN, n2 = (size_t)1 << 20;
+  /* communication over all ranks as one tensor group: the shared-memory
+   * sums when the ranks share a node, MPI_Allreduce always (across nodes
+   * the group's sums are MPI_Allreduce) */
+  const size_t nmax = (size_t)1 << 20;
   float *buf = NULL;
-  if (rc == DT_OK && size > 1) rc = dt_calloc(&buf, sizeof(float) * n2, "calibration buffer");
-  if (rc == DT_OK && size > 1) {
-    const double t1 = time_op(dt_tp_sum, &d, buf, n1, 50), t2 = time_op(dt_tp_sum, &d, buf, n2, 10);
-    if (t1 > 0 && t2 > 0) {
-      double *lat = d.shm_ok ? &mc->shm_sum_latency_s : &mc->allreduce_latency_s;
-      double *bw = d.shm_ok ? &mc->shm_sum_bytes_per_s : &mc->allreduce_bytes_per_s;
-      fit((double)n1, t1, (double)n2, t2, lat, bw);
-    }
-    const double a1 = time_op(dt_world_sum, &d, buf, 1, 50), a2 = time_op(dt_world_sum, &d, buf, n2, 10);
-    if (a1 > 0 && a2 > 0) fit(1.0, a1, (double)n2, a2, &mc->allreduce_latency_s,
-                              &mc->allreduce_bytes_per_s);
-    if (t1 < 0 || t2 < 0 || a1 < 0 || a2 < 0) rc = dt_error_trace(DT_EMPI, __FILE__, __LINE__, __func__);
-  }
+  if (rc == DT_OK && size > 1) rc = dt_calloc(&buf, sizeof(float) * nmax, "calibration buffer");
+  if (rc == DT_OK && size > 1 && d.shm_ok)
+    rc = measure_curve(dt_tp_sum, &d, buf, nmax, DT_SHM_SUM_MIN, sum_seconds,
+                       &mc->shm_sum_curve, &mc->shm_sum_latency_s, &mc->shm_sum_bytes_per_s);
+  if (rc == DT_OK && size > 1)
+    rc = measure_curve(dt_world_sum, &d, buf, nmax, 1, sum_seconds, &mc->allreduce_curve,
+                       &mc->allreduce_latency_s, &mc->allreduce_bytes_per_s);
   free(buf);
   dt_dist_free(&d);
   (void)rank;

@@ -205,10 +205,10 @@ static int64_t shm_touched(int64_t n, int T) {
   return 4 * (n + (int64_t)(T - 1) * slice + n);
 }
 
-/* Time of one dt_tp_sum of n floats. */
+/* Time of one dt_tp_sum of n floats (the machine's measured curves). */
 static double sum_time(const dt_machine *mc, int64_t n, int shm) {
-  if (shm && n >= DT_SHM_SUM_MIN) return mc->shm_sum_latency_s + 4.0 * n / mc->shm_sum_bytes_per_s;
-  return mc->allreduce_latency_s + 4.0 * n / mc->allreduce_bytes_per_s;
+  if (shm && n >= DT_SHM_SUM_MIN) return dt_machine_shm_sum_time(mc, (double)n);
+  return dt_machine_allreduce_time(mc, (double)n);
 }
 
 static int ctx_init(plan_ctx *x, const dt_plan_in *in, dt_config *cfg) {
@@ -395,19 +395,19 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
   if (T > 1) o->small_allreduces += 1; /* the gradient norm of shards (optim.c) */
 #undef SUMS
   if (dp > 1) o->small_allreduces += 2; /* scored-token count, loss statistics */
-  double t_red = o->small_allreduces * mc->allreduce_latency_s;
+  double t_red = o->small_allreduces * dt_machine_allreduce_time(mc, 0.0); /* latency */
   const int64_t na = T > 1 ? best->partial_l : 0, nb = best->numel_l - na;
   if (R > 1)
     for (int k = 0; k < K; k++) { /* each task completes its own two buckets */
       if (na > 0) {
         o->bucket_world_floats += na;
         o->bucket_reductions++;
-        t_red += mc->allreduce_latency_s + 4.0 * na / mc->allreduce_bytes_per_s;
+        t_red += dt_machine_allreduce_time(mc, (double)na);
       }
       if (nb > 0 && dp > 1) {
         o->bucket_dp_floats += nb;
         o->bucket_reductions++;
-        t_red += mc->allreduce_latency_s + 4.0 * nb / mc->allreduce_bytes_per_s;
+        t_red += dt_machine_allreduce_time(mc, (double)nb);
       }
     }
   /* with bf16 products, the bf16 rate and the engine's fraction of it
@@ -544,8 +544,11 @@ static const dt_optdef plan_opts[] = {
      "when it does not exist)"},
     {"calibrate", DT_OPT_BOOL, "no", 0, 0, NULL,
      "measure the machine constants on the ranks of this run (GEMM rate, memory streaming, "
-     "a training step, tensor-group sum and all-reduce latency and bandwidth, resident "
+     "a training step, tensor-group sums and all-reduces at 1 to 2^20 floats, resident "
      "baseline) and write them to --machine; then plan if --model is given"},
+    {"calibrate-seconds", DT_OPT_FLOAT, "1", 0.1, 600, NULL,
+     "--calibrate: the sums are timed for about 4 x this many seconds (all sizes in turn; "
+     "at least 30 calls each); more averages out more of a busy machine's slow calls"},
     {"init-from", DT_OPT_STRING, NULL, 0, 0, NULL,
      "accepted and ignored (initial values change no size)"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
@@ -768,6 +771,9 @@ static void print_machine(const dt_machine *mc) {
     printf("; bf16 products %.1f GFLOP/s per rank x engine fraction %.2f", mc->bf16_gflops,
            mc->engine_fraction_bf16);
   if (mc->ranks) printf(" (%d ranks, OpenBLAS %s)", mc->ranks, mc->blas_core);
+  if (mc->allreduce_curve.n >= 2 || mc->shm_sum_curve.n >= 2)
+    printf("; sums timed at %d (shared memory) and %d (all-reduce) sizes, used between them",
+           mc->shm_sum_curve.n, mc->allreduce_curve.n);
   printf("\n");
 }
 
@@ -784,6 +790,8 @@ static json_t *machine_json(const dt_machine *mc) {
   json_object_set_new(j, "allreduce_latency_s", json_real(mc->allreduce_latency_s));
   json_object_set_new(j, "allreduce_bytes_per_s", json_real(mc->allreduce_bytes_per_s));
   json_object_set_new(j, "allreduce_scratch", json_real(mc->allreduce_scratch));
+  json_object_set_new(j, "shm_sum_curve_points", json_integer(mc->shm_sum_curve.n));
+  json_object_set_new(j, "allreduce_curve_points", json_integer(mc->allreduce_curve.n));
   json_object_set_new(j, "baseline_rss_bytes", json_real(mc->baseline_rss_bytes));
   json_object_set_new(j, "blas_bytes_per_row", json_real(mc->blas_bytes_per_row));
   json_object_set_new(j, "blas_buffer_bytes", json_real(mc->blas_buffer_bytes));
@@ -933,7 +941,7 @@ int dt_cmd_plan(int argc, char **argv) {
   dt_machine mc;
   dt_machine_defaults(&mc);
   if (rc == DT_OK && calibrate) {
-    rc = dt_machine_calibrate(&mc); /* collective */
+    rc = dt_machine_calibrate(&mc, dt_opt_float(o, "calibrate-seconds")); /* collective */
     if (rc == DT_OK && rank == 0) {
       rc = dt_machine_save(&mc, path);
       snprintf(mc.source, sizeof mc.source, "%s", path);

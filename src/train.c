@@ -841,12 +841,16 @@ static int do_train(run_ctx *c) {
     }
     if (c->dist.tp_nodes > 1 && ran > 0)
       printf("summary: tensor-group sums across %d nodes: %.0f per step, %.2f MB per step and rank, "
-             "%.2fs of communication in all (rank 0)\n", c->dist.tp_nodes,
-             (double)c->dist.n_tp_sum / ran, 4e-6 * (double)c->dist.tp_sum_floats / ran, comm_s);
+             "%.3fs of communication in all (rank 0; %lld sums of %lld floats in all, the final "
+             "loss probe's included)\n", c->dist.tp_nodes, (double)c->dist.n_tp_sum / ran,
+             4e-6 * (double)c->dist.tp_sum_floats / ran, comm_s, c->dist.n_tp_sum,
+             c->dist.tp_sum_floats);
     if (c->dist.size > 1)
-      printf("summary: communication over the ranks %.2f-%.2fs, of which waiting at the shared-memory "
-             "sums for the group's last rank %.2f-%.2fs (rank 0: %.2fs)\n",
-             cw_lo[0], cw_hi[0], cw_lo[1], cw_hi[1], c->dist.wait_s);
+      printf("summary: communication over the ranks %.3f-%.3fs, of which waiting at the %s "
+             "for the group's last rank %.3f-%.3fs (rank 0: %.3fs)\n",
+             cw_lo[0], cw_hi[0],
+             c->dist.comm_barrier ? "sums and all-reduces" : "shared-memory sums", cw_lo[1],
+             cw_hi[1], c->dist.wait_s);
     {
       const double f = c->t_fwd - fwd0, b = c->t_bwd - bwd0, steps_s = f + b + sync_s + opt_s;
       printf("summary: step time split (rank 0, all steps): forward (with the loss head's gradient) %.2fs, "

@@ -19,11 +19,11 @@ set_tests_properties(multinode_down PROPERTIES FIXTURES_CLEANUP vcluster TIMEOUT
 # the MPI_Init barrier across nodes (test fence)
 add_executable(vc_init_barrier cluster/init_barrier.c)
 target_link_libraries(vc_init_barrier PRIVATE MPI::MPI_C)
-foreach(t fence parity share ckpt jobs)
+foreach(t fence parity share ckpt jobs plan)
   add_test(NAME multinode_${t} COMMAND bash ${dt_vc}/test_multinode.sh ${t} ${CMAKE_BINARY_DIR}
            ${CMAKE_SOURCE_DIR} ${DT_VC_DIR})
   set_tests_properties(multinode_${t} PROPERTIES FIXTURES_REQUIRED vcluster TIMEOUT 300)
 endforeach()
-foreach(t up down fence parity share ckpt jobs)
+foreach(t up down fence parity share ckpt jobs plan)
   set_tests_properties(multinode_${t} PROPERTIES LABELS multinode PROCESSORS 2 RESOURCE_LOCK vcluster)
 endforeach()

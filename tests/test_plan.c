@@ -10,7 +10,12 @@
  *     Wq, Wv) and the checkpoint bytes that follow;
  *   - the smallest node count (also on LLaMA-2-70B at 64 ranks per node, a
  *     search over groups of up to millions of ranks that once did not
- *     finish), and the command line (text, JSON, errors). */
+ *     finish), and the command line (text, JSON, errors);
+ *   - the machine file's measured sum curves: an old file (the two
+ *     constants only) keeps the straight line; a curve is followed between
+ *     its points and extended by its last band, survives a save and load,
+ *     and sets the plan's communication time; a malformed one is an error
+ *     naming the file and the field. */
 #include <jansson.h>
 #include <malloc.h>
 #include <math.h>
@@ -352,6 +357,100 @@ static void test_cli(void **state) {
   }
 }
 
+/* Plan the 2-node run of docs/testing.md ("The plan across nodes") with the
+ * machine file path: its tensor-group sums' and reductions' seconds. */
+static void comm_time(const char *path, double *t_tp, double *t_red) {
+  dt_machine mc;
+  int found = 0;
+  assert_int_equal(dt_machine_load(&mc, path, &found), DT_OK);
+  assert_int_equal(found, 1);
+  dt_options *o = calloc(1, sizeof *o);
+  parse_opts(o, NULL, 0);
+  dt_plan_in in = {"synthetic:gpt2:layers=4,d=512,heads=8,vocab=4096,ctx=128", "lora", o, 2, 1, 2,
+                   4, 64, 0, 1, 0, -1, 0, 1, 0, 0, NULL};
+  dt_plan_out out;
+  assert_int_equal(dt_plan_compute(&in, &mc, &out), DT_OK);
+  assert_int_equal(out.tp_sums_shm, 0); /* the group spans the nodes */
+  *t_tp = out.t_tp;
+  *t_red = out.t_reduce;
+  free(o);
+}
+
+static void test_machine_curves(void **state) {
+  (void)state;
+  /* an old file: the constants' straight line */
+  const char *old = dt_test_tmp("old.json");
+  dt_test_write(old, "{\"allreduce_latency_s\": 2e-5, \"allreduce_bytes_per_s\": 1e9}\n");
+  dt_machine mc;
+  int found = 0;
+  assert_int_equal(dt_machine_load(&mc, old, &found), DT_OK);
+  assert_int_equal(mc.allreduce_curve.n, 0);
+  assert_true(fabs(dt_machine_allreduce_time(&mc, 131072) - (2e-5 + 4.0 * 131072 / 1e9)) < 1e-15);
+  /* the same line given as a curve through three of its points: the same
+   * plan; every time doubled: twice the communication */
+  const char *line = dt_test_tmp("line.json");
+  dt_test_write(line, "{\"allreduce_latency_s\": 2e-5, \"allreduce_bytes_per_s\": 1e9, "
+                      "\"allreduce_curve\": [[1, 2.0004e-5], [1024, 2.4096e-5], "
+                      "[1048576, 0.004214304]]}\n");
+  const char *twice = dt_test_tmp("twice.json");
+  dt_test_write(twice, "{\"allreduce_curve\": [[1, 4.0008e-5], [1024, 4.8192e-5], "
+                       "[1048576, 0.008428608]]}\n");
+  double a_tp, a_red, b_tp, b_red, c_tp, c_red;
+  comm_time(old, &a_tp, &a_red);
+  comm_time(line, &b_tp, &b_red);
+  comm_time(twice, &c_tp, &c_red);
+  if (!(fabs(b_tp / a_tp - 1) < 1e-9 && fabs(c_tp / a_tp - 2) < 1e-9 && a_tp > 0))
+    fail_msg("tensor-group sums: constants %.9g s, the same line as a curve %.9g s, doubled %.9g s",
+             a_tp, b_tp, c_tp);
+  if (!(fabs(c_red / b_red - 2) < 1e-6 && b_red > 0))
+    fail_msg("reductions: curve %.9g s, doubled %.9g s", b_red, c_red);
+  /* between the points, below the first, past the last (the last band) */
+  const char *bent = dt_test_tmp("bent.json");
+  dt_test_write(bent, "{\"allreduce_curve\": [[1, 1e-5], [1000, 1e-4], [3000, 5e-4]]}\n");
+  assert_int_equal(dt_machine_load(&mc, bent, &found), DT_OK);
+  assert_int_equal(mc.allreduce_curve.n, 3);
+  const double want[][2] = {{0, 1e-5}, {1, 1e-5}, {500.5, 5.5e-5}, {1000, 1e-4},
+                            {2000, 3e-4}, {3000, 5e-4}, {5000, 9e-4}};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+    const double t = dt_machine_allreduce_time(&mc, want[i][0]);
+    if (!(fabs(t - want[i][1]) < 1e-12))
+      fail_msg("curve at %g floats: %.9g s, expected %.9g s", want[i][0], t, want[i][1]);
+  }
+  /* no shared-memory curve in that file: its constants */
+  assert_true(fabs(dt_machine_shm_sum_time(&mc, 4096) -
+                   (mc.shm_sum_latency_s + 4.0 * 4096 / mc.shm_sum_bytes_per_s)) < 1e-15);
+  /* save and load again: the same curve */
+  const char *again = dt_test_tmp("again.json");
+  assert_int_equal(dt_machine_save(&mc, again), DT_OK);
+  dt_machine m2;
+  assert_int_equal(dt_machine_load(&m2, again, &found), DT_OK);
+  assert_int_equal(m2.allreduce_curve.n, 3);
+  assert_int_equal(m2.shm_sum_curve.n, 0);
+  for (int i = 0; i < 3; i++)
+    assert_true(m2.allreduce_curve.floats[i] == mc.allreduce_curve.floats[i] &&
+                m2.allreduce_curve.seconds[i] == mc.allreduce_curve.seconds[i]);
+  /* malformed curves: errors naming the file, the field and the entry */
+  static const struct {
+    const char *json, *msg;
+  } bad[] = {
+      {"{\"allreduce_curve\": [[1, 1e-5]]}", "field allreduce_curve must be an array of 2 to"},
+      {"{\"allreduce_curve\": 3}", "field allreduce_curve must be an array"},
+      {"{\"shm_sum_curve\": [[1024, 1e-5], [1024, 2e-5]]}",
+       "field shm_sum_curve, entry 1: floats 1024"},
+      {"{\"allreduce_curve\": [[1, 1e-5], [8, -1]]}", "field allreduce_curve, entry 1: seconds -1"},
+      {"{\"allreduce_curve\": [[1, 1e-5], [8]]}",
+       "field allreduce_curve, entry 1: expected [floats, seconds]"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    const char *f = dt_test_tmp("bad.json");
+    dt_test_write(f, bad[i].json);
+    assert_int_equal(dt_machine_load(&mc, f, &found), DT_EINPUT);
+    dt_test_error_has(f);
+    dt_test_error_has(bad[i].msg);
+    dt_error_clear();
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_describe_matches_load),
@@ -359,6 +458,7 @@ int main(void) {
       cmocka_unit_test(test_min_nodes),
       cmocka_unit_test(test_min_nodes_70b),
       cmocka_unit_test(test_cli),
+      cmocka_unit_test(test_machine_curves),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,9 @@
  * dt_plan_compute's count, floats and shared-memory share, for several
  * shapes and methods (LoRA on row-parallel sites adds its own sums), with
  * and without --recompute. Run under mpirun -np 2 and 4 (all ranks one
- * node). */
+ * node), and on the virtual cluster under srun -N 2 (multinode_plan: the
+ * plan of --nodes 2, tensor groups spanning the nodes, no shared-memory
+ * sums). */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,20 +86,32 @@ static void run_case(const comm_case *k, int size, int *bad) {
   }
   assert_int_equal(dt_model_step_end(&m, 1), DT_OK);
   const long long sums = d.n_tp_sum - s0, floats = d.tp_sum_floats - f0, shm = d.n_tp_sum_shm - h0;
-  /* the plan of the same layout: one node of `size` ranks */
-  dt_plan_in in = {k->model, k->methods, o, 1, size, tp, k->batch, k->seq, 0, 1,
+  /* the plan of the same layout: the nodes the ranks run on (as many on
+   * each), placed by block */
+  int nodes = 0;
+  {
+    MPI_Comm node;
+    int nrank;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &nrank);
+    MPI_Comm_free(&node);
+    nrank = nrank == 0;
+    MPI_Allreduce(&nrank, &nodes, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  }
+  assert_int_equal(size % nodes, 0);
+  dt_plan_in in = {k->model, k->methods, o, nodes, size / nodes, tp, k->batch, k->seq, 0, 1,
                    k->recompute, -1, 0, 1, k->micro, 0, NULL};
   dt_machine mc;
   dt_machine_defaults(&mc);
   dt_plan_out out;
   assert_int_equal(dt_plan_compute(&in, &mc, &out), DT_OK);
   if (getenv("DT_TEST_VERBOSE") && d.rank == 0) fprintf(stderr, "%s tp %d rec %d: %lld sums %lld floats %lld shm; plan %lld %lld %lld\n", k->methods, tp, k->recompute, sums, floats, shm, out.tp_sums, out.tp_sum_floats, out.tp_sums_shm);
-  if (out.tp_sums != sums || out.tp_sum_floats != floats || (d.shm_ok && out.tp_sums_shm != shm)) {
+  if (out.tp_sums != sums || out.tp_sum_floats != floats || out.tp_sums_shm != shm) {
     (*bad)++;
     fprintf(stderr,
-            "rank %d: %s on %s, %d ranks, tp %d%s: the step made %lld sums (%lld floats, %lld "
+            "rank %d: %s on %s, %d ranks on %d node(s), tp %d%s: the step made %lld sums (%lld floats, %lld "
             "through shared memory); the plan counts %lld (%lld floats, %lld)\n",
-            d.rank, k->methods, k->model, size, tp, k->recompute ? ", --recompute" : "", sums,
+            d.rank, k->methods, k->model, size, nodes, tp, k->recompute ? ", --recompute" : "", sums,
             floats, shm, out.tp_sums, out.tp_sum_floats, out.tp_sums_shm);
   }
   free(ids);

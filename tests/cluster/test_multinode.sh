@@ -32,6 +32,12 @@
 #           shell while it trains -> checkpoint, exit 9, requeue (Restarts=1),
 #           resume; deltas byte-identical to an uninterrupted 2-node job's and
 #           every step once in metrics.jsonl
+#   plan    the plan's communication volume across nodes (docs/testing.md,
+#           "The plan across nodes"): test_plan_comm's training steps on 2
+#           nodes x 1 rank (--tp 2: the group spans the nodes) and 2 nodes x
+#           2 ranks (--tp 2 inside the nodes, --tp 4 across them) make
+#           exactly the tensor-group sums, floats and shared-memory sums the
+#           plan of that layout (--nodes 2) counts
 #
 # usage: test_multinode.sh TEST BUILD_DIR SOURCE_DIR CLUSTER_DIR
 # Exit 0 pass, 1 fail (a cluster that is not up is a failure, never a skip).
@@ -279,6 +285,20 @@ for a, b in zip(ref, got):
 EOF
     ok "preempt: every step once in metrics.jsonl, as the uninterrupted job's" || fail "preempt: metrics.jsonl"
 }
+test_plan() {
+  local layout name nodes ranks out
+  for layout in "n2x1 2 2" "n2x2 2 4"; do
+    read -r name nodes ranks <<< "$layout"
+    out=$S/plan-$name.log
+    if run 120 "$out" -N "$nodes" -n "$ranks" "$BUILD/tests/test_plan_comm_np2" &&
+       grep -q '^\[  PASSED  \] 1 test(s)' "$out"; then
+      ok "plan $name: $ranks ranks on $nodes nodes make the sums, floats and shared-memory sums the plan counts"
+    else
+      fail "plan $name: $ranks ranks on $nodes nodes: the plan's communication count differs"; tail -n 30 "$out"
+    fi
+  done
+}
+
 # steps of the preemption jobs: long enough that the signal lands while the
 # 2-node job trains (about 2-5 ms a step across the virtual nodes here)
 PRE_STEPS=${DT_MN_PRE_STEPS:-1500}
@@ -289,6 +309,7 @@ case "$TEST" in
   share) test_share ;;
   ckpt) test_ckpt ;;
   jobs) test_jobs ;;
+  plan) test_plan ;;
   *) echo "test_multinode.sh: unknown test $TEST"; exit 2 ;;
 esac
 log "$TEST: $fails failure(s)"
