@@ -141,7 +141,10 @@ if [[ "${DT_SANITIZE_SUITE:-0}" == "1" ]]; then
   # The suite's reports are not symbolized (symbolize=0, tests/CMakeLists.txt:
   # starting llvm-symbolizer at each process's leak check was a quarter of
   # the sanitizer suite's CPU); a failed test is run again with names.
-  if ! (cd "$ASAN_BUILD" && ctest --output-on-failure -j"$((2 * $(nproc)))" -L asan "$@"); then
+  # Three slots a core here: the sanitizer suite's 2-rank tests wait more
+  # (start-ups, leak checks of idle ranks), and a 4-rank test leaves room for
+  # another (the suite beside the fuzz runs: 570 s at -j6, 601 s at -j4).
+  if ! (cd "$ASAN_BUILD" && ctest --output-on-failure -j"$((3 * $(nproc)))" -L asan "$@"); then
     echo "run.sh: the failed sanitizer tests again, with symbolized reports and whole stacks (ASAN_OPTIONS=symbolize=1:malloc_context_size=30)"
     (cd "$ASAN_BUILD" && ASAN_OPTIONS=symbolize=1:malloc_context_size=30 ctest --rerun-failed --output-on-failure) || true
     [[ -n $fuzz_pid ]] && kill "$fuzz_pid" 2>/dev/null
