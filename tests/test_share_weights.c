@@ -96,6 +96,7 @@ static void test_trained_matrices_private(void **state) {
   free(o);
 }
 
+#ifndef DT_SANITIZED /* the memory cases: resident sizes, see main */
 static double num_after(const char *out, const char *key) {
   const char *p = strstr(out, key);
   if (!p) fail_msg("no '%s' in:\n%s", key, out);
@@ -122,6 +123,7 @@ static void test_memory(void **state) {
   free(o1);
   free(o2);
 }
+#endif
 
 /* shared residual stream vs one copy per rank */
 static void stream_ab(const char *name, int np, const char *args, int steps) {
@@ -144,6 +146,7 @@ static void test_shared_stream_same_training(void **state) {
   stream_ab("llama-tp2-ia3-prefix", 2, fixture(args, sizeof args, "llama", "--tp 2 --method ia3,prefix"), 3);
 }
 
+#ifndef DT_SANITIZED
 static void test_shared_stream_memory(void **state) {
   (void)state;
   /* 12 blocks of d 512, passes of 1 row x 512 tokens at --tp 2: x and x1
@@ -166,15 +169,22 @@ static void test_shared_stream_memory(void **state) {
   free(o1);
   free(o2);
 }
+#endif
 
 int main(int argc, char **argv) {
   cli_init(argc, argv);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_same_training),
       cmocka_unit_test(test_trained_matrices_private),
-      cmocka_unit_test(test_memory),
       cmocka_unit_test(test_shared_stream_same_training),
+  /* The memory cases measure resident sizes, which the sanitizers' shadow
+   * memory and quarantine change (CI, 2026-12-05: the shared stream saved
+   * 18.0 MB of the 24 under ASan, with other tests beside it): they run in
+   * the normal build (this test is not in asan_covers), as test_plan's do. */
+#ifndef DT_SANITIZED
+      cmocka_unit_test(test_memory),
       cmocka_unit_test(test_shared_stream_memory),
+#endif
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
