@@ -22,13 +22,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "error.h"
 #include "machine.h"
 #include "plan.h"
 #include "quant.h"
 #include "testutil.h"
+#include "timer.h"
 
 static const dt_optdef k_extra[] = {
     {"init-from", DT_OPT_STRING, NULL, 0, 0, NULL, "(plan and train accept it)"},
@@ -231,12 +231,6 @@ static void test_min_nodes(void **state) {
   free(o);
 }
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* LLaMA-2-70B, LoRA, bf16 weights, 4 rows of 2048 tokens, --recompute. At
  * 64 ranks per node no node count fits 512 GiB (every rank keeps its
  * replica's activations, about 5.6 GiB, and a rank holding a key/value
@@ -254,9 +248,9 @@ static void test_min_nodes_70b(void **state) {
                    0, 0, NULL};
   const double gib = (double)(1 << 30);
   int n = -1, tp = -1;
-  const double t0 = now_s();
+  const double t0 = dt_now();
   assert_int_equal(dt_plan_min_nodes(&in, &mc, 512 * gib, 65536, &n, &tp), DT_OK);
-  const double dt = now_s() - t0;
+  const double dt = dt_now() - t0;
   assert_int_equal(n, 0);
   if (dt > 20) fail_msg("the 70B search took %.1f s", dt);
   /* no fit: one node (the groups the search tries first) and 65536 nodes
