@@ -75,9 +75,19 @@ void dt_dist_free(dt_dist *d) {
   memset(d, 0, sizeof *d);
 }
 
+/* --comm-lockstep: the operator's barrier alone, all of it waiting. */
+static int lockstep_barrier(dt_dist *d, MPI_Comm comm, const char *what) {
+  const double t0 = dt_now();
+  DT_CHECK(MPI_Barrier(comm) == MPI_SUCCESS, DT_EMPI, "barrier of the %s group failed", what);
+  d->wait_s += dt_now() - t0;
+  d->comm_s += dt_now() - t0;
+  return DT_OK;
+}
+
 static int allreduce(dt_dist *d, MPI_Comm comm, int size, float *buf, size_t n,
                      MPI_Op op, const char *what) {
   if (size <= 1 || n == 0) return DT_OK;
+  if (d->lockstep) return lockstep_barrier(d, comm, what);
   double t0 = dt_now();
   if (d->comm_barrier) { /* --comm-barrier: the wait for the group's last rank apart */
     DT_CHECK(MPI_Barrier(comm) == MPI_SUCCESS, DT_EMPI, "barrier of the %s group failed", what);
@@ -140,6 +150,7 @@ static int shm_sum(dt_dist *d, float *buf, size_t n) {
 
 void dt_dist_use_shm_sum(dt_dist *d, int on) { d->shm_ok = d->shm_ok && on; }
 void dt_dist_time_waits(dt_dist *d, int on) { d->comm_barrier = on; }
+void dt_dist_lockstep(dt_dist *d, int on) { d->lockstep = on; }
 
 int dt_tp_sum(dt_dist *d, float *buf, size_t n) {
   if (d->tp_size > 1 && n > 0) {
@@ -147,7 +158,7 @@ int dt_tp_sum(dt_dist *d, float *buf, size_t n) {
     d->tp_sum_floats += (long long)n;
     d->n_tp_sum_shm += d->shm_ok && n >= DT_SHM_SUM_MIN;
   }
-  if (d->tp_size > 1 && d->shm_ok && n >= DT_SHM_SUM_MIN) {
+  if (d->tp_size > 1 && d->shm_ok && n >= DT_SHM_SUM_MIN && !d->lockstep) {
     double t0 = dt_now();
     int rc = shm_sum(d, buf, n);
     d->comm_s += dt_now() - t0;

@@ -37,6 +37,8 @@ typedef struct {
                     with comm_barrier, in the barrier before the all-reduces) */
   int comm_barrier; /* an MPI_Barrier of the group before each MPI_Allreduce of
                        the operators below, timed as waiting (dt_dist_time_waits) */
+  int lockstep;     /* every operator below is only a barrier of its group:
+                       no data moves (dt_dist_lockstep) */
   /* dt_tp_sum calls that communicated (tp > 1, n > 0), their floats, and
    * how many went through the shared-memory window (deltatune plan counts
    * the same; tests compare) */
@@ -73,6 +75,13 @@ void dt_dist_use_shm_sum(dt_dist *d, int on);
  * the group's slowest one (--comm-barrier, for measuring the plan's
  * communication time; one more barrier per all-reduce). */
 void dt_dist_time_waits(dt_dist *d, int on);
+/* on = 1: every operator below (sums, maxima, all-reduces) is replaced by
+ * an MPI_Barrier of its group, timed as waiting: no data moves, so the
+ * results are wrong, and a step takes the machine's lockstep limit: every
+ * rank runs the same products and passes at once and each pass waits for
+ * the group's slowest rank, without any transfer (--comm-lockstep, for
+ * measuring; docs/performance.md). */
+void dt_dist_lockstep(dt_dist *d, int on);
 /* Max over the tensor group, in place. */
 int dt_tp_max(dt_dist *d, float *buf, size_t n);
 /* Sum over the data-parallel replicas, in place. */

@@ -15,6 +15,12 @@ static const dt_optdef comm_opts[] = {
      "nodes, gradient buckets, small reductions) and count that as waiting in the summary, so "
      "that the transfer is told from waiting for the group's slowest rank (for measuring; one "
      "more barrier per all-reduce)"},
+    {"comm-lockstep", DT_OPT_BOOL, "no", 0, 0, NULL,
+     "replace every sum, maximum and all-reduce of the ranks by a barrier of its group, moving "
+     "no data (the losses and deltas are then wrong): the step then takes the machine's "
+     "lockstep limit, every rank running the same products and passes at once, each waiting "
+     "for its group's slowest rank, without any transfer (for measuring only; "
+     "docs/performance.md)"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};
 
 const dt_optgroup dt_comm_group = {"comm", "Communication (for comparisons)", comm_opts};
@@ -22,5 +28,6 @@ const dt_optgroup dt_comm_group = {"comm", "Communication (for comparisons)", co
 void dt_comm_options_apply(const dt_options *o, dt_dist *d, dt_model *m) {
   if (d) dt_dist_use_shm_sum(d, strcmp(dt_opt_str(o, "tp-sum"), "shm") == 0);
   if (d) dt_dist_time_waits(d, dt_opt_bool(o, "comm-barrier"));
+  if (d) dt_dist_lockstep(d, dt_opt_bool(o, "comm-lockstep"));
   if (m) m->x_share_req = dt_opt_bool(o, "shared-stream");
 }

@@ -239,6 +239,10 @@ static int parse(run_ctx *c, const char *cmd, int train, int argc, char **argv,
       DT_CHECK(dt_opt_is_set(&c->opt, "out") || !dt_opt_given(&c->opt, need_out[k]), DT_EUSAGE,
                "--%s needs --out (the folder of the checkpoints)", need_out[k]);
     DT_CALL(dt_fault_options_check(&c->opt));
+    DT_CHECK(!(dt_opt_bool(&c->opt, "comm-lockstep") && dt_opt_is_set(&c->opt, "out")), DT_EUSAGE,
+             "--comm-lockstep moves no data between the ranks, so the deltas it trains are wrong: "
+             "it takes no --out (it measures the step time; leave --out '%s' off)",
+             dt_opt_str(&c->opt, "out"));
   }
   DT_CALL(dt_methods_check_options(&c->opt, dt_opt_str(&c->opt, "method")));
   return DT_OK;
@@ -547,7 +551,7 @@ static int allreduce_grads(run_ctx *c) {
  * on every replica of their tensor group): compare a hash of the values
  * across the job. A difference is a bug, reported instead of saved. */
 static int check_replicas(run_ctx *c) {
-  if (c->nranks == 1) return DT_OK;
+  if (c->nranks == 1 || c->dist.lockstep) return DT_OK; /* lockstep: knowingly not the same */
   XXH64_state_t *h = XXH64_createState(), *hs = XXH64_createState();
   DT_CHECK(h && hs, DT_ENOMEM, "hash state");
   XXH64_reset(h, 0);
@@ -845,11 +849,15 @@ static int do_train(run_ctx *c) {
              "loss probe's included)\n", c->dist.tp_nodes, (double)c->dist.n_tp_sum / ran,
              4e-6 * (double)c->dist.tp_sum_floats / ran, comm_s, c->dist.n_tp_sum,
              c->dist.tp_sum_floats);
+    if (c->dist.lockstep)
+      printf("summary: --comm-lockstep: every sum was a barrier and no data moved between the "
+             "ranks, so the losses are not the model's; the step time is the lockstep limit\n");
     if (c->dist.size > 1)
       printf("summary: communication over the ranks %.3f-%.3fs, of which waiting at the %s "
              "for the group's last rank %.3f-%.3fs (rank 0: %.3fs)\n",
              cw_lo[0], cw_hi[0],
-             c->dist.comm_barrier ? "sums and all-reduces" : "shared-memory sums", cw_lo[1],
+             c->dist.lockstep ? "barriers that replace the sums (--comm-lockstep)"
+             : c->dist.comm_barrier ? "sums and all-reduces" : "shared-memory sums", cw_lo[1],
              cw_hi[1], c->dist.wait_s);
     {
       const double f = c->t_fwd - fwd0, b = c->t_bwd - bwd0, steps_s = f + b + sync_s + opt_s;

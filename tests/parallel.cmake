@@ -55,3 +55,6 @@ dt_add_test(test_determinism SOURCES test_determinism.c RANKS 4 TIMEOUT 300)
 # data-parallel replicas trains bit for bit as one copy each, and saves it
 dt_add_test(test_share_weights SOURCES test_share_weights.c clitest.c ARGS ${DT_MPIRUN} RANKS 2
             TIMEOUT 300 LABELS parallel)
+# --comm-lockstep: barriers instead of sums, nothing else changed
+dt_add_test(test_comm_lockstep SOURCES test_comm_lockstep.c clitest.c ARGS ${DT_MPIRUN} RANKS 4
+            TIMEOUT 300 LABELS parallel)
