@@ -35,6 +35,7 @@
 #include "hf_config.h"
 #include "gradsync.h"
 #include "interrupt.h"
+#include "memstat.h"
 #include "method.h"
 #include "model.h"
 #include "optim.h"
@@ -557,7 +558,19 @@ static int sweep_run(int argc, char **argv) {
   int64_t step0 = -1;
   for (int k = 0; k < nt; k++)
     if (ts[k].state == 0 && (step0 < 0 || ts[k].step < step0)) step0 = ts[k].step;
+  /* each step's wall time and data tokens (the running tasks' rows x their
+   * length), for the summary's median step and tokens/s */
+  int max_steps = 1;
+  for (int k = 0; k < nt; k++)
+    if (ts[k].steps - (ts[k].step > 0 ? ts[k].step : 0) > max_steps)
+      max_steps = (int)(ts[k].steps - (ts[k].step > 0 ? ts[k].step : 0));
+  double *step_s = NULL, *step_tok = NULL;
+  int n_timed = 0;
+  DT_CALL(dt_malloc(&step_s, sizeof(double) * 2 * (size_t)max_steps, "the sweep's step times"));
+  step_tok = step_s + max_steps;
   for (int64_t step = step0 > 0 ? step0 : 0; rc == DT_OK; step++) {
+    const double t_step = dt_now();
+    double tok_step = 0.0;
     /* a step boundary: SIGTERM / SIGUSR1 on any rank stops every task here
      * (a signal after the last step is ignored: the sweep finishes) */
     int running = 0;
@@ -633,6 +646,7 @@ static int sweep_run(int argc, char **argv) {
           tst.n_scored += G->row_scored[i];
         }
         row += t->B_local;
+        tok_step += (double)t->B_global * T;
         dt_step_out so;
         rc = dt_trainer_step(&t->tr, t->step, &tst, (double)t->B_global * T, t_group, &t->ck, &so);
         if (rc == DT_OK) {
@@ -662,6 +676,10 @@ static int sweep_run(int argc, char **argv) {
       if (rc == DT_OK && replan) rc = plan_group(G, G->base, ts, nt, g, recompute);
     }
     if (!any || rc) break;
+    if (n_timed < max_steps) {
+      step_s[n_timed] = dt_now() - t_step;
+      step_tok[n_timed++] = tok_step;
+    }
     if (rank == 0 && ((step + 1) % log_every == 0 || step == 0)) {
       printf("step %6lld  %.1fs ", (long long)step + 1, dt_now() - t0);
       for (int k = 0; k < nt; k++)
@@ -672,8 +690,32 @@ static int sweep_run(int argc, char **argv) {
     }
   }
   int failed = 0;
+  /* memory at the end, the ranks together (collective: a rank with an error
+   * here is one that did not agree it, and main's abort ends the job) */
+  double mem[3] = {dt_pss_mb(), dt_peak_rss_mb(), 0.0};
+  if (rc == DT_OK) {
+    mem[2] = mem[1];
+    MPI_Allreduce(MPI_IN_PLACE, mem, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, mem + 2, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  }
   if (rank == 0 && rc == DT_OK) {
     printf("sweep summary (%.1fs):\n", dt_now() - t0);
+    if (n_timed > 0) { /* the median step (step 0 excluded when there are others: warm-up) */
+      const int first = n_timed > 1;
+      double *sorted = step_s + first, med_tok = 0.0;
+      int nm = n_timed - first;
+      for (int i = 1; i < nm; i++) /* insertion sort, tokens along */
+        for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+          double a = sorted[j]; sorted[j] = sorted[j - 1]; sorted[j - 1] = a;
+          a = step_tok[first + j]; step_tok[first + j] = step_tok[first + j - 1];
+          step_tok[first + j - 1] = a;
+        }
+      med_tok = step_tok[first + nm / 2];
+      printf("  median step %.3fs: %.0f tokens/s (the tasks' rows together, %.0f tokens in that "
+             "step; %d steps timed)\n", sorted[nm / 2], med_tok / sorted[nm / 2], med_tok, n_timed);
+    }
+    printf("  memory of the %d rank(s) together at the end %.0f MB (proportional set size: a shared "
+           "page counts once); peak RSS per rank %.0f MB (largest)\n", nranks, mem[0], mem[2]);
     if (tok_computed < tok_rows)
       printf("  %lld of the %lld tokens of rank 0's combined batches computed (--trim-padding)\n",
              (long long)tok_computed, (long long)tok_rows);
@@ -684,6 +726,7 @@ static int sweep_run(int argc, char **argv) {
              t->state == 1 ? "" : t->why);
     }
   }
+  free(step_s);
   for (int g = 0; g < ngroups; g++) group_free(&groups[g]);
   for (int k = 0; k < nt; k++) {
     task *t = &ts[k];

@@ -28,6 +28,7 @@
 #include "genmatch.h"
 #include "gradsync.h"
 #include "interrupt.h"
+#include "memstat.h"
 #include "method.h"
 #include "model.h"
 #include "optgroups.h"
@@ -582,24 +583,6 @@ static int check_replicas(run_ctx *c) {
   return DT_OK;
 }
 
-/* Peak resident set of this process (VmHWM), in MB; 0 when unknown. */
-/* A "Name: N kB" line of a /proc file, in MB (0 when missing). */
-static double proc_kb_mb(const char *path, const char *fmt) {
-  FILE *f = fopen(path, "r");
-  if (!f) return 0.0;
-  char line[256];
-  double kb = 0.0;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, fmt, &kb) == 1) break;
-  fclose(f);
-  return kb / 1024.0;
-}
-static double peak_rss_mb(void) { return proc_kb_mb("/proc/self/status", "VmHWM: %lf kB"); }
-/* Proportional set size: a page shared by k processes counts 1/k in each,
- * so the ranks' sum is what the job holds (RSS counts shared pages, the
- * frozen weights of --share-weights and the sum window, in every rank). */
-static double pss_mb(void) { return proc_kb_mb("/proc/self/smaps_rollup", "Pss: %lf kB"); }
-
 /* The proportional set size of each node's ranks together (ranks that can
  * share memory: MPI_COMM_TYPE_SHARED), nodes in the order of their first
  * rank, the first DT_NODES_SHOWN on rank 0; *n_nodes: how many nodes.
@@ -753,7 +736,7 @@ static int do_train(run_ctx *c) {
     median_dt = step_times[first + (nt - first) / 2];
   }
   const double comm_s = c->dist.comm_s, train_s = dt_now() - t_start;
-  double peak_mb = peak_rss_mb(), pss_sum = pss_mb();
+  double peak_mb = dt_peak_rss_mb(), pss_sum = dt_pss_mb();
   double node_pss[DT_NODES_SHOWN];
   int n_nodes = 0;
   DT_CALL(node_memory(pss_sum, node_pss, &n_nodes));

@@ -275,6 +275,20 @@ static void test_padded_rows(void **st) {
   int rc = dt_test_run(&out, "%s %s sweep --model %s --tasks %s", launch, DT_BINARY, model, ini);
   if (rc || !strstr(out, "tokens of rank 0's combined batches computed"))
     fail_msg("padded sweep: exit %d, or no trimmed tokens reported:\n%s", rc, out);
+  /* the summary's step: the 3 tasks' 4 rows of T tokens each, 3 steps timed */
+  int T = 0, timed = 0;
+  double tok = 0.0, mem = 0.0;
+  const char *ln = strstr(out, "task lora");
+  const char *med = strstr(out, "  median step ");
+  const char *mm = strstr(out, "  memory of the 2 rank(s) together at the end ");
+  if (!ln || sscanf(strstr(ln, "4 rows x ") ? strstr(ln, "4 rows x ") : "", "4 rows x %d", &T) != 1 ||
+      !med || !strstr(med, "tokens in that step") ||
+      sscanf(strstr(med, "together, ") + 10, "%lf tokens in that step; %d steps timed", &tok, &timed) != 2 ||
+      !mm || sscanf(mm, "  memory of the 2 rank(s) together at the end %lf MB", &mem) != 1)
+    fail_msg("padded sweep: no task length, median step or memory in the summary:\n%s", out);
+  if (tok != 3.0 * 4 * T || timed != 3 || !(mem > 0.0))
+    fail_msg("padded sweep summary: %.0f tokens in a step (want 3 x 4 x %d), %d steps timed (3), "
+             "memory %.0f MB", tok, T, timed, mem);
   free(out);
   for (int i = 0; i < 3; i++) {
     const char *opts = i == 0 ? "--method lora --lora-targets c_attn"
