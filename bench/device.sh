@@ -9,6 +9,8 @@
 #   peer      bench/peer_device.sh (env: SHAPES, DT_RUNS, PEFT_RUNS, DT_TP, STEPS as that script takes them)
 #   quant70b  bench/quant_scale.sh (env: SEQ, STEPS)
 #   generate  bench/generate_device.sh: deltatune generate beside transformers' generate() (env: GEN_MODELS)
+#   floors    bench/floors.sh: issue 26's floors beside PEFT with each step's lockstep limit (env: SECTIONS,
+#             STEPS, STEPS13; GEN_TABLE=$OUT/generate.log takes the 13B generation figure from `generate`)
 #   presets   `eval` of each family's real-shaped synthetic preset on 16 ranks --tp 16, bf16 (env: PRESETS)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +32,7 @@ step() {
     nf4ref) python3 tests/refs/nf4_peft_ref.py "$OUT/nf4_peft.safetensors" ;;
     peer) bash bench/peer_device.sh build ;;
     quant70b) bash bench/quant_scale.sh build ;;
+    floors) bash bench/floors.sh build ;;
     generate)
       for m in ${GEN_MODELS:-1.3b}; do
         MPIRUN="mpirun --bind-to core" bash bench/generate_device.sh build "$m"
