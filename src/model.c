@@ -24,11 +24,13 @@ static size_t aligned_bytes(size_t bytes) { return bytes ? (bytes + 63) / 64 * 6
 /* A quantized block matrix (src/quant.h), private to the rank (not in the
  * node's shared copy); cols_global: the global columns of a row-parallel
  * shard (NULL: its columns are the matrix's). */
-static int alloc_qmat(dt_backbone *b, dt_mat *a, int rows, int cols, const dt_segs *cols_global) {
+static int alloc_qmat(dt_backbone *b, dt_mat *a, int rows, int cols, const dt_segs *cols_global,
+                      int64_t dq_scales) {
   a->rows = rows;
   a->cols = cols;
   int64_t bytes;
-  DT_CALL(dt_qmat_init(&a->qm, b->wquant, rows, cols, cols_global, b->describe_only, &bytes));
+  DT_CALL(dt_qmat_init(&a->qm, b->wquant, rows, cols, cols_global, dq_scales, b->describe_only,
+                       &bytes));
   b->weight_bytes += bytes;
   return DT_OK;
 }
@@ -60,6 +62,14 @@ static int alloc_vec(dt_backbone *b, dt_vec *v, int n, const char *what) {
   if (b->describe_only) return DT_OK;
   DT_CALL(dt_alloc_aligned(&v->v, (size_t)n * sizeof(float), what));
   return DT_OK;
+}
+
+/* nf4: the block scales of a site's whole (global) matrix, all its HF
+ * tensors: out rows x ceil(in / 64) (double quantization, src/quant.h) */
+static int64_t site_nf4_scales(const dt_config *c, int s) {
+  const int out = s == DT_SITE_QKV ? dt_cfg_qkv_dim(c) : s == DT_SITE_FC ? dt_cfg_fc_dim(c) : c->d_model;
+  const int in = s == DT_SITE_ATTN_OUT ? dt_cfg_q_dim(c) : s == DT_SITE_PROJ ? c->d_ffn : c->d_model;
+  return (int64_t)out * ((in + DT_NF4_BLOCK - 1) / DT_NF4_BLOCK);
 }
 
 static int alloc_weights(dt_backbone *b) {
@@ -102,7 +112,8 @@ static int alloc_weights(dt_backbone *b) {
       const int out = dt_shard_site_out_l(&b->sh, c, s), in = dt_shard_site_in_l(&b->sh, c, s);
       if (b->wquant)
         DT_CALL(alloc_qmat(b, &L->lin[s], out, in,
-                           dt_site_row_parallel(s) && b->sh.tp_size > 1 ? dt_shard_site_segs(&b->sh, s) : NULL));
+                           dt_site_row_parallel(s) && b->sh.tp_size > 1 ? dt_shard_site_segs(&b->sh, s) : NULL,
+                           b->wquant == DT_Q_NF4 ? site_nf4_scales(c, s) : 0));
       else DT_CALL(alloc_mat(b, &L->lin[s], out, in, bf, "block matrix"));
       if (dt_cfg_lin_bias(c) || (s == DT_SITE_QKV && c->qkv_bias))
         DT_CALL(alloc_vec(b, &L->bias[s], out, "bias"));
@@ -344,12 +355,83 @@ static int stage_begin(const dt_tensor_ref *r) {
   return DT_OK;
 }
 
+/* Double quantization of one HF tensor r of quantized matrix a (group g):
+ * its whole block-absmax vector [rows, ceil(cols / 64)] (this rank's
+ * entries from amax, its local absmax; a maximum over the tensor group
+ * fills the others), back into amax (the agreed values the 4-bit codes
+ * use), and the tensor's offset, scale codes and nested absmax into a->qm
+ * (src/quant.h). Collective over the tensor group. */
+static int dq_tensor(const dt_dist *dist, dt_mat *a, const dt_tensor_ref *r, int g, float *amax) {
+  dt_qmat *q = &a->qm;
+  const int gb = (int)((r->cols + DT_NF4_BLOCK - 1) / DT_NF4_BLOCK);
+  const size_t n = (size_t)r->rows * gb, nn = dt_nf4_dq_nested(n);
+  /* this rank's rows of the tensor: local row -> global row */
+  int nr = 0;
+  if (r->shard_dim == 0)
+    for (int s = 0; s < r->segs.n; s++) nr += dt_segs_at(&r->segs, s)->len;
+  else nr = (int)r->rows;
+  float *vec = NULL, *nabs = NULL;
+  uint8_t *codes = NULL;
+  int *lrows = NULL;
+  int64_t *grows = NULL;
+  int rc = dt_calloc(&vec, sizeof(float) * (n ? n : 1), "block scales of a tensor");
+  if (rc == DT_OK) rc = dt_malloc(&codes, n ? n : 1, "block scales of a tensor");
+  if (rc == DT_OK) rc = dt_malloc(&nabs, sizeof(float) * (nn ? nn : 1), "block scales of a tensor");
+  if (rc == DT_OK) rc = dt_malloc(&lrows, sizeof(int) * (nr ? nr : 1), "block scales of a tensor");
+  if (rc == DT_OK) rc = dt_malloc(&grows, sizeof(int64_t) * (nr ? nr : 1), "block scales of a tensor");
+  if (rc == DT_OK) {
+    int k = 0;
+    if (r->shard_dim == 0)
+      for (int s = 0; s < r->segs.n; s++) {
+        const dt_seg *sg = dt_segs_at(&r->segs, s);
+        for (int i = 0; i < sg->len; i++, k++) lrows[k] = sg->l0 + i, grows[k] = sg->g0 + i;
+      }
+    else
+      for (; k < nr; k++) lrows[k] = k, grows[k] = k;
+    for (int i = 0; i < nr; i++)
+      for (int b = 0; b < q->nb; b++)
+        vec[grows[i] * gb + q->gblk[b]] = amax[(size_t)lrows[i] * q->nb + b];
+    if (dist && dist->tp_size > 1)
+      rc = DT_MPI_RC(MPI_Allreduce(MPI_IN_PLACE, vec, (int)n, MPI_FLOAT, MPI_MAX, dist->tp),
+                     "block scales of a quantized tensor");
+  }
+  if (rc == DT_OK) {
+    for (int i = 0; i < nr; i++)
+      for (int b = 0; b < q->nb; b++)
+        amax[(size_t)lrows[i] * q->nb + b] = vec[grows[i] * gb + q->gblk[b]];
+    float off;
+    dt_nf4_double_quant(vec, n, &off, codes, nabs);
+    rc = dt_qmat_dq_set(q, g, lrows, grows, nr, gb, codes, nabs, (int64_t)nn, off);
+  }
+  free(vec);
+  free(codes);
+  free(nabs);
+  free(lrows);
+  free(grows);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}
+
 static int stage_end(dt_model *m, const dt_tensor_ref *refs, int n, int i) {
   dt_mat *a = refs[i].mat;
   if (!a || !a->qm.type) return DT_OK;
   for (int j = i + 1; j < n; j++)
     if (refs[j].mat == a) return DT_OK; /* more of it to come */
   const dt_dist *dist = m->bb->dist;
+  if (a->qm.dq) { /* nf4 with double quantization: per HF tensor, in order */
+    const size_t na = dt_qmat_absmax_count(&a->qm);
+    float *amax = NULL;
+    int rc = dt_malloc(&amax, sizeof(float) * (na ? na : 1), "scales of a quantized matrix");
+    if (rc == DT_OK) dt_qmat_local_absmax(&a->qm, a->w, amax);
+    for (int j = 0, g = 0; rc == DT_OK && j <= i; j++)
+      if (refs[j].mat == a) rc = dq_tensor(dist, a, &refs[j], g++, amax);
+    if (rc == DT_OK) dt_qmat_quantize(&a->qm, a->w, amax);
+    free(amax);
+    free(a->w);
+    a->w = NULL;
+    if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+    return DT_OK;
+  }
   /* a row-parallel shard holds part of every row: the scales of the whole
    * rows / blocks are agreed over the tensor group (a maximum in an array
    * of the whole matrix's, each rank filling its own) */

@@ -37,6 +37,7 @@ dt_case(parity_np2_quant test_parity 2 parity parity_gpt2_lora_int8_tp2 ${Q}/gpt
   --tp 2 --weights-dtype int8 --method lora --lora-rank 4 --lora-alpha 8
   --lora-targets c_attn,mlp.c_fc --init-from ${F}/gpt2/lora/init.safetensors)
 # the NF4 code book, block scales, codes and packing against PEFT's NormalFloat
-# quantizer on a tensor made on the 16-core machine (tests/refs/nf4_peft_ref.py)
+# quantizer on a tensor made on the 16-core machine (tests/refs/nf4_peft_ref.py),
+# and the double quantization of the block scales against tests/refs/nf4_dq.py
 dt_add_test(test_nf4_reference SOURCES test_nf4_reference.c
-  ARGS ${DT_TESTDATA_DIR}/quant/nf4_peft.safetensors)
+  ARGS ${DT_TESTDATA_DIR}/quant/nf4_peft.safetensors ${DT_TESTDATA_DIR}/quant/nf4_dq.safetensors)
