@@ -41,3 +41,9 @@ dt_case(parity_np2_quant test_parity 2 parity parity_gpt2_lora_int8_tp2 ${Q}/gpt
 # and the double quantization of the block scales against tests/refs/nf4_dq.py
 dt_add_test(test_nf4_reference SOURCES test_nf4_reference.c
   ARGS ${DT_TESTDATA_DIR}/quant/nf4_peft.safetensors ${DT_TESTDATA_DIR}/quant/nf4_dq.safetensors)
+# nf4's double-quantized scales under --tp 2 on matrices large enough for
+# several nested blocks, cut inside one (a synthetic LLaMA): 1 rank's numbers
+dt_add_test(test_nf4_tp SOURCES test_nf4_tp.c)
+target_compile_definitions(test_nf4_tp PRIVATE
+  DT_TEST_MPIRUN="${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe")
+set_tests_properties(test_nf4_tp PROPERTIES PROCESSORS 2)
