@@ -42,7 +42,9 @@ dt_case(parity_np2_quant test_parity 2 parity parity_gpt2_lora_int8_tp2 ${Q}/gpt
 dt_add_test(test_nf4_reference SOURCES test_nf4_reference.c
   ARGS ${DT_TESTDATA_DIR}/quant/nf4_peft.safetensors ${DT_TESTDATA_DIR}/quant/nf4_dq.safetensors)
 # nf4's double-quantized scales under --tp 2 on matrices large enough for
-# several nested blocks, cut inside one (a synthetic LLaMA): 1 rank's numbers
+# several nested blocks, cut inside one (a synthetic LLaMA): 1 rank's numbers;
+# a bitsandbytes 4-bit folder (src/bnb4.h, tests/data/bnb4) loads as
+# deltatune's own nf4 of the same float32 weights, at 1 rank and --tp 2
 dt_add_test(test_nf4_tp SOURCES test_nf4_tp.c)
 target_compile_definitions(test_nf4_tp PRIVATE
   DT_TEST_MPIRUN="${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe")
