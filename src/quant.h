@@ -20,7 +20,8 @@
  *         of its Linear4bit), per HF tensor (one bitsandbytes Linear: a
  *         fused q|k|v or gate|up matrix holds several): over the tensor's
  *         block absmax values a[] in flattened (row-major [out, blocks])
- *         order, offset = mean(a) (summed in double, rounded once to fp32),
+ *         order, offset = mean(a) (summed in double, rounded once to fp32;
+ *         bitsandbytes takes torch's fp32 mean, which may differ by an ulp),
  *         and a - offset (fp32) is quantized with bitsandbytes' blockwise
  *         8-bit dynamic quantization: blocks of 256 consecutive values, n =
  *         the block's absmax (fp32, the "nested absmax"), each value's code
@@ -28,7 +29,10 @@
  *         (create_dynamic_map(signed=True, 7, 8): 256 ascending values,
  *         dt_dynamic_map) nearest to (a - offset) * (1/n) clamped to [-1, 1]
  *         (the lower one on a tie, as bitsandbytes' CPU kernel's
- *         lookup_code_index); a block with n = 0 gets code 0. The dequantized
+ *         lookup_code_index; since 2026-03 that kernel rounds through a
+ *         65536-entry table instead, which may take the other neighbour
+ *         within about 1.5e-5 of a midpoint); a block with n = 0 gets code 0.
+ *         The dequantized
  *         scale is map[code] * n + offset (fp32, in that order, as
  *         bitsandbytes' dequantize_4bit), and W ~ code[q] * that. The 4-bit
  *         codes are those of the fp32 absmax (quantized first, as
@@ -147,7 +151,8 @@ size_t dt_qmat_absmax_global_index(const dt_qmat *q, size_t i, int global_blocks
 
 /* Quantize w [rows, cols] with the given absmax (dt_qmat_absmax_count
  * values; NULL: this rank's own). With double quantization only the 4-bit
- * codes: the scales come from dt_qmat_dq_set. */
+ * codes, from the given absmax (NULL: nothing is done): the scales come
+ * from dt_qmat_dq_set. */
 void dt_qmat_quantize(dt_qmat *q, const float *w, const float *amax);
 
 /* Double quantization: the statistics of one HF tensor (group g, 0..) whose
