@@ -365,12 +365,6 @@ static int stage_begin(const dt_tensor_ref *r) {
   return DT_OK;
 }
 
-/* Double quantization of one HF tensor r of quantized matrix a (group g):
- * its whole block-absmax vector [rows, ceil(cols / 64)] (this rank's
- * entries from amax, its local absmax; a maximum over the tensor group
- * fills the others), back into amax (the agreed values the 4-bit codes
- * use), and the tensor's offset, scale codes and nested absmax into a->qm
- * (src/quant.h). Collective over the tensor group. */
 /* This rank's rows of HF tensor r (storage [out, in]): local row lrows[i]
  * of the owner is global row grows[i] of the tensor, i < *nr (malloc'd). */
 static int ref_rows(const dt_tensor_ref *r, int **lrows, int64_t **grows, int *nr) {
@@ -398,6 +392,12 @@ static int ref_rows(const dt_tensor_ref *r, int **lrows, int64_t **grows, int *n
   return DT_OK;
 }
 
+/* Double quantization of one HF tensor r of quantized matrix a (group g):
+ * its whole block-absmax vector [rows, ceil(cols / 64)] (this rank's
+ * entries from amax, its local absmax; a maximum over the tensor group
+ * fills the others), back into amax (the agreed values the 4-bit codes
+ * use), and the tensor's offset, scale codes and nested absmax into a->qm
+ * (src/quant.h). Collective over the tensor group. */
 static int dq_tensor(const dt_dist *dist, dt_mat *a, const dt_tensor_ref *r, int g, float *amax) {
   dt_qmat *q = &a->qm;
   const int gb = (int)((r->cols + DT_NF4_BLOCK - 1) / DT_NF4_BLOCK);
