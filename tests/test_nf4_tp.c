@@ -33,6 +33,9 @@
  *     gate|up, its columns of o_proj and down_proj) against model/ on 1
  *     rank: losses within 1e-6, gradients within 1e-5 relative L2 (the
  *     tensor-group sums add in another order).
+ * The same for a GPT-2 (d 64, ffn 256; gpt2-model/, gpt2-bnb/) whose Conv1D
+ * weights transformers quantizes on their transpose (c_attn's q|k|v rows
+ * split by heads under --tp 2), LoRA on c_attn, attn.c_proj and mlp.c_proj.
  * The damaged quant states are test_bad_input's bnb4_* cases.
  */
 #include <math.h>
@@ -47,16 +50,18 @@
 /* Train 3 steps of LoRA on --model `model` (launch: "" or an mpirun prefix,
  * extra: layout options): losses into loss[3], the step-0 gradients into
  * TMP/TAG-g.safetensors. */
-static void run(const char *launch, const char *model, const char *extra, const char *tag,
-                double *loss) {
-  const char *tmp = dt_test_tmpdir(), *fx = dt_test_fixture("llama");
+static void run(const char *launch, const char *model, const char *fam, const char *extra,
+                const char *tag, double *loss) {
+  const char *tmp = dt_test_tmpdir(), *fx = dt_test_fixture(fam);
   char *out = NULL;
   const int rc = dt_test_run(&out,
                              "%s %s train --model %s --data %s/batch.safetensors --batch-size 2 "
                              "--steps 3 --lr 1e-2 --weights-dtype nf4 --method lora --lora-init random "
-                             "--lora-targets q_proj,v_proj,down_proj --seed 5 --metrics %s/%s.jsonl "
+                             "--lora-targets %s --seed 5 --metrics %s/%s.jsonl "
                              "--dump-grads %s/%s-g.safetensors %s",
-                             launch, DT_BINARY, model, fx, tmp, tag, tmp, tag, extra);
+                             launch, DT_BINARY, model, fx,
+                             strcmp(fam, "gpt2") ? "q_proj,v_proj,down_proj" : "c_attn,attn.c_proj,mlp.c_proj",
+                             tmp, tag, tmp, tag, extra);
   if (rc != 0) fail_msg("%s: deltatune exited %d:\n%s", tag, rc, out ? out : "");
   free(out);
   char p[1200];
@@ -72,8 +77,8 @@ static void run(const char *launch, const char *model, const char *extra, const 
 static void test_tp2_equals_one_rank(void **s) {
   (void)s;
   double l1[3], l2[3], worst = 0;
-  run("", MODEL, "", "r1", l1);
-  run(DT_TEST_MPIRUN " -np 2", MODEL, "--tp 2", "r2", l2);
+  run("", MODEL, "llama", "", "r1", l1);
+  run(DT_TEST_MPIRUN " -np 2", MODEL, "llama", "--tp 2", "r2", l2);
   for (int k = 0; k < 3; k++) {
     if (!(fabs(l2[k] - l1[k]) <= 1e-6))
       fail_msg("step %d: loss %.9f on 2 ranks --tp 2, %.9f on 1", k, l2[k], l1[k]);
@@ -87,13 +92,20 @@ static void test_tp2_equals_one_rank(void **s) {
          "relative L2\n", worst, e);
 }
 
-static void test_bnb4_equals_own_quantization(void **s) {
-  (void)s;
+/* FAM's folders: llama: model/ and bnb/, gpt2: gpt2-model/ and gpt2-bnb/ */
+static void check_bnb4(const char *fam) {
   const char *tmp = dt_test_tmpdir();
   double own[3], bnb[3], tp[3], worst = 0;
-  run("", DT_TESTDATA_DIR "/bnb4/model", "", "own", own);
-  run("", DT_TESTDATA_DIR "/bnb4/bnb", "", "bnb", bnb);
-  run(DT_TEST_MPIRUN " -np 2", DT_TESTDATA_DIR "/bnb4/bnb", "--tp 2", "tp", tp);
+  const char *pre = strcmp(fam, "gpt2") ? "" : "gpt2-";
+  char own_dir[1024], bnb_dir[1024], t_own[32], t_bnb[32], t_tp[32];
+  snprintf(own_dir, sizeof own_dir, "%s/bnb4/%smodel", DT_TESTDATA_DIR, pre);
+  snprintf(bnb_dir, sizeof bnb_dir, "%s/bnb4/%sbnb", DT_TESTDATA_DIR, pre);
+  snprintf(t_own, sizeof t_own, "%s-own", fam);
+  snprintf(t_bnb, sizeof t_bnb, "%s-bnb", fam);
+  snprintf(t_tp, sizeof t_tp, "%s-tp", fam);
+  run("", own_dir, fam, "", t_own, own);
+  run("", bnb_dir, fam, "", t_bnb, bnb);
+  run(DT_TEST_MPIRUN " -np 2", bnb_dir, fam, "--tp 2", t_tp, tp);
   for (int k = 0; k < 3; k++) {
     char a[64], b[64];
     snprintf(a, sizeof a, "%.9g", own[k]);
@@ -104,19 +116,23 @@ static void test_bnb4_equals_own_quantization(void **s) {
     worst = fmax(worst, fabs(tp[k] - own[k]));
   }
   char *out = NULL;
-  int rc = dt_test_run(&out, "cmp %s/own-g.safetensors %s/bnb-g.safetensors", tmp, tmp);
+  int rc = dt_test_run(&out, "cmp %s/%s-g.safetensors %s/%s-g.safetensors", tmp, t_own, tmp, t_bnb);
   if (rc) fail_msg("step-0 gradients differ between the bnb folder and deltatune's own nf4:\n%s", out);
   free(out);
   char g1[1200], g2[1200];
-  snprintf(g1, sizeof g1, "%s/own-g.safetensors", tmp);
-  snprintf(g2, sizeof g2, "%s/tp-g.safetensors", tmp);
+  snprintf(g1, sizeof g1, "%s/%s-g.safetensors", tmp, t_own);
+  snprintf(g2, sizeof g2, "%s/%s-g.safetensors", tmp, t_tp);
   const double e = dt_test_compare_tensors(g2, g1, 1e-5, "bnb folder --tp 2 vs 1 rank");
-  printf("# bnb-4bit folder: losses and gradients identical to deltatune's own nf4; --tp 2: losses "
-         "within %.2e, gradients %.2e relative L2\n", worst, e);
+  printf("# %s bnb-4bit folder: losses and gradients identical to deltatune's own nf4; --tp 2: "
+         "losses within %.2e, gradients %.2e relative L2\n", fam, worst, e);
 }
+
+static void test_bnb4_llama(void **s) { (void)s; check_bnb4("llama"); }
+static void test_bnb4_gpt2(void **s) { (void)s; check_bnb4("gpt2"); }
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_tp2_equals_one_rank),
-                                     cmocka_unit_test(test_bnb4_equals_own_quantization)};
+                                     cmocka_unit_test(test_bnb4_llama),
+                                     cmocka_unit_test(test_bnb4_gpt2)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

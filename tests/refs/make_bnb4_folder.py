@@ -21,6 +21,10 @@ OUT/bnb/    the same with every block linear (q,k,v,o,gate,up,down_proj) as
             nested_dtype, nested_offset); config.json's quantization_config
             as transformers writes it. The quantization is tests/refs/nf4_dq.py
             (PyTorch), not deltatune's.
+OUT/gpt2-model/, gpt2-bnb/: the same for a GPT-2 (2 layers, d 64, 4 heads,
+            ffn 256, vocab 96, 64 positions, tied head; seed 3): its Conv1D
+            weights ([in, out] in the file) quantized on their transpose, as
+            transformers does, so the quant_state shape is [out, in].
 OUT/bad_blocksize, bad_fp4, bad_shape/: bnb/ with the quant_state of
             model.layers.0.self_attn.q_proj.weight saying blocksize 128,
             quant_type fp4 (under the key ...bitsandbytes__fp4), or shape
@@ -75,6 +79,33 @@ def fp32_model():
     return {k: x.float().numpy() for k, x in t.items()}
 
 
+GPT2_CONFIG = {
+    "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "bos_token_id": 50256,
+    "eos_token_id": 50256, "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_embd": 64, "n_head": 4,
+    "n_inner": None, "n_layer": 2, "n_positions": 64, "tie_word_embeddings": True, "torch_dtype": "float32",
+    "vocab_size": 96}
+GPT2_CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+
+
+def gpt2_model():
+    g = torch.Generator().manual_seed(3)
+    d, f, v = 64, 256, 96
+    t = {"transformer.wte.weight": torch.randn(v, d, generator=g) * 0.02,
+         "transformer.wpe.weight": torch.randn(64, d, generator=g) * 0.01}
+    shapes = {"attn.c_attn": (d, 3 * d), "attn.c_proj": (d, d), "mlp.c_fc": (d, f), "mlp.c_proj": (f, d)}
+    for l in range(2):
+        p = "transformer.h.%d." % l
+        for ln in ("ln_1", "ln_2"):
+            t[p + ln + ".weight"] = 1 + torch.randn(d, generator=g) * 0.1
+            t[p + ln + ".bias"] = torch.randn(d, generator=g) * 0.02
+        for m in GPT2_CONV1D:
+            t[p + m + ".weight"] = torch.randn(*shapes[m], generator=g) * 0.02
+            t[p + m + ".bias"] = torch.randn(shapes[m][1], generator=g) * 0.02
+    t["transformer.ln_f.weight"] = 1 + torch.randn(d, generator=g) * 0.1
+    t["transformer.ln_f.bias"] = torch.randn(d, generator=g) * 0.02
+    return {k: x.float().numpy() for k, x in t.items()}
+
+
 def bnb_tensors(name, w, dmap):
     """bitsandbytes' packed state dict entries of one Linear weight w [out, in]."""
     out, n_in = w.shape
@@ -105,8 +136,9 @@ def write_folder(path, config, tensors):
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(HERE), "data", "bnb4")
-    if os.path.isdir(out):
-        shutil.rmtree(out)
+    for sub in ("model", "bnb", "gpt2-model", "gpt2-bnb", "bad_blocksize", "bad_fp4", "bad_shape"):
+        if os.path.isdir(os.path.join(out, sub)):
+            shutil.rmtree(os.path.join(out, sub))
     w = fp32_model()
     write_folder(os.path.join(out, "model"), CONFIG, w)
     dmap = nf4_dq.dynamic_map()
@@ -118,6 +150,15 @@ def main():
             q[k] = x
     qc = dict(CONFIG, quantization_config=QCONFIG)
     write_folder(os.path.join(out, "bnb"), qc, q)
+    gw = gpt2_model()
+    write_folder(os.path.join(out, "gpt2-model"), GPT2_CONFIG, gw)
+    gq = {}
+    for k, x in gw.items():
+        if any(k.endswith(m + ".weight") for m in GPT2_CONV1D):
+            gq.update(bnb_tensors(k, np.ascontiguousarray(x.T), dmap))  # [out, in], as transformers
+        else:
+            gq[k] = x
+    write_folder(os.path.join(out, "gpt2-bnb"), dict(GPT2_CONFIG, quantization_config=QCONFIG), gq)
     target = "model.layers.0.self_attn.q_proj.weight"
     key = target + ".quant_state.bitsandbytes__nf4"
     state = json.loads(bytes(q[key]).decode())
