@@ -6,6 +6,8 @@
 #   fixtures  tests/parity/device_run.sh: the transformers fixtures ($OUT/fixtures.tar.gz; env FIXTURES: families)
 #   genref    tests/refs/hf_generate_check.py: generate() + PEFT against tests/data/generate ($OUT/hf_generate.json)
 #   nf4ref    tests/refs/nf4_peft_ref.py: PEFT's NF4 quantizer on a checked-in tensor ($OUT/nf4_peft.safetensors)
+#   bnb4ref   tests/refs/bnb4_device_ref.py: bitsandbytes' own nf4 + double quantization of the checked-in
+#             references, if it imports ($OUT/bnb4_nf4_dq.safetensors, $OUT/bnb4_model/; else $OUT/bnb4_absent.txt)
 #   peer      bench/peer_device.sh (env: SHAPES, DT_RUNS, PEFT_RUNS, DT_TP, STEPS as that script takes them)
 #   quant70b  bench/quant_scale.sh (env: SEQ, STEPS)
 #   generate  bench/generate_device.sh: deltatune generate beside transformers' generate() (env: GEN_MODELS)
@@ -30,6 +32,7 @@ step() {
     fixtures) sh tests/parity/device_run.sh ${FIXTURES:-} ;;
     genref) python3 tests/refs/hf_generate_check.py "$OUT/hf_generate.json" ;;
     nf4ref) python3 tests/refs/nf4_peft_ref.py "$OUT/nf4_peft.safetensors" ;;
+    bnb4ref) python3 tests/refs/bnb4_device_ref.py "$OUT" ;;
     peer) bash bench/peer_device.sh build ;;
     quant70b) bash bench/quant_scale.sh build ;;
     floors) bash bench/floors.sh build ;;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "agree.h"
+#include "bnb4.h"
 #include "error.h"
 #include "mpicheck.h"
 #include "ops.h"
@@ -24,11 +25,13 @@ static size_t aligned_bytes(size_t bytes) { return bytes ? (bytes + 63) / 64 * 6
 /* A quantized block matrix (src/quant.h), private to the rank (not in the
  * node's shared copy); cols_global: the global columns of a row-parallel
  * shard (NULL: its columns are the matrix's). */
-static int alloc_qmat(dt_backbone *b, dt_mat *a, int rows, int cols, const dt_segs *cols_global) {
+static int alloc_qmat(dt_backbone *b, dt_mat *a, int rows, int cols, const dt_segs *cols_global,
+                      int64_t dq_scales) {
   a->rows = rows;
   a->cols = cols;
   int64_t bytes;
-  DT_CALL(dt_qmat_init(&a->qm, b->wquant, rows, cols, cols_global, b->describe_only, &bytes));
+  DT_CALL(dt_qmat_init(&a->qm, b->wquant, rows, cols, cols_global, dq_scales, b->describe_only,
+                       &bytes));
   b->weight_bytes += bytes;
   return DT_OK;
 }
@@ -60,6 +63,14 @@ static int alloc_vec(dt_backbone *b, dt_vec *v, int n, const char *what) {
   if (b->describe_only) return DT_OK;
   DT_CALL(dt_alloc_aligned(&v->v, (size_t)n * sizeof(float), what));
   return DT_OK;
+}
+
+/* nf4: the block scales of a site's whole (global) matrix, all its HF
+ * tensors: out rows x ceil(in / 64) (double quantization, src/quant.h) */
+static int64_t site_nf4_scales(const dt_config *c, int s) {
+  const int out = s == DT_SITE_QKV ? dt_cfg_qkv_dim(c) : s == DT_SITE_FC ? dt_cfg_fc_dim(c) : c->d_model;
+  const int in = s == DT_SITE_ATTN_OUT ? dt_cfg_q_dim(c) : s == DT_SITE_PROJ ? c->d_ffn : c->d_model;
+  return (int64_t)out * ((in + DT_NF4_BLOCK - 1) / DT_NF4_BLOCK);
 }
 
 static int alloc_weights(dt_backbone *b) {
@@ -102,7 +113,8 @@ static int alloc_weights(dt_backbone *b) {
       const int out = dt_shard_site_out_l(&b->sh, c, s), in = dt_shard_site_in_l(&b->sh, c, s);
       if (b->wquant)
         DT_CALL(alloc_qmat(b, &L->lin[s], out, in,
-                           dt_site_row_parallel(s) && b->sh.tp_size > 1 ? dt_shard_site_segs(&b->sh, s) : NULL));
+                           dt_site_row_parallel(s) && b->sh.tp_size > 1 ? dt_shard_site_segs(&b->sh, s) : NULL,
+                           b->wquant == DT_Q_NF4 ? site_nf4_scales(c, s) : 0));
       else DT_CALL(alloc_mat(b, &L->lin[s], out, in, bf, "block matrix"));
       if (dt_cfg_lin_bias(c) || (s == DT_SITE_QKV && c->qkv_bias))
         DT_CALL(alloc_vec(b, &L->bias[s], out, "bias"));
@@ -274,6 +286,15 @@ static void put(const dt_tensor_ref *r, int64_t e, const float *v, int64_t n,
 /* Is one HF tensor in the files, with the shape config.json implies and a
  * floating-point dtype? Every tensor is checked before any is read. */
 static int check_ref(const dt_tensor_ref *r, const dt_st_set *set) {
+  if (r->mat && dt_bnb4_in(set, r->name)) { /* bitsandbytes 4-bit (src/bnb4.h) */
+    DT_CHECK(r->mat->qm.dq, DT_EINPUT,
+             "%s: tensor '%s' is stored 4-bit by bitsandbytes (a *-bnb-4bit folder): it loads only as "
+             "--weights-dtype nf4, and only into a block matrix", set->dir, r->name);
+    dt_bnb4 b;
+    const int rc = dt_bnb4_open(&b, set, r->name, r->rows, r->cols);
+    dt_bnb4_close(&b);
+    return rc ? dt_error_trace(rc, __FILE__, __LINE__, __func__) : DT_OK;
+  }
   const dt_st_file *f;
   const dt_st_tensor *t = dt_st_set_find(set, r->name, &f);
   DT_CHECK(t, DT_EINPUT,
@@ -344,12 +365,96 @@ static int stage_begin(const dt_tensor_ref *r) {
   return DT_OK;
 }
 
+/* This rank's rows of HF tensor r (storage [out, in]): local row lrows[i]
+ * of the owner is global row grows[i] of the tensor, i < *nr (malloc'd). */
+static int ref_rows(const dt_tensor_ref *r, int **lrows, int64_t **grows, int *nr) {
+  int n = 0;
+  if (r->shard_dim == 0)
+    for (int s = 0; s < r->segs.n; s++) n += dt_segs_at(&r->segs, s)->len;
+  else n = (int)r->rows;
+  *lrows = NULL;
+  *grows = NULL;
+  int rc = dt_malloc(lrows, sizeof(int) * (n ? n : 1), "rows of a tensor");
+  if (rc == DT_OK) rc = dt_malloc(grows, sizeof(int64_t) * (n ? n : 1), "rows of a tensor");
+  if (rc) {
+    free(*lrows);
+    return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  }
+  int k = 0;
+  if (r->shard_dim == 0)
+    for (int s = 0; s < r->segs.n; s++) {
+      const dt_seg *sg = dt_segs_at(&r->segs, s);
+      for (int i = 0; i < sg->len; i++, k++) (*lrows)[k] = sg->l0 + i, (*grows)[k] = sg->g0 + i;
+    }
+  else
+    for (; k < n; k++) (*lrows)[k] = k, (*grows)[k] = k;
+  *nr = n;
+  return DT_OK;
+}
+
+/* Double quantization of one HF tensor r of quantized matrix a (group g):
+ * its whole block-absmax vector [rows, ceil(cols / 64)] (this rank's
+ * entries from amax, its local absmax; a maximum over the tensor group
+ * fills the others), back into amax (the agreed values the 4-bit codes
+ * use), and the tensor's offset, scale codes and nested absmax into a->qm
+ * (src/quant.h). Collective over the tensor group. */
+static int dq_tensor(const dt_dist *dist, dt_mat *a, const dt_tensor_ref *r, int g, float *amax) {
+  dt_qmat *q = &a->qm;
+  const int gb = (int)((r->cols + DT_NF4_BLOCK - 1) / DT_NF4_BLOCK);
+  const size_t n = (size_t)r->rows * gb, nn = dt_nf4_dq_nested(n);
+  float *vec = NULL, *nabs = NULL;
+  uint8_t *codes = NULL;
+  int *lrows = NULL, nr = 0;
+  int64_t *grows = NULL;
+  int rc = ref_rows(r, &lrows, &grows, &nr);
+  if (rc == DT_OK) rc = dt_calloc(&vec, sizeof(float) * (n ? n : 1), "block scales of a tensor");
+  if (rc == DT_OK) rc = dt_malloc(&codes, n ? n : 1, "block scales of a tensor");
+  if (rc == DT_OK) rc = dt_malloc(&nabs, sizeof(float) * (nn ? nn : 1), "block scales of a tensor");
+  if (rc == DT_OK) {
+    for (int i = 0; i < nr; i++)
+      for (int b = 0; b < q->nb; b++)
+        vec[grows[i] * gb + q->gblk[b]] = amax[(size_t)lrows[i] * q->nb + b];
+    if (dist && dist->tp_size > 1)
+      rc = DT_MPI_RC(MPI_Allreduce(MPI_IN_PLACE, vec, (int)n, MPI_FLOAT, MPI_MAX, dist->tp),
+                     "block scales of a quantized tensor");
+  }
+  if (rc == DT_OK) {
+    for (int i = 0; i < nr; i++)
+      for (int b = 0; b < q->nb; b++)
+        amax[(size_t)lrows[i] * q->nb + b] = vec[grows[i] * gb + q->gblk[b]];
+    float off;
+    dt_nf4_double_quant(vec, n, &off, codes, nabs);
+    rc = dt_qmat_dq_set(q, g, lrows, grows, nr, gb, codes, nabs, (int64_t)nn, off);
+  }
+  free(vec);
+  free(codes);
+  free(nabs);
+  free(lrows);
+  free(grows);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}
+
 static int stage_end(dt_model *m, const dt_tensor_ref *refs, int n, int i) {
   dt_mat *a = refs[i].mat;
   if (!a || !a->qm.type) return DT_OK;
   for (int j = i + 1; j < n; j++)
     if (refs[j].mat == a) return DT_OK; /* more of it to come */
   const dt_dist *dist = m->bb->dist;
+  if (a->qm.dq) { /* nf4 with double quantization: per HF tensor, in order */
+    const size_t na = dt_qmat_absmax_count(&a->qm);
+    float *amax = NULL;
+    int rc = dt_malloc(&amax, sizeof(float) * (na ? na : 1), "scales of a quantized matrix");
+    if (rc == DT_OK) dt_qmat_local_absmax(&a->qm, a->w, amax);
+    for (int j = 0, g = 0; rc == DT_OK && j <= i; j++)
+      if (refs[j].mat == a) rc = dq_tensor(dist, a, &refs[j], g++, amax);
+    if (rc == DT_OK) dt_qmat_quantize(&a->qm, a->w, amax);
+    free(amax);
+    free(a->w);
+    a->w = NULL;
+    if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+    return DT_OK;
+  }
   /* a row-parallel shard holds part of every row: the scales of the whole
    * rows / blocks are agreed over the tensor group (a maximum in an array
    * of the whole matrix's, each rank filling its own) */
@@ -381,6 +486,28 @@ static int stage_end(dt_model *m, const dt_tensor_ref *refs, int n, int i) {
   return rc;
 }
 
+/* HF tensor i, stored 4-bit by bitsandbytes (checked by check_ref): this
+ * rank's rows and columns of it straight into its matrix (src/bnb4.h), as
+ * the matrix's tensor number g (its earlier tensors counted). */
+static int load_bnb4(const dt_tensor_ref *refs, int i, const dt_st_set *set) {
+  const dt_tensor_ref *r = &refs[i];
+  int g = 0;
+  for (int j = 0; j < i; j++) g += refs[j].mat == r->mat;
+  int *lrows = NULL, nr = 0;
+  int64_t *grows = NULL;
+  dt_bnb4 b;
+  memset(&b, 0, sizeof b);
+  int rc = ref_rows(r, &lrows, &grows, &nr);
+  if (rc == DT_OK) rc = dt_bnb4_open(&b, set, r->name, r->rows, r->cols);
+  if (rc == DT_OK)
+    rc = dt_bnb4_load(&b, &r->mat->qm, g, lrows, grows, nr, r->shard_dim == 1 ? &r->segs : NULL);
+  dt_bnb4_close(&b);
+  free(lrows);
+  free(grows);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}
+
 static int load_hf(dt_model *m, const char *dir) {
   dt_st_set set;
   DT_CALL(dt_st_set_open(&set, dir));
@@ -394,13 +521,29 @@ static int load_hf(dt_model *m, const char *dir) {
   float *tmp = NULL;
   if (rc == DT_OK) rc = dt_malloc(&tmp, sizeof(float) * mx, "read buffer");
   for (int i = 0; rc == DT_OK && i < n; i++) rc = check_ref(&refs[i], &set);
+  /* stored 4-bit by bitsandbytes (src/bnb4.h): a matrix whole or not at all */
+  char *bnb = NULL;
+  if (rc == DT_OK) rc = dt_calloc(&bnb, (size_t)(n ? n : 1), "tensor table");
+  for (int i = 0; rc == DT_OK && i < n; i++) {
+    bnb[i] = refs[i].mat && dt_bnb4_in(&set, refs[i].name);
+    for (int j = i - 1; rc == DT_OK && j >= 0; j--)
+      if (refs[i].mat && refs[j].mat == refs[i].mat && bnb[i] != bnb[j])
+        rc = dt_error_set(DT_EINPUT, __FILE__, __LINE__, __func__,
+                          "%s: tensors '%s' and '%s' make one matrix, and only one is stored 4-bit by "
+                          "bitsandbytes", set.dir, refs[j].name, refs[i].name);
+  }
   for (int i = 0; rc == DT_OK && i < n; i++) {
     if (refs[i].mat && refs[i].mat->shared && !m->bb->slab_writer) continue; /* another replica reads it */
+    if (bnb[i]) {
+      rc = load_bnb4(refs, i, &set);
+      continue;
+    }
     rc = stage_begin(&refs[i]);
     if (rc == DT_OK) rc = load_ref(&refs[i], &set, tmp);
     if (rc == DT_OK) rc = stage_end(m, refs, n, i);
   }
   free(tmp);
+  free(bnb);
   free(refs);
   dt_st_set_close(&set);
   if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);

@@ -17,6 +17,79 @@ const float dt_nf4_code[16] = {
     0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
     0.44070982608795166f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
 
+/* fp32 point j of n evenly spaced over [0.1, 1], correctly rounded */
+static float linspace_point(int j, int n) {
+  return (float)(0.1 + (1.0 - 0.1) * (double)j / (double)(n - 1));
+}
+
+static int cmp_float(const void *a, const void *b) {
+  const float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+void dt_dynamic_map(float map[256]) {
+  int k = 0;
+  for (int i = 0; i < 7; i++) {
+    const int n = (1 << i) + 1;
+    /* the scale as an fp32 operand (10^(i-6); 1 for i = 6) */
+    const float mul = (float)pow(10.0, (double)(i - 6));
+    for (int j = 0; j + 1 < n; j++) {
+      const float mid = (linspace_point(j, n) + linspace_point(j + 1, n)) / 2.0f;
+      const float v = mul * mid;
+      map[k++] = v;
+      map[k++] = -v;
+    }
+  }
+  map[k++] = 0.0f;
+  map[k++] = 1.0f;
+  qsort(map, 256, sizeof(float), cmp_float);
+}
+
+/* The map every quantized matrix uses (computed once, at the first
+ * dt_qmat_init or dt_nf4_double_quant: on the loading thread). */
+static const float *dyn_map(void) {
+  static float map[256];
+  static int ready;
+  if (!ready) {
+    dt_dynamic_map(map);
+    ready = 1;
+  }
+  return map;
+}
+
+/* The index of the map value nearest to x clamped to [-1, 1], the lower on
+ * a tie (a binary search for the first value >= x, then its neighbour). */
+static uint8_t dyn_index(const float *map, float x) {
+  x = fminf(1.0f, fmaxf(-1.0f, x));
+  int lo = 0, hi = 256; /* first i with map[i] >= x */
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (map[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo == 0) return 0;
+  if (lo == 256) return 255;
+  const float dl = fabsf(x - map[lo - 1]), dr = fabsf(map[lo] - x);
+  return (uint8_t)(dr < dl ? lo : lo - 1);
+}
+
+void dt_nf4_double_quant(const float *amax, size_t n, float *offset, uint8_t *codes,
+                         float *nabs) {
+  const float *map = dyn_map();
+  double sum = 0;
+  for (size_t i = 0; i < n; i++) sum += amax[i];
+  const float off = n ? (float)(sum / (double)n) : 0.0f;
+  *offset = off;
+  for (size_t b0 = 0, nb = 0; b0 < n; b0 += DT_NF4_DQ_BLOCK, nb++) {
+    const size_t b1 = b0 + DT_NF4_DQ_BLOCK < n ? b0 + DT_NF4_DQ_BLOCK : n;
+    float a = 0.0f;
+    for (size_t i = b0; i < b1; i++) a = fmaxf(a, fabsf(amax[i] - off));
+    nabs[nb] = a;
+    const float inv = a > 0 ? 1.0f / a : 0.0f;
+    for (size_t i = b0; i < b1; i++) codes[i] = a > 0 ? dyn_index(map, (amax[i] - off) * inv) : 0;
+  }
+}
+
 int dt_weights_dtype_parse(const char *name, dt_wdtype *w) {
   static const char *const names[] = {"fp32", "bf16", "int8", "nf4"};
   for (int i = 0; i < 4; i++)
@@ -44,11 +117,13 @@ static int global_col(const dt_segs *s, int j) {
 }
 
 int dt_qmat_init(dt_qmat *q, dt_qtype t, int rows, int cols, const dt_segs *cols_global,
-                 int describe_only, int64_t *bytes) {
+                 int64_t dq_scales, int describe_only, int64_t *bytes) {
   memset(q, 0, sizeof *q);
   q->type = t;
   q->rows = rows;
   q->cols = cols;
+  q->dq = t == DT_Q_NF4 && dq_scales > 0;
+  q->map = dyn_map();
   int *blk = NULL, *gblk = NULL;
   if (t == DT_Q_NF4) { /* the global blocks the local columns touch, in order */
     DT_CALL(dt_malloc(&blk, sizeof(int) * (cols ? cols : 1), "nf4 block map"));
@@ -75,7 +150,14 @@ int dt_qmat_init(dt_qmat *q, dt_qtype t, int rows, int cols, const dt_segs *cols
   }
   const size_t nd = t == DT_Q_INT8 ? (size_t)rows * cols : (size_t)rows * nf4_row_bytes(cols);
   const size_t ns = t == DT_Q_INT8 ? (size_t)rows : (size_t)rows * q->nb;
-  *bytes = line_bytes(nd) + line_bytes(ns * sizeof(float));
+  /* double quantization: room for the nested absmax of up to
+   * DT_NF4_DQ_GROUPS tensors of dq_scales scales in all */
+  const int64_t ncap = q->dq ? (int64_t)dt_nf4_dq_nested((size_t)dq_scales) + DT_NF4_DQ_GROUPS : 0;
+  *bytes = line_bytes(nd);
+  if (q->dq)
+    *bytes += line_bytes(ns) + line_bytes(sizeof(int64_t) * (size_t)rows) +
+              line_bytes(sizeof(int) * (size_t)rows) + line_bytes(sizeof(float) * (size_t)ncap);
+  else *bytes += line_bytes(ns * sizeof(float));
   if (t == DT_Q_NF4) *bytes += 2 * line_bytes(sizeof(int) * (size_t)cols);
   if (describe_only) {
     free(blk);
@@ -85,7 +167,19 @@ int dt_qmat_init(dt_qmat *q, dt_qtype t, int rows, int cols, const dt_segs *cols
   q->blk = blk;
   q->gblk = gblk;
   DT_CALL(dt_alloc_aligned(&q->data, nd ? nd : 1, "quantized block matrix"));
-  DT_CALL(dt_alloc_aligned(&q->scale, (ns ? ns : 1) * sizeof(float), "quantized block matrix"));
+  if (q->dq) {
+    q->nnest_cap = ncap;
+    DT_CALL(dt_alloc_aligned(&q->qscale, ns ? ns : 1, "quantized block matrix scales"));
+    DT_CALL(dt_alloc_aligned(&q->sflat, sizeof(int64_t) * (rows ? rows : 1), "quantized block matrix scales"));
+    DT_CALL(dt_alloc_aligned(&q->sgrp, sizeof(int) * (rows ? rows : 1), "quantized block matrix scales"));
+    DT_CALL(dt_alloc_aligned(&q->nabs, sizeof(float) * (size_t)ncap, "quantized block matrix scales"));
+    memset(q->qscale, 0, ns ? ns : 1);
+    memset(q->sflat, 0, sizeof(int64_t) * (rows ? rows : 1));
+    memset(q->sgrp, 0, sizeof(int) * (rows ? rows : 1));
+    memset(q->nabs, 0, sizeof(float) * (size_t)ncap);
+  } else {
+    DT_CALL(dt_alloc_aligned(&q->scale, (ns ? ns : 1) * sizeof(float), "quantized block matrix"));
+  }
   return DT_OK;
 }
 
@@ -94,7 +188,48 @@ void dt_qmat_free(dt_qmat *q) {
   free(q->gblk);
   free(q->data);
   free(q->scale);
+  free(q->qscale);
+  free(q->sflat);
+  free(q->sgrp);
+  free(q->nabs);
   memset(q, 0, sizeof *q);
+}
+
+int dt_qmat_dq_set(dt_qmat *q, int g, const int *lrows, const int64_t *grows, int nrows,
+                   int gblocks, const uint8_t *codes, const float *nabs, int64_t nnest,
+                   float offset) {
+  DT_CHECK(q->dq, DT_EINTERNAL, "dt_qmat_dq_set on a matrix without double quantization");
+  DT_CHECK(g == q->ngrp && g < DT_NF4_DQ_GROUPS, DT_EINTERNAL,
+           "double quantization: tensor %d of a matrix (expected %d, at most %d)", g, q->ngrp,
+           DT_NF4_DQ_GROUPS);
+  DT_CHECK(q->nnest + nnest <= q->nnest_cap, DT_EINTERNAL,
+           "double quantization: %lld nested scales past the room for %lld", (long long)(q->nnest + nnest),
+           (long long)q->nnest_cap);
+  q->gnest[g] = (int)q->nnest;
+  q->goff[g] = offset;
+  memcpy(q->nabs + q->nnest, nabs, sizeof(float) * (size_t)nnest);
+  q->nnest += nnest;
+  q->ngrp++;
+  for (int i = 0; i < nrows; i++) {
+    const int r = lrows[i];
+    DT_CHECK(r >= 0 && r < q->rows, DT_EINTERNAL, "double quantization: local row %d of %d", r, q->rows);
+    q->sflat[r] = grows[i] * gblocks;
+    q->sgrp[r] = g;
+    for (int k = 0; k < q->nb; k++) {
+      DT_CHECK(q->gblk[k] < gblocks, DT_EINTERNAL, "double quantization: block %d of %d", q->gblk[k], gblocks);
+      q->qscale[(size_t)r * q->nb + k] = codes[q->sflat[r] + q->gblk[k]];
+    }
+  }
+  return DT_OK;
+}
+
+float dt_qmat_block_scale(const dt_qmat *q, int r, int k) {
+  if (!q->dq) return q->scale[(size_t)r * q->nb + k];
+  const int g = q->sgrp[r];
+  const float n = q->nabs[q->gnest[g] + (q->sflat[r] + q->gblk[k]) / DT_NF4_DQ_BLOCK];
+  float s = q->map[q->qscale[(size_t)r * q->nb + k]] * n;
+  s += q->goff[g];
+  return s;
 }
 
 size_t dt_qmat_absmax_count(const dt_qmat *q) {
@@ -131,6 +266,7 @@ static uint8_t nf4_index(float x) {
 void dt_qmat_quantize(dt_qmat *q, const float *w, const float *amax) {
   float *own = NULL;
   if (!amax) { /* this rank's own absmax, in the scale array itself */
+    if (!q->scale) return; /* double quantized: the caller agrees the absmax */
     dt_qmat_local_absmax(q, w, q->scale);
     own = q->scale;
   }
@@ -148,12 +284,12 @@ void dt_qmat_quantize(dt_qmat *q, const float *w, const float *amax) {
       }
     } else {
       const float *ar = a + (size_t)r * q->nb;
-      float *sr = q->scale + (size_t)r * q->nb;
-      if (sr != ar) memcpy(sr, ar, sizeof(float) * q->nb);
+      float *sr = q->dq ? NULL : q->scale + (size_t)r * q->nb;
+      if (sr && sr != ar) memcpy(sr, ar, sizeof(float) * q->nb);
       uint8_t *dr = q->data + (size_t)r * nf4_row_bytes(cols);
       memset(dr, 0, nf4_row_bytes(cols));
       for (int c = 0; c < cols; c++) {
-        const float s = sr[q->blk[c]], inv = s > 0 ? 1.0f / s : 0.0f;
+        const float s = ar[q->blk[c]], inv = s > 0 ? 1.0f / s : 0.0f;
         const uint8_t i = nf4_index(wr[c] * inv);
         dr[c / 2] |= (c & 1) ? i : (uint8_t)(i << 4);
       }
@@ -188,9 +324,8 @@ void dt_qmat_dequant_rows(const dt_qmat *q, int r0, int r1, float *tile) {
       continue;
     }
     const uint8_t *dr = q->data + (size_t)r * nf4_row_bytes(cols);
-    const float *sr = q->scale + (size_t)r * q->nb;
     for (int c0 = 0, c1; c0 < cols; c0 = c1) {
-      const float s = sr[nf4_run(q, c0, &c1)];
+      const float s = dt_qmat_block_scale(q, r, nf4_run(q, c0, &c1));
       float lut[16];
       for (int i = 0; i < 16; i++) lut[i] = dt_nf4_code[i] * s;
       for (int c = c0; c < c1; c++) t[c] = lut[nf4_code_at(dr, c)];
@@ -209,9 +344,8 @@ void dt_qmat_dequant_bf16(const dt_qmat *q, int r0, int r1, uint16_t *tile) {
       continue;
     }
     const uint8_t *dr = q->data + (size_t)r * nf4_row_bytes(cols);
-    const float *sr = q->scale + (size_t)r * q->nb;
     for (int c0 = 0, c1; c0 < cols; c0 = c1) {
-      const float s = sr[nf4_run(q, c0, &c1)];
+      const float s = dt_qmat_block_scale(q, r, nf4_run(q, c0, &c1));
       uint16_t lut[16];
       for (int i = 0; i < 16; i++) lut[i] = dt_f32_to_bf16(dt_nf4_code[i] * s);
       int c = c0;

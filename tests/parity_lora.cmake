@@ -37,6 +37,15 @@ dt_case(parity_np2_quant test_parity 2 parity parity_gpt2_lora_int8_tp2 ${Q}/gpt
   --tp 2 --weights-dtype int8 --method lora --lora-rank 4 --lora-alpha 8
   --lora-targets c_attn,mlp.c_fc --init-from ${F}/gpt2/lora/init.safetensors)
 # the NF4 code book, block scales, codes and packing against PEFT's NormalFloat
-# quantizer on a tensor made on the 16-core machine (tests/refs/nf4_peft_ref.py)
+# quantizer on a tensor made on the 16-core machine (tests/refs/nf4_peft_ref.py),
+# and the double quantization of the block scales against tests/refs/nf4_dq.py
 dt_add_test(test_nf4_reference SOURCES test_nf4_reference.c
-  ARGS ${DT_TESTDATA_DIR}/quant/nf4_peft.safetensors)
+  ARGS ${DT_TESTDATA_DIR}/quant/nf4_peft.safetensors ${DT_TESTDATA_DIR}/quant/nf4_dq.safetensors)
+# nf4's double-quantized scales under --tp 2 on matrices large enough for
+# several nested blocks, cut inside one (a synthetic LLaMA): 1 rank's numbers;
+# a bitsandbytes 4-bit folder (src/bnb4.h, tests/data/bnb4) loads as
+# deltatune's own nf4 of the same float32 weights, at 1 rank and --tp 2
+dt_add_test(test_nf4_tp SOURCES test_nf4_tp.c)
+target_compile_definitions(test_nf4_tp PRIVATE
+  DT_TEST_MPIRUN="${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe")
+set_tests_properties(test_nf4_tp PROPERTIES PROCESSORS 2)

@@ -18,7 +18,8 @@
 
 typedef struct {
   const char *id;
-  const char *args; /* @G gpt2 fixture, @L llama fixture, @T the inputs, @C a checkpoint folder */
+  const char *args; /* @G gpt2 fixture, @L llama fixture, @T the inputs, @C a checkpoint folder,
+                       @Q tests/data/bnb4 */
   int code;
   const char *needle[3];
 } bad_case;
@@ -27,6 +28,7 @@ typedef struct {
 #define GPT2 "--model @G/model --data @G/batch.safetensors "
 #define XL "--model synthetic:gpt2-xl --data synthetic:rows=8,len=8 "
 #define CKPT "ckpt-0000000002.nc"
+#define BNB(dir) "--model @Q/" dir " --data @L/batch.safetensors "
 /* on gpt2-xl: the task file is checked before the backbone is built */
 #define SWEEP "sweep --model synthetic:gpt2-xl --tasks "
 
@@ -107,6 +109,20 @@ static const bad_case k_cases[] = {
      {"--method ia3 on a quantized backbone", "--method lora"}},
     {"opt_quant_pxgemm", TRAIN GPT2 "--tp 2 --tp-gemm pxgemm --weights-dtype int8", 2,
      {"--tp-gemm pxgemm", "--weights-dtype int8", "--tp-gemm local"}},
+    /* bitsandbytes 4-bit folders (src/bnb4.h; tests/data/bnb4, made by
+     * tests/refs/make_bnb4_folder.py) with one quant_state damaged */
+    {"bnb4_blocksize", TRAIN BNB("bad_blocksize") "--weights-dtype nf4 --method lora", 3,
+     {"@Q/bad_blocksize/model.safetensors", "self_attn.q_proj.weight.quant_state.bitsandbytes__nf4",
+      "field blocksize is 128; expected 64"}},
+    {"bnb4_fp4", TRAIN BNB("bad_fp4") "--weights-dtype nf4 --method lora", 3,
+     {"@Q/bad_fp4/model.safetensors", "self_attn.q_proj.weight.quant_state.bitsandbytes__fp4",
+      "field quant_type is fp4; only nf4 is read"}},
+    {"bnb4_shape", TRAIN BNB("bad_shape") "--weights-dtype nf4 --method lora", 3,
+     {"@Q/bad_shape/model.safetensors", "self_attn.q_proj.weight.quant_state.bitsandbytes__nf4",
+      "field shape is [64,128]; config.json implies [64,64]"}},
+    {"bnb4_weights_dtype", TRAIN BNB("bnb") "--method lora", 3,
+     {"@Q/bnb", "'model.layers.0.self_attn.q_proj.weight' is stored 4-bit by bitsandbytes",
+      "--weights-dtype nf4"}},
     {"opt_share_weights", TRAIN GPT2 "--share-weights maybe", 2,
      {"--share-weights", "auto|yes|no", "'maybe'"}},
     {"opt_batch", TRAIN GPT2 "--batch-size 3", 2, {"--batch-size 3", "2 data-parallel"}},
@@ -197,7 +213,7 @@ static const bad_case k_cases[] = {
 
 static char g_tmp[512], g_ck[600];
 
-/* s with @G @L @T @C replaced */
+/* s with @G @L @T @C @Q replaced */
 static void expand(char *out, size_t cap, const char *s) {
   char gpt2[1024], llama[1024];
   snprintf(gpt2, sizeof gpt2, "%s", dt_test_fixture("gpt2"));
@@ -209,6 +225,7 @@ static void expand(char *out, size_t cap, const char *s) {
     else if (p[0] == '@' && p[1] == 'L') rep = llama;
     else if (p[0] == '@' && p[1] == 'T') rep = g_tmp;
     else if (p[0] == '@' && p[1] == 'C') rep = g_ck;
+    else if (p[0] == '@' && p[1] == 'Q') rep = DT_TESTDATA_DIR "/bnb4";
     if (rep) {
       o += (size_t)snprintf(out + o, cap - o, "%s", rep);
       if (o >= cap) o = cap - 1;
