@@ -36,6 +36,23 @@ dt_case(parity_np2_quant test_parity 2 parity parity_llama_lora_int8_tp2 ${Q}/ll
 dt_case(parity_np2_quant test_parity 2 parity parity_gpt2_lora_int8_tp2 ${Q}/gpt2-int8 lora 2e-5
   --tp 2 --weights-dtype int8 --method lora --lora-rank 4 --lora-alpha 8
   --lora-targets c_attn,mlp.c_fc --init-from ${F}/gpt2/lora/init.safetensors)
+# IA3 on the quantized backbones: its units scale activations (PEFT's
+# targets; the feed-forward ones whole sites), so the quantized matrices are
+# only multiplied, never read as fp32; 1 rank and --tp 2
+foreach(w int8 nf4)
+  dt_case(parity_np1_quant test_parity 1 parity parity_gpt2_ia3_${w} ${Q}/gpt2-${w} ia3 2e-5
+    --weights-dtype ${w} --method ia3 --ia3-targets c_attn,mlp.c_proj --ia3-ff mlp.c_proj
+    --init-from ${F}/gpt2/ia3/init.safetensors)
+  dt_case(parity_np1_quant test_parity 1 parity parity_llama_ia3_${w} ${Q}/llama-${w} ia3 2e-5
+    --weights-dtype ${w} --method ia3 --ia3-targets k_proj,v_proj,down_proj --ia3-ff down_proj
+    --init-from ${F}/llama/ia3/init.safetensors)
+endforeach()
+dt_case(parity_np2_quant test_parity 2 parity parity_llama_ia3_nf4_tp2 ${Q}/llama-nf4 ia3 2e-5
+  --tp 2 --weights-dtype nf4 --method ia3 --ia3-targets k_proj,v_proj,down_proj --ia3-ff down_proj
+  --init-from ${F}/llama/ia3/init.safetensors)
+dt_case(parity_np2_quant test_parity 2 parity parity_gpt2_ia3_nf4_tp2 ${Q}/gpt2-nf4 ia3 2e-5
+  --tp 2 --weights-dtype nf4 --method ia3 --ia3-targets c_attn,mlp.c_proj --ia3-ff mlp.c_proj
+  --init-from ${F}/gpt2/ia3/init.safetensors)
 # the NF4 code book, block scales, codes and packing against PEFT's NormalFloat
 # quantizer on a tensor made on the 16-core machine (tests/refs/nf4_peft_ref.py),
 # and the double quantization of the block scales against tests/refs/nf4_dq.py

@@ -105,8 +105,10 @@ static const bad_case k_cases[] = {
      {"--matmul-dtype bf16 multiplies bf16 weights", "--weights-dtype fp32"}},
     {"opt_quant_full", TRAIN GPT2 "--method full --weights-dtype int8", 2,
      {"is trained by the chosen method", "--weights-dtype fp32", "int8 or nf4"}},
-    {"opt_quant_ia3", TRAIN GPT2 "--method ia3 --weights-dtype nf4", 2,
-     {"--method ia3 on a quantized backbone", "--method lora"}},
+    {"opt_quant_ia3_ff", TRAIN "--model @L/model --data @L/batch.safetensors --method ia3 "
+     "--ia3-targets q_proj,v_proj --ia3-ff q_proj --weights-dtype nf4", 2,
+     {"--ia3-ff self_attn.q_proj on a quantized backbone (--weights-dtype nf4)",
+      "leave it out of --ia3-ff"}},
     {"opt_quant_pxgemm", TRAIN GPT2 "--tp 2 --tp-gemm pxgemm --weights-dtype int8", 2,
      {"--tp-gemm pxgemm", "--weights-dtype int8", "--tp-gemm local"}},
     /* bitsandbytes 4-bit folders (src/bnb4.h; tests/data/bnb4, made by

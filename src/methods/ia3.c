@@ -21,8 +21,9 @@
 #include "error.h"
 #include "method.h"
 #include "merge_rule.h"
-#include "peft.h"
 #include "modules.h"
+#include "peft.h"
+#include "quant.h"
 
 static const dt_optdef ia3_opts[] = {
     {"ia3-targets", DT_OPT_STRING, NULL, 0, 0, NULL,
@@ -114,16 +115,22 @@ static int ia3_create(dt_method *me, const dt_options *opt, dt_model *m,
                       dt_params *params, uint64_t seed) {
   (void)seed; /* deterministic init: ones */
   const dt_config *c = &m->bb->cfg;
-  DT_CHECK(!m->bb->wquant, DT_EUSAGE,
-           "--method ia3 on a quantized backbone (--weights-dtype int8|nf4) is not supported "
-           "yet: its feed-forward units multiply the whole frozen matrix; use --method lora, or "
-           "--weights-dtype fp32|bf16");
   ia3_state *s;
   DT_CALL(dt_calloc(&s, sizeof *s, "ia3 state"));
   me->state = s;
   dt_module md[DT_MAX_BLOCK_MODULES];
   int nmod, hit[DT_MAX_BLOCK_MODULES], ffhit[DT_MAX_BLOCK_MODULES];
   DT_CALL(ia3_modules(opt, c, md, &nmod, hit, ffhit));
+  /* Every unit scales activations, except an input-scaled row block of a
+   * fused site, which multiplies its rows of the frozen matrix (post hook):
+   * on a quantized backbone that matrix exists only quantized. */
+  for (int i = 0; i < nmod; i++)
+    DT_CHECK(!(m->bb->wquant && hit[i] && ffhit[i] && !md[i].whole), DT_EUSAGE,
+             "--ia3-ff %s on a quantized backbone (--weights-dtype %s): an input-scaled module "
+             "that shares its site with others multiplies its rows of the frozen matrix, which "
+             "is stored quantized; scale it as an output (leave it out of --ia3-ff), or use "
+             "--weights-dtype fp32|bf16",
+             md[i].name, dt_qtype_name(m->bb->wquant));
   int per = 0;
   size_t per_floats = 0;
   for (int i = 0; i < nmod; i++)

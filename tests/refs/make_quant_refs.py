@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""References for LoRA on quantized frozen backbones (--weights-dtype int8 |
+"""References for LoRA and IA3 on quantized frozen backbones (--weights-dtype int8 |
 nf4), made with the independent PyTorch model of torch_lm.py.
 
   /usr/bin/python3 tests/refs/make_quant_refs.py [OUT_DIR]   (default tests/data/hf-parity-quant)
@@ -18,15 +18,16 @@ src/quant.h describes, written out in float32 from torch (not by deltatune):
         w' = code[q] * (map[scale code] * nested absmax + offset)
 
 (rows = outputs: GPT-2's Conv1D weights are quantized on their transpose).
-Then the fixture's LoRA (r 4, alpha 8, its init.safetensors) trains 5 AdamW
+Then the fixture's LoRA (r 4, alpha 8, its init.safetensors) and IA3 (its
+targets and feed-forward modules, its init.safetensors) each train 5 AdamW
 steps on that dequantized backbone in float64, as the HF fixtures did, and
 OUT_DIR/<fam>-<dtype>/ gets what test_parity reads: model and
-batch.safetensors (links to the fixture's), lora/expected.json (losses),
-lora/grads.safetensors (step-0 gradients), lora/logits0.safetensors.
+batch.safetensors (links to the fixture's), METHOD/expected.json (losses),
+METHOD/grads.safetensors (step-0 gradients), METHOD/logits0.safetensors.
 
 Checked first: the same code with no quantization reproduces the HF
-fixture's LoRA losses (within 1e-6), so the training loop and the loss are
-the fixtures'."""
+fixture's losses of each method (within 1e-6), so the training loop and the
+loss are the fixtures'."""
 import json
 import os
 import sys
@@ -82,10 +83,10 @@ def quantized_weights(lm, kind):
     return w
 
 
-def train_lora(lm, fam, w):
-    d = os.path.join(FIX, fam, "lora")
+def train(lm, fam, method, w):
+    d = os.path.join(FIX, fam, method)
     exp = json.load(open(os.path.join(d, "expected.json")))
-    cfg = {"r": exp["config"]["r"], "lora_alpha": exp["config"]["lora_alpha"]}
+    cfg = {k: exp["config"][k] for k in ("r", "lora_alpha") if k in exp["config"]}
     init = torch_lm.load_safetensors(os.path.join(d, "init.safetensors"))
     params = {k: v.clone().requires_grad_(True) for k, v in init.items()}
     m = torch_lm.Methods(fam, cfg, params, cfg)
@@ -113,29 +114,31 @@ def main():
     torch.set_default_dtype(torch.float64)
     for fam in ("gpt2", "llama"):
         lm = torch_lm.LM(os.path.join(FIX, fam, "model"))
-        exp, losses, _, _ = train_lora(lm, fam, quantized_weights(lm, None))
-        diff = max(abs(a - b) for a, b in zip(losses, exp["losses"]))
-        print("%s lora unquantized: losses %s, HF %s, max diff %.2e"
-              % (fam, ["%.6f" % x for x in losses], ["%.6f" % x for x in exp["losses"]], diff))
-        if diff > 1e-6:
-            sys.exit("make_quant_refs: the training loop differs from the HF fixture; nothing written")
-        for kind in ("int8", "nf4"):
-            exp, losses, grads, logits0 = train_lora(lm, fam, quantized_weights(lm, kind))
-            print("%s lora %s: losses %s" % (fam, kind, ["%.6f" % x for x in losses]))
+        for method in ("lora", "ia3"):
+            exp, losses, _, _ = train(lm, fam, method, quantized_weights(lm, None))
+            diff = max(abs(a - b) for a, b in zip(losses, exp["losses"]))
+            print("%s %s unquantized: losses %s, HF %s, max diff %.2e"
+                  % (fam, method, ["%.6f" % x for x in losses], ["%.6f" % x for x in exp["losses"]],
+                     diff))
+            if diff > 1e-6:
+                sys.exit("make_quant_refs: the training loop differs from the HF fixture; nothing written")
+        for kind, method in ((k, m) for k in ("int8", "nf4") for m in ("lora", "ia3")):
+            exp, losses, grads, logits0 = train(lm, fam, method, quantized_weights(lm, kind))
+            print("%s %s %s: losses %s" % (fam, method, kind, ["%.6f" % x for x in losses]))
             d = os.path.join(out, "%s-%s" % (fam, kind))
-            os.makedirs(os.path.join(d, "lora"), exist_ok=True)
+            os.makedirs(os.path.join(d, method), exist_ok=True)
             for link, target in (("model", "model"), ("batch.safetensors", "batch.safetensors")):
                 p = os.path.join(d, link)
                 if not os.path.islink(p):
                     os.symlink(os.path.join("..", "..", "hf-parity", fam, target), p)
-            e = {"kind": fam, "method": "lora", "weights_dtype": kind, "config": exp["config"],
+            e = {"kind": fam, "method": method, "weights_dtype": kind, "config": exp["config"],
                  "optimizer": exp["optimizer"], "loss0": losses[0], "losses": losses,
                  "made_by": "tests/refs/make_quant_refs.py"}
-            with open(os.path.join(d, "lora", "expected.json"), "w") as f:
+            with open(os.path.join(d, method, "expected.json"), "w") as f:
                 json.dump(e, f, indent=1)
                 f.write("\n")
-            torch_lm.save_safetensors(os.path.join(d, "lora", "grads.safetensors"), grads)
-            torch_lm.save_safetensors(os.path.join(d, "lora", "logits0.safetensors"),
+            torch_lm.save_safetensors(os.path.join(d, method, "grads.safetensors"), grads)
+            torch_lm.save_safetensors(os.path.join(d, method, "logits0.safetensors"),
                                       {"logits": logits0})
 
 
