@@ -15,6 +15,7 @@
 #include "rng.h"
 #include "quant.h"
 #include "safetensors.h"
+#include "testhook.h"
 
 /* The weight storage is sized and allocated by one walk (alloc_weights):
  * each piece adds its bytes (as dt_alloc_aligned rounds them) to
@@ -435,6 +436,25 @@ static int dq_tensor(const dt_dist *dist, dt_mat *a, const dt_tensor_ref *r, int
   return DT_OK;
 }
 
+/* Does stage_end of tensor i communicate (under --tp): the last tensor of a
+ * quantized matrix? The same on every rank of a tensor group. */
+static int stage_collective(const dt_tensor_ref *refs, int n, int i) {
+  const dt_mat *a = refs[i].mat;
+  if (!a || !a->qm.type) return 0;
+  for (int j = i + 1; j < n; j++)
+    if (refs[j].mat == a) return 0;
+  return 1;
+}
+
+/* Test hook DT_TEST_LOAD_FAULT=RANK:TENSOR: that rank's read of that tensor
+ * (its index in the load order) fails, as an I/O error would. */
+static int load_fault(const dt_dist *dist, int i) {
+  const char *h = dt_test_hook("DT_TEST_LOAD_FAULT");
+  int r = -1, t = -1;
+  if (!h || sscanf(h, "%d:%d", &r, &t) != 2 || t != i || r != (dist ? dist->rank : 0)) return DT_OK;
+  DT_ERR(DT_EIO, "reading tensor %d failed (test hook DT_TEST_LOAD_FAULT=%s)", i, h);
+}
+
 static int stage_end(dt_model *m, const dt_tensor_ref *refs, int n, int i) {
   dt_mat *a = refs[i].mat;
   if (!a || !a->qm.type) return DT_OK;
@@ -532,16 +552,28 @@ static int load_hf(dt_model *m, const char *dir) {
                           "%s: tensors '%s' and '%s' make one matrix, and only one is stored 4-bit by "
                           "bitsandbytes", set.dir, refs[j].name, refs[i].name);
   }
-  for (int i = 0; rc == DT_OK && i < n; i++) {
+  /* Quantized matrices agree their scales over the tensor group when their
+   * last tensor is read (stage_end): a read that failed on one rank must not
+   * leave the others waiting there, so the group agrees on the result first
+   * (and once more at the end, for a failure after the last such point). */
+  const dt_dist *dist = m->bb->dist;
+  const int agree = m->bb->wquant && dist && dist->tp_size > 1;
+  for (int i = 0; i < n && (rc == DT_OK || agree); i++) {
     if (refs[i].mat && refs[i].mat->shared && !m->bb->slab_writer) continue; /* another replica reads it */
     if (bnb[i]) {
-      rc = load_bnb4(refs, i, &set);
+      if (rc == DT_OK) rc = load_bnb4(refs, i, &set);
       continue;
     }
-    rc = stage_begin(&refs[i]);
+    if (rc == DT_OK) rc = stage_begin(&refs[i]);
+    if (rc == DT_OK) rc = load_fault(dist, i);
     if (rc == DT_OK) rc = load_ref(&refs[i], &set, tmp);
+    if (agree && stage_collective(refs, n, i)) {
+      rc = dt_agree(rc, dist->tp);
+      if (rc) break; /* every rank of the group, together */
+    }
     if (rc == DT_OK) rc = stage_end(m, refs, n, i);
   }
+  if (agree) rc = dt_agree(rc, dist->tp);
   free(tmp);
   free(bnb);
   free(refs);

@@ -402,6 +402,31 @@ static void test_nan_divergence(void **state) {
   free(out);
 }
 
+/* One rank's read of a quantized matrix's tensor fails while loading under
+ * --tp 2 (test hook DT_TEST_LOAD_FAULT=RANK:TENSOR): the group agrees its
+ * scales right after, so the other rank must not wait there. Both exit with
+ * the read's code (4) and one error line, within the 60 s the job has (it
+ * hung before the load's agreement). Each rank in turn, and the fixture's
+ * last tensor, read after every quantized matrix (the final agreement). */
+static void test_load_fault_tp(void **state) {
+  (void)state;
+  const char *L = dt_test_fixture("llama");
+  /* 20: the head, read after every block; fp32: no agreement while loading */
+  const char *cases[][2] = {{"1:3", "nf4"}, {"0:3", "nf4"}, {"1:20", "nf4"}, {"1:3", "fp32"}};
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    char *out = NULL;
+    const time_t t0 = time(NULL);
+    int rc = dt_test_run(&out, "DT_TEST_LOAD_FAULT=%s timeout 60 " MPIRUN " %s train --model %s/model "
+                         "--data %s/batch.safetensors --batch-size 2 --steps 1 --method lora "
+                         "--weights-dtype %s --tp 2", cases[k][0], DT_BINARY, L, L, cases[k][1]);
+    if (rc != 4) fail_msg("DT_TEST_LOAD_FAULT=%s, %s: exit %d after %lds, expected 4:\n%s", cases[k][0],
+                          cases[k][1], rc, (long)(time(NULL) - t0), out);
+    if (dt_test_count(out, "deltatune: error") != 1) fail_msg("expected one error line:\n%s", out);
+    dt_test_expect(out, "(test hook DT_TEST_LOAD_FAULT=", "load fault");
+    free(out);
+  }
+}
+
 /* Can this machine make a private mount namespace with a tmpfs? */
 static int can_mount(char *why, size_t cap) {
   char *out = NULL;
@@ -577,6 +602,7 @@ int main(void) {
       cmocka_unit_test(test_sweep_nan),
       cmocka_unit_test(test_sweep_nan_skip),
       cmocka_unit_test(test_readonly_out),  cmocka_unit_test(test_disk_full),
-      cmocka_unit_test(test_resume_skips_damaged), cmocka_unit_test(test_disk_starved)};
+      cmocka_unit_test(test_resume_skips_damaged), cmocka_unit_test(test_disk_starved),
+      cmocka_unit_test(test_load_fault_tp)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }
