@@ -2,7 +2,7 @@
 # The one device call that makes and checks the fixtures (../shared/device/
 # README.md: torch 2.11, transformers 5.17, peft 0.21 are installed there).
 # Run from the repository root: `sh tests/parity/device_run.sh [FAMILY...]` with $OUT
-# set; everything comes back as $OUT/fixtures.tar.gz and $OUT/log.
+# set; everything comes back as $OUT/fixtures.tar.gz (after each family) and $OUT/log.
 #  1. gpt2 and llama from the shipped model, batch and initial values: the
 #     shipped loss0 and losses within 1e-5 and the same weights (--compare);
 #  2. qwen2, mistral, opt, gemma and gemma2 fixtures from
@@ -61,9 +61,12 @@ fixture() {
 # the families named as arguments; all of them by default
 [ $# -gt 0 ] || set -- gpt2 llama qwen2 mistral opt gpt_neox gpt_neox_seq gemma gemma2 bloom bloom_h6 \
   falcon falcon_mq falcon_seq
+# the archive is written again after each family, so a call that runs out of
+# time still brings back every family it finished (2026-12-05: two calls lost
+# theirs that way)
+mkdir -p "$W/new" "$W/check"
 for fam in "$@"; do
   fixture "$fam" || status=1
+  tar -C "$W" -czf "$OUT/fixtures.tmp.tar.gz" new check && mv "$OUT/fixtures.tmp.tar.gz" "$OUT/fixtures.tar.gz"
 done
-mkdir -p "$W/new" "$W/check"
-tar -C "$W" -czf "$OUT/fixtures.tar.gz" new check
 exit $status
