@@ -14,5 +14,6 @@ static double proc_kb_mb(const char *path, const char *fmt) {
   return kb / 1024.0;
 }
 
+double dt_rss_mb(void) { return proc_kb_mb("/proc/self/status", "VmRSS: %lf kB"); }
 double dt_peak_rss_mb(void) { return proc_kb_mb("/proc/self/status", "VmHWM: %lf kB"); }
 double dt_pss_mb(void) { return proc_kb_mb("/proc/self/smaps_rollup", "Pss: %lf kB"); }

@@ -3,7 +3,8 @@
 #ifndef DT_MEMSTAT_H
 #define DT_MEMSTAT_H
 
-/* Peak resident set (VmHWM). */
+/* Resident set now (VmRSS) and its peak (VmHWM). */
+double dt_rss_mb(void);
 double dt_peak_rss_mb(void);
 /* Proportional set size: a page shared by k processes counts 1/k in each,
  * so the ranks' sum is what the job holds (RSS counts shared pages, the

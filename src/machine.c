@@ -19,6 +19,7 @@
 #include "dist.h"
 #include "error.h"
 #include "gemm_bf16.h"
+#include "memstat.h"
 #include "model.h"
 
 void dt_machine_defaults(dt_machine *mc) {
@@ -222,19 +223,9 @@ int dt_machine_save(const dt_machine *mc, const char *path) {
 
 /* --- calibration --------------------------------------------------------- */
 
-/* A field of /proc/self/status in bytes ("VmRSS: %lf kB": now; "VmHWM: ...":
- * the peak). */
-static double status_bytes(const char *fmt) {
-  FILE *f = fopen("/proc/self/status", "r");
-  if (!f) return 0.0;
-  char line[256];
-  double kb = 0.0;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, fmt, &kb) == 1) break;
-  fclose(f);
-  return kb * 1024.0;
-}
-static double rss_bytes(void) { return status_bytes("VmRSS: %lf kB"); }
+/* The resident set now and its peak, in bytes (base/memstat.h). */
+static double rss_bytes(void) { return dt_rss_mb() * 1048576.0; }
+static double peak_bytes(void) { return dt_peak_rss_mb() * 1048576.0; }
 
 /* MPI_Allreduce's transient memory per byte of message: the rise of the
  * peak resident set over one all-reduce of 64 MiB (large enough that the
@@ -244,9 +235,9 @@ static double allreduce_scratch(void) {
   float *b = malloc(n * sizeof(float));
   if (!b) return 0.0;
   for (size_t i = 0; i < n; i++) b[i] = 1.0f;
-  const double h0 = status_bytes("VmHWM: %lf kB");
+  const double h0 = peak_bytes();
   MPI_Allreduce(MPI_IN_PLACE, b, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-  const double h1 = status_bytes("VmHWM: %lf kB");
+  const double h1 = peak_bytes();
   free(b);
   return (h1 - h0) / (4.0 * (double)n);
 }
