@@ -23,17 +23,26 @@
  * `deltatune plan` and a real load cannot disagree. */
 static size_t aligned_bytes(size_t bytes) { return bytes ? (bytes + 63) / 64 * 64 : 64; }
 
-/* A quantized block matrix (src/quant.h), private to the rank (not in the
- * node's shared copy); cols_global: the global columns of a row-parallel
- * shard (NULL: its columns are the matrix's). */
+/* A quantized block matrix (src/quant.h); cols_global: the global columns
+ * of a row-parallel shard (NULL: its columns are the matrix's). Its numbers
+ * (codes and scales) are carved from the node's shared copy when there is
+ * one, as alloc_mat's matrices are (the writer zeroes them); the small block
+ * maps stay the rank's. */
 static int alloc_qmat(dt_backbone *b, dt_mat *a, int rows, int cols, const dt_segs *cols_global,
                       int64_t dq_scales) {
   a->rows = rows;
   a->cols = cols;
-  int64_t bytes;
-  DT_CALL(dt_qmat_init(&a->qm, b->wquant, rows, cols, cols_global, dq_scales, b->describe_only,
-                       &bytes));
+  int64_t bytes, numbers;
+  void *at = b->slab && !b->describe_only ? b->slab + b->slab_used : NULL;
+  DT_CALL(dt_qmat_init_at(&a->qm, b->wquant, rows, cols, cols_global, dq_scales, b->describe_only,
+                          at, &bytes, &numbers));
   b->weight_bytes += bytes;
+  b->mat_bytes += numbers;
+  if (at) {
+    b->slab_used += (size_t)numbers;
+    a->shared = 1;
+    if (b->slab_writer) memset(at, 0, (size_t)numbers);
+  }
   return DT_OK;
 }
 
@@ -672,6 +681,8 @@ static int share_alloc(dt_backbone *b, dt_dist *dist) {
 
 int dt_model_unshare(dt_model *m, dt_mat *a) {
   if (!a->shared) return DT_OK;
+  DT_CHECK(!a->qm.type, DT_EINTERNAL,
+           "a quantized matrix is never written, so it never needs a private copy");
   const size_t n = (size_t)a->rows * a->cols, bytes = n * (a->w ? sizeof(float) : sizeof(uint16_t));
   void *p = NULL;
   DT_CALL(dt_alloc_aligned(&p, bytes, "private copy of a shared matrix"));

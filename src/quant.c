@@ -116,8 +116,9 @@ static int global_col(const dt_segs *s, int j) {
   return -1;
 }
 
-int dt_qmat_init(dt_qmat *q, dt_qtype t, int rows, int cols, const dt_segs *cols_global,
-                 int64_t dq_scales, int describe_only, int64_t *bytes) {
+int dt_qmat_init_at(dt_qmat *q, dt_qtype t, int rows, int cols, const dt_segs *cols_global,
+                    int64_t dq_scales, int describe_only, void *storage, int64_t *bytes,
+                    int64_t *storage_bytes) {
   memset(q, 0, sizeof *q);
   q->type = t;
   q->rows = rows;
@@ -153,11 +154,23 @@ int dt_qmat_init(dt_qmat *q, dt_qtype t, int rows, int cols, const dt_segs *cols
   /* double quantization: room for the nested absmax of up to
    * DT_NF4_DQ_GROUPS tensors of dq_scales scales in all */
   const int64_t ncap = q->dq ? (int64_t)dt_nf4_dq_nested((size_t)dq_scales) + DT_NF4_DQ_GROUPS : 0;
-  *bytes = line_bytes(nd);
-  if (q->dq)
-    *bytes += line_bytes(ns) + line_bytes(sizeof(int64_t) * (size_t)rows) +
-              line_bytes(sizeof(int) * (size_t)rows) + line_bytes(sizeof(float) * (size_t)ncap);
-  else *bytes += line_bytes(ns * sizeof(float));
+  /* the numbers, in this order: codes, then the scales (fp32), or the scale
+   * codes, row offsets, row groups, nested absmax and the per-tensor numbers */
+  size_t part[6] = {nd ? nd : 1, 0, 0, 0, 0, 0};
+  if (q->dq) {
+    part[1] = ns ? ns : 1;
+    part[2] = sizeof(int64_t) * (rows ? rows : 1);
+    part[3] = sizeof(int) * (rows ? rows : 1);
+    part[4] = sizeof(float) * (size_t)ncap;
+    part[5] = sizeof(dt_qdq_meta);
+  } else {
+    part[1] = (ns ? ns : 1) * sizeof(float);
+  }
+  int64_t numbers = 0;
+  for (int i = 0; i < 6; i++)
+    if (part[i]) numbers += line_bytes(part[i]);
+  *storage_bytes = numbers;
+  *bytes = numbers;
   if (t == DT_Q_NF4) *bytes += 2 * line_bytes(sizeof(int) * (size_t)cols);
   if (describe_only) {
     free(blk);
@@ -166,32 +179,54 @@ int dt_qmat_init(dt_qmat *q, dt_qtype t, int rows, int cols, const dt_segs *cols
   }
   q->blk = blk;
   q->gblk = gblk;
-  DT_CALL(dt_alloc_aligned(&q->data, nd ? nd : 1, "quantized block matrix"));
-  if (q->dq) {
-    q->nnest_cap = ncap;
-    DT_CALL(dt_alloc_aligned(&q->qscale, ns ? ns : 1, "quantized block matrix scales"));
-    DT_CALL(dt_alloc_aligned(&q->sflat, sizeof(int64_t) * (rows ? rows : 1), "quantized block matrix scales"));
-    DT_CALL(dt_alloc_aligned(&q->sgrp, sizeof(int) * (rows ? rows : 1), "quantized block matrix scales"));
-    DT_CALL(dt_alloc_aligned(&q->nabs, sizeof(float) * (size_t)ncap, "quantized block matrix scales"));
-    memset(q->qscale, 0, ns ? ns : 1);
-    memset(q->sflat, 0, sizeof(int64_t) * (rows ? rows : 1));
-    memset(q->sgrp, 0, sizeof(int) * (rows ? rows : 1));
-    memset(q->nabs, 0, sizeof(float) * (size_t)ncap);
+  q->nnest_cap = ncap;
+  void *p[6] = {NULL};
+  if (storage) {
+    q->external = 1;
+    uint8_t *at = storage;
+    for (int i = 0; i < 6; i++)
+      if (part[i]) {
+        p[i] = at;
+        at += line_bytes(part[i]);
+      }
   } else {
-    DT_CALL(dt_alloc_aligned(&q->scale, (ns ? ns : 1) * sizeof(float), "quantized block matrix"));
+    for (int i = 0; i < 6; i++)
+      if (part[i]) DT_CALL(dt_alloc_aligned(&p[i], part[i], "quantized block matrix"));
+    for (int i = 1; i < 6; i++)
+      if (part[i]) memset(p[i], 0, part[i]);
+  }
+  q->data = p[0];
+  if (q->dq) {
+    q->qscale = p[1];
+    q->sflat = p[2];
+    q->sgrp = p[3];
+    q->nabs = p[4];
+    q->meta = p[5];
+  } else {
+    q->scale = p[1];
   }
   return DT_OK;
+}
+
+int dt_qmat_init(dt_qmat *q, dt_qtype t, int rows, int cols, const dt_segs *cols_global,
+                 int64_t dq_scales, int describe_only, int64_t *bytes) {
+  int64_t storage_bytes;
+  return dt_qmat_init_at(q, t, rows, cols, cols_global, dq_scales, describe_only, NULL, bytes,
+                         &storage_bytes);
 }
 
 void dt_qmat_free(dt_qmat *q) {
   free(q->blk);
   free(q->gblk);
-  free(q->data);
-  free(q->scale);
-  free(q->qscale);
-  free(q->sflat);
-  free(q->sgrp);
-  free(q->nabs);
+  if (!q->external) {
+    free(q->data);
+    free(q->scale);
+    free(q->qscale);
+    free(q->sflat);
+    free(q->sgrp);
+    free(q->nabs);
+    free(q->meta);
+  }
   memset(q, 0, sizeof *q);
 }
 
@@ -199,17 +234,18 @@ int dt_qmat_dq_set(dt_qmat *q, int g, const int *lrows, const int64_t *grows, in
                    int gblocks, const uint8_t *codes, const float *nabs, int64_t nnest,
                    float offset) {
   DT_CHECK(q->dq, DT_EINTERNAL, "dt_qmat_dq_set on a matrix without double quantization");
-  DT_CHECK(g == q->ngrp && g < DT_NF4_DQ_GROUPS, DT_EINTERNAL,
-           "double quantization: tensor %d of a matrix (expected %d, at most %d)", g, q->ngrp,
+  dt_qdq_meta *mt = q->meta;
+  DT_CHECK(g == mt->ngrp && g < DT_NF4_DQ_GROUPS, DT_EINTERNAL,
+           "double quantization: tensor %d of a matrix (expected %d, at most %d)", g, mt->ngrp,
            DT_NF4_DQ_GROUPS);
-  DT_CHECK(q->nnest + nnest <= q->nnest_cap, DT_EINTERNAL,
-           "double quantization: %lld nested scales past the room for %lld", (long long)(q->nnest + nnest),
+  DT_CHECK(mt->nnest + nnest <= q->nnest_cap, DT_EINTERNAL,
+           "double quantization: %lld nested scales past the room for %lld", (long long)(mt->nnest + nnest),
            (long long)q->nnest_cap);
-  q->gnest[g] = (int)q->nnest;
-  q->goff[g] = offset;
-  memcpy(q->nabs + q->nnest, nabs, sizeof(float) * (size_t)nnest);
-  q->nnest += nnest;
-  q->ngrp++;
+  mt->gnest[g] = (int)mt->nnest;
+  mt->goff[g] = offset;
+  memcpy(q->nabs + mt->nnest, nabs, sizeof(float) * (size_t)nnest);
+  mt->nnest += nnest;
+  mt->ngrp++;
   for (int i = 0; i < nrows; i++) {
     const int r = lrows[i];
     DT_CHECK(r >= 0 && r < q->rows, DT_EINTERNAL, "double quantization: local row %d of %d", r, q->rows);
@@ -226,9 +262,9 @@ int dt_qmat_dq_set(dt_qmat *q, int g, const int *lrows, const int64_t *grows, in
 float dt_qmat_block_scale(const dt_qmat *q, int r, int k) {
   if (!q->dq) return q->scale[(size_t)r * q->nb + k];
   const int g = q->sgrp[r];
-  const float n = q->nabs[q->gnest[g] + (q->sflat[r] + q->gblk[k]) / DT_NF4_DQ_BLOCK];
+  const float n = q->nabs[q->meta->gnest[g] + (q->sflat[r] + q->gblk[k]) / DT_NF4_DQ_BLOCK];
   float s = q->map[q->qscale[(size_t)r * q->nb + k]] * n;
-  s += q->goff[g];
+  s += q->meta->goff[g];
   return s;
 }
 

@@ -105,6 +105,15 @@ static inline dt_qtype dt_wdtype_quant(int w) {
   return w == DT_W_INT8 ? DT_Q_INT8 : w == DT_W_NF4 ? DT_Q_NF4 : DT_Q_NONE;
 }
 
+/* Double quantization's per-tensor numbers of a matrix (stored with the
+ * codes and scales, so that replicas sharing those share these too). */
+typedef struct {
+  int64_t nnest; /* nested absmax stored so far */
+  int ngrp;      /* tensors (groups) set so far */
+  int gnest[DT_NF4_DQ_GROUPS];
+  float goff[DT_NF4_DQ_GROUPS];
+} dt_qdq_meta;
+
 /* One quantized matrix: this rank's rows x cols. */
 typedef struct {
   dt_qtype type; /* DT_Q_NONE: not quantized (the other fields are unused) */
@@ -124,11 +133,10 @@ typedef struct {
                        tensor's block-scale vector (global row x blocks) */
   int *sgrp;        /* [rows] its tensor (group) */
   float *nabs;      /* nested absmax of the groups, one after another */
-  int64_t nnest, nnest_cap;
-  int ngrp;
-  int gnest[DT_NF4_DQ_GROUPS];
-  float goff[DT_NF4_DQ_GROUPS];
+  int64_t nnest_cap;
+  dt_qdq_meta *meta; /* where each group's nested absmax start, its offset */
   const float *map; /* the dynamic map (dt_dynamic_map) */
+  int external;     /* the numbers live in storage given to dt_qmat_init_at */
 } dt_qmat;
 
 /* Lay out a rows x cols matrix whose local column j is global column
@@ -139,6 +147,15 @@ typedef struct {
  * nested absmax). *bytes: what it takes (as plan counts). */
 int dt_qmat_init(dt_qmat *q, dt_qtype t, int rows, int cols, const dt_segs *cols_global,
                  int64_t dq_scales, int describe_only, int64_t *bytes);
+/* The same with the numbers (codes, scales, double quantization's arrays and
+ * numbers: everything that loading writes) carved from storage, 64-byte
+ * aligned parts, *storage_bytes of it (counted in *bytes too), and only the
+ * small block maps allocated: the replicas of a node map one copy of the
+ * storage (--share-weights), written by one of them. storage NULL: allocated
+ * as dt_qmat_init does. Nothing in storage is written here. */
+int dt_qmat_init_at(dt_qmat *q, dt_qtype t, int rows, int cols, const dt_segs *cols_global,
+                    int64_t dq_scales, int describe_only, void *storage, int64_t *bytes,
+                    int64_t *storage_bytes);
 void dt_qmat_free(dt_qmat *q);
 
 /* Scales to agree over a tensor group: how many (int8: rows; nf4: rows x nb),

@@ -78,6 +78,12 @@ static const char *fixture(char *buf, size_t n, const char *fam, const char *ext
 static void test_same_training(void **state) {
   (void)state;
   char args[2048];
+  /* quantized matrices: the replicas share the codes, scales and double
+   * quantization's numbers that one of them wrote */
+  yes_no("lora-llama-nf4-tp2", 4, fixture(args, sizeof args, "llama", "--tp 2 --method lora "
+         "--weights-dtype nf4"), 4);
+  yes_no("lora-gpt2-int8", 2, fixture(args, sizeof args, "gpt2", "--method lora,bitfit "
+         "--weights-dtype int8"), 4);
   yes_no("lora-bitfit-gpt2-tp2", 4, fixture(args, sizeof args, "gpt2", "--tp 2 --method lora,bitfit"), 4);
   yes_no("lora-llama", 2, fixture(args, sizeof args, "llama", "--method lora"), 4);
 }
@@ -119,6 +125,31 @@ static void test_memory(void **state) {
   if (!(mats > 40 && mats < 60)) fail_msg("frozen matrices %.0f MB, expected about 50:\n%s", mats, o1);
   if (!(p2 - p1 >= 0.8 * mats))
     fail_msg("sharing saved %.0f MB of proportional set size (%.0f -> %.0f), less than 80%% of "
+             "one copy of the matrices (%.0f MB)", p2 - p1, p2, p1, mats);
+  free(o1);
+  free(o2);
+}
+
+/* nf4: the codes and scales are the shared matrices (the embedding and the
+ * head stay fp32 and shared as above): about 1/8 of the fp32 block
+ * matrices, plus the scales */
+static void test_memory_nf4(void **state) {
+  (void)state;
+  const char *args = "--model synthetic:gpt2:layers=8,d=1024,heads=16,vocab=1024,ctx=128 "
+                     "--data synthetic:rows=8,len=64 --batch-size 2 --method lora --weights-dtype nf4";
+  char a[2048];
+  snprintf(a, sizeof a, "%s --steps 2 --share-weights yes", args);
+  char *o1 = train("mem-nf4-shared", 2, a);
+  snprintf(a, sizeof a, "%s --steps 2 --share-weights no", args);
+  char *o2 = train("mem-nf4-private", 2, a);
+  const char *key = "together at the end ";
+  const double p1 = num_after(o1, key), p2 = num_after(o2, key);
+  const double mats = num_after(o1, "frozen matrices ");
+  /* 8 x 12 d^2 = 100.7M weights: 50 MB of codes, 6 MB of scales; 4 MB of
+   * fp32 embeddings */
+  if (!(mats > 50 && mats < 70)) fail_msg("frozen matrices %.0f MB, expected about 60:\n%s", mats, o1);
+  if (!(p2 - p1 >= 0.8 * mats))
+    fail_msg("nf4: sharing saved %.0f MB of proportional set size (%.0f -> %.0f), less than 80%% of "
              "one copy of the matrices (%.0f MB)", p2 - p1, p2, p1, mats);
   free(o1);
   free(o2);
@@ -183,6 +214,7 @@ int main(int argc, char **argv) {
    * the normal build (this test is not in asan_covers), as test_plan's do. */
 #ifndef DT_SANITIZED
       cmocka_unit_test(test_memory),
+      cmocka_unit_test(test_memory_nf4),
       cmocka_unit_test(test_shared_stream_memory),
 #endif
   };
