@@ -251,7 +251,7 @@ static const dt_arch_desc arch_table[] = {
             {"gpt_neox.layers.%d.mlp.dense_4h_to_h.bias", L1, DT_SLOT_BIAS, DT_SITE_PROJ, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
             {"gpt_neox.final_layer_norm.weight", G0, DT_SLOT_LNF_W, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
             {"gpt_neox.final_layer_norm.bias", G0, DT_SLOT_LNF_B, 0, DT_DIM_D, DT_DIM_1, 0, DT_SHARD_REPL, DT_DIM_0, DT_DIM_0, 0},
-            {"embed_out.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1},
+            {"embed_out.weight", G0, DT_SLOT_HEAD, 0, DT_DIM_VOCAB, DT_DIM_D, 0, DT_SHARD_VOCAB, DT_DIM_0, DT_DIM_VOCAB, 1, 0, "lm_head.weight"},
         },
     },
     /* GemmaForCausalLM: LLaMA's tensors (tied head) with RMSNorm scaling by

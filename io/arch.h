@@ -105,6 +105,10 @@ typedef struct {
   dt_dim lo, hi;
   int untied_only;
   dt_tensor_when when;
+  /* a global row's name in transformers 5's modules where the files keep
+   * another (GPT-NeoX's head: embed_out.weight in the files, lm_head.weight
+   * in named_parameters and state_dict): --init-from accepts it too */
+  const char *alias;
 } dt_arch_tensor;
 
 /* A module of a block as PEFT names it (what --lora-targets matches): its

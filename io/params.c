@@ -115,6 +115,10 @@ void dt_params_last_sync(dt_params *t, int sync) {
   if (t->n > 0) t->p[t->n - 1].sync = sync;
 }
 
+void dt_params_last_alias(dt_params *t, const char *alias) {
+  if (t->n > 0) t->p[t->n - 1].alias = alias;
+}
+
 /* Visit the owned elements: local index li <-> full storage index fi. */
 #define FOR_OWNED(p, BODY)                                                       \
   do {                                                                           \
@@ -277,13 +281,21 @@ int dt_params_load(dt_params *t, const char *files_csv) {
   for (int i = 0; i < t->n; i++) {
     const dt_param *p = &t->p[i];
     st_entry key;
-    dt_param_canonical(key.canon, sizeof key.canon, p->name);
-    key.file = -1;
-    /* First entry with this canonical name (file indices are >= 0). */
-    size_t lo = 0, hi = n_idx;
-    while (lo < hi) {
-      size_t mid = (lo + hi) / 2;
-      if (entry_cmp(&idx[mid], &key) < 0) lo = mid + 1; else hi = mid;
+    size_t lo = 0;
+    /* its name, else its alias (transformers 5's module name) */
+    for (int a = 0; a < 2; a++) {
+      const char *nm = a ? p->alias : p->name;
+      if (!nm) break;
+      dt_param_canonical(key.canon, sizeof key.canon, nm);
+      key.file = -1;
+      /* First entry with this canonical name (file indices are >= 0). */
+      size_t hi = n_idx;
+      lo = 0;
+      while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (entry_cmp(&idx[mid], &key) < 0) lo = mid + 1; else hi = mid;
+      }
+      if (lo < n_idx && strcmp(idx[lo].canon, key.canon) == 0) break;
     }
     if (lo < n_idx && strcmp(idx[lo].canon, key.canon) == 0) {
       const st_entry *e = &idx[lo];

@@ -51,6 +51,8 @@ typedef struct {
   int64_t numel_l;    /* elements held by this rank (numel unless sharded) */
   int sync;           /* DT_SYNC_* */
   dt_param_shard *shard; /* NULL: every rank holds all of it */
+  const char *alias;     /* another name --init-from accepts (a static string:
+                            transformers 5's module name, io/arch.h), or NULL */
 } dt_param;
 
 typedef struct {
@@ -67,6 +69,9 @@ int dt_params_add_shard(dt_params *t, const char *method, const char *name, int 
                         int64_t numel_l, const dt_param_shard *sh);
 /* Set the gradient class of the most recently added parameter. */
 void dt_params_last_sync(dt_params *t, int sync);
+/* Give the most recently added parameter another name that --init-from
+ * files may hold it under (alias: a static string, or NULL). */
+void dt_params_last_alias(dt_params *t, const char *alias);
 /* Storage-order full array <-> this rank's local elements. */
 void dt_param_full_to_local(const dt_param *p, const float *full, float *local);
 void dt_param_local_to_full(const dt_param *p, const float *local, float *full);

@@ -81,8 +81,9 @@ static int embed(dt_decoder *dc, int nb, const int *slots, int Tp, int nvp, cons
   for (int b = 0; b < nb; b++)
     for (int t = 0; t < Tp; t++) {
       float *row = dc->x + ((size_t)b * Tp + t) * d;
-      if (t < nvp) memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
-      if (es != 1.0f)
+      if (t < nvp)
+        memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
+      else if (es != 1.0f) /* the tokens' rows, not the prompt's (src/forward.c) */
         for (int j = 0; j < d; j++) row[j] *= es;
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) {
         const float *p =

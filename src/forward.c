@@ -837,8 +837,10 @@ static int embed_forward(dt_model *m, float *x) {
   for (int b = 0; b < m->B; b++)
     for (int t = 0; t < T; t++) {
       float *row = x + ((size_t)b * T + t) * d;
-      if (t < P) memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
-      if (es != 1.0f) /* Gemma: the prompt's rows too (PEFT passes them as inputs_embeds) */
+      if (t < P)
+        memcpy(row, pe + (size_t)t * d, sizeof(float) * d);
+      else if (es != 1.0f) /* Gemma: the tokens' rows only (transformers 5 scales inside
+                              embed_tokens; PEFT's prompt rows come as inputs_embeds) */
         for (int j = 0; j < d; j++) row[j] *= es;
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED) {
         const float *p = m->bb->wpe.w + (size_t)dt_cfg_pos_row(c, m->n_prefix + t) * d;
@@ -865,7 +867,7 @@ static int embed_backward(dt_model *m, const float *dx) {
         const int id = m->ids[b * m->T_data + (t - P)] - v0;
         if (id >= 0 && id < vl) dst = m->bb->wte.grad + (size_t)id * d;
       }
-      const float es = dt_cfg_embed_scale(c);
+      const float es = t < P ? 1.0f : dt_cfg_embed_scale(c);
       if (dst)
         for (int j = 0; j < d; j++) dst[j] += es * g[j];
       if (dt_cfg_arch(c)->pos == DT_POS_LEARNED && m->bb->wpe.grad) {

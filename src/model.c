@@ -265,6 +265,7 @@ int dt_model_tensors(dt_model *m, dt_tensor_ref **refs, int *n) {
         ADD(pass == 1 ? NAME(t->name, l) : t->name, l, mat, vec, dt_cfg_dim(c, t->rows),
             dt_cfg_dim(c, t->cols), t->transposed, (int)t->shard, dt_cfg_dim(c, t->lo),
             dt_cfg_dim(c, t->hi));
+        if (rc == DT_OK && pass != 1) r[k - 1].alias = t->alias;
       }
     }
   }

@@ -339,6 +339,7 @@ void dt_model_zero_backbone_grads(dt_model *m);
  * `offset` in the owner. */
 typedef struct {
   char name[128];   /* HF name */
+  const char *alias; /* transformers 5's name where it differs (dt_arch_tensor) */
   int ndim;
   int64_t shape[2]; /* HF shape (global) */
   int layer;        /* block index, -1 outside blocks */

@@ -174,14 +174,18 @@ dt_add_gradcheck(gradcheck_gemma2_150 families --model ${FAM}/gemma2/model
 dt_add_gradcheck(gradcheck_gemma2_recompute families --model ${FAM}/gemma2/model ${DQ}
   --method lora,prefix --lora-init random --prefix-tokens 5 --recompute)
 
-# Gemma and Gemma-2 against transformers + PEFT: the fixtures of
-# tests/parity/device_run.sh (made on the 16-core machine from
-# tests/data/families/gemma*/model and the LLaMA batch; unpacked into
-# tests/data/hf-parity/gemma, gemma2), every method at 1 rank and on the layouts
-# of dt_family_parity. Each method's cases are declared once its fixture is in
-# the tree (none is yet: the numpy reference and finite differences above
-# check these families until then).
-foreach(model gemma gemma2)
+# Gemma against transformers + PEFT: the fixtures of tests/parity/device_run.sh
+# (made on the 16-core machine, transformers 5.17, peft 0.21, 2026-12-05, from
+# tests/data/families/gemma/model and the LLaMA batch), as qwen2's above:
+# LoRA on LLaMA's modules, IA3 on PEFT's gemma default (q_proj, v_proj and the
+# feed-forward down_proj)
+dt_hf_family(gemma q_proj,v_proj,down_proj q_proj,v_proj,down_proj down_proj)
+# Gemma-2 against transformers + PEFT: its fixtures (tests/data/hf-parity/
+# gemma2, made by tests/parity/device_run.sh gemma2) are not made yet; each
+# method's cases are declared once its fixture is in the tree, every method at
+# 1 rank and on the layouts of dt_family_parity (the numpy reference and finite
+# differences above check the family until then).
+foreach(model gemma2)
   set(R ${F}/${model})
   set(FX_lora --method lora --lora-rank 4 --lora-alpha 8 --lora-targets q_proj,v_proj,down_proj)
   set(FX_ia3 --method ia3)

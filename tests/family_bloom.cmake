@@ -60,3 +60,15 @@ dt_add_gradcheck(gradcheck_bloom_said bloom --model ${FAM}/bloom/model ${DN} --m
   --said-dim 24)
 dt_add_gradcheck(gradcheck_bloom_recompute bloom --model ${FAM}/bloom_h6/model ${DN}
   --method lora,prefix --lora-init random --prefix-tokens 3 --recompute)
+
+# transformers' and PEFT's own fixtures (tests/data/hf-parity/bloom and
+# bloom_h6: tests/parity/device_run.sh bloom bloom_h6 on the 16-core machine,
+# transformers 5.17, peft 0.21, 2026-12-05, from the two models above on the
+# GPT-2 batch): every method at 1 rank, LoRA on 3 uneven shards and on 2
+# replicas x 2 shards (tests/families.cmake). LoRA on PEFT's default
+# query_key_value with the FFN's output dense_4h_to_h, IA3 on PEFT's bloom
+# mapping (query_key_value, the feed-forward mlp.dense_4h_to_h).
+foreach(fam bloom bloom_h6)
+  dt_hf_family(${fam} query_key_value,dense_4h_to_h query_key_value,mlp.dense_4h_to_h
+    mlp.dense_4h_to_h)
+endforeach()

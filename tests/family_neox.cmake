@@ -34,3 +34,14 @@ dt_add_gradcheck(gradcheck_neox_said neox --model ${FAM}/neox/model ${DN} --meth
   --said-dim 24)
 dt_add_gradcheck(gradcheck_neox_recompute neox --model ${FAM}/neox/model ${DN}
   --method lora,prefix --lora-init random --prefix-tokens 3 --recompute)
+
+# transformers' and PEFT's own fixtures (tests/data/hf-parity/gpt_neox and
+# gpt_neox_seq: tests/parity/device_run.sh gpt_neox gpt_neox_seq on the
+# 16-core machine, transformers 5.17, peft 0.21, 2026-12-05, from the two models
+# above on the GPT-2 batch): every method at 1 rank, LoRA on 3 uneven shards and
+# on 2 replicas x 2 shards (tests/families.cmake). LoRA on PEFT's default
+# query_key_value with the FFN's output dense_4h_to_h, IA3 on PEFT's gpt_neox
+# mapping (query_key_value, the feed-forward dense_4h_to_h).
+foreach(fam gpt_neox gpt_neox_seq)
+  dt_hf_family(${fam} query_key_value,dense_4h_to_h query_key_value,dense_4h_to_h dense_4h_to_h)
+endforeach()

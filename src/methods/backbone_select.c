@@ -20,6 +20,7 @@ static int train_one(dt_model *m, dt_params *p, const char *method,
     DT_CALL(dt_params_add(p, method, r->name, r->ndim, r->shape, data, grad,
                           r->transposed));
     dt_params_last_sync(p, DT_SYNC_COMPLETE);
+    dt_params_last_alias(p, r->alias);
     return DT_OK;
   }
   /* this rank's shard: complete for its part */
@@ -32,6 +33,7 @@ static int train_one(dt_model *m, dt_params *p, const char *method,
   sh.local_cols = r->mat ? r->mat->cols : 1;
   DT_CALL(dt_params_add_shard(p, method, r->name, r->ndim, r->shape, data, grad,
                               r->transposed, r->numel_l, &sh));
+  dt_params_last_alias(p, r->alias);
   return DT_OK;
 }
 

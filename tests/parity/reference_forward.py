@@ -373,10 +373,10 @@ def forward(cfg, w, ids, ad=None, prefix=None):
     qi = np.arange(T)[:, None] + T0  # positions
     ki = np.arange(T)[None, :] + T0
     x = g("model.embed_tokens.weight")[ids]                      # [B, T, d]
-    if ad["kind"] == "PROMPT_TUNING":  # PEFT passes them as inputs_embeds
-        x = np.concatenate([np.repeat(ad["emb"][None], B, axis=0), x], axis=1)
-    if gemma:
+    if gemma:  # transformers 5: inside embed_tokens (GemmaTextScaledWordEmbedding)
         x = x * np.sqrt(d)
+    if ad["kind"] == "PROMPT_TUNING":  # PEFT passes them as inputs_embeds, unscaled
+        x = np.concatenate([np.repeat(ad["emb"][None], B, axis=0), x], axis=1)
     for layer in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{layer}."
         W = window_of(cfg, layer)
