@@ -103,6 +103,12 @@ log "cluster up: $(sinfo -h -o '%P %D %c %T')"
 mkdir -p "$S/work"
 cd "$S/work" || exit 1
 submit() { sbatch --parsable --time=3 "$@" | cut -d';' -f1; }
+# the jobs signalled by hand, and their reference: a limit whose own warning
+# (--signal=B:USR1@120 in the job scripts) cannot land inside the test. With
+# --time=3 it lands 60 s into a run, and under the CI's load (the sanitizer
+# and fuzz builds beside the tests) a requeued run of the calibrated ~6 s of
+# steps once took longer: a second SIGUSR1, Restarts=2 (2026-12-05)
+submit_long() { submit --time=10 "$@"; }
 # wait_jobs SECONDS ID...: true when every job left the queue in time
 wait_jobs() {
   local deadline=$((SECONDS + $1)) ids
@@ -146,7 +152,7 @@ log "preemption jobs: $PRE_STEPS steps (4000 steps took $((t_cal / 1000000)) ms 
 preempt() {
   local deadline
   PRE_ID=$(MODEL=$MODEL DATA=$DATA STEPS=$PRE_STEPS BATCH=2 LOG_EVERY=1000 OUT=$S/work/$1 \
-           submit -n 2 -J "dt-$1" "$DELTATUNE_JOBS/finetune.sbatch")
+           submit_long -n 2 -J "dt-$1" "$DELTATUNE_JOBS/finetune.sbatch")
   deadline=$((SECONDS + 60))
   until [[ $(grep -c '"step"' "$S/work/$1/metrics.jsonl" 2>/dev/null) -ge 10 ]]; do
     (( SECONDS < deadline )) || { fail "$1: job $PRE_ID did not start training in 60 s ($(squeue -h -j "$PRE_ID" -o %T 2>&1))"; break; }
@@ -170,7 +176,7 @@ lora-rank = 4
 steps = $SWP_LONG
 EOF
 swp=$(MODEL=$MODEL DATA=$DATA BATCH=2 LOG_EVERY=1000 OUT=$S/work/sweep-pre \
-      submit -n 1 -J dt-sweep-pre "$DELTATUNE_JOBS/sweep.sbatch" sweep-pre.ini)
+      submit_long -n 1 -J dt-sweep-pre "$DELTATUNE_JOBS/sweep.sbatch" sweep-pre.ini)
 deadline=$((SECONDS + 60))
 until [[ -s $S/work/sweep-pre/short/deltas.safetensors ]]; do
   (( SECONDS < deadline )) || { fail "sweep-pre: job $swp did not finish its short task in 60 s ($(squeue -h -j "$swp" -o %T 2>&1))"; break; }
@@ -184,7 +190,7 @@ pre1=$PRE_ID
 preempt pre-full --full
 pre2=$PRE_ID
 pref=$(MODEL=$MODEL DATA=$DATA STEPS=$PRE_STEPS BATCH=2 LOG_EVERY=1000 OUT=$S/work/pre-ref \
-       submit -n 2 -J dt-pre-ref "$DELTATUNE_JOBS/finetune.sbatch")
+       submit_long -n 2 -J dt-pre-ref "$DELTATUNE_JOBS/finetune.sbatch")
 
 # 2. finetune.sbatch, the installed copy, from the module's DELTATUNE_JOBS
 ft=$(MODEL=$MODEL DATA=$DATA STEPS=4 BATCH=2 LOG_EVERY=1 OUT=$S/work/ft \
