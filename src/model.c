@@ -596,14 +596,24 @@ static int load_hf(dt_model *m, const char *dir) {
  * biases. Each tensor has its own stream and each element the counter of
  * its global storage index, so a rank generates only its shard and every
  * rank count derives the same model. */
-static float synth_value(uint64_t key, int64_t j) {
-  /* Box-Muller in float, both outputs used: element j takes output j%2 of
-   * pair j/2 */
-  const uint64_t pair = (uint64_t)j >> 1;
-  float u1 = (float)dt_rng_uniform(key, 2 * pair), u2 = (float)dt_rng_uniform(key, 2 * pair + 1);
-  if (u1 < 1e-30f) u1 = 1e-30f;
-  const float rad = sqrtf(-2.0f * logf(u1)), ang = 6.2831853f * u2;
-  return 0.02f * rad * ((j & 1) ? sinf(ang) : cosf(ang));
+/* out[0..n) = the values of elements j0..j0+n-1: each pair's two uniforms
+ * and transcendentals are computed once (element j is output j%2 of pair
+ * j/2, as one element at a time gives it) */
+static void synth_fill(uint64_t key, int64_t j0, int64_t n, float *out) {
+  for (int64_t j = j0; j < j0 + n;) {
+    const uint64_t pair = (uint64_t)j >> 1;
+    float u1 = (float)dt_rng_uniform(key, 2 * pair), u2 = (float)dt_rng_uniform(key, 2 * pair + 1);
+    if (u1 < 1e-30f) u1 = 1e-30f;
+    const float rad = sqrtf(-2.0f * logf(u1)), ang = 6.2831853f * u2;
+    if (!(j & 1)) {
+      out[j - j0] = 0.02f * rad * cosf(ang);
+      j++;
+    }
+    if (j < j0 + n) {
+      out[j - j0] = 0.02f * rad * sinf(ang);
+      j++;
+    }
+  }
 }
 
 static int init_synthetic(dt_model *m, uint64_t seed) {
@@ -622,7 +632,9 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
       continue;
     }
     const int64_t C = r->cols, lc = r->mat->cols;
+    float *row_v = NULL; /* one row's values */
     int rc = stage_begin(r);
+    if (rc == DT_OK) rc = dt_malloc(&row_v, sizeof(float) * (size_t)(C > 0 ? C : 1), "a row of weights");
     if (rc) {
       free(refs);
       return dt_error_trace(rc, __FILE__, __LINE__, __func__);
@@ -630,19 +642,18 @@ static int init_synthetic(dt_model *m, uint64_t seed) {
     for (int s = 0; s < r->segs.n; s++) {
       const dt_seg *g = dt_segs_at(&r->segs, s);
       if (r->shard_dim == 0) {
-        for (int64_t row = 0; row < g->len; row++)
-          for (int64_t c = 0; c < C; c++) {
-            float v = synth_value(key, (g->g0 + row) * C + c);
-            put(r, (g->l0 + row) * lc + c, &v, 1, 1);
-          }
+        for (int64_t row = 0; row < g->len; row++) {
+          synth_fill(key, (g->g0 + row) * C, C, row_v);
+          put(r, (g->l0 + row) * lc, row_v, C, 1);
+        }
       } else {
-        for (int64_t row = 0; row < r->rows; row++)
-          for (int64_t c = 0; c < g->len; c++) {
-            float v = synth_value(key, row * C + g->g0 + c);
-            put(r, row * lc + g->l0 + c, &v, 1, 1);
-          }
+        for (int64_t row = 0; row < r->rows; row++) {
+          synth_fill(key, row * C + g->g0, g->len, row_v);
+          put(r, row * lc + g->l0, row_v, g->len, 1);
+        }
       }
     }
+    free(row_v);
     rc = stage_end(m, refs, n, i);
     if (rc) {
       free(refs);
