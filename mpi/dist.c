@@ -79,8 +79,9 @@ void dt_dist_free(dt_dist *d) {
 static int lockstep_barrier(dt_dist *d, MPI_Comm comm, const char *what) {
   const double t0 = dt_now();
   DT_CHECK(MPI_Barrier(comm) == MPI_SUCCESS, DT_EMPI, "barrier of the %s group failed", what);
-  d->wait_s += dt_now() - t0;
-  d->comm_s += dt_now() - t0;
+  const double dt = dt_now() - t0;
+  d->wait_s += dt;
+  d->comm_s += dt;
   return DT_OK;
 }
 

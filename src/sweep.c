@@ -35,6 +35,7 @@
 #include "hf_config.h"
 #include "gradsync.h"
 #include "interrupt.h"
+#include "median.h"
 #include "memstat.h"
 #include "method.h"
 #include "model.h"
@@ -700,19 +701,11 @@ static int sweep_run(int argc, char **argv) {
   }
   if (rank == 0 && rc == DT_OK) {
     printf("sweep summary (%.1fs):\n", dt_now() - t0);
-    if (n_timed > 0) { /* the median step (step 0 excluded when there are others: warm-up) */
-      const int first = n_timed > 1;
-      double *sorted = step_s + first, med_tok = 0.0;
-      int nm = n_timed - first;
-      for (int i = 1; i < nm; i++) /* insertion sort, tokens along */
-        for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
-          double a = sorted[j]; sorted[j] = sorted[j - 1]; sorted[j - 1] = a;
-          a = step_tok[first + j]; step_tok[first + j] = step_tok[first + j - 1];
-          step_tok[first + j - 1] = a;
-        }
-      med_tok = step_tok[first + nm / 2];
-      printf("  median step %.3fs: %.0f tokens/s (the tasks' rows together, %.0f tokens in that "
-             "step; %d steps timed)\n", sorted[nm / 2], med_tok / sorted[nm / 2], med_tok, n_timed);
+    if (n_timed > 0) {
+      const double med_s = dt_median_after_first(step_s, n_timed),
+                   med_tok = dt_median_after_first(step_tok, n_timed);
+      printf("  median step %.3fs: %.0f tokens/s (the tasks' rows together, a median of %.0f tokens a "
+             "step; %d steps timed)\n", med_s, med_tok / med_s, med_tok, n_timed);
     }
     printf("  memory of the %d rank(s) together at the end %.0f MB (proportional set size: a shared "
            "page counts once); peak RSS per rank %.0f MB (largest)\n", nranks, mem[0], mem[2]);

@@ -28,6 +28,7 @@
 #include "genmatch.h"
 #include "gradsync.h"
 #include "interrupt.h"
+#include "median.h"
 #include "memstat.h"
 #include "method.h"
 #include "model.h"
@@ -614,11 +615,6 @@ static int node_memory(double pss, double *node_pss, int *n_nodes) {
   return DT_OK;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 /* Stopped by a signal before step `step`: checkpoint the steps done (with
  * --out), say so, and end with DT_EINTERRUPT on every rank (agreed). */
 static int stop_interrupted(run_ctx *c, dt_train_ckpt *ck, const dt_train_state *ts, int step,
@@ -729,12 +725,7 @@ static int do_train(run_ctx *c) {
   DT_CALL(check_replicas(c));
   /* median step time (step 0 excluded when there are others: warm-up) */
   const int ran = steps > start ? steps - (int)start : 0;
-  int nt = ran < 4096 ? ran : 4096, first = nt > 1 ? 1 : 0;
-  double median_dt = NAN;
-  if (nt > first) {
-    qsort(step_times + first, (size_t)(nt - first), sizeof(double), cmp_double);
-    median_dt = step_times[first + (nt - first) / 2];
-  }
+  const double median_dt = dt_median_after_first(step_times, ran < 4096 ? ran : 4096);
   const double comm_s = c->dist.comm_s, train_s = dt_now() - t_start;
   double peak_mb = dt_peak_rss_mb(), pss_sum = dt_pss_mb();
   double node_pss[DT_NODES_SHOWN];
