@@ -10,6 +10,7 @@
 #             references, if it imports ($OUT/bnb4_nf4_dq.safetensors, $OUT/bnb4_model/; else $OUT/bnb4_absent.txt)
 #   peer      bench/peer_device.sh (env: SHAPES, DT_RUNS, PEFT_RUNS, DT_TP, STEPS as that script takes them)
 #   quant70b  bench/quant_scale.sh (env: SEQ, STEPS)
+#   counts    tests/refs/preset_param_counts.py: transformers' parameter counts of the presets' configs
 #   generate  bench/generate_device.sh: deltatune generate beside transformers' generate() (env: GEN_MODELS)
 #   floors    bench/floors.sh: issue 26's floors beside PEFT with each step's lockstep limit (env: SECTIONS,
 #             STEPS, STEPS13; GEN_TABLE=$OUT/generate.log takes the 13B generation figure from `generate`)
@@ -31,6 +32,7 @@ step() {
   case $1 in
     fixtures) sh tests/parity/device_run.sh ${FIXTURES:-} ;;
     genref) python3 tests/refs/hf_generate_check.py "$OUT/hf_generate.json" ;;
+    counts) python3 tests/refs/preset_param_counts.py ;;
     nf4ref) python3 tests/refs/nf4_peft_ref.py "$OUT/nf4_peft.safetensors" ;;
     bnb4ref) python3 tests/refs/bnb4_device_ref.py "$OUT" ;;
     peer) bash bench/peer_device.sh build ;;
