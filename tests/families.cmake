@@ -99,6 +99,16 @@ target_link_libraries(test_family_export PRIVATE PkgConfig::JANSSON)
 # equal the published checkpoints'
 dt_add_test(test_family_presets SOURCES test_family_presets.c LABELS plan)
 target_link_libraries(test_family_presets PRIVATE PkgConfig::JANSSON)
+# and plan counts what transformers' save_pretrained wrote for every family
+# (the fixtures' model folders, read by tests/parity/st.py)
+set(PC_MODELS)
+foreach(fam gpt2 llama qwen2 mistral opt gpt_neox gpt_neox_seq gemma gemma2 bloom bloom_h6 falcon
+    falcon_mq falcon_seq)
+  list(APPEND PC_MODELS ${F}/${fam}/model)
+endforeach()
+add_test(NAME plan_counts_families COMMAND /usr/bin/python3
+  ${CMAKE_CURRENT_SOURCE_DIR}/parity/plan_counts.py $<TARGET_FILE:deltatune> ${PC_MODELS})
+set_tests_properties(plan_counts_families PROPERTIES TIMEOUT 60 LABELS plan)
 
 # the biases and the window on 2, 3 and 4 ranks train as one rank does
 dt_add_test(test_family_layouts SOURCES test_family_layouts.c clitest.c ARGS ${DT_MPIRUN} RANKS 4
@@ -185,35 +195,11 @@ dt_add_gradcheck(gradcheck_gemma2_recompute families --model ${FAM}/gemma2/model
 # LoRA on LLaMA's modules, IA3 on PEFT's gemma default (q_proj, v_proj and the
 # feed-forward down_proj)
 dt_hf_family(gemma q_proj,v_proj,down_proj q_proj,v_proj,down_proj down_proj)
-# Gemma-2 against transformers + PEFT: its fixtures (tests/data/hf-parity/
-# gemma2, made by tests/parity/device_run.sh gemma2) are not made yet; each
-# method's cases are declared once its fixture is in the tree, every method at
-# 1 rank and on the layouts of dt_family_parity (the numpy reference and finite
-# differences above check the family until then).
-foreach(model gemma2)
-  set(R ${F}/${model})
-  set(FX_lora --method lora --lora-rank 4 --lora-alpha 8 --lora-targets q_proj,v_proj,down_proj)
-  set(FX_ia3 --method ia3)
-  set(FX_adapter --method adapter --adapter-size 8)
-  set(FX_prefix --method prefix --prefix-tokens 3)
-  set(FX_prefix_proj --method prefix --prefix-tokens 3 --prefix-hidden 32)
-  set(FX_prompt --method prompt --prompt-tokens 3)
-  set(FX_full --method full --weights-dtype fp32)
-  set(FX_lastlayer --method lastlayer)
-  foreach(m lora ia3 adapter prefix prefix_proj prompt full lastlayer)
-    if(EXISTS ${R}/${m}/expected.json)
-      set(tol 2e-5)
-      if(m STREQUAL "full" OR m STREQUAL "lastlayer")
-        set(tol 1e-4)
-      endif()
-      dt_family_parity(${model} ${model} ${m} ${tol} ${FX_${m}} --init-from ${R}/${m}/init.safetensors)
-    endif()
-  endforeach()
-  if(EXISTS ${R}/said/expected.json)
-    dt_family_parity(${model} ${model} said 2e-5 --method said --said-dim 24
-      --init-from ${R}/said/init.safetensors,${R}/said/projection.safetensors)
-  endif()
-endforeach()
+# Gemma-2 against transformers + PEFT: its fixtures (tests/parity/device_run.sh
+# gemma2 on the 16-core machine, transformers 5.17, peft 0.21, 2026-12-05, from
+# tests/data/families/gemma2/model and the LLaMA batch: the window of 4, both
+# soft-caps, the post norms), as gemma's
+dt_hf_family(gemma2 q_proj,v_proj,down_proj q_proj,v_proj,down_proj down_proj)
 
 # Methods against the numpy reference (reference_forward.py --train): deltatune
 # trains 2 steps, exports PEFT's adapter, and `eval --checkpoint` is compared

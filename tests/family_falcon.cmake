@@ -41,6 +41,21 @@ dt_add_gradcheck(gradcheck_falcon_recompute falcon --model ${FAM}/falcon/model $
 dt_add_gradcheck(gradcheck_falcon_adapter falcon --model ${FAM}/falcon_mq/model ${DN}
   --method adapter,ia3 --adapter-size 4 --adapter-init-std 0.1)
 
+# transformers' and PEFT's own fixtures (tests/data/hf-parity/falcon,
+# falcon_mq, falcon_seq: tests/parity/device_run.sh falcon falcon_mq
+# falcon_seq on the 16-core machine, transformers 5.17, peft 0.21,
+# 2026-12-05, from the three models above on the GPT-2 batch): every method
+# at 1 rank, LoRA on 3 uneven shards and on 2 replicas x 2 shards
+# (tests/families.cmake). LoRA on PEFT's default query_key_value with the
+# FFN's output dense_4h_to_h, IA3 on PEFT's falcon mapping. Prefix tuning
+# only on falcon_seq: with fewer key/value heads than query heads PEFT's
+# Falcon prefix is not deltatune's (docs/usage.md).
+dt_hf_family(falcon query_key_value,dense_4h_to_h query_key_value,dense_4h_to_h dense_4h_to_h
+  NO_PREFIX)
+dt_hf_family(falcon_mq query_key_value,dense_4h_to_h query_key_value,dense_4h_to_h dense_4h_to_h
+  NO_PREFIX)
+dt_hf_family(falcon_seq query_key_value,dense_4h_to_h query_key_value,dense_4h_to_h dense_4h_to_h)
+
 # config.json's variants, defaults and refusals; plan's parameter counts of
 # synthetic:falcon-40b and falcon-180b equal the published ones
 dt_add_test(test_falcon SOURCES test_falcon.c LABELS plan)
