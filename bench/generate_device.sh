@@ -2,7 +2,8 @@
 # Generation throughput side by side on the 16-core machine (issue 23): deltatune generate (bench/generate.sh)
 # and transformers' generate() + PEFT (bench/peer/hf_generate_bench.py) on the same prompts, greedy, EOS off.
 #   bash bench/generate_device.sh BUILD_DIR SHAPE      SHAPE: 1.3b (GPT-2 24 x 2048) or 13b (LLaMA-2-13B)
-#   env: PROMPTS (8), PROMPT_LEN (64), NEW (32), BATCH (8)
+#   env: PROMPTS (8), PROMPT_LEN (64), NEW (32), BATCH (8), PARTS ("dt hf late": deltatune's runs, transformers',
+#        the slow runs kept for last, i.e. 13B on one rank; PARTS=late runs only those)
 # Prints the lines of both, then a Markdown table (tokens/s of new tokens).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,10 @@ dt_run() {  # WEIGHTS RANKS:TP
   read -r ranks tp _ _ _ _ tok sec tps <<<"$line"
   rows+=("deltatune, $ranks ranks --tp $tp, weights $w, products $mm|$tok|$sec|$tps")
 }
+PARTS=${PARTS:-dt hf late}
+[[ " $PARTS " == *" dt "* ]] || runs=()
+[[ " $PARTS " == *" hf "* ]] || hf=()
+[[ " $PARTS " == *" late "* ]] || late=()
 for r in "${runs[@]}"; do dt_run $r; done
 for d in "${hf[@]}"; do
   j=$(python3 bench/peer/hf_generate_bench.py --shape "$hf_shape" --prompts "$P" --new "$NEW" \
