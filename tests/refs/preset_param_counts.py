@@ -15,20 +15,20 @@ import json
 import torch
 import transformers as tf
 
+
+def opt(d, layers, heads):
+    """OPT's published configs: ffn_dim 4 d, vocab 50272, 2048 positions, no projection"""
+    return ("OPTConfig", dict(hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads,
+                              ffn_dim=4 * d, vocab_size=50272, max_position_embeddings=2048,
+                              word_embed_proj_dim=d))
+
+
 # preset: (config class, the published config.json's values)
 PRESETS = {
-    "opt-13b": ("OPTConfig", dict(hidden_size=5120, num_hidden_layers=40, num_attention_heads=40,
-                                  ffn_dim=20480, vocab_size=50272, max_position_embeddings=2048,
-                                  word_embed_proj_dim=5120)),
-    "opt-30b": ("OPTConfig", dict(hidden_size=7168, num_hidden_layers=48, num_attention_heads=56,
-                                  ffn_dim=28672, vocab_size=50272, max_position_embeddings=2048,
-                                  word_embed_proj_dim=7168)),
-    "opt-66b": ("OPTConfig", dict(hidden_size=9216, num_hidden_layers=64, num_attention_heads=72,
-                                  ffn_dim=36864, vocab_size=50272, max_position_embeddings=2048,
-                                  word_embed_proj_dim=9216)),
-    "opt-175b": ("OPTConfig", dict(hidden_size=12288, num_hidden_layers=96, num_attention_heads=96,
-                                   ffn_dim=49152, vocab_size=50272, max_position_embeddings=2048,
-                                   word_embed_proj_dim=12288)),
+    "opt-13b": opt(5120, 40, 40),
+    "opt-30b": opt(7168, 48, 56),
+    "opt-66b": opt(9216, 64, 72),
+    "opt-175b": opt(12288, 96, 96),
     "falcon-40b": ("FalconConfig", dict(hidden_size=8192, num_hidden_layers=60, num_attention_heads=128,
                                         num_kv_heads=8, vocab_size=65024, new_decoder_architecture=True,
                                         bias=False, parallel_attn=True)),
