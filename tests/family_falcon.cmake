@@ -68,8 +68,10 @@ dt_add_gradcheck(gradcheck_falcon_adapter falcon --model ${FAM}/falcon_mq/model 
 # at 1 rank, LoRA on 3 uneven shards and on 2 replicas x 2 shards
 # (tests/families.cmake). LoRA on PEFT's default query_key_value with the
 # FFN's output dense_4h_to_h, IA3 on PEFT's falcon mapping. Prefix tuning
-# only on falcon_seq: with fewer key/value heads than query heads PEFT's
-# Falcon prefix is not deltatune's (docs/usage.md).
+# only on falcon_seq for now: the falcon and falcon_mq fixtures were made
+# while deltatune's grouped Falcon prefix was not PEFT's; NO_PREFIX goes once
+# `sh tests/parity/device_run.sh falcon falcon_mq` has made their prefix
+# fixtures (docs/usage.md).
 dt_hf_family(falcon query_key_value,dense_4h_to_h query_key_value,dense_4h_to_h dense_4h_to_h
   NO_PREFIX)
 dt_hf_family(falcon_mq query_key_value,dense_4h_to_h query_key_value,dense_4h_to_h dense_4h_to_h
