@@ -6,7 +6,8 @@
  * qkv [B*T, qkv_dim] = q (H*hd) | k (KV*hd) | v (KV*hd) per row.
  * Prefix pk, pv [P, PH*hd] (shared by all batch rows) are attended by every
  * query: query head h reads prefix head h / (H/PH), its key/value group's
- * with PH = KV, its own with PH = H (Falcon's prefix, as PEFT's); real key j is visible to query i when j <= i. With a sliding window
+ * with PH = KV, its own with PH = H (Falcon's prefix, as PEFT's); real
+ * key j is visible to query i when j <= i. With a sliding window
  * W > 0 (Mistral), key positions are those of transformers with past
  * key/values (prefix 0..P-1, real tokens P..P+T-1) and a key is visible only
  * when its position is above the query's minus W (HF's kv_idx > q_idx - W):
