@@ -163,8 +163,10 @@ typedef struct {
                                 while its LayerNorms have (Falcon) */
   int peft_prefix_per_query; /* PEFT's prefix tuning of the family has a
                                 key/value per query head (Falcon: its config
-                                has no num_key_value_heads for PEFT to read):
-                                export refuses a prefix of fewer kv heads */
+                                has no num_key_value_heads for PEFT to read,
+                                and its attention repeats key/value heads
+                                before the cache): the prefix method keeps
+                                one too (dt_cfg_prefix_heads) */
   int norm_plus_one;         /* RMSNorm scales by 1 + w (Gemma) */
   int embed_scale;           /* token (and prompt) embeddings times sqrt(d_model) (Gemma) */
   int post_norms;            /* a norm on the attention output and on the FFN output

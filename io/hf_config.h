@@ -64,6 +64,16 @@ int dt_synthetic_config_parse(dt_config *c, const char *spec);
 /* Derived sizes. */
 static inline int dt_cfg_q_dim(const dt_config *c) { return c->n_head * c->head_dim; }
 static inline int dt_cfg_kv_dim(const dt_config *c) { return c->n_kv_head * c->head_dim; }
+/* The key/value heads of prefix tuning: one per query head where PEFT's
+ * prefix of the family has them (Falcon: arch peft_prefix_per_query), else
+ * one per key/value head. A key/value group's prefix heads are contiguous:
+ * group g holds prefix heads g*n, .., g*n + n - 1 (n = prefix / kv heads). */
+static inline int dt_cfg_prefix_heads(const dt_config *c) {
+  return dt_arch_get(c->arch)->peft_prefix_per_query ? c->n_head : c->n_kv_head;
+}
+static inline int dt_cfg_prefix_dim(const dt_config *c) {
+  return dt_cfg_prefix_heads(c) * c->head_dim;
+}
 static inline int dt_cfg_qkv_dim(const dt_config *c) {
   return dt_cfg_q_dim(c) + 2 * dt_cfg_kv_dim(c);
 }

@@ -48,6 +48,9 @@ static inline float scale_of(const dt_attn_dims *d) {
   return d->scale > 0 ? d->scale : 1.0f / sqrtf((float)d->hd);
 }
 
+/* The prefix's heads (0: one per key/value group). */
+static int prefix_heads(const dt_attn_dims *d) { return d->PH > 0 ? d->PH : d->KV; }
+
 long dt_attention_scratch(const dt_attn_dims *d) {
   return 2L * (d->T < QB ? d->T : QB) * (d->P + d->T);
 }
@@ -58,13 +61,13 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
   if (d->H == 0 || d->KV == 0) return; /* a rank without heads */
   const int T = d->T, P = d->P, H = d->H, KV = d->KV, hd = d->hd;
   const int Tk = P + T, qd = H * hd, kvd = KV * hd, ld = qd + 2 * kvd;
-  const int group = H / KV;
+  const int group = H / KV, ph = prefix_heads(d), pd = ph * hd, pgroup = H / ph;
   const float scale = scale_of(d);
   float *S = scratch; /* [QB, Tk] */
   for (int b = 0; b < d->B; b++) {
     const float *rows = qkv + (int64_t)b * T * ld;
     for (int h = 0; h < H; h++) {
-      const int g = h / group;
+      const int g = h / group, pq = h / pgroup; /* its key/value group and prefix head */
       const float *K = rows + qd + g * hd;
       const float *V = rows + qd + kvd + g * hd;
       float *L = lse + ((int64_t)b * H + h) * T;
@@ -77,7 +80,7 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
         /* S = scale * Q [pk | K[0:nk]]^T, columns kb.. */
         if (kb < P)
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, P - kb, hd, scale,
-                      Q, ld, pk + (int64_t)kb * kvd + g * hd, kvd, 0.0f, S + kb, Tk);
+                      Q, ld, pk + (int64_t)kb * pd + pq * hd, pd, 0.0f, S + kb, Tk);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk - r0, hd, scale, Q,
                     ld, K + (int64_t)r0 * ld, ld, 0.0f, S + P + r0, Tk);
         for (int r = 0; r < nq; r++) {
@@ -99,7 +102,7 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
         float *O = att + ((int64_t)b * T + i0) * qd + h * hd;
         if (kb < P)
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, P - kb, 1.0f,
-                      S + kb, Tk, pv + (int64_t)kb * kvd + g * hd, kvd, 0.0f, O, qd);
+                      S + kb, Tk, pv + (int64_t)kb * pd + pq * hd, pd, 0.0f, O, qd);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk - r0, 1.0f,
                     S + P + r0, Tk, V + (int64_t)r0 * ld, ld, kb < P ? 1.0f : 0.0f, O, qd);
       }
@@ -116,6 +119,7 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
   const int T = d->T, P = d->P, H = d->H, KV = d->KV, hd = d->hd;
   const int Tk = P + T, qd = H * hd, kvd = KV * hd, ld = qd + 2 * kvd;
   const int group = H / KV, qb = T < QB ? T : QB;
+  const int ph = prefix_heads(d), pd = ph * hd, pgroup = H / ph;
   const float scale = scale_of(d);
   float *S = scratch;                      /* [QB, Tk] probabilities */
   float *dS = scratch + (int64_t)qb * Tk;  /* [QB, Tk] */
@@ -123,7 +127,7 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
     const float *rows = qkv + (int64_t)b * T * ld;
     float *drows = dqkv + (int64_t)b * T * ld;
     for (int h = 0; h < H; h++) {
-      const int g = h / group;
+      const int g = h / group, pq = h / pgroup;
       const float *K = rows + qd + g * hd;
       const float *V = rows + qd + kvd + g * hd;
       const float *L = lse + ((int64_t)b * H + h) * T;
@@ -134,14 +138,14 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
         const float *dO = datt + ((int64_t)b * T + i0) * qd + h * hd;
         /* the block's keys, as in the forward: prefix [kb, P), real [r0, nk) */
         const int kb = first_key(d, P + i0), r0 = kb > P ? kb - P : 0;
-        const float *pkb = pk + (int64_t)kb * kvd + g * hd, *pvb = pv + (int64_t)kb * kvd + g * hd;
+        const float *pkb = pk + (int64_t)kb * pd + pq * hd, *pvb = pv + (int64_t)kb * pd + pq * hd;
         const float *Kr = K + (int64_t)r0 * ld, *Vr = V + (int64_t)r0 * ld;
         /* recompute scores; dP = dO [pv ; V]^T */
         if (kb < P) {
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, P - kb, hd, scale,
-                      Q, ld, pkb, kvd, 0.0f, S + kb, Tk);
+                      Q, ld, pkb, pd, 0.0f, S + kb, Tk);
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, P - kb, hd, 1.0f,
-                      dO, qd, pvb, kvd, 0.0f, dS + kb, Tk);
+                      dO, qd, pvb, pd, 0.0f, dS + kb, Tk);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk - r0, hd, scale, Q,
                     ld, Kr, ld, 0.0f, S + P + r0, Tk);
@@ -173,7 +177,7 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
         float *dQ = drows + (int64_t)i0 * ld + h * hd;
         if (kb < P)
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, P - kb, 1.0f,
-                      dS + kb, Tk, pkb, kvd, 1.0f, dQ, ld);
+                      dS + kb, Tk, pkb, pd, 1.0f, dQ, ld);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk - r0, 1.0f,
                     dS + P + r0, Tk, Kr, ld, 1.0f, dQ, ld);
         /* dK[r0:nk] += dS^T Q ; dV[r0:nk] += S^T dO */
@@ -184,10 +188,10 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
                     ld);
         if (kb < P && dpk)
           cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P - kb, hd, nq, 1.0f, dS + kb,
-                      Tk, Q, ld, 1.0f, dpk + (int64_t)kb * kvd + g * hd, kvd);
+                      Tk, Q, ld, 1.0f, dpk + (int64_t)kb * pd + pq * hd, pd);
         if (kb < P && dpv)
           cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P - kb, hd, nq, 1.0f, S + kb,
-                      Tk, dO, qd, 1.0f, dpv + (int64_t)kb * kvd + g * hd, kvd);
+                      Tk, dO, qd, 1.0f, dpv + (int64_t)kb * pd + pq * hd, pd);
       }
     }
   }

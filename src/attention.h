@@ -4,8 +4,10 @@
  * qkv activations, so nothing is gathered or copied.
  *
  * qkv [B*T, qkv_dim] = q (H*hd) | k (KV*hd) | v (KV*hd) per row.
- * Prefix pk, pv [P, KV*hd] (shared by all batch rows) are attended by every
- * query; real key j is visible to query i when j <= i. With a sliding window
+ * Prefix pk, pv [P, PH*hd] (shared by all batch rows) are attended by every
+ * query: query head h reads prefix head h / (H/PH), its key/value group's
+ * with PH = KV, its own with PH = H (Falcon's prefix, as PEFT's); real
+ * key j is visible to query i when j <= i. With a sliding window
  * W > 0 (Mistral), key positions are those of transformers with past
  * key/values (prefix 0..P-1, real tokens P..P+T-1) and a key is visible only
  * when its position is above the query's minus W (HF's kv_idx > q_idx - W):
@@ -26,6 +28,8 @@ typedef struct {
                   before the mask and softmax; 0: none */
   const float *alibi; /* [H] ALiBi slopes of these heads, added to the
                          scaled scores (before a cap); NULL: none */
+  int PH; /* prefix heads: KV (one per key/value group) or H (one per query
+             head); 0: KV */
 } dt_attn_dims;
 
 /* Floats of scratch needed (two [T, P+T] blocks). */
@@ -36,7 +40,7 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
                           const float *pk, const float *pv,
                           const dt_attn_dims *d, float *scratch);
 
-/* dqkv [B*T, qkv_dim] += grads of q,k,v; dpk, dpv [P, KV*hd] += prefix grads
+/* dqkv [B*T, qkv_dim] += grads of q,k,v; dpk, dpv [P, PH*hd] += prefix grads
  * (may be NULL when P == 0 or not trained). */
 void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
                            const float *datt, const float *att,

@@ -128,8 +128,9 @@ static int block(dt_decoder *dc, int l, int nb, const int *slots, int Tp) {
   for (int b = 0; b < nb; b++)
     dt_kv_attend(a->att + (size_t)b * Tp * qd, a->qkv + (size_t)b * Tp * ld, ld,
                  dt_kvcache_k(&dc->kv, l, slots[b]), dt_kvcache_v(&dc->kv, l, slots[b]),
-                 dc->kv.len[slots[b]], Tp, pk, pv, dc->n_prefix, dt_cfg_window(c, l),
-                 m->bb->alibi, H, KV, hd, dt_cfg_attn_scale(c), c->attn_softcap, dc->s);
+                 dc->kv.len[slots[b]], Tp, pk, pv, dc->n_prefix, dt_fwd_prefix_heads_l(m),
+                 dt_cfg_window(c, l), m->bb->alibi, H, KV, hd, dt_cfg_attn_scale(c),
+                 c->attn_softcap, dc->s);
   DT_CALL(dt_fwd_site(m, l, DT_SITE_ATTN_OUT, nb, Tp, a->att, dc->o));
   /* post_norms (Gemma-2): the branch outputs through their norms, in the
    * norm buffer (free once the block's product has read it) */

@@ -11,6 +11,7 @@
 
 #include "attention.h"
 #include "error.h"
+#include "fwd_parts.h"
 #include "mpicheck.h"
 #include "gemm_bf16.h"
 #include "linear_rows.h"
@@ -28,6 +29,8 @@
 #define FC_L(m) dt_site_out_l((m), DT_SITE_FC)
 #define FFN_L(m) dt_site_in_l((m), DT_SITE_PROJ)
 #define KV_L(m) ((m)->bb->sh.n_kv_l * (m)->bb->cfg.head_dim)
+/* this rank's prefix key/value width: its groups' prefix heads */
+#define PKV_L(m) (dt_fwd_prefix_heads_l(m) * (m)->bb->cfg.head_dim)
 
 int dt_model_set_methods(dt_model *m, struct dt_method **methods, int n) {
   free(m->methods);
@@ -158,7 +161,7 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
   m->d_act = carve(cv, N * FFN_L(m));
   m->d_xf = carve(cv, N * d);
   dt_attn_dims ad = {B, T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    c->sliding_window, 0.0f, 0.0f, m->bb->alibi};
+                    c->sliding_window, 0.0f, 0.0f, m->bb->alibi, dt_fwd_prefix_heads_l(m)};
   m->att_scratch = carve(cv, (size_t)dt_attention_scratch(&ad));
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     size_t mx_in = 0;
@@ -185,7 +188,7 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
     }
     m->a16 = (uint16_t *)carve(cv, (e + 1) / 2);
   }
-  const size_t pkv = (size_t)m->n_prefix * dt_cfg_kv_dim(c);
+  const size_t pkv = (size_t)m->n_prefix * dt_cfg_prefix_dim(c);
   m->pk_l = carve(cv, pkv);
   m->pv_l = carve(cv, pkv);
   m->dpk_l = carve(cv, pkv);
@@ -611,8 +614,9 @@ static void norm_bwd(const dt_model *m, float *dx, const float *dout,
                         stat, N, c->d_model);
 }
 
-/* The prefix key/values of layer l for this rank's kv heads, gathered into
- * [P, KV_L] buffers (and where their gradients go). */
+/* The prefix key/values of layer l for this rank's key/value groups (each
+ * group's n = prefix / kv heads prefix heads, contiguous), gathered into
+ * [P, PKV_L] buffers (and where their gradients go). */
 static int prefix_of(dt_model *m, int l, const float **pk, const float **pv,
                      float **dpk, float **dpv) {
   *pk = *pv = NULL;
@@ -622,42 +626,45 @@ static int prefix_of(dt_model *m, int l, const float **pk, const float **pv,
   const float *K, *V;
   float *dK, *dV;
   DT_CALL(me->ops->prefix_kv(me, l, &K, &V, &dK, &dV));
-  const int kvd = dt_cfg_kv_dim(&m->bb->cfg), kvl = KV_L(m), hd = m->bb->cfg.head_dim;
+  const dt_config *c = &m->bb->cfg;
+  const int pd = dt_cfg_prefix_dim(c), pl = PKV_L(m);
+  const int gw = pd / c->n_kv_head; /* a group's prefix width */
   const int P = m->n_prefix;
-  if (kvl == kvd) { /* every head is local */
+  if (pl == pd) { /* every head is local */
     *pk = K, *pv = V, *dpk = dK, *dpv = dV;
     return DT_OK;
   }
   const int T = dt_model_tp(m), r = m->bb->sh.tp_rank;
   for (int p = 0; p < P; p++) {
     int j = 0;
-    for (int g = r; g < m->bb->cfg.n_kv_head; g += T, j++) {
-      memcpy(m->pk_l + (size_t)p * kvl + j * hd, K + (size_t)p * kvd + g * hd, sizeof(float) * hd);
-      memcpy(m->pv_l + (size_t)p * kvl + j * hd, V + (size_t)p * kvd + g * hd, sizeof(float) * hd);
+    for (int g = r; g < c->n_kv_head; g += T, j++) {
+      memcpy(m->pk_l + (size_t)p * pl + j * gw, K + (size_t)p * pd + g * gw, sizeof(float) * gw);
+      memcpy(m->pv_l + (size_t)p * pl + j * gw, V + (size_t)p * pd + g * gw, sizeof(float) * gw);
     }
   }
   *pk = m->pk_l, *pv = m->pv_l;
   if (dK) {
-    memset(m->dpk_l, 0, sizeof(float) * (size_t)P * kvl);
-    memset(m->dpv_l, 0, sizeof(float) * (size_t)P * kvl);
+    memset(m->dpk_l, 0, sizeof(float) * (size_t)P * pl);
+    memset(m->dpv_l, 0, sizeof(float) * (size_t)P * pl);
     *dpk = m->dpk_l, *dpv = m->dpv_l;
   }
   m->prefix_dk = dK, m->prefix_dv = dV;
   return DT_OK;
 }
 
-/* After the attention backward: add the local heads' prefix gradients into
- * the method's full [P, kv_dim] buffers (zero elsewhere: a partial sum). */
+/* After the attention backward: add the local groups' prefix gradients into
+ * the method's full [P, prefix dim] buffers (zero elsewhere: a partial sum). */
 static void prefix_scatter_grad(dt_model *m) {
-  const int kvd = dt_cfg_kv_dim(&m->bb->cfg), kvl = KV_L(m), hd = m->bb->cfg.head_dim;
-  if (m->prefix_method < 0 || kvl == kvd || !m->prefix_dk) return;
+  const dt_config *c = &m->bb->cfg;
+  const int pd = dt_cfg_prefix_dim(c), pl = PKV_L(m), gw = pd / c->n_kv_head;
+  if (m->prefix_method < 0 || pl == pd || !m->prefix_dk) return;
   const int T = dt_model_tp(m), r = m->bb->sh.tp_rank;
   for (int p = 0; p < m->n_prefix; p++) {
     int j = 0;
-    for (int g = r; g < m->bb->cfg.n_kv_head; g += T, j++)
-      for (int c = 0; c < hd; c++) {
-        m->prefix_dk[(size_t)p * kvd + g * hd + c] += m->dpk_l[(size_t)p * kvl + j * hd + c];
-        m->prefix_dv[(size_t)p * kvd + g * hd + c] += m->dpv_l[(size_t)p * kvl + j * hd + c];
+    for (int g = r; g < c->n_kv_head; g += T, j++)
+      for (int e = 0; e < gw; e++) {
+        m->prefix_dk[(size_t)p * pd + g * gw + e] += m->dpk_l[(size_t)p * pl + j * gw + e];
+        m->prefix_dv[(size_t)p * pd + g * gw + e] += m->dpv_l[(size_t)p * pl + j * gw + e];
       }
   }
 }
@@ -695,7 +702,8 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
   dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap, m->bb->alibi};
+                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap, m->bb->alibi,
+                    dt_fwd_prefix_heads_l(m)};
   dt_attention_forward(a->att, a->lse, a->qkv, pk, pv, &ad, m->att_scratch);
   float *o = m->d_tmp; /* [N,d] scratch during forward */
   const int post = dt_cfg_arch(c)->post_norms;
@@ -772,7 +780,8 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
   dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap, m->bb->alibi};
+                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap, m->bb->alibi,
+                    dt_fwd_prefix_heads_l(m)};
   dt_attention_backward(m->d_qkv, dpk, dpv, m->d_att, a->att, a->lse, a->qkv,
                         pk, pv, &ad, m->att_scratch);
   prefix_scatter_grad(m);
@@ -1095,6 +1104,11 @@ int dt_fwd_site(dt_model *m, int l, int s, int B, int T, const float *x, float *
 void dt_fwd_norm(const dt_model *m, float *out, float *stat, const float *x, const dt_vec *w,
                  const dt_vec *b, int N) {
   norm_fwd(m, out, stat, x, w, b, N);
+}
+
+int dt_fwd_prefix_heads_l(const dt_model *m) {
+  const dt_config *c = &m->bb->cfg;
+  return m->bb->sh.n_kv_l * (dt_cfg_prefix_heads(c) / c->n_kv_head);
 }
 
 int dt_fwd_prefix(dt_model *m, int l, const float **pk, const float **pv) {

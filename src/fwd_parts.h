@@ -15,7 +15,10 @@ int dt_fwd_site(dt_model *m, int l, int s, int B, int T, const float *x, float *
 /* out [N,d], stat [N,2] = the family's norm of x [N,d]. */
 void dt_fwd_norm(const dt_model *m, float *out, float *stat, const float *x, const dt_vec *w,
                  const dt_vec *b, int N);
-/* Prefix key/values of layer l for this rank's kv heads [P, kv_l] (NULL: no prefix). */
+/* This rank's prefix heads: its key/value groups' (dt_cfg_prefix_heads per group). */
+int dt_fwd_prefix_heads_l(const dt_model *m);
+/* Prefix key/values of layer l for this rank's prefix heads [P, heads_l * hd] (NULL: no
+ * prefix). */
 int dt_fwd_prefix(dt_model *m, int l, const float **pk, const float **pv);
 /* Prompt tuning's virtual token embeddings [n_virtual, d] (NULL: none). */
 int dt_fwd_prompt(dt_model *m, const float **e);

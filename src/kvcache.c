@@ -37,10 +37,11 @@ float *dt_kvcache_v(const dt_kvcache *c, int l, int b) {
 }
 
 void dt_kv_attend(float *att, const float *q, int ld, const float *K, const float *V, int c0,
-                  int n, const float *pk, const float *pv, int P, int W, const float *alibi,
-                  int H, int KV, int hd, float scale, float cap, float *s) {
+                  int n, const float *pk, const float *pv, int P, int PH, int W,
+                  const float *alibi, int H, int KV, int hd, float scale, float cap, float *s) {
   if (H == 0 || KV == 0) return; /* a rank without heads */
   const int kvd = KV * hd, group = H / KV, qd = H * hd;
+  const int pd = PH * hd, pgroup = H / PH; /* the prefix's width; query heads per prefix head */
   for (int i = 0; i < n; i++) {
     /* visible: prefix rows p0..P-1, cached keys j0..c0+i */
     int p0 = 0, j0 = 0;
@@ -51,12 +52,12 @@ void dt_kv_attend(float *att, const float *q, int ld, const float *K, const floa
     }
     const int np = P - p0, nr = c0 + i + 1 - j0, nv = np + nr;
     for (int h = 0; h < H; h++) {
-      const int g = h / group;
+      const int g = h / group, pq = h / pgroup;
       const float *qh = q + (size_t)i * ld + h * hd;
       float *o = att + (size_t)i * qd + h * hd;
       /* s = scale * [pk[p0:P] ; K[j0:c0+i+1]] q */
       if (np > 0)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, np, hd, scale, pk + (size_t)p0 * kvd + g * hd, kvd,
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, np, hd, scale, pk + (size_t)p0 * pd + pq * hd, pd,
                     qh, 1, 0.0f, s, 1);
       cblas_sgemv(CblasRowMajor, CblasNoTrans, nr, hd, scale, K + (size_t)j0 * kvd + g * hd, kvd, qh,
                   1, 0.0f, s + np, 1);
@@ -70,7 +71,7 @@ void dt_kv_attend(float *att, const float *q, int ld, const float *K, const floa
       for (int j = 0; j < nv; j++) s[j] *= inv;
       /* o = [pv ; V]^T s over the same rows */
       if (np > 0)
-        cblas_sgemv(CblasRowMajor, CblasTrans, np, hd, 1.0f, pv + (size_t)p0 * kvd + g * hd, kvd, s,
+        cblas_sgemv(CblasRowMajor, CblasTrans, np, hd, 1.0f, pv + (size_t)p0 * pd + pq * hd, pd, s,
                     1, 0.0f, o, 1);
       cblas_sgemv(CblasRowMajor, CblasTrans, nr, hd, 1.0f, V + (size_t)j0 * kvd + g * hd, kvd,
                   s + np, 1, np > 0 ? 1.0f : 0.0f, o, 1);

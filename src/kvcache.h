@@ -33,7 +33,8 @@ float *dt_kvcache_v(const dt_kvcache *c, int l, int b);
  * position c0 (its key and value already stored there):
  *   q   [n, ld] rows, the query heads at columns 0..H*hd (strided view)
  *   K,V [Tc, KV*hd] the slot's cache; query i sees keys 0..c0+i
- *   pk, pv [P, KV*hd] prefix (NULL when P == 0), seen by every query
+ *   pk, pv [P, PH*hd] prefix (NULL when P == 0), seen by every query:
+ *       PH = KV (head h reads its group's) or H (its own, Falcon as PEFT)
  *   W   sliding window (0: none): as the training pass (src/attention.h),
  *       the prefix at positions 0..P-1 and the cache at P.., a key is seen
  *       only when its position is above the query's minus W
@@ -45,7 +46,7 @@ float *dt_kvcache_v(const dt_kvcache *c, int l, int b);
  *   att [n, H*hd] output; s: scratch of P + c0 + n floats.
  * Grouped heads: query head h reads kv head h / (H / KV). */
 void dt_kv_attend(float *att, const float *q, int ld, const float *K, const float *V, int c0,
-                  int n, const float *pk, const float *pv, int P, int W, const float *alibi,
-                  int H, int KV, int hd, float scale, float cap, float *s);
+                  int n, const float *pk, const float *pv, int P, int PH, int W,
+                  const float *alibi, int H, int KV, int hd, float scale, float cap, float *s);
 
 #endif

@@ -16,6 +16,26 @@ set(BG ${DT_TESTDATA_DIR}/hf-parity/gpt2/batch.safetensors)
 foreach(model falcon falcon_mq falcon_seq)
   dt_family_reference(${model} ${FAM}/${model}/model ${BG} 2 3)
 endforeach()
+# prefix tuning (PEFT's table through --init-from) with a key/value per
+# query head, as PEFT's Falcon prefix: query head h attends to prefix head h,
+# not its group's; 1 rank, 3 ranks of uneven groups (each rank the prefix
+# rows of its groups' query heads) and falcon_mq on 2 ranks (one rank holds
+# every query head, the other none)
+set(REF /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/parity/reference_forward.py
+  $<TARGET_FILE:deltatune>)
+set(W ${CMAKE_CURRENT_BINARY_DIR}/family_reference)
+add_test(NAME family_reference_falcon_prefix COMMAND ${REF} ${FAM}/falcon/model ${BG}
+  ${W}/falcon_prefix:prefix=3)
+add_test(NAME family_reference_falcon_prefix_tp3 COMMAND ${REF} ${FAM}/falcon/model ${BG}
+  ${W}/falcon_prefix_tp3:prefix=3 1e-5 ${DT_MPIRUN} -np 3 -- --tp 3)
+add_test(NAME family_reference_falcon_mq_prefix_tp2 COMMAND ${REF} ${FAM}/falcon_mq/model ${BG}
+  ${W}/falcon_mq_prefix_tp2:prefix=3 1e-5 ${DT_MPIRUN} -np 2 -- --tp 2)
+set_tests_properties(family_reference_falcon_prefix_tp3 PROPERTIES PROCESSORS 3)
+set_tests_properties(family_reference_falcon_mq_prefix_tp2 PROPERTIES PROCESSORS 2)
+foreach(t falcon_prefix falcon_prefix_tp3 falcon_mq_prefix_tp2)
+  set_tests_properties(family_reference_${t} PROPERTIES TIMEOUT 120
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1")
+endforeach()
 
 # the backward against finite differences: every weight and bias (full), LoRA
 # on every module with BitFit, IA3 on the default targets, prefix, prompt,
@@ -48,8 +68,10 @@ dt_add_gradcheck(gradcheck_falcon_adapter falcon --model ${FAM}/falcon_mq/model 
 # at 1 rank, LoRA on 3 uneven shards and on 2 replicas x 2 shards
 # (tests/families.cmake). LoRA on PEFT's default query_key_value with the
 # FFN's output dense_4h_to_h, IA3 on PEFT's falcon mapping. Prefix tuning
-# only on falcon_seq: with fewer key/value heads than query heads PEFT's
-# Falcon prefix is not deltatune's (docs/usage.md).
+# only on falcon_seq for now: the falcon and falcon_mq fixtures were made
+# while deltatune's grouped Falcon prefix was not PEFT's; NO_PREFIX goes once
+# `sh tests/parity/device_run.sh falcon falcon_mq` has made their prefix
+# fixtures (docs/usage.md).
 dt_hf_family(falcon query_key_value,dense_4h_to_h query_key_value,dense_4h_to_h dense_4h_to_h
   NO_PREFIX)
 dt_hf_family(falcon_mq query_key_value,dense_4h_to_h query_key_value,dense_4h_to_h dense_4h_to_h

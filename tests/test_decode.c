@@ -160,10 +160,11 @@ static void test_families(void **s) {
   }
   /* Falcon: the grouped query_key_value with ln_attn / ln_mlp, the
    * multi_query block with its one shared input_layernorm, the sequential
-   * per-head block */
+   * per-head block; the prefix a key/value per query head (PEFT's) */
   for (int g = 0; g < 2; g++) {
     check("../families/falcon", "none", NULL, 0, g);
     check("../families/falcon", "prefix,lora", pre, 2, g);
+    check("../families/falcon_mq", "prefix", pre, 2, g);
     check("../families/falcon_mq", "prompt,ia3", (const char *const[]){"--prompt-tokens", "2"}, 2, g);
     check("../families/falcon_seq", "lora", NULL, 0, g);
   }

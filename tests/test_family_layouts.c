@@ -97,11 +97,15 @@ static void test_bloom(void **state) {
 /* Falcon: each rank holds whole key/value groups of the grouped
  * query_key_value with their query heads (full trains them, no linear
  * biases); Falcon-7B's multi_query block (one key/value head: the other
- * ranks hold none) with the shared input_layernorm under LoRA and IA3 */
+ * ranks hold none) with the shared input_layernorm under LoRA and IA3;
+ * prefix tuning's key/value per query head (each rank the prefix rows of its
+ * groups' query heads, their gradients summed back into the MLP's table) */
 static void test_falcon(void **state) {
   (void)state;
   layouts("falcon", "--method full --weights-dtype fp32", "falcon-full");
   layouts("falcon_mq", "--method lora,ia3,bitfit --lora-init random", "falcon-mq-lora-ia3");
+  layouts("falcon", "--method prefix --prefix-tokens 3 --prefix-hidden 16", "falcon-prefix");
+  layouts("falcon_mq", "--method prefix --prefix-tokens 3", "falcon-mq-prefix");
 }
 
 static void test_mistral(void **state) {

@@ -1,13 +1,15 @@
 /* Prefix tuning (Li & Liang 2021, as PEFT): every layer attends to P extra
- * key/value rows that are trained. The table [P, 2*L*kv_dim] holds, for each
+ * key/value rows that are trained. The table [P, 2*L*pd] holds, for each
  * virtual token, layer l's key (block 2l) then its value (block 2l+1), each
- * [kv_heads, head_dim]. It is either the parameter itself
+ * [prefix heads, head_dim] (pd = prefix heads * head_dim): one head per
+ * key/value head, or per query head where PEFT's prefix of the family has
+ * them (Falcon, dt_cfg_prefix_heads). It is either the parameter itself
  * (prompt_encoder.embedding.weight) or, with --prefix-hidden h > 0, the
  * output of the reparameterisation MLP
  *   table = transform.2(tanh(transform.0(embedding)))
- * with embedding [P, kv_dim] (PEFT sizes it by the key/value width).
- * The engine reads per-layer contiguous K, V [P, kv_dim] and accumulates
- * their gradients; we scatter/gather between them and the table. */
+ * with embedding [P, pd] (PEFT sizes it by the key/value width, its
+ * token_dim). The engine reads per-layer contiguous K, V [P, pd] and
+ * accumulates their gradients; we scatter/gather between them and the table. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -29,16 +31,16 @@ static const dt_optgroup prefix_group = {"prefix", "Prefix tuning (--method pref
                                          prefix_opts};
 
 typedef struct {
-  int P, L, kvd, W, h; /* W = 2*L*kvd */
+  int P, L, pd, W, h; /* W = 2*L*pd */
   /* parameters (one arena) and their grads (same offsets) */
   float *arena, *garena;
-  float *emb, *demb;   /* direct: [P, W]; MLP: [P, kvd] */
-  float *w0, *dw0;     /* [h, kvd] */
+  float *emb, *demb;   /* direct: [P, W]; MLP: [P, pd] */
+  float *w0, *dw0;     /* [h, pd] */
   float *b0, *db0;     /* [h] */
   float *w2, *dw2;     /* [W, h] */
   float *b2, *db2;     /* [W] */
-  /* per-layer key/values and their grads: [L][P*kvd] each */
-  float *kv, *dkv;     /* k of layer l at 2l*P*kvd, v at (2l+1)*P*kvd */
+  /* per-layer key/values and their grads: [L][P*pd] each */
+  float *kv, *dkv;     /* k of layer l at 2l*P*pd, v at (2l+1)*P*pd */
   /* MLP scratch */
   float *table;        /* [P, W] */
   float *dtable;       /* [P, W] */
@@ -55,11 +57,11 @@ static int prefix_create(dt_method *me, const dt_options *opt, dt_model *m,
   s->P = dt_opt_int(opt, "prefix-tokens");
   s->h = dt_opt_int(opt, "prefix-hidden");
   s->L = c->n_layer;
-  s->kvd = dt_cfg_kv_dim(c);
-  s->W = 2 * s->L * s->kvd;
-  const size_t P = (size_t)s->P, W = (size_t)s->W, kvd = (size_t)s->kvd, h = (size_t)s->h;
-  const size_t n_emb = s->h ? P * kvd : P * W;
-  const size_t total = n_emb + (s->h ? h * kvd + h + W * h + W : 0);
+  s->pd = dt_cfg_prefix_dim(c);
+  s->W = 2 * s->L * s->pd;
+  const size_t P = (size_t)s->P, W = (size_t)s->W, pd = (size_t)s->pd, h = (size_t)s->h;
+  const size_t n_emb = s->h ? P * pd : P * W;
+  const size_t total = n_emb + (s->h ? h * pd + h + W * h + W : 0);
   DT_CALL(dt_model_alloc(m, &s->arena, sizeof(float) * total, "prefix parameters"));
   DT_CALL(dt_model_alloc(m, &s->garena, sizeof(float) * total, "prefix gradients"));
   DT_CALL(dt_model_alloc(m, &s->kv, sizeof(float) * P * W, "prefix key/values"));
@@ -73,25 +75,25 @@ static int prefix_create(dt_method *me, const dt_options *opt, dt_model *m,
   for (size_t j = 0; s->emb && j < n_emb; j++) s->emb[j] = (float)dt_rng_normal(ke, j);
   const char *pre = "prompt_encoder";
   char nm[DT_PARAM_NAME_MAX];
-  int64_t sh[2] = {(int64_t)P, (int64_t)(s->h ? kvd : W)};
+  int64_t sh[2] = {(int64_t)P, (int64_t)(s->h ? pd : W)};
   snprintf(nm, sizeof nm, "%s.embedding.weight", pre);
   DT_CALL(dt_params_add(params, "prefix", nm, 2, sh, s->emb, s->demb, 0));
   if (s->h) {
-    s->w0 = dt_at(s->arena, off), s->dw0 = dt_at(s->garena, off), off += h * kvd;
+    s->w0 = dt_at(s->arena, off), s->dw0 = dt_at(s->garena, off), off += h * pd;
     s->b0 = dt_at(s->arena, off), s->db0 = dt_at(s->garena, off), off += h;
     s->w2 = dt_at(s->arena, off), s->dw2 = dt_at(s->garena, off), off += W * h;
     s->b2 = dt_at(s->arena, off), s->db2 = dt_at(s->garena, off), off += W;
     /* torch Linear init: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
-    const double bd0 = 1.0 / sqrt((double)kvd), bd2 = 1.0 / sqrt((double)h);
+    const double bd0 = 1.0 / sqrt((double)pd), bd2 = 1.0 / sqrt((double)h);
     const uint64_t k0 = dt_rng_key(seed, 0x9f1e1), k1 = dt_rng_key(seed, 0x9f1e2);
     const uint64_t k2 = dt_rng_key(seed, 0x9f1e3), k3 = dt_rng_key(seed, 0x9f1e4);
-    for (size_t j = 0; s->arena && j < h * kvd; j++)
+    for (size_t j = 0; s->arena && j < h * pd; j++)
       s->w0[j] = (float)((2.0 * dt_rng_uniform(k0, j) - 1.0) * bd0);
     for (size_t j = 0; s->arena && j < h; j++) s->b0[j] = (float)((2.0 * dt_rng_uniform(k1, j) - 1.0) * bd0);
     for (size_t j = 0; s->arena && j < W * h; j++)
       s->w2[j] = (float)((2.0 * dt_rng_uniform(k2, j) - 1.0) * bd2);
     for (size_t j = 0; s->arena && j < W; j++) s->b2[j] = (float)((2.0 * dt_rng_uniform(k3, j) - 1.0) * bd2);
-    int64_t s0[2] = {(int64_t)h, (int64_t)kvd}, s0b[1] = {(int64_t)h};
+    int64_t s0[2] = {(int64_t)h, (int64_t)pd}, s0b[1] = {(int64_t)h};
     int64_t s2[2] = {(int64_t)W, (int64_t)h}, s2b[1] = {(int64_t)W};
     snprintf(nm, sizeof nm, "%s.transform.0.weight", pre);
     DT_CALL(dt_params_add(params, "prefix", nm, 2, s0, s->w0, s->dw0, 0));
@@ -129,13 +131,13 @@ static int prefix_tokens(const dt_method *me) {
 
 static int prefix_begin_forward(dt_method *me, int train) {
   prefix_state *s = me->state;
-  const int P = s->P, W = s->W, kvd = s->kvd, h = s->h;
+  const int P = s->P, W = s->W, pd = s->pd, h = s->h;
   const float *table = s->emb;
   if (h) {
     /* a = tanh(emb w0^T + b0); table = a w2^T + b2 */
     for (int i = 0; i < P; i++) memcpy(s->a + (size_t)i * h, s->b0, sizeof(float) * h);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, h, kvd, 1.0f, s->emb, kvd,
-                s->w0, kvd, 1.0f, s->a, h);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, h, pd, 1.0f, s->emb, pd,
+                s->w0, pd, 1.0f, s->a, h);
     for (size_t j = 0; j < (size_t)P * h; j++) s->a[j] = tanhf(s->a[j]);
     for (int i = 0; i < P; i++) memcpy(s->table + (size_t)i * W, s->b2, sizeof(float) * W);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, W, h, 1.0f, s->a, h, s->w2, h,
@@ -145,8 +147,8 @@ static int prefix_begin_forward(dt_method *me, int train) {
   /* block j (= 2l key, 2l+1 value) of row i -> kv[j][i] */
   for (int j = 0; j < 2 * s->L; j++)
     for (int i = 0; i < P; i++)
-      memcpy(s->kv + ((size_t)j * P + i) * kvd, table + (size_t)i * W + (size_t)j * kvd,
-             sizeof(float) * kvd);
+      memcpy(s->kv + ((size_t)j * P + i) * pd, table + (size_t)i * W + (size_t)j * pd,
+             sizeof(float) * pd);
   if (train) memset(s->dkv, 0, sizeof(float) * (size_t)P * W);
   return DT_OK;
 }
@@ -154,7 +156,7 @@ static int prefix_begin_forward(dt_method *me, int train) {
 static int prefix_kv(dt_method *me, int layer, const float **k, const float **v,
                      float **dk, float **dv) {
   prefix_state *s = me->state;
-  const size_t blk = (size_t)s->P * s->kvd;
+  const size_t blk = (size_t)s->P * s->pd;
   DT_CHECK(layer >= 0 && layer < s->L, DT_EINTERNAL, "prefix: layer %d of %d", layer, s->L);
   *k = s->kv + (size_t)(2 * layer) * blk;
   *v = s->kv + (size_t)(2 * layer + 1) * blk;
@@ -165,14 +167,14 @@ static int prefix_kv(dt_method *me, int layer, const float **k, const float **v,
 
 static int prefix_end_backward(dt_method *me) {
   prefix_state *s = me->state;
-  const int P = s->P, W = s->W, kvd = s->kvd, h = s->h;
+  const int P = s->P, W = s->W, pd = s->pd, h = s->h;
   float *dt = h ? s->dtable : s->demb;
   if (h) memset(dt, 0, sizeof(float) * (size_t)P * W);
   for (int j = 0; j < 2 * s->L; j++)
     for (int i = 0; i < P; i++) {
-      const float *src = s->dkv + ((size_t)j * P + i) * kvd;
-      float *dst = dt + (size_t)i * W + (size_t)j * kvd;
-      for (int e = 0; e < kvd; e++) dst[e] += src[e];
+      const float *src = s->dkv + ((size_t)j * P + i) * pd;
+      float *dst = dt + (size_t)i * W + (size_t)j * pd;
+      for (int e = 0; e < pd; e++) dst[e] += src[e];
     }
   if (!h) return DT_OK;
   /* table = a w2^T + b2: dw2 += dt^T a; db2 += colsum dt; da = dt w2 */
@@ -185,12 +187,12 @@ static int prefix_end_backward(dt_method *me) {
   /* a = tanh(z): dz = da (1 - a^2) */
   for (size_t j = 0; j < (size_t)P * h; j++) s->da[j] *= 1.0f - s->a[j] * s->a[j];
   /* z = emb w0^T + b0: dw0 += dz^T emb; db0 += colsum dz; demb += dz w0 */
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, kvd, P, 1.0f, s->da, h, s->emb,
-              kvd, 1.0f, s->dw0, kvd);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, pd, P, 1.0f, s->da, h, s->emb,
+              pd, 1.0f, s->dw0, pd);
   for (int i = 0; i < P; i++)
     for (int e = 0; e < h; e++) s->db0[e] += s->da[(size_t)i * h + e];
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, kvd, h, 1.0f, s->da, h, s->w0,
-              kvd, 1.0f, s->demb, kvd);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, pd, h, 1.0f, s->da, h, s->w0,
+              pd, 1.0f, s->demb, pd);
   return DT_OK;
 }
 
@@ -198,10 +200,10 @@ static void prefix_describe(const dt_method *me, char *buf, size_t cap) {
   const prefix_state *s = me->state;
   if (s->h)
     snprintf(buf, cap, "prefix tuning: %d key/values x %d layers (kv width %d) from an MLP "
-             "(hidden %d)", s->P, s->L, s->kvd, s->h);
+             "(hidden %d)", s->P, s->L, s->pd, s->h);
   else
     snprintf(buf, cap, "prefix tuning: %d key/values x %d layers (kv width %d)", s->P, s->L,
-             s->kvd);
+             s->pd);
 }
 
 /* `export --format peft` (src/peft.h). */
@@ -213,13 +215,11 @@ static int prefix_export_peft(dt_peft_export *x) {
   DT_CHECK(e >= 0 && p->v[e]->ndim == 2, DT_EINPUT,
            "export: no prompt_encoder.embedding.weight [P, width] in the checkpoint");
   const int64_t P = p->v[e]->shape[0];
+  /* PEFT's num_attention_heads: the prefix's heads (a Falcon prefix has one
+   * per query head, dt_cfg_prefix_heads) */
   const dt_arch_desc *a = dt_arch_by_name(i->arch);
-  DT_CHECK(!a || !a->peft_prefix_per_query || i->kv_heads == i->heads, DT_EINPUT,
-           "export: a %s prefix of %d key/value heads (%d query heads) has no PEFT layout: "
-           "PEFT's prefix tuning on %s keeps a key/value per query head; export it with "
-           "--format safetensors",
-           a ? a->title : i->arch, i->kv_heads, i->heads, a ? a->title : i->arch);
-  const int kvd = i->kv_heads * i->head_dim, W = 2 * i->layers * kvd;
+  const int heads = a && a->peft_prefix_per_query ? i->heads : i->kv_heads;
+  const int pd = heads * i->head_dim, W = 2 * i->layers * pd;
   const int w0 = dt_peft_find(p, "prompt_encoder.transform.0.weight");
   const int hidden = w0 >= 0 ? (int)p->v[w0]->shape[0] : 0;
   static dt_ckpt_var table_var;
@@ -231,18 +231,18 @@ static int prefix_export_peft(dt_peft_export *x) {
     DT_CHECK(p->v[e]->shape[1] == W, DT_EINPUT,
              "export: prompt_encoder.embedding.weight is [%lld, %lld]; 2 x %d layers x kv width "
              "%d = %d columns expected", (long long)P, (long long)p->v[e]->shape[1], i->layers,
-             kvd, W);
+             pd, W);
     DT_CALL(dt_peft_push(l, "prompt_embeddings", &table_var, p->data[e]));
   } else {
     const int b0 = dt_peft_find(p, "prompt_encoder.transform.0.bias");
     const int w2 = dt_peft_find(p, "prompt_encoder.transform.2.weight");
     const int b2 = dt_peft_find(p, "prompt_encoder.transform.2.bias");
-    DT_CHECK(b0 >= 0 && w2 >= 0 && b2 >= 0 && p->v[e]->shape[1] == kvd &&
-                 p->v[w0]->shape[1] == kvd && p->v[w2]->shape[0] == W &&
+    DT_CHECK(b0 >= 0 && w2 >= 0 && b2 >= 0 && p->v[e]->shape[1] == pd &&
+                 p->v[w0]->shape[1] == pd && p->v[w2]->shape[0] == W &&
                  p->v[w2]->shape[1] == hidden,
              DT_EINPUT, "export: the prefix MLP tensors prompt_encoder.transform.{0,2}.{weight,"
              "bias} are missing or do not fit embedding [%lld, %d] -> %d -> %d", (long long)P,
-             kvd, hidden, W);
+             pd, hidden, W);
     float *a = NULL;
     DT_CALL(dt_malloc(&l->owned, sizeof(float) * (size_t)(P * W), "prompt_embeddings"));
     DT_CALL(dt_malloc(&a, sizeof(float) * (size_t)hidden, "the prefix MLP"));
@@ -251,7 +251,7 @@ static int prefix_export_peft(dt_peft_export *x) {
     for (int64_t r = 0; r < P; r++) {
       for (int h = 0; h < hidden; h++) {
         float s = B0[h];
-        for (int j = 0; j < kvd; j++) s += emb[r * kvd + j] * W0[(size_t)h * kvd + j];
+        for (int j = 0; j < pd; j++) s += emb[r * pd + j] * W0[(size_t)h * pd + j];
         a[h] = tanhf(s);
       }
       for (int o = 0; o < W; o++) {
@@ -265,9 +265,9 @@ static int prefix_export_peft(dt_peft_export *x) {
   }
   json_t *c = dt_peft_config_common(i, "PREFIX_TUNING");
   json_object_set_new(c, "num_virtual_tokens", json_integer(P));
-  json_object_set_new(c, "token_dim", json_integer(kvd));
+  json_object_set_new(c, "token_dim", json_integer(pd));
   json_object_set_new(c, "num_transformer_submodules", json_integer(1));
-  json_object_set_new(c, "num_attention_heads", json_integer(i->kv_heads));
+  json_object_set_new(c, "num_attention_heads", json_integer(heads));
   json_object_set_new(c, "num_layers", json_integer(i->layers));
   json_object_set_new(c, "encoder_hidden_size", hidden ? json_integer(hidden) : json_null());
   json_object_set_new(c, "prefix_projection", json_boolean(hidden > 0));

@@ -36,14 +36,8 @@ fixture() {
              --model-dir tests/data/families/bloom/model --batch $F/gpt2/batch.safetensors ;;
     bloom_h6) python3 tests/parity/make_fixtures.py bloom "$W/new" --name bloom_h6 \
                 --model-dir tests/data/families/bloom_h6/model --batch $F/gpt2/batch.safetensors ;;
-    falcon_seq)
+    falcon|falcon_mq|falcon_seq)
       python3 tests/parity/make_fixtures.py falcon "$W/new" --name $1 \
-        --model-dir tests/data/families/$1/model --batch $F/gpt2/batch.safetensors ;;
-    # fewer key/value heads than query heads: PEFT's Falcon prefix has one
-    # a query head (docs/usage.md), not deltatune's; no prefix fixtures
-    falcon|falcon_mq)
-      python3 tests/parity/make_fixtures.py falcon "$W/new" --name $1 \
-        --methods base,full,lora,prompt,ia3,bitfit,lastlayer,adapter,said \
         --model-dir tests/data/families/$1/model --batch $F/gpt2/batch.safetensors ;;
     # Gemma and Gemma-2: a method transformers or PEFT cannot run for the
     # family (say prefix tuning over Gemma-2's cache) fails alone inside

@@ -54,7 +54,7 @@ tuning's key/values at positions 0..P-1, the tokens at P..) to check `eval
 --checkpoint`.
 LAUNCHER (e.g. mpirun -np 2) runs deltatune, EVAL_OPTIONS (e.g. --tp 2) are
 added to its eval options: the layouts of the tensor-parallel split.
-TMP_DIR given as DIR:prefix=P (bloom): eval with --method prefix and P
+TMP_DIR given as DIR:prefix=P (bloom, falcon): eval with --method prefix and P
 prefix key/values drawn here from N(0, 1) (seed 7), given to deltatune as
 PEFT's prompt_encoder.embedding.weight through --init-from and to the
 reference as past key/values."""
@@ -245,18 +245,29 @@ def forward_bloom(cfg, w, ids, prefix=None):
     return x @ g(head).T
 
 
-def forward_falcon(cfg, w, ids):
+def forward_falcon(cfg, w, ids, prefix=None):
+    """prefix: PEFT's prefix table [P, 2 L d] (layer l's keys in block 2l,
+    its values in 2l+1, each [heads, head_dim]: one per QUERY head, as PEFT
+    sizes it for Falcon, whose config has no num_key_value_heads) as past
+    key/values, which transformers' Falcon attention meets after repeating
+    its own key/value heads up to the query heads: query head h attends to
+    prefix head h; the prefix keys are not rotated, the tokens rotate at
+    positions P.."""
     g = lambda name: w[name].astype(np.float64)  # noqa: E731
     B, T = ids.shape
     d, H = cfg["hidden_size"], cfg["num_attention_heads"]
     hd = d // H
+    P = 0 if prefix is None else prefix.shape[0]
+    if P:
+        pkv = prefix.astype(np.float64).reshape(P, 2 * cfg["num_hidden_layers"], H, hd) \
+            .transpose(1, 2, 0, 3)  # [2L, H, P, hd]
     eps = cfg.get("layer_norm_epsilon", 1e-5)
     nda = cfg.get("new_decoder_architecture", False)
     mq = cfg.get("multi_query", True)
     par = cfg.get("parallel_attn", True)
     nln = cfg.get("num_ln_in_parallel_attn") or (2 if nda else 1)
     inv = 1.0 / rope_theta(cfg) ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
-    ang = np.outer(np.arange(T, dtype=np.float64), inv)
+    ang = np.outer(np.arange(P, P + T, dtype=np.float64), inv)
     cos = np.concatenate([np.cos(ang)] * 2, axis=-1)
     sin = np.concatenate([np.sin(ang)] * 2, axis=-1)
 
@@ -273,7 +284,7 @@ def forward_falcon(cfg, w, ids):
         y = x @ g(p + ".weight").T
         return y + g(p + ".bias") if p + ".bias" in w else y
     act = cfg.get("activation", "gelu")
-    visible = np.arange(T)[None, :] <= np.arange(T)[:, None]
+    visible = np.arange(P + T)[None, :] <= P + np.arange(T)[:, None]  # [T, P+T]
     x = g("transformer.word_embeddings.weight")[ids]
     for layer in range(cfg["num_hidden_layers"]):
         p = f"transformer.h.{layer}."
@@ -298,6 +309,9 @@ def forward_falcon(cfg, w, ids):
             q, k, v = qkv[:, :, :, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
         q, k, v = (y.transpose(0, 2, 1, 3) for y in (q, k, v))  # [B, H, T, hd]
         q, k = rot(q), rot(k)
+        if P:  # [H, P, hd] before the tokens' (repeated) keys and values
+            k = np.concatenate([np.broadcast_to(pkv[2 * layer], (B, H, P, hd)), k], axis=2)
+            v = np.concatenate([np.broadcast_to(pkv[2 * layer + 1], (B, H, P, hd)), v], axis=2)
         s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
         s = masked_softmax(s, visible)
         a = lin((s @ v).transpose(0, 2, 1, 3).reshape(B, T, d), p + "self_attention.dense")
@@ -317,21 +331,21 @@ def forward_falcon(cfg, w, ids):
 def forward(cfg, w, ids, ad=None, prefix=None):
     """logits [B, T, V] (float64); with ad (a PEFT adapter: read_adapter) the
     logits of the backbone with the adapter, [B, P + T, V] for prompt tuning;
-    prefix (bloom): forward_bloom's prefix table."""
+    prefix (bloom, falcon): forward_bloom's or forward_falcon's prefix table."""
     if cfg["model_type"] == "bloom":
         assert ad is None, "adapters: the LLaMA-like families only"
         return forward_bloom(cfg, w, ids, prefix)
+    if cfg["model_type"] == "falcon":
+        assert ad is None, "adapters: the LLaMA-like families only"
+        return forward_falcon(cfg, w, ids, prefix)
     if prefix is not None:
-        sys.exit("reference_forward.py: --prefix is for bloom only")
+        sys.exit("reference_forward.py: --prefix is for bloom and falcon only")
     if cfg["model_type"] == "opt":
         assert ad is None, "adapters: the LLaMA-like families only"
         return forward_opt(cfg, w, ids)
     if cfg["model_type"] == "gpt_neox":
         assert ad is None, "adapters: the LLaMA-like families only"
         return forward_neox(cfg, w, ids)
-    if cfg["model_type"] == "falcon":
-        assert ad is None, "adapters: the LLaMA-like families only"
-        return forward_falcon(cfg, w, ids)
     g = lambda name: w[name].astype(np.float64)  # noqa: E731
     ad = ad or {"kind": None}
     B, T = ids.shape
@@ -514,7 +528,8 @@ def main():
         ev = ["eval", "--model", model, "--method", "none"]
     prefix = None
     if n_prefix:
-        width = 2 * cfg["n_layer"] * (cfg.get("hidden_size") or cfg["n_embed"])
+        width = 2 * (cfg.get("n_layer") or cfg["num_hidden_layers"]) * \
+            (cfg.get("hidden_size") or cfg["n_embed"])
         prefix = np.random.default_rng(7).normal(0.0, 1.0, (n_prefix, width)).astype(np.float32)
         init = os.path.join(tmp, "prefix.safetensors")
         st.write(init, {"prompt_encoder.embedding.weight": prefix})
