@@ -12,7 +12,9 @@
 # kinds take turns, trial after trial, until DT_FAULT_HITS faults (default 24)
 # have landed (an attempt killed, stopped or starved; a fault that comes after
 # the training ended does not count); the moments are random;
-# DT_FAULT_BUDGET_S (default 240) only bounds a run on a very slow machine.
+# DT_FAULT_BUDGET_S (default 240) only bounds a run on a very slow machine. An attempt still
+# running after DT_FAULT_HANG_S (default 40 uninterrupted runs, at least 30 s) is a hang: its processes
+# are listed, killed, and the trial fails.
 # usage: fault_inject.sh DELTATUNE_BINARY SOURCE_DIR MPIRUN...
 #        fault_inject.sh --disk-trial ...   (internal: one trial inside tests/private_ns.sh)
 set -uo pipefail
@@ -96,6 +98,8 @@ ref_t0=$(date +%s%N)
 # shorter runs)
 REF_MS=$(( ($(date +%s%N) - ref_t0) / 1000000 ))
 echo "fault_inject: the uninterrupted run took ${REF_MS} ms"
+HANG_S=${DT_FAULT_HANG_S:-$(( REF_MS * 40 / 1000 > 30 ? REF_MS * 40 / 1000 : 30 ))}
+HUNG=""
 
 # the disk trials need a private mount namespace (root)
 CAN_MOUNT=1
@@ -144,8 +148,27 @@ attempt() { # OUT FAULT DELAY_MS [--resume]
       kill -TERM "$MP" 2>/dev/null
     fi
   fi
-  wait "$MP"
-  RC=$?
+  # an attempt that outlives HANG_S is a hang (the product must exit promptly
+  # after any fault): what each process waits in goes to the log, then it is
+  # killed and the trial fails (RC 124), instead of the test's own timeout
+  local waited=0
+  while kill -0 "$MP" 2>/dev/null && (( waited < HANG_S * 10 )); do
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  if kill -0 "$MP" 2>/dev/null; then
+    HUNG="$fault at ${delay} ms"
+    echo "fault_inject: an attempt ($HUNG) still runs after ${HANG_S}s; its processes:"
+    ps -o pid,ppid,stat,wchan:32,etime,args -p "$MP" --ppid "$MP"
+    tail -5 "$S/attempt.log"
+    pkill -KILL -P "$MP" 2>/dev/null
+    kill -KILL "$MP" 2>/dev/null
+    wait "$MP" 2>/dev/null
+    RC=124
+  else
+    wait "$MP"
+    RC=$?
+  fi
   MP=""
 }
 
@@ -184,6 +207,7 @@ while (( SECONDS - t0 < BUDGET && hit < HITS )); do
     codes+="$RC "
     inspect_all "$out" "trial $trials attempt $a ($fault at ${delay} ms, exit $RC)"
     if [[ $RC -eq 0 ]]; then break; fi
+    if [[ -n $HUNG ]]; then fail "trial $trials attempt $a hung ($HUNG, no exit in ${HANG_S}s)"; HUNG=""; break; fi
     hit=$((hit + 1))
     if [[ $fault == none ]]; then fail "trial $trials: an attempt without fault exited $RC"; tail -5 "$S/attempt.log"; break; fi
     resume=(--resume)
