@@ -97,11 +97,12 @@ static void write_metrics(dt_trainer *tr, int64_t step, const dt_step_out *s) {
   FILE *f = tr->metrics;
   if (!f) return;
   fprintf(f, "{\"step\": %lld, ", (long long)step);
-  if (s->skipped)
-    fprintf(f, "\"loss\": null, \"lr\": %.9g, \"grad_norm\": null, ", s->lr);
-  else
-    fprintf(f, "\"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, ", s->loss, s->lr,
-            s->grad_norm);
+  /* JSON has no NaN or infinity: a non-finite loss or norm (a skipped step,
+   * or any step of --comm-lockstep) is null */
+  char lb[32] = "null", gb[32] = "null";
+  if (!s->skipped && isfinite(s->loss)) snprintf(lb, sizeof lb, "%.9g", s->loss);
+  if (!s->skipped && isfinite(s->grad_norm)) snprintf(gb, sizeof gb, "%.9g", s->grad_norm);
+  fprintf(f, "\"loss\": %s, \"lr\": %.9g, \"grad_norm\": %s, ", lb, s->lr, gb);
   fprintf(f, "\"scored_tokens\": %.0f, \"elapsed_s\": %.6g, \"tokens_per_s\": %.6g, %s"
           "\"skipped_steps\": %lld", s->scored, dt_now() - tr->t_start, s->tokens_per_s,
           s->skipped ? "\"skipped\": true, " : "", (long long)tr->skipped);
@@ -133,7 +134,11 @@ int dt_trainer_step(dt_trainer *tr, int64_t step, dt_loss_stats *st, double toke
   tr->grad_norm = gnorm;
   out->scored = (double)st->n_scored;
   const char *who = tr->task ? tr->task : "", *sep = tr->task ? ": " : "";
-  if (!isfinite(loss) || !isfinite(gnorm)) {
+  /* --comm-lockstep moves no data, so its losses are not the model's and may
+   * well be non-finite (a 13B shape's were, 2026-12-05): the step is timed
+   * whole, update included, whatever the numbers are */
+  const int lockstep = tr->dist && tr->dist->lockstep;
+  if ((!isfinite(loss) || !isfinite(gnorm)) && !lockstep) {
     char last[4400] = "no checkpoint was written";
     if (ck && ck->dir && ck->saved_step >= 0)
       snprintf(last, sizeof last, "the last good checkpoint is %s (step %lld)", ck->saved_path,

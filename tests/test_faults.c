@@ -222,6 +222,30 @@ static void test_nan_stop(void **state) {
   free(out);
 }
 
+/* --comm-lockstep moves no data, so its losses are not the model's: a
+ * non-finite one must not end the timing run (a 13B shape's did, under
+ * --nan-policy stop). The same batches that stop test_nan_stop at step 3
+ * run all 6 steps, updates included, and the metrics show the NaN. */
+static void test_nan_lockstep(void **state) {
+  (void)state;
+  char metrics[700];
+  snprintf(metrics, sizeof metrics, "%s/nan-lockstep.jsonl", g_tmp);
+  char *out = NULL;
+  int rc = dt_test_run(&out, NAN_RUN "--steps 6 --comm-lockstep yes --metrics %s", DT_BINARY,
+                       g_bad, g_bad, metrics);
+  if (rc != 0) fail_msg("--comm-lockstep with a NaN loss: exit %d (want 0)\n%s", rc, out);
+  if (dt_test_count(out, "deltatune: error") != 0) fail_msg("an error line:\n%s", out);
+  dt_test_expect(out, "summary: 6 steps", "--comm-lockstep");
+  dt_test_expect(out, "summary: --comm-lockstep: every sum was a barrier", "--comm-lockstep");
+  if (strstr(out, "update skipped")) fail_msg("--comm-lockstep skipped an update:\n%s", out);
+  free(out);
+  char *m = dt_test_slurp(metrics);
+  assert_non_null(m);
+  if (dt_test_count(m, "\"loss\": null") < 1) fail_msg("no NaN loss in the metrics:\n%s", m);
+  assert_int_equal(dt_test_count(m, "\"skipped\": true"), 0);
+  free(m);
+}
+
 static void test_nan_skip(void **state) {
   (void)state;
   char metrics[700];
@@ -599,6 +623,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kill_rank),     cmocka_unit_test(test_nan_stop),
       cmocka_unit_test(test_nan_skip),      cmocka_unit_test(test_nan_divergence),
+      cmocka_unit_test(test_nan_lockstep),
       cmocka_unit_test(test_sweep_nan),
       cmocka_unit_test(test_sweep_nan_skip),
       cmocka_unit_test(test_readonly_out),  cmocka_unit_test(test_disk_full),
