@@ -110,6 +110,10 @@ typedef struct dt_backbone {
   char *slab;
   size_t slab_used;
   int slab_writer; /* this rank fills the shared matrices at load */
+  /* while loading an int8/nf4 backbone: the staging copy kept for the next
+   * matrix and the one lent out, with their sizes in floats (src/model.c) */
+  float *stage_spare, *stage_lent;
+  size_t stage_spare_n, stage_lent_n;
 
   /* weights */
   dt_mat wte;     /* [vocab, d] */
