@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 27's scale check, for the 16-core machine (its one try, 2026-12-05, ran out of a 400 s limit: docs/performance.md).
+# Issue 27's scale check, for the 16-core machine (2026-12-05 16:51 UTC: 467 s, 391 of them drawing and quantizing the
+# 69 billion synthetic weights before the load reused its staging copies; docs/performance.md).
 # A LLaMA-2-70B-shaped LoRA step on an nf4 backbone (synthetic preset, --tp NP on one node): `plan`'s
 # predicted peak per rank and per node printed beside the measured peak RSS of every rank (jobs/peakmem.sh)
 # and the step's tokens/s. The issue's floor: the measured node peak within 10% of plan's.
