@@ -52,7 +52,10 @@ dt_run() {
   # shellcheck disable=SC2068
   out=$("${MPIRUN[@]}" -np "$NP" "$BIN" train --log-every 1000 $@ 2>&1) || true
   if ! res=$(dt_summary "$out"); then
-    echo "floors.sh: deltatune failed: $*" >&2; tail -5 <<<"$out" >&2; return 1
+    # its own error lines first: mpirun's report of the exit comes after them (2026-12-05: a tail of 5
+    # lines showed only mpirun's)
+    echo "floors.sh: deltatune failed: $*" >&2; { grep -m 3 "deltatune: error" <<<"$out" || true; } >&2; tail -5 <<<"$out" >&2
+    return 1
   fi
   read -r st tp _ rss _ _ _ _ pss <<<"$res"
   steps_s=$(sed -nE 's/^summary: communication [0-9.]+s of ([0-9.]+)s in the steps.*/\1/p' <<<"$out")
@@ -122,7 +125,7 @@ for sec in $SECTIONS; do
         printf 'data = synthetic:rows=64,len=128\nbatch-size = 4\nsteps = %d\n\n' "$STEPS" >>"$T/tasks.ini"
       done
       out=$("${MPIRUN[@]}" -np "$NP" "$BIN" sweep --model "$G131" --tp "$TP" --tasks "$T/tasks.ini" \
-              --log-every 1000 2>&1) || { echo "floors.sh: the sweep failed" >&2; tail -5 <<<"$out" >&2; exit 1; }
+              --log-every 1000 2>&1) || { echo "floors.sh: the sweep failed" >&2; { grep -m 3 "deltatune: error" <<<"$out" || true; } >&2; tail -5 <<<"$out" >&2; exit 1; }
       s_tp=$(sed -nE 's/^  median step [0-9.]+s: ([0-9.]+) tokens.*/\1/p' <<<"$out")
       # peak RSS of the largest rank: the sweep frees a task's workspace when it ends, so its memory at the
       # end is not its peak (same layout in both runs, so the shared pages count alike)
