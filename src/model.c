@@ -371,8 +371,8 @@ static int load_ref(const dt_tensor_ref *r, const dt_st_set *set, float *tmp) {
  * it, and the spare goes at the end of the load (stage_spare_free): a fresh
  * copy a matrix had the kernel clear every page of it again (38% of a
  * LLaMA-2-70B-width nf4 load, 2026-12-05). A matrix larger than the spare
- * frees it first, so at most one staging copy more than before is held, and
- * only while a smaller matrix uses it. */
+ * frees it before taking its own, so no more copies are held at once than
+ * before; one lent to a smaller matrix is larger than that matrix needs. */
 static void stage_spare_free(dt_backbone *bb) {
   free(bb->stage_spare);
   bb->stage_spare = NULL;
@@ -413,7 +413,6 @@ static void stage_release(dt_backbone *bb, dt_mat *a) {
   }
   a->w = NULL;
 }
-
 
 /* This rank's rows of HF tensor r (storage [out, in]): local row lrows[i]
  * of the owner is global row grows[i] of the tensor, i < *nr (malloc'd). */
