@@ -222,17 +222,22 @@ static void test_nan_stop(void **state) {
   free(out);
 }
 
+/* A run of NAN_RUN with extra options and --metrics FILE (in the test's
+ * folder, named name); its exit code, its output in *out. */
+static int nan_run(char **out, const char *extra, const char *name, char *metrics, size_t n) {
+  snprintf(metrics, n, "%s/%s", g_tmp, name);
+  return dt_test_run(out, NAN_RUN "%s --metrics %s", DT_BINARY, g_bad, g_bad, extra, metrics);
+}
+
 /* --comm-lockstep moves no data, so its losses are not the model's: a
  * non-finite one must not end the timing run (a 13B shape's did, under
  * --nan-policy stop). The same batches that stop test_nan_stop at step 3
  * run all 6 steps, updates included, and the metrics show the NaN. */
 static void test_nan_lockstep(void **state) {
   (void)state;
-  char metrics[700];
-  snprintf(metrics, sizeof metrics, "%s/nan-lockstep.jsonl", g_tmp);
-  char *out = NULL;
-  int rc = dt_test_run(&out, NAN_RUN "--steps 6 --comm-lockstep yes --metrics %s", DT_BINARY,
-                       g_bad, g_bad, metrics);
+  char metrics[700], *out = NULL;
+  int rc = nan_run(&out, "--steps 6 --comm-lockstep yes", "nan-lockstep.jsonl", metrics,
+                   sizeof metrics);
   if (rc != 0) fail_msg("--comm-lockstep with a NaN loss: exit %d (want 0)\n%s", rc, out);
   if (dt_test_count(out, "deltatune: error") != 0) fail_msg("an error line:\n%s", out);
   dt_test_expect(out, "summary: 6 steps", "--comm-lockstep");
@@ -248,11 +253,8 @@ static void test_nan_lockstep(void **state) {
 
 static void test_nan_skip(void **state) {
   (void)state;
-  char metrics[700];
-  snprintf(metrics, sizeof metrics, "%s/nan.jsonl", g_tmp);
-  char *out = NULL;
-  int rc = dt_test_run(&out, NAN_RUN "--steps 8 --nan-policy skip --metrics %s", DT_BINARY,
-                       g_bad, g_bad, metrics);
+  char metrics[700], *out = NULL;
+  int rc = nan_run(&out, "--steps 8 --nan-policy skip", "nan.jsonl", metrics, sizeof metrics);
   if (rc != 0) fail_msg("exit %d:\n%s", rc, out);
   dt_test_expect(out, "step      3/8  loss NaN", "--nan-policy skip");
   dt_test_expect(out, "update skipped (1 consecutive, 2 in all", "--nan-policy skip");
