@@ -26,6 +26,12 @@ fi
 export PYTHONUNBUFFERED=1
 echo "device.sh: $(date -u +%FT%TZ) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) ($(nproc) cores)," \
   "$(uname -r), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+# the bf16 products' instructions and the host's identity: two 2026-12-05 leases' bf16 steps differed by 1.45x
+# where the code did not (docs/performance.md), so a figure says which kind of host made it
+echo "device.sh: bf16 instructions: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' |
+  grep -E '^(amx_bf16|amx_tile|avx512_bf16|avx512f)$' | sort | tr '\n' ' '); CPU family/model/stepping" \
+  "$(awk -F': ' '/^cpu family|^model\t|^stepping/ {printf "%s/", $2} /^stepping/ {exit}' /proc/cpuinfo)," \
+  "$(grep -m1 '^cpu MHz' /proc/cpuinfo | cut -d: -f2 | tr -d ' ') MHz"
 mkdir -p build && cp -n .stack/stack/bin/deltatune build/ 2>/dev/null
 
 step() {
