@@ -48,9 +48,6 @@ static inline float scale_of(const dt_attn_dims *d) {
   return d->scale > 0 ? d->scale : 1.0f / sqrtf((float)d->hd);
 }
 
-/* The prefix's heads (0: one per key/value group). */
-static int prefix_heads(const dt_attn_dims *d) { return d->PH > 0 ? d->PH : d->KV; }
-
 long dt_attention_scratch(const dt_attn_dims *d) {
   return 2L * (d->T < QB ? d->T : QB) * (d->P + d->T);
 }
@@ -61,7 +58,7 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
   if (d->H == 0 || d->KV == 0) return; /* a rank without heads */
   const int T = d->T, P = d->P, H = d->H, KV = d->KV, hd = d->hd;
   const int Tk = P + T, qd = H * hd, kvd = KV * hd, ld = qd + 2 * kvd;
-  const int group = H / KV, ph = prefix_heads(d), pd = ph * hd, pgroup = H / ph;
+  const int group = H / KV, ph = d->PH, pd = ph * hd, pgroup = H / ph;
   const float scale = scale_of(d);
   float *S = scratch; /* [QB, Tk] */
   for (int b = 0; b < d->B; b++) {
@@ -119,7 +116,7 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
   const int T = d->T, P = d->P, H = d->H, KV = d->KV, hd = d->hd;
   const int Tk = P + T, qd = H * hd, kvd = KV * hd, ld = qd + 2 * kvd;
   const int group = H / KV, qb = T < QB ? T : QB;
-  const int ph = prefix_heads(d), pd = ph * hd, pgroup = H / ph;
+  const int ph = d->PH, pd = ph * hd, pgroup = H / ph;
   const float scale = scale_of(d);
   float *S = scratch;                      /* [QB, Tk] probabilities */
   float *dS = scratch + (int64_t)qb * Tk;  /* [QB, Tk] */

@@ -29,7 +29,7 @@ typedef struct {
   const float *alibi; /* [H] ALiBi slopes of these heads, added to the
                          scaled scores (before a cap); NULL: none */
   int PH; /* prefix heads: KV (one per key/value group) or H (one per query
-             head); 0: KV */
+             head); at least 1 where KV is */
 } dt_attn_dims;
 
 /* Floats of scratch needed (two [T, P+T] blocks). */
