@@ -120,16 +120,23 @@ static int shm_reserve(dt_dist *d, size_t n) {
   return DT_OK;
 }
 
-/* Sum over the tensor group through shared memory: every rank copies its
- * buffer into its slot, sums one slice of all slots in rank order into the
- * result, and copies the whole result back. The summation order is fixed,
- * so every rank gets bitwise the same values. */
-static int shm_sum(dt_dist *d, float *buf, size_t n) {
+/* Sum over the tensor group through shared memory: every rank's part is in
+ * its slot (copied there, or computed there: dt_tp_sum_part), each rank sums
+ * one slice of all slots in rank order into the result, and every rank
+ * copies the whole result into buf. The summation order is fixed, so every
+ * rank gets bitwise the same values. Slots are read only between the two
+ * barriers, so a rank past the second may write its next part at once; the
+ * result is read only after the second, and written only after the first of
+ * the next sum, which every rank reaches after its copy. */
+static int shm_sum(dt_dist *d, float *buf, const float *part, size_t n, const float *add,
+                   size_t width) {
+  /* buf NULL: the result stays in the window (dt_tp_sum_view); add: a row
+   * of width floats added to each row of the sum, by the rank summing it */
   DT_CALL(shm_reserve(d, n));
   const int T = d->tp_size, me = d->tp_rank;
   float *slot = d->shm_base + (size_t)me * d->shm_cap;
   float *res = d->shm_base + (size_t)T * d->shm_cap;
-  memcpy(slot, buf, sizeof(float) * n);
+  if (part != slot) memcpy(slot, part, sizeof(float) * n);
   __sync_synchronize();
   const double tw = dt_now();
   DT_MPI(MPI_Barrier(d->tp), "MPI_Barrier of the tensor group (shared-memory sum)");
@@ -142,30 +149,74 @@ static int shm_sum(dt_dist *d, float *buf, size_t n) {
       const float *src = d->shm_base + (size_t)k * d->shm_cap;
       for (size_t i = lo; i < hi; i++) res[i] += src[i];
     }
+    if (add)
+      for (size_t i = lo; i < hi;) {
+        const size_t j0 = i % width, e = i - j0 + width < hi ? i - j0 + width : hi;
+        for (size_t j = j0; i < e; i++, j++) res[i] += add[j];
+      }
   }
   __sync_synchronize();
   DT_MPI(MPI_Barrier(d->tp), "MPI_Barrier of the tensor group (shared-memory sum)");
-  memcpy(buf, res, sizeof(float) * n);
+  if (buf) memcpy(buf, res, sizeof(float) * n);
   return DT_OK;
+}
+
+/* Does a sum of n floats go through the shared-memory window? */
+static int shm_path(const dt_dist *d, size_t n) {
+  return d->tp_size > 1 && d->shm_ok && n >= DT_SHM_SUM_MIN && !d->lockstep;
 }
 
 void dt_dist_use_shm_sum(dt_dist *d, int on) { d->shm_ok = d->shm_ok && on; }
 void dt_dist_time_waits(dt_dist *d, int on) { d->comm_barrier = on; }
 void dt_dist_lockstep(dt_dist *d, int on) { d->lockstep = on; }
 
-int dt_tp_sum(dt_dist *d, float *buf, size_t n) {
+int dt_tp_sum_part(dt_dist *d, float *buf, size_t n, float **part) {
+  *part = buf;
+  if (!shm_path(d, n)) return DT_OK;
+  DT_CALL(shm_reserve(d, n));
+  *part = d->shm_base + (size_t)d->tp_rank * d->shm_cap;
+  d->shm_part_open = 1;
+  return DT_OK;
+}
+
+/* buf = the group's sum of the parts, plus the row add[width] on each row
+ * when add is given (view NULL), or *view = where that is (the window's
+ * result, or buf) */
+static int tp_sum(dt_dist *d, float *buf, const float *part, size_t n, const float *add,
+                  size_t width, const float **view) {
   if (d->tp_size > 1 && n > 0) {
     d->n_tp_sum++;
     d->tp_sum_floats += (long long)n;
     d->n_tp_sum_shm += d->shm_ok && n >= DT_SHM_SUM_MIN;
   }
-  if (d->tp_size > 1 && d->shm_ok && n >= DT_SHM_SUM_MIN && !d->lockstep) {
-    double t0 = dt_now();
-    int rc = shm_sum(d, buf, n);
-    d->comm_s += dt_now() - t0;
-    return rc;
+  /* another window sum between dt_tp_sum_part and its dt_tp_sum_into
+   * would overwrite the part in the slot */
+  DT_CHECK(!d->shm_part_open || part != buf || !shm_path(d, n), DT_EINTERNAL,
+           "a tensor-group sum of %zu floats came between dt_tp_sum_part and its dt_tp_sum_into", n);
+  if (part != buf) d->shm_part_open = 0;
+  if (view) *view = buf;
+  if (!shm_path(d, n)) {
+    if (part != buf) memcpy(buf, part, sizeof(float) * n);
+    DT_CALL(allreduce(d, d->tp, d->tp_size, buf, n, MPI_SUM, "tensor-parallel"));
+    if (add)
+      for (size_t i = 0; i < n; i += width)
+        for (size_t j = 0; j < width; j++) buf[i + j] += add[j];
+    return DT_OK;
   }
-  return allreduce(d, d->tp, d->tp_size, buf, n, MPI_SUM, "tensor-parallel");
+  const double t0 = dt_now();
+  const int rc = shm_sum(d, view ? NULL : buf, part, n, add, width);
+  d->comm_s += dt_now() - t0;
+  if (view) *view = d->shm_base + (size_t)d->tp_size * d->shm_cap;
+  return rc;
+}
+
+int dt_tp_sum(dt_dist *d, float *buf, size_t n) { return tp_sum(d, buf, buf, n, NULL, 0, NULL); }
+int dt_tp_sum_into(dt_dist *d, float *buf, const float *part, size_t n) {
+  return tp_sum(d, buf, part, n, NULL, 0, NULL);
+}
+int dt_tp_sum_view(dt_dist *d, float *buf, const float *part, size_t n, const float *add,
+                   size_t width, const float **sum) {
+  return tp_sum(d, buf, part, n, add, width, sum);
 }
 int dt_tp_max(dt_dist *d, float *buf, size_t n) {
   return allreduce(d, d->tp, d->tp_size, buf, n, MPI_MAX, "tensor-parallel");

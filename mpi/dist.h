@@ -49,6 +49,7 @@ typedef struct {
   float *shm_base;   /* this rank's view of the whole window */
   size_t shm_cap;    /* floats per slot */
   int shm_ok;        /* the tensor group lives on one node */
+  int shm_part_open; /* a dt_tp_sum_part's slot awaits its dt_tp_sum_into */
   int tp_nodes;      /* the most nodes any tensor group spans (1: every group
                       * inside a node; more: its sums cross the network) */
 } dt_dist;
@@ -65,6 +66,21 @@ void dt_dist_free(dt_dist *d);
 
 /* Sum over the tensor group, in place (g forward / f backward). */
 int dt_tp_sum(dt_dist *d, float *buf, size_t n);
+/* The same sum without copying the part in: dt_tp_sum_part sets *part to
+ * where this rank should compute its n floats (its slot of the shared-memory
+ * window where the sum goes through it, else buf); dt_tp_sum_into then puts
+ * the group's sum of the parts into buf. Every rank of the group calls both,
+ * in the same order with the same n (the first may allocate the window), and
+ * no other tensor-group sum comes between them. */
+int dt_tp_sum_part(dt_dist *d, float *buf, size_t n, float **part);
+int dt_tp_sum_into(dt_dist *d, float *buf, const float *part, size_t n);
+/* As dt_tp_sum_into, plus add[width] (NULL: nothing) on each row of the sum
+ * (a row-parallel product's bias), but where the sum goes through the
+ * shared-memory window *sum points to the result there instead of a copy in
+ * buf (else *sum = buf): read-only, and valid until this rank's next
+ * tensor-group sum. n is a multiple of width when add is given. */
+int dt_tp_sum_view(dt_dist *d, float *buf, const float *part, size_t n, const float *add,
+                   size_t width, const float **sum);
 /* on = 0: the tensor-group sums always use MPI_Allreduce, never the
  * shared-memory window (--tp-sum allreduce, for comparisons). Call before
  * the first sum. */

@@ -58,3 +58,5 @@ dt_add_test(test_share_weights SOURCES test_share_weights.c clitest.c ARGS ${DT_
 # --comm-lockstep: barriers instead of sums, nothing else changed
 dt_add_test(test_comm_lockstep SOURCES test_comm_lockstep.c clitest.c ARGS ${DT_MPIRUN} RANKS 4
             TIMEOUT 300 LABELS parallel)
+# the tensor-group sum operators (mpi/dist.c) themselves, on 3 ranks
+dt_add_test(test_tp_sum SOURCES test_tp_sum.c NP 3 TIMEOUT 120)
