@@ -56,6 +56,11 @@ static int any_pre(const dt_model *m, int l, int s) {
     if (wants_pre(m, k, l, s)) return 1;
   return 0;
 }
+static int any_post(const dt_model *m, int l, int s) {
+  for (int k = 0; k < m->n_methods; k++)
+    if (wants_post(m, k, l, s)) return 1;
+  return 0;
+}
 
 /* Does a backward read the FFN output projection's input (act)? Only a
  * trained matrix there (its weight gradient) or a hook on the site (LoRA's
@@ -500,8 +505,12 @@ static int frozen_dyw(dt_model *m, float *dx, const float *dy, const dt_mat *W, 
   return DT_OK;
 }
 
+/* y [N,out] = the site's output of x [N,in]. yv NULL, or *yv = where the
+ * output is: y, or, for a row-parallel site without post hooks, the tensor
+ * group's shared sum with the bias added, read-only until the next
+ * tensor-group sum (dt_tp_sum_view: no copy into y). */
 static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
-                        const float *x, float *y, int train) {
+                        const float *x, float *y, int train, const float **yv) {
   const int N = m->B * m->T, in = dt_site_in_l(m, s), out = dt_site_out_l(m, s);
   dt_site_io io = {l, (dt_site)s, N, in, out, x, y, NULL, train};
   const float *xin = x;
@@ -518,6 +527,7 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
       }
   }
   const dt_layer *L = &m->bb->layers[l];
+  if (yv) *yv = y;
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     /* the PxGEMM formulation: psgemm moves the operands itself */
     DT_CALL(dt_pxgemm_forward(&m->bb->cfg, &m->bb->sh, m->bb->dist, s, y, xin, dt_mat_f32(m, &L->lin[s]), N,
@@ -526,9 +536,16 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
       for (int i = 0; i < N; i++)
         for (int j = 0; j < out; j++) y[(size_t)i * out + j] += L->bias[s].v[j];
   } else if (dt_site_row_parallel(s)) {
-    /* row-parallel: partial products, g = sum over the tensor group, bias */
-    DT_CALL(frozen_xwt(m, y, xin, &L->lin[s], NULL, N, in, out));
-    if (m->bb->dist) DT_CALL(dt_tp_sum(m->bb->dist, y, (size_t)N * out));
+    /* row-parallel: partial products (computed where the group's sum reads
+     * them), g = sum over the tensor group, bias */
+    float *part = y;
+    if (m->bb->dist) DT_CALL(dt_tp_sum_part(m->bb->dist, y, (size_t)N * out, &part));
+    DT_CALL(frozen_xwt(m, part, xin, &L->lin[s], NULL, N, in, out));
+    if (m->bb->dist) {
+      if (yv && !any_post(m, l, s))
+        return dt_tp_sum_view(m->bb->dist, y, part, (size_t)N * out, L->bias[s].v, (size_t)out, yv);
+      DT_CALL(dt_tp_sum_into(m->bb->dist, y, part, (size_t)N * out));
+    }
     if (L->bias[s].v)
       for (int i = 0; i < N; i++)
         for (int j = 0; j < out; j++) y[(size_t)i * out + j] += L->bias[s].v[j];
@@ -547,12 +564,20 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
 
 /* dy [N,out] (clobbered) -> dx [N,in] (overwritten). With want_dx = 0 the
  * frozen matrix's share of dx is not computed (dx then holds only the
- * hooks' partial terms: the caller does not read it). */
+ * hooks' partial terms: the caller does not read it). dxv NULL, or *dxv =
+ * where dx is: dx, or, for a column-parallel site without pre hooks, the
+ * tensor group's shared sum (as site_forward's yv). */
 static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
-                         const float *x, float *dy, float *dx, int want_dx) {
+                         const float *x, float *dy, float *dx, int want_dx, const float **dxv) {
   const int N = m->B * m->T, in = dt_site_in_l(m, s), out = dt_site_out_l(m, s);
   const float *xin = a->lin_in[s] && any_pre(m, l, s) ? a->lin_in[s] : x;
   dt_site_io io = {l, (dt_site)s, N, in, out, xin, NULL, NULL, 1};
+  /* a column-parallel input gradient is summed over the tensor group: its
+   * partial terms go where the sum reads them */
+  float *dx_out = dx;
+  if (dxv) *dxv = dx;
+  if (want_dx && !dt_site_row_parallel(s) && m->bb->dist && !(m->tp_gemm && dt_model_tp(m) > 1))
+    DT_CALL(dt_tp_sum_part(m->bb->dist, dx_out, (size_t)N * in, &dx));
   memset(dx, 0, sizeof(float) * (size_t)N * in);
   for (int k = m->n_methods - 1; k >= 0; k--)
     if (wants_post(m, k, l, s) && m->methods[k]->ops->post_bwd) {
@@ -577,9 +602,13 @@ static int site_backward(dt_model *m, dt_layer_acts *a, int l, int s,
   } else if (want_dx) {
     DT_CALL(frozen_dyw(m, dx, dy, &L->lin[s], N, in, out));
     /* column-parallel: f backward = sum of the partial input gradients */
-    if (!dt_site_row_parallel(s) && m->bb->dist)
-      DT_CALL(dt_tp_sum(m->bb->dist, dx, (size_t)N * in));
+    if (!dt_site_row_parallel(s) && m->bb->dist) {
+      if (dxv && !any_pre(m, l, s))
+        return dt_tp_sum_view(m->bb->dist, dx_out, dx, (size_t)N * in, NULL, 0, dxv);
+      DT_CALL(dt_tp_sum_into(m->bb->dist, dx_out, dx, (size_t)N * in));
+    }
   }
+  dx = dx_out;
   io.x = x;
   for (int k = m->n_methods - 1; k >= 0; k--)
     if (wants_pre(m, k, l, s) && m->methods[k]->ops->pre_bwd) {
@@ -689,7 +718,7 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   if (m->x_shared) store_rows(m, a->x, xin);
   else if (a->x != xin) memcpy(a->x, xin, sizeof(float) * (size_t)N * d);
   norm_fwd(m, a->ln1, a->ln1_stat, x, &L->ln1_w, &L->ln1_b, N);
-  DT_CALL(site_forward(m, a, l, DT_SITE_QKV, a->ln1, a->qkv, train));
+  DT_CALL(site_forward(m, a, l, DT_SITE_QKV, a->ln1, a->qkv, train, NULL));
   const int qd = Q_L(m), ld = QKV_L(m);
   if (dt_cfg_arch(c)->pos == DT_POS_ROPE) {
     const int rd = dt_cfg_rope_dim(c);
@@ -706,21 +735,23 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
                     dt_fwd_prefix_heads_l(m)};
   dt_attention_forward(a->att, a->lse, a->qkv, pk, pv, &ad, m->att_scratch);
   float *o = m->d_tmp; /* [N,d] scratch during forward */
+  const float *ov = o;   /* the branch output: o, or the group's sum */
   const int post = dt_cfg_arch(c)->post_norms;
   /* post_norms: the branch output is kept (ao, fo) and its norm added */
-  DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, post ? a->ao : o, train));
+  DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, post ? a->ao : o, train, post ? NULL : &ov));
   if (post) norm_fwd(m, o, a->ao_stat, a->ao, &L->pn1_w, &L->ln1_b, N);
-  for (size_t i = 0; i < (size_t)N * d; i++) x1[i] = x[i] + o[i];
+  for (size_t i = 0; i < (size_t)N * d; i++) x1[i] = x[i] + ov[i];
   if (m->x_shared) store_rows(m, a->x1, x1);
   /* GPT-NeoX's parallel residual: the FFN reads the block input, and the
    * block's output is x + attention + FFN */
   norm_fwd(m, a->ln2, a->ln2_stat, c->parallel_residual ? x : x1, dt_layer_ffn_norm_w(L, c),
            dt_layer_ffn_norm_b(L, c), N);
-  DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train));
+  DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train, NULL));
   dt_ffn_act_forward(dt_cfg_act(c), a->act, a->fc, N, FFN_L(m));
-  DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, post ? a->fo : o, train));
+  ov = o;
+  DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, post ? a->fo : o, train, post ? NULL : &ov));
   if (post) norm_fwd(m, o, a->fo_stat, a->fo, &L->pn2_w, &L->ln2_b, N);
-  for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = x1[i] + o[i];
+  for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = x1[i] + ov[i];
   return DT_OK;
 }
 
@@ -754,17 +785,18 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   } else {
     memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   }
-  DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act, 1));
+  DT_CALL(site_backward(m, a, l, DT_SITE_PROJ, a->act, m->d_tmp, m->d_act, 1, NULL));
   dt_ffn_act_backward(dt_cfg_act(c), m->d_fc, m->d_act, a->fc, N, FFN_L(m));
   dt_vec *w2 = dt_layer_ffn_norm_w(L, c), *b2 = dt_layer_ffn_norm_b(L, c);
   norm_fwd(m, a->ln2, a->ln2_stat, fin, w2, b2, N); /* not kept: layout() */
-  DT_CALL(site_backward(m, a, l, DT_SITE_FC, a->ln2, m->d_fc, m->d_ln, 1));
+  const float *dln; /* d_ln, or the group's sum of it */
+  DT_CALL(site_backward(m, a, l, DT_SITE_FC, a->ln2, m->d_fc, m->d_ln, 1, &dln));
   /* parallel: the attention's output gradient is the block's (d_res before
    * the FFN's input gradient joins it) */
   if (par) memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   /* (Falcon's shared norm: ln1's backward on the FFN's part; linear in
    * its output gradient, so the attention's part adds the rest below) */
-  norm_bwd(m, m->d_res, m->d_ln, fin, w2, b2, a->ln2_stat, N);
+  norm_bwd(m, m->d_res, dln, fin, w2, b2, a->ln2_stat, N);
   /* attention (post_norms: through the norm of its output; never with the
    * parallel residual, whose d_tmp is already the block's: the config check
    * refuses both) */
@@ -774,7 +806,7 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   } else if (!par) {
     memcpy(m->d_tmp, m->d_res, sizeof(float) * Nd);
   }
-  DT_CALL(site_backward(m, a, l, DT_SITE_ATTN_OUT, a->att, m->d_tmp, m->d_att, 1));
+  DT_CALL(site_backward(m, a, l, DT_SITE_ATTN_OUT, a->att, m->d_tmp, m->d_att, 1, NULL));
   memset(m->d_qkv, 0, sizeof(float) * (size_t)N * QKV_L(m));
   const float *pk, *pv;
   float *dpk, *dpv;
@@ -798,8 +830,8 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
    * ln_1 or in a pre hook of this site takes a gradient */
   const int want_dx = l > 0 || dt_model_first_dx_needed(m);
   norm_fwd(m, a->ln1, a->ln1_stat, a->x, &L->ln1_w, &L->ln1_b, N);
-  DT_CALL(site_backward(m, a, l, DT_SITE_QKV, a->ln1, m->d_qkv, m->d_ln, want_dx));
-  if (want_dx) norm_bwd(m, m->d_res, m->d_ln, a->x, &L->ln1_w, &L->ln1_b, a->ln1_stat, N);
+  DT_CALL(site_backward(m, a, l, DT_SITE_QKV, a->ln1, m->d_qkv, m->d_ln, want_dx, &dln));
+  if (want_dx) norm_bwd(m, m->d_res, dln, a->x, &L->ln1_w, &L->ln1_b, a->ln1_stat, N);
   return DT_OK;
 }
 
@@ -1096,7 +1128,7 @@ int dt_model_backward(dt_model *m) {
 int dt_fwd_site(dt_model *m, int l, int s, int B, int T, const float *x, float *y) {
   const int B0 = m->B, T0 = m->T;
   m->B = B, m->T = T; /* the pass's rows: site_forward and the hooks read them */
-  const int rc = site_forward(m, &m->acts[0], l, s, x, y, 0);
+  const int rc = site_forward(m, &m->acts[0], l, s, x, y, 0, NULL);
   m->B = B0, m->T = T0;
   return rc;
 }
