@@ -15,6 +15,9 @@
 #   floors    bench/floors.sh: issue 26's floors beside PEFT with each step's lockstep limit (env: SECTIONS,
 #             STEPS, STEPS13; GEN_TABLE=$OUT/generate.log takes the 13B generation figure from `generate`)
 #   presets   `eval` of each family's real-shaped synthetic preset on 16 ranks --tp 16, bf16 (env: PRESETS)
+#   ab        bench/ab.sh: two binaries alternating on one training run (env: AB_A, the binary before a change,
+#             default .stack/deltatune.old; AB_B, default build/deltatune; AB_ROUNDS, default 2; AB_ARGS, the
+#             train arguments)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?bench/device.sh: OUT must be set (the device call sets it)}"
@@ -56,6 +59,9 @@ step() {
           grep -E "^loss|rror" | sed "s/^/$p: /"
         echo "$p: $((SECONDS - t)) s (load and evaluate 2 x 128 tokens)"
       done ;;
+    ab)
+      # shellcheck disable=SC2086
+      bash bench/ab.sh "${AB_A:-.stack/deltatune.old}" "${AB_B:-build/deltatune}" "${AB_ROUNDS:-2}" ${AB_ARGS:?AB_ARGS: the train arguments} ;;
     *) echo "device.sh: unknown step '$1'"; return 2 ;;
   esac
 }
