@@ -14,7 +14,13 @@
  *     vocabulary-parallel head) the step-0 gradients equal the 1-rank run's
  *     within 1e-5 (measured 4e-7) and the losses within 5e-4 (measured
  *     6e-5: after an update, a value that lands on the other side of a bf16
- *     rounding boundary moves by a whole bf16 step);
+ *     rounding boundary moves by a whole bf16 step). Where the CPU has AMX,
+ *     oneDNN's AMX kernels move the LLaMA fixture's first-block q/v LoRA
+ *     gradients by 2.9e-4 between the layouts (its AVX512-BF16 kernels on
+ *     the same machine: 3.7e-7; 2026-12-05, Intel Xeon with amx_bf16, the
+ *     same with the binary before the tensor-group sums changed): there the
+ *     check is AMX_TP_TOL, and the same two runs again with oneDNN held to
+ *     AVX512-BF16 (ONEDNN_MAX_CPU_ISA) keep the 1e-5;
  *   - the same three runs on the nf4 backbone (--weights-dtype nf4: each
  *     block matrix dequantized whole into bf16 before its product) against
  *     tests/data/hf-parity-quant (PyTorch's fp32 run on the same
@@ -31,6 +37,20 @@
 
 #define LOSS_TOL 2e-3 /* measured <= 1.8e-4 */
 #define GRAD_TOL 5e-2 /* measured <= 1.3e-2 */
+#define AMX_TP_TOL 2e-3 /* measured 2.9e-4 */
+#define NO_AMX "env ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 "
+
+/* Does the CPU have AMX's bf16 tiles (oneDNN's AMX kernels then)? */
+static int cpu_has_amx(void) {
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (!f) return 0;
+  char line[8192];
+  int amx = 0;
+  while (!amx && fgets(line, sizeof line, f))
+    if (!strncmp(line, "flags", 5) && strstr(line, " amx_bf16")) amx = 1;
+  fclose(f);
+  return amx;
+}
 
 static const char *lora_args(const char *fam) {
   static char a[1024];
@@ -117,7 +137,23 @@ static void check_family(const char *fam, const char *wd) {
   snprintf(g2, sizeof g2, "%s/%s-%s-g.safetensors", tmp, fam, t2);
   snprintf(gr, sizeof gr, "%s/lora/grads.safetensors", dir);
   const double eg = dt_test_compare_tensors(g1, gr, GRAD_TOL, "bf16 products gradient vs fp32");
-  const double et = dt_test_compare_tensors(g2, g1, 1e-5, "bf16 products gradient, 2 ranks vs 1");
+  const int amx = cpu_has_amx();
+  const double et = dt_test_compare_tensors(g2, g1, amx ? AMX_TP_TOL : 1e-5,
+                                            "bf16 products gradient, 2 ranks vs 1");
+  if (amx) {
+    double n1[5], n2[5];
+    char u1[40], u2[40], h1[1200], h2[1200];
+    snprintf(u1, sizeof u1, "%s-b1-noamx", wd);
+    snprintf(u2, sizeof u2, "%s-b2-noamx", wd);
+    run(fam, wd, NO_AMX, "", "bf16", u1, n1);
+    run(fam, wd, NO_AMX DT_TEST_MPIRUN " -np 2", "--tp 2", "bf16", u2, n2);
+    snprintf(h1, sizeof h1, "%s/%s-%s-g.safetensors", tmp, fam, u1);
+    snprintf(h2, sizeof h2, "%s/%s-%s-g.safetensors", tmp, fam, u2);
+    const double eu = dt_test_compare_tensors(h2, h1, 1e-5,
+                                              "bf16 products gradient without AMX, 2 ranks vs 1");
+    printf("# %s %s: AMX here; without it (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16) tp2 vs 1 rank %.2e\n",
+           fam, wd, eu);
+  }
   printf("# %s %s: loss vs the fp32 reference <= %.2e, vs fp32 products <= %.2e, tp2 vs 1 rank "
          "<= %.2e; gradient rel. L2 vs the reference %.2e, tp2 vs 1 rank %.2e\n",
          fam, wd, worst_ref, diff_f, worst_tp, eg, et);
