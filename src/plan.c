@@ -469,6 +469,46 @@ static int best_layout(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
   return DT_OK;
 }
 
+int dt_plan_layouts(const dt_plan_in *in, const dt_machine *mc, double mem_per_node,
+                    dt_plan_layout *rows, int max, int *n, int *best) {
+  *n = 0;
+  *best = -1;
+  plan_ctx x;
+  dt_config cfg;
+  DT_CALL(ctx_init(&x, in, &cfg));
+  dt_plan_in q = *in;
+  const int ranks = in->nodes * in->ranks_per_node;
+  int rc = DT_OK;
+  for (int t = 1; t <= ranks && *n < max && rc == DT_OK; t++) {
+    if (ranks % t) continue;
+    dt_plan_layout *r = &rows[(*n)++];
+    memset(r, 0, sizeof *r);
+    r->tp = t;
+    r->dp = ranks / t;
+    if (in->batch % r->dp) {
+      r->refused = 1;
+      snprintf(r->why, sizeof r->why, "the %d rows of a step do not split over %d replicas",
+               in->batch, r->dp);
+      continue;
+    }
+    q.tp = t;
+    rc = compute(&x, &cfg, &q, mc, &r->out);
+    if (rc == DT_EUSAGE) { /* a split the shards refuse: listed, not planned */
+      r->refused = 1;
+      snprintf(r->why, sizeof r->why, "%s", dt_error_message());
+      dt_error_clear();
+      rc = DT_OK;
+      continue;
+    }
+    r->fits = mem_per_node <= 0 || (double)r->out.node_bytes <= mem_per_node;
+    if (rc == DT_OK && r->fits && (*best < 0 || r->out.tokens_per_s > rows[*best].out.tokens_per_s))
+      *best = *n - 1;
+  }
+  ctx_free(&x);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}
+
 int dt_plan_min_nodes(const dt_plan_in *in, const dt_machine *mc, double mem_per_node,
                       int max_nodes, int *nodes, int *tp) {
   *nodes = 0;
@@ -538,6 +578,11 @@ static const dt_optdef plan_opts[] = {
      "largest node count the search for the smallest one tries"},
     {"compare-full", DT_OPT_BOOL, "yes", 0, 0, NULL,
      "also plan full fine-tuning (fp32 weights) on the same layout"},
+    {"layouts", DT_OPT_BOOL, "no", 0, 0, NULL,
+     "also plan every --tp that divides the ranks (with its replicas) and name the one of the "
+     "most tokens/s whose node memory fits --mem-per-node (any without it), which the plan "
+     "shows when --tp is not given: a layout advisor (its times are the plan's model: compute, "
+     "sums and updates, not the waiting for a slow rank)"},
     {"json", DT_OPT_BOOL, "no", 0, 0, NULL, "print one JSON object instead of text"},
     {"machine", DT_OPT_STRING, NULL, 0, 0, NULL,
      "machine constants (JSON; default ~/.cache/deltatune/machine.json, built-in defaults "
@@ -800,6 +845,57 @@ static json_t *machine_json(const dt_machine *mc) {
 }
 
 /* Everything after the options, on rank 0. */
+#define DT_PLAN_LAYOUTS_MAX 256
+
+static json_t *layouts_json(const dt_plan_layout *rows, int n, int best) {
+  json_t *j = json_object(), *a = json_array();
+  for (int i = 0; i < n; i++) {
+    const dt_plan_layout *r = &rows[i];
+    json_t *e = json_object();
+    json_object_set_new(e, "tp", json_integer(r->tp));
+    json_object_set_new(e, "dp", json_integer(r->dp));
+    json_object_set_new(e, "refused", r->refused ? json_string(r->why) : json_null());
+    if (!r->refused) {
+      json_object_set_new(e, "peak_rss_per_rank", json_integer(r->out.mem.rss));
+      json_object_set_new(e, "node_bytes", json_integer(r->out.node_bytes));
+      json_object_set_new(e, "fits", json_boolean(r->fits));
+      json_object_set_new(e, "step_s", json_real(r->out.t_step));
+      json_object_set_new(e, "tokens_per_s", json_real(r->out.tokens_per_s));
+    }
+    json_array_append_new(a, e);
+  }
+  json_object_set_new(j, "rows", a);
+  json_object_set_new(j, "fastest_tp", best >= 0 ? json_integer(rows[best].tp) : json_null());
+  return j;
+}
+
+static void print_layouts(const dt_plan_in *in, const dt_plan_layout *rows, int n, int best,
+                          double mem) {
+  char a[64], b[64];
+  printf("layouts (--layouts): %d ranks, %d rows x %d tokens a step; %s\n",
+         in->nodes * in->ranks_per_node, in->batch, in->seq,
+         mem > 0 ? "fits: node memory within --mem-per-node" : "no --mem-per-node: every one fits");
+  printf("  %6s %9s %14s %12s %5s %10s %10s\n", "--tp", "replicas", "peak per rank", "node", "fits",
+         "step (s)", "tokens/s");
+  for (int i = 0; i < n; i++) {
+    const dt_plan_layout *r = &rows[i];
+    if (r->refused) {
+      printf("  %6d %9d refused: %s\n", r->tp, r->dp, r->why);
+      continue;
+    }
+    printf("  %6d %9d %14s %12s %5s %10.4g %10.4g%s\n", r->tp, r->dp,
+           fmt_bytes(a, sizeof a, (double)r->out.mem.rss),
+           fmt_bytes(b, sizeof b, (double)r->out.node_bytes), r->fits ? "yes" : "no",
+           r->out.t_step, r->out.tokens_per_s, i == best ? "  <- fastest that fits" : "");
+  }
+  if (best >= 0)
+    printf("  fastest that fits: --tp %d (%d replicas), %.4g tokens/s predicted (the plan's times: "
+           "compute, sums and updates, not the waiting for a slow rank)\n", rows[best].tp,
+           rows[best].dp, rows[best].out.tokens_per_s);
+  else
+    printf("  no layout of these ranks fits\n");
+}
+
 static int plan_main(const dt_options *o, const dt_machine *mc) {
   dt_plan_in in;
   memset(&in, 0, sizeof in);
@@ -827,6 +923,18 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   if (dt_opt_is_set(o, "mem-per-node")) DT_CALL(parse_mem(dt_opt_str(o, "mem-per-node"), &mem));
   DT_CHECK(strcmp(in.methods, "none") != 0 && *in.methods, DT_EUSAGE,
            "--method none trains nothing; name the method(s) to plan");
+  dt_plan_layout *rows = NULL;
+  int n_rows = 0, best = -1;
+  if (dt_opt_bool(o, "layouts")) {
+    DT_CALL(dt_calloc(&rows, DT_PLAN_LAYOUTS_MAX * sizeof *rows, "layout advisor rows"));
+    const int rc = dt_plan_layouts(&in, mc, mem, rows, DT_PLAN_LAYOUTS_MAX, &n_rows, &best);
+    if (rc) {
+      free(rows);
+      return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+    }
+    /* without --tp the plan below is the advisor's pick */
+    if (!dt_opt_given(o, "tp") && best >= 0) in.tp = rows[best].tp;
+  }
   dt_plan_out out, full;
   DT_CALL(dt_plan_compute(&in, mc, &out));
   DT_CHECK(out.trainable > 0, DT_EUSAGE, "--method %s trains no parameter on this model (%s)",
@@ -857,6 +965,8 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
     json_object_set_new(s, "full_nodes", fmn ? json_integer(fmn) : json_null());
     json_object_set_new(s, "full_tp", fmn ? json_integer(fmtp) : json_null());
     json_object_set_new(j, "smallest_fit", s);
+    json_object_set_new(j, "layouts", rows ? layouts_json(rows, n_rows, best) : json_null());
+    free(rows);
     json_object_set_new(j, "machine", machine_json(mc));
     char *txt = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(j);
@@ -902,6 +1012,8 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
     else if (cmp) printf("; full fine-tuning: none up to %d nodes", max_nodes);
     printf("\n");
   }
+  if (rows) print_layouts(&in, rows, n_rows, best, mem);
+  free(rows);
   print_machine(mc);
   fflush(stdout);
   return DT_OK;

@@ -94,6 +94,24 @@ int dt_plan_compute(const dt_plan_in *in, const dt_machine *mc, dt_plan_out *out
 /* The smallest node count (ranks_per_node fixed, tp chosen) whose nodes hold
  * the job within mem_per_node bytes: *nodes and the smallest tp that fits
  * there (*nodes = 0 when none up to max_nodes does). */
+/* One tensor-group size of a layout advisor (dt_plan_layouts). */
+typedef struct {
+  int tp, dp;
+  int refused;       /* the split is refused (why): not planned */
+  char why[256];
+  int fits;          /* node memory <= mem_per_node (1 when none is given) */
+  dt_plan_out out;
+} dt_plan_layout;
+
+/* Every tensor-group size t that divides in's nodes x ranks, planned as
+ * `--tp t` (in->tp is ignored), into rows[0..*n) (at most max): refused
+ * (with why) where the rows of a step do not split over its replicas or the
+ * shards refuse the split; *best: the row of the most tokens/s among those
+ * whose node memory fits mem_per_node (every one when <= 0), -1 when none
+ * does. */
+int dt_plan_layouts(const dt_plan_in *in, const dt_machine *mc, double mem_per_node,
+                    dt_plan_layout *rows, int max, int *n, int *best);
+
 int dt_plan_min_nodes(const dt_plan_in *in, const dt_machine *mc, double mem_per_node,
                       int max_nodes, int *nodes, int *tp);
 

@@ -12,7 +12,11 @@
  *   - the time model with bf16 products: from a machine file with bf16
  *     constants the compute time is the fp32 plan's scaled by the ratio of
  *     the two (rate x engine fraction) products, and the fp32 one without
- *     them; a calibration writes both bf16 constants or neither.
+ *     them; a calibration writes both bf16 constants or neither;
+ *   - the layout advisor (--layouts): every --tp of the ranks with the
+ *     figures of that --tp's own plan, the splits of the rows that do not
+ *     divide refused by name, and the pick the most tokens/s among the
+ *     layouts within --mem-per-node.
  *
  * usage: test_plan_cli MPIRUN... (the launcher; "-np N" is appended) */
 #include <jansson.h>
@@ -279,6 +283,70 @@ static void test_bf16_time_model(void **state) {
   json_decref(r);
 }
 
+/* plan --layouts of base (4 ranks: --tp 1, 2, 4) under --mem-per-node mem
+ * (0: none): a row per size with the figures plan gives for that --tp alone
+ * (node bytes into node[]), --tp 1 refused and named where the rows do not
+ * split over 4 replicas, and the fastest the most tokens/s among the rows
+ * that fit. */
+static void check_layouts(const char *base, int tp1_refused, double mem, double node[3]) {
+  char args[1200];
+  snprintf(args, sizeof args, "%s --layouts yes", base);
+  if (mem > 0) snprintf(args + strlen(args), sizeof args - strlen(args), " --mem-per-node %.0f", mem);
+  json_t *root;
+  (void)plan_json(args, &root);
+  json_t *lay = json_object_get(root, "layouts"), *rows = json_object_get(lay, "rows");
+  assert_int_equal(json_array_size(rows), 3);
+  double best_tps = -1;
+  int best_tp = -1;
+  for (size_t i = 0; i < 3; i++) {
+    json_t *r = json_array_get(rows, i);
+    const int tp = (int)json_integer_value(json_object_get(r, "tp"));
+    assert_int_equal(tp, 1 << i);
+    assert_int_equal(json_integer_value(json_object_get(r, "dp")), 4 >> i);
+    json_t *why = json_object_get(r, "refused");
+    if (i == 0 && tp1_refused) {
+      if (!json_is_string(why) || !strstr(json_string_value(why), "do not split over 4 replicas"))
+        fail_msg("plan %s: --tp 1 not refused for its rows", args);
+      continue;
+    }
+    assert_true(json_is_null(why));
+    const double t = jnum(r, "tokens_per_s", NULL), nb = jnum(r, "node_bytes", NULL);
+    char one[1300];
+    snprintf(one, sizeof one, "%s --tp %d", base, tp);
+    json_t *r1;
+    json_t *p1 = plan_json(one, &r1);
+    if (fabs(jnum(p1, "time", "tokens_per_s") - t) > 1e-9 * t ||
+        jnum(json_object_get(p1, "node"), "bytes", NULL) != nb)
+      fail_msg("--layouts row --tp %d: %.6g tokens/s, %.0f bytes; plan --tp %d: %.6g, %.0f", tp, t,
+               nb, tp, jnum(p1, "time", "tokens_per_s"), jnum(json_object_get(p1, "node"), "bytes", NULL));
+    json_decref(r1);
+    node[i] = nb;
+    const int fits = json_is_true(json_object_get(r, "fits"));
+    assert_int_equal(fits, mem <= 0 || nb <= mem);
+    if (fits && t > best_tps) best_tps = t, best_tp = tp;
+  }
+  assert_true(best_tp > 0);
+  assert_int_equal(json_integer_value(json_object_get(lay, "fastest_tp")), best_tp);
+  json_decref(root);
+}
+
+/* plan --layouts: the advisor's rows and pick (check_layouts); batch 2 on 4
+ * ranks refuses --tp 1; without shared weights --tp 1 is the fastest and
+ * needs the most node memory, and a --mem-per-node between its node memory
+ * and --tp 2's leaves it out: the pick is then --tp 2, not the fastest nor
+ * the leanest of all. */
+static void test_layouts(void **state) {
+  (void)state;
+  double node[3] = {0};
+  check_layouts("--model " G " --method lora --ranks-per-node 4 --batch-size 2 --seq-len 64", 1, 0,
+                node);
+  const char *ns = "--model " G " --method lora --ranks-per-node 4 --batch-size 8 --seq-len 64 "
+                   "--share-weights no";
+  check_layouts(ns, 0, 0, node);
+  assert_true(node[0] > node[1] && node[1] > node[2]);
+  check_layouts(ns, 0, (node[0] + node[1]) / 2, node);
+}
+
 int main(int argc, char **argv) {
   size_t o = 0;
   for (int i = 1; i < argc && o < sizeof g_mpirun - 1; i++)
@@ -288,6 +356,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_peak_rss),
       cmocka_unit_test(test_bf16_time_model),
+      cmocka_unit_test(test_layouts),
       cmocka_unit_test(test_checkpoint_bytes), /* last: it starts MPI in this process */
   };
   const int rc = cmocka_run_group_tests(tests, NULL, NULL);
