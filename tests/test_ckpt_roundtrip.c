@@ -19,29 +19,10 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "rankcheck.h"
 #include "testutil.h"
 
-static int g_rank, g_size;
 static char g_dir[512];
-
-/* Failures of this rank; reduced by verdict(). */
-static int g_bad;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      g_bad++;                                             \
-      fprintf(stderr, "rank %d: %s:%d: ", g_rank, __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                        \
-      fputc('\n', stderr);                                 \
-    }                                                      \
-  } while (0)
-
-static void verdict(void) {
-  int all = 0;
-  MPI_Allreduce(&g_bad, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-  g_bad = 0;
-  assert_int_equal(all, 0);
-}
 
 typedef struct {
   dt_params t;
@@ -168,49 +149,49 @@ static void read_back(const char *path, const table *src, int with_opt, MPI_Comm
                       int64_t step) {
   dt_ckpt_file f;
   int rc = dt_ckpt_open(&f, path, comm);
-  CHECK(rc == DT_OK, "open %s: %s", path, dt_error_message());
+  RANK_CHECK(rc == DT_OK, "open %s: %s", path, dt_error_message());
   if (rc) return;
   const dt_ckpt_info *i = &f.info;
-  CHECK(i->complete == 1, "complete %d", i->complete);
-  CHECK(i->step == step, "step %lld", (long long)i->step);
-  CHECK(i->has_optimizer == with_opt, "has_optimizer %d", i->has_optimizer);
-  CHECK(i->nranks == g_size, "nranks %d", i->nranks);
-  CHECK(strcmp(i->methods, "lora,bitfit") == 0, "methods %s", i->methods);
-  CHECK(i->lr_last == 1e-3 && i->lr_next == 0.5e-3 && i->loss_first == 4.5 && isnan(i->loss_last),
+  RANK_CHECK(i->complete == 1, "complete %d", i->complete);
+  RANK_CHECK(i->step == step, "step %lld", (long long)i->step);
+  RANK_CHECK(i->has_optimizer == with_opt, "has_optimizer %d", i->has_optimizer);
+  RANK_CHECK(i->nranks == g_size, "nranks %d", i->nranks);
+  RANK_CHECK(strcmp(i->methods, "lora,bitfit") == 0, "methods %s", i->methods);
+  RANK_CHECK(i->lr_last == 1e-3 && i->lr_next == 0.5e-3 && i->loss_first == 4.5 && isnan(i->loss_last),
         "lr/loss %g %g %g %g", i->lr_last, i->lr_next, i->loss_first, i->loss_last);
-  CHECK(i->data_next_row == step * 8, "data_next_row %lld", (long long)i->data_next_row);
+  RANK_CHECK(i->data_next_row == step * 8, "data_next_row %lld", (long long)i->data_next_row);
   const char *r = dt_ckpt_info_opt(i, "lora-rank"), *ifr = dt_ckpt_info_opt(i, "init-from");
-  CHECK(r && strcmp(r, "4") == 0 && ifr && ifr[0] == 0, "options %s %s", r ? r : "-",
+  RANK_CHECK(r && strcmp(r, "4") == 0 && ifr && ifr[0] == 0, "options %s %s", r ? r : "-",
         ifr ? ifr : "-");
-  CHECK(strcmp(i->options_given, "lora-rank") == 0, "options_given %s", i->options_given);
-  CHECK(strcmp(i->backbone.id, "0123456789abcdef") == 0, "backbone id %s", i->backbone.id);
-  CHECK(strcmp(i->backbone.desc, "synthetic gpt2 layers=12 seed=1\n") == 0, "desc %s",
+  RANK_CHECK(strcmp(i->options_given, "lora-rank") == 0, "options_given %s", i->options_given);
+  RANK_CHECK(strcmp(i->backbone.id, "0123456789abcdef") == 0, "backbone id %s", i->backbone.id);
+  RANK_CHECK(strcmp(i->backbone.desc, "synthetic gpt2 layers=12 seed=1\n") == 0, "desc %s",
         i->backbone.desc);
   const dt_ckpt_counters *c = dt_ckpt_info_counters(i, "lora");
-  CHECK(c && c->n == 1 && c->v[0] == step, "counters");
-  CHECK(i->n_vars == src->t.n * (with_opt ? 3 : 1), "n_vars %d", i->n_vars);
-  CHECK(i->file_bytes > i->data_bytes && i->file_bytes - i->data_bytes < 65536,
+  RANK_CHECK(c && c->n == 1 && c->v[0] == step, "counters");
+  RANK_CHECK(i->n_vars == src->t.n * (with_opt ? 3 : 1), "n_vars %d", i->n_vars);
+  RANK_CHECK(i->file_bytes > i->data_bytes && i->file_bytes - i->data_bytes < 65536,
         "file %lld bytes, variables %lld", (long long)i->file_bytes, (long long)i->data_bytes);
   /* every variable stored whole in the external shape */
   for (int k = 0; k < src->t.n; k++) {
     const dt_ckpt_var *v = dt_ckpt_find(&f, src->t.p[k].name, DT_CKPT_PARAM);
-    CHECK(v && v->ndim == src->t.p[k].ndim, "variable of %s", src->t.p[k].name);
+    RANK_CHECK(v && v->ndim == src->t.p[k].ndim, "variable of %s", src->t.p[k].name);
     for (int d = 0; v && d < v->ndim; d++)
-      CHECK(v->shape[d] == src->t.p[k].shape[d], "%s dim %d", v->name, d);
+      RANK_CHECK(v->shape[d] == src->t.p[k].shape[d], "%s dim %d", v->name, d);
   }
   table back;
   empty_like(&back, src, with_opt);
   rc = dt_ckpt_read_params(&f, &back.t, with_opt ? back.m : NULL, with_opt ? back.v : NULL);
-  CHECK(rc == DT_OK, "read %s: %s", path, dt_error_message());
+  RANK_CHECK(rc == DT_OK, "read %s: %s", path, dt_error_message());
   for (int k = 0; rc == DT_OK && k < src->t.n; k++)
-    CHECK(same_bits(src->store[k], back.store[k], src->t.p[k].numel), "tensor %s differs",
+    RANK_CHECK(same_bits(src->store[k], back.store[k], src->t.p[k].numel), "tensor %s differs",
           src->t.p[k].name);
   if (with_opt && rc == DT_OK) {
-    CHECK(same_bits(src->m, back.m, src->t.numel), "exp_avg differs");
-    CHECK(same_bits(src->v, back.v, src->t.numel), "exp_avg_sq differs");
+    RANK_CHECK(same_bits(src->m, back.m, src->t.numel), "exp_avg differs");
+    RANK_CHECK(same_bits(src->v, back.v, src->t.numel), "exp_avg_sq differs");
   }
   rc = dt_ckpt_verify(&f);
-  CHECK(rc == DT_OK, "verify: %s", dt_error_message());
+  RANK_CHECK(rc == DT_OK, "verify: %s", dt_error_message());
   free_table(&back);
   dt_ckpt_close(&f);
 }
@@ -226,14 +207,14 @@ static void test_roundtrip(void **state) {
     snprintf(path, sizeof path, "%s/rt-%d.nc", g_dir, with_opt);
     int64_t bytes = 0;
     int rc = dt_ckpt_write(path, &meta, &tb.t, tb.m, tb.v, MPI_COMM_WORLD, &bytes);
-    CHECK(rc == DT_OK, "write: %s", dt_error_message());
-    CHECK(bytes >= tb.t.numel * 4 * (with_opt ? 3 : 1), "size %lld", (long long)bytes);
-    verdict();
+    RANK_CHECK(rc == DT_OK, "write: %s", dt_error_message());
+    RANK_CHECK(bytes >= tb.t.numel * 4 * (with_opt ? 3 : 1), "size %lld", (long long)bytes);
+    rank_verdict();
     read_back(path, &tb, with_opt, MPI_COMM_WORLD, 10 + with_opt);
-    verdict();
+    rank_verdict();
     /* another rank count: rank 0 alone */
     if (g_rank == 0) read_back(path, &tb, with_opt, MPI_COMM_SELF, 10 + with_opt);
-    verdict();
+    rank_verdict();
     dt_ckpt_info_free(&meta);
     free_table(&tb);
   }
@@ -249,20 +230,20 @@ static void test_few_variables(void **state) {
   char path[1024];
   snprintf(path, sizeof path, "%s/few.nc", g_dir);
   int rc = dt_ckpt_write(path, &meta, &tb.t, NULL, NULL, MPI_COMM_WORLD, NULL);
-  CHECK(rc == DT_OK, "write: %s", dt_error_message());
-  verdict();
+  RANK_CHECK(rc == DT_OK, "write: %s", dt_error_message());
+  rank_verdict();
   dt_ckpt_file f;
   rc = dt_ckpt_open(&f, path, MPI_COMM_WORLD);
-  CHECK(rc == DT_OK, "open: %s", dt_error_message());
+  RANK_CHECK(rc == DT_OK, "open: %s", dt_error_message());
   if (rc == DT_OK) {
     table back;
     empty_like(&back, &tb, 0);
     rc = dt_ckpt_read_params(&f, &back.t, NULL, NULL);
-    CHECK(rc == DT_OK && same_bits(tb.store[0], back.store[0], tb.t.p[0].numel), "read back");
+    RANK_CHECK(rc == DT_OK && same_bits(tb.store[0], back.store[0], tb.t.p[0].numel), "read back");
     free_table(&back);
     dt_ckpt_close(&f);
   }
-  verdict();
+  rank_verdict();
   dt_ckpt_info_free(&meta);
   free_table(&tb);
 }
@@ -278,8 +259,8 @@ static void test_failure_agreed(void **state) {
   char path[1024];
   snprintf(path, sizeof path, "%s/fail.nc", g_dir);
   int rc = dt_ckpt_write(path, &meta, &tb.t, tb.m, tb.v, MPI_COMM_WORLD, NULL);
-  CHECK(rc == DT_OK, "first write: %s", dt_error_message());
-  verdict();
+  RANK_CHECK(rc == DT_OK, "first write: %s", dt_error_message());
+  rank_verdict();
   char fault[64];
   snprintf(fault, sizeof fault, "error:6:%d", g_size - 1);
   setenv("DT_TEST_CHECKPOINT_FAULT", fault, 1);
@@ -288,8 +269,8 @@ static void test_failure_agreed(void **state) {
   make_table(&other, 8, 1, 12);
   rc = dt_ckpt_write(path, &meta, &other.t, other.m, other.v, MPI_COMM_WORLD, NULL);
   unsetenv("DT_TEST_CHECKPOINT_FAULT");
-  CHECK(rc == DT_EIO, "failed write returned %d", rc);
-  CHECK(strstr(dt_error_message(), "simulated write failure") != NULL, "message: %s",
+  RANK_CHECK(rc == DT_EIO, "failed write returned %d", rc);
+  RANK_CHECK(strstr(dt_error_message(), "simulated write failure") != NULL, "message: %s",
         dt_error_message());
   MPI_Barrier(MPI_COMM_WORLD);
   if (g_rank == 0) { /* no temporary left */
@@ -297,12 +278,12 @@ static void test_failure_agreed(void **state) {
     snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp", g_dir);
     char *out = NULL;
     dt_test_run(&out, "%s", cmd);
-    CHECK(out && atoi(out) == 0, "temporaries left: %s", out ? out : "?");
+    RANK_CHECK(out && atoi(out) == 0, "temporaries left: %s", out ? out : "?");
     free(out);
   }
-  verdict();
+  rank_verdict();
   read_back(path, &tb, 1, MPI_COMM_WORLD, 5); /* the previous one, intact */
-  verdict();
+  rank_verdict();
   free_table(&other);
   dt_ckpt_info_free(&meta);
   free_table(&tb);
@@ -320,12 +301,12 @@ static void test_replicas_differ(void **state) {
   char path[1024];
   snprintf(path, sizeof path, "%s/diverged.nc", g_dir);
   int rc = dt_ckpt_write(path, &meta, &tb.t, tb.m, tb.v, MPI_COMM_WORLD, NULL);
-  CHECK(rc == DT_EINTERNAL && strstr(dt_error_message(), "transformer.h.0.mlp.c_fc.weight") &&
+  RANK_CHECK(rc == DT_EINTERNAL && strstr(dt_error_message(), "transformer.h.0.mlp.c_fc.weight") &&
             strstr(dt_error_message(), "differs between ranks"),
         "diverged replicas: rc %d: %s", rc, dt_error_message());
   struct stat sb;
-  CHECK(stat(path, &sb) != 0, "%s was written", path);
-  verdict();
+  RANK_CHECK(stat(path, &sb) != 0, "%s was written", path);
+  rank_verdict();
   dt_ckpt_info_free(&meta);
   free_table(&tb);
 }
@@ -340,7 +321,7 @@ static void test_folder(void **state) {
   char path[1200];
   int64_t step = 0;
   int rc = dt_ckpt_find_newest(dir, path, sizeof path, &step, MPI_COMM_WORLD);
-  CHECK(rc == DT_OK && step == -1 && path[0] == 0, "empty folder: step %lld", (long long)step);
+  RANK_CHECK(rc == DT_OK && step == -1 && path[0] == 0, "empty folder: step %lld", (long long)step);
   table tb;
   make_table(&tb, 3, 0, 1);
   const int64_t steps[4] = {2, 10, 4, 9};
@@ -349,7 +330,7 @@ static void test_folder(void **state) {
     make_meta(&meta, steps[k]);
     dt_ckpt_path(path, sizeof path, dir, steps[k]);
     rc = dt_ckpt_write(path, &meta, &tb.t, NULL, NULL, MPI_COMM_WORLD, NULL);
-    CHECK(rc == DT_OK, "write %s: %s", path, dt_error_message());
+    RANK_CHECK(rc == DT_OK, "write %s: %s", path, dt_error_message());
     dt_ckpt_info_free(&meta);
   }
   if (g_rank == 0) { /* a left-over temporary and an unrelated file */
@@ -363,30 +344,30 @@ static void test_folder(void **state) {
   }
   MPI_Barrier(MPI_COMM_WORLD);
   rc = dt_ckpt_find_newest(dir, path, sizeof path, &step, MPI_COMM_WORLD);
-  CHECK(rc == DT_OK && step == 10 && strstr(path, "ckpt-0000000010.nc"), "newest %s", path);
+  RANK_CHECK(rc == DT_OK && step == 10 && strstr(path, "ckpt-0000000010.nc"), "newest %s", path);
   rc = dt_ckpt_prune(dir, 2, 10, MPI_COMM_WORLD);
-  CHECK(rc == DT_OK, "prune: %s", dt_error_message());
+  RANK_CHECK(rc == DT_OK, "prune: %s", dt_error_message());
   if (g_rank == 0) {
     char *out = NULL;
     dt_test_run(&out, "ls %s | tr '\\n' ' '", dir);
-    CHECK(out && strcmp(out, "ckpt-0000000009.nc ckpt-0000000010.nc notes.txt ") == 0,
+    RANK_CHECK(out && strcmp(out, "ckpt-0000000009.nc ckpt-0000000010.nc notes.txt ") == 0,
           "after --keep 2: '%s'", out ? out : "?");
     free(out);
   }
-  verdict();
+  rank_verdict();
   /* a new run at step 3 in the same folder: the later steps are an earlier
    * run's and go, whatever --keep says, and step 3 itself stays */
   dt_ckpt_info meta;
   make_meta(&meta, 3);
   dt_ckpt_path(path, sizeof path, dir, 3);
   rc = dt_ckpt_write(path, &meta, &tb.t, NULL, NULL, MPI_COMM_WORLD, NULL);
-  CHECK(rc == DT_OK, "write %s: %s", path, dt_error_message());
+  RANK_CHECK(rc == DT_OK, "write %s: %s", path, dt_error_message());
   dt_ckpt_info_free(&meta);
   rc = dt_ckpt_prune(dir, 0, 3, MPI_COMM_WORLD);
-  CHECK(rc == DT_OK, "prune: %s", dt_error_message());
+  RANK_CHECK(rc == DT_OK, "prune: %s", dt_error_message());
   rc = dt_ckpt_find_newest(dir, path, sizeof path, &step, MPI_COMM_WORLD);
-  CHECK(rc == DT_OK && step == 3, "newest after a new run: %s", path);
-  verdict();
+  RANK_CHECK(rc == DT_OK && step == 3, "newest after a new run: %s", path);
+  rank_verdict();
   free_table(&tb);
 }
 
@@ -519,19 +500,19 @@ static void sharded_read_back(const char *path, const sharded_table *ref, int r,
   memset(back.v, 0, sizeof(float) * (size_t)back.t.numel_l);
   dt_ckpt_file f;
   int rc = dt_ckpt_open(&f, path, comm);
-  CHECK(rc == DT_OK, "open %s: %s", path, dt_error_message());
+  RANK_CHECK(rc == DT_OK, "open %s: %s", path, dt_error_message());
   if (rc == DT_OK) {
     rc = dt_ckpt_read_params(&f, &back.t, back.m, back.v);
-    CHECK(rc == DT_OK, "read %s: %s", path, dt_error_message());
+    RANK_CHECK(rc == DT_OK, "read %s: %s", path, dt_error_message());
     dt_ckpt_close(&f);
   }
   /* ref and back have the same layout: compare the local elements */
   for (int i = 0; rc == DT_OK && i < 4; i++)
-    CHECK(same_bits(ref->local[i], back.local[i], back.t.p[i].numel_l),
+    RANK_CHECK(same_bits(ref->local[i], back.local[i], back.t.p[i].numel_l),
           "tensor %s differs after reading back (tp %d of %d)", back.t.p[i].name, r, T);
   if (rc == DT_OK) {
-    CHECK(same_bits(ref->m, back.m, back.t.numel_l), "exp_avg differs (tp %d of %d)", r, T);
-    CHECK(same_bits(ref->v, back.v, back.t.numel_l), "exp_avg_sq differs (tp %d of %d)", r, T);
+    RANK_CHECK(same_bits(ref->m, back.m, back.t.numel_l), "exp_avg differs (tp %d of %d)", r, T);
+    RANK_CHECK(same_bits(ref->v, back.v, back.t.numel_l), "exp_avg_sq differs (tp %d of %d)", r, T);
   }
   free_sharded(&back);
 }
@@ -552,51 +533,51 @@ static void test_sharded(void **state) {
   snprintf(whole, sizeof whole, "%s/unsharded.nc", g_dir);
   int rc = dt_ckpt_write_tp(path, &meta, &st.t, st.m, st.v, MPI_COMM_WORLD,
                             T > 1 ? tp : MPI_COMM_NULL, NULL);
-  CHECK(rc == DT_OK, "sharded write: %s", dt_error_message());
-  verdict();
+  RANK_CHECK(rc == DT_OK, "sharded write: %s", dt_error_message());
+  rank_verdict();
   /* the same table unsharded, written by rank 0 alone */
   if (g_rank == 0) {
     sharded_table one;
     make_sharded(&one, 0, 1);
     rc = dt_ckpt_write(whole, &meta, &one.t, one.m, one.v, MPI_COMM_SELF, NULL);
-    CHECK(rc == DT_OK, "unsharded write: %s", dt_error_message());
+    RANK_CHECK(rc == DT_OK, "unsharded write: %s", dt_error_message());
     /* same variables, shapes and checksums */
     dt_ckpt_file a, b;
     if (rc == DT_OK && dt_ckpt_open(&a, path, MPI_COMM_SELF) == DT_OK) {
       if (dt_ckpt_open(&b, whole, MPI_COMM_SELF) == DT_OK) {
-        CHECK(a.info.n_vars == b.info.n_vars && a.info.n_vars == 12, "%d and %d variables",
+        RANK_CHECK(a.info.n_vars == b.info.n_vars && a.info.n_vars == 12, "%d and %d variables",
               a.info.n_vars, b.info.n_vars);
         for (int k = 0; k < a.info.n_vars && k < b.info.n_vars; k++) {
           const dt_ckpt_var *x = &a.info.vars[k], *y = &b.info.vars[k];
-          CHECK(strcmp(x->name, y->name) == 0 && x->role == y->role && x->ndim == y->ndim &&
+          RANK_CHECK(strcmp(x->name, y->name) == 0 && x->role == y->role && x->ndim == y->ndim &&
                     x->shape[0] == y->shape[0] && x->xxh3 == y->xxh3,
                 "variable %d: %s %016llx vs %s %016llx", k, x->name,
                 (unsigned long long)x->xxh3, y->name, (unsigned long long)y->xxh3);
         }
         dt_ckpt_close(&b);
       } else {
-        CHECK(0, "open %s: %s", whole, dt_error_message());
+        RANK_CHECK(0, "open %s: %s", whole, dt_error_message());
       }
       dt_ckpt_close(&a);
     } else {
-      CHECK(0, "open %s: %s", path, dt_error_message());
+      RANK_CHECK(0, "open %s: %s", path, dt_error_message());
     }
     /* read whole by one rank */
     sharded_read_back(path, &one, 0, 1, MPI_COMM_SELF);
     free_sharded(&one);
   }
-  verdict();
+  rank_verdict();
   /* read back into the same shards by every rank */
   sharded_read_back(path, &st, r, T, MPI_COMM_WORLD);
-  verdict();
+  rank_verdict();
   /* shards that do not cover their tensor are refused on every rank */
   if (T > 1) {
     st.t.p[1].numel_l -= r == 0; /* rank 0 of each group claims one element less */
     rc = dt_ckpt_write_tp(path, &meta, &st.t, NULL, NULL, MPI_COMM_WORLD, tp, NULL);
     st.t.p[1].numel_l += r == 0;
-    CHECK(rc == DT_EINTERNAL && strstr(dt_error_message(), "transformer.wte.weight"),
+    RANK_CHECK(rc == DT_EINTERNAL && strstr(dt_error_message(), "transformer.wte.weight"),
           "uncovered shard: rc %d: %s", rc, dt_error_message());
-    verdict();
+    rank_verdict();
   }
   dt_ckpt_info_free(&meta);
   free_sharded(&st);

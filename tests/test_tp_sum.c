@@ -23,27 +23,9 @@
 
 #include "dist.h"
 #include "error.h"
+#include "rankcheck.h"
 #include "testutil.h"
 
-static int g_rank, g_size;
-
-static int g_bad;
-#define CHECK(cond, ...)                                                \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      g_bad++;                                                          \
-      fprintf(stderr, "rank %d: %s:%d: ", g_rank, __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                                     \
-      fputc('\n', stderr);                                              \
-    }                                                                   \
-  } while (0)
-
-static void verdict(void) {
-  int all = 0;
-  MPI_Allreduce(&g_bad, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-  g_bad = 0;
-  assert_int_equal(all, 0);
-}
 
 /* Rank r's part, element j: values of mixed signs and magnitudes, so that
  * another summation order would round differently. */
@@ -78,6 +60,16 @@ static int bitwise_equal(const float *a, const float *b, size_t n, size_t *at) {
   return 1;
 }
 
+/* Equal to rounding (another summation order: MPI_Allreduce's)? */
+static int near(const float *a, const float *e, size_t n, size_t *at) {
+  for (size_t j = 0; j < n; j++)
+    if (fabsf(a[j] - e[j]) > 1e-5f * (1.0f + fabsf(e[j]))) {
+      *at = j;
+      return 0;
+    }
+  return 1;
+}
+
 static int in_window(const dt_dist *d, const float *p) {
   const float *b = d->shm_base;
   return b && p >= b && p < b + (size_t)(d->tp_size + 1) * d->shm_cap;
@@ -91,7 +83,7 @@ static void test_sums(void **state) {
   (void)state;
   dt_dist d;
   assert_int_equal(dt_dist_init(&d, g_size), DT_OK);
-  CHECK(d.shm_ok, "the group of one node has no shared-memory sums");
+  RANK_CHECK(d.shm_ok, "the group of one node has no shared-memory sums");
   for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
     const size_t n = sizes[k], width = 23; /* n is a multiple of width only for k = 2 */
     const int shm = n >= DT_SHM_SUM_MIN;
@@ -101,45 +93,38 @@ static void test_sums(void **state) {
     size_t at = 0;
     /* dt_tp_sum */
     fill_part(buf, g_rank, n, 1);
-    CHECK(dt_tp_sum(&d, buf, n) == DT_OK, "dt_tp_sum of %zu floats failed", n);
+    RANK_CHECK(dt_tp_sum(&d, buf, n) == DT_OK, "dt_tp_sum of %zu floats failed", n);
     expected(e, n, 1, NULL, 0);
-    CHECK(!shm || bitwise_equal(buf, e, n, &at), "dt_tp_sum of %zu: element %zu %.9g, not %.9g", n,
+    RANK_CHECK(!shm || bitwise_equal(buf, e, n, &at), "dt_tp_sum of %zu: element %zu %.9g, not %.9g", n,
           at, buf[at], e[at]);
     /* part + into: computed in the slot */
     float *part = NULL;
-    CHECK(dt_tp_sum_part(&d, buf, n, &part) == DT_OK, "dt_tp_sum_part of %zu failed", n);
-    CHECK(shm ? in_window(&d, part) && part != buf : part == buf,
+    RANK_CHECK(dt_tp_sum_part(&d, buf, n, &part) == DT_OK, "dt_tp_sum_part of %zu failed", n);
+    RANK_CHECK(shm ? in_window(&d, part) && part != buf : part == buf,
           "the part of %zu floats is %s the window", n, shm ? "not in" : "in");
     fill_part(part, g_rank, n, 2);
     memset(buf, 0xff, sizeof(float) * n); /* NaN: the sum must overwrite all of it */
-    CHECK(dt_tp_sum_into(&d, buf, part, n) == DT_OK, "dt_tp_sum_into of %zu failed", n);
+    RANK_CHECK(dt_tp_sum_into(&d, buf, part, n) == DT_OK, "dt_tp_sum_into of %zu failed", n);
     expected(e, n, 2, NULL, 0);
-    CHECK(!shm || bitwise_equal(buf, e, n, &at), "dt_tp_sum_into of %zu: element %zu %.9g, not %.9g",
+    RANK_CHECK(!shm || bitwise_equal(buf, e, n, &at), "dt_tp_sum_into of %zu: element %zu %.9g, not %.9g",
           n, at, buf[at], e[at]);
     /* view, with the bias row where n is a multiple of the width */
     const float *a = n % width == 0 ? add : NULL;
-    CHECK(dt_tp_sum_part(&d, buf, n, &part) == DT_OK, "dt_tp_sum_part of %zu failed", n);
+    RANK_CHECK(dt_tp_sum_part(&d, buf, n, &part) == DT_OK, "dt_tp_sum_part of %zu failed", n);
     fill_part(part, g_rank, n, 3);
     const float *v = NULL;
-    CHECK(dt_tp_sum_view(&d, buf, part, n, a, width, &v) == DT_OK, "dt_tp_sum_view of %zu failed", n);
-    CHECK(shm ? in_window(&d, v) : v == buf, "the view of %zu floats is %s the window", n,
+    RANK_CHECK(dt_tp_sum_view(&d, buf, part, n, a, width, &v) == DT_OK, "dt_tp_sum_view of %zu failed", n);
+    RANK_CHECK(shm ? in_window(&d, v) : v == buf, "the view of %zu floats is %s the window", n,
           shm ? "not in" : "in");
     expected(e, n, 3, a, width);
-    if (shm)
-      CHECK(bitwise_equal(v, e, n, &at), "dt_tp_sum_view of %zu: element %zu %.9g, not %.9g", n, at,
-            v[at], e[at]);
-    else
-      for (size_t j = 0; j < n; j++)
-        if (fabsf(v[j] - e[j]) > 1e-5f * (1.0f + fabsf(e[j]))) {
-          CHECK(0, "MPI_Allreduce sum of %zu: element %zu %.9g, not %.9g", n, j, v[j], e[j]);
-          break;
-        }
+    RANK_CHECK(shm ? bitwise_equal(v, e, n, &at) : near(v, e, n, &at),
+               "dt_tp_sum_view of %zu: element %zu %.9g, not %.9g", n, at, v[at], e[at]);
     free(buf);
     free(e);
     free(add);
   }
   dt_dist_free(&d);
-  verdict();
+  rank_verdict();
 }
 
 /* --tp-sum allreduce: no window; the views are the own buffers and agree
@@ -152,21 +137,18 @@ static void test_allreduce_path(void **state) {
   const size_t n = 3 * 1000 + 1;
   float *buf = malloc(sizeof(float) * n), *e = malloc(sizeof(float) * n), *part = NULL;
   const float *v = NULL;
-  CHECK(dt_tp_sum_part(&d, buf, n, &part) == DT_OK && part == buf, "the part is not the own buffer");
+  RANK_CHECK(dt_tp_sum_part(&d, buf, n, &part) == DT_OK && part == buf, "the part is not the own buffer");
   fill_part(part, g_rank, n, 4);
-  CHECK(dt_tp_sum_view(&d, buf, part, n, NULL, 0, &v) == DT_OK && v == buf,
+  RANK_CHECK(dt_tp_sum_view(&d, buf, part, n, NULL, 0, &v) == DT_OK && v == buf,
         "the view is not the own buffer");
   expected(e, n, 4, NULL, 0);
-  for (size_t j = 0; j < n; j++)
-    if (fabsf(buf[j] - e[j]) > 1e-5f * (1.0f + fabsf(e[j]))) {
-      CHECK(0, "element %zu %.9g, not %.9g", j, buf[j], e[j]);
-      break;
-    }
-  CHECK(d.shm_base == NULL, "a window was allocated under --tp-sum allreduce");
+  size_t at = 0;
+  RANK_CHECK(near(buf, e, n, &at), "element %zu %.9g, not %.9g", at, buf[at], e[at]);
+  RANK_CHECK(d.shm_base == NULL, "a window was allocated under --tp-sum allreduce");
   free(buf);
   free(e);
   dt_dist_free(&d);
-  verdict();
+  rank_verdict();
 }
 
 /* A window sum between dt_tp_sum_part and its dt_tp_sum_into is refused on
@@ -177,21 +159,21 @@ static void test_sum_between_refused(void **state) {
   assert_int_equal(dt_dist_init(&d, g_size), DT_OK);
   const size_t n = 4096;
   float *buf = malloc(sizeof(float) * n), *other = calloc(n, sizeof(float)), *part = NULL;
-  CHECK(dt_tp_sum_part(&d, buf, n, &part) == DT_OK, "dt_tp_sum_part failed");
+  RANK_CHECK(dt_tp_sum_part(&d, buf, n, &part) == DT_OK, "dt_tp_sum_part failed");
   dt_error_clear();
-  CHECK(dt_tp_sum(&d, other, n) == DT_EINTERNAL, "a sum between part and into was not refused");
-  CHECK(strstr(dt_error_message(), "between dt_tp_sum_part") != NULL, "the error says: %s",
+  RANK_CHECK(dt_tp_sum(&d, other, n) == DT_EINTERNAL, "a sum between part and into was not refused");
+  RANK_CHECK(strstr(dt_error_message(), "between dt_tp_sum_part") != NULL, "the error says: %s",
         dt_error_message());
   dt_error_clear();
   /* a small sum (MPI_Allreduce) does not touch the slot: allowed */
-  CHECK(dt_tp_sum_part(&d, buf, n, &part) == DT_OK, "dt_tp_sum_part failed");
-  CHECK(dt_tp_sum(&d, other, 8) == DT_OK, "a small sum between part and into was refused");
+  RANK_CHECK(dt_tp_sum_part(&d, buf, n, &part) == DT_OK, "dt_tp_sum_part failed");
+  RANK_CHECK(dt_tp_sum(&d, other, 8) == DT_OK, "a small sum between part and into was refused");
   fill_part(part, g_rank, n, 5);
-  CHECK(dt_tp_sum_into(&d, buf, part, n) == DT_OK, "dt_tp_sum_into after a small sum failed");
+  RANK_CHECK(dt_tp_sum_into(&d, buf, part, n) == DT_OK, "dt_tp_sum_into after a small sum failed");
   free(buf);
   free(other);
   dt_dist_free(&d);
-  verdict();
+  rank_verdict();
 }
 
 /* --comm-lockstep: the part is the own buffer, and nothing moves. */
@@ -203,17 +185,17 @@ static void test_lockstep(void **state) {
   const size_t n = 4096;
   float *buf = malloc(sizeof(float) * n), *part = NULL;
   const float *v = NULL;
-  CHECK(dt_tp_sum_part(&d, buf, n, &part) == DT_OK && part == buf, "the part is not the own buffer");
+  RANK_CHECK(dt_tp_sum_part(&d, buf, n, &part) == DT_OK && part == buf, "the part is not the own buffer");
   fill_part(buf, g_rank, n, 6);
-  CHECK(dt_tp_sum_view(&d, buf, part, n, NULL, 0, &v) == DT_OK && v == buf, "the view moved");
+  RANK_CHECK(dt_tp_sum_view(&d, buf, part, n, NULL, 0, &v) == DT_OK && v == buf, "the view moved");
   for (size_t j = 0; j < n; j++)
     if (buf[j] != part_value(g_rank, j, 6)) {
-      CHECK(0, "element %zu changed under --comm-lockstep", j);
+      RANK_CHECK(0, "element %zu changed under --comm-lockstep", j);
       break;
     }
   free(buf);
   dt_dist_free(&d);
-  verdict();
+  rank_verdict();
 }
 
 int main(int argc, char **argv) {
