@@ -439,6 +439,34 @@ int dt_plan_compute(const dt_plan_in *in, const dt_machine *mc, dt_plan_out *out
   return DT_OK;
 }
 
+/* in planned as `--tp t` of its nodes x ranks into r: refused (why) where
+ * the rows of a step do not split over the replicas or the shards refuse
+ * the split (a usage error of the layout only rules it out); other errors
+ * are returned. */
+static int plan_tp(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in, const dt_machine *mc,
+                   int t, dt_plan_layout *r) {
+  memset(r, 0, sizeof *r);
+  r->tp = t;
+  r->dp = in->nodes * in->ranks_per_node / t;
+  if (in->batch % r->dp) {
+    r->refused = 1;
+    snprintf(r->why, sizeof r->why, "the %d rows of a step do not split over %d replicas",
+             in->batch, r->dp);
+    return DT_OK;
+  }
+  dt_plan_in q = *in;
+  q.tp = t;
+  const int rc = compute(x, cfg, &q, mc, &r->out);
+  if (rc == DT_EUSAGE) {
+    r->refused = 1;
+    snprintf(r->why, sizeof r->why, "%s", dt_error_message());
+    dt_error_clear();
+    return DT_OK;
+  }
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
+  return DT_OK;
+}
+
 /* The layout of n nodes with the least memory per node among the tensor
  * group sizes that divide the ranks and leave whole rows per replica
  * (smallest tp among equals): *fits, its tp. Usage errors of a layout (a
@@ -450,17 +478,11 @@ static int best_layout(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
   const int ranks = n * in->ranks_per_node;
   *fits = 0;
   *tp = 0;
+  dt_plan_layout r;
   for (int t = 1; t <= ranks; t++) {
-    if (ranks % t || in->batch % (ranks / t)) continue;
-    q.tp = t;
-    dt_plan_out o;
-    const int rc = compute(x, cfg, &q, mc, &o);
-    if (rc == DT_EUSAGE) {
-      dt_error_clear();
-      continue;
-    }
-    if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
-    if ((double)o.node_bytes <= mem) {
+    if (ranks % t) continue;
+    DT_CALL(plan_tp(x, cfg, &q, mc, t, &r));
+    if (!r.refused && (double)r.out.node_bytes <= mem) {
       *fits = 1;
       *tp = t;
       return DT_OK;
@@ -476,32 +498,16 @@ int dt_plan_layouts(const dt_plan_in *in, const dt_machine *mc, double mem_per_n
   plan_ctx x;
   dt_config cfg;
   DT_CALL(ctx_init(&x, in, &cfg));
-  dt_plan_in q = *in;
   const int ranks = in->nodes * in->ranks_per_node;
   int rc = DT_OK;
-  for (int t = 1; t <= ranks && *n < max && rc == DT_OK; t++) {
+  for (int t = 1; t <= ranks && *n < max; t++) {
     if (ranks % t) continue;
     dt_plan_layout *r = &rows[(*n)++];
-    memset(r, 0, sizeof *r);
-    r->tp = t;
-    r->dp = ranks / t;
-    if (in->batch % r->dp) {
-      r->refused = 1;
-      snprintf(r->why, sizeof r->why, "the %d rows of a step do not split over %d replicas",
-               in->batch, r->dp);
-      continue;
-    }
-    q.tp = t;
-    rc = compute(&x, &cfg, &q, mc, &r->out);
-    if (rc == DT_EUSAGE) { /* a split the shards refuse: listed, not planned */
-      r->refused = 1;
-      snprintf(r->why, sizeof r->why, "%s", dt_error_message());
-      dt_error_clear();
-      rc = DT_OK;
-      continue;
-    }
+    rc = plan_tp(&x, &cfg, in, mc, t, r);
+    if (rc) break;
+    if (r->refused) continue;
     r->fits = mem_per_node <= 0 || (double)r->out.node_bytes <= mem_per_node;
-    if (rc == DT_OK && r->fits && (*best < 0 || r->out.tokens_per_s > rows[*best].out.tokens_per_s))
+    if (r->fits && (*best < 0 || r->out.tokens_per_s > rows[*best].out.tokens_per_s))
       *best = *n - 1;
   }
   ctx_free(&x);
@@ -844,7 +850,6 @@ static json_t *machine_json(const dt_machine *mc) {
   return j;
 }
 
-/* Everything after the options, on rank 0. */
 #define DT_PLAN_LAYOUTS_MAX 256
 
 static json_t *layouts_json(const dt_plan_layout *rows, int n, int best) {
@@ -896,6 +901,7 @@ static void print_layouts(const dt_plan_in *in, const dt_plan_layout *rows, int 
     printf("  no layout of these ranks fits\n");
 }
 
+/* Everything after the options, on rank 0. */
 static int plan_main(const dt_options *o, const dt_machine *mc) {
   dt_plan_in in;
   memset(&in, 0, sizeof in);

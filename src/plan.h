@@ -91,9 +91,6 @@ typedef struct {
 /* The plan of one configuration. Not collective (one process computes). */
 int dt_plan_compute(const dt_plan_in *in, const dt_machine *mc, dt_plan_out *out);
 
-/* The smallest node count (ranks_per_node fixed, tp chosen) whose nodes hold
- * the job within mem_per_node bytes: *nodes and the smallest tp that fits
- * there (*nodes = 0 when none up to max_nodes does). */
 /* One tensor-group size of a layout advisor (dt_plan_layouts). */
 typedef struct {
   int tp, dp;
@@ -112,6 +109,9 @@ typedef struct {
 int dt_plan_layouts(const dt_plan_in *in, const dt_machine *mc, double mem_per_node,
                     dt_plan_layout *rows, int max, int *n, int *best);
 
+/* The smallest node count (ranks_per_node fixed, tp chosen) whose nodes hold
+ * the job within mem_per_node bytes: *nodes and the smallest tp that fits
+ * there (*nodes = 0 when none up to max_nodes does). */
 int dt_plan_min_nodes(const dt_plan_in *in, const dt_machine *mc, double mem_per_node,
                       int max_nodes, int *nodes, int *tp);
 
