@@ -15,6 +15,8 @@
 #   floors    bench/floors.sh: issue 26's floors beside PEFT with each step's lockstep limit (env: SECTIONS,
 #             STEPS, STEPS13; GEN_TABLE=$OUT/generate.log takes the 13B generation figure from `generate`)
 #   presets   `eval` of each family's real-shaped synthetic preset on 16 ranks --tp 16, bf16 (env: PRESETS)
+#   rankcore  bench/rankcore.sh: is a slow rank its core or its rank (env as that script takes them; pack
+#             build/dt_gemm_peak into the stack beside deltatune for its products' part)
 #   ab        bench/ab.sh: two binaries alternating on one training run (env: AB_A, the binary before a change,
 #             default .stack/deltatune.old; AB_B, default build/deltatune; AB_ROUNDS, default 2; AB_ARGS, the
 #             train arguments)
@@ -36,6 +38,7 @@ echo "device.sh: bf16 instructions: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '
   "$(awk -F': ' '/^cpu family|^model\t|^stepping/ {printf "%s/", $2} /^stepping/ {exit}' /proc/cpuinfo)," \
   "$(grep -m1 '^cpu MHz' /proc/cpuinfo | cut -d: -f2 | tr -d ' ') MHz"
 mkdir -p build && cp -n .stack/stack/bin/deltatune build/ 2>/dev/null
+[[ -e .stack/stack/bin/dt_gemm_peak ]] && cp -n .stack/stack/bin/dt_gemm_peak build/
 
 step() {
   case $1 in
@@ -47,6 +50,7 @@ step() {
     peer) bash bench/peer_device.sh build ;;
     quant70b) bash bench/quant_scale.sh build ;;
     floors) bash bench/floors.sh build ;;
+    rankcore) bash bench/rankcore.sh build ;;
     generate)
       for m in ${GEN_MODELS:-1.3b}; do
         MPIRUN="mpirun --bind-to core" bash bench/generate_device.sh build "$m"

@@ -11,8 +11,12 @@
  * per rank and for all ranks together, and the lockstep rate: the slowest
  * rank's median repetition, the pace of ranks that synchronise after every
  * product (a tensor group). The shapes default to the 1.31B
- * GPT-2 shape (d 2048, ffn 8192, vocab 50257) at --tp R, 4 x 512 tokens. */
+ * GPT-2 shape (d 2048, ffn 8192, vocab 50257) at --tp R, 4 x 512 tokens.
+ * Last, one line per precision of each rank's median rate on the square
+ * product with the core it ran on, to tell a slow core from a slow rank. */
+#define _GNU_SOURCE
 #include <mpi.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,11 +115,24 @@ int main(int argc, char **argv) {
     const double flops = 2.0 * s->M * s->N * s->K;
     double med[2], lock[2];
     for (int b = 0; b < 2; b++) {
+      const int per_rank = i == 0; /* the square product: each rank's own rate and core */
       double best, median;
       time_one(s, b, A, B, B16, C, a16, flops > 4e9 ? 5 : 9, &best, &median);
       double g[2] = {flops / best / 1e9, flops / median / 1e9}, slow = g[1];
       MPI_Gather(g, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
       MPI_Reduce(&g[1], &slow, 1, MPI_DOUBLE, MPI_MIN, 0, MPI_COMM_WORLD);
+      if (per_rank) {
+        double mine[2] = {g[1], (double)sched_getcpu()};
+        double *rc = rank == 0 ? malloc(sizeof(double) * 2 * size) : NULL;
+        MPI_Gather(mine, 2, MPI_DOUBLE, rc, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        if (rank == 0 && rc) {
+          fprintf(stderr, "dt_gemm_peak: %s %s per rank (rank:core median GFLOP/s):", s->name,
+                  b ? "bf16" : "fp32");
+          for (int q = 0; q < size; q++) fprintf(stderr, " %d:%d %.1f", q, (int)rc[2 * q + 1], rc[2 * q]);
+          fprintf(stderr, "\n");
+        }
+        free(rc);
+      }
       if (rank == 0) {
         qsort(all, size, sizeof *all, cmp_d);
         med[b] = all[size / 2];
