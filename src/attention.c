@@ -87,8 +87,7 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
           if (d->alibi) dt_alibi_add(s + k0, nv - k0, d->alibi[h], k0 - (nv - 1));
           if (d->cap > 0) softcap_row(s + k0, nv - k0, d->cap);
           const float mx = dt_row_max(s + k0, nv - k0);
-          dt_exp_shift(s + k0, nv - k0, mx);
-          const double sum = dt_row_sum_d(s + k0, nv - k0);
+          const double sum = dt_exp_shift_sum(s + k0, nv - k0, mx);
           const float inv = (float)(1.0 / sum);
           for (int j = kb; j < k0; j++) s[j] = 0.0f; /* columns < kb are never read */
           for (int j = k0; j < nv; j++) s[j] *= inv;

@@ -181,7 +181,7 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
   m->logit_tanh = c->final_softcap > 0
                       ? carve(cv, (size_t)chunk * (m->bb->sh.vocab_l > 0 ? m->bb->sh.vocab_l : 1))
                       : NULL;
-  m->head_red = carve(cv, 4 * (size_t)chunk);
+  m->head_red = carve(cv, 5 * (size_t)chunk);
   if (m->matmul_bf16) {
     /* the bf16 copy of a product's activation operand: x [N,in] forward,
      * dy [N,out] backward, head rows [chunk,d] and their logits [chunk,V] */
@@ -948,7 +948,10 @@ static int head_chunk(dt_model *m, const int *rows, int n, const uint16_t *W16, 
       m->logit_tanh[i] = tanhf(lg[i] / fcap);
       lg[i] = fcap * m->logit_tanh[i];
     }
-  float *mx = m->head_red, *se = mx + n, *zl = se + n; /* [n] each */
+  /* [n] each: row maximum, sum of exponentials, label logit (the three
+   * reduced over the tensor group), and the gradient's row factor and label
+   * coefficient (below) */
+  float *mx = m->head_red, *se = mx + n, *zl = se + n, *fr = zl + n, *lc = fr + n;
   for (int i = 0; i < n; i++) {
     const int r = rows[i], b = r / m->T, t = r % m->T;
     const float *z = lg + (size_t)i * V;
@@ -958,19 +961,14 @@ static int head_chunk(dt_model *m, const int *rows, int n, const uint16_t *W16, 
     zl[i] = label >= v0 && label < v0 + V ? z[label - v0] : 0.0f;
   }
   if (tp > 1) DT_CALL(dt_tp_max(m->bb->dist, mx, (size_t)n));
-  /* the exponentials replace the logits (copied out above): the gradient
-   * below only rescales them */
-  for (int i = 0; i < n; i++) {
-    float *z = lg + (size_t)i * V;
-    const float mi = mx[i];
-    dt_exp_shift(z, V, mi);
-    se[i] = (float)dt_row_sum_d(z, V);
-  }
+  /* the exponentials E replace the logits (copied out above) */
+  for (int i = 0; i < n; i++) se[i] = (float)dt_exp_shift_sum(lg + (size_t)i * V, V, mx[i]);
   if (tp > 1) DT_CALL(dt_tp_sum(m->bb->dist, se, 2 * (size_t)n)); /* se and zl */
   for (int i = 0; i < n; i++) {
     const int r = rows[i], b = r / m->T, t = r % m->T;
     float *z = lg + (size_t)i * V;
     const int label = t + 1 < m->T ? m->labels[b * m->T + t + 1] : -100;
+    fr[i] = lc[i] = 0.0f;
     if (label < 0) {
       if (want_grad) memset(z, 0, sizeof(float) * V);
       continue;
@@ -986,16 +984,18 @@ static int head_chunk(dt_model *m, const int *rows, int n, const uint16_t *W16, 
     st->n_correct_tokens += ok;
     if (!ok) m->labels[b * m->T] = -101; /* flag: row is not exact (t=0 is never scored) */
     if (want_grad) {
-      /* softmax = exp(z - max) / sum, times the loss normalisation */
+      /* d logits = softmax - onehot(label), times the loss normalisation
+       * inv: fr E - lc onehot, fr = inv / sum; the row factor and the
+       * label's term are applied to the [n, d] sides of the products below,
+       * not to the [n, V] logits */
       const float inv = m->row_norm ? m->row_norm[b] : (float)(1.0 / norm);
-      const float f = (float)((double)inv / (double)se[i]);
-      for (int j = 0; j < V; j++) z[j] *= f;
-      if (label >= v0 && label < v0 + V) z[label - v0] -= inv;
-      if (fcap > 0)
-        for (int j = 0; j < V; j++) {
-          const float t = m->logit_tanh[(size_t)i * V + j];
-          z[j] *= 1.0f - t * t;
-        }
+      fr[i] = (float)((double)inv / (double)se[i]);
+      if (label >= v0 && label < v0 + V) lc[i] = inv;
+      if (fcap > 0) { /* through z = c tanh(z / c): times 1 - tanh^2 */
+        const float *th = m->logit_tanh + (size_t)i * V;
+        for (int j = 0; j < V; j++) z[j] *= 1.0f - th[j] * th[j];
+        if (lc[i] != 0.0f) lc[i] *= 1.0f - th[label - v0] * th[label - v0];
+      }
     }
   }
   if (!want_grad || V == 0) {
@@ -1003,20 +1003,41 @@ static int head_chunk(dt_model *m, const int *rows, int n, const uint16_t *W16, 
       for (int i = 0; i < n; i++) memset(m->d_xf + (size_t)rows[i] * d, 0, sizeof(float) * d);
     return DT_OK;
   }
-  /* d xf rows = dlogits W (a partial sum over vocabulary blocks) ;
-   * dW += dlogits^T x */
+  /* d xf rows = dlogits W = fr (E W) - lc W[label] (a partial sum over
+   * vocabulary blocks) */
   float *dxg = m->d_ln; /* [n, d] */
   if (bf16_math)
     DT_CALL(dt_gemm_bf16(dxg, lg, W16, n, d, V, 0, 0.0f, m->a16));
   else
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, V, 1.0f, lg, V,
                 W, d, 0.0f, dxg, d);
-  for (int i = 0; i < n; i++)
-    memcpy(m->d_xf + (size_t)rows[i] * d, dxg + (size_t)i * d, sizeof(float) * d);
+  for (int i = 0; i < n; i++) {
+    const int r = rows[i], b = r / m->T, t = r % m->T;
+    const int label = t + 1 < m->T ? m->labels[b * m->T + t + 1] : -100;
+    float *dx = m->d_xf + (size_t)r * d;
+    const float *e = dxg + (size_t)i * d, f = fr[i], l = lc[i];
+    for (int k = 0; k < d; k++) dx[k] = f * e[k];
+    if (l == 0.0f) continue;
+    const size_t wl = (size_t)(label - v0) * d; /* the label's row of W */
+    if (bf16_math)
+      for (int k = 0; k < d; k++) dx[k] -= l * dt_bf16_to_f32(W16[wl + k]);
+    else
+      for (int k = 0; k < d; k++) dx[k] -= l * W[wl + k];
+  }
+  /* dW += dlogits^T x = E^T (fr x) - lc onehot^T x */
   float *dW = m->bb->cfg.tied_head ? m->bb->wte.grad : m->bb->lm_head.grad;
-  if (dW)
+  if (dW) {
+    for (int i = 0; i < n; i++) {
+      const int r = rows[i], b = r / m->T, t = r % m->T;
+      const int label = t + 1 < m->T ? m->labels[b * m->T + t + 1] : -100;
+      float *x = xg + (size_t)i * d;
+      if (lc[i] != 0.0f)
+        for (int k = 0; k < d; k++) dW[(size_t)(label - v0) * d + k] -= lc[i] * x[k];
+      for (int k = 0; k < d; k++) x[k] *= fr[i];
+    }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, d, n, 1.0f, lg, V,
                 xg, d, 1.0f, dW, d);
+  }
   return DT_OK;
 }
 

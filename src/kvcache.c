@@ -66,8 +66,7 @@ void dt_kv_attend(float *att, const float *q, int ld, const float *K, const floa
       if (cap > 0)
         for (int j = 0; j < nv; j++) s[j] = cap * tanhf(s[j] / cap);
       const float mx = dt_row_max(s, nv);
-      dt_exp_shift(s, nv, mx);
-      const float inv = (float)(1.0 / dt_row_sum_d(s, nv));
+      const float inv = (float)(1.0 / dt_exp_shift_sum(s, nv, mx));
       for (int j = 0; j < nv; j++) s[j] *= inv;
       /* o = [pv ; V]^T s over the same rows */
       if (np > 0)

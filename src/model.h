@@ -183,7 +183,7 @@ typedef struct dt_model {
   /* loss head scratch: a chunk of logits rows */
   float *logit_chunk; /* [chunk, local vocab] */
   float *logit_tanh;  /* [chunk, local vocab] tanh(z / c) of final soft-capping; NULL without */
-  float *head_red;    /* [4, chunk] per-row values reduced over the tensor group */
+  float *head_red;    /* [5, chunk] per-row values of the loss head (head_chunk) */
   float *pk_l, *pv_l, *dpk_l, *dpv_l; /* [P, local kv] prefix of this rank's heads */
   float *prefix_dk, *prefix_dv;       /* the method's full prefix gradients */
   int logit_chunk_rows;

@@ -127,6 +127,12 @@ static DT_VEC_CLONES void gelu_backward_k(float *dx, const float *dout, const fl
 static DT_VEC_CLONES void exp_shift_k(float *z, int64_t n, float m) {
   for (int64_t j = 0; j < n; j++) z[j] = dt_expf(z[j] - m);
 }
+/* l[k] += z[j + k] over the groups of 8 of z[0..n), n a multiple of 8:
+ * dt_row_sum_d's lanes */
+static DT_VEC_CLONES void lane_sums_k(double l[8], const float *z, int64_t n) {
+  for (int64_t j = 0; j < n; j += 8)
+    for (int k = 0; k < 8; k++) l[k] += (double)z[j + k];
+}
 
 static DT_VEC_CLONES void swiglu_forward_k(float *out, const float *gu, int N, int F) {
   for (int i = 0; i < N; i++) {
@@ -195,7 +201,23 @@ void dt_gelu_forward(float *out, const float *x, int64_t n) { gelu_forward_k(out
 void dt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
   gelu_backward_k(dx, dout, x, n);
 }
-void dt_exp_shift(float *z, int64_t n, float m) { exp_shift_k(z, n, m); }
+/* Blocks of this many values go through the exponentials and then the
+ * sum while they are in L1 (a loss-head row is 50,257 logits, 196 KB). */
+#define EXP_SUM_BLOCK 2048
+double dt_exp_shift_sum(float *z, int64_t n, float m) {
+  double l[8] = {0};
+  const int64_t n8 = n / 8 * 8;
+  for (int64_t b = 0; b < n8; b += EXP_SUM_BLOCK) {
+    const int64_t nb = n8 - b < EXP_SUM_BLOCK ? n8 - b : EXP_SUM_BLOCK;
+    exp_shift_k(z + b, nb, m);
+    lane_sums_k(l, z + b, nb);
+  }
+  exp_shift_k(z + n8, n - n8, m);
+  /* dt_row_sum_d's order: lanes, pairs, the tail */
+  double s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+  for (int64_t j = n8; j < n; j++) s += (double)z[j];
+  return s;
+}
 void dt_gelu_erf_forward(float *out, const float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }

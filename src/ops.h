@@ -25,8 +25,10 @@ void dt_rmsnorm_backward(float *dx, float *dw, const float *dout,
                          const float *x, const float *w, float w_off, const float *stat,
                          int N, int C);
 
-/* z[j] = exp(z[j] - m) for j < n, vectorized (src/vmath.h). */
-void dt_exp_shift(float *z, int64_t n, float m);
+/* z[j] = exp(z[j] - m) for j < n, vectorized (src/vmath.h), and the sum of
+ * the results: the bits of dt_row_sum_d(z, n) after the exponentials, in one
+ * pass over memory (softmax numerators and their denominator). */
+double dt_exp_shift_sum(float *z, int64_t n, float m);
 /* A family's FFN activation (its descriptor's act): out [N,F] = act(fc),
  * fc [N,F] or [N,2F] for the gated SwiGLU; the backward overwrites dfc. Every
  * forward path (the training pass, the cached decoder) calls these. */

@@ -188,8 +188,13 @@ static void test_resume_other_ranks(void **state) {
   char a[1200], b[1200];
   snprintf(a, sizeof a, "%s/xr-ref/deltas.safetensors", tmp);
   snprintf(b, sizeof b, "%s/xr/deltas.safetensors", tmp);
+  /* the same rows summed on 2 ranks or 1 round apart, and AdamW at lr 1e-2
+   * carries that over 8 steps: 3.8e-6 to 1.05e-5 over seeds 1-3 (deltas up
+   * to 0.21; 2026-12-06, the loss head's row factors applied after its
+   * products; 5.5e-6 to 5.8e-6 before); a resume without the optimizer's
+   * moments is 0.38 off */
   const double d = cli_max_diff(a, b);
-  if (!(d <= 1e-5)) fail_msg("2 ranks vs 2 then 1 rank: max abs difference %.3e", d);
+  if (!(d <= 3e-5)) fail_msg("2 ranks vs 2 then 1 rank: max abs difference %.3e", d);
 }
 
 /* --- interrupted and failed writes ---------------------------------------- */
