@@ -9,7 +9,8 @@
 #   bash bench/floors.sh BUILD_DIR
 #   env: SECTIONS ("131 13b sweep"), STEPS (3: median of steps 1..), STEPS13 (2, the 13B shape's steps),
 #        NP (16), TP (4: the 1.31B runs' --tp), LAYOUTS13 ("1:16 4:4": the 13B runs' batch:--tp),
-#        MPIRUN ("mpirun --bind-to core"), MODEL131 / MODEL13B (the shapes; smaller ones check the script
+#        THREADS (1: OpenBLAS and oneDNN threads per rank; NP=8 THREADS=2 with MPIRUN="mpirun --map-by
+#        slot:PE=2 --bind-to core" gives each rank two cores), MPIRUN ("mpirun --bind-to core"), MODEL131 / MODEL13B (the shapes; smaller ones check the script
 #        here: see docs/performance.md), PY (python3), GEN_TABLE (a bench/generate_device.sh 13b output to take the generation floor
 #        from; optional)
 # Sections:
@@ -33,7 +34,7 @@ STEPS=${STEPS:-3}
 STEPS13=${STEPS13:-2}
 SECTIONS=${SECTIONS:-"131 13b sweep"}
 [[ -x $BIN ]] || { echo "floors.sh: $BIN not found" >&2; exit 2; }
-export OPENBLAS_NUM_THREADS=1
+export OPENBLAS_NUM_THREADS=${THREADS:-1}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 t_begin=$(date +%s)
@@ -112,7 +113,7 @@ for sec in $SECTIONS; do
         echo "floors.sh: 13B batch $b --tp $tp: step $st s, $tps tokens/s, $mem MB, waiting $wlo-$whi; lockstep $lst s" >&2
         f=50
         [[ $b == 4 ]] && f=60
-        row "$M13B, batch $b x 512, $NP ranks --tp $tp, bf16: tokens/s" "$tps" "-" "-" ">= $f" \
+        row "$M13B, batch $b x 512, $NP ranks${THREADS:+ x $THREADS threads} --tp $tp, bf16: tokens/s" "$tps" "-" "-" ">= $f" \
             "$(met "$tps" "$f" ">=")" "$lst s ($ltp tokens/s)" "$(ratio "$st" "$lst")"
         row "the same: waiting at the tensor-group sums (share of the step, ranks' range)" "$wlo-$whi" "-" "-" \
             "< 0.10" "$(met "$whi" 0.0999 "<=")" "-" "-"
