@@ -1,5 +1,8 @@
 # The frozen backbone: eval parity with transformers, finite-difference
 # gradients on every layer type, both families, other shapes and seeds.
+# The elementwise kernels' sums: the fused exponential sum bit for bit, the
+# norms against a long double evaluation of their formulas.
+dt_add_test(test_vmath SOURCES test_vmath.c)
 dt_add_test(test_eval_base SOURCES test_eval_base.c)
 target_link_libraries(test_eval_base PRIVATE PkgConfig::JANSSON)
 set(F ${DT_TESTDATA_DIR}/hf-parity)
