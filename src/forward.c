@@ -921,6 +921,13 @@ static int embed_backward(dt_model *m, const float *dx) {
 
 /* --- head and loss ------------------------------------------------------- */
 
+/* The label that row r (b * T + t) predicts: the next position's, -100
+ * (not scored) at a row's end. */
+static inline int next_label(const dt_model *m, int r) {
+  const int b = r / m->T, t = r % m->T;
+  return t + 1 < m->T ? m->labels[b * m->T + t + 1] : -100;
+}
+
 /* Logits for a chunk of rows (gathered by index) and the loss terms. With
  * tensor parallelism each rank holds a block of vocabulary columns: the row
  * maximum, the sum of exponentials and the label's logit are reduced over
@@ -953,10 +960,9 @@ static int head_chunk(dt_model *m, const int *rows, int n, const uint16_t *W16, 
    * coefficient (below) */
   float *mx = m->head_red, *se = mx + n, *zl = se + n, *fr = zl + n, *lc = fr + n;
   for (int i = 0; i < n; i++) {
-    const int r = rows[i], b = r / m->T, t = r % m->T;
+    const int r = rows[i], label = next_label(m, r);
     const float *z = lg + (size_t)i * V;
     if (logits_out) memcpy(logits_out + (size_t)r * Vg + v0, z, sizeof(float) * V);
-    const int label = t + 1 < m->T ? m->labels[b * m->T + t + 1] : -100;
     mx[i] = dt_row_max(z, V);
     zl[i] = label >= v0 && label < v0 + V ? z[label - v0] : 0.0f;
   }
@@ -965,9 +971,8 @@ static int head_chunk(dt_model *m, const int *rows, int n, const uint16_t *W16, 
   for (int i = 0; i < n; i++) se[i] = (float)dt_exp_shift_sum(lg + (size_t)i * V, V, mx[i]);
   if (tp > 1) DT_CALL(dt_tp_sum(m->bb->dist, se, 2 * (size_t)n)); /* se and zl */
   for (int i = 0; i < n; i++) {
-    const int r = rows[i], b = r / m->T, t = r % m->T;
+    const int r = rows[i], b = r / m->T, label = next_label(m, r);
     float *z = lg + (size_t)i * V;
-    const int label = t + 1 < m->T ? m->labels[b * m->T + t + 1] : -100;
     fr[i] = lc[i] = 0.0f;
     if (label < 0) {
       if (want_grad) memset(z, 0, sizeof(float) * V);
@@ -1012,8 +1017,7 @@ static int head_chunk(dt_model *m, const int *rows, int n, const uint16_t *W16, 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, V, 1.0f, lg, V,
                 W, d, 0.0f, dxg, d);
   for (int i = 0; i < n; i++) {
-    const int r = rows[i], b = r / m->T, t = r % m->T;
-    const int label = t + 1 < m->T ? m->labels[b * m->T + t + 1] : -100;
+    const int r = rows[i], label = next_label(m, r);
     float *dx = m->d_xf + (size_t)r * d;
     const float *e = dxg + (size_t)i * d, f = fr[i], l = lc[i];
     for (int k = 0; k < d; k++) dx[k] = f * e[k];
@@ -1028,8 +1032,7 @@ static int head_chunk(dt_model *m, const int *rows, int n, const uint16_t *W16, 
   float *dW = m->bb->cfg.tied_head ? m->bb->wte.grad : m->bb->lm_head.grad;
   if (dW) {
     for (int i = 0; i < n; i++) {
-      const int r = rows[i], b = r / m->T, t = r % m->T;
-      const int label = t + 1 < m->T ? m->labels[b * m->T + t + 1] : -100;
+      const int label = next_label(m, rows[i]);
       float *x = xg + (size_t)i * d;
       if (lc[i] != 0.0f)
         for (int k = 0; k < d; k++) dW[(size_t)(label - v0) * d + k] -= lc[i] * x[k];
