@@ -9,8 +9,6 @@
  * pairs and the tail last (dt_row_sum_d's order): a written order, so the
  * clones vectorize them and agree bit for bit. In one sequential double the
  * sums were 2.5% of the GPT-2-small step (2026-12-06). */
-#define LANES_SUM(l) ((((l)[0] + (l)[1]) + ((l)[2] + (l)[3])) + (((l)[4] + (l)[5]) + ((l)[6] + (l)[7])))
-
 static DT_VEC_CLONES void layernorm_forward_k(float *out, float *stat, const float *x,
                                               const float *w, const float *b, int N, int C,
                                               float eps) {
@@ -21,7 +19,7 @@ static DT_VEC_CLONES void layernorm_forward_k(float *out, float *stat, const flo
     const int C8 = C / 8 * 8;
     for (int j = 0; j < C8; j += 8)
       for (int k = 0; k < 8; k++) l[k] += xi[j + k];
-    double m = LANES_SUM(l);
+    double m = DT_LANES_SUM(l);
     for (int j = C8; j < C; j++) m += xi[j];
     m /= C;
     for (int j = 0; j < C8; j += 8)
@@ -29,7 +27,7 @@ static DT_VEC_CLONES void layernorm_forward_k(float *out, float *stat, const flo
         const double d = xi[j + k] - m;
         lv[k] += d * d;
       }
-    double v = LANES_SUM(lv);
+    double v = DT_LANES_SUM(lv);
     for (int j = C8; j < C; j++) {
       const double d = xi[j] - m;
       v += d * d;
@@ -64,7 +62,7 @@ static DT_VEC_CLONES void layernorm_backward_k(float *dx, float *dw, float *db, 
         if (dw) dw[j + k] += di[j + k] * xhat;
         if (db) db[j + k] += di[j + k];
       }
-    double s1 = LANES_SUM(l1), s2 = LANES_SUM(l2);
+    double s1 = DT_LANES_SUM(l1), s2 = DT_LANES_SUM(l2);
     for (int j = C8; j < C; j++) {
       const float xhat = (xi[j] - mean) * rstd, dn = di[j] * w[j];
       s1 += dn;
@@ -90,7 +88,7 @@ static DT_VEC_CLONES void rmsnorm_forward_k(float *out, float *stat, const float
     double l[8] = {0};
     for (int j = 0; j < C8; j += 8)
       for (int k = 0; k < 8; k++) l[k] += (double)xi[j + k] * xi[j + k];
-    double ss = LANES_SUM(l);
+    double ss = DT_LANES_SUM(l);
     for (int j = C8; j < C; j++) ss += (double)xi[j] * xi[j];
     float rstd = (float)(1.0 / sqrt(ss / C + eps));
     for (int j = 0; j < C; j++) oi[j] = (w_off + w[j]) * (xi[j] * rstd);
@@ -115,7 +113,7 @@ static DT_VEC_CLONES void rmsnorm_backward_k(float *dx, float *dw, const float *
         l[k] += (di[j + k] * (w_off + w[j + k])) * xhat;
         if (dw) dw[j + k] += di[j + k] * xhat;
       }
-    double s = LANES_SUM(l);
+    double s = DT_LANES_SUM(l);
     for (int j = C8; j < C; j++) {
       const float xhat = xi[j] * rstd;
       s += (di[j] * (w_off + w[j])) * xhat;
@@ -267,8 +265,7 @@ double dt_exp_shift_sum(float *z, int64_t n, float m) {
     lane_sums_k(l, z + b, nb);
   }
   exp_shift_k(z + n8, n - n8, m);
-  /* dt_row_sum_d's order: lanes, pairs, the tail */
-  double s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+  double s = DT_LANES_SUM(l); /* dt_row_sum_d's order: lanes, pairs, the tail */
   for (int64_t j = n8; j < n; j++) s += (double)z[j];
   return s;
 }

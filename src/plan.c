@@ -901,6 +901,93 @@ static void print_layouts(const dt_plan_in *in, const dt_plan_layout *rows, int 
     printf("  no layout of these ranks fits\n");
 }
 
+/* The plan of in (and of full fine-tuning beside it), the smallest node
+ * counts and the advisor's rows (rows NULL without --layouts): printed as
+ * text or JSON. */
+static int plan_report(const dt_options *o, const dt_machine *mc, const dt_plan_in *in,
+                       double mem, const dt_plan_layout *rows, int n_rows, int best) {
+  dt_plan_out out, full;
+  DT_CALL(dt_plan_compute(in, mc, &out));
+  DT_CHECK(out.trainable > 0, DT_EUSAGE, "--method %s trains no parameter on this model (%s)",
+           in->methods, in->model);
+  const int max_nodes = dt_opt_int(o, "max-nodes");
+  int mn = 0, mtp = 0, fmn = 0, fmtp = 0;
+  if (mem > 0) DT_CALL(dt_plan_min_nodes(in, mc, mem, max_nodes, &mn, &mtp));
+  dt_plan_in fin = *in;
+  fin.methods = "full";
+  fin.weights = 0;
+  fin.matmul_bf16 = 0;
+  const int cmp = dt_opt_bool(o, "compare-full") && strcmp(in->methods, "full") != 0;
+  if (cmp) {
+    DT_CALL(dt_plan_compute(&fin, mc, &full));
+    if (mem > 0) DT_CALL(dt_plan_min_nodes(&fin, mc, mem, max_nodes, &fmn, &fmtp));
+  }
+  if (dt_opt_bool(o, "json")) {
+    json_t *j = json_object();
+    json_object_set_new(j, "model", json_string(in->model));
+    json_object_set_new(j, "plan", plan_json(in, &out, mem));
+    json_object_set_new(j, "full_finetuning", cmp ? plan_json(&fin, &full, mem) : json_null());
+    json_t *s = json_object();
+    const int R = dt_opt_int(o, "ranks-per-node");
+    json_object_set_new(s, "mem_per_node", mem > 0 ? json_real(mem) : json_null());
+    json_object_set_new(s, "nodes", mn ? json_integer(mn) : json_null());
+    json_object_set_new(s, "tp", mn ? json_integer(mtp) : json_null());
+    json_object_set_new(s, "dp", mn ? json_integer(mn * R / mtp) : json_null());
+    json_object_set_new(s, "full_nodes", fmn ? json_integer(fmn) : json_null());
+    json_object_set_new(s, "full_tp", fmn ? json_integer(fmtp) : json_null());
+    json_object_set_new(j, "smallest_fit", s);
+    json_object_set_new(j, "layouts", rows ? layouts_json(rows, n_rows, best) : json_null());
+    json_object_set_new(j, "machine", machine_json(mc));
+    char *txt = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    DT_CHECK(txt, DT_ENOMEM, "the JSON plan");
+    printf("%s\n", txt);
+    free(txt);
+    fflush(stdout);
+    return DT_OK;
+  }
+  char a[64], b2[64];
+  dt_model m;
+  DT_CALL(dt_model_describe(&m, in->model, in->weights, 0, 1));
+  const dt_config *c = &m.bb->cfg;
+  printf("deltatune plan: %s\n", in->model);
+  printf("backbone: %s, %d layers, d=%d, %d heads / %d kv (head dim %d), ffn %d, vocab %d: "
+         "%lld parameters (%s at %s)\n",
+         dt_cfg_arch(c)->name, c->n_layer, c->d_model, c->n_head,
+         c->n_kv_head, c->head_dim, c->d_ffn, c->vocab, (long long)out.frozen_params,
+         fmt_bytes(a, sizeof a, (double)out.weight_bytes_total), dt_wdtype_name(in->weights));
+  dt_model_free(&m);
+  printf("layout: %d nodes x %d ranks = %d ranks: %d data-parallel x %d tensor-parallel; %s\n",
+         in->nodes, in->ranks_per_node, out.ranks, out.dp, out.tp,
+         out.tp == 1 ? "no tensor-group sums"
+         : out.shm ? "tensor-group sums through shared memory (a group shares a node)"
+                   : "tensor-group sums by MPI_Allreduce (a group spans nodes)");
+  printf("batch: %d rows (%d per replica) x %d tokens", in->batch, out.B_local, in->seq);
+  if (out.n_virtual) printf(" + %d virtual", out.n_virtual);
+  if (out.n_prefix) printf(", %d prefix key/values", out.n_prefix);
+  printf(", %d task(s)%s", in->tasks, in->tasks > 1 ? " (combined batch)" : "");
+  if (out.passes > 1) printf(", %d passes of %d rows (--micro-batch)", out.passes, out.B_pass);
+  printf("\n");
+  print_plan(in, &out, mem, "plan");
+  if (cmp) print_plan(&fin, &full, mem, "full fine-tuning, same layout");
+  if (mem > 0) {
+    const int R = in->ranks_per_node;
+    if (mn)
+      printf("smallest node count for --mem-per-node %s: %d nodes of %d ranks (tp %d, dp %d)",
+             fmt_bytes(b2, sizeof b2, mem), mn, R, mtp, mn * R / mtp);
+    else
+      printf("no node count up to %d fits --mem-per-node %s", max_nodes,
+             fmt_bytes(b2, sizeof b2, mem));
+    if (cmp && fmn) printf("; full fine-tuning: %d nodes (tp %d)", fmn, fmtp);
+    else if (cmp) printf("; full fine-tuning: none up to %d nodes", max_nodes);
+    printf("\n");
+  }
+  if (rows) print_layouts(in, rows, n_rows, best, mem);
+  print_machine(mc);
+  fflush(stdout);
+  return DT_OK;
+}
+
 /* Everything after the options, on rank 0. */
 static int plan_main(const dt_options *o, const dt_machine *mc) {
   dt_plan_in in;
@@ -941,87 +1028,9 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
     /* without --tp the plan below is the advisor's pick */
     if (!dt_opt_given(o, "tp") && best >= 0) in.tp = rows[best].tp;
   }
-  dt_plan_out out, full;
-  DT_CALL(dt_plan_compute(&in, mc, &out));
-  DT_CHECK(out.trainable > 0, DT_EUSAGE, "--method %s trains no parameter on this model (%s)",
-           in.methods, in.model);
-  const int max_nodes = dt_opt_int(o, "max-nodes");
-  int mn = 0, mtp = 0, fmn = 0, fmtp = 0;
-  if (mem > 0) DT_CALL(dt_plan_min_nodes(&in, mc, mem, max_nodes, &mn, &mtp));
-  dt_plan_in fin = in;
-  fin.methods = "full";
-  fin.weights = 0;
-  fin.matmul_bf16 = 0;
-  const int cmp = dt_opt_bool(o, "compare-full") && strcmp(in.methods, "full") != 0;
-  if (cmp) {
-    DT_CALL(dt_plan_compute(&fin, mc, &full));
-    if (mem > 0) DT_CALL(dt_plan_min_nodes(&fin, mc, mem, max_nodes, &fmn, &fmtp));
-  }
-  if (dt_opt_bool(o, "json")) {
-    json_t *j = json_object();
-    json_object_set_new(j, "model", json_string(in.model));
-    json_object_set_new(j, "plan", plan_json(&in, &out, mem));
-    json_object_set_new(j, "full_finetuning", cmp ? plan_json(&fin, &full, mem) : json_null());
-    json_t *s = json_object();
-    const int R = dt_opt_int(o, "ranks-per-node");
-    json_object_set_new(s, "mem_per_node", mem > 0 ? json_real(mem) : json_null());
-    json_object_set_new(s, "nodes", mn ? json_integer(mn) : json_null());
-    json_object_set_new(s, "tp", mn ? json_integer(mtp) : json_null());
-    json_object_set_new(s, "dp", mn ? json_integer(mn * R / mtp) : json_null());
-    json_object_set_new(s, "full_nodes", fmn ? json_integer(fmn) : json_null());
-    json_object_set_new(s, "full_tp", fmn ? json_integer(fmtp) : json_null());
-    json_object_set_new(j, "smallest_fit", s);
-    json_object_set_new(j, "layouts", rows ? layouts_json(rows, n_rows, best) : json_null());
-    free(rows);
-    json_object_set_new(j, "machine", machine_json(mc));
-    char *txt = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    DT_CHECK(txt, DT_ENOMEM, "the JSON plan");
-    printf("%s\n", txt);
-    free(txt);
-    fflush(stdout);
-    return DT_OK;
-  }
-  char a[64], b2[64];
-  dt_model m;
-  DT_CALL(dt_model_describe(&m, in.model, in.weights, 0, 1));
-  const dt_config *c = &m.bb->cfg;
-  printf("deltatune plan: %s\n", in.model);
-  printf("backbone: %s, %d layers, d=%d, %d heads / %d kv (head dim %d), ffn %d, vocab %d: "
-         "%lld parameters (%s at %s)\n",
-         dt_cfg_arch(c)->name, c->n_layer, c->d_model, c->n_head,
-         c->n_kv_head, c->head_dim, c->d_ffn, c->vocab, (long long)out.frozen_params,
-         fmt_bytes(a, sizeof a, (double)out.weight_bytes_total), dt_wdtype_name(in.weights));
-  dt_model_free(&m);
-  printf("layout: %d nodes x %d ranks = %d ranks: %d data-parallel x %d tensor-parallel; %s\n",
-         in.nodes, in.ranks_per_node, out.ranks, out.dp, out.tp,
-         out.tp == 1 ? "no tensor-group sums"
-         : out.shm ? "tensor-group sums through shared memory (a group shares a node)"
-                   : "tensor-group sums by MPI_Allreduce (a group spans nodes)");
-  printf("batch: %d rows (%d per replica) x %d tokens", in.batch, out.B_local, in.seq);
-  if (out.n_virtual) printf(" + %d virtual", out.n_virtual);
-  if (out.n_prefix) printf(", %d prefix key/values", out.n_prefix);
-  printf(", %d task(s)%s", in.tasks, in.tasks > 1 ? " (combined batch)" : "");
-  if (out.passes > 1) printf(", %d passes of %d rows (--micro-batch)", out.passes, out.B_pass);
-  printf("\n");
-  print_plan(&in, &out, mem, "plan");
-  if (cmp) print_plan(&fin, &full, mem, "full fine-tuning, same layout");
-  if (mem > 0) {
-    const int R = in.ranks_per_node;
-    if (mn)
-      printf("smallest node count for --mem-per-node %s: %d nodes of %d ranks (tp %d, dp %d)",
-             fmt_bytes(b2, sizeof b2, mem), mn, R, mtp, mn * R / mtp);
-    else
-      printf("no node count up to %d fits --mem-per-node %s", max_nodes,
-             fmt_bytes(b2, sizeof b2, mem));
-    if (cmp && fmn) printf("; full fine-tuning: %d nodes (tp %d)", fmn, fmtp);
-    else if (cmp) printf("; full fine-tuning: none up to %d nodes", max_nodes);
-    printf("\n");
-  }
-  if (rows) print_layouts(&in, rows, n_rows, best, mem);
+  const int rc = plan_report(o, mc, &in, mem, rows, n_rows, best);
   free(rows);
-  print_machine(mc);
-  fflush(stdout);
+  if (rc) return dt_error_trace(rc, __FILE__, __LINE__, __func__);
   return DT_OK;
 }
 

@@ -137,9 +137,8 @@ int dt_trainer_step(dt_trainer *tr, int64_t step, dt_loss_stats *st, double toke
   /* --comm-lockstep moves no data, so its losses are not the model's and may
    * well be non-finite (a 13B shape's were, 2026-12-05): the step goes on
    * whatever the numbers are, but a non-finite update is not applied, so
-   * that the next steps still run on finite values (a 13B lockstep run,
-   * most likely on NaN deltas, took 43.4 s a step where the real step took
-   * 36.4) */
+   * that the next steps still run on finite values like the real run's (a
+   * 13B lockstep run went NaN for the rest of its steps; docs/performance.md) */
   const int lockstep = tr->dist && tr->dist->lockstep;
   if ((!isfinite(loss) || !isfinite(gnorm)) && lockstep) {
     if (step == 0) tr->loss0 = loss;

@@ -232,7 +232,7 @@ static int nan_run(char **out, const char *extra, const char *name, char *metric
 /* --comm-lockstep moves no data, so its losses are not the model's: a
  * non-finite one must not end the timing run (a 13B shape's did, under
  * --nan-policy stop), nor make the later steps run on NaN deltas (a 13B
- * lockstep run, most likely on them, took 1.19x the real step). The same batches that
+ * lockstep run's did). The same batches that
  * stop test_nan_stop run all 6 steps (none counted as skipped), the
  * metrics show the NaN step, its update is not applied, and the later
  * losses are finite. */
