@@ -52,6 +52,9 @@ typedef struct {
   int shm_part_open; /* a dt_tp_sum_part's slot awaits its dt_tp_sum_into */
   int tp_nodes;      /* the most nodes any tensor group spans (1: every group
                       * inside a node; more: its sums cross the network) */
+  int split_heads;   /* key/value groups left over from an even split over the
+                        group are shared by query rows (mpi/shard.h; the
+                        driver's --tp-heads, read by dt_model_load) */
 } dt_dist;
 
 /* dt_tp_sum goes through the shared-memory window from this many floats

@@ -1,5 +1,6 @@
 #include "shard.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,13 +8,44 @@
 
 void dt_shard_free(dt_shard *sh) { memset(sh, 0, sizeof *sh); }
 
-int dt_shard_init(dt_shard *sh, const dt_config *c, int r, int T) {
+int dt_shard_can_share(const dt_config *c, int T) {
+  const int R = T > 1 ? c->n_kv_head % T : 0;
+  return R > 0 && T % R == 0;
+}
+
+/* whole groups of rank r: g = r + j T for j < n_whole (of the first G - R
+ * when shared, of all G when not) */
+static int n_whole(const dt_shard *sh) { return sh->n_kv_l - (sh->kv_share > 1); }
+
+int dt_shard_kv_group(const dt_shard *sh, const dt_config *c, int j) {
+  const int T = sh->tp_size, r = sh->tp_rank;
+  if (j < n_whole(sh)) return r + j * T;
+  return c->n_kv_head - c->n_kv_head % T + r / sh->kv_share;
+}
+
+void dt_shard_q_rows(const dt_shard *sh, int T, int *q0, int *q1) {
+  const int k = sh->kv_share, i = sh->kv_share_i;
+  *q0 = 0, *q1 = T;
+  if (k <= 1) return;
+  *q0 = (int)lround(T * sqrt((double)i / k));
+  *q1 = i + 1 == k ? T : (int)lround(T * sqrt((double)(i + 1) / k));
+}
+
+int dt_shard_init(dt_shard *sh, const dt_config *c, int r, int T, int share) {
   memset(sh, 0, sizeof *sh);
   sh->tp_rank = r;
   sh->tp_size = T;
   const int hd = c->head_dim, group = c->n_head / c->n_kv_head;
   const int qd = dt_cfg_q_dim(c), kvd = dt_cfg_kv_dim(c), F = c->d_ffn;
-  for (int g = r; g < c->n_kv_head; g += T) sh->n_kv_l++;
+  sh->kv_share = 1;
+  if (share && dt_shard_can_share(c, T)) {
+    const int R = c->n_kv_head % T;
+    sh->kv_share = T / R;
+    sh->kv_share_i = r % sh->kv_share;
+    sh->n_kv_l = (c->n_kv_head - R) / T + 1;
+  } else {
+    for (int g = r; g < c->n_kv_head; g += T) sh->n_kv_l++;
+  }
   sh->n_head_l = sh->n_kv_l * group;
   const int ql = sh->n_head_l * hd, kvl = sh->n_kv_l * hd;
   /* q | k | v rows of owned groups, local order: q of owned, k, v */
@@ -29,24 +61,25 @@ int dt_shard_init(dt_shard *sh, const dt_config *c, int r, int T) {
              "%d; use --tp %d or more",
              c->source, sh->n_kv_l, 3 * sh->n_kv_l, DT_SEGS_MAX,
              (3 * c->n_kv_head + DT_SEGS_MAX - 1) / DT_SEGS_MAX);
-    for (int g = r; g < c->n_kv_head; g += T, j++) {
+    for (; j < sh->n_kv_l; j++) {
+      const int g = dt_shard_kv_group(sh, c, j);
       DT_CALL(dt_segs_push(&sh->qkv_rows, g * gs, group * hd, j * group * hd));
       DT_CALL(dt_segs_push(&sh->qkv_rows, g * gs + group * hd, hd, ql + j * hd));
       DT_CALL(dt_segs_push(&sh->qkv_rows, g * gs + (group + 1) * hd, hd, ql + kvl + j * hd));
     }
   } else {
-    for (int g = r; g < c->n_kv_head; g += T, j++)
-      DT_CALL(dt_segs_push(&sh->qkv_rows, g * group * hd, group * hd, j * group * hd));
-    j = 0;
-    for (int g = r; g < c->n_kv_head; g += T, j++)
-      DT_CALL(dt_segs_push(&sh->qkv_rows, qd + g * hd, hd, ql + j * hd));
-    j = 0;
-    for (int g = r; g < c->n_kv_head; g += T, j++)
-      DT_CALL(dt_segs_push(&sh->qkv_rows, qd + kvd + g * hd, hd, ql + kvl + j * hd));
+    for (j = 0; j < sh->n_kv_l; j++)
+      DT_CALL(dt_segs_push(&sh->qkv_rows, dt_shard_kv_group(sh, c, j) * group * hd, group * hd,
+                           j * group * hd));
+    for (j = 0; j < sh->n_kv_l; j++)
+      DT_CALL(dt_segs_push(&sh->qkv_rows, qd + dt_shard_kv_group(sh, c, j) * hd, hd, ql + j * hd));
+    for (j = 0; j < sh->n_kv_l; j++)
+      DT_CALL(dt_segs_push(&sh->qkv_rows, qd + kvd + dt_shard_kv_group(sh, c, j) * hd, hd,
+                           ql + kvl + j * hd));
   }
-  j = 0;
-  for (int g = r; g < c->n_kv_head; g += T, j++)
-    DT_CALL(dt_segs_push(&sh->att_cols, g * group * hd, group * hd, j * group * hd));
+  for (j = 0; j < sh->n_kv_l; j++)
+    DT_CALL(dt_segs_push(&sh->att_cols, dt_shard_kv_group(sh, c, j) * group * hd, group * hd,
+                         j * group * hd));
   /* FFN block distribution */
   sh->ffn_nb = (F + T - 1) / T;
   sh->ffn0 = r * sh->ffn_nb < F ? r * sh->ffn_nb : F;

@@ -5,6 +5,14 @@
  *     H/KV query heads) lives on tp rank g % T; q|k|v rows of the fused
  *     QKV matrix (column-parallel) and the matching input columns of the
  *     output projection (row-parallel) follow;
+ *   - split by query rows (`share`, dt_shard_can_share): when the G groups
+ *     do not divide over T but their remainder R divides T, the first G - R
+ *     go cyclically as above and each of the last R is held by k = T / R
+ *     ranks (group G - R + r / k on rank r), every one of which attends
+ *     with a k-th of the query rows (dt_shard_q_rows) and writes zeros for
+ *     the others: the output projection's sum over the group adds the
+ *     pieces, and every gradient of the group's weights is a partial sum
+ *     (docs/parallel.md, "Uneven heads");
  *   - the FFN by blocks of ceil(F/T) columns: c_fc / gate|up rows
  *     (column-parallel) and c_proj / down_proj input columns (row-parallel);
  *   - the vocabulary by blocks of ceil(V/T) rows (embedding and lm_head).
@@ -22,6 +30,9 @@
 typedef struct {
   int tp_rank, tp_size;
   int n_kv_l, n_head_l; /* local key/value groups and query heads */
+  int kv_share;         /* ranks sharing the last local group by query rows
+                           (1: every local group is whole) */
+  int kv_share_i;       /* this rank's place among them */
   int ffn0, ffn_l;      /* local FFN columns [ffn0, ffn0 + ffn_l) */
   int vocab0, vocab_l;  /* local vocabulary rows */
   int ffn_nb, vocab_nb; /* ScaLAPACK block sizes of those distributions */
@@ -32,8 +43,18 @@ typedef struct {
   dt_segs vocab_rows;
 } dt_shard;
 
-/* The split of config c for tp rank r of T. */
-int dt_shard_init(dt_shard *sh, const dt_config *c, int r, int T);
+/* Can the key/value groups of c be split by query rows over T ranks? (G
+ * does not divide over T, and G mod T divides T.) */
+int dt_shard_can_share(const dt_config *c, int T);
+/* The split of config c for tp rank r of T; share: the left-over groups by
+ * query rows where dt_shard_can_share (else as share = 0). */
+int dt_shard_init(dt_shard *sh, const dt_config *c, int r, int T, int share);
+/* Global index of local key/value group j. */
+int dt_shard_kv_group(const dt_shard *sh, const dt_config *c, int j);
+/* The query rows [*q0, *q1) of T positions this rank attends with in its
+ * shared group (all T when it has none), balanced for causal attention:
+ * member i of k takes [T sqrt(i/k), T sqrt((i+1)/k)). */
+void dt_shard_q_rows(const dt_shard *sh, int T, int *q0, int *q1);
 void dt_shard_free(dt_shard *sh);
 
 /* ScaLAPACK descriptors (9 ints, 0-based field order DTYPE, CTXT, M, N, MB,

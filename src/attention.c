@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ops.h"
 #include "vmath.h"
@@ -44,6 +45,13 @@ static void softcap_row(float *s, int n, float cap) {
   for (int j = 0; j < n; j++) s[j] = cap * tanhf(s[j] / cap);
 }
 
+/* The query rows head h attends with: all T, or [q0, q1) in a shared group. */
+static inline void q_range(const dt_attn_dims *d, int h, int *q0, int *q1) {
+  const int shared = d->KS > 0 && h / (d->H / d->KV) >= d->KV - d->KS;
+  *q0 = shared ? d->q0 : 0;
+  *q1 = shared ? d->q1 : d->T;
+}
+
 static inline float scale_of(const dt_attn_dims *d) {
   return d->scale > 0 ? d->scale : 1.0f / sqrtf((float)d->hd);
 }
@@ -68,8 +76,15 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
       const float *K = rows + qd + g * hd;
       const float *V = rows + qd + kvd + g * hd;
       float *L = lse + ((int64_t)b * H + h) * T;
-      for (int i0 = 0; i0 < T; i0 += QB) {
-        const int i1 = i0 + QB < T ? i0 + QB : T, nq = i1 - i0, nk = i1;
+      int qa, qz;
+      q_range(d, h, &qa, &qz);
+      for (int i = 0; i < T; i++) /* rows another rank attends with: zero */
+        if (i < qa || i >= qz) {
+          memset(att + ((int64_t)b * T + i) * qd + h * hd, 0, sizeof(float) * hd);
+          L[i] = 0.0f;
+        }
+      for (int i0 = qa; i0 < qz; i0 += QB) {
+        const int i1 = i0 + QB < qz ? i0 + QB : qz, nq = i1 - i0, nk = i1;
         const float *Q = rows + (int64_t)i0 * ld + h * hd;
         /* the block's keys: from the window's first of its first query
          * (kb, 0 without a window): prefix [kb, P), real [r0, nk) */
@@ -127,8 +142,10 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
       const float *K = rows + qd + g * hd;
       const float *V = rows + qd + kvd + g * hd;
       const float *L = lse + ((int64_t)b * H + h) * T;
-      for (int i0 = 0; i0 < T; i0 += QB) {
-        const int i1 = i0 + QB < T ? i0 + QB : T, nq = i1 - i0, nk = i1;
+      int qa, qz;
+      q_range(d, h, &qa, &qz);
+      for (int i0 = qa; i0 < qz; i0 += QB) {
+        const int i1 = i0 + QB < qz ? i0 + QB : qz, nq = i1 - i0, nk = i1;
         const float *Q = rows + (int64_t)i0 * ld + h * hd;
         const float *O = att + ((int64_t)b * T + i0) * qd + h * hd;
         const float *dO = datt + ((int64_t)b * T + i0) * qd + h * hd;

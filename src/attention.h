@@ -30,6 +30,11 @@ typedef struct {
                          scaled scores (before a cap); NULL: none */
   int PH; /* prefix heads: KV (one per key/value group) or H (one per query
              head); at least 1 where KV is */
+  int KS;     /* the last KS key/value groups are shared with other ranks by
+                 query rows (mpi/shard.h): their heads attend only with
+                 queries [q0, q1) of each batch row, and their output is zero
+                 in the other rows; 0: none */
+  int q0, q1;
 } dt_attn_dims;
 
 /* Floats of scratch needed (two [T, P+T] blocks). */

@@ -131,6 +131,11 @@ static int block(dt_decoder *dc, int l, int nb, const int *slots, int Tp) {
                  dc->kv.len[slots[b]], Tp, pk, pv, dc->n_prefix, dt_fwd_prefix_heads_l(m),
                  dt_cfg_window(c, l), m->bb->alibi, H, KV, hd, dt_cfg_attn_scale(c),
                  c->attn_softcap, dc->s);
+  const dt_shard *sh = &m->bb->sh;
+  if (sh->kv_share > 1 && sh->kv_share_i > 0) { /* a shared group decodes on its first rank */
+    const int gq = qd / KV; /* a group's query columns */
+    for (int i = 0; i < N; i++) memset(a->att + (size_t)i * qd + qd - gq, 0, sizeof(float) * gq);
+  }
   DT_CALL(dt_fwd_site(m, l, DT_SITE_ATTN_OUT, nb, Tp, a->att, dc->o));
   /* post_norms (Gemma-2): the branch outputs through their norms, in the
    * norm buffer (free once the block's product has read it) */

@@ -97,6 +97,18 @@ static int x_share_on(const dt_model *m, int recompute) {
 
 /* cs: where the saved residual stream (x, x1 of every block) goes when the
  * tensor group shares it (x_share_on), else NULL: cv holds everything. */
+/* Layer l's attention over the pass's rows: this rank's heads, and the
+ * query rows it attends with in a group it shares (mpi/shard.h). */
+static dt_attn_dims attn_dims(const dt_model *m, int l) {
+  const dt_config *c = &m->bb->cfg;
+  const dt_shard *sh = &m->bb->sh;
+  dt_attn_dims ad = {m->B, m->T, m->n_prefix, sh->n_head_l, sh->n_kv_l, c->head_dim,
+                     dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap, m->bb->alibi,
+                     dt_fwd_prefix_heads_l(m), sh->kv_share > 1, 0, 0};
+  dt_shard_q_rows(sh, m->T, &ad.q0, &ad.q1);
+  return ad;
+}
+
 static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recompute) {
   const dt_config *c = &m->bb->cfg;
   const size_t N = (size_t)B * T, d = c->d_model;
@@ -165,8 +177,8 @@ static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recomp
   m->d_fc = carve(cv, wide);
   m->d_act = carve(cv, N * FFN_L(m));
   m->d_xf = carve(cv, N * d);
-  dt_attn_dims ad = {B, T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    c->sliding_window, 0.0f, 0.0f, m->bb->alibi, dt_fwd_prefix_heads_l(m)};
+  dt_attn_dims ad = attn_dims(m, 0);
+  ad.B = B, ad.T = T;
   m->att_scratch = carve(cv, (size_t)dt_attention_scratch(&ad));
   if (m->tp_gemm && dt_model_tp(m) > 1) {
     size_t mx_in = 0;
@@ -663,10 +675,9 @@ static int prefix_of(dt_model *m, int l, const float **pk, const float **pv,
     *pk = K, *pv = V, *dpk = dK, *dpv = dV;
     return DT_OK;
   }
-  const int T = dt_model_tp(m), r = m->bb->sh.tp_rank;
   for (int p = 0; p < P; p++) {
-    int j = 0;
-    for (int g = r; g < c->n_kv_head; g += T, j++) {
+    for (int j = 0; j < m->bb->sh.n_kv_l; j++) {
+      const int g = dt_shard_kv_group(&m->bb->sh, c, j);
       memcpy(m->pk_l + (size_t)p * pl + j * gw, K + (size_t)p * pd + g * gw, sizeof(float) * gw);
       memcpy(m->pv_l + (size_t)p * pl + j * gw, V + (size_t)p * pd + g * gw, sizeof(float) * gw);
     }
@@ -687,10 +698,9 @@ static void prefix_scatter_grad(dt_model *m) {
   const dt_config *c = &m->bb->cfg;
   const int pd = dt_cfg_prefix_dim(c), pl = PKV_L(m), gw = pd / c->n_kv_head;
   if (m->prefix_method < 0 || pl == pd || !m->prefix_dk) return;
-  const int T = dt_model_tp(m), r = m->bb->sh.tp_rank;
-  for (int p = 0; p < m->n_prefix; p++) {
-    int j = 0;
-    for (int g = r; g < c->n_kv_head; g += T, j++)
+  for (int p = 0; p < m->n_prefix; p++)
+    for (int j = 0; j < m->bb->sh.n_kv_l; j++) {
+      const int g = dt_shard_kv_group(&m->bb->sh, c, j);
       for (int e = 0; e < gw; e++) {
         m->prefix_dk[(size_t)p * pd + g * gw + e] += m->dpk_l[(size_t)p * pl + j * gw + e];
         m->prefix_dv[(size_t)p * pd + g * gw + e] += m->dpv_l[(size_t)p * pl + j * gw + e];
@@ -730,9 +740,7 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   const float *pk, *pv;
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
-  dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap, m->bb->alibi,
-                    dt_fwd_prefix_heads_l(m)};
+  const dt_attn_dims ad = attn_dims(m, l);
   dt_attention_forward(a->att, a->lse, a->qkv, pk, pv, &ad, m->att_scratch);
   float *o = m->d_tmp; /* [N,d] scratch during forward */
   const float *ov = o;   /* the branch output: o, or the group's sum */
@@ -811,9 +819,7 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   const float *pk, *pv;
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
-  dt_attn_dims ad = {m->B, m->T, m->n_prefix, m->bb->sh.n_head_l, m->bb->sh.n_kv_l, c->head_dim,
-                    dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap, m->bb->alibi,
-                    dt_fwd_prefix_heads_l(m)};
+  const dt_attn_dims ad = attn_dims(m, l);
   dt_attention_backward(m->d_qkv, dpk, dpv, m->d_att, a->att, a->lse, a->qkv,
                         pk, pv, &ad, m->att_scratch);
   prefix_scatter_grad(m);

@@ -374,6 +374,8 @@ static int setup(gen_ctx *c) {
   DT_CALL(dt_ckpt_precheck(o, &c->cfg, 0, &c->bb, &c->have_bb, MPI_COMM_WORLD));
   int wd;
   DT_CALL(dt_backbone_options_check(o, &wd));
+  DT_CALL(dt_split_heads(dt_opt_str(o, "tp-heads"), dt_opt_str(o, "method"), 0,
+                         &c->dist.split_heads));
   int rc = dt_model_load(&c->model, dt_opt_str(o, "model"), wd, seed, &c->dist,
                          dt_share_weights(dt_opt_str(o, "share-weights"), dt_opt_str(o, "method")));
   if (rc == DT_OK)

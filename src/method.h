@@ -163,5 +163,11 @@ int dt_methods_write_backbone(const char *list);
 /* Should a run of these methods map the frozen matrices from one copy per
  * node (--share-weights auto|yes|no)? */
 int dt_share_weights(const char *choice, const char *methods);
+/* Should the key/value groups left over from an even split over the tensor
+ * group be shared by query rows (--tp-heads auto|rows|whole, mpi/shard.h)?
+ * Not where a method trains backbone tensors, whose gradients are complete
+ * per rank, or with pxgemm's block-cyclic products: *split 0 there, and
+ * rows is a DT_EUSAGE error. */
+int dt_split_heads(const char *choice, const char *methods, int pxgemm, int *split);
 
 #endif

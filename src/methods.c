@@ -104,6 +104,17 @@ int dt_share_weights(const char *choice, const char *methods) {
   return !dt_methods_write_matrices(methods);
 }
 
+int dt_split_heads(const char *choice, const char *methods, int pxgemm, int *split) {
+  const int can = !dt_methods_write_backbone(methods) && !pxgemm;
+  *split = strcmp(choice, "whole") && can;
+  DT_CHECK(strcmp(choice, "rows") || can, DT_EUSAGE,
+           "--tp-heads rows: %s; use --tp-heads whole or auto",
+           pxgemm ? "--tp-gemm pxgemm multiplies the block-cyclic layout of whole heads"
+                  : "the method trains backbone tensors, whose gradients each rank completes "
+                    "for its own heads");
+  return DT_OK;
+}
+
 const dt_method_ops *dt_method_lookup(const char *name) {
   init_table();
   for (int i = 0; i < dt_method_count(); i++)

@@ -99,8 +99,7 @@ static int alloc_weights(dt_backbone *b) {
     DT_CALL(dt_malloc(&b->alibi, sizeof(float) * (size_t)(b->sh.n_head_l + 1), "alibi slopes"));
     const int grp = c->n_head / c->n_kv_head; /* local head j: group j / grp (mpi/shard.h) */
     for (int j = 0; j < b->sh.n_head_l; j++)
-      b->alibi[j] = dt_alibi_slope(c->n_head,
-                                   (b->sh.tp_rank + (j / grp) * b->sh.tp_size) * grp + j % grp);
+      b->alibi[j] = dt_alibi_slope(c->n_head, dt_shard_kv_group(&b->sh, c, j / grp) * grp + j % grp);
   }
   DT_CALL(alloc_vec(b, &b->lnf_w, d, "final norm"));
   if (c->has_bias) DT_CALL(alloc_vec(b, &b->lnf_b, d, "final norm bias"));
@@ -763,7 +762,8 @@ int dt_model_load(dt_model *m, const char *spec, int weights,
   m->bb->wquant = dt_wdtype_quant(weights);
   m->bb->dist = dist;
   DT_CALL(load_config(m->bb, spec));
-  DT_CALL(dt_shard_init(&m->bb->sh, &m->bb->cfg, dist ? dist->tp_rank : 0, dist ? dist->tp_size : 1));
+  DT_CALL(dt_shard_init(&m->bb->sh, &m->bb->cfg, dist ? dist->tp_rank : 0, dist ? dist->tp_size : 1,
+                        dist && dist->split_heads));
   if (share && dist && dist->peers_size > 1) DT_CALL(share_alloc(m->bb, dist));
   DT_CALL(alloc_weights(m->bb));
   int rc = strncmp(spec, "synthetic:", 10) == 0 ? init_synthetic(m, seed) : load_hf(m, spec);
@@ -779,7 +779,7 @@ int dt_model_load(dt_model *m, const char *spec, int weights,
 }
 
 int dt_model_describe(dt_model *m, const char *spec, int weights, int tp_rank,
-                      int tp_size) {
+                      int tp_size, int split_heads) {
   DT_CALL(new_backbone(m));
   m->bb->weights_bf16 = weights == DT_W_BF16;
   m->bb->wquant = dt_wdtype_quant(weights);
@@ -787,7 +787,7 @@ int dt_model_describe(dt_model *m, const char *spec, int weights, int tp_rank,
   DT_CHECK(tp_size >= 1 && tp_rank >= 0 && tp_rank < tp_size, DT_EUSAGE,
            "tensor-parallel rank %d of %d", tp_rank, tp_size);
   DT_CALL(load_config(m->bb, spec));
-  DT_CALL(dt_shard_init(&m->bb->sh, &m->bb->cfg, tp_rank, tp_size));
+  DT_CALL(dt_shard_init(&m->bb->sh, &m->bb->cfg, tp_rank, tp_size, split_heads));
   DT_CALL(alloc_weights(m->bb));
   return DT_OK;
 }

@@ -214,20 +214,22 @@ typedef struct dt_model {
  * its own shard. With share and more than one replica of this shard on the
  * node (dist->peers), the matrices are one shared copy: the first replica
  * reads or generates them, the others map them (collective over
- * dist->peers; norm and bias vectors stay private). */
+ * dist->peers; norm and bias vectors stay private). dist->split_heads picks
+ * the split of the attention heads (mpi/shard.h). */
 int dt_model_load(dt_model *m, const char *spec, int weights,
                   uint64_t seed, dt_dist *dist, int share);
 
 /* The sizes of a model without its weights (for `deltatune plan`): the
  * config (a synthetic spec or a HF folder's config.json alone), the shard of
- * tensor-parallel rank tp_rank of tp_size, and every matrix's shape; no
+ * tensor-parallel rank tp_rank of tp_size (split_heads: as dist->split_heads),
+ * and every matrix's shape; no
  * weight storage (w, w16 stay NULL) and m->dist stays NULL. weight_bytes is
  * what dt_model_load's allocation would take on that rank (the same code
  * sizes both). Methods can be created on it: dt_model_require_grad then
  * allocates nothing and adds the gradient's bytes to described_bytes.
  * Release with dt_model_free. */
 int dt_model_describe(dt_model *m, const char *spec, int weights, int tp_rank,
-                      int tp_size);
+                      int tp_size, int split_heads);
 /* Give a shared matrix a private copy before it is written (a method that
  * trains or rewrites frozen weights); no-op for a private one. */
 int dt_model_unshare(dt_model *m, dt_mat *a);

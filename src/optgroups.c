@@ -17,6 +17,7 @@ static const dt_optdef backbone_opts[] = {
     DT_OPTDEF_MATMUL_DTYPE,
     DT_OPTDEF_SHARE_WEIGHTS,
     DT_OPTDEF_TP,
+    DT_OPTDEF_TP_HEADS,
     {"recompute", DT_OPT_BOOL, "no", 0, 0, NULL,
      "keep only block inputs and recompute activations in backward"},
     {NULL, 0, NULL, 0, 0, NULL, NULL}};

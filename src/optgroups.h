@@ -31,6 +31,14 @@
    "memory) instead of one each; auto: unless the method trains or rewrites backbone matrices " \
    "(full, lastlayer, said; yes shares anyway and copies what they write)"}
 
+#define DT_OPTDEF_TP_HEADS                                                                      \
+  {"tp-heads", DT_OPT_CHOICE, "auto", 0, 0, "auto|rows|whole",                                  \
+   "key/value groups left over when they do not divide over --tp (40 heads on 16 ranks): "     \
+   "each shared by --tp / leftover ranks, every one of which attends with part of the query "  \
+   "rows (rows), or each whole on one rank, whose attention then takes longer than the "       \
+   "others' (whole); auto: rows unless the method trains backbone tensors (full, lastlayer, "  \
+   "said, bitfit) or --tp-gemm is pxgemm (docs/parallel.md)"}
+
 extern const dt_optgroup dt_backbone_group;
 extern const dt_optgroup dt_method_group;
 extern const dt_optgroup dt_optim_group;

@@ -92,7 +92,7 @@ static void ctx_free(plan_ctx *x) {
 static int describe_rank(const dt_plan_in *in, int r, int T, shard_entry *z) {
   dt_params p;
   memset(&p, 0, sizeof p);
-  DT_CALL(dt_model_describe(&z->m, in->model, in->weights, r, T));
+  DT_CALL(dt_model_describe(&z->m, in->model, in->weights, r, T, in->split_heads));
   z->m.matmul_bf16 = in->matmul_bf16;
   const int64_t h0 = heap_in_use();
   int rc = dt_methods_create(in->methods, in->opt, &z->m, &p, in->seed, &z->ms, &z->n);
@@ -138,9 +138,9 @@ static int describe_rank(const dt_plan_in *in, int r, int T, shard_entry *z) {
 /* The first tensor-parallel rank of T from which every rank holds no
  * key/value group, FFN column or vocabulary row (dt_shard_init's
  * distributions): all ranks from there on are the same shard. */
-static int first_empty_rank(const dt_config *c, int T) {
+static int first_empty_rank(const dt_config *c, int T, int split_heads) {
   const int64_t ffn_nb = (c->d_ffn + T - 1) / T, vocab_nb = ((int64_t)c->vocab + T - 1) / T;
-  int64_t r = c->n_kv_head;
+  int64_t r = split_heads && dt_shard_can_share(c, T) ? T : c->n_kv_head;
   const int64_t rf = ffn_nb > 0 ? (c->d_ffn + ffn_nb - 1) / ffn_nb : 0;
   const int64_t rv = vocab_nb > 0 ? (c->vocab + vocab_nb - 1) / vocab_nb : 0;
   if (rf > r) r = rf;
@@ -150,7 +150,7 @@ static int first_empty_rank(const dt_config *c, int T) {
 
 static int ctx_get(plan_ctx *x, const dt_config *cfg, int r, int T, shard_entry **out) {
   dt_shard sh;
-  DT_CALL(dt_shard_init(&sh, cfg, r, T));
+  DT_CALL(dt_shard_init(&sh, cfg, r, T, x->in->split_heads));
   const int sig[3] = {sh.n_kv_l, sh.ffn_l, sh.vocab_l};
   for (int i = 0; i < x->n; i++)
     if (!memcmp(x->e[i]->sig, sig, sizeof sig)) {
@@ -215,7 +215,7 @@ static int ctx_init(plan_ctx *x, const dt_plan_in *in, dt_config *cfg) {
   memset(x, 0, sizeof *x);
   x->in = in;
   dt_model m;
-  DT_CALL(dt_model_describe(&m, in->model, in->weights, 0, 1));
+  DT_CALL(dt_model_describe(&m, in->model, in->weights, 0, 1, 0));
   *cfg = m.bb->cfg;
   dt_model_free(&m);
   return DT_OK;
@@ -281,7 +281,7 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
   double matmul_max = 0;
   shard_entry *best = NULL;
   const unsigned pass = ++x->pass;
-  const int r_end = first_empty_rank(cfg, T) < T ? first_empty_rank(cfg, T) + 1 : T;
+  const int e = first_empty_rank(cfg, T, x->in->split_heads), r_end = e < T ? e + 1 : T;
   for (int r = 0; r < r_end; r++) {
     shard_entry *z;
     DT_CALL(ctx_get(x, cfg, r, T, &z));
@@ -564,6 +564,7 @@ static const dt_optdef plan_opts[] = {
     {"nodes", DT_OPT_INT, "1", 1, 1048576, NULL, "nodes of the job"},
     {"ranks-per-node", DT_OPT_INT, "1", 1, 4096, NULL, "MPI ranks per node"},
     DT_OPTDEF_TP,
+    DT_OPTDEF_TP_HEADS,
     {"batch-size", DT_OPT_INT, "8", 1, 1048576, NULL, "rows per step (global, per task)"},
     {"seq-len", DT_OPT_INT, "1024", 2, 1048576, NULL, "data tokens per row"},
     {"scored-per-row", DT_OPT_INT, NULL, 0, 1048576, NULL,
@@ -948,7 +949,7 @@ static int plan_report(const dt_options *o, const dt_machine *mc, const dt_plan_
   }
   char a[64], b2[64];
   dt_model m;
-  DT_CALL(dt_model_describe(&m, in->model, in->weights, 0, 1));
+  DT_CALL(dt_model_describe(&m, in->model, in->weights, 0, 1, 0));
   const dt_config *c = &m.bb->cfg;
   printf("deltatune plan: %s\n", in->model);
   printf("backbone: %s, %d layers, d=%d, %d heads / %d kv (head dim %d), ffn %d, vocab %d: "
@@ -994,6 +995,7 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   memset(&in, 0, sizeof in);
   in.model = dt_opt_str(o, "model");
   in.methods = dt_opt_str(o, "method");
+  DT_CALL(dt_split_heads(dt_opt_str(o, "tp-heads"), in.methods, 0, &in.split_heads));
   in.opt = o;
   in.nodes = dt_opt_int(o, "nodes");
   in.ranks_per_node = dt_opt_int(o, "ranks-per-node");

@@ -32,6 +32,7 @@ typedef struct {
   int micro;             /* rows per forward/backward pass (--micro-batch; 0 = all of a replica's) */
   int matmul_bf16;       /* --matmul-dtype bf16 (needs bf16) */
   const char *share_weights; /* --share-weights auto|yes|no (NULL: auto) */
+  int split_heads;       /* left-over key/value groups shared by query rows (--tp-heads) */
 } dt_plan_in;
 
 /* Bytes held by one rank (the largest). */

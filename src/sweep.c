@@ -108,15 +108,15 @@ static int task_has_key(const task *t, const char *key) {
 
 /* Parse a task's options through the same tables as `deltatune train`
  * (model, data, training, checkpoints, every method's); the properties of
- * the shared backbone (sw: --model, --weights-dtype, --matmul-dtype, --tp, --recompute) are
+ * the shared backbone (sw: --model, --weights-dtype, --matmul-dtype, --tp, --tp-heads, --recompute) are
  * the sweep's, so that the task's checkpoints record them; sweep --resume
  * is every task's resume. */
 static int task_options(task *t, const char *file, const dt_options *sw) {
   /* the backbone's properties first, then the numerical-fault options:
    * defaults a task may set itself */
-  static const char *const shared[] = {"model", "weights-dtype", "matmul-dtype", "tp", "recompute",
-                                       "nan-policy", "nan-max-skips"};
-  enum { NSHARED = sizeof shared / sizeof *shared, NBACKBONE = 5 };
+  static const char *const shared[] = {"model", "weights-dtype", "matmul-dtype", "tp", "tp-heads",
+                                       "recompute", "nan-policy", "nan-max-skips"};
+  enum { NSHARED = sizeof shared / sizeof *shared, NBACKBONE = 6 };
   char *argv[MAX_KV + NSHARED + 1];
   static char bufs[MAX_KV + NSHARED + 1][DT_OPTVAL_MAX + 72];
   int argc = 0;
@@ -411,8 +411,11 @@ static int sweep_run(int argc, char **argv) {
     free(ts);
     return dt_error_trace(prc, __FILE__, __LINE__, __func__);
   }
+  /* the shared backbone is never written: its heads split as a reader's */
+  prc = dt_split_heads(dt_opt_str(&o, "tp-heads"), "none", 0, &dist.split_heads);
   dt_model base;
-  prc = dt_model_load(&base, dt_opt_str(&o, "model"), weights_of(&o),
+  if (prc == DT_OK)
+    prc = dt_model_load(&base, dt_opt_str(&o, "model"), weights_of(&o),
                       (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist,
                       /* the shared backbone is never written: a task that writes
                        * backbone tensors gets a private one */
@@ -453,10 +456,15 @@ static int sweep_run(int argc, char **argv) {
     if (trains_backbone(dt_opt_str(to, "method"))) {
       /* the task changes backbone tensors: it gets its own copy */
       rc = dt_calloc(&t->own, sizeof *t->own, "private backbone");
-      if (rc == DT_OK) /* rewritten by the task: one copy per rank, not shared */
+      /* rewritten by the task: one copy per rank, not shared, its heads
+       * whole (dt_split_heads) */
+      const int split = dist.split_heads;
+      dist.split_heads = 0;
+      if (rc == DT_OK)
         rc = dt_model_load(t->own, dt_opt_str(&o, "model"),
                            weights_of(&o),
                            (uint64_t)dt_opt_int(&o, "backbone-seed"), &dist, 0);
+      dist.split_heads = split;
       if (rc == DT_OK) t->own->matmul_bf16 = matmul_bf16;
       mb = t->own;
     }

@@ -153,8 +153,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
          name, sizeof t->val[0] - 1);
     return 0;
   }
-  if (!strcmp(name, "model") || !strcmp(name, "tp") || !strcmp(name, "weights-dtype") ||
-      !strcmp(name, "recompute")) {
+  if (!strcmp(name, "model") || !strcmp(name, "tp") || !strcmp(name, "tp-heads") ||
+      !strcmp(name, "weights-dtype") || !strcmp(name, "recompute")) {
     fail(p, p->line,
          "task '%s': '%s' is a property of the shared backbone; give it to deltatune sweep",
          t->name, name);

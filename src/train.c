@@ -309,6 +309,8 @@ static int setup(run_ctx *c, int train) {
   DT_CALL(dt_ckpt_precheck(o, &c->cfg, train == 1, &c->bb, &c->have_bb, MPI_COMM_WORLD));
   /* then build; a failure of some ranks only is agreed on before the
    * collectives of the plan */
+  DT_CALL(dt_split_heads(dt_opt_str(o, "tp-heads"), dt_opt_str(o, "method"),
+                         !strcmp(dt_opt_str(o, "tp-gemm"), "pxgemm"), &c->dist.split_heads));
   int rc = dt_model_load(&c->model, dt_opt_str(o, "model"), wd, seed, &c->dist,
                          dt_share_weights(dt_opt_str(o, "share-weights"), dt_opt_str(o, "method")));
   const char *ml = dt_opt_str(o, "method");
@@ -500,6 +502,11 @@ static void print_header(run_ctx *c) {
          cf->source, dt_cfg_arch(cf)->name, cf->n_layer,
          cf->d_model, cf->n_head, cf->n_kv_head, cf->d_ffn, cf->vocab,
          (long long)frozen, c->model.bb->weights_bf16 ? (c->model.matmul_bf16 ? "bf16 (bf16 products)" : "bf16") : c->model.bb->wquant ? dt_qtype_name(c->model.bb->wquant) : "fp32");
+  const dt_shard *sh = &c->model.bb->sh;
+  if (sh->kv_share > 1) /* --tp-heads rows in effect (mpi/shard.h) */
+    printf("heads: %d key/value groups over --tp %d: %d whole a rank, %d shared by %d ranks each "
+           "by query rows\n",
+           cf->n_kv_head, sh->tp_size, sh->n_kv_l - 1, cf->n_kv_head % sh->tp_size, sh->kv_share);
   printf("data: %s, %lld rows x %d tokens; batch %d (%d per rank)\n", c->data.path,
          (long long)c->data.n_rows, c->data.seq_len, c->B_global, c->B_local);
   for (int i = 0; i < c->n_methods; i++) {

@@ -45,6 +45,25 @@ dt_parity_layouts(gpt2 said 2e-5 --method said --said-dim 24
   --init-from ${F}/gpt2/said/init.safetensors,${F}/gpt2/said/projection.safetensors)
 dt_parity_layouts(llama said 2e-5 --method said --said-dim 24
   --init-from ${F}/llama/said/init.safetensors,${F}/llama/said/projection.safetensors)
+# The left-over key/value groups shared by query rows (--tp-heads auto,
+# mpi/shard.h): gpt2's 4 heads on 3 ranks above (one group held by all 3);
+# here llama's 2 groups on 4 ranks, each held by 2 ranks with no whole group
+# (grouped queries, prefix key/values and IA3's key/value scaling across the
+# split), and the same layout with whole groups (ranks 2 and 3 hold none).
+foreach(m lora ia3 prefix)
+  if(m STREQUAL "lora")
+    set(a --method lora --lora-rank 4 --lora-alpha 8 --lora-targets q_proj,v_proj,down_proj)
+  elseif(m STREQUAL "ia3")
+    set(a --method ia3)
+  else()
+    set(a --method prefix --prefix-tokens 3)
+  endif()
+  dt_add_parity_test_mpi(parity_np4_tp4_llama_${m} 4 4 llama ${m} 2e-5 ${a}
+    --init-from ${F}/llama/${m}/init.safetensors)
+endforeach()
+dt_add_parity_test_mpi(parity_np4_tp4_whole_llama_lora 4 4 llama lora 2e-5 --tp-heads whole
+  --method lora --lora-rank 4 --lora-alpha 8 --lora-targets q_proj,v_proj,down_proj
+  --init-from ${F}/llama/lora/init.safetensors)
 dt_add_test(test_scalapack_layout SOURCES test_scalapack_layout.c NP 3)
 add_test(NAME test_scalapack_layout_np4 COMMAND ${DT_MPIRUN} -np 4 $<TARGET_FILE:test_scalapack_layout>)
 set_tests_properties(test_scalapack_layout_np4 PROPERTIES PROCESSORS 4 TIMEOUT 300 LABELS parallel
@@ -60,3 +79,6 @@ dt_add_test(test_comm_lockstep SOURCES test_comm_lockstep.c clitest.c ARGS ${DT_
             TIMEOUT 300 LABELS parallel)
 # the tensor-group sum operators (mpi/dist.c) themselves, on 3 ranks
 dt_add_test(test_tp_sum SOURCES test_tp_sum.c NP 3 TIMEOUT 120)
+# --tp-heads: left-over key/value groups split by query rows train as one rank
+dt_add_test(test_split_heads SOURCES test_split_heads.c clitest.c ARGS ${DT_MPIRUN} RANKS 4
+            TIMEOUT 300 LABELS parallel)

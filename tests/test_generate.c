@@ -131,6 +131,45 @@ static void test_bf16_weights(void **s) {
   free(one), free(six), free(tp2);
 }
 
+/* Three attention heads on --tp 2: the left-over one is held by both ranks
+ * (mpi/shard.h) and decodes on the first; the same tokens as 1 rank and as
+ * whole heads. --tp-heads rows with a method that trains the backbone is
+ * refused, naming the option. */
+static char *gen_odd(const char *launch, const char *extra, const char *tag) {
+  char *out = NULL;
+  const char *o = dt_test_tmp(tag);
+  int rc = dt_test_run(&out, "%s %s generate --model "
+                       "synthetic:llama:layers=2,d=96,heads=3,ffn=160,vocab=300,ctx=64 "
+                       "--method none --input %s --output %s.jsonl --overwrite --max-new-tokens 12 %s",
+                       launch, DT_BINARY, prompts_file(), o, extra);
+  if (rc != 0) fail_msg("odd heads %s: deltatune generate exited %d:\n%s", tag, rc, out ? out : "");
+  free(out);
+  char p[1200];
+  snprintf(p, sizeof p, "%s.jsonl", o);
+  char *t = dt_test_slurp(p);
+  assert_non_null(t);
+  assert_int_equal(dt_test_count(t, "\n"), 6);
+  return t;
+}
+
+static void test_split_heads(void **s) {
+  (void)s;
+  char *one = gen_odd("", "", "odd1");
+  char *rows = gen_odd(g_mpirun, "--tp 2 --batch-size 3", "oddr");
+  char *whole = gen_odd(g_mpirun, "--tp 2 --tp-heads whole", "oddw");
+  same(one, rows, "3 heads: 1 rank vs --tp 2 (left-over head by rows)");
+  same(one, whole, "3 heads: 1 rank vs --tp 2 --tp-heads whole");
+  free(one), free(rows), free(whole);
+  char *out = NULL;
+  int rc = dt_test_run(&out, "%s %s generate --model synthetic:llama:layers=1,d=96,heads=3,ffn=160,"
+                       "vocab=300,ctx=64 --method full --tp 2 --tp-heads rows --input %s "
+                       "--output %s --overwrite",
+                       g_mpirun, DT_BINARY, prompts_file(), dt_test_tmp("oddf.jsonl"));
+  assert_int_not_equal(rc, 0);
+  assert_non_null(strstr(out, "--tp-heads rows"));
+  free(out);
+}
+
 static void test_sampling(void **s) {
   (void)s;
   const char *smp = "--temperature 0.9 --top-k 40 --top-p 0.95 --sample-seed 7";
@@ -434,7 +473,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_layouts_gpt2), cmocka_unit_test(test_layouts_llama),
       cmocka_unit_test(test_sampling),     cmocka_unit_test(test_stream),
       cmocka_unit_test(test_bad_input),    cmocka_unit_test(test_checkpoint),
-      cmocka_unit_test(test_bf16_weights),
+      cmocka_unit_test(test_bf16_weights), cmocka_unit_test(test_split_heads),
   };
   const struct CMUnitTest against[] = {
       cmocka_unit_test(test_hf_gpt2),        cmocka_unit_test(test_hf_llama),

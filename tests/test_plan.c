@@ -101,7 +101,7 @@ static void compare(const char *model, int r, int T, const method_case *mc) {
   dt_model real, desc;
   assert_int_equal(dt_model_load(&real, model, 0, 1, T > 1 ? &fake : NULL, 0), DT_OK);
   real.bb->dist = NULL; /* no communicator: creation needs none (prompt's vocab init sums) */
-  assert_int_equal(dt_model_describe(&desc, model, 0, r, T), DT_OK);
+  assert_int_equal(dt_model_describe(&desc, model, 0, r, T, 0), DT_OK);
   assert_true(real.bb->weight_bytes > 0);
   assert_int_equal(real.bb->weight_bytes, desc.bb->weight_bytes);
   if (T > 1) assert_true(desc.bb->weight_bytes < dt_model_local_weight_bytes(&desc) + 64 * 64 * 4);
@@ -161,7 +161,7 @@ static void plan_of(const char *model, const char *methods, const char *const *a
                     int nodes, int rpn, int tp, int batch, int seq, dt_plan_out *out) {
   dt_options *o = calloc(1, sizeof *o);
   parse_opts(o, args, nargs);
-  dt_plan_in in = {model, methods, o, nodes, rpn, tp, batch, seq, 0, 1, 0, -1, 0, 1, 0, 0, NULL};
+  dt_plan_in in = {model, methods, o, nodes, rpn, tp, batch, seq, 0, 1, 0, -1, 0, 1, 0, 0, NULL, 0};
   dt_machine mc;
   dt_machine_defaults(&mc);
   assert_int_equal(dt_plan_compute(&in, &mc, out), DT_OK);
@@ -209,7 +209,7 @@ static void test_min_nodes(void **state) {
   parse_opts(o, NULL, 0);
   dt_machine mc;
   dt_machine_defaults(&mc);
-  dt_plan_in in = {"synthetic:llama2-13b", "lora", o, 1, 4, 1, 8, 1024, 0, 1, 0, -1, 0, 1, 0, 0, NULL};
+  dt_plan_in in = {"synthetic:llama2-13b", "lora", o, 1, 4, 1, 8, 1024, 0, 1, 0, -1, 0, 1, 0, 0, NULL, 0};
   const double mem = 64.0 * (1 << 30);
   int n = 0, tp = 0;
   assert_int_equal(dt_plan_min_nodes(&in, &mc, mem, 1024, &n, &tp), DT_OK);
@@ -245,7 +245,7 @@ static void test_min_nodes_70b(void **state) {
   dt_machine mc;
   dt_machine_defaults(&mc);
   dt_plan_in in = {"synthetic:llama2-70b", "lora", o, 1, 64, 64, 4, 2048, DT_W_BF16, 1, 1, -1, 0, 1,
-                   0, 0, NULL};
+                   0, 0, NULL, 0};
   const double gib = (double)(1 << 30);
   int n = -1, tp = -1;
   const double t0 = dt_now();
@@ -263,7 +263,7 @@ static void test_min_nodes_70b(void **state) {
   /* the rank that holds the most holds a key/value group: its weights are
    * those of tp rank 0 described alone */
   dt_model d;
-  assert_int_equal(dt_model_describe(&d, in.model, DT_W_BF16, 0, 64), DT_OK);
+  assert_int_equal(dt_model_describe(&d, in.model, DT_W_BF16, 0, 64, 0), DT_OK);
   assert_int_equal(out.mem.weights, (int64_t)d.bb->weight_bytes);
   dt_model_free(&d);
   in.nodes = 65536;
@@ -361,7 +361,7 @@ static void comm_time(const char *path, double *t_tp, double *t_red) {
   dt_options *o = calloc(1, sizeof *o);
   parse_opts(o, NULL, 0);
   dt_plan_in in = {"synthetic:gpt2:layers=4,d=512,heads=8,vocab=4096,ctx=128", "lora", o, 2, 1, 2,
-                   4, 64, 0, 1, 0, -1, 0, 1, 0, 0, NULL};
+                   4, 64, 0, 1, 0, -1, 0, 1, 0, 0, NULL, 0};
   dt_plan_out out;
   assert_int_equal(dt_plan_compute(&in, &mc, &out), DT_OK);
   assert_int_equal(out.tp_sums_shm, 0); /* the group spans the nodes */

@@ -100,7 +100,7 @@ static void run_case(const comm_case *k, int size, int *bad) {
   }
   assert_int_equal(size % nodes, 0);
   dt_plan_in in = {k->model, k->methods, o, nodes, size / nodes, tp, k->batch, k->seq, 0, 1,
-                   k->recompute, -1, 0, 1, k->micro, 0, NULL};
+                   k->recompute, -1, 0, 1, k->micro, 0, NULL, 0};
   dt_machine mc;
   dt_machine_defaults(&mc);
   dt_plan_out out;
