@@ -81,8 +81,9 @@ static const method_case k_cases[] = {
     {NULL, "prompt,lastlayer", {0}, 0},
 };
 
-/* One shape, one split, one method list: describe vs load. */
-static void compare(const char *model, int r, int T, const method_case *mc) {
+/* One shape, one split (split: left-over heads by query rows), one method
+ * list: describe vs load. */
+static void compare(const char *model, int r, int T, int split, const method_case *mc) {
   const int llama = strstr(model, "llama") != NULL;
   if (llama && strstr(mc->methods, "bitfit")) return; /* no biases */
   const char *args[8];
@@ -98,10 +99,14 @@ static void compare(const char *model, int r, int T, const method_case *mc) {
   fake.tp_size = T;
   fake.size = T;
   fake.dp_size = 1;
+  fake.split_heads = split;
   dt_model real, desc;
   assert_int_equal(dt_model_load(&real, model, 0, 1, T > 1 ? &fake : NULL, 0), DT_OK);
   real.bb->dist = NULL; /* no communicator: creation needs none (prompt's vocab init sums) */
-  assert_int_equal(dt_model_describe(&desc, model, 0, r, T, 0), DT_OK);
+  assert_int_equal(dt_model_describe(&desc, model, 0, r, T, split), DT_OK);
+  assert_int_equal(real.bb->sh.n_kv_l, desc.bb->sh.n_kv_l);
+  assert_int_equal(real.bb->sh.kv_share, split && dt_shard_can_share(&real.bb->cfg, T)
+                                             ? T / (real.bb->cfg.n_kv_head % T) : 1);
   assert_true(real.bb->weight_bytes > 0);
   assert_int_equal(real.bb->weight_bytes, desc.bb->weight_bytes);
   if (T > 1) assert_true(desc.bb->weight_bytes < dt_model_local_weight_bytes(&desc) + 64 * 64 * 4);
@@ -153,8 +158,9 @@ static void test_describe_matches_load(void **state) {
   for (size_t s = 0; s < sizeof k_models / sizeof *k_models; s++)
     for (int T = 1; T <= 3; T++)
       for (int r = 0; r < T; r++)
-        for (size_t c = 0; c < sizeof k_cases / sizeof *k_cases; c++)
-          compare(k_models[s], r, T, &k_cases[c]);
+        for (int split = 0; split <= (T > 1); split++)
+          for (size_t c = 0; c < sizeof k_cases / sizeof *k_cases; c++)
+            compare(k_models[s], r, T, split, &k_cases[c]);
 }
 
 static void plan_of(const char *model, const char *methods, const char *const *args, int nargs,
