@@ -68,16 +68,15 @@ static const char *prompts_file(void) {
   return p;
 }
 
-/* Run generate (launch: "" or the 2-rank launcher) into TMP/tag.jsonl; its text. */
-static char *gen(const char *launch, const char *fam, const char *method, const char *extra,
-                 const char *tag) {
+/* Run generate (launch: "" or the 2-rank launcher) of a model and its
+ * method (args) into TMP/tag.jsonl; its text. */
+static char *gen_args(const char *launch, const char *args, const char *extra, const char *tag) {
   char *out = NULL;
   const char *o = dt_test_tmp(tag);
-  int rc = dt_test_run(&out, "%s %s generate --model %s/model %s --input %s --output %s.jsonl "
+  int rc = dt_test_run(&out, "%s %s generate %s --input %s --output %s.jsonl "
                        "--overwrite --max-new-tokens 20 %s",
-                       launch, DT_BINARY, dt_test_fixture(fam), method_args(fam, method),
-                       prompts_file(), o, extra);
-  if (rc != 0) fail_msg("%s %s %s: deltatune generate exited %d:\n%s", fam, method, tag, rc, out ? out : "");
+                       launch, DT_BINARY, args, prompts_file(), o, extra);
+  if (rc != 0) fail_msg("%s (%s): deltatune generate exited %d:\n%s", tag, args, rc, out ? out : "");
   free(out);
   char p[1200];
   snprintf(p, sizeof p, "%s.jsonl", o);
@@ -85,6 +84,14 @@ static char *gen(const char *launch, const char *fam, const char *method, const 
   assert_non_null(s);
   assert_int_equal(dt_test_count(s, "\n"), 6);
   return s;
+}
+
+/* The same for a fixture model with its tuned deltas. */
+static char *gen(const char *launch, const char *fam, const char *method, const char *extra,
+                 const char *tag) {
+  char args[4096];
+  snprintf(args, sizeof args, "--model %s/model %s", dt_test_fixture(fam), method_args(fam, method));
+  return gen_args(launch, args, extra, tag);
 }
 
 static void same(const char *a, const char *b, const char *what) {
@@ -135,28 +142,14 @@ static void test_bf16_weights(void **s) {
  * (mpi/shard.h) and decodes on the first; the same tokens as 1 rank and as
  * whole heads. --tp-heads rows with a method that trains the backbone is
  * refused, naming the option. */
-static char *gen_odd(const char *launch, const char *extra, const char *tag) {
-  char *out = NULL;
-  const char *o = dt_test_tmp(tag);
-  int rc = dt_test_run(&out, "%s %s generate --model "
-                       "synthetic:llama:layers=2,d=96,heads=3,ffn=160,vocab=300,ctx=64 "
-                       "--method none --input %s --output %s.jsonl --overwrite --max-new-tokens 12 %s",
-                       launch, DT_BINARY, prompts_file(), o, extra);
-  if (rc != 0) fail_msg("odd heads %s: deltatune generate exited %d:\n%s", tag, rc, out ? out : "");
-  free(out);
-  char p[1200];
-  snprintf(p, sizeof p, "%s.jsonl", o);
-  char *t = dt_test_slurp(p);
-  assert_non_null(t);
-  assert_int_equal(dt_test_count(t, "\n"), 6);
-  return t;
-}
+static const char *ODD = "--model synthetic:llama:layers=2,d=96,heads=3,ffn=160,vocab=300,ctx=64 "
+                         "--method none";
 
 static void test_split_heads(void **s) {
   (void)s;
-  char *one = gen_odd("", "", "odd1");
-  char *rows = gen_odd(g_mpirun, "--tp 2 --batch-size 3", "oddr");
-  char *whole = gen_odd(g_mpirun, "--tp 2 --tp-heads whole", "oddw");
+  char *one = gen_args("", ODD, "", "odd1");
+  char *rows = gen_args(g_mpirun, ODD, "--tp 2 --batch-size 3", "oddr");
+  char *whole = gen_args(g_mpirun, ODD, "--tp 2 --tp-heads whole", "oddw");
   same(one, rows, "3 heads: 1 rank vs --tp 2 (left-over head by rows)");
   same(one, whole, "3 heads: 1 rank vs --tp 2 --tp-heads whole");
   free(one), free(rows), free(whole);

@@ -31,36 +31,35 @@ static void train(const char *name, const char *model, int np, const char *extra
   free(out);
 }
 
-static void close_to_one_rank(const char *one, const char *other, const char *what) {
+/* Train `name` on np ranks with the layout options and the methods m, and
+ * compare its deltas with those of the one-rank run `one`. */
+static void against_one_rank(const char *one, const char *name, const char *model, int np,
+                             const char *layout, const char *m) {
+  char x[512];
+  snprintf(x, sizeof x, "%s %s", layout, m);
+  train(name, model, np, x);
   char a[1200], b[1200];
   snprintf(a, sizeof a, "%s/%s/deltas.safetensors", dt_test_tmpdir(), one);
-  snprintf(b, sizeof b, "%s/%s/deltas.safetensors", dt_test_tmpdir(), other);
+  snprintf(b, sizeof b, "%s/%s/deltas.safetensors", dt_test_tmpdir(), name);
   const double d = cli_max_diff(a, b);
-  print_message("%s: largest difference to one rank %.3g\n", what, d);
-  if (!(d <= 2e-5)) fail_msg("%s: deltas differ from one rank's by %g (> 2e-5)", what, d);
+  print_message("%s %s: largest difference to one rank %.3g\n", model, layout, d);
+  if (!(d <= 2e-5))
+    fail_msg("%s %s: deltas differ from one rank's by %g (> 2e-5)", model, layout, d);
 }
 
 static void test_llama_three_heads(void **state) {
   (void)state;
   const char *m = "--method lora,prefix,ia3 --lora-targets q_proj,v_proj,o_proj --prefix-tokens 3";
-  char x[512];
   train("l1", LLAMA, 1, m);
-  snprintf(x, sizeof x, "--tp 2 %s", m);
-  train("l2rows", LLAMA, 2, x);
-  snprintf(x, sizeof x, "--tp 2 --tp-heads whole %s", m);
-  train("l2whole", LLAMA, 2, x);
-  close_to_one_rank("l1", "l2rows", "llama 3 heads, --tp 2, rows");
-  close_to_one_rank("l1", "l2whole", "llama 3 heads, --tp 2, whole");
+  against_one_rank("l1", "l2rows", LLAMA, 2, "--tp 2", m);
+  against_one_rank("l1", "l2whole", LLAMA, 2, "--tp 2 --tp-heads whole", m);
 }
 
 static void test_gpt2_five_heads(void **state) {
   (void)state;
   const char *m = "--method lora --lora-targets c_attn,attn.c_proj";
-  char x[512];
   train("g1", GPT2, 1, m);
-  snprintf(x, sizeof x, "--tp 4 --tp-heads rows %s", m);
-  train("g4rows", GPT2, 4, x);
-  close_to_one_rank("g1", "g4rows", "gpt2 5 heads, --tp 4, rows");
+  against_one_rank("g1", "g4rows", GPT2, 4, "--tp 4 --tp-heads rows", m);
 }
 
 static void refused(const char *extra, const char *why) {
