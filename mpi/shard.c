@@ -38,8 +38,13 @@ int dt_shard_init(dt_shard *sh, const dt_config *c, int r, int T, int share) {
   const int hd = c->head_dim, group = c->n_head / c->n_kv_head;
   const int qd = dt_cfg_q_dim(c), kvd = dt_cfg_kv_dim(c), F = c->d_ffn;
   sh->kv_share = 1;
+  const int R = T > 1 ? c->n_kv_head % T : 0;
+  DT_CHECK(share != DT_SPLIT_HEADS_ASKED || R == 0 || T % R == 0, DT_EUSAGE,
+           "--tp-heads rows: %s has %d key/value groups; over --tp %d that leaves %d, which do not "
+           "share %d ranks evenly (the left-over groups must divide --tp); use --tp-heads whole "
+           "or auto",
+           c->source, c->n_kv_head, T, R, T);
   if (share && dt_shard_can_share(c, T)) {
-    const int R = c->n_kv_head % T;
     sh->kv_share = T / R;
     sh->kv_share_i = r % sh->kv_share;
     sh->n_kv_l = (c->n_kv_head - R) / T + 1;

@@ -47,7 +47,10 @@ typedef struct {
  * does not divide over T, and G mod T divides T.) */
 int dt_shard_can_share(const dt_config *c, int T);
 /* The split of config c for tp rank r of T; share: the left-over groups by
- * query rows where dt_shard_can_share (else as share = 0). */
+ * query rows where dt_shard_can_share (else as share = 0; with
+ * DT_SPLIT_HEADS_ASKED, groups left over that cannot be shared are a
+ * DT_EUSAGE error naming --tp-heads rows). */
+#define DT_SPLIT_HEADS_ASKED 2
 int dt_shard_init(dt_shard *sh, const dt_config *c, int r, int T, int share);
 /* Global index of local key/value group j. */
 int dt_shard_kv_group(const dt_shard *sh, const dt_config *c, int j);

@@ -167,7 +167,9 @@ int dt_share_weights(const char *choice, const char *methods);
  * group be shared by query rows (--tp-heads auto|rows|whole, mpi/shard.h)?
  * Not where a method trains backbone tensors, whose gradients are complete
  * per rank, or with pxgemm's block-cyclic products: *split 0 there, and
- * rows is a DT_EUSAGE error. */
+ * rows is a DT_EUSAGE error. *split: 0, 1 (auto: where the layout allows)
+ * or DT_SPLIT_HEADS_ASKED (rows: a layout that does not allow it is an
+ * error of dt_shard_init). */
 int dt_split_heads(const char *choice, const char *methods, int pxgemm, int *split);
 
 #endif

@@ -106,7 +106,7 @@ int dt_share_weights(const char *choice, const char *methods) {
 
 int dt_split_heads(const char *choice, const char *methods, int pxgemm, int *split) {
   const int can = !dt_methods_write_backbone(methods) && !pxgemm;
-  *split = strcmp(choice, "whole") && can;
+  *split = !strcmp(choice, "rows") ? DT_SPLIT_HEADS_ASKED : strcmp(choice, "whole") && can;
   DT_CHECK(strcmp(choice, "rows") || can, DT_EUSAGE,
            "--tp-heads rows: %s; use --tp-heads whole or auto",
            pxgemm ? "--tp-gemm pxgemm multiplies the block-cyclic layout of whole heads"

@@ -763,7 +763,7 @@ int dt_model_load(dt_model *m, const char *spec, int weights,
   m->bb->dist = dist;
   DT_CALL(load_config(m->bb, spec));
   DT_CALL(dt_shard_init(&m->bb->sh, &m->bb->cfg, dist ? dist->tp_rank : 0, dist ? dist->tp_size : 1,
-                        dist && dist->split_heads));
+                        dist ? dist->split_heads : 0));
   if (share && dist && dist->peers_size > 1) DT_CALL(share_alloc(m->bb, dist));
   DT_CALL(alloc_weights(m->bb));
   int rc = strncmp(spec, "synthetic:", 10) == 0 ? init_synthetic(m, seed) : load_hf(m, spec);

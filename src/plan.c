@@ -996,6 +996,8 @@ static int plan_main(const dt_options *o, const dt_machine *mc) {
   in.model = dt_opt_str(o, "model");
   in.methods = dt_opt_str(o, "method");
   DT_CALL(dt_split_heads(dt_opt_str(o, "tp-heads"), in.methods, 0, &in.split_heads));
+  /* the layout search tries every --tp: rows there where they can be shared */
+  if (in.split_heads == DT_SPLIT_HEADS_ASKED && !dt_opt_given(o, "tp")) in.split_heads = 1;
   in.opt = o;
   in.nodes = dt_opt_int(o, "nodes");
   in.ranks_per_node = dt_opt_int(o, "ranks-per-node");

@@ -8,7 +8,8 @@
  *   Every delta after 3 steps within 2e-5 of one rank's, with the groups
  *   split by rows (auto) and whole.
  *   - --tp-heads rows where it cannot work (a method that trains backbone
- *     tensors, --tp-gemm pxgemm) is refused naming the option, exit 2.
+ *     tensors, --tp-gemm pxgemm, left-over groups that do not divide --tp)
+ *     is refused naming the option, exit 2.
  *
  * usage: test_split_heads MPIRUN... (the launcher; "-np N" is appended) */
 #include <stdio.h>
@@ -62,13 +63,13 @@ static void test_gpt2_five_heads(void **state) {
   against_one_rank("g1", "g4rows", GPT2, 4, "--tp 4 --tp-heads rows", m);
 }
 
-static void refused(const char *extra, const char *why) {
+static void refused(int np, const char *extra, const char *why) {
   char cmd[4096], *out = NULL;
   snprintf(cmd, sizeof cmd,
-           "train --model %s --data synthetic:rows=4,len=48 --batch-size 2 --steps 1 --tp 2 "
+           "train --model %s --data synthetic:rows=4,len=48 --batch-size 2 --steps 1 --tp %d "
            "--tp-heads rows %s",
-           LLAMA, extra);
-  const int rc = cli_dt(&out, 2, NULL, cmd);
+           LLAMA, np, extra);
+  const int rc = cli_dt(&out, np, NULL, cmd);
   if (rc != 2 || !strstr(out, "--tp-heads rows") || !strstr(out, why))
     fail_msg("%s: exit %d (want 2, usage), output:\n%s", cmd, rc, out);
   free(out);
@@ -76,9 +77,11 @@ static void refused(const char *extra, const char *why) {
 
 static void test_rows_refused(void **state) {
   (void)state;
-  refused("--method full", "trains backbone tensors");
-  refused("--method bitfit", "trains backbone tensors");
-  refused("--method lora --tp-gemm pxgemm", "pxgemm");
+  refused(2, "--method full", "trains backbone tensors");
+  refused(2, "--method bitfit", "trains backbone tensors");
+  refused(2, "--method lora --tp-gemm pxgemm", "pxgemm");
+  /* 3 groups over 4 ranks leave 3, which cannot share 4 ranks evenly */
+  refused(4, "--method lora", "leaves 3, which do not share 4 ranks evenly");
 }
 
 int main(int argc, char **argv) {
