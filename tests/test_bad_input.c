@@ -125,6 +125,8 @@ static const bad_case k_cases[] = {
     {"bnb4_weights_dtype", TRAIN BNB("bnb") "--method lora", 3,
      {"@Q/bnb", "'model.layers.0.self_attn.q_proj.weight' is stored 4-bit by bitsandbytes",
       "--weights-dtype nf4"}},
+    {"opt_tp_heads_rows", TRAIN GPT2 "--tp 2 --tp-heads rows --method full", 2,
+     {"--tp-heads rows", "trains backbone tensors", "--tp-heads whole or auto"}},
     {"opt_share_weights", TRAIN GPT2 "--share-weights maybe", 2,
      {"--share-weights", "auto|yes|no", "'maybe'"}},
     {"opt_batch", TRAIN GPT2 "--batch-size 3", 2, {"--batch-size 3", "2 data-parallel"}},
