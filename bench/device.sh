@@ -28,6 +28,13 @@ if [[ ! -d .stack/stack ]]; then
 fi
 # shellcheck disable=SC1091
 . .stack/env.sh .stack/stack
+# env.sh names the AVX-512 kernel only where none is set; the 6/143/8 hosts of 2026-12-06 arrived with
+# OPENBLAS_CORETYPE=Haswell in their environment (AVX2 fp32 products): measure the kernel a user is told to
+# use (deltatune's own warning, shared/guide/stack.md)
+if grep -qw avx512f /proc/cpuinfo && [[ ${OPENBLAS_CORETYPE:-} != SkylakeX ]]; then
+  echo "device.sh: OPENBLAS_CORETYPE was ${OPENBLAS_CORETYPE:-unset}; using SkylakeX"
+  export OPENBLAS_CORETYPE=SkylakeX
+fi
 export PYTHONUNBUFFERED=1
 echo "device.sh: $(date -u +%FT%TZ) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) ($(nproc) cores)," \
   "$(uname -r), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
