@@ -133,7 +133,7 @@ static int block(dt_decoder *dc, int l, int nb, const int *slots, int Tp) {
                  c->attn_softcap, dc->s);
   const dt_shard *sh = &m->bb->sh;
   if (sh->kv_share > 1 && sh->kv_share_i > 0) { /* a shared group decodes on its first rank */
-    const int gq = qd / KV; /* a group's query columns */
+    const int gq = qd / KV; /* its query columns: the last local group's (mpi/shard.h) */
     for (int i = 0; i < N; i++) memset(a->att + (size_t)i * qd + qd - gq, 0, sizeof(float) * gq);
   }
   DT_CALL(dt_fwd_site(m, l, DT_SITE_ATTN_OUT, nb, Tp, a->att, dc->o));

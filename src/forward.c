@@ -95,8 +95,6 @@ static int x_share_on(const dt_model *m, int recompute) {
   return m->x_share_req && !recompute && m->bb->sh.tp_size > 1 && (!m->bb->dist || m->bb->dist->shm_ok);
 }
 
-/* cs: where the saved residual stream (x, x1 of every block) goes when the
- * tensor group shares it (x_share_on), else NULL: cv holds everything. */
 /* Layer l's attention over the pass's rows: this rank's heads, and the
  * query rows it attends with in a group it shares (mpi/shard.h). */
 static dt_attn_dims attn_dims(const dt_model *m, int l) {
@@ -109,6 +107,8 @@ static dt_attn_dims attn_dims(const dt_model *m, int l) {
   return ad;
 }
 
+/* cs: where the saved residual stream (x, x1 of every block) goes when the
+ * tensor group shares it (x_share_on), else NULL: cv holds everything. */
 static void layout(dt_model *m, carver *cv, carver *cs, int B, int T, int recompute) {
   const dt_config *c = &m->bb->cfg;
   const size_t N = (size_t)B * T, d = c->d_model;

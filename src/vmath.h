@@ -73,13 +73,13 @@ static inline float dt_row_max(const float *z, int n) {
   return v;
 }
 
-/* The sum of z[0..n) in double, in 8 lanes: vectorizes, and the order of
- * the additions is the same on every machine. */
 /* 8 double lanes added in pairs: the written order of every lane sum here
  * and in src/ops.c (l[k] holds the values j with j mod 8 = k; the tail
  * comes after) */
 #define DT_LANES_SUM(l) ((((l)[0] + (l)[1]) + ((l)[2] + (l)[3])) + (((l)[4] + (l)[5]) + ((l)[6] + (l)[7])))
 
+/* The sum of z[0..n) in double, in 8 lanes: vectorizes, and the order of
+ * the additions is the same on every machine. */
 static inline double dt_row_sum_d(const float *z, int n) {
   double l[8] = {0};
   int j = 0;
