@@ -19,7 +19,7 @@
 #             build/dt_gemm_peak into the stack beside deltatune for its products' part)
 #   ab        bench/ab.sh: two binaries alternating on one training run (env: AB_A, the binary before a change,
 #             default .stack/deltatune.old; AB_B, default build/deltatune; AB_ROUNDS, default 2; AB_ARGS, the
-#             train arguments)
+#             train arguments; A_EXTRA, B_EXTRA: options of one side only, as bench/ab.sh takes them)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?bench/device.sh: OUT must be set (the device call sets it)}"

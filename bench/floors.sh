@@ -9,6 +9,7 @@
 #   bash bench/floors.sh BUILD_DIR
 #   env: SECTIONS ("131 13b sweep"), STEPS (3: median of steps 1..), STEPS13 (2, the 13B shape's steps),
 #        NP (16), TP (4: the 1.31B runs' --tp), LAYOUTS13 ("1:16 4:4": the 13B runs' batch:--tp),
+#        EXTRA13 (options added to the 13B runs, e.g. "--tp-heads whole"),
 #        THREADS (1: OpenBLAS and oneDNN threads per rank; NP=8 THREADS=2 with MPIRUN="mpirun --map-by
 #        slot:PE=2 --bind-to core" gives each rank two cores), MPIRUN ("mpirun --bind-to core"), MODEL131 / MODEL13B (the shapes; smaller ones check the script
 #        here: see docs/performance.md), PY (python3), GEN_TABLE (a bench/generate_device.sh 13b output to take the generation floor
@@ -43,6 +44,7 @@ G131=${MODEL131:-"synthetic:gpt2:layers=24,d=2048,heads=16,vocab=50257,ctx=1024"
 M13B=${MODEL13B:-synthetic:llama2-13b}
 TP=${TP:-4}
 LAYOUTS13=${LAYOUTS13:-"1:16 4:4"}
+read -r -a EXTRA13 <<<"${EXTRA13:-}"
 read -r -a MPIRUN <<<"${MPIRUN:-mpirun --bind-to core}"
 
 # one deltatune train run -> "step tokens/s node_MB wait_lo_share wait_hi_share peak_rank_MB" (node_MB: the
@@ -106,14 +108,14 @@ for sec in $SECTIONS; do
       for lay in $LAYOUTS13; do
         b=${lay%%:*} tp=${lay##*:}
         args=(--model "$M13B" --tp "$tp" --data "synthetic:rows=$((2 * b)),len=512" --batch-size "$b"
-              --steps "$STEPS13" --method lora --weights-dtype bf16 --matmul-dtype bf16)
+              --steps "$STEPS13" --method lora --weights-dtype bf16 --matmul-dtype bf16 ${EXTRA13[@]+"${EXTRA13[@]}"})
         read -r st tps mem wlo whi _ <<<"$(dt_run "${args[@]}")"
         read -r lst ltp _ <<<"$(dt_run "${args[@]}" --comm-lockstep yes)"
         need "$st" "13B batch $b"; need "$lst" "13B batch $b --comm-lockstep"
         echo "floors.sh: 13B batch $b --tp $tp: step $st s, $tps tokens/s, $mem MB, waiting $wlo-$whi; lockstep $lst s" >&2
         f=50
         [[ $b == 4 ]] && f=60
-        row "$M13B, batch $b x 512, $NP ranks${THREADS:+ x $THREADS threads} --tp $tp, bf16: tokens/s" "$tps" "-" "-" ">= $f" \
+        row "$M13B, batch $b x 512, $NP ranks${THREADS:+ x $THREADS threads} --tp $tp${EXTRA13[*]:+ ${EXTRA13[*]}}, bf16: tokens/s" "$tps" "-" "-" ">= $f" \
             "$(met "$tps" "$f" ">=")" "$lst s ($ltp tokens/s)" "$(ratio "$st" "$lst")"
         row "the same: waiting at the tensor-group sums (share of the step, ranks' range)" "$wlo-$whi" "-" "-" \
             "< 0.10" "$(met "$whi" 0.0999 "<=")" "-" "-"
