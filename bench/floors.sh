@@ -20,7 +20,8 @@
 #          lockstep limit; floors: bf16 >= 1.3x PEFT bf16, fp32 >= 1.35x PEFT fp32, memory <= 0.6x PEFT's.
 #   13b    LLaMA-2-13B shape (synthetic:llama2-13b), bf16 weights + bf16 products, LoRA on q_proj,v_proj:
 #          batch 1 x 512 on --tp 16 and batch 4 x 512 on --tp 4 (4 replicas sharing the weights), each with
-#          its lockstep limit; floors: 50 and 60 tokens/s, waiting at the tensor-group sums < 10% of the step.
+#          its lockstep limit; floors: 50 and 60 tokens/s, waiting at the tensor-group sums < 10% of the step
+#          (beside it, the lockstep run's own waiting at its barriers: the machine's share).
 #   sweep  8 LoRA tasks of 4 x 128 tokens in one sweep against one task of 32 x 128 rows per step, 1.31B
 #          shape, --tp 4, fp32; floors: >= 0.95x the tokens/s, <= 1.5x the memory (the largest rank's peak).
 # Prints every figure as a Markdown table (one row per floor) after the runs' own lines.
@@ -110,15 +111,18 @@ for sec in $SECTIONS; do
         args=(--model "$M13B" --tp "$tp" --data "synthetic:rows=$((2 * b)),len=512" --batch-size "$b"
               --steps "$STEPS13" --method lora --weights-dtype bf16 --matmul-dtype bf16 ${EXTRA13[@]+"${EXTRA13[@]}"})
         read -r st tps mem wlo whi _ <<<"$(dt_run "${args[@]}")"
-        read -r lst ltp _ <<<"$(dt_run "${args[@]}" --comm-lockstep yes)"
+        read -r lst ltp _ lwlo lwhi _ <<<"$(dt_run "${args[@]}" --comm-lockstep yes)"
         need "$st" "13B batch $b"; need "$lst" "13B batch $b --comm-lockstep"
-        echo "floors.sh: 13B batch $b --tp $tp: step $st s, $tps tokens/s, $mem MB, waiting $wlo-$whi; lockstep $lst s" >&2
+        echo "floors.sh: 13B batch $b --tp $tp: step $st s, $tps tokens/s, $mem MB, waiting $wlo-$whi; lockstep $lst s, waiting $lwlo-$lwhi" >&2
         f=50
         [[ $b == 4 ]] && f=60
         row "$M13B, batch $b x 512, $NP ranks${THREADS:+ x $THREADS threads} --tp $tp${EXTRA13[*]:+ ${EXTRA13[*]}}, bf16: tokens/s" "$tps" "-" "-" ">= $f" \
             "$(met "$tps" "$f" ">=")" "$lst s ($ltp tokens/s)" "$(ratio "$st" "$lst")"
         row "the same: waiting at the tensor-group sums (share of the step, ranks' range)" "$wlo-$whi" "-" "-" \
             "< 0.10" "$(met "$whi" 0.0999 "<=")" "-" "-"
+        # the machine's own share: the lockstep run waits at its barriers with no data moved
+        row "the same, its lockstep run: waiting at the barriers (share of the step, ranks' range)" "$lwlo-$lwhi" \
+            "-" "-" "-" "-" "-" "-"
       done ;;
     sweep)
       : >"$T/tasks.ini"
