@@ -69,6 +69,7 @@ typedef struct {
   double matmul_local;            /* frozen-matmul parameters on this rank */
   char describe[1024];
   unsigned seen;                  /* the last compute() that counted it (plan_ctx.pass) */
+  int64_t node_share;             /* that compute()'s share of a node (dt_plan_mem) */
 } shard_entry;
 
 typedef struct {
@@ -146,6 +147,52 @@ static int first_empty_rank(const dt_config *c, int T, int split_heads) {
   if (rf > r) r = rf;
   if (rv > r) r = rv;
   return r < T ? (int)r : T;
+}
+
+static int ctx_get(plan_ctx *x, const dt_config *cfg, int r, int T, shard_entry **out);
+
+/* Tensor rank r's share of a node, as this compute() counted it: ranks from
+ * r_end - 1 on hold the same shard (first_empty_rank). */
+static int share_of(plan_ctx *x, const dt_config *cfg, int r, int T, int r_end, int64_t *v) {
+  shard_entry *z;
+  DT_CALL(ctx_get(x, cfg, r < r_end ? r : r_end - 1, T, &z));
+  *v = z->node_share;
+  return DT_OK;
+}
+
+/* The node that needs the most: the sum of its own ranks' shares (world
+ * rank w is tensor rank w mod T on node w / rpn) where the groups tile the
+ * nodes, rpn / T whole groups a node or a group over T / rpn nodes; else
+ * rpn times the largest share. */
+static int node_sum(plan_ctx *x, const dt_config *cfg, int T, int rpn, int r_end,
+                    int64_t largest, int64_t *bytes) {
+  int64_t v = 0, sum = 0, best = 0;
+  if (rpn % T == 0) {
+    for (int r = 0; r < T && r < r_end; r++) {
+      DT_CALL(share_of(x, cfg, r, T, r_end, &v));
+      sum += v;
+    }
+    DT_CALL(share_of(x, cfg, r_end - 1, T, r_end, &v));
+    if (T > r_end) sum += (int64_t)(T - r_end) * v;
+    *bytes = (int64_t)(rpn / T) * sum;
+  } else if (T % rpn == 0) {
+    /* the nodes that start before r_end, then one of the last shard alone */
+    for (int j = 0; j < T / rpn && (int64_t)j * rpn < r_end; j++) {
+      sum = 0;
+      for (int r = j * rpn; r < (j + 1) * rpn; r++) {
+        DT_CALL(share_of(x, cfg, r, T, r_end, &v));
+        sum += v;
+      }
+      if (sum > best) best = sum;
+    }
+    DT_CALL(share_of(x, cfg, r_end - 1, T, r_end, &v));
+    if ((int64_t)T > (int64_t)((r_end + rpn - 1) / rpn) * rpn && (int64_t)rpn * v > best)
+      best = (int64_t)rpn * v;
+    *bytes = best;
+  } else {
+    *bytes = (int64_t)rpn * largest;
+  }
+  return DT_OK;
 }
 
 static int ctx_get(plan_ctx *x, const dt_config *cfg, int r, int T, shard_entry **out) {
@@ -344,13 +391,14 @@ static int compute(plan_ctx *x, const dt_config *cfg, const dt_plan_in *in,
       pm.node_share -= z->m.bb->mat_bytes - z->m.bb->mat_bytes / pm.share_replicas;
     }
     pm.numel_l = z->numel_l;
+    z->node_share = pm.node_share;
     if (!best || pm.rss > o->mem.rss) {
       o->mem = pm;
       best = z;
     }
   }
   snprintf(o->describe, sizeof o->describe, "%s", w->describe);
-  o->node_bytes = (int64_t)in->ranks_per_node * o->mem.node_share;
+  DT_CALL(node_sum(x, cfg, T, in->ranks_per_node, r_end, o->mem.node_share, &o->node_bytes));
   /* a rank does its replica's share of the FLOPs, split as the frozen
    * matmuls are (the busiest rank) */
   o->flops_rank = o->flops_step / dp * (o->matmul_global > 0 ? matmul_max / o->matmul_global : 1.0);
@@ -778,8 +826,9 @@ static void print_plan(const dt_plan_in *in, const dt_plan_out *o, double mem_pe
   ROW("process, MPI and BLAS (machine baseline)", m->baseline);
   ROW("total: predicted peak RSS", m->rss);
 #undef ROW
-  printf("  node: %d ranks x %s = %s (the sum window counted once per node", in->ranks_per_node,
-         fmt_bytes(a, sizeof a, (double)m->node_share), fmt_bytes(b2, sizeof b2, (double)o->node_bytes));
+  printf("  node: %d ranks, the largest %s: %s (each rank's own share; the sum window counted once "
+         "per node", in->ranks_per_node, fmt_bytes(a, sizeof a, (double)m->node_share),
+         fmt_bytes(b2, sizeof b2, (double)o->node_bytes));
   if (m->acts_shared > 0)
     printf("; the saved residual stream, %s a rank, once per tensor group",
            fmt_bytes(c2, sizeof c2, (double)m->acts_shared));

@@ -86,7 +86,8 @@ typedef struct {
   /* checkpoint variables, one task: deltas; deltas + AdamW moments */
   int64_t ckpt_deltas, ckpt_with_opt;
   /* fit */
-  int64_t node_bytes;             /* ranks_per_node x the largest rank */
+  int64_t node_bytes;             /* the node that needs the most: its ranks' node_share summed
+                                     (ranks_per_node x the largest where groups do not tile nodes) */
 } dt_plan_out;
 
 /* The plan of one configuration. Not collective (one process computes). */
