@@ -133,6 +133,32 @@ static void test_rounding(void **state) {
   for (int i = 0; i < N; i++)
     if (out[i] != cases[i].out)
       fail_msg("0x%08x -> 0x%04x, expected 0x%04x", cases[i].in, out[i], cases[i].out);
+  /* The same cases inside a long array, at every offset from its start: the
+   * conversion's vector loop (8 or 16 lanes) and its tail both see each one
+   * in every lane. The rest of the array is random bits, checked against the
+   * scalar rounding of base/bf16.h, itself checked on the cases above. */
+  enum { L = 4099 };
+  float *g = malloc(sizeof(float) * L);
+  uint16_t *h = malloc(sizeof(uint16_t) * L);
+  assert_non_null(g);
+  assert_non_null(h);
+  for (int off = 0; off < 64; off++) {
+    for (int i = 0; i < L; i++) {
+      const uint32_t bits = (uint32_t)next_u64();
+      memcpy(&g[i], &bits, sizeof bits);
+    }
+    for (int i = 0; i < N; i++) memcpy(&g[off + 37 * i], &cases[i].in, sizeof(float));
+    dt_f32_to_bf16_n(h, g, L - off % 7);
+    for (int i = 0; i < N; i++)
+      if (h[off + 37 * i] != cases[i].out)
+        fail_msg("0x%08x at %d -> 0x%04x, expected 0x%04x", cases[i].in, off + 37 * i,
+                 h[off + 37 * i], cases[i].out);
+    for (int i = 0; i < L - off % 7; i++)
+      if (h[i] != dt_f32_to_bf16(g[i]))
+        fail_msg("element %d: 0x%04x, the scalar rounding gives 0x%04x", i, h[i], dt_f32_to_bf16(g[i]));
+  }
+  free(g);
+  free(h);
 }
 
 static void test_probe(void **state) {
