@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "error.h"
+#include "gemm_bf16.h"
 #include "ops.h"
 #include "vmath.h"
 
@@ -56,19 +58,56 @@ static inline float scale_of(const dt_attn_dims *d) {
   return d->scale > 0 ? d->scale : 1.0f / sqrtf((float)d->hd);
 }
 
-long dt_attention_scratch(const dt_attn_dims *d) {
-  return 2L * (d->T < QB ? d->T : QB) * (d->P + d->T);
+/* With bf16 products (d->bf16) the scratch holds, after the two fp32
+ * blocks, bf16 arrays: an A operand [QB, max(P+T, hd)] and a head's keys,
+ * values, queries and output gradients [T, hd] each. */
+typedef struct {
+  uint16_t *a16, *k16, *v16, *q16, *do16;
+} bf16_ops;
+
+static long bf16_elems(const dt_attn_dims *d) {
+  const long qb = d->T < QB ? d->T : QB, tk = d->P + d->T;
+  return qb * (tk > d->hd ? tk : d->hd) + 4L * d->T * d->hd;
 }
 
-void dt_attention_forward(float *att, float *lse, const float *qkv,
-                          const float *pk, const float *pv,
-                          const dt_attn_dims *d, float *scratch) {
-  if (d->H == 0 || d->KV == 0) return; /* a rank without heads */
+long dt_attention_scratch(const dt_attn_dims *d) {
+  const long f = 2L * (d->T < QB ? d->T : QB) * (d->P + d->T);
+  return d->bf16 ? f + (bf16_elems(d) + 1) / 2 : f;
+}
+
+static bf16_ops bf16_carve(const dt_attn_dims *d, float *scratch) {
+  bf16_ops o = {0};
+  if (!d->bf16) return o;
+  const long qb = d->T < QB ? d->T : QB, tk = d->P + d->T, th = (long)d->T * d->hd;
+  o.a16 = (uint16_t *)(scratch + 2L * qb * tk);
+  o.k16 = o.a16 + qb * (tk > d->hd ? tk : d->hd);
+  o.v16 = o.k16 + th;
+  o.q16 = o.v16 + th;
+  o.do16 = o.q16 + th;
+  return o;
+}
+
+/* dst [rows, cols] (contiguous) = bf16(src), src rows ld floats apart */
+static void rows_bf16(uint16_t *dst, const float *src, int rows, int cols, int ld) {
+  for (int r = 0; r < rows; r++)
+    dt_f32_to_bf16_n(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols);
+}
+
+/* s[j] *= scale: the bf16 products leave the scale to the row passes */
+static void scale_row(float *s, int n, float scale) {
+  for (int j = 0; j < n; j++) s[j] *= scale;
+}
+
+int dt_attention_forward(float *att, float *lse, const float *qkv,
+                         const float *pk, const float *pv,
+                         const dt_attn_dims *d, float *scratch) {
+  if (d->H == 0 || d->KV == 0) return DT_OK; /* a rank without heads */
   const int T = d->T, P = d->P, H = d->H, KV = d->KV, hd = d->hd;
   const int Tk = P + T, qd = H * hd, kvd = KV * hd, ld = qd + 2 * kvd;
   const int group = H / KV, ph = d->PH, pd = ph * hd, pgroup = H / ph;
   const float scale = scale_of(d);
   float *S = scratch; /* [QB, Tk] */
+  const bf16_ops o = bf16_carve(d, scratch);
   for (int b = 0; b < d->B; b++) {
     const float *rows = qkv + (int64_t)b * T * ld;
     for (int h = 0; h < H; h++) {
@@ -78,6 +117,10 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
       float *L = lse + ((int64_t)b * H + h) * T;
       int qa, qz;
       q_range(d, h, &qa, &qz);
+      if (d->bf16 && h % group == 0) { /* the group's keys and values, once */
+        rows_bf16(o.k16, K, T, hd, ld);
+        rows_bf16(o.v16, V, T, hd, ld);
+      }
       for (int i = 0; i < T; i++) /* rows another rank attends with: zero */
         if (i < qa || i >= qz) {
           memset(att + ((int64_t)b * T + i) * qd + h * hd, 0, sizeof(float) * hd);
@@ -93,12 +136,22 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
         if (kb < P)
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, P - kb, hd, scale,
                       Q, ld, pk + (int64_t)kb * pd + pq * hd, pd, 0.0f, S + kb, Tk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk - r0, hd, scale, Q,
-                    ld, K + (int64_t)r0 * ld, ld, 0.0f, S + P + r0, Tk);
+        if (d->bf16) { /* unscaled: the rows scale them below */
+          rows_bf16(o.a16, Q, nq, hd, ld);
+          DT_CALL(dt_gemm_bf16_ld(S + P + r0, Tk, o.a16, hd, 0, o.k16 + (int64_t)r0 * hd, hd, 1,
+                                  nq, nk - r0, hd, 0.0f));
+        } else {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk - r0, hd, scale, Q,
+                      ld, K + (int64_t)r0 * ld, ld, 0.0f, S + P + r0, Tk);
+        }
         for (int r = 0; r < nq; r++) {
           float *s = S + (int64_t)r * Tk;
           const int nv = P + i0 + r + 1; /* keys up to the query's own */
           const int k0 = first_key(d, nv - 1); /* the window's first */
+          if (d->bf16) {
+            const int j0 = k0 > P ? k0 : P;
+            scale_row(s + j0, nv - j0, scale);
+          }
           if (d->alibi) dt_alibi_add(s + k0, nv - k0, d->alibi[h], k0 - (nv - 1));
           if (d->cap > 0) softcap_row(s + k0, nv - k0, d->cap);
           const float mx = dt_row_max(s + k0, nv - k0);
@@ -114,19 +167,26 @@ void dt_attention_forward(float *att, float *lse, const float *qkv,
         if (kb < P)
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, P - kb, 1.0f,
                       S + kb, Tk, pv + (int64_t)kb * pd + pq * hd, pd, 0.0f, O, qd);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk - r0, 1.0f,
-                    S + P + r0, Tk, V + (int64_t)r0 * ld, ld, kb < P ? 1.0f : 0.0f, O, qd);
+        if (d->bf16) {
+          rows_bf16(o.a16, S + P + r0, nq, nk - r0, Tk);
+          DT_CALL(dt_gemm_bf16_ld(O, qd, o.a16, nk - r0, 0, o.v16 + (int64_t)r0 * hd, hd, 0, nq, hd,
+                                  nk - r0, kb < P ? 1.0f : 0.0f));
+        } else {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk - r0, 1.0f,
+                      S + P + r0, Tk, V + (int64_t)r0 * ld, ld, kb < P ? 1.0f : 0.0f, O, qd);
+        }
       }
     }
   }
+  return DT_OK;
 }
 
-void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
-                           const float *datt, const float *att,
-                           const float *lse, const float *qkv,
-                           const float *pk, const float *pv,
-                           const dt_attn_dims *d, float *scratch) {
-  if (d->H == 0 || d->KV == 0) return;
+int dt_attention_backward(float *dqkv, float *dpk, float *dpv,
+                          const float *datt, const float *att,
+                          const float *lse, const float *qkv,
+                          const float *pk, const float *pv,
+                          const dt_attn_dims *d, float *scratch) {
+  if (d->H == 0 || d->KV == 0) return DT_OK;
   const int T = d->T, P = d->P, H = d->H, KV = d->KV, hd = d->hd;
   const int Tk = P + T, qd = H * hd, kvd = KV * hd, ld = qd + 2 * kvd;
   const int group = H / KV, qb = T < QB ? T : QB;
@@ -134,6 +194,7 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
   const float scale = scale_of(d);
   float *S = scratch;                      /* [QB, Tk] probabilities */
   float *dS = scratch + (int64_t)qb * Tk;  /* [QB, Tk] */
+  const bf16_ops o = bf16_carve(d, scratch);
   for (int b = 0; b < d->B; b++) {
     const float *rows = qkv + (int64_t)b * T * ld;
     float *drows = dqkv + (int64_t)b * T * ld;
@@ -144,6 +205,15 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
       const float *L = lse + ((int64_t)b * H + h) * T;
       int qa, qz;
       q_range(d, h, &qa, &qz);
+      if (d->bf16) { /* the head's operands, once: keys and values per group */
+        if (h % group == 0) {
+          rows_bf16(o.k16, K, T, hd, ld);
+          rows_bf16(o.v16, V, T, hd, ld);
+        }
+        rows_bf16(o.q16 + (int64_t)qa * hd, rows + (int64_t)qa * ld + h * hd, qz - qa, hd, ld);
+        rows_bf16(o.do16 + (int64_t)qa * hd, datt + ((int64_t)b * T + qa) * qd + h * hd, qz - qa, hd,
+                  qd);
+      }
       for (int i0 = qa; i0 < qz; i0 += QB) {
         const int i1 = i0 + QB < qz ? i0 + QB : qz, nq = i1 - i0, nk = i1;
         const float *Q = rows + (int64_t)i0 * ld + h * hd;
@@ -160,10 +230,18 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, P - kb, hd, 1.0f,
                       dO, qd, pvb, pd, 0.0f, dS + kb, Tk);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk - r0, hd, scale, Q,
-                    ld, Kr, ld, 0.0f, S + P + r0, Tk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk - r0, hd, 1.0f, dO,
-                    qd, Vr, ld, 0.0f, dS + P + r0, Tk);
+        const uint16_t *q16 = o.q16 + (int64_t)i0 * hd, *do16 = o.do16 + (int64_t)i0 * hd;
+        if (d->bf16) { /* the scores unscaled, as in the forward */
+          DT_CALL(dt_gemm_bf16_ld(S + P + r0, Tk, q16, hd, 0, o.k16 + (int64_t)r0 * hd, hd, 1, nq,
+                                  nk - r0, hd, 0.0f));
+          DT_CALL(dt_gemm_bf16_ld(dS + P + r0, Tk, do16, hd, 0, o.v16 + (int64_t)r0 * hd, hd, 1, nq,
+                                  nk - r0, hd, 0.0f));
+        } else {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk - r0, hd, scale, Q,
+                      ld, Kr, ld, 0.0f, S + P + r0, Tk);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk - r0, hd, 1.0f, dO,
+                      qd, Vr, ld, 0.0f, dS + P + r0, Tk);
+        }
         for (int r = 0; r < nq; r++) {
           float *s = S + (int64_t)r * Tk;
           float *ds = dS + (int64_t)r * Tk;
@@ -174,6 +252,10 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
           float Di = 0.0f;
           for (int c = 0; c < hd; c++) Di += orow[c] * dorow[c];
           const float li = L[i0 + r];
+          if (d->bf16) {
+            const int j0 = k0 > P ? k0 : P;
+            scale_row(s + j0, nv - j0, scale);
+          }
           if (d->alibi) dt_alibi_add(s + k0, nv - k0, d->alibi[h], k0 - (nv - 1));
           if (d->cap > 0) softcap_bwd_row(s + k0, ds + k0, nv - k0, li, Di, scale, d->cap);
           else softmax_bwd_row(s + k0, ds + k0, nv - k0, li, Di, scale);
@@ -191,14 +273,27 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
         if (kb < P)
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, P - kb, 1.0f,
                       dS + kb, Tk, pkb, pd, 1.0f, dQ, ld);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk - r0, 1.0f,
-                    dS + P + r0, Tk, Kr, ld, 1.0f, dQ, ld);
-        /* dK[r0:nk] += dS^T Q ; dV[r0:nk] += S^T dO */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk - r0, hd, nq, 1.0f,
-                    dS + P + r0, Tk, Q, ld, 1.0f, drows + (int64_t)r0 * ld + qd + g * hd, ld);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk - r0, hd, nq, 1.0f,
-                    S + P + r0, Tk, dO, qd, 1.0f, drows + (int64_t)r0 * ld + qd + kvd + g * hd,
-                    ld);
+        float *dK = drows + (int64_t)r0 * ld + qd + g * hd;
+        float *dV = drows + (int64_t)r0 * ld + qd + kvd + g * hd;
+        if (d->bf16) {
+          /* dQ += dS K, dK[r0:nk] += dS^T Q: one bf16 copy of dS [nq, nk - r0] */
+          const int nr = nk - r0;
+          rows_bf16(o.a16, dS + P + r0, nq, nr, Tk);
+          DT_CALL(dt_gemm_bf16_ld(dQ, ld, o.a16, nr, 0, o.k16 + (int64_t)r0 * hd, hd, 0, nq, hd, nr,
+                                  1.0f));
+          DT_CALL(dt_gemm_bf16_ld(dK, ld, o.a16, nr, 1, q16, hd, 0, nr, hd, nq, 1.0f));
+          /* dV[r0:nk] += S^T dO */
+          rows_bf16(o.a16, S + P + r0, nq, nr, Tk);
+          DT_CALL(dt_gemm_bf16_ld(dV, ld, o.a16, nr, 1, do16, hd, 0, nr, hd, nq, 1.0f));
+        } else {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk - r0, 1.0f,
+                      dS + P + r0, Tk, Kr, ld, 1.0f, dQ, ld);
+          /* dK[r0:nk] += dS^T Q ; dV[r0:nk] += S^T dO */
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk - r0, hd, nq, 1.0f,
+                      dS + P + r0, Tk, Q, ld, 1.0f, dK, ld);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk - r0, hd, nq, 1.0f,
+                      S + P + r0, Tk, dO, qd, 1.0f, dV, ld);
+        }
         if (kb < P && dpk)
           cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P - kb, hd, nq, 1.0f, dS + kb,
                       Tk, Q, ld, 1.0f, dpk + (int64_t)kb * pd + pq * hd, pd);
@@ -208,4 +303,5 @@ void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
       }
     }
   }
+  return DT_OK;
 }

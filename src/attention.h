@@ -35,22 +35,27 @@ typedef struct {
                  queries [q0, q1) of each batch row, and their output is zero
                  in the other rows; 0: none */
   int q0, q1;
+  int bf16; /* the products of queries, keys, probabilities and values
+               (and their gradients) on operands rounded to bf16, summed in
+               fp32 (oneDNN: --matmul-dtype bf16); the prefix's stay fp32 */
 } dt_attn_dims;
 
-/* Floats of scratch needed (two [T, P+T] blocks). */
+/* Floats of scratch needed (two [QB, P+T] blocks; with bf16, the bf16
+ * operands too). */
 long dt_attention_scratch(const dt_attn_dims *d);
 
-/* att [B*T, H*hd] = softmax(q k^T / sqrt(hd)) v; lse [B,H,T]. */
-void dt_attention_forward(float *att, float *lse, const float *qkv,
-                          const float *pk, const float *pv,
-                          const dt_attn_dims *d, float *scratch);
+/* att [B*T, H*hd] = softmax(q k^T / sqrt(hd)) v; lse [B,H,T]. Fails only
+ * where a bf16 product does (oneDNN). */
+int dt_attention_forward(float *att, float *lse, const float *qkv,
+                         const float *pk, const float *pv,
+                         const dt_attn_dims *d, float *scratch);
 
 /* dqkv [B*T, qkv_dim] += grads of q,k,v; dpk, dpv [P, PH*hd] += prefix grads
  * (may be NULL when P == 0 or not trained). */
-void dt_attention_backward(float *dqkv, float *dpk, float *dpv,
-                           const float *datt, const float *att,
-                           const float *lse, const float *qkv,
-                           const float *pk, const float *pv,
-                           const dt_attn_dims *d, float *scratch);
+int dt_attention_backward(float *dqkv, float *dpk, float *dpv,
+                          const float *datt, const float *att,
+                          const float *lse, const float *qkv,
+                          const float *pk, const float *pv,
+                          const dt_attn_dims *d, float *scratch);
 
 #endif

@@ -102,7 +102,7 @@ static dt_attn_dims attn_dims(const dt_model *m, int l) {
   const dt_shard *sh = &m->bb->sh;
   dt_attn_dims ad = {m->B, m->T, m->n_prefix, sh->n_head_l, sh->n_kv_l, c->head_dim,
                      dt_cfg_window(c, l), dt_cfg_attn_scale(c), c->attn_softcap, m->bb->alibi,
-                     dt_fwd_prefix_heads_l(m), sh->kv_share > 1, 0, 0};
+                     dt_fwd_prefix_heads_l(m), sh->kv_share > 1, 0, 0, m->matmul_bf16};
   dt_shard_q_rows(sh, m->T, &ad.q0, &ad.q1);
   return ad;
 }
@@ -741,7 +741,7 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
   const dt_attn_dims ad = attn_dims(m, l);
-  dt_attention_forward(a->att, a->lse, a->qkv, pk, pv, &ad, m->att_scratch);
+  DT_CALL(dt_attention_forward(a->att, a->lse, a->qkv, pk, pv, &ad, m->att_scratch));
   float *o = m->d_tmp; /* [N,d] scratch during forward */
   const float *ov = o;   /* the branch output: o, or the group's sum */
   const int post = dt_cfg_arch(c)->post_norms;
@@ -820,8 +820,8 @@ static int layer_backward(dt_model *m, dt_layer_acts *a, int l) {
   float *dpk, *dpv;
   DT_CALL(prefix_of(m, l, &pk, &pv, &dpk, &dpv));
   const dt_attn_dims ad = attn_dims(m, l);
-  dt_attention_backward(m->d_qkv, dpk, dpv, m->d_att, a->att, a->lse, a->qkv,
-                        pk, pv, &ad, m->att_scratch);
+  DT_CALL(dt_attention_backward(m->d_qkv, dpk, dpv, m->d_att, a->att, a->lse, a->qkv, pk, pv, &ad,
+                                m->att_scratch));
   prefix_scatter_grad(m);
   if (dt_cfg_arch(c)->pos == DT_POS_ROPE) {
     const int qd = Q_L(m), ld = QKV_L(m);

@@ -21,11 +21,13 @@
 #include "bf16.h"
 #include "vmath.h"
 
-#define CACHE_SLOTS 64
+/* the frozen products' shapes (a few per site, micro-batch and head chunk)
+ * and attention's: 6 products a query block, one shape per block length */
+#define CACHE_SLOTS 192
 
 typedef struct {
   int used;
-  int M, N, K, trans_b, beta;
+  int M, N, K, trans_a, trans_b, lda, ldb, ldc, beta;
   dnnl_primitive_t prim;
   dnnl_memory_t a, b, c;
 } slot;
@@ -104,15 +106,23 @@ void dt_gemm_bf16_shutdown(void) {
   G.next = 0;
 }
 
+/* A product's shape and layouts: the cache's key. */
+typedef struct {
+  int M, N, K, trans_a, trans_b, lda, ldb, ldc, beta;
+} shape;
+
 /* Build the primitive of one shape into s; impl (optional) gets its name. */
-static int build(slot *s, int M, int N, int K, int trans_b, int beta, const char **impl) {
+static int build(slot *s, const shape *p, const char **impl) {
+  const int M = p->M, N = p->N, K = p->K;
   dnnl_memory_desc_t amd, bmd, cmd;
-  const dnnl_dims_t ad = {M, K}, as = {K, 1};
+  const dnnl_dims_t ad = {M, K}, as_n = {p->lda, 1}, as_t = {1, p->lda}; /* [M,K], or [K,M] read transposed */
   const dnnl_dims_t bd = {K, N};
-  const dnnl_dims_t bs_t = {1, K}, bs_n = {N, 1}; /* [N,K] read as its transpose, or [K,N] */
-  const dnnl_dims_t cd = {M, N}, cs = {N, 1};
-  DNNL_CALL(dnnl_memory_desc_init_by_strides(&amd, 2, ad, dnnl_bf16, as), "source descriptor");
-  DNNL_CALL(dnnl_memory_desc_init_by_strides(&bmd, 2, bd, dnnl_bf16, trans_b ? bs_t : bs_n),
+  const dnnl_dims_t bs_t = {1, p->ldb}, bs_n = {p->ldb, 1}; /* [N,K] read as its transpose, or [K,N] */
+  const dnnl_dims_t cd = {M, N}, cs = {p->ldc, 1};
+  const int beta = p->beta;
+  DNNL_CALL(dnnl_memory_desc_init_by_strides(&amd, 2, ad, dnnl_bf16, p->trans_a ? as_t : as_n),
+            "source descriptor");
+  DNNL_CALL(dnnl_memory_desc_init_by_strides(&bmd, 2, bd, dnnl_bf16, p->trans_b ? bs_t : bs_n),
             "weights descriptor");
   DNNL_CALL(dnnl_memory_desc_init_by_strides(&cmd, 2, cd, dnnl_f32, cs), "destination descriptor");
   dnnl_matmul_desc_t md;
@@ -148,24 +158,29 @@ static int build(slot *s, int M, int N, int K, int trans_b, int beta, const char
   DNNL_CALL(dnnl_memory_create(&s->a, &amd, G.eng, DNNL_MEMORY_NONE), "source memory");
   DNNL_CALL(dnnl_memory_create(&s->b, &bmd, G.eng, DNNL_MEMORY_NONE), "weights memory");
   DNNL_CALL(dnnl_memory_create(&s->c, &cmd, G.eng, DNNL_MEMORY_NONE), "destination memory");
-  s->M = M, s->N = N, s->K = K, s->trans_b = trans_b, s->beta = beta;
+  s->M = M, s->N = N, s->K = K, s->trans_a = p->trans_a, s->trans_b = p->trans_b;
+  s->lda = p->lda, s->ldb = p->ldb, s->ldc = p->ldc, s->beta = beta;
   s->used = 1;
   return DT_OK;
 }
 
-static int lookup(slot **out, int M, int N, int K, int trans_b, int beta) {
+static int same(const slot *s, const shape *p) {
+  return s->used && s->M == p->M && s->N == p->N && s->K == p->K && s->trans_a == p->trans_a &&
+         s->trans_b == p->trans_b && s->lda == p->lda && s->ldb == p->ldb && s->ldc == p->ldc &&
+         s->beta == p->beta;
+}
+
+static int lookup(slot **out, const shape *p) {
   DT_CALL(init());
-  for (int i = 0; i < CACHE_SLOTS; i++) {
-    slot *s = &G.cache[i];
-    if (s->used && s->M == M && s->N == N && s->K == K && s->trans_b == trans_b && s->beta == beta) {
-      *out = s;
+  for (int i = 0; i < CACHE_SLOTS; i++)
+    if (same(&G.cache[i], p)) {
+      *out = &G.cache[i];
       return DT_OK;
     }
-  }
   slot *s = &G.cache[G.next];
   G.next = (G.next + 1) % CACHE_SLOTS;
   slot_free(s);
-  DT_CALL(build(s, M, N, K, trans_b, beta, NULL));
+  DT_CALL(build(s, p, NULL));
   *out = s;
   return DT_OK;
 }
@@ -199,15 +214,22 @@ void dt_f32_to_bf16_n(uint16_t *dst, const float *src, size_t n) {
 
 int dt_gemm_bf16(float *C, const float *A, const uint16_t *B, int M, int N, int K,
                  int trans_b, float beta, uint16_t *a16) {
+  if (M > 0 && K > 0) dt_f32_to_bf16_n(a16, A, (size_t)M * K);
+  return dt_gemm_bf16_ld(C, N, a16, K, 0, B, trans_b ? K : N, trans_b, M, N, K, beta);
+}
+
+int dt_gemm_bf16_ld(float *C, int ldc, const uint16_t *A16, int lda, int trans_a,
+                    const uint16_t *B, int ldb, int trans_b, int M, int N, int K, float beta) {
   if (M == 0 || N == 0) return DT_OK;
   if (K == 0) { /* an empty sum */
-    if (beta == 0.0f) memset(C, 0, sizeof(float) * (size_t)M * N);
+    if (beta == 0.0f)
+      for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, sizeof(float) * (size_t)N);
     return DT_OK;
   }
   slot *s = NULL;
-  DT_CALL(lookup(&s, M, N, K, trans_b, beta != 0.0f));
-  dt_f32_to_bf16_n(a16, A, (size_t)M * K);
-  DNNL_CALL(dnnl_memory_set_data_handle(s->a, a16), "source handle");
+  const shape p = {M, N, K, trans_a, trans_b, lda, ldb, ldc, beta != 0.0f};
+  DT_CALL(lookup(&s, &p));
+  DNNL_CALL(dnnl_memory_set_data_handle(s->a, (void *)A16), "source handle");
   DNNL_CALL(dnnl_memory_set_data_handle(s->b, (void *)B), "weights handle");
   DNNL_CALL(dnnl_memory_set_data_handle(s->c, C), "destination handle");
   const dnnl_exec_arg_t args[3] = {
@@ -220,7 +242,8 @@ int dt_gemm_bf16(float *C, const float *A, const uint16_t *B, int M, int N, int 
 int dt_gemm_bf16_probe(const char **impl) {
   DT_CALL(init());
   slot s = {0};
-  DT_CALL(build(&s, 256, 256, 256, 1, 0, impl));
+  const shape p = {256, 256, 256, 0, 1, 256, 256, 256, 0};
+  DT_CALL(build(&s, &p, impl));
   slot_free(&s);
   return DT_OK;
 }

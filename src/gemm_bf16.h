@@ -5,7 +5,8 @@
  * (nearest even, as torch's autocast does), the bf16 weights are used as
  * stored, and the products accumulate in fp32 into an fp32 result. On a CPU
  * with AMX (Sapphire Rapids and later) oneDNN runs them on the tile unit; with
- * AVX512-BF16 on its dot-product instructions.
+ * AVX512-BF16 on its dot-product instructions. Attention's products
+ * (src/attention.c) go through dt_gemm_bf16_ld on operands it rounds itself.
  *
  * One process-wide oneDNN engine and a small cache of matmul primitives keyed
  * by shape; the caller owns the bf16 copy of the activation operand (sized by
@@ -23,6 +24,14 @@
  * beta is 0 or 1. a16 holds at least M*K elements (overwritten). */
 int dt_gemm_bf16(float *C, const float *A, const uint16_t *B, int M, int N, int K,
                  int trans_b, float beta, uint16_t *a16);
+
+/* The same on operands already in bf16, with leading dimensions:
+ * C[M,N] (row stride ldc) = beta * C + op(A16) . op(B), where
+ * trans_a = 0: A16 is [M,K] with row stride lda; 1: A16 is [K,M] (stride lda);
+ * trans_b = 1: B is [N,K] with row stride ldb; 0: B is [K,N] (stride ldb).
+ * Attention's products (src/attention.c) multiply activations this way. */
+int dt_gemm_bf16_ld(float *C, int ldc, const uint16_t *A16, int lda, int trans_a,
+                    const uint16_t *B, int ldb, int trans_b, int M, int N, int K, float beta);
 
 /* --matmul-dtype against --weights-dtype (the options' values): bf16
  * products multiply bf16 weights, stored so or dequantized from int8/nf4;

@@ -22,9 +22,10 @@
   {"weights-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16|int8|nf4", "storage of the frozen matrices (int8, nf4: the block matrices quantized; docs/usage.md)"}
 #define DT_OPTDEF_MATMUL_DTYPE                                                                \
   {"matmul-dtype", DT_OPT_CHOICE, "fp32", 0, 0, "fp32|bf16",                                  \
-   "products with the frozen matrices: fp32 (bf16 weights widened), or bf16 x bf16 with fp32 " \
-   "accumulation through oneDNN (activations rounded to bf16; int8/nf4 matrices dequantized to bf16; " \
-   "needs --weights-dtype bf16, int8 or nf4)"}
+   "products with the frozen matrices and attention's: fp32 (bf16 weights widened), or bf16 x bf16 " \
+   "with fp32 accumulation through oneDNN (activations, attention's queries, keys, values and "  \
+   "probabilities rounded to bf16; int8/nf4 matrices dequantized to bf16; needs --weights-dtype " \
+   "bf16, int8 or nf4)"}
 #define DT_OPTDEF_SHARE_WEIGHTS                                                                 \
   {"share-weights", DT_OPT_CHOICE, "auto", 0, 0, "auto|yes|no",                                 \
    "data-parallel replicas on one node map one copy of the frozen matrices (MPI-3 shared "      \

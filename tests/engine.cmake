@@ -36,6 +36,8 @@ dt_add_gradcheck(gradcheck_synth_gpt2_prompt_lastlayer synth_gpt2 --model ${SG} 
 dt_add_gradcheck(gradcheck_synth_llama_recompute synth_llama --model ${SL} ${DL} --method lora,prefix --lora-init random --prefix-tokens 2 --recompute)
 # bf16 products (--matmul-dtype bf16, oneDNN) against a double reference
 dt_add_test(test_gemm_bf16 SOURCES test_gemm_bf16.c)
+# attention's products in bf16 against its fp32 products, every layout
+dt_add_test(test_attention_bf16 SOURCES test_attention_bf16.c)
 # --matmul-dtype bf16 end to end: PEFT fixtures, fp32 products, 2 ranks --tp 2
 dt_add_test(test_bf16_products SOURCES test_bf16_products.c)
 target_link_libraries(test_bf16_products PRIVATE PkgConfig::JANSSON)

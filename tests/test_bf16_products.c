@@ -6,7 +6,8 @@
  *   - every step's loss within LOSS_TOL of transformers + PEFT's fp32 run
  *     (expected.json) and the step-0 gradients within GRAD_TOL relative L2
  *     (grads.safetensors): the rounding of weights and activations to bf16
- *     moves them by about 1e-4 and 1e-2, a wrong operand layout by O(1);
+ *     (attention's operands included) moves them by about 5e-4 and 2e-2, a
+ *     wrong operand layout by O(1);
  *   - the losses differ from the same run with fp32 products of the same
  *     bf16 weights (--matmul-dtype fp32), and by less than LOSS_TOL: the
  *     option really changes the products, and only by rounding;
@@ -35,8 +36,8 @@
 
 #include "testutil.h"
 
-#define LOSS_TOL 2e-3 /* measured <= 1.8e-4 */
-#define GRAD_TOL 5e-2 /* measured <= 1.3e-2 */
+#define LOSS_TOL 2e-3 /* measured <= 4.9e-4 (<= 1.8e-4 with attention in fp32) */
+#define GRAD_TOL 5e-2 /* measured <= 1.9e-2 (<= 1.3e-2 with attention in fp32) */
 #define AMX_TP_TOL 2e-3 /* measured 2.9e-4 */
 #define NO_AMX "env ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 "
 
