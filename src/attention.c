@@ -230,7 +230,8 @@ int dt_attention_backward(float *dqkv, float *dpk, float *dpv,
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, P - kb, hd, 1.0f,
                       dO, qd, pvb, pd, 0.0f, dS + kb, Tk);
         }
-        const uint16_t *q16 = o.q16 + (int64_t)i0 * hd, *do16 = o.do16 + (int64_t)i0 * hd;
+        const uint16_t *q16 = d->bf16 ? o.q16 + (int64_t)i0 * hd : NULL;
+        const uint16_t *do16 = d->bf16 ? o.do16 + (int64_t)i0 * hd : NULL;
         if (d->bf16) { /* the scores unscaled, as in the forward */
           DT_CALL(dt_gemm_bf16_ld(S + P + r0, Tk, q16, hd, 0, o.k16 + (int64_t)r0 * hd, hd, 1, nq,
                                   nk - r0, hd, 0.0f));
