@@ -21,13 +21,16 @@
 #include "bf16.h"
 #include "vmath.h"
 
-/* the frozen products' shapes (a few per site, micro-batch and head chunk)
- * and attention's: 6 products a query block, one shape per block length */
-#define CACHE_SLOTS 192
+#define CACHE_SLOTS DT_GEMM_BF16_CACHE
+
+/* A product's shape and layouts: the cache's key. */
+typedef struct {
+  int M, N, K, trans_a, trans_b, lda, ldb, ldc, beta;
+} shape;
 
 typedef struct {
   int used;
-  int M, N, K, trans_a, trans_b, lda, ldb, ldc, beta;
+  shape key;
   dnnl_primitive_t prim;
   dnnl_memory_t a, b, c;
 } slot;
@@ -106,11 +109,6 @@ void dt_gemm_bf16_shutdown(void) {
   G.next = 0;
 }
 
-/* A product's shape and layouts: the cache's key. */
-typedef struct {
-  int M, N, K, trans_a, trans_b, lda, ldb, ldc, beta;
-} shape;
-
 /* Build the primitive of one shape into s; impl (optional) gets its name. */
 static int build(slot *s, const shape *p, const char **impl) {
   const int M = p->M, N = p->N, K = p->K;
@@ -158,16 +156,16 @@ static int build(slot *s, const shape *p, const char **impl) {
   DNNL_CALL(dnnl_memory_create(&s->a, &amd, G.eng, DNNL_MEMORY_NONE), "source memory");
   DNNL_CALL(dnnl_memory_create(&s->b, &bmd, G.eng, DNNL_MEMORY_NONE), "weights memory");
   DNNL_CALL(dnnl_memory_create(&s->c, &cmd, G.eng, DNNL_MEMORY_NONE), "destination memory");
-  s->M = M, s->N = N, s->K = K, s->trans_a = p->trans_a, s->trans_b = p->trans_b;
-  s->lda = p->lda, s->ldb = p->ldb, s->ldc = p->ldc, s->beta = beta;
+  s->key = *p;
   s->used = 1;
   return DT_OK;
 }
 
 static int same(const slot *s, const shape *p) {
-  return s->used && s->M == p->M && s->N == p->N && s->K == p->K && s->trans_a == p->trans_a &&
-         s->trans_b == p->trans_b && s->lda == p->lda && s->ldb == p->ldb && s->ldc == p->ldc &&
-         s->beta == p->beta;
+  const shape *k = &s->key;
+  return s->used && k->M == p->M && k->N == p->N && k->K == p->K && k->trans_a == p->trans_a &&
+         k->trans_b == p->trans_b && k->lda == p->lda && k->ldb == p->ldb && k->ldc == p->ldc &&
+         k->beta == p->beta;
 }
 
 static int lookup(slot **out, const shape *p) {

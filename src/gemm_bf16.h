@@ -25,6 +25,11 @@
 int dt_gemm_bf16(float *C, const float *A, const uint16_t *B, int M, int N, int K,
                  int trans_b, float beta, uint16_t *a16);
 
+/* Primitives kept (one per shape and layout, evicted round-robin): the
+ * frozen products' shapes (a few per site, micro-batch and head chunk) and
+ * attention's (6 products a block of queries, one shape per block length). */
+#define DT_GEMM_BF16_CACHE 192
+
 /* The same on operands already in bf16, with leading dimensions:
  * C[M,N] (row stride ldc) = beta * C + op(A16) . op(B), where
  * trans_a = 0: A16 is [M,K] with row stride lda; 1: A16 is [K,M] (stride lda);

@@ -10,7 +10,8 @@
  * of beta = 1 adds one rounding). Shapes: both weight
  * layouts (y = x W^T, dx = dy W), beta 0 and 1, odd sizes, one row, an empty
  * sum, the cache's reuse (the same shape twice on new data) and eviction
- * (more shapes than it keeps). The rounding itself is checked bit for bit on
+ * (more shapes than it keeps); dt_gemm_bf16_ld's leading dimensions and
+ * transposed source, with C's padding left alone. The rounding itself is checked bit for bit on
  * ties, subnormals, overflow, infinities and NaN. */
 #include <math.h>
 #include <stdio.h>
@@ -80,13 +81,61 @@ static void test_shapes(void **state) {
       }
 }
 
+/* dt_gemm_bf16_ld: operands already in bf16 with leading dimensions wider
+ * than their rows, A read as stored or transposed, B both ways, beta 0 and
+ * 1, against the double reference; the padding of C must stay as it was. */
+static void check_ld(int M, int N, int K, int trans_a, int trans_b, int beta) {
+  const int ar = trans_a ? K : M, ac = trans_a ? M : K, lda = ac + 3;
+  const int br = trans_b ? N : K, bc = trans_b ? K : N, ldb = bc + 5, ldc = N + 2;
+  uint16_t *A = malloc(sizeof(uint16_t) * (size_t)ar * lda);
+  uint16_t *B = malloc(sizeof(uint16_t) * (size_t)br * ldb);
+  float *C = malloc(sizeof(float) * (size_t)M * ldc), *C0 = malloc(sizeof(float) * (size_t)M * ldc);
+  assert_true(A && B && C && C0);
+  for (size_t i = 0; i < (size_t)ar * lda; i++) A[i] = dt_f32_to_bf16(2.0f * unif_pm1());
+  for (size_t i = 0; i < (size_t)br * ldb; i++) B[i] = dt_f32_to_bf16(unif_pm1());
+  for (size_t i = 0; i < (size_t)M * ldc; i++) C0[i] = C[i] = 10.0f * unif_pm1();
+  assert_int_equal(dt_gemm_bf16_ld(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K,
+                                   beta ? 1.0f : 0.0f),
+                   DT_OK);
+  for (int i = 0; i < M; i++) {
+    for (int j = N; j < ldc; j++)
+      if (C[(size_t)i * ldc + j] != C0[(size_t)i * ldc + j])
+        fail_msg("trans_a=%d trans_b=%d: the padding C[%d,%d] was written", trans_a, trans_b, i, j);
+    for (int j = 0; j < N; j++) {
+      double ref = beta ? C0[(size_t)i * ldc + j] : 0.0, mag = fabs(ref);
+      for (int k = 0; k < K; k++) {
+        const double a = dt_bf16_to_f32(trans_a ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
+        const double b = dt_bf16_to_f32(trans_b ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+        ref += a * b;
+        mag += fabs(a * b);
+      }
+      const double err = fabs((double)C[(size_t)i * ldc + j] - ref);
+      if (!(err <= ldexp(mag, -24) * (K + 2) + 1e-30))
+        fail_msg("M=%d N=%d K=%d trans_a=%d trans_b=%d beta=%d: C[%d,%d] = %.9g, reference %.9g", M,
+                 N, K, trans_a, trans_b, beta, i, j, C[(size_t)i * ldc + j], ref);
+    }
+  }
+  free(A), free(B), free(C), free(C0);
+}
+
+static void test_leading_dims(void **state) {
+  (void)state;
+  static const int shapes[][3] = {{64, 96, 32}, {96, 32, 64}, {1, 17, 9}, {33, 1, 70}};
+  for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+    for (int ta = 0; ta < 2; ta++)
+      for (int tb = 0; tb < 2; tb++)
+        for (int beta = 0; beta < 2; beta++)
+          check_ld(shapes[s][0], shapes[s][1], shapes[s][2], ta, tb, beta);
+}
+
 /* The same shape again on other data (a cached primitive, rebound), then
  * more distinct shapes than the cache holds, then the first again. */
 static void test_cache(void **state) {
   (void)state;
   assert_true(check_one(48, 40, 24, 1, 0) <= 1.0);
   assert_true(check_one(48, 40, 24, 1, 0) <= 1.0);
-  for (int k = 1; k <= 80; k++) assert_true(check_one(3, 5, k, k & 1, (k >> 1) & 1) <= 1.0);
+  for (int k = 1; k <= DT_GEMM_BF16_CACHE + 16; k++)
+    assert_true(check_one(3, 5, k, k & 1, (k >> 1) & 1) <= 1.0);
   assert_true(check_one(48, 40, 24, 1, 0) <= 1.0);
 }
 
@@ -174,6 +223,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rounding), cmocka_unit_test(test_empty),
       cmocka_unit_test(test_shapes),   cmocka_unit_test(test_cache),
+      cmocka_unit_test(test_leading_dims),
       cmocka_unit_test(test_probe),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
