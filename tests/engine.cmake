@@ -38,6 +38,8 @@ dt_add_gradcheck(gradcheck_synth_llama_recompute synth_llama --model ${SL} ${DL}
 dt_add_test(test_gemm_bf16 SOURCES test_gemm_bf16.c)
 # attention's products in bf16 against its fp32 products, every layout
 dt_add_test(test_attention_bf16 SOURCES test_attention_bf16.c)
+# attention's fp32 products (AVX-512 tile, no packing) against a double reference
+dt_add_test(test_sgemm_small SOURCES test_sgemm_small.c)
 # --matmul-dtype bf16 end to end: PEFT fixtures, fp32 products, 2 ranks --tp 2
 dt_add_test(test_bf16_products SOURCES test_bf16_products.c)
 target_link_libraries(test_bf16_products PRIVATE PkgConfig::JANSSON)
