@@ -550,17 +550,19 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
   } else if (dt_site_row_parallel(s)) {
     /* row-parallel: partial products (computed where the group's sum reads
      * them), g = sum over the tensor group, bias */
-    float *part = y;
-    if (m->bb->dist) DT_CALL(dt_tp_sum_part(m->bb->dist, y, (size_t)N * out, &part));
-    DT_CALL(frozen_xwt(m, part, xin, &L->lin[s], NULL, N, in, out));
-    if (m->bb->dist) {
+    if (!m->bb->dist) { /* one rank: no sum, the bias goes in with the product */
+      DT_CALL(frozen_xwt(m, y, xin, &L->lin[s], L->bias[s].v, N, in, out));
+    } else {
+      float *part = y;
+      DT_CALL(dt_tp_sum_part(m->bb->dist, y, (size_t)N * out, &part));
+      DT_CALL(frozen_xwt(m, part, xin, &L->lin[s], NULL, N, in, out));
       if (yv && !any_post(m, l, s))
         return dt_tp_sum_view(m->bb->dist, y, part, (size_t)N * out, L->bias[s].v, (size_t)out, yv);
       DT_CALL(dt_tp_sum_into(m->bb->dist, y, part, (size_t)N * out));
+      if (L->bias[s].v)
+        for (int i = 0; i < N; i++)
+          for (int j = 0; j < out; j++) y[(size_t)i * out + j] += L->bias[s].v[j];
     }
-    if (L->bias[s].v)
-      for (int i = 0; i < N; i++)
-        for (int j = 0; j < out; j++) y[(size_t)i * out + j] += L->bias[s].v[j];
   } else {
     DT_CALL(frozen_xwt(m, y, xin, &L->lin[s], L->bias[s].v, N, in, out));
   }
