@@ -72,7 +72,7 @@ peft_run() { # precision -> "step tokens/s peak_MB"
   pj=$(OMP_NUM_THREADS=$(nproc) "$PY" bench/peer/peft_peer.py --layers 24 --d 2048 --heads 16 --batch 4 \
          --seq 512 --steps "$STEPS" --threads "$(nproc)" --precision "$1")
   echo "floors.sh: PEFT $1: $pj" >&2
-  "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["median_step_s"], d["tokens_per_s"], d["peak_rss_mb"])' "$pj"
+  "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.3f %.1f %.0f" % (d["median_step_s"], d["tokens_per_s"], d["peak_rss_mb"]))' "$pj"
 }
 need() { [[ -n $1 ]] || { echo "floors.sh: $2 gave no figures (see above)" >&2; exit 1; }; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }'; }
