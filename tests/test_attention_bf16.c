@@ -29,18 +29,11 @@
 #define MIN_DIFF 1e-5
 
 static uint64_t g_state = 0x9e3779b97f4a7c15ull;
-static float unif_pm1(void) { /* xorshift64*, test-local */
-  g_state ^= g_state >> 12;
-  g_state ^= g_state << 25;
-  g_state ^= g_state >> 27;
-  const uint64_t r = g_state * 2685821657736338717ull;
-  return (float)((double)(r >> 11) / 4503599627370496.0 - 1.0);
-}
 
 static float *randv(size_t n, float amp) {
   float *v = malloc(sizeof(float) * (n ? n : 1));
   assert_non_null(v);
-  for (size_t i = 0; i < n; i++) v[i] = amp * unif_pm1();
+  for (size_t i = 0; i < n; i++) v[i] = amp * dt_test_rand_pm1(&g_state);
   return v;
 }
 

@@ -16,14 +16,9 @@
 #include "fastfood.h"
 #include "testutil.h"
 
-/* A test-local generator (xorshift64*), independent of base/rng.h. */
+/* testutil's generator (xorshift64*), independent of base/rng.h */
 static uint64_t g_state = 0x9d2c5680a1b2c3d4ull;
-static uint64_t next_u64(void) {
-  g_state ^= g_state >> 12;
-  g_state ^= g_state << 25;
-  g_state ^= g_state >> 27;
-  return g_state * 0x2545f4914f6cdd1dull;
-}
+static uint64_t next_u64(void) { return dt_test_rand_u64(&g_state); }
 static double unif(void) { return (double)(next_u64() >> 11) / 9007199254740992.0; }
 static double gauss(void) {
   double u1 = unif(), u2 = unif();

@@ -23,15 +23,9 @@
 #include "safetensors.h"
 #include "testutil.h"
 
-/* A test-local generator (xorshift64*), independent of base/rng.h. */
+/* testutil's generator (xorshift64*), independent of base/rng.h */
 static uint64_t g_state = 0x51ab3c7e9d2f4a61ull;
-static uint64_t next_u64(void) {
-  g_state ^= g_state >> 12;
-  g_state ^= g_state << 25;
-  g_state ^= g_state >> 27;
-  return g_state * 0x2545f4914f6cdd1dull;
-}
-static float unif_pm1(void) { return (float)((double)(next_u64() >> 11) / 4503599627370496.0 - 1.0); }
+static float unif_pm1(void) { return dt_test_rand_pm1(&g_state); }
 
 /* One product of shape (M, N, K) in layout trans_b with beta; returns the
  * worst error relative to its bound (must be <= 1). */
@@ -193,7 +187,7 @@ static void test_rounding(void **state) {
   assert_non_null(h);
   for (int off = 0; off < 64; off++) {
     for (int i = 0; i < L; i++) {
-      const uint32_t bits = (uint32_t)next_u64();
+      const uint32_t bits = (uint32_t)dt_test_rand_u64(&g_state);
       memcpy(&g[i], &bits, sizeof bits);
     }
     for (int i = 0; i < N; i++) memcpy(&g[off + 37 * i], &cases[i].in, sizeof(float));

@@ -23,18 +23,11 @@
 #define SENTINEL 12345.0f
 
 static uint64_t g_state = 0x2545f4914f6cdd1dull;
-static float unif_pm1(void) { /* xorshift64*, test-local */
-  g_state ^= g_state >> 12;
-  g_state ^= g_state << 25;
-  g_state ^= g_state >> 27;
-  const uint64_t r = g_state * 2685821657736338717ull;
-  return (float)((double)(r >> 11) / 4503599627370496.0 - 1.0);
-}
 
 static float *randv(size_t n) {
   float *v = malloc(sizeof(float) * (n ? n : 1));
   assert_non_null(v);
-  for (size_t i = 0; i < n; i++) v[i] = unif_pm1();
+  for (size_t i = 0; i < n; i++) v[i] = dt_test_rand_pm1(&g_state);
   return v;
 }
 

@@ -32,6 +32,19 @@ const char *dt_test_data(const char *rel) {
   return rotate("%s/%s", DT_TESTDATA_DIR, rel);
 }
 
+uint64_t dt_test_rand_u64(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *state = x;
+  return x * 0x2545f4914f6cdd1dull;
+}
+
+float dt_test_rand_pm1(uint64_t *state) {
+  return (float)((double)(dt_test_rand_u64(state) >> 11) / 4503599627370496.0 - 1.0);
+}
+
 int dt_test_count(const char *hay, const char *needle) {
   int n = 0;
   for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;

@@ -44,6 +44,10 @@ void dt_test_unavailable(const char *why);
  * Returns the exit status (or -1 if it could not run / was signalled). */
 int dt_test_run(char **out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* A test-local generator (xorshift64*, independent of base/rng.h): the
+ * next 64 bits from *state, and a float uniform in [-1, 1) made of them. */
+uint64_t dt_test_rand_u64(uint64_t *state);
+float dt_test_rand_pm1(uint64_t *state);
 /* How often needle occurs in hay. */
 int dt_test_count(const char *hay, const char *needle);
 /* Fail the test (naming `what`) unless out holds needle. */
