@@ -103,7 +103,7 @@ static long bf16_elems(const dt_attn_dims *d) {
  * [hd, T] with rows TPAD(T) apart (scores q k^T, dP = dO v^T), and keys,
  * queries and output gradients as rows [T, hd] (dQ = dS k, dK = dS^T q,
  * dV = S^T dO); the forward keeps its values [T, hd] where the backward's
- * transposed values go. Their rows are TPAD(T) apart. */
+ * transposed values go. */
 typedef struct {
   float *kt, *vt, *vc, *kc, *qc, *doc;
 } f32_ops;
