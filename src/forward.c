@@ -489,14 +489,17 @@ static const uint16_t *product_bf16(dt_model *m, const dt_mat *W) {
 
 /* y[N,out] = b + x[N,in] W^T with a frozen (or trained) matrix: fp32, bf16
  * widened to fp32, or bf16 products (--matmul-dtype bf16); a quantized one
- * dequantized tile by tile (fp32 products) or whole into bf16 (bf16 ones). */
-static int frozen_xwt(dt_model *m, float *y, const float *x, const dt_mat *W, const float *b,
-                      int N, int in, int out) {
+ * dequantized tile by tile (fp32 products) or whole into bf16 (bf16 ones).
+ * x16: NULL, or x already rounded to bf16 (norm_fwd16) for a bf16 product. */
+static int frozen_xwt(dt_model *m, float *y, const float *x, const uint16_t *x16, const dt_mat *W,
+                      const float *b, int N, int in, int out) {
   if (N == 0 || out == 0) return DT_OK;
   const uint16_t *w16 = product_bf16(m, W);
   if (w16) {
     if (b)
       for (int i = 0; i < N; i++) memcpy(y + (size_t)i * out, b, sizeof(float) * out);
+    if (x16 && in > 0)
+      return dt_gemm_bf16_ld(y, out, x16, in, 0, w16, in, 1, N, out, in, b ? 1.0f : 0.0f);
     return dt_gemm_bf16(y, x, w16, N, out, in, 1, b ? 1.0f : 0.0f, m->a16);
   }
   if (W->qm.type) dt_qmat_xwt(&W->qm, y, x, b, N, m->qtile);
@@ -517,12 +520,13 @@ static int frozen_dyw(dt_model *m, float *dx, const float *dy, const dt_mat *W, 
   return DT_OK;
 }
 
-/* y [N,out] = the site's output of x [N,in]. yv NULL, or *yv = where the
+/* y [N,out] = the site's output of x [N,in]; x16 NULL, or x rounded to
+ * bf16 for the site's bf16 product (norm_fwd16). yv NULL, or *yv = where the
  * output is: y, or, for a row-parallel site without post hooks, the tensor
  * group's shared sum with the bias added, read-only until the next
  * tensor-group sum (dt_tp_sum_view: no copy into y). */
-static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
-                        const float *x, float *y, int train, const float **yv) {
+static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s, const float *x,
+                        const uint16_t *x16, float *y, int train, const float **yv) {
   const int N = m->B * m->T, in = dt_site_in_l(m, s), out = dt_site_out_l(m, s);
   dt_site_io io = {l, (dt_site)s, N, in, out, x, y, NULL, train};
   const float *xin = x;
@@ -538,6 +542,7 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
         DT_CALL(m->methods[k]->ops->pre_fwd(m->methods[k], &sub, (float *)sub.x));
       }
   }
+  if (xin != x) x16 = NULL; /* the hooks changed the input: its rounding is stale */
   const dt_layer *L = &m->bb->layers[l];
   if (yv) *yv = y;
   if (m->tp_gemm && dt_model_tp(m) > 1) {
@@ -551,11 +556,11 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
     /* row-parallel: partial products (computed where the group's sum reads
      * them), g = sum over the tensor group, bias */
     if (!m->bb->dist) { /* one rank: no sum, the bias goes in with the product */
-      DT_CALL(frozen_xwt(m, y, xin, &L->lin[s], L->bias[s].v, N, in, out));
+      DT_CALL(frozen_xwt(m, y, xin, x16, &L->lin[s], L->bias[s].v, N, in, out));
     } else {
       float *part = y;
       DT_CALL(dt_tp_sum_part(m->bb->dist, y, (size_t)N * out, &part));
-      DT_CALL(frozen_xwt(m, part, xin, &L->lin[s], NULL, N, in, out));
+      DT_CALL(frozen_xwt(m, part, xin, x16, &L->lin[s], NULL, N, in, out));
       if (yv && !any_post(m, l, s))
         return dt_tp_sum_view(m->bb->dist, y, part, (size_t)N * out, L->bias[s].v, (size_t)out, yv);
       DT_CALL(dt_tp_sum_into(m->bb->dist, y, part, (size_t)N * out));
@@ -564,7 +569,7 @@ static int site_forward(dt_model *m, dt_layer_acts *a, int l, int s,
           for (int j = 0; j < out; j++) y[(size_t)i * out + j] += L->bias[s].v[j];
     }
   } else {
-    DT_CALL(frozen_xwt(m, y, xin, &L->lin[s], L->bias[s].v, N, in, out));
+    DT_CALL(frozen_xwt(m, y, xin, x16, &L->lin[s], L->bias[s].v, N, in, out));
   }
   io.x = xin;
   for (int k = 0; k < m->n_methods; k++)
@@ -644,6 +649,37 @@ static void norm_fwd(const dt_model *m, float *out, float *stat, const float *x,
   else
     dt_rmsnorm_forward(out, stat, x, w->v, dt_cfg_arch(c)->norm_plus_one ? 1.0f : 0.0f, N,
                        c->d_model, c->norm_eps);
+}
+
+/* Rows the norm and the rounding pass over together (norm_fwd16): 16 rows
+ * of d 5120 are 320 KB, in L2. */
+#define NORM16_ROWS 16
+
+/* norm_fwd, and with out16 the output rounded to bf16 as well, 16 rows at a
+ * time while they are in cache: the input of the next bf16 product, which
+ * then skips its own rounding pass over [N, d] in memory. */
+static void norm_fwd16(const dt_model *m, float *out, uint16_t *out16, float *stat, const float *x,
+                       const dt_vec *w, const dt_vec *b, int N) {
+  if (!out16) {
+    norm_fwd(m, out, stat, x, w, b, N);
+    return;
+  }
+  const size_t d = (size_t)m->bb->cfg.d_model;
+  for (int r0 = 0; r0 < N; r0 += NORM16_ROWS) {
+    const int n = N - r0 < NORM16_ROWS ? N - r0 : NORM16_ROWS;
+    norm_fwd(m, out + r0 * d, stat + 2 * (size_t)r0, x + r0 * d, w, b, n);
+    dt_f32_to_bf16_n(out16 + r0 * d, out + r0 * d, (size_t)n * d);
+  }
+}
+
+/* Where norm_fwd16 may round a norm's output for site s of layer l: the
+ * site multiplies bf16 weights (stored or quantized) with bf16 products,
+ * its input reaches the product unchanged (no pre hooks) and not through
+ * the PxGEMM formulation. NULL: the product rounds its input itself. */
+static uint16_t *norm_out16(dt_model *m, int l, int s) {
+  const dt_mat *W = &m->bb->layers[l].lin[s];
+  if (!m->matmul_bf16 || any_pre(m, l, s) || (m->tp_gemm && dt_model_tp(m) > 1)) return NULL;
+  return W->qm.type || W->w16 ? m->a16 : NULL;
 }
 
 static void norm_bwd(const dt_model *m, float *dx, const float *dout,
@@ -729,8 +765,9 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   float *x1 = m->x_shared ? m->xf : a->x1;
   if (m->x_shared) store_rows(m, a->x, xin);
   else if (a->x != xin) memcpy(a->x, xin, sizeof(float) * (size_t)N * d);
-  norm_fwd(m, a->ln1, a->ln1_stat, x, &L->ln1_w, &L->ln1_b, N);
-  DT_CALL(site_forward(m, a, l, DT_SITE_QKV, a->ln1, a->qkv, train, NULL));
+  uint16_t *x16 = norm_out16(m, l, DT_SITE_QKV);
+  norm_fwd16(m, a->ln1, x16, a->ln1_stat, x, &L->ln1_w, &L->ln1_b, N);
+  DT_CALL(site_forward(m, a, l, DT_SITE_QKV, a->ln1, x16, a->qkv, train, NULL));
   const int qd = Q_L(m), ld = QKV_L(m);
   if (dt_cfg_arch(c)->pos == DT_POS_ROPE) {
     const int rd = dt_cfg_rope_dim(c);
@@ -748,18 +785,21 @@ static int layer_forward(dt_model *m, dt_layer_acts *a, int l, const float *xin,
   const float *ov = o;   /* the branch output: o, or the group's sum */
   const int post = dt_cfg_arch(c)->post_norms;
   /* post_norms: the branch output is kept (ao, fo) and its norm added */
-  DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, post ? a->ao : o, train, post ? NULL : &ov));
+  DT_CALL(site_forward(m, a, l, DT_SITE_ATTN_OUT, a->att, NULL, post ? a->ao : o, train,
+                       post ? NULL : &ov));
   if (post) norm_fwd(m, o, a->ao_stat, a->ao, &L->pn1_w, &L->ln1_b, N);
   for (size_t i = 0; i < (size_t)N * d; i++) x1[i] = x[i] + ov[i];
   if (m->x_shared) store_rows(m, a->x1, x1);
   /* GPT-NeoX's parallel residual: the FFN reads the block input, and the
    * block's output is x + attention + FFN */
-  norm_fwd(m, a->ln2, a->ln2_stat, c->parallel_residual ? x : x1, dt_layer_ffn_norm_w(L, c),
-           dt_layer_ffn_norm_b(L, c), N);
-  DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, a->fc, train, NULL));
+  x16 = norm_out16(m, l, DT_SITE_FC);
+  norm_fwd16(m, a->ln2, x16, a->ln2_stat, c->parallel_residual ? x : x1, dt_layer_ffn_norm_w(L, c),
+             dt_layer_ffn_norm_b(L, c), N);
+  DT_CALL(site_forward(m, a, l, DT_SITE_FC, a->ln2, x16, a->fc, train, NULL));
   dt_ffn_act_forward(dt_cfg_act(c), a->act, a->fc, N, FFN_L(m));
   ov = o;
-  DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, post ? a->fo : o, train, post ? NULL : &ov));
+  DT_CALL(site_forward(m, a, l, DT_SITE_PROJ, a->act, NULL, post ? a->fo : o, train,
+                       post ? NULL : &ov));
   if (post) norm_fwd(m, o, a->fo_stat, a->fo, &L->pn2_w, &L->ln2_b, N);
   for (size_t i = 0; i < (size_t)N * d; i++) xout[i] = x1[i] + ov[i];
   return DT_OK;
@@ -1160,7 +1200,7 @@ int dt_model_backward(dt_model *m) {
 int dt_fwd_site(dt_model *m, int l, int s, int B, int T, const float *x, float *y) {
   const int B0 = m->B, T0 = m->T;
   m->B = B, m->T = T; /* the pass's rows: site_forward and the hooks read them */
-  const int rc = site_forward(m, &m->acts[0], l, s, x, y, 0, NULL);
+  const int rc = site_forward(m, &m->acts[0], l, s, x, NULL, y, 0, NULL);
   m->B = B0, m->T = T0;
   return rc;
 }
