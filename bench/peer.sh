@@ -20,6 +20,10 @@
 #
 # usage: bash bench/peer.sh [BUILD_DIR]        (about 7 minutes on 2 cores)
 #   env: STEPS (5), SEQ (512), SHAPES ("gpt2 llama"), PY (/usr/bin/python3),
+#        ROUNDS (1: each run ROUNDS times, deltatune and the peer in turn, and
+#        the table takes the run of the median step; the steps of every round
+#        are printed under it: this machine's spread between runs is larger
+#        than one run's),
 #        PEER_INTRAOP (torch.set_num_threads of the peer; default = its
 #        OPENBLAS_NUM_THREADS, the row's thread count)
 # The peer needs Debian's python3-torch (installed here with apt-get when
@@ -32,6 +36,7 @@ BUILD=${1:-build}
 BIN="$BUILD/deltatune"
 PY=${PY:-/usr/bin/python3}
 STEPS=${STEPS:-5}
+ROUNDS=${ROUNDS:-1}
 SEQ=${SEQ:-512}
 SHAPES=${SHAPES:-"gpt2 llama"}
 PEER=bench/peer/peer.py
@@ -105,7 +110,11 @@ run_peer() {
     --seq "$SEQ" --rows 4 --batch 1 --steps "$STEPS" --threads "${PEER_INTRAOP:-$th}" --rank 8 --alpha 16
 }
 
+# the line of the median first field (the lower of the two middle ones)
+median_line() { sort -g -k1,1 | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
+
 rows=()
+spread=()
 sg1=0
 core=""
 for shape in $SHAPES; do
@@ -113,21 +122,39 @@ for shape in $SHAPES; do
   for cfg in "1 1" "1 2" "2 1"; do
     read -r np th <<<"$cfg"
     cores=$((np * th))
-    res=$(run_dt "$shape" "$np" "$th")
+    # ROUNDS runs of deltatune, the peer's in turn (once per thread count:
+    # the 2-rank row compares with the 2-thread peer runs)
+    dts=""; pjs=""
+    need_peer=0
+    if [[ $cores == 1 && -z "$pj1" ]] || [[ $cores == 2 && -z "$pj2" ]]; then need_peer=1; fi
+    for ((k = 1; k <= ROUNDS; k++)); do
+      res=$(run_dt "$shape" "$np" "$th")
+      dts+="$res"$'\n'
+      read -r dstep _ _ _ dsg _ <<<"$res"
+      [[ $np == 1 && $th == 1 ]] && sg1=$(awk -v a="$dsg" -v b="$sg1" 'BEGIN { print (a > b ? a : b) }')
+      if [[ $need_peer == 1 ]]; then
+        p=$(run_peer "$shape" "$cores")
+        echo "peer $shape threads=$cores round $k: $p" >&2
+        pjs+="$(jget "$p" median_step_s) $p"$'\n'
+      fi
+    done
+    res=$(printf '%s' "$dts" | median_line)
     read -r dstep dtps dgf drss dsg dcore dl0 <<<"$res"
     core=$dcore
-    [[ $np == 1 && $th == 1 ]] && sg1=$(awk -v a="$dsg" -v b="$sg1" 'BEGIN { print (a > b ? a : b) }')
     echo "deltatune $shape ranks=$np threads=$th: median step ${dstep}s, $dtps tokens/s, peak RSS/rank $drss MB, loss0 $dl0, sgemm $dsg GFLOP/s ($dcore)" >&2
-    # the peer: once per thread count (the 2-rank row compares with 2 threads)
-    if [[ $cores == 1 && -z "$pj1" ]]; then pj1=$(run_peer "$shape" 1); echo "peer $shape threads=1: $pj1" >&2; fi
-    if [[ $cores == 2 && -z "$pj2" ]]; then pj2=$(run_peer "$shape" 2); echo "peer $shape threads=2: $pj2" >&2; fi
-    if [[ $cores == 1 ]]; then pj=$pj1; else pj=$pj2; fi
+    if [[ $need_peer == 1 ]]; then
+      pj=$(printf '%s' "$pjs" | median_line | cut -d' ' -f2-)
+      if [[ $cores == 1 ]]; then pj1=$pj; psteps1=$(printf '%s' "$pjs" | awk '{ printf "%.3f ", $1 }');
+      else pj2=$pj; psteps2=$(printf '%s' "$pjs" | awk '{ printf "%.3f ", $1 }'); fi
+    fi
+    if [[ $cores == 1 ]]; then pj=$pj1; psteps=$psteps1; else pj=$pj2; psteps=$psteps2; fi
     res=$(jget "$pj" median_step_s tokens_per_s peak_rss_mb mm1024_gflops torch blas_core)
     read -r pstep ptps prss pmm ptorch pcore <<<"$res"
     if [[ $np == 1 ]]; then layout="1 rank x $th thread$([[ $th == 1 ]] || echo s)"; else layout="$np ranks (--tp $np) x $th thread"; fi
     drss_tot=$(awk -v a="$drss" -v n="$np" 'BEGIN { printf "%.0f", a * n }')
     # model FLOP/s of the peer: the same FLOPs per token (same workload)
     pgf=$(awk -v g="$dgf" -v a="$dtps" -v b="$ptps" 'BEGIN { printf "%.1f", g / a * b }')
+    spread+=("$shape, $layout: deltatune $(printf '%s' "$dts" | cut -d' ' -f1 | tr '\n' ' ')/ peer $psteps")
     rows+=("$shape|$cores|$layout|$dstep|$(fmt "$pstep" %.3f)|$dtps|$(fmt "$ptps" %.0f)|$(awk -v a="$dtps" -v b="$ptps" 'BEGIN { printf "%.2f", a / b }')|$drss_tot$([[ $np == 1 ]] || echo " ($np x $drss)")|$(fmt "$prss" %.0f)|$(awk -v a="$drss_tot" -v b="$prss" 'BEGIN { printf "%.2f", a / b }')|$dgf / $pgf|$cores")
   done
 done
@@ -135,7 +162,7 @@ done
 # ---- 3. the table (fraction of the cores' sgemm peak: cores x the best
 #         1-thread deltatune sgemm 1024^3 measured above)
 echo
-echo "$(date -u +%Y-%m-%d), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') ($(nproc) cores), OpenBLAS core $core${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE)}, torch $ptorch (BLAS: OpenBLAS $pcore), seq $SEQ, batch 1, $STEPS steps (median of steps 1-$((STEPS - 1))), 1-thread sgemm 1024^3 $sg1 GFLOP/s; nice $(nice), load average $load0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end; $(( $(date +%s) - t_begin )) s in all"
+echo "$(date -u +%Y-%m-%d), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') ($(nproc) cores), OpenBLAS core $core${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE)}, torch $ptorch (BLAS: OpenBLAS $pcore), seq $SEQ, batch 1, $STEPS steps (median of steps 1-$((STEPS - 1)))$([[ $ROUNDS == 1 ]] || echo ", $ROUNDS rounds (the run of the median step)"), 1-thread sgemm 1024^3 $sg1 GFLOP/s; nice $(nice), load average $load0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end; $(( $(date +%s) - t_begin )) s in all"
 echo
 echo "| shape | cores | deltatune layout | median step deltatune (s) | median step peer (s) | tokens/s deltatune | tokens/s peer | tokens/s ratio | peak RSS deltatune (MB) | peak RSS peer (MB) | RSS ratio | model GFLOP/s deltatune / peer | fraction of sgemm peak deltatune / peer |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -144,3 +171,8 @@ for r in "${rows[@]}"; do
   frac=$(awk -v g="$g" -v p="$sg1" -v c="$k" 'BEGIN { split(g, v, " / "); printf "%.0f%% / %.0f%%", 100 * v[1] / (p * c), 100 * v[2] / (p * c) }')
   echo "| $s | $c | $l | $a | $b | $t | $u | $x | $m | $n | $y | $g | $frac |"
 done
+if [[ $ROUNDS != 1 ]]; then
+  echo
+  echo "Median steps (s) of each round:"
+  for r in "${spread[@]}"; do echo "- $r"; done
+fi
