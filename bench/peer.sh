@@ -37,6 +37,7 @@ BIN="$BUILD/deltatune"
 PY=${PY:-/usr/bin/python3}
 STEPS=${STEPS:-5}
 ROUNDS=${ROUNDS:-1}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "peer.sh: ROUNDS must be a positive whole number (got '$ROUNDS')" >&2; exit 2; }
 SEQ=${SEQ:-512}
 SHAPES=${SHAPES:-"gpt2 llama"}
 PEER=bench/peer/peer.py
